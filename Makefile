@@ -1,0 +1,73 @@
+# Entry points. Set-up on a fresh machine: `make demo` (lab + deploy) or `make test`.
+VENV ?= .venv
+PY = $(VENV)/bin/python
+PYINFRA = $(VENV)/bin/pyinfra
+INVENTORY ?= inventories/lab.py
+OUT ?= out
+NODES ?= 3
+# Debian packages the host needs: the real haproxy and keepalived binaries check rendered
+# configs; the rest builds and runs the lab.
+HOST_PACKAGES = haproxy keepalived socat iproute2 debootstrap systemd-container apt-cacher-ng \
+	mariadb-client curl
+
+.PHONY: setup host-packages venv demo deploy verify render preflight test test-unit test-lab \
+	lab-up lab-down bench-deploy bench-failover clean
+
+setup: host-packages venv
+
+host-packages: .stamp-host-packages
+.stamp-host-packages:
+	@missing=$$(for p in $(HOST_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing host packages: $$missing"; \
+		timeout 600 apt-get update -q && DEBIAN_FRONTEND=noninteractive timeout 1200 apt-get install -y -q $$missing; \
+	fi
+	@touch $@
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements.txt
+	@touch $@
+
+# --- the demo: lab up, deploy, verification report ---
+demo: setup lab-up deploy
+
+deploy: venv
+	$(PYINFRA) -y $(INVENTORY) deploy.py
+
+verify: venv
+	$(PYINFRA) -y $(INVENTORY) verify.py
+
+# --- offline: never connects to any host ---
+render: venv
+	$(PY) -m config.render $(INVENTORY) $(OUT)
+
+preflight: venv
+	$(PY) -m config.preflight $(INVENTORY)
+
+# --- tests ---
+test: setup
+	$(PY) -m pytest -q tests/unit tests/lab
+
+test-unit: setup
+	$(PY) -m pytest -q tests/unit
+
+test-lab: setup
+	$(PY) -m pytest -q tests/lab
+
+# --- the lab ---
+lab-up: setup
+	$(PY) -m lab up --nodes $(NODES)
+
+lab-down: venv
+	$(PY) -m lab down
+
+bench-deploy: setup
+	$(PY) -m tests.bench.deploy
+
+bench-failover: setup
+	$(PY) -m tests.bench.failover
+
+clean:
+	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,122 @@
+"""The OpenStack service catalogue: every HAProxy listener, as data.
+
+One entry per listener of the reference article, with its port and options exactly as
+there. A site disables, overrides or adds entries through its `services` data:
+
+    "services": {
+        "glance_registry": {"enabled": False},          # drop one listener
+        "horizon": {"port": 8080},                      # override a field
+        "octavia_api": {"port": 9876},                  # a site service: port is enough
+    }
+
+Server lines are never typed: build_listeners() makes them from the inventory's controllers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+# The X-Forwarded-Proto rules of the article, named once.
+DEL_XFP_IF_SSL = "del-header X-Forwarded-Proto if { ssl_fc }"
+DEL_XFP = "del-header X-Forwarded-Proto"
+SET_XFP_IF_SSL = "set-header X-Forwarded-Proto https if { ssl_fc }"
+
+
+@dataclass(frozen=True)
+class Service:
+    """One HAProxy `listen` section on the VIP."""
+
+    name: str
+    port: int
+    backend_port: int | None = None  # port on the controllers; defaults to `port`
+    mode: str = "http"
+    balance: str | None = None
+    http_request: tuple[str, ...] = ()  # `http-request ...` rules, in order
+    options: tuple[str, ...] = ()  # `option ...` lines
+    timeouts: tuple[tuple[str, str], ...] = ()  # listener-level `timeout` lines
+    fall: int | None = None  # overrides haproxy_check_fall for this listener
+    # One writer: the first controller takes all traffic, the others are `backup`.
+    active_backup: bool = False
+    # False puts the listener under the second `defaults` section, the one without
+    # `option forwardfor` (the article's mariadb section).
+    forwardfor: bool = True
+    legacy: bool = False  # gone from current OpenStack releases; kept because the article has it
+    enabled: bool = True
+    description: str = ""
+
+
+CATALOGUE: tuple[Service, ...] = (
+    Service("rabbitmq_management", 15672),
+    Service("keystone_internal", 5000, http_request=(DEL_XFP_IF_SSL,)),
+    Service(
+        "keystone_admin", 35357, http_request=(DEL_XFP_IF_SSL,), legacy=True,
+        description="Keystone v3 serves everything on 5000; the admin port is legacy",
+    ),
+    Service(
+        "glance_registry", 9191, legacy=True,
+        description="glance-registry was removed upstream (Queens deprecated, gone in Stein)",
+    ),
+    Service("glance_api", 9292),
+    Service("nova_api", 8774, http_request=(DEL_XFP_IF_SSL,)),
+    Service("nova_metadata", 8775, http_request=(DEL_XFP_IF_SSL,)),
+    Service("placement_api", 8780, http_request=(DEL_XFP,)),
+    Service("nova_novncproxy", 6080, http_request=(DEL_XFP_IF_SSL, SET_XFP_IF_SSL)),
+    Service("neutron_server", 9696),
+    Service("horizon", 80, balance="source", fall=2, http_request=(DEL_XFP_IF_SSL,)),
+    Service("cinder_api", 8776, http_request=(DEL_XFP_IF_SSL,)),
+    Service("heat_api", 8004, http_request=(DEL_XFP_IF_SSL,)),
+    Service("heat_api_cfn", 8000, http_request=(DEL_XFP_IF_SSL,)),
+    # Options of the database listener that depend on the health check are filled in by
+    # config.site from the mariadb_check_* data.
+    Service(
+        "mariadb", 3306, mode="tcp", active_backup=True, forwardfor=False,
+        options=("tcplog", "tcpka"),
+        timeouts=(("client", "3600s"), ("server", "3600s")),
+    ),
+)
+
+FIELDS = {f.name for f in dataclasses.fields(Service)} - {"name"}
+
+
+class CatalogueError(ValueError):
+    """A `services` entry of the site data that cannot be applied; the message says why."""
+
+
+def _coerce(name: str, key: str, value):
+    """Lists in data become tuples (the dataclass is frozen and hashable)."""
+    if key == "timeouts" and isinstance(value, dict):
+        return tuple(value.items())
+    if isinstance(value, list):
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value)
+    return value
+
+
+def merge_catalogue(overrides: dict, legacy_enabled: bool = True) -> list[Service]:
+    """The catalogue with a site's `services` data applied; only enabled services.
+
+    Raises CatalogueError naming the service and key for an unknown field, or a new
+    service without a port.
+    """
+    by_name = {s.name: s for s in CATALOGUE}
+    order = [s.name for s in CATALOGUE]
+    for name, changes in (overrides or {}).items():
+        if not isinstance(changes, dict):
+            raise CatalogueError(f"services.{name}: expected a dict of fields, got {changes!r}")
+        unknown = sorted(set(changes) - FIELDS)
+        if unknown:
+            raise CatalogueError(
+                f"services.{name}: unknown field {unknown[0]!r}; known fields: {', '.join(sorted(FIELDS))}"
+            )
+        values = {k: _coerce(name, k, v) for k, v in changes.items()}
+        if name in by_name:
+            by_name[name] = dataclasses.replace(by_name[name], **values)
+        else:
+            if "port" not in values:
+                raise CatalogueError(
+                    f"services.{name}: a site service needs a 'port' (e.g. {{'port': 9876}})"
+                )
+            by_name[name] = Service(name=name, **values)
+            order.append(name)
+    services = [by_name[n] for n in order]
+    return [s for s in services if s.enabled and (legacy_enabled or not s.legacy)]

@@ -1,0 +1,88 @@
+"""Every site key the deploy understands, with its default.
+
+A site (an inventory's group data) overrides any of these; a key that is not listed here is
+refused by preflight, so a typo cannot pass silently. Per-host keys are in HOST_KEYS.
+"""
+
+# Keys each controller's host data must carry (see inventories/prod.py).
+HOST_KEYS = {
+    "address": "the node's internal address (Galera, RabbitMQ, memcached and backends bind to it)",
+    "vrrp_priority": "keepalived priority, distinct per node; with nopreempt it only orders a tie",
+}
+
+DEFAULTS = {
+    # --- the internal network and the VIP ---
+    "internal_network": None,  # required, e.g. "100.2.30.0/24"
+    "vip": None,  # required: the address HAProxy listens on, held by keepalived
+    "vip_interface": "enp8s0f0",
+    # --- keepalived ---
+    "keepalived_virtual_router_id": 51,  # unique on the segment; 51 is everyone's default
+    "keepalived_advert_int": 1,
+    "keepalived_check_interval": 2,
+    "keepalived_check_fall": 2,
+    "keepalived_check_rise": 10,
+    "keepalived_unicast": False,  # unicast_peer list instead of multicast VRRP
+    "keepalived_check_script": "/etc/keepalived/check_alive.sh",
+    # --- HAProxy ---
+    "haproxy_maxconn": 4000,
+    "haproxy_log_target": "127.0.0.1:514",
+    "haproxy_log_facility": "local1",
+    "haproxy_stats_socket": "/run/haproxy/admin.sock",
+    "haproxy_stats_port": 1984,
+    "haproxy_stats_user": "openstack",
+    "haproxy_retries": 3,
+    "haproxy_timeouts": {
+        "http-request": "10s",
+        "queue": "1m",
+        "connect": "10s",
+        "client": "1m",
+        "server": "1m",
+        "check": "10s",
+    },
+    "haproxy_check_inter": 2000,
+    "haproxy_check_rise": 2,
+    "haproxy_check_fall": 5,
+    # Keep the article's dated listeners (keystone_admin 35357, glance_registry 9191).
+    "haproxy_legacy_services": True,
+    # Per-service overrides and site services: {name: {field: value}}; see config/catalogue.py.
+    "services": {},
+    # --- MariaDB Galera ---
+    "galera_cluster_name": "openstack",
+    "galera_sst_method": "mariabackup",
+    "mariadb_port": 3306,
+    # HAProxy's database health check: "mysql-check" (the article's; talks MySQL on the
+    # database port) or "httpchk" (an HTTP check service on its own port).
+    "mariadb_check_method": "mysql-check",
+    "mariadb_check_port": 3306,
+    "mariadb_check_user": "haproxy",
+    "mariadb_admin_user": "admin",
+    "mariadb_max_connections": 4096,
+    "mariadb_innodb_buffer_pool_size": "512M",
+    # 1 = durable commits (each transaction's log flushed); 2 or 0 lose the last second of
+    # commits when nodes crash together (Jepsen, MariaDB Galera 2026).
+    "mariadb_innodb_flush_log_at_trx_commit": 1,
+    # --- RabbitMQ ---
+    "rabbitmq_port": 5672,
+    "rabbitmq_management_port": 15672,
+    "rabbitmq_partition_handling": "pause_minority",
+    # A fraction of RAM (0.4) or an absolute size ("2GiB").
+    "rabbitmq_memory_high_watermark": 0.4,
+    # "quorum" (current RabbitMQ practice) or "mirrored" (the article's ha-mode all policy).
+    "rabbitmq_queue_type": "quorum",
+    "rabbitmq_user": "openstack",
+    "rabbitmq_vhost": "openstack",
+    # --- memcached ---
+    "memcached_port": 11211,
+    "memcached_memory_mb": 1024,
+    "memcached_max_connections": 4096,
+    # --- kernel ---
+    # Always set: lets HAProxy bind the VIP on nodes that do not hold it.
+    "sysctl": {"net.ipv4.ip_nonlocal_bind": 1},
+    # --- secrets ---
+    # An untracked JSON file with the secrets (relative to the repository root), or None
+    # to take every secret from HA_SECRET_<NAME> environment variables.
+    "secrets_file": None,
+}
+
+# Keys pyinfra itself (connectors, global arguments) reads from host data; not ours to check.
+PYINFRA_KEY_PREFIXES = ("ssh_", "_", "local_", "docker_", "winrm_")

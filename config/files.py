@@ -1,0 +1,78 @@
+"""Every file the deploy writes on a controller, rendered from files/templates/.
+
+The deploy (operations/) and the offline render read the same list, so what `make render`
+shows is exactly what a deploy installs. Secrets are passed in: real values for a deploy,
+placeholders (config.secrets.PLACEHOLDERS) for a render or a printed diff.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from config.site import Site
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "files" / "templates"
+MANAGED = "Managed by the openstack-ha pyinfra deploy; local changes are overwritten."
+
+_env = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+    autoescape=False,
+)
+
+
+@dataclass(frozen=True)
+class ManagedFile:
+    component: str  # the operations/ module that installs it
+    path: str  # target path on the controller
+    content: str
+    mode: str = "0644"
+    user: str = "root"
+    group: str = "root"
+    secret: bool = False  # holds a secret value: never diffed or printed as is
+
+
+# (component, template, target path, mode, user, group, holds a secret)
+FILES = (
+    ("host", "sysctl/openstack-ha.conf.j2", "/etc/sysctl.d/60-openstack-ha.conf", "0644", "root", "root", False),
+    ("memcached", "memcached/memcached.conf.j2", "/etc/memcached.conf", "0644", "root", "root", False),
+    ("galera", "mariadb/galera.cnf.j2", "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf", "0640", "root", "mysql", True),
+    ("rabbitmq", "rabbitmq/rabbitmq-env.conf.j2", "/etc/rabbitmq/rabbitmq-env.conf", "0644", "root", "root", False),
+    ("rabbitmq", "rabbitmq/rabbitmq.conf.j2", "/etc/rabbitmq/rabbitmq.conf", "0644", "root", "root", False),
+    ("rabbitmq", "rabbitmq/enabled_plugins.j2", "/etc/rabbitmq/enabled_plugins", "0644", "root", "root", False),
+    ("rabbitmq", "rabbitmq/erlang.cookie.j2", "/var/lib/rabbitmq/.erlang.cookie", "0400", "rabbitmq", "rabbitmq", True),
+    ("haproxy", "haproxy/haproxy.cfg.j2", "/etc/haproxy/haproxy.cfg", "0640", "root", "haproxy", True),
+    ("keepalived", "keepalived/check_alive.sh.j2", "/etc/keepalived/check_alive.sh", "0755", "root", "root", False),
+    ("keepalived", "keepalived/keepalived.conf.j2", "/etc/keepalived/keepalived.conf", "0640", "root", "root", True),
+)
+
+
+def render_template(template: str, site: Site, name: str, secrets: dict[str, str]) -> str:
+    me = site.controller(name)
+    text = _env.get_template(template).render(
+        site=site,
+        d=site.data,
+        me=me,
+        peers=site.peers(name),
+        listeners=site.listeners,
+        secrets=secrets,
+        managed=MANAGED,
+    )
+    if template.endswith("erlang.cookie.j2"):
+        text = text.strip()  # the cookie is the file's whole content, no newline
+    return text
+
+
+def managed_files(site: Site, name: str, secrets: dict[str, str], component: str | None = None) -> list[ManagedFile]:
+    """The files controller `name` gets, in install order (optionally one component's)."""
+    return [
+        ManagedFile(comp, path, render_template(tpl, site, name, secrets), mode, user, group, secret)
+        for comp, tpl, path, mode, user, group, secret in FILES
+        if component in (None, comp)
+    ]

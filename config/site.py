@@ -1,0 +1,143 @@
+"""The site model: an inventory's controllers and data, with defaults applied.
+
+build_site() turns the inventory shape (a list of (name, host data) and the group data) into
+a Site that every template and operation reads. It assumes preflight passed; run
+config.preflight.check() first.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from config.catalogue import Service, merge_catalogue
+from config.defaults import DEFAULTS
+
+GROUP = "controllers"
+
+
+@dataclass(frozen=True)
+class Controller:
+    name: str
+    address: str
+    vrrp_priority: int
+
+
+@dataclass(frozen=True)
+class Listener:
+    """One rendered HAProxy `listen` section."""
+
+    name: str
+    bind: str
+    mode: str
+    balance: str | None
+    forwardfor: bool
+    options: tuple[str, ...]
+    timeouts: tuple[tuple[str, str], ...]
+    http_request: tuple[str, ...]
+    servers: tuple[str, ...]
+
+
+@dataclass
+class Site:
+    controllers: list[Controller]
+    data: dict
+    services: list[Service] = field(default_factory=list)
+
+    def __getitem__(self, key):
+        return self.data[key]
+
+    def controller(self, name: str) -> Controller:
+        for c in self.controllers:
+            if c.name == name:
+                return c
+        raise KeyError(f"{name} is not a controller of this site")
+
+    def peers(self, name: str) -> list[Controller]:
+        return [c for c in self.controllers if c.name != name]
+
+    @property
+    def prefixlen(self) -> int:
+        return ipaddress.ip_network(self.data["internal_network"], strict=False).prefixlen
+
+    @property
+    def listeners(self) -> list[Listener]:
+        return [self._listener(s) for s in self.services]
+
+    def _listener(self, svc: Service) -> Listener:
+        d = self.data
+        options = list(svc.options)
+        check = f"check inter {d['haproxy_check_inter']} rise {d['haproxy_check_rise']} fall {svc.fall or d['haproxy_check_fall']}"
+        if svc.name == "mariadb":
+            if d["mariadb_check_method"] == "mysql-check":
+                options.append(f"mysql-check user {d['mariadb_check_user']} post-41")
+            else:
+                options.append("httpchk")
+                check += f" port {d['mariadb_check_port']}"
+        port = svc.backend_port or svc.port
+        servers = []
+        for i, c in enumerate(self.controllers):
+            line = f"server {c.name} {c.address}:{port} {check}"
+            if svc.active_backup and i > 0:
+                line += " backup"
+            servers.append(line)
+        return Listener(
+            name=svc.name,
+            bind=f"{d['vip']}:{svc.port}",
+            mode=svc.mode,
+            balance=svc.balance,
+            forwardfor=svc.forwardfor,
+            options=tuple(options),
+            timeouts=svc.timeouts,
+            http_request=svc.http_request,
+            servers=tuple(servers),
+        )
+
+    # Strings the OpenStack services put in their own configs (secrets as placeholders).
+    def client_strings(self, secrets: dict[str, str]) -> dict[str, str]:
+        d = self.data
+        pw = secrets.get("rabbitmq_password", "")
+        hosts = ",".join(f"{d['rabbitmq_user']}:{pw}@{c.name}:{d['rabbitmq_port']}" for c in self.controllers)
+        return {
+            "memcached_servers": ",".join(f"{c.name}:{d['memcached_port']}" for c in self.controllers),
+            "transport_url": f"rabbit://{hosts}/{d['rabbitmq_vhost']}",
+            "database_connection": (
+                f"mysql+pymysql://<service>:<password>@{d['vip']}:{d['mariadb_port']}/<database>"
+            ),
+        }
+
+
+def merged_data(group_data: dict) -> dict:
+    data = {k: (v.copy() if isinstance(v, dict) else v) for k, v in DEFAULTS.items()}
+    for key, value in group_data.items():
+        if key in ("sysctl",) and isinstance(value, dict):
+            data[key] = {**DEFAULTS[key], **value}
+        else:
+            data[key] = value
+    return data
+
+
+def build_site(hosts: list[tuple[str, dict]], group_data: dict) -> Site:
+    data = merged_data(group_data)
+    controllers = [
+        Controller(name=name, address=hd["address"], vrrp_priority=int(hd["vrrp_priority"]))
+        for name, hd in hosts
+    ]
+    services = merge_catalogue(data["services"], legacy_enabled=data["haproxy_legacy_services"])
+    return Site(controllers=controllers, data=data, services=services)
+
+
+def load_inventory(path: str | Path) -> tuple[list[tuple[str, dict]], dict]:
+    """Read an inventory file offline (no SSH): its `controllers` (hosts, group data)."""
+    namespace = runpy.run_path(str(path))
+    if GROUP not in namespace:
+        raise ValueError(f"{path}: defines no `{GROUP}` group; see inventories/prod.py for the shape")
+    group = namespace[GROUP]
+    if isinstance(group, tuple) and len(group) == 2 and isinstance(group[1], dict):
+        hosts, group_data = group
+    else:
+        hosts, group_data = group, {}
+    hosts = [(h, {}) if isinstance(h, str) else (h[0], dict(h[1])) for h in hosts]
+    return hosts, dict(group_data)
