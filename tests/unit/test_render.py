@@ -1,0 +1,250 @@
+"""Offline render of inventories/prod.py: the files, the article's HAProxy listeners, secrets."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from unitkit import (
+    FAKE_SECRETS,
+    NODE_FILES,
+    PROD,
+    governing_defaults,
+    listens,
+    parse_haproxy,
+    render_inventory,
+)
+from config.files import FILES, managed_files
+from config.preflight import check
+from config.secrets import PLACEHOLDERS, SECRETS, env_name, load_secrets, mask
+from config.site import build_site, load_inventory
+
+VIP = "100.2.30.40"
+NODES = {"node01": "100.2.30.41", "node02": "100.2.30.42", "node03": "100.2.30.43"}
+CHECK = "check inter 2000 rise 2 fall 5"
+DEL_IF_SSL = "http-request del-header X-Forwarded-Proto if { ssl_fc }"
+
+# The article's listeners: name -> (port, http-request rules in order).
+ARTICLE_HTTP_LISTENERS = {
+    "rabbitmq_management": (15672, []),
+    "keystone_internal": (5000, [DEL_IF_SSL]),
+    "keystone_admin": (35357, [DEL_IF_SSL]),
+    "glance_registry": (9191, []),
+    "glance_api": (9292, []),
+    "nova_api": (8774, [DEL_IF_SSL]),
+    "nova_metadata": (8775, [DEL_IF_SSL]),
+    "placement_api": (8780, ["http-request del-header X-Forwarded-Proto"]),
+    "nova_novncproxy": (6080, [DEL_IF_SSL, "http-request set-header X-Forwarded-Proto https if { ssl_fc }"]),
+    "neutron_server": (9696, []),
+    "horizon": (80, [DEL_IF_SSL]),
+    "cinder_api": (8776, [DEL_IF_SSL]),
+    "heat_api": (8004, [DEL_IF_SSL]),
+    "heat_api_cfn": (8000, [DEL_IF_SSL]),
+}
+
+# The article's stats password: it must never be rendered from this repository.
+ARTICLE_STATS_PASSWORD = "RgRyfTrTKTm1VpgJ9Yh7R9hRAwapT4ZOVGEjwdMD"
+
+
+@pytest.fixture(scope="module")
+def node01_cfg(prod_render):
+    return parse_haproxy((prod_render / "node01" / "etc/haproxy/haproxy.cfg").read_text())
+
+
+def test_each_node_gets_the_ten_files(prod_render):
+    for node in NODES:
+        files = {str(p.relative_to(prod_render / node)) for p in (prod_render / node).rglob("*") if p.is_file()}
+        assert files == NODE_FILES, node
+    assert {p.name for p in prod_render.iterdir()} == set(NODES)
+    assert len(FILES) == 10
+
+
+def test_render_returns_the_written_paths(tmp_path):
+    written = render_inventory(PROD, tmp_path)
+    assert set(written) == set(NODES)
+    for node, paths in written.items():
+        assert {str(p.relative_to(tmp_path / node)) for p in paths} == NODE_FILES
+
+
+def test_global_and_first_defaults_as_in_the_article(node01_cfg):
+    kinds = [(s.kind, s.name) for s in node01_cfg]
+    assert kinds[0] == ("global", "")
+    assert kinds[1] == ("defaults", "")
+    g = node01_cfg[0]
+    for line in ("chroot /var/lib/haproxy", "user haproxy", "group haproxy", "daemon", "maxconn 4000",
+                 "log 100.2.30.41:5140 local1"):
+        assert g.has(line), line
+    assert any(v.startswith("socket ") for v in g.values("stats"))
+    d = node01_cfg[1]
+    for line in ("log global", "mode http", "option redispatch", "option httplog", "option forwardfor",
+                 "retries 3", "timeout http-request 10s", "timeout queue 1m", "timeout connect 10s",
+                 "timeout client 1m", "timeout server 1m", "timeout check 10s"):
+        assert d.has(line), line
+
+
+def test_stats_listener_on_the_nodes_own_address_with_auth(prod_render):
+    for node, addr in NODES.items():
+        sections = parse_haproxy((prod_render / node / "etc/haproxy/haproxy.cfg").read_text())
+        stats = listens(sections)["stats"]
+        assert stats.values("bind") == [f"{addr}:1984"], node
+        for line in ("stats enable", "stats uri /", "stats refresh 15s", r"stats realm Haproxy\ Stats",
+                     "stats auth openstack:__HAPROXY_STATS_PASSWORD__"):
+            assert stats.has(line), (node, line)
+
+
+@pytest.mark.parametrize("name", sorted(ARTICLE_HTTP_LISTENERS))
+def test_article_http_listener(node01_cfg, name):
+    port, rules = ARTICLE_HTTP_LISTENERS[name]
+    sec = listens(node01_cfg)[name]
+    assert sec.values("bind") == [f"{VIP}:{port}"]
+    assert [l for l in sec.lines if l.startswith("http-request ")] == rules
+    fall = 2 if name == "horizon" else 5
+    assert sec.values("server") == [
+        f"{n} {a}:{port} check inter 2000 rise 2 fall {fall}" for n, a in NODES.items()
+    ]
+    assert sec.values("balance") == (["source"] if name == "horizon" else [])
+    assert not sec.values("mode"), "HTTP listeners take mode http from defaults"
+    d = governing_defaults(node01_cfg, sec)
+    assert d.has("option forwardfor") and d.has("mode http")
+
+
+def test_no_listener_beyond_the_article(node01_cfg):
+    assert set(listens(node01_cfg)) == set(ARTICLE_HTTP_LISTENERS) | {"stats", "mariadb"}
+
+
+def test_mariadb_listener_as_in_the_article(node01_cfg):
+    sec = listens(node01_cfg)["mariadb"]
+    assert sec.values("bind") == [f"{VIP}:3306"]
+    assert sec.values("mode") == ["tcp"]
+    assert sec.values("option") == ["tcplog", "tcpka", "mysql-check user haproxy post-41"]
+    assert sec.values("timeout") == ["client 3600s", "server 3600s"]
+    assert sec.values("server") == [
+        f"node01 100.2.30.41:3306 {CHECK}",
+        f"node02 100.2.30.42:3306 {CHECK} backup",
+        f"node03 100.2.30.43:3306 {CHECK} backup",
+    ]
+    # Under a second defaults section, the one without option forwardfor.
+    defaults = [s for s in node01_cfg if s.kind == "defaults"]
+    assert len(defaults) == 2
+    d = governing_defaults(node01_cfg, sec)
+    assert d is defaults[1]
+    assert not d.has("option forwardfor")
+    for line in ("log global", "option redispatch", "option httplog", "retries 3", "timeout connect 10s"):
+        assert d.has(line), line
+    # Every HTTP listener comes before the second defaults.
+    for name in ARTICLE_HTTP_LISTENERS:
+        assert governing_defaults(node01_cfg, listens(node01_cfg)[name]) is defaults[0]
+
+
+def test_other_nodes_same_listeners_own_stats_address(prod_render, node01_cfg):
+    ref = {n: s.lines for n, s in listens(node01_cfg).items() if n != "stats"}
+    for node in ("node02", "node03"):
+        sections = parse_haproxy((prod_render / node / "etc/haproxy/haproxy.cfg").read_text())
+        assert {n: s.lines for n, s in listens(sections).items() if n != "stats"} == ref
+
+
+def test_keepalived_conf_node01(prod_render):
+    text = (prod_render / "node01" / "etc/keepalived/keepalived.conf").read_text()
+    lines = [" ".join(l.split()) for l in text.splitlines()]
+    for line in ("state BACKUP", "nopreempt", "interface enp8s0f0", "virtual_router_id 121", "priority 150",
+                 "advert_int 1", "100.2.30.40/24 dev enp8s0f0", "auth_type PASS", "auth_pass __VRRP__",
+                 'script "/etc/keepalived/check_alive.sh"', "interval 2", "fall 2", "rise 10",
+                 "script_user root", "enable_script_security", "check_alive"):
+        assert line in lines, line
+    assert "unicast_src_ip" not in text
+    prios = {
+        n: re.search(r"priority (\d+)", (prod_render / n / "etc/keepalived/keepalived.conf").read_text()).group(1)
+        for n in NODES
+    }
+    assert prios == {"node01": "150", "node02": "140", "node03": "130"}
+
+
+def test_galera_rabbit_memcached_bind_the_node_address(prod_render):
+    for node, addr in NODES.items():
+        root = prod_render / node
+        galera = (root / "etc/mysql/mariadb.conf.d/99-openstack-galera.cnf").read_text()
+        assert f"bind-address = {addr}" in galera
+        assert "wsrep_cluster_address = gcomm://100.2.30.41,100.2.30.42,100.2.30.43" in galera
+        assert f"wsrep_node_name = {node}" in galera
+        assert "innodb_flush_log_at_trx_commit = 1" in galera
+        assert f"-l {addr}" in (root / "etc/memcached.conf").read_text().splitlines()
+        assert (root / "etc/rabbitmq/rabbitmq-env.conf").read_text().splitlines()[-1] == f"NODENAME=rabbit@{node}"
+        assert f"listeners.tcp.1 = {addr}:5672" in (root / "etc/rabbitmq/rabbitmq.conf").read_text()
+        assert "net.ipv4.ip_nonlocal_bind = 1" in (root / "etc/sysctl.d/60-openstack-ha.conf").read_text()
+
+
+# --- secrets ---------------------------------------------------------------------------
+
+# Which placeholder each rendered file must hold (mariadb_admin_password is used by the
+# deploy's operations, not by any managed file).
+SECRET_SITES = {
+    "etc/haproxy/haproxy.cfg": {"haproxy_stats_password"},
+    "etc/keepalived/keepalived.conf": {"vrrp_auth_pass"},
+    "etc/mysql/mariadb.conf.d/99-openstack-galera.cnf": {"mariadb_sst_password"},
+    "var/lib/rabbitmq/.erlang.cookie": {"rabbitmq_erlang_cookie"},
+}
+
+
+def test_rendered_files_hold_placeholders_not_secrets(prod_render):
+    for node in NODES:
+        for rel in NODE_FILES:
+            text = (prod_render / node / rel).read_text()
+            found = {name for name, ph in PLACEHOLDERS.items() if ph in text}
+            assert found == SECRET_SITES.get(rel, set()), (node, rel, found)
+            assert ARTICLE_STATS_PASSWORD not in text
+            assert "Undefined" not in text and "{{" not in text and "{%" not in text, (node, rel)
+            for value in FAKE_SECRETS.values():
+                assert value not in text
+        cookie = (prod_render / node / "var/lib/rabbitmq/.erlang.cookie").read_text()
+        assert cookie == PLACEHOLDERS["rabbitmq_erlang_cookie"]
+
+
+def test_render_ignores_secrets_in_the_environment(tmp_path, monkeypatch):
+    for name, value in FAKE_SECRETS.items():
+        monkeypatch.setenv(env_name(name), value)
+    render_inventory(PROD, tmp_path)
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            for value in FAKE_SECRETS.values():
+                assert value not in text, path
+
+
+def test_deploy_rendering_uses_values_and_mask_restores_placeholders(monkeypatch):
+    for name, value in FAKE_SECRETS.items():
+        monkeypatch.setenv(env_name(name), value)
+    hosts, group = load_inventory(PROD)
+    secrets = load_secrets(group.get("secrets_file"))
+    assert secrets == FAKE_SECRETS
+    report = check(hosts, group, secrets=secrets)
+    assert report.errors == []
+    site = build_site(hosts, group)
+    files = managed_files(site, "node01", secrets)
+    assert len(files) == 10
+    by_path = {f.path.lstrip("/"): f for f in files}
+    assert set(by_path) == NODE_FILES
+    for rel, f in by_path.items():
+        expected = SECRET_SITES.get(rel, set())
+        # The deploy installs the real values ...
+        for name in SECRETS:
+            assert (FAKE_SECRETS[name] in f.content) == (name in expected), (rel, name)
+        assert f.secret == bool(expected), rel
+        # ... and anything shown (diff, log) is masked: placeholders, never values.
+        shown = mask(f.content, secrets)
+        for value in FAKE_SECRETS.values():
+            assert value not in shown, rel
+        for name in expected:
+            assert PLACEHOLDERS[name] in shown, (rel, name)
+    assert "auth_pass Vr8pAss1" in by_path["etc/keepalived/keepalived.conf"].content
+    assert "stats auth openstack:fake-stats-Zq81x" in by_path["etc/haproxy/haproxy.cfg"].content
+    # Masked deploy output is byte-identical to the offline render's placeholders.
+    from config.secrets import PLACEHOLDERS as P
+
+    offline = {f.path: f.content for f in managed_files(site, "node01", P)}
+    assert {f.path: mask(f.content, secrets) for f in files} == offline
+
+
+def test_mask_prefers_longer_values():
+    secrets = {"rabbitmq_password": "abc", "haproxy_stats_password": "abcdef"}
+    assert mask("x abcdef y abc", secrets) == "x __HAPROXY_STATS_PASSWORD__ y __RABBITMQ_PASSWORD__"

@@ -1,0 +1,238 @@
+"""Shared helpers of the fast tier (imported by the tests as `unitkit`; the fixtures are
+re-exported by conftest.py): offline render, a haproxy.cfg parser, variant
+inventories, and the real haproxy / keepalived config checks.
+
+Nothing here connects to any host: inventories/prod.py is only loaded, rendered and
+preflighted. keepalived's config test runs in a throwaway network namespace that is always
+deleted, also when a test fails.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from config.render import render  # noqa: E402
+from config.secrets import SECRETS, env_name  # noqa: E402
+from config.site import load_inventory  # noqa: E402
+
+PROD = REPO / "inventories" / "prod.py"
+PY = sys.executable
+
+# The 10 files every controller gets (config/files.py FILES), relative to the host's root.
+NODE_FILES = {
+    "etc/sysctl.d/60-openstack-ha.conf",
+    "etc/memcached.conf",
+    "etc/mysql/mariadb.conf.d/99-openstack-galera.cnf",
+    "etc/rabbitmq/rabbitmq-env.conf",
+    "etc/rabbitmq/rabbitmq.conf",
+    "etc/rabbitmq/enabled_plugins",
+    "var/lib/rabbitmq/.erlang.cookie",
+    "etc/haproxy/haproxy.cfg",
+    "etc/keepalived/check_alive.sh",
+    "etc/keepalived/keepalived.conf",
+}
+
+# Fake secret values: distinctive, valid where they go (VRRP at most 8 characters).
+FAKE_SECRETS = {
+    "vrrp_auth_pass": "Vr8pAss1",
+    "haproxy_stats_password": "fake-stats-Zq81x",
+    "mariadb_admin_password": "fake-admin-Kp27w",
+    "mariadb_sst_password": "fake-sst-Hj55m",
+    "rabbitmq_password": "fake-rabbit-Tt90c",
+    "rabbitmq_erlang_cookie": "FAKECOOKIEWXYZ0123456789",
+}
+assert set(FAKE_SECRETS) == set(SECRETS)
+
+
+@pytest.fixture(autouse=True)
+def hermetic_secrets(monkeypatch, tmp_path_factory):
+    """No test sees a developer's real secrets: no HA_SECRET_* and a secrets file that
+    does not exist (HA_SECRETS_FILE wins over the inventory's secrets_file)."""
+    for name in SECRETS:
+        monkeypatch.delenv(env_name(name), raising=False)
+    monkeypatch.setenv("HA_SECRETS_FILE", str(tmp_path_factory.getbasetemp() / "no-such-secrets.json"))
+
+
+def secrets_env(values: dict[str, str] | None = None) -> dict[str, str]:
+    """An environment for subprocesses: the given secrets as HA_SECRET_*, no others."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HA_SECRET")}
+    env["HA_SECRETS_FILE"] = "/nonexistent/secrets.json"
+    for name, value in (values or {}).items():
+        env[env_name(name)] = value
+    return env
+
+
+# --- inventories ---------------------------------------------------------------------
+
+
+def prod_data() -> tuple[list[tuple[str, dict]], dict]:
+    """A deep copy of prod.py's (hosts, group_data), to modify for a variant."""
+    hosts, group = load_inventory(PROD)
+    return copy.deepcopy(hosts), copy.deepcopy(group)
+
+
+def write_inventory(directory: Path, hosts, group, name: str = "site.py") -> Path:
+    """Write an inventory file of prod.py's shape: `controllers = (hosts, group_data)`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / name
+    path.write_text(f"controllers = (\n    {hosts!r},\n    {group!r},\n)\n")
+    return path
+
+
+def variant(tmp_path: Path, hosts_change=None, **group_changes) -> Path:
+    """An inventory file: prod.py's data with group keys changed (and hosts replaced)."""
+    hosts, group = prod_data()
+    group.update(group_changes)
+    if hosts_change is not None:
+        hosts = hosts_change(hosts)
+    return write_inventory(tmp_path / "inventory", hosts, group)
+
+
+def render_inventory(inventory: Path, out: Path) -> dict[str, list[Path]]:
+    written = render(inventory, out)
+    assert written, "render wrote nothing"
+    return written
+
+
+@pytest.fixture(scope="session")
+def prod_render(tmp_path_factory) -> Path:
+    """prod.py rendered once, offline, with placeholders (the `make render` output)."""
+    out = tmp_path_factory.mktemp("prod-render")
+    mp = pytest.MonkeyPatch()
+    try:
+        for name in SECRETS:
+            mp.delenv(env_name(name), raising=False)
+        mp.setenv("HA_SECRETS_FILE", str(out / "no-such-secrets.json"))
+        render_inventory(PROD, out)
+    finally:
+        mp.undo()
+    return out
+
+
+# --- haproxy.cfg -----------------------------------------------------------------------
+
+SECTION_KEYWORDS = ("global", "defaults", "frontend", "backend", "listen", "peers", "resolvers", "userlist")
+
+
+@dataclass
+class Section:
+    kind: str  # global, defaults, listen, ...
+    name: str  # "" for global/defaults
+    lines: list[str] = field(default_factory=list)  # stripped, comments removed
+    index: int = 0  # position in the file
+
+    def values(self, keyword: str) -> list[str]:
+        """The rest of every line starting with `keyword ` (e.g. "server", "option")."""
+        prefix = keyword + " "
+        return [line[len(prefix):] for line in self.lines if line.startswith(prefix)]
+
+    def has(self, line: str) -> bool:
+        return line in self.lines
+
+
+def parse_haproxy(text: str) -> list[Section]:
+    sections: list[Section] = []
+    for raw in text.splitlines():
+        stripped = raw.split("#", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        if not stripped.strip():
+            continue
+        if not raw[0].isspace():
+            words = stripped.split()
+            assert words[0] in SECTION_KEYWORDS, f"unexpected top-level line {raw!r}"
+            sections.append(Section(words[0], words[1] if len(words) > 1 else "", index=len(sections)))
+        else:
+            assert sections, f"indented line before any section: {raw!r}"
+            sections[-1].lines.append(" ".join(stripped.split()))
+    return sections
+
+
+def listens(sections: list[Section]) -> dict[str, Section]:
+    out = {}
+    for s in sections:
+        if s.kind == "listen":
+            assert s.name not in out, f"listen {s.name} twice"
+            out[s.name] = s
+    return out
+
+
+def governing_defaults(sections: list[Section], section: Section) -> Section:
+    """The `defaults` section in force for a section: the last one before it."""
+    before = [s for s in sections if s.kind == "defaults" and s.index < section.index]
+    assert before, f"no defaults before {section.kind} {section.name}"
+    return before[-1]
+
+
+# --- the real binaries -----------------------------------------------------------------
+
+
+def haproxy_check(cfg: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=15, check=check)
+
+
+@dataclass
+class KeepalivedResult:
+    returncode: int
+    log: str
+    output: str
+
+
+_ns_counter = 0
+
+
+def keepalived_check(keepalived_dir: Path, interface: str = "enp8s0f0") -> KeepalivedResult:
+    """`keepalived --config-test` on a rendered /etc/keepalived dir, in a throwaway network
+    namespace holding a veth named `interface`, with the dir bind-mounted over
+    /etc/keepalived inside the namespace's private mount namespace. The namespace is
+    always deleted."""
+    global _ns_counter
+    _ns_counter += 1
+    ns = f"kat-{os.getpid()}-{_ns_counter}"
+    log = keepalived_dir.parent / f"keepalived-config-test-{ns}.log"
+    _ip("netns", "add", ns)
+    try:
+        _ip("link", "add", interface, "netns", ns, "type", "veth", "peer", "name", "kat-peer", "netns", ns)
+        _ip("netns", "exec", ns, "ip", "link", "set", interface, "up")
+        Path("/etc/keepalived").mkdir(parents=True, exist_ok=True)
+        script = (
+            f"mount --bind '{keepalived_dir}' /etc/keepalived && "
+            f"keepalived --config-test='{log}' -f /etc/keepalived/keepalived.conf"
+        )
+        proc = subprocess.run(
+            ["ip", "netns", "exec", ns, "sh", "-c", script], capture_output=True, text=True, timeout=30
+        )
+    finally:
+        _ip("netns", "del", ns, check=False)
+    return KeepalivedResult(proc.returncode, log.read_text() if log.exists() else "", proc.stdout + proc.stderr)
+
+
+def host_etc_keepalived_snapshot() -> dict[str, bytes]:
+    d = Path("/etc/keepalived")
+    if not d.exists():
+        return {}
+    return {p.name: p.read_bytes() for p in sorted(d.iterdir()) if p.is_file()}
+
+
+def netns_list() -> set[str]:
+    out = _ip("netns", "list", check=False).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+def copy_tree(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
