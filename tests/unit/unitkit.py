@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -203,7 +204,8 @@ def keepalived_check(keepalived_dir: Path, interface: str = "enp8s0f0") -> Keepa
     global _ns_counter
     _ns_counter += 1
     ns = f"kat-{os.getpid()}-{_ns_counter}"
-    log = keepalived_dir.parent / f"keepalived-config-test-{ns}.log"
+    logdir = Path(tempfile.mkdtemp(prefix=f"{ns}-"))  # never inside the rendered tree
+    log = logdir / "config-test.log"
     _ip("netns", "add", ns)
     try:
         _ip("link", "add", interface, "netns", ns, "type", "veth", "peer", "name", "kat-peer", "netns", ns)
@@ -216,9 +218,11 @@ def keepalived_check(keepalived_dir: Path, interface: str = "enp8s0f0") -> Keepa
         proc = subprocess.run(
             ["ip", "netns", "exec", ns, "sh", "-c", script], capture_output=True, text=True, timeout=30
         )
+        text = log.read_text() if log.exists() else ""
     finally:
         _ip("netns", "del", ns, check=False)
-    return KeepalivedResult(proc.returncode, log.read_text() if log.exists() else "", proc.stdout + proc.stderr)
+        shutil.rmtree(logdir, ignore_errors=True)
+    return KeepalivedResult(proc.returncode, text, proc.stdout + proc.stderr)
 
 
 def host_etc_keepalived_snapshot() -> dict[str, bytes]:

@@ -1,0 +1,184 @@
+"""The rendered configs pass the real binaries' checks (haproxy -c, keepalived --config-test),
+for prod.py and for variants of its data; negative controls prove the checks can fail."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from unitkit import (
+    PROD,
+    copy_tree,
+    haproxy_check,
+    host_etc_keepalived_snapshot,
+    keepalived_check,
+    listens,
+    netns_list,
+    parse_haproxy,
+    render_inventory,
+    variant,
+)
+
+CFG = "etc/haproxy/haproxy.cfg"
+KA = "etc/keepalived"
+
+
+def assert_haproxy_ok(cfg):
+    proc = haproxy_check(cfg)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Configuration file is valid" in proc.stdout + proc.stderr
+
+
+def assert_keepalived_ok(keepalived_dir):
+    res = keepalived_check(keepalived_dir)
+    assert res.returncode == 0, (res.log, res.output)
+    assert res.log.strip() == "", res.log
+
+
+# --- prod.py -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("node", ["node01", "node02", "node03"])
+def test_prod_haproxy_cfg_passes_haproxy_c(prod_render, node):
+    assert_haproxy_ok(prod_render / node / CFG)
+
+
+def test_prod_keepalived_conf_passes_config_test_and_leaves_host_alone(prod_render):
+    before_etc = host_etc_keepalived_snapshot()
+    before_ns = netns_list()
+    for node in ("node01", "node02", "node03"):
+        assert_keepalived_ok(prod_render / node / KA)
+    # The bind mount lived only in the namespace's private mount namespace, and every
+    # namespace was deleted.
+    assert host_etc_keepalived_snapshot() == before_etc
+    rendered = (prod_render / "node01" / KA / "keepalived.conf").read_bytes()
+    assert rendered not in before_etc.values()
+    assert netns_list() == before_ns
+    assert not any(ns.startswith("kat-") for ns in netns_list())
+
+
+# --- negative controls: the checks do fail ---------------------------------------------
+
+
+def test_article_log_line_fails_haproxy_c(prod_render, tmp_path):
+    cfg = tmp_path / "haproxy.cfg"
+    text = (prod_render / "node01" / CFG).read_text()
+    assert "    log 100.2.30.41:5140 local1\n" in text
+    cfg.write_text(text.replace("log 100.2.30.41:5140 local1", "log 100.2.30.41 5140 local1"))
+    proc = haproxy_check(cfg)
+    assert proc.returncode != 0
+    assert "ALERT" in proc.stdout + proc.stderr
+
+
+def test_long_auth_pass_fails_keepalived_config_test(prod_render, tmp_path):
+    ka = copy_tree(prod_render / "node01" / KA, tmp_path / "keepalived")
+    conf = ka / "keepalived.conf"
+    text = conf.read_text()
+    assert "auth_pass __VRRP__" in text
+    conf.write_text(text.replace("auth_pass __VRRP__", "auth_pass 123456789"))
+    res = keepalived_check(ka)
+    assert res.returncode != 0
+    assert "Truncating auth_pass" in res.log
+    assert not any(ns.startswith("kat-") for ns in netns_list())
+
+
+def test_missing_interface_fails_keepalived_config_test(prod_render):
+    # The veth is named otherwise: keepalived must notice enp8s0f0 does not exist.
+    res = keepalived_check(prod_render / "node01" / KA, interface="kat-other0")
+    assert res.returncode != 0
+    assert "enp8s0f0" in res.log
+
+
+# --- variants of prod.py's data ------------------------------------------------------------
+
+
+def render_variant(tmp_path, hosts_change=None, **changes):
+    inv = variant(tmp_path, hosts_change, **changes)
+    out = tmp_path / "out"
+    render_inventory(inv, out)
+    return out
+
+
+def node01_listeners(out):
+    return listens(parse_haproxy((out / "node01" / CFG).read_text()))
+
+
+def test_variant_service_disabled(tmp_path):
+    out = render_variant(tmp_path, services={"glance_registry": {"enabled": False}})
+    ls = node01_listeners(out)
+    assert "glance_registry" not in ls
+    assert "keystone_admin" in ls and "glance_api" in ls
+    assert_haproxy_ok(out / "node01" / CFG)
+
+
+def test_variant_legacy_services_off(tmp_path):
+    out = render_variant(tmp_path, haproxy_legacy_services=False)
+    ls = node01_listeners(out)
+    assert "keystone_admin" not in ls and "glance_registry" not in ls
+    assert "keystone_internal" in ls and "glance_api" in ls and "mariadb" in ls
+    assert_haproxy_ok(out / "node01" / CFG)
+
+
+def test_variant_site_service_added(tmp_path):
+    out = render_variant(tmp_path, services={"octavia_api": {"port": 9876}})
+    sec = node01_listeners(out)["octavia_api"]
+    assert sec.values("bind") == ["100.2.30.40:9876"]
+    assert sec.values("server") == [
+        f"node0{i} 100.2.30.4{i}:9876 check inter 2000 rise 2 fall 5" for i in (1, 2, 3)
+    ]
+    assert_haproxy_ok(out / "node01" / CFG)
+
+
+def _add_node04(hosts):
+    return hosts + [("node04", {"ssh_hostname": "100.2.30.44", "address": "100.2.30.44", "vrrp_priority": 120})]
+
+
+def test_variant_four_controllers(tmp_path):
+    out = render_variant(tmp_path, _add_node04)
+    assert sorted(p.name for p in out.iterdir()) == ["node01", "node02", "node03", "node04"]
+    for node in ("node01", "node04"):
+        sections = parse_haproxy((out / node / CFG).read_text())
+        for name, sec in listens(sections).items():
+            if name == "stats":
+                continue
+            servers = sec.values("server")
+            assert len(servers) == 4, name
+            assert servers[3].startswith("node04 100.2.30.44:"), name
+        db = listens(sections)["mariadb"].values("server")
+        assert db[0].split()[-1] != "backup"
+        assert all(s.endswith(" backup") for s in db[1:])
+        assert db[3] == "node04 100.2.30.44:3306 check inter 2000 rise 2 fall 5 backup"
+        galera = (out / node / "etc/mysql/mariadb.conf.d/99-openstack-galera.cnf").read_text()
+        assert "gcomm://100.2.30.41,100.2.30.42,100.2.30.43,100.2.30.44\n" in galera
+        assert_haproxy_ok(out / node / CFG)
+    assert listens(parse_haproxy((out / "node04" / CFG).read_text()))["stats"].values("bind") == ["100.2.30.44:1984"]
+    assert "priority 120" in (out / "node04" / KA / "keepalived.conf").read_text()
+    assert_keepalived_ok(out / "node04" / KA)
+
+
+def test_variant_unicast_vrrp(tmp_path):
+    out = render_variant(tmp_path, keepalived_unicast=True)
+    for node, me, peers in (
+        ("node01", "100.2.30.41", ["100.2.30.42", "100.2.30.43"]),
+        ("node02", "100.2.30.42", ["100.2.30.41", "100.2.30.43"]),
+    ):
+        text = (out / node / KA / "keepalived.conf").read_text()
+        lines = [l.strip() for l in text.splitlines()]
+        assert f"unicast_src_ip {me}" in lines
+        block = re.search(r"unicast_peer \{\n(.*?)\n\s*\}", text, re.S)
+        assert block, text
+        assert [l.strip() for l in block.group(1).splitlines()] == peers
+        assert_keepalived_ok(out / node / KA)
+
+
+def test_variant_mariadb_httpchk(tmp_path):
+    out = render_variant(tmp_path, mariadb_check_method="httpchk", mariadb_check_port=9200)
+    sec = node01_listeners(out)["mariadb"]
+    assert "httpchk" in sec.values("option")
+    assert not any(o.startswith("mysql-check") for o in sec.values("option"))
+    servers = sec.values("server")
+    assert len(servers) == 3
+    assert all(" port 9200" in s for s in servers)
+    assert servers[0] == "node01 100.2.30.41:3306 check inter 2000 rise 2 fall 5 port 9200"
+    assert_haproxy_ok(out / "node01" / CFG)
