@@ -217,12 +217,16 @@ def print_report(report: Report, stream=sys.stderr) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from config.site import load_inventory
+    from config.site import InventoryError, load_inventory
 
     if len(argv) != 1:
         print("usage: python -m config.preflight INVENTORY", file=sys.stderr)
         return 2
-    hosts, group_data = load_inventory(argv[0])
+    try:
+        hosts, group_data = load_inventory(argv[0])
+    except InventoryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     report = check(hosts, group_data)
     print_report(report)
     if report.errors:

@@ -15,7 +15,7 @@ from pathlib import Path
 from config.files import managed_files
 from config.preflight import check, print_report
 from config.secrets import PLACEHOLDERS
-from config.site import build_site, load_inventory
+from config.site import InventoryError, build_site, load_inventory
 
 
 def render(inventory: str | Path, out: str | Path) -> dict[str, list[Path]]:
@@ -45,7 +45,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print("usage: python -m config.render INVENTORY OUT", file=sys.stderr)
         return 2
-    written = render(argv[0], argv[1])
+    try:
+        written = render(argv[0], argv[1])
+    except InventoryError as exc:
+        print(f"error: {exc}; nothing rendered", file=sys.stderr)
+        return 1
     for name, paths in written.items():
         print(f"{name}: {len(paths)} files under {Path(argv[1]) / name}")
     return 0

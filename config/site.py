@@ -129,11 +129,18 @@ def build_site(hosts: list[tuple[str, dict]], group_data: dict) -> Site:
     return Site(controllers=controllers, data=data, services=services)
 
 
+class InventoryError(ValueError):
+    """An inventory file that cannot be read; the message names the file and the cause."""
+
+
 def load_inventory(path: str | Path) -> tuple[list[tuple[str, dict]], dict]:
     """Read an inventory file offline (no SSH): its `controllers` (hosts, group data)."""
-    namespace = runpy.run_path(str(path))
+    try:
+        namespace = runpy.run_path(str(path))
+    except (OSError, SyntaxError) as exc:
+        raise InventoryError(f"{path}: cannot be read as an inventory ({type(exc).__name__}: {exc})") from exc
     if GROUP not in namespace:
-        raise ValueError(f"{path}: defines no `{GROUP}` group; see inventories/prod.py for the shape")
+        raise InventoryError(f"{path}: defines no `{GROUP}` group; see inventories/prod.py for the shape")
     group = namespace[GROUP]
     if isinstance(group, tuple) and len(group) == 2 and isinstance(group[1], dict):
         hosts, group_data = group
