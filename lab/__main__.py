@@ -1,0 +1,85 @@
+"""python -m lab up|down|status|stop|kill|start|isolate|heal|exec|ssh|remove"""
+
+import argparse
+import json
+import subprocess
+import sys
+
+from lab import core
+
+
+def _table(rows) -> str:
+    out = [f"{'NODE':8} {'STATE':8} {'ADDRESS':15} {'PID':>8}  LINK"]
+    for r in rows:
+        link = "-" if r["state"] != "running" else ("cut" if r["isolated"] else "up")
+        out.append(f"{r['name']:8} {r['state']:8} {r['address']:15} {r['pid'] or '-':>8}  {link}")
+    return "\n".join(out)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lab", description=(
+        "The local lab: real Debian controller nodes (systemd-nspawn + network namespaces) "
+        f"on a private bridge {core.BRIDGE} ({core.SUBNET}, VIP {core.VIP})."))
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    p = sub.add_parser("up", help="create/boot nodes node01..nodeNN (idempotent)")
+    p.add_argument("--nodes", "-n", type=int, default=3, help="number of nodes (default 3)")
+    p = sub.add_parser("down", help="remove everything the lab made (keeps image, cache, disks)")
+    p.add_argument("--purge", action="store_true", help="also delete node disks and secrets")
+    p = sub.add_parser("status", help="each node's state, address and init PID")
+    p.add_argument("--json", action="store_true")
+    for cmd, hlp in (("stop", "clean poweroff"), ("kill", "power cut (SIGKILL to init, "
+                     "addresses dropped)"), ("start", "power on again, from its disk"),
+                     ("isolate", "cut its link"), ("heal", "restore its link"),
+                     ("remove", "delete the node and its disk")):
+        sub.add_parser(cmd, help=hlp).add_argument("node")
+    for cmd, hlp in (("exec", "run a command in a node (nsenter)"),
+                     ("ssh", "run a command in a node over SSH (interactive without one)")):
+        p = sub.add_parser(cmd, help=hlp)
+        p.add_argument("node")
+        p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD ...")
+    a = ap.parse_args(argv)
+
+    try:
+        if a.cmd == "up":
+            core.up(a.nodes)
+            print(_table(core.status()))
+        elif a.cmd == "down":
+            core.down(purge=a.purge)
+        elif a.cmd == "status":
+            rows = core.status()
+            if a.json:
+                print(json.dumps(rows, indent=2))
+            elif not rows:
+                print("no lab on this machine (make lab-up)")
+            else:
+                print(_table(rows))
+                print(f"VIP {core.VIP}; apt proxy "
+                      f"{'running' if core._acng_running_pid() else 'stopped'} on "
+                      f"{core.APT_PROXY}")
+        elif a.cmd in ("exec", "ssh"):
+            cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
+            core.node_index(a.node)
+            if a.node not in core.node_names():
+                core._require_node(a.node)
+            if a.cmd == "ssh" and not cmd:
+                return subprocess.call(core._ssh_argv(a.node)[:-1] + ["-t", f"root@{core.address(a.node)}"])
+            if not cmd:
+                ap.error("exec needs a command: python -m lab exec NODE -- CMD ...")
+            r = core.exec_(a.node, cmd, via="ssh" if a.cmd == "ssh" else "nsenter",
+                           timeout=3600, capture=False)
+            return r.returncode
+        else:
+            getattr(core, a.cmd)(a.node)
+            if a.cmd in ("stop", "kill", "start", "isolate", "heal"):
+                print(_table([r for r in core.status() if r["name"] == a.node]))
+    except core.LabError as e:
+        print(f"lab: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("lab: interrupted (run `python -m lab down` to clean up)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
