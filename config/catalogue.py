@@ -98,6 +98,8 @@ def merge_catalogue(overrides: dict, legacy_enabled: bool = True) -> list[Servic
     Raises CatalogueError naming the service and key for an unknown field, or a new
     service without a port.
     """
+    if not isinstance(overrides or {}, dict):
+        raise CatalogueError(f"services: expected a dict of {{name: {{field: value}}}}, got {overrides!r}")
     by_name = {s.name: s for s in CATALOGUE}
     order = [s.name for s in CATALOGUE]
     for name, changes in (overrides or {}).items():

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from config.catalogue import CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
 from config.secrets import SECRETS, SecretsError, env_name, load_secrets
-from config.site import GROUP, merged_data
+from config.site import GROUP, merged_data, service_overrides
 
 CHOICES = {
     "mariadb_check_method": ("mysql-check", "httpchk"),
@@ -162,7 +162,7 @@ def check(
 
     # Listeners.
     try:
-        services = merge_catalogue(data.get("services") or {}, legacy_enabled=data["haproxy_legacy_services"])
+        services = merge_catalogue(service_overrides(data), legacy_enabled=data["haproxy_legacy_services"])
     except CatalogueError as exc:
         err(G, "services", str(exc), "correct the services entry (fields: config/catalogue.py)")
         services = []

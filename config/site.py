@@ -119,13 +119,29 @@ def merged_data(group_data: dict) -> dict:
     return data
 
 
+def service_overrides(data: dict) -> dict:
+    """The site's `services` data, plus the listener ports that follow a daemon's port key
+    (mariadb_port, rabbitmq_management_port); an explicit `services` entry wins."""
+    derived = {
+        "mariadb": {"port": data["mariadb_port"]},
+        "rabbitmq_management": {"port": data["rabbitmq_management_port"]},
+    }
+    services = data.get("services") or {}
+    if not isinstance(services, dict):
+        return services
+    out = {name: dict(fields) for name, fields in derived.items()}
+    for name, fields in services.items():
+        out[name] = {**out[name], **fields} if name in out and isinstance(fields, dict) else fields
+    return out
+
+
 def build_site(hosts: list[tuple[str, dict]], group_data: dict) -> Site:
     data = merged_data(group_data)
     controllers = [
         Controller(name=name, address=hd["address"], vrrp_priority=int(hd["vrrp_priority"]))
         for name, hd in hosts
     ]
-    services = merge_catalogue(data["services"], legacy_enabled=data["haproxy_legacy_services"])
+    services = merge_catalogue(service_overrides(data), legacy_enabled=data["haproxy_legacy_services"])
     return Site(controllers=controllers, data=data, services=services)
 
 

@@ -182,3 +182,17 @@ def test_variant_mariadb_httpchk(tmp_path):
     assert all(" port 9200" in s for s in servers)
     assert servers[0] == "node01 100.2.30.41:3306 check inter 2000 rise 2 fall 5 port 9200"
     assert_haproxy_ok(out / "node01" / CFG)
+
+
+def test_variant_data_ports_reach_the_listeners(tmp_path):
+    # mariadb_port and rabbitmq_management_port move the daemons (galera.cnf, rabbitmq.conf);
+    # HAProxy must follow them, on the VIP (clients use vip:mariadb_port) and to the backends.
+    out = render_variant(tmp_path, mariadb_port=3307, mariadb_check_port=3307, rabbitmq_management_port=15673)
+    ls = node01_listeners(out)
+    assert ls["mariadb"].values("bind") == ["100.2.30.40:3307"]
+    assert ls["mariadb"].values("server")[0].startswith("node01 100.2.30.41:3307 ")
+    assert ls["rabbitmq_management"].values("bind") == ["100.2.30.40:15673"]
+    assert ls["rabbitmq_management"].values("server")[0].startswith("node01 100.2.30.41:15673 ")
+    assert "port = 3307" in (out / "node01/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf").read_text()
+    assert "management.tcp.port = 15673" in (out / "node01/etc/rabbitmq/rabbitmq.conf").read_text()
+    assert_haproxy_ok(out / "node01" / CFG)

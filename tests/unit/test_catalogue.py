@@ -109,3 +109,9 @@ def test_catalogue_error_is_a_value_error():
 def test_catalogue_ports_are_distinct():
     ports = [s.port for s in CATALOGUE]
     assert len(ports) == len(set(ports))
+
+
+def test_services_not_a_dict_is_refused():
+    with pytest.raises(CatalogueError) as exc:
+        merge_catalogue(["octavia_api"])
+    assert "expected a dict" in str(exc.value)

@@ -305,3 +305,14 @@ def test_make_render_prod(tmp_path):
         assert f"{node}: 10 files under {out / node}" in proc.stdout
         assert len([p for p in (out / node).rglob("*") if p.is_file()]) == 10
     assert "bind 100.2.30.41:1984" in (out / "node01/etc/haproxy/haproxy.cfg").read_text()
+
+
+def test_services_not_a_dict():
+    p = only(run(services=["octavia_api"]), "error", G, "services")
+    assert "expected a dict" in str(p)
+
+
+def test_mariadb_port_on_another_listeners_port():
+    # mariadb_port moves the mariadb listener too, so it can collide with an API's port.
+    p = only(run(mariadb_port=5000, mariadb_check_port=5000), "error", G, "services.mariadb.port")
+    assert "keystone_internal" in str(p)
