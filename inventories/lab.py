@@ -1,0 +1,54 @@
+"""Lab inventory: the nodes of the local lab (`make lab-up`), in exactly the shape of prod.py.
+
+Shape: `controllers = (hosts, group_data)`; hosts are (name, host data) with the same keys as
+production; only the data differ (lab subnet, VIP, lab-size resources, the lab's SSH key).
+
+Which nodes: every node that exists in the lab (has a disk under /var/tmp/halab/nodes), running
+or not, so a stopped or killed node stays in the inventory like a real controller that is down.
+`python -m lab up --nodes 4` adds node04 here; `python -m lab remove node04` takes it out.
+
+Secrets: generated once per lab (at `lab up`, or here if missing) into /var/tmp/halab/secrets.json
+(mode 0600, outside the repository, removed by `lab down --purge`).
+"""
+
+import sys as _sys
+from pathlib import Path as _Path
+
+_ROOT = str(_Path(__file__).resolve().parent.parent)
+if _ROOT not in _sys.path:
+    _sys.path.insert(0, _ROOT)
+
+from lab import core as _lab  # noqa: E402
+
+_nodes = _lab.node_names()
+if not _nodes:
+    raise FileNotFoundError(
+        f"no lab on this machine (no nodes under {_lab.NODES_DIR}): run `make lab-up` first")
+
+controllers = (
+    [
+        (name, {
+            "ssh_hostname": _lab.address(name),
+            "address": _lab.address(name),
+            "vrrp_priority": 160 - 10 * _lab.node_index(name),   # node01 150, node02 140, ...
+        })
+        for name in _nodes
+    ],
+    {
+        "internal_network": _lab.SUBNET,
+        "vip": _lab.VIP,
+        "vip_interface": _lab.IFNAME,
+        # not 51 (everyone's default): the lab must not join some other VRRP group by accident
+        "keepalived_virtual_router_id": 77,
+        "secrets_file": _lab.ensure_secrets(),
+        # lab-size nodes see the host's whole memory: absolute, small limits (LAB.md item 12)
+        "rabbitmq_memory_high_watermark": "256MiB",
+        "memcached_memory_mb": 64,
+        "mariadb_innodb_buffer_pool_size": "64M",
+        # lab nodes get new host keys at every rebuild (LAB.md item 14): do not record them
+        "ssh_user": "root",
+        "ssh_key": _lab.SSH_KEY,
+        "ssh_known_hosts_file": "/dev/null",
+        "ssh_strict_host_key_checking": "off",
+    },
+)
