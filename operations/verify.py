@@ -1,0 +1,472 @@
+"""Verification of the HA layer: facts after the deploy's changes, a health report, a verdict.
+
+    pyinfra -y inventories/lab.py verify.py        # verification alone, changes nothing
+    HA_VERIFY_JSON=/tmp/health.json pyinfra -y inventories/lab.py verify.py
+
+deploy.py calls verify() last. Two operations, both yielding no command when all is well, so
+they never count as a change and a no-op re-run stays a no-op:
+
+1. `collect_health`: at execution time (not at queue time, when facts would still show the
+   hosts as they were before the run) each controller reads its verification facts
+   (operations/facts.py; pyinfra 3.10 does not cache facts, each read runs its command).
+2. `health_report`: in pyinfra's default mode every host has finished (1) before any host
+   starts (2), so the first host there evaluates all controllers at once with evaluate(),
+   prints the report (stderr, like pyinfra's own log; `--json` output stays clean), writes
+   the JSON to $HA_VERIFY_JSON if set. Each host whose checks failed, or that a failed
+   cluster-wide check names, then yields one command that fails: the host errors with the
+   reasons in the log and pyinfra exits 1.
+   With --serial or --no-wait, hosts reach (2) before the others have collected; each such
+   host fails on its own checks only, and the last host to get there evaluates the whole
+   cluster and fails on any failed cluster-wide check.
+
+evaluate() and the rendering are pure and tested offline (tests/unit/test_facts.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import weakref
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+
+from pyinfra import host, logger, state
+from pyinfra.api import FunctionCommand, deploy, operation
+
+from config.site import GROUP, Site, build_site
+from operations.facts import (
+    GaleraStatus,
+    HaproxyInfo,
+    HaproxyServers,
+    MemcachedStats,
+    RabbitmqMembers,
+    VipHolder,
+)
+
+OK, FAIL, INFO = "ok", "FAIL", "info"
+
+# Listeners whose servers must be UP: the services this layer deploys itself. The other
+# listeners front OpenStack APIs that this project does not install: their servers being
+# DOWN is reported, not failed.
+CRITICAL_LISTENERS = ("mariadb", "rabbitmq_management")
+
+JSON_ENV = "HA_VERIFY_JSON"
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # OK, FAIL or INFO
+    detail: str
+    # Cluster-wide checks: the hosts a failure is blamed on (they fail the run).
+    hosts: tuple[str, ...] = ()
+
+
+@dataclass
+class Report:
+    controllers: list[str]
+    hosts: dict[str, list[Check]] = field(default_factory=dict)
+    cluster: list[Check] = field(default_factory=list)
+    vip_holders: list[str] = field(default_factory=list)
+    generated_at: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures()
+
+    def failures(self) -> list[str]:
+        """Every failed check as one line: `host: check: detail` or `cluster: ...`."""
+        lines = [f"{h}: {c.name}: {c.detail}" for h, checks in self.hosts.items() for c in checks if c.status == FAIL]
+        lines += [f"cluster: {c.name}: {c.detail}" for c in self.cluster if c.status == FAIL]
+        return lines
+
+    def host_failures(self, name: str, cluster: bool = True) -> list[str]:
+        """Why this host fails: its own failed checks, and failed cluster checks naming it."""
+        lines = [f"{c.name}: {c.detail}" for c in self.hosts.get(name, []) if c.status == FAIL]
+        if cluster:
+            lines += [f"cluster {c.name}: {c.detail}" for c in self.cluster if c.status == FAIL and name in c.hosts]
+        return lines
+
+    def to_dict(self, facts: dict | None = None) -> dict:
+        out = {
+            "ok": self.ok,
+            "generated_at": self.generated_at,
+            "controllers": self.controllers,
+            "vip_holders": self.vip_holders,
+            "failures": self.failures(),
+            "hosts": {h: [_check_dict(c) for c in checks] for h, checks in self.hosts.items()},
+            "cluster": [_check_dict(c) for c in self.cluster],
+        }
+        if facts is not None:
+            out["facts"] = facts
+        return out
+
+    def render(self) -> str:
+        """Plain-text tables: one per controller, then the cluster-wide checks."""
+        rows = [c for checks in self.hosts.values() for c in checks] + self.cluster
+        width = max([len(c.name) for c in rows] + [5])
+        out = []
+
+        def table(title, checks):
+            out.append(title)
+            out.append(f"  {'CHECK':<{width}}  {'STATUS':<6}  DETAIL")
+            for c in checks:
+                out.append(f"  {c.name:<{width}}  {c.status:<6}  {c.detail}")
+            out.append("")
+
+        for name, checks in self.hosts.items():
+            table(name + (" (VIP holder)" if name in self.vip_holders else ""), checks)
+        table("cluster", self.cluster)
+        failures = self.failures()
+        out.append(
+            "health: OK" if not failures else f"health: FAILED ({len(failures)} failed check{'s' * (len(failures) > 1)})"
+        )
+        return "\n".join(out)
+
+
+def _check_dict(c: Check) -> dict:
+    d = asdict(c)
+    d["hosts"] = list(c.hosts)
+    return d
+
+
+def _err(fact: dict | None) -> str | None:
+    if not isinstance(fact, dict):
+        return "fact not collected"
+    return fact.get("error")
+
+
+def _server_text(name: str, server: dict) -> str:
+    text = f"{name} {server.get('status') or '?'}"
+    if server.get("backup"):
+        text += " (backup)"
+    return text
+
+
+def _listener_checks(site: Site, name: str, holder: bool, servers_fact: dict) -> list[Check]:
+    checks = []
+    running = servers_fact.get("listeners", {})
+    expected_servers = [c.name for c in site.controllers]
+    for listener in site.listeners:
+        servers = running.get(listener.name)
+        check_name = f"backend {listener.name}"
+        if servers is None:
+            checks.append(Check(check_name, FAIL, "listener missing from the running HAProxy (stale config?)"))
+            continue
+        missing = [s for s in expected_servers if s not in servers]
+        detail = ", ".join(_server_text(s, servers[s]) for s in servers)
+        if missing:
+            checks.append(Check(check_name, FAIL, f"{detail}; no server line for {', '.join(missing)}"))
+            continue
+        down = [s for s, v in servers.items() if v.get("status") != "UP"]
+        if not down:
+            checks.append(Check(check_name, OK, detail))
+        elif listener.name in CRITICAL_LISTENERS:
+            why = "; ".join(f"{s}: {servers[s].get('check')}" for s in down if servers[s].get("check"))
+            role = "VIP holder" if holder else "standby (takes over on failover)"
+            checks.append(
+                Check(check_name, FAIL, f"{detail} - must all be UP on the {role}" + (f" ({why})" if why else ""))
+            )
+        else:
+            checks.append(Check(check_name, INFO, f"{detail} (OpenStack API not installed by this project)"))
+    known = {listener.name for listener in site.listeners} | {"stats"}
+    for extra in sorted(set(running) - known):
+        checks.append(
+            Check(f"backend {extra}", INFO, "not in the site's catalogue: " + ", ".join(
+                _server_text(s, v) for s, v in running[extra].items()))
+        )
+    return checks
+
+
+def evaluate(site: Site, results: dict[str, dict | None], generated_at: str = "") -> Report:
+    """The health report of a site from each controller's fact results.
+
+    results: {host name: {"vip", "haproxy_info", "haproxy_servers", "galera", "rabbitmq",
+    "memcached": the dict of the matching fact}}; a controller without results (unreachable,
+    failed earlier in the run, left out by --limit) is reported as not verified, a failure.
+    "Up" controllers are the ones with results: Galera's cluster size and RabbitMQ's running
+    members must match them.
+    """
+    names = [c.name for c in site.controllers]
+    report = Report(controllers=names, generated_at=generated_at)
+    up = [n for n in names if results.get(n)]
+    down = [n for n in names if not results.get(n)]
+    vip = site["vip"]
+
+    holders = [n for n in up if (results[n].get("vip") or {}).get("holds_vip")]
+    report.vip_holders = holders
+
+    for name in names:
+        r = results.get(name)
+        checks: list[Check] = []
+        report.hosts[name] = checks
+        if not r:
+            checks.append(Check("reachable", FAIL, "not verified: unreachable, failed earlier in the run, or not in it"))
+            continue
+
+        v = r.get("vip")
+        if _err(v):
+            checks.append(Check("vip", FAIL, _err(v)))
+        elif v.get("holds_vip"):
+            checks.append(Check("vip", OK, f"holds {vip} on {site['vip_interface']}"))
+        else:
+            checks.append(Check("vip", OK, f"standby (does not hold {vip})"))
+
+        info = r.get("haproxy_info")
+        if _err(info) or not info.get("alive"):
+            checks.append(Check("haproxy", FAIL, _err(info) or "not alive"))
+        else:
+            checks.append(Check("haproxy", OK, f"HAProxy {info.get('version')} up {info.get('uptime_sec')}s"))
+            servers = r.get("haproxy_servers")
+            if _err(servers):
+                checks.append(Check("haproxy backends", FAIL, _err(servers)))
+            else:
+                checks.extend(_listener_checks(site, name, name in holders, servers))
+
+        g = r.get("galera")
+        if _err(g):
+            checks.append(Check("galera", FAIL, _err(g)))
+        else:
+            problems = []
+            if g.get("cluster_status") != "Primary":
+                problems.append(f"cluster status {g.get('cluster_status')}, not Primary")
+            if g.get("local_state_comment") != "Synced":
+                problems.append(f"local state {g.get('local_state_comment')}, not Synced")
+            if g.get("ready") != "ON":
+                problems.append(f"wsrep_ready {g.get('ready')}")
+            if g.get("cluster_size") != len(up):
+                problems.append(f"cluster size {g.get('cluster_size')}, expected {len(up)} (controllers up)")
+            detail = f"size {g.get('cluster_size')}, {g.get('cluster_status')}, {g.get('local_state_comment')}"
+            checks.append(Check("galera", FAIL if problems else OK, "; ".join(problems) if problems else detail))
+
+        q = r.get("rabbitmq")
+        if _err(q):
+            checks.append(Check("rabbitmq", FAIL, _err(q)))
+        else:
+            running = set(q.get("running_nodes") or [])
+            expected = {f"rabbit@{n}" for n in up}
+            problems = []
+            if running != expected:
+                if expected - running:
+                    problems.append("not running here: " + ", ".join(sorted(expected - running)))
+                if running - expected:
+                    problems.append("unexpected members: " + ", ".join(sorted(running - expected)))
+            if q.get("partitions"):
+                problems.append("partitions: " + "; ".join(q["partitions"]))
+            if q.get("alarms"):
+                problems.append("alarms: " + "; ".join(q["alarms"]))
+            detail = f"running {', '.join(sorted(running)) or 'none'}"
+            checks.append(Check("rabbitmq", FAIL if problems else OK, "; ".join(problems) if problems else detail))
+
+        m = r.get("memcached")
+        if _err(m) or not m.get("answering"):
+            checks.append(Check("memcached", FAIL, _err(m) or "not answering"))
+        else:
+            checks.append(
+                Check("memcached", OK, f"{m.get('version')} up {m.get('uptime')}s, {m.get('curr_connections')} connections")
+            )
+
+    # --- cluster-wide checks ---
+    unchecked = f" (not verified: {', '.join(down)})" if down else ""
+    if down:
+        report.cluster.append(
+            Check("controllers up", FAIL, f"{len(up)}/{len(names)}; not verified: {', '.join(down)}", tuple(down))
+        )
+    else:
+        report.cluster.append(Check("controllers up", OK, f"{len(up)}/{len(names)}"))
+
+    vip_errors = [n for n in up if _err(results[n].get("vip"))]
+    if len(holders) == 1:
+        report.cluster.append(Check("vip holder", OK, f"{holders[0]} holds {vip}"))
+    elif not holders:
+        report.cluster.append(
+            Check("vip holder", FAIL, f"no controller holds {vip}{unchecked}", tuple(up))
+        )
+    else:
+        report.cluster.append(
+            Check("vip holder", FAIL, f"split brain: {vip} is held by {', '.join(holders)}", tuple(holders))
+        )
+    if vip_errors:
+        report.cluster[-1] = Check(
+            "vip holder",
+            FAIL,
+            report.cluster[-1].detail + f"; cannot read the interface on {', '.join(vip_errors)}",
+            tuple(sorted(set(report.cluster[-1].hosts) | set(vip_errors))),
+        )
+
+    galera = {n: results[n].get("galera") or {} for n in up}
+    answering = {n: g for n, g in galera.items() if not _err(g)}
+    uuids = {g.get("cluster_state_uuid") for g in answering.values()}
+    bad = sorted(
+        n
+        for n, g in galera.items()
+        if _err(g)
+        or g.get("cluster_size") != len(up)
+        or g.get("cluster_status") != "Primary"
+        or g.get("local_state_comment") != "Synced"
+    )
+    if len(uuids) > 1:
+        groups = {}
+        for n, g in answering.items():
+            groups.setdefault(g.get("cluster_state_uuid"), []).append(n)
+        text = "; ".join(f"{', '.join(ns)} in {u}" for u, ns in groups.items())
+        report.cluster.append(Check("galera", FAIL, f"nodes are in different clusters: {text}", tuple(sorted(answering))))
+    elif bad:
+        report.cluster.append(
+            Check("galera", FAIL, f"{len(up) - len(bad)}/{len(up)} nodes Primary, Synced, of size {len(up)}; "
+                  f"not: {', '.join(bad)}", tuple(bad))
+        )
+    else:
+        report.cluster.append(Check("galera", OK, f"{len(up)} nodes, Primary, all Synced"))
+
+    rabbit_bad = sorted(
+        n for n in up
+        if _err(results[n].get("rabbitmq"))
+        or set(results[n]["rabbitmq"].get("running_nodes") or []) != {f"rabbit@{x}" for x in up}
+        or results[n]["rabbitmq"].get("partitions")
+    )
+    if rabbit_bad:
+        report.cluster.append(
+            Check("rabbitmq", FAIL, f"members disagree or incomplete on {', '.join(rabbit_bad)}", tuple(rabbit_bad))
+        )
+    else:
+        report.cluster.append(Check("rabbitmq", OK, f"{len(up)} running members seen by every node"))
+
+    mc_bad = [n for n in up if _err(results[n].get("memcached")) or not results[n]["memcached"].get("answering")]
+    report.cluster.append(
+        Check("memcached", FAIL if mc_bad else OK,
+              f"answering on {len(up) - len(mc_bad)}/{len(up)}" + (f"; not on {', '.join(mc_bad)}" if mc_bad else ""),
+              tuple(mc_bad))
+    )
+    return report
+
+
+# --- pyinfra glue ------------------------------------------------------------------------
+
+# Fact results per run (keyed by the State, so API users running several states are safe).
+_RUNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class _Run:
+    site: Site
+    results: dict[str, dict] = field(default_factory=dict)
+    reported: bool = False
+    partial: bool = False  # a host reached the report before every host had collected
+
+
+def site_from_inventory(inventory) -> Site:
+    """The Site of a pyinfra inventory (the controllers group and its data)."""
+    hosts = inventory.get_group(GROUP)
+    return build_site(
+        [(h.name, dict(inventory.get_host_data(h.name))) for h in hosts],
+        dict(inventory.get_group_data(GROUP)),
+    )
+
+
+def _run_for(state) -> _Run:
+    run = _RUNS.get(state)
+    if run is None:
+        run = _RUNS[state] = _Run(site=site_from_inventory(state.inventory))
+    return run
+
+
+def collect_facts(host, site: Site) -> dict:
+    """Read every verification fact of one controller (one command each)."""
+    d = site.data
+    me = site.controller(host.name)
+    return {
+        "vip": host.get_fact(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
+        "haproxy_info": host.get_fact(HaproxyInfo, socket=d["haproxy_stats_socket"]),
+        "haproxy_servers": host.get_fact(HaproxyServers, socket=d["haproxy_stats_socket"]),
+        "galera": host.get_fact(GaleraStatus),
+        "rabbitmq": host.get_fact(RabbitmqMembers),
+        "memcached": host.get_fact(MemcachedStats, address=me.address, port=d["memcached_port"]),
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def write_json(report: Report, facts: dict, path: str) -> None:
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(report.to_dict(facts), f, indent=2, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def _fail_host(state, host, reasons):
+    """A FunctionCommand body: log why this host fails verification, then fail it."""
+    for reason in reasons:
+        host.log_styled(f"verification failed: {reason}", fg="red", log_func=logger.error)
+    return False
+
+
+def _publish(run: _Run, report: Report) -> None:
+    logger.info("--> Health report:")
+    for line in report.render().splitlines():
+        logger.info(line)
+    path = os.environ.get(JSON_ENV)
+    if path:
+        write_json(report, run.results, path)
+        logger.info(f"health report written to {path}")
+
+
+def report_reasons(run: _Run, report: Report, name: str, active: set[str]) -> tuple[list[str], bool]:
+    """(why host `name` fails, whether to publish the report now), given who has collected.
+
+    Default mode: every active host has collected when the first one gets here; it publishes,
+    and each host fails on its own checks plus the cluster checks that name it. --serial or
+    --no-wait: a host that gets here before the others collected judges only its own checks;
+    the host that completes the picture publishes and carries every failed cluster check.
+    """
+    complete = active <= set(run.results)
+    if not complete:
+        run.partial = True
+        return report.host_failures(name, cluster=False), False
+    publish = not run.reported
+    run.reported = True
+    reasons = report.host_failures(name)
+    if publish and run.partial:
+        reasons += [f"cluster {c.name}: {c.detail}" for c in report.cluster if c.status == FAIL and name not in c.hosts]
+    return reasons, publish
+
+
+@operation()
+def collect_health():
+    """Read this controller's verification facts once the deploy's changes are done.
+
+    Yields no command: never a change.
+    """
+    if not state.is_executing:
+        return  # queue time: facts would describe the hosts as they were before the run
+    run = _run_for(state)
+    run.results[host.name] = collect_facts(host, run.site)
+    yield from ()
+
+
+@operation()
+def health_report():
+    """Print the report once for all controllers; fail this host if a check blames it.
+
+    Yields nothing when the host passes, one failing command when it does not.
+    """
+    if not state.is_executing:
+        return
+    run = _run_for(state)
+    active = {h.name for h in state.inventory.get_active_hosts()}
+    report = evaluate(run.site, run.results, generated_at=_now())
+    reasons, publish = report_reasons(run, report, host.name, active)
+    if publish:
+        _publish(run, report)
+    if reasons:
+        yield FunctionCommand(_fail_host, (reasons,), {})
+
+
+@deploy("Verify the HA layer")
+def verify():
+    """Collect every controller's health facts after the changes; report; fail on a failed check."""
+    collect_health(name="Collect health facts")
+    health_report(name="Health report")
