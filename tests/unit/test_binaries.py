@@ -3,6 +3,7 @@ for prod.py and for variants of its data; negative controls prove the checks can
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
@@ -21,6 +22,7 @@ from unitkit import (
 )
 
 CFG = "etc/haproxy/haproxy.cfg"
+MY_NS = f"kat-{os.getpid()}-"  # unitkit.keepalived_check's namespace names
 KA = "etc/keepalived"
 
 
@@ -54,8 +56,9 @@ def test_prod_keepalived_conf_passes_config_test_and_leaves_host_alone(prod_rend
     assert host_etc_keepalived_snapshot() == before_etc
     rendered = (prod_render / "node01" / KA / "keepalived.conf").read_bytes()
     assert rendered not in before_etc.values()
-    assert netns_list() == before_ns
-    assert not any(ns.startswith("kat-") for ns in netns_list())
+    # (Only our own namespaces: the lab or a concurrent run may add or remove theirs.)
+    assert not any(ns.startswith(MY_NS) for ns in netns_list())
+    assert {ns for ns in before_ns if ns.startswith(MY_NS)} == set()
 
 
 # --- negative controls: the checks do fail ---------------------------------------------
@@ -80,7 +83,7 @@ def test_long_auth_pass_fails_keepalived_config_test(prod_render, tmp_path):
     res = keepalived_check(ka)
     assert res.returncode != 0
     assert "Truncating auth_pass" in res.log
-    assert not any(ns.startswith("kat-") for ns in netns_list())
+    assert not any(ns.startswith(MY_NS) for ns in netns_list())
 
 
 def test_missing_interface_fails_keepalived_config_test(prod_render):
