@@ -178,28 +178,34 @@ def _listener_checks(site: Site, name: str, holder: bool, servers_fact: dict) ->
     return checks
 
 
-def evaluate(site: Site, results: dict[str, dict | None], generated_at: str = "") -> Report:
+def evaluate(
+    site: Site, results: dict[str, dict | None], generated_at: str = "", pending: tuple[str, ...] = ()
+) -> Report:
     """The health report of a site from each controller's fact results.
 
     results: {host name: {"vip", "haproxy_info", "haproxy_servers", "galera", "rabbitmq",
     "memcached": the dict of the matching fact}}; a controller without results (unreachable,
     failed earlier in the run, left out by --limit) is reported as not verified, a failure.
     "Up" controllers are the ones with results: Galera's cluster size and RabbitMQ's running
-    members must match them.
+    members must match them. `pending`: controllers in the run that have not collected yet
+    (--serial); they count as up, and are reported as pending, not as failures.
     """
     names = [c.name for c in site.controllers]
     report = Report(controllers=names, generated_at=generated_at)
-    up = [n for n in names if results.get(n)]
-    down = [n for n in names if not results.get(n)]
+    up = [n for n in names if results.get(n) or n in pending]
+    down = [n for n in names if n not in up]
     vip = site["vip"]
 
-    holders = [n for n in up if (results[n].get("vip") or {}).get("holds_vip")]
+    holders = [n for n in names if results.get(n) and (results[n].get("vip") or {}).get("holds_vip")]
     report.vip_holders = holders
 
     for name in names:
         r = results.get(name)
         checks: list[Check] = []
         report.hosts[name] = checks
+        if not r and name in pending:
+            checks.append(Check("reachable", INFO, "pending: not collected yet"))
+            continue
         if not r:
             checks.append(Check("reachable", FAIL, "not verified: unreachable, failed earlier in the run, or not in it"))
             continue
@@ -275,7 +281,8 @@ def evaluate(site: Site, results: dict[str, dict | None], generated_at: str = ""
     else:
         report.cluster.append(Check("controllers up", OK, f"{len(up)}/{len(names)}"))
 
-    vip_errors = [n for n in up if _err(results[n].get("vip"))]
+    collected = [n for n in up if results.get(n)]
+    vip_errors = [n for n in collected if _err(results[n].get("vip"))]
     if len(holders) == 1:
         report.cluster.append(Check("vip holder", OK, f"{holders[0]} holds {vip}"))
     elif not holders:
@@ -294,7 +301,7 @@ def evaluate(site: Site, results: dict[str, dict | None], generated_at: str = ""
             tuple(sorted(set(report.cluster[-1].hosts) | set(vip_errors))),
         )
 
-    galera = {n: results[n].get("galera") or {} for n in up}
+    galera = {n: results[n].get("galera") or {} for n in collected}
     answering = {n: g for n, g in galera.items() if not _err(g)}
     uuids = {g.get("cluster_state_uuid") for g in answering.values()}
     bad = sorted(
@@ -313,14 +320,14 @@ def evaluate(site: Site, results: dict[str, dict | None], generated_at: str = ""
         report.cluster.append(Check("galera", FAIL, f"nodes are in different clusters: {text}", tuple(sorted(answering))))
     elif bad:
         report.cluster.append(
-            Check("galera", FAIL, f"{len(up) - len(bad)}/{len(up)} nodes Primary, Synced, of size {len(up)}; "
+            Check("galera", FAIL, f"{len(collected) - len(bad)}/{len(collected)} nodes Primary, Synced, of size {len(up)}; "
                   f"not: {', '.join(bad)}", tuple(bad))
         )
     else:
         report.cluster.append(Check("galera", OK, f"{len(up)} nodes, Primary, all Synced"))
 
     rabbit_bad = sorted(
-        n for n in up
+        n for n in collected
         if _err(results[n].get("rabbitmq"))
         or set(results[n]["rabbitmq"].get("running_nodes") or []) != {f"rabbit@{x}" for x in up}
         or results[n]["rabbitmq"].get("partitions")
@@ -332,10 +339,10 @@ def evaluate(site: Site, results: dict[str, dict | None], generated_at: str = ""
     else:
         report.cluster.append(Check("rabbitmq", OK, f"{len(up)} running members seen by every node"))
 
-    mc_bad = [n for n in up if _err(results[n].get("memcached")) or not results[n]["memcached"].get("answering")]
+    mc_bad = [n for n in collected if _err(results[n].get("memcached")) or not results[n]["memcached"].get("answering")]
     report.cluster.append(
         Check("memcached", FAIL if mc_bad else OK,
-              f"answering on {len(up) - len(mc_bad)}/{len(up)}" + (f"; not on {', '.join(mc_bad)}" if mc_bad else ""),
+              f"answering on {len(collected) - len(mc_bad)}/{len(collected)}" + (f"; not on {', '.join(mc_bad)}" if mc_bad else ""),
               tuple(mc_bad))
     )
     return report
@@ -457,7 +464,8 @@ def health_report():
         return
     run = _run_for(state)
     active = {h.name for h in state.inventory.get_active_hosts()}
-    report = evaluate(run.site, run.results, generated_at=_now())
+    pending = tuple(sorted(active - set(run.results)))
+    report = evaluate(run.site, run.results, generated_at=_now(), pending=pending)
     reasons, publish = report_reasons(run, report, host.name, active)
     if publish:
         _publish(run, report)
