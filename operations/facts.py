@@ -23,6 +23,7 @@ Every result is a dict with an `error` key: None when the probe worked. A defaul
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
 from pyinfra.api import FactBase
@@ -129,7 +130,30 @@ def haproxy_socket_command(socket: str, request: str) -> str:
     return probe(
         "socat",
         f"echo {shlex.quote(request)} | timeout 5 socat stdio UNIX-CONNECT:{shlex.quote(socket)}",
+        {"socket": socket},
     )
+
+
+# socat's own error line: `2026/11/25 17:23:27 socat[3443] E connect(, AF=1 "/run/...", 25): ...`
+SOCAT_ERROR = re.compile(r"^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d socat\[\d+\] E (?P<what>.*?): (?P<why>[^:]+)$")
+
+
+def haproxy_socket_failure(body, rc, missing, args, request: str) -> str | None:
+    """A readable error for the admin socket: socat's line reduced to its cause."""
+    error = failure(body, rc, missing, f"haproxy {request}")
+    if error and rc not in (None, 0, 124) and not missing:
+        socket = args.get("socket", "the admin socket")
+        for line in body:
+            m = SOCAT_ERROR.match(line.strip())
+            if m:
+                why = m.group("why")
+                hint = {
+                    "No such file or directory": "HAProxy not running, or no `stats socket` there",
+                    "Connection refused": "HAProxy not running",
+                    "Permission denied": "socket not accessible to this user",
+                }.get(why)
+                return f"haproxy {request}: {socket}: {why}" + (f" ({hint})" if hint else "")
+    return error
 
 
 class HaproxyInfo(FactBase):
@@ -149,9 +173,9 @@ class HaproxyInfo(FactBase):
         return haproxy_socket_command(socket, "show info")
 
     def process(self, output):
-        body, rc, missing, _ = split_probe(output)
+        body, rc, missing, args = split_probe(output)
         result = {"alive": False, "version": None, "uptime_sec": None, "pid": None}
-        error = failure(body, rc, missing, "haproxy show info")
+        error = haproxy_socket_failure(body, rc, missing, args, "show info")
         info = {}
         for line in body:
             key, sep, value = line.partition(":")
@@ -192,8 +216,12 @@ class HaproxyServers(FactBase):
         return haproxy_socket_command(socket, "show stat")
 
     def process(self, output):
-        body, rc, missing, _ = split_probe(output)
-        result = {"listeners": {}, "backends": {}, "error": failure(body, rc, missing, "haproxy show stat")}
+        body, rc, missing, args = split_probe(output)
+        result = {
+            "listeners": {},
+            "backends": {},
+            "error": haproxy_socket_failure(body, rc, missing, args, "show stat"),
+        }
         if result["error"]:
             return result
         header = None

@@ -82,9 +82,16 @@ class Report:
 
     def host_failures(self, name: str, cluster: bool = True) -> list[str]:
         """Why this host fails: its own failed checks, and failed cluster checks naming it."""
-        lines = [f"{c.name}: {c.detail}" for c in self.hosts.get(name, []) if c.status == FAIL]
+        own = [c for c in self.hosts.get(name, []) if c.status == FAIL]
+        lines = [f"{c.name}: {c.detail}" for c in own]
         if cluster:
-            lines += [f"cluster {c.name}: {c.detail}" for c in self.cluster if c.status == FAIL and name in c.hosts]
+            # A cluster check the host's own row of the same name already explains is not repeated.
+            said = {c.name for c in own}
+            lines += [
+                f"cluster {c.name}: {c.detail}"
+                for c in self.cluster
+                if c.status == FAIL and name in c.hosts and c.name not in said
+            ]
         return lines
 
     def to_dict(self, facts: dict | None = None) -> dict:

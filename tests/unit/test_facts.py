@@ -68,11 +68,13 @@ __rc=0
 """
 
 HAPROXY_NO_SOCKET = """\
+__arg_socket=/run/haproxy/admin.sock
 2026/11/25 17:19:48 socat[5700] E connect(, AF=1 "/run/haproxy/admin.sock", 25): No such file or directory
 __rc=1
 """
 
 HAPROXY_REFUSED = """\
+__arg_socket=/run/haproxy/admin.sock
 2026/11/25 17:21:42 socat[26879] E connect(, AF=1 "/run/haproxy/admin.sock", 21): Connection refused
 __rc=1
 """
@@ -233,8 +235,9 @@ def test_haproxy_info_alive():
 @pytest.mark.parametrize(
     "output, expected",
     [
-        (HAPROXY_NO_SOCKET, "No such file or directory"),
-        (HAPROXY_REFUSED, "Connection refused"),
+        (HAPROXY_NO_SOCKET, "haproxy show info: /run/haproxy/admin.sock: No such file or directory "
+                            "(HAProxy not running, or no `stats socket` there)"),
+        (HAPROXY_REFUSED, "haproxy show info: /run/haproxy/admin.sock: Connection refused (HAProxy not running)"),
         (HAPROXY_UNKNOWN, "no 'Name: HAProxy'"),
         ("__missing=socat\n", "socat not installed"),
         ("Name: HAProxy\n", "no exit status"),  # output cut short
@@ -263,7 +266,11 @@ def test_haproxy_servers_from_show_stat():
 
 
 def test_haproxy_servers_errors():
-    assert "Connection refused" in F.HaproxyServers().process(lines(HAPROXY_REFUSED))["error"]
+    assert F.HaproxyServers().process(lines(HAPROXY_REFUSED))["error"] == (
+        "haproxy show stat: /run/haproxy/admin.sock: Connection refused (HAProxy not running)")
+    # An unexpected socat failure keeps socat's own line.
+    odd = F.HaproxyServers().process(["socat: something else", "__rc=1"])
+    assert odd["error"] == "haproxy show stat: exit status 1: socat: something else"
     no_header = F.HaproxyServers().process(["mariadb,node01,UP", "__rc=0"])
     assert "no CSV header" in no_header["error"]
 
@@ -522,7 +529,8 @@ def test_galera_node_not_synced_fails_that_node():
     results["node02"]["galera"].update(local_state_comment="Donor/Desynced")
     report = evaluate(site, results)
     assert statuses(report, "node02")["galera"] == FAIL
-    assert "local state Donor/Desynced, not Synced" in report.host_failures("node02")[0]
+    # The host's own galera row explains it; the cluster galera row is not repeated for it.
+    assert report.host_failures("node02") == ["galera: local state Donor/Desynced, not Synced"]
     assert cluster(report, "galera").hosts == ("node02",)
     assert report.host_failures("node01") == []
 
