@@ -457,6 +457,8 @@ def collect_health():
     if not state.is_executing:
         return  # queue time: facts would describe the hosts as they were before the run
     run = _run_for(state)
+    if run.reported:  # verify() called a second time in one run: start a fresh report
+        run.results, run.reported, run.partial = {}, False, False
     run.results[host.name] = collect_facts(host, run.site)
     yield from ()
 
