@@ -1,0 +1,29 @@
+"""The whole HA layer, in one idempotent run:
+
+    pyinfra inventories/lab.py deploy.py            (or inventories/prod.py on real controllers)
+    pyinfra inventories/lab.py deploy.py --dry --diff   (what would change, secrets masked)
+
+Preflight first (a wrong inventory stops here, before any operation), then each component in
+dependency order, then the verification facts and the health report.
+"""
+
+from pyinfra import host, logger
+
+from operations import common, galera, haproxy, keepalived, memcached, rabbitmq
+from operations.verify import verify
+from operations import host as host_basics
+
+site = common.site()  # runs preflight once; exits with one line per problem
+
+host_basics.configure()
+memcached.configure()
+galera.configure()
+rabbitmq.configure()
+haproxy.configure()  # before keepalived: check_alive needs a live HAProxy
+keepalived.configure()
+
+if common.is_first():
+    for key, value in site.client_strings({"rabbitmq_password": "<rabbitmq_password>"}).items():
+        logger.info(f"for OpenStack services: {key} = {value}")
+
+verify()  # facts read after the changes; a failed check fails the run with its reason

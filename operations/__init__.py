@@ -1,0 +1,1 @@
+"""One pyinfra @deploy module per component; common.py holds what they share."""

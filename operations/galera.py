@@ -1,0 +1,243 @@
+"""MariaDB Galera on every controller: one cluster, bootstrapped once, joined one node at a time.
+
+Whether to bootstrap is decided from facts of every controller, read before the run: if any
+node is already in a Primary component the cluster exists and is never bootstrapped again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pyinfra import host, inventory
+from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
+from pyinfra.api.hiddenvalue import HiddenValue
+from pyinfra.operations import server
+
+from operations.common import announce, install_files, packages, secret_value, site, unit_log, wait_until
+
+PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
+SYNCED = (
+    "mysql -N -B -e \"SHOW GLOBAL STATUS WHERE Variable_name IN "
+    "('wsrep_local_state_comment','wsrep_cluster_status')\" | tr '\\n' ' ' | "
+    "grep -q 'wsrep_cluster_status.Primary wsrep_local_state_comment.Synced'"
+)
+
+
+class GaleraNode(FactBase):
+    """
+    This node's Galera state as the deploy needs it to decide what to do:
+
+    .. code:: python
+
+        {"installed": True, "active": True, "wsrep_cluster_status": "Primary",
+         "wsrep_local_state_comment": "Synced", "wsrep_cluster_size": "3",
+         "grastate_uuid": "2a0c...", "grastate_seqno": "-1"}
+    """
+
+    def command(self):
+        return (
+            "if ! command -v mysqld >/dev/null 2>&1 && ! test -x /usr/sbin/mariadbd; then echo installed=no; exit 0; fi; "
+            "echo installed=yes; "
+            "systemctl is-active -q mariadb && echo active=yes || echo active=no; "
+            "timeout 10 mysql -N -B -e \"SHOW GLOBAL STATUS WHERE Variable_name IN "
+            "('wsrep_cluster_status','wsrep_local_state_comment','wsrep_cluster_size')\" 2>/dev/null | tr '\\t' '='; "
+            "sed -n 's/^\\(uuid\\|seqno\\):[[:space:]]*/grastate_\\1=/p' /var/lib/mysql/grastate.dat 2>/dev/null; true"
+        )
+
+    def process(self, output):
+        facts = {}
+        for line in output:
+            key, _, value = line.partition("=")
+            facts[key.strip()] = value.strip()
+        return {
+            "installed": facts.get("installed") == "yes",
+            "active": facts.get("active") == "yes",
+            **{k: v for k, v in facts.items() if k not in ("installed", "active")},
+        }
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str  # "bootstrap": no cluster yet; "join": a Primary component exists
+    anchor: str  # bootstrap node, or a node of the Primary component
+    synced: frozenset  # nodes in the Primary component and Synced before the run
+
+
+class GaleraStateError(Exception):
+    pass
+
+
+def plan(states: dict[str, dict], order: list[str]) -> Plan:
+    """Pure decision from every node's pre-run GaleraNode fact (unreachable nodes absent)."""
+    synced = frozenset(
+        n for n, s in states.items()
+        if s.get("wsrep_cluster_status") == "Primary" and s.get("wsrep_local_state_comment") == "Synced"
+    )
+    in_primary = [n for n in order if states.get(n, {}).get("wsrep_cluster_status") == "Primary"]
+    if in_primary:
+        return Plan("join", in_primary[0], synced)
+    with_state = [
+        n for n in order
+        if states.get(n, {}).get("grastate_uuid", "00000000-0000-0000-0000-000000000000").strip("0-")
+    ]
+    if with_state:
+        raise GaleraStateError(
+            f"no controller is in a Primary component, but {', '.join(with_state)} hold Galera state: "
+            "this is a full-outage recovery, not a fresh cluster. Start mariadb on every controller "
+            "(pc.recovery re-forms the last Primary component), or bootstrap the node with the highest "
+            "seqno (mysqld --wsrep-recover) with galera_new_cluster, then re-run the deploy."
+        )
+    missing = [n for n in order if n not in states]
+    if missing:
+        raise GaleraStateError(
+            f"cannot decide whether to bootstrap Galera: {', '.join(missing)} unreachable and no "
+            "reachable controller is in a Primary component; bring them back or remove them from the inventory."
+        )
+    return Plan("bootstrap", order[0], synced)
+
+
+@lru_cache(maxsize=1)
+def cluster_plan() -> Plan:
+    order = [c.name for c in site().controllers]
+    states = {h.name: h.get_fact(GaleraNode) for h in inventory.get_active_hosts() if h.name in order}
+    try:
+        return plan(states, order)
+    except GaleraStateError as exc:
+        import sys
+
+        print(f"galera: {exc}", file=sys.stderr)
+        raise SystemExit(1)
+
+
+# --- accounts ----------------------------------------------------------------------------
+
+
+class MysqlAccounts(FactBase):
+    """
+    Accounts and whether the test database exists, read through root's unix socket:
+
+    .. code:: python
+
+        {"users": {"haproxy@100.2.30.41": "", "admin@localhost": "*94BD..."}, "test_db": False,
+         "ok": True}
+    """
+
+    def command(self):
+        return (
+            "timeout 10 mysql -N -B -e \"SELECT CONCAT('user=', user, '@', host, '=', authentication_string) "
+            "FROM mysql.user; SELECT 'test_db=yes' FROM information_schema.schemata WHERE schema_name='test'\" "
+            "2>/dev/null && echo ok=yes || echo ok=no"
+        )
+
+    def process(self, output):
+        result = {"users": {}, "test_db": False, "ok": False}
+        for line in output:
+            kind, _, rest = line.partition("=")
+            if kind == "user":
+                name, _, auth = rest.partition("=")
+                result["users"][name] = auth
+            elif kind == "test_db":
+                result["test_db"] = True
+            elif kind == "ok":
+                result["ok"] = rest == "yes"
+        return result
+
+
+def native_hash(password: str) -> str:
+    """MySQL/MariaDB mysql_native_password hash, computed locally (the secret never leaves)."""
+    return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
+
+
+def _q(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def account_statements(existing: dict, data: dict, addresses: list[str], passwords: dict) -> list[str]:
+    """SQL that makes the accounts right; empty when they already are. Pure."""
+    users = existing.get("users", {}) if existing.get("ok") else None
+    sql = []
+
+    def account(user, hostpart, password, grants):
+        key = f"{user}@{hostpart}"
+        want = native_hash(password) if password is not None else ""
+        if users is not None and users.get(key) == want:
+            return
+        ident = f" IDENTIFIED BY {_q(password)}" if password is not None else ""
+        sql.append(f"CREATE USER IF NOT EXISTS {_q(user)}@{_q(hostpart)}{ident}")
+        if password is not None:
+            sql.append(f"ALTER USER {_q(user)}@{_q(hostpart)}{ident}")
+        if grants:
+            sql.append(f"GRANT {grants} TO {_q(user)}@{_q(hostpart)}")
+
+    # HAProxy's health check: no privileges, from the controllers only.
+    for addr in addresses:
+        account(data["mariadb_check_user"], addr, None, "")
+    import ipaddress
+
+    net = ipaddress.ip_network(data["internal_network"], strict=False)
+    for hostpart in ("localhost", f"{net.network_address}/{net.netmask}"):
+        account(data["mariadb_admin_user"], hostpart, passwords["mariadb_admin_password"], "ALL PRIVILEGES ON *.* WITH GRANT OPTION")
+    if data["galera_sst_method"] == "mariabackup":
+        account("sst", "localhost", passwords["mariadb_sst_password"], "RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.*")
+    if users is None or any(k.startswith("@") for k in users):
+        anon = [k for k in (users or {}) if k.startswith("@")]
+        sql += [f"DROP USER IF EXISTS ''@{_q(k[1:])}" for k in anon]
+    if users is None or existing.get("test_db"):
+        sql.append("DROP DATABASE IF EXISTS test")
+    return sql
+
+
+@operation()
+def accounts():
+    """
+    HAProxy's check account, the admin account and the state-transfer account; no anonymous
+    accounts, no test database. Passwords are compared as hashes computed here and sent on
+    stdin, masked in every log.
+    """
+    s = site()
+    statements = account_statements(
+        host.get_fact(MysqlAccounts),
+        s.data,
+        [c.address for c in s.controllers],
+        {n: secret_value(n) for n in ("mariadb_admin_password", "mariadb_sst_password")},
+    )
+    if statements:
+        script = ";\n".join(statements) + ";\n"
+        yield StringCommand("printf '%s'", QuoteString(HiddenValue(script, "<account SQL>")), "| timeout 30 mysql")
+
+
+# --- the deploy --------------------------------------------------------------------------
+
+
+@deploy("MariaDB Galera")
+def configure():
+    """Packages, the Galera config, then: a fresh cluster is bootstrapped on the first
+    controller and the others join one at a time, each waiting until Synced; on a running
+    cluster a node restarts (one at a time) only when its config changed or it is not Synced."""
+    packages(name="galera: packages", names=PACKAGES)
+    (cnf,) = install_files("galera")
+    p = cluster_plan()
+    needs_start = cnf.will_change or host.name not in p.synced
+    if needs_start:
+        announce(cnf, "restart mariadb (one node at a time, waiting for Synced)")
+    synced = wait_until(SYNCED, "mariadb to be Synced in a Primary component", on_fail=unit_log("mariadb"))
+    if host.name == p.anchor:
+        if needs_start:
+            bootstrap = p.mode == "bootstrap"
+            start = "systemctl stop mariadb; timeout 600 galera_new_cluster" if bootstrap else "timeout 600 systemctl restart mariadb"
+            server.shell(
+                name=f"galera: {'bootstrap a new cluster' if bootstrap else 'restart'} on {host.name}",
+                commands=[f"{start} || {{ {unit_log('mariadb')}; exit 1; }}", synced],
+            )
+        accounts(name="galera: accounts")
+    elif needs_start:
+        server.shell(
+            name="galera: join / restart, one node at a time",
+            commands=[
+                f"timeout 600 systemctl restart mariadb || {{ echo '{host.name}: mariadb did not join the cluster:' >&2; {unit_log('mariadb')}; exit 1; }}",
+                synced,
+            ],
+            _serial=True,
+        )

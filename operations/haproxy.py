@@ -1,0 +1,19 @@
+"""HAProxy on every controller: every API of the catalogue on the VIP."""
+
+from pyinfra.api import deploy
+from pyinfra.operations import systemd
+
+from operations.common import announce, install_files, packages
+
+
+@deploy("HAProxy")
+def configure():
+    """The new haproxy.cfg is checked with `haproxy -c` on the host before it replaces the
+    old one; a change is applied with a reload (connections survive), never a restart."""
+    packages(name="haproxy: packages", names=["haproxy", "socat"])
+    (cfg,) = install_files("haproxy", validate={"/etc/haproxy/haproxy.cfg": "haproxy -c -q -f {path}"})
+    announce(cfg, "reload haproxy")
+    systemd.service(
+        name="haproxy: running", service="haproxy", running=True, enabled=True,
+        reloaded=cfg.will_change,
+    )

@@ -1,0 +1,170 @@
+"""RabbitMQ on every controller: one cluster, each node joined once, one at a time."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from functools import lru_cache
+
+from pyinfra import host, inventory
+from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
+from pyinfra.api.hiddenvalue import HiddenValue
+from pyinfra.facts.files import Sha1File
+from pyinfra.operations import server, systemd
+
+from operations.common import (
+    announce, any_will_change, files_of, install_files, packages, secret_value, site, unit_log, wait_until,
+)
+
+COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
+CTL = "timeout 60 rabbitmqctl"
+
+
+class RabbitmqCluster(FactBase):
+    """
+    This node's view of its cluster, before the run:
+
+    .. code:: python
+
+        {"installed": True, "running": True, "nodes": ["rabbit@node01", "rabbit@node02"],
+         "running_nodes": ["rabbit@node01", "rabbit@node02"]}
+    """
+
+    def command(self):
+        return (
+            "command -v rabbitmqctl >/dev/null 2>&1 || { echo '{\"installed\": false}'; exit 0; }; "
+            "timeout 30 rabbitmqctl cluster_status --formatter json 2>/dev/null || echo '{\"installed\": true}'"
+        )
+
+    def process(self, output):
+        try:
+            raw = json.loads("\n".join(output))
+        except ValueError:
+            return {"installed": True, "running": False, "nodes": [], "running_nodes": []}
+        if "installed" in raw:
+            return {"installed": raw["installed"], "running": False, "nodes": [], "running_nodes": []}
+        return {
+            "installed": True,
+            "running": True,
+            "nodes": sorted(raw.get("disk_nodes", []) + raw.get("ram_nodes", [])),
+            "running_nodes": sorted(raw.get("running_nodes", [])),
+        }
+
+
+class RabbitmqDefinitions(FactBase):
+    """Users (with password hashes), vhosts, permissions and policies, from export_definitions."""
+
+    def command(self):
+        return "timeout 30 rabbitmqctl export_definitions - --silent 2>/dev/null || echo '{}'"
+
+    def process(self, output):
+        try:
+            return json.loads("\n".join(output))
+        except ValueError:
+            return {}
+
+
+def password_matches(password: str, password_hash: str) -> bool:
+    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
+    try:
+        raw = base64.b64decode(password_hash)
+    except ValueError:
+        return False
+    salt, digest = raw[:4], raw[4:]
+    return hashlib.sha256(salt + password.encode()).digest() == digest
+
+
+def seed_node(states: dict[str, dict], order: list[str]) -> str:
+    """The node others join: the first controller already clustered with another, else the first."""
+    for name in order:
+        st = states.get(name, {})
+        if st.get("running") and len(st.get("nodes", [])) > 1:
+            return name
+    return order[0]
+
+
+@lru_cache(maxsize=1)
+def cluster_states() -> tuple[str, dict]:
+    order = [c.name for c in site().controllers]
+    states = {h.name: h.get_fact(RabbitmqCluster) for h in inventory.get_active_hosts() if h.name in order}
+    return seed_node(states, order), states
+
+
+def definition_commands(defs: dict, data: dict, password: str) -> list:
+    """rabbitmqctl commands that make user, vhost, permissions and policy right; none when
+    they already are. `defs` is {} when RabbitMQ was not running before the run (a fresh
+    node): then every command is emitted in a form that is safe to repeat. Pure."""
+    user, vhost = data["rabbitmq_user"], data["rabbitmq_vhost"]
+    known = bool(defs)
+    users = {u["name"]: u for u in defs.get("users", [])}
+    pw = QuoteString(HiddenValue(password, "<rabbitmq_password>"))
+    cmds = []
+    if not known or vhost not in {v["name"] for v in defs.get("vhosts", [])}:
+        cmds.append(f"{CTL} list_vhosts --silent | grep -qx {vhost} || {CTL} add_vhost {vhost}")
+    if not known or user not in users:
+        cmds.append(StringCommand(
+            f"if {CTL} list_users --silent | grep -q '^{user}\\b'; then printf '%s'", pw, f"| {CTL} change_password {user};",
+            "else printf '%s'", pw, f"| {CTL} add_user {user}; fi",
+        ))
+    elif not password_matches(password, users[user].get("password_hash", "")):
+        cmds.append(StringCommand("printf '%s'", pw, f"| {CTL} change_password {user}"))
+    if not known or "administrator" not in str(users.get(user, {}).get("tags")):
+        cmds.append(f"{CTL} set_user_tags {user} administrator")
+    perms = [p for p in defs.get("permissions", []) if p.get("user") == user and p.get("vhost") == vhost]
+    if not perms or (perms[0]["configure"], perms[0]["write"], perms[0]["read"]) != (".*", ".*", ".*"):
+        cmds.append(f"{CTL} set_permissions -p {vhost} {user} '.*' '.*' '.*'")
+    if not known or "guest" in users:
+        cmds.append(f"{CTL} list_users --silent | grep -q '^guest\\b' && {CTL} delete_user guest || true")
+    policies = {p["name"] for p in defs.get("policies", []) if p.get("vhost") == vhost}
+    if data["rabbitmq_queue_type"] == "mirrored":
+        if "ha-all" not in policies:
+            cmds.append(f"{CTL} set_policy -p {vhost} --apply-to queues ha-all '^(?!amq\\.).*' '{{\"ha-mode\":\"all\"}}'")
+    elif "ha-all" in policies:
+        cmds.append(f"{CTL} clear_policy -p {vhost} ha-all")
+    return cmds
+
+
+@operation()
+def definitions():
+    """The OpenStack user and vhost (password from the secrets, on stdin), no guest user,
+    and the article's mirrored-queue policy when rabbitmq_queue_type is "mirrored"."""
+    yield from definition_commands(host.get_fact(RabbitmqDefinitions), site().data, secret_value("rabbitmq_password"))
+
+
+@deploy("RabbitMQ")
+def configure():
+    """Same Erlang cookie everywhere, node name rabbit@<hostname>, listeners on the node's
+    address; nodes join the seed one at a time; then the OpenStack user and vhost."""
+    packages(name="rabbitmq: packages", names=["rabbitmq-server"])
+    cookie = next(f for f in files_of("rabbitmq") if f.path == COOKIE)
+    if host.get_fact(Sha1File, path=COOKIE) != hashlib.sha1(cookie.content.encode()).hexdigest():
+        # A running node cannot be stopped by rabbitmqctl once its cookie file changed.
+        server.shell(name="rabbitmq: stop before the cookie changes", commands=["timeout 120 systemctl stop rabbitmq-server"])
+    ops = install_files("rabbitmq")
+    restart = any_will_change(ops)
+    for op in ops:
+        announce(op, "restart rabbitmq-server (one node at a time)")
+    started = wait_until(f"{CTL} await_startup", "rabbitmq to start", on_fail=unit_log("rabbitmq-server"))
+    if restart:
+        server.shell(
+            name="rabbitmq: restart, one node at a time",
+            commands=[f"timeout 300 systemctl restart rabbitmq-server || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
+            _serial=True,
+        )
+    else:
+        systemd.service(name="rabbitmq: running", service="rabbitmq-server", running=True, enabled=True)
+    seed, states = cluster_states()
+    me = states.get(host.name, {})
+    if host.name != seed and f"rabbit@{seed}" not in me.get("nodes", []):
+        server.shell(
+            name=f"rabbitmq: join the cluster of {seed}, one node at a time",
+            commands=[
+                f"{CTL} stop_app && {CTL} reset && timeout 120 rabbitmqctl join_cluster rabbit@{seed} && {CTL} start_app "
+                f"|| {{ echo '{host.name}: could not join rabbit@{seed}' >&2; {unit_log('rabbitmq-server')}; exit 1; }}",
+                started,
+            ],
+            _serial=True,
+        )
+    if host.name == seed:
+        definitions(name="rabbitmq: user, vhost, policy")
