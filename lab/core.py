@@ -140,6 +140,11 @@ def _ip(*args, check=True):
 
 
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write a file atomically (unchanged content and mode: left alone)."""
+    with contextlib.suppress(OSError):
+        if not path.is_symlink() and path.read_text() == text \
+                and (path.stat().st_mode & 0o7777) == mode:
+            return
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.halab-tmp")
     with contextlib.suppress(FileNotFoundError):
@@ -259,6 +264,7 @@ _lock_fd = None
 @contextlib.contextmanager
 def _locked():
     global _depth, _lock_fd
+    _require_root()
     with _tlock:
         if _depth == 0:
             STATE_DIR.mkdir(parents=True, exist_ok=True)
