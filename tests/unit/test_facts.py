@@ -700,3 +700,95 @@ def test_write_json(tmp_path):
     assert {c["name"]: c["status"] for c in data["hosts"]["node02"]}["memcached"] == "FAIL"
     assert data["facts"]["node02"]["memcached"]["answering"] is False
     assert not (tmp_path / "health.json.tmp").exists()
+
+
+# --- the pyinfra operations, through pyinfra's own API on this machine (@local) -------------
+
+
+def local_run(monkeypatch, facts_for_host, tmp_path):
+    """Queue and execute verify() for a one-controller site (@local) whose facts are given.
+
+    Returns (state, calls): `calls` records when collect_facts ran (stage, is_executing).
+    """
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.api.connect import connect_all
+    from pyinfra.api.deploy import add_deploy
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.operations import run_ops
+    from pyinfra.api.state import StateStage
+
+    import operations.verify as V
+
+    calls = []
+
+    def fake_collect(host, site):
+        calls.append(host.state.is_executing)
+        return facts_for_host
+
+    monkeypatch.setattr(V, "collect_facts", fake_collect)
+    monkeypatch.setenv(V.JSON_ENV, str(tmp_path / "health.json"))
+    inventory = Inventory(
+        (["@local"], {}),
+        controllers=(
+            [("@local", {"address": "127.0.0.1", "vrrp_priority": 150})],
+            {"internal_network": "127.0.0.0/8", "vip": "10.77.0.100", "vip_interface": "lo"},
+        ),
+    )
+    state = State(inventory, Config())
+    connect_all(state)
+    state.set_stage(StateStage.Prepare)
+    add_deploy(state, V.verify)
+    assert calls == []  # queue time reads no fact: it would show the host before the run
+    meta = state.get_meta_for_host(inventory.get_host("@local"))
+    assert (meta.ops, meta.ops_change) == (2, 0)  # change detection: nothing to change
+    state.set_stage(StateStage.Execute)
+    try:
+        run_ops(state)
+    except PyinfraError as exc:  # the only host failed
+        assert str(exc) == "No hosts remaining!"
+    return state, calls
+
+
+def local_facts(site_names=("@local",), healthy_host=True):
+    site = build_site(
+        [(n, {"address": "127.0.0.1", "vrrp_priority": 150}) for n in site_names],
+        {"internal_network": "127.0.0.0/8", "vip": "10.77.0.100"},
+    )
+    listeners = {
+        lst.name: {"@local": {"status": "UP" if lst.name in ("mariadb", "rabbitmq_management") else "DOWN",
+                              "backup": False, "check": None}}
+        for lst in site.listeners
+    }
+    return {
+        "vip": {"holds_vip": healthy_host, "vip": "10.77.0.100", "interface": "lo", "addresses": [], "error": None},
+        "haproxy_info": {"alive": True, "version": "2.6.12", "uptime_sec": 1, "pid": 1, "error": None},
+        "haproxy_servers": {"listeners": listeners, "backends": {}, "error": None},
+        "galera": {"cluster_size": 1, "cluster_status": "Primary", "local_state_comment": "Synced", "ready": "ON",
+                   "connected": "ON", "cluster_state_uuid": "u", "incoming_addresses": "", "error": None},
+        "rabbitmq": {"running_nodes": ["rabbit@@local"], "disk_nodes": [], "partitions": [], "alarms": [],
+                     "error": None},
+        "memcached": {"answering": True, "version": "1.6.18", "uptime": 1, "curr_connections": 1, "error": None},
+    }
+
+
+def test_verify_operations_read_after_changes_and_are_never_a_change(monkeypatch, tmp_path):
+    state, calls = local_run(monkeypatch, local_facts(), tmp_path)
+    assert calls == [True]  # read once, at execution
+    assert not state.failed_hosts
+    results = state.get_results_for_host(state.inventory.get_host("@local"))
+    assert (results.ops, results.success_ops, results.error_ops) == (2, 2, 0)
+    for op_hash in state.get_op_order():
+        op_data = state.get_op_data_for_host(state.inventory.get_host("@local"), op_hash)
+        assert op_data.operation_meta.did_change() is False  # "No changes"
+    data = json.loads((tmp_path / "health.json").read_text())
+    assert data["ok"] is True and data["vip_holders"] == ["@local"]
+
+
+def test_verify_operations_fail_the_host_with_the_reason(monkeypatch, tmp_path):
+    state, calls = local_run(monkeypatch, local_facts(healthy_host=False), tmp_path)
+    host = state.inventory.get_host("@local")
+    assert host in state.failed_hosts
+    results = state.get_results_for_host(host)
+    assert (results.success_ops, results.error_ops) == (1, 1)  # collect ok, report failed
+    data = json.loads((tmp_path / "health.json").read_text())
+    assert data["failures"] == ["cluster: vip holder: no controller holds 10.77.0.100"]
