@@ -79,7 +79,8 @@ NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEBOOTSTRAP_TIMEOUT = 900
 DEBOOTSTRAP_TRIES = 3
 BOOT_TIMEOUT = 120
-STOP_TIMEOUT = 60
+BOOT_SETTLE_TIMEOUT = 60
+STOP_TIMEOUT = 45
 CMD_TIMEOUT = 60
 
 if _net.version != 4 or _net.prefixlen > 24:
@@ -458,6 +459,8 @@ def ensure_node_net(name: str) -> None:
     """The node's namespace and veth pair (the node end named enp8s0f0), plugged into the bridge.
     Addresses are set by the launcher at each boot (net_up) and dropped at power-off (net_down)."""
     veth = _veth(name)
+    if name in _netns_list() and f"/run/netns/{name}" not in _mounts():
+        _ip("netns", "del", name, check=False)      # a stale name (e.g. after a machine reboot)
     if name not in _netns_list():
         _ip("netns", "add", name)
     if _link_exists(veth) and not _link_exists(IFNAME, name):
@@ -976,15 +979,24 @@ def _wait_ready(names, timeout=BOOT_TIMEOUT) -> None:
             time.sleep(0.3)
     if pending:
         raise LabError(f"node(s) {', '.join(pending)} not reachable by SSH within {timeout}s")
+    # SSH answering is what `up` promises; the end of boot is awaited (bounded) and reported,
+    # but a deployed service that is slow to start (e.g. RabbitMQ waiting for its peers) or has
+    # failed is the deploy's business, not a lab failure.
+    boot_deadline = time.monotonic() + BOOT_SETTLE_TIMEOUT
     for name in names:
-        left = max(5, deadline - time.monotonic())
-        r = exec_(name, ["systemctl", "is-system-running", "--wait"], timeout=left)
-        state = r.stdout.strip()
-        if state not in ("running", "degraded"):
-            raise LabError(f"{name}: systemd did not finish booting (state {state or 'unknown'})")
+        left = max(2.0, boot_deadline - time.monotonic())
+        try:
+            state = exec_(name, ["systemctl", "is-system-running", "--wait"],
+                          timeout=left).stdout.strip()
+        except LabError:
+            state = "starting"
         if state == "degraded":
             failed = exec_(name, ["systemctl", "--failed", "--no-legend", "--plain"]).stdout
-            _say(f"{name}: systemd degraded: {' '.join(l.split()[0] for l in failed.splitlines() if l.split())}")
+            _say(f"{name}: systemd degraded, failed units: "
+                 f"{' '.join(l.split()[0] for l in failed.splitlines() if l.split())}")
+        elif state != "running":
+            _say(f"{name}: reachable by SSH, systemd still {state or 'starting'} after "
+                 f"{BOOT_SETTLE_TIMEOUT}s (see: python -m lab exec {name} -- systemctl list-jobs)")
 
 
 def _require_node(name: str) -> None:
@@ -1016,6 +1028,10 @@ def _bring_up(names) -> None:
     for name in all_names:
         if str(_root(name)) in _mounts():
             _write_hosts(name, all_names)
+    for name in names:
+        if _launcher_pid(name) and _isolated(name):
+            _say(f"healing {name} (its link was cut)")
+            _ip("link", "set", _veth(name), "up")
     to_start = [n for n in names if not _launcher_pid(n)]
     for name in to_start:
         _say(f"starting {name} ({address(name)})")
@@ -1219,7 +1235,7 @@ def down(purge: bool = False) -> None:
         for n, lp in launchers.items():
             if lp:
                 _kill(lp, signal.SIGTERM)
-        _wait_gone([p for p in launchers.values() if p], 20)
+        _wait_gone([p for p in launchers.values() if p], STOP_TIMEOUT)
         for n in sorted(names):
             _teardown_node(n)
         _stop_apt_proxy()
