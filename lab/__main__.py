@@ -75,6 +75,9 @@ def main(argv=None) -> int:
     except core.LabError as e:
         print(f"lab: error: {e}", file=sys.stderr)
         return 1
+    except PermissionError as e:
+        print(f"lab: error: {e.strerror}: {e.filename} (the lab runs as root)", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("lab: interrupted (run `python -m lab down` to clean up)", file=sys.stderr)
         return 130

@@ -54,7 +54,24 @@ SSH_KEY = str(STATE_DIR / "id_ed25519")
 SECRETS_FILE = str(STATE_DIR / "secrets.json")
 LOCK_FILE = STATE_DIR / "lock"
 
-_net = ipaddress.ip_network(os.environ.get("LAB_SUBNET", "10.77.0.0/24"), strict=True)
+SUBNET_FILE = STATE_DIR / "subnet"     # the subnet of the lab that exists, if not the default
+
+
+def _configured_subnet() -> str:
+    if os.environ.get("LAB_SUBNET"):
+        return os.environ["LAB_SUBNET"]
+    with contextlib.suppress(OSError):
+        return SUBNET_FILE.read_text().strip() or "10.77.0.0/24"
+    return "10.77.0.0/24"
+
+
+try:
+    _net = ipaddress.ip_network(_configured_subnet(), strict=True)
+    if _net.version != 4 or _net.prefixlen > 24:
+        raise ValueError("not an IPv4 network of /24 or larger")
+except ValueError as _e:
+    # a configuration error, reported in one line even at import time
+    raise SystemExit(f"lab: error: LAB_SUBNET={os.environ.get('LAB_SUBNET')!r}: {_e}") from None
 SUBNET = str(_net)
 PREFIXLEN = _net.prefixlen
 HOST_ADDRESS = str(_net[1])
@@ -82,9 +99,6 @@ BOOT_TIMEOUT = 120
 BOOT_SETTLE_TIMEOUT = 60
 STOP_TIMEOUT = 45
 CMD_TIMEOUT = 60
-
-if _net.version != 4 or _net.prefixlen > 24:
-    raise ValueError(f"LAB_SUBNET must be an IPv4 network of /24 or larger, not {SUBNET}")
 
 
 class LabError(Exception):
@@ -959,9 +973,9 @@ def _ssh_argv(name: str, connect_timeout=5) -> list[str]:
             f"root@{address(name)}"]
 
 
-def _wait_ready(names, timeout=BOOT_TIMEOUT) -> None:
-    """Wait (bounded) until each node's sshd answers a real SSH login and systemd has finished
-    booting; raise if one does not."""
+def _wait_ready(names, booted=None, timeout=BOOT_TIMEOUT) -> None:
+    """Wait (bounded) until each node's sshd answers a real SSH login (raise if one does not),
+    then, for the nodes just `booted`, until systemd has finished booting (reported only)."""
     deadline = time.monotonic() + timeout
     pending = list(names)
     while pending and time.monotonic() < deadline:
@@ -983,7 +997,7 @@ def _wait_ready(names, timeout=BOOT_TIMEOUT) -> None:
     # but a deployed service that is slow to start (e.g. RabbitMQ waiting for its peers) or has
     # failed is the deploy's business, not a lab failure.
     boot_deadline = time.monotonic() + BOOT_SETTLE_TIMEOUT
-    for name in names:
+    for name in (names if booted is None else booted):
         left = max(2.0, boot_deadline - time.monotonic())
         try:
             state = exec_(name, ["systemctl", "is-system-running", "--wait"],
@@ -1014,6 +1028,8 @@ def _infrastructure() -> None:
     os.chmod(STATE_DIR, 0o700)
     ensure_key()
     ensure_secrets()
+    if SUBNET != "10.77.0.0/24" or SUBNET_FILE.exists():
+        _write(SUBNET_FILE, SUBNET + "\n")
     ensure_bridge()
     _ensure_nspawn_tmpfs()
     ensure_apt_proxy()
@@ -1036,7 +1052,7 @@ def _bring_up(names) -> None:
     for name in to_start:
         _say(f"starting {name} ({address(name)})")
         _launch(name)
-    _wait_ready(names)
+    _wait_ready(names, booted=to_start)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1254,8 +1270,9 @@ def down(purge: bool = False) -> None:
         if purge:
             _umount_under(NODES_DIR)
             _rmtree(NODES_DIR)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(SECRETS_FILE)
+            for f in (SECRETS_FILE, SUBNET_FILE):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f)
         _say(f"lab down in {time.monotonic() - t0:.1f}s"
              + (" (node disks and secrets purged)" if purge else ""))
 
