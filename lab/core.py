@@ -236,6 +236,15 @@ def _mounts() -> list[str]:
     return out
 
 
+def _mount_source(mountpoint: str):
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            if fields[4] == mountpoint:
+                return fields[fields.index("-") + 2]
+    return None
+
+
 def _umount_under(path: Path) -> None:
     """Unmount everything at or below `path`, deepest first."""
     prefix = str(path).rstrip("/")
@@ -937,8 +946,6 @@ def _ensure_nspawn_tmpfs() -> None:
         return
     d.mkdir(parents=True, exist_ok=True)
     _run(["mount", "-t", "tmpfs", "-o", "mode=0755,size=16m", "halab-nspawn", str(d)])
-    RUN_DIR.mkdir(parents=True, exist_ok=True)
-    (RUN_DIR / "nspawn-tmpfs-ours").touch()
 
 
 def _launch(name: str) -> None:
@@ -1260,7 +1267,7 @@ def down(purge: bool = False) -> None:
                 _ip("link", "del", link, check=False)
         if _link_exists(BRIDGE):
             _ip("link", "del", BRIDGE, check=False)
-        if (RUN_DIR / "nspawn-tmpfs-ours").exists() and "/run/systemd/nspawn" in _mounts():
+        if _mount_source("/run/systemd/nspawn") == "halab-nspawn":
             _umount_under(Path("/run/systemd/nspawn"))
         _umount_under(RUN_DIR)
         _rmtree(RUN_DIR)
@@ -1289,6 +1296,8 @@ def leftovers() -> list[str]:
     found += [f"mount {m}" for m in _mounts()
               if m.startswith(str(RUN_DIR)) or m.startswith(str(STATE_DIR))
               or m.startswith("/run/netns/node")]
+    if _mount_source("/run/systemd/nspawn") == "halab-nspawn":
+        found.append("mount /run/systemd/nspawn")
     found += [f"cgroup {c}" for c in _all_cgroup_dirs()]
     found += [f"process {p} {' '.join(_cmdline(p))[:80]}" for p in _find_procs(
         lambda a: "lab.launcher" in a

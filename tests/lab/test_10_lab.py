@@ -313,7 +313,8 @@ def test_down_leaves_nothing_behind_even_after_an_interrupted_up(lab_nodes):
         t0 = time.monotonic()
         r = _cli("down")
         assert r.returncode == 0, r.stderr
-        assert time.monotonic() - t0 < 60
+        print(r.stderr.strip())                  # "lab down in N s" (shown with -rP)
+        assert time.monotonic() - t0 < 90
         assert lab.leftovers() == []
         assert not Path("/sys/class/net/labbr0").exists()
         assert not core.RUN_DIR.exists()
