@@ -1057,6 +1057,9 @@ def _bring_up(names) -> None:
             _ip("link", "set", _veth(name), "up")
     to_start = [n for n in names if not _launcher_pid(n)]
     for name in to_start:
+        if _node_procs(name):      # e.g. its launcher was killed: nspawn would find it busy
+            _say(f"{name}: ending the orphaned processes of its last boot")
+            _hard_stop(name)
         _say(f"starting {name} ({address(name)})")
         _launch(name)
     _wait_ready(names, booted=to_start)
