@@ -1192,22 +1192,33 @@ def exec_(name: str, cmd, timeout: float = CMD_TIMEOUT, via: str = "nsenter",
             raise LabError(f"{name} is not running")
         argv = ["nsenter", "-t", str(pid), "--all", "-r", "-w", "--", "/usr/bin/env", "-i",
                 f"PATH={NODE_PATH}", "HOME=/root", "LANG=C.UTF-8", "TERM=dumb", *cmd]
-    kw = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE} if capture else {}
-    p = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                         text=True, start_new_session=True, **kw)
+    if capture:      # programs: own process group (killed whole on timeout), no stdin
+        kw = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "start_new_session": True,
+              "stdin": subprocess.DEVNULL}
+    else:            # people (the CLI): the terminal as it is
+        kw = {}
+    if input is not None:
+        kw["stdin"] = subprocess.PIPE
+    p = subprocess.Popen(argv, text=True, **kw)
     try:
         out, err = p.communicate(input=input, timeout=timeout)
     except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGKILL)
+        _kill_tree(p, capture)
         p.communicate()
         raise LabError(f"{name}: command timed out after {timeout}s: {shlex.join(cmd)}") from None
     except BaseException:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(p.pid, signal.SIGKILL)
+        _kill_tree(p, capture)
         p.wait()
         raise
     return subprocess.CompletedProcess(argv, p.returncode, out, err)
+
+
+def _kill_tree(p: subprocess.Popen, own_group: bool) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if own_group:
+            os.killpg(p.pid, signal.SIGKILL)
+        else:
+            p.kill()
 
 
 def ssh(name: str, cmd, timeout: float = CMD_TIMEOUT) -> subprocess.CompletedProcess:
