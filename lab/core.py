@@ -959,7 +959,8 @@ def _launch(name: str) -> None:
            "run_dir": str(rd), "console": str(_node_dir(name) / "console.log")}
     env = {"PATH": os.environ.get("PATH", NODE_PATH), "PYTHONPATH": str(REPO_ROOT),
            "LANG": "C.UTF-8"}
-    p = subprocess.Popen([sys.executable, "-m", "lab.launcher", name, json.dumps(cfg)],
+    _write(rd / "launcher.json", json.dumps(cfg, indent=1) + "\n")
+    p = subprocess.Popen([sys.executable, "-m", "lab.launcher", name, str(rd / "launcher.json")],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=open(rd / "launcher.log", "ab"), start_new_session=True,
                          cwd="/", env=env)

@@ -5,7 +5,7 @@ boots it again when the node reboots (nspawn exits 133). When the node powers of
 the node's addresses and link (a dead machine answers nobody, LAB.md item 9) and exits. SIGTERM asks
 for a clean poweroff (forwarded to nspawn, which shuts the node's systemd down).
 
-Usage (internal): python -m lab.launcher NODE CONFIG_JSON
+Usage (internal): python -m lab.launcher NODE /run/halab/NODE/launcher.json
 """
 
 import json
@@ -26,7 +26,7 @@ def log(msg: str) -> None:
 
 
 def main() -> int:
-    name, cfg = sys.argv[1], json.loads(sys.argv[2])
+    name, cfg = sys.argv[1], json.loads(Path(sys.argv[2]).read_text())
     run_dir = Path(cfg["run_dir"])
     state = {"stopping": False, "child": None}
 
