@@ -337,11 +337,19 @@ class RabbitmqMembers(FactBase):
             if isinstance(partitions, dict):
                 partitions = [f"{node}: {', '.join(map(str, seen))}" for node, seen in partitions.items()]
             result["partitions"] = [str(p) for p in partitions]
-            result["alarms"] = [json.dumps(a) if not isinstance(a, str) else a for a in data.get("alarms") or []]
+            result["alarms"] = [_alarm_text(a) for a in data.get("alarms") or []]
         elif not error:
             error = "rabbitmqctl cluster_status: JSON is not an object"
         result["error"] = error
         return result
+
+
+def _alarm_text(alarm) -> str:
+    """`memory alarm on rabbit@node01` from the JSON formatter's alarm maps."""
+    if isinstance(alarm, dict):
+        what = alarm.get("resource") or alarm.get("type") or json.dumps(alarm, sort_keys=True)
+        return f"{what} alarm on {alarm.get('node', '?')}"
+    return str(alarm)
 
 
 # A memcached `stats` over TCP with python3 (always on the nodes; netcat may not be).

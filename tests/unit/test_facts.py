@@ -163,7 +163,7 @@ __rc=0
 """
 
 RABBIT_PARTITIONED = """\
-{"alarms":[],"disk_nodes":["rabbit@node01","rabbit@node02","rabbit@node03"],\
+{"alarms":[{"node":"rabbit@node02","resource":"memory","type":"resource_alarm"}],"disk_nodes":["rabbit@node01","rabbit@node02","rabbit@node03"],\
 "partitions":{"rabbit@node01":["rabbit@node03"]},"ram_nodes":[],"running_nodes":["rabbit@node01","rabbit@node02"]}
 __rc=0
 """
@@ -327,6 +327,7 @@ def test_rabbitmq_partitions_and_warnings_before_json():
     assert r["error"] is None
     assert r["running_nodes"] == ["rabbit@node01", "rabbit@node02"]
     assert r["partitions"] == ["rabbit@node01: rabbit@node03"]
+    assert r["alarms"] == ["memory alarm on rabbit@node02"]
 
 
 @pytest.mark.parametrize(
