@@ -10,13 +10,15 @@ import difflib
 import hashlib
 import io
 import sys
-from functools import lru_cache
+
+import gevent.lock
 
 from pyinfra import host, inventory, logger, state
 from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import File, FileContents, Sha1File
+from pyinfra.operations import server
 
 from config.files import ManagedFile, managed_files
 from config.preflight import check, print_report
@@ -27,12 +29,29 @@ APT_TIMEOUT = 600  # seconds for one apt-get install; apt has hung forever on la
 WAIT_SECONDS = 300  # cluster joins, Synced, services answering
 
 
+def once(fn):
+    """Compute once per run, shared by every host's deploy (they load in parallel greenlets:
+    a lock keeps the others from fetching the same facts again while the first computes)."""
+    lock = gevent.lock.BoundedSemaphore()
+    cached = []
+
+    def wrapper():
+        with lock:
+            if not cached:
+                cached.append(fn())
+        return cached[0]
+
+    wrapper.cache_clear = cached.clear
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
 def _inventory_shape():
     hosts = [(h.name, dict(inventory.get_host_data(h.name))) for h in inventory.get_group(GROUP)]
     return hosts, dict(inventory.get_group_data(GROUP))
 
 
-@lru_cache(maxsize=1)
+@once
 def _site_and_secrets() -> tuple[Site, dict]:
     hosts, group_data = _inventory_shape()
     secrets = load_secrets(group_data.get("secrets_file"))
@@ -70,9 +89,35 @@ def is_first() -> bool:
     return host.name == site().controllers[0].name
 
 
-def announce(op, action: str) -> None:
-    """Say, before anything runs (also with --dry), what a changed config will cause."""
-    if op.will_change:
+def one_at_a_time(names: list[str]):
+    """Walk the controllers in order, yielding (name, mine): mine is True on this host's turn.
+
+    Call the step's operation on every host at every turn, with no commands unless it is
+    this host's turn (see shell()). pyinfra then orders turn i before turn i+1 (loop
+    positions) and every host has the same operations in the same order, so a step runs node
+    by node, in inventory order, and nothing of another host's sequence can overtake it:
+
+        for name, mine in one_at_a_time(names):
+            shell(f"restart {name}", [...], when=mine)
+    """
+    for name in host.loop(names):
+        yield name, name == host.name
+
+
+def shell(name: str, commands: list, when: bool):
+    """server.shell that every host calls, doing nothing where `when` is false.
+
+    Calling an operation on some hosts only shifts the order pyinfra gives it against the
+    other hosts' operations; a no-op keeps every host's sequence aligned.
+    """
+    return server.shell(name=name, commands=commands if when else [])
+
+
+def announce(ops, action: str) -> None:
+    """Say, before anything runs (also with --dry), what a changed config will cause: the
+    blast radius of a run, host by host, in the order the steps will run."""
+    ops = ops if isinstance(ops, (list, tuple)) else [ops]
+    if any(op.will_change for op in ops):
         host.log(f"will {action}", logger.warning)
 
 

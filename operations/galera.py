@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from functools import lru_cache
 
-from pyinfra import host, inventory
+from pyinfra import host, inventory, logger
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.api.hiddenvalue import HiddenValue
-from pyinfra.operations import server
 
-from operations.common import announce, install_files, packages, secret_value, site, unit_log, wait_until
+from operations.common import (
+    install_files, once, one_at_a_time, packages, secret_value, shell, site, unit_log, wait_until,
+)
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
 SYNCED = (
-    "mysql -N -B -e \"SHOW GLOBAL STATUS WHERE Variable_name IN "
-    "('wsrep_local_state_comment','wsrep_cluster_status')\" | tr '\\n' ' ' | "
-    "grep -q 'wsrep_cluster_status.Primary wsrep_local_state_comment.Synced'"
+    "s=$(mysql -N -B -e \"SHOW GLOBAL STATUS LIKE 'wsrep_%'\"); "
+    "echo \"$s\" | grep -qx 'wsrep_cluster_status.Primary' && "
+    "echo \"$s\" | grep -qx 'wsrep_local_state_comment.Synced'"
 )
 
 
@@ -43,7 +43,7 @@ class GaleraNode(FactBase):
             "systemctl is-active -q mariadb && echo active=yes || echo active=no; "
             "timeout 10 mysql -N -B -e \"SHOW GLOBAL STATUS WHERE Variable_name IN "
             "('wsrep_cluster_status','wsrep_local_state_comment','wsrep_cluster_size')\" 2>/dev/null | tr '\\t' '='; "
-            "sed -n 's/^\\(uuid\\|seqno\\):[[:space:]]*/grastate_\\1=/p' /var/lib/mysql/grastate.dat 2>/dev/null; true"
+            "sed -n 's/^\\(uuid\\|seqno\\|safe_to_bootstrap\\):[[:space:]]*/grastate_\\1=/p' /var/lib/mysql/grastate.dat 2>/dev/null; true"
         )
 
     def process(self, output):
@@ -63,6 +63,7 @@ class Plan:
     mode: str  # "bootstrap": no cluster yet; "join": a Primary component exists
     anchor: str  # bootstrap node, or a node of the Primary component
     synced: frozenset  # nodes in the Primary component and Synced before the run
+    size: int = 0  # members of the Primary component before the run
 
 
 class GaleraStateError(Exception):
@@ -77,14 +78,24 @@ def plan(states: dict[str, dict], order: list[str]) -> Plan:
     )
     in_primary = [n for n in order if states.get(n, {}).get("wsrep_cluster_status") == "Primary"]
     if in_primary:
-        return Plan("join", in_primary[0], synced)
+        size = int(states[in_primary[0]].get("wsrep_cluster_size") or 0)
+        return Plan("join", in_primary[0], synced, size)
     with_state = [
         n for n in order
         if states.get(n, {}).get("grastate_uuid", "00000000-0000-0000-0000-000000000000").strip("0-")
     ]
+    if len(with_state) == 1:
+        # Only one node ever held data (e.g. a first run cut short after the bootstrap):
+        # it is the only copy, so it is the one to bootstrap from.
+        return Plan("bootstrap", with_state[0], synced)
+    safe = [n for n in with_state if states[n].get("grastate_safe_to_bootstrap") == "1"]
+    if len(safe) == 1:
+        # Galera marks the last node that left the cluster cleanly as safe to bootstrap.
+        return Plan("bootstrap", safe[0], synced)
     if with_state:
+        seqnos = ", ".join(f"{n} seqno {states[n].get('grastate_seqno', '?')}" for n in with_state)
         raise GaleraStateError(
-            f"no controller is in a Primary component, but {', '.join(with_state)} hold Galera state: "
+            f"no controller is in a Primary component and several hold Galera state ({seqnos}): "
             "this is a full-outage recovery, not a fresh cluster. Start mariadb on every controller "
             "(pc.recovery re-forms the last Primary component), or bootstrap the node with the highest "
             "seqno (mysqld --wsrep-recover) with galera_new_cluster, then re-run the deploy."
@@ -98,7 +109,7 @@ def plan(states: dict[str, dict], order: list[str]) -> Plan:
     return Plan("bootstrap", order[0], synced)
 
 
-@lru_cache(maxsize=1)
+@once
 def cluster_plan() -> Plan:
     order = [c.name for c in site().controllers]
     states = {h.name: h.get_fact(GaleraNode) for h in inventory.get_active_hosts() if h.name in order}
@@ -159,17 +170,19 @@ def account_statements(existing: dict, data: dict, addresses: list[str], passwor
     users = existing.get("users", {}) if existing.get("ok") else None
     sql = []
 
-    def account(user, hostpart, password, grants):
+    def account(user, hostpart, password, privileges, grant_option=False):
         key = f"{user}@{hostpart}"
         want = native_hash(password) if password is not None else ""
         if users is not None and users.get(key) == want:
             return
-        ident = f" IDENTIFIED BY {_q(password)}" if password is not None else ""
+        # Only the hash travels: the cleartext password never leaves this machine.
+        ident = f" IDENTIFIED BY PASSWORD {_q(want)}" if password is not None else ""
         sql.append(f"CREATE USER IF NOT EXISTS {_q(user)}@{_q(hostpart)}{ident}")
         if password is not None:
             sql.append(f"ALTER USER {_q(user)}@{_q(hostpart)}{ident}")
-        if grants:
-            sql.append(f"GRANT {grants} TO {_q(user)}@{_q(hostpart)}")
+        if privileges:
+            option = " WITH GRANT OPTION" if grant_option else ""
+            sql.append(f"GRANT {privileges} TO {_q(user)}@{_q(hostpart)}{option}")
 
     # HAProxy's health check: no privileges, from the controllers only.
     for addr in addresses:
@@ -178,7 +191,7 @@ def account_statements(existing: dict, data: dict, addresses: list[str], passwor
 
     net = ipaddress.ip_network(data["internal_network"], strict=False)
     for hostpart in ("localhost", f"{net.network_address}/{net.netmask}"):
-        account(data["mariadb_admin_user"], hostpart, passwords["mariadb_admin_password"], "ALL PRIVILEGES ON *.* WITH GRANT OPTION")
+        account(data["mariadb_admin_user"], hostpart, passwords["mariadb_admin_password"], "ALL PRIVILEGES ON *.*", grant_option=True)
     if data["galera_sst_method"] == "mariabackup":
         account("sst", "localhost", passwords["mariadb_sst_password"], "RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.*")
     if users is None or any(k.startswith("@") for k in users):
@@ -190,12 +203,16 @@ def account_statements(existing: dict, data: dict, addresses: list[str], passwor
 
 
 @operation()
-def accounts():
+def accounts(run: bool = True):
     """
     HAProxy's check account, the admin account and the state-transfer account; no anonymous
     accounts, no test database. Passwords are compared as hashes computed here and sent on
     stdin, masked in every log.
+
+    + run: False makes it a no-op (called on every host, it acts on one)
     """
+    if not run:
+        return
     s = site()
     statements = account_statements(
         host.get_fact(MysqlAccounts),
@@ -205,7 +222,12 @@ def accounts():
     )
     if statements:
         script = ";\n".join(statements) + ";\n"
-        yield StringCommand("printf '%s'", QuoteString(HiddenValue(script, "<account SQL>")), "| timeout 30 mysql")
+        # mysql echoes a failing statement: keep only its error line, cut before the statement text.
+        yield StringCommand(
+            "printf '%s'", QuoteString(HiddenValue(script, "<account SQL>")),
+            f"| timeout 30 mysql 2>/tmp/.accounts.err || {{ echo '{host.name}: creating the database accounts failed:' >&2; "
+            "grep ERROR /tmp/.accounts.err | sed 's/ near .*//' >&2; rm -f /tmp/.accounts.err; exit 1; }",
+        )
 
 
 # --- the deploy --------------------------------------------------------------------------
@@ -213,31 +235,47 @@ def accounts():
 
 @deploy("MariaDB Galera")
 def configure():
-    """Packages, the Galera config, then: a fresh cluster is bootstrapped on the first
-    controller and the others join one at a time, each waiting until Synced; on a running
+    """Packages, the Galera config, then: a fresh cluster is bootstrapped on one controller and
+    the others join one at a time, in inventory order, each waiting until Synced; on a running
     cluster a node restarts (one at a time) only when its config changed or it is not Synced."""
     packages(name="galera: packages", names=PACKAGES)
     (cnf,) = install_files("galera")
     p = cluster_plan()
+    anchor = host.name == p.anchor
     needs_start = cnf.will_change or host.name not in p.synced
-    if needs_start:
-        announce(cnf, "restart mariadb (one node at a time, waiting for Synced)")
     synced = wait_until(SYNCED, "mariadb to be Synced in a Primary component", on_fail=unit_log("mariadb"))
-    if host.name == p.anchor:
-        if needs_start:
-            bootstrap = p.mode == "bootstrap"
-            start = "systemctl stop mariadb; timeout 600 galera_new_cluster" if bootstrap else "timeout 600 systemctl restart mariadb"
-            server.shell(
-                name=f"galera: {'bootstrap a new cluster' if bootstrap else 'restart'} on {host.name}",
-                commands=[f"{start} || {{ {unit_log('mariadb')}; exit 1; }}", synced],
-            )
-        accounts(name="galera: accounts")
-    elif needs_start:
-        server.shell(
-            name="galera: join / restart, one node at a time",
-            commands=[
+
+    # The anchor: bootstraps a new cluster, or (running cluster) restarts if its config changed.
+    # The last member of a cluster cannot restart into it: it bootstraps again.
+    alone = p.mode == "bootstrap" or p.size <= 1
+    if alone:
+        start = (
+            "systemctl stop mariadb; "
+            "sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' /var/lib/mysql/grastate.dat 2>/dev/null; "
+            "timeout 600 galera_new_cluster"
+        )
+    else:
+        start = "timeout 600 systemctl restart mariadb"
+    restart_anchor = anchor and (cnf.will_change or p.mode == "bootstrap")
+    if anchor and needs_start:
+        host.log(f"will {'bootstrap a Galera cluster on' if alone else 'restart'} mariadb", logger.warning)
+    shell(
+        f"galera: {'bootstrap' if alone else 'restart'} {p.anchor}",
+        [f"{start} || {{ {unit_log('mariadb')}; exit 1; }}", synced] if restart_anchor else [synced],
+        when=anchor and needs_start,
+    )
+    # Before any join: a joiner's state transfer logs in to the donor with the sst account.
+    accounts(name="galera: accounts", run=anchor)
+
+    others = [c.name for c in site().controllers if c.name != p.anchor]
+    if needs_start and not anchor:
+        host.log("will restart mariadb (one node at a time, waiting for Synced)", logger.warning)
+    for name, mine in one_at_a_time(others):
+        shell(
+            f"galera: join / restart {name}, waiting for Synced",
+            [
                 f"timeout 600 systemctl restart mariadb || {{ echo '{host.name}: mariadb did not join the cluster:' >&2; {unit_log('mariadb')}; exit 1; }}",
                 synced,
             ],
-            _serial=True,
+            when=mine and needs_start,
         )

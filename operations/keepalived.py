@@ -3,21 +3,29 @@
 from pyinfra.api import deploy
 from pyinfra.operations import systemd
 
-from operations.common import announce, any_will_change, install_files, packages
+from operations.common import announce, any_will_change, install_files, packages, shell, site, wait_until
+
+VIP_SECONDS = 30  # measured: 3.8 s for the first election on the lab
 
 
 @deploy("keepalived")
 def configure():
     """check_alive.sh, then keepalived.conf checked by `keepalived --config-test`; a change
-    is a reload (SIGHUP): with nopreempt the VIP stays where it is."""
+    is a reload (SIGHUP): with nopreempt the VIP stays where it is. After a change the run
+    waits (bounded) until a controller answers on the VIP."""
     packages(name="keepalived: packages", names=["keepalived", "socat"])
     ops = install_files(
         "keepalived",
         validate={"/etc/keepalived/keepalived.conf": "keepalived --config-test -f {path}"},
     )
-    for op in ops:
-        announce(op, "reload keepalived")
+    announce(ops, "reload keepalived")
+    changed = any_will_change(ops)
     systemd.service(
-        name="keepalived: running", service="keepalived", running=True, enabled=True,
-        reloaded=any_will_change(ops),
+        name="keepalived: running", service="keepalived", running=True, enabled=True, reloaded=changed,
+    )
+    vip = site()["vip"]
+    shell(
+        "keepalived: wait until a controller holds the VIP",
+        [wait_until(f"ping -c1 -W1 {vip}", f"a controller to hold the VIP {vip}", VIP_SECONDS)],
+        when=changed,
     )

@@ -3,17 +3,17 @@
 from pyinfra.api import deploy
 from pyinfra.operations import systemd
 
-from operations.common import announce, any_changed, install_files, packages
+from operations.common import announce, any_will_change, install_files, one_at_a_time, packages, shell, site
 
 
 @deploy("memcached")
 def configure():
-    """Natively active/active: OpenStack lists every node in memcached_servers."""
+    """Natively active/active: OpenStack lists every node in memcached_servers. A changed
+    config restarts memcached one node at a time."""
     packages(name="memcached: packages", names=["memcached"])
     ops = install_files("memcached")
-    for op in ops:
-        announce(op, "restart memcached")
-    systemd.service(
-        name="memcached: running", service="memcached", running=True, enabled=True,
-        restarted=any(op.will_change for op in ops), _serial=True,
-    )
+    announce(ops, "restart memcached")
+    changed = any_will_change(ops)
+    systemd.service(name="memcached: running", service="memcached", running=True, enabled=True)
+    for name, mine in one_at_a_time([c.name for c in site().controllers]):
+        shell(f"memcached: restart {name}", ["systemctl restart memcached"], when=mine and changed)

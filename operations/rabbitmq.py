@@ -5,16 +5,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from functools import lru_cache
 
-from pyinfra import host, inventory
+from pyinfra import host, inventory, logger
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.facts.files import Sha1File
-from pyinfra.operations import server, systemd
+from pyinfra.operations import systemd
 
 from operations.common import (
-    announce, any_will_change, files_of, install_files, packages, secret_value, site, unit_log, wait_until,
+    announce, any_will_change, files_of, install_files, once, one_at_a_time, packages, secret_value, shell, site,
+    unit_log,
+    wait_until,
 )
 
 COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
@@ -84,7 +85,7 @@ def seed_node(states: dict[str, dict], order: list[str]) -> str:
     return order[0]
 
 
-@lru_cache(maxsize=1)
+@once
 def cluster_states() -> tuple[str, dict]:
     order = [c.name for c in site().controllers]
     states = {h.name: h.get_fact(RabbitmqCluster) for h in inventory.get_active_hosts() if h.name in order}
@@ -126,45 +127,50 @@ def definition_commands(defs: dict, data: dict, password: str) -> list:
 
 
 @operation()
-def definitions():
+def definitions(run: bool = True):
     """The OpenStack user and vhost (password from the secrets, on stdin), no guest user,
-    and the article's mirrored-queue policy when rabbitmq_queue_type is "mirrored"."""
-    yield from definition_commands(host.get_fact(RabbitmqDefinitions), site().data, secret_value("rabbitmq_password"))
+    and the article's mirrored-queue policy when rabbitmq_queue_type is "mirrored".
+
+    + run: False makes it a no-op (called on every host, it acts on one)
+    """
+    if run:
+        yield from definition_commands(host.get_fact(RabbitmqDefinitions), site().data, secret_value("rabbitmq_password"))
 
 
 @deploy("RabbitMQ")
 def configure():
     """Same Erlang cookie everywhere, node name rabbit@<hostname>, listeners on the node's
-    address; nodes join the seed one at a time; then the OpenStack user and vhost."""
+    address; a changed config restarts nodes one at a time; new nodes join the seed one at a
+    time; then the OpenStack user and vhost."""
     packages(name="rabbitmq: packages", names=["rabbitmq-server"])
     cookie = next(f for f in files_of("rabbitmq") if f.path == COOKIE)
-    if host.get_fact(Sha1File, path=COOKIE) != hashlib.sha1(cookie.content.encode()).hexdigest():
-        # A running node cannot be stopped by rabbitmqctl once its cookie file changed.
-        server.shell(name="rabbitmq: stop before the cookie changes", commands=["timeout 120 systemctl stop rabbitmq-server"])
+    new_cookie = host.get_fact(Sha1File, path=COOKIE) != hashlib.sha1(cookie.content.encode()).hexdigest()
+    # A running node cannot be stopped by rabbitmqctl once its cookie file changed.
+    shell("rabbitmq: stop before the cookie changes", ["timeout 120 systemctl stop rabbitmq-server"], when=new_cookie)
     ops = install_files("rabbitmq")
     restart = any_will_change(ops)
-    for op in ops:
-        announce(op, "restart rabbitmq-server (one node at a time)")
+    announce(ops, "restart rabbitmq-server (one node at a time)")
     started = wait_until(f"{CTL} await_startup", "rabbitmq to start", on_fail=unit_log("rabbitmq-server"))
-    if restart:
-        server.shell(
-            name="rabbitmq: restart, one node at a time",
-            commands=[f"timeout 300 systemctl restart rabbitmq-server || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
-            _serial=True,
+    names = [c.name for c in site().controllers]
+    for name, mine in one_at_a_time(names):
+        shell(
+            f"rabbitmq: restart {name}",
+            [f"timeout 300 systemctl restart rabbitmq-server || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
+            when=mine and restart,
         )
-    else:
-        systemd.service(name="rabbitmq: running", service="rabbitmq-server", running=True, enabled=True)
+    systemd.service(name="rabbitmq: running", service="rabbitmq-server", running=True, enabled=True)
     seed, states = cluster_states()
-    me = states.get(host.name, {})
-    if host.name != seed and f"rabbit@{seed}" not in me.get("nodes", []):
-        server.shell(
-            name=f"rabbitmq: join the cluster of {seed}, one node at a time",
-            commands=[
+    joins = host.name != seed and f"rabbit@{seed}" not in states.get(host.name, {}).get("nodes", [])
+    if joins:
+        host.log(f"will join rabbit@{seed} (one node at a time)", logger.warning)
+    for name, mine in one_at_a_time([n for n in names if n != seed]):
+        shell(
+            f"rabbitmq: {name} joins the cluster of {seed}",
+            [
                 f"{CTL} stop_app && {CTL} reset && timeout 120 rabbitmqctl join_cluster rabbit@{seed} && {CTL} start_app "
                 f"|| {{ echo '{host.name}: could not join rabbit@{seed}' >&2; {unit_log('rabbitmq-server')}; exit 1; }}",
                 started,
             ],
-            _serial=True,
+            when=mine and joins,
         )
-    if host.name == seed:
-        definitions(name="rabbitmq: user, vhost, policy")
+    definitions(name="rabbitmq: user, vhost, policy", run=host.name == seed)

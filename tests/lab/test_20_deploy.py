@@ -1,0 +1,136 @@
+"""The deploy on the lab: fresh nodes, first run, no-op re-run, dry-run diff, verification.
+
+The tests share one fresh 3-node lab (disks purged first) and run in order: each builds on
+the state the previous one left, as an operator's runs would.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import lab
+
+ROOT = Path(__file__).resolve().parents[2]
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+DEPLOY_TIMEOUT = 1500  # s; a first deploy takes a few minutes on warm apt cache
+
+
+def pyinfra(*args, env=None, timeout=DEPLOY_TIMEOUT):
+    """Run pyinfra from the repository root; returns the CompletedProcess (output merged)."""
+    return subprocess.run(
+        [PYINFRA, *args],
+        cwd=ROOT, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+    )
+
+
+def changed_operations(output: str) -> list[str]:
+    """Operations that executed a command on some host ('[nodeXX] Success')."""
+    changed, current = [], None
+    for line in output.splitlines():
+        m = re.match(r"--> Starting (?:serial )?operation: (.*?)\s*$", line)
+        if m:
+            current = m.group(1)
+        elif re.search(r"\[node\d+\] Success", line) and current and current not in changed:
+            changed.append(current)
+    return changed
+
+
+def secrets() -> dict:
+    return json.loads(Path(lab.SECRETS_FILE).read_text())
+
+
+def assert_no_secret(output: str):
+    for name, value in secrets().items():
+        assert value not in output, f"the secret {name} appears in pyinfra's output"
+
+
+def node_sha(node: str, path: str) -> str:
+    r = lab.exec_(node, ["sha1sum", path], timeout=30)
+    return r.stdout.split()[0] if r.returncode == 0 else ""
+
+
+@pytest.fixture(scope="module")
+def fresh_lab(lab_nodes):
+    """Three fresh nodes: disks purged, so the first deploy starts from bare Debian."""
+    lab.down(purge=True)
+    lab.up(3)
+    return lab_nodes
+
+
+@pytest.fixture(scope="module")
+def first_deploy(fresh_lab, tmp_path_factory):
+    report = tmp_path_factory.mktemp("verify") / "health.json"
+    started = time.monotonic()
+    run = pyinfra("-y", "inventories/lab.py", "deploy.py", env={"HA_VERIFY_JSON": str(report)})
+    run.elapsed = time.monotonic() - started
+    run.report_path = report
+    return run
+
+
+def test_first_deploy_forms_the_whole_ha_layer(first_deploy):
+    out = first_deploy.stdout
+    assert first_deploy.returncode == 0, out[-6000:]
+    health = json.loads(first_deploy.report_path.read_text())
+    assert health["ok"] is True, json.dumps(health, indent=1)[:4000]
+    print(f"first deploy on fresh nodes: {first_deploy.elapsed:.1f} s")
+
+
+def test_first_deploy_prints_what_openstack_services_need(first_deploy):
+    out = first_deploy.stdout
+    assert "memcached_servers = node01:11211,node02:11211,node03:11211" in out
+    m = re.search(r"transport_url = (rabbit://\S+)", out)
+    assert m, out[-3000:]
+    for node in ("node01", "node02", "node03"):
+        assert f"@{node}:5672" in m.group(1)
+    assert f"@{lab.VIP}:3306/" in out
+    assert_no_secret(out)
+
+
+def test_second_deploy_changes_nothing(first_deploy):
+    run = pyinfra("-y", "inventories/lab.py", "deploy.py")
+    assert run.returncode == 0, run.stdout[-6000:]
+    assert changed_operations(run.stdout) == [], run.stdout[-6000:]
+    assert "will " not in "\n".join(l for l in run.stdout.splitlines() if "] will " in l)
+    assert_no_secret(run.stdout)
+
+
+def test_dry_run_diff_shows_the_change_masks_secrets_and_changes_nothing(first_deploy, tmp_path):
+    # An operator changes one value of the site data: the dry run shows the diff of the one
+    # file it touches, says which service would reload where, and leaves every host alone.
+    inventory = tmp_path / "changed.py"
+    inventory.write_text(
+        f"import runpy\n"
+        f"controllers = runpy.run_path({str(ROOT / 'inventories/lab.py')!r})['controllers']\n"
+        f"controllers[1]['haproxy_maxconn'] = 4321\n"
+    )
+    before = {n: node_sha(n, "/etc/haproxy/haproxy.cfg") for n in first_deploy and lab.node_names()}
+    run = pyinfra("--dry", "--diff", str(inventory), "deploy.py")
+    out = run.stdout
+    assert run.returncode == 0, out[-6000:]
+    assert re.search(r"^\s*-\s+maxconn 4000$", out, re.M), out[-6000:]
+    assert re.search(r"^\s*\+\s+maxconn 4321$", out, re.M), out[-6000:]
+    # the diff covers haproxy.cfg, which holds the stats password: masked
+    assert "__HAPROXY_STATS_PASSWORD__" in out
+    assert_no_secret(out)
+    for node in ("node01", "node02", "node03"):
+        assert f"[{node}] will reload haproxy" in out
+    assert "will restart" not in out and "will reload keepalived" not in out
+    after = {n: node_sha(n, "/etc/haproxy/haproxy.cfg") for n in lab.node_names()}
+    assert after == before
+
+
+def test_verify_alone_reports_healthy_and_changes_nothing(first_deploy, tmp_path):
+    report = tmp_path / "health.json"
+    run = pyinfra("-y", "inventories/lab.py", "verify.py", env={"HA_VERIFY_JSON": str(report)}, timeout=300)
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert changed_operations(run.stdout) == []
+    health = json.loads(report.read_text())
+    assert health["ok"] is True
+    assert_no_secret(run.stdout)
