@@ -109,15 +109,17 @@ def test_dry_run_diff_shows_the_change_masks_secrets_and_changes_nothing(first_d
         f"import runpy\n"
         f"controllers = runpy.run_path({str(ROOT / 'inventories/lab.py')!r})['controllers']\n"
         f"controllers[1]['haproxy_maxconn'] = 4321\n"
+        f"controllers[1]['haproxy_stats_user'] = 'ops'\n"
     )
-    before = {n: node_sha(n, "/etc/haproxy/haproxy.cfg") for n in first_deploy and lab.node_names()}
+    before = {n: node_sha(n, "/etc/haproxy/haproxy.cfg") for n in lab.node_names()}
     run = pyinfra("--dry", "--diff", str(inventory), "deploy.py")
     out = run.stdout
     assert run.returncode == 0, out[-6000:]
     assert re.search(r"^\s*-\s+maxconn 4000$", out, re.M), out[-6000:]
     assert re.search(r"^\s*\+\s+maxconn 4321$", out, re.M), out[-6000:]
-    # the diff covers haproxy.cfg, which holds the stats password: masked
-    assert "__HAPROXY_STATS_PASSWORD__" in out
+    # the changed line holds the stats password: the diff shows it masked
+    assert re.search(r"^\s*-\s+stats auth openstack:__HAPROXY_STATS_PASSWORD__$", out, re.M), out[-6000:]
+    assert re.search(r"^\s*\+\s+stats auth ops:__HAPROXY_STATS_PASSWORD__$", out, re.M), out[-6000:]
     assert_no_secret(out)
     for node in ("node01", "node02", "node03"):
         assert f"[{node}] will reload haproxy" in out
