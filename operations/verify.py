@@ -152,6 +152,7 @@ def _server_text(name: str, server: dict) -> str:
 
 def _listener_checks(site: Site, name: str, holder: bool, servers_fact: dict) -> list[Check]:
     checks = []
+    all_down: list[str] = []
     running = servers_fact.get("listeners", {})
     expected_servers = [c.name for c in site.controllers]
     for listener in site.listeners:
@@ -174,8 +175,21 @@ def _listener_checks(site: Site, name: str, holder: bool, servers_fact: dict) ->
             checks.append(
                 Check(check_name, FAIL, f"{detail} - must all be UP on the {role}" + (f" ({why})" if why else ""))
             )
+        elif len(down) == len(servers):
+            all_down.append(listener.name)
         else:
-            checks.append(Check(check_name, INFO, f"{detail} (OpenStack API not installed by this project)"))
+            checks.append(Check(check_name, INFO, f"{detail} (an OpenStack API: not installed by this project)"))
+    if all_down:
+        # One row for the OpenStack API listeners whose servers are all DOWN (the normal state
+        # here: this project does not install the APIs); their servers are the controllers.
+        checks.append(
+            Check(
+                "backends (APIs)",
+                INFO,
+                f"every server DOWN (OpenStack APIs not installed by this project) on {len(all_down)} "
+                f"listener{'s' * (len(all_down) > 1)}: {', '.join(all_down)}",
+            )
+        )
     known = {listener.name for listener in site.listeners} | {"stats"}
     for extra in sorted(set(running) - known):
         checks.append(

@@ -494,8 +494,15 @@ def test_healthy_cluster_passes_with_api_backends_informational():
     assert report.vip_holders == ["node01"]
     st = statuses(report, "node02")
     assert st["backend mariadb"] == OK and st["backend rabbitmq_management"] == OK
-    assert st["backend keystone_internal"] == INFO
-    assert "node02 DOWN" in next(c.detail for c in report.hosts["node02"] if c.name == "backend nova_api")
+    apis = next(c for c in report.hosts["node02"] if c.name == "backends (APIs)")
+    assert apis.status == INFO
+    assert apis.detail.startswith("every server DOWN (OpenStack APIs not installed by this project) on 13 listeners: ")
+    assert "keystone_internal" in apis.detail and "mariadb" not in apis.detail
+    # An API listener with some servers UP gets its own row, still informational.
+    results = healthy(site)
+    results["node02"]["haproxy_servers"] = servers(site, down=api_down(site) - {("nova_api", "node01")})
+    row = next(c for c in evaluate(site, results).hosts["node02"] if c.name == "backend nova_api")
+    assert (row.status, row.detail) == (INFO, "node01 UP, node02 DOWN, node03 DOWN (an OpenStack API: not installed by this project)")
     assert "node02 UP (backup)" in next(c.detail for c in report.hosts["node01"] if c.name == "backend mariadb")
     assert cluster(report, "vip holder").detail == "node01 holds 10.77.0.100"
     text = report.render()
