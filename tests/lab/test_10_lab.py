@@ -8,9 +8,12 @@ import json
 import os
 import runpy
 import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -272,6 +275,55 @@ def test_cli_exec_status_and_one_line_errors(lab_nodes):
         assert "Traceback" not in r.stderr
         errs = [l for l in r.stderr.splitlines() if l.strip()]
         assert len(errs) == 1 and errs[0].startswith("lab: error:") and msg in errs[0], r.stderr
+
+
+def test_clear_errors_before_anything_is_touched(lab_nodes):
+    """Not root, a missing package, an overlapping subnet: one line each, nothing changed."""
+    before = {n: _state(n)["pid"] for n in NODES}
+    # not root: the lab package, copied where an unprivileged user can read it
+    tmp = Path(tempfile.mkdtemp(prefix="halab-test-"))
+    try:
+        shutil.copytree(ROOT / "lab", tmp / "lab", ignore=shutil.ignore_patterns("__pycache__"))
+        for d in (tmp, tmp / "lab"):
+            d.chmod(0o755)
+        r = subprocess.run(["runuser", "-u", "nobody", "--", "env", f"PYTHONPATH={tmp}",
+                            "/usr/bin/python3", "-m", "lab", "up"], capture_output=True,
+                           text=True, timeout=60, cwd="/")
+    finally:
+        shutil.rmtree(tmp)
+    assert r.returncode != 0 and r.stderr.strip().splitlines() == [
+        r.stderr.strip()] and "must run as root" in r.stderr, r.stderr
+    # a missing package: debootstrap and apt-cacher-ng live in /usr/sbin
+    r = subprocess.run([PY, "-m", "lab", "up"], capture_output=True, text=True, timeout=60,
+                       cwd=ROOT, env={**os.environ, "PATH": "/usr/bin:/bin"})
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "apt-get install -y apt-cacher-ng debootstrap" in r.stderr, r.stderr
+    # a lab subnet that overlaps the machine's own network
+    eth = json.loads(subprocess.run(["ip", "-j", "-4", "addr", "show", "scope", "global"],
+                                    capture_output=True, text=True).stdout)
+    own = next(a for link in eth if link["ifname"] != "labbr0" for a in link["addr_info"])
+    import ipaddress
+    own_net = ipaddress.ip_interface(f"{own['local']}/{own['prefixlen']}").network
+    own24 = ipaddress.ip_network(f"{own_net.network_address}/24", strict=False)
+    r = subprocess.run([PY, "-m", "lab", "up"], capture_output=True, text=True, timeout=60,
+                       cwd=ROOT, env={**os.environ, "LAB_SUBNET": str(own24)})
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "overlaps this machine's networks" in r.stderr, r.stderr
+    # an address in use: another program holds the apt proxy's port
+    core._stop_apt_proxy()
+    squatter = socket.socket()
+    try:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", core.APT_PROXY_PORT))
+        squatter.listen(1)
+        r = _cli("up")
+        assert r.returncode != 0 and "Traceback" not in r.stderr
+        assert f"address in use: 127.0.0.1:{core.APT_PROXY_PORT}" in r.stderr, r.stderr
+    finally:
+        squatter.close()
+        lab.up(3)                       # the lab's own proxy again
+    assert core._acng_running_pid()
+    assert {n: _state(n)["pid"] for n in NODES} == before
 
 
 def test_adding_a_fourth_node_leaves_the_others_alone(lab_nodes):
