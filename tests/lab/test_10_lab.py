@@ -4,6 +4,7 @@ Every test leaves node01..node03 running and linked (later deploy tests reuse th
 and ends what it starts, also when it fails (try/finally).
 """
 
+import ipaddress
 import json
 import os
 import runpy
@@ -302,7 +303,6 @@ def test_clear_errors_before_anything_is_touched(lab_nodes):
     eth = json.loads(subprocess.run(["ip", "-j", "-4", "addr", "show", "scope", "global"],
                                     capture_output=True, text=True).stdout)
     own = next(a for link in eth if link["ifname"] != "labbr0" for a in link["addr_info"])
-    import ipaddress
     own_net = ipaddress.ip_interface(f"{own['local']}/{own['prefixlen']}").network
     own24 = ipaddress.ip_network(f"{own_net.network_address}/24", strict=False)
     r = subprocess.run([PY, "-m", "lab", "up"], capture_output=True, text=True, timeout=60,
