@@ -9,15 +9,16 @@ from __future__ import annotations
 import difflib
 import hashlib
 import io
+import shlex
 import sys
 
 import gevent.lock
 
 from pyinfra import host, inventory, logger, state
-from pyinfra.api import FileUploadCommand, OperationError, QuoteString, StringCommand, operation
+from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import File, FileContents, Sha1File
+from pyinfra.facts.files import FileContents
 from pyinfra.operations import server
 
 from config.files import ManagedFile, managed_files
@@ -121,6 +122,59 @@ def announce(ops, action: str) -> None:
         host.log(f"will {action}", logger.warning)
 
 
+# --- the plan's facts ------------------------------------------------------------------
+
+_planned: dict = {}
+
+
+def planned_fact(cls, **kwargs):
+    """A fact read once per host and run: the state the plan was made from.
+
+    pyinfra runs an operation's generator twice, to plan and again to execute, and each
+    host.get_fact is an SSH round trip. Our operations decide once, from the state before
+    the run, and execute that decision; reading the same fact again would double the round
+    trips of a no-op run for nothing. (Verification reads live facts, never these.)
+    """
+    key = (id(state), host.name, cls, tuple(sorted(kwargs.items())))
+    if key not in _planned:
+        _planned[key] = host.get_fact(cls, **kwargs)
+    return _planned[key]
+
+
+class FileStates(FactBase):
+    """
+    Owner, group, mode and SHA1 of several files in one round trip; None for a missing file:
+
+    .. code:: python
+
+        {"/etc/haproxy/haproxy.cfg": {"user": "root", "group": "haproxy", "mode": "640",
+                                      "sha1": "3f7a..."},
+         "/etc/memcached.conf": None}
+    """
+
+    def command(self, paths):
+        return "; ".join(
+            f"if [ -e {shlex.quote(p)} ]; then echo \"F $(stat -c '%U %G %a' {shlex.quote(p)}) "
+            f"$(sha1sum {shlex.quote(p)} | cut -d' ' -f1) {p}\"; else echo \"M {p}\"; fi"
+            for p in paths
+        )
+
+    def process(self, output):
+        states = {}
+        for line in output:
+            parts = line.split(" ", 5)
+            if parts[0] == "M":
+                states[parts[1]] = None
+            elif parts[0] == "F" and len(parts) == 6:
+                states[parts[5]] = {"user": parts[1], "group": parts[2], "mode": parts[3], "sha1": parts[4]}
+        return states
+
+
+def file_state(path: str) -> dict | None:
+    paths = tuple(f.path for f in managed_files(site(), host.name, _site_and_secrets()[1]))
+    return planned_fact(FileStates, paths=paths).get(path)
+
+
 # --- managed files ---------------------------------------------------------------------
 
 
@@ -137,12 +191,10 @@ def managed_file(path: str, component: str, validate: str | None = None):
     """
     wanted = next(f for f in files_of(component) if f.path == path)
     content = wanted.content
-    want_sha = hashlib.sha1(content.encode()).hexdigest()
-    remote = host.get_fact(File, path=path)
-    current_sha = host.get_fact(Sha1File, path=path) if remote else None
+    remote = file_state(path)
 
-    if current_sha != want_sha:
-        if state.config.DIFF:
+    if remote is None or remote["sha1"] != hashlib.sha1(content.encode()).hexdigest():
+        if state.config.DIFF and not state.is_executing:
             current = host.get_fact(FileContents, path=path) if remote else None
             before = [masked(line) + "\n" for line in (current or [])]
             after = masked(content).splitlines(keepends=True)
@@ -150,7 +202,10 @@ def managed_file(path: str, component: str, validate: str | None = None):
             for line in difflib.unified_diff(before, after, f"{path} (on host)", f"{path} (new)"):
                 logger.info("  %s", line.rstrip("\n"))
         target = f"{path}.pyinfra-new" if validate else path
-        yield FileUploadCommand(io.StringIO(content), target, remote_temp_filename=host.get_temp_filename(path))
+        if wanted.secret:
+            # An empty 0600 file first: the upload writes into it, never readable by others.
+            yield StringCommand("install", "-m", "600", "/dev/null", QuoteString(target))
+        yield FileUploadCommand(io.StringIO(content), target)
         yield StringCommand("chown", f"{wanted.user}:{wanted.group}", QuoteString(target))
         yield StringCommand("chmod", wanted.mode, QuoteString(target))
         if validate:
@@ -162,9 +217,9 @@ def managed_file(path: str, component: str, validate: str | None = None):
             yield StringCommand("mv", "-f", QuoteString(target), QuoteString(path))
         return
 
-    if remote.get("user") != wanted.user or remote.get("group") != wanted.group:
+    if (remote["user"], remote["group"]) != (wanted.user, wanted.group):
         yield StringCommand("chown", f"{wanted.user}:{wanted.group}", QuoteString(path))
-    if remote.get("mode") != int(wanted.mode):
+    if int(remote["mode"], 8) != int(wanted.mode, 8):
         yield StringCommand("chmod", wanted.mode, QuoteString(path))
 
 
@@ -201,7 +256,7 @@ def packages(names: list[str]):
 
     + names: package names
     """
-    installed = host.get_fact(DebPackages) or {}
+    installed = planned_fact(DebPackages) or {}
     missing = [n for n in names if n not in installed]
     if not missing:
         return
@@ -215,6 +270,59 @@ def packages(names: list[str]):
         f"echo '{host.name}: apt-get install {pkgs}: try '$try' failed' >&2; sleep 5; done; "
         f"echo '{host.name}: could not install {pkgs} (3 tries, see apt output above)' >&2; exit 1"
     )
+
+
+# --- services --------------------------------------------------------------------------
+
+UNITS = ("memcached", "mariadb", "rabbitmq-server", "haproxy", "keepalived")
+
+
+class ServiceStates(FactBase):
+    """
+    Active and enabled state of several systemd units in one round trip:
+
+    .. code:: python
+
+        {"haproxy": {"active": "active", "enabled": "enabled"},
+         "keepalived": {"active": "inactive", "enabled": "not-found"}}
+    """
+
+    def command(self, units):
+        return "; ".join(f'echo "{u} $(systemctl is-active {u}) $(systemctl is-enabled {u} 2>/dev/null || echo not-found)"' for u in units)
+
+    def process(self, output):
+        states = {}
+        for line in output:
+            parts = line.split()
+            if len(parts) >= 3:
+                states[parts[0]] = {"active": parts[1], "enabled": parts[2]}
+        return states
+
+
+@operation()
+def service(unit: str, reloaded: bool = False, restarted: bool = False):
+    """
+    A unit enabled and running; reloaded or restarted when asked (a unit that was not
+    running is just started).
+
+    + unit: one of UNITS
+    + reloaded: reload it (its config changed; connections survive)
+    + restarted: restart it
+    """
+    st = planned_fact(ServiceStates, units=UNITS).get(unit, {})
+    if st.get("enabled") not in ("enabled", "static", "generated", "alias", "indirect"):
+        yield f"systemctl enable {unit}"
+    if st.get("active") != "active":
+        # Not running before the run; a package install may have started it since, with its
+        # default config: a changed config restarts it, otherwise it is started if need be.
+        if restarted or reloaded:
+            yield f"timeout 300 systemctl restart {unit} || {{ {unit_log(unit)}; exit 1; }}"
+        else:
+            yield f"systemctl is-active -q {unit} || timeout 300 systemctl start {unit} || {{ {unit_log(unit)}; exit 1; }}"
+    elif restarted:
+        yield f"timeout 300 systemctl restart {unit} || {{ {unit_log(unit)}; exit 1; }}"
+    elif reloaded:
+        yield f"systemctl reload {unit}"
 
 
 # --- bounded waits ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 
 from operations.common import (
-    install_files, once, one_at_a_time, packages, secret_value, shell, site, unit_log, wait_until,
+    install_files, once, one_at_a_time, packages, planned_fact, secret_value, shell, site, unit_log, wait_until,
 )
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
@@ -215,7 +215,7 @@ def accounts(run: bool = True):
         return
     s = site()
     statements = account_statements(
-        host.get_fact(MysqlAccounts),
+        planned_fact(MysqlAccounts),
         s.data,
         [c.address for c in s.controllers],
         {n: secret_value(n) for n in ("mariadb_admin_password", "mariadb_sst_password")},

@@ -1,9 +1,8 @@
 """HAProxy on every controller: every API of the catalogue on the VIP."""
 
 from pyinfra.api import deploy
-from pyinfra.operations import systemd
 
-from operations.common import announce, install_files, packages
+from operations.common import announce, install_files, packages, service
 
 
 @deploy("HAProxy")
@@ -13,7 +12,4 @@ def configure():
     packages(name="haproxy: packages", names=["haproxy", "socat"])
     (cfg,) = install_files("haproxy", validate={"/etc/haproxy/haproxy.cfg": "haproxy -c -q -f {path}"})
     announce(cfg, "reload haproxy")
-    systemd.service(
-        name="haproxy: running", service="haproxy", running=True, enabled=True,
-        reloaded=cfg.will_change,
-    )
+    service(name="haproxy: running", unit="haproxy", reloaded=cfg.will_change)

@@ -1,9 +1,8 @@
 """keepalived on every controller: the VIP follows a live HAProxy."""
 
 from pyinfra.api import deploy
-from pyinfra.operations import systemd
 
-from operations.common import announce, any_will_change, install_files, packages, shell, site, wait_until
+from operations.common import announce, any_will_change, install_files, packages, service, shell, site, wait_until
 
 VIP_SECONDS = 30  # measured: 3.8 s for the first election on the lab
 
@@ -20,9 +19,7 @@ def configure():
     )
     announce(ops, "reload keepalived")
     changed = any_will_change(ops)
-    systemd.service(
-        name="keepalived: running", service="keepalived", running=True, enabled=True, reloaded=changed,
-    )
+    service(name="keepalived: running", unit="keepalived", reloaded=changed)
     vip = site()["vip"]
     shell(
         "keepalived: wait until a controller holds the VIP",

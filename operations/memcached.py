@@ -1,9 +1,8 @@
 """memcached on every controller, bound to the node's internal address."""
 
 from pyinfra.api import deploy
-from pyinfra.operations import systemd
 
-from operations.common import announce, any_will_change, install_files, one_at_a_time, packages, shell, site
+from operations.common import announce, any_will_change, install_files, one_at_a_time, packages, service, shell, site
 
 
 @deploy("memcached")
@@ -14,6 +13,6 @@ def configure():
     ops = install_files("memcached")
     announce(ops, "restart memcached")
     changed = any_will_change(ops)
-    systemd.service(name="memcached: running", service="memcached", running=True, enabled=True)
+    service(name="memcached: running", unit="memcached")
     for name, mine in one_at_a_time([c.name for c in site().controllers]):
         shell(f"memcached: restart {name}", ["systemctl restart memcached"], when=mine and changed)

@@ -10,10 +10,11 @@ from pyinfra import host, inventory, logger
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.facts.files import Sha1File
-from pyinfra.operations import systemd
 
 from operations.common import (
-    announce, any_will_change, files_of, install_files, once, one_at_a_time, packages, secret_value, shell, site,
+    announce, any_will_change, files_of, install_files, once, one_at_a_time, packages, planned_fact, secret_value,
+    service, shell,
+    site,
     unit_log,
     wait_until,
 )
@@ -134,7 +135,7 @@ def definitions(run: bool = True):
     + run: False makes it a no-op (called on every host, it acts on one)
     """
     if run:
-        yield from definition_commands(host.get_fact(RabbitmqDefinitions), site().data, secret_value("rabbitmq_password"))
+        yield from definition_commands(planned_fact(RabbitmqDefinitions), site().data, secret_value("rabbitmq_password"))
 
 
 @deploy("RabbitMQ")
@@ -158,7 +159,7 @@ def configure():
             [f"timeout 300 systemctl restart rabbitmq-server || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
             when=mine and restart,
         )
-    systemd.service(name="rabbitmq: running", service="rabbitmq-server", running=True, enabled=True)
+    service(name="rabbitmq: running", unit="rabbitmq-server")
     seed, states = cluster_states()
     joins = host.name != seed and f"rabbit@{seed}" not in states.get(host.name, {}).get("nodes", [])
     if joins:

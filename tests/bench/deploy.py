@@ -1,0 +1,93 @@
+"""make bench-deploy: where a deploy's time goes, on the lab.
+
+Prints the wall time of a first deploy onto fresh nodes (warm apt cache), of a no-op re-run
+(median of 3), and per host the operations, facts and remote commands of a no-op run; then
+the same no-op figures with 5 nodes (node04 and node05 are added to the running clusters by a
+deploy first). Figures, not assertions. The lab is left down with its disks purged.
+
+Targets (issue 4): no-op on 3 nodes < 4 s, on 5 nodes within 1.3x of that, first deploy
+< 3 min.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import lab  # noqa: E402
+
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+
+
+def run(*args) -> tuple[float, str]:
+    start = time.monotonic()
+    proc = subprocess.run(
+        [PYINFRA, *args], cwd=ROOT, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=1800,
+    )
+    elapsed = time.monotonic() - start
+    if proc.returncode != 0:
+        print(proc.stdout[-4000:])
+        raise SystemExit(f"bench: `pyinfra {' '.join(args)}` failed (exit {proc.returncode})")
+    return elapsed, proc.stdout
+
+
+def per_host(output: str) -> dict[str, Counter]:
+    """Remote commands ('>>>' lines) and facts loaded, per host, from a -vv run."""
+    counts: dict[str, Counter] = {}
+    for line in output.splitlines():
+        m = re.match(r"\s*\[(node\d+)\] (>>>|Loaded fact)", line)
+        if m:
+            counts.setdefault(m.group(1), Counter())[m.group(2)] += 1
+    return counts
+
+
+def operations(output: str) -> int:
+    m = re.search(r"Grand total\s+(\d+)", output)
+    return int(m.group(1)) if m else -1
+
+
+def noop_figures(nodes: int) -> float:
+    times = [run("-y", "inventories/lab.py", "deploy.py")[0] for _ in range(3)]
+    _, verbose = run("-y", "-vv", "inventories/lab.py", "deploy.py")
+    ops = operations(verbose)
+    print(f"\nno-op re-run, {nodes} nodes: median {statistics.median(times):.2f} s "
+          f"(runs: {', '.join(f'{t:.2f}' for t in times)}); {ops} host-operations in all")
+    print(f"  {'host':8} {'remote commands':>16} {'facts loaded':>13}")
+    for host, c in sorted(per_host(verbose).items()):
+        print(f"  {host:8} {c['>>>']:>16} {c['Loaded fact']:>13}")
+    return statistics.median(times)
+
+
+def main() -> int:
+    print("bench-deploy: fresh lab of 3 nodes (disks purged, apt cache kept)")
+    lab.down(purge=True)
+    try:
+        start = time.monotonic()
+        lab.up(3)
+        print(f"lab up (3 fresh nodes): {time.monotonic() - start:.1f} s")
+        first, _ = run("-y", "inventories/lab.py", "deploy.py")
+        print(f"first deploy onto 3 fresh nodes: {first:.1f} s (target < 180 s)")
+        three = noop_figures(3)
+        print(f"  target < 4 s: {'met' if three < 4 else 'MISSED'}")
+
+        lab.up(5)
+        grow, _ = run("-y", "inventories/lab.py", "deploy.py")
+        print(f"\ndeploy adding node04 and node05 to the running clusters: {grow:.1f} s")
+        five = noop_figures(5)
+        print(f"  5 nodes / 3 nodes: {five / three:.2f}x (target <= 1.3x)")
+    finally:
+        lab.down(purge=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
