@@ -155,6 +155,15 @@ def _listener_checks(site: Site, name: str, holder: bool, servers_fact: dict) ->
     all_down: list[str] = []
     running = servers_fact.get("listeners", {})
     expected_servers = [c.name for c in site.controllers]
+    if site.listeners and not any(listener.name in running for listener in site.listeners):
+        return [
+            Check(
+                "haproxy backends",
+                FAIL,
+                f"none of the site's {len(site.listeners)} listeners runs in this HAProxy "
+                "(the package's default config, or the deployed one not loaded)",
+            )
+        ]
     for listener in site.listeners:
         servers = running.get(listener.name)
         check_name = f"backend {listener.name}"

@@ -800,3 +800,120 @@ def test_verify_operations_fail_the_host_with_the_reason(monkeypatch, tmp_path):
     assert (results.success_ops, results.error_ops) == (1, 1)  # collect ok, report failed
     data = json.loads((tmp_path / "health.json").read_text())
     assert data["failures"] == ["cluster: vip holder: no controller holds 10.77.0.100"]
+
+
+# HAProxy running the Debian package's default config (no listen sections), seen on a lab node
+# before the deploy's config was loaded: `show stat` answers with its header only.
+HAPROXY_STAT_DEFAULT_CONFIG = STAT_HEADER + "\n\n__rc=0\n"
+
+
+def test_haproxy_with_the_package_default_config_fails_in_one_row():
+    fact = F.HaproxyServers().process(lines(HAPROXY_STAT_DEFAULT_CONFIG))
+    assert fact == {"listeners": {}, "backends": {}, "error": None}
+    site = lab_site()
+    results = healthy(site)
+    results["node01"]["haproxy_servers"] = fact
+    assert evaluate(site, results).host_failures("node01") == [
+        "haproxy backends: none of the site's 15 listeners runs in this HAProxy "
+        "(the package's default config, or the deployed one not loaded)"
+    ]
+
+
+# --- outputs captured on the lab (node01 VIP holder, node02), through the probes as they run ---
+
+LAB_RABBIT = '{"alarms":[],"cluster_name":"rabbit@node01","disk_nodes":["rabbit@node01","rabbit@node02","rabbit@node03"],"feature_flags":[{"desc":"Support setting version for classic mirrored queues","doc_url":"","name":"classic_mirrored_queue_version","provided_by":"rabbit","stability":"stable","state":"enabled"},{"desc":"Count unroutable publishes to be dropped in stats","doc_url":"","name":"drop_unroutable_metric","provided_by":"rabbitmq_management_agent","stability":"stable","state":"enabled"},{"desc":"Count AMQP `basic.get` on empty queues in stats","doc_url":"","name":"empty_basic_get_metric","provided_by":"rabbitmq_management_agent","stability":"stable","state":"enabled"},{"desc":"Default bindings are now implicit, instead of being stored in the database","doc_url":"","name":"implicit_default_bindings","provided_by":"rabbit","stability":"stable","state":"enabled"},{"desc":"Maintenance mode status","doc_url":"","name":"maintenance_mode_status","provided_by":"rabbit","stability":"stable","state":"enabled"},{"desc":"Support queues of type `quorum`","doc_url":"https://www.rabbitmq.com/quorum-queues.html","name":"quorum_queue","provided_by":"rabbit","stability":"stable","state":"enabled"},{"desc":"Support queues of type `stream`","doc_url":"https://www.rabbitmq.com/stream.html","name":"stream_queue","provided_by":"rabbit","stability":"stable","state":"enabled"},{"desc":"Configure connection and channel limits for a user","doc_url":"","name":"user_limits","provided_by":"rabbit","stability":"stable","state":"enabled"},{"desc":"Virtual host metadata (description, tags, etc)","doc_url":"","name":"virtual_host_metadata","provided_by":"rabbit","stability":"stable","state":"enabled"}],"listeners":{"rabbit@node01":[{"interface":"[::]","node":"rabbit@node01","port":15672,"protocol":"http","purpose":"HTTP API"},{"interface":"[::]","node":"rabbit@node01","port":25672,"protocol":"clustering","purpose":"inter-node and CLI tool communication"},{"interface":"10.77.0.11","node":"rabbit@node01","port":5672,"protocol":"amqp","purpose":"AMQP 0-9-1 and AMQP 1.0"}],"rabbit@node02":[{"interface":"[::]","node":"rabbit@node02","port":15672,"protocol":"http","purpose":"HTTP API"},{"interface":"[::]","node":"rabbit@node02","port":25672,"protocol":"clustering","purpose":"inter-node and CLI tool communication"},{"interface":"10.77.0.12","node":"rabbit@node02","port":5672,"protocol":"amqp","purpose":"AMQP 0-9-1 and AMQP 1.0"}],"rabbit@node03":[{"interface":"[::]","node":"rabbit@node03","port":15672,"protocol":"http","purpose":"HTTP API"},{"interface":"[::]","node":"rabbit@node03","port":25672,"protocol":"clustering","purpose":"inter-node and CLI tool communication"},{"interface":"10.77.0.13","node":"rabbit@node03","port":5672,"protocol":"amqp","purpose":"AMQP 0-9-1 and AMQP 1.0"}]},"maintenance_status":{"rabbit@node01":"not under maintenance","rabbit@node02":"not under maintenance","rabbit@node03":"not under maintenance"},"partitions":{},"ram_nodes":[],"running_nodes":["rabbit@node03","rabbit@node02","rabbit@node01"],"versions":{"rabbit@node01":{"erlang_version":"25.2.3","rabbitmq_name":"RabbitMQ","rabbitmq_version":"3.10.8"},"rabbit@node02":{"erlang_version":"25.2.3","rabbitmq_name":"RabbitMQ","rabbitmq_version":"3.10.8"},"rabbit@node03":{"erlang_version":"25.2.3","rabbitmq_name":"RabbitMQ","rabbitmq_version":"3.10.8"}}}\n__rc=0\n'
+
+LAB_GALERA = (
+    'wsrep_local_state_uuid\t63d79a8d-e8fa-11f1-89d5-db1b2225ca82\n'
+    'wsrep_protocol_version\t11\n'
+    'wsrep_protocol_application\t4\n'
+    'wsrep_protocol_replicator\t11\n'
+    'wsrep_protocol_gcs\t5\n'
+    'wsrep_last_committed\t15\n'
+    'wsrep_replicated\t0\n'
+    'wsrep_replicated_bytes\t0\n'
+    'wsrep_repl_keys\t0\n'
+    'wsrep_repl_keys_bytes\t0\n'
+    'wsrep_repl_data_bytes\t0\n'
+    'wsrep_repl_other_bytes\t0\n'
+    'wsrep_received\t4\n'
+    'wsrep_received_bytes\t496\n'
+    'wsrep_local_commits\t0\n'
+    'wsrep_local_cert_failures\t0\n'
+    'wsrep_local_replays\t0\n'
+    'wsrep_local_send_queue\t0\n'
+    'wsrep_local_send_queue_max\t1\n'
+    'wsrep_local_send_queue_min\t0\n'
+    'wsrep_local_send_queue_avg\t0\n'
+    'wsrep_local_recv_queue\t0\n'
+    'wsrep_local_recv_queue_max\t1\n'
+    'wsrep_local_recv_queue_min\t0\n'
+    'wsrep_local_recv_queue_avg\t0\n'
+    'wsrep_local_cached_downto\t2\n'
+    'wsrep_flow_control_paused_ns\t0\n'
+    'wsrep_flow_control_paused\t0\n'
+    'wsrep_flow_control_sent\t0\n'
+    'wsrep_flow_control_recv\t0\n'
+    'wsrep_flow_control_active\tfalse\n'
+    'wsrep_flow_control_requested\tfalse\n'
+    'wsrep_cert_deps_distance\t1\n'
+    'wsrep_apply_oooe\t0\n'
+    'wsrep_apply_oool\t0\n'
+    'wsrep_apply_window\t0\n'
+    'wsrep_apply_waits\t0\n'
+    'wsrep_commit_oooe\t0\n'
+    'wsrep_commit_oool\t0\n'
+    'wsrep_commit_window\t0\n'
+    'wsrep_local_state\t4\n'
+    'wsrep_local_state_comment\tSynced\n'
+    'wsrep_cert_index_size\t2\n'
+    'wsrep_causal_reads\t0\n'
+    'wsrep_cert_interval\t7.5\n'
+    'wsrep_open_transactions\t0\n'
+    'wsrep_open_connections\t0\n'
+    'wsrep_incoming_addresses\t10.77.0.11:3306,10.77.0.12:3306,10.77.0.13:3306\n'
+    'wsrep_cluster_weight\t3\n'
+    'wsrep_desync_count\t0\n'
+    'wsrep_evs_delayed\t\n'
+    'wsrep_evs_evict_list\t\n'
+    'wsrep_evs_repl_latency\t0/0/0/0/0\n'
+    'wsrep_evs_state\tOPERATIONAL\n'
+    'wsrep_gcomm_uuid\t6428458f-e8fa-11f1-a190-9aaf8c5f41b3\n'
+    'wsrep_gmcast_segment\t0\n'
+    'wsrep_checkpoint_position\t63d79a8d-e8fa-11f1-89d5-db1b2225ca82:15\n'
+    'wsrep_se_checkpoint\t63d79a8d-e8fa-11f1-89d5-db1b2225ca82:15 0-1-12\n'
+    'wsrep_applier_thread_count\t1\n'
+    'wsrep_cluster_capabilities\t\n'
+    'wsrep_cluster_conf_id\t3\n'
+    'wsrep_cluster_size\t3\n'
+    'wsrep_cluster_state_uuid\t63d79a8d-e8fa-11f1-89d5-db1b2225ca82\n'
+    'wsrep_cluster_status\tPrimary\n'
+    'wsrep_connected\tON\n'
+    'wsrep_local_bf_aborts\t0\n'
+    'wsrep_local_index\t1\n'
+    'wsrep_provider_capabilities\t:MULTI_MASTER:CERTIFICATION:PARALLEL_APPLYING:TRX_REPLAY:ISOLATION:PAUSE:CAUSAL_READS:INCREMENTAL_WRITESET:UNORDERED:PREORDERED:STREAMING:NBO:\n'
+    'wsrep_provider_name\tGalera\n'
+    'wsrep_provider_vendor\tCodership Oy <info@codership.com>\n'
+    'wsrep_provider_version\t4.23(rXXXX)\n'
+    'wsrep_ready\tON\n'
+    'wsrep_rollbacker_thread_count\t1\n'
+    'wsrep_thread_count\t2\n'
+    '__rc=0\n'
+)
+
+LAB_VIP_HOLDER = '__arg_vip=10.77.0.100\n__arg_interface=enp8s0f0\n2: enp8s0f0    inet 10.77.0.11/24 scope global enp8s0f0\\       valid_lft forever preferred_lft forever\n2: enp8s0f0    inet 10.77.0.100/24 scope global secondary enp8s0f0\\       valid_lft forever preferred_lft forever\n__rc=0\n'
+
+
+def test_lab_captures():
+    r = F.RabbitmqMembers().process(lines(LAB_RABBIT))
+    assert r["error"] is None
+    assert r["running_nodes"] == ["rabbit@node01", "rabbit@node02", "rabbit@node03"]
+    assert r["partitions"] == [] and r["alarms"] == []
+    g = F.GaleraStatus().process(lines(LAB_GALERA))
+    assert (g["cluster_size"], g["cluster_status"], g["local_state_comment"], g["ready"], g["error"]) == (
+        3, "Primary", "Synced", "ON", None)
+    assert g["incoming_addresses"] == "10.77.0.11:3306,10.77.0.12:3306,10.77.0.13:3306"
+    v = F.VipHolder().process(lines(LAB_VIP_HOLDER))
+    # keepalived adds the VIP with the subnet's prefix, as a secondary address.
+    assert v == {"holds_vip": True, "vip": "10.77.0.100", "interface": "enp8s0f0",
+                 "addresses": ["10.77.0.11/24", "10.77.0.100/24"], "error": None}
