@@ -845,7 +845,7 @@ def _all_cgroup_dirs() -> list[Path]:
     for rec in RUN_DIR.glob("node*/cgroups.json") if RUN_DIR.exists() else []:
         with contextlib.suppress(ValueError, OSError):
             found |= {Path(d) for d in json.loads(rec.read_text())}
-    return sorted(found)
+    return sorted(d for d in found if d.is_dir())
 
 
 def _cgroup_pids(cg: Path) -> set[int]:
