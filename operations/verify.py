@@ -164,16 +164,31 @@ def _listener_checks(site: Site, name: str, holder: bool, servers_fact: dict) ->
                 "(the package's default config, or the deployed one not loaded)",
             )
         ]
+    present = [lst for lst in site.listeners if lst.name in running]
+    missing_of = {lst.name: [s for s in expected_servers if s not in running[lst.name]] for lst in present}
+    # Controllers missing from every listener: one row (a config older than these controllers).
+    everywhere = [s for s in expected_servers if all(s in m for m in missing_of.values())]
+    if everywhere:
+        checks.append(
+            Check(
+                "haproxy servers",
+                FAIL,
+                f"no server line for {', '.join(everywhere)} in any listener "
+                "(HAProxy's config predates these controllers, or was not reloaded)",
+            )
+        )
     for listener in site.listeners:
         servers = running.get(listener.name)
         check_name = f"backend {listener.name}"
         if servers is None:
             checks.append(Check(check_name, FAIL, "listener missing from the running HAProxy (stale config?)"))
             continue
-        missing = [s for s in expected_servers if s not in servers]
+        missing = [s for s in missing_of[listener.name] if s not in everywhere]
         detail = ", ".join(_server_text(s, servers[s]) for s in servers)
         if missing:
             checks.append(Check(check_name, FAIL, f"{detail}; no server line for {', '.join(missing)}"))
+            continue
+        if not servers:
             continue
         down = [s for s, v in servers.items() if v.get("status") != "UP"]
         if not down:

@@ -917,3 +917,22 @@ def test_lab_captures():
     # keepalived adds the VIP with the subnet's prefix, as a secondary address.
     assert v == {"holds_vip": True, "vip": "10.77.0.100", "interface": "enp8s0f0",
                  "addresses": ["10.77.0.11/24", "10.77.0.100/24"], "error": None}
+
+
+def test_controllers_missing_from_every_listener_fail_in_one_row():
+    # Seen on the lab: node04 and node05 added to the inventory, HAProxy still on the old config.
+    names5 = NAMES + ("node04", "node05")
+    site5 = build_site(
+        [(n, {"address": f"10.77.0.{11 + i}", "vrrp_priority": 150 - 10 * i}) for i, n in enumerate(names5)],
+        {"internal_network": "10.77.0.0/24", "vip": "10.77.0.100", "vip_interface": "enp8s0f0"},
+    )
+    site3 = lab_site()
+    results = healthy(site3)
+    results["node01"]["haproxy_servers"] = servers(site3, down=api_down(site3))
+    report = evaluate(site5, {"node01": results["node01"]})
+    rows = {c.name: c for c in report.hosts["node01"]}
+    assert rows["haproxy servers"].status == FAIL
+    assert rows["haproxy servers"].detail.startswith("no server line for node04, node05 in any listener")
+    assert rows["backend mariadb"].status == OK  # the servers it has are judged as usual
+    assert rows["backends (APIs)"].status == INFO
+    assert not any("no server line" in c.detail for c in report.hosts["node01"] if c.name.startswith("backend"))
