@@ -347,7 +347,8 @@ def evaluate(
         )
 
     galera = {n: results[n].get("galera") or {} for n in collected}
-    answering = {n: g for n, g in galera.items() if not _err(g)}
+    # Only Primary components name a cluster; a Disconnected node reports an empty uuid.
+    answering = {n: g for n, g in galera.items() if not _err(g) and g.get("cluster_status") == "Primary"}
     uuids = {g.get("cluster_state_uuid") for g in answering.values()}
     bad = sorted(
         n

@@ -564,6 +564,12 @@ def test_galera_split_clusters_are_flagged():
     results["node03"]["galera"].update(cluster_state_uuid="u2")
     report = evaluate(site, results)
     assert "different clusters" in cluster(report, "galera").detail
+    # A Disconnected node (empty uuid, seen on the lab) is not "another cluster": it is not Synced.
+    results = healthy(site)
+    results["node03"]["galera"].update(cluster_state_uuid="", cluster_status="Disconnected",
+                                       local_state_comment=None, cluster_size=0)
+    row = cluster(evaluate(site, results), "galera")
+    assert row.detail == "2/3 nodes Primary, Synced, of size 3; not: node03" and row.hosts == ("node03",)
 
 
 def test_rabbitmq_missing_member_and_partition():
