@@ -33,7 +33,9 @@ $(VENV)/.installed: requirements.txt
 # --- the demo: lab up, deploy, verification report ---
 demo: setup lab-up deploy
 
+# Preflight first: a wrong inventory is refused before pyinfra connects to any host.
 deploy: venv
+	$(PY) -m config.preflight $(INVENTORY)
 	$(PYINFRA) -y $(INVENTORY) deploy.py
 
 verify: venv

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from pyinfra import host, inventory, logger
+from pyinfra import host, logger
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 
 from operations.common import (
-    install_files, once, one_at_a_time, packages, planned_fact, secret_value, shell, site, unit_log, wait_until,
+    facts_of_all_controllers, install_files, once, one_at_a_time, packages, planned_fact, secret_value, shell, site, unit_log, wait_until,
 )
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
@@ -112,7 +112,7 @@ def plan(states: dict[str, dict], order: list[str]) -> Plan:
 @once
 def cluster_plan() -> Plan:
     order = [c.name for c in site().controllers]
-    states = {h.name: h.get_fact(GaleraNode) for h in inventory.get_active_hosts() if h.name in order}
+    states = facts_of_all_controllers(GaleraNode)
     try:
         return plan(states, order)
     except GaleraStateError as exc:

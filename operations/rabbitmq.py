@@ -6,13 +6,13 @@ import base64
 import hashlib
 import json
 
-from pyinfra import host, inventory, logger
+from pyinfra import host, logger
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.facts.files import Sha1File
 
 from operations.common import (
-    announce, any_will_change, files_of, install_files, once, one_at_a_time, packages, planned_fact, secret_value,
+    announce, any_will_change, facts_of_all_controllers, files_of, install_files, once, one_at_a_time, packages, planned_fact, secret_value,
     service, shell,
     site,
     unit_log,
@@ -25,32 +25,32 @@ CTL = "timeout 60 rabbitmqctl"
 
 class RabbitmqCluster(FactBase):
     """
-    This node's view of its cluster, before the run:
+    This node's cluster as RabbitMQ last recorded it (its mnesia cluster_nodes.config, read
+    without starting an Erlang VM), before the run:
 
     .. code:: python
 
-        {"installed": True, "running": True, "nodes": ["rabbit@node01", "rabbit@node02"],
-         "running_nodes": ["rabbit@node01", "rabbit@node02"]}
+        {"installed": True, "running": True, "nodes": ["rabbit@node01", "rabbit@node02"]}
     """
 
     def command(self):
         return (
-            "command -v rabbitmqctl >/dev/null 2>&1 || { echo '{\"installed\": false}'; exit 0; }; "
-            "timeout 30 rabbitmqctl cluster_status --formatter json 2>/dev/null || echo '{\"installed\": true}'"
+            "command -v rabbitmqctl >/dev/null 2>&1 && echo installed || echo missing; "
+            "systemctl is-active -q rabbitmq-server && echo running || echo stopped; "
+            "cat /var/lib/rabbitmq/mnesia/rabbit@$(hostname -s)/cluster_nodes.config 2>/dev/null; true"
         )
 
     def process(self, output):
-        try:
-            raw = json.loads("\n".join(output))
-        except ValueError:
-            return {"installed": True, "running": False, "nodes": [], "running_nodes": []}
-        if "installed" in raw:
-            return {"installed": raw["installed"], "running": False, "nodes": [], "running_nodes": []}
+        import re
+
+        text = "\n".join(output)
+        # {[all nodes],[disc nodes]}.
+        m = re.search(r"\{\[([^\]]*)\]", text)
+        nodes = sorted(n.strip().strip("'") for n in m.group(1).split(",") if n.strip()) if m else []
         return {
-            "installed": True,
-            "running": True,
-            "nodes": sorted(raw.get("disk_nodes", []) + raw.get("ram_nodes", [])),
-            "running_nodes": sorted(raw.get("running_nodes", [])),
+            "installed": "installed" in output,
+            "running": "running" in output,
+            "nodes": nodes,
         }
 
 
@@ -89,7 +89,7 @@ def seed_node(states: dict[str, dict], order: list[str]) -> str:
 @once
 def cluster_states() -> tuple[str, dict]:
     order = [c.name for c in site().controllers]
-    states = {h.name: h.get_fact(RabbitmqCluster) for h in inventory.get_active_hosts() if h.name in order}
+    states = facts_of_all_controllers(RabbitmqCluster)
     return seed_node(states, order), states
 
 

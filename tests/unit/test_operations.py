@@ -161,12 +161,12 @@ def test_definitions_in_place_make_no_command_and_mirrored_adds_the_policy():
     assert any("change_password openstack" in str(c) for c in definition_commands(defs, RDATA, "new"))
 
 
-def test_rabbitmq_cluster_fact():
-    out = ['{"disk_nodes": ["rabbit@node01", "rabbit@node02"], "running_nodes": ["rabbit@node01"]}']
+def test_rabbitmq_cluster_fact_reads_the_recorded_cluster():
+    out = ["installed", "running", "{[rabbit@node01,rabbit@node02,rabbit@node03],[rabbit@node01,rabbit@node02]}."]
     fact = RabbitmqCluster().process(out)
-    assert fact["nodes"] == ["rabbit@node01", "rabbit@node02"] and fact["running"]
-    assert RabbitmqCluster().process(['{"installed": false}'])["installed"] is False
-    assert RabbitmqCluster().process(["garbage"])["running"] is False
+    assert fact == {"installed": True, "running": True, "nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"]}
+    fresh = RabbitmqCluster().process(["missing", "stopped"])
+    assert fresh == {"installed": False, "running": False, "nodes": []}
 
 
 # --- one-round-trip facts --------------------------------------------------------------------
