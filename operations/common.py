@@ -124,12 +124,45 @@ def shell(name: str, commands: list, when: bool):
     return server.shell(name=name, commands=commands if when else [])
 
 
+_announced: dict = {}  # (id(state), host name) -> [(step, action or None)]
+
+
 def announce(ops, action: str) -> None:
-    """Say, before anything runs (also with --dry), what a changed config will cause: the
-    blast radius of a run, host by host, in the order the steps will run."""
-    ops = ops if isinstance(ops, (list, tuple)) else [ops]
-    if any(op.will_change for op in ops):
+    """Say, before anything runs (also with --dry), what a changed config will cause.
+
+    `ops` is an operation, a list of them (announced if any will change) or a bool. Every host
+    calls every announce, so step numbers line up across hosts; blast_radius() prints them all
+    in the order they will run.
+    """
+    if isinstance(ops, bool):
+        changes = ops
+    else:
+        ops = ops if isinstance(ops, (list, tuple)) else [ops]
+        changes = any(op.will_change for op in ops)
+    steps = _announced.setdefault((id(state), host.name), [])
+    steps.append((len(steps), action if changes else None))
+    if changes:
         host.log(f"will {action}", logger.warning)
+
+
+def blast_radius() -> None:
+    """Once every host has planned: the restarts and reloads of this run, host by host, in the
+    order they will happen (rolling steps in inventory order)."""
+    order = [c.name for c in site().controllers]
+    planned = {name: steps for (sid, name), steps in _announced.items() if sid == id(state)}
+    if len(planned) < len([h for h in inventory.get_active_hosts() if h.name in order]):
+        return  # not the last host to finish planning
+    rows = sorted(
+        (step, order.index(name), name, action)
+        for name, steps in planned.items() if name in order
+        for step, action in steps if action
+    )
+    if not rows:
+        logger.info("--> Blast radius: no service restarts or reloads")
+        return
+    logger.info("--> Blast radius, in the order the steps run:")
+    for i, (_, _, name, action) in enumerate(rows, 1):
+        logger.info(f"    {i:>2}. {name}: {action}")
 
 
 # --- the plan's facts ------------------------------------------------------------------

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 
 from operations.common import (
-    facts_of_all_controllers, install_files, once, one_at_a_time, packages, planned_fact, secret_value, shell, site, unit_log, wait_until,
+    announce, facts_of_all_controllers, install_files, once, one_at_a_time, packages, planned_fact, secret_value, shell, site, unit_log, wait_until,
 )
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
@@ -257,8 +257,7 @@ def configure():
     else:
         start = "timeout 600 systemctl restart mariadb"
     restart_anchor = anchor and (cnf.will_change or p.mode == "bootstrap")
-    if anchor and needs_start:
-        host.log(f"will {'bootstrap a Galera cluster on' if alone else 'restart'} mariadb", logger.warning)
+    announce(anchor and needs_start, f"{'bootstrap the Galera cluster' if alone else 'restart mariadb'}, wait until Synced")
     shell(
         f"galera: {'bootstrap' if alone else 'restart'} {p.anchor}",
         [f"{start} || {{ {unit_log('mariadb')}; exit 1; }}", synced] if restart_anchor else [synced],
@@ -268,8 +267,7 @@ def configure():
     accounts(name="galera: accounts", run=anchor)
 
     others = [c.name for c in site().controllers if c.name != p.anchor]
-    if needs_start and not anchor:
-        host.log("will restart mariadb (one node at a time, waiting for Synced)", logger.warning)
+    announce(needs_start and not anchor, "restart mariadb (one node at a time), wait until Synced")
     for name, mine in one_at_a_time(others):
         shell(
             f"galera: join / restart {name}, waiting for Synced",

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import json
 
-from pyinfra import host, logger
+from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.facts.files import Sha1File
@@ -162,8 +162,7 @@ def configure():
     service(name="rabbitmq: running", unit="rabbitmq-server")
     seed, states = cluster_states()
     joins = host.name != seed and f"rabbit@{seed}" not in states.get(host.name, {}).get("nodes", [])
-    if joins:
-        host.log(f"will join rabbit@{seed} (one node at a time)", logger.warning)
+    announce(joins, f"join the RabbitMQ cluster of rabbit@{seed} (one node at a time)")
     for name, mine in one_at_a_time([n for n in names if n != seed]):
         shell(
             f"rabbitmq: {name} joins the cluster of {seed}",
