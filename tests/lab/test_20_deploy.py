@@ -97,7 +97,8 @@ def test_second_deploy_changes_nothing(first_deploy):
     run = pyinfra("-y", "inventories/lab.py", "deploy.py")
     assert run.returncode == 0, run.stdout[-6000:]
     assert changed_operations(run.stdout) == [], run.stdout[-6000:]
-    assert "will " not in "\n".join(l for l in run.stdout.splitlines() if "] will " in l)
+    assert "] will " not in run.stdout
+    assert "Blast radius: no service restarts or reloads" in run.stdout
     assert_no_secret(run.stdout)
 
 
@@ -124,6 +125,10 @@ def test_dry_run_diff_shows_the_change_masks_secrets_and_changes_nothing(first_d
     for node in ("node01", "node02", "node03"):
         assert f"[{node}] will reload haproxy" in out
     assert "will restart" not in out and "will reload keepalived" not in out
+    # the blast radius: every reload, in the order it will run
+    assert re.search(
+        r"Blast radius, in the order the steps run:\n\s+1\. node01: reload haproxy\n"
+        r"\s+2\. node02: reload haproxy\n\s+3\. node03: reload haproxy\n", out), out[-6000:]
     after = {n: node_sha(n, "/etc/haproxy/haproxy.cfg") for n in lab.node_names()}
     assert after == before
 
