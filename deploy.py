@@ -9,7 +9,7 @@ dependency order, then the verification facts and the health report.
 
 from pyinfra import host, logger
 
-from operations import common, galera, haproxy, keepalived, memcached, rabbitmq
+from operations import common, dbcheck, galera, haproxy, keepalived, memcached, rabbitmq
 from operations.verify import verify
 from operations import host as host_basics
 
@@ -18,6 +18,7 @@ site = common.site()  # runs preflight once; exits with one line per problem
 host_basics.configure()
 memcached.configure()
 galera.configure()
+dbcheck.configure()  # the Galera-aware check HAProxy's mariadb listener asks
 rabbitmq.configure()
 haproxy.configure()  # before keepalived: check_alive needs a live HAProxy
 keepalived.configure()

@@ -50,11 +50,14 @@ DEFAULTS = {
     "galera_cluster_name": "openstack",
     "galera_sst_method": "mariabackup",
     "mariadb_port": 3306,
-    # HAProxy's database health check: "mysql-check" (the article's; talks MySQL on the
-    # database port) or "httpchk" (an HTTP check service on its own port).
-    "mariadb_check_method": "mysql-check",
-    "mariadb_check_port": 3306,
-    "mariadb_check_user": "haproxy",
+    # HAProxy's database health check: "httpchk" (default: the galera-clustercheck service on
+    # each controller answers 200 only when its node is Synced in a Primary component, the way
+    # kolla-ansible and openstack-ansible check Galera) or "mysql-check" (the article's: talks
+    # MySQL on the database port, so it only sees that mysqld completes a handshake; set
+    # mariadb_check_port to mariadb_port with it).
+    "mariadb_check_method": "httpchk",
+    "mariadb_check_port": 9200,
+    "mariadb_check_user": "haproxy",  # the account mysql-check logs in as
     "mariadb_admin_user": "admin",
     "mariadb_max_connections": 4096,
     "mariadb_innodb_buffer_pool_size": "512M",

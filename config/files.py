@@ -50,7 +50,23 @@ FILES = (
     ("haproxy", "haproxy/haproxy.cfg.j2", "/etc/haproxy/haproxy.cfg", "0640", "root", "haproxy", True),
     ("keepalived", "keepalived/check_alive.sh.j2", "/etc/keepalived/check_alive.sh", "0755", "root", "root", False),
     ("keepalived", "keepalived/keepalived.conf.j2", "/etc/keepalived/keepalived.conf", "0640", "root", "root", True),
+    # The Galera-aware HTTP check HAProxy asks (mariadb_check_method "httpchk" only).
+    ("dbcheck", "dbcheck/clustercheck.sysusers.j2", "/etc/sysusers.d/openstack-ha-clustercheck.conf", "0644", "root", "root", False),
+    ("dbcheck", "dbcheck/galera-clustercheck.py.j2", "/usr/local/sbin/galera-clustercheck", "0755", "root", "root", False),
+    ("dbcheck", "dbcheck/galera-clustercheck.service.j2", "/etc/systemd/system/galera-clustercheck.service", "0644", "root", "root", False),
 )
+
+# The database check service's names, shared by its templates and operations/dbcheck.py.
+DBCHECK = {
+    "account": "clustercheck",  # system user and MariaDB account (unix_socket, no privileges)
+    "script": "/usr/local/sbin/galera-clustercheck",
+    "unit": "galera-clustercheck",
+}
+
+
+def wanted(component: str, site: Site) -> bool:
+    """Whether a site gets a component's files: the HTTP check only with httpchk."""
+    return component != "dbcheck" or site.data["mariadb_check_method"] == "httpchk"
 
 
 def render_template(template: str, site: Site, name: str, secrets: dict[str, str]) -> str:
@@ -61,6 +77,7 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         me=me,
         peers=site.peers(name),
         listeners=site.listeners,
+        dbcheck=DBCHECK,
         secrets=secrets,
         managed=MANAGED,
     )
@@ -74,5 +91,5 @@ def managed_files(site: Site, name: str, secrets: dict[str, str], component: str
     return [
         ManagedFile(comp, path, render_template(tpl, site, name, secrets), mode, user, group, secret)
         for comp, tpl, path, mode, user, group, secret in FILES
-        if component in (None, comp)
+        if component in (None, comp) and wanted(comp, site)
     ]

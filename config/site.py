@@ -80,8 +80,14 @@ class Site:
         servers = []
         for i, c in enumerate(self.controllers):
             line = f"server {c.name} {c.address}:{port} {check}"
-            if svc.active_backup and i > 0:
-                line += " backup"
+            if svc.active_backup:
+                # One writer (README, "Why the database has one writer"): tcp mode has no
+                # cookies, so sessions stay where they were opened. When the first server
+                # comes back, close the sessions still open on a backup; when a server is
+                # marked down (no longer Synced), close its own: every client reconnects to
+                # the one server that takes new sessions, never two at once.
+                line += " on-marked-up shutdown-backup-sessions" if i == 0 else " backup"
+                line += " on-marked-down shutdown-sessions"
             servers.append(line)
         return Listener(
             name=svc.name,

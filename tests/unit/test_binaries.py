@@ -9,6 +9,8 @@ import re
 import pytest
 
 from unitkit import (
+    DBCHECK_FILES,
+    NODE_FILES,
     PROD,
     copy_tree,
     haproxy_check,
@@ -149,9 +151,10 @@ def test_variant_four_controllers(tmp_path):
             assert len(servers) == 4, name
             assert servers[3].startswith("node04 100.2.30.44:"), name
         db = listens(sections)["mariadb"].values("server")
-        assert db[0].split()[-1] != "backup"
-        assert all(s.endswith(" backup") for s in db[1:])
-        assert db[3] == "node04 100.2.30.44:3306 check inter 2000 rise 2 fall 5 backup"
+        assert "backup" not in db[0].split() and "shutdown-backup-sessions" in db[0].split()
+        assert all("backup" in s.split() for s in db[1:])
+        assert db[3] == ("node04 100.2.30.44:3306 check inter 2000 rise 2 fall 5 port 9200 backup "
+                         "on-marked-down shutdown-sessions")
         galera = (out / node / "etc/mysql/mariadb.conf.d/99-openstack-galera.cnf").read_text()
         assert "gcomm://100.2.30.41,100.2.30.42,100.2.30.43,100.2.30.44\n" in galera
         assert_haproxy_ok(out / node / CFG)
@@ -176,21 +179,41 @@ def test_variant_unicast_vrrp(tmp_path):
 
 
 def test_variant_mariadb_httpchk(tmp_path):
-    out = render_variant(tmp_path, mariadb_check_method="httpchk", mariadb_check_port=9200)
+    out = render_variant(tmp_path, mariadb_check_method="httpchk", mariadb_check_port=9201)
     sec = node01_listeners(out)["mariadb"]
     assert "httpchk" in sec.values("option")
     assert not any(o.startswith("mysql-check") for o in sec.values("option"))
     servers = sec.values("server")
     assert len(servers) == 3
-    assert all(" port 9200" in s for s in servers)
-    assert servers[0] == "node01 100.2.30.41:3306 check inter 2000 rise 2 fall 5 port 9200"
+    assert all(" port 9201" in s for s in servers)
+    assert servers[0] == ("node01 100.2.30.41:3306 check inter 2000 rise 2 fall 5 port 9201 "
+                          "on-marked-up shutdown-backup-sessions on-marked-down shutdown-sessions")
+    unit = (out / "node02/etc/systemd/system/galera-clustercheck.service").read_text()
+    assert "ExecStart=/usr/bin/python3 /usr/local/sbin/galera-clustercheck 100.2.30.42 9201\n" in unit
+    assert "User=clustercheck\n" in unit
+    assert_haproxy_ok(out / "node01" / CFG)
+
+
+def test_variant_mariadb_mysql_check(tmp_path):
+    # The article's own check: mysql-check on the database port, no check service installed.
+    out = render_variant(tmp_path, mariadb_check_method="mysql-check", mariadb_check_port=3306)
+    sec = node01_listeners(out)["mariadb"]
+    assert sec.values("option") == ["tcplog", "tcpka", "mysql-check user haproxy post-41"]
+    down = "on-marked-down shutdown-sessions"
+    assert sec.values("server") == [
+        f"node01 100.2.30.41:3306 check inter 2000 rise 2 fall 5 on-marked-up shutdown-backup-sessions {down}",
+        f"node02 100.2.30.42:3306 check inter 2000 rise 2 fall 5 backup {down}",
+        f"node03 100.2.30.43:3306 check inter 2000 rise 2 fall 5 backup {down}",
+    ]
+    files = {str(p.relative_to(out / "node01")) for p in (out / "node01").rglob("*") if p.is_file()}
+    assert files == NODE_FILES - DBCHECK_FILES
     assert_haproxy_ok(out / "node01" / CFG)
 
 
 def test_variant_data_ports_reach_the_listeners(tmp_path):
     # mariadb_port and rabbitmq_management_port move the daemons (galera.cnf, rabbitmq.conf);
     # HAProxy must follow them, on the VIP (clients use vip:mariadb_port) and to the backends.
-    out = render_variant(tmp_path, mariadb_port=3307, mariadb_check_port=3307, rabbitmq_management_port=15673)
+    out = render_variant(tmp_path, mariadb_port=3307, rabbitmq_management_port=15673)
     ls = node01_listeners(out)
     assert ls["mariadb"].values("bind") == ["100.2.30.40:3307"]
     assert ls["mariadb"].values("server")[0].startswith("node01 100.2.30.41:3307 ")

@@ -181,7 +181,7 @@ def test_host_missing_address():
 
 
 def test_mysql_check_with_a_port_other_than_the_database_port():
-    p = only(run(mariadb_check_port=9200), "error", G, "mariadb_check_port")
+    p = only(run(mariadb_check_method="mysql-check", mariadb_check_port=9200), "error", G, "mariadb_check_port")
     assert "httpchk" in str(p)
 
 
@@ -192,6 +192,11 @@ def test_httpchk_on_the_database_port():
 
 def test_httpchk_on_its_own_port_is_fine():
     assert run(mariadb_check_method="httpchk", mariadb_check_port=9200).problems == []
+
+
+def test_the_default_check_is_httpchk_and_the_articles_mysql_check_still_passes():
+    assert run().problems == []  # defaults: httpchk on 9200
+    assert run(mariadb_check_method="mysql-check", mariadb_check_port=3306).problems == []
 
 
 def test_services_entry_with_an_unknown_field():
@@ -302,8 +307,8 @@ def test_make_render_prod(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     for node in ("node01", "node02", "node03"):
-        assert f"{node}: 10 files under {out / node}" in proc.stdout
-        assert len([p for p in (out / node).rglob("*") if p.is_file()]) == 10
+        assert f"{node}: 13 files under {out / node}" in proc.stdout
+        assert len([p for p in (out / node).rglob("*") if p.is_file()]) == 13
     assert "bind 100.2.30.41:1984" in (out / "node01/etc/haproxy/haproxy.cfg").read_text()
 
 
@@ -314,5 +319,5 @@ def test_services_not_a_dict():
 
 def test_mariadb_port_on_another_listeners_port():
     # mariadb_port moves the mariadb listener too, so it can collide with an API's port.
-    p = only(run(mariadb_port=5000, mariadb_check_port=5000), "error", G, "services.mariadb.port")
+    p = only(run(mariadb_port=5000), "error", G, "services.mariadb.port")
     assert "keystone_internal" in str(p)

@@ -52,12 +52,12 @@ def node01_cfg(prod_render):
     return parse_haproxy((prod_render / "node01" / "etc/haproxy/haproxy.cfg").read_text())
 
 
-def test_each_node_gets_the_ten_files(prod_render):
+def test_each_node_gets_the_thirteen_files(prod_render):
     for node in NODES:
         files = {str(p.relative_to(prod_render / node)) for p in (prod_render / node).rglob("*") if p.is_file()}
         assert files == NODE_FILES, node
     assert {p.name for p in prod_render.iterdir()} == set(NODES)
-    assert len(FILES) == 10
+    assert len(FILES) == 13
 
 
 def test_render_returns_the_written_paths(tmp_path):
@@ -114,15 +114,19 @@ def test_no_listener_beyond_the_article(node01_cfg):
 
 
 def test_mariadb_listener_as_in_the_article(node01_cfg):
+    # The article's listener, with the Galera-aware HTTP check (the default) instead of its
+    # mysql-check (kept as a variant: test_binaries.test_variant_mariadb_mysql_check), and
+    # one writer kept when a server comes back or goes down (README, "one writer").
     sec = listens(node01_cfg)["mariadb"]
     assert sec.values("bind") == [f"{VIP}:3306"]
     assert sec.values("mode") == ["tcp"]
-    assert sec.values("option") == ["tcplog", "tcpka", "mysql-check user haproxy post-41"]
+    assert sec.values("option") == ["tcplog", "tcpka", "httpchk"]
     assert sec.values("timeout") == ["client 3600s", "server 3600s"]
+    down = "on-marked-down shutdown-sessions"
     assert sec.values("server") == [
-        f"node01 100.2.30.41:3306 {CHECK}",
-        f"node02 100.2.30.42:3306 {CHECK} backup",
-        f"node03 100.2.30.43:3306 {CHECK} backup",
+        f"node01 100.2.30.41:3306 {CHECK} port 9200 on-marked-up shutdown-backup-sessions {down}",
+        f"node02 100.2.30.42:3306 {CHECK} port 9200 backup {down}",
+        f"node03 100.2.30.43:3306 {CHECK} port 9200 backup {down}",
     ]
     # Under a second defaults section, the one without option forwardfor.
     defaults = [s for s in node01_cfg if s.kind == "defaults"]
@@ -221,7 +225,7 @@ def test_deploy_rendering_uses_values_and_mask_restores_placeholders(monkeypatch
     assert report.errors == []
     site = build_site(hosts, group)
     files = managed_files(site, "node01", secrets)
-    assert len(files) == 10
+    assert len(files) == 13
     by_path = {f.path.lstrip("/"): f for f in files}
     assert set(by_path) == NODE_FILES
     for rel, f in by_path.items():

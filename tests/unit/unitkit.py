@@ -31,7 +31,8 @@ from config.site import load_inventory  # noqa: E402
 PROD = REPO / "inventories" / "prod.py"
 PY = sys.executable
 
-# The 10 files every controller gets (config/files.py FILES), relative to the host's root.
+# The 13 files every controller gets (config/files.py FILES), relative to the host's root;
+# the last three are the Galera-aware database check (mariadb_check_method "httpchk", the default).
 NODE_FILES = {
     "etc/sysctl.d/60-openstack-ha.conf",
     "etc/memcached.conf",
@@ -43,6 +44,15 @@ NODE_FILES = {
     "etc/haproxy/haproxy.cfg",
     "etc/keepalived/check_alive.sh",
     "etc/keepalived/keepalived.conf",
+    "etc/sysusers.d/openstack-ha-clustercheck.conf",
+    "usr/local/sbin/galera-clustercheck",
+    "etc/systemd/system/galera-clustercheck.service",
+}
+# The files a site with the article's `mysql-check` gets: no check service.
+DBCHECK_FILES = {
+    "etc/sysusers.d/openstack-ha-clustercheck.conf",
+    "usr/local/sbin/galera-clustercheck",
+    "etc/systemd/system/galera-clustercheck.service",
 }
 
 # Fake secret values: distinctive, valid where they go (VRRP at most 8 characters).
