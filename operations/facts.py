@@ -84,7 +84,7 @@ def failure(body: list[str], rc: int | None, missing: str | None, what: str) -> 
     return f"{what}: exit status {rc}" + (f": {last}" if last else "")
 
 
-NO_OUTPUT = "no output from the host (fact not collected)"
+NO_OUTPUT = "no answer from the host (connection lost or command timed out; fact not collected)"
 
 
 class VipHolder(FactBase):

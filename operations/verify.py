@@ -51,6 +51,7 @@ OK, FAIL, INFO = "ok", "FAIL", "info"
 CRITICAL_LISTENERS = ("mariadb", "rabbitmq_management")
 
 JSON_ENV = "HA_VERIFY_JSON"
+FACT_TIMEOUT = 60  # seconds for one fact command over SSH (the slowest, rabbitmqctl, takes ~2 s)
 
 
 @dataclass(frozen=True)
@@ -425,16 +426,25 @@ def _run_for(state) -> _Run:
 
 
 def collect_facts(host, site: Site) -> dict:
-    """Read every verification fact of one controller (one command each)."""
+    """Read every verification fact of one controller (one command each).
+
+    `_ignore_errors`: a fact whose command fails at the connection (timeout, lost SSH) comes
+    back as its default, an error the report shows, instead of pyinfra failing the host in
+    the middle of the collection with no reason given.
+    """
     d = site.data
     me = site.controller(host.name)
+
+    def read(fact, **args):
+        return host.get_fact(fact, _ignore_errors=True, **args)
+
     return {
-        "vip": host.get_fact(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
-        "haproxy_info": host.get_fact(HaproxyInfo, socket=d["haproxy_stats_socket"]),
-        "haproxy_servers": host.get_fact(HaproxyServers, socket=d["haproxy_stats_socket"]),
-        "galera": host.get_fact(GaleraStatus),
-        "rabbitmq": host.get_fact(RabbitmqMembers),
-        "memcached": host.get_fact(MemcachedStats, address=me.address, port=d["memcached_port"]),
+        "vip": read(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
+        "haproxy_info": read(HaproxyInfo, socket=d["haproxy_stats_socket"]),
+        "haproxy_servers": read(HaproxyServers, socket=d["haproxy_stats_socket"]),
+        "galera": read(GaleraStatus),
+        "rabbitmq": read(RabbitmqMembers),
+        "memcached": read(MemcachedStats, address=me.address, port=d["memcached_port"]),
     }
 
 
@@ -524,5 +534,7 @@ def health_report():
 @deploy("Verify the HA layer")
 def verify():
     """Collect every controller's health facts after the changes; report; fail on a failed check."""
-    collect_health(name="Collect health facts")
+    # _timeout bounds each fact's command at the connection too (each also runs under
+    # `timeout` on the host): a stalled SSH channel cannot hang the run.
+    collect_health(name="Collect health facts", _timeout=FACT_TIMEOUT)
     health_report(name="Health report")

@@ -942,3 +942,39 @@ def test_controllers_missing_from_every_listener_fail_in_one_row():
     assert rows["backend mariadb"].status == OK  # the servers it has are judged as usual
     assert rows["backends (APIs)"].status == INFO
     assert not any("no server line" in c.detail for c in report.hosts["node01"] if c.name.startswith("backend"))
+
+
+def test_a_hanging_fact_is_cut_by_the_timeout_and_reported(monkeypatch, tmp_path):
+    # The real facts run on this machine (@local); GaleraStatus is made to hang. The op's
+    # _timeout cuts it, the host is not failed mid-collection, the report names the cause.
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.api.connect import connect_all
+    from pyinfra.api.deploy import add_deploy
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.operations import run_ops
+    from pyinfra.api.state import StateStage
+
+    import operations.verify as V
+
+    monkeypatch.setattr(F.GaleraStatus, "command", lambda self: "sleep 10")
+    monkeypatch.setattr(V, "FACT_TIMEOUT", 1)
+    monkeypatch.setenv(V.JSON_ENV, str(tmp_path / "health.json"))
+    inventory = Inventory(
+        (["@local"], {}),
+        controllers=(
+            [("@local", {"address": "127.0.0.1", "vrrp_priority": 150})],
+            {"internal_network": "127.0.0.0/8", "vip": "127.0.0.100", "vip_interface": "lo"},
+        ),
+    )
+    state = State(inventory, Config())
+    connect_all(state)
+    state.set_stage(StateStage.Prepare)
+    add_deploy(state, V.verify)
+    state.set_stage(StateStage.Execute)
+    with pytest.raises(PyinfraError, match="No hosts remaining"):
+        run_ops(state)
+    data = json.loads((tmp_path / "health.json").read_text())
+    assert data["facts"]["@local"]["galera"]["error"] == F.NO_OUTPUT
+    assert f"@local: galera: {F.NO_OUTPUT}" in data["failures"]
+    # the collection went on after the timeout: the next facts were read
+    assert data["facts"]["@local"]["memcached"]["error"] != F.NO_OUTPUT
