@@ -23,6 +23,8 @@ rabbitmq.configure()
 haproxy.configure()  # before keepalived: check_alive needs a live HAProxy
 keepalived.configure()
 
+common.blast_radius()  # printed once, after the last host planned
+
 if common.is_first():
     for key, value in site.client_strings({"rabbitmq_password": "<rabbitmq_password>"}).items():
         logger.info(f"for OpenStack services: {key} = {value}")
