@@ -301,8 +301,15 @@ def evaluate(
             if running != expected:
                 if expected - running:
                     problems.append("not running here: " + ", ".join(sorted(expected - running)))
-                if running - expected:
-                    problems.append("unexpected members: " + ", ".join(sorted(running - expected)))
+                unreached = {f"rabbit@{n}" for n in down}
+                if (running - expected) & unreached:
+                    # RabbitMQ notices a dead peer only after net_ticktime (60 s by default).
+                    problems.append(
+                        "still listed as running though unreachable for this check: "
+                        + ", ".join(sorted((running - expected) & unreached))
+                    )
+                if running - expected - unreached:
+                    problems.append("unexpected members: " + ", ".join(sorted(running - expected - unreached)))
             if q.get("partitions"):
                 problems.append("partitions: " + "; ".join(q["partitions"]))
             if q.get("alarms"):

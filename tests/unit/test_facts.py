@@ -978,3 +978,18 @@ def test_a_hanging_fact_is_cut_by_the_timeout_and_reported(monkeypatch, tmp_path
     assert f"@local: galera: {F.NO_OUTPUT}" in data["failures"]
     # the collection went on after the timeout: the next facts were read
     assert data["facts"]["@local"]["memcached"]["error"] != F.NO_OUTPUT
+
+
+def test_rabbitmq_still_listing_a_dead_node():
+    # Seen on the lab: node01 stopped, node02/node03 still list rabbit@node01 as running.
+    site = lab_site()
+    results = healthy(site, holder="node02")
+    del results["node01"]
+    for n in ("node02", "node03"):
+        results[n]["galera"]["cluster_size"] = 2
+    report = evaluate(site, results)
+    assert report.host_failures("node02") == [
+        "rabbitmq: still listed as running though unreachable for this check: rabbit@node01"
+    ]
+    results["node02"]["rabbitmq"]["running_nodes"].append("rabbit@node09")
+    assert "unexpected members: rabbit@node09" in evaluate(site, results).host_failures("node02")[0]
