@@ -225,7 +225,11 @@ def _listener_checks(site: Site, name: str, holder: bool, servers_fact: dict) ->
 
 
 def evaluate(
-    site: Site, results: dict[str, dict | None], generated_at: str = "", pending: tuple[str, ...] = ()
+    site: Site,
+    results: dict[str, dict | None],
+    generated_at: str = "",
+    pending: tuple[str, ...] = (),
+    skipped: tuple[str, ...] = (),
 ) -> Report:
     """The health report of a site from each controller's fact results.
 
@@ -234,11 +238,13 @@ def evaluate(
     failed earlier in the run, left out by --limit) is reported as not verified, a failure.
     "Up" controllers are the ones with results: Galera's cluster size and RabbitMQ's running
     members must match them. `pending`: controllers in the run that have not collected yet
-    (--serial); they count as up, and are reported as pending, not as failures.
+    (--serial); they count as up, and are reported as pending, not as failures. `skipped`:
+    controllers left out of the run (--limit); assumed up for the sizes, reported as not
+    checked, never blamed.
     """
     names = [c.name for c in site.controllers]
     report = Report(controllers=names, generated_at=generated_at)
-    up = [n for n in names if results.get(n) or n in pending]
+    up = [n for n in names if results.get(n) or n in pending or n in skipped]
     down = [n for n in names if n not in up]
     vip = site["vip"]
 
@@ -251,6 +257,9 @@ def evaluate(
         report.hosts[name] = checks
         if not r and name in pending:
             checks.append(Check("reachable", INFO, "pending: not collected yet"))
+            continue
+        if not r and name in skipped:
+            checks.append(Check("reachable", INFO, "not in this run (--limit): not checked"))
             continue
         if not r:
             checks.append(Check("reachable", FAIL, "not verified: unreachable, failed earlier in the run, or not in it"))
@@ -327,20 +336,26 @@ def evaluate(
 
     # --- cluster-wide checks ---
     unchecked = f" (not verified: {', '.join(down)})" if down else ""
+    not_checked = f"; not in this run: {', '.join(skipped)}" if skipped else ""
     if down:
         report.cluster.append(
-            Check("controllers up", FAIL, f"{len(up)}/{len(names)}; not verified: {', '.join(down)}", tuple(down))
+            Check("controllers up", FAIL, f"{len(up)}/{len(names)}; not verified: {', '.join(down)}{not_checked}",
+                  tuple(down))
         )
     else:
-        report.cluster.append(Check("controllers up", OK, f"{len(up)}/{len(names)}"))
+        report.cluster.append(Check("controllers up", OK, f"{len(up)}/{len(names)}{not_checked}"))
 
     collected = [n for n in up if results.get(n)]
     vip_errors = [n for n in collected if _err(results[n].get("vip"))]
     if len(holders) == 1:
         report.cluster.append(Check("vip holder", OK, f"{holders[0]} holds {vip}"))
+    elif not holders and skipped:
+        report.cluster.append(
+            Check("vip holder", INFO, f"no checked controller holds {vip}; not checked: {', '.join(skipped)}")
+        )
     elif not holders:
         report.cluster.append(
-            Check("vip holder", FAIL, f"no controller holds {vip}{unchecked}", tuple(up))
+            Check("vip holder", FAIL, f"no controller holds {vip}{unchecked}", tuple(n for n in up if n not in skipped))
         )
     else:
         report.cluster.append(
@@ -530,7 +545,11 @@ def health_report():
     run = _run_for(state)
     active = {h.name for h in state.inventory.get_active_hosts()}
     pending = tuple(sorted(active - set(run.results)))
-    report = evaluate(run.site, run.results, generated_at=_now(), pending=pending)
+    skipped = tuple(
+        c.name for c in run.site.controllers
+        if c.name not in run.results and not state.is_host_in_limit(state.inventory.get_host(c.name))
+    )
+    report = evaluate(run.site, run.results, generated_at=_now(), pending=pending, skipped=skipped)
     reasons, publish = report_reasons(run, report, host.name, active)
     if publish:
         _publish(run, report)

@@ -993,3 +993,21 @@ def test_rabbitmq_still_listing_a_dead_node():
     ]
     results["node02"]["rabbitmq"]["running_nodes"].append("rabbit@node09")
     assert "unexpected members: rabbit@node09" in evaluate(site, results).host_failures("node02")[0]
+
+
+def test_limit_run_checks_the_hosts_in_it_without_blaming_the_others():
+    # `pyinfra inventories/lab.py verify.py --limit node02`: node01 and node03 are not checked.
+    site = lab_site()
+    results = {"node02": healthy(site, holder="node01")["node02"]}
+    report = evaluate(site, results, skipped=("node01", "node03"))
+    assert report.ok, report.failures()
+    assert statuses(report, "node01") == {"reachable": INFO}
+    assert statuses(report, "node02")["galera"] == OK  # size 3 with the others assumed up
+    assert cluster(report, "vip holder").status == INFO
+    assert cluster(report, "controllers up").detail == "3/3; not in this run: node01, node03"
+    # A real fault on the checked host still fails it.
+    results["node02"]["vip"]["holds_vip"] = True
+    results["node02"]["memcached"] = F.MemcachedStats().process(lines(MEMCACHED_REFUSED))
+    report = evaluate(site, results, skipped=("node01", "node03"))
+    assert cluster(report, "vip holder").status == OK
+    assert [r.split(":")[0] for r in report.host_failures("node02")] == ["memcached"]
