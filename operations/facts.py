@@ -320,15 +320,7 @@ class RabbitmqMembers(FactBase):
         error = failure(body, rc, missing, "rabbitmqctl cluster_status")
         data = None
         if not error:
-            text = "\n".join(body)
-            start = text.find("{")
-            if start < 0:
-                error = "rabbitmqctl cluster_status: no JSON in the answer"
-            else:
-                try:
-                    data, _ = json.JSONDecoder().raw_decode(text[start:])
-                except ValueError as exc:
-                    error = f"rabbitmqctl cluster_status: unparsable JSON ({exc})"
+            data, error = _find_json_object(body, "running_nodes", "rabbitmqctl cluster_status")
         if isinstance(data, dict):
             result["running_nodes"] = sorted(data.get("running_nodes") or [])
             result["disk_nodes"] = sorted(data.get("disk_nodes") or [])
@@ -342,6 +334,32 @@ class RabbitmqMembers(FactBase):
             error = "rabbitmqctl cluster_status: JSON is not an object"
         result["error"] = error
         return result
+
+
+def _find_json_object(body: list[str], key: str, what: str):
+    """(the first JSON object in the output that has `key`, None) or (None, error text).
+
+    Tools print warnings or Erlang terms (`{badrpc,...}`) around their JSON: each line that
+    starts with `{` is tried; the error quotes the start of the output.
+    """
+    text = "\n".join(body)
+    decoder = json.JSONDecoder()
+    offset = 0
+    problem = None
+    for line in body:
+        if line.lstrip().startswith("{"):
+            start = offset + len(line) - len(line.lstrip())
+            try:
+                data, _ = decoder.raw_decode(text[start:])
+            except ValueError as exc:
+                problem = problem or f"unparsable JSON ({exc})"
+            else:
+                if isinstance(data, dict) and key in data:
+                    return data, None
+                problem = problem or f"JSON without {key!r}"
+        offset += len(line) + 1
+    snippet = " ".join(text.split())[:160]
+    return None, f"{what}: {problem or 'no JSON in the answer'}" + (f": {snippet}" if snippet else "")
 
 
 def _alarm_text(alarm) -> str:

@@ -321,6 +321,11 @@ def test_rabbitmq_members():
     }
 
 
+def test_rabbitmq_json_after_an_erlang_term():
+    r = F.RabbitmqMembers().process(["{warning,deprecated_feature}"] + lines(RABBIT_OK))
+    assert r["error"] is None and r["running_nodes"] == ["rabbit@node01", "rabbit@node02", "rabbit@node03"]
+
+
 def test_rabbitmq_partitions_and_warnings_before_json():
     out = "Cluster status of node rabbit@node01 ...\n" + RABBIT_PARTITIONED
     r = F.RabbitmqMembers().process(lines(out))
@@ -335,9 +340,13 @@ def test_rabbitmq_partitions_and_warnings_before_json():
     [
         (RABBIT_DOWN, "exit status 69"),
         ("__missing=rabbitmqctl\n", "rabbitmqctl not installed"),
-        ("__rc=0\n", "no JSON"),
+        ("__rc=0\n", "rabbitmqctl cluster_status: no JSON in the answer"),
         ('{"running_nodes": [\n__rc=0\n', "unparsable JSON"),
-        ('["rabbit@node01"]\n__rc=0\n', "no JSON"),
+        ('["rabbit@node01"]\n__rc=0\n', 'no JSON in the answer: ["rabbit@node01"]'),
+        ('{"status": "ok"}\n__rc=0\n', "JSON without 'running_nodes'"),
+        # An Erlang term where JSON was expected: the error quotes it.
+        ("{badrpc,nodedown}\n__rc=0\n", "unparsable JSON (Expecting property name enclosed in double quotes: "
+                                          "line 1 column 2 (char 1)): {badrpc,nodedown}"),
     ],
 )
 def test_rabbitmq_errors(output, expected):
