@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import weakref
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 
+import gevent
 from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, deploy, operation
 
@@ -447,6 +449,21 @@ def _run_for(state) -> _Run:
     return run
 
 
+TRANSITIONAL = re.compile(r"^(UP|DOWN) \d+/\d+$")
+SETTLE_SECONDS = 12  # fall 5 x inter 2 s: the longest a server takes to settle
+SETTLE_STEP = 2
+
+
+def transitional(servers_fact: dict) -> bool:
+    """Whether a server of a critical listener is between UP and DOWN (HAProxy's "UP 1/5")."""
+    listeners = (servers_fact or {}).get("listeners") or {}
+    return any(
+        TRANSITIONAL.match(server.get("status") or "")
+        for name in CRITICAL_LISTENERS
+        for server in (listeners.get(name) or {}).values()
+    )
+
+
 def collect_facts(host, site: Site) -> dict:
     """Read every verification fact of one controller (one command each).
 
@@ -460,10 +477,18 @@ def collect_facts(host, site: Site) -> dict:
     def read(fact, **args):
         return host.get_fact(fact, _ignore_errors=True, **args)
 
+    servers = read(HaproxyServers, socket=d["haproxy_stats_socket"])
+    # Right after HAProxy (re)starts, or while a server rises or falls, a server's status is
+    # transitional ("UP 1/5", "DOWN 1/2"): re-read it, bounded, until it settles.
+    waited = 0
+    while transitional(servers) and waited < SETTLE_SECONDS:
+        gevent.sleep(SETTLE_STEP)
+        waited += SETTLE_STEP
+        servers = read(HaproxyServers, socket=d["haproxy_stats_socket"])
     return {
         "vip": read(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
         "haproxy_info": read(HaproxyInfo, socket=d["haproxy_stats_socket"]),
-        "haproxy_servers": read(HaproxyServers, socket=d["haproxy_stats_socket"]),
+        "haproxy_servers": {**servers, "settle_wait_sec": waited},
         "galera": read(GaleraStatus),
         "rabbitmq": read(RabbitmqMembers),
         "memcached": read(MemcachedStats, address=me.address, port=d["memcached_port"]),

@@ -1020,3 +1020,56 @@ def test_limit_run_checks_the_hosts_in_it_without_blaming_the_others():
     report = evaluate(site, results, skipped=("node01", "node03"))
     assert cluster(report, "vip holder").status == OK
     assert [r.split(":")[0] for r in report.host_failures("node02")] == ["memcached"]
+
+
+def test_transitional_critical_servers():
+    from operations.verify import transitional
+
+    site = lab_site()
+    assert not transitional(servers(site, down=api_down(site)))
+    # API listeners rising or falling do not matter; critical ones do.
+    assert not transitional(servers(site, status={("nova_api", "node01"): "UP 1/5"}))
+    assert transitional(servers(site, status={("mariadb", "node02"): "UP 1/5"}))
+    assert transitional(servers(site, status={("rabbitmq_management", "node03"): "DOWN 1/2"}))
+    assert not transitional(servers(site, status={("mariadb", "node02"): "MAINT"}))
+    assert not transitional(F.HaproxyServers.default())
+
+
+class FakeHost:
+    """Answers get_fact from canned results; HaproxyServers answers change call by call."""
+
+    name = "node01"
+
+    def __init__(self, servers_answers):
+        self.servers_answers = list(servers_answers)
+        self.calls = []
+
+    def get_fact(self, fact, **kwargs):
+        self.calls.append((fact.__name__, kwargs))
+        assert kwargs.pop("_ignore_errors") is True
+        if fact is F.HaproxyServers:
+            return self.servers_answers.pop(0) if len(self.servers_answers) > 1 else self.servers_answers[0]
+        return fact.default()
+
+
+def test_collect_facts_rereads_transitional_servers_until_settled(monkeypatch):
+    import operations.verify as V
+
+    slept = []
+    monkeypatch.setattr(V.gevent, "sleep", slept.append)
+    site = lab_site()
+    rising = servers(site, down=api_down(site), status={("mariadb", "node02"): "DOWN 1/2"})
+    settled = servers(site, down=api_down(site))
+    fake = FakeHost([rising, rising, settled])
+    facts = V.collect_facts(fake, site)
+    assert facts["haproxy_servers"]["listeners"] == settled["listeners"]
+    assert facts["haproxy_servers"]["settle_wait_sec"] == 4 and slept == [2, 2]
+    assert [c[0] for c in fake.calls].count("HaproxyServers") == 3
+    assert dict(fake.calls)["MemcachedStats"] == {"address": "10.77.0.11", "port": 11211}
+    # Never settling: bounded, and the transitional state is what gets judged.
+    slept.clear()
+    facts = V.collect_facts(FakeHost([rising]), site)
+    assert sum(slept) == V.SETTLE_SECONDS
+    report = evaluate(site, {**healthy(site), "node01": facts | {k: healthy(site)["node01"][k] for k in
+                                                               ("vip", "haproxy_info", "galera", "rabbitmq", "memcached")}})
+    assert any("node02 DOWN 1/2 (backup)" in r for r in report.host_failures("node01"))
