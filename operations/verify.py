@@ -19,6 +19,20 @@ they never count as a change and a no-op re-run stays a no-op:
    host fails on its own checks only, and the last host to get there evaluates the whole
    cluster and fails on any failed cluster-wide check.
 
+What passes: exactly one controller holds the VIP; on every controller HAProxy answers
+`show info`, runs every listener of the site with a server line per controller, and the
+servers of `mariadb` and `rabbitmq_management` are UP (OpenStack API servers DOWN are
+informational: this project does not install the APIs); Galera is Primary, Synced, ready, of
+size = the controllers up; RabbitMQ's running members = the controllers up, no partition, no
+alarm; memcached answers `stats`. A controller that cannot be reached fails the run; one left
+out with --limit is reported as not checked.
+
+The JSON ($HA_VERIFY_JSON, written atomically) for monitoring: `ok`, `generated_at` (UTC),
+`controllers`, `vip_holders`, `failures` (one line each), `hosts` {name: [{name, status
+(ok|FAIL|info), detail, hosts}]}, `cluster` [same], `facts` {name: each fact's raw result}.
+No file is written when pyinfra cannot connect to any controller (the run stops before
+verification): monitoring must treat an old `generated_at` as a failure.
+
 evaluate() and the rendering are pure and tested offline (tests/unit/test_facts.py).
 """
 
