@@ -42,7 +42,8 @@ def probe(binary: str, command: str, args: dict[str, str] | None = None) -> str:
     echo_args = "".join(f"echo {shlex.quote(f'{ARG_PREFIX}{k}={v}')}; " for k, v in (args or {}).items())
     return (
         f"{echo_args}if command -v {binary} >/dev/null 2>&1; "
-        f"then ( {command} ) 2>&1; echo {RC_PREFIX}$?; "
+        # The extra newline: a tool whose output lacks a final one cannot hide the status.
+        f"then ( {command} ) 2>&1; rc=$?; echo; echo {RC_PREFIX}$rc; "
         f"else echo {MISSING_PREFIX}{binary}; fi"
     )
 

@@ -404,7 +404,11 @@ def test_probe_of_a_failing_command_exits_zero_with_its_status():
         capture_output=True, text=True, check=True,
     ).stdout
     body, rc, missing, args = F.split_probe(lines(out))
-    assert (body, rc, missing, args) == (["oops"], 3, None, {"k": "v w"})
+    assert (body, rc, missing, args) == (["oops", ""], 3, None, {"k": "v w"})
+    # Output without a final newline keeps its status on a line of its own.
+    out = subprocess.run(["sh", "-c", F.probe("printf", "printf 'Name: HAProxy'")],
+                         capture_output=True, text=True, check=True).stdout
+    assert F.split_probe(lines(out))[:2] == (["Name: HAProxy"], 0)
 
 
 def test_memcached_probe_against_a_local_server():
