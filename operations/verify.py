@@ -251,9 +251,8 @@ def evaluate(
 
     results: {host name: {"vip", "haproxy_info", "haproxy_servers", "galera", "rabbitmq",
     "memcached": the dict of the matching fact}}; a controller without results (unreachable,
-    failed earlier in the run, left out by --limit) is reported as not verified, a failure.
-    "Up" controllers are the ones with results: Galera's cluster size and RabbitMQ's running
-    members must match them. `pending`: controllers in the run that have not collected yet
+    failed earlier in the run) is reported as not verified, a failure. "Up" controllers are
+    the ones with results: Galera's cluster size and RabbitMQ's running members must match them. `pending`: controllers in the run that have not collected yet
     (--serial); they count as up, and are reported as pending, not as failures. `skipped`:
     controllers left out of the run (--limit); assumed up for the sizes, reported as not
     checked, never blamed.
@@ -278,7 +277,7 @@ def evaluate(
             checks.append(Check("reachable", INFO, "not in this run (--limit): not checked"))
             continue
         if not r:
-            checks.append(Check("reachable", FAIL, "not verified: unreachable, failed earlier in the run, or not in it"))
+            checks.append(Check("reachable", FAIL, "not verified: unreachable, or failed earlier in the run"))
             continue
 
         v = r.get("vip")
@@ -396,6 +395,7 @@ def evaluate(
         or g.get("cluster_size") != len(up)
         or g.get("cluster_status") != "Primary"
         or g.get("local_state_comment") != "Synced"
+        or g.get("ready") != "ON"
     )
     if len(uuids) > 1:
         groups = {}
@@ -409,20 +409,22 @@ def evaluate(
                   f"not: {', '.join(bad)}", tuple(bad))
         )
     else:
-        report.cluster.append(Check("galera", OK, f"{len(up)} nodes, Primary, all Synced"))
+        report.cluster.append(Check("galera", OK, f"{len(collected)} nodes, Primary, all Synced, size {len(up)}"))
 
     rabbit_bad = sorted(
         n for n in collected
         if _err(results[n].get("rabbitmq"))
         or set(results[n]["rabbitmq"].get("running_nodes") or []) != {f"rabbit@{x}" for x in up}
         or results[n]["rabbitmq"].get("partitions")
+        or results[n]["rabbitmq"].get("alarms")
     )
     if rabbit_bad:
         report.cluster.append(
-            Check("rabbitmq", FAIL, f"members disagree or incomplete on {', '.join(rabbit_bad)}", tuple(rabbit_bad))
+            Check("rabbitmq", FAIL, f"members incomplete, partitioned or alarmed on {', '.join(rabbit_bad)}",
+                  tuple(rabbit_bad))
         )
     else:
-        report.cluster.append(Check("rabbitmq", OK, f"{len(up)} running members seen by every node"))
+        report.cluster.append(Check("rabbitmq", OK, f"{len(up)} running members seen by every checked node"))
 
     mc_bad = [n for n in collected if _err(results[n].get("memcached")) or not results[n]["memcached"].get("answering")]
     report.cluster.append(

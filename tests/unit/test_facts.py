@@ -1077,3 +1077,15 @@ def test_collect_facts_rereads_transitional_servers_until_settled(monkeypatch):
     report = evaluate(site, {**healthy(site), "node01": facts | {k: healthy(site)["node01"][k] for k in
                                                                ("vip", "haproxy_info", "galera", "rabbitmq", "memcached")}})
     assert any("node02 DOWN 1/2 (backup)" in r for r in report.host_failures("node01"))
+
+
+def test_cluster_rows_catch_not_ready_galera_and_rabbit_alarms():
+    site = lab_site()
+    results = healthy(site)
+    results["node02"]["galera"]["ready"] = "OFF"
+    results["node03"]["rabbitmq"]["alarms"] = ["memory alarm on rabbit@node03"]
+    report = evaluate(site, results)
+    assert cluster(report, "galera").hosts == ("node02",)
+    assert cluster(report, "rabbitmq").hosts == ("node03",)
+    assert report.host_failures("node03") == ["rabbitmq: alarms: memory alarm on rabbit@node03"]
+    assert cluster(evaluate(site, healthy(site)), "galera").detail == "3 nodes, Primary, all Synced, size 3"
