@@ -409,7 +409,7 @@ def evaluate(
                   f"not: {', '.join(bad)}", tuple(bad))
         )
     else:
-        report.cluster.append(Check("galera", OK, f"{len(collected)} nodes, Primary, all Synced, size {len(up)}"))
+        report.cluster.append(Check("galera", OK, f"{len(collected)} node{'s' * (len(collected) != 1)}, Primary, all Synced, size {len(up)}"))
 
     rabbit_bad = sorted(
         n for n in collected
