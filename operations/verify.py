@@ -409,7 +409,8 @@ def evaluate(
                   f"not: {', '.join(bad)}", tuple(bad))
         )
     else:
-        report.cluster.append(Check("galera", OK, f"{len(collected)} node{'s' * (len(collected) != 1)}, Primary, all Synced, size {len(up)}"))
+        nodes = f"{len(collected)} node{'s' * (len(collected) != 1)}"
+        report.cluster.append(Check("galera", OK, f"{nodes}, Primary, all Synced, size {len(up)}"))
 
     rabbit_bad = sorted(
         n for n in collected
