@@ -81,8 +81,11 @@ def failure(body: list[str], rc: int | None, missing: str | None, what: str) -> 
         return None
     if rc == 124:
         return f"{what}: timed out"
-    last = next((line.strip() for line in reversed(body) if line.strip()), "")
-    return f"{what}: exit status {rc}" + (f": {last}" if last else "")
+    # The tool's own error line if it printed one (rabbitmqctl follows it with its usage text
+    # or a list of hints), else its last line.
+    said = next((line.strip() for line in body if line.strip().lower().startswith("error")), "")
+    said = said or next((line.strip() for line in reversed(body) if line.strip()), "")
+    return f"{what}: exit status {rc}" + (f": {said[:300]}" if said else "")
 
 
 NO_OUTPUT = "no answer from the host (connection lost or command timed out; fact not collected)"

@@ -3,19 +3,22 @@
     pyinfra -y inventories/lab.py verify.py        # verification alone, changes nothing
     HA_VERIFY_JSON=/tmp/health.json pyinfra -y inventories/lab.py verify.py
 
-deploy.py calls verify() last. Two operations, both yielding no command when all is well, so
+deploy.py calls verify() last. Three operations, all yielding no command when all is well, so
 they never count as a change and a no-op re-run stays a no-op:
 
 1. `collect_health`: at execution time (not at queue time, when facts would still show the
    hosts as they were before the run) each controller reads its verification facts
    (operations/facts.py; pyinfra 3.10 does not cache facts, each read runs its command).
-2. `health_report`: in pyinfra's default mode every host has finished (1) before any host
-   starts (2), so the first host there evaluates all controllers at once with evaluate(),
+2. `settle_health`: HAProxy sees a recovered server only after `rise` checks; while a mariadb
+   or rabbitmq_management server is transitional, or DOWN though its node reports the service
+   ready, the host re-reads its HAProxy servers (every 2 s, at most 12 s).
+3. `health_report`: in pyinfra's default mode every host has finished (1) and (2) before any
+   host starts (3), so the first host there evaluates all controllers at once with evaluate(),
    prints the report (stderr, like pyinfra's own log; `--json` output stays clean), writes
    the JSON to $HA_VERIFY_JSON if set. Each host whose checks failed, or that a failed
    cluster-wide check names, then yields one command that fails: the host errors with the
    reasons in the log and pyinfra exits 1.
-   With --serial or --no-wait, hosts reach (2) before the others have collected; each such
+   With --serial or --no-wait, hosts reach (3) before the others have collected; each such
    host fails on its own checks only, and the last host to get there evaluates the whole
    cluster and fails on any failed cluster-wide check.
 
@@ -471,14 +474,44 @@ SETTLE_SECONDS = 12  # fall 5 x inter 2 s: the longest a server takes to settle
 SETTLE_STEP = 2
 
 
-def transitional(servers_fact: dict) -> bool:
-    """Whether a server of a critical listener is between UP and DOWN (HAProxy's "UP 1/5")."""
-    listeners = (servers_fact or {}).get("listeners") or {}
-    return any(
-        TRANSITIONAL.match(server.get("status") or "")
-        for name in CRITICAL_LISTENERS
-        for server in (listeners.get(name) or {}).values()
-    )
+def service_ready(listener: str, node: str, results: dict) -> bool:
+    """Whether `node`'s own facts say the service behind a critical listener is ready."""
+    r = results.get(node) or {}
+    if listener == "mariadb":
+        g = r.get("galera") or {}
+        return not _err(g) and (g.get("cluster_status"), g.get("local_state_comment"), g.get("ready")) == (
+            "Primary", "Synced", "ON")
+    if listener == "rabbitmq_management":
+        q = r.get("rabbitmq") or {}
+        return not _err(q) and f"rabbit@{node}" in (q.get("running_nodes") or [])
+    return False
+
+
+def lagging(name: str, results: dict) -> list[str]:
+    """Critical servers in `name`'s HAProxy whose state is about to change: transitional
+    ("UP 1/5", "DOWN 1/2"), or not UP although their node reports the service ready (HAProxy
+    sees a recovered server only after `rise` checks)."""
+    listeners = ((results.get(name) or {}).get("haproxy_servers") or {}).get("listeners") or {}
+    found = []
+    for listener in CRITICAL_LISTENERS:
+        for server, v in (listeners.get(listener) or {}).items():
+            status = v.get("status") or ""
+            if TRANSITIONAL.match(status) or (status != "UP" and service_ready(listener, server, results)):
+                found.append(f"{listener}/{server} {status}")
+    return found
+
+
+def settle(host, site: Site, results: dict, sleep=None) -> int:
+    """Re-read this host's HAProxy servers while some are lagging, bounded; seconds waited."""
+    sleep = sleep or gevent.sleep
+    waited = 0
+    while lagging(host.name, results) and waited < SETTLE_SECONDS:
+        sleep(SETTLE_STEP)
+        waited += SETTLE_STEP
+        fresh = host.get_fact(HaproxyServers, _ignore_errors=True, socket=site["haproxy_stats_socket"])
+        results[host.name] = {**results[host.name], "haproxy_servers": fresh}
+    results[host.name]["haproxy_servers"] = {**results[host.name]["haproxy_servers"], "settle_wait_sec": waited}
+    return waited
 
 
 def collect_facts(host, site: Site) -> dict:
@@ -494,18 +527,10 @@ def collect_facts(host, site: Site) -> dict:
     def read(fact, **args):
         return host.get_fact(fact, _ignore_errors=True, **args)
 
-    servers = read(HaproxyServers, socket=d["haproxy_stats_socket"])
-    # Right after HAProxy (re)starts, or while a server rises or falls, a server's status is
-    # transitional ("UP 1/5", "DOWN 1/2"): re-read it, bounded, until it settles.
-    waited = 0
-    while transitional(servers) and waited < SETTLE_SECONDS:
-        gevent.sleep(SETTLE_STEP)
-        waited += SETTLE_STEP
-        servers = read(HaproxyServers, socket=d["haproxy_stats_socket"])
     return {
         "vip": read(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
         "haproxy_info": read(HaproxyInfo, socket=d["haproxy_stats_socket"]),
-        "haproxy_servers": {**servers, "settle_wait_sec": waited},
+        "haproxy_servers": read(HaproxyServers, socket=d["haproxy_stats_socket"]),
         "galera": read(GaleraStatus),
         "rabbitmq": read(RabbitmqMembers),
         "memcached": read(MemcachedStats, address=me.address, port=d["memcached_port"]),
@@ -577,6 +602,22 @@ def collect_health():
 
 
 @operation()
+def settle_health():
+    """Give HAProxy's checks time to catch up with what the controllers report (bounded).
+
+    Runs once every host has collected (pyinfra's default mode): a mariadb or
+    rabbitmq_management server that is transitional, or DOWN while its node reports the
+    service ready, is re-read every 2 s for at most 12 s. Yields nothing: never a change.
+    """
+    if not state.is_executing:
+        return
+    run = _run_for(state)
+    if host.name in run.results:
+        settle(host, run.site, run.results)
+    yield from ()
+
+
+@operation()
 def health_report():
     """Print the report once for all controllers; fail this host if a check blames it.
 
@@ -605,4 +646,5 @@ def verify():
     # _timeout bounds each fact's command at the connection too (each also runs under
     # `timeout` on the host): a stalled SSH channel cannot hang the run.
     collect_health(name="Collect health facts", _timeout=FACT_TIMEOUT)
+    settle_health(name="Let HAProxy's checks settle", _timeout=FACT_TIMEOUT)
     health_report(name="Health report")

@@ -338,7 +338,11 @@ def test_rabbitmq_partitions_and_warnings_before_json():
 @pytest.mark.parametrize(
     "output, expected",
     [
-        (RABBIT_DOWN, "exit status 69"),
+        (RABBIT_DOWN, "rabbitmqctl cluster_status: exit status 69: Error: unable to perform an operation on node "
+                      "'rabbit@node01'. Please see diagnostics information and suggestions below."),
+        ("Error: this command requires the 'rabbit' app to be running on the target node.\n"
+         "Usage\n\nrabbitmqctl [--node <node>] [--longnames] [--quiet] cluster_status\n__rc=64\n",
+         "exit status 64: Error: this command requires the 'rabbit' app to be running on the target node."),
         ("__missing=rabbitmqctl\n", "rabbitmqctl not installed"),
         ("__rc=0\n", "rabbitmqctl cluster_status: no JSON in the answer"),
         ('{"running_nodes": [\n__rc=0\n', "unparsable JSON"),
@@ -767,7 +771,7 @@ def local_run(monkeypatch, facts_for_host, tmp_path):
     add_deploy(state, V.verify)
     assert calls == []  # queue time reads no fact: it would show the host before the run
     meta = state.get_meta_for_host(inventory.get_host("@local"))
-    assert (meta.ops, meta.ops_change) == (2, 0)  # change detection: nothing to change
+    assert (meta.ops, meta.ops_change) == (3, 0)  # change detection: nothing to change
     state.set_stage(StateStage.Execute)
     try:
         run_ops(state)
@@ -803,7 +807,7 @@ def test_verify_operations_read_after_changes_and_are_never_a_change(monkeypatch
     assert calls == [True]  # read once, at execution
     assert not state.failed_hosts
     results = state.get_results_for_host(state.inventory.get_host("@local"))
-    assert (results.ops, results.success_ops, results.error_ops) == (2, 2, 0)
+    assert (results.ops, results.success_ops, results.error_ops) == (3, 3, 0)
     for op_hash in state.get_op_order():
         op_data = state.get_op_data_for_host(state.inventory.get_host("@local"), op_hash)
         assert op_data.operation_meta.did_change() is False  # "No changes"
@@ -816,7 +820,7 @@ def test_verify_operations_fail_the_host_with_the_reason(monkeypatch, tmp_path):
     host = state.inventory.get_host("@local")
     assert host in state.failed_hosts
     results = state.get_results_for_host(host)
-    assert (results.success_ops, results.error_ops) == (1, 1)  # collect ok, report failed
+    assert (results.success_ops, results.error_ops) == (2, 1)  # collect, settle ok; report failed
     data = json.loads((tmp_path / "health.json").read_text())
     assert data["failures"] == ["cluster: vip holder: no controller holds 10.77.0.100"]
 
@@ -1026,21 +1030,34 @@ def test_limit_run_checks_the_hosts_in_it_without_blaming_the_others():
     assert [r.split(":")[0] for r in report.host_failures("node02")] == ["memcached"]
 
 
-def test_transitional_critical_servers():
-    from operations.verify import transitional
+def test_lagging_critical_servers():
+    from operations.verify import lagging
 
     site = lab_site()
-    assert not transitional(servers(site, down=api_down(site)))
+    results = healthy(site)
+    assert lagging("node01", results) == []
     # API listeners rising or falling do not matter; critical ones do.
-    assert not transitional(servers(site, status={("nova_api", "node01"): "UP 1/5"}))
-    assert transitional(servers(site, status={("mariadb", "node02"): "UP 1/5"}))
-    assert transitional(servers(site, status={("rabbitmq_management", "node03"): "DOWN 1/2"}))
-    assert not transitional(servers(site, status={("mariadb", "node02"): "MAINT"}))
-    assert not transitional(F.HaproxyServers.default())
+    results["node01"]["haproxy_servers"] = servers(site, status={("nova_api", "node01"): "UP 1/5"})
+    assert lagging("node01", results) == []
+    results["node01"]["haproxy_servers"] = servers(site, status={("mariadb", "node02"): "UP 1/5"})
+    assert lagging("node01", results) == ["mariadb/node02 UP 1/5"]
+    # DOWN while node02 reports Galera Synced: HAProxy has not caught up yet (seen on the lab).
+    results["node01"]["haproxy_servers"] = servers(site, status={("mariadb", "node02"): "DOWN"})
+    assert lagging("node01", results) == ["mariadb/node02 DOWN"]
+    results["node02"]["galera"]["local_state_comment"] = "Joined"
+    assert lagging("node01", results) == []  # really down: nothing to wait for
+    results["node01"]["haproxy_servers"] = servers(site, status={("rabbitmq_management", "node03"): "DOWN"})
+    assert lagging("node01", results) == ["rabbitmq_management/node03 DOWN"]
+    results["node03"]["rabbitmq"]["running_nodes"] = ["rabbit@node01", "rabbit@node02"]
+    assert lagging("node01", results) == []
+    results["node01"]["haproxy_servers"] = servers(site, status={("mariadb", "node02"): "MAINT"})
+    assert lagging("node01", results) == []
+    results["node01"]["haproxy_servers"] = F.HaproxyServers.default()
+    assert lagging("node01", results) == []
 
 
 class FakeHost:
-    """Answers get_fact from canned results; HaproxyServers answers change call by call."""
+    """Answers HaproxyServers from a list of canned results, one per call (the last repeats)."""
 
     name = "node01"
 
@@ -1050,32 +1067,33 @@ class FakeHost:
 
     def get_fact(self, fact, **kwargs):
         self.calls.append((fact.__name__, kwargs))
-        assert kwargs.pop("_ignore_errors") is True
-        if fact is F.HaproxyServers:
-            return self.servers_answers.pop(0) if len(self.servers_answers) > 1 else self.servers_answers[0]
-        return fact.default()
+        assert fact is F.HaproxyServers and kwargs.pop("_ignore_errors") is True
+        return self.servers_answers.pop(0) if len(self.servers_answers) > 1 else self.servers_answers[0]
 
 
-def test_collect_facts_rereads_transitional_servers_until_settled(monkeypatch):
+def test_settle_rereads_lagging_servers_until_they_settle():
     import operations.verify as V
 
-    slept = []
-    monkeypatch.setattr(V.gevent, "sleep", slept.append)
     site = lab_site()
     rising = servers(site, down=api_down(site), status={("mariadb", "node02"): "DOWN 1/2"})
     settled = servers(site, down=api_down(site))
-    fake = FakeHost([rising, rising, settled])
-    facts = V.collect_facts(fake, site)
-    assert facts["haproxy_servers"]["listeners"] == settled["listeners"]
-    assert facts["haproxy_servers"]["settle_wait_sec"] == 4 and slept == [2, 2]
-    assert [c[0] for c in fake.calls].count("HaproxyServers") == 3
-    assert dict(fake.calls)["MemcachedStats"] == {"address": "10.77.0.11", "port": 11211}
-    # Never settling: bounded, and the transitional state is what gets judged.
+    results = healthy(site)
+    results["node01"]["haproxy_servers"] = rising
+    fake = FakeHost([rising, settled])
+    slept = []
+    assert V.settle(fake, site, results, sleep=slept.append) == 4 and slept == [2, 2]
+    assert results["node01"]["haproxy_servers"]["listeners"] == settled["listeners"]
+    assert results["node01"]["haproxy_servers"]["settle_wait_sec"] == 4
+    assert fake.calls == [("HaproxyServers", {"socket": "/run/haproxy/admin.sock"})] * 2
+    # Nothing lagging: no wait, no read.
+    fake = FakeHost([settled])
+    assert V.settle(fake, site, results, sleep=slept.append) == 0 and fake.calls == []
+    # Never settling: bounded, and the state it ends in is what gets judged.
+    results["node01"]["haproxy_servers"] = rising
     slept.clear()
-    facts = V.collect_facts(FakeHost([rising]), site)
+    assert V.settle(FakeHost([rising]), site, results, sleep=slept.append) == V.SETTLE_SECONDS
     assert sum(slept) == V.SETTLE_SECONDS
-    report = evaluate(site, {**healthy(site), "node01": facts | {k: healthy(site)["node01"][k] for k in
-                                                               ("vip", "haproxy_info", "galera", "rabbitmq", "memcached")}})
+    report = evaluate(site, results)
     assert any("node02 DOWN 1/2 (backup)" in r for r in report.host_failures("node01"))
 
 
