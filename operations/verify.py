@@ -508,10 +508,23 @@ def settle(host, site: Site, results: dict, sleep=None) -> int:
     while lagging(host.name, results) and waited < SETTLE_SECONDS:
         sleep(SETTLE_STEP)
         waited += SETTLE_STEP
-        fresh = host.get_fact(HaproxyServers, _ignore_errors=True, socket=site["haproxy_stats_socket"])
+        fresh = read_fact(host, HaproxyServers, socket=site["haproxy_stats_socket"])
         results[host.name] = {**results[host.name], "haproxy_servers": fresh}
     results[host.name]["haproxy_servers"] = {**results[host.name]["haproxy_servers"], "settle_wait_sec": waited}
     return waited
+
+
+def read_fact(host, fact, **args) -> dict:
+    """host.get_fact, with every failure turned into the fact's default plus the cause.
+
+    pyinfra catches timeouts, OSError and SSHException itself (`_ignore_errors` keeps the host
+    in the run); a node that reboots mid-read can also make paramiko raise EOFError, which
+    pyinfra 3.10 lets through and which would end the whole run with no report.
+    """
+    try:
+        return host.get_fact(fact, _ignore_errors=True, **args)
+    except Exception as exc:  # noqa: BLE001 - any failure of one read is that check's failure
+        return {**fact.default(), "error": f"connection failed while reading ({type(exc).__name__}: {exc})"}
 
 
 def collect_facts(host, site: Site) -> dict:
@@ -525,7 +538,7 @@ def collect_facts(host, site: Site) -> dict:
     me = site.controller(host.name)
 
     def read(fact, **args):
-        return host.get_fact(fact, _ignore_errors=True, **args)
+        return read_fact(host, fact, **args)
 
     return {
         "vip": read(VipHolder, interface=d["vip_interface"], vip=d["vip"]),

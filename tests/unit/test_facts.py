@@ -1107,3 +1107,22 @@ def test_cluster_rows_catch_not_ready_galera_and_rabbit_alarms():
     assert cluster(report, "rabbitmq").hosts == ("node03",)
     assert report.host_failures("node03") == ["rabbitmq: alarms: memory alarm on rabbit@node03"]
     assert cluster(evaluate(site, healthy(site)), "galera").detail == "3 nodes, Primary, all Synced, size 3"
+
+
+def test_a_connection_dropped_mid_read_is_a_failed_check_not_a_crash():
+    # Seen on the lab: a node rebooting mid-verification, paramiko raised EOFError from
+    # open_session, which pyinfra 3.10 does not catch.
+    import operations.verify as V
+
+    class DroppingHost:
+        name = "node01"
+
+        def get_fact(self, fact, **kwargs):
+            if fact is F.GaleraStatus:
+                raise EOFError()
+            return {"error": None, "called": fact.__name__}
+
+    facts = V.collect_facts(DroppingHost(), lab_site())
+    assert facts["galera"]["error"] == "connection failed while reading (EOFError: )"
+    assert facts["galera"]["cluster_size"] is None  # the fact's default shape
+    assert facts["memcached"] == {"error": None, "called": "MemcachedStats"}  # the others still read
