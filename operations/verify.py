@@ -32,8 +32,8 @@ out with --limit is reported as not checked.
 
 The JSON ($HA_VERIFY_JSON, written atomically) for monitoring: `ok`, `generated_at` (UTC),
 `controllers`, `vip_holders`, `failures` (one line each), `hosts` {name: [{name, status
-(ok|FAIL|info), detail, hosts}]}, `cluster` [same], `facts` {name: each fact's raw result}.
-No file is written when pyinfra cannot connect to any controller (the run stops before
+(ok|FAIL|info), detail, hosts}]}, `cluster` [same], `facts` {name: each fact's raw result,
+and `collect_sec`, the time the host took to answer them}. No file is written when pyinfra cannot connect to any controller (the run stops before
 verification): monitoring must treat an old `generated_at` as a failure.
 
 evaluate() and the rendering are pure and tested offline (tests/unit/test_facts.py).
@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import weakref
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -610,7 +611,10 @@ def collect_health():
     run = _run_for(state)
     if run.reported:  # verify() called a second time in one run: start a fresh report
         run.results, run.reported, run.partial = {}, False, False
-    run.results[host.name] = collect_facts(host, run.site)
+    started = time.monotonic()
+    facts = collect_facts(host, run.site)
+    facts["collect_sec"] = round(time.monotonic() - started, 2)
+    run.results[host.name] = facts
     yield from ()
 
 
