@@ -17,7 +17,6 @@ import gevent.lock
 
 from pyinfra import host, inventory, logger, state
 from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, operation
-from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import server
@@ -78,10 +77,6 @@ def _site_and_secrets() -> tuple[Site, dict]:
 def site() -> Site:
     """The site model of the current inventory; the first call runs preflight."""
     return _site_and_secrets()[0]
-
-
-def secret(name: str) -> HiddenValue:
-    return HiddenValue(_site_and_secrets()[1][name], masked_value=f"<{name}>")
 
 
 def secret_value(name: str) -> str:
@@ -278,10 +273,6 @@ def install_files(component: str, validate: dict[str, str] | None = None):
         )
         for f in files_of(component)
     ]
-
-
-def any_changed(ops) -> callable:
-    return lambda: any(op.did_change() for op in ops)
 
 
 def any_will_change(ops) -> bool:
