@@ -306,10 +306,10 @@ def prepare_writes(table: str) -> None:
         "at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))")
 
 
-def write(session: Session, table: str, client: str) -> tuple[str, int]:
+def write(session: Session, table: str, client: str, timeout: float = 15) -> tuple[str, int]:
     """One acknowledged write in `session`: (node that took it, its id)."""
     out = session.query(f"INSERT INTO {WRITES_DB}.{table} (node, client) VALUES (@@hostname, '{client}'); "
-                        "SELECT @@hostname, LAST_INSERT_ID()")
+                        "SELECT @@hostname, LAST_INSERT_ID()", timeout=timeout)
     node, _, ident = out.partition("\t")
     return node, int(ident)
 
@@ -377,14 +377,17 @@ def rabbit_running(report: dict) -> set[str]:
     return set.intersection(*seen) if seen else set()
 
 
-def wait_healthy(timeout: float = 300) -> tuple[dict, float]:
-    """Poll the health report until it is OK (every check, 3 Synced, RabbitMQ all running)."""
+def wait_healthy(timeout: float = 300, on_wait=None) -> tuple[dict, float]:
+    """Poll the health report until it is OK (every check, 3 Synced, RabbitMQ all running).
+    on_wait(): called after each report that is not OK (e.g. to unstick a service)."""
     start = time.monotonic()
     last = {}
     while time.monotonic() - start < timeout:
         last = verify_report()
         if last.get("ok"):
             return last, time.monotonic() - start
+        if on_wait:
+            on_wait()
         time.sleep(2)
     raise DrillError(f"not healthy after {timeout:.0f}s: " + "; ".join(last.get("failures", []))[:2000])
 
@@ -414,11 +417,41 @@ def bootstrap_if_no_primary() -> str | None:
     return best
 
 
+# What restore() had to do beyond starting things: (time, text), for the drills' reports.
+interventions: list[tuple[str, str]] = []
+
+
+def unstick_rabbitmq(stuck_for: float = 60) -> list[str]:
+    """RabbitMQ nodes whose start has hung (unit 'activating' for over `stuck_for` s) are
+    restarted; returns them. Seen on the lab after a power cut: Debian 12's RabbitMQ 3.10.8 on
+    Erlang 25.2 can hang at boot in `global` name-server synchronisation ('Faking
+    nodedown/nodeup' in its log, the "global hang" of rabbitmq-server#6034, whose workaround
+    for Erlang >= 25.1 came in later 3.10.x releases); a restart of that node clears it."""
+    stuck = []
+    for n in running():
+        r = core.exec_(n, ["sh", "-c", "systemctl show -p ActiveState --value rabbitmq-server; "
+                                       "echo $(( $(date +%s) - $(date -d \"$(systemctl show -p "
+                                       "ExecMainStartTimestamp --value rabbitmq-server)\" +%s) ))"],
+                       timeout=30)
+        lines = r.stdout.split()
+        if len(lines) == 2 and lines[0] == "activating" and lines[1].isdigit() and int(lines[1]) > stuck_for:
+            stuck.append(n)
+    for n in stuck:
+        note = (f"RabbitMQ on {n} hung at start (activating for over {stuck_for:.0f}s; "
+                "rabbitmq-server#6034 global hang): restarted")
+        log(f"restore: {note}")
+        interventions.append((time.strftime("%H:%M:%S"), note))
+        core.exec_(n, ["timeout", "180", "systemctl", "restart", "rabbitmq-server"], timeout=200)
+    return stuck
+
+
 def restore(timeout: float = 300) -> dict:
     """Put the lab back as the drills found it: every node powered on with its link up, every
     service of the HA layer and every API stand-in running, no node desynced; then wait until
-    the health report is OK. If it is not within `timeout`, the deploy runs once (it starts
-    what is stopped) and the report must be OK then. Returns the report."""
+    the health report is OK. Meanwhile a RabbitMQ node hung at start for over a minute is
+    restarted; not OK within half of `timeout`: a Galera cluster without a Primary component is
+    bootstrapped from its most advanced node (each recorded in `interventions`); still not OK:
+    the deploy runs once and the report must be OK then. Returns the report."""
     t0 = time.monotonic()
     for st in core.status():
         if st["state"] != "running":
@@ -431,20 +464,20 @@ def restore(timeout: float = 300) -> dict:
                        "systemctl start haproxy keepalived galera-clustercheck lab-responder; "
                        "mysql -e 'SET GLOBAL wsrep_desync=OFF' 2>/dev/null; true"], timeout=120)
     try:
-        report, _ = wait_healthy(timeout)
+        report, _ = wait_healthy(timeout / 2, on_wait=unstick_rabbitmq)
     except DrillError as exc:
         log(f"restore: {exc}")
-        if bootstrap_if_no_primary():
-            try:
-                report, _ = wait_healthy(120)
-                log(f"restore: healthy in {time.monotonic() - t0:.1f}s after the Galera bootstrap")
-                return report
-            except DrillError as exc2:
-                exc = exc2
-        log(f"restore: {exc}; running the deploy")
-        run = deploy()
-        if run.returncode != 0:
-            raise DrillError(f"restore: the deploy failed:\n{run.stdout[-4000:]}") from None
-        report, _ = wait_healthy(120)
+        node = bootstrap_if_no_primary()
+        if node:
+            interventions.append((time.strftime("%H:%M:%S"), f"Galera had no Primary component: pc.bootstrap on {node}"))
+        try:
+            report, _ = wait_healthy(timeout / 2)
+        except DrillError as exc2:
+            log(f"restore: {exc2}; running the deploy")
+            interventions.append((time.strftime("%H:%M:%S"), f"not healthy after {timeout:.0f}s: deploy run"))
+            run = deploy()
+            if run.returncode != 0:
+                raise DrillError(f"restore: the deploy failed:\n{run.stdout[-4000:]}") from None
+            report, _ = wait_healthy(120)
     log(f"restore: healthy in {time.monotonic() - t0:.1f}s; VIP on {', '.join(report.get('vip_holders', []))}")
     return report
