@@ -94,7 +94,9 @@ def test_first_deploy_prints_what_openstack_services_need(first_deploy):
 
 
 def test_second_deploy_changes_nothing(first_deploy):
+    started = time.monotonic()
     run = pyinfra("-y", "inventories/lab.py", "deploy.py")
+    print(f"no-op re-run: {time.monotonic() - started:.2f} s")
     assert run.returncode == 0, run.stdout[-6000:]
     assert changed_operations(run.stdout) == [], run.stdout[-6000:]
     assert "] will " not in run.stdout
