@@ -417,6 +417,20 @@ def bootstrap_if_no_primary() -> str | None:
     return best
 
 
+def power_on(name: str) -> None:
+    """lab.start, tried a second time if the node's first boot dies at once. Seen once in ~40
+    starts right after a power cut: the launcher was gone before the node booted
+    ("failed to boot", console showing only the previous life); the next start booted."""
+    try:
+        core.start(name)
+    except core.LabError as exc:
+        note = f"{name} did not boot ({str(exc)[:160]}): started again"
+        log(f"restore: {note}")
+        interventions.append((time.strftime("%H:%M:%S"), note))
+        time.sleep(2)
+        core.start(name)
+
+
 # What restore() had to do beyond starting things: (time, text), for the drills' reports.
 interventions: list[tuple[str, str]] = []
 
@@ -455,7 +469,7 @@ def restore(timeout: float = 300) -> dict:
     t0 = time.monotonic()
     for st in core.status():
         if st["state"] != "running":
-            core.start(st["name"])
+            power_on(st["name"])
         elif st.get("isolated"):
             core.heal(st["name"])
     for n in running():

@@ -39,9 +39,13 @@ def deployed(lab_nodes):
     assert run.returncode == 0, run.stdout[-6000:]
     run = backends.install()
     assert run.returncode == 0, run.stdout[-6000:]
-    report, waited = drills.wait_healthy(120)
     ports = backends.ports()
     assert API in ports and ports[API] == API_PORT
+    # Just installed, the stand-ins are UP in HAProxy after `rise` checks (2 x 2 s).
+    drills.wait_for("every API listener's servers UP in every HAProxy", lambda: all(
+        drills.haproxy_servers(node, name) == {n: "UP" for n in NODES} for node in NODES for name in ports),
+        timeout=60, interval=1)
+    report, waited = drills.wait_healthy(120)
     for node, facts in report["facts"].items():
         listeners = facts["haproxy_servers"]["listeners"]
         for name in ports:
