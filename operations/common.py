@@ -120,6 +120,7 @@ def shell(name: str, commands: list, when: bool):
 
 
 _announced: dict = {}  # (id(state), host name) -> [(step, action or None)]
+_finished: dict = {}  # id(state) -> hosts that have planned everything
 
 
 def announce(ops, action: str) -> None:
@@ -144,9 +145,11 @@ def blast_radius() -> None:
     """Once every host has planned: the restarts and reloads of this run, host by host, in the
     order they will happen (rolling steps in inventory order)."""
     order = [c.name for c in site().controllers]
-    planned = {name: steps for (sid, name), steps in _announced.items() if sid == id(state)}
-    if len(planned) < len([h for h in inventory.get_active_hosts() if h.name in order]):
+    finished = _finished.setdefault(id(state), set())
+    finished.add(host.name)
+    if len(finished) < len([h for h in inventory.get_active_hosts() if h.name in order]):
         return  # not the last host to finish planning
+    planned = {name: steps for (sid, name), steps in _announced.items() if sid == id(state)}
     rows = sorted(
         (step, order.index(name), name, action)
         for name, steps in planned.items() if name in order
