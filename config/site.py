@@ -155,6 +155,12 @@ class InventoryError(ValueError):
     """An inventory file that cannot be read; the message names the file and the cause."""
 
 
+def inventory_shape(inventory) -> tuple[list[tuple[str, dict]], dict]:
+    """The (hosts, group data) of a loaded pyinfra inventory: the same shape load_inventory reads."""
+    hosts = [(h.name, dict(inventory.get_host_data(h.name))) for h in inventory.get_group(GROUP)]
+    return hosts, dict(inventory.get_group_data(GROUP))
+
+
 def load_inventory(path: str | Path) -> tuple[list[tuple[str, dict]], dict]:
     """Read an inventory file offline (no SSH): its `controllers` (hosts, group data)."""
     try:

@@ -24,7 +24,7 @@ from pyinfra.operations import server
 from config.files import ManagedFile, managed_files
 from config.preflight import check, print_report
 from config.secrets import load_secrets, mask
-from config.site import GROUP, Site, build_site
+from config.site import Site, build_site, inventory_shape
 
 APT_TIMEOUT = 600  # seconds for one apt-get install; apt has hung forever on lab nodes
 WAIT_SECONDS = 300  # cluster joins, Synced, services answering
@@ -56,14 +56,9 @@ def facts_of_all_controllers(cls) -> dict:
     return {name: job.get() for name, job in jobs.items()}
 
 
-def _inventory_shape():
-    hosts = [(h.name, dict(inventory.get_host_data(h.name))) for h in inventory.get_group(GROUP)]
-    return hosts, dict(inventory.get_group_data(GROUP))
-
-
 @once
 def _site_and_secrets() -> tuple[Site, dict]:
-    hosts, group_data = _inventory_shape()
+    hosts, group_data = inventory_shape(inventory)
     secrets = load_secrets(group_data.get("secrets_file"))
     report = check(hosts, group_data, secrets)
     print_report(report)

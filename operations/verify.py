@@ -53,7 +53,7 @@ import gevent
 from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, deploy, operation
 
-from config.site import GROUP, Site, build_site
+from config.site import Site, build_site, inventory_shape
 from operations.facts import (
     GaleraStatus,
     HaproxyInfo,
@@ -456,11 +456,7 @@ class _Run:
 
 def site_from_inventory(inventory) -> Site:
     """The Site of a pyinfra inventory (the controllers group and its data)."""
-    hosts = inventory.get_group(GROUP)
-    return build_site(
-        [(h.name, dict(inventory.get_host_data(h.name))) for h in hosts],
-        dict(inventory.get_group_data(GROUP)),
-    )
+    return build_site(*inventory_shape(inventory))
 
 
 def _run_for(state) -> _Run:
