@@ -33,7 +33,12 @@ class GaleraNode(FactBase):
 
         {"installed": True, "active": True, "wsrep_cluster_status": "Primary",
          "wsrep_local_state_comment": "Synced", "wsrep_cluster_size": "3",
-         "grastate_uuid": "2a0c...", "grastate_seqno": "-1"}
+         "wsrep_last_committed": "1234", "grastate_uuid": "2a0c...", "grastate_seqno": "-1",
+         "recovered_position": "2a0c...:1234"}
+
+    recovered_position only when mariadbd is not running and grastate.dat has no seqno (it
+    crashed, or its start failed): `galera_recovery` reads the last committed position from
+    InnoDB, exactly what mariadb.service's ExecStartPre runs at every start.
     """
 
     def command(self):
@@ -42,8 +47,12 @@ class GaleraNode(FactBase):
             "echo installed=yes; "
             "systemctl is-active -q mariadb && echo active=yes || echo active=no; "
             "timeout 10 mysql -N -B -e \"SHOW GLOBAL STATUS WHERE Variable_name IN "
-            "('wsrep_cluster_status','wsrep_local_state_comment','wsrep_cluster_size')\" 2>/dev/null | tr '\\t' '='; "
-            "sed -n 's/^\\(uuid\\|seqno\\|safe_to_bootstrap\\):[[:space:]]*/grastate_\\1=/p' /var/lib/mysql/grastate.dat 2>/dev/null; true"
+            "('wsrep_cluster_status','wsrep_local_state_comment','wsrep_cluster_size','wsrep_last_committed')\" "
+            "2>/dev/null | tr '\\t' '='; "
+            "sed -n 's/^\\(uuid\\|seqno\\|safe_to_bootstrap\\):[[:space:]]*/grastate_\\1=/p' /var/lib/mysql/grastate.dat 2>/dev/null; "
+            "if ! pgrep -x mariadbd >/dev/null && ! pgrep -x mysqld >/dev/null "
+            "&& grep -q '^seqno:[[:space:]]*-1' /var/lib/mysql/grastate.dat 2>/dev/null; then "
+            "timeout 120 galera_recovery 2>/dev/null | sed -n 's/^--wsrep_start_position=/recovered_position=/p'; fi; true"
         )
 
     def process(self, output):
@@ -64,6 +73,7 @@ class Plan:
     anchor: str  # bootstrap node, or a node of the Primary component
     synced: frozenset  # nodes in the Primary component and Synced before the run
     size: int = 0  # members of the Primary component before the run
+    why: str = ""  # said in the blast radius, for a recovery
 
 
 class GaleraStateError(Exception):
@@ -88,18 +98,8 @@ def plan(states: dict[str, dict], order: list[str]) -> Plan:
         # Only one node ever held data (e.g. a first run cut short after the bootstrap):
         # it is the only copy, so it is the one to bootstrap from.
         return Plan("bootstrap", with_state[0], synced)
-    safe = [n for n in with_state if states[n].get("grastate_safe_to_bootstrap") == "1"]
-    if len(safe) == 1:
-        # Galera marks the last node that left the cluster cleanly as safe to bootstrap.
-        return Plan("bootstrap", safe[0], synced)
     if with_state:
-        seqnos = ", ".join(f"{n} seqno {states[n].get('grastate_seqno', '?')}" for n in with_state)
-        raise GaleraStateError(
-            f"no controller is in a Primary component and several hold Galera state ({seqnos}): "
-            "this is a full-outage recovery, not a fresh cluster. Start mariadb on every controller "
-            "(pc.recovery re-forms the last Primary component), or bootstrap the node with the highest "
-            "seqno (mysqld --wsrep-recover) with galera_new_cluster, then re-run the deploy."
-        )
+        return _full_outage(states, order, with_state, synced)
     missing = [n for n in order if n not in states]
     if missing:
         raise GaleraStateError(
@@ -107,6 +107,56 @@ def plan(states: dict[str, dict], order: list[str]) -> Plan:
             "reachable controller is in a Primary component; bring them back or remove them from the inventory."
         )
     return Plan("bootstrap", order[0], synced)
+
+
+def position(state: dict) -> int | None:
+    """The last transaction a stopped or non-Primary node committed; None when unknown."""
+    for value in (state.get("wsrep_last_committed"), state.get("grastate_seqno"),
+                  (state.get("recovered_position") or "").rpartition(":")[2]):
+        try:
+            if value is not None and int(value) >= 0:
+                return int(value)
+        except ValueError:
+            continue
+    return None
+
+
+def _full_outage(states: dict, order: list[str], with_state: list[str], synced) -> Plan:
+    """No Primary component anywhere and several nodes hold Galera state: recovery from a
+    full outage. Bootstrapping any node but the most advanced one would throw away the
+    transactions only the others committed, so the anchor is chosen only when every
+    controller answered and told its position; otherwise the deploy stops and says why."""
+    positions = {n: position(states[n]) for n in with_state}
+    uuids = {states[n]["grastate_uuid"] for n in with_state}
+    missing = [n for n in order if n not in states]
+    told = ", ".join(f"{n} {'?' if positions[n] is None else positions[n]}" for n in with_state)
+    if len(uuids) > 1:
+        which = ", ".join(f"{n} {states[n]['grastate_uuid']}" for n in with_state)
+        raise GaleraStateError(
+            f"no controller is in a Primary component and their Galera state belongs to different "
+            f"clusters ({which}): "
+            "decide which cluster is the real one and wipe /var/lib/mysql/grastate.dat on the others."
+        )
+    if not missing and all(p is not None for p in positions.values()):
+        safe = lambda n: states[n].get("grastate_safe_to_bootstrap") == "1"  # noqa: E731
+        # most advanced first; on a tie Galera's own mark, then inventory order
+        anchor = max(with_state, key=lambda n: (positions[n], safe(n), -order.index(n)))
+        return Plan("bootstrap", anchor, synced,
+                    why=f"bootstrap Galera from {anchor}, the most advanced node after a full outage (last committed: {told})")
+    safe = [n for n in with_state if states[n].get("grastate_safe_to_bootstrap") == "1"]
+    if len(safe) == 1:
+        # Galera marks the last node that left the cluster cleanly as safe to bootstrap: it
+        # has every transaction, even if another controller is lost.
+        return Plan("bootstrap", safe[0], synced, why=f"bootstrap Galera from {safe[0]}, marked safe_to_bootstrap")
+    why = (f"{', '.join(missing)} unreachable" if missing
+           else "a position could not be read (galera_recovery printed none)")
+    raise GaleraStateError(
+        f"no controller is in a Primary component and several hold Galera state (last committed: {told}), "
+        f"and {why}: this is a full-outage recovery, and bootstrapping any node but the most advanced "
+        "loses transactions. Bring every controller back (then the deploy bootstraps the most advanced "
+        "one), or if one is lost for good: run `galera_recovery` on the others, set safe_to_bootstrap: 1 "
+        "in grastate.dat of the highest, start it with galera_new_cluster, then re-run the deploy."
+    )
 
 
 @once
@@ -257,7 +307,8 @@ def configure():
     else:
         start = "timeout 600 systemctl restart mariadb"
     restart_anchor = anchor and (cnf.will_change or p.mode == "bootstrap")
-    announce(anchor and needs_start, f"{'bootstrap the Galera cluster' if alone else 'restart mariadb'}, wait until Synced")
+    announce(anchor and needs_start,
+             f"{p.why or ('bootstrap the Galera cluster' if alone else 'restart mariadb')}, wait until Synced")
     shell(
         f"galera: {'bootstrap' if alone else 'restart'} {p.anchor}",
         [f"{start} || {{ {unit_log('mariadb')}; exit 1; }}", synced] if restart_anchor else [synced],

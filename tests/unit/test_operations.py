@@ -48,18 +48,64 @@ def test_only_node_with_state_is_the_one_to_bootstrap():
 
 
 def test_safe_to_bootstrap_node_wins_after_a_clean_full_stop():
-    states = {n: {"grastate_uuid": UUID, "grastate_seqno": "9", "grastate_safe_to_bootstrap": "0"} for n in ORDER}
+    # a clean stop of the whole cluster: the last node to leave has the highest seqno and the mark
+    states = {n: {"grastate_uuid": UUID, "grastate_seqno": s, "grastate_safe_to_bootstrap": "0"}
+              for n, s in zip(ORDER, ("7", "8", "9"))}
     states["node03"]["grastate_safe_to_bootstrap"] = "1"
     p = plan(states, ORDER)
     assert (p.mode, p.anchor) == ("bootstrap", "node03")
 
 
-def test_full_outage_with_no_safe_node_is_refused_with_the_seqnos():
+def test_safe_to_bootstrap_node_is_trusted_when_another_controller_is_lost():
+    states = {n: {"grastate_uuid": UUID, "grastate_seqno": "-1", "grastate_safe_to_bootstrap": "0"} for n in ORDER[:2]}
+    states["node02"]["grastate_safe_to_bootstrap"] = "1"
+    assert plan(states, ORDER).anchor == "node02"
+
+
+def test_full_outage_with_a_position_unknown_is_refused_with_the_positions():
     states = {n: {"grastate_uuid": UUID, "grastate_seqno": s, "grastate_safe_to_bootstrap": "0"}
               for n, s in zip(ORDER, ("12", "15", "-1"))}
     with pytest.raises(GaleraStateError) as e:
         plan(states, ORDER)
-    assert "node02 seqno 15" in str(e.value) and "full-outage" in str(e.value)
+    assert "node02 15" in str(e.value) and "node03 ?" in str(e.value) and "full-outage" in str(e.value)
+
+
+def test_full_outage_bootstraps_the_most_advanced_node_not_the_safe_one():
+    # every node crashed (seqno -1), galera_recovery told each position; node01 still carries an
+    # old safe_to_bootstrap mark, but node02 committed more: node02 it is
+    states = {n: {"grastate_uuid": UUID, "grastate_seqno": "-1", "grastate_safe_to_bootstrap": "0",
+                  "recovered_position": f"{UUID}:{pos}"} for n, pos in zip(ORDER, (60, 62, 61))}
+    states["node01"]["grastate_safe_to_bootstrap"] = "1"
+    p = plan(states, ORDER)
+    assert (p.mode, p.anchor) == ("bootstrap", "node02")
+    assert "node01 60, node02 62, node03 61" in p.why
+
+
+def test_full_outage_reads_positions_of_nodes_running_without_a_primary():
+    states = {n: {"active": True, "wsrep_cluster_status": "non-Primary", "wsrep_last_committed": c,
+                  "grastate_uuid": UUID, "grastate_seqno": "-1"} for n, c in zip(ORDER, ("7", "7", "9"))}
+    assert plan(states, ORDER).anchor == "node03"
+
+
+def test_full_outage_tie_goes_to_the_safe_node_then_inventory_order():
+    states = {n: {"grastate_uuid": UUID, "grastate_seqno": "40", "grastate_safe_to_bootstrap": "0"} for n in ORDER}
+    assert plan(states, ORDER).anchor == "node01"
+    states["node03"]["grastate_safe_to_bootstrap"] = "1"
+    assert plan(states, ORDER).anchor == "node03"
+
+
+def test_full_outage_with_a_controller_unreachable_is_refused():
+    states = {n: {"grastate_uuid": UUID, "grastate_seqno": s, "grastate_safe_to_bootstrap": "0"}
+              for n, s in zip(ORDER[:2], ("12", "15"))}
+    with pytest.raises(GaleraStateError, match="node03 unreachable"):
+        plan(states, ORDER)
+
+
+def test_galera_state_of_two_different_clusters_is_refused():
+    other = "b66c3c01-0000-11f1-9311-667e3b65f41b"
+    states = {n: {"grastate_uuid": u, "grastate_seqno": "5"} for n, u in zip(ORDER, (UUID, UUID, other))}
+    with pytest.raises(GaleraStateError, match="different clusters"):
+        plan(states, ORDER)
 
 
 def test_unreachable_controllers_without_a_primary_are_refused():
@@ -71,9 +117,9 @@ def test_unreachable_controllers_without_a_primary_are_refused():
 def test_galera_node_fact_parses_status_and_grastate():
     out = ["installed=yes", "active=yes", "wsrep_cluster_size=3", "wsrep_cluster_status=Primary",
            "wsrep_local_state_comment=Synced", f"grastate_uuid={UUID}", "grastate_seqno=-1",
-           "grastate_safe_to_bootstrap=0"]
+           "grastate_safe_to_bootstrap=0", f"recovered_position={UUID}:62"]
     fact = GaleraNode().process(out)
-    assert fact["installed"] and fact["active"]
+    assert fact["installed"] and fact["active"] and fact["recovered_position"] == f"{UUID}:62"
     assert fact["wsrep_local_state_comment"] == "Synced" and fact["grastate_uuid"] == UUID
     assert GaleraNode().process(["installed=no"])["installed"] is False
 
