@@ -6,12 +6,13 @@ INVENTORY ?= inventories/lab.py
 OUT ?= out
 NODES ?= 3
 # Debian packages the host needs: the real haproxy and keepalived binaries check rendered
-# configs; the rest builds and runs the lab.
+# configs; the rest builds and runs the lab (nftables: the split-brain drill's packet filter,
+# run inside one node's network namespace).
 HOST_PACKAGES = haproxy keepalived socat iproute2 debootstrap systemd-container apt-cacher-ng \
-	mariadb-client curl
+	mariadb-client curl nftables
 
 .PHONY: setup host-packages venv demo deploy verify render preflight test test-unit test-lab \
-	lab-up lab-down bench-deploy bench-failover clean
+	lab-up lab-down bench-deploy bench-failover bench-durability clean
 
 setup: host-packages venv
 
@@ -70,6 +71,9 @@ bench-deploy: setup
 
 bench-failover: setup
 	$(PY) -m tests.bench.failover
+
+bench-durability: setup
+	$(PY) -m tests.bench.durability
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -31,6 +31,11 @@ DEFAULTS = {
     "haproxy_stats_port": 1984,
     "haproxy_stats_user": "openstack",
     "haproxy_retries": 3,
+    # `option srvtcpka` in both defaults sections: HAProxy's connections to the controllers
+    # use TCP keepalive with the kernel's timers (the `sysctl` below). A request in flight to
+    # a controller that lost power then fails after ~19 s instead of `timeout server` (60 s):
+    # measured by make bench-failover (README "Stale connections").
+    "haproxy_server_keepalive": True,
     "haproxy_timeouts": {
         "http-request": "10s",
         "queue": "1m",
@@ -79,8 +84,25 @@ DEFAULTS = {
     "memcached_memory_mb": 1024,
     "memcached_max_connections": 4096,
     # --- kernel ---
-    # Always set: lets HAProxy bind the VIP on nodes that do not hold it.
-    "sysctl": {"net.ipv4.ip_nonlocal_bind": 1},
+    # Merged into these defaults key by key (a site changes a value, cannot drop a key).
+    "sysctl": {
+        # lets HAProxy bind the VIP on nodes that do not hold it
+        "net.ipv4.ip_nonlocal_bind": 1,
+        # Stale connections (README "Stale connections", figures from make bench-failover):
+        # the OpenStack services on the controllers are the VIP's clients, and a request in
+        # flight when the VIP holder dies gets no answer and no reset; PyMySQL and the mysql
+        # client turn SO_KEEPALIVE on, so the first probe after tcp_keepalive_time reaches
+        # the new holder and is reset. Kernel defaults (7200 s, 75 s x 9) hang such a session
+        # for two hours; 10 s + 3 x 3 s gives up on a peer that is gone in under 20 s.
+        "net.ipv4.tcp_keepalive_time": 10,
+        "net.ipv4.tcp_keepalive_intvl": 3,
+        "net.ipv4.tcp_keepalive_probes": 3,
+        # Unacknowledged data to a peer that is gone (memcached, RabbitMQ and HAProxy's
+        # backends are reached at node addresses, where nothing answers after a power cut):
+        # retransmitted for ~15 min at the default 15; 6 (kolla-ansible's documented
+        # value) gives up after ~25 s.
+        "net.ipv4.tcp_retries2": 6,
+    },
     # --- secrets ---
     # An untracked JSON file with the secrets (relative to the repository root), or None
     # to take every secret from HA_SECRET_<NAME> environment variables.

@@ -7,10 +7,16 @@ Which nodes: every node that exists in the lab (has a disk under /var/tmp/halab/
 or not, so a stopped or killed node stays in the inventory like a real controller that is down.
 `python -m lab up --nodes 4` adds node04 here; `python -m lab remove node04` takes it out.
 
+HA_LAB_DATA (JSON object, lab only): extra group data for one run, e.g. the failover bench's
+kernel-defaults profile `{"sysctl": {"net.ipv4.tcp_retries2": 15}}` or a drill's
+`{"keepalived_unicast": true}`; checked by the same preflight as any inventory.
+
 Secrets: generated once per lab (at `lab up`, or here if missing) into /var/tmp/halab/secrets.json
 (mode 0600, outside the repository, removed by `lab down --purge`).
 """
 
+import json as _json
+import os as _os
 import sys as _sys
 from pathlib import Path as _Path
 
@@ -52,3 +58,7 @@ controllers = (
         "ssh_strict_host_key_checking": "off",
     },
 )
+
+_extra = _os.environ.get("HA_LAB_DATA")
+if _extra:
+    controllers[1].update(_json.loads(_extra))

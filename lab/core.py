@@ -321,6 +321,7 @@ REQUIRED_COMMANDS = {
     "ip": "iproute2", "debootstrap": "debootstrap", "systemd-nspawn": "systemd-container",
     "apt-cacher-ng": "apt-cacher-ng", "ssh": "openssh-client", "ssh-keygen": "openssh-client",
     "nsenter": "util-linux", "mount": "mount", "umount": "mount", "wget": "wget",
+    "nft": "nftables",
 }
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import subprocess
 import sys
@@ -133,6 +134,43 @@ def power_cut(*names: str) -> None:
         core.isolate(n)
     for n in names:
         core.kill(n)
+
+
+FILTER_TABLE = "lab_drill"
+
+
+def drop_packets(node: str, match: str) -> None:
+    """A packet filter inside `node`'s network namespace (the host's nft, nsenter --net):
+    packets matching the nft expression `match` are dropped and counted, both those coming in
+    and those going out, e.g. "ip daddr 224.0.0.18" (multicast VRRP advertisements): the node
+    and the others no longer hear each other. allow_packets() removes it."""
+    pid = core.init_pid(node)
+    if not pid:
+        raise DrillError(f"{node} is not running")
+    chains = "".join(f"  chain {hook} {{\n    type filter hook {hook} priority -10; policy accept;\n"
+                     f"    {match} counter drop\n  }}\n" for hook in ("input", "output"))
+    rules = f"table inet {FILTER_TABLE} {{\n{chains}}}\n"
+    r = subprocess.run(["nsenter", "-t", str(pid), "-n", "--", "nft", "-f", "-"], input=rules, text=True,
+                       timeout=30, capture_output=True)
+    if r.returncode != 0:
+        raise DrillError(f"{node}: nft refused the filter: {r.stderr.strip()[:500]}")
+    log(f"{node}: dropping {match}, in and out")
+
+
+def dropped(node: str) -> int:
+    """Packets the drill's filter on `node` dropped so far (0 without a filter)."""
+    pid = core.init_pid(node)
+    r = subprocess.run(["nsenter", "-t", str(pid), "-n", "--", "nft", "list", "table", "inet", FILTER_TABLE],
+                       text=True, capture_output=True, timeout=30)
+    return sum(int(m) for m in re.findall(r"counter packets (\d+)", r.stdout))
+
+
+def allow_packets(node: str) -> None:
+    """Remove the drill's packet filter from `node` (nothing to do without one)."""
+    pid = core.init_pid(node)
+    if pid:
+        subprocess.run(["nsenter", "-t", str(pid), "-n", "--", "nft", "delete", "table", "inet", FILTER_TABLE],
+                       capture_output=True, timeout=30)
 
 
 def systemctl(node: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -392,8 +430,11 @@ def wait_healthy(timeout: float = 300, on_wait=None) -> tuple[dict, float]:
     raise DrillError(f"not healthy after {timeout:.0f}s: " + "; ".join(last.get("failures", []))[:2000])
 
 
-def deploy(timeout: float = 1500) -> subprocess.CompletedProcess:
-    return pyinfra("-y", "inventories/lab.py", "deploy.py", timeout=timeout)
+def deploy(timeout: float = 1500, data: dict | None = None) -> subprocess.CompletedProcess:
+    """deploy.py on the lab; `data`: extra group data for this run (inventories/lab.py
+    HA_LAB_DATA), e.g. {"keepalived_unicast": True}."""
+    env = {"HA_LAB_DATA": json.dumps(data)} if data else None
+    return pyinfra("-y", "inventories/lab.py", "deploy.py", env=env, timeout=timeout)
 
 
 def bootstrap_if_no_primary() -> str | None:
@@ -473,6 +514,7 @@ def restore(timeout: float = 300) -> dict:
         elif st.get("isolated"):
             core.heal(st["name"])
     for n in running():
+        allow_packets(n)
         core.exec_(n, ["sh", "-c",
                        f"rm -rf {backends.DOWN_DIR}; "
                        "systemctl start haproxy keepalived galera-clustercheck lab-responder; "

@@ -40,6 +40,16 @@ def handler(name: str, port: int):
         sys_version = ""
 
         def _answer(self, with_body=True):
+            # ?delay=S: answer after S seconds (at most 30), a request still in flight when a
+            # fault strikes (tests/bench/failover.py, stale connections)
+            _, _, query = self.path.partition("?")
+            for pair in query.split("&"):
+                key, _, value = pair.partition("=")
+                if key == "delay":
+                    try:
+                        time.sleep(min(max(float(value), 0.0), 30.0))
+                    except ValueError:
+                        pass
             length = int(self.headers.get("Content-Length") or 0)
             if length:
                 self.rfile.read(min(length, 1 << 20))

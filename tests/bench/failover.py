@@ -11,10 +11,24 @@ health report OK) after each fault. Figures, not assertions.
 
 Faults: HAProxy stopped on the VIP holder; the holder's power cut; the holder's link cut; the
 active database node's power cut (with the VIP elsewhere).
+
+Stale connections (second table): during each fault, clients that hold a connection open run
+inside a surviving controller's network namespace (tests/bench/stale_client.py: keep-alive
+HTTP connections and a MariaDB session through the VIP, each with a request in flight, and a
+direct connection to the failed node's memcached), and the table gives, for each, the seconds
+from the fault until the client noticed (its request failed) and until it was served again.
+The whole run is done twice: "untuned" (the kernel's defaults for the sysctls the deploy sets,
+HAProxy without `option srvtcpka`, as in the article) and "deployed" (the deploy's defaults);
+`--profiles deployed` runs only the second.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -36,6 +50,83 @@ MAX_WRITES = 3000
 HTTP_PERIOD = 0.05  # s between the starts of two HTTP requests (20/s)
 DB_PERIOD = 0.1  # s between the starts of two writes (10/s)
 DB_READ_TIMEOUT = 5.0  # s a write may take before the client gives its connection up
+STALE_CAP = 150.0  # s a stale client waits for one answer before the bench calls it "> cap"
+HTTP_CONNECTIONS = 4  # keep-alive connections of the stale HTTP client; the table shows the worst
+# The kernel's own values of the settings config/defaults.py tunes, and HAProxy as the article
+# configures it: the "untuned" profile (before); "deployed" is the deploy's defaults (after).
+KERNEL_DEFAULTS = {"net.ipv4.tcp_keepalive_time": 7200, "net.ipv4.tcp_keepalive_intvl": 75,
+                   "net.ipv4.tcp_keepalive_probes": 9, "net.ipv4.tcp_retries2": 15}
+PROFILES = {"untuned": {"sysctl": KERNEL_DEFAULTS, "haproxy_server_keepalive": False}, "deployed": {}}
+
+
+class StaleClients:
+    """tests/bench/stale_client.py inside `witness`'s network namespace (host process, so the
+    bench ends it by PID); its JSON lines are collected by a reader thread."""
+
+    def __init__(self, witness: str, direct: str | None):
+        argv = ["nsenter", "-t", str(lab.core.init_pid(witness)), "-n", "--",
+                sys.executable, str(Path(__file__).with_name("stale_client.py")),
+                "--vip", drills.VIP, "--http-port", str(API_PORT), "--cap", str(STALE_CAP),
+                "--http-connections", str(HTTP_CONNECTIONS)]
+        if direct:
+            argv += ["--direct", f"{lab.core.address(direct)}:11211"]
+        self.witness, self.direct = witness, direct
+        self.events: list[dict] = []
+        self.proc = subprocess.Popen(argv, env={**os.environ, "MYSQL_PWD": drills.secrets()["mariadb_admin_password"]},
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     start_new_session=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                self.events.append(json.loads(line))
+            except ValueError:
+                pass
+
+    def figures(self, client: str, t0: float) -> tuple[float | None, float | None]:
+        """(noticed, served again): seconds after the fault (wall clock t0) of the client's
+        first failure and of its first success after that; (None, None): no failure.
+        "http": the worst of its connections (the last to notice, the last served again)."""
+        if client == "http":
+            figs = [self.figures(f"http{i}", t0) for i in range(HTTP_CONNECTIONS)]
+            hit = [f for f in figs if f[0] is not None]
+            if not hit:
+                return None, None
+            served = [f[1] for f in hit]
+            return max(f[0] for f in hit), (None if None in served else max(served))
+        noticed = served = None
+        for e in list(self.events):
+            if e["client"] != client or e["t"] < t0:
+                continue
+            if noticed is None and not e["ok"]:
+                noticed = e["t"] - t0
+            elif noticed is not None and e["ok"]:
+                served = e["t"] - t0
+                break
+        return noticed, served
+
+    def settled(self, t0: float, clients) -> bool:
+        """Every client either failed and was served again (the direct one: failed), or has
+        been served since the fault without a failure for SETTLE s."""
+        for c in clients:
+            noticed, served = self.figures(c, t0)
+            if c == "direct" and noticed is not None:
+                continue  # its node is down until the restore: nothing to serve it before
+            if noticed is not None and served is None:
+                return False
+            names = [f"http{i}" for i in range(HTTP_CONNECTIONS)] if c == "http" else [c]
+            if noticed is None and not all(any(e["client"] == n and e["ok"] and e["t"] > t0 + SETTLE
+                                               for e in self.events) for n in names):
+                return False
+        return True
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.reader.join(timeout=5)
 
 
 @dataclass
@@ -108,8 +199,22 @@ def db_loop(loop: Loop, client: str) -> None:
         session.close()
 
 
-def run_fault(name: str, inject, heal=None, vip_moves: bool = True) -> dict:
-    """Client loops on, the fault injected, loops until quiet or OBSERVE_MAX, heal(), restore."""
+def witness_for(failing: str) -> str:
+    """A running controller that neither fails nor holds the VIP (nor, if it can be helped,
+    takes the database writes), the last in inventory order (lowest VRRP priority, so the
+    VIP does not move onto it): where the stale-connection clients run."""
+    skip = {failing, drills.holder()}
+    candidates = [n for n in drills.running() if n not in skip]
+    return max(candidates, key=lambda n: (n != "node01", n))
+
+
+def run_fault(name: str, inject, heal=None, vip_moves: bool = True, failing: str | None = None,
+              direct: bool = True) -> dict:
+    """Client loops on, the fault injected, loops until quiet or OBSERVE_MAX (and the stale
+    clients settled, or STALE_CAP), heal(), restore."""
+    failing = failing or drills.holder()
+    stale = StaleClients(witness_for(failing), failing if direct else None)
+    stale_clients = ("http", "db") + (("direct",) if direct else ())
     http = Loop("http")
     db = Loop("db")
     threads = [threading.Thread(target=http_loop, args=(http,), daemon=True),
@@ -119,6 +224,7 @@ def run_fault(name: str, inject, heal=None, vip_moves: bool = True) -> dict:
     time.sleep(3)  # clean traffic first
     before = drills.holder()
     t0 = time.monotonic()
+    wall0 = time.time()
     inject(before)
     vip_moved = None
     new = before
@@ -134,6 +240,10 @@ def run_fault(name: str, inject, heal=None, vip_moves: bool = True) -> dict:
         if time.monotonic() - max(last, t0) > SETTLE and time.monotonic() - t0 > SETTLE:
             break
         time.sleep(0.5)
+    while time.monotonic() - t0 < STALE_CAP + 10 and not stale.settled(wall0, stale_clients):
+        time.sleep(0.5)
+    stale.stop()
+    stale_figures = {c: stale.figures(c, wall0) if c in stale_clients else None for c in ("http", "db", "direct")}
     for loop in (http, db):
         loop.stop.set()
     for th in threads:
@@ -152,6 +262,7 @@ def run_fault(name: str, inject, heal=None, vip_moves: bool = True) -> dict:
         "http_outage": http.outage(), "http_failed": http.failed, "http_total": len(http.events),
         "db_outage": db.outage(), "db_failed": db.failed, "db_total": len(db.events),
         "acked": len(db.acked), "lost": len(lost), "restore_notes": restore_notes,
+        "stale": stale_figures, "witness": stale.witness,
     }
 
 
@@ -159,7 +270,87 @@ def fmt(x, unit="s") -> str:
     return "-" if x is None else f"{x:.1f} {unit}"
 
 
+def set_profile(name: str) -> None:
+    """Deploy the lab with a profile's extra data (untuned, or the deploy's own defaults)."""
+    run = drills.deploy(data=PROFILES[name])
+    if run.returncode != 0:
+        print(run.stdout[-4000:])
+        raise SystemExit(f"bench-failover: the deploy with the {name} profile failed")
+    drills.log(f"bench: profile '{name}' deployed")
+
+
+def run_faults() -> list[dict]:
+    faults = [
+        ("haproxy stopped on the VIP holder", lambda h: drills.systemctl(h, "stop", "haproxy"), None, False),
+        ("VIP holder power cut", lambda h: drills.power_cut(h), None, True),
+        ("VIP holder link cut", lambda h: lab.isolate(h), lambda h: lab.heal(h), True),
+    ]
+    results = []
+    for name, inject, heal, direct in faults:
+        drills.log(f"bench: {name}")
+        results.append(run_fault(name, inject, heal, direct=direct))
+    # the active database node (node01) loses power while the VIP is elsewhere
+    drills.log("bench: active database node power cut")
+    if drills.holder() == "node01":
+        drills.place_vip("node02")
+    results.append(run_fault("active DB node (node01) power cut, VIP elsewhere",
+                             lambda h: drills.power_cut("node01"), vip_moves=False, failing="node01"))
+    return results
+
+
+def print_failover(results: list[dict]) -> None:
+    print()
+    print(f"{'fault':<62} {'VIP moved':>10} {'HTTP outage':>12} {'HTTP failed':>12} "
+          f"{'DB outage':>10} {'DB failed':>10} {'acked writes':>13} {'lost':>5}")
+    for r in results:
+        print(f"{r['fault']:<62} {fmt(r['vip_moved']):>10} {fmt(r['http_outage']):>12} "
+              f"{r['http_failed']:>5}/{r['http_total']:<6} {fmt(r['db_outage']):>10} "
+              f"{r['db_failed']:>4}/{r['db_total']:<5} {r['acked']:>13} {r['lost']:>5}")
+    for r in results:
+        for note in r["restore_notes"]:
+            print(f"  restoring after '{r['fault']}': {note}")
+
+
+def stale_cell(fig) -> str:
+    if fig is None:
+        return "-"
+    noticed, served = fig
+    if noticed is None:
+        return "unaffected"
+    hung = " (cap)" if noticed >= STALE_CAP - 1 else ""
+    return f"{noticed:.1f}/{'-' if served is None else f'{served:.1f}'}{hung}"
+
+
+def print_stale(by_profile: dict[str, list[dict]]) -> None:
+    print(f"\nStale connections: seconds after the fault until the client noticed / was served again "
+          f"(run on a surviving controller; 'cap': no answer for {STALE_CAP:.0f} s, the bench stopped waiting;\n"
+          f"keep-alive HTTP: the worst of {HTTP_CONNECTIONS} connections)")
+    print(f"{'fault':<62} {'profile':<9} {'clients on':<16} {'keep-alive HTTP':>16} {'DB session':>16} "
+          f"{'direct memcached':>17}")
+    for profile, results in by_profile.items():
+        for r in results:
+            st = r["stale"]
+            where = r["witness"] + (" (new holder)" if r["new_holder"] == r["witness"] and r["vip_moved"] else "")
+            print(f"{r['fault']:<62} {profile:<9} {where:<16} {stale_cell(st['http']):>16} {stale_cell(st['db']):>16} "
+                  f"{stale_cell(st['direct']):>17}")
+    from config.defaults import DEFAULTS
+    print("untuned: " + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in KERNEL_DEFAULTS.items())
+          + "; HAProxy without option srvtcpka")
+    print("deployed: " + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in DEFAULTS["sysctl"].items()
+                                   if k in KERNEL_DEFAULTS)
+          + f"; HAProxy {'with' if DEFAULTS['haproxy_server_keepalive'] else 'without'} option srvtcpka")
+
+
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--profiles", default="untuned,deployed",
+                    help="profiles to run, in order (untuned: the kernel's defaults and the article's "
+                         "HAProxy; deployed: the deploy's defaults)")
+    args = ap.parse_args()
+    profiles = [p for p in args.profiles.split(",") if p]
+    for p in profiles:
+        if p not in PROFILES:
+            raise SystemExit(f"bench-failover: unknown profile {p!r} (known: {', '.join(PROFILES)})")
     lab.up(3)
     run = drills.deploy()
     if run.returncode != 0:
@@ -172,37 +363,23 @@ def main() -> int:
     drills.wait_healthy(120)
     drills.prepare_writes(TABLE)
 
-    faults = [
-        ("haproxy stopped on the VIP holder", lambda h: drills.systemctl(h, "stop", "haproxy"), None),
-        ("VIP holder power cut", lambda h: drills.power_cut(h), None),
-        ("VIP holder link cut", lambda h: lab.isolate(h), lambda h: lab.heal(h)),
-    ]
-    results = []
-    for name, inject, heal in faults:
-        drills.log(f"bench: {name}")
-        results.append(run_fault(name, inject, heal))
-    # the active database node (node01) loses power while the VIP is elsewhere
-    drills.log("bench: active database node power cut")
-    if drills.holder() == "node01":
-        drills.place_vip("node02")
-    results.append(run_fault("active DB node (node01) power cut, VIP elsewhere",
-                             lambda h: drills.power_cut("node01"), vip_moves=False))
-
-    print()
-    print(f"{'fault':<62} {'VIP moved':>10} {'HTTP outage':>12} {'HTTP failed':>12} "
-          f"{'DB outage':>10} {'DB failed':>10} {'acked writes':>13} {'lost':>5}")
-    for r in results:
-        print(f"{r['fault']:<62} {fmt(r['vip_moved']):>10} {fmt(r['http_outage']):>12} "
-              f"{r['http_failed']:>5}/{r['http_total']:<6} {fmt(r['db_outage']):>10} "
-              f"{r['db_failed']:>4}/{r['db_total']:<5} {r['acked']:>13} {r['lost']:>5}")
-    for r in results:
-        for note in r["restore_notes"]:
-            print(f"  restoring after '{r['fault']}': {note}")
+    by_profile = {}
+    try:
+        for profile in profiles:
+            set_profile(profile)
+            by_profile[profile] = run_faults()
+    finally:
+        if profiles != ["deployed"]:
+            set_profile("deployed")  # leave the lab as the deploy makes it
+    for profile, results in by_profile.items():
+        print(f"\n== profile: {profile}")
+        print_failover(results)
     print("\nVIP moved: seconds from the fault until another node held the VIP ('-': it did not "
           "have to move).\nOutage: the longest span from a failed request to the next success, "
           "as the client saw it.\nlost: acknowledged writes missing from the database afterwards "
           "(every one must be there).")
-    return 0 if all(r["lost"] == 0 for r in results) else 1
+    print_stale(by_profile)
+    return 0 if all(r["lost"] == 0 for rs in by_profile.values() for r in rs) else 1
 
 
 if __name__ == "__main__":

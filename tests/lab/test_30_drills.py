@@ -20,7 +20,7 @@ import pytest
 
 import lab
 from lab import backends, drills
-from lab.drills import DrillError, Session, SessionClosed, log
+from lab.drills import Session, SessionClosed, log
 
 API = "keystone_internal"  # the API listener most drills watch (round robin)
 API_PORT = 5000
@@ -28,45 +28,7 @@ DB = "mariadb"
 NODES = ("node01", "node02", "node03")
 
 
-# --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def deployed(lab_nodes):
-    """The whole stack deployed and the API stand-ins installed; the report healthy with every
-    API listener's servers UP on every node."""
-    run = drills.deploy()
-    assert run.returncode == 0, run.stdout[-6000:]
-    run = backends.install()
-    assert run.returncode == 0, run.stdout[-6000:]
-    ports = backends.ports()
-    assert API in ports and ports[API] == API_PORT
-    # Just installed, the stand-ins are UP in HAProxy after `rise` checks (2 x 2 s).
-    drills.wait_for("every API listener's servers UP in every HAProxy", lambda: all(
-        drills.haproxy_servers(node, name) == {n: "UP" for n in NODES} for node in NODES for name in ports),
-        timeout=60, interval=1)
-    report, waited = drills.wait_healthy(120)
-    for node, facts in report["facts"].items():
-        listeners = facts["haproxy_servers"]["listeners"]
-        for name in ports:
-            assert {s: v["status"] for s, v in listeners[name].items()} == {n: "UP" for n in NODES}, (node, name)
-    log(f"deployed: healthy (after {waited:.1f}s); VIP on {report['vip_holders']}; "
-        f"{len(ports)} API ports answered by every node")
-    yield report
-    drills.restore()
-
-
-@pytest.fixture
-def healthy(deployed):
-    """A healthy lab before the drill; restored to healthy after it, also when it failed."""
-    report = drills.verify_report()
-    if not report.get("ok"):
-        report = drills.restore()
-    assert report["ok"], report.get("failures")
-    yield report
-    final = drills.restore()
-    assert final["ok"], final.get("failures")
-    assert final["vip_holders"] and len(final["vip_holders"]) == 1
+# Fixtures `deployed` and `healthy`: tests/lab/conftest.py.
 
 
 # --- helpers -------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from unitkit import (
     listens,
     parse_haproxy,
     render_inventory,
+    variant,
 )
 from config.files import FILES, managed_files
 from config.preflight import check
@@ -81,7 +82,7 @@ def test_global_and_first_defaults_as_in_the_article(node01_cfg):
     assert any(v.startswith("socket ") for v in g.values("stats"))
     d = node01_cfg[1]
     for line in ("log global", "mode http", "option redispatch", "option httplog", "option forwardfor",
-                 "retries 3", "timeout http-request 10s", "timeout queue 1m", "timeout connect 10s",
+                 "option srvtcpka", "retries 3", "timeout http-request 10s", "timeout queue 1m", "timeout connect 10s",
                  "timeout client 1m", "timeout server 1m", "timeout check 10s"):
         assert d.has(line), line
 
@@ -137,7 +138,8 @@ def test_mariadb_listener_as_in_the_article(node01_cfg):
     d = governing_defaults(node01_cfg, sec)
     assert d is defaults[1]
     assert not d.has("option forwardfor")
-    for line in ("log global", "option redispatch", "option httplog", "retries 3", "timeout connect 10s"):
+    for line in ("log global", "option redispatch", "option httplog", "option srvtcpka", "retries 3",
+                 "timeout connect 10s"):
         assert d.has(line), line
     # Every HTTP listener comes before the second defaults.
     for name in ARTICLE_HTTP_LISTENERS:
@@ -255,3 +257,35 @@ def test_deploy_rendering_uses_values_and_mask_restores_placeholders(monkeypatch
 def test_mask_prefers_longer_values():
     secrets = {"rabbitmq_password": "abc", "haproxy_stats_password": "abcdef"}
     assert mask("x abcdef y abc", secrets) == "x __HAPROXY_STATS_PASSWORD__ y __RABBITMQ_PASSWORD__"
+
+
+# --- stale connections: the kernel settings ---------------------------------------------
+
+STALE_DEFAULTS = {"net.ipv4.tcp_keepalive_time": "10", "net.ipv4.tcp_keepalive_intvl": "3",
+                  "net.ipv4.tcp_keepalive_probes": "3", "net.ipv4.tcp_retries2": "6"}
+
+
+def _sysctl(root: Path) -> dict[str, str]:
+    lines = (root / "etc/sysctl.d/60-openstack-ha.conf").read_text().splitlines()
+    return dict(tuple(x.strip() for x in line.split("=", 1)) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def test_sysctl_defaults_bound_how_long_a_dead_connection_hangs(prod_render):
+    got = _sysctl(prod_render / "node01")
+    assert got == {"net.ipv4.ip_nonlocal_bind": "1", **STALE_DEFAULTS}
+
+
+def test_a_site_sysctl_value_changes_that_key_and_keeps_the_others(tmp_path):
+    inv = variant(tmp_path, sysctl={"net.ipv4.tcp_retries2": 8, "net.core.somaxconn": 4096})
+    render_inventory(inv, tmp_path / "out")
+    got = _sysctl(tmp_path / "out" / "node02")
+    assert got == {"net.ipv4.ip_nonlocal_bind": "1", **STALE_DEFAULTS, "net.ipv4.tcp_retries2": "8",
+                   "net.core.somaxconn": "4096"}
+
+
+def test_server_keepalive_is_one_data_switch(tmp_path):
+    inv = variant(tmp_path, haproxy_server_keepalive=False)
+    render_inventory(inv, tmp_path / "out")
+    cfg = parse_haproxy((tmp_path / "out" / "node01" / "etc/haproxy/haproxy.cfg").read_text())
+    assert not any(s.has("option srvtcpka") for s in cfg if s.kind == "defaults")
+    assert listens(cfg)["mariadb"].has("option tcpka")  # the database listener keeps its own
