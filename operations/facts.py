@@ -130,6 +130,43 @@ class VipHolder(FactBase):
         return result
 
 
+class KeepalivedState(FactBase):
+    """keepalived's unit state, and its VRRP state as /etc/keepalived/notify.sh last wrote it.
+
+    .. code:: python
+
+        {"active": "active", "vrrp_state": "BACKUP", "error": None}
+
+    vrrp_state is None when keepalived has not changed state since notify.sh was installed (a
+    reload keeps the state and runs no notify): it is known at the next change.
+    """
+
+    @staticmethod
+    def default():
+        return {"active": None, "vrrp_state": None, "error": NO_OUTPUT}
+
+    def command(self, state_file: str):
+        return probe(
+            "systemctl",
+            f"systemctl is-active keepalived; echo __vrrp=$(cat {shlex.quote(state_file)} 2>/dev/null); true",
+        )
+
+    def process(self, output):
+        body, rc, missing, _ = split_probe(output)
+        result = {"active": None, "vrrp_state": None,
+                  "error": failure(body, rc, missing, "systemctl is-active keepalived")}
+        if result["error"]:
+            return result
+        for line in (x.strip() for x in body):
+            if line.startswith("__vrrp="):
+                result["vrrp_state"] = line[len("__vrrp="):] or None
+            elif line and result["active"] is None:
+                result["active"] = line
+        if result["active"] is None:
+            result["error"] = "systemctl is-active keepalived printed nothing"
+        return result
+
+
 def haproxy_socket_command(socket: str, request: str) -> str:
     return probe(
         "socat",

@@ -58,6 +58,7 @@ from operations.facts import (
     GaleraStatus,
     HaproxyInfo,
     HaproxyServers,
+    KeepalivedState,
     MemcachedStats,
     RabbitmqMembers,
     VipHolder,
@@ -291,6 +292,8 @@ def evaluate(
             checks.append(Check("vip", OK, f"holds {vip} on {site['vip_interface']}"))
         else:
             checks.append(Check("vip", OK, f"standby (does not hold {vip})"))
+        if "keepalived" in r:
+            checks.append(_keepalived_check(site, r["keepalived"]))
 
         info = r.get("haproxy_info")
         if _err(info) or not info.get("alive"):
@@ -524,6 +527,26 @@ def read_fact(host, fact, **args) -> dict:
         return {**fact.default(), "error": f"connection failed while reading ({type(exc).__name__}: {exc})"}
 
 
+def _keepalived_check(site: Site, k: dict) -> Check:
+    """keepalived running, and in a VRRP state that lets this node hold or take the VIP
+    (MASTER or BACKUP). Who holds the VIP is read from the interface (the vip rows), not from
+    this state, which notify.sh writes a moment after each change."""
+    if _err(k):
+        return Check("keepalived", FAIL, _err(k))
+    if k.get("active") != "active":
+        return Check("keepalived", FAIL, f"keepalived {k.get('active')}: this node cannot hold the VIP")
+    state = k.get("vrrp_state")
+    d = site.data
+    if state == "FAULT":
+        return Check("keepalived", FAIL,
+                     "VRRP FAULT: check_alive fails, or has not yet passed "
+                     f"{d['keepalived_check_rise']} times in a row ({d['keepalived_check_rise'] * d['keepalived_check_interval']} s) "
+                     "since HAProxy came back: this node cannot take the VIP")
+    if state is None:
+        return Check("keepalived", OK, "running; VRRP state not reported yet (no change since notify.sh was installed)")
+    return Check("keepalived", OK if state in ("MASTER", "BACKUP") else FAIL, f"VRRP {state}")
+
+
 def collect_facts(host, site: Site) -> dict:
     """Read every verification fact of one controller (one command each).
 
@@ -539,6 +562,7 @@ def collect_facts(host, site: Site) -> dict:
 
     return {
         "vip": read(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
+        "keepalived": read(KeepalivedState, state_file=d["keepalived_state_file"]),
         "haproxy_info": read(HaproxyInfo, socket=d["haproxy_stats_socket"]),
         "haproxy_servers": read(HaproxyServers, socket=d["haproxy_stats_socket"]),
         "galera": read(GaleraStatus),

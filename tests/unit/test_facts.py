@@ -492,6 +492,7 @@ def healthy(site, holder="node01"):
             "rabbitmq": {"running_nodes": [f"rabbit@{x}" for x in NAMES], "disk_nodes": [], "partitions": [],
                          "alarms": [], "error": None},
             "memcached": {"answering": True, "version": "1.6.18", "uptime": 9, "curr_connections": 2, "error": None},
+            "keepalived": {"active": "active", "vrrp_state": "MASTER" if n == holder else "BACKUP", "error": None},
         }
     return results
 
@@ -1126,3 +1127,51 @@ def test_a_connection_dropped_mid_read_is_a_failed_check_not_a_crash():
     assert facts["galera"]["error"] == "connection failed while reading (EOFError: )"
     assert facts["galera"]["cluster_size"] is None  # the fact's default shape
     assert facts["memcached"] == {"error": None, "called": "MemcachedStats"}  # the others still read
+
+
+# --- keepalived's state ----------------------------------------------------------------------
+
+
+def test_keepalived_state_fact_parses_unit_and_vrrp_state():
+    k = F.KeepalivedState()
+    assert k.process(["active", "__vrrp=BACKUP", "", "__rc=0"]) == {"active": "active", "vrrp_state": "BACKUP", "error": None}
+    # notify.sh has not run since it was installed: the state is unknown, not an error
+    assert k.process(["active", "__vrrp=", "", "__rc=0"])["vrrp_state"] is None
+    assert k.process(["inactive", "__vrrp=FAULT", "", "__rc=0"])["active"] == "inactive"
+    assert k.process(["__missing=systemctl"])["error"] == "systemctl not installed (command not found)"
+    assert k.process([])["error"]
+    assert "state_file" not in k.command("/run/keepalived/vrrp-state")  # the path is in the command itself
+    assert "/run/keepalived/vrrp-state" in k.command("/run/keepalived/vrrp-state")
+
+
+@pytest.mark.parametrize("node, keepalived, expected", [
+    ("node02", {"active": "inactive", "vrrp_state": None, "error": None}, "keepalived inactive: this node cannot hold the VIP"),
+    ("node02", {"active": "active", "vrrp_state": "FAULT", "error": None}, "VRRP FAULT: check_alive fails"),
+    ("node02", {"active": "active", "vrrp_state": "STOP", "error": None}, "VRRP STOP"),
+    ("node03", {"active": None, "vrrp_state": None, "error": "no answer from the host"}, "no answer from the host"),
+])
+def test_keepalived_that_cannot_take_the_vip_fails_that_node(node, keepalived, expected):
+    site = lab_site()
+    results = healthy(site)
+    results[node]["keepalived"] = keepalived
+    report = evaluate(site, results)
+    assert statuses(report, node)["keepalived"] == FAIL
+    (failure,) = report.host_failures(node)
+    assert failure.startswith(f"keepalived: {expected}"), failure
+    assert not report.ok
+
+
+def test_keepalived_fault_names_the_rise_time():
+    site = lab_site()
+    results = healthy(site)
+    results["node03"]["keepalived"]["vrrp_state"] = "FAULT"
+    (failure,) = evaluate(site, results).host_failures("node03")
+    assert "10 times in a row (20 s)" in failure  # rise 10 x interval 2 s, the article's values
+
+
+def test_keepalived_state_not_reported_yet_is_ok():
+    site = lab_site()
+    results = healthy(site)
+    results["node02"]["keepalived"]["vrrp_state"] = None
+    report = evaluate(site, results)
+    assert report.ok and statuses(report, "node02")["keepalived"] == OK
