@@ -250,6 +250,25 @@ def test_haproxy_stopped_on_the_vip_holder_moves_the_vip(healthy):
     log(f"haproxy stopped on {old}: VIP on {new} after {t_vip:.1f}s; HTTP answered {t_http:.1f}s after that")
 
 
+def test_standby_whose_haproxy_stopped_is_reported_in_fault_until_its_check_rises(healthy):
+    """A standby whose HAProxy stops cannot take the VIP (keepalived FAULT): the report fails on
+    it, and keeps failing after HAProxy is back until check_alive has passed `rise` times."""
+    holder = healthy["vip_holders"][0]
+    standby = next(n for n in NODES if n != holder)
+    assert drills.systemctl(standby, "stop", "haproxy").returncode == 0
+    report, _ = drills.wait_for(f"{standby} reported in FAULT", lambda: (lambda r: r if any(
+        f.startswith(f"{standby}: keepalived: VRRP FAULT") for f in r["failures"]) else None)(drills.verify_report()), 60, 1)
+    assert drills.holders() == [holder]  # the VIP did not move
+    assert drills.systemctl(standby, "start", "haproxy").returncode == 0
+    t0 = time.monotonic()
+    back = drills.verify_report()
+    still_fault = [f for f in back["failures"] if "keepalived: VRRP FAULT" in f]
+    assert still_fault and not [f for f in back["failures"] if f.startswith(f"{standby}: haproxy:")], back["failures"]
+    final, _ = drills.wait_healthy(120)
+    log(f"{standby}: HAProxy stopped -> keepalived FAULT in the report; HAProxy back: still FAULT "
+        f"({still_fault[0]}), healthy again {time.monotonic() - t0:.1f}s after the start")
+
+
 def test_one_api_backend_stopped_gets_no_request(healthy):
     holder = healthy["vip_holders"][0]
     victim = next(n for n in NODES if n != holder)
