@@ -391,6 +391,16 @@ def pyinfra(*args, env=None, timeout: float = 1500) -> subprocess.CompletedProce
     )
 
 
+FAILURE_LINE = re.compile(r"error|fail|could not|did not|timed out|refus|hung|^E: ", re.I)
+
+
+def run_excerpt(output: str, tail: int = 4000) -> str:
+    """What a failed pyinfra run printed that says why: every line that reads like an error
+    (with the host it names), then the last `tail` characters."""
+    lines = [line for line in output.splitlines() if FAILURE_LINE.search(line) and "No changes" not in line]
+    return "\n".join(["--- error lines ---", *lines[-80:], "--- tail ---", output[-tail:]])
+
+
 def verify_report(timeout: float = 180) -> dict:
     """verify.py's JSON health report (ok, vip_holders, failures, facts, ...)."""
     with tempfile.TemporaryDirectory() as tmp:

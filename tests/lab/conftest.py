@@ -46,9 +46,9 @@ def deployed(lab_nodes):
     """The whole stack deployed and the API stand-ins installed; the report healthy with every
     API listener's servers UP on every node."""
     run = drills.deploy()
-    assert run.returncode == 0, run.stdout[-6000:]
+    assert run.returncode == 0, drills.run_excerpt(run.stdout)
     run = backends.install()
-    assert run.returncode == 0, run.stdout[-6000:]
+    assert run.returncode == 0, drills.run_excerpt(run.stdout)
     ports = backends.ports()
     assert ports.get("keystone_internal") == 5000
     # Just installed, the stand-ins are UP in HAProxy after `rise` checks (2 x 2 s).

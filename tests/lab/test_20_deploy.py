@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import lab
+from lab import drills
 
 ROOT = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -76,7 +77,7 @@ def first_deploy(fresh_lab, tmp_path_factory):
 
 def test_first_deploy_forms_the_whole_ha_layer(first_deploy):
     out = first_deploy.stdout
-    assert first_deploy.returncode == 0, out[-6000:]
+    assert first_deploy.returncode == 0, drills.run_excerpt(out)
     health = json.loads(first_deploy.report_path.read_text())
     assert health["ok"] is True, json.dumps(health, indent=1)[:4000]
     print(f"first deploy on fresh nodes: {first_deploy.elapsed:.1f} s")
@@ -97,7 +98,7 @@ def test_second_deploy_changes_nothing(first_deploy):
     started = time.monotonic()
     run = pyinfra("-y", "inventories/lab.py", "deploy.py")
     print(f"no-op re-run: {time.monotonic() - started:.2f} s")
-    assert run.returncode == 0, run.stdout[-6000:]
+    assert run.returncode == 0, drills.run_excerpt(run.stdout)
     assert changed_operations(run.stdout) == [], run.stdout[-6000:]
     assert "] will " not in run.stdout
     assert "Blast radius: no service restarts or reloads" in run.stdout
@@ -117,7 +118,7 @@ def test_dry_run_diff_shows_the_change_masks_secrets_and_changes_nothing(first_d
     before = {n: node_sha(n, "/etc/haproxy/haproxy.cfg") for n in lab.node_names()}
     run = pyinfra("--dry", "--diff", str(inventory), "deploy.py")
     out = run.stdout
-    assert run.returncode == 0, out[-6000:]
+    assert run.returncode == 0, drills.run_excerpt(out)
     assert re.search(r"^\s*-\s+maxconn 4000$", out, re.M), out[-6000:]
     assert re.search(r"^\s*\+\s+maxconn 4321$", out, re.M), out[-6000:]
     # the changed line holds the stats password: the diff shows it masked

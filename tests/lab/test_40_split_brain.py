@@ -50,7 +50,7 @@ def test_multicast_adverts_dropped_give_two_holders_and_the_report_names_both(he
 def test_unicast_vrrp_keeps_one_holder_with_multicast_dropped(healthy):
     try:
         run = drills.deploy(data={"keepalived_unicast": True})
-        assert run.returncode == 0, run.stdout[-6000:]
+        assert run.returncode == 0, drills.run_excerpt(run.stdout)
         holders, _ = drills.wait_for("one VIP holder after the unicast reload",
                                      lambda: (lambda h: h if len(h) == 1 else None)(drills.holders()), 30)
         holder = holders[0]
@@ -71,4 +71,4 @@ def test_unicast_vrrp_keeps_one_holder_with_multicast_dropped(healthy):
         for n in drills.running():
             drills.allow_packets(n)
         run = drills.deploy()
-        assert run.returncode == 0, run.stdout[-6000:]
+        assert run.returncode == 0, drills.run_excerpt(run.stdout)

@@ -123,7 +123,7 @@ def test_every_node_power_cut_under_write_load_loses_no_acknowledged_write(healt
         log(f"pc.recovery did not re-form the Primary component within 180 s: {primary_members()}; "
             "bootstrapping the most advanced node (the deploy's full-outage recovery)")
         run = drills.deploy()
-        assert run.returncode == 0, run.stdout[-6000:]
+        assert run.returncode == 0, drills.run_excerpt(run.stdout)
         how = "pc.recovery did not re-form it: the deploy bootstrapped the most advanced node"
     report = drills.restore()
     assert report["ok"], report.get("failures")
