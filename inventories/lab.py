@@ -7,6 +7,9 @@ Which nodes: every node that exists in the lab (has a disk under /var/tmp/halab/
 or not, so a stopped or killed node stays in the inventory like a real controller that is down.
 `python -m lab up --nodes 4` adds node04 here; `python -m lab remove node04` takes it out.
 
+HA_LAB_NODES=node01,node02,node03 (lab only): only these of the existing nodes, e.g. the
+inventory after a controller was taken out of it while it still exists.
+
 HA_LAB_DATA (JSON object, lab only): extra group data for one run, e.g. the failover bench's
 kernel-defaults profile `{"sysctl": {"net.ipv4.tcp_retries2": 15}}` or a drill's
 `{"keepalived_unicast": true}`; checked by the same preflight as any inventory.
@@ -27,6 +30,9 @@ if _ROOT not in _sys.path:
 from lab import core as _lab  # noqa: E402
 
 _nodes = _lab.node_names()
+if _os.environ.get("HA_LAB_NODES"):
+    # lab only: an inventory without some nodes that exist (a controller being removed)
+    _nodes = [n for n in _nodes if n in _os.environ["HA_LAB_NODES"].split(",")]
 if not _nodes:
     raise FileNotFoundError(
         f"no lab on this machine (no nodes under {_lab.NODES_DIR}): run `make lab-up` first")

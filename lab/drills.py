@@ -24,6 +24,7 @@ import select
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -440,10 +441,15 @@ def wait_healthy(timeout: float = 300, on_wait=None) -> tuple[dict, float]:
     raise DrillError(f"not healthy after {timeout:.0f}s: " + "; ".join(last.get("failures", []))[:2000])
 
 
-def deploy(timeout: float = 1500, data: dict | None = None) -> subprocess.CompletedProcess:
+def deploy(timeout: float = 1500, data: dict | None = None, nodes: list[str] | None = None) -> subprocess.CompletedProcess:
     """deploy.py on the lab; `data`: extra group data for this run (inventories/lab.py
-    HA_LAB_DATA), e.g. {"keepalived_unicast": True}."""
-    env = {"HA_LAB_DATA": json.dumps(data)} if data else None
+    HA_LAB_DATA), e.g. {"keepalived_unicast": True}; `nodes`: an inventory of only these
+    (HA_LAB_NODES)."""
+    env = {}
+    if data:
+        env["HA_LAB_DATA"] = json.dumps(data)
+    if nodes:
+        env["HA_LAB_NODES"] = ",".join(nodes)
     return pyinfra("-y", "inventories/lab.py", "deploy.py", env=env, timeout=timeout)
 
 
@@ -547,3 +553,53 @@ def restore(timeout: float = 300) -> dict:
             report, _ = wait_healthy(120)
     log(f"restore: healthy in {time.monotonic() - t0:.1f}s; VIP on {', '.join(report.get('vip_holders', []))}")
     return report
+
+
+# --- clients that run through a whole drill ----------------------------------------------
+
+
+def drop(session: Session | None, pause: float = 0.2) -> None:
+    """Close a session that failed, and pause before the client reconnects."""
+    if session is not None:
+        session.close()
+    time.sleep(pause)
+
+
+class Client(threading.Thread):
+    """A client of the VIP in one session, until stopped: step() after step(); a failed step
+    closes the session and the next one opens a new one (to whichever node HAProxy picks)."""
+
+    def __init__(self, name: str):
+        super().__init__(daemon=True)
+        self.client = name
+        self.acked: list[int] = []
+        self.failures = 0
+        self.stopping = threading.Event()
+
+    def step(self, session: Session) -> None:
+        raise NotImplementedError
+
+    def run(self):
+        session = None
+        while not self.stopping.is_set():
+            try:
+                if session is None:
+                    session = Session()
+                self.step(session)
+            except (SessionClosed, OSError, ValueError):
+                self.failures += 1
+                drop(session)
+                session = None
+        drop(session, 0)
+
+
+class Writer(Client):
+    """Inserts rows into drills.<table>; acked: the ids of the acknowledged ones."""
+
+    def __init__(self, table: str, name: str):
+        super().__init__(name)
+        self.table = table
+
+    def step(self, session):
+        _, ident = write(session, self.table, self.client, timeout=5)
+        self.acked.append(ident)

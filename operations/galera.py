@@ -47,7 +47,8 @@ class GaleraNode(FactBase):
             "echo installed=yes; "
             "systemctl is-active -q mariadb && echo active=yes || echo active=no; "
             "timeout 10 mysql -N -B -e \"SHOW GLOBAL STATUS WHERE Variable_name IN "
-            "('wsrep_cluster_status','wsrep_local_state_comment','wsrep_cluster_size','wsrep_last_committed')\" "
+            "('wsrep_cluster_status','wsrep_local_state_comment','wsrep_cluster_size','wsrep_last_committed',"
+            "'wsrep_incoming_addresses')\" "
             "2>/dev/null | tr '\\t' '='; "
             "sed -n 's/^\\(uuid\\|seqno\\|safe_to_bootstrap\\):[[:space:]]*/grastate_\\1=/p' /var/lib/mysql/grastate.dat 2>/dev/null; "
             "if ! pgrep -x mariadbd >/dev/null && ! pgrep -x mysqld >/dev/null "
@@ -80,8 +81,32 @@ class GaleraStateError(Exception):
     pass
 
 
-def plan(states: dict[str, dict], order: list[str]) -> Plan:
-    """Pure decision from every node's pre-run GaleraNode fact (unreachable nodes absent)."""
+def strangers(states: dict[str, dict], addresses: dict[str, str]) -> list[str]:
+    """Members of the running cluster (wsrep_incoming_addresses, as the Primary nodes see it)
+    at an address no controller of the inventory has: a controller taken out of the inventory
+    while its mariadb still runs. Pure."""
+    known = set(addresses.values())
+    seen = set()
+    for st in states.values():
+        if st.get("wsrep_cluster_status") == "Primary":
+            for member in (st.get("wsrep_incoming_addresses") or "").split(","):
+                addr = member.strip().rpartition(":")[0] or member.strip()
+                if addr and addr != "AUTO":
+                    seen.add(addr)
+    return sorted(seen - known)
+
+
+def plan(states: dict[str, dict], order: list[str], addresses: dict[str, str] | None = None) -> Plan:
+    """Pure decision from every node's pre-run GaleraNode fact (unreachable nodes absent).
+    `addresses`: the inventory's node addresses, to refuse a cluster that still has a member
+    the inventory no longer lists."""
+    extra = strangers(states, addresses) if addresses else []
+    if extra:
+        raise GaleraStateError(
+            f"the Galera cluster has a member the inventory does not list ({', '.join(extra)}): a "
+            "controller removed from the inventory must leave the cluster first. Stop mariadb (and "
+            "rabbitmq-server) on it, or put it back in the inventory, then re-run the deploy."
+        )
     synced = frozenset(
         n for n, s in states.items()
         if s.get("wsrep_cluster_status") == "Primary" and s.get("wsrep_local_state_comment") == "Synced"
@@ -164,7 +189,7 @@ def cluster_plan() -> Plan:
     order = [c.name for c in site().controllers]
     states = facts_of_all_controllers(GaleraNode)
     try:
-        return plan(states, order)
+        return plan(states, order, {c.name: c.address for c in site().controllers})
     except GaleraStateError as exc:
         import sys
 

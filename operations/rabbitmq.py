@@ -96,6 +96,12 @@ def seed_node(states: dict[str, dict], order: list[str]) -> str:
     return order[0]
 
 
+def removed_members(seed_state: dict, names: list[str]) -> list[str]:
+    """Cluster members the seed knows that are no controller of the inventory. Pure."""
+    known = {f"rabbit@{n}" for n in names}
+    return sorted(set(seed_state.get("nodes", [])) - known)
+
+
 @once
 def cluster_states() -> tuple[str, dict]:
     order = [c.name for c in site().controllers]
@@ -183,4 +189,14 @@ def configure():
             ],
             when=mine and joins,
         )
+    # A controller taken out of the inventory (stopped first) stays a cluster member, down,
+    # until forgotten; forget_cluster_node refuses a node that still runs.
+    gone = removed_members(states.get(seed, {}), names)
+    announce(host.name == seed and bool(gone), f"forget {', '.join(gone)} (no longer in the inventory)")
+    shell(
+        "rabbitmq: forget controllers removed from the inventory",
+        [f"{CTL} forget_cluster_node {g} || {{ echo '{host.name}: could not forget {g}: if it still runs, "
+         f"stop rabbitmq-server on it first' >&2; exit 1; }}" for g in gone],
+        when=host.name == seed and bool(gone),
+    )
     definitions(name="rabbitmq: user, vhost, policy", run=host.name == seed)

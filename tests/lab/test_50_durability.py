@@ -24,60 +24,12 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 from lab import drills
-from lab.drills import Session, SessionClosed, log
+from lab.drills import Client, SessionClosed, Writer, log
 
 NODES = ("node01", "node02", "node03")
-
-
-def drop(session: Session | None, pause: float = 0.2) -> None:
-    """Close a session that failed, and pause before the client reconnects."""
-    if session is not None:
-        session.close()
-    time.sleep(pause)
-
-
-class Client(threading.Thread):
-    """A client of the VIP in one session, until stopped: step() after step(); a failed step
-    closes the session and the next one opens a new one (to whichever node HAProxy picks)."""
-
-    def __init__(self, name: str):
-        super().__init__(daemon=True)
-        self.client = name
-        self.acked: list[int] = []
-        self.failures = 0
-        self.stopping = threading.Event()
-
-    def step(self, session: Session) -> None:
-        raise NotImplementedError
-
-    def run(self):
-        session = None
-        while not self.stopping.is_set():
-            try:
-                if session is None:
-                    session = Session()
-                self.step(session)
-            except (SessionClosed, OSError, ValueError):
-                self.failures += 1
-                drop(session)
-                session = None
-        drop(session, 0)
-
-
-class Writer(Client):
-    """Inserts rows into drills.<table>; acked: the ids of the acknowledged ones."""
-
-    def __init__(self, table: str, name: str):
-        super().__init__(name)
-        self.table = table
-
-    def step(self, session):
-        _, ident = drills.write(session, self.table, self.client, timeout=5)
-        self.acked.append(ident)
 
 
 def primary_members() -> dict[str, str]:

@@ -7,8 +7,8 @@ import hashlib
 import pytest
 
 from operations.common import FileStates, ServiceStates
-from operations.galera import GaleraNode, GaleraStateError, account_statements, native_hash, plan
-from operations.rabbitmq import RabbitmqCluster, definition_commands, password_matches, seed_node
+from operations.galera import GaleraNode, GaleraStateError, account_statements, native_hash, plan, strangers
+from operations.rabbitmq import RabbitmqCluster, definition_commands, password_matches, removed_members, seed_node
 
 ORDER = ["node01", "node02", "node03"]
 SYNCED = {"wsrep_cluster_status": "Primary", "wsrep_local_state_comment": "Synced", "wsrep_cluster_size": "3"}
@@ -112,6 +112,27 @@ def test_unreachable_controllers_without_a_primary_are_refused():
     states = {"node01": {"installed": False}}
     with pytest.raises(GaleraStateError, match="node02, node03 unreachable"):
         plan(states, ORDER)
+
+
+ADDRESSES = {"node01": "10.77.0.11", "node02": "10.77.0.12", "node03": "10.77.0.13"}
+
+
+def test_a_member_removed_from_the_inventory_but_still_running_is_refused():
+    members = "10.77.0.11:3306,10.77.0.12:3306,10.77.0.13:3306,10.77.0.14:3306"
+    states = {n: SYNCED | {"wsrep_cluster_size": "4", "wsrep_incoming_addresses": members} for n in ORDER}
+    assert strangers(states, ADDRESSES) == ["10.77.0.14"]
+    with pytest.raises(GaleraStateError, match=r"does not list \(10.77.0.14\).*Stop mariadb"):
+        plan(states, ORDER, ADDRESSES)
+    # node04 stopped: the cluster forgets it, the deploy goes on
+    states = {n: SYNCED | {"wsrep_incoming_addresses": members.rsplit(",", 1)[0]} for n in ORDER}
+    assert plan(states, ORDER, ADDRESSES).mode == "join"
+
+
+def test_rabbitmq_forgets_only_members_the_inventory_dropped():
+    seed = {"running": True, "nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03", "rabbit@node04"]}
+    assert removed_members(seed, ORDER) == ["rabbit@node04"]
+    assert removed_members(seed, ORDER + ["node04"]) == []
+    assert removed_members({}, ORDER) == []
 
 
 def test_galera_node_fact_parses_status_and_grastate():
