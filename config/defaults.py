@@ -23,8 +23,6 @@ DEFAULTS = {
     "keepalived_check_rise": 10,
     "keepalived_unicast": False,  # unicast_peer list instead of multicast VRRP
     "keepalived_check_script": "/etc/keepalived/check_alive.sh",
-    # /etc/keepalived/notify.sh writes the VRRP state here at every change; verify.py reads it
-    "keepalived_state_file": "/run/keepalived/vrrp-state",
     # --- HAProxy ---
     "haproxy_maxconn": 4000,
     "haproxy_log_target": "127.0.0.1:514",

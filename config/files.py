@@ -49,7 +49,6 @@ FILES = (
     ("rabbitmq", "rabbitmq/erlang.cookie.j2", "/var/lib/rabbitmq/.erlang.cookie", "0400", "rabbitmq", "rabbitmq", True),
     ("haproxy", "haproxy/haproxy.cfg.j2", "/etc/haproxy/haproxy.cfg", "0640", "root", "haproxy", True),
     ("keepalived", "keepalived/check_alive.sh.j2", "/etc/keepalived/check_alive.sh", "0755", "root", "root", False),
-    ("keepalived", "keepalived/notify.sh.j2", "/etc/keepalived/notify.sh", "0755", "root", "root", False),
     ("keepalived", "keepalived/keepalived.conf.j2", "/etc/keepalived/keepalived.conf", "0640", "root", "root", True),
     # The Galera-aware HTTP check HAProxy asks (mariadb_check_method "httpchk" only).
     ("dbcheck", "dbcheck/clustercheck.sysusers.j2", "/etc/sysusers.d/openstack-ha-clustercheck.conf", "0644", "root", "root", False),

@@ -131,24 +131,28 @@ class VipHolder(FactBase):
 
 
 class KeepalivedState(FactBase):
-    """keepalived's unit state, and its VRRP state as /etc/keepalived/notify.sh last wrote it.
+    """keepalived's unit state, and its VRRP state as keepalived itself reports it: SIGUSR1
+    makes it dump its state to /tmp/keepalived.data (its documented diagnostic; nothing else
+    changes), whose `State = ` line is read.
 
     .. code:: python
 
         {"active": "active", "vrrp_state": "BACKUP", "error": None}
-
-    vrrp_state is None when keepalived has not changed state since notify.sh was installed (a
-    reload keeps the state and runs no notify): it is known at the next change.
     """
 
     @staticmethod
     def default():
         return {"active": None, "vrrp_state": None, "error": NO_OUTPUT}
 
-    def command(self, state_file: str):
+    def command(self, pid_file: str = "/run/keepalived.pid"):
+        pid = shlex.quote(pid_file)
         return probe(
             "systemctl",
-            f"systemctl is-active keepalived; echo __vrrp=$(cat {shlex.quote(state_file)} 2>/dev/null); true",
+            "systemctl is-active keepalived; "
+            f"if systemctl is-active -q keepalived && test -s {pid}; then "
+            f"rm -f /tmp/keepalived.data; kill -USR1 $(cat {pid}); "
+            "for i in $(seq 30); do grep -q '^ *State = ' /tmp/keepalived.data 2>/dev/null && break; sleep 0.1; done; "
+            "echo __vrrp=$(sed -n 's/^ *State = //p' /tmp/keepalived.data 2>/dev/null | head -n1); fi; true",
         )
 
     def process(self, output):
@@ -164,6 +168,8 @@ class KeepalivedState(FactBase):
                 result["active"] = line
         if result["active"] is None:
             result["error"] = "systemctl is-active keepalived printed nothing"
+        elif result["active"] == "active" and result["vrrp_state"] is None:
+            result["error"] = "keepalived did not dump its state on SIGUSR1 within 3 s (/tmp/keepalived.data)"
         return result
 
 

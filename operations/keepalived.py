@@ -20,18 +20,6 @@ def configure():
     announce(ops, "reload keepalived")
     changed = any_will_change(ops)
     service(name="keepalived: running", unit="keepalived", reloaded=changed)
-    # notify.sh records each state change, and a reload is none: when it is new or changed,
-    # record the current state from keepalived's own dump (SIGUSR1 -> /tmp/keepalived.data).
-    _, notify, _ = ops
-    state_file = site()["keepalived_state_file"]
-    shell(
-        "keepalived: record the current VRRP state",
-        [f"mkdir -p $(dirname {state_file}) && rm -f /tmp/keepalived.data && kill -USR1 $(cat /run/keepalived.pid) && "
-         "for i in $(seq 50); do grep -q '^ *State = ' /tmp/keepalived.data 2>/dev/null && break; sleep 0.1; done && "
-         f"sed -n 's/^ *State = //p' /tmp/keepalived.data | head -n1 > {state_file}.new && "
-         f"mv {state_file}.new {state_file}"],
-        when=notify.will_change,
-    )
     vip = site()["vip"]
     shell(
         "keepalived: wait until a controller holds the VIP",

@@ -529,8 +529,7 @@ def read_fact(host, fact, **args) -> dict:
 
 def _keepalived_check(site: Site, k: dict) -> Check:
     """keepalived running, and in a VRRP state that lets this node hold or take the VIP
-    (MASTER or BACKUP). Who holds the VIP is read from the interface (the vip rows), not from
-    this state, which notify.sh writes a moment after each change."""
+    (MASTER or BACKUP). Who holds the VIP is read from the interface (the vip rows)."""
     if _err(k):
         return Check("keepalived", FAIL, _err(k))
     if k.get("active") != "active":
@@ -542,8 +541,6 @@ def _keepalived_check(site: Site, k: dict) -> Check:
                      "VRRP FAULT: check_alive fails, or has not yet passed "
                      f"{d['keepalived_check_rise']} times in a row ({d['keepalived_check_rise'] * d['keepalived_check_interval']} s) "
                      "since HAProxy came back: this node cannot take the VIP")
-    if state is None:
-        return Check("keepalived", OK, "running; VRRP state not reported yet (no change since notify.sh was installed)")
     return Check("keepalived", OK if state in ("MASTER", "BACKUP") else FAIL, f"VRRP {state}")
 
 
@@ -562,7 +559,7 @@ def collect_facts(host, site: Site) -> dict:
 
     return {
         "vip": read(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
-        "keepalived": read(KeepalivedState, state_file=d["keepalived_state_file"]),
+        "keepalived": read(KeepalivedState),
         "haproxy_info": read(HaproxyInfo, socket=d["haproxy_stats_socket"]),
         "haproxy_servers": read(HaproxyServers, socket=d["haproxy_stats_socket"]),
         "galera": read(GaleraStatus),

@@ -1135,13 +1135,12 @@ def test_a_connection_dropped_mid_read_is_a_failed_check_not_a_crash():
 def test_keepalived_state_fact_parses_unit_and_vrrp_state():
     k = F.KeepalivedState()
     assert k.process(["active", "__vrrp=BACKUP", "", "__rc=0"]) == {"active": "active", "vrrp_state": "BACKUP", "error": None}
-    # notify.sh has not run since it was installed: the state is unknown, not an error
-    assert k.process(["active", "__vrrp=", "", "__rc=0"])["vrrp_state"] is None
-    assert k.process(["inactive", "__vrrp=FAULT", "", "__rc=0"])["active"] == "inactive"
+    # running, but no dump came: an error, never a healthy answer
+    assert "did not dump its state" in k.process(["active", "__vrrp=", "", "__rc=0"])["error"]
+    assert k.process(["inactive", "", "__rc=0"]) == {"active": "inactive", "vrrp_state": None, "error": None}
     assert k.process(["__missing=systemctl"])["error"] == "systemctl not installed (command not found)"
     assert k.process([])["error"]
-    assert "state_file" not in k.command("/run/keepalived/vrrp-state")  # the path is in the command itself
-    assert "/run/keepalived/vrrp-state" in k.command("/run/keepalived/vrrp-state")
+    assert "kill -USR1 $(cat /run/keepalived.pid)" in k.command()
 
 
 @pytest.mark.parametrize("node, keepalived, expected", [
@@ -1167,11 +1166,3 @@ def test_keepalived_fault_names_the_rise_time():
     results["node03"]["keepalived"]["vrrp_state"] = "FAULT"
     (failure,) = evaluate(site, results).host_failures("node03")
     assert "10 times in a row (20 s)" in failure  # rise 10 x interval 2 s, the article's values
-
-
-def test_keepalived_state_not_reported_yet_is_ok():
-    site = lab_site()
-    results = healthy(site)
-    results["node02"]["keepalived"]["vrrp_state"] = None
-    report = evaluate(site, results)
-    assert report.ok and statuses(report, "node02")["keepalived"] == OK

@@ -31,7 +31,7 @@ from config.site import load_inventory  # noqa: E402
 PROD = REPO / "inventories" / "prod.py"
 PY = sys.executable
 
-# The 14 files every controller gets (config/files.py FILES), relative to the host's root;
+# The 13 files every controller gets (config/files.py FILES), relative to the host's root;
 # the last three are the Galera-aware database check (mariadb_check_method "httpchk", the default).
 NODE_FILES = {
     "etc/sysctl.d/60-openstack-ha.conf",
@@ -43,7 +43,6 @@ NODE_FILES = {
     "var/lib/rabbitmq/.erlang.cookie",
     "etc/haproxy/haproxy.cfg",
     "etc/keepalived/check_alive.sh",
-    "etc/keepalived/notify.sh",
     "etc/keepalived/keepalived.conf",
     "etc/sysusers.d/openstack-ha-clustercheck.conf",
     "usr/local/sbin/galera-clustercheck",
