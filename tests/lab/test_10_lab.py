@@ -79,7 +79,9 @@ def test_up_gives_three_running_systemd_nodes(lab_nodes):
         assert st["address"] == lab.address(n) == f"10.77.0.{10 + int(n[4:])}"
         assert st["pid"] and core._pid_alive(st["pid"])
         assert lab.exec_(n, ["cat", "/proc/1/comm"]).stdout.strip() == "systemd"
-        state = lab.exec_(n, ["systemctl", "is-system-running"]).stdout.strip()
+        # `up` waits 10 s for the end of boot and goes on; a node whose disk holds the deployed
+        # stack (a lab brought down and up again) may still be starting services: wait, bounded
+        state = lab.exec_(n, ["timeout", "110", "systemctl", "is-system-running", "--wait"], timeout=120).stdout.strip()
         assert state in ("running", "degraded"), (n, state)
         addr = lab.exec_(n, ["ip", "-4", "-o", "addr", "show", "dev", "enp8s0f0"]).stdout
         assert f"{lab.address(n)}/24" in addr
