@@ -148,8 +148,8 @@ class KeepalivedState(FactBase):
         pid = shlex.quote(pid_file)
         return probe(
             "systemctl",
-            "systemctl is-active keepalived; "
-            f"if systemctl is-active -q keepalived && test -s {pid}; then "
+            "a=$(systemctl is-active keepalived); echo \"$a\"; "
+            f"if [ \"$a\" = active ] && test -s {pid}; then "
             f"rm -f /tmp/keepalived.data; kill -USR1 $(cat {pid}); "
             "for i in $(seq 30); do grep -q '^ *State = ' /tmp/keepalived.data 2>/dev/null && break; sleep 0.1; done; "
             "echo __vrrp=$(sed -n 's/^ *State = //p' /tmp/keepalived.data 2>/dev/null | head -n1); fi; true",

@@ -51,8 +51,8 @@ class GaleraNode(FactBase):
             "'wsrep_incoming_addresses')\" "
             "2>/dev/null | tr '\\t' '='; "
             "sed -n 's/^\\(uuid\\|seqno\\|safe_to_bootstrap\\):[[:space:]]*/grastate_\\1=/p' /var/lib/mysql/grastate.dat 2>/dev/null; "
-            "if ! pgrep -x mariadbd >/dev/null && ! pgrep -x mysqld >/dev/null "
-            "&& grep -q '^seqno:[[:space:]]*-1' /var/lib/mysql/grastate.dat 2>/dev/null; then "
+            "if pgrep -x mariadbd >/dev/null || pgrep -x mysqld >/dev/null; then echo mysqld=running; "
+            "elif grep -q '^seqno:[[:space:]]*-1' /var/lib/mysql/grastate.dat 2>/dev/null; then "
             "timeout 120 galera_recovery 2>/dev/null | sed -n 's/^--wsrep_start_position=/recovered_position=/p'; fi; true"
         )
 
@@ -162,19 +162,26 @@ def _full_outage(states: dict, order: list[str], with_state: list[str], synced) 
             f"clusters ({which}): "
             "decide which cluster is the real one and wipe /var/lib/mysql/grastate.dat on the others."
         )
+    safe = [n for n in with_state if states[n].get("grastate_safe_to_bootstrap") == "1"]
     if not missing and all(p is not None for p in positions.values()):
-        safe = lambda n: states[n].get("grastate_safe_to_bootstrap") == "1"  # noqa: E731
         # most advanced first; on a tie Galera's own mark, then inventory order
-        anchor = max(with_state, key=lambda n: (positions[n], safe(n), -order.index(n)))
+        anchor = max(with_state, key=lambda n: (positions[n], n in safe, -order.index(n)))
         return Plan("bootstrap", anchor, synced,
                     why=f"bootstrap Galera from {anchor}, the most advanced node after a full outage (last committed: {told})")
-    safe = [n for n in with_state if states[n].get("grastate_safe_to_bootstrap") == "1"]
     if len(safe) == 1:
         # Galera marks the last node that left the cluster cleanly as safe to bootstrap: it
         # has every transaction, even if another controller is lost.
         return Plan("bootstrap", safe[0], synced, why=f"bootstrap Galera from {safe[0]}, marked safe_to_bootstrap")
-    why = (f"{', '.join(missing)} unreachable" if missing
-           else "a position could not be read (galera_recovery printed none)")
+    waiting = [n for n in with_state if positions[n] is None and states[n].get("mysqld") == "running"]
+    if missing:
+        why = f"{', '.join(missing)} unreachable"
+    elif waiting:
+        # mariadbd started without a Primary component to join waits, answering no query
+        why = (f"mariadb on {', '.join(waiting)} is starting and waiting for a Primary component, which "
+               "hides its position: stop mariadb on every controller (the deploy then reads each position "
+               "with galera_recovery and bootstraps the most advanced)")
+    else:
+        why = "a position could not be read (galera_recovery printed none)"
     raise GaleraStateError(
         f"no controller is in a Primary component and several hold Galera state (last committed: {told}), "
         f"and {why}: this is a full-outage recovery, and bootstrapping any node but the most advanced "

@@ -94,6 +94,13 @@ def test_full_outage_tie_goes_to_the_safe_node_then_inventory_order():
     assert plan(states, ORDER).anchor == "node03"
 
 
+def test_full_outage_with_mariadb_waiting_at_start_says_to_stop_it():
+    # a clean stop of every node, then a boot: each mariadbd waits for the others, answering nothing
+    states = {n: {"grastate_uuid": UUID, "grastate_seqno": "-1", "mysqld": "running"} for n in ORDER}
+    with pytest.raises(GaleraStateError, match="starting and waiting for a Primary component.*stop mariadb on every"):
+        plan(states, ORDER)
+
+
 def test_full_outage_with_a_controller_unreachable_is_refused():
     states = {n: {"grastate_uuid": UUID, "grastate_seqno": s, "grastate_safe_to_bootstrap": "0"}
               for n, s in zip(ORDER[:2], ("12", "15"))}
