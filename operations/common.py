@@ -47,11 +47,31 @@ def once(fn):
     return wrapper
 
 
-def facts_of_all_controllers(cls) -> dict:
-    """One fact from every reachable controller, read in parallel: {host name: fact}."""
+def controllers_in_run() -> set[str]:
+    """Controllers this run changes: in the --limit (if any) and connected."""
     names = {c.name for c in site().controllers}
-    hosts = [h for h in inventory.get_active_hosts() if h.name in names]
-    jobs = {h.name: gevent.spawn(h.get_fact, cls) for h in hosts}
+    return {h.name for h in inventory.get_active_hosts() if h.name in names}
+
+
+def facts_of_all_controllers(cls, **kwargs) -> dict:
+    """One fact from every controller of the inventory, read in parallel: {host name: fact}.
+
+    Also from controllers a --limit leaves out (reading changes nothing; a cluster decision
+    needs the whole picture). A controller that cannot be reached, or whose fact failed, maps
+    to None: its state is unknown, never a default that reads as a state.
+    """
+    names = [c.name for c in site().controllers]
+
+    def read(h):
+        if h is None or h in state.failed_hosts:
+            return None
+        try:
+            return h.get_fact(cls, **kwargs)
+        except Exception as exc:  # ConnectError, a fact that failed: unknown
+            logger.warning(f"[{h.name}] could not read {cls.__name__}: {type(exc).__name__}: {exc}")
+            return None
+
+    jobs = {n: gevent.spawn(read, inventory.get_host(n, None)) for n in names}
     gevent.joinall(list(jobs.values()))
     return {name: job.get() for name, job in jobs.items()}
 
@@ -112,6 +132,28 @@ def shell(name: str, commands: list, when: bool):
     other hosts' operations; a no-op keeps every host's sequence aligned.
     """
     return server.shell(name=name, commands=commands if when else [])
+
+
+@operation()
+def turn(commands: list, run: bool = True):
+    """
+    One node's turn in a rolling step: its commands, unless a controller has failed earlier
+    in this run (its restart, join or wait, or its connection), then nothing: no further node
+    is touched, and the run ends non-zero on the failed one. Checked when the turn executes.
+
+    + commands: the node's commands (a restart, a join, a wait)
+    + run: False makes it a no-op (every host calls every turn; see one_at_a_time)
+    """
+    if not run:
+        return
+    if state.is_executing:
+        names = {c.name for c in site().controllers}
+        failed = sorted(h.name for h in state.failed_hosts if h.name in names)
+        if failed:
+            host.log(f"not touched: {', '.join(failed)} failed earlier in this run; fix it and re-run "
+                     "(what was written and not yet applied is applied then)", logger.error)
+            return
+    yield from commands
 
 
 _announced: dict = {}  # (id(state), host name) -> [(step, action or None)]
@@ -309,33 +351,66 @@ def packages(names: list[str]):
 UNITS = ("memcached", "mariadb", "rabbitmq-server", "haproxy", "keepalived", "galera-clustercheck")
 
 
+# A config written whose restart or reload has not happened yet (a run interrupted in between)
+# leaves a marker here; the next run applies it.
+PENDING_DIR = "/var/lib/openstack-ha/pending"
+
+
 class ServiceStates(FactBase):
     """
-    Active and enabled state of several systemd units in one round trip:
+    Active and enabled state of several systemd units in one round trip, and which of them
+    have a restart or reload pending (a marker in PENDING_DIR):
 
     .. code:: python
 
-        {"haproxy": {"active": "active", "enabled": "enabled"},
-         "keepalived": {"active": "inactive", "enabled": "not-found"}}
+        {"haproxy": {"active": "active", "enabled": "enabled", "pending": False},
+         "keepalived": {"active": "inactive", "enabled": "not-found", "pending": True}}
     """
 
     def command(self, units):
-        return "; ".join(f'echo "{u} $(systemctl is-active {u}) $(systemctl is-enabled {u} 2>/dev/null || echo not-found)"' for u in units)
+        return "; ".join(
+            f'echo "{u} $(systemctl is-active {u}) $(systemctl is-enabled {u} 2>/dev/null || echo not-found) '
+            f'$(test -e {PENDING_DIR}/{u} && echo pending)"' for u in units
+        )
 
     def process(self, output):
         states = {}
         for line in output:
             parts = line.split()
             if len(parts) >= 3:
-                states[parts[0]] = {"active": parts[1], "enabled": parts[2]}
+                states[parts[0]] = {"active": parts[1], "enabled": parts[2], "pending": parts[3:] == ["pending"]}
         return states
+
+
+def pending(unit: str) -> bool:
+    """A restart or reload of `unit` that an earlier run wrote the config for but did not do."""
+    return bool(planned_fact(ServiceStates, units=UNITS).get(unit, {}).get("pending"))
+
+
+def mark_pending(unit: str, component: str) -> bool:
+    """Before a component's files: when one of their contents will change, a marker that
+    `unit` must restart or reload, cleared once it did (service(), or the rolling step). A run
+    interrupted in between (Ctrl-C, a lost connection, a failed peer) is applied by the next.
+    Returns whether the unit must restart or reload: a file changes, or a marker was left."""
+    remote = {f.path: file_state(f.path) for f in files_of(component)}
+    changes = any(
+        remote[f.path] is None or remote[f.path]["sha1"] != hashlib.sha1(f.content.encode()).hexdigest()
+        for f in files_of(component)
+    )
+    shell(f"{component}: {unit} restart or reload pending", [f"mkdir -p {PENDING_DIR} && touch {PENDING_DIR}/{unit}"],
+          when=changes)
+    return changes or pending(unit)
+
+
+def clear_pending(unit: str) -> str:
+    return f"rm -f {PENDING_DIR}/{unit}"
 
 
 @operation()
 def service(unit: str, reloaded: bool = False, restarted: bool = False):
     """
     A unit enabled and running; reloaded or restarted when asked (a unit that was not
-    running is just started).
+    running is just started), then its pending marker cleared.
 
     + unit: one of UNITS
     + reloaded: reload it (its config changed; connections survive)
@@ -355,6 +430,8 @@ def service(unit: str, reloaded: bool = False, restarted: bool = False):
         yield f"timeout 300 systemctl restart {unit} || {{ {unit_log(unit)}; exit 1; }}"
     elif reloaded:
         yield f"systemctl reload {unit}"
+    if restarted or reloaded or st.get("pending"):
+        yield clear_pending(unit)
 
 
 # --- bounded waits ---------------------------------------------------------------------

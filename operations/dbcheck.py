@@ -17,7 +17,7 @@ from pyinfra.api import deploy
 
 from config.files import DBCHECK
 from operations.common import (
-    announce, any_will_change, file_state, files_of, install_files, planned_fact, service, shell, site, wait_until,
+    announce, file_state, files_of, install_files, mark_pending, planned_fact, service, shell, site, wait_until,
 )
 from operations.galera import MysqlAccounts, cluster_plan
 
@@ -39,6 +39,7 @@ def configure():
         return
     unit = DBCHECK["unit"]
     shell("dbcheck: /etc/sysusers.d", ["mkdir -p /etc/sysusers.d"], when=file_state(SYSUSERS) is None)
+    changed = mark_pending(DBCHECK["unit"], "dbcheck")
     ops = install_files("dbcheck")
     sysusers = ops[0]
     shell("dbcheck: system account", [f"systemd-sysusers {SYSUSERS}"], when=sysusers.will_change)
@@ -48,8 +49,7 @@ def configure():
     shell("dbcheck: MariaDB account (unix_socket, no privileges)",
           [f'timeout 30 mysql -e "{ACCOUNT_SQL}"'], when=create)
 
-    changed = any_will_change(ops)
-    announce(ops, f"restart {unit}")
+    announce(changed, f"restart {unit}")
     shell("dbcheck: reload systemd units", ["systemctl daemon-reload"], when=changed)
     service(name=f"dbcheck: {unit} running", unit=unit, restarted=changed)
     me = site().controller(host.name)

@@ -1,12 +1,28 @@
 """MariaDB Galera on every controller: one cluster, bootstrapped once, joined one node at a time.
 
-Whether to bootstrap is decided from facts of every controller, read before the run: if any
-node is already in a Primary component the cluster exists and is never bootstrapped again.
+Every decision is taken from the whole picture: the GaleraNode fact of every controller of the
+inventory, read before the run (also of controllers a `--limit` leaves out: reading changes
+nothing). plan() is pure and tested as a table (tests/unit/test_galera_plan.py):
+
+- a node outside the Primary component while others hold one is joined, never bootstrapped;
+- a new cluster, or a full-outage recovery, is bootstrapped only when every controller is in
+  the run and answered, and none is in a Primary component; the most advanced position wins
+  (safe_to_bootstrap only breaks a tie); the bootstrap command checks again on the host that
+  no peer runs Galera and that its position is still the planned one;
+- two Primary components (a split brain), or a node ahead of the Primary component (a history
+  that diverged), stop the deploy unless the operator asks for the minority's repair
+  (HA_GALERA_REPAIR=1): its state is set aside and it rejoins by full state transfer;
+- a Donor or Joiner is waited for, never restarted; a running member restarts only when its
+  config changed in more than the member list (wsrep_cluster_address is read only at start:
+  adding or removing a controller rewrites it, restarts nobody), and only once every member
+  is back in the cluster and it is Synced itself.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shlex
 from dataclasses import dataclass
 
 from pyinfra import host
@@ -14,15 +30,31 @@ from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 
 from operations.common import (
-    announce, facts_of_all_controllers, install_files, once, one_at_a_time, packages, planned_fact, secret_value, shell, site, unit_log, wait_until,
+    PENDING_DIR, announce, controllers_in_run, facts_of_all_controllers, files_of, install_files, once, one_at_a_time,
+    packages, pending, planned_fact, secret_value, site, turn, unit_log, wait_until,
 )
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
+CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf"
+MEMBERS_LINE = "wsrep_cluster_address"  # read only when mariadbd starts
+GALERA_PORT = 4567  # group communication: a peer listening there runs Galera
+REPAIR_SWITCH = "HA_GALERA_REPAIR"
+ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 SYNCED = (
     "s=$(mysql -N -B -e \"SHOW GLOBAL STATUS LIKE 'wsrep_%'\"); "
     "echo \"$s\" | grep -qx 'wsrep_cluster_status.Primary' && "
     "echo \"$s\" | grep -qx 'wsrep_local_state_comment.Synced'"
 )
+STATUS_KEYS = ("wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_cluster_size", "wsrep_last_committed",
+               "wsrep_incoming_addresses", "wsrep_cluster_state_uuid")
+
+
+def sans_members(text: str) -> str:
+    """SHA1 of a galera.cnf without its member list, as `grep -v '^wsrep_cluster_address' | sha1sum`
+    computes it on the host."""
+    lines = [line if line.endswith("\n") else line + "\n" for line in text.splitlines(keepends=True)]
+    kept = "".join(line for line in lines if not line.startswith(MEMBERS_LINE))
+    return hashlib.sha1(kept.encode()).hexdigest()
 
 
 class GaleraNode(FactBase):
@@ -31,28 +63,33 @@ class GaleraNode(FactBase):
 
     .. code:: python
 
-        {"installed": True, "active": True, "wsrep_cluster_status": "Primary",
-         "wsrep_local_state_comment": "Synced", "wsrep_cluster_size": "3",
-         "wsrep_last_committed": "1234", "grastate_uuid": "2a0c...", "grastate_seqno": "-1",
-         "recovered_position": "2a0c...:1234"}
+        {"installed": True, "active": True, "query": "ok", "mysqld": "running",
+         "wsrep_cluster_status": "Primary", "wsrep_local_state_comment": "Synced",
+         "wsrep_cluster_size": "3", "wsrep_last_committed": "1234",
+         "wsrep_incoming_addresses": "10.0.0.11:3306,...", "wsrep_cluster_state_uuid": "2a0c...",
+         "grastate_uuid": "2a0c...", "grastate_seqno": "-1", "grastate_safe_to_bootstrap": "0",
+         "recovered_position": "2a0c...:1234", "cnf_sans_members": "5e1f..."}
 
-    recovered_position only when mariadbd is not running and grastate.dat has no seqno (it
-    crashed, or its start failed): `galera_recovery` reads the last committed position from
-    InnoDB, exactly what mariadb.service's ExecStartPre runs at every start.
+    `query` is "failed" when mariadbd runs but did not answer (starting, in a state transfer,
+    hung): its state is unknown, never read as "not Synced". recovered_position only when
+    mariadbd is not running and grastate.dat has no seqno (it crashed, or its start failed):
+    `galera_recovery` reads the last committed position from InnoDB, as mariadb.service's
+    ExecStartPre does at every start. The fact is None when the host could not be read.
     """
 
     def command(self):
+        keys = ",".join(f"'{k}'" for k in STATUS_KEYS)
         return (
             "if ! command -v mysqld >/dev/null 2>&1 && ! test -x /usr/sbin/mariadbd; then echo installed=no; exit 0; fi; "
             "echo installed=yes; "
             "systemctl is-active -q mariadb && echo active=yes || echo active=no; "
-            "timeout 10 mysql -N -B -e \"SHOW GLOBAL STATUS WHERE Variable_name IN "
-            "('wsrep_cluster_status','wsrep_local_state_comment','wsrep_cluster_size','wsrep_last_committed',"
-            "'wsrep_incoming_addresses')\" "
-            "2>/dev/null | tr '\\t' '='; "
-            "sed -n 's/^\\(uuid\\|seqno\\|safe_to_bootstrap\\):[[:space:]]*/grastate_\\1=/p' /var/lib/mysql/grastate.dat 2>/dev/null; "
             "if pgrep -x mariadbd >/dev/null || pgrep -x mysqld >/dev/null; then echo mysqld=running; "
-            "elif grep -q '^seqno:[[:space:]]*-1' /var/lib/mysql/grastate.dat 2>/dev/null; then "
+            f"if out=$(timeout 10 mysql -N -B -e \"SHOW GLOBAL STATUS WHERE Variable_name IN ({keys})\" 2>/dev/null); "
+            "then echo query=ok; printf '%s\\n' \"$out\" | tr '\\t' '='; else echo query=failed; fi; fi; "
+            "sed -n 's/^\\(uuid\\|seqno\\|safe_to_bootstrap\\):[[:space:]]*/grastate_\\1=/p' /var/lib/mysql/grastate.dat 2>/dev/null; "
+            f"test -f {CNF} && echo cnf_sans_members=$(grep -v '^{MEMBERS_LINE}' {CNF} | sha1sum | cut -d' ' -f1); "
+            "if ! pgrep -x mariadbd >/dev/null && ! pgrep -x mysqld >/dev/null && "
+            "grep -q '^seqno:[[:space:]]*-1' /var/lib/mysql/grastate.dat 2>/dev/null; then "
             "timeout 120 galera_recovery 2>/dev/null | sed -n 's/^--wsrep_start_position=/recovered_position=/p'; fi; true"
         )
 
@@ -68,76 +105,32 @@ class GaleraNode(FactBase):
         }
 
 
-@dataclass(frozen=True)
-class Plan:
-    mode: str  # "bootstrap": no cluster yet; "join": a Primary component exists
-    anchor: str  # bootstrap node, or a node of the Primary component
-    synced: frozenset  # nodes in the Primary component and Synced before the run
-    size: int = 0  # members of the Primary component before the run
-    why: str = ""  # said in the blast radius, for a recovery
+# --- the rules, written once: used by the plan and by the health report ---------------------
 
 
-class GaleraStateError(Exception):
-    pass
+def in_primary(st: dict | None) -> bool:
+    return bool(st) and st.get("wsrep_cluster_status") == "Primary"
 
 
-def strangers(states: dict[str, dict], addresses: dict[str, str]) -> list[str]:
-    """Members of the running cluster (wsrep_incoming_addresses, as the Primary nodes see it)
-    at an address no controller of the inventory has: a controller taken out of the inventory
-    while its mariadb still runs. Pure."""
-    known = set(addresses.values())
-    seen = set()
-    for st in states.values():
-        if st.get("wsrep_cluster_status") == "Primary":
-            for member in (st.get("wsrep_incoming_addresses") or "").split(","):
-                addr = member.strip().rpartition(":")[0] or member.strip()
-                if addr and addr != "AUTO":
-                    seen.add(addr)
-    return sorted(seen - known)
+def serving(st: dict | None) -> bool:
+    """Synced in a Primary component: the node takes its share of the cluster."""
+    return in_primary(st) and st.get("wsrep_local_state_comment") == "Synced"
 
 
-def plan(states: dict[str, dict], order: list[str], addresses: dict[str, str] | None = None) -> Plan:
-    """Pure decision from every node's pre-run GaleraNode fact (unreachable nodes absent).
-    `addresses`: the inventory's node addresses, to refuse a cluster that still has a member
-    the inventory no longer lists."""
-    extra = strangers(states, addresses) if addresses else []
-    if extra:
-        raise GaleraStateError(
-            f"the Galera cluster has a member the inventory does not list ({', '.join(extra)}): a "
-            "controller removed from the inventory must leave the cluster first. Stop mariadb (and "
-            "rabbitmq-server) on it, or put it back in the inventory, then re-run the deploy."
-        )
-    synced = frozenset(
-        n for n, s in states.items()
-        if s.get("wsrep_cluster_status") == "Primary" and s.get("wsrep_local_state_comment") == "Synced"
-    )
-    in_primary = [n for n in order if states.get(n, {}).get("wsrep_cluster_status") == "Primary"]
-    if in_primary:
-        size = int(states[in_primary[0]].get("wsrep_cluster_size") or 0)
-        return Plan("join", in_primary[0], synced, size)
-    with_state = [
-        n for n in order
-        if states.get(n, {}).get("grastate_uuid", "00000000-0000-0000-0000-000000000000").strip("0-")
-    ]
-    if len(with_state) == 1:
-        # Only one node ever held data (e.g. a first run cut short after the bootstrap):
-        # it is the only copy, so it is the one to bootstrap from.
-        return Plan("bootstrap", with_state[0], synced)
-    if with_state:
-        return _full_outage(states, order, with_state, synced)
-    missing = [n for n in order if n not in states]
-    if missing:
-        raise GaleraStateError(
-            f"cannot decide whether to bootstrap Galera: {', '.join(missing)} unreachable and no "
-            "reachable controller is in a Primary component; bring them back or remove them from the inventory."
-        )
-    return Plan("bootstrap", order[0], synced)
+def has_state(st: dict | None) -> bool:
+    """The node holds Galera state of some cluster (grastate.dat with a cluster UUID)."""
+    return bool(st) and (st.get("grastate_uuid") or ZERO_UUID) != ZERO_UUID
 
 
-def position(state: dict) -> int | None:
+def unanswered(st: dict | None) -> bool:
+    """mariadbd runs but did not answer (starting, in a state transfer, hung)."""
+    return bool(st) and st.get("mysqld") == "running" and st.get("query") == "failed"
+
+
+def position(st: dict) -> int | None:
     """The last transaction a stopped or non-Primary node committed; None when unknown."""
-    for value in (state.get("wsrep_last_committed"), state.get("grastate_seqno"),
-                  (state.get("recovered_position") or "").rpartition(":")[2]):
+    for value in (st.get("wsrep_last_committed"), st.get("grastate_seqno"),
+                  (st.get("recovered_position") or "").rpartition(":")[2]):
         try:
             if value is not None and int(value) >= 0:
                 return int(value)
@@ -146,36 +139,209 @@ def position(state: dict) -> int | None:
     return None
 
 
-def _full_outage(states: dict, order: list[str], with_state: list[str], synced) -> Plan:
-    """No Primary component anywhere and several nodes hold Galera state: recovery from a
-    full outage. Bootstrapping any node but the most advanced one would throw away the
-    transactions only the others committed, so the anchor is chosen only when every
-    controller answered and told its position; otherwise the deploy stops and says why."""
-    positions = {n: position(states[n]) for n in with_state}
+@dataclass(frozen=True)
+class Component:
+    """A Primary component as its members report it."""
+
+    uuid: str
+    nodes: tuple  # controllers that report being in it, inventory order
+    members: frozenset  # its members (controller names, or addresses the inventory lacks)
+    size: int
+    last_committed: int | None
+
+
+def _members(st: dict, names_by_address: dict[str, str]) -> frozenset:
+    found = set()
+    for item in (st.get("wsrep_incoming_addresses") or "").split(","):
+        addr = item.strip().rpartition(":")[0] or item.strip()
+        if addr and addr != "AUTO":
+            found.add(names_by_address.get(addr, addr))
+    return frozenset(found)
+
+
+def components(states: dict, order: list[str], addresses: dict[str, str] | None = None) -> list[Component]:
+    """The Primary components the controllers report, largest first. Nodes of one cluster
+    UUID whose member lists are disjoint are two components: a split brain. Pure."""
+    by_address = {a: n for n, a in (addresses or {}).items()}
+    groups: list[list] = []  # [uuid, nodes, members]
+    for name in order:
+        st = states.get(name)
+        if not in_primary(st):
+            continue
+        uuid, members = st.get("wsrep_cluster_state_uuid") or "", _members(st, by_address) or frozenset({name})
+        for g in groups:
+            if g[0] == uuid and (g[2] & members or not st.get("wsrep_incoming_addresses")):
+                g[1].append(name)
+                g[2] |= members
+                break
+        else:
+            groups.append([uuid, [name], set(members)])
+    out = []
+    for uuid, nodes, members in groups:
+        sizes = [int(states[n].get("wsrep_cluster_size") or 0) for n in nodes]
+        commits = [position(states[n]) for n in nodes if position(states[n]) is not None]
+        out.append(Component(uuid, tuple(nodes), frozenset(members), max(sizes + [len(members)]),
+                             max(commits) if commits else None))
+    return sorted(out, key=lambda c: -c.size)
+
+
+def strangers(states: dict[str, dict], addresses: dict[str, str]) -> list[str]:
+    """Members of the running cluster at an address no controller of the inventory has: a
+    controller taken out of the inventory while its mariadb still runs. Pure."""
+    known = set(addresses.values())
+    seen = set()
+    for st in states.values():
+        if in_primary(st):
+            seen |= {m for m in _members(st, {}) if m}
+    return sorted(seen - known)
+
+
+# --- the plan -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: str  # "bootstrap": no Primary component anywhere; "join": one exists
+    anchor: str  # bootstrap node, or the first node of the Primary component
+    synced: frozenset  # Synced in the Primary component before the run
+    size: int = 0  # members of the Primary component before the run
+    why: str = ""  # said in the blast radius, for a recovery or a repair
+    position: tuple = (None, None)  # bootstrap: (uuid, seqno) the anchor must still hold
+    busy: frozenset = frozenset()  # Donor, Joiner, starting: waited for, never restarted
+    repair: frozenset = frozenset()  # minority or diverged nodes, resynced from the majority
+    seen: str = ""  # every controller's condition, one line
+
+
+class GaleraStateError(Exception):
+    pass
+
+
+def describe(name: str, st: dict | None, limited: frozenset = frozenset()) -> str:
+    """One controller's condition in a few words, for plans and refusals."""
+    if st is None:
+        return f"{name} did not answer"
+    pos = position(st)
+    at = "" if pos is None else f", last committed {pos}"
+    if in_primary(st):
+        what = f"in a Primary component of {st.get('wsrep_cluster_size')}, {st.get('wsrep_local_state_comment')}"
+    elif unanswered(st):
+        what = "mariadb running, not answering"
+    elif st.get("mysqld") == "running":
+        what = f"mariadb running, {st.get('wsrep_cluster_status') or 'without Galera'}"
+    elif st.get("installed") is False:
+        what = "not installed"
+    else:
+        what = "mariadb stopped" if has_state(st) else "mariadb stopped, no Galera state"
+    return f"{name} {what}{at}{' (left out by --limit)' if name in limited else ''}"
+
+
+def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, str] | None = None,
+         limited=frozenset(), repair: bool = False) -> Plan:
+    """What to do, from every controller's pre-run GaleraNode fact. Pure.
+
+    + states: {name: fact}; a controller that could not be read is absent or None
+    + order: the inventory's controllers, in order
+    + addresses: their addresses (members the inventory no longer lists are refused)
+    + limited: controllers a --limit leaves out of this run (their facts were still read)
+    + repair: the operator's switch (HA_GALERA_REPAIR=1) to resync a minority or diverged node
+    """
+    limited = frozenset(limited)
+    seen = "; ".join(describe(n, states.get(n), limited) for n in order)
+    extra = strangers(states, addresses) if addresses else []
+    if extra:
+        raise GaleraStateError(
+            f"the Galera cluster has a member the inventory does not list ({', '.join(extra)}): a "
+            "controller removed from the inventory must leave the cluster first. Stop mariadb (and "
+            "rabbitmq-server) on it, or put it back in the inventory, then re-run the deploy."
+        )
+    comps = components(states, order, addresses)
+    if comps:
+        return _join(states, order, comps, repair, seen)
+    return _bootstrap(states, order, limited, seen)
+
+
+def _join(states, order, comps, repair: bool, seen: str) -> Plan:
+    """A Primary component exists: nobody bootstraps; the others join it."""
+    if len({c.uuid for c in comps}) > 1:
+        text = "; ".join(f"{', '.join(c.nodes)} in {c.uuid}" for c in comps)
+        raise GaleraStateError(
+            f"controllers run Primary components of different clusters ({text}): decide which cluster "
+            "is the real one, stop mariadb on the others and move their /var/lib/mysql aside, then re-run."
+        )
+    major, minor = comps[0], comps[1:]
+    split = "; ".join(f"{{{', '.join(sorted(c.members))}}} (last committed {c.last_committed})" for c in comps)
+    if minor and minor[0].size == major.size:
+        raise GaleraStateError(
+            f"split brain: two Primary components of cluster {major.uuid} of equal size: {split}. No side is the "
+            "majority: decide which side's writes to keep, stop mariadb on the other side's nodes, move their "
+            "/var/lib/mysql/grastate.dat aside, then re-run the deploy (they rejoin by full state transfer)."
+        )
+    losers = {n: states[n] for c in minor for n in c.nodes}
+    # Outside the Primary component but ahead of it: transactions the cluster never saw.
+    for n in order:
+        st = states.get(n)
+        if n in major.nodes or n in losers or not has_state(st) or st.get("grastate_uuid") != major.uuid:
+            continue
+        if position(st) is not None and major.last_committed is not None and position(st) > major.last_committed:
+            losers[n] = st
+    if losers:
+        lost = ", ".join(f"{n} at {position(st)}" for n, st in losers.items())
+        what = (f"split brain: two Primary components of cluster {major.uuid}: {split}" if minor else
+                f"diverged: {', '.join(losers)} committed past the Primary component ({major.last_committed})")
+        if not repair:
+            raise GaleraStateError(
+                f"{what}. The majority is {', '.join(major.nodes)} (last committed {major.last_committed}). "
+                f"Repairing resyncs {', '.join(losers)} from it by full state transfer, losing what only they "
+                f"committed ({lost} vs {major.last_committed}): re-run with {REPAIR_SWITCH}=1 to do that."
+            )
+    busy = frozenset(n for n in order if (n in major.nodes and not serving(states[n])) or
+                     (n not in losers and unanswered(states.get(n))))
+    why = (f"repair {', '.join(losers)}: set its Galera state aside ({', '.join(f'{n} at {position(s)}' for n, s in losers.items())}; "
+           f"the majority {', '.join(major.nodes)} at {major.last_committed}) and rejoin by full state transfer") if losers else ""
+    return Plan("join", major.nodes[0], frozenset(n for n in major.nodes if serving(states[n])), major.size,
+                why=why, busy=busy, repair=frozenset(losers), seen=seen)
+
+
+def _bootstrap(states, order, limited: frozenset, seen: str) -> Plan:
+    """No Primary component anywhere: a new cluster, or a recovery from a full outage; only
+    from the whole picture."""
+    missing = [n for n in order if states.get(n) is None]
+    if missing or limited:
+        what = (f"{', '.join(missing)} did not answer (unreachable, or its fact failed)" if missing else
+                f"this run is limited to {', '.join(n for n in order if n not in limited)}")
+        todo = ("run the deploy without --limit" if not missing else
+                f"bring {', '.join(missing)} back and re-run the deploy; if it is lost for good, recover by hand "
+                "(README: Recovery from a full outage) or remove it from the inventory")
+        raise GaleraStateError(
+            f"no Primary component seen and {what}: not bootstrapping (a Primary component may run where this "
+            f"run cannot see, or the most advanced node may be missing). Seen: {seen}. To go on: {todo}."
+        )
+    with_state = [n for n in order if has_state(states[n])]
+    if not with_state:
+        return Plan("bootstrap", order[0], frozenset(), seen=seen)
     uuids = {states[n]["grastate_uuid"] for n in with_state}
-    missing = [n for n in order if n not in states]
-    told = ", ".join(f"{n} {'?' if positions[n] is None else positions[n]}" for n in with_state)
     if len(uuids) > 1:
         which = ", ".join(f"{n} {states[n]['grastate_uuid']}" for n in with_state)
         raise GaleraStateError(
-            f"no controller is in a Primary component and their Galera state belongs to different "
-            f"clusters ({which}): "
-            "decide which cluster is the real one and wipe /var/lib/mysql/grastate.dat on the others."
+            f"no controller is in a Primary component and their Galera state belongs to different clusters "
+            f"({which}): decide which cluster is the real one and wipe /var/lib/mysql/grastate.dat on the others."
         )
-    safe = [n for n in with_state if states[n].get("grastate_safe_to_bootstrap") == "1"]
-    if not missing and all(p is not None for p in positions.values()):
-        # most advanced first; on a tie Galera's own mark, then inventory order
+    (uuid,) = uuids
+    positions = {n: position(states[n]) for n in with_state}
+    told = ", ".join(f"{n} {'?' if positions[n] is None else positions[n]}" for n in with_state)
+    if len(with_state) == 1 and not unanswered(states[with_state[0]]):
+        # Only one node ever held data (a first run cut short after the bootstrap): the only copy.
+        n = with_state[0]
+        return Plan("bootstrap", n, frozenset(), position=(uuid, positions[n]), seen=seen,
+                    why=f"bootstrap Galera from {n}, the only node that holds Galera state")
+    if all(p is not None for p in positions.values()):
+        # The most advanced wins; Galera's safe_to_bootstrap mark, then inventory order, only break a tie.
+        safe = {n for n in with_state if states[n].get("grastate_safe_to_bootstrap") == "1"}
         anchor = max(with_state, key=lambda n: (positions[n], n in safe, -order.index(n)))
-        return Plan("bootstrap", anchor, synced,
+        return Plan("bootstrap", anchor, frozenset(), position=(uuid, positions[anchor]), seen=seen,
                     why=f"bootstrap Galera from {anchor}, the most advanced node after a full outage (last committed: {told})")
-    if len(safe) == 1:
-        # Galera marks the last node that left the cluster cleanly as safe to bootstrap: it
-        # has every transaction, even if another controller is lost.
-        return Plan("bootstrap", safe[0], synced, why=f"bootstrap Galera from {safe[0]}, marked safe_to_bootstrap")
     waiting = [n for n in with_state if positions[n] is None and states[n].get("mysqld") == "running"]
-    if missing:
-        why = f"{', '.join(missing)} unreachable"
-    elif waiting:
+    if waiting:
         # mariadbd started without a Primary component to join waits, answering no query
         why = (f"mariadb on {', '.join(waiting)} is starting and waiting for a Primary component, which "
                "hides its position: stop mariadb on every controller (the deploy then reads each position "
@@ -185,24 +351,73 @@ def _full_outage(states: dict, order: list[str], with_state: list[str], synced) 
     raise GaleraStateError(
         f"no controller is in a Primary component and several hold Galera state (last committed: {told}), "
         f"and {why}: this is a full-outage recovery, and bootstrapping any node but the most advanced "
-        "loses transactions. Bring every controller back (then the deploy bootstraps the most advanced "
-        "one), or if one is lost for good: run `galera_recovery` on the others, set safe_to_bootstrap: 1 "
-        "in grastate.dat of the highest, start it with galera_new_cluster, then re-run the deploy."
+        "loses transactions. If a node is lost for good: run `galera_recovery` on the others, set "
+        "safe_to_bootstrap: 1 in grastate.dat of the highest, start it with galera_new_cluster, then re-run the deploy."
     )
+
+
+def bootstrap_command(me: str, peers: list[str], expected: tuple) -> str:
+    """The bootstrap, with its plan checked again on the host when it runs: no peer runs
+    Galera (its group port refuses connections; no answer is not an answer) and this node
+    still holds the planned position (uuid, seqno; (None, None) for a new cluster). Pure."""
+    uuid, seqno = expected
+    q = shlex.quote
+    lines = [
+        f"for a in {' '.join(q(p) for p in peers)}; do "
+        f"err=$(timeout 3 bash -c \"exec 3<>/dev/tcp/$a/{GALERA_PORT}\" 2>&1) && "
+        f"{{ echo \"{me}: not bootstrapping Galera: $a listens on {GALERA_PORT}: a Galera node runs there; "
+        "re-run the deploy (it joins the running cluster)\" >&2; exit 1; }; "
+        "case \"$err\" in *refused*) ;; *) "
+        f"echo \"{me}: not bootstrapping Galera: cannot tell whether $a runs Galera (${{err:-no answer within 3 s}})\" >&2; exit 1;; "
+        "esac; done",
+        "systemctl stop mariadb",
+        "uuid=$(sed -n 's/^uuid:[[:space:]]*//p' /var/lib/mysql/grastate.dat 2>/dev/null); "
+        "seqno=$(sed -n 's/^seqno:[[:space:]]*//p' /var/lib/mysql/grastate.dat 2>/dev/null)",
+    ]
+    if uuid is None:
+        lines.append(
+            f"case \"$uuid\" in ''|{ZERO_UUID}) ;; *) echo \"{me}: not bootstrapping Galera: it now holds state "
+            "$uuid:$seqno, the plan saw none; re-run the deploy\" >&2; exit 1;; esac"
+        )
+    else:
+        want = f"{uuid}:{'' if seqno is None else seqno}"
+        if seqno is None:
+            got = "$uuid:"
+        else:
+            lines.append("[ \"$seqno\" = -1 ] && seqno=$(timeout 120 galera_recovery 2>/dev/null | "
+                         "sed -n 's/^--wsrep_start_position=.*://p')")
+            got = "$uuid:$seqno"
+        lines.append(
+            f"[ \"{got}\" = {q(want)} ] || {{ echo \"{me}: not bootstrapping Galera: it holds {got}, "
+            f"the plan was made for {want}; re-run the deploy\" >&2; exit 1; }}"
+        )
+    lines += [
+        "sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' /var/lib/mysql/grastate.dat 2>/dev/null",
+        f"timeout 600 galera_new_cluster || {{ {unit_log('mariadb')}; exit 1; }}",
+    ]
+    return "; ".join(lines)
+
+
+@once
+def cluster_states() -> dict:
+    """Every controller's GaleraNode fact, also of controllers a --limit leaves out."""
+    return facts_of_all_controllers(GaleraNode)
 
 
 @once
 def cluster_plan() -> Plan:
-    order = [c.name for c in site().controllers]
-    states = facts_of_all_controllers(GaleraNode)
+    s = site()
+    order = [c.name for c in s.controllers]
+    in_run = controllers_in_run()
     try:
-        return plan(states, order, {c.name: c.address for c in site().controllers})
+        return plan(cluster_states(), order, {c.name: c.address for c in s.controllers},
+                    limited=frozenset(n for n in order if n not in in_run),
+                    repair=os.environ.get(REPAIR_SWITCH) == "1")
     except GaleraStateError as exc:
         import sys
 
         print(f"galera: {exc}", file=sys.stderr)
         raise SystemExit(1)
-
 
 # --- accounts ----------------------------------------------------------------------------
 
@@ -315,48 +530,71 @@ def accounts(run: bool = True):
 # --- the deploy --------------------------------------------------------------------------
 
 
+def _synced_members(count: int) -> str:
+    """Shell test: this node is Synced in a Primary component of at least `count` members."""
+    return (f"{SYNCED} && [ \"$(echo \"$s\" | sed -n 's/^wsrep_cluster_size.//p')\" -ge {count} ]")
+
+
 @deploy("MariaDB Galera")
 def configure():
-    """Packages, the Galera config, then: a fresh cluster is bootstrapped on one controller and
-    the others join one at a time, in inventory order, each waiting until Synced; on a running
-    cluster a node restarts (one at a time) only when its config changed or it is not Synced."""
+    """Packages, the Galera config, then as cluster_plan() decided: the bootstrap of a new
+    cluster (checked again on the host), a Donor or Joiner waited for, the nodes outside the
+    Primary component joined one at a time (each until Synced), a minority repaired (only with
+    the operator's switch), and running members whose config changed beyond the member list
+    restarted one at a time, each only once every member is back and it is Synced."""
     packages(name="galera: packages", names=PACKAGES)
-    (cnf,) = install_files("galera")
     p = cluster_plan()
-    anchor = host.name == p.anchor
-    needs_start = cnf.will_change or host.name not in p.synced
+    me = host.name
+    st = cluster_states().get(me) or {}
+    (wanted,) = files_of("galera")
+    # wsrep_cluster_address is read only at start: a new member list alone restarts nobody.
+    beyond_members = st.get("cnf_sans_members") != sans_members(wanted.content)
+    member = me in p.synced or me in p.busy
+    restart = member and (beyond_members or pending("mariadb"))
+    # Written with the file, cleared after the restart: a run interrupted in between restarts it next time.
+    turn(name="galera: restart pending", commands=[f"mkdir -p {PENDING_DIR} && touch {PENDING_DIR}/mariadb"],
+         run=member and beyond_members)
+    install_files("galera")
     synced = wait_until(SYNCED, "mariadb to be Synced in a Primary component", on_fail=unit_log("mariadb"))
+    clear = f"rm -f {PENDING_DIR}/mariadb"
 
-    # The anchor: bootstraps a new cluster, or (running cluster) restarts if its config changed.
-    # The last member of a cluster cannot restart into it: it bootstraps again.
-    alone = p.mode == "bootstrap" or p.size <= 1
-    if alone:
-        start = (
-            "systemctl stop mariadb; "
-            "sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' /var/lib/mysql/grastate.dat 2>/dev/null; "
-            "timeout 600 galera_new_cluster"
-        )
-    else:
-        start = "timeout 600 systemctl restart mariadb"
-    restart_anchor = anchor and (cnf.will_change or p.mode == "bootstrap")
-    announce(anchor and needs_start,
-             f"{p.why or ('bootstrap the Galera cluster' if alone else 'restart mariadb')}, wait until Synced")
-    shell(
-        f"galera: {'bootstrap' if alone else 'restart'} {p.anchor}",
-        [f"{start} || {{ {unit_log('mariadb')}; exit 1; }}", synced] if restart_anchor else [synced],
-        when=anchor and needs_start,
-    )
+    bootstrap = p.mode == "bootstrap" and me == p.anchor
+    announce(bootstrap, f"{p.why or 'bootstrap a new Galera cluster'}, wait until Synced (checked again on {p.anchor})")
+    peers = [c.address for c in site().controllers if c.name != me]
+    turn(name=f"galera: bootstrap {p.anchor}" if p.mode == "bootstrap" else "galera: bootstrap (none: a Primary component runs)",
+         commands=[bootstrap_command(me, peers, p.position), synced, clear], run=bootstrap)
     # Before any join: a joiner's state transfer logs in to the donor with the sst account.
-    accounts(name="galera: accounts", run=anchor)
+    accounts(name="galera: accounts", run=me == p.anchor)
 
-    others = [c.name for c in site().controllers if c.name != p.anchor]
-    announce(needs_start and not anchor, "restart mariadb (one node at a time), wait until Synced")
-    for name, mine in one_at_a_time(others):
-        shell(
-            f"galera: join / restart {name}, waiting for Synced",
-            [
-                f"timeout 600 systemctl restart mariadb || {{ echo '{host.name}: mariadb did not join the cluster:' >&2; {unit_log('mariadb')}; exit 1; }}",
-                synced,
-            ],
-            when=mine and needs_start,
+    order = [c.name for c in site().controllers]
+    announce(me in p.busy, "wait until mariadb is Synced (a Donor or Joiner is never restarted)")
+    for name, mine in one_at_a_time([n for n in order if n in p.busy]):
+        turn(name=f"galera: wait for {name} to be Synced", commands=[synced], run=mine)
+
+    joins = [n for n in order if n != p.anchor and n not in p.synced and n not in p.busy]
+    joining = me in joins
+    repair = me in p.repair
+    announce(joining and not repair, "join the Galera cluster (one node at a time), wait until Synced")
+    announce(repair, p.why)
+    aside = "mv -f /var/lib/mysql/grastate.dat /var/lib/mysql/grastate.dat.repaired-$(date +%s)"
+    for name, mine in one_at_a_time(joins):
+        turn(
+            name=f"galera: {name} joins, waiting for Synced",
+            commands=[f"systemctl stop mariadb; {aside}"] * (mine and repair) + [
+                f"timeout 600 systemctl restart mariadb || {{ echo '{me}: mariadb did not join the cluster:' >&2; "
+                f"{unit_log('mariadb')}; exit 1; }}", synced, clear],
+            run=mine,
+        )
+
+    # Every node that will be in the cluster after the joins, before a member leaves it for its restart.
+    in_run = controllers_in_run()
+    members = max(p.size + sum(1 for n in joins if n in in_run), 2)
+    announce(restart, "restart mariadb (config changed; one node at a time, once every member is back), wait until Synced")
+    for name, mine in one_at_a_time([n for n in order if n in p.synced or n in p.busy]):
+        turn(
+            name=f"galera: restart {name}",
+            commands=[wait_until(_synced_members(members), f"every member ({members}) back in the cluster and {me} Synced "
+                        "before it restarts", on_fail=f"echo '{me}: not restarted' >&2"),
+             f"timeout 600 systemctl restart mariadb || {{ {unit_log('mariadb')}; exit 1; }}", synced, clear],
+            run=mine and restart,
         )

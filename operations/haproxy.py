@@ -2,7 +2,7 @@
 
 from pyinfra.api import deploy
 
-from operations.common import announce, install_files, packages, service
+from operations.common import announce, install_files, mark_pending, packages, service
 
 
 @deploy("HAProxy")
@@ -10,6 +10,7 @@ def configure():
     """The new haproxy.cfg is checked with `haproxy -c` on the host before it replaces the
     old one; a change is applied with a reload (connections survive), never a restart."""
     packages(name="haproxy: packages", names=["haproxy", "socat"])
-    (cfg,) = install_files("haproxy", validate={"/etc/haproxy/haproxy.cfg": "haproxy -c -q -f {path}"})
-    announce(cfg, "reload haproxy")
-    service(name="haproxy: running", unit="haproxy", reloaded=cfg.will_change)
+    reload = mark_pending("haproxy", "haproxy")
+    install_files("haproxy", validate={"/etc/haproxy/haproxy.cfg": "haproxy -c -q -f {path}"})
+    announce(reload, "reload haproxy")
+    service(name="haproxy: running", unit="haproxy", reloaded=reload)

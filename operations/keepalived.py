@@ -2,7 +2,7 @@
 
 from pyinfra.api import deploy
 
-from operations.common import announce, any_will_change, install_files, packages, service, shell, site, wait_until
+from operations.common import announce, install_files, mark_pending, packages, service, shell, site, wait_until
 
 VIP_SECONDS = 30  # measured: 3.8 s for the first election on the lab
 
@@ -13,12 +13,9 @@ def configure():
     is a reload (SIGHUP): with nopreempt the VIP stays where it is. After a change the run
     waits (bounded) until a controller answers on the VIP."""
     packages(name="keepalived: packages", names=["keepalived", "socat"])
-    ops = install_files(
-        "keepalived",
-        validate={"/etc/keepalived/keepalived.conf": "keepalived --config-test -f {path}"},
-    )
-    announce(ops, "reload keepalived")
-    changed = any_will_change(ops)
+    changed = mark_pending("keepalived", "keepalived")
+    install_files("keepalived", validate={"/etc/keepalived/keepalived.conf": "keepalived --config-test -f {path}"})
+    announce(changed, "reload keepalived")
     service(name="keepalived: running", unit="keepalived", reloaded=changed)
     vip = site()["vip"]
     shell(

@@ -2,7 +2,7 @@
 
 from pyinfra.api import deploy
 
-from operations.common import announce, any_will_change, install_files, one_at_a_time, packages, service, shell, site
+from operations.common import announce, clear_pending, install_files, mark_pending, one_at_a_time, packages, service, site, turn
 
 
 @deploy("memcached")
@@ -10,9 +10,10 @@ def configure():
     """Natively active/active: OpenStack lists every node in memcached_servers. A changed
     config restarts memcached one node at a time."""
     packages(name="memcached: packages", names=["memcached"])
-    ops = install_files("memcached")
-    announce(ops, "restart memcached")
-    changed = any_will_change(ops)
+    changed = mark_pending("memcached", "memcached")
+    install_files("memcached")
+    announce(changed, "restart memcached")
     service(name="memcached: running", unit="memcached")
     for name, mine in one_at_a_time([c.name for c in site().controllers]):
-        shell(f"memcached: restart {name}", ["systemctl restart memcached"], when=mine and changed)
+        turn(name=f"memcached: restart {name}", commands=["systemctl restart memcached", clear_pending("memcached")],
+             run=mine and changed)

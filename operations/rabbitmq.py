@@ -12,11 +12,8 @@ from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.facts.files import Sha1File
 
 from operations.common import (
-    announce, any_will_change, facts_of_all_controllers, files_of, install_files, once, one_at_a_time, packages, planned_fact, secret_value,
-    service, shell,
-    site,
-    unit_log,
-    wait_until,
+    announce, clear_pending, facts_of_all_controllers, files_of, install_files, mark_pending, once, one_at_a_time, packages,
+    planned_fact, secret_value, service, shell, site, turn, unit_log, wait_until,
 )
 
 COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
@@ -36,17 +33,20 @@ RESTART = (
 class RabbitmqCluster(FactBase):
     """
     This node's cluster as RabbitMQ last recorded it (its mnesia cluster_nodes.config, read
-    without starting an Erlang VM), before the run:
+    without starting an Erlang VM), before the run, and whether its broker listens for AMQP
+    (a node whose unit is active while its `rabbit` app is not running has no listener):
 
     .. code:: python
 
-        {"installed": True, "running": True, "nodes": ["rabbit@node01", "rabbit@node02"]}
+        {"installed": True, "running": True, "broker": True,
+         "nodes": ["rabbit@node01", "rabbit@node02"]}
     """
 
-    def command(self):
+    def command(self, port: int = 5672):
         return (
             "command -v rabbitmqctl >/dev/null 2>&1 && echo installed || echo missing; "
             "systemctl is-active -q rabbitmq-server && echo running || echo stopped; "
+            f"ss -Hltn 'sport = :{int(port)}' 2>/dev/null | grep -q . && echo broker; "
             "cat /var/lib/rabbitmq/mnesia/rabbit@$(hostname -s)/cluster_nodes.config 2>/dev/null; true"
         )
 
@@ -60,6 +60,7 @@ class RabbitmqCluster(FactBase):
         return {
             "installed": "installed" in output,
             "running": "running" in output,
+            "broker": "broker" in output,
             "nodes": nodes,
         }
 
@@ -90,7 +91,7 @@ def password_matches(password: str, password_hash: str) -> bool:
 def seed_node(states: dict[str, dict], order: list[str]) -> str:
     """The node others join: the first controller already clustered with another, else the first."""
     for name in order:
-        st = states.get(name, {})
+        st = states.get(name) or {}
         if st.get("running") and len(st.get("nodes", [])) > 1:
             return name
     return order[0]
@@ -99,14 +100,21 @@ def seed_node(states: dict[str, dict], order: list[str]) -> str:
 def removed_members(seed_state: dict, names: list[str]) -> list[str]:
     """Cluster members the seed knows that are no controller of the inventory. Pure."""
     known = {f"rabbit@{n}" for n in names}
-    return sorted(set(seed_state.get("nodes", [])) - known)
+    return sorted(set((seed_state or {}).get("nodes", [])) - known)
 
 
 @once
 def cluster_states() -> tuple[str, dict]:
     order = [c.name for c in site().controllers]
-    states = facts_of_all_controllers(RabbitmqCluster)
+    states = facts_of_all_controllers(RabbitmqCluster, port=site()["rabbitmq_port"])
     return seed_node(states, order), states
+
+
+def stuck(states: dict) -> list[str]:
+    """Nodes whose unit is active while the broker is not running (seen after a feature-flag
+    sync error at boot: systemd says active, `rabbitmqctl` says the app is not running, and its
+    peers wait for its tables). Pure."""
+    return sorted(n for n, st in states.items() if st and st.get("running") and not st.get("broker"))
 
 
 def definition_commands(defs: dict, data: dict, password: str) -> list:
@@ -157,41 +165,59 @@ def definitions(run: bool = True):
 @deploy("RabbitMQ")
 def configure():
     """Same Erlang cookie everywhere, node name rabbit@<hostname>, listeners on the node's
-    address; a changed config restarts nodes one at a time; new nodes join the seed one at a
-    time; then the OpenStack user and vhost."""
+    address. A broker found stuck (unit active, app not running) is restarted first, together
+    with any other stuck one (they may wait for each other's tables). A cookie change stops
+    every node that gets it, then they start together. A changed config restarts nodes one at
+    a time; new nodes join the seed one at a time (a failed join leaves the node running
+    standalone and says so); then the OpenStack user and vhost."""
     packages(name="rabbitmq: packages", names=["rabbitmq-server"])
+    seed, states = cluster_states()
+    started = wait_until(f"{CTL} await_startup", "rabbitmq to start", on_fail=unit_log("rabbitmq-server"))
+    unstick = host.name in stuck(states)
+    announce(unstick, "restart rabbitmq-server: its unit is active but its broker is not running (stuck nodes together)")
+    shell("rabbitmq: restart a stuck broker", [f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
+          when=unstick)
+
     cookie = next(f for f in files_of("rabbitmq") if f.path == COOKIE)
     new_cookie = host.get_fact(Sha1File, path=COOKIE) != hashlib.sha1(cookie.content.encode()).hexdigest()
+    running = (states.get(host.name) or {}).get("running")
+    announce(new_cookie and bool(running), "stop rabbitmq-server: the Erlang cookie changes (every such node stops, "
+             "then they start together)")
     # A running node cannot be stopped by rabbitmqctl once its cookie file changed.
     shell("rabbitmq: stop before the cookie changes", ["timeout 120 systemctl stop rabbitmq-server"], when=new_cookie)
-    ops = install_files("rabbitmq")
-    restart = any_will_change(ops)
-    announce(ops, "restart rabbitmq-server (one node at a time)")
-    started = wait_until(f"{CTL} await_startup", "rabbitmq to start", on_fail=unit_log("rabbitmq-server"))
+    restart = mark_pending("rabbitmq-server", "rabbitmq")
+    install_files("rabbitmq")
+    # Together, not one at a time: a node that was not the last to stop waits for its peers' tables.
+    shell("rabbitmq: start together after the cookie change",
+          [f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started, clear_pending("rabbitmq-server")],
+          when=new_cookie)
+    restart = restart and not new_cookie
+    announce(restart, "restart rabbitmq-server (one node at a time)")
     names = [c.name for c in site().controllers]
     for name, mine in one_at_a_time(names):
-        shell(
-            f"rabbitmq: restart {name}",
-            [f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
-            when=mine and restart,
+        turn(
+            name=f"rabbitmq: restart {name}",
+            commands=[f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started, clear_pending("rabbitmq-server")],
+            run=mine and restart,
         )
     service(name="rabbitmq: running", unit="rabbitmq-server")
-    seed, states = cluster_states()
-    joins = host.name != seed and f"rabbit@{seed}" not in states.get(host.name, {}).get("nodes", [])
+    joins = host.name != seed and f"rabbit@{seed}" not in (states.get(host.name) or {}).get("nodes", [])
     announce(joins, f"join the RabbitMQ cluster of rabbit@{seed} (one node at a time)")
     for name, mine in one_at_a_time([n for n in names if n != seed]):
-        shell(
-            f"rabbitmq: {name} joins the cluster of {seed}",
-            [
-                f"{CTL} stop_app && {CTL} reset && timeout 120 rabbitmqctl join_cluster rabbit@{seed} && {CTL} start_app "
-                f"|| {{ echo '{host.name}: could not join rabbit@{seed}' >&2; {unit_log('rabbitmq-server')}; exit 1; }}",
+        turn(
+            name=f"rabbitmq: {name} joins the cluster of {seed}",
+            commands=[
+                f"{CTL} stop_app && {CTL} reset && timeout 120 rabbitmqctl join_cluster rabbit@{seed} "
+                f"|| {{ echo '{host.name}: could not join rabbit@{seed}: left running standalone' >&2; "
+                f"{CTL} start_app; {unit_log('rabbitmq-server')}; exit 1; }}",
+                f"{CTL} start_app",
                 started,
             ],
-            when=mine and joins,
+            run=mine and joins,
         )
     # A controller taken out of the inventory (stopped first) stays a cluster member, down,
     # until forgotten; forget_cluster_node refuses a node that still runs.
-    gone = removed_members(states.get(seed, {}), names)
+    gone = removed_members(states.get(seed), names)
     announce(host.name == seed and bool(gone), f"forget {', '.join(gone)} (no longer in the inventory)")
     shell(
         "rabbitmq: forget controllers removed from the inventory",

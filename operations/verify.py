@@ -54,6 +54,7 @@ from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, deploy, operation
 
 from config.site import Site, build_site, inventory_shape
+from operations.galera import components
 from operations.facts import (
     GaleraStatus,
     HaproxyInfo,
@@ -404,7 +405,15 @@ def evaluate(
         or g.get("local_state_comment") != "Synced"
         or g.get("ready") != "ON"
     )
-    if len(uuids) > 1:
+    # The plan's rule: Primary nodes of one cluster whose member lists are disjoint are two
+    # Primary components, each taking writes (operations.galera.components).
+    comps = components({n: {f"wsrep_{k}": v for k, v in g.items()} for n, g in answering.items()}, names,
+                       {c.name: c.address for c in site.controllers})
+    if len(comps) > 1 and len(uuids) == 1:
+        text = " and ".join(f"{{{', '.join(c.nodes)}}}" for c in comps)
+        report.cluster.append(Check("galera", FAIL, f"split brain: {len(comps)} Primary components of one cluster: {text} "
+                                    f"(the deploy repairs the minority with HA_GALERA_REPAIR=1)", tuple(sorted(answering))))
+    elif len(uuids) > 1:
         groups = {}
         for n, g in answering.items():
             groups.setdefault(g.get("cluster_state_uuid"), []).append(n)

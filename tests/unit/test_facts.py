@@ -576,6 +576,21 @@ def test_galera_size_must_match_the_controllers_up():
     assert cluster(report, "controllers up").hosts == ("node03",)
 
 
+def test_galera_two_primary_components_of_one_cluster_are_a_split_brain():
+    # the issue's --limit accident: node03 bootstrapped alone, same cluster UUID, disjoint members
+    site = lab_site()
+    results = healthy(site)
+    two = "10.77.0.11:3306,10.77.0.12:3306"
+    for n in ("node01", "node02"):
+        results[n]["galera"].update(cluster_size=2, incoming_addresses=two)
+    results["node03"]["galera"].update(cluster_size=1, incoming_addresses="10.77.0.13:3306")
+    row = cluster(evaluate(site, results), "galera")
+    assert row.status == FAIL
+    assert row.detail.startswith("split brain: 2 Primary components of one cluster: {node01, node02} and {node03}")
+    # one component seen from every node: no split brain
+    assert cluster(evaluate(site, healthy(site)), "galera").status == OK
+
+
 def test_galera_split_clusters_are_flagged():
     site = lab_site()
     results = healthy(site)

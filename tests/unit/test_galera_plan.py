@@ -1,0 +1,210 @@
+"""Galera's decisions as a table: every controller's condition in, the plan (or the refusal) out.
+
+Each row is one picture the deploy can see before a run: nodes running in a Primary component
+(Synced, Donor, Joiner), running outside it, stopped with or without a known position,
+crashed, starting and not answering, unreachable (None), left out by --limit; one or two
+Primary components; a history that diverged. operations.galera.plan() is pure: the lab tests
+run the same function against real nodes.
+"""
+
+import re
+
+import pytest
+
+from operations.galera import (
+    GaleraNode, GaleraStateError, bootstrap_command, components, plan, sans_members, serving, strangers,
+)
+
+ORDER = ["node01", "node02", "node03"]
+ADDR = {f"node0{i}": f"10.77.0.1{i}" for i in range(1, 6)}
+UUID = "a55b2b90-e8f4-11f1-9311-667e3b65f41b"
+OTHER = "b66c3c01-0000-11f1-9311-667e3b65f41b"
+
+
+def primary(members=ORDER, state="Synced", committed=100, uuid=UUID):
+    """Running in a Primary component whose members are `members`."""
+    return {"installed": True, "active": True, "mysqld": "running", "query": "ok",
+            "wsrep_cluster_status": "Primary", "wsrep_local_state_comment": state,
+            "wsrep_cluster_size": str(len(members)), "wsrep_last_committed": str(committed),
+            "wsrep_cluster_state_uuid": uuid, "grastate_uuid": uuid, "grastate_seqno": "-1",
+            "wsrep_incoming_addresses": ",".join(f"{ADDR[m]}:3306" for m in members)}
+
+
+def stopped(seqno=90, safe="0", uuid=UUID, recovered=None):
+    st = {"installed": True, "active": False, "grastate_uuid": uuid, "grastate_seqno": str(seqno),
+          "grastate_safe_to_bootstrap": safe}
+    if recovered is not None:
+        st["recovered_position"] = f"{uuid}:{recovered}"
+    return st
+
+
+def non_primary(committed=95):
+    return {"installed": True, "active": True, "mysqld": "running", "query": "ok",
+            "wsrep_cluster_status": "non-Primary", "wsrep_local_state_comment": "Initialized",
+            "wsrep_last_committed": str(committed), "grastate_uuid": UUID, "grastate_seqno": "-1"}
+
+
+WAITING = {"installed": True, "active": False, "mysqld": "running", "query": "failed",
+           "grastate_uuid": UUID, "grastate_seqno": "-1"}
+FRESH = {"installed": False}
+NEW = {"installed": True, "active": True, "mysqld": "running", "query": "ok"}  # the package's standalone server
+
+
+# (case, states, limited, repair, expected): expected is a dict of Plan fields, or a regex the
+# refusal must match. An absent controller or None: could not be read.
+CASES = [
+    # --- a new cluster ---
+    ("fresh controllers: bootstrap the first", {n: FRESH for n in ORDER}, (), False,
+     {"mode": "bootstrap", "anchor": "node01", "position": (None, None)}),
+    ("fresh, packages' standalone servers running: bootstrap the first", {n: NEW for n in ORDER}, (), False,
+     {"mode": "bootstrap", "anchor": "node01"}),
+    ("fresh, one unreachable: no bootstrap", {"node01": FRESH, "node02": FRESH, "node03": None}, (), False,
+     r"node03 did not answer.*not bootstrapping.*bring node03 back"),
+    ("fresh, limited run: no bootstrap", {n: FRESH for n in ORDER}, ("node02", "node03"), False,
+     r"limited to node01.*not bootstrapping.*without --limit"),
+    ("a first run cut short after the bootstrap: the only copy", {"node01": stopped(3), "node02": FRESH, "node03": FRESH},
+     (), False, {"mode": "bootstrap", "anchor": "node01", "position": (UUID, 3)}),
+    # --- a running cluster: never bootstrapped again ---
+    ("healthy cluster: nothing to join", {n: primary() for n in ORDER}, (), False,
+     {"mode": "join", "anchor": "node01", "synced": set(ORDER), "busy": set(), "repair": set(), "size": 3}),
+    ("node01 stopped, the others Primary: node01 joins", {"node01": stopped(), "node02": primary(ORDER[1:]),
+     "node03": primary(ORDER[1:])}, (), False, {"mode": "join", "anchor": "node02", "synced": {"node02", "node03"}, "size": 2}),
+    ("--limit node03, stopped while the others are Primary: it joins, never bootstraps",
+     {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]), "node03": stopped()}, ("node01", "node02"), False,
+     {"mode": "join", "anchor": "node01", "synced": {"node01", "node02"}}),
+    ("--limit node03, crashed (no position) while the others are Primary: it joins",
+     {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]), "node03": stopped(-1)}, ("node01", "node02"), False,
+     {"mode": "join", "anchor": "node01"}),
+    ("node03 unreachable, the others Primary: join (node03 untouched)",
+     {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]), "node03": None}, (), False,
+     {"mode": "join", "anchor": "node01", "synced": {"node01", "node02"}}),
+    ("a Donor is waited for, never restarted", {"node01": primary(), "node02": primary(state="Donor/Desynced"),
+     "node03": primary(state="Joiner")}, (), False, {"mode": "join", "synced": {"node01"}, "busy": {"node02", "node03"}}),
+    ("a node in a state transfer, not answering, is waited for", {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]),
+     "node03": dict(WAITING, active=True)}, (), False, {"mode": "join", "busy": {"node03"}}),
+    ("a node running outside the Primary component rejoins", {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]),
+     "node03": non_primary()}, (), False, {"mode": "join", "synced": {"node01", "node02"}, "busy": set()}),
+    ("a new controller joins a running cluster", {**{n: primary() for n in ORDER}, "node04": FRESH}, (), False,
+     {"mode": "join", "synced": set(ORDER)}),
+    # --- a full outage: the most advanced node, from the whole picture only ---
+    ("clean full stop: the most advanced (also safe) node", {"node01": stopped(7), "node02": stopped(8),
+     "node03": stopped(9, safe="1")}, (), False, {"mode": "bootstrap", "anchor": "node03", "position": (UUID, 9)}),
+    ("safe_to_bootstrap never beats a more advanced position", {"node01": stopped(7, safe="1"), "node02": stopped(9),
+     "node03": stopped(8)}, (), False, {"mode": "bootstrap", "anchor": "node02"}),
+    ("crash of every node: positions from galera_recovery", {n: stopped(-1, recovered=p) for n, p in zip(ORDER, (60, 62, 61))},
+     (), False, {"mode": "bootstrap", "anchor": "node02", "position": (UUID, 62)}),
+    ("every node running without a Primary: positions from wsrep_last_committed",
+     {n: non_primary(c) for n, c in zip(ORDER, (7, 7, 9))}, (), False, {"mode": "bootstrap", "anchor": "node03"}),
+    ("a tie goes to the safe node", {"node01": stopped(40), "node02": stopped(40), "node03": stopped(40, safe="1")},
+     (), False, {"anchor": "node03"}),
+    ("a tie without a safe node goes to inventory order", {n: stopped(40) for n in ORDER}, (), False, {"anchor": "node01"}),
+    ("full outage, one unreachable, even with a safe node: refused",
+     {"node01": stopped(12), "node02": stopped(15, safe="1"), "node03": None}, (), False,
+     r"node03 did not answer.*node01 mariadb stopped, last committed 12; node02 .* 15"),
+    ("full outage, limited run: refused", {n: stopped(40) for n in ORDER}, ("node02", "node03"), False,
+     r"limited to node01.*without --limit"),
+    ("full outage, a position unknown: refused with the positions", {"node01": stopped(12), "node02": stopped(15),
+     "node03": stopped(-1)}, (), False, r"node02 15, node03 \?.*full-outage"),
+    ("full outage, mariadb waiting at start everywhere: says to stop it", {n: WAITING for n in ORDER}, (), False,
+     r"starting and waiting for a Primary component.*stop mariadb on every"),
+    ("state of two different clusters: refused", {"node01": stopped(5), "node02": stopped(5), "node03": stopped(5, uuid=OTHER)},
+     (), False, r"different clusters"),
+    ("Primary components of two different clusters: refused", {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]),
+     "node03": primary(["node03"], uuid=OTHER)}, (), False, r"different clusters"),
+    # --- split brain and divergence ---
+    ("split brain 2+1: refused, naming the switch and what the minority loses",
+     {"node01": primary(ORDER[:2], committed=100), "node02": primary(ORDER[:2], committed=100),
+      "node03": primary(["node03"], committed=104)}, (), False,
+     r"split brain.*\{node01, node02\}.*\{node03\}.*node03 at 104 vs 100.*HA_GALERA_REPAIR=1"),
+    ("split brain 2+1, with the switch: node03 repaired from the majority",
+     {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]), "node03": primary(["node03"], committed=104)},
+     (), True, {"mode": "join", "anchor": "node01", "repair": {"node03"}, "synced": {"node01", "node02"}}),
+    ("split brain 2+2: no majority, refused even with the switch",
+     {"node01": primary(["node01", "node02"]), "node02": primary(["node01", "node02"]),
+      "node03": primary(["node03", "node04"]), "node04": primary(["node03", "node04"])}, (), True, r"equal size"),
+    ("a stopped node ahead of the Primary component diverged: refused",
+     {"node01": primary(ORDER[:2], committed=100), "node02": primary(ORDER[:2], committed=100), "node03": stopped(120)},
+     (), False, r"diverged: node03.*\(100\).*HA_GALERA_REPAIR=1"),
+    ("a diverged node, with the switch: repaired", {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]),
+     "node03": stopped(120)}, (), True, {"mode": "join", "repair": {"node03"}}),
+]
+
+
+@pytest.mark.parametrize("case,states,limited,repair,expected", CASES, ids=[c[0] for c in CASES])
+def test_plan(case, states, limited, repair, expected):
+    order = sorted(states) if len(states) > 3 else ORDER
+    if isinstance(expected, str):
+        with pytest.raises(GaleraStateError) as err:
+            plan(states, order, {n: ADDR[n] for n in order}, limited=limited, repair=repair)
+        assert re.search(expected, str(err.value)), str(err.value)
+        return
+    p = plan(states, order, {n: ADDR[n] for n in order}, limited=limited, repair=repair)
+    for field, want in expected.items():
+        got = getattr(p, field)
+        assert (set(got) if isinstance(want, set) else got) == want, (field, p)
+
+
+def test_the_table_covers_every_condition():
+    """Every condition of a node appears in some row, so the table is the decision's spec."""
+    def kinds(st):
+        if st is None:
+            return "unreachable"
+        if st.get("wsrep_cluster_status") == "Primary":
+            return "Primary " + st["wsrep_local_state_comment"].split("/")[0]
+        if st.get("query") == "failed":
+            return "not answering"
+        if st.get("mysqld") == "running":
+            return "running outside" if st.get("wsrep_cluster_status") else "standalone"
+        if st.get("installed") is False:
+            return "not installed"
+        return "crashed" if st.get("grastate_seqno") == "-1" else "stopped"
+    seen = {kinds(st) for _, states, *_ in CASES for st in states.values()}
+    assert seen >= {"unreachable", "Primary Synced", "Primary Donor", "Primary Joiner", "not answering",
+                    "running outside", "standalone", "not installed", "crashed", "stopped"}
+    assert any(limited for _, _, limited, _, _ in CASES)
+    assert len(CASES) >= 30
+
+
+def test_a_member_removed_from_the_inventory_but_still_running_is_refused():
+    members = "10.77.0.11:3306,10.77.0.12:3306,10.77.0.13:3306,10.77.0.14:3306"
+    states = {n: primary() | {"wsrep_cluster_size": "4", "wsrep_incoming_addresses": members} for n in ORDER}
+    addresses = {n: ADDR[n] for n in ORDER}
+    assert strangers(states, addresses) == ["10.77.0.14"]
+    with pytest.raises(GaleraStateError, match=r"does not list \(10.77.0.14\).*Stop mariadb"):
+        plan(states, ORDER, addresses)
+    # node04 stopped: the cluster forgets it, the deploy goes on
+    assert plan({n: primary() for n in ORDER}, ORDER, addresses).mode == "join"
+
+
+def test_components_split_disjoint_member_lists_of_one_uuid():
+    states = {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]), "node03": primary(["node03"])}
+    comps = components(states, ORDER, ADDR)
+    assert [(c.nodes, set(c.members)) for c in comps] == [(("node01", "node02"), {"node01", "node02"}),
+                                                          (("node03",), {"node03"})]
+    assert len(components({n: primary() for n in ORDER}, ORDER, ADDR)) == 1
+    assert serving(primary()) and not serving(primary(state="Donor/Desynced")) and not serving(None)
+
+
+def test_bootstrap_command_checks_peers_and_position_on_the_host():
+    cmd = bootstrap_command("node02", ["10.77.0.11", "10.77.0.13"], (UUID, 62))
+    assert "for a in 10.77.0.11 10.77.0.13;" in cmd and "/dev/tcp/$a/4567" in cmd
+    assert f"= {UUID}:62 ]" in cmd and "galera_recovery" in cmd
+    # the checks come before anything that changes the node
+    assert cmd.index("/dev/tcp") < cmd.index("systemctl stop mariadb") < cmd.index("$uuid:$seqno\" =")
+    assert cmd.index("$uuid:$seqno\" =") < cmd.index("safe_to_bootstrap: 1") < cmd.index("galera_new_cluster")
+    fresh = bootstrap_command("node01", ["10.77.0.12"], (None, None))
+    assert "the plan saw none" in fresh and "galera_recovery" not in fresh
+
+
+def test_galera_node_fact_reads_an_unanswered_query_as_unknown_not_as_a_state():
+    fact = GaleraNode().process(["installed=yes", "active=yes", "mysqld=running", "query=failed",
+                                 f"grastate_uuid={UUID}", "grastate_seqno=-1"])
+    assert fact["query"] == "failed" and "wsrep_cluster_status" not in fact
+    p = plan({"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]), "node03": fact}, ORDER)
+    assert p.busy == {"node03"}  # waited for, not restarted
+
+
+def test_member_list_alone_does_not_count_as_a_config_change():
+    old = "[galera]\nwsrep_on = ON\nwsrep_cluster_address = gcomm://10.0.0.1,10.0.0.2,10.0.0.3\nwsrep_node_name = a\n"
+    assert sans_members(old) == sans_members(old.replace("10.0.0.3", "10.0.0.3,10.0.0.4"))
+    assert sans_members(old) != sans_members(old.replace("wsrep_on = ON", "wsrep_on = OFF"))
