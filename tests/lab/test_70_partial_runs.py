@@ -1,0 +1,167 @@
+"""The deploy under partial views, on the lab: a `--limit` repair, a rolling restart killed
+half-way and re-run, a node failing its restart mid-roll.
+
+Each test starts from the healthy, deployed lab and leaves it healthy (the `healthy` fixture
+restores it, also when the test failed). Config changes are made with HA_LAB_DATA (group data
+for one run): `mariadb_max_connections`, which only a restart of mariadbd applies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import lab
+from lab import drills
+from lab.drills import log
+
+NODES = ["node01", "node02", "node03"]
+BREAK = "/etc/systemd/system/mariadb.service.d/zz-drill-broken.conf"
+
+
+def max_connections(node: str) -> int:
+    return int(drills.node_sql(node, "SELECT @@max_connections").strip())
+
+
+def galera(node: str) -> dict:
+    out = drills.node_sql(node, "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_local_state_comment',"
+                                "'wsrep_cluster_status','wsrep_cluster_size','wsrep_cluster_state_uuid')", timeout=15)
+    return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+
+
+def one_component(nodes=NODES) -> bool:
+    """Every node Synced in the same Primary component of len(nodes)."""
+    states = [galera(n) for n in nodes]
+    return (all(s.get("wsrep_cluster_status") == "Primary" and s.get("wsrep_local_state_comment") == "Synced"
+                and s.get("wsrep_cluster_size") == str(len(nodes)) for s in states)
+            and len({s.get("wsrep_cluster_state_uuid") for s in states}) == 1)
+
+
+class Quorum(threading.Thread):
+    """Samples, every 0.5 s, how many nodes are in a Primary component (Synced, or a Donor of
+    a rejoining node's state transfer): the smallest number seen while a rolling step runs
+    (never below a majority)."""
+
+    def __init__(self):
+        super().__init__(daemon=True)
+        self.stopping = threading.Event()
+        self.lowest = len(NODES)
+
+    def run(self):
+        while not self.stopping.is_set():
+            count = 0
+            for n in NODES:
+                try:
+                    s = galera(n)
+                except Exception:  # noqa: BLE001 - a node restarting does not answer
+                    continue
+                count += s.get("wsrep_cluster_status") == "Primary" and s.get("wsrep_local_state_comment") in (
+                    "Synced", "Donor/Desynced")
+            self.lowest = min(self.lowest, count)
+            self.stopping.wait(0.5)
+
+
+def test_limit_repairs_a_stopped_node_by_joining_never_bootstrapping(healthy):
+    drills.systemctl("node03", "stop", "mariadb")
+    run = drills.pyinfra("-y", "inventories/lab.py", "deploy.py", "--limit", "node03")
+    assert run.returncode == 0, drills.run_excerpt(run.stdout)
+    assert "node03: join the Galera cluster" in run.stdout, run.stdout[-4000:]
+    assert "bootstrap" not in run.stdout.split("Blast radius")[1].split("-->")[0]
+    drills.wait_for("one Primary component of 3", one_component, timeout=60)
+    log("--limit node03: node03 joined the running cluster (one component of 3)")
+
+
+def test_limit_without_a_primary_in_sight_refuses_to_bootstrap(healthy):
+    """Every mariadb stopped, a run limited to one node: no bootstrap, the refusal says why."""
+    for n in NODES:
+        drills.systemctl(n, "stop", "mariadb")
+    try:
+        run = drills.pyinfra("-y", "inventories/lab.py", "deploy.py", "--limit", "node03")
+        assert run.returncode != 0
+        assert "not bootstrapping" in run.stdout and "without --limit" in run.stdout, run.stdout[-3000:]
+        assert all(drills.systemctl(n, "is-active", "mariadb").stdout.strip() != "active" for n in NODES)
+        # the whole picture: the most advanced is bootstrapped, the others join
+        run = drills.deploy()
+        assert run.returncode == 0, drills.run_excerpt(run.stdout)
+        assert "the most advanced node after a full outage" in run.stdout
+        drills.wait_for("one Primary component of 3", one_component, timeout=60)
+    finally:
+        if not one_component():
+            drills.deploy()
+
+
+def _deploy_until(data: dict, marker: str) -> tuple[str, float]:
+    """Start a deploy with `data`, kill it (its whole process group, by PID) as soon as its
+    output shows `marker`; returns the output and when it was killed."""
+    env = {**os.environ, "HA_LAB_DATA": json.dumps(data)}
+    proc = subprocess.Popen([drills.PYINFRA, "-y", "inventories/lab.py", "deploy.py"], cwd=drills.ROOT, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    out = []
+    try:
+        deadline = time.monotonic() + 600
+        for line in proc.stdout:
+            out.append(line)
+            if marker in line or time.monotonic() > deadline:
+                break
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        proc.stdout.close()
+    return "".join(out), time.monotonic()
+
+
+def test_a_rolling_restart_killed_half_way_converges_on_the_next_run(healthy):
+    before = max_connections("node01")
+    want = before + 7
+    quorum = Quorum()
+    quorum.start()
+    try:
+        out, _ = _deploy_until({"mariadb_max_connections": want}, "galera: restart node02")
+        assert "galera: restart node01" in out, out[-3000:]
+        values = {n: max_connections(n) for n in NODES}
+        log(f"killed after node01's restart: max_connections {values}")
+        assert values["node01"] == want and values["node03"] == before
+        # the file is written everywhere: only the pending markers say node02 and node03 must restart
+        run = drills.deploy(data={"mariadb_max_connections": want})
+        assert run.returncode == 0, drills.run_excerpt(run.stdout)
+        radius = run.stdout.split("Blast radius")[1].split("-->")[0]
+        assert "node03: restart mariadb" in radius and "node01: restart mariadb" not in radius, radius
+        assert {n: max_connections(n) for n in NODES} == {n: want for n in NODES}
+        run = drills.deploy(data={"mariadb_max_connections": want})
+        assert "Blast radius: no service restarts or reloads" in run.stdout, run.stdout[-3000:]
+    finally:
+        quorum.stopping.set()
+        quorum.join(timeout=10)
+        run = drills.deploy()  # back to the defaults, rolling
+        assert run.returncode == 0, drills.run_excerpt(run.stdout)
+    log(f"interrupted roll converged; fewest members in the Primary component seen throughout: {quorum.lowest}")
+    assert quorum.lowest >= 2
+
+
+def test_a_node_failing_its_restart_stops_the_roll(healthy):
+    before = max_connections("node01")
+    want = before + 3
+    lab.exec_("node02", ["sh", "-c", f"mkdir -p {os.path.dirname(BREAK)} && printf '[Service]\\nExecStartPre=/bin/false\\n' "
+                        f"> {BREAK} && systemctl daemon-reload"])
+    try:
+        run = drills.deploy(data={"mariadb_max_connections": want})
+        assert run.returncode != 0
+        assert re.search(r"node02.*(mariadb|journal|Failed|failed)", run.stdout), drills.run_excerpt(run.stdout)
+        assert "node03] not touched: node02 failed earlier in this run" in run.stdout, drills.run_excerpt(run.stdout)
+        assert max_connections("node01") == want and max_connections("node03") == before
+        log("node02 failed its restart: node03 untouched, run failed")
+    finally:
+        lab.exec_("node02", ["sh", "-c", f"rm -f {BREAK} && systemctl daemon-reload"])
+    run = drills.deploy(data={"mariadb_max_connections": want})
+    assert run.returncode == 0, drills.run_excerpt(run.stdout)
+    radius = run.stdout.split("Blast radius")[1].split("-->")[0]
+    assert "node02: join the Galera cluster" in radius and "node03: restart mariadb" in radius, radius
+    assert {n: max_connections(n) for n in NODES} == {n: want for n in NODES}
+    run = drills.deploy()
+    assert run.returncode == 0, drills.run_excerpt(run.stdout)
