@@ -165,3 +165,34 @@ def test_a_node_failing_its_restart_stops_the_roll(healthy):
     assert {n: max_connections(n) for n in NODES} == {n: want for n in NODES}
     run = drills.deploy()
     assert run.returncode == 0, drills.run_excerpt(run.stdout)
+
+
+def test_a_split_brain_is_named_refused_and_repaired_only_with_the_switch(healthy):
+    """The issue's accident, made by hand: node03's mariadb stopped, then bootstrapped alone (as
+    an unsafe `--limit node03` run did): two Primary components of one cluster UUID."""
+    lab.exec_("node03", ["sh", "-c", "systemctl stop mariadb && sed -i 's/^safe_to_bootstrap: 0/safe_to_bootstrap: 1/' "
+                         "/var/lib/mysql/grastate.dat && galera_new_cluster"], timeout=120)
+    drills.node_sql("node03", "CREATE DATABASE IF NOT EXISTS splitdrill; CREATE TABLE IF NOT EXISTS splitdrill.t "
+                              "(id INT PRIMARY KEY); INSERT INTO splitdrill.t VALUES (1)")
+    assert galera("node03")["wsrep_cluster_size"] == "1" and galera("node01")["wsrep_cluster_size"] == "2"
+    try:
+        report = drills.verify_report()
+        rows = [c["detail"] for c in report["cluster"] if c["name"] == "galera"]
+        assert any(r.startswith("split brain: 2 Primary components of one cluster: {node01, node02} and {node03}")
+                   for r in rows), rows
+        run = drills.deploy()
+        assert run.returncode != 0
+        assert "split brain" in run.stdout and "HA_GALERA_REPAIR=1" in run.stdout, run.stdout[-3000:]
+        assert galera("node03")["wsrep_cluster_size"] == "1"  # refused: nothing was touched
+        run = drills.pyinfra("-y", "inventories/lab.py", "deploy.py", env={"HA_GALERA_REPAIR": "1"})
+        assert run.returncode == 0, drills.run_excerpt(run.stdout)
+        radius = run.stdout.split("Blast radius")[1].split("-->")[0]
+        assert "node03: repair node03" in radius and "node03 at " in radius, radius
+        drills.wait_for("one Primary component of 3", one_component, timeout=60)
+        # node03's own writes went with its minority: the majority's history won
+        assert drills.node_sql("node03", "SELECT COUNT(*) FROM information_schema.schemata "
+                                         "WHERE schema_name='splitdrill'") == "0"
+        log("split brain named in the report, refused without the switch, node03 resynced with HA_GALERA_REPAIR=1")
+    finally:
+        if not one_component():
+            drills.pyinfra("-y", "inventories/lab.py", "deploy.py", env={"HA_GALERA_REPAIR": "1"})

@@ -125,6 +125,12 @@ CASES = [
     ("a stopped node ahead of the Primary component diverged: refused",
      {"node01": primary(ORDER[:2], committed=100), "node02": primary(ORDER[:2], committed=100), "node03": stopped(120)},
      (), False, r"diverged: node03.*\(100\).*HA_GALERA_REPAIR=1"),
+    ("a node that failed to rejoin after a split brain, with the switch: resynced",
+     {"node01": primary(), "node02": primary(), "node03": non_primary(78)}, (), True,
+     {"mode": "join", "repair": {"node03"}, "synced": {"node01", "node02"}}),
+    ("with the switch, a node without state or not answering is not 'repaired'",
+     {"node01": primary(), "node02": primary(), "node03": dict(WAITING, active=True), "node04": FRESH}, (), True,
+     {"repair": set(), "busy": {"node03"}}),
     ("a diverged node, with the switch: repaired", {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]),
      "node03": stopped(120)}, (), True, {"mode": "join", "repair": {"node03"}}),
 ]
