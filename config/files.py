@@ -13,6 +13,7 @@ from pathlib import Path
 import jinja2
 
 from config.site import Site
+from config.syntax import haproxy_word, option_value
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "files" / "templates"
 MANAGED = "Managed by the openstack-ha pyinfra deploy; local changes are overwritten."
@@ -25,6 +26,9 @@ _env = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,
 )
+# Values quoted for the file they land in (config/syntax.py).
+_env.filters["haproxy_word"] = haproxy_word
+_env.filters["option_value"] = option_value
 
 
 @dataclass(frozen=True)
