@@ -185,7 +185,7 @@ def check(
     if method == "httpchk" and cport == dbport:
         err(G, "mariadb_check_port", f"an HTTP check cannot run on the database port {dbport}", "give the HTTP check its own port, e.g. 9200")
     else:
-        _check_ports(data, services, err)
+        _check_ports(data, group_data, services, err)
 
     # Secrets: present, carried by the file they land in, never shown.
     path = secrets_path(data.get("secrets_file")) if "secrets_file" not in bad else None
@@ -245,20 +245,21 @@ def _check_services(data: dict, err, warn) -> list:
         return []
 
 
-def _check_ports(data: dict, services: list, err) -> None:
+def _check_ports(data: dict, site_keys, services: list, err) -> None:
     """No two daemons on one port of a node's address; no VIP listener on a port a daemon
     holds on every address (sshd, epmd, Erlang distribution, Galera replication)."""
     G = GROUP
     owners = [(port, owner, None, wild) for port, owner, wild in FIXED_PORTS]
     owners.append((data["rabbitmq_port"] + 20000, "the Erlang distribution (rabbitmq_port + 20000)", None, True))
-    for key, owner in NODE_PORT_KEYS.items():
+    # The site's own keys last: a clash names the key the site set, not the default it hit.
+    for key, owner in sorted(NODE_PORT_KEYS.items(), key=lambda item: item[0] in site_keys):
         if key == "mariadb_check_port" and data["mariadb_check_method"] != "httpchk":
             continue
         owners.append((data[key], owner, key, False))
     taken: dict[int, str] = {}
     for port, owner, key, _ in owners:
         if port in taken and key:
-            err(G, key, f"port {port} is also {taken[port]}'s on the node address", f"pick a port none of {', '.join(sorted(set(NODE_PORT_KEYS.values())))}, sshd, epmd or Galera uses")
+            err(G, key, f"port {port} is also {taken[port]}'s on the node address", f"pick a port no other daemon of the node uses (see config/preflight.py FIXED_PORTS)")
         taken.setdefault(port, owner)
     everywhere = {port: owner for port, owner, _, wild in owners if wild}
     for svc in services:
