@@ -157,22 +157,6 @@ def mapping(keys: Kind, values: Kind, expect: str) -> Kind:
     return Kind(expect, why, (keys, values))
 
 
-def pairs(keys: Kind, values: Kind, expect: str) -> Kind:
-    """A list of (key, value) pairs, as a catalogue entry's timeouts."""
-
-    def why(v):
-        if type(v) not in (list, tuple):
-            return f"{show(v)} is not a list"
-        for pair in v:
-            if type(pair) not in (list, tuple) or len(pair) != 2:
-                return f"{show(pair)} is not a (name, value) pair"
-            if (reason := keys.why(pair[0]) or values.why(pair[1])) is not None:
-                return reason
-        return None
-
-    return Kind(expect, why)
-
-
 def sequence(item: Kind, expect: str) -> Kind:
     def why(v):
         if type(v) not in (list, tuple):
@@ -183,6 +167,13 @@ def sequence(item: Kind, expect: str) -> Kind:
         return None
 
     return Kind(expect, why)
+
+
+def pairs(keys: Kind, values: Kind, expect: str) -> Kind:
+    """A list of (key, value) pairs, as a catalogue entry's timeouts."""
+    pair = Kind("a (name, value) pair", lambda p: keys.why(p[0]) or values.why(p[1])
+                if type(p) in (list, tuple) and len(p) == 2 else f"{show(p)} is not a (name, value) pair")
+    return sequence(pair, expect)
 
 
 # --- patterns shared by several keys ------------------------------------------------------
