@@ -15,6 +15,7 @@ Server lines are never typed: build_listeners() makes them from the inventory's 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass, field
 
 # The X-Forwarded-Proto rules of the article, named once.
@@ -115,8 +116,11 @@ def merge_catalogue(overrides: dict, legacy_enabled: bool = True) -> list[Servic
             by_name[name] = dataclasses.replace(by_name[name], **values)
         else:
             if "port" not in values:
+                match = difflib.get_close_matches(name, order, n=1)
+                hint = f" (did you mean {match[0]}?)" if match else ""
                 raise CatalogueError(
-                    f"services.{name}: a site service needs a 'port' (e.g. {{'port': 9876}})"
+                    f"services.{name}: not in the catalogue{hint}; as a site service of its own it "
+                    f"needs a 'port' (e.g. {{'port': 9876}})"
                 )
             by_name[name] = Service(name=name, **values)
             order.append(name)

@@ -13,6 +13,7 @@ from pathlib import Path
 import jinja2
 
 from config.site import Site
+from config.syntax import haproxy_word, option_value
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "files" / "templates"
 MANAGED = "Managed by the openstack-ha pyinfra deploy; local changes are overwritten."
@@ -25,6 +26,9 @@ _env = jinja2.Environment(
     keep_trailing_newline=True,
     autoescape=False,
 )
+# Values quoted for the file they land in (config/syntax.py).
+_env.filters["haproxy_word"] = haproxy_word
+_env.filters["option_value"] = option_value
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,8 @@ class ManagedFile:
     secret: bool = False  # holds a secret value: never diffed or printed as is
 
 
-# (component, template, target path, mode, user, group, holds a secret)
+# (component, template, target path, mode, user, group, holds a secret); a path in braces
+# is the site key that holds it (one source per datum).
 FILES = (
     ("host", "sysctl/openstack-ha.conf.j2", "/etc/sysctl.d/60-openstack-ha.conf", "0644", "root", "root", False),
     ("memcached", "memcached/memcached.conf.j2", "/etc/memcached.conf", "0644", "root", "root", False),
@@ -48,7 +53,8 @@ FILES = (
     ("rabbitmq", "rabbitmq/enabled_plugins.j2", "/etc/rabbitmq/enabled_plugins", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/erlang.cookie.j2", "/var/lib/rabbitmq/.erlang.cookie", "0400", "rabbitmq", "rabbitmq", True),
     ("haproxy", "haproxy/haproxy.cfg.j2", "/etc/haproxy/haproxy.cfg", "0640", "root", "haproxy", True),
-    ("keepalived", "keepalived/check_alive.sh.j2", "/etc/keepalived/check_alive.sh", "0755", "root", "root", False),
+    # Installed where keepalived.conf says it is: the path is the site's keepalived_check_script.
+    ("keepalived", "keepalived/check_alive.sh.j2", "{keepalived_check_script}", "0755", "root", "root", False),
     ("keepalived", "keepalived/keepalived.conf.j2", "/etc/keepalived/keepalived.conf", "0640", "root", "root", True),
     # The Galera-aware HTTP check HAProxy asks (mariadb_check_method "httpchk" only).
     ("dbcheck", "dbcheck/clustercheck.sysusers.j2", "/etc/sysusers.d/openstack-ha-clustercheck.conf", "0644", "root", "root", False),
@@ -89,7 +95,7 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
 def managed_files(site: Site, name: str, secrets: dict[str, str], component: str | None = None) -> list[ManagedFile]:
     """The files controller `name` gets, in install order (optionally one component's)."""
     return [
-        ManagedFile(comp, path, render_template(tpl, site, name, secrets), mode, user, group, secret)
+        ManagedFile(comp, path.format(**site.data), render_template(tpl, site, name, secrets), mode, user, group, secret)
         for comp, tpl, path, mode, user, group, secret in FILES
         if component in (None, comp) and wanted(comp, site)
     ]

@@ -14,17 +14,28 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 
-from config.catalogue import CatalogueError, merge_catalogue
+from config.catalogue import CATALOGUE, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
-from config.secrets import SECRETS, SecretsError, env_name, load_secrets
+from config.schema import CONTROL, HOST, HOST_NAME, SECRET, SERVICE, SITE, problems
+from config.secrets import SECRETS, SecretsError, env_name, load_secrets, secrets_path
 from config.site import GROUP, merged_data, service_overrides
 
-CHOICES = {
-    "mariadb_check_method": ("mysql-check", "httpchk"),
-    "galera_sst_method": ("mariabackup", "rsync"),
-    "rabbitmq_queue_type": ("quorum", "mirrored"),
-    "rabbitmq_partition_handling": ("pause_minority", "autoheal", "ignore"),
-    "mariadb_innodb_flush_log_at_trx_commit": (0, 1, 2),
+# Ports a controller opens that no site key sets: (port, owner, on every address too).
+FIXED_PORTS = (
+    (22, "sshd", True),
+    (4369, "epmd (RabbitMQ)", True),
+    (4567, "Galera replication", True),
+    (4568, "Galera IST", False),
+    (4444, "Galera SST", False),
+)
+# Site keys that are ports on each node's address, with their daemon.
+NODE_PORT_KEYS = {
+    "haproxy_stats_port": "HAProxy stats",
+    "mariadb_port": "MariaDB",
+    "mariadb_check_port": "galera-clustercheck",
+    "rabbitmq_port": "RabbitMQ AMQP",
+    "rabbitmq_management_port": "RabbitMQ management",
+    "memcached_port": "memcached",
 }
 
 
@@ -66,22 +77,32 @@ def check(
     is a warning.
     """
     out: list[Problem] = []
+    bad: set[str] = set()  # keys refused by the schema: no cross-key check reads them
 
     def err(where, key, message, fix):
         out.append(Problem("error", where, key, message, fix))
+        bad.add(key.split(".")[0])
 
     def warn(where, key, message, fix):
         out.append(Problem("warning", where, key, message, fix))
 
     G = GROUP
-    # Unknown keys: a typo must not pass silently.
-    for key in group_data:
-        if key not in DEFAULTS and not _is_ours(key):
+    # Unknown keys: a typo must not pass silently. Known keys: the schema's type and range.
+    for key, value in group_data.items():
+        if key in SITE:
+            for k, message, expect in problems(key, SITE[key].kind, value):
+                err(G, k, message, f"set {k} to {expect} ({SITE[key].meaning})")
+        elif not _is_ours(key):
             hint = _close(key, DEFAULTS)
             err(G, key, "unknown key in the site data", f"remove it{hint} (known keys: config/defaults.py)")
     for name, hd in hosts:
-        for key in hd:
-            if key not in HOST_KEYS and key not in DEFAULTS and not _is_ours(key):
+        if (reason := HOST_NAME.why(name)) is not None:
+            err(name, "name", reason, f"name the controller by its hostname: {HOST_NAME.expect} (RabbitMQ's node is rabbit@<name>)")
+        for key, value in hd.items():
+            if key in HOST:
+                for k, message, expect in problems(key, HOST[key].kind, value):
+                    err(name, k, message, f"set {k} to {expect}")
+            elif key not in DEFAULTS and not _is_ours(key):
                 err(name, key, "unknown key in the host data", f"remove it{_close(key, HOST_KEYS)}")
             elif key in DEFAULTS:
                 err(name, key, "a site-wide key set on one host", f"move {key} to the controllers group data")
@@ -89,69 +110,57 @@ def check(
             if key not in hd:
                 err(name, key, "missing", f"set {key} in the host data ({HOST_KEYS[key]})")
 
-    data = merged_data(group_data)
+    data = merged_data({k: v for k, v in group_data.items() if k not in bad})
 
     # Network and VIP.
-    network = None
     for key in ("internal_network", "vip"):
-        if not data.get(key):
+        if not data.get(key) and key not in bad:
             err(G, key, "missing", f"set {key} in the controllers group data (see inventories/prod.py)")
-    if data.get("internal_network"):
-        try:
-            network = ipaddress.ip_network(data["internal_network"], strict=False)
-        except ValueError:
-            err(G, "internal_network", f"{data['internal_network']!r} is not a network", "write it as address/prefix, e.g. 100.2.30.0/24")
-    vip = None
-    if data.get("vip"):
-        try:
-            vip = ipaddress.ip_address(data["vip"])
-        except ValueError:
-            err(G, "vip", f"{data['vip']!r} is not an IP address", "write the VIP as a plain address, e.g. 100.2.30.40")
-    if vip and network and vip not in network:
-        err(G, "vip", f"{vip} is outside the controllers' subnet {network}", f"pick a free address in {network}")
+    network = ipaddress.ip_network(data["internal_network"], strict=False) if data.get("internal_network") else None
+    vip = ipaddress.ip_address(data["vip"]) if data.get("vip") else None
+    if vip and network:
+        if reason := _outside(vip, network):
+            err(G, "vip", f"{vip} {reason}", f"pick a free address in {network}")
 
-    # Controllers: names, addresses, priorities.
+    # Controllers: names, addresses, priorities, SSH targets.
     names = Counter(name for name, _ in hosts)
     for name, n in names.items():
         if n > 1:
-            err(name, "name", f"{n} controllers share this name", "give each controller its own hostname")
+            err(name, "name", f"{n} controllers share this name (pyinfra would merge them into one)", "give each controller its own hostname")
     seen_addr: dict[str, str] = {}
+    seen_ssh: dict[str, str] = {}
     for name, hd in hosts:
+        target = hd.get("ssh_hostname")
+        if target is not None and target in seen_ssh:
+            err(name, "ssh_hostname", f"{target} is also the SSH target of {seen_ssh[target]}: one controller would get another's files", "give each controller its own ssh_hostname")
+        elif target is not None:
+            seen_ssh[target] = name
         addr = hd.get("address")
-        if not addr:
+        if not addr or "address" in bad:
             continue
-        try:
-            ip = ipaddress.ip_address(addr)
-        except ValueError:
-            err(name, "address", f"{addr!r} is not an IP address", "write the node's internal address")
-            continue
+        if target is not None and target != addr:
+            warn(name, "ssh_hostname", f"{target} differs from the address {addr}", "make sure it reaches this controller (or use the address)")
+        ip = ipaddress.ip_address(addr)
         if addr in seen_addr:
             err(name, "address", f"{addr} is also the address of {seen_addr[addr]}", "give each controller its own address")
         seen_addr[addr] = name
         if vip and ip == vip:
             err(name, "address", f"{addr} is the VIP", "the VIP must be an address no node has; change vip or the node address")
-        if network and ip not in network:
-            err(name, "address", f"{addr} is outside internal_network {network}", "fix the address or internal_network")
+        elif network and (reason := _outside(ip, network)):
+            err(name, "address", f"{addr} {reason}", "fix the address or internal_network")
     prios: dict[int, str] = {}
     for name, hd in hosts:
         prio = hd.get("vrrp_priority")
-        if prio is None:
+        if prio is None or name in {p.where for p in out if p.key == "vrrp_priority"}:
             continue
-        if not isinstance(prio, int) or not 1 <= prio <= 254:
-            err(name, "vrrp_priority", f"{prio!r} is not an integer in 1-254", "set a distinct priority in 1-254")
-        elif prio in prios:
+        if prio in prios:
             err(name, "vrrp_priority", f"{prio} is also the priority of {prios[prio]}", "give each controller a distinct priority")
         else:
             prios[prio] = name
 
     # keepalived.
-    vrid = data["keepalived_virtual_router_id"]
-    if not isinstance(vrid, int) or not 1 <= vrid <= 255:
-        err(G, "keepalived_virtual_router_id", f"{vrid!r} is outside 1-255", "pick an id in 1-255 that no other VRRP router on the segment uses")
-    elif vrid == 51:
+    if data["keepalived_virtual_router_id"] == 51:
         warn(G, "keepalived_virtual_router_id", "51 is keepalived's and kolla's default, the usual collision on a shared segment", "pick an id no other VRRP router on the segment uses")
-    if not data.get("vip_interface"):
-        err(G, "vip_interface", "missing", "name the interface that carries the internal network, e.g. enp8s0f0")
 
     # Cluster size: Galera and RabbitMQ run on every controller.
     n = len(hosts)
@@ -160,17 +169,11 @@ def check(
     elif n % 2 == 0:
         warn(G, "controllers", f"{n} Galera/RabbitMQ members: an even split leaves no majority", "use an odd number of controllers")
 
-    # Listeners.
-    try:
-        services = merge_catalogue(service_overrides(data), legacy_enabled=data["haproxy_legacy_services"])
-    except CatalogueError as exc:
-        err(G, "services", str(exc), "correct the services entry (fields: config/catalogue.py)")
-        services = []
+    # Listeners: each entry's fields by the schema, then the catalogue merged.
+    services = _check_services(data, err, warn) if "services" not in bad else []
     by_port: dict[int, str] = {}
     for svc in services:
-        if not isinstance(svc.port, int) or not 1 <= svc.port <= 65535:
-            err(G, f"services.{svc.name}.port", f"{svc.port!r} is not a TCP port", "use a port in 1-65535")
-        elif svc.port in by_port:
+        if svc.port in by_port:
             err(G, f"services.{svc.name}.port", f"port {svc.port} is also the port of {by_port[svc.port]}", "give one of them another port, or disable one")
         else:
             by_port[svc.port] = svc.name
@@ -181,33 +184,93 @@ def check(
         err(G, "mariadb_check_port", f"mysql-check talks MySQL on the database port {dbport}, not {cport}", f"set mariadb_check_port to {dbport}, or use mariadb_check_method httpchk")
     if method == "httpchk" and cport == dbport:
         err(G, "mariadb_check_port", f"an HTTP check cannot run on the database port {dbport}", "give the HTTP check its own port, e.g. 9200")
+    else:
+        _check_ports(data, group_data, services, err)
 
-    for key, allowed in CHOICES.items():
-        if data.get(key) not in allowed:
-            err(G, key, f"{data.get(key)!r} is not one of {', '.join(map(str, allowed))}", f"set {key} to one of them")
-
-    # Secrets.
+    # Secrets: present, carried by the file they land in, never shown.
+    path = secrets_path(data.get("secrets_file")) if "secrets_file" not in bad else None
+    if path is not None and path.exists() and path.stat().st_mode & 0o077:
+        err(G, "secrets_file", f"{path} is readable or writable by group or others (mode {path.stat().st_mode & 0o777:o})", f"chmod 600 {path}")
     if secrets is None:
         try:
-            secrets = load_secrets(data.get("secrets_file"))
+            secrets = load_secrets(data.get("secrets_file") if "secrets_file" not in bad else None)
         except SecretsError as exc:
             err(G, "secrets_file", str(exc), "fix the file: a JSON object of secret name to value")
             secrets = {}
-    where = data.get("secrets_file") or "the environment"
+    where = "the environment" if path is None else f"{path}{'' if path.exists() else ' (absent)'}"
     for name in SECRETS:
-        if not secrets.get(name):
+        value = secrets.get(name)
+        if not value:
             (err if secrets_required else warn)(G, name, f"secret missing (looked in {where} and ${env_name(name)})", f"add {name} to the secrets file or set {env_name(name)}")
-    vrrp = secrets.get("vrrp_auth_pass")
-    if vrrp and len(vrrp) > 8:
-        err(G, "vrrp_auth_pass", f"{len(vrrp)} characters: keepalived silently uses only the first 8", "use a VRRP password of at most 8 characters")
+        elif name == "vrrp_auth_pass" and len(value) > 8:
+            err(G, name, f"{len(value)} characters: keepalived silently uses only the first 8", "use a VRRP password of at most 8 characters")
+        elif SECRET[name].kind.why(value) is not None:
+            what = "holds a control character" if CONTROL.search(value) else f"is not {SECRET[name].expect}"
+            err(G, name, f"the secret {what} ({len(value)} characters; value not shown)", f"choose a {name} of {SECRET[name].expect}")
 
     return Report(out)
 
 
-def _close(key: str, known) -> str:
+def _outside(ip, network) -> str | None:
+    """Why an address cannot be a controller's or the VIP in `network`, or None."""
+    if ip.version != network.version or ip not in network:
+        return f"is outside internal_network {network}"
+    if ip == network.network_address:
+        return f"is the network address of {network}"
+    if network.version == 4 and ip == network.broadcast_address:
+        return f"is the broadcast address of {network}"
+    return None
+
+
+def _check_services(data: dict, err, warn) -> list:
+    """The enabled listeners of the site; each `services` entry checked field by field."""
+    G = GROUP
+    known = {s.name for s in CATALOGUE}
+    entries = data.get("services") or {}
+    ok = True
+    for name, fields in entries.items():
+        if name not in known and "port" in fields and (hint := _close(name, known, 0.85)):
+            warn(G, f"services.{name}", f"not in the catalogue: taken for a site service of its own{hint}", "rename it if it was meant to change a catalogue entry")
+        for field, value in fields.items():
+            if field in SERVICE:
+                for k, message, expect in problems(f"services.{name}.{field}", SERVICE[field].kind, value):
+                    err(G, k, message, f"set {k} to {expect} ({SERVICE[field].meaning})")
+                    ok = False
+    if not ok:
+        return []
+    try:
+        return merge_catalogue(service_overrides(data), legacy_enabled=data["haproxy_legacy_services"])
+    except CatalogueError as exc:
+        err(G, "services", str(exc), "correct the services entry (fields: config/catalogue.py)")
+        return []
+
+
+def _check_ports(data: dict, site_keys, services: list, err) -> None:
+    """No two daemons on one port of a node's address; no VIP listener on a port a daemon
+    holds on every address (sshd, epmd, Erlang distribution, Galera replication)."""
+    G = GROUP
+    owners = [(port, owner, None, wild) for port, owner, wild in FIXED_PORTS]
+    owners.append((data["rabbitmq_port"] + 20000, "the Erlang distribution (rabbitmq_port + 20000)", None, True))
+    # The site's own keys last: a clash names the key the site set, not the default it hit.
+    for key, owner in sorted(NODE_PORT_KEYS.items(), key=lambda item: item[0] in site_keys):
+        if key == "mariadb_check_port" and data["mariadb_check_method"] != "httpchk":
+            continue
+        owners.append((data[key], owner, key, False))
+    taken: dict[int, str] = {}
+    for port, owner, key, _ in owners:
+        if port in taken and key:
+            err(G, key, f"port {port} is also {taken[port]}'s on the node address", f"pick a port no other daemon of the node uses (see config/preflight.py FIXED_PORTS)")
+        taken.setdefault(port, owner)
+    everywhere = {port: owner for port, owner, _, wild in owners if wild}
+    for svc in services:
+        if svc.port in everywhere:
+            err(G, f"services.{svc.name}.port", f"port {svc.port} is {everywhere[svc.port]}'s on every address, the VIP too", "give the listener another port")
+
+
+def _close(key: str, known, cutoff: float = 0.6) -> str:
     import difflib
 
-    match = difflib.get_close_matches(key, list(known), n=1)
+    match = difflib.get_close_matches(key, list(known), n=1, cutoff=cutoff)
     return f" (did you mean {match[0]}?)" if match else ""
 
 

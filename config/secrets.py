@@ -12,6 +12,8 @@ import json
 import os
 from pathlib import Path
 
+from config.syntax import ENCODINGS
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # name -> what it is for. Placeholders are valid where the value goes (the VRRP one is
@@ -72,8 +74,13 @@ def load_secrets(secrets_file: str | None, environ=os.environ) -> dict[str, str]
 
 
 def mask(text: str, secrets: dict[str, str]) -> str:
-    """Replace every secret value in text by its placeholder (longest values first)."""
-    for name, value in sorted(secrets.items(), key=lambda kv: -len(kv[1] or "")):
-        if value and name in PLACEHOLDERS:
-            text = text.replace(value, PLACEHOLDERS[name])
+    """Replace every secret value in text by its placeholder (longest values first), also
+    as it is quoted in a rendered file (config.syntax.ENCODINGS)."""
+    forms = {
+        form: PLACEHOLDERS[name]
+        for name, value in secrets.items() if value and name in PLACEHOLDERS
+        for form in {value, *(encode(value) for encode in ENCODINGS)}
+    }
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, forms[form])
     return text

@@ -8,12 +8,18 @@ config.preflight.check() first.
 from __future__ import annotations
 
 import ipaddress
+import re
 import runpy
+import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from config.catalogue import Service, merge_catalogue
 from config.defaults import DEFAULTS
+
+# Nested site data merged key by key with its defaults (config.schema checks each item).
+MERGED = ("haproxy_timeouts", "sysctl")
 
 GROUP = "controllers"
 
@@ -116,9 +122,11 @@ class Site:
 
 
 def merged_data(group_data: dict) -> dict:
+    """The defaults with a site's data applied; the nested dicts of schema.MERGED
+    (haproxy_timeouts, sysctl) key by key, so a site changes a value and keeps the others."""
     data = {k: (v.copy() if isinstance(v, dict) else v) for k, v in DEFAULTS.items()}
     for key, value in group_data.items():
-        if key in ("sysctl",) and isinstance(value, dict):
+        if key in MERGED and isinstance(value, dict):
             data[key] = {**DEFAULTS[key], **value}
         else:
             data[key] = value
@@ -156,17 +164,50 @@ class InventoryError(ValueError):
 
 
 def inventory_shape(inventory) -> tuple[list[tuple[str, dict]], dict]:
-    """The (hosts, group data) of a loaded pyinfra inventory: the same shape load_inventory reads."""
+    """The (hosts, group data) of a loaded pyinfra inventory: the same shape load_inventory reads.
+
+    pyinfra merges hosts of the same name into one; the inventory file pyinfra was given
+    (raw_names) still lists each, so preflight sees and refuses the duplicate."""
     hosts = [(h.name, dict(inventory.get_host_data(h.name))) for h in inventory.get_group(GROUP)]
+    names = raw_names(sys.argv)
+    if names and sorted(set(names)) == sorted(n for n, _ in hosts) and len(names) > len(hosts):
+        data = dict(hosts)
+        hosts = [(n, data[n]) for n in names]
     return hosts, dict(inventory.get_group_data(GROUP))
 
 
+def raw_names(argv: list[str]) -> list[str]:
+    """The controller names, duplicates kept, of the inventory on a pyinfra command line (its
+    first existing .py argument); [] for another program, or an inventory that cannot be read."""
+    if not argv or not re.search(r"(^|/)pyinfra(/__main__\.py)?$", argv[0]):
+        return []
+    path = next((a for a in argv[1:] if a.endswith(".py") and Path(a).is_file()), None)
+    try:
+        return [name for name, _ in load_inventory(path)[0]] if path else []
+    except InventoryError:
+        return []
+
+
+def _where(path, exc: BaseException) -> str:
+    """file:line of the innermost frame of the inventory file itself, else the file."""
+    line = getattr(exc, "lineno", None) if isinstance(exc, SyntaxError) else None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if Path(frame.filename).resolve() == Path(path).resolve():
+            line = frame.lineno
+    return f"{path}:{line}" if line else str(path)
+
+
 def load_inventory(path: str | Path) -> tuple[list[tuple[str, dict]], dict]:
-    """Read an inventory file offline (no SSH): its `controllers` (hosts, group data)."""
+    """Read an inventory file offline (no SSH): its `controllers` (hosts, group data).
+
+    Anything wrong (the file raises, does not parse, or `controllers` has another shape)
+    is an InventoryError of one line: file[:line], what is wrong, the shape expected."""
+    shape = "expected controllers = ([(name, {host data}), ...], {group data}), see inventories/prod.py"
     try:
         namespace = runpy.run_path(str(path))
-    except (OSError, SyntaxError) as exc:
-        raise InventoryError(f"{path}: cannot be read as an inventory ({type(exc).__name__}: {exc})") from exc
+    except (Exception, SystemExit) as exc:  # an inventory is code: whatever it raises is one line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise InventoryError(f"{_where(path, exc)}: cannot be read as an inventory ({type(exc).__name__}: {first})") from None
     if GROUP not in namespace:
         raise InventoryError(f"{path}: defines no `{GROUP}` group; see inventories/prod.py for the shape")
     group = namespace[GROUP]
@@ -174,5 +215,15 @@ def load_inventory(path: str | Path) -> tuple[list[tuple[str, dict]], dict]:
         hosts, group_data = group
     else:
         hosts, group_data = group, {}
-    hosts = [(h, {}) if isinstance(h, str) else (h[0], dict(h[1])) for h in hosts]
-    return hosts, dict(group_data)
+    if not isinstance(hosts, (list, tuple)):
+        raise InventoryError(f"{path}: `{GROUP}` is {type(hosts).__name__}, not a list of hosts; {shape}")
+    out = []
+    for i, h in enumerate(hosts):
+        if isinstance(h, str):
+            h = (h, {})
+        if not isinstance(h, (list, tuple)) or len(h) != 2 or not isinstance(h[0], str):
+            raise InventoryError(f"{path}: `{GROUP}` host #{i + 1} is {h!r:.60}, not (name, {{host data}}); {shape}")
+        if not isinstance(h[1], dict):
+            raise InventoryError(f"{path}: {h[0]}: the host data is {type(h[1]).__name__}, not a dict; {shape}")
+        out.append((h[0], dict(h[1])))
+    return out, dict(group_data)

@@ -12,6 +12,8 @@ It runs as an unprivileged system user (sysusers.d) that MariaDB knows as
 account has no privileges (SHOW GLOBAL STATUS needs none).
 """
 
+import shlex
+
 from pyinfra import host
 from pyinfra.api import deploy
 
@@ -47,14 +49,14 @@ def configure():
     anchor = host.name == cluster_plan().anchor
     create = anchor and account_missing(planned_fact(MysqlAccounts))
     shell("dbcheck: MariaDB account (unix_socket, no privileges)",
-          [f'timeout 30 mysql -e "{ACCOUNT_SQL}"'], when=create)
+          [f"timeout 30 mysql -e {shlex.quote(ACCOUNT_SQL)}"], when=create)
 
     announce(changed, f"restart {unit}")
     shell("dbcheck: reload systemd units", ["systemctl daemon-reload"], when=changed)
     service(name=f"dbcheck: {unit} running", unit=unit, restarted=changed)
     me = site().controller(host.name)
     url = f"http://{me.address}:{site()['mariadb_check_port']}/"
-    probe = f"python3 -c \"import urllib.request; urllib.request.urlopen('{url}', timeout=3)\""
+    probe = "python3 -c " + shlex.quote(f"import urllib.request; urllib.request.urlopen({url!r}, timeout=3)")
     shell(
         f"dbcheck: {unit} answers 200",
         [wait_until(probe, f"{unit} to answer 200 on {url}", seconds=60,

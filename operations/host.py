@@ -1,6 +1,7 @@
 """Host basics: hostname, /etc/hosts for every controller, the HA sysctls."""
 
 import re
+import shlex
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -23,14 +24,15 @@ def configure():
     """Hostname as in the inventory (RabbitMQ's node name is rabbit@<hostname>), every
     controller in /etc/hosts, and the sysctls (net.ipv4.ip_nonlocal_bind lets HAProxy bind
     the VIP on nodes that do not hold it)."""
-    shell("Set the hostname", [f"hostnamectl set-hostname {host.name} || hostname {host.name}", f"echo {host.name} > /etc/hostname"],
+    name = shlex.quote(host.name)  # a validated hostname label; quoted all the same
+    shell("Set the hostname", [f"hostnamectl set-hostname {name} || hostname {name}", f"echo {name} > /etc/hostname"],
           when=host.get_fact(Hostname) != host.name)
     lines = host.get_fact(FileContents, path="/etc/hosts") or []
     missing = [
         c for c in site().controllers
         if not any(re.match(rf"^{re.escape(c.address)}\s+{c.name}(\s|$)", line) for line in lines)
     ]
-    shell("/etc/hosts: every controller", [f"echo '{c.address} {c.name}' >> /etc/hosts" for c in missing], when=bool(missing))
+    shell("/etc/hosts: every controller", [f"echo {shlex.quote(f'{c.address} {c.name}')} >> /etc/hosts" for c in missing], when=bool(missing))
     (sysctl_file,) = install_files("host")
     announce(sysctl_file, "apply sysctl settings")
     shell("Apply the sysctl settings", [APPLY_SYSCTL], when=sysctl_file.will_change)

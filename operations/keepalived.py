@@ -1,5 +1,7 @@
 """keepalived on every controller: the VIP follows a live HAProxy."""
 
+import shlex
+
 from pyinfra.api import deploy
 
 from operations.common import announce, install_files, mark_pending, packages, service, shell, site, wait_until
@@ -20,6 +22,6 @@ def configure():
     vip = site()["vip"]
     shell(
         "keepalived: wait until a controller holds the VIP",
-        [wait_until(f"ping -c1 -W1 {vip}", f"a controller to hold the VIP {vip}", VIP_SECONDS)],
+        [wait_until(f"ping -c1 -W1 {shlex.quote(vip)}", f"a controller to hold the VIP {vip}", VIP_SECONDS)],
         when=changed,
     )

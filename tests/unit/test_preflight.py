@@ -314,7 +314,7 @@ def test_make_render_prod(tmp_path):
 
 def test_services_not_a_dict():
     p = only(run(services=["octavia_api"]), "error", G, "services")
-    assert "expected a dict" in str(p)
+    assert "is not a dict" in str(p)
 
 
 def test_mariadb_port_on_another_listeners_port():

@@ -9,6 +9,7 @@ deleted, also when a test fails.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -206,31 +207,40 @@ class KeepalivedResult:
 _ns_counter = 0
 
 
+@contextlib.contextmanager
+def netns(interface: str = "enp8s0f0"):
+    """A throwaway network namespace holding a veth named `interface` (up), always deleted.
+    Commands run in it with netns_sh(); `ip netns exec` gives each a private mount namespace."""
+    global _ns_counter
+    _ns_counter += 1
+    ns = f"kat-{os.getpid()}-{_ns_counter}"
+    _ip("netns", "add", ns)
+    try:
+        _ip("link", "add", interface, "netns", ns, "type", "veth", "peer", "name", "kat-peer", "netns", ns)
+        _ip("netns", "exec", ns, "ip", "link", "set", interface, "up")
+        yield ns
+    finally:
+        _ip("netns", "del", ns, check=False)
+
+
+def netns_sh(ns: str, script: str, timeout: int = 30) -> subprocess.CompletedProcess:
+    return subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", script], capture_output=True, text=True, timeout=timeout)
+
+
 def keepalived_check(keepalived_dir: Path, interface: str = "enp8s0f0") -> KeepalivedResult:
     """`keepalived --config-test` on a rendered /etc/keepalived dir, in a throwaway network
     namespace holding a veth named `interface`, with the dir bind-mounted over
     /etc/keepalived inside the namespace's private mount namespace. The namespace is
     always deleted."""
-    global _ns_counter
-    _ns_counter += 1
-    ns = f"kat-{os.getpid()}-{_ns_counter}"
-    logdir = Path(tempfile.mkdtemp(prefix=f"{ns}-"))  # never inside the rendered tree
+    logdir = Path(tempfile.mkdtemp(prefix="kat-"))  # never inside the rendered tree
     log = logdir / "config-test.log"
-    _ip("netns", "add", ns)
+    Path("/etc/keepalived").mkdir(parents=True, exist_ok=True)
     try:
-        _ip("link", "add", interface, "netns", ns, "type", "veth", "peer", "name", "kat-peer", "netns", ns)
-        _ip("netns", "exec", ns, "ip", "link", "set", interface, "up")
-        Path("/etc/keepalived").mkdir(parents=True, exist_ok=True)
-        script = (
-            f"mount --bind '{keepalived_dir}' /etc/keepalived && "
-            f"keepalived --config-test='{log}' -f /etc/keepalived/keepalived.conf"
-        )
-        proc = subprocess.run(
-            ["ip", "netns", "exec", ns, "sh", "-c", script], capture_output=True, text=True, timeout=30
-        )
+        with netns(interface) as ns:
+            proc = netns_sh(ns, f"mount --bind '{keepalived_dir}' /etc/keepalived && "
+                                f"keepalived --config-test='{log}' -f /etc/keepalived/keepalived.conf")
         text = log.read_text() if log.exists() else ""
     finally:
-        _ip("netns", "del", ns, check=False)
         shutil.rmtree(logdir, ignore_errors=True)
     return KeepalivedResult(proc.returncode, text, proc.stdout + proc.stderr)
 

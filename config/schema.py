@@ -1,0 +1,344 @@
+"""The site's typed schema: every key a site, a host or a catalogue entry sets, and every
+secret, with its type, its range or pattern and a one-line meaning.
+
+preflight.check() applies it before anything renders. A value is refused unless it has the
+exact type (an int is never a bool or a string: `True` and "5" are not ints) and passes its
+range or pattern; every pattern refuses control characters, so nothing read from the site
+can add a line to a rendered file. Patterns of values that reach a shell on the
+controllers (names, users, paths) admit no shell metacharacter. Cross-key rules (the VIP
+inside the network, port clashes, duplicates) are preflight's.
+
+    SITE[key].why(value)  -> None, or why the value is wrong (one line, the value shown)
+    SITE[key].expect      -> what a valid value looks like (the fix)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from config.defaults import DEFAULTS, HOST_KEYS
+
+# Control characters: C0, DEL and C1. None may reach a rendered file.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def show(value) -> str:
+    """A value as an error line shows it: repr (control characters escaped), cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A type with its range or pattern: `why(value)` says what is wrong, None if nothing."""
+
+    expect: str  # what a valid value looks like, e.g. "an integer in 1-65535"
+    why: Callable[[object], str | None]
+    items: tuple[Kind, Kind] | None = None  # a dict's (key kind, value kind), checked item by item
+
+
+@dataclass(frozen=True)
+class Rule:
+    kind: Kind
+    meaning: str
+
+    @property
+    def expect(self) -> str:
+        return self.kind.expect
+
+
+def integer(lo: int, hi: int, unit: str = "") -> Kind:
+    def why(v):
+        if type(v) is not int:
+            return f"{show(v)} is not an integer"
+        if not lo <= v <= hi:
+            return f"{v} is outside {lo}-{hi}"
+        return None
+
+    return Kind(f"an integer in {lo}-{hi}{unit}", why)
+
+
+PORT = integer(1, 65535)
+COUNT = integer(1, 1000)
+
+
+def boolean() -> Kind:
+    return Kind("True or False", lambda v: None if type(v) is bool else f"{show(v)} is not a boolean (True or False, unquoted)")
+
+
+def choice(*allowed) -> Kind:
+    def why(v):
+        # `True in (0, 1, 2)` holds in Python: compare the type too.
+        if any(type(v) is type(a) and v == a for a in allowed):
+            return None
+        return f"{show(v)} is not one of {', '.join(map(str, allowed))}"
+
+    return Kind(f"one of {', '.join(map(str, allowed))}", why)
+
+
+def text(pattern: str, expect: str) -> Kind:
+    """A string matching `pattern` in full (which admits no control character)."""
+    rx = re.compile(pattern)
+
+    def why(v):
+        if type(v) is not str:
+            return f"{show(v)} is not a string"
+        if CONTROL.search(v):
+            return f"{show(v)} holds a control character (newline, tab, NUL...)"
+        if not rx.fullmatch(v):
+            return f"{show(v)} is not {expect}"
+        return None
+
+    return Kind(expect, why)
+
+
+def either(*kinds: Kind) -> Kind:
+    """The first kind's message when none accepts the value."""
+
+    def why(v):
+        reasons = [k.why(v) for k in kinds]
+        if None in reasons:
+            return None
+        if isinstance(v, str) and CONTROL.search(v):
+            return f"{show(v)} holds a control character (newline, tab, NUL...)"
+        return f"{show(v)} is not {' or '.join(k.expect for k in kinds)}"
+
+    return Kind(" or ".join(k.expect for k in kinds), why)
+
+
+def optional(kind: Kind) -> Kind:
+    return Kind(f"None or {kind.expect}", lambda v: None if v is None else kind.why(v))
+
+
+def address() -> Kind:
+    def why(v):
+        if type(v) is not str:
+            return f"{show(v)} is not a string"
+        try:
+            ipaddress.ip_address(v)
+        except ValueError:
+            return f"{show(v)} is not an IP address"
+        return None
+
+    return Kind("an IP address such as 100.2.30.41", why)
+
+
+def network() -> Kind:
+    def why(v):
+        if type(v) is not str or "/" not in v:
+            return f"{show(v)} is not a network address/prefix"
+        try:
+            net = ipaddress.ip_network(v, strict=False)
+        except ValueError:
+            return f"{show(v)} is not a network address/prefix"
+        if net.num_addresses < 4:
+            return f"{v} has no room for controllers and a VIP"
+        return None
+
+    return Kind("address/prefix, e.g. 100.2.30.0/24", why)
+
+
+def mapping(keys: Kind, values: Kind, expect: str) -> Kind:
+    """A dict of checked keys and values; problems() names the item (haproxy_timeouts.connect)."""
+
+    def why(v):
+        if type(v) is not dict:
+            return f"{show(v)} is not a dict"
+        for k, x in v.items():
+            if (reason := keys.why(k)) is not None:
+                return f"unknown name: {reason}"
+            if (reason := values.why(x)) is not None:
+                return f"{k}: {reason}"
+        return None
+
+    return Kind(expect, why, (keys, values))
+
+
+def sequence(item: Kind, expect: str) -> Kind:
+    def why(v):
+        if type(v) not in (list, tuple):
+            return f"{show(v)} is not a list"
+        for x in v:
+            if (reason := item.why(x)) is not None:
+                return reason
+        return None
+
+    return Kind(expect, why)
+
+
+def pairs(keys: Kind, values: Kind, expect: str) -> Kind:
+    """A list of (key, value) pairs, as a catalogue entry's timeouts."""
+    pair = Kind("a (name, value) pair", lambda p: keys.why(p[0]) or values.why(p[1])
+                if type(p) in (list, tuple) and len(p) == 2 else f"{show(p)} is not a (name, value) pair")
+    return sequence(pair, expect)
+
+
+# --- patterns shared by several keys ------------------------------------------------------
+
+# RFC 1123 label, lowercase: a hostname, a RabbitMQ node name (rabbit@NAME), safe in a shell.
+HOST_NAME = text(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", "a lowercase hostname label (a-z, 0-9, inner '-', at most 63)")
+# A Linux interface name (IFNAMSIZ 16 with the NUL): no '/', ':' or whitespace.
+INTERFACE = text(r"(?!\.\.?$)[A-Za-z0-9_.-]{1,15}", "an interface name of at most 15 of A-Z a-z 0-9 _ . -")
+# Account names: also written unquoted on rabbitmqctl and haproxy command lines.
+ACCOUNT = text(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}", "an account name of at most 32 of A-Z a-z 0-9 _ . - (no leading . or -)")
+NAME = text(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", "a name of A-Z a-z 0-9 _ . - (no leading . or -)")
+PATH = text(r"/(?!.*/\.\.?(/|$))[A-Za-z0-9_./-]*[A-Za-z0-9_]", "an absolute path of A-Z a-z 0-9 _ . - / (no .. part)")
+# HAProxy time: an integer (milliseconds) or digits with a unit it knows.
+HAPROXY_TIME = either(integer(1, 2**31 - 1), text(r"[1-9][0-9]*(us|ms|s|m|h|d)", 'a time such as "10s", "1m", "500ms"'))
+HAPROXY_TIMEOUTS = ("check", "client", "client-fin", "connect", "http-keep-alive", "http-request", "queue",
+                    "server", "server-fin", "tarpit", "tunnel")
+TIMEOUT_NAME = choice(*HAPROXY_TIMEOUTS)
+SYSLOG_FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron", "auth2",
+                     "ftp", "ntp", "audit", "alert", "cron2", *(f"local{i}" for i in range(8)))
+SERVICE_NAME = text(r"[a-z0-9][a-z0-9_-]{0,63}", "a listener name of a-z 0-9 _ -")
+# One HAProxy directive's arguments (an option, an http-request rule): printable, no '#'.
+DIRECTIVE = text(r"[a-z][a-z0-9-]*( [ -\"$-~]+)?", "one HAProxy directive's words, printable ASCII without '#'")
+BALANCE = text(r"(roundrobin|static-rr|leastconn|first|source|random(\([0-9]+\))?|uri( (whole|len [0-9]+|depth [0-9]+))*"
+               r"|url_param [A-Za-z0-9_-]+|hdr\([A-Za-z0-9_-]+\)|rdp-cookie(\([A-Za-z0-9_]+\))?)",
+               "a HAProxy balance algorithm (roundrobin, leastconn, source, ...)")
+
+
+def log_target() -> Kind:
+    """HAProxy `log` target: address:port, a unix socket path, stdout or stderr."""
+
+    def why(v):
+        if (reason := text(r"[0-9A-Fa-f.:\[\]]+:[0-9]{1,5}|/[A-Za-z0-9_./-]+|stdout|stderr", "x").why(v)) is not None:
+            return reason if "control" in reason or "string" in reason else f"{show(v)} is not a log target"
+        if v[0] not in "/s":
+            host, _, port = v.rpartition(":")
+            try:
+                ipaddress.ip_address(host.strip("[]"))
+            except ValueError:
+                return f"{show(v)} is not address:port"
+            if not 1 <= int(port) <= 65535:
+                return f"{show(v)} has a port outside 1-65535"
+        return None
+
+    return Kind('address:port (e.g. "127.0.0.1:514"), a unix socket path, stdout or stderr', why)
+
+
+# --- the site (group data) -------------------------------------------------------------------
+
+SITE: dict[str, Rule] = {
+    "internal_network": Rule(network(), "the controllers' subnet; the VIP and every node address are inside it"),
+    "vip": Rule(address(), "the address HAProxy listens on, held by keepalived"),
+    "vip_interface": Rule(INTERFACE, "the interface that carries the internal network and the VIP"),
+    "keepalived_virtual_router_id": Rule(integer(1, 255), "VRRP router id, unique on the segment"),
+    "keepalived_advert_int": Rule(integer(1, 255, " seconds"), "seconds between VRRP advertisements"),
+    "keepalived_check_interval": Rule(integer(1, 3600, " seconds"), "seconds between check_alive runs"),
+    "keepalived_check_fall": Rule(COUNT, "failed checks before the node gives up the VIP"),
+    "keepalived_check_rise": Rule(COUNT, "passed checks before the node may take the VIP again"),
+    "keepalived_unicast": Rule(boolean(), "VRRP to each peer's address (unicast_peer) instead of multicast"),
+    "keepalived_check_script": Rule(PATH, "where check_alive is installed and what keepalived runs"),
+    "haproxy_maxconn": Rule(integer(1, 10_000_000), "HAProxy's global maxconn, a plain integer (no 4k)"),
+    "haproxy_log_target": Rule(log_target(), "where HAProxy sends its logs"),
+    "haproxy_log_facility": Rule(choice(*SYSLOG_FACILITIES), "syslog facility of HAProxy's logs"),
+    "haproxy_stats_socket": Rule(PATH, "HAProxy's admin socket (check_alive and the health report use it)"),
+    "haproxy_stats_port": Rule(PORT, "the stats page's port on each node's address"),
+    "haproxy_stats_user": Rule(ACCOUNT, "the stats page's user (stats auth USER:password)"),
+    "haproxy_retries": Rule(integer(0, 100), "connection retries to a server before redispatch"),
+    "haproxy_server_keepalive": Rule(boolean(), "option srvtcpka in the defaults sections"),
+    "haproxy_timeouts": Rule(mapping(TIMEOUT_NAME, HAPROXY_TIME, "{timeout name: time}"),
+                             "the defaults sections' timeouts, merged key by key into the defaults"),
+    "haproxy_check_inter": Rule(HAPROXY_TIME, "time between HAProxy's health checks of a server (ms, or with a unit)"),
+    "haproxy_check_rise": Rule(COUNT, "passed checks before a server is UP"),
+    "haproxy_check_fall": Rule(COUNT, "failed checks before a server is DOWN"),
+    "haproxy_legacy_services": Rule(boolean(), "keep the article's keystone_admin 35357 and glance_registry 9191"),
+    "services": Rule(mapping(SERVICE_NAME, Kind("a dict of fields", lambda v: None if type(v) is dict else f"{show(v)} is not a dict of fields"),
+                             "{service: {field: value}}"),
+                     "per-listener changes and site services (fields: config/catalogue.py)"),
+    "galera_cluster_name": Rule(NAME, "wsrep_cluster_name, the same on every node"),
+    "galera_sst_method": Rule(choice("mariabackup", "rsync"), "how a joining node gets the data"),
+    "mariadb_port": Rule(PORT, "MariaDB's port on the node address and the database listener's on the VIP"),
+    "mariadb_check_method": Rule(choice("mysql-check", "httpchk"), "HAProxy's database health check"),
+    "mariadb_check_port": Rule(PORT, "the port HAProxy's database check asks"),
+    "mariadb_check_user": Rule(ACCOUNT, "the account mysql-check logs in as"),
+    "mariadb_admin_user": Rule(ACCOUNT, "MariaDB's admin account"),
+    "mariadb_max_connections": Rule(integer(1, 100_000), "MariaDB max_connections"),
+    "mariadb_innodb_buffer_pool_size": Rule(either(integer(5 * 2**20, 2**50), text(r"[1-9][0-9]*[KMGTkmgt]?", 'a size such as "512M"')),
+                                            "InnoDB buffer pool: bytes, or digits with K, M, G or T"),
+    "mariadb_innodb_flush_log_at_trx_commit": Rule(choice(0, 1, 2), "1: every commit flushed (durable)"),
+    "rabbitmq_port": Rule(integer(1, 45535), "AMQP port on the node address (the Erlang distribution port is this + 20000)"),
+    "rabbitmq_management_port": Rule(PORT, "management API's port on the node address and its listener's on the VIP"),
+    "rabbitmq_partition_handling": Rule(choice("pause_minority", "autoheal", "ignore"), "what a partitioned node does"),
+    "rabbitmq_memory_high_watermark": Rule(
+        either(Kind("a fraction in 0-1", lambda v: None if type(v) in (int, float) and 0 < v <= 1 else "no"),
+               text(r"[1-9][0-9]*(k|K|kB|KB|kiB|KiB|M|MB|MiB|G|GB|GiB)?", 'a size such as "2GiB"')),
+        "memory alarm threshold: a fraction of RAM, or an absolute size"),
+    "rabbitmq_queue_type": Rule(choice("quorum", "mirrored"), "quorum queues, or the article's ha-all policy"),
+    "rabbitmq_user": Rule(ACCOUNT, "the RabbitMQ account of the OpenStack services"),
+    "rabbitmq_vhost": Rule(NAME, "the RabbitMQ vhost of the OpenStack services"),
+    "memcached_port": Rule(PORT, "memcached's port on the node address"),
+    "memcached_memory_mb": Rule(integer(1, 1_048_576, " MB"), "memcached's cache size"),
+    "memcached_max_connections": Rule(integer(1, 1_000_000), "memcached's connection limit"),
+    "sysctl": Rule(mapping(text(r"[a-z0-9_]+(\.[A-Za-z0-9_-]+)+", "a sysctl name such as net.ipv4.tcp_retries2"),
+                           either(integer(-2**63, 2**63 - 1), text(r"[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*", "words of A-Z a-z 0-9 _ . -")),
+                           "{sysctl name: value}"),
+                   "kernel settings, merged key by key into the defaults"),
+    "secrets_file": Rule(optional(text(r"[^\x00-\x1f]+", "a path")), "the untracked JSON file of secrets"),
+}
+
+HOST: dict[str, Rule] = {
+    "address": Rule(address(), HOST_KEYS["address"]),
+    "vrrp_priority": Rule(integer(1, 254), HOST_KEYS["vrrp_priority"]),
+}
+
+# --- a catalogue entry (config/catalogue.py Service) -----------------------------------------
+
+SERVICE: dict[str, Rule] = {
+    "port": Rule(PORT, "the listener's port on the VIP"),
+    "backend_port": Rule(optional(PORT), "the port on the controllers (None: the same as port)"),
+    "mode": Rule(choice("http", "tcp"), "HAProxy mode"),
+    "balance": Rule(optional(BALANCE), "HAProxy balance algorithm (None: roundrobin)"),
+    "http_request": Rule(sequence(DIRECTIVE, "a list of http-request rules"), "`http-request` rules, in order"),
+    "options": Rule(sequence(DIRECTIVE, "a list of options"), "`option` lines"),
+    "timeouts": Rule(either(mapping(TIMEOUT_NAME, HAPROXY_TIME, "{timeout name: time}"),
+                            pairs(TIMEOUT_NAME, HAPROXY_TIME, "[(timeout name, time), ...]")),
+                     "the listener's own `timeout` lines"),
+    "fall": Rule(optional(COUNT), "failed checks before DOWN, for this listener"),
+    "active_backup": Rule(boolean(), "one writer: the first controller takes all, the others are backup"),
+    "forwardfor": Rule(boolean(), "under the defaults section with option forwardfor"),
+    "legacy": Rule(boolean(), "dropped when haproxy_legacy_services is False"),
+    "enabled": Rule(boolean(), "False drops the listener"),
+    "description": Rule(text(r"[^\x00-\x1f]*", "one line of text"), "why the entry exists (not rendered)"),
+}
+
+# --- secrets: where each lands decides what it can carry ----------------------------------------
+
+PRINTABLE = r"[ -~]"  # printable ASCII, space included
+SECRET: dict[str, Rule] = {
+    # keepalived.conf: a bare word; keepalived ends a word at whitespace, reads quotes, '#',
+    # '!' (comments) and '$' (its parameters) itself; VRRP PASS carries 8 bytes.
+    "vrrp_auth_pass": Rule(text(r"[A-Za-z0-9%&()*+,./:;<=>?@\[\]^_|~-]{1,8}", "1-8 of A-Z a-z 0-9 and %&()*+,./:;<=>?@[]^_|~-"),
+                           "keepalived VRRP PASS authentication"),
+    # haproxy.cfg: rendered single-quoted (config.syntax.haproxy_word); any printable character.
+    "haproxy_stats_password": Rule(text(PRINTABLE + "{1,256}", "1-256 printable ASCII characters"), "HAProxy stats page password"),
+    # Never in a file: its hash travels (operations/galera.py native_hash).
+    "mariadb_admin_password": Rule(text(r"[^\x00-\x1f\x7f]{1,256}", "1-256 characters, no control character"), "MariaDB admin account"),
+    # galera.cnf: a double-quoted, escaped option value (config.syntax.option_value).
+    "mariadb_sst_password": Rule(text(PRINTABLE + "{1,256}", "1-256 printable ASCII characters"), "mariabackup's state-transfer account"),
+    # rabbitmqctl reads it from stdin, one line.
+    "rabbitmq_password": Rule(text(r"[^\x00-\x1f\x7f]{1,256}", "1-256 characters, no control character"), "RabbitMQ account of the OpenStack services"),
+    # Erlang's auth module accepts printable ASCII; whitespace is trimmed: none at all here.
+    "rabbitmq_erlang_cookie": Rule(text(r"[!-~]{20,255}", "20-255 printable ASCII characters without spaces"), "Erlang cookie shared by the RabbitMQ nodes"),
+}
+
+
+def problems(key: str, kind: Kind, value):
+    """(key, message, expect) for every wrong part of a value; a dict item by item."""
+    if kind.items and type(value) is dict:
+        keys, values = kind.items
+        for k, v in value.items():
+            if (reason := keys.why(k)) is not None:
+                yield f"{key}.{show(k)[1:-1] if isinstance(k, str) else show(k)}", f"unknown name: {reason}", keys.expect
+            else:
+                yield from problems(f"{key}.{k}", values, v)
+    elif (reason := kind.why(value)) is not None:
+        yield key, reason, kind.expect
+
+
+assert set(SITE) == set(DEFAULTS), set(SITE) ^ set(DEFAULTS)
+assert set(HOST) == set(HOST_KEYS)

@@ -1,0 +1,161 @@
+"""Hostile secrets render into each file so that the daemon's own parser reads back the exact
+value: galera.cnf through my_print_defaults (MariaDB's option-file reader), haproxy.cfg
+through a real HAProxy answering HTTP basic auth, keepalived.conf through keepalived's own
+configuration dump (SIGUSR1). What a file cannot carry, preflight refuses without showing it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from unitkit import FAKE_SECRETS, netns, netns_sh, prod_data
+from config.files import managed_files
+from config.preflight import check
+from config.secrets import PLACEHOLDERS, mask
+from config.site import build_site
+from config.syntax import haproxy_word, option_value
+
+GALERA = "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf"
+HAPROXY = "/etc/haproxy/haproxy.cfg"
+
+# Printable passwords that break a naive `key = value` or `word` rendering.
+HOSTILE = [
+    "pass word", " leading", "trailing ", "    ", "a#b#c", "#start", 'dq"uo"te', "sq'uo'te", "back\\slash",
+    "end\\", "\\\\\\", '\\"\\"', "\\s\\n\\t", "$HOME", "${PATH}", "$(id)", "`id`", "; touch /tmp/x",
+    "a'b\"c#d$e\\f g", "x=y=z", "%s%d", "!bang", "{brace}", "''''", '""""',
+]
+
+
+def rendered(tmp_path, path: str, group_changes=None, **secrets) -> tuple[str, dict]:
+    """node01's file `path` with these secrets; preflight must pass them first."""
+    hosts, group = prod_data()
+    group.update(group_changes or {})
+    values = {**FAKE_SECRETS, **secrets}
+    report = check(hosts, group, secrets=values)
+    assert report.errors == [], [str(p) for p in report.errors]
+    site = build_site(hosts, group)
+    content = next(f.content for f in managed_files(site, "node01", values) if f.path == path)
+    return content, values
+
+
+@pytest.mark.parametrize("password", HOSTILE)
+def test_sst_password_reads_back_through_my_print_defaults(tmp_path, password):
+    content, values = rendered(tmp_path, GALERA, mariadb_sst_password=password)
+    cnf = tmp_path / "galera.cnf"
+    cnf.write_text(content)
+    proc = subprocess.run(["my_print_defaults", f"--defaults-file={cnf}", "galera"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    options = proc.stdout.split("\n")
+    assert f"--wsrep_sst_auth=sst:{password}" in options
+    assert "--wsrep_on=ON" in options and "--wsrep_provider_options=pc.recovery=TRUE" in options
+    shown = mask(content, values)
+    placeholder = f"sst:{PLACEHOLDERS['mariadb_sst_password']}"
+    # masked where the value was quoted: the quotes stay, the value is gone
+    assert {f"wsrep_sst_auth = {placeholder}", f'wsrep_sst_auth = "{placeholder}"'} & set(shown.splitlines())
+    assert password not in shown and option_value(password) not in shown
+
+
+def test_plain_values_render_bare_as_before():
+    # A site whose secrets need no quoting renders what it did: no reload for nothing.
+    assert haproxy_word("openstack:fake-stats-Zq81x") == "openstack:fake-stats-Zq81x"
+    assert option_value("sst:fake-sst-Hj55m") == "sst:fake-sst-Hj55m"
+    assert haproxy_word("openstack:a b") == "'openstack:a b'"
+    assert haproxy_word("a'b") == "'a'\\''b'"
+    assert option_value('sst:a"b\\') == '"sst:a\\"b\\\\"'
+
+
+# A client run inside the namespace: starts HAProxy on each config, asks the stats page with
+# the right password and a wrong one, prints {password: [status right, status wrong]}.
+CLIENT = r"""
+import base64, json, socket, subprocess, sys, time, urllib.request, urllib.error
+cases = json.load(open(sys.argv[1]))
+out = {}
+for cfg, password in cases:
+    proc = subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(100):
+        try:
+            socket.create_connection(("100.2.30.41", 1984), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    codes = []
+    for pw in (password, password + "x"):
+        token = base64.b64encode(("openstack:" + pw).encode()).decode()
+        req = urllib.request.Request("http://100.2.30.41:1984/", headers={"Authorization": "Basic " + token})
+        try:
+            codes.append(urllib.request.urlopen(req, timeout=5).status)
+        except urllib.error.HTTPError as exc:
+            codes.append(exc.code)
+    proc.kill()
+    proc.wait()
+    out[password] = codes
+print(json.dumps(out))
+"""
+
+
+def test_stats_password_reads_back_through_a_real_haproxy(tmp_path):
+    cases = []
+    for i, password in enumerate(HOSTILE):
+        sock = tmp_path / f"admin{i}.sock"
+        content, _ = rendered(tmp_path, HAPROXY, {"haproxy_stats_socket": str(sock)}, haproxy_stats_password=password)
+        cfg = tmp_path / f"haproxy{i}.cfg"
+        cfg.write_text(content)
+        check_proc = subprocess.run(["haproxy", "-c", "-q", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
+        assert check_proc.returncode == 0, (password, check_proc.stdout + check_proc.stderr)
+        cases.append((str(cfg), password))
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    (tmp_path / "client.py").write_text(CLIENT)
+    with netns() as ns:
+        proc = netns_sh(ns, "ip link set lo up && ip addr add 100.2.30.40/32 dev lo && ip addr add 100.2.30.41/32 dev lo && "
+                            f"{sys.executable} {tmp_path / 'client.py'} {tmp_path / 'cases.json'}", timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    codes = json.loads(proc.stdout)
+    assert codes == {pw: [200, 401] for pw in HOSTILE}
+
+
+# Every character vrrp_auth_pass admits, in passwords of keepalived's 8.
+VRRP_HOSTILE = ["%&()*+,.", "/:;<=>?@", "[]^_|~-A"]
+
+DUMP = (
+    "mount --bind {dir} /etc/keepalived && mount -t tmpfs none /tmp && mount -t tmpfs none /run && "
+    "(keepalived -n -l -f /etc/keepalived/keepalived.conf >/dev/null 2>&1 & echo $! > /tmp/ka.pid) && "
+    "for i in $(seq 50); do [ -s /run/keepalived.pid ] && break; sleep 0.1; done; sleep 0.5; "
+    "kill -USR1 $(cat /run/keepalived.pid); for i in $(seq 20); do grep -q 'Password =' /tmp/keepalived.data 2>/dev/null && break; sleep 0.1; done; "
+    "grep 'Password =' /tmp/keepalived.data; kill $(cat /tmp/ka.pid)"
+)
+
+
+@pytest.mark.parametrize("password", VRRP_HOSTILE)
+def test_vrrp_password_reads_back_through_keepalived_dump(tmp_path, password):
+    content, _ = rendered(tmp_path, "/etc/keepalived/keepalived.conf", vrrp_auth_pass=password)
+    ka = tmp_path / "keepalived"
+    ka.mkdir()
+    (ka / "keepalived.conf").write_text(content)
+    with netns() as ns:
+        proc = netns_sh(ns, DUMP.format(dir=ka))
+    assert proc.stdout.strip() == f"Password = {password}", proc.stdout + proc.stderr
+
+
+# --- what cannot be carried is refused, naming the secret, never showing it ---------------
+
+REFUSED = {
+    "vrrp_auth_pass": ["ab#cd", "ab!cd", 'ab"cd', "ab{cd", "ab}cd", "a b", "ab$cd", "ab\\cd", "a\nb"],
+    "haproxy_stats_password": ["a\nb", "a\rb", "a\x00b", "a\tb", "é-not-ascii"],
+    "mariadb_sst_password": ["a\nwsrep_on = OFF", "a\x1bb", "a\x7fb"],
+    "mariadb_admin_password": ["a\nb", "a\x00b"],
+    "rabbitmq_password": ["a\nb", "a\rb"],
+    "rabbitmq_erlang_cookie": ["SHORT", "WITH SPACE INSIDE IT 123", "NEWLINE\nAFTER-TWENTY-CHARS", "ÄÖÜ" * 10],
+}
+
+
+@pytest.mark.parametrize("name,value", [(n, v) for n, vs in REFUSED.items() for v in vs])
+def test_a_secret_the_file_cannot_carry_is_refused_without_showing_it(name, value):
+    hosts, group = prod_data()
+    report = check(hosts, group, secrets={**FAKE_SECRETS, name: value})
+    assert [(p.where, p.key) for p in report.errors] == [("controllers", name)]
+    line = str(report.errors[0])
+    assert "\n" not in line and value not in line and repr(value)[1:-1] not in line
