@@ -233,7 +233,7 @@ class FileStates(FactBase):
     def command(self, paths):
         return "; ".join(
             f"if [ -e {shlex.quote(p)} ]; then echo \"F $(stat -c '%U %G %a' {shlex.quote(p)}) "
-            f"$(sha1sum {shlex.quote(p)} | cut -d' ' -f1) {p}\"; else echo \"M {p}\"; fi"
+            f"$(sha1sum {shlex.quote(p)} | cut -d' ' -f1) \"{shlex.quote(p)}; else echo M {shlex.quote(p)}; fi"
             for p in paths
         )
 
@@ -287,11 +287,9 @@ def managed_file(path: str, component: str, validate: str | None = None):
         yield StringCommand("chown", f"{wanted.user}:{wanted.group}", QuoteString(target))
         yield StringCommand("chmod", wanted.mode, QuoteString(target))
         if validate:
-            check_cmd = validate.format(path=target)
-            yield StringCommand(
-                f"{check_cmd} || {{ rc=$?; rm -f {target}; echo '{host.name}: {path} failed validation "
-                f"({check_cmd}); the old file stays' >&2; exit $rc; }}"
-            )
+            check_cmd = validate.format(path=shlex.quote(target))
+            failed = shlex.quote(f"{host.name}: {path} failed validation ({check_cmd}); the old file stays")
+            yield StringCommand(f"{check_cmd} || {{ rc=$?; rm -f {shlex.quote(target)}; echo {failed} >&2; exit $rc; }}")
             yield StringCommand("mv", "-f", QuoteString(target), QuoteString(path))
         return
 

@@ -539,8 +539,8 @@ def accounts(run: bool = True):
         # mysql echoes a failing statement: keep only its error line, cut before the statement text.
         yield StringCommand(
             "printf '%s'", QuoteString(HiddenValue(script, "<account SQL>")),
-            f"| timeout 30 mysql 2>/tmp/.accounts.err || {{ echo '{host.name}: creating the database accounts failed:' >&2; "
-            "grep ERROR /tmp/.accounts.err | sed 's/ near .*//' >&2; rm -f /tmp/.accounts.err; exit 1; }",
+            f"| {{ err=$(mktemp); timeout 30 mysql 2>$err || {{ echo '{host.name}: creating the database accounts failed:' >&2; "
+            "grep ERROR $err | sed 's/ near .*//' >&2; rm -f $err; exit 1; }; rm -f $err; }",
         )
 
 

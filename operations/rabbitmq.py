@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
+import shlex
 
 from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
@@ -17,6 +19,7 @@ from operations.common import (
 )
 
 COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
+NODE_NAME = re.compile(r"rabbit@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 CTL = "timeout 60 rabbitmqctl"
 # A restart that has not finished in 120 s (a normal one takes ~6 s on the lab) is the boot hang
 # of Debian 12's RabbitMQ 3.10.8 on Erlang 25 in `global` synchronisation (rabbitmq-server#6034,
@@ -51,7 +54,6 @@ class RabbitmqCluster(FactBase):
         )
 
     def process(self, output):
-        import re
 
         text = "\n".join(output)
         # {[all nodes],[disc nodes]}.
@@ -100,7 +102,8 @@ def seed_node(states: dict[str, dict], order: list[str]) -> str:
 def removed_members(seed_state: dict, names: list[str]) -> list[str]:
     """Cluster members the seed knows that are no controller of the inventory. Pure."""
     known = {f"rabbit@{n}" for n in names}
-    return sorted(set((seed_state or {}).get("nodes", [])) - known)
+    # read from the node's own files, not from validated site data: only well-formed names
+    return sorted(n for n in set((seed_state or {}).get("nodes", [])) - known if NODE_NAME.fullmatch(n))
 
 
 @once
@@ -122,32 +125,35 @@ def definition_commands(defs: dict, data: dict, password: str) -> list:
     they already are. `defs` is {} when RabbitMQ was not running before the run (a fresh
     node): then every command is emitted in a form that is safe to repeat. Pure."""
     user, vhost = data["rabbitmq_user"], data["rabbitmq_vhost"]
+    qu, qv = shlex.quote(user), shlex.quote(vhost)
+    # `list_* --silent` prints one name per line (first column): compared exactly, never as a regex
+    has_user = f"{CTL} list_users --silent | cut -f1 | grep -qxF -- {qu}"
     known = bool(defs)
     users = {u["name"]: u for u in defs.get("users", [])}
     pw = QuoteString(HiddenValue(password, "<rabbitmq_password>"))
     cmds = []
     if not known or vhost not in {v["name"] for v in defs.get("vhosts", [])}:
-        cmds.append(f"{CTL} list_vhosts --silent | grep -qx {vhost} || {CTL} add_vhost {vhost}")
+        cmds.append(f"{CTL} list_vhosts --silent | grep -qxF -- {qv} || {CTL} add_vhost {qv}")
     if not known or user not in users:
         cmds.append(StringCommand(
-            f"if {CTL} list_users --silent | grep -q '^{user}\\b'; then printf '%s'", pw, f"| {CTL} change_password {user};",
-            "else printf '%s'", pw, f"| {CTL} add_user {user}; fi",
+            f"if {has_user}; then printf '%s'", pw, f"| {CTL} change_password {qu};",
+            "else printf '%s'", pw, f"| {CTL} add_user {qu}; fi",
         ))
     elif not password_matches(password, users[user].get("password_hash", "")):
-        cmds.append(StringCommand("printf '%s'", pw, f"| {CTL} change_password {user}"))
+        cmds.append(StringCommand("printf '%s'", pw, f"| {CTL} change_password {qu}"))
     if not known or "administrator" not in str(users.get(user, {}).get("tags")):
-        cmds.append(f"{CTL} set_user_tags {user} administrator")
+        cmds.append(f"{CTL} set_user_tags {qu} administrator")
     perms = [p for p in defs.get("permissions", []) if p.get("user") == user and p.get("vhost") == vhost]
     if not perms or (perms[0]["configure"], perms[0]["write"], perms[0]["read"]) != (".*", ".*", ".*"):
-        cmds.append(f"{CTL} set_permissions -p {vhost} {user} '.*' '.*' '.*'")
+        cmds.append(f"{CTL} set_permissions -p {qv} {qu} '.*' '.*' '.*'")
     if not known or "guest" in users:
-        cmds.append(f"{CTL} list_users --silent | grep -q '^guest\\b' && {CTL} delete_user guest || true")
+        cmds.append(f"{CTL} list_users --silent | cut -f1 | grep -qxF guest && {CTL} delete_user guest || true")
     policies = {p["name"] for p in defs.get("policies", []) if p.get("vhost") == vhost}
     if data["rabbitmq_queue_type"] == "mirrored":
         if "ha-all" not in policies:
-            cmds.append(f"{CTL} set_policy -p {vhost} --apply-to queues ha-all '^(?!amq\\.).*' '{{\"ha-mode\":\"all\"}}'")
+            cmds.append(f"{CTL} set_policy -p {qv} --apply-to queues ha-all '^(?!amq\\.).*' '{{\"ha-mode\":\"all\"}}'")
     elif "ha-all" in policies:
-        cmds.append(f"{CTL} clear_policy -p {vhost} ha-all")
+        cmds.append(f"{CTL} clear_policy -p {qv} ha-all")
     return cmds
 
 

@@ -141,3 +141,21 @@ def test_file_states_and_service_states_parse():
     units = ServiceStates().process(["haproxy active enabled pending", "keepalived inactive not-found"])
     assert units["keepalived"] == {"active": "inactive", "enabled": "not-found", "pending": False}
     assert units["haproxy"]["pending"] is True
+
+
+HOSTILE = ["a; touch /tmp/x", "$(id)", "`id`", "a'b\"c", "x\ny", "a b"]
+
+
+@pytest.mark.parametrize("bad", HOSTILE)
+def test_command_builders_quote_every_value(bad):
+    """Preflight refuses these values; the builders quote them anyway (defence in depth)."""
+    import shlex
+
+    from operations.galera import bootstrap_command
+    cmds = [str(c) for c in definition_commands({}, RDATA | {"rabbitmq_user": bad, "rabbitmq_vhost": bad}, "pw")]
+    cmds.append(bootstrap_command("node01", [bad], (None, None)))
+    for cmd in cmds:  # every occurrence of the value is its quoted form
+        assert bad not in cmd.replace(shlex.quote(bad), "")
+    assert sum(shlex.quote(bad) in c for c in cmds) >= 5
+    # a node name read from a controller's own files is only used when well formed
+    assert removed_members({"nodes": ["rabbit@node01", f"rabbit@{bad}"]}, ["node01"]) == []
