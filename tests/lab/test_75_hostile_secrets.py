@@ -1,0 +1,63 @@
+"""Secrets with spaces, quotes, `#`, `$` and `\\` work end to end on the lab.
+
+The deploy runs with such values for the three secrets that land in files or on stdin
+(HA_SECRET_* overrides the lab's secrets file for one run): the state-transfer password in
+galera.cnf (then a node is made to rejoin by a full state transfer, which logs in with it),
+the HAProxy stats password in haproxy.cfg (the stats page answers it, and refuses it with a
+character more), the RabbitMQ password (the management API's basic auth takes it, exactly). Then the lab's own
+secrets are deployed back. No printed output may contain any of the values.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import lab
+from lab import drills
+from lab.drills import log
+
+HOSTILE = {
+    "mariadb_sst_password": "a'b\"c#d$e\\f g",
+    "haproxy_stats_password": "st a'ts\"#$\\x",
+    "rabbitmq_password": "rab b'it\"#$\\",
+}
+ENV = {f"HA_SECRET_{k.upper()}": v for k, v in HOSTILE.items()}
+
+
+def stats_status(password: str) -> str:
+    user = drills.secrets().get("haproxy_stats_user", "openstack")
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{user}:{password}",
+                        f"http://{lab.address('node01')}:1984/"], capture_output=True, text=True, timeout=15)
+    return r.stdout
+
+
+def management_status(password: str) -> str:
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"openstack:{password}",
+                        f"http://{lab.address('node01')}:15672/api/whoami"], capture_output=True, text=True, timeout=15)
+    return r.stdout
+
+
+def test_secrets_with_quotes_hash_dollar_backslash_and_spaces_work_end_to_end(healthy):
+    try:
+        run = drills.pyinfra("-y", "inventories/lab.py", "deploy.py", env=ENV)
+        assert run.returncode == 0, drills.run_excerpt(run.stdout)
+        for value in HOSTILE.values():
+            assert value not in run.stdout
+        # a full state transfer (mariabackup logs in to the donor as sst with the new password)
+        lab.exec_("node03", ["sh", "-c", "systemctl stop mariadb && rm -f /var/lib/mysql/grastate.dat "
+                             "/var/lib/mysql/galera.cache && timeout 300 systemctl start mariadb"], timeout=360)
+        journal = lab.exec_("node03", ["journalctl", "-u", "mariadb", "--since", "-5min", "--no-pager"]).stdout
+        assert "mariabackup SST started on joiner" in journal and "SST succeeded" in journal, journal[-3000:]
+        assert drills.wsrep("node03").get("wsrep_local_state_comment") == "Synced"
+        assert stats_status(HOSTILE["haproxy_stats_password"]) == "200"
+        assert stats_status(HOSTILE["haproxy_stats_password"] + "x") == "401"
+        # the exact bytes, as a client sends them: the management API's basic auth
+        assert management_status(HOSTILE["rabbitmq_password"]) == "200"
+        assert management_status(HOSTILE["rabbitmq_password"] + "x") == "401"
+        # and rabbitmqctl reading it from stdin (Debian's rabbitmqctl wrapper re-splits its arguments)
+        auth = lab.exec_("node01", ["rabbitmqctl", "authenticate_user", "openstack"], input=HOSTILE["rabbitmq_password"])
+        assert auth.returncode == 0, auth.stdout + auth.stderr
+        log("hostile secrets: SST with the sst password, stats page 200/401, RabbitMQ authenticates")
+    finally:
+        run = drills.deploy()  # the lab's own secrets again
+        assert run.returncode == 0, drills.run_excerpt(run.stdout)
