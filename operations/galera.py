@@ -36,7 +36,10 @@ from operations.common import (
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
 CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf"
-MEMBERS_LINE = "wsrep_cluster_address"  # read only when mariadbd starts
+# Read only when mariadbd starts (the donor only when it joins): a running member needs no restart for them.
+# Comments never need one either.
+MEMBERSHIP_LINES = ("wsrep_cluster_address", "wsrep_sst_donor", "#")
+SANS_PATTERNS = " ".join(f"-e '^{k}'" for k in MEMBERSHIP_LINES)
 GALERA_PORT = 4567  # group communication: a peer listening there runs Galera
 REPAIR_SWITCH = "HA_GALERA_REPAIR"
 ZERO_UUID = "00000000-0000-0000-0000-000000000000"
@@ -50,10 +53,10 @@ STATUS_KEYS = ("wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_clust
 
 
 def sans_members(text: str) -> str:
-    """SHA1 of a galera.cnf without its member list, as `grep -v '^wsrep_cluster_address' | sha1sum`
-    computes it on the host."""
+    """SHA1 of a galera.cnf without its membership and comment lines, as `grep -v -e
+    '^wsrep_cluster_address' -e '^wsrep_sst_donor' -e '^#' | sha1sum` computes it on the host."""
     lines = [line if line.endswith("\n") else line + "\n" for line in text.splitlines(keepends=True)]
-    kept = "".join(line for line in lines if not line.startswith(MEMBERS_LINE))
+    kept = "".join(line for line in lines if not line.startswith(MEMBERSHIP_LINES))
     return hashlib.sha1(kept.encode()).hexdigest()
 
 
@@ -87,7 +90,8 @@ class GaleraNode(FactBase):
             f"if out=$(timeout 10 mysql -N -B -e \"SHOW GLOBAL STATUS WHERE Variable_name IN ({keys})\" 2>/dev/null); "
             "then echo query=ok; printf '%s\\n' \"$out\" | tr '\\t' '='; else echo query=failed; fi; fi; "
             "sed -n 's/^\\(uuid\\|seqno\\|safe_to_bootstrap\\):[[:space:]]*/grastate_\\1=/p' /var/lib/mysql/grastate.dat 2>/dev/null; "
-            f"test -f {CNF} && echo cnf_sans_members=$(grep -v '^{MEMBERS_LINE}' {CNF} | sha1sum | cut -d' ' -f1); "
+            f"test -f {CNF} && echo cnf_sans_members=$(grep -v {SANS_PATTERNS} {CNF} "
+            "| sha1sum | cut -d' ' -f1); "
             "if ! pgrep -x mariadbd >/dev/null && ! pgrep -x mysqld >/dev/null && "
             "grep -q '^seqno:[[:space:]]*-1' /var/lib/mysql/grastate.dat 2>/dev/null; then "
             "timeout 120 galera_recovery 2>/dev/null | sed -n 's/^--wsrep_start_position=/recovered_position=/p'; fi; true"

@@ -213,4 +213,5 @@ def test_galera_node_fact_reads_an_unanswered_query_as_unknown_not_as_a_state():
 def test_member_list_alone_does_not_count_as_a_config_change():
     old = "[galera]\nwsrep_on = ON\nwsrep_cluster_address = gcomm://10.0.0.1,10.0.0.2,10.0.0.3\nwsrep_node_name = a\n"
     assert sans_members(old) == sans_members(old.replace("10.0.0.3", "10.0.0.3,10.0.0.4"))
+    assert sans_members(old) == sans_members(old + "wsrep_sst_donor = c,b,\n# a comment\n")
     assert sans_members(old) != sans_members(old.replace("wsrep_on = ON", "wsrep_on = OFF"))
