@@ -106,6 +106,11 @@ def files_of(component: str) -> list[ManagedFile]:
     return managed_files(site(), host.name, _site_and_secrets()[1], component)
 
 
+def files_for(name: str, component: str) -> list[ManagedFile]:
+    """Another controller's files of a component (a decision on one host that needs them)."""
+    return managed_files(site(), name, _site_and_secrets()[1], component)
+
+
 def is_first() -> bool:
     return host.name == site().controllers[0].name
 

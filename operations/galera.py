@@ -31,8 +31,9 @@ from pyinfra.api.hiddenvalue import HiddenValue
 
 from operations.common import (
     PENDING_DIR, announce, controllers_in_run, facts_of_all_controllers, files_of, install_files, once, one_at_a_time,
-    packages, pending, planned_fact, secret_value, site, turn, unit_log, wait_until,
+    packages, planned_fact, secret_value, shell, site, turn, unit_log, wait_until, files_for,
 )
+from operations.facts import VipHolder
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
 CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf"
@@ -71,13 +72,15 @@ class GaleraNode(FactBase):
          "wsrep_cluster_size": "3", "wsrep_last_committed": "1234",
          "wsrep_incoming_addresses": "10.0.0.11:3306,...", "wsrep_cluster_state_uuid": "2a0c...",
          "grastate_uuid": "2a0c...", "grastate_seqno": "-1", "grastate_safe_to_bootstrap": "0",
-         "recovered_position": "2a0c...:1234", "cnf_sans_members": "5e1f..."}
+         "recovered_position": "2a0c...:1234", "cnf_sans_members": "5e1f...", "pending": "yes"}
 
     `query` is "failed" when mariadbd runs but did not answer (starting, in a state transfer,
     hung): its state is unknown, never read as "not Synced". recovered_position only when
     mariadbd is not running and grastate.dat has no seqno (it crashed, or its start failed):
     `galera_recovery` reads the last committed position from InnoDB, as mariadb.service's
-    ExecStartPre does at every start. The fact is None when the host could not be read.
+    ExecStartPre does at every start. cnf_sans_members: the SHA1 of its galera.cnf without the
+    lines a running member does not need a restart for; pending: a restart an earlier run left
+    undone. The fact is None when the host could not be read.
     """
 
     def command(self):
@@ -92,6 +95,7 @@ class GaleraNode(FactBase):
             "sed -n 's/^\\(uuid\\|seqno\\|safe_to_bootstrap\\):[[:space:]]*/grastate_\\1=/p' /var/lib/mysql/grastate.dat 2>/dev/null; "
             f"test -f {CNF} && echo cnf_sans_members=$(grep -v {SANS_PATTERNS} {CNF} "
             "| sha1sum | cut -d' ' -f1); "
+            f"test -e {PENDING_DIR}/mariadb && echo pending=yes; "
             "if ! pgrep -x mariadbd >/dev/null && ! pgrep -x mysqld >/dev/null && "
             "grep -q '^seqno:[[:space:]]*-1' /var/lib/mysql/grastate.dat 2>/dev/null; then "
             "timeout 120 galera_recovery 2>/dev/null | sed -n 's/^--wsrep_start_position=/recovered_position=/p'; fi; true"
@@ -417,6 +421,14 @@ def cluster_states() -> dict:
 
 
 @once
+def vip_holders() -> list[str]:
+    """The controllers that hold the VIP (one, unless a split brain), read when a restart is planned."""
+    s = site()
+    facts = facts_of_all_controllers(VipHolder, interface=s["vip_interface"], vip=s["vip"])
+    return [n for n, v in facts.items() if v and v.get("holds_vip")]
+
+
+@once
 def _plan_or_refusal() -> Plan | GaleraStateError:
     s = site()
     order = [c.name for c in s.controllers]
@@ -551,6 +563,31 @@ def accounts(run: bool = True):
 # --- the deploy --------------------------------------------------------------------------
 
 
+def restarts(p: Plan, states: dict, wanted: dict[str, str]) -> set[str]:
+    """Members that restart: their config changed beyond the membership lines (`wanted`: each
+    node's sans_members() of its new galera.cnf), or a restart was left pending. Pure."""
+    return {n for n in p.synced | p.busy
+            if (states.get(n) or {}).get("cnf_sans_members") != wanted.get(n) or (states.get(n) or {}).get("pending")}
+
+
+def restart_order(order: list[str], writer: str, holder: str | None) -> list[str]:
+    """Rolling restarts: the nodes that neither take the database writes nor hold the VIP
+    first, then the writer (its writes moved to the next server first), the VIP holder last
+    (kolla-ansible's order). Pure."""
+    last = list(dict.fromkeys(n for n in (writer, holder) if n in order))
+    return [n for n in order if n not in last] + last
+
+
+def writes_to(listener: str, server: str, socket: str, state: str) -> str:
+    """This HAProxy's server `server` of the database listener set to `state` through the
+    runtime API (no reload): maint moves new sessions to the next server, ready brings them
+    back. A controller without a running HAProxy (its first deploy) has nothing to move."""
+    q = shlex.quote
+    cmd = q(f"set server {listener}/{server} state {state}")
+    return (f"if test -S {q(socket)}; then out=$(echo {cmd} | socat stdio {q(socket)}); "
+            f"test -z \"$out\" || {{ echo \"$(hostname): haproxy: $out\" >&2; exit 1; }}; fi")
+
+
 def _synced_members(count: int) -> str:
     """Shell test: this node is Synced in a Primary component of at least `count` members."""
     return (f"{SYNCED} && [ \"$(echo \"$s\" | sed -n 's/^wsrep_cluster_size.//p')\" -ge {count} ]")
@@ -571,7 +608,10 @@ def configure():
     # wsrep_cluster_address is read only at start: a new member list alone restarts nobody.
     beyond_members = st.get("cnf_sans_members") != sans_members(wanted.content)
     member = me in p.synced or me in p.busy
-    restart = member and (beyond_members or pending("mariadb"))
+    s = site()
+    wanted_sums = {c.name: sans_members(f.content) for c in s.controllers for f in files_for(c.name, "galera")}
+    restarting = restarts(p, cluster_states(), wanted_sums)
+    restart = me in restarting
     # Written with the file, cleared after the restart: a run interrupted in between restarts it next time.
     turn(name="galera: restart pending", commands=[f"mkdir -p {PENDING_DIR} && touch {PENDING_DIR}/mariadb"],
          run=member and beyond_members)
@@ -618,8 +658,17 @@ def configure():
     # Every node that will be in the cluster after the joins, before a member leaves it for its restart.
     in_run = controllers_in_run()
     members = max(p.size + sum(1 for n in joins if n in in_run), 2)
-    announce(restart, "restart mariadb (config changed; one node at a time, once every member is back), wait until Synced")
-    for name, mine in one_at_a_time([n for n in order if n in p.synced or n in p.busy]):
+    writer = next(c.name for c in s.controllers)  # the database listener's one active server
+    db = next(lst.name for lst in s.listeners if any(" backup" in line for line in lst.servers))
+    holders = vip_holders() if restarting else []
+    sock = s["haproxy_stats_socket"]
+    announce(restart, "restart mariadb (config changed; one node at a time, once every member is back), wait until Synced"
+             + ("; the writes moved to the next server first, on every HAProxy" if me == writer else ""))
+    for name, mine in one_at_a_time(restart_order([n for n in order if n in restarting], writer,
+                                                  holders[0] if len(holders) == 1 else None)):
+        moving = name == writer
+        turn(name=f"galera: writes moved off {name} (HAProxy runtime API)", commands=[writes_to(db, name, sock, "maint")],
+             run=moving)
         turn(
             name=f"galera: restart {name}",
             commands=[wait_until(_synced_members(members), f"every member ({members}) back in the cluster and {me} Synced "
@@ -627,3 +676,5 @@ def configure():
              f"timeout 600 systemctl restart mariadb || {{ {unit_log('mariadb')}; exit 1; }}", synced, clear],
             run=mine and restart,
         )
+        # also after a failed restart: its check keeps it out until it is Synced again
+        shell(f"galera: writes back to {name}", [writes_to(db, name, sock, "ready")], when=moving)

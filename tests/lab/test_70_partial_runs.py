@@ -95,9 +95,9 @@ def test_limit_without_a_primary_in_sight_refuses_to_bootstrap(healthy):
             drills.deploy()
 
 
-def _deploy_until(data: dict, marker: str) -> tuple[str, float]:
+def _deploy_until(data: dict, marker: str, count: int = 1) -> tuple[str, float]:
     """Start a deploy with `data`, kill it (its whole process group, by PID) as soon as its
-    output shows `marker`; returns the output and when it was killed."""
+    output shows `marker` for the `count`-th time; returns the output and when it was killed."""
     env = {**os.environ, "HA_LAB_DATA": json.dumps(data)}
     proc = subprocess.Popen([drills.PYINFRA, "-y", "inventories/lab.py", "deploy.py"], cwd=drills.ROOT, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -107,7 +107,8 @@ def _deploy_until(data: dict, marker: str) -> tuple[str, float]:
         deadline = time.monotonic() + 600
         for line in proc.stdout:
             out.append(line)
-            if marker in line or time.monotonic() > deadline:
+            count -= marker in line
+            if count <= 0 or time.monotonic() > deadline:
                 break
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -116,22 +117,36 @@ def _deploy_until(data: dict, marker: str) -> tuple[str, float]:
     return "".join(out), time.monotonic()
 
 
+def first_to_restart() -> str:
+    """The first node of a rolling Galera restart: neither the database writer (node01) nor
+    the VIP holder (operations.galera.restart_order)."""
+    return next(n for n in NODES if n != "node01" and not drills.holds_vip(n))
+
+
 def test_a_rolling_restart_killed_half_way_converges_on_the_next_run(healthy):
     before = max_connections("node01")
     want = before + 7
+    first = first_to_restart()
     quorum = Quorum()
     quorum.start()
+    table = "rolling"
+    drills.prepare_writes(table)
+    writer = drills.Writer(table, "rolling")
+    writer.start()
     try:
-        out, _ = _deploy_until({"mariadb_max_connections": want}, "galera: restart node02")
-        assert "galera: restart node01" in out, out[-3000:]
+        # killed when the second node's restart starts: the first has restarted, no other
+        out, _ = _deploy_until({"mariadb_max_connections": want}, "| galera: restart node", count=2)
         values = {n: max_connections(n) for n in NODES}
-        log(f"killed after node01's restart: max_connections {values}")
-        assert values["node01"] == want and values["node03"] == before
-        # the file is written everywhere: only the pending markers say node02 and node03 must restart
+        log(f"killed after {first}'s restart: max_connections {values}")
+        assert values == {n: want if n == first else before for n in NODES}, out[-3000:]
+        # the file is written everywhere: only the pending markers say the others must restart
         run = drills.deploy(data={"mariadb_max_connections": want})
         assert run.returncode == 0, drills.run_excerpt(run.stdout)
         radius = run.stdout.split("Blast radius")[1].split("-->")[0]
-        assert "node03: restart mariadb" in radius and "node01: restart mariadb" not in radius, radius
+        rest = [n for n in NODES if n != first]
+        assert all(f"{n}: restart mariadb" in radius for n in rest) and f"{first}: restart mariadb" not in radius, radius
+        assert "node01: restart mariadb (config changed; one node at a time, once every member is back), wait until " \
+               "Synced; the writes moved to the next server first" in radius, radius
         assert {n: max_connections(n) for n in NODES} == {n: want for n in NODES}
         run = drills.deploy(data={"mariadb_max_connections": want})
         assert "Blast radius: no service restarts or reloads" in run.stdout, run.stdout[-3000:]
@@ -139,29 +154,34 @@ def test_a_rolling_restart_killed_half_way_converges_on_the_next_run(healthy):
         quorum.stopping.set()
         quorum.join(timeout=10)
         run = drills.deploy()  # back to the defaults, rolling
+        writer.stopping.set()
+        writer.join(timeout=30)
         assert run.returncode == 0, drills.run_excerpt(run.stdout)
-    log(f"interrupted roll converged; fewest members in the Primary component seen throughout: {quorum.lowest}")
+    log(f"interrupted roll converged; fewest members in the Primary component seen throughout: {quorum.lowest}; "
+        f"through three rolling restarts (one killed): {len(writer.acked)} acknowledged writes, {writer.failures} failed")
     assert quorum.lowest >= 2
 
 
 def test_a_node_failing_its_restart_stops_the_roll(healthy):
     before = max_connections("node01")
     want = before + 3
-    lab.exec_("node02", ["sh", "-c", f"mkdir -p {os.path.dirname(BREAK)} && printf '[Service]\\nExecStartPre=/bin/false\\n' "
+    first = first_to_restart()
+    lab.exec_(first, ["sh", "-c", f"mkdir -p {os.path.dirname(BREAK)} && printf '[Service]\\nExecStartPre=/bin/false\\n' "
                         f"> {BREAK} && systemctl daemon-reload"])
     try:
         run = drills.deploy(data={"mariadb_max_connections": want})
         assert run.returncode != 0
-        assert re.search(r"node02.*(mariadb|journal|Failed|failed)", run.stdout), drills.run_excerpt(run.stdout)
-        assert "node03] not touched: node02 failed earlier in this run" in run.stdout, drills.run_excerpt(run.stdout)
-        assert max_connections("node01") == want and max_connections("node03") == before
-        log("node02 failed its restart: node03 untouched, run failed")
+        assert re.search(rf"{first}.*(mariadb|journal|Failed|failed)", run.stdout), drills.run_excerpt(run.stdout)
+        assert f"not touched: {first} failed earlier in this run" in run.stdout, drills.run_excerpt(run.stdout)
+        rest = [n for n in NODES if n != first]
+        assert all(max_connections(n) == before for n in rest)
+        log(f"{first} failed its restart (first of the roll): {', '.join(rest)} untouched, run failed")
     finally:
-        lab.exec_("node02", ["sh", "-c", f"rm -f {BREAK} && systemctl daemon-reload"])
+        lab.exec_(first, ["sh", "-c", f"rm -f {BREAK} && systemctl daemon-reload"])
     run = drills.deploy(data={"mariadb_max_connections": want})
     assert run.returncode == 0, drills.run_excerpt(run.stdout)
     radius = run.stdout.split("Blast radius")[1].split("-->")[0]
-    assert "node02: join the Galera cluster" in radius and "node03: restart mariadb" in radius, radius
+    assert f"{first}: join the Galera cluster" in radius and all(f"{n}: restart mariadb" in radius for n in rest), radius
     assert {n: max_connections(n) for n in NODES} == {n: want for n in NODES}
     run = drills.deploy()
     assert run.returncode == 0, drills.run_excerpt(run.stdout)

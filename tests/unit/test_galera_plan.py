@@ -12,7 +12,8 @@ import re
 import pytest
 
 from operations.galera import (
-    GaleraNode, GaleraStateError, bootstrap_command, components, plan, sans_members, serving, strangers,
+    GaleraNode, GaleraStateError, bootstrap_command, components, plan, restart_order, restarts, sans_members, serving,
+    strangers, writes_to,
 )
 
 ORDER = ["node01", "node02", "node03"]
@@ -215,3 +216,27 @@ def test_member_list_alone_does_not_count_as_a_config_change():
     assert sans_members(old) == sans_members(old.replace("10.0.0.3", "10.0.0.3,10.0.0.4"))
     assert sans_members(old) == sans_members(old + "wsrep_sst_donor = c,b,\n# a comment\n")
     assert sans_members(old) != sans_members(old.replace("wsrep_on = ON", "wsrep_on = OFF"))
+
+
+def test_restarts_follow_each_nodes_own_config_and_pending_marker():
+    states = {n: primary() | {"cnf_sans_members": "old"} for n in ORDER}
+    states["node03"]["pending"] = "yes"
+    p = plan(states, ORDER)
+    assert restarts(p, states, {n: "old" for n in ORDER}) == {"node03"}
+    assert restarts(p, states, {n: "new" for n in ORDER}) == set(ORDER)
+    # a node outside the Primary component joins; it is not "restarted" as a member
+    states["node02"] = stopped()
+    assert restarts(plan(states, ORDER), states, {n: "new" for n in ORDER}) == {"node01", "node03"}
+
+
+def test_restart_order_puts_the_writer_then_the_vip_holder_last():
+    assert restart_order(ORDER, "node01", "node02") == ["node03", "node01", "node02"]
+    assert restart_order(ORDER, "node01", "node01") == ["node02", "node03", "node01"]
+    assert restart_order(ORDER, "node01", None) == ["node02", "node03", "node01"]
+    assert restart_order(["node02", "node03"], "node01", "node03") == ["node02", "node03"]
+
+
+def test_writes_moved_through_the_runtime_api():
+    cmd = writes_to("mariadb", "node01", "/run/haproxy/admin.sock", "maint")
+    assert "'set server mariadb/node01 state maint' | socat stdio /run/haproxy/admin.sock" in cmd
+    assert cmd.startswith("if test -S /run/haproxy/admin.sock;")
