@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 # The X-Forwarded-Proto rules of the article, named once.
 DEL_XFP_IF_SSL = "del-header X-Forwarded-Proto if { ssl_fc }"
@@ -29,7 +29,10 @@ class Service:
     """One HAProxy `listen` section on the VIP."""
 
     name: str
-    port: int
+    port: int | None = None  # None: the site key named by port_key holds it
+    # The site key that holds this listener's port (and the daemon's on the controllers):
+    # one source per datum, so the catalogue carries no port of its own for it.
+    port_key: str | None = None
     backend_port: int | None = None  # port on the controllers; defaults to `port`
     mode: str = "http"
     balance: str | None = None
@@ -48,7 +51,7 @@ class Service:
 
 
 CATALOGUE: tuple[Service, ...] = (
-    Service("rabbitmq_management", 15672),
+    Service("rabbitmq_management", port_key="rabbitmq_management_port"),
     Service("keystone_internal", 5000, http_request=(DEL_XFP_IF_SSL,)),
     Service(
         "keystone_admin", 35357, http_request=(DEL_XFP_IF_SSL,), legacy=True,
@@ -71,13 +74,15 @@ CATALOGUE: tuple[Service, ...] = (
     # Options of the database listener that depend on the health check are filled in by
     # config.site from the mariadb_check_* data.
     Service(
-        "mariadb", 3306, mode="tcp", active_backup=True, forwardfor=False,
+        "mariadb", port_key="mariadb_port", mode="tcp", active_backup=True, forwardfor=False,
         options=("tcplog", "tcpka"),
         timeouts=(("client", "3600s"), ("server", "3600s")),
     ),
 )
 
-FIELDS = {f.name for f in dataclasses.fields(Service)} - {"name"}
+FIELDS = {f.name for f in dataclasses.fields(Service)} - {"name", "port_key"}
+# Listener ports a site key holds: {service name: site key} (config.site fills them in).
+PORT_KEYS = {s.name: s.port_key for s in CATALOGUE if s.port_key}
 
 
 class CatalogueError(ValueError):

@@ -42,32 +42,41 @@ class ManagedFile:
     secret: bool = False  # holds a secret value: never diffed or printed as is
 
 
-# (component, template, target path, mode, user, group, holds a secret); a path in braces
-# is the site key that holds it (one source per datum).
-FILES = (
-    ("host", "sysctl/openstack-ha.conf.j2", "/etc/sysctl.d/60-openstack-ha.conf", "0644", "root", "root", False),
-    ("memcached", "memcached/memcached.conf.j2", "/etc/memcached.conf", "0644", "root", "root", False),
-    ("galera", "mariadb/galera.cnf.j2", "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf", "0640", "root", "mysql", True),
-    ("rabbitmq", "rabbitmq/rabbitmq-env.conf.j2", "/etc/rabbitmq/rabbitmq-env.conf", "0644", "root", "root", False),
-    ("rabbitmq", "rabbitmq/rabbitmq.conf.j2", "/etc/rabbitmq/rabbitmq.conf", "0644", "root", "root", False),
-    ("rabbitmq", "rabbitmq/enabled_plugins.j2", "/etc/rabbitmq/enabled_plugins", "0644", "root", "root", False),
-    ("rabbitmq", "rabbitmq/erlang.cookie.j2", "/var/lib/rabbitmq/.erlang.cookie", "0400", "rabbitmq", "rabbitmq", True),
-    ("haproxy", "haproxy/haproxy.cfg.j2", "/etc/haproxy/haproxy.cfg", "0640", "root", "haproxy", True),
-    # Installed where keepalived.conf says it is: the path is the site's keepalived_check_script.
-    ("keepalived", "keepalived/check_alive.sh.j2", "{keepalived_check_script}", "0755", "root", "root", False),
-    ("keepalived", "keepalived/keepalived.conf.j2", "/etc/keepalived/keepalived.conf", "0640", "root", "root", True),
-    # The Galera-aware HTTP check HAProxy asks (mariadb_check_method "httpchk" only).
-    ("dbcheck", "dbcheck/clustercheck.sysusers.j2", "/etc/sysusers.d/openstack-ha-clustercheck.conf", "0644", "root", "root", False),
-    ("dbcheck", "dbcheck/galera-clustercheck.py.j2", "/usr/local/sbin/galera-clustercheck", "0755", "root", "root", False),
-    ("dbcheck", "dbcheck/galera-clustercheck.service.j2", "/etc/systemd/system/galera-clustercheck.service", "0644", "root", "root", False),
-)
+# Paths and names that operations/ need as well as this table: each written once, here.
+SYSCTL_CONF = "/etc/sysctl.d/60-openstack-ha.conf"
+GALERA_CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf"
+ERLANG_COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
+HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
+KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+SST_ACCOUNT = "sst"  # mariabackup's MariaDB account (galera.cnf wsrep_sst_auth, operations/galera.py)
 
 # The database check service's names, shared by its templates and operations/dbcheck.py.
 DBCHECK = {
     "account": "clustercheck",  # system user and MariaDB account (unix_socket, no privileges)
     "script": "/usr/local/sbin/galera-clustercheck",
     "unit": "galera-clustercheck",
+    "sysusers": "/etc/sysusers.d/openstack-ha-clustercheck.conf",
 }
+
+# (component, template, target path, mode, user, group, holds a secret); a path in braces
+# is the site key that holds it (one source per datum).
+FILES = (
+    ("host", "sysctl/openstack-ha.conf.j2", SYSCTL_CONF, "0644", "root", "root", False),
+    ("memcached", "memcached/memcached.conf.j2", "/etc/memcached.conf", "0644", "root", "root", False),
+    ("galera", "mariadb/galera.cnf.j2", GALERA_CNF, "0640", "root", "mysql", True),
+    ("rabbitmq", "rabbitmq/rabbitmq-env.conf.j2", "/etc/rabbitmq/rabbitmq-env.conf", "0644", "root", "root", False),
+    ("rabbitmq", "rabbitmq/rabbitmq.conf.j2", "/etc/rabbitmq/rabbitmq.conf", "0644", "root", "root", False),
+    ("rabbitmq", "rabbitmq/enabled_plugins.j2", "/etc/rabbitmq/enabled_plugins", "0644", "root", "root", False),
+    ("rabbitmq", "rabbitmq/erlang.cookie.j2", ERLANG_COOKIE, "0400", "rabbitmq", "rabbitmq", True),
+    ("haproxy", "haproxy/haproxy.cfg.j2", HAPROXY_CFG, "0640", "root", "haproxy", True),
+    # Installed where keepalived.conf says it is: the path is the site's keepalived_check_script.
+    ("keepalived", "keepalived/check_alive.sh.j2", "{keepalived_check_script}", "0755", "root", "root", False),
+    ("keepalived", "keepalived/keepalived.conf.j2", KEEPALIVED_CONF, "0640", "root", "root", True),
+    # The Galera-aware HTTP check HAProxy asks (mariadb_check_method "httpchk" only).
+    ("dbcheck", "dbcheck/clustercheck.sysusers.j2", DBCHECK["sysusers"], "0644", "root", "root", False),
+    ("dbcheck", "dbcheck/galera-clustercheck.py.j2", DBCHECK["script"], "0755", "root", "root", False),
+    ("dbcheck", "dbcheck/galera-clustercheck.service.j2", f"/etc/systemd/system/{DBCHECK['unit']}.service", "0644", "root", "root", False),
+)
 
 
 def wanted(component: str, site: Site) -> bool:
@@ -84,6 +93,7 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         peers=site.peers(name),
         listeners=site.listeners,
         dbcheck=DBCHECK,
+        sst_account=SST_ACCOUNT,
         secrets=secrets,
         managed=MANAGED,
     )

@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 
-from config.catalogue import CATALOGUE, CatalogueError, merge_catalogue
+from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
 from config.schema import CONTROL, HOST, HOST_NAME, SECRET, SERVICE, SITE, problems
 from config.secrets import SECRETS, SecretsError, env_name, load_secrets, secrets_path
@@ -232,7 +232,11 @@ def _check_services(data: dict, err, warn) -> list:
         if name not in known and "port" in fields and (hint := _close(name, known, 0.85)):
             warn(G, f"services.{name}", f"not in the catalogue: taken for a site service of its own{hint}", "rename it if it was meant to change a catalogue entry")
         for field, value in fields.items():
-            if field in SERVICE:
+            if field in ("port", "backend_port") and name in PORT_KEYS:
+                err(G, f"services.{name}.{field}", f"the {name} listener's port is {PORT_KEYS[name]}'s (one source for the daemon and its listener)",
+                    f"set {PORT_KEYS[name]} instead")
+                ok = False
+            elif field in SERVICE:
                 for k, message, expect in problems(f"services.{name}.{field}", SERVICE[field].kind, value):
                     err(G, k, message, f"set {k} to {expect} ({SERVICE[field].meaning})")
                     ok = False
@@ -259,7 +263,7 @@ def _check_ports(data: dict, site_keys, services: list, err) -> None:
     taken: dict[int, str] = {}
     for port, owner, key, _ in owners:
         if port in taken and key:
-            err(G, key, f"port {port} is also {taken[port]}'s on the node address", f"pick a port no other daemon of the node uses (see config/preflight.py FIXED_PORTS)")
+            err(G, key, f"port {port} is also {taken[port]}'s on the node address", "pick a port no other daemon of the node uses (see config/preflight.py FIXED_PORTS)")
         taken.setdefault(port, owner)
     everywhere = {port: owner for port, owner, _, wild in owners if wild}
     for svc in services:

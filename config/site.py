@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config.catalogue import Service, merge_catalogue
+from config.catalogue import PORT_KEYS, Service, merge_catalogue
 from config.defaults import DEFAULTS
 
 # Nested site data merged key by key with its defaults (config.schema checks each item).
@@ -134,18 +134,14 @@ def merged_data(group_data: dict) -> dict:
 
 
 def service_overrides(data: dict) -> dict:
-    """The site's `services` data, plus the listener ports that follow a daemon's port key
-    (mariadb_port, rabbitmq_management_port); an explicit `services` entry wins."""
-    derived = {
-        "mariadb": {"port": data["mariadb_port"]},
-        "rabbitmq_management": {"port": data["rabbitmq_management_port"]},
-    }
+    """The site's `services` data, plus the listener ports a site key holds (catalogue
+    PORT_KEYS: mariadb_port, rabbitmq_management_port), their only source."""
     services = data.get("services") or {}
     if not isinstance(services, dict):
         return services
-    out = {name: dict(fields) for name, fields in derived.items()}
+    out = {name: {"port": data[key]} for name, key in PORT_KEYS.items()}
     for name, fields in services.items():
-        out[name] = {**out[name], **fields} if name in out and isinstance(fields, dict) else fields
+        out[name] = {**fields, **out[name]} if name in out and isinstance(fields, dict) else fields
     return out
 
 

@@ -23,7 +23,7 @@ from operations.common import (
 )
 from operations.galera import MysqlAccounts, cluster_plan
 
-SYSUSERS = "/etc/sysusers.d/openstack-ha-clustercheck.conf"
+SYSUSERS = DBCHECK["sysusers"]
 ACCOUNT_SQL = f"CREATE USER IF NOT EXISTS '{DBCHECK['account']}'@'localhost' IDENTIFIED VIA unix_socket"
 
 

@@ -29,6 +29,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 
+from config.files import GALERA_CNF, SST_ACCOUNT
 from operations.common import (
     PENDING_DIR, announce, controllers_in_run, facts_of_all_controllers, files_of, install_files, once, one_at_a_time,
     packages, planned_fact, secret_value, shell, site, turn, unit_log, wait_until, files_for,
@@ -36,7 +37,7 @@ from operations.common import (
 from operations.facts import VipHolder
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
-CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf"
+CNF = GALERA_CNF
 # Read only when mariadbd starts (the donor only when it joins): a running member needs no restart for them.
 # Comments never need one either.
 MEMBERSHIP_LINES = ("wsrep_cluster_address", "wsrep_sst_donor", "#")
@@ -523,7 +524,7 @@ def account_statements(existing: dict, data: dict, addresses: list[str], passwor
     for hostpart in ("localhost", f"{net.network_address}/{net.netmask}"):
         account(data["mariadb_admin_user"], hostpart, passwords["mariadb_admin_password"], "ALL PRIVILEGES ON *.*", grant_option=True)
     if data["galera_sst_method"] == "mariabackup":
-        account("sst", "localhost", passwords["mariadb_sst_password"], "RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.*")
+        account(SST_ACCOUNT, "localhost", passwords["mariadb_sst_password"], "RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.*")
     if users is None or any(k.startswith("@") for k in users):
         anon = [k for k in (users or {}) if k.startswith("@")]
         sql += [f"DROP USER IF EXISTS ''@{_q(k[1:])}" for k in anon]

@@ -2,6 +2,8 @@
 
 from pyinfra.api import deploy
 
+from config.files import HAPROXY_CFG
+
 from operations.common import announce, install_files, mark_pending, packages, service
 
 
@@ -11,6 +13,6 @@ def configure():
     old one; a change is applied with a reload (connections survive), never a restart."""
     packages(name="haproxy: packages", names=["haproxy", "socat"])
     reload = mark_pending("haproxy", "haproxy")
-    install_files("haproxy", validate={"/etc/haproxy/haproxy.cfg": "haproxy -c -q -f {path}"})
+    install_files("haproxy", validate={HAPROXY_CFG: "haproxy -c -q -f {path}"})
     announce(reload, "reload haproxy")
     service(name="haproxy: running", unit="haproxy", reloaded=reload)

@@ -8,6 +8,7 @@ from pyinfra.api import deploy
 from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Hostname
 
+from config.files import SYSCTL_CONF
 from operations.common import announce, install_files, shell, site
 
 APPLY_SYSCTL = (
@@ -15,7 +16,7 @@ APPLY_SYSCTL = (
     # not hide the others, and fail only when a net.* key is refused.
     "rc=0; while IFS='=' read -r k v; do k=$(echo $k); case \"$k\" in ''|'#'*) continue;; esac; "
     "sysctl -q -w \"$k=$(echo $v)\" || case \"$k\" in net.*) rc=1;; esac; "
-    "done < /etc/sysctl.d/60-openstack-ha.conf; exit $rc"
+    f"done < {SYSCTL_CONF}; exit $rc"
 )
 
 

@@ -4,6 +4,8 @@ import shlex
 
 from pyinfra.api import deploy
 
+from config.files import KEEPALIVED_CONF
+
 from operations.common import announce, install_files, mark_pending, packages, service, shell, site, wait_until
 
 VIP_SECONDS = 30  # measured: 3.8 s for the first election on the lab
@@ -16,7 +18,7 @@ def configure():
     waits (bounded) until a controller answers on the VIP."""
     packages(name="keepalived: packages", names=["keepalived", "socat"])
     changed = mark_pending("keepalived", "keepalived")
-    install_files("keepalived", validate={"/etc/keepalived/keepalived.conf": "keepalived --config-test -f {path}"})
+    install_files("keepalived", validate={KEEPALIVED_CONF: "keepalived --config-test -f {path}"})
     announce(changed, "reload keepalived")
     service(name="keepalived: running", unit="keepalived", reloaded=changed)
     vip = site()["vip"]

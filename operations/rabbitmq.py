@@ -13,12 +13,13 @@ from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.facts.files import Sha1File
 
+from config.files import ERLANG_COOKIE
 from operations.common import (
     announce, clear_pending, facts_of_all_controllers, files_of, install_files, mark_pending, once, one_at_a_time, packages,
     planned_fact, secret_value, service, shell, site, turn, unit_log, wait_until,
 )
 
-COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
+COOKIE = ERLANG_COOKIE
 NODE_NAME = re.compile(r"rabbit@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 CTL = "timeout 60 rabbitmqctl"
 # A restart that has not finished in 120 s (a normal one takes ~6 s on the lab) is the boot hang

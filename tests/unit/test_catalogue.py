@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from config.catalogue import CATALOGUE, CatalogueError, Service, merge_catalogue
+from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, Service, merge_catalogue
+from config.defaults import DEFAULTS
 from config.site import build_site
 from unitkit import prod_data
 
@@ -107,8 +108,18 @@ def test_catalogue_error_is_a_value_error():
 
 
 def test_catalogue_ports_are_distinct():
-    ports = [s.port for s in CATALOGUE]
+    ports = [s.port or DEFAULTS[s.port_key] for s in CATALOGUE]
     assert len(ports) == len(set(ports))
+
+
+def test_a_port_has_one_source():
+    # Each listener's port is either the catalogue's or a site key's (the daemon's), never both.
+    for svc in CATALOGUE:
+        assert (svc.port is None) == (svc.port_key is not None), svc.name
+    assert PORT_KEYS == {"mariadb": "mariadb_port", "rabbitmq_management": "rabbitmq_management_port"}
+    hosts, group = prod_data()
+    by = {s.name: s for s in build_site(hosts, {**group, "mariadb_port": 3307, "rabbitmq_management_port": 15673}).services}
+    assert (by["mariadb"].port, by["rabbitmq_management"].port) == (3307, 15673)
 
 
 def test_services_not_a_dict_is_refused():

@@ -317,6 +317,14 @@ def test_services_not_a_dict():
     assert "is not a dict" in str(p)
 
 
+def test_a_port_a_site_key_holds_is_not_set_in_services():
+    # One source: the mariadb and rabbitmq_management listeners' ports are their daemons' keys.
+    p = only(run(services={"mariadb": {"port": 3307}}), "error", G, "services.mariadb.port")
+    assert "mariadb_port" in str(p)
+    p = only(run(services={"rabbitmq_management": {"backend_port": 15673}}), "error", G, "services.rabbitmq_management.backend_port")
+    assert "rabbitmq_management_port" in str(p)
+
+
 def test_mariadb_port_on_another_listeners_port():
     # mariadb_port moves the mariadb listener too, so it can collide with an API's port.
     p = only(run(mariadb_port=5000), "error", G, "services.mariadb.port")

@@ -1,0 +1,252 @@
+"""One source per datum: override each default key of inventories/lab.py's site in turn (a
+valid, different value) and check that the rendered files still agree with each other.
+
+AGREEMENTS is the table: (key, how file A says it, how file B says it). Each reader takes the
+host's rendered files ({path: content}) and the site, and returns the value as that file
+has it. With the default data and with every override, A == B on every host, and where the
+key is a site key, A is the overridden value (the files follow the key, not a copy of it).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from config.defaults import DEFAULTS
+from config.files import DBCHECK, FILES, GALERA_CNF, HAPROXY_CFG, KEEPALIVED_CONF, managed_files, wanted
+from config.preflight import check
+from config.schema import SITE
+from config.site import build_site
+from operations.galera import account_statements
+from operations.rabbitmq import definition_commands
+from unitkit import FAKE_SECRETS, lab_data, listens, parse_haproxy
+
+MEMCACHED_CONF = "/etc/memcached.conf"
+RABBITMQ_CONF = "/etc/rabbitmq/rabbitmq.conf"
+CHECK_UNIT = f"/etc/systemd/system/{DBCHECK['unit']}.service"
+
+
+# --- readers: one value out of one rendered file ----------------------------------------------
+
+
+def line_value(path: str, pattern: str):
+    """The first group of the first line of `path` matching `pattern` (the whole line)."""
+    def read(files, site):
+        for line in files[path].splitlines():
+            if m := re.fullmatch(pattern, line.strip()):
+                return m.group(1)
+        raise AssertionError(f"{path}: no line matches {pattern!r}")
+    return read
+
+
+def listen(name: str):
+    def section(files):
+        return listens(parse_haproxy(files[HAPROXY_CFG]))[name]
+    return section
+
+
+def server_ports(name: str):
+    """The port every server line of a listener forwards to (one value, or a set if they differ)."""
+    def read(files, site):
+        ports = {re.match(r"\S+ [^ ]+:(\d+) ", s).group(1) for s in listen(name)(files).values("server")}
+        return ports.pop() if len(ports) == 1 else ports
+    return read
+
+
+def check_ports(name: str):
+    def read(files, site):
+        ports = {re.search(r" port (\d+)", s).group(1) for s in listen(name)(files).values("server")}
+        return ports.pop() if len(ports) == 1 else ports
+    return read
+
+
+def bind(name: str, part: int):
+    """A listener's bind address (part 0) or port (part 1)."""
+    return lambda files, site: listen(name)(files).values("bind")[0].rsplit(":", 1)[part]
+
+
+def client_string(key: str, pattern: str):
+    """A value of the strings the OpenStack services are given (Site.client_strings)."""
+    def read(files, site):
+        values = set(re.findall(pattern, site.client_strings(FAKE_SECRETS)[key]))
+        return values.pop() if len(values) == 1 else values
+    return read
+
+
+def installed_path(template: str):
+    """Where the deploy installs a template's file (config.files FILES)."""
+    def read(files, site):
+        (path,) = [p for p, t in files["__templates__"].items() if t == template]
+        return path
+    return read
+
+
+def sql_account(pattern: str):
+    """An account name in the SQL the deploy runs (operations.galera.account_statements)."""
+    def read(files, site):
+        sql = account_statements({"ok": False}, site.data, [c.address for c in site.controllers],
+                                 {"mariadb_admin_password": "x", "mariadb_sst_password": "y"})
+        names = {m.group(1) for s in sql if (m := re.search(pattern, s))}
+        return names.pop() if len(names) == 1 else names
+    return read
+
+
+def rabbitmqctl(pattern: str):
+    """A name in the rabbitmqctl commands the deploy runs on a fresh node (definition_commands)."""
+    def read(files, site):
+        names = {m.group(1) for c in definition_commands({}, site.data, "x") if (m := re.search(pattern, str(c)))}
+        return names.pop() if len(names) == 1 else names
+    return read
+
+
+STATS_SOCKET = line_value(HAPROXY_CFG, r"stats socket (\S+) .*")
+MYSQL_CHECK_USER = line_value(HAPROXY_CFG, r"option mysql-check user (\S+) .*")
+
+# (key, file A, file B): key is a site key (the value both must show) or None for a constant
+# of config/files.py shared by two files; ONLY_WITH rows hold when a key has a value.
+AGREEMENTS = [
+    ("mariadb_port", line_value(GALERA_CNF, r"port = (\d+)"), server_ports("mariadb")),
+    ("mariadb_port", bind("mariadb", 1), client_string("database_connection", r":(\d+)/")),
+    ("haproxy_stats_socket", STATS_SOCKET, line_value("{keepalived_check_script}", r'.*UNIX-CONNECT:([^"]+)".*')),
+    ("keepalived_check_script", line_value(KEEPALIVED_CONF, r'script "([^"]+)"'), installed_path("keepalived/check_alive.sh.j2")),
+    ("rabbitmq_management_port", line_value(RABBITMQ_CONF, r"management\.tcp\.port = (\d+)"), server_ports("rabbitmq_management")),
+    ("rabbitmq_management_port", bind("rabbitmq_management", 1), server_ports("rabbitmq_management")),
+    ("rabbitmq_port", line_value(RABBITMQ_CONF, r"listeners\.tcp\.1 = \S+:(\d+)"), client_string("transport_url", r"@[a-z0-9-]+:(\d+)")),
+    ("memcached_port", line_value(MEMCACHED_CONF, r"-p (\d+)"), client_string("memcached_servers", r":(\d+)")),
+    ("vip", bind("mariadb", 0), line_value(KEEPALIVED_CONF, r"(\S+)/\d+ dev \S+")),
+    ("vip_interface", line_value(KEEPALIVED_CONF, r"interface (\S+)"), line_value(KEEPALIVED_CONF, r"\S+/\d+ dev (\S+)")),
+    ("rabbitmq_user", client_string("transport_url", r"(?:rabbit://|,)([^:]+):"), rabbitmqctl(r"add_user (\S+);")),
+    ("rabbitmq_vhost", client_string("transport_url", r"/([^/]+)$"), rabbitmqctl(r"add_vhost (\S+)$")),
+]
+ONLY_WITH = {
+    ("galera_sst_method", "mariabackup"): [
+        (None, line_value(GALERA_CNF, r'wsrep_sst_auth = "?([^:]+):.*'), sql_account(r"GRANT RELOAD, .* TO '([^']+)'@'localhost'")),
+    ],
+    ("mariadb_check_method", "httpchk"): [
+        ("mariadb_check_port", check_ports("mariadb"), line_value(CHECK_UNIT, r"ExecStart=\S+ \S+ \S+ (\d+)")),
+        (None, line_value(DBCHECK["sysusers"], r"u (\S+) .*"), line_value(CHECK_UNIT, r"User=(\S+)")),
+    ],
+    ("mariadb_check_method", "mysql-check"): [
+        ("mariadb_check_user", MYSQL_CHECK_USER, sql_account(r"CREATE USER IF NOT EXISTS '([^']+)'@'[0-9.]+'$")),
+        # mysql-check asks the server port itself: no `port` on the server lines
+        ("mariadb_check_port", server_ports("mariadb"), line_value(GALERA_CNF, r"port = (\d+)")),
+    ],
+}
+
+# One valid, different value per overridable key (some need a companion to pass preflight).
+OVERRIDES = {
+    "vip": {"vip": "10.77.0.200"},
+    "vip_interface": {"vip_interface": "eth1"},
+    "keepalived_virtual_router_id": {"keepalived_virtual_router_id": 78},
+    "keepalived_advert_int": {"keepalived_advert_int": 2},
+    "keepalived_check_interval": {"keepalived_check_interval": 3},
+    "keepalived_check_fall": {"keepalived_check_fall": 3},
+    "keepalived_check_rise": {"keepalived_check_rise": 5},
+    "keepalived_unicast": {"keepalived_unicast": True},
+    "keepalived_check_script": {"keepalived_check_script": "/usr/local/libexec/ha/check_haproxy"},
+    "haproxy_maxconn": {"haproxy_maxconn": 8000},
+    "haproxy_log_target": {"haproxy_log_target": "/dev/log"},
+    "haproxy_log_facility": {"haproxy_log_facility": "local2"},
+    "haproxy_stats_socket": {"haproxy_stats_socket": "/run/haproxy/stats.sock"},
+    "haproxy_stats_port": {"haproxy_stats_port": 1985},
+    "haproxy_stats_user": {"haproxy_stats_user": "statsman"},
+    "haproxy_retries": {"haproxy_retries": 4},
+    "haproxy_server_keepalive": {"haproxy_server_keepalive": False},
+    "haproxy_timeouts": {"haproxy_timeouts": {"connect": "5s"}},
+    "haproxy_check_inter": {"haproxy_check_inter": 3000},
+    "haproxy_check_rise": {"haproxy_check_rise": 3},
+    "haproxy_check_fall": {"haproxy_check_fall": 4},
+    "haproxy_legacy_services": {"haproxy_legacy_services": False},
+    "services": {"services": {"octavia_api": {"port": 9876}}},
+    "galera_cluster_name": {"galera_cluster_name": "cloud2"},
+    "galera_sst_method": {"galera_sst_method": "rsync"},
+    "mariadb_port": {"mariadb_port": 3307},
+    "mariadb_check_method": {"mariadb_check_method": "mysql-check", "mariadb_check_port": 3306},
+    "mariadb_check_port": {"mariadb_check_port": 9201},
+    "mariadb_check_user": {"mariadb_check_user": "lbcheck", "mariadb_check_method": "mysql-check", "mariadb_check_port": 3306},
+    "mariadb_admin_user": {"mariadb_admin_user": "dba"},
+    "mariadb_max_connections": {"mariadb_max_connections": 2048},
+    "mariadb_innodb_buffer_pool_size": {"mariadb_innodb_buffer_pool_size": "128M"},
+    "mariadb_innodb_flush_log_at_trx_commit": {"mariadb_innodb_flush_log_at_trx_commit": 2},
+    "rabbitmq_port": {"rabbitmq_port": 5673},
+    "rabbitmq_management_port": {"rabbitmq_management_port": 15673},
+    "rabbitmq_partition_handling": {"rabbitmq_partition_handling": "autoheal"},
+    "rabbitmq_memory_high_watermark": {"rabbitmq_memory_high_watermark": 0.5},
+    "rabbitmq_queue_type": {"rabbitmq_queue_type": "mirrored"},
+    "rabbitmq_user": {"rabbitmq_user": "os2"},
+    "rabbitmq_vhost": {"rabbitmq_vhost": "os2"},
+    "memcached_port": {"memcached_port": 11212},
+    "memcached_memory_mb": {"memcached_memory_mb": 128},
+    "memcached_max_connections": {"memcached_max_connections": 2048},
+    "sysctl": {"sysctl": {"net.ipv4.tcp_retries2": 8}},
+    "internal_network": {"internal_network": "10.77.0.0/23"},
+}
+
+# Keys whose override reaches no rendered file (nor the client strings a deploy prints), so no two files can disagree about them; why,
+# and where their use is tested instead.
+NOT_IN_FILES = {
+    "mariadb_admin_user": "only in the SQL the deploy runs (account_statements; test_operations)",
+    "rabbitmq_queue_type": "only in rabbitmqctl commands (definition_commands; test_operations)",
+    "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
+}
+# Keys the table cannot override: required (no default) or read from the secrets file.
+NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is rendered"}
+
+
+def rendered(group_changes: dict):
+    hosts, group = lab_data()
+    group = {**group, **group_changes}
+    report = check(hosts, group, FAKE_SECRETS)
+    assert not report.errors, [str(p) for p in report.errors]
+    site = build_site(hosts, group)
+    out = {}
+    for name, _ in hosts:
+        files = managed_files(site, name, FAKE_SECRETS)
+        by_path = {f.path: f.content for f in files}
+        by_path["{keepalived_check_script}"] = by_path.get(site["keepalived_check_script"], "")
+        by_path["__client_strings__"] = site.client_strings(FAKE_SECRETS)  # printed by every deploy
+        rows = [row for row in FILES if wanted(row[0], site)]  # managed_files' order
+        by_path["__templates__"] = {f.path: row[1] for f, row in zip(files, rows)}
+        out[name] = by_path
+    return site, out
+
+
+def agreements(site):
+    return AGREEMENTS + [row for (key, value), rows in ONLY_WITH.items() if site[key] == value for row in rows]
+
+
+def test_every_overridable_key_is_overridden_or_said_why_not():
+    overridable = {k for k, v in DEFAULTS.items()} - set(NOT_OVERRIDDEN)
+    assert set(OVERRIDES) == overridable, set(OVERRIDES) ^ overridable
+    for key, changes in OVERRIDES.items():
+        value = changes[key]
+        assert SITE[key].kind.why(value) is None, (key, value)
+        assert value != DEFAULTS[key], key
+
+
+@pytest.mark.parametrize("key", ["(defaults)", *OVERRIDES])
+def test_rendered_files_agree_after_overriding(key):
+    changes = OVERRIDES.get(key, {})
+    site, hosts = rendered(changes)
+    for name, files in hosts.items():
+        for what, read_a, read_b in agreements(site):
+            a, b = read_a(files, site), read_b(files, site)
+            assert a == b, f"{key} overridden: {name}: {what}: {a!r} in one file, {b!r} in the other"
+            if what is not None:
+                assert a == str(site[what]), f"{name}: {what}: the files say {a!r}, the site {site[what]!r}"
+
+
+@pytest.mark.parametrize("key", [k for k in OVERRIDES if k not in NOT_IN_FILES])
+def test_an_overridden_key_reaches_the_files(key):
+    """Each key that is said to reach a file does: the override changes some rendered file."""
+    _, before = rendered({})
+    _, after = rendered(OVERRIDES[key])
+    assert before != after, f"{key}: overriding it changed no rendered file; list it in NOT_IN_FILES with why"
+
+
+@pytest.mark.parametrize("key", [k for k in NOT_IN_FILES if k in OVERRIDES])
+def test_keys_said_not_to_reach_files_do_not(key):
+    _, before = rendered({})
+    _, after = rendered(OVERRIDES[key])
+    assert before == after, f"{key} changes a rendered file: add its agreement to AGREEMENTS"
