@@ -173,8 +173,9 @@ def definitions(run: bool = True):
 def configure():
     """Same Erlang cookie everywhere, node name rabbit@<hostname>, listeners on the node's
     address. A broker found stuck (unit active, app not running) is restarted first, together
-    with any other stuck one (they may wait for each other's tables). A cookie change stops
-    every node that gets it, then they start together. A changed config restarts nodes one at
+    with any other stuck one (they may wait for each other's tables); stopped brokers start
+    together too. A cookie change stops every node that gets it, then they start together.
+    Every start is bounded (RESTART: the boot hang is killed and started once more). A changed config restarts nodes one at
     a time; new nodes join the seed one at a time (a failed join leaves the node running
     standalone and says so); then the OpenStack user and vhost."""
     packages(name="rabbitmq: packages", names=["rabbitmq-server"])
@@ -198,7 +199,15 @@ def configure():
     shell("rabbitmq: start together after the cookie change",
           [f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started, clear_pending("rabbitmq-server")],
           when=new_cookie)
-    restart = restart and not new_cookie
+    # Stopped brokers start together, not one at a time: one that was not the last to stop waits
+    # for its peers' tables, and a start alone would time out (seen after the two-nodes-down drill).
+    me = states.get(host.name) or {}
+    stopped = bool(me.get("installed")) and not me.get("running") and not new_cookie
+    announce(stopped, "start rabbitmq-server (every stopped broker together: each waits for its peers' tables)")
+    shell("rabbitmq: start stopped brokers together",
+          [f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started, clear_pending("rabbitmq-server")],
+          when=stopped)
+    restart = restart and not new_cookie and not stopped
     announce(restart, "restart rabbitmq-server (one node at a time)")
     names = [c.name for c in site().controllers]
     for name, mine in one_at_a_time(names):
