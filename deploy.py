@@ -7,7 +7,7 @@ Preflight first (a wrong inventory stops here, before any operation), then each 
 dependency order, then the verification facts and the health report.
 """
 
-from pyinfra import host, logger
+from pyinfra import logger
 
 from operations import common, dbcheck, galera, haproxy, keepalived, memcached, rabbitmq
 from operations.verify import verify

@@ -85,6 +85,8 @@ def wanted(component: str, site: Site) -> bool:
 
 
 def render_template(template: str, site: Site, name: str, secrets: dict[str, str]) -> str:
+    from facts.galera import SERVING  # the rule the clustercheck states (facts.galera imports this module)
+
     me = site.controller(name)
     text = _env.get_template(template).render(
         site=site,
@@ -93,6 +95,7 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         peers=site.peers(name),
         listeners=site.listeners,
         dbcheck=DBCHECK,
+        galera_serving=SERVING,
         sst_account=SST_ACCOUNT,
         secrets=secrets,
         managed=MANAGED,

@@ -16,7 +16,7 @@ import gevent
 import gevent.lock
 
 from pyinfra import host, inventory, logger, state
-from pyinfra.api import FactBase, FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import server
@@ -25,6 +25,7 @@ from config.files import ManagedFile, managed_files
 from config.preflight import check, print_report
 from config.secrets import load_secrets, mask
 from config.site import Site, build_site, inventory_shape
+from facts.host import PENDING_DIR, UNITS, FileStates, ServiceStates
 
 APT_TIMEOUT = 600  # seconds for one apt-get install; apt has hung forever on lab nodes
 WAIT_SECONDS = 300  # cluster joins, Synced, services answering
@@ -66,10 +67,14 @@ def facts_of_all_controllers(cls, **kwargs) -> dict:
         if h is None or h in state.failed_hosts:
             return None
         try:
-            return h.get_fact(cls, **kwargs)
+            fact = h.get_fact(cls, **kwargs)
         except Exception as exc:  # ConnectError, a fact that failed: unknown
             logger.warning(f"[{h.name}] could not read {cls.__name__}: {type(exc).__name__}: {exc}")
             return None
+        if fact.get("error"):
+            logger.warning(f"[{h.name}] could not read {cls.__name__}: {fact['error']}")
+            return None
+        return fact
 
     jobs = {n: gevent.spawn(read, inventory.get_host(n, None)) for n in names}
     gevent.joinall(list(jobs.values()))
@@ -224,38 +229,23 @@ def planned_fact(cls, **kwargs):
     return _planned[key]
 
 
-class FileStates(FactBase):
-    """
-    Owner, group, mode and SHA1 of several files in one round trip; None for a missing file:
-
-    .. code:: python
-
-        {"/etc/haproxy/haproxy.cfg": {"user": "root", "group": "haproxy", "mode": "640",
-                                      "sha1": "3f7a..."},
-         "/etc/memcached.conf": None}
-    """
-
-    def command(self, paths):
-        return "; ".join(
-            f"if [ -e {shlex.quote(p)} ]; then echo \"F $(stat -c '%U %G %a' {shlex.quote(p)}) "
-            f"$(sha1sum {shlex.quote(p)} | cut -d' ' -f1) \"{shlex.quote(p)}; else echo M {shlex.quote(p)}; fi"
-            for p in paths
-        )
-
-    def process(self, output):
-        states = {}
-        for line in output:
-            parts = line.split(" ", 5)
-            if parts[0] == "M":
-                states[parts[1]] = None
-            elif parts[0] == "F" and len(parts) == 6:
-                states[parts[5]] = {"user": parts[1], "group": parts[2], "mode": parts[3], "sha1": parts[4]}
-        return states
+def known(fact: dict, what: str) -> dict:
+    """A fact this host's plan cannot do without: its error stops the run before any change."""
+    if fact.get("error"):
+        print(f"{host.name}: could not read {what}: {fact['error']}; no host was changed. "
+              f"Check {host.name} (ssh, disk, load) and run again.", file=sys.stderr)
+        raise SystemExit(1)
+    return fact
 
 
 def file_state(path: str) -> dict | None:
     paths = tuple(f.path for f in managed_files(site(), host.name, _site_and_secrets()[1]))
-    return planned_fact(FileStates, paths=paths).get(path)
+    return known(planned_fact(FileStates, paths=paths), "its managed files")["files"].get(path)
+
+
+def unit_state(unit: str) -> dict:
+    """The unit's state before the run: active, enabled, pending (facts.host.ServiceStates)."""
+    return known(planned_fact(ServiceStates, units=UNITS), "its systemd units")["units"].get(unit, {})
 
 
 # --- managed files ---------------------------------------------------------------------
@@ -351,43 +341,9 @@ def packages(names: list[str]):
 
 # --- services --------------------------------------------------------------------------
 
-UNITS = ("memcached", "mariadb", "rabbitmq-server", "haproxy", "keepalived", "galera-clustercheck")
-
-
-# A config written whose restart or reload has not happened yet (a run interrupted in between)
-# leaves a marker here; the next run applies it.
-PENDING_DIR = "/var/lib/openstack-ha/pending"
-
-
-class ServiceStates(FactBase):
-    """
-    Active and enabled state of several systemd units in one round trip, and which of them
-    have a restart or reload pending (a marker in PENDING_DIR):
-
-    .. code:: python
-
-        {"haproxy": {"active": "active", "enabled": "enabled", "pending": False},
-         "keepalived": {"active": "inactive", "enabled": "not-found", "pending": True}}
-    """
-
-    def command(self, units):
-        return "; ".join(
-            f'echo "{u} $(systemctl is-active {u}) $(systemctl is-enabled {u} 2>/dev/null || echo not-found) '
-            f'$(test -e {PENDING_DIR}/{u} && echo pending)"' for u in units
-        )
-
-    def process(self, output):
-        states = {}
-        for line in output:
-            parts = line.split()
-            if len(parts) >= 3:
-                states[parts[0]] = {"active": parts[1], "enabled": parts[2], "pending": parts[3:] == ["pending"]}
-        return states
-
-
 def pending(unit: str) -> bool:
     """A restart or reload of `unit` that an earlier run wrote the config for but did not do."""
-    return bool(planned_fact(ServiceStates, units=UNITS).get(unit, {}).get("pending"))
+    return bool(unit_state(unit).get("pending"))
 
 
 def mark_pending(unit: str, component: str) -> bool:
@@ -419,7 +375,7 @@ def service(unit: str, reloaded: bool = False, restarted: bool = False):
     + reloaded: reload it (its config changed; connections survive)
     + restarted: restart it
     """
-    st = planned_fact(ServiceStates, units=UNITS).get(unit, {})
+    st = unit_state(unit)
     if st.get("enabled") not in ("enabled", "static", "generated", "alias", "indirect"):
         yield f"systemctl enable {unit}"
     if st.get("active") != "active":

@@ -21,7 +21,8 @@ from config.files import DBCHECK
 from operations.common import (
     announce, file_state, files_of, install_files, mark_pending, planned_fact, service, shell, site, wait_until,
 )
-from operations.galera import MysqlAccounts, cluster_plan
+from facts.galera import MysqlAccounts
+from operations.galera import cluster_plan
 
 SYSUSERS = DBCHECK["sysusers"]
 ACCOUNT_SQL = f"CREATE USER IF NOT EXISTS '{DBCHECK['account']}'@'localhost' IDENTIFIED VIA unix_socket"
@@ -29,7 +30,7 @@ ACCOUNT_SQL = f"CREATE USER IF NOT EXISTS '{DBCHECK['account']}'@'localhost' IDE
 
 def account_missing(accounts: dict) -> bool:
     """Whether the check's MariaDB account must be created (unknown state: yes, it is idempotent)."""
-    return not accounts.get("ok") or f"{DBCHECK['account']}@localhost" not in accounts.get("users", {})
+    return bool(accounts.get("error")) or f"{DBCHECK['account']}@localhost" not in accounts.get("users", {})
 
 
 @deploy("Galera health check")

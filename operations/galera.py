@@ -26,183 +26,26 @@ import shlex
 from dataclasses import dataclass
 
 from pyinfra import host
-from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import QuoteString, StringCommand, deploy, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 
 from config.files import GALERA_CNF, SST_ACCOUNT
+from facts.galera import (
+    ZERO_UUID, GaleraNode, MysqlAccounts, components, has_state, in_primary, position, sans_members,
+    serving, serving_check, strangers, unanswered,
+)
+from facts.host import PENDING_DIR
 from operations.common import (
-    PENDING_DIR, announce, controllers_in_run, facts_of_all_controllers, files_of, install_files, once, one_at_a_time,
+    announce, controllers_in_run, facts_of_all_controllers, files_of, install_files, once, one_at_a_time,
     packages, planned_fact, secret_value, shell, site, turn, unit_log, wait_until, files_for,
 )
-from operations.facts import VipHolder
+from facts.keepalived import VipHolder
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
 CNF = GALERA_CNF
-# Read only when mariadbd starts (the donor only when it joins): a running member needs no restart for them.
-# Comments never need one either.
-MEMBERSHIP_LINES = ("wsrep_cluster_address", "wsrep_sst_donor", "#")
-SANS_PATTERNS = " ".join(f"-e '^{k}'" for k in MEMBERSHIP_LINES)
 GALERA_PORT = 4567  # group communication: a peer listening there runs Galera
 REPAIR_SWITCH = "HA_GALERA_REPAIR"
-ZERO_UUID = "00000000-0000-0000-0000-000000000000"
-SYNCED = (
-    "s=$(mysql -N -B -e \"SHOW GLOBAL STATUS LIKE 'wsrep_%'\"); "
-    "echo \"$s\" | grep -qx 'wsrep_cluster_status.Primary' && "
-    "echo \"$s\" | grep -qx 'wsrep_local_state_comment.Synced'"
-)
-STATUS_KEYS = ("wsrep_cluster_status", "wsrep_local_state_comment", "wsrep_cluster_size", "wsrep_last_committed",
-               "wsrep_incoming_addresses", "wsrep_cluster_state_uuid")
-
-
-def sans_members(text: str) -> str:
-    """SHA1 of a galera.cnf without its membership and comment lines, as `grep -v -e
-    '^wsrep_cluster_address' -e '^wsrep_sst_donor' -e '^#' | sha1sum` computes it on the host."""
-    lines = [line if line.endswith("\n") else line + "\n" for line in text.splitlines(keepends=True)]
-    kept = "".join(line for line in lines if not line.startswith(MEMBERSHIP_LINES))
-    return hashlib.sha1(kept.encode()).hexdigest()
-
-
-class GaleraNode(FactBase):
-    """
-    This node's Galera state as the deploy needs it to decide what to do:
-
-    .. code:: python
-
-        {"installed": True, "active": True, "query": "ok", "mysqld": "running",
-         "wsrep_cluster_status": "Primary", "wsrep_local_state_comment": "Synced",
-         "wsrep_cluster_size": "3", "wsrep_last_committed": "1234",
-         "wsrep_incoming_addresses": "10.0.0.11:3306,...", "wsrep_cluster_state_uuid": "2a0c...",
-         "grastate_uuid": "2a0c...", "grastate_seqno": "-1", "grastate_safe_to_bootstrap": "0",
-         "recovered_position": "2a0c...:1234", "cnf_sans_members": "5e1f...", "pending": "yes"}
-
-    `query` is "failed" when mariadbd runs but did not answer (starting, in a state transfer,
-    hung): its state is unknown, never read as "not Synced". recovered_position only when
-    mariadbd is not running and grastate.dat has no seqno (it crashed, or its start failed):
-    `galera_recovery` reads the last committed position from InnoDB, as mariadb.service's
-    ExecStartPre does at every start. cnf_sans_members: the SHA1 of its galera.cnf without the
-    lines a running member does not need a restart for; pending: a restart an earlier run left
-    undone. The fact is None when the host could not be read.
-    """
-
-    def command(self):
-        keys = ",".join(f"'{k}'" for k in STATUS_KEYS)
-        return (
-            "if ! command -v mysqld >/dev/null 2>&1 && ! test -x /usr/sbin/mariadbd; then echo installed=no; exit 0; fi; "
-            "echo installed=yes; "
-            "systemctl is-active -q mariadb && echo active=yes || echo active=no; "
-            "if pgrep -x mariadbd >/dev/null || pgrep -x mysqld >/dev/null; then echo mysqld=running; "
-            f"if out=$(timeout 10 mysql -N -B -e \"SHOW GLOBAL STATUS WHERE Variable_name IN ({keys})\" 2>/dev/null); "
-            "then echo query=ok; printf '%s\\n' \"$out\" | tr '\\t' '='; else echo query=failed; fi; fi; "
-            "sed -n 's/^\\(uuid\\|seqno\\|safe_to_bootstrap\\):[[:space:]]*/grastate_\\1=/p' /var/lib/mysql/grastate.dat 2>/dev/null; "
-            f"test -f {CNF} && echo cnf_sans_members=$(grep -v {SANS_PATTERNS} {CNF} "
-            "| sha1sum | cut -d' ' -f1); "
-            f"test -e {PENDING_DIR}/mariadb && echo pending=yes; "
-            "if ! pgrep -x mariadbd >/dev/null && ! pgrep -x mysqld >/dev/null && "
-            "grep -q '^seqno:[[:space:]]*-1' /var/lib/mysql/grastate.dat 2>/dev/null; then "
-            "timeout 120 galera_recovery 2>/dev/null | sed -n 's/^--wsrep_start_position=/recovered_position=/p'; fi; true"
-        )
-
-    def process(self, output):
-        facts = {}
-        for line in output:
-            key, _, value = line.partition("=")
-            facts[key.strip()] = value.strip()
-        return {
-            "installed": facts.get("installed") == "yes",
-            "active": facts.get("active") == "yes",
-            **{k: v for k, v in facts.items() if k not in ("installed", "active")},
-        }
-
-
-# --- the rules, written once: used by the plan and by the health report ---------------------
-
-
-def in_primary(st: dict | None) -> bool:
-    return bool(st) and st.get("wsrep_cluster_status") == "Primary"
-
-
-def serving(st: dict | None) -> bool:
-    """Synced in a Primary component: the node takes its share of the cluster."""
-    return in_primary(st) and st.get("wsrep_local_state_comment") == "Synced"
-
-
-def has_state(st: dict | None) -> bool:
-    """The node holds Galera state of some cluster (grastate.dat with a cluster UUID)."""
-    return bool(st) and (st.get("grastate_uuid") or ZERO_UUID) != ZERO_UUID
-
-
-def unanswered(st: dict | None) -> bool:
-    """mariadbd runs but did not answer (starting, in a state transfer, hung)."""
-    return bool(st) and st.get("mysqld") == "running" and st.get("query") == "failed"
-
-
-def position(st: dict) -> int | None:
-    """The last transaction a stopped or non-Primary node committed; None when unknown."""
-    for value in (st.get("wsrep_last_committed"), st.get("grastate_seqno"),
-                  (st.get("recovered_position") or "").rpartition(":")[2]):
-        try:
-            if value is not None and int(value) >= 0:
-                return int(value)
-        except ValueError:
-            continue
-    return None
-
-
-@dataclass(frozen=True)
-class Component:
-    """A Primary component as its members report it."""
-
-    uuid: str
-    nodes: tuple  # controllers that report being in it, inventory order
-    members: frozenset  # its members (controller names, or addresses the inventory lacks)
-    size: int
-    last_committed: int | None
-
-
-def _members(st: dict, names_by_address: dict[str, str]) -> frozenset:
-    found = set()
-    for item in (st.get("wsrep_incoming_addresses") or "").split(","):
-        addr = item.strip().rpartition(":")[0] or item.strip()
-        if addr and addr != "AUTO":
-            found.add(names_by_address.get(addr, addr))
-    return frozenset(found)
-
-
-def components(states: dict, order: list[str], addresses: dict[str, str] | None = None) -> list[Component]:
-    """The Primary components the controllers report, largest first. Nodes of one cluster
-    UUID whose member lists are disjoint are two components: a split brain. Pure."""
-    by_address = {a: n for n, a in (addresses or {}).items()}
-    groups: list[list] = []  # [uuid, nodes, members]
-    for name in order:
-        st = states.get(name)
-        if not in_primary(st):
-            continue
-        uuid, members = st.get("wsrep_cluster_state_uuid") or "", _members(st, by_address) or frozenset({name})
-        for g in groups:
-            if g[0] == uuid and (g[2] & members or not st.get("wsrep_incoming_addresses")):
-                g[1].append(name)
-                g[2] |= members
-                break
-        else:
-            groups.append([uuid, [name], set(members)])
-    out = []
-    for uuid, nodes, members in groups:
-        sizes = [int(states[n].get("wsrep_cluster_size") or 0) for n in nodes]
-        commits = [position(states[n]) for n in nodes if position(states[n]) is not None]
-        out.append(Component(uuid, tuple(nodes), frozenset(members), max(sizes + [len(members)]),
-                             max(commits) if commits else None))
-    return sorted(out, key=lambda c: -c.size)
-
-
-def strangers(states: dict[str, dict], addresses: dict[str, str]) -> list[str]:
-    """Members of the running cluster at an address no controller of the inventory has: a
-    controller taken out of the inventory while its mariadb still runs. Pure."""
-    known = set(addresses.values())
-    seen = set()
-    for st in states.values():
-        if in_primary(st):
-            seen |= {m for m in _members(st, {}) if m}
-    return sorted(seen - known)
+SYNCED = serving_check()
 
 
 # --- the plan -----------------------------------------------------------------------------
@@ -456,37 +299,6 @@ def cluster_plan() -> Plan:
 # --- accounts ----------------------------------------------------------------------------
 
 
-class MysqlAccounts(FactBase):
-    """
-    Accounts and whether the test database exists, read through root's unix socket:
-
-    .. code:: python
-
-        {"users": {"haproxy@100.2.30.41": "", "admin@localhost": "*94BD..."}, "test_db": False,
-         "ok": True}
-    """
-
-    def command(self):
-        return (
-            "timeout 10 mysql -N -B -e \"SELECT CONCAT('user=', user, '@', host, '=', authentication_string) "
-            "FROM mysql.user; SELECT 'test_db=yes' FROM information_schema.schemata WHERE schema_name='test'\" "
-            "2>/dev/null && echo ok=yes || echo ok=no"
-        )
-
-    def process(self, output):
-        result = {"users": {}, "test_db": False, "ok": False}
-        for line in output:
-            kind, _, rest = line.partition("=")
-            if kind == "user":
-                name, _, auth = rest.partition("=")
-                result["users"][name] = auth
-            elif kind == "test_db":
-                result["test_db"] = True
-            elif kind == "ok":
-                result["ok"] = rest == "yes"
-        return result
-
-
 def native_hash(password: str) -> str:
     """MySQL/MariaDB mysql_native_password hash, computed locally (the secret never leaves)."""
     return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
@@ -498,7 +310,7 @@ def _q(text: str) -> str:
 
 def account_statements(existing: dict, data: dict, addresses: list[str], passwords: dict) -> list[str]:
     """SQL that makes the accounts right; empty when they already are. Pure."""
-    users = existing.get("users", {}) if existing.get("ok") else None
+    users = None if existing.get("error") else existing.get("users", {})
     sql = []
 
     def account(user, hostpart, password, privileges, grant_option=False):

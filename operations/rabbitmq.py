@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 import shlex
 
 from pyinfra import host
-from pyinfra.api import FactBase, QuoteString, StringCommand, deploy, operation
+from pyinfra.api import QuoteString, StringCommand, deploy, operation
 from pyinfra.api.hiddenvalue import HiddenValue
 from pyinfra.facts.files import Sha1File
 
 from config.files import ERLANG_COOKIE
+from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions
 from operations.common import (
     announce, clear_pending, facts_of_all_controllers, files_of, install_files, mark_pending, once, one_at_a_time, packages,
     planned_fact, secret_value, service, shell, site, turn, unit_log, wait_until,
@@ -32,53 +32,6 @@ RESTART = (
     "killed and started once more\" >&2; systemctl kill -s KILL rabbitmq-server; sleep 2; "
     "timeout 300 systemctl restart rabbitmq-server; }"
 )
-
-
-class RabbitmqCluster(FactBase):
-    """
-    This node's cluster as RabbitMQ last recorded it (its mnesia cluster_nodes.config, read
-    without starting an Erlang VM), before the run, and whether its broker listens for AMQP
-    (a node whose unit is active while its `rabbit` app is not running has no listener):
-
-    .. code:: python
-
-        {"installed": True, "running": True, "broker": True,
-         "nodes": ["rabbit@node01", "rabbit@node02"]}
-    """
-
-    def command(self, port: int = 5672):
-        return (
-            "command -v rabbitmqctl >/dev/null 2>&1 && echo installed || echo missing; "
-            "systemctl is-active -q rabbitmq-server && echo running || echo stopped; "
-            f"ss -Hltn 'sport = :{int(port)}' 2>/dev/null | grep -q . && echo broker; "
-            "cat /var/lib/rabbitmq/mnesia/rabbit@$(hostname -s)/cluster_nodes.config 2>/dev/null; true"
-        )
-
-    def process(self, output):
-
-        text = "\n".join(output)
-        # {[all nodes],[disc nodes]}.
-        m = re.search(r"\{\[([^\]]*)\]", text)
-        nodes = sorted(n.strip().strip("'") for n in m.group(1).split(",") if n.strip()) if m else []
-        return {
-            "installed": "installed" in output,
-            "running": "running" in output,
-            "broker": "broker" in output,
-            "nodes": nodes,
-        }
-
-
-class RabbitmqDefinitions(FactBase):
-    """Users (with password hashes), vhosts, permissions and policies, from export_definitions."""
-
-    def command(self):
-        return "timeout 30 rabbitmqctl export_definitions - --silent 2>/dev/null || echo '{}'"
-
-    def process(self, output):
-        try:
-            return json.loads("\n".join(output))
-        except ValueError:
-            return {}
 
 
 def password_matches(password: str, password_hash: str) -> bool:
@@ -129,7 +82,7 @@ def definition_commands(defs: dict, data: dict, password: str) -> list:
     qu, qv = shlex.quote(user), shlex.quote(vhost)
     # `list_* --silent` prints one name per line (first column): compared exactly, never as a regex
     has_user = f"{CTL} list_users --silent | cut -f1 | grep -qxF -- {qu}"
-    known = bool(defs)
+    known = not defs.get("error")
     users = {u["name"]: u for u in defs.get("users", [])}
     pw = QuoteString(HiddenValue(password, "<rabbitmq_password>"))
     cmds = []

@@ -54,16 +54,11 @@ from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, deploy, operation
 
 from config.site import Site, build_site, inventory_shape
-from operations.galera import components
-from operations.facts import (
-    GaleraStatus,
-    HaproxyInfo,
-    HaproxyServers,
-    KeepalivedState,
-    MemcachedStats,
-    RabbitmqMembers,
-    VipHolder,
-)
+from facts.galera import GaleraStatus, components
+from facts.haproxy import HaproxyInfo, HaproxyServers
+from facts.keepalived import KeepalivedState, VipHolder
+from facts.memcached import MemcachedStats
+from facts.rabbitmq import RabbitmqMembers
 
 OK, FAIL, INFO = "ok", "FAIL", "info"
 

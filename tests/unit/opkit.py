@@ -118,7 +118,23 @@ def addresses(site) -> dict[str, str]:
     return {"vip": site["vip"], **{c.name: c.address for c in site.controllers}}
 
 
+# pyinfra's own facts (FileContents, Sha1File, DebPackages) answer as pyinfra does; ours
+# carry the error contract of facts/ (an `error` key, None when read).
+WRAPPED = {"FileStates": "files", "ServiceStates": "units"}
+NATIVE = {"FileContents", "Sha1File", "DebPackages"}
+
+
 def resolve(site, name: str, fact: str, value):
+    """A case's fact value for host `name`, with the error contract of facts/ applied."""
+    value = _resolve(site, name, fact, value)
+    if fact in WRAPPED:
+        return {WRAPPED[fact]: value, "error": None}
+    if fact not in NATIVE and isinstance(value, dict):
+        value.setdefault("error", None)
+    return value
+
+
+def _resolve(site, name: str, fact: str, value):
     """A case's fact value for host `name`, its symbols replaced by what the site renders."""
     value = substitute(value, addresses(site), name)
     if fact == "FileContents" and value.get("/etc/hosts") == "$deployed":
@@ -137,7 +153,7 @@ def resolve(site, name: str, fact: str, value):
         files = {f.path: f for f in managed_files(site, name, FAKE_SECRETS)}
         return {p: hashlib.sha1(files[p].content.encode()).hexdigest() if v == "$deployed" else v for p, v in value.items()}
     if fact == "GaleraNode" and isinstance(value, dict) and value.get("cnf_sans_members") == "$deployed":
-        from operations.galera import sans_members
+        from facts.galera import sans_members
 
         (cnf,) = [f for f in managed_files(site, name, FAKE_SECRETS) if f.path == GALERA_CNF]
         return {**value, "cnf_sans_members": sans_members(cnf.content)}
@@ -155,13 +171,13 @@ def deployed_accounts(site) -> dict:
     from operations.galera import account_statements
 
     passwords = {n: FAKE_SECRETS[n] for n in ("mariadb_admin_password", "mariadb_sst_password")}
-    sql = account_statements({"ok": False}, site.data, [c.address for c in site.controllers], passwords)
+    sql = account_statements({"error": "not read"}, site.data, [c.address for c in site.controllers], passwords)
     users = {}
     for statement in sql:
         if m := re.match(r"CREATE USER IF NOT EXISTS '([^']*)'@'([^']*)'(?: IDENTIFIED BY PASSWORD '([^']*)')?$", statement):
             users[f"{m.group(1)}@{m.group(2)}"] = m.group(3) or ""
     users[f"{DBCHECK['account']}@localhost"] = "invalid"
-    return {"ok": True, "users": users, "test_db": False}
+    return {"error": None, "users": users, "test_db": False}
 
 
 def deployed_definitions(site) -> dict:

@@ -16,6 +16,7 @@ from unitkit import PROD
 from config.files import managed_files
 from config.secrets import PLACEHOLDERS
 from config.site import build_site, load_inventory
+from facts.galera import SERVING, serving
 
 SCRIPT = "/usr/local/sbin/galera-clustercheck"
 
@@ -29,6 +30,9 @@ CASES = [
     ({**SYNCED, "wsrep_ready": "OFF"}, 503),
     (None, 503),  # mysqld does not answer
 ]
+# One rule (facts.galera.SERVING) for the plan, the report and this check: each of its
+# conditions unmet alone makes the check answer 503, and the report's rule agrees.
+CASES += [({**SYNCED, key: "other"}, 503) for key in SERVING]
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +84,7 @@ def test_answers_200_only_when_synced_in_a_primary_component(script, tmp_path, s
         assert r.status == code, text
         if status is not None:
             assert status["wsrep_local_state_comment"] in text
+            assert serving(status) == (code == 200)  # the plan's and the report's rule says the same
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         conn.request("GET", "/")
         assert conn.getresponse().status == code

@@ -14,7 +14,19 @@ import subprocess
 import pytest
 
 from config.site import build_site
-from operations import facts as F
+from types import SimpleNamespace
+
+from facts.galera import GaleraStatus
+from facts.haproxy import HaproxyInfo, HaproxyServers
+from facts.keepalived import KeepalivedState, VipHolder
+from facts.memcached import MemcachedStats
+from facts.probe import NO_OUTPUT, failure, probe, split_probe
+from facts.rabbitmq import RabbitmqMembers
+
+F = SimpleNamespace(GaleraStatus=GaleraStatus, HaproxyInfo=HaproxyInfo, HaproxyServers=HaproxyServers,
+                    KeepalivedState=KeepalivedState, VipHolder=VipHolder, MemcachedStats=MemcachedStats,
+                    NO_OUTPUT=NO_OUTPUT, failure=failure, probe=probe, split_probe=split_probe,
+                    RabbitmqMembers=RabbitmqMembers)
 from operations.verify import FAIL, INFO, OK, _Run, evaluate, report_reasons, write_json
 
 # --- captured outputs ------------------------------------------------------------------

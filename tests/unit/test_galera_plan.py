@@ -11,10 +11,8 @@ import re
 
 import pytest
 
-from operations.galera import (
-    GaleraNode, GaleraStateError, bootstrap_command, components, plan, restart_order, restarts, sans_members, serving,
-    strangers, writes_to,
-)
+from facts.galera import GaleraNode, components, sans_members, serving, strangers
+from operations.galera import GaleraStateError, bootstrap_command, plan, restart_order, restarts, writes_to
 
 ORDER = ["node01", "node02", "node03"]
 ADDR = {f"node0{i}": f"10.77.0.1{i}" for i in range(1, 6)}
@@ -25,7 +23,7 @@ OTHER = "b66c3c01-0000-11f1-9311-667e3b65f41b"
 def primary(members=ORDER, state="Synced", committed=100, uuid=UUID):
     """Running in a Primary component whose members are `members`."""
     return {"installed": True, "active": True, "mysqld": "running", "query": "ok",
-            "wsrep_cluster_status": "Primary", "wsrep_local_state_comment": state,
+            "wsrep_cluster_status": "Primary", "wsrep_local_state_comment": state, "wsrep_ready": "ON",
             "wsrep_cluster_size": str(len(members)), "wsrep_last_committed": str(committed),
             "wsrep_cluster_state_uuid": uuid, "grastate_uuid": uuid, "grastate_seqno": "-1",
             "wsrep_incoming_addresses": ",".join(f"{ADDR[m]}:3306" for m in members)}
@@ -205,7 +203,7 @@ def test_bootstrap_command_checks_peers_and_position_on_the_host():
 
 def test_galera_node_fact_reads_an_unanswered_query_as_unknown_not_as_a_state():
     fact = GaleraNode().process(["installed=yes", "active=yes", "mysqld=running", "query=failed",
-                                 f"grastate_uuid={UUID}", "grastate_seqno=-1"])
+                                 f"grastate_uuid={UUID}", "grastate_seqno=-1", "end=yes"])
     assert fact["query"] == "failed" and "wsrep_cluster_status" not in fact
     p = plan({"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]), "node03": fact}, ORDER)
     assert p.busy == {"node03"}  # waited for, not restarted

@@ -85,7 +85,7 @@ def installed_path(template: str):
 def sql_account(pattern: str):
     """An account name in the SQL the deploy runs (operations.galera.account_statements)."""
     def read(files, site):
-        sql = account_statements({"ok": False}, site.data, [c.address for c in site.controllers],
+        sql = account_statements({"error": "not read"}, site.data, [c.address for c in site.controllers],
                                  {"mariadb_admin_password": "x", "mariadb_sst_password": "y"})
         names = {m.group(1) for s in sql if (m := re.search(pattern, s))}
         return names.pop() if len(names) == 1 else names
@@ -95,7 +95,7 @@ def sql_account(pattern: str):
 def rabbitmqctl(pattern: str):
     """A name in the rabbitmqctl commands the deploy runs on a fresh node (definition_commands)."""
     def read(files, site):
-        names = {m.group(1) for c in definition_commands({}, site.data, "x") if (m := re.search(pattern, str(c)))}
+        names = {m.group(1) for c in definition_commands({"error": "not read"}, site.data, "x") if (m := re.search(pattern, str(c)))}
         return names.pop() if len(names) == 1 else names
     return read
 

@@ -6,9 +6,11 @@ import hashlib
 
 import pytest
 
-from operations.common import FileStates, ServiceStates
-from operations.galera import GaleraNode, account_statements, native_hash
-from operations.rabbitmq import RabbitmqCluster, definition_commands, password_matches, removed_members, seed_node, stuck
+from facts.galera import GaleraNode
+from facts.host import FileStates, ServiceStates
+from facts.rabbitmq import RabbitmqCluster
+from operations.galera import account_statements, native_hash
+from operations.rabbitmq import definition_commands, password_matches, removed_members, seed_node, stuck
 
 ORDER = ["node01", "node02", "node03"]
 SYNCED = {"wsrep_cluster_status": "Primary", "wsrep_local_state_comment": "Synced", "wsrep_cluster_size": "3"}
@@ -26,11 +28,15 @@ def test_rabbitmq_forgets_only_members_the_inventory_dropped():
 def test_galera_node_fact_parses_status_and_grastate():
     out = ["installed=yes", "active=yes", "wsrep_cluster_size=3", "wsrep_cluster_status=Primary",
            "wsrep_local_state_comment=Synced", f"grastate_uuid={UUID}", "grastate_seqno=-1",
-           "grastate_safe_to_bootstrap=0", f"recovered_position={UUID}:62"]
+           "grastate_safe_to_bootstrap=0", f"recovered_position={UUID}:62", "end=yes"]
     fact = GaleraNode().process(out)
     assert fact["installed"] and fact["active"] and fact["recovered_position"] == f"{UUID}:62"
     assert fact["wsrep_local_state_comment"] == "Synced" and fact["grastate_uuid"] == UUID
-    assert GaleraNode().process(["installed=no"])["installed"] is False
+    assert fact["error"] is None
+    assert GaleraNode().process(["installed=no", "end=yes"]) == {"installed": False, "active": False, "error": None}
+    # cut short (a lost connection, a killed shell): unknown, not "stopped" or "not installed"
+    cut = GaleraNode().process(out[:-1])
+    assert cut["error"] and cut["installed"] is None and "wsrep_cluster_status" not in cut
 
 
 # --- Galera: accounts -----------------------------------------------------------------------
@@ -47,7 +53,7 @@ def test_native_hash_is_mysqls():
 
 
 def test_accounts_unknown_state_creates_everything_without_cleartext():
-    sql = account_statements({"ok": False}, DATA, ADDRS, PASSWORDS)
+    sql = account_statements({"error": "not read"}, DATA, ADDRS, PASSWORDS)
     text = "\n".join(sql)
     for addr in ADDRS:
         assert f"CREATE USER IF NOT EXISTS 'haproxy'@'{addr}'" in sql
@@ -63,11 +69,11 @@ def test_accounts_in_place_make_no_statement():
     users |= {"admin@localhost": native_hash("s3cret-admin"),
               "admin@10.77.0.0/255.255.255.0": native_hash("s3cret-admin"),
               "sst@localhost": native_hash("s3cret-sst")}
-    assert account_statements({"ok": True, "users": users, "test_db": False}, DATA, ADDRS, PASSWORDS) == []
+    assert account_statements({"error": None, "users": users, "test_db": False}, DATA, ADDRS, PASSWORDS) == []
     # a changed password, an anonymous account and a test database are put right
     users["sst@localhost"] = native_hash("old")
     users["@localhost"] = ""
-    sql = account_statements({"ok": True, "users": users, "test_db": True}, DATA, ADDRS, PASSWORDS)
+    sql = account_statements({"error": None, "users": users, "test_db": True}, DATA, ADDRS, PASSWORDS)
     assert any(s.startswith("ALTER USER 'sst'@'localhost'") for s in sql)
     assert "DROP USER IF EXISTS ''@'localhost'" in sql and "DROP DATABASE IF EXISTS test" in sql
     assert not any("admin" in s for s in sql)
@@ -96,7 +102,7 @@ def test_seed_is_the_first_clustered_node_else_the_first():
 
 
 def test_definitions_unknown_state_are_safe_to_repeat_and_hide_the_password():
-    cmds = [str(c) for c in definition_commands({}, RDATA, "pw-123")]
+    cmds = [str(c) for c in definition_commands({"error": "not read"}, RDATA, "pw-123")]
     text = "\n".join(cmds)
     assert "add_vhost openstack" in text and "set_permissions -p openstack openstack" in text
     assert "delete_user guest" in text and "pw-123" not in text  # printed form is masked
@@ -117,12 +123,15 @@ def test_definitions_in_place_make_no_command_and_mirrored_adds_the_policy():
 
 
 def test_rabbitmq_cluster_fact_reads_the_recorded_cluster():
-    out = ["installed", "running", "broker", "{[rabbit@node01,rabbit@node02,rabbit@node03],[rabbit@node01,rabbit@node02]}."]
+    out = ["installed", "running", "broker", "{[rabbit@node01,rabbit@node02,rabbit@node03],[rabbit@node01,rabbit@node02]}.",
+           "", "__end"]
     fact = RabbitmqCluster().process(out)
     assert fact == {"installed": True, "running": True, "broker": True,
-                    "nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"]}
-    fresh = RabbitmqCluster().process(["missing", "stopped"])
-    assert fresh == {"installed": False, "running": False, "broker": False, "nodes": []}
+                    "nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"], "error": None}
+    fresh = RabbitmqCluster().process(["missing", "stopped", "", "__end"])
+    assert fresh == {"installed": False, "running": False, "broker": False, "nodes": [], "error": None}
+    cut = RabbitmqCluster().process(out[:2])
+    assert cut["error"] and cut["running"] is None
 
 
 def test_a_broker_whose_unit_is_active_but_app_is_not_running_is_stuck():
@@ -135,12 +144,15 @@ def test_a_broker_whose_unit_is_active_but_app_is_not_running_is_stuck():
 
 
 def test_file_states_and_service_states_parse():
-    files = FileStates().process(["F root haproxy 640 0123abcd /etc/haproxy/haproxy.cfg", "M /etc/memcached.conf"])
-    assert files == {"/etc/haproxy/haproxy.cfg": {"user": "root", "group": "haproxy", "mode": "640", "sha1": "0123abcd"},
-                     "/etc/memcached.conf": None}
+    sha = "0123abcd" * 5
+    files = FileStates().process([f"F root haproxy 640 {sha} /etc/haproxy/haproxy.cfg", "M /etc/memcached.conf"])
+    assert files == {"files": {"/etc/haproxy/haproxy.cfg": {"user": "root", "group": "haproxy", "mode": "640",
+                                                            "sha1": sha},
+                               "/etc/memcached.conf": None}, "error": None}
     units = ServiceStates().process(["haproxy active enabled pending", "keepalived inactive not-found"])
-    assert units["keepalived"] == {"active": "inactive", "enabled": "not-found", "pending": False}
-    assert units["haproxy"]["pending"] is True
+    assert units["units"]["keepalived"] == {"active": "inactive", "enabled": "not-found", "pending": False}
+    assert units["units"]["haproxy"]["pending"] is True and units["error"] is None
+    assert FileStates().process([])["error"] and ServiceStates().process([])["error"]
 
 
 HOSTILE = ["a; touch /tmp/x", "$(id)", "`id`", "a'b\"c", "x\ny", "a b"]
@@ -152,7 +164,7 @@ def test_command_builders_quote_every_value(bad):
     import shlex
 
     from operations.galera import bootstrap_command
-    cmds = [str(c) for c in definition_commands({}, RDATA | {"rabbitmq_user": bad, "rabbitmq_vhost": bad}, "pw")]
+    cmds = [str(c) for c in definition_commands({"error": "not read"}, RDATA | {"rabbitmq_user": bad, "rabbitmq_vhost": bad}, "pw")]
     cmds.append(bootstrap_command("node01", [bad], (None, None)))
     for cmd in cmds:  # every occurrence of the value is its quoted form
         assert bad not in cmd.replace(shlex.quote(bad), "")

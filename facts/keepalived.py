@@ -1,0 +1,91 @@
+"""keepalived: whether this node holds the VIP, and keepalived's own VRRP state."""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra.api import FactBase
+
+from facts.probe import NO_OUTPUT, failure, probe, split_probe
+
+
+class VipHolder(FactBase):
+    """Whether this node holds the VIP on the VIP interface, and its IPv4 addresses there.
+
+    .. code:: python
+
+        {"holds_vip": True, "vip": "10.77.0.100", "interface": "enp8s0f0",
+         "addresses": ["10.77.0.11/24", "10.77.0.100/32"], "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"holds_vip": False, "vip": None, "interface": None, "addresses": [], "error": NO_OUTPUT}
+
+    def command(self, interface: str, vip: str):
+        return probe(
+            "ip",
+            f"timeout 5 ip -o -4 addr show dev {shlex.quote(interface)}",
+            {"vip": vip, "interface": interface},
+        )
+
+    def process(self, output):
+        body, rc, missing, args = split_probe(output)
+        result = {
+            "holds_vip": False,
+            "vip": args.get("vip"),
+            "interface": args.get("interface"),
+            "addresses": [],
+            "error": failure(body, rc, missing, f"ip addr show dev {args.get('interface')}"),
+        }
+        if result["error"]:
+            return result
+        for line in body:
+            words = line.split()
+            if "inet" in words and words.index("inet") + 1 < len(words):
+                result["addresses"].append(words[words.index("inet") + 1])
+        result["holds_vip"] = any(a.split("/")[0] == result["vip"] for a in result["addresses"])
+        return result
+
+
+class KeepalivedState(FactBase):
+    """keepalived's unit state, and its VRRP state as keepalived itself reports it: SIGUSR1
+    makes it dump its state to /tmp/keepalived.data (its documented diagnostic; nothing else
+    changes), whose `State = ` line is read.
+
+    .. code:: python
+
+        {"active": "active", "vrrp_state": "BACKUP", "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"active": None, "vrrp_state": None, "error": NO_OUTPUT}
+
+    def command(self, pid_file: str = "/run/keepalived.pid"):
+        pid = shlex.quote(pid_file)
+        return probe(
+            "systemctl",
+            "a=$(systemctl is-active keepalived); echo \"$a\"; "
+            f"if [ \"$a\" = active ] && test -s {pid}; then "
+            f"rm -f /tmp/keepalived.data; kill -USR1 $(cat {pid}); "
+            "for i in $(seq 30); do grep -q '^ *State = ' /tmp/keepalived.data 2>/dev/null && break; sleep 0.1; done; "
+            "echo __vrrp=$(sed -n 's/^ *State = //p' /tmp/keepalived.data 2>/dev/null | head -n1); fi; true",
+        )
+
+    def process(self, output):
+        body, rc, missing, _ = split_probe(output)
+        result = {"active": None, "vrrp_state": None,
+                  "error": failure(body, rc, missing, "systemctl is-active keepalived")}
+        if result["error"]:
+            return result
+        for line in (x.strip() for x in body):
+            if line.startswith("__vrrp="):
+                result["vrrp_state"] = line[len("__vrrp="):] or None
+            elif line and result["active"] is None:
+                result["active"] = line
+        if result["active"] is None:
+            result["error"] = "systemctl is-active keepalived printed nothing"
+        elif result["active"] == "active" and result["vrrp_state"] is None:
+            result["error"] = "keepalived did not dump its state on SIGUSR1 within 3 s (/tmp/keepalived.data)"
+        return result

@@ -1,0 +1,118 @@
+"""RabbitMQ: a node's cluster as its files record it (read without an Erlang VM, for the
+deploy), the running cluster as rabbitmqctl reports it (for the report), and its definitions."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pyinfra.api import FactBase
+
+from facts.probe import NO_OUTPUT, failure, find_json_object, probe, split_probe
+
+
+class RabbitmqCluster(FactBase):
+    """
+    This node's cluster as RabbitMQ last recorded it (its mnesia cluster_nodes.config, read
+    without starting an Erlang VM), before the run, and whether its broker listens for AMQP
+    (a node whose unit is active while its `rabbit` app is not running has no listener):
+
+    .. code:: python
+
+        {"installed": True, "running": True, "broker": True,
+         "nodes": ["rabbit@node01", "rabbit@node02"], "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"installed": None, "running": None, "broker": None, "nodes": [], "error": NO_OUTPUT}
+
+    def command(self, port: int = 5672):
+        return (
+            "command -v rabbitmqctl >/dev/null 2>&1 && echo installed || echo missing; "
+            "systemctl is-active -q rabbitmq-server && echo running || echo stopped; "
+            f"ss -Hltn 'sport = :{int(port)}' 2>/dev/null | grep -q . && echo broker; "
+            "cat /var/lib/rabbitmq/mnesia/rabbit@$(hostname -s)/cluster_nodes.config 2>/dev/null; echo; echo __end"
+        )
+
+    def process(self, output):
+        if "__end" not in output or not {"installed", "missing"} & set(output):
+            return {**self.default(), "error": "rabbitmq state: output cut short (no end marker)"}
+        text = "\n".join(output)
+        # {[all nodes],[disc nodes]}.
+        m = re.search(r"\{\[([^\]]*)\]", text)
+        nodes = sorted(n.strip().strip("'") for n in m.group(1).split(",") if n.strip()) if m else []
+        return {
+            "installed": "installed" in output,
+            "running": "running" in output,
+            "broker": "broker" in output,
+            "nodes": nodes,
+            "error": None,
+        }
+
+
+class RabbitmqMembers(FactBase):
+    """`rabbitmqctl cluster_status --formatter json` on this node.
+
+    .. code:: python
+
+        {"running_nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"],
+         "disk_nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"],
+         "partitions": [], "alarms": [], "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"running_nodes": [], "disk_nodes": [], "partitions": [], "alarms": [], "error": NO_OUTPUT}
+
+    def command(self):
+        return probe("rabbitmqctl", "timeout 30 rabbitmqctl -q cluster_status --formatter json")
+
+    def process(self, output):
+        body, rc, missing, _ = split_probe(output)
+        result = {"running_nodes": [], "disk_nodes": [], "partitions": [], "alarms": []}
+        error = failure(body, rc, missing, "rabbitmqctl cluster_status")
+        data = None
+        if not error:
+            data, error = find_json_object(body, "running_nodes", "rabbitmqctl cluster_status")
+        if isinstance(data, dict):
+            result["running_nodes"] = sorted(data.get("running_nodes") or [])
+            result["disk_nodes"] = sorted(data.get("disk_nodes") or [])
+            partitions = data.get("partitions") or []
+            # A map {node: [nodes it cannot see]} or a list, depending on the version.
+            if isinstance(partitions, dict):
+                partitions = [f"{node}: {', '.join(map(str, seen))}" for node, seen in partitions.items()]
+            result["partitions"] = [str(p) for p in partitions]
+            result["alarms"] = [_alarm_text(a) for a in data.get("alarms") or []]
+        elif not error:
+            error = "rabbitmqctl cluster_status: JSON is not an object"
+        result["error"] = error
+        return result
+
+
+class RabbitmqDefinitions(FactBase):
+    """Users (with password hashes), vhosts, permissions and policies, from export_definitions,
+    with an `error` key (None when read)."""
+
+    @staticmethod
+    def default():
+        return {"error": NO_OUTPUT}
+
+    def command(self):
+        return probe("rabbitmqctl", "timeout 30 rabbitmqctl export_definitions - --silent")
+
+    def process(self, output):
+        body, rc, missing, _ = split_probe(output)
+        error = failure(body, rc, missing, "rabbitmqctl export_definitions")
+        data = None
+        if not error:
+            data, error = find_json_object(body, "users", "rabbitmqctl export_definitions")
+        return {**(data or {}), "error": error}
+
+
+def _alarm_text(alarm) -> str:
+    """`memory alarm on rabbit@node01` from the JSON formatter's alarm maps."""
+    if isinstance(alarm, dict):
+        what = alarm.get("resource") or alarm.get("type") or json.dumps(alarm, sort_keys=True)
+        return f"{what} alarm on {alarm.get('node', '?')}"
+    return str(alarm)
