@@ -156,6 +156,10 @@ class MysqlAccounts(FactBase):
          "error": None}
     """
 
+    @staticmethod
+    def default():
+        return {"users": {}, "test_db": False, "error": NO_OUTPUT}
+
     def command(self):
         return (
             "timeout 10 mysql -N -B -e \"SELECT CONCAT('user=', user, '@', host, '=', authentication_string) "
