@@ -18,14 +18,19 @@ import gevent.lock
 from pyinfra import host, inventory, logger, state
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.facts.deb import DebPackages
-from pyinfra.facts.files import FileContents
+from pyinfra.facts.files import FileContents, Sha1File
+from pyinfra.facts.server import Hostname
 from pyinfra.operations import server
 
-from config.files import ManagedFile, managed_files
+from config.files import ERLANG_COOKIE, ManagedFile, managed_files
 from config.preflight import check, print_report
 from config.secrets import load_secrets, mask
 from config.site import Site, build_site, inventory_shape
+from facts.bundle import Bundle, part
+from facts.galera import GaleraNode, MysqlAccounts
 from facts.host import PENDING_DIR, UNITS, FileStates, ServiceStates
+from facts.keepalived import VipHolder
+from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions
 
 APT_TIMEOUT = 600  # seconds for one apt-get install; apt has hung forever on lab nodes
 WAIT_SECONDS = 300  # cluster joins, Synced, services answering
@@ -67,7 +72,7 @@ def facts_of_all_controllers(cls, **kwargs) -> dict:
         if h is None or h in state.failed_hosts:
             return None
         try:
-            fact = h.get_fact(cls, **kwargs)
+            fact = fact_of(h, cls, **kwargs)
         except Exception as exc:  # ConnectError, a fact that failed: unknown
             logger.warning(f"[{h.name}] could not read {cls.__name__}: {type(exc).__name__}: {exc}")
             return None
@@ -79,6 +84,60 @@ def facts_of_all_controllers(cls, **kwargs) -> dict:
     jobs = {n: gevent.spawn(read, inventory.get_host(n, None)) for n in names}
     gevent.joinall(list(jobs.values()))
     return {name: job.get() for name, job in jobs.items()}
+
+
+# --- the state before the run: one round trip per controller ------------------------------
+
+
+def prefetch(name: str) -> tuple:
+    """Every fact a run's plan reads from controller `name` (facts.bundle parts), read in one
+    round trip. The database accounts and RabbitMQ definitions are read where they are
+    decided: the first controller (an export_definitions starts an Erlang VM: not everywhere)."""
+    s = site()
+    first = name == s.controllers[0].name
+    return (
+        part(FileStates, paths=tuple(f.path for f in files_for(name))),
+        part(ServiceStates, units=UNITS),
+        part(DebPackages),
+        part(Hostname),
+        part(FileContents, path="/etc/hosts"),
+        part(GaleraNode),
+        part(RabbitmqCluster, port=s["rabbitmq_port"]),
+        part(Sha1File, path=ERLANG_COOKIE),
+        part(VipHolder, interface=s["vip_interface"], vip=s["vip"]),
+        *((part(MysqlAccounts), part(RabbitmqDefinitions)) if first else ()),
+    )
+
+
+_bundles: dict = {}  # (id(state), host name) -> {part: result} or UNREACHABLE
+_bundle_locks: dict = {}
+UNREACHABLE = "unreachable"
+
+
+def _bundle(h) -> dict | str:
+    key = (id(state), h.name)
+    lock = _bundle_locks.setdefault(key, gevent.lock.BoundedSemaphore())
+    with lock:
+        if key not in _bundles:
+            parts = prefetch(h.name)
+            try:
+                got = h.get_fact(Bundle, parts=parts)
+            except Exception as exc:  # the connection: every fact of this host is unknown
+                logger.warning(f"[{h.name}] could not read its state: {type(exc).__name__}: {exc}")
+                _bundles[key] = UNREACHABLE
+            else:
+                _bundles[key] = {} if got.get("error") else dict(zip(parts, got["parts"]))
+    return _bundles[key]
+
+
+def fact_of(h, cls, **kwargs):
+    """Fact `cls` of host `h` before the run: from its bundle, else read on its own (a part the
+    bundle did not carry, or that came back unknown). Raises when the host is unreachable."""
+    got = _bundle(h)
+    if got == UNREACHABLE:
+        raise ConnectionError(f"{h.name} could not be reached")
+    result = got.get(part(cls, **kwargs))
+    return result if result is not None else h.get_fact(cls, **kwargs)
 
 
 @once
@@ -108,11 +167,12 @@ def masked(text: str) -> str:
 
 
 def files_of(component: str) -> list[ManagedFile]:
-    return managed_files(site(), host.name, _site_and_secrets()[1], component)
+    return files_for(host.name, component)
 
 
-def files_for(name: str, component: str) -> list[ManagedFile]:
-    """Another controller's files of a component (a decision on one host that needs them)."""
+def files_for(name: str, component: str | None = None) -> list[ManagedFile]:
+    """A controller's files (of one component): this host's, or another's for a decision on
+    one host that needs them."""
     return managed_files(site(), name, _site_and_secrets()[1], component)
 
 
@@ -216,16 +276,16 @@ _planned: dict = {}
 
 
 def planned_fact(cls, **kwargs):
-    """A fact read once per host and run: the state the plan was made from.
+    """A fact of this host, read once per run (with every other, see prefetch()): the state
+    the plan was made from.
 
     pyinfra runs an operation's generator twice, to plan and again to execute, and each
     host.get_fact is an SSH round trip. Our operations decide once, from the state before
-    the run, and execute that decision; reading the same fact again would double the round
-    trips of a no-op run for nothing. (Verification reads live facts, never these.)
+    the run, and execute that decision. (Verification reads live facts, never these.)
     """
     key = (id(state), host.name, cls, tuple(sorted(kwargs.items())))
     if key not in _planned:
-        _planned[key] = host.get_fact(cls, **kwargs)
+        _planned[key] = fact_of(host, cls, **kwargs)
     return _planned[key]
 
 
@@ -239,7 +299,7 @@ def known(fact: dict, what: str) -> dict:
 
 
 def file_state(path: str) -> dict | None:
-    paths = tuple(f.path for f in managed_files(site(), host.name, _site_and_secrets()[1]))
+    paths = tuple(f.path for f in files_for(host.name))
     return known(planned_fact(FileStates, paths=paths), "its managed files")["files"].get(path)
 
 

@@ -9,7 +9,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Hostname
 
 from config.files import SYSCTL_CONF
-from operations.common import announce, install_files, shell, site
+from operations.common import announce, install_files, planned_fact, shell, site
 
 APPLY_SYSCTL = (
     # Inside containers only net.* is writable: apply key by key, so one refused key does
@@ -27,8 +27,8 @@ def configure():
     the VIP on nodes that do not hold it)."""
     name = shlex.quote(host.name)  # a validated hostname label; quoted all the same
     shell("Set the hostname", [f"hostnamectl set-hostname {name} || hostname {name}", f"echo {name} > /etc/hostname"],
-          when=host.get_fact(Hostname) != host.name)
-    lines = host.get_fact(FileContents, path="/etc/hosts") or []
+          when=planned_fact(Hostname) != host.name)
+    lines = planned_fact(FileContents, path="/etc/hosts") or []
     missing = [
         c for c in site().controllers
         if not any(re.match(rf"^{re.escape(c.address)}\s+{c.name}(\s|$)", line) for line in lines)

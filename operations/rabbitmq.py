@@ -140,7 +140,7 @@ def configure():
           when=unstick)
 
     cookie = next(f for f in files_of("rabbitmq") if f.path == COOKIE)
-    new_cookie = host.get_fact(Sha1File, path=COOKIE) != hashlib.sha1(cookie.content.encode()).hexdigest()
+    new_cookie = planned_fact(Sha1File, path=COOKIE) != hashlib.sha1(cookie.content.encode()).hexdigest()
     running = (states.get(host.name) or {}).get("running")
     announce(new_cookie and bool(running), "stop rabbitmq-server: the Erlang cookie changes (every such node stops, "
              "then they start together)")

@@ -1,0 +1,91 @@
+"""Several facts in one round trip: their commands run side by side on the host, each
+answer is handed to its own fact's process(). A run reads each controller once before it
+plans (and once after its changes, for the report) instead of once per fact; the slowest
+command (rabbitmqctl starts an Erlang VM) sets the time, not the sum.
+
+A part is `(fact class, {argument: value})`: ours (facts/) or pyinfra's own (Hostname,
+FileContents, Sha1File, DebPackages). The bundle answers `{"parts": [result, ...], "error":
+None}` in the parts' order; a part whose command exited non-zero, or whose answer was cut,
+is None (unknown), and the caller reads that fact on its own (pyinfra's usual handling).
+"""
+
+from __future__ import annotations
+
+import importlib
+import secrets
+import shlex
+
+from pyinfra.api import FactBase, StringCommand
+
+from facts.probe import NO_OUTPUT
+
+
+def part(cls, **kwargs) -> tuple:
+    """A part as a hashable, printable fact argument (pyinfra prints fact arguments with -v:
+    no part ever takes a secret)."""
+    return (f"{cls.__module__}:{cls.__qualname__}", tuple(sorted(kwargs.items())))
+
+
+def fact_class(name: str):
+    module, _, qualname = name.partition(":")
+    return getattr(importlib.import_module(module), qualname)
+
+
+def _text(command) -> str:
+    return command.get_raw_value() if isinstance(command, StringCommand) else str(command)
+
+
+class Bundle(FactBase):
+    """
+    .. code:: python
+
+        {"parts": [{"files": {...}, "error": None}, None, ["node01"]], "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"parts": [], "error": NO_OUTPUT}
+
+    def command(self, parts):
+        self.marker = f"__part_{secrets.token_hex(6)}"
+        self.facts = []
+        runs = []
+        for i, (name, kwargs) in enumerate(parts):
+            fact = fact_class(name)()
+            command = _text(fact.command(**dict(kwargs)))
+            requires = fact.requires_command(**dict(kwargs)) if callable(fact.requires_command) else None
+            if requires:
+                command = f"command -v {shlex.quote(requires)} >/dev/null 2>&1 || exit 97; {command}"
+            self.facts.append(fact)
+            runs.append(f"( ( {command} ) >$d/{i} 2>/dev/null; echo $? >$d/{i}.rc ) &")
+        show = "; ".join(
+            f"echo {self.marker} {i} $(cat $d/{i}.rc 2>/dev/null || echo cut); sed -e '$a\\' $d/{i} 2>/dev/null"
+            for i in range(len(parts))
+        )
+        return f"d=$(mktemp -d) || exit 1; {' '.join(runs)} wait; {show}; echo {self.marker} end; rm -rf $d"
+
+    def process(self, output):
+        sections: dict[int, list[str]] = {}
+        status: dict[int, str] = {}
+        current = None
+        ended = False
+        for line in output:
+            if line.startswith(self.marker + " "):
+                _, index, rc = (line.split(" ") + ["", ""])[:3]
+                if index == "end":
+                    ended = True
+                    break
+                current = int(index)
+                sections[current], status[current] = [], rc
+            elif current is not None:
+                sections[current].append(line)
+        results = []
+        for i, fact in enumerate(self.facts):
+            lines = sections.get(i)
+            if lines is None or status.get(i) != "0":
+                results.append(None)
+            elif not lines:
+                results.append(fact.default() if callable(getattr(fact, "default", None)) else None)
+            else:
+                results.append(fact.process(lines))
+        return {"parts": results, "error": None if ended else "bundle: output cut short"}
