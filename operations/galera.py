@@ -401,6 +401,12 @@ def writes_to(listener: str, server: str, socket: str, state: str) -> str:
             f"test -z \"$out\" || {{ echo \"$(hostname): haproxy: $out\" >&2; exit 1; }}; fi")
 
 
+def synced_wait(hint: str = "") -> StringCommand:
+    """Wait (bounded) until this node serves; on timeout its journal, then `hint`."""
+    return wait_until(SYNCED, "mariadb to be Synced in a Primary component",
+                      on_fail=unit_log("mariadb") + (f"; {hint}" if hint else ""))
+
+
 def _synced_members(count: int) -> str:
     """Shell test: this node is Synced in a Primary component of at least `count` members."""
     return (f"{SYNCED} && [ \"$(echo \"$s\" | sed -n 's/^wsrep_cluster_size.//p')\" -ge {count} ]")
@@ -429,7 +435,7 @@ def configure():
     turn(name="galera: restart pending", commands=[f"mkdir -p {PENDING_DIR} && touch {PENDING_DIR}/mariadb"],
          run=member and beyond_members)
     install_files("galera")
-    synced = wait_until(SYNCED, "mariadb to be Synced in a Primary component", on_fail=unit_log("mariadb"))
+    synced = synced_wait()
     clear = f"rm -f {PENDING_DIR}/mariadb"
 
     bootstrap = p.mode == "bootstrap" and me == p.anchor
@@ -460,10 +466,10 @@ def configure():
             commands=[f"systemctl stop mariadb; {aside}"] * (mine and repair) + [
                 f"timeout 600 systemctl restart mariadb || {{ echo '{me}: mariadb did not join the cluster:' >&2; "
                 f"{unit_log('mariadb')}; exit 1; }}",
-                wait_until(SYNCED, "mariadb to be Synced in a Primary component", on_fail=unit_log("mariadb") + (
-                    f"; echo '{me}: if the journal says \"Unsupported CC action version\" or \"different histories\", its "
+                synced_wait(
+                    f"echo '{me}: if the journal says \"Unsupported CC action version\" or \"different histories\", its "
                     f"history diverged: re-run with {REPAIR_SWITCH}=1 (its state is set aside, it rejoins by full state "
-                    "transfer)' >&2")),
+                    "transfer)' >&2"),
                 clear],
             run=mine,
         )
