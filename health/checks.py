@@ -1,0 +1,264 @@
+"""The health rules: each controller's facts in, the report's rows out. Pure: no pyinfra.
+
+`facts` is one controller's dict as operations/verify.py's collect_facts() reads it:
+
+    {"vip": VipHolder, "keepalived": KeepalivedState, "haproxy_info": HaproxyInfo,
+     "haproxy_servers": HaproxyServers, "galera": GaleraStatus, "rabbitmq": RabbitmqMembers,
+     "memcached": MemcachedStats, "collect_sec": float}
+
+(each value the processed dict of that fact of facts/). Every rule below is one
+check and returns its rows. A fact that is missing, or that carries an error, makes its check
+FAIL with the reason (report.problem()): it is never skipped.
+
+"Up" controllers are the ones with facts, plus those pending (--serial) or left out of the run
+(--limit): Galera's cluster size and RabbitMQ's running members must match them.
+"""
+
+from __future__ import annotations
+
+from config.site import Site
+from health.haproxy import haproxy_rows
+from health.report import FAIL, INFO, OK, Check, Report, problem
+from facts.galera import components
+
+
+def wsrep(galera: dict) -> dict:
+    """A GaleraStatus result under the `wsrep_` names operations.galera's shared rules read."""
+    return {f"wsrep_{k}": v for k, v in galera.items()}
+
+
+# --- one controller --------------------------------------------------------------------------
+
+
+def reachable_rows(name: str, pending: tuple, skipped: tuple) -> list[Check]:
+    """The one row of a controller without facts: pending (--serial), not in the run (--limit),
+    or not verified (unreachable, or failed earlier in the run: a failure)."""
+    if name in pending:
+        return [Check("reachable", INFO, "pending: not collected yet")]
+    if name in skipped:
+        return [Check("reachable", INFO, "not in this run (--limit): not checked")]
+    return [Check("reachable", FAIL, "not verified: unreachable, or failed earlier in the run")]
+
+
+def vip_rows(site: Site, facts: dict) -> list[Check]:
+    """`vip`: the VIP interface is readable; whether this node holds the VIP (either is OK
+    here: exactly one holder is the cluster's `vip holder` row)."""
+    if problem(facts, "vip"):
+        return [Check("vip", FAIL, problem(facts, "vip"))]
+    if facts["vip"].get("holds_vip"):
+        return [Check("vip", OK, f"holds {site['vip']} on {site['vip_interface']}")]
+    return [Check("vip", OK, f"standby (does not hold {site['vip']})")]
+
+
+def keepalived_rows(site: Site, facts: dict) -> list[Check]:
+    """`keepalived`: running, and in a VRRP state that lets this node hold or take the VIP
+    (MASTER or BACKUP). Who holds the VIP is read from the interface (the vip rows)."""
+    if problem(facts, "keepalived"):
+        return [Check("keepalived", FAIL, problem(facts, "keepalived"))]
+    k = facts["keepalived"]
+    if k.get("active") != "active":
+        return [Check("keepalived", FAIL, f"keepalived {k.get('active')}: this node cannot hold the VIP")]
+    state, d = k.get("vrrp_state"), site.data
+    if state == "FAULT":
+        rise, interval = d["keepalived_check_rise"], d["keepalived_check_interval"]
+        return [Check("keepalived", FAIL,
+                      "VRRP FAULT: check_alive fails, or has not yet passed "
+                      f"{rise} times in a row ({rise * interval} s) "
+                      "since HAProxy came back: this node cannot take the VIP")]
+    return [Check("keepalived", OK if state in ("MASTER", "BACKUP") else FAIL, f"VRRP {state}")]
+
+
+def galera_problems(galera: dict, up: int) -> list[str]:
+    """Why a readable GaleraStatus is not a healthy member: not Primary, not Synced, not
+    ready, or a cluster size other than the `up` controllers."""
+    problems = []
+    if galera.get("cluster_status") != "Primary":
+        problems.append(f"cluster status {galera.get('cluster_status')}, not Primary")
+    if galera.get("local_state_comment") != "Synced":
+        problems.append(f"local state {galera.get('local_state_comment')}, not Synced")
+    if galera.get("ready") != "ON":
+        problems.append(f"wsrep_ready {galera.get('ready')}")
+    if galera.get("cluster_size") != up:
+        problems.append(f"cluster size {galera.get('cluster_size')}, expected {up} (controllers up)")
+    return problems
+
+
+def galera_rows(facts: dict, up: list[str]) -> list[Check]:
+    """`galera`: this node is Primary, Synced, ready, in a cluster of the controllers up."""
+    if problem(facts, "galera"):
+        return [Check("galera", FAIL, problem(facts, "galera"))]
+    g = facts["galera"]
+    problems = galera_problems(g, len(up))
+    if problems:
+        return [Check("galera", FAIL, "; ".join(problems))]
+    return [Check("galera", OK, f"size {g.get('cluster_size')}, {g.get('cluster_status')}, {g.get('local_state_comment')}")]
+
+
+def rabbitmq_problems(rabbitmq: dict, up: list[str], down: list[str]) -> list[str]:
+    """Why a readable RabbitmqMembers is not healthy: running members other than the
+    controllers up, a partition, an alarm."""
+    running = set(rabbitmq.get("running_nodes") or [])
+    expected = {f"rabbit@{n}" for n in up}
+    unreached = {f"rabbit@{n}" for n in down}
+    problems = []
+    if expected - running:
+        problems.append("not running here: " + ", ".join(sorted(expected - running)))
+    if (running - expected) & unreached:
+        # RabbitMQ notices a dead peer only after net_ticktime (60 s by default).
+        problems.append("still listed as running though unreachable for this check: "
+                        + ", ".join(sorted((running - expected) & unreached)))
+    if running - expected - unreached:
+        problems.append("unexpected members: " + ", ".join(sorted(running - expected - unreached)))
+    if rabbitmq.get("partitions"):
+        problems.append("partitions: " + "; ".join(rabbitmq["partitions"]))
+    if rabbitmq.get("alarms"):
+        problems.append("alarms: " + "; ".join(rabbitmq["alarms"]))
+    return problems
+
+
+def rabbitmq_rows(facts: dict, up: list[str], down: list[str]) -> list[Check]:
+    """`rabbitmq`: this node's running members are the controllers up; no partition, no alarm."""
+    if problem(facts, "rabbitmq"):
+        return [Check("rabbitmq", FAIL, problem(facts, "rabbitmq"))]
+    problems = rabbitmq_problems(facts["rabbitmq"], up, down)
+    if problems:
+        return [Check("rabbitmq", FAIL, "; ".join(problems))]
+    running = sorted(set(facts["rabbitmq"].get("running_nodes") or []))
+    return [Check("rabbitmq", OK, f"running {', '.join(running) or 'none'}")]
+
+
+def memcached_problem(facts: dict) -> str | None:
+    """Why memcached is not healthy here (its fact's error, or not answering); None if it is."""
+    return problem(facts, "memcached") or (None if facts["memcached"].get("answering") else "not answering")
+
+
+def memcached_rows(facts: dict) -> list[Check]:
+    """`memcached`: it answers `stats`."""
+    if memcached_problem(facts):
+        return [Check("memcached", FAIL, memcached_problem(facts))]
+    m = facts["memcached"]
+    return [Check("memcached", OK, f"{m.get('version')} up {m.get('uptime')}s, {m.get('curr_connections')} connections")]
+
+
+def host_rows(site: Site, name: str, facts: dict, up: list[str], down: list[str], holders: list[str]) -> list[Check]:
+    """Every row of one controller that answered, in the report's order."""
+    return (vip_rows(site, facts) + keepalived_rows(site, facts) + haproxy_rows(site, name, name in holders, facts)
+            + galera_rows(facts, up) + rabbitmq_rows(facts, up, down) + memcached_rows(facts))
+
+
+# --- the cluster -----------------------------------------------------------------------------
+
+
+def controllers_up_row(names: list[str], up: list[str], down: list[str], skipped: tuple) -> Check:
+    """`controllers up`: every controller answered (or is pending, or out of this run)."""
+    not_checked = f"; not in this run: {', '.join(skipped)}" if skipped else ""
+    if down:
+        return Check("controllers up", FAIL, f"{len(up)}/{len(names)}; not verified: {', '.join(down)}{not_checked}",
+                     tuple(down))
+    return Check("controllers up", OK, f"{len(up)}/{len(names)}{not_checked}")
+
+
+def vip_holder_row(site: Site, results: dict, holders: list[str], up: list[str], down: list[str],
+                   skipped: tuple) -> Check:
+    """`vip holder`: exactly one controller holds the VIP. None is a failure of every host
+    checked (unless some were left out of the run), two or more a split brain blamed on the
+    holders; a host whose interface cannot be read is blamed as well."""
+    vip = site["vip"]
+    if len(holders) == 1:
+        row = Check("vip holder", OK, f"{holders[0]} holds {vip}")
+    elif not holders and skipped:
+        row = Check("vip holder", INFO, f"no checked controller holds {vip}; not checked: {', '.join(skipped)}")
+    elif not holders:
+        unchecked = f" (not verified: {', '.join(down)})" if down else ""
+        row = Check("vip holder", FAIL, f"no controller holds {vip}{unchecked}", tuple(n for n in up if n not in skipped))
+    else:
+        row = Check("vip holder", FAIL, f"split brain: {vip} is held by {', '.join(holders)}", tuple(holders))
+    unreadable = [n for n in up if results.get(n) and problem(results[n], "vip")]
+    if unreadable:
+        row = Check("vip holder", FAIL, row.detail + f"; cannot read the interface on {', '.join(unreadable)}",
+                    tuple(sorted(set(row.hosts) | set(unreadable))))
+    return row
+
+
+def galera_cluster_row(site: Site, results: dict, collected: list[str], up: list[str]) -> Check:
+    """`galera`: one Primary component (operations.galera.components: Primary nodes of one
+    cluster whose member lists are disjoint are two components, a split brain), one cluster
+    UUID, every node Primary, Synced, ready, of the size of the controllers up."""
+    names = [c.name for c in site.controllers]
+    # Only Primary components name a cluster; a Disconnected node reports an empty uuid.
+    answering = {n: results[n]["galera"] for n in collected
+                 if not problem(results[n], "galera") and results[n]["galera"].get("cluster_status") == "Primary"}
+    uuids = {g.get("cluster_state_uuid") for g in answering.values()}
+    comps = components({n: wsrep(g) for n, g in answering.items()}, names, {c.name: c.address for c in site.controllers})
+    if len(comps) > 1 and len(uuids) == 1:
+        text = " and ".join(f"{{{', '.join(c.nodes)}}}" for c in comps)
+        return Check("galera", FAIL, f"split brain: {len(comps)} Primary components of one cluster: {text} "
+                     f"(the deploy repairs the minority with HA_GALERA_REPAIR=1)", tuple(sorted(answering)))
+    if len(uuids) > 1:
+        groups: dict[str, list[str]] = {}
+        for n, g in answering.items():
+            groups.setdefault(g.get("cluster_state_uuid"), []).append(n)
+        text = "; ".join(f"{', '.join(ns)} in {u}" for u, ns in groups.items())
+        return Check("galera", FAIL, f"nodes are in different clusters: {text}", tuple(sorted(answering)))
+    bad = sorted(n for n in collected
+                 if problem(results[n], "galera") or galera_problems(results[n]["galera"], len(up)))
+    if bad:
+        return Check("galera", FAIL, f"{len(collected) - len(bad)}/{len(collected)} nodes Primary, Synced, of size "
+                     f"{len(up)}; not: {', '.join(bad)}", tuple(bad))
+    nodes = f"{len(collected)} node{'s' * (len(collected) != 1)}"
+    return Check("galera", OK, f"{nodes}, Primary, all Synced, size {len(up)}")
+
+
+def rabbitmq_cluster_row(results: dict, collected: list[str], up: list[str], down: list[str]) -> Check:
+    """`rabbitmq`: every node checked sees the controllers up as its running members, with no
+    partition and no alarm."""
+    bad = sorted(n for n in collected
+                 if problem(results[n], "rabbitmq") or rabbitmq_problems(results[n]["rabbitmq"], up, down))
+    if bad:
+        return Check("rabbitmq", FAIL, f"members incomplete, partitioned or alarmed on {', '.join(bad)}", tuple(bad))
+    return Check("rabbitmq", OK, f"{len(up)} running members seen by every checked node")
+
+
+def memcached_cluster_row(results: dict, collected: list[str]) -> Check:
+    """`memcached`: it answers on every node checked."""
+    bad = [n for n in collected if memcached_problem(results[n])]
+    return Check("memcached", FAIL if bad else OK,
+                 f"answering on {len(collected) - len(bad)}/{len(collected)}" + (f"; not on {', '.join(bad)}" if bad else ""),
+                 tuple(bad))
+
+
+# --- the report ------------------------------------------------------------------------------
+
+
+def evaluate(
+    site: Site,
+    results: dict[str, dict | None],
+    generated_at: str = "",
+    pending: tuple[str, ...] = (),
+    skipped: tuple[str, ...] = (),
+) -> Report:
+    """The health report of a site from each controller's facts.
+
+    results: {host name: facts (see the module's docstring)}; a controller without facts
+    (unreachable, failed earlier in the run) is reported as not verified, a failure.
+    `pending`: controllers in the run that have not collected yet (--serial); they count as
+    up, and are reported as pending, not as failures. `skipped`: controllers left out of the
+    run (--limit); assumed up for the sizes, reported as not checked, never blamed.
+    """
+    names = [c.name for c in site.controllers]
+    up = [n for n in names if results.get(n) or n in pending or n in skipped]
+    down = [n for n in names if n not in up]
+    collected = [n for n in up if results.get(n)]
+    holders = [n for n in collected if (results[n].get("vip") or {}).get("holds_vip")]
+    report = Report(controllers=names, generated_at=generated_at, vip_holders=holders)
+    for name in names:
+        report.hosts[name] = (host_rows(site, name, results[name], up, down, holders) if results.get(name)
+                              else reachable_rows(name, pending, skipped))
+    report.cluster = [
+        controllers_up_row(names, up, down, skipped),
+        vip_holder_row(site, results, holders, up, down, skipped),
+        galera_cluster_row(site, results, collected, up),
+        rabbitmq_cluster_row(results, collected, up, down),
+        memcached_cluster_row(results, collected),
+    ]
+    return report

@@ -1,0 +1,118 @@
+"""Helpers of the health tests: captured outputs (captures/), the lab's site, fact sets.
+
+capture("galera", "synced") runs captures/galera/synced.txt through GaleraStatus.process();
+host_facts("captured_holder") builds one controller's facts from captures/hosts/<case>.json;
+healthy(site) is every controller of the lab healthy (node01 the VIP holder).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+from config.site import build_site
+from types import SimpleNamespace
+
+from facts import galera as _galera, haproxy as _haproxy, keepalived as _keepalived, memcached as _memcached
+from facts import probe as _probe, rabbitmq as _rabbitmq
+
+# Every fact and probe helper by name (the facts live in one module per component).
+F = SimpleNamespace(**{k: v for m in (_probe, _galera, _haproxy, _keepalived, _memcached, _rabbitmq)
+                       for k, v in vars(m).items() if not k.startswith("_")})
+
+CAPTURES = Path(__file__).resolve().parent / "captures"
+
+# The fact behind each key of a controller's facts (operations/verify.py's collect_facts()).
+FACT_OF = {
+    "vip": F.VipHolder,
+    "keepalived": F.KeepalivedState,
+    "haproxy_info": F.HaproxyInfo,
+    "haproxy_servers": F.HaproxyServers,
+    "galera": F.GaleraStatus,
+    "rabbitmq": F.RabbitmqMembers,
+    "memcached": F.MemcachedStats,
+}
+
+NAMES = ("node01", "node02", "node03")
+
+
+def lines(text: str) -> list[str]:
+    """The output as pyinfra hands it to process(): its lines; \\r\\n endings (memcached) keep the \\r."""
+    return text.split("\n")[:-1] if text.endswith("\n") else text.split("\n")
+
+
+def capture_text(key: str, case: str) -> str:
+    """captures/<key>/<case>.txt, byte for byte."""
+    with open(CAPTURES / key / f"{case}.txt", newline="") as f:
+        return f.read()
+
+
+def capture(key: str, case: str) -> dict:
+    """A captured output through its fact's process()."""
+    return FACT_OF[key]().process(lines(capture_text(key, case)))
+
+
+def host_facts(case: str) -> dict:
+    """One controller's facts from captures/hosts/<case>.json (capture names are processed)."""
+    spec = json.loads((CAPTURES / "hosts" / f"{case}.json").read_text())
+    return {key: capture(key, value) if isinstance(value, str) else value for key, value in spec.items()}
+
+
+def lab_site():
+    return build_site(
+        [(n, {"address": f"10.77.0.{11 + i}", "vrrp_priority": 150 - 10 * i}) for i, n in enumerate(NAMES)],
+        {"internal_network": "10.77.0.0/24", "vip": "10.77.0.100", "vip_interface": "enp8s0f0"},
+    )
+
+
+def servers(site, down=(), status=None):
+    """A HaproxyServers result: every catalogue listener, all servers UP unless named."""
+    status = status or {}
+    listeners = {}
+    for listener in site.listeners:
+        listeners[listener.name] = {
+            n: {
+                "status": status.get((listener.name, n), "DOWN" if (listener.name, n) in down else "UP"),
+                "backup": listener.name == "mariadb" and n != "node01",
+                "check": None,
+            }
+            for n in NAMES
+        }
+    return {"listeners": listeners, "backends": {}, "error": None}
+
+
+def api_down(site):
+    """The normal state of this project: OpenStack API servers DOWN, ours UP."""
+    return {
+        (lst.name, n)
+        for lst in site.listeners
+        if lst.name not in ("mariadb", "rabbitmq_management")
+        for n in NAMES
+    }
+
+
+def healthy(site, holder="node01"):
+    """Every controller's facts, all healthy (captures/hosts/healthy.json), `holder` holding
+    the VIP (keepalived MASTER there), the API servers DOWN as usual."""
+    node = host_facts("healthy")
+    results = {}
+    for n in NAMES:
+        results[n] = copy.deepcopy(node)
+        results[n]["vip"]["holds_vip"] = n == holder
+        results[n]["keepalived"]["vrrp_state"] = "MASTER" if n == holder else "BACKUP"
+        results[n]["haproxy_servers"] = servers(site, down=api_down(site))
+    return results
+
+
+def statuses(report, host):
+    return {c.name: c.status for c in report.hosts[host]}
+
+
+def row(report, host, name):
+    """The row `name` of `host` (StopIteration when there is none: no row is a failure too)."""
+    return next(c for c in report.hosts[host] if c.name == name)
+
+
+def cluster(report, name):
+    return next(c for c in report.cluster if c.name == name)

@@ -1,0 +1,298 @@
+"""The verification facts' process(), fed outputs captured from the real tools (captures/).
+
+HAProxy 2.6.12 on this machine, the lab's nodes for the rest, in the probe's framing
+(`__rc=`, `__missing=`). A missing tool, a dead service or no output at all must come out as
+an error, never as a healthy-looking answer. The one-line cases inline below are the probe's
+framing edge cases (no tool, cut short, timed out), not captures.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from healthkit import capture, capture_text, lines
+
+from healthkit import F
+
+
+def test_vip_holder_and_standby():
+    assert capture("vip", "holder") == {
+        "holds_vip": True,
+        "vip": "10.77.0.100",
+        "interface": "enp8s0f0",
+        "addresses": ["10.77.0.11/24", "10.77.0.100/32"],
+        "error": None,
+    }
+    standby = capture("vip", "standby")
+    assert standby["holds_vip"] is False and standby["error"] is None
+    assert standby["addresses"] == ["10.77.0.12/24"]
+    # A VIP-like address that only shares a prefix with the VIP is not the VIP.
+    assert capture("vip", "prefix_only")["holds_vip"] is False
+
+
+def test_vip_missing_interface_is_an_error():
+    result = capture("vip", "no_device")
+    assert result["holds_vip"] is False
+    assert 'Device "enp8s0f0" does not exist' in result["error"]
+    assert "exit status 1" in result["error"]
+
+
+def test_vip_lab_holder():
+    # keepalived adds the VIP with the subnet's prefix, as a secondary address.
+    assert capture("vip", "lab_holder") == {"holds_vip": True, "vip": "10.77.0.100", "interface": "enp8s0f0",
+                                            "addresses": ["10.77.0.11/24", "10.77.0.100/24"], "error": None}
+
+
+def test_haproxy_info_alive():
+    info = capture("haproxy_info", "alive")
+    assert info == {"alive": True, "version": "2.6.12-1+deb12u4", "uptime_sec": 4, "pid": 6492, "error": None}
+
+
+@pytest.mark.parametrize(
+    "output, expected",
+    [
+        ("no_socket", "haproxy show info: /run/haproxy/admin.sock: No such file or directory "
+                      "(HAProxy not running, or no `stats socket` there)"),
+        ("refused", "haproxy show info: /run/haproxy/admin.sock: Connection refused (HAProxy not running)"),
+        ("unknown_command", "no 'Name: HAProxy'"),
+        ("__missing=socat\n", "socat not installed"),
+        ("Name: HAProxy\n", "no exit status"),  # output cut short
+        ("__rc=124\n", "timed out"),
+    ],
+)
+def test_haproxy_info_not_alive(output, expected):
+    text = output if "\n" in output else capture_text("haproxy_info", output)
+    info = F.HaproxyInfo().process(lines(text))
+    assert info["alive"] is False
+    assert expected in info["error"]
+
+
+def test_haproxy_servers_from_show_stat():
+    # keystone servers refused, mariadb node01 UP, node02 UP as backup, node03 DOWN as backup.
+    result = capture("haproxy_servers", "show_stat")
+    assert result["error"] is None
+    assert set(result["listeners"]) == {"keystone_internal", "mariadb"}  # stats has no servers
+    db = result["listeners"]["mariadb"]
+    assert {s: (v["status"], v["backup"]) for s, v in db.items()} == {
+        "node01": ("UP", False),
+        "node02": ("UP", True),
+        "node03": ("DOWN", True),
+    }
+    assert db["node03"]["check"] == "Layer4 connection problem: Connection refused"
+    assert db["node01"]["check"] == "Layer4 check passed"
+    assert result["backends"] == {"stats": "UP", "keystone_internal": "DOWN", "mariadb": "UP"}
+
+
+def test_haproxy_servers_of_the_package_default_config():
+    # The Debian package's default config (no listen sections), seen on a lab node before the
+    # deploy's config was loaded: `show stat` answers with its header only.
+    assert capture("haproxy_servers", "default_config") == {"listeners": {}, "backends": {}, "error": None}
+
+
+def test_haproxy_servers_errors():
+    assert capture("haproxy_servers", "refused")["error"] == (
+        "haproxy show stat: /run/haproxy/admin.sock: Connection refused (HAProxy not running)")
+    # An unexpected socat failure keeps socat's own line.
+    odd = F.HaproxyServers().process(["socat: something else", "__rc=1"])
+    assert odd["error"] == "haproxy show stat: exit status 1: socat: something else"
+    no_header = F.HaproxyServers().process(["mariadb,node01,UP", "__rc=0"])
+    assert "no CSV header" in no_header["error"]
+
+
+def test_galera_synced():
+    assert capture("galera", "synced") == {
+        "cluster_size": 3,
+        "cluster_status": "Primary",
+        "local_state_comment": "Synced",
+        "ready": "ON",
+        "connected": "ON",
+        "cluster_state_uuid": "5f1c2f5e-ca5b-11f0-8b6d-1f2b8a5c3e11",
+        "incoming_addresses": "10.77.0.11:3306,10.77.0.12:3306,10.77.0.13:3306",
+        "error": None,
+    }
+
+
+def test_galera_non_primary_parses_without_error():
+    g = capture("galera", "non_primary")
+    assert (g["cluster_size"], g["cluster_status"], g["local_state_comment"], g["ready"]) == (
+        1, "non-Primary", "Initialized", "OFF")
+    assert g["error"] is None  # the status is read; the health model judges it
+
+
+def test_galera_lab():
+    g = capture("galera", "lab")
+    assert (g["cluster_size"], g["cluster_status"], g["local_state_comment"], g["ready"], g["error"]) == (
+        3, "Primary", "Synced", "ON", None)
+    assert g["incoming_addresses"] == "10.77.0.11:3306,10.77.0.12:3306,10.77.0.13:3306"
+
+
+@pytest.mark.parametrize(
+    "output, expected",
+    [
+        ("down", "Can't connect to local server"),
+        ("__missing=mysql\n", "mysql not installed"),
+        ("__rc=0\n", "no wsrep status"),  # plain MariaDB without Galera
+    ],
+)
+def test_galera_errors(output, expected):
+    text = output if "\n" in output else capture_text("galera", output)
+    g = F.GaleraStatus().process(lines(text))
+    assert expected in g["error"]
+    assert g["cluster_size"] is None
+
+
+def test_rabbitmq_members():
+    assert capture("rabbitmq", "ok") == {
+        "running_nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"],
+        "disk_nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"],
+        "partitions": [],
+        "alarms": [],
+        "error": None,
+    }
+    r = capture("rabbitmq", "lab")
+    assert r["error"] is None
+    assert r["running_nodes"] == ["rabbit@node01", "rabbit@node02", "rabbit@node03"]
+    assert r["partitions"] == [] and r["alarms"] == []
+
+
+def test_rabbitmq_json_after_an_erlang_term():
+    r = F.RabbitmqMembers().process(["{warning,deprecated_feature}"] + lines(capture_text("rabbitmq", "ok")))
+    assert r["error"] is None and r["running_nodes"] == ["rabbit@node01", "rabbit@node02", "rabbit@node03"]
+
+
+def test_rabbitmq_partitions_and_warnings_before_json():
+    r = capture("rabbitmq", "partitioned")
+    assert lines(capture_text("rabbitmq", "partitioned"))[0] == "Cluster status of node rabbit@node01 ..."
+    assert r["error"] is None
+    assert r["running_nodes"] == ["rabbit@node01", "rabbit@node02"]
+    assert r["partitions"] == ["rabbit@node01: rabbit@node03"]
+    assert r["alarms"] == ["memory alarm on rabbit@node02"]
+
+
+@pytest.mark.parametrize(
+    "output, expected",
+    [
+        ("down", "rabbitmqctl cluster_status: exit status 69: Error: unable to perform an operation on node "
+                 "'rabbit@node01'. Please see diagnostics information and suggestions below."),
+        ("app_not_running",
+         "exit status 64: Error: this command requires the 'rabbit' app to be running on the target node."),
+        ("__missing=rabbitmqctl\n", "rabbitmqctl not installed"),
+        ("__rc=0\n", "rabbitmqctl cluster_status: no JSON in the answer"),
+        ('{"running_nodes": [\n__rc=0\n', "unparsable JSON"),
+        ('["rabbit@node01"]\n__rc=0\n', 'no JSON in the answer: ["rabbit@node01"]'),
+        ('{"status": "ok"}\n__rc=0\n', "JSON without 'running_nodes'"),
+        # An Erlang term where JSON was expected: the error quotes it.
+        ("{badrpc,nodedown}\n__rc=0\n", "unparsable JSON (Expecting property name enclosed in double quotes: "
+                                          "line 1 column 2 (char 1)): {badrpc,nodedown}"),
+    ],
+)
+def test_rabbitmq_errors(output, expected):
+    text = output if "\n" in output else capture_text("rabbitmq", output)
+    r = F.RabbitmqMembers().process(lines(text))
+    assert expected in r["error"]
+    assert r["running_nodes"] == []
+
+
+def test_memcached_stats():
+    assert "\r\n" in capture_text("memcached", "ok")  # memcached's own line endings, kept
+    assert capture("memcached", "ok") == {
+        "answering": True, "version": "1.6.18", "uptime": 5120, "curr_connections": 2, "error": None}
+
+
+def test_memcached_refused():
+    m = capture("memcached", "refused")
+    assert m["answering"] is False
+    assert m["error"] == "memcached stats: exit status 1: ConnectionRefusedError: [Errno 111] Connection refused"
+
+
+def test_keepalived_state_fact_parses_unit_and_vrrp_state():
+    k = F.KeepalivedState()
+    assert capture("keepalived", "backup") == {"active": "active", "vrrp_state": "BACKUP", "error": None}
+    assert capture("keepalived", "master") == {"active": "active", "vrrp_state": "MASTER", "error": None}
+    assert k.process(["active", "__vrrp=BACKUP", "", "__rc=0"]) == {"active": "active", "vrrp_state": "BACKUP", "error": None}
+    # running, but no dump came: an error, never a healthy answer
+    assert "did not dump its state" in k.process(["active", "__vrrp=", "", "__rc=0"])["error"]
+    assert k.process(["inactive", "", "__rc=0"]) == {"active": "inactive", "vrrp_state": None, "error": None}
+    assert k.process(["__missing=systemctl"])["error"] == "systemctl not installed (command not found)"
+    assert k.process([])["error"]
+    assert "kill -USR1 $(cat /run/keepalived.pid)" in k.command()
+
+
+FACTS_AND_ARGS = [
+    (F.VipHolder, {"interface": "enp8s0f0", "vip": "10.77.0.100"}),
+    (F.HaproxyInfo, {"socket": "/run/haproxy/admin.sock"}),
+    (F.HaproxyServers, {"socket": "/run/haproxy/admin.sock"}),
+    (F.GaleraStatus, {}),
+    (F.RabbitmqMembers, {}),
+    (F.MemcachedStats, {"address": "10.77.0.11", "port": 11211}),
+]
+
+
+@pytest.mark.parametrize("cls, args", FACTS_AND_ARGS, ids=lambda x: getattr(x, "__name__", ""))
+def test_defaults_are_errors_not_healthy(cls, args):
+    # pyinfra returns default() when a fact yields no output: it must read as a failure.
+    assert cls.default()["error"]
+
+
+@pytest.mark.parametrize("cls, args", FACTS_AND_ARGS, ids=lambda x: getattr(x, "__name__", ""))
+def test_commands_are_valid_sh_and_bounded(cls, args):
+    command = cls().command(**args)
+    assert "timeout " in command
+    subprocess.run(["sh", "-n", "-c", command], check=True)
+    assert "requires_command" not in cls.__dict__  # a missing binary must not pass silently
+
+
+def test_keepalived_default_is_an_error_and_its_command_valid_sh():
+    # Not in FACTS_AND_ARGS: its command runs no `timeout` (the operation's _timeout bounds it).
+    assert F.KeepalivedState.default()["error"]
+    subprocess.run(["sh", "-n", "-c", F.KeepalivedState().command()], check=True)
+    assert "requires_command" not in F.KeepalivedState.__dict__
+
+
+def test_probe_of_a_missing_binary_runs_and_reports_it():
+    command = F.probe("no-such-binary-ha", "no-such-binary-ha --version")
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
+    assert out == "__missing=no-such-binary-ha\n"
+    body, rc, missing, _ = F.split_probe(lines(out))
+    assert F.failure(body, rc, missing, "x") == "no-such-binary-ha not installed (command not found)"
+
+
+def test_probe_of_a_failing_command_exits_zero_with_its_status():
+    out = subprocess.run(
+        ["sh", "-c", F.probe("sh", "echo oops >&2; exit 3", {"k": "v w"})],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    body, rc, missing, args = F.split_probe(lines(out))
+    assert (body, rc, missing, args) == (["oops", ""], 3, None, {"k": "v w"})
+    # Output without a final newline keeps its status on a line of its own.
+    out = subprocess.run(["sh", "-c", F.probe("printf", "printf 'Name: HAProxy'")],
+                         capture_output=True, text=True, check=True).stdout
+    assert F.split_probe(lines(out))[:2] == (["Name: HAProxy"], 0)
+
+
+def test_memcached_probe_against_a_local_server():
+    # The python3 one-liner against a tiny fake memcached on localhost.
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+
+    def serve():
+        conn, _ = server.accept()
+        conn.recv(100)
+        conn.sendall(b"STAT pid 1\r\nSTAT uptime 7\r\nSTAT version 1.6.18\r\nSTAT curr_connections 1\r\nEND\r\n")
+        conn.recv(100)
+        conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    command = F.MemcachedStats().command(address="127.0.0.1", port=port)
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, check=True).stdout
+    t.join(5)
+    server.close()
+    m = F.MemcachedStats().process(out.splitlines())
+    assert m == {"answering": True, "version": "1.6.18", "uptime": 7, "curr_connections": 1, "error": None}

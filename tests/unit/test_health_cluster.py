@@ -1,0 +1,245 @@
+"""The health model's per-node Galera/RabbitMQ/memcached rows, its cluster-wide rows, and the
+report's text and JSON (whose keys and wording tests/lab and lab/drills.py read), offline."""
+
+from __future__ import annotations
+
+import json
+
+from healthkit import NAMES, capture, cluster, healthy, lab_site, row, statuses
+
+from health.checks import evaluate
+from health.report import FAIL, INFO, OK, write_json
+
+# --- the VIP -------------------------------------------------------------------------------------
+
+
+def test_split_brain_names_both_holders_and_fails_them():
+    site = lab_site()
+    results = healthy(site)
+    results["node03"]["vip"]["holds_vip"] = True
+    report = evaluate(site, results)
+    vip = cluster(report, "vip holder")
+    assert vip.status == FAIL
+    assert vip.detail == "split brain: 10.77.0.100 is held by node01, node03"
+    assert vip.hosts == ("node01", "node03")
+    assert report.vip_holders == ["node01", "node03"]
+    assert report.host_failures("node02") == []
+    assert report.host_failures("node03") == ["cluster vip holder: split brain: 10.77.0.100 is held by node01, node03"]
+
+
+def test_no_vip_holder_fails_every_host():
+    site = lab_site()
+    results = healthy(site, holder=None)
+    report = evaluate(site, results)
+    assert cluster(report, "vip holder").detail == "no controller holds 10.77.0.100"
+    assert all(report.host_failures(n) for n in NAMES)
+
+
+def test_an_unreadable_vip_interface_is_blamed_in_the_vip_holder_row():
+    site = lab_site()
+    results = healthy(site)
+    results["node02"]["vip"] = capture("vip", "no_device")
+    vip = cluster(evaluate(site, results), "vip holder")
+    assert vip.status == FAIL and vip.hosts == ("node02",)
+    assert vip.detail == "node01 holds 10.77.0.100; cannot read the interface on node02"
+
+
+# --- Galera --------------------------------------------------------------------------------------
+
+
+def test_galera_node_not_synced_fails_that_node():
+    site = lab_site()
+    results = healthy(site)
+    results["node02"]["galera"].update(local_state_comment="Donor/Desynced")
+    report = evaluate(site, results)
+    assert statuses(report, "node02")["galera"] == FAIL
+    # The host's own galera row explains it; the cluster galera row is not repeated for it.
+    assert report.host_failures("node02") == ["galera: local state Donor/Desynced, not Synced"]
+    assert cluster(report, "galera").hosts == ("node02",)
+    assert report.host_failures("node01") == []
+
+
+def test_galera_non_primary_capture_names_every_problem():
+    site = lab_site()
+    results = healthy(site)
+    results["node03"]["galera"] = capture("galera", "non_primary")
+    assert row(evaluate(site, results), "node03", "galera").detail == (
+        "cluster status non-Primary, not Primary; local state Initialized, not Synced; wsrep_ready OFF; "
+        "cluster size 1, expected 3 (controllers up)")
+
+
+def test_galera_size_must_match_the_controllers_up():
+    site = lab_site()
+    results = healthy(site)
+    for n in NAMES:
+        results[n]["galera"]["cluster_size"] = 2
+    report = evaluate(site, results)
+    assert "cluster size 2, expected 3" in " ".join(report.host_failures("node01"))
+    # One controller down: a two-node Primary cluster is what is expected of the others.
+    del results["node03"]
+    report = evaluate(site, results)
+    assert statuses(report, "node01")["galera"] == OK
+    assert statuses(report, "node03") == {"reachable": FAIL}
+    assert cluster(report, "controllers up").hosts == ("node03",)
+    assert cluster(report, "controllers up").detail == "2/3; not verified: node03"
+
+
+def test_galera_two_primary_components_of_one_cluster_are_a_split_brain():
+    # the issue's --limit accident: node03 bootstrapped alone, same cluster UUID, disjoint members
+    site = lab_site()
+    results = healthy(site)
+    two = "10.77.0.11:3306,10.77.0.12:3306"
+    for n in ("node01", "node02"):
+        results[n]["galera"].update(cluster_size=2, incoming_addresses=two)
+    results["node03"]["galera"].update(cluster_size=1, incoming_addresses="10.77.0.13:3306")
+    split = cluster(evaluate(site, results), "galera")
+    assert split.status == FAIL
+    assert split.detail.startswith("split brain: 2 Primary components of one cluster: {node01, node02} and {node03}")
+    assert split.hosts == NAMES
+    # one component seen from every node: no split brain
+    assert cluster(evaluate(site, healthy(site)), "galera").status == OK
+
+
+def test_galera_split_clusters_are_flagged():
+    site = lab_site()
+    results = healthy(site)
+    results["node03"]["galera"].update(cluster_state_uuid="u2")
+    report = evaluate(site, results)
+    assert "different clusters" in cluster(report, "galera").detail
+    assert cluster(report, "galera").detail == "nodes are in different clusters: node01, node02 in u1; node03 in u2"
+    # A Disconnected node (empty uuid, seen on the lab) is not "another cluster": it is not Synced.
+    results = healthy(site)
+    results["node03"]["galera"].update(cluster_state_uuid="", cluster_status="Disconnected",
+                                       local_state_comment=None, cluster_size=0)
+    galera = cluster(evaluate(site, results), "galera")
+    assert galera.detail == "2/3 nodes Primary, Synced, of size 3; not: node03" and galera.hosts == ("node03",)
+
+
+# --- RabbitMQ, memcached ---------------------------------------------------------------------------
+
+
+def test_rabbitmq_missing_member_and_partition():
+    site = lab_site()
+    results = healthy(site)
+    results["node02"]["rabbitmq"]["running_nodes"] = ["rabbit@node01", "rabbit@node02"]
+    results["node01"]["rabbitmq"]["partitions"] = ["rabbit@node01: rabbit@node03"]
+    report = evaluate(site, results)
+    assert "not running here: rabbit@node03" in report.host_failures("node02")[0]
+    assert "partitions: rabbit@node01: rabbit@node03" in report.host_failures("node01")[0]
+    assert cluster(report, "rabbitmq").hosts == ("node01", "node02")
+
+
+def test_rabbitmq_partitioned_capture():
+    site = lab_site()
+    results = healthy(site)
+    results["node01"]["rabbitmq"] = capture("rabbitmq", "partitioned")
+    assert row(evaluate(site, results), "node01", "rabbitmq").detail == (
+        "not running here: rabbit@node03; partitions: rabbit@node01: rabbit@node03; "
+        "alarms: memory alarm on rabbit@node02")
+
+
+def test_rabbitmq_still_listing_a_dead_node():
+    # Seen on the lab: node01 stopped, node02/node03 still list rabbit@node01 as running.
+    site = lab_site()
+    results = healthy(site, holder="node02")
+    del results["node01"]
+    for n in ("node02", "node03"):
+        results[n]["galera"]["cluster_size"] = 2
+    report = evaluate(site, results)
+    assert report.host_failures("node02") == [
+        "rabbitmq: still listed as running though unreachable for this check: rabbit@node01"
+    ]
+    results["node02"]["rabbitmq"]["running_nodes"].append("rabbit@node09")
+    assert "unexpected members: rabbit@node09" in evaluate(site, results).host_failures("node02")[0]
+
+
+def test_cluster_rows_catch_not_ready_galera_and_rabbit_alarms():
+    site = lab_site()
+    results = healthy(site)
+    results["node02"]["galera"]["ready"] = "OFF"
+    results["node03"]["rabbitmq"]["alarms"] = ["memory alarm on rabbit@node03"]
+    report = evaluate(site, results)
+    assert cluster(report, "galera").hosts == ("node02",)
+    assert cluster(report, "rabbitmq").hosts == ("node03",)
+    assert report.host_failures("node03") == ["rabbitmq: alarms: memory alarm on rabbit@node03"]
+    healthy_report = evaluate(site, healthy(site))
+    assert cluster(healthy_report, "galera").detail == "3 nodes, Primary, all Synced, size 3"
+    assert cluster(healthy_report, "rabbitmq").detail == "3 running members seen by every checked node"
+    assert cluster(healthy_report, "memcached").detail == "answering on 3/3"
+
+
+def test_memcached_not_answering():
+    site = lab_site()
+    results = healthy(site)
+    results["node03"]["memcached"] = capture("memcached", "refused")
+    report = evaluate(site, results)
+    assert statuses(report, "node03")["memcached"] == FAIL
+    assert cluster(report, "memcached").detail == "answering on 2/3; not on node03"
+    assert cluster(report, "memcached").hosts == ("node03",)
+
+
+# --- partial runs ----------------------------------------------------------------------------------
+
+
+def test_limit_run_checks_the_hosts_in_it_without_blaming_the_others():
+    # `pyinfra inventories/lab.py verify.py --limit node02`: node01 and node03 are not checked.
+    site = lab_site()
+    results = {"node02": healthy(site, holder="node01")["node02"]}
+    report = evaluate(site, results, skipped=("node01", "node03"))
+    assert report.ok, report.failures()
+    assert statuses(report, "node01") == {"reachable": INFO}
+    assert statuses(report, "node02")["galera"] == OK  # size 3 with the others assumed up
+    assert cluster(report, "vip holder").status == INFO
+    assert cluster(report, "controllers up").detail == "3/3; not in this run: node01, node03"
+    # A real fault on the checked host still fails it.
+    results["node02"]["vip"]["holds_vip"] = True
+    results["node02"]["memcached"] = capture("memcached", "refused")
+    report = evaluate(site, results, skipped=("node01", "node03"))
+    assert cluster(report, "vip holder").status == OK
+    assert [r.split(":")[0] for r in report.host_failures("node02")] == ["memcached"]
+
+
+def test_pending_hosts_are_not_failures():
+    site = lab_site()
+    results = {"node01": healthy(site)["node01"]}
+    report = evaluate(site, results, pending=("node02", "node03"))
+    assert row(report, "node02", "reachable").detail == "pending: not collected yet"
+    assert report.host_failures("node01") == []
+
+
+# --- the report's text and JSON --------------------------------------------------------------------
+
+
+def test_render_and_json_of_a_healthy_report():
+    site = lab_site()
+    report = evaluate(site, healthy(site), generated_at="2026-11-25T17:00:00Z")
+    text = report.render()
+    assert "node01 (VIP holder)" in text and text.endswith("health: OK")
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["ok"] is True
+    # The keys monitoring, tests/lab and lab/drills.py read.
+    assert list(data) == ["ok", "generated_at", "controllers", "vip_holders", "failures", "hosts", "cluster"]
+    assert data["controllers"] == list(NAMES) and data["failures"] == []
+    assert [c["name"] for c in data["cluster"]] == ["controllers up", "vip holder", "galera", "rabbitmq", "memcached"]
+    assert data["hosts"]["node01"][0] == {"name": "vip", "status": "ok", "detail": "holds 10.77.0.100 on enp8s0f0",
+                                          "hosts": []}
+
+
+def test_write_json(tmp_path):
+    site = lab_site()
+    results = healthy(site)
+    results["node02"]["memcached"] = capture("memcached", "refused")
+    path = tmp_path / "health.json"
+    write_json(evaluate(site, results, generated_at="2026-11-25T17:00:00Z"), results, str(path))
+    data = json.loads(path.read_text())
+    assert data["ok"] is False
+    assert data["generated_at"] == "2026-11-25T17:00:00Z"
+    assert data["vip_holders"] == ["node01"]
+    assert data["failures"][0].startswith("node02: memcached: memcached stats: exit status 1")
+    assert {c["name"]: c["status"] for c in data["hosts"]["node02"]}["memcached"] == "FAIL"
+    assert data["facts"]["node02"]["memcached"]["answering"] is False
+    assert data["facts"]["node01"]["haproxy_servers"]["listeners"]["mariadb"]["node03"]["status"] == "UP"
+    assert [c for c in data["cluster"] if c["name"] == "memcached"][0]["hosts"] == ["node02"]
+    assert not (tmp_path / "health.json.tmp").exists()
+    text = evaluate(site, results).render()
+    assert text.endswith("health: FAILED (2 failed checks)")  # node02's row and the cluster row

@@ -1,0 +1,235 @@
+"""operations/verify.py, the pyinfra glue around the health model (health/): reading the
+facts on the hosts, the settle loop, who fails and who publishes, the operations themselves
+through pyinfra's own API on this machine (@local)."""
+
+from __future__ import annotations
+
+import json
+
+from healthkit import FACT_OF, NAMES, api_down, healthy, lab_site, servers
+
+import operations.verify as V
+from config.site import build_site
+from health.checks import evaluate
+from healthkit import F
+from operations.verify import _Run, report_reasons
+
+
+def local_state(vip: str):
+    """A pyinfra State of a one-controller site, this machine (@local), with verify() queued."""
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.api.connect import connect_all
+    from pyinfra.api.deploy import add_deploy
+    from pyinfra.api.state import StateStage
+
+    inventory = Inventory(
+        (["@local"], {}),
+        controllers=(
+            [("@local", {"address": "127.0.0.1", "vrrp_priority": 150})],
+            {"internal_network": "127.0.0.0/8", "vip": vip, "vip_interface": "lo"},
+        ),
+    )
+    state = State(inventory, Config())
+    connect_all(state)
+    state.set_stage(StateStage.Prepare)
+    add_deploy(state, V.verify)
+    return state
+
+
+def execute(state) -> bool:
+    """Run the queued operations; whether the only host failed (pyinfra: "No hosts remaining!")."""
+    from pyinfra.api.exceptions import PyinfraError
+    from pyinfra.api.operations import run_ops
+    from pyinfra.api.state import StateStage
+
+    state.set_stage(StateStage.Execute)
+    try:
+        run_ops(state)
+    except PyinfraError as exc:
+        assert str(exc) == "No hosts remaining!"
+        return True
+    return False
+
+
+def test_a_hanging_fact_is_cut_by_the_timeout_and_reported(monkeypatch, tmp_path):
+    # The real facts run on this machine (@local); GaleraStatus is made to hang. The op's
+    # _timeout cuts it, the host is not failed mid-collection, the report names the cause.
+    monkeypatch.setattr(F.GaleraStatus, "command", lambda self: "sleep 10")
+    monkeypatch.setattr(V, "FACT_TIMEOUT", 1)
+    monkeypatch.setenv(V.JSON_ENV, str(tmp_path / "health.json"))
+    assert execute(local_state("127.0.0.100")) is True
+    data = json.loads((tmp_path / "health.json").read_text())
+    assert data["facts"]["@local"]["galera"]["error"] == F.NO_OUTPUT
+    assert f"@local: galera: {F.NO_OUTPUT}" in data["failures"]
+    # the collection went on after the timeout: the next facts were read
+    assert data["facts"]["@local"]["memcached"]["error"] != F.NO_OUTPUT
+
+
+class FakeHost:
+    """Answers HaproxyServers from a list of canned results, one per call (the last repeats)."""
+
+    name = "node01"
+
+    def __init__(self, servers_answers):
+        self.servers_answers = list(servers_answers)
+        self.calls = []
+
+    def get_fact(self, fact, **kwargs):
+        self.calls.append((fact.__name__, kwargs))
+        assert fact is F.HaproxyServers and kwargs.pop("_ignore_errors") is True
+        return self.servers_answers.pop(0) if len(self.servers_answers) > 1 else self.servers_answers[0]
+
+
+def test_settle_rereads_lagging_servers_until_they_settle():
+    site = lab_site()
+    rising = servers(site, down=api_down(site), status={("mariadb", "node02"): "DOWN 1/2"})
+    settled = servers(site, down=api_down(site))
+    results = healthy(site)
+    results["node01"]["haproxy_servers"] = rising
+    fake = FakeHost([rising, settled])
+    slept = []
+    assert V.settle(fake, site, results, sleep=slept.append) == 4 and slept == [2, 2]
+    assert results["node01"]["haproxy_servers"]["listeners"] == settled["listeners"]
+    assert results["node01"]["haproxy_servers"]["settle_wait_sec"] == 4
+    assert fake.calls == [("HaproxyServers", {"socket": "/run/haproxy/admin.sock"})] * 2
+    # Nothing lagging: no wait, no read.
+    fake = FakeHost([settled])
+    assert V.settle(fake, site, results, sleep=slept.append) == 0 and fake.calls == []
+    # Never settling: bounded, and the state it ends in is what gets judged.
+    results["node01"]["haproxy_servers"] = rising
+    slept.clear()
+    assert V.settle(FakeHost([rising]), site, results, sleep=slept.append) == V.SETTLE_SECONDS
+    assert sum(slept) == V.SETTLE_SECONDS
+    report = evaluate(site, results)
+    assert any("node02 DOWN 1/2 (backup)" in r for r in report.host_failures("node01"))
+
+
+def test_a_connection_dropped_mid_read_is_a_failed_check_not_a_crash():
+    # Seen on the lab: a node rebooting mid-verification, paramiko raised EOFError from
+    # open_session, which pyinfra 3.10 does not catch.
+    class DroppingHost:
+        name = "node01"
+
+        def get_fact(self, fact, **kwargs):
+            if fact is F.GaleraStatus:
+                raise EOFError()
+            return {"error": None, "called": fact.__name__}
+
+    facts = V.collect_facts(DroppingHost(), lab_site())
+    assert facts["galera"]["error"] == "connection failed while reading (EOFError: )"
+    assert facts["galera"]["cluster_size"] is None  # the fact's default shape
+    assert facts["memcached"] == {"error": None, "called": "MemcachedStats"}  # the others still read
+    # Every fact the model judges is read, under the key the model reads it from.
+    assert {k: v.get("called", "GaleraStatus") for k, v in facts.items()} == {
+        k: cls.__name__ for k, cls in FACT_OF.items()}
+
+
+def test_report_reasons_default_mode_publishes_once():
+    site = lab_site()
+    results = healthy(site)
+    results["node03"]["vip"]["holds_vip"] = True
+    run = _Run(site=site, results=results)
+    report = evaluate(site, results)
+    active = set(NAMES)
+    r1, p1 = report_reasons(run, report, "node02", active)
+    r2, p2 = report_reasons(run, report, "node01", active)
+    r3, p3 = report_reasons(run, report, "node03", active)
+    assert (p1, p2, p3) == (True, False, False)
+    assert r1 == [] and r2 and r3
+
+
+def test_report_reasons_serial_mode_last_host_carries_cluster_failures():
+    site = lab_site()
+    full = healthy(site)
+    full["node01"]["vip"]["holds_vip"] = True
+    full["node02"]["vip"]["holds_vip"] = True  # split brain between the first two hosts
+    run = _Run(site=site)
+    active = set(NAMES)
+    for n in NAMES:  # --serial: each host collects, then reports, before the next starts
+        run.results[n] = full[n]
+        pending = tuple(active - set(run.results))
+        reasons, publish = report_reasons(run, evaluate(site, run.results, pending=pending), n, active)
+        if n != "node03":
+            assert (reasons, publish) == ([], False)
+    assert publish is True
+    assert reasons == ["cluster vip holder: split brain: 10.77.0.100 is held by node01, node02"]
+
+
+# --- the pyinfra operations, through pyinfra's own API on this machine (@local) -------------
+
+
+def local_run(monkeypatch, facts_for_host, tmp_path):
+    """Queue and execute verify() for a one-controller site (@local) whose facts are given.
+
+    Returns (state, calls): `calls` records when collect_facts ran (stage, is_executing).
+    """
+    calls = []
+
+    def fake_collect(host, site):
+        calls.append(host.state.is_executing)
+        return facts_for_host
+
+    monkeypatch.setattr(V, "collect_facts", fake_collect)
+    monkeypatch.setenv(V.JSON_ENV, str(tmp_path / "health.json"))
+    state = local_state("10.77.0.100")
+    assert calls == []  # queue time reads no fact: it would show the host before the run
+    meta = state.get_meta_for_host(state.inventory.get_host("@local"))
+    assert (meta.ops, meta.ops_change) == (3, 0)  # change detection: nothing to change
+    execute(state)
+    return state, calls
+
+
+def local_facts(site_names=("@local",), healthy_host=True):
+    site = build_site(
+        [(n, {"address": "127.0.0.1", "vrrp_priority": 150}) for n in site_names],
+        {"internal_network": "127.0.0.0/8", "vip": "10.77.0.100"},
+    )
+    listeners = {
+        lst.name: {"@local": {"status": "UP" if lst.name in ("mariadb", "rabbitmq_management") else "DOWN",
+                              "backup": False, "check": None}}
+        for lst in site.listeners
+    }
+    return {
+        "vip": {"holds_vip": healthy_host, "vip": "10.77.0.100", "interface": "lo", "addresses": [], "error": None},
+        "haproxy_info": {"alive": True, "version": "2.6.12", "uptime_sec": 1, "pid": 1, "error": None},
+        "haproxy_servers": {"listeners": listeners, "backends": {}, "error": None},
+        "galera": {"cluster_size": 1, "cluster_status": "Primary", "local_state_comment": "Synced", "ready": "ON",
+                   "connected": "ON", "cluster_state_uuid": "u", "incoming_addresses": "", "error": None},
+        "rabbitmq": {"running_nodes": ["rabbit@@local"], "disk_nodes": [], "partitions": [], "alarms": [],
+                     "error": None},
+        "memcached": {"answering": True, "version": "1.6.18", "uptime": 1, "curr_connections": 1, "error": None},
+        "keepalived": {"active": "active", "vrrp_state": "MASTER" if healthy_host else "BACKUP", "error": None},
+    }
+
+
+def test_verify_operations_read_after_changes_and_are_never_a_change(monkeypatch, tmp_path):
+    state, calls = local_run(monkeypatch, local_facts(), tmp_path)
+    assert calls == [True]  # read once, at execution
+    assert not state.failed_hosts
+    results = state.get_results_for_host(state.inventory.get_host("@local"))
+    assert (results.ops, results.success_ops, results.error_ops) == (3, 3, 0)
+    for op_hash in state.get_op_order():
+        op_data = state.get_op_data_for_host(state.inventory.get_host("@local"), op_hash)
+        assert op_data.operation_meta.did_change() is False  # "No changes"
+    data = json.loads((tmp_path / "health.json").read_text())
+    assert data["ok"] is True and data["vip_holders"] == ["@local"]
+    assert data["facts"]["@local"]["haproxy_servers"]["settle_wait_sec"] == 0  # nothing lagged
+
+
+def test_verify_fails_the_host_on_a_missing_fact(monkeypatch, tmp_path):
+    facts = local_facts()
+    del facts["keepalived"]
+    state, calls = local_run(monkeypatch, facts, tmp_path)
+    assert state.inventory.get_host("@local") in state.failed_hosts
+    data = json.loads((tmp_path / "health.json").read_text())
+    assert data["failures"] == ["@local: keepalived: fact 'keepalived' not collected"]
+
+
+def test_verify_operations_fail_the_host_with_the_reason(monkeypatch, tmp_path):
+    state, calls = local_run(monkeypatch, local_facts(healthy_host=False), tmp_path)
+    host = state.inventory.get_host("@local")
+    assert host in state.failed_hosts
+    results = state.get_results_for_host(host)
+    assert (results.success_ops, results.error_ops) == (2, 1)  # collect, settle ok; report failed
+    data = json.loads((tmp_path / "health.json").read_text())
+    assert data["failures"] == ["cluster: vip holder: no controller holds 10.77.0.100"]
