@@ -6,7 +6,8 @@ command (rabbitmqctl starts an Erlang VM) sets the time, not the sum.
 A part is `(fact class, {argument: value})`: ours (facts/) or pyinfra's own (Hostname,
 FileContents, Sha1File, DebPackages). The bundle answers `{"parts": [result, ...], "error":
 None}` in the parts' order; a part whose command exited non-zero, or whose answer was cut,
-is None (unknown), and the caller reads that fact on its own (pyinfra's usual handling).
+is None (unknown; its exit status is in "status"), and the caller reads that fact on its
+own (pyinfra's usual handling) or reports it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,9 @@ class Bundle(FactBase):
     def default():
         return {"parts": [], "error": NO_OUTPUT}
 
-    def command(self, parts):
+    def command(self, parts, limit: int = 0):
+        """+ parts: part() tuples; + limit: seconds each part may take (0: unbounded; a part
+        cut by it is unknown, the others are still read)"""
         self.marker = f"__part_{secrets.token_hex(6)}"
         self.facts = []
         runs = []
@@ -56,6 +59,8 @@ class Bundle(FactBase):
             requires = fact.requires_command(**dict(kwargs)) if callable(fact.requires_command) else None
             if requires:
                 command = f"command -v {shlex.quote(requires)} >/dev/null 2>&1 || exit 97; {command}"
+            if limit:
+                command = f"timeout {int(limit)} sh -c {shlex.quote(command)}"
             self.facts.append(fact)
             runs.append(f"( ( {command} ) >$d/{i} 2>/dev/null; echo $? >$d/{i}.rc ) &")
         show = "; ".join(
@@ -88,4 +93,9 @@ class Bundle(FactBase):
                 results.append(fact.default() if callable(getattr(fact, "default", None)) else None)
             else:
                 results.append(fact.process(lines))
-        return {"parts": results, "error": None if ended else "bundle: output cut short"}
+        return {
+            "parts": results,
+            # each part's exit status ("cut" when its answer is missing): 124 is `timeout`
+            "status": [status.get(i, "cut") for i in range(len(self.facts))],
+            "error": None if ended else "bundle: output cut short",
+        }

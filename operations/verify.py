@@ -57,6 +57,7 @@ from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, deploy, operation
 
 from config.site import Site, build_site, inventory_shape
+from facts.bundle import Bundle, fact_class, part
 from health.checks import evaluate
 from health.report import FAIL, Report, write_json
 from health.settle import lagging
@@ -124,28 +125,43 @@ def read_fact(host, fact, **args) -> dict:
         return {**fact.default(), "error": f"connection failed while reading ({type(exc).__name__}: {exc})"}
 
 
-def collect_facts(host, site: Site) -> dict:
-    """Read every verification fact of one controller (one command each).
-
-    `_ignore_errors`: a fact whose command fails at the connection (timeout, lost SSH) comes
-    back as its default, an error the report shows, instead of pyinfra failing the host in
-    the middle of the collection with no reason given.
-    """
+def health_parts(site: Site, name: str) -> dict[str, tuple]:
+    """The verification facts of controller `name`, by report key, as facts.bundle parts."""
     d = site.data
-    me = site.controller(host.name)
-
-    def read(fact, **args):
-        return read_fact(host, fact, **args)
-
+    me = site.controller(name)
     return {
-        "vip": read(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
-        "keepalived": read(KeepalivedState),
-        "haproxy_info": read(HaproxyInfo, socket=d["haproxy_stats_socket"]),
-        "haproxy_servers": read(HaproxyServers, socket=d["haproxy_stats_socket"]),
-        "galera": read(GaleraStatus),
-        "rabbitmq": read(RabbitmqMembers),
-        "memcached": read(MemcachedStats, address=me.address, port=d["memcached_port"]),
+        "vip": part(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
+        "keepalived": part(KeepalivedState),
+        "haproxy_info": part(HaproxyInfo, socket=d["haproxy_stats_socket"]),
+        "haproxy_servers": part(HaproxyServers, socket=d["haproxy_stats_socket"]),
+        "galera": part(GaleraStatus),
+        "rabbitmq": part(RabbitmqMembers),
+        "memcached": part(MemcachedStats, address=me.address, port=d["memcached_port"]),
     }
+
+
+def collect_facts(host, site: Site) -> dict:
+    """Read every verification fact of one controller in one round trip (facts.bundle: the
+    commands run side by side, each bounded by FACT_TIMEOUT; the slowest sets the time).
+
+    A part that timed out or failed comes back as its fact's default with the cause; a bundle
+    that failed at the connection (timeout, lost SSH) gives every fact that error, instead of
+    pyinfra failing the host in the middle of the collection with no reason given.
+    """
+    parts = health_parts(site, host.name)
+    got = read_fact(host, Bundle, parts=tuple(parts.values()), limit=FACT_TIMEOUT)
+    answers, status = got.get("parts") or [], got.get("status") or []
+    out = {}
+    for i, (key, (name, _)) in enumerate(parts.items()):
+        cls = fact_class(name)
+        result = answers[i] if i < len(answers) else None
+        if result is None:
+            rc = status[i] if i < len(status) else "cut"
+            why = (f"no answer within {FACT_TIMEOUT} s (timed out on the host)" if rc == "124"
+                   else got.get("error") or f"its command failed (exit status {rc})")
+            result = {**cls.default(), "error": why}
+        out[key] = result
+    return out
 
 
 def _now() -> str:
@@ -249,8 +265,8 @@ def health_report():
 @deploy("Verify the HA layer")
 def verify():
     """Collect every controller's health facts after the changes; report; fail on a failed check."""
-    # _timeout bounds each fact's command at the connection too (each also runs under
-    # `timeout` on the host): a stalled SSH channel cannot hang the run.
-    collect_health(name="Collect health facts", _timeout=FACT_TIMEOUT)
+    # _timeout bounds the collection at the connection too (each fact also runs under `timeout`
+    # on the host, FACT_TIMEOUT): a stalled SSH channel cannot hang the run.
+    collect_health(name="Collect health facts", _timeout=FACT_TIMEOUT + 10)
     settle_health(name="Let HAProxy's checks settle", _timeout=FACT_TIMEOUT)
     health_report(name="Health report")

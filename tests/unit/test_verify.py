@@ -12,6 +12,7 @@ import operations.verify as V
 from config.site import build_site
 from health.checks import evaluate
 from healthkit import F
+from facts.bundle import Bundle, fact_class
 from operations.verify import _Run, report_reasons
 
 
@@ -52,15 +53,17 @@ def execute(state) -> bool:
 
 
 def test_a_hanging_fact_is_cut_by_the_timeout_and_reported(monkeypatch, tmp_path):
-    # The real facts run on this machine (@local); GaleraStatus is made to hang. The op's
-    # _timeout cuts it, the host is not failed mid-collection, the report names the cause.
+    # The real facts run on this machine (@local); GaleraStatus is made to hang. Its part of
+    # the bundle is cut by the timeout on the host, the others are read, the host is not
+    # failed mid-collection, the report names the cause.
     monkeypatch.setattr(F.GaleraStatus, "command", lambda self: "sleep 10")
     monkeypatch.setattr(V, "FACT_TIMEOUT", 1)
     monkeypatch.setenv(V.JSON_ENV, str(tmp_path / "health.json"))
     assert execute(local_state("127.0.0.100")) is True
     data = json.loads((tmp_path / "health.json").read_text())
-    assert data["facts"]["@local"]["galera"]["error"] == F.NO_OUTPUT
-    assert f"@local: galera: {F.NO_OUTPUT}" in data["failures"]
+    cut = "no answer within 1 s (timed out on the host)"
+    assert data["facts"]["@local"]["galera"]["error"] == cut
+    assert f"@local: galera: {cut}" in data["failures"]
     # the collection went on after the timeout: the next facts were read
     assert data["facts"]["@local"]["memcached"]["error"] != F.NO_OUTPUT
 
@@ -111,15 +114,29 @@ def test_a_connection_dropped_mid_read_is_a_failed_check_not_a_crash():
         name = "node01"
 
         def get_fact(self, fact, **kwargs):
-            if fact is F.GaleraStatus:
-                raise EOFError()
-            return {"error": None, "called": fact.__name__}
+            raise EOFError()
 
     facts = V.collect_facts(DroppingHost(), lab_site())
-    assert facts["galera"]["error"] == "connection failed while reading (EOFError: )"
-    assert facts["galera"]["cluster_size"] is None  # the fact's default shape
-    assert facts["memcached"] == {"error": None, "called": "MemcachedStats"}  # the others still read
-    # Every fact the model judges is read, under the key the model reads it from.
+    assert set(facts) == set(FACT_OF)
+    for key, cls in FACT_OF.items():
+        assert facts[key]["error"] == "connection failed while reading (EOFError: )", key
+        assert set(cls.default()) <= set(facts[key])  # the fact's default shape
+    assert facts["galera"]["cluster_size"] is None
+
+
+def test_one_part_cut_on_the_host_fails_that_check_only():
+    class SlowGaleraHost:
+        name = "node01"
+
+        def get_fact(self, fact, parts, limit, _ignore_errors):
+            assert fact is Bundle and _ignore_errors is True and limit == V.FACT_TIMEOUT
+            names = [fact_class(name).__name__ for name, _ in parts]
+            return {"parts": [None if n == "GaleraStatus" else {"error": None, "called": n} for n in names],
+                    "status": ["124" if n == "GaleraStatus" else "0" for n in names], "error": None}
+
+    facts = V.collect_facts(SlowGaleraHost(), lab_site())
+    assert facts["galera"]["error"] == f"no answer within {V.FACT_TIMEOUT} s (timed out on the host)"
+    # Every other fact the model judges is read, under the key the model reads it from.
     assert {k: v.get("called", "GaleraStatus") for k, v in facts.items()} == {
         k: cls.__name__ for k, cls in FACT_OF.items()}
 
