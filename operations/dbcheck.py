@@ -18,9 +18,9 @@ from pyinfra import host
 from pyinfra.api import deploy
 
 from config.files import DBCHECK
-from operations.common import (
-    announce, file_state, files_of, install_files, mark_pending, planned_fact, service, shell, site, wait_until,
-)
+from operations.common import announce, files_of, shell, site, wait_until
+from operations.before import file_state, planned_fact
+from operations.steps import install_files, mark_pending, service
 from facts.galera import MysqlAccounts
 from operations.galera import cluster_plan
 

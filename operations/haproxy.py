@@ -4,7 +4,8 @@ from pyinfra.api import deploy
 
 from config.files import HAPROXY_CFG
 
-from operations.common import announce, install_files, mark_pending, packages, service
+from operations.common import announce
+from operations.steps import install_files, mark_pending, packages, service
 
 
 @deploy("HAProxy")

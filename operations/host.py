@@ -9,7 +9,9 @@ from pyinfra.facts.files import FileContents
 from pyinfra.facts.server import Hostname
 
 from config.files import SYSCTL_CONF
-from operations.common import announce, install_files, planned_fact, shell, site
+from operations.common import announce, shell, site
+from operations.before import planned_fact
+from operations.steps import install_files
 
 APPLY_SYSCTL = (
     # Inside containers only net.* is writable: apply key by key, so one refused key does

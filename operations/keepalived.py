@@ -6,7 +6,8 @@ from pyinfra.api import deploy
 
 from config.files import KEEPALIVED_CONF
 
-from operations.common import announce, install_files, mark_pending, packages, service, shell, site, wait_until
+from operations.common import announce, shell, site, wait_until
+from operations.steps import install_files, mark_pending, packages, service
 
 VIP_SECONDS = 30  # measured: 3.8 s for the first election on the lab
 

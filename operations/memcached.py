@@ -2,7 +2,8 @@
 
 from pyinfra.api import deploy
 
-from operations.common import announce, clear_pending, install_files, mark_pending, one_at_a_time, packages, service, site, turn
+from operations.common import announce, one_at_a_time, site, turn
+from operations.steps import clear_pending, install_files, mark_pending, packages, service
 
 
 @deploy("memcached")

@@ -15,9 +15,10 @@ from pyinfra.facts.files import Sha1File
 from config.files import ERLANG_COOKIE
 from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions
 from operations.common import (
-    announce, clear_pending, facts_of_all_controllers, files_of, install_files, mark_pending, once, one_at_a_time, packages,
-    planned_fact, secret_value, service, shell, site, turn, unit_log, wait_until,
+    announce, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
+from operations.before import facts_of_all_controllers, planned_fact
+from operations.steps import clear_pending, install_files, mark_pending, packages, service
 
 COOKIE = ERLANG_COOKIE
 NODE_NAME = re.compile(r"rabbit@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")

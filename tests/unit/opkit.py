@@ -61,15 +61,15 @@ ANY = " ..."
 def reset_caches() -> None:
     """Forget what operations/ caches per run: `once` results (site, cluster states, plans) and
     the per-state dicts (planned facts, announcements)."""
-    from operations import common
+    from operations import before, common
 
-    for name in ("common", *COMPONENTS):
+    for name in ("common", "before", "steps", *COMPONENTS):
         module = importlib.import_module(f"operations.{name}")
         for obj in vars(module).values():
             if callable(obj) and hasattr(obj, "cache_clear"):
                 obj.cache_clear()  # a once() wrapper (or an lru_cache: clearing it is harmless)
-    common._planned.clear()
-    common._bundles.clear()
+    before._planned.clear()
+    before._bundles.clear()
     common._announced.clear()
     common._finished.clear()
 

@@ -3,7 +3,7 @@
 Each row is one picture the deploy can see before a run: nodes running in a Primary component
 (Synced, Donor, Joiner), running outside it, stopped with or without a known position,
 crashed, starting and not answering, unreachable (None), left out by --limit; one or two
-Primary components; a history that diverged. operations.galera.plan() is pure: the lab tests
+Primary components; a history that diverged. operations.galera_plan.plan() is pure: the lab tests
 run the same function against real nodes.
 """
 
@@ -12,7 +12,8 @@ import re
 import pytest
 
 from facts.galera import GaleraNode, components, sans_members, serving, strangers
-from operations.galera import GaleraStateError, bootstrap_command, plan, restart_order, restarts, writes_to
+from operations.galera import writes_to
+from operations.galera_plan import GaleraStateError, bootstrap_command, plan, restart_order, restarts
 
 ORDER = ["node01", "node02", "node03"]
 ADDR = {f"node0{i}": f"10.77.0.1{i}" for i in range(1, 6)}

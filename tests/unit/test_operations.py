@@ -163,7 +163,7 @@ def test_command_builders_quote_every_value(bad):
     """Preflight refuses these values; the builders quote them anyway (defence in depth)."""
     import shlex
 
-    from operations.galera import bootstrap_command
+    from operations.galera_plan import bootstrap_command
     cmds = [str(c) for c in definition_commands({"error": "not read"}, RDATA | {"rabbitmq_user": bad, "rabbitmq_vhost": bad}, "pw")]
     cmds.append(bootstrap_command("node01", [bad], (None, None)))
     for cmd in cmds:  # every occurrence of the value is its quoted form

@@ -1,0 +1,164 @@
+"""The operations every component uses: its managed files (diffed with secrets masked,
+validated before they replace the old), packages, services, and the pending markers that
+carry a restart or reload a run wrote the config for but did not do to the next run."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import io
+import shlex
+
+from pyinfra import host, logger, state
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
+from pyinfra.facts.deb import DebPackages
+from pyinfra.facts.files import FileContents
+
+from facts.host import PENDING_DIR
+from operations.before import file_state, planned_fact, unit_state
+from operations.common import APT_TIMEOUT, files_of, masked, shell, unit_log
+
+
+# --- managed files ---------------------------------------------------------------------
+
+
+@operation()
+def managed_file(path: str, component: str, validate: str | None = None):
+    """
+    Install one file of config.files (by target path): content from the site's templates,
+    compared by SHA1, diffed with secrets masked, owner and mode enforced.
+
+    + path: target path, as listed in config/files.py
+    + component: the component that lists it
+    + validate: a command with `{path}` run on the new file before it replaces the old one;
+      if it fails the old file stays and the run stops with the command's message
+    """
+    wanted = next(f for f in files_of(component) if f.path == path)
+    content = wanted.content
+    remote = file_state(path)
+
+    if remote is None or remote["sha1"] != hashlib.sha1(content.encode()).hexdigest():
+        if state.config.DIFF and not state.is_executing:
+            current = host.get_fact(FileContents, path=path) if remote else None
+            before = [masked(line) + "\n" for line in (current or [])]
+            after = masked(content).splitlines(keepends=True)
+            host.log(f"{'Will modify' if remote else 'Will create'} {path}", logger.info)
+            for line in difflib.unified_diff(before, after, f"{path} (on host)", f"{path} (new)"):
+                logger.info("  %s", line.rstrip("\n"))
+        target = f"{path}.pyinfra-new" if validate else path
+        if wanted.secret:
+            # An empty 0600 file first: the upload writes into it, never readable by others.
+            yield StringCommand("install", "-m", "600", "/dev/null", QuoteString(target))
+        yield FileUploadCommand(io.StringIO(content), target)
+        yield StringCommand("chown", f"{wanted.user}:{wanted.group}", QuoteString(target))
+        yield StringCommand("chmod", wanted.mode, QuoteString(target))
+        if validate:
+            check_cmd = validate.format(path=shlex.quote(target))
+            failed = shlex.quote(f"{host.name}: {path} failed validation ({check_cmd}); the old file stays")
+            yield StringCommand(f"{check_cmd} || {{ rc=$?; rm -f {shlex.quote(target)}; echo {failed} >&2; exit $rc; }}")
+            yield StringCommand("mv", "-f", QuoteString(target), QuoteString(path))
+        return
+
+    if (remote["user"], remote["group"]) != (wanted.user, wanted.group):
+        yield StringCommand("chown", f"{wanted.user}:{wanted.group}", QuoteString(path))
+    if int(remote["mode"], 8) != int(wanted.mode, 8):
+        yield StringCommand("chmod", wanted.mode, QuoteString(path))
+
+
+def install_files(component: str, validate: dict[str, str] | None = None):
+    """managed_file() for every file of a component; returns the operations' metas."""
+    validate = validate or {}
+    return [
+        managed_file(
+            name=f"{component}: {f.path}",
+            path=f.path,
+            component=component,
+            validate=validate.get(f.path),
+        )
+        for f in files_of(component)
+    ]
+
+
+def any_will_change(ops) -> bool:
+    return any(op.will_change for op in ops)
+
+
+# --- packages --------------------------------------------------------------------------
+
+
+@operation()
+def packages(names: list[str]):
+    """
+    Install Debian packages that are missing; nothing at all (no apt-get update) when every
+    one is installed, so a re-run hours later is still a no-op. apt is bounded and retried.
+
+    + names: package names
+    """
+    installed = planned_fact(DebPackages) or {}
+    missing = [n for n in names if n not in installed]
+    if not missing:
+        return
+    pkgs = " ".join(missing)
+    yield StringCommand(
+        "export DEBIAN_FRONTEND=noninteractive; "
+        "for try in 1 2 3; do "
+        f"timeout {APT_TIMEOUT // 2} apt-get update -q -o Acquire::http::Timeout=30 && "
+        f"timeout {APT_TIMEOUT} apt-get install -y -q --no-install-recommends "
+        f"-o Dpkg::Options::=--force-confold {pkgs} && exit 0; "
+        f"echo '{host.name}: apt-get install {pkgs}: try '$try' failed' >&2; sleep 5; done; "
+        f"echo '{host.name}: could not install {pkgs} (3 tries, see apt output above)' >&2; exit 1"
+    )
+
+
+# --- services --------------------------------------------------------------------------
+
+def pending(unit: str) -> bool:
+    """A restart or reload of `unit` that an earlier run wrote the config for but did not do."""
+    return bool(unit_state(unit).get("pending"))
+
+
+def mark_pending(unit: str, component: str) -> bool:
+    """Before a component's files: when one of their contents will change, a marker that
+    `unit` must restart or reload, cleared once it did (service(), or the rolling step). A run
+    interrupted in between (Ctrl-C, a lost connection, a failed peer) is applied by the next.
+    Returns whether the unit must restart or reload: a file changes, or a marker was left."""
+    remote = {f.path: file_state(f.path) for f in files_of(component)}
+    changes = any(
+        remote[f.path] is None or remote[f.path]["sha1"] != hashlib.sha1(f.content.encode()).hexdigest()
+        for f in files_of(component)
+    )
+    shell(f"{component}: {unit} restart or reload pending", [f"mkdir -p {PENDING_DIR} && touch {PENDING_DIR}/{unit}"],
+          when=changes)
+    return changes or pending(unit)
+
+
+def clear_pending(unit: str) -> str:
+    return f"rm -f {PENDING_DIR}/{unit}"
+
+
+@operation()
+def service(unit: str, reloaded: bool = False, restarted: bool = False):
+    """
+    A unit enabled and running; reloaded or restarted when asked (a unit that was not
+    running is just started), then its pending marker cleared.
+
+    + unit: one of UNITS
+    + reloaded: reload it (its config changed; connections survive)
+    + restarted: restart it
+    """
+    st = unit_state(unit)
+    if st.get("enabled") not in ("enabled", "static", "generated", "alias", "indirect"):
+        yield f"systemctl enable {unit}"
+    if st.get("active") != "active":
+        # Not running before the run; a package install may have started it since, with its
+        # default config: a changed config restarts it, otherwise it is started if need be.
+        if restarted or reloaded:
+            yield f"timeout 300 systemctl restart {unit} || {{ {unit_log(unit)}; exit 1; }}"
+        else:
+            yield f"systemctl is-active -q {unit} || timeout 300 systemctl start {unit} || {{ {unit_log(unit)}; exit 1; }}"
+    elif restarted:
+        yield f"timeout 300 systemctl restart {unit} || {{ {unit_log(unit)}; exit 1; }}"
+    elif reloaded:
+        yield f"systemctl reload {unit}"
+    if restarted or reloaded or st.get("pending"):
+        yield clear_pending(unit)
