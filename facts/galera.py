@@ -11,7 +11,7 @@ from pyinfra.api import FactBase
 
 from config.files import GALERA_CNF
 from facts.host import PENDING_DIR
-from facts.probe import NO_OUTPUT, as_int, failure, key_values, probe, split_probe
+from facts.probe import NO_OUTPUT, key_values
 
 ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 # Read only when mariadbd starts (the donor only when it joins): a running member needs no
@@ -98,53 +98,6 @@ class GaleraNode(FactBase):
             "error": None,
         }
 
-
-# Keys of SHOW GLOBAL STATUS LIKE 'wsrep_%' that the report uses.
-WSREP_KEYS = (
-    "wsrep_cluster_size",
-    "wsrep_cluster_status",
-    "wsrep_local_state_comment",
-    "wsrep_ready",
-    "wsrep_connected",
-    "wsrep_cluster_state_uuid",
-    "wsrep_incoming_addresses",
-)
-
-
-class GaleraStatus(FactBase):
-    """Galera's view from this node (`mysql` as root over the unix socket, no password).
-
-    .. code:: python
-
-        {"cluster_size": 3, "cluster_status": "Primary", "local_state_comment": "Synced",
-         "ready": "ON", "connected": "ON", "cluster_state_uuid": "8d1f...",
-         "incoming_addresses": "10.77.0.11:3306,10.77.0.12:3306,10.77.0.13:3306", "error": None}
-    """
-
-    @staticmethod
-    def default():
-        return {**{k[len("wsrep_"):]: None for k in WSREP_KEYS}, "error": NO_OUTPUT}
-
-    def command(self):
-        return probe(
-            "mysql",
-            "timeout 10 mysql --connect-timeout=5 -N -B -e \"SHOW GLOBAL STATUS LIKE 'wsrep_%'\"",
-        )
-
-    def process(self, output):
-        body, rc, missing, _ = split_probe(output)
-        status = {}
-        for line in body:
-            key, sep, value = line.partition("\t")
-            if sep:
-                status[key.strip()] = value.strip()
-        result = {k[len("wsrep_"):]: status.get(k) for k in WSREP_KEYS}
-        result["cluster_size"] = as_int(result["cluster_size"])
-        error = failure(body, rc, missing, "mysql SHOW GLOBAL STATUS")
-        if not error and not status:
-            error = "mysql answered but reports no wsrep status (Galera not enabled)"
-        result["error"] = error
-        return result
 
 class MysqlAccounts(FactBase):
     """

@@ -3,7 +3,7 @@
 `facts` is one controller's dict as operations/verify.py's collect_facts() reads it:
 
     {"vip": VipHolder, "keepalived": KeepalivedState, "haproxy_info": HaproxyInfo,
-     "haproxy_servers": HaproxyServers, "galera": GaleraStatus, "rabbitmq": RabbitmqMembers,
+     "haproxy_servers": HaproxyServers, "galera": GaleraNode, "rabbitmq": RabbitmqMembers,
      "memcached": MemcachedStats, "collect_sec": float}
 
 (each value the processed dict of that fact of facts/). Every rule below is one
@@ -19,12 +19,8 @@ from __future__ import annotations
 from config.site import Site
 from health.haproxy import haproxy_rows
 from health.report import FAIL, INFO, OK, Check, Report, problem
-from facts.galera import components
-
-
-def wsrep(galera: dict) -> dict:
-    """A GaleraStatus result under the `wsrep_` names operations.galera's shared rules read."""
-    return {f"wsrep_{k}": v for k, v in galera.items()}
+from facts.galera import components, in_primary, not_serving
+from facts.probe import as_int
 
 
 # --- one controller --------------------------------------------------------------------------
@@ -68,30 +64,35 @@ def keepalived_rows(site: Site, facts: dict) -> list[Check]:
     return [Check("keepalived", OK if state in ("MASTER", "BACKUP") else FAIL, f"VRRP {state}")]
 
 
-def galera_problems(galera: dict, up: int) -> list[str]:
-    """Why a readable GaleraStatus is not a healthy member: not Primary, not Synced, not
-    ready, or a cluster size other than the `up` controllers."""
-    problems = []
-    if galera.get("cluster_status") != "Primary":
-        problems.append(f"cluster status {galera.get('cluster_status')}, not Primary")
-    if galera.get("local_state_comment") != "Synced":
-        problems.append(f"local state {galera.get('local_state_comment')}, not Synced")
-    if galera.get("ready") != "ON":
-        problems.append(f"wsrep_ready {galera.get('ready')}")
-    if galera.get("cluster_size") != up:
-        problems.append(f"cluster size {galera.get('cluster_size')}, expected {up} (controllers up)")
+def galera_problems(g: dict, up: int) -> list[str]:
+    """Why a readable GaleraNode is not a healthy member: mariadb not running or not
+    answering, Galera's serving rule unmet (facts.galera.SERVING, the rule the deploy's plan
+    and the clustercheck use too), or a cluster size other than the `up` controllers."""
+    if not g.get("installed"):
+        return ["MariaDB not installed"]
+    if g.get("mysqld") != "running":
+        return [f"mariadb not running (unit {'active' if g.get('active') else 'inactive'})"]
+    if g.get("query") != "ok":
+        return ["mariadb runs but did not answer (starting, in a state transfer, or hung)"]
+    if not g.get("wsrep_cluster_status"):
+        return ["mariadb answers without Galera (no wsrep status)"]
+    problems = not_serving(g)
+    size = as_int(g.get("wsrep_cluster_size"))
+    if size != up:
+        problems.append(f"cluster size {size}, expected {up} (controllers up)")
     return problems
 
 
 def galera_rows(facts: dict, up: list[str]) -> list[Check]:
-    """`galera`: this node is Primary, Synced, ready, in a cluster of the controllers up."""
+    """`galera`: this node serves (Primary, Synced, ready), in a cluster of the controllers up."""
     if problem(facts, "galera"):
         return [Check("galera", FAIL, problem(facts, "galera"))]
     g = facts["galera"]
     problems = galera_problems(g, len(up))
     if problems:
         return [Check("galera", FAIL, "; ".join(problems))]
-    return [Check("galera", OK, f"size {g.get('cluster_size')}, {g.get('cluster_status')}, {g.get('local_state_comment')}")]
+    return [Check("galera", OK, f"size {g.get('wsrep_cluster_size')}, {g.get('wsrep_cluster_status')}, "
+                                f"{g.get('wsrep_local_state_comment')}")]
 
 
 def rabbitmq_problems(rabbitmq: dict, up: list[str], down: list[str]) -> list[str]:
@@ -181,15 +182,15 @@ def vip_holder_row(site: Site, results: dict, holders: list[str], up: list[str],
 
 
 def galera_cluster_row(site: Site, results: dict, collected: list[str], up: list[str]) -> Check:
-    """`galera`: one Primary component (operations.galera.components: Primary nodes of one
+    """`galera`: one Primary component (facts.galera.components: Primary nodes of one
     cluster whose member lists are disjoint are two components, a split brain), one cluster
     UUID, every node Primary, Synced, ready, of the size of the controllers up."""
     names = [c.name for c in site.controllers]
     # Only Primary components name a cluster; a Disconnected node reports an empty uuid.
     answering = {n: results[n]["galera"] for n in collected
-                 if not problem(results[n], "galera") and results[n]["galera"].get("cluster_status") == "Primary"}
-    uuids = {g.get("cluster_state_uuid") for g in answering.values()}
-    comps = components({n: wsrep(g) for n, g in answering.items()}, names, {c.name: c.address for c in site.controllers})
+                 if not problem(results[n], "galera") and in_primary(results[n]["galera"])}
+    uuids = {g.get("wsrep_cluster_state_uuid") for g in answering.values()}
+    comps = components(answering, names, {c.name: c.address for c in site.controllers})
     if len(comps) > 1 and len(uuids) == 1:
         text = " and ".join(f"{{{', '.join(c.nodes)}}}" for c in comps)
         return Check("galera", FAIL, f"split brain: {len(comps)} Primary components of one cluster: {text} "
@@ -197,7 +198,7 @@ def galera_cluster_row(site: Site, results: dict, collected: list[str], up: list
     if len(uuids) > 1:
         groups: dict[str, list[str]] = {}
         for n, g in answering.items():
-            groups.setdefault(g.get("cluster_state_uuid"), []).append(n)
+            groups.setdefault(g.get("wsrep_cluster_state_uuid"), []).append(n)
         text = "; ".join(f"{', '.join(ns)} in {u}" for u, ns in groups.items())
         return Check("galera", FAIL, f"nodes are in different clusters: {text}", tuple(sorted(answering)))
     bad = sorted(n for n in collected

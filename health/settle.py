@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 
-from health.checks import wsrep
 from health.haproxy import CRITICAL_LISTENERS
 from health.report import problem
 from facts.galera import serving
@@ -19,11 +18,10 @@ TRANSITIONAL = re.compile(r"^(UP|DOWN) \d+/\d+$")  # "UP 1/5": going down; "DOWN
 
 def service_ready(listener: str, node: str, results: dict) -> bool:
     """Whether `node`'s own facts say the service behind a critical listener is ready:
-    Galera serving (Primary, Synced: operations.galera.serving) and wsrep_ready ON for
-    mariadb, the node among its own running RabbitMQ members for rabbitmq_management."""
+    Galera serving (facts.galera.serving: Primary, Synced, ready) for mariadb, the node among its own running RabbitMQ members for rabbitmq_management."""
     facts = results.get(node) or {}
     if listener == "mariadb":
-        return not problem(facts, "galera") and serving(wsrep(facts["galera"])) and facts["galera"].get("ready") == "ON"
+        return not problem(facts, "galera") and serving(facts["galera"])
     if listener == "rabbitmq_management":
         return not problem(facts, "rabbitmq") and f"rabbit@{node}" in (facts["rabbitmq"].get("running_nodes") or [])
     return False

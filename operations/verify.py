@@ -61,7 +61,7 @@ from facts.bundle import Bundle, fact_class, part
 from health.checks import evaluate
 from health.report import FAIL, Report, write_json
 from health.settle import lagging
-from facts.galera import GaleraStatus
+from facts.galera import GaleraNode
 from facts.haproxy import HaproxyInfo, HaproxyServers
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
@@ -134,7 +134,7 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
         "keepalived": part(KeepalivedState),
         "haproxy_info": part(HaproxyInfo, socket=d["haproxy_stats_socket"]),
         "haproxy_servers": part(HaproxyServers, socket=d["haproxy_stats_socket"]),
-        "galera": part(GaleraStatus),
+        "galera": part(GaleraNode, recover=False),
         "rabbitmq": part(RabbitmqMembers),
         "memcached": part(MemcachedStats, address=me.address, port=d["memcached_port"]),
     }

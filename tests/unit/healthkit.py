@@ -1,6 +1,6 @@
 """Helpers of the health tests: captured outputs (captures/), the lab's site, fact sets.
 
-capture("galera", "synced") runs captures/galera/synced.txt through GaleraStatus.process();
+capture("galera", "synced") runs captures/galera/synced.txt through GaleraNode.process();
 host_facts("captured_holder") builds one controller's facts from captures/hosts/<case>.json;
 healthy(site) is every controller of the lab healthy (node01 the VIP holder).
 """
@@ -29,7 +29,7 @@ FACT_OF = {
     "keepalived": F.KeepalivedState,
     "haproxy_info": F.HaproxyInfo,
     "haproxy_servers": F.HaproxyServers,
-    "galera": F.GaleraStatus,
+    "galera": F.GaleraNode,
     "rabbitmq": F.RabbitmqMembers,
     "memcached": F.MemcachedStats,
 }

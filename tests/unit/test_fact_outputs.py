@@ -102,44 +102,51 @@ def test_haproxy_servers_errors():
 
 def test_galera_synced():
     assert capture("galera", "synced") == {
-        "cluster_size": 3,
-        "cluster_status": "Primary",
-        "local_state_comment": "Synced",
-        "ready": "ON",
-        "connected": "ON",
-        "cluster_state_uuid": "5f1c2f5e-ca5b-11f0-8b6d-1f2b8a5c3e11",
-        "incoming_addresses": "10.77.0.11:3306,10.77.0.12:3306,10.77.0.13:3306",
+        "installed": True,
+        "active": True,
+        "mysqld": "running",
+        "query": "ok",
+        "wsrep_last_committed": "7",
+        "wsrep_cluster_size": "3",
+        "wsrep_cluster_state_uuid": "5f1c2f5e-ca5b-11f0-8b6d-1f2b8a5c3e11",
+        "wsrep_cluster_status": "Primary",
+        "wsrep_connected": "ON",
+        "wsrep_local_state_comment": "Synced",
+        "wsrep_incoming_addresses": "10.77.0.11:3306,10.77.0.12:3306,10.77.0.13:3306",
+        "wsrep_ready": "ON",
+        "grastate_uuid": "5f1c2f5e-ca5b-11f0-8b6d-1f2b8a5c3e11",
+        "grastate_seqno": "-1",
+        "grastate_safe_to_bootstrap": "0",
+        "cnf_sans_members": "0d1a7c8e0b7d0b7f8a4f4f5a3b0b2b0e8d6e2c11",
         "error": None,
     }
+    assert F.serving(capture("galera", "synced"))
 
 
 def test_galera_non_primary_parses_without_error():
     g = capture("galera", "non_primary")
-    assert (g["cluster_size"], g["cluster_status"], g["local_state_comment"], g["ready"]) == (
-        1, "non-Primary", "Initialized", "OFF")
-    assert g["error"] is None  # the status is read; the health model judges it
+    assert (g["wsrep_cluster_size"], g["wsrep_cluster_status"], g["wsrep_local_state_comment"], g["wsrep_ready"]) == (
+        "1", "non-Primary", "Initialized", "OFF")
+    assert g["error"] is None and not F.serving(g)  # the status is read; the rules judge it
 
 
 def test_galera_lab():
     g = capture("galera", "lab")
-    assert (g["cluster_size"], g["cluster_status"], g["local_state_comment"], g["ready"], g["error"]) == (
-        3, "Primary", "Synced", "ON", None)
-    assert g["incoming_addresses"] == "10.77.0.11:3306,10.77.0.12:3306,10.77.0.13:3306"
+    assert (g["wsrep_cluster_size"], g["wsrep_cluster_status"], g["wsrep_local_state_comment"], g["wsrep_ready"],
+            g["error"]) == ("3", "Primary", "Synced", "ON", None)
+    assert g["wsrep_incoming_addresses"] == "10.77.0.11:3306,10.77.0.12:3306,10.77.0.13:3306"
 
 
-@pytest.mark.parametrize(
-    "output, expected",
-    [
-        ("down", "Can't connect to local server"),
-        ("__missing=mysql\n", "mysql not installed"),
-        ("__rc=0\n", "no wsrep status"),  # plain MariaDB without Galera
-    ],
-)
-def test_galera_errors(output, expected):
-    text = output if "\n" in output else capture_text("galera", output)
-    g = F.GaleraStatus().process(lines(text))
-    assert expected in g["error"]
-    assert g["cluster_size"] is None
+def test_galera_down_is_a_state_not_an_error():
+    g = capture("galera", "down")
+    assert g["error"] is None and g["installed"] and not g["active"] and "mysqld" not in g
+    assert g["grastate_seqno"] == "7"
+
+
+@pytest.mark.parametrize("output", ["", "installed=yes\nactive=yes\nmysqld=running\n", "garbage\n"])
+def test_galera_cut_or_garbled_output_is_an_error(output):
+    g = F.GaleraNode().process(lines(output))
+    assert g["error"] and g["installed"] is None and "wsrep_cluster_status" not in g
 
 
 def test_rabbitmq_members():
@@ -223,7 +230,7 @@ FACTS_AND_ARGS = [
     (F.VipHolder, {"interface": "enp8s0f0", "vip": "10.77.0.100"}),
     (F.HaproxyInfo, {"socket": "/run/haproxy/admin.sock"}),
     (F.HaproxyServers, {"socket": "/run/haproxy/admin.sock"}),
-    (F.GaleraStatus, {}),
+    (F.GaleraNode, {}),
     (F.RabbitmqMembers, {}),
     (F.MemcachedStats, {"address": "10.77.0.11", "port": 11211}),
 ]

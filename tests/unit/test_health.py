@@ -104,7 +104,6 @@ def test_a_host_with_no_fact_at_all_fails_every_check():
     ("haproxy_info", "refused"),
     ("haproxy_info", "unknown_command"),
     ("haproxy_servers", "refused"),
-    ("galera", "down"),
     ("rabbitmq", "down"),
     ("rabbitmq", "app_not_running"),
     ("memcached", "refused"),
@@ -123,7 +122,7 @@ def test_a_captured_failure_is_its_row_with_the_fact_error(key, case):
     [
         ("haproxy_info", F.HaproxyInfo.default()),
         ("haproxy_servers", F.HaproxyServers.default()),
-        ("galera", F.GaleraStatus().process(["__missing=mysql"])),
+        ("galera", F.GaleraNode.default()),
         ("rabbitmq", F.RabbitmqMembers.default()),
         ("memcached", F.MemcachedStats().process(["__missing=python3"])),
         ("vip", capture("vip", "no_device")),
@@ -320,10 +319,10 @@ def test_lagging_critical_servers():
     # DOWN while node02 reports Galera Synced: HAProxy has not caught up yet (seen on the lab).
     results["node01"]["haproxy_servers"] = servers(site, status={("mariadb", "node02"): "DOWN"})
     assert lagging("node01", results) == ["mariadb/node02 DOWN"]
-    results["node02"]["galera"]["ready"] = "OFF"
+    results["node02"]["galera"]["wsrep_ready"] = "OFF"
     assert lagging("node01", results) == []  # not ready: nothing to wait for
-    results["node02"]["galera"]["ready"] = "ON"
-    results["node02"]["galera"]["local_state_comment"] = "Joined"
+    results["node02"]["galera"]["wsrep_ready"] = "ON"
+    results["node02"]["galera"]["wsrep_local_state_comment"] = "Joined"
     assert lagging("node01", results) == []  # really down: nothing to wait for
     del results["node02"]["galera"]
     assert lagging("node01", results) == []  # nothing known: nothing to wait for

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from healthkit import NAMES, capture, cluster, healthy, lab_site, row, statuses
 
 from health.checks import evaluate
@@ -50,11 +52,11 @@ def test_an_unreadable_vip_interface_is_blamed_in_the_vip_holder_row():
 def test_galera_node_not_synced_fails_that_node():
     site = lab_site()
     results = healthy(site)
-    results["node02"]["galera"].update(local_state_comment="Donor/Desynced")
+    results["node02"]["galera"].update(wsrep_local_state_comment="Donor/Desynced")
     report = evaluate(site, results)
     assert statuses(report, "node02")["galera"] == FAIL
     # The host's own galera row explains it; the cluster galera row is not repeated for it.
-    assert report.host_failures("node02") == ["galera: local state Donor/Desynced, not Synced"]
+    assert report.host_failures("node02") == ["galera: wsrep_local_state_comment is Donor/Desynced (wanted Synced)"]
     assert cluster(report, "galera").hosts == ("node02",)
     assert report.host_failures("node01") == []
 
@@ -64,15 +66,15 @@ def test_galera_non_primary_capture_names_every_problem():
     results = healthy(site)
     results["node03"]["galera"] = capture("galera", "non_primary")
     assert row(evaluate(site, results), "node03", "galera").detail == (
-        "cluster status non-Primary, not Primary; local state Initialized, not Synced; wsrep_ready OFF; "
-        "cluster size 1, expected 3 (controllers up)")
+        "wsrep_cluster_status is non-Primary (wanted Primary); wsrep_local_state_comment is Initialized "
+        "(wanted Synced); wsrep_ready is OFF (wanted ON); cluster size 1, expected 3 (controllers up)")
 
 
 def test_galera_size_must_match_the_controllers_up():
     site = lab_site()
     results = healthy(site)
     for n in NAMES:
-        results[n]["galera"]["cluster_size"] = 2
+        results[n]["galera"]["wsrep_cluster_size"] = "2"
     report = evaluate(site, results)
     assert "cluster size 2, expected 3" in " ".join(report.host_failures("node01"))
     # One controller down: a two-node Primary cluster is what is expected of the others.
@@ -90,8 +92,8 @@ def test_galera_two_primary_components_of_one_cluster_are_a_split_brain():
     results = healthy(site)
     two = "10.77.0.11:3306,10.77.0.12:3306"
     for n in ("node01", "node02"):
-        results[n]["galera"].update(cluster_size=2, incoming_addresses=two)
-    results["node03"]["galera"].update(cluster_size=1, incoming_addresses="10.77.0.13:3306")
+        results[n]["galera"].update(wsrep_cluster_size="2", wsrep_incoming_addresses=two)
+    results["node03"]["galera"].update(wsrep_cluster_size="1", wsrep_incoming_addresses="10.77.0.13:3306")
     split = cluster(evaluate(site, results), "galera")
     assert split.status == FAIL
     assert split.detail.startswith("split brain: 2 Primary components of one cluster: {node01, node02} and {node03}")
@@ -103,14 +105,14 @@ def test_galera_two_primary_components_of_one_cluster_are_a_split_brain():
 def test_galera_split_clusters_are_flagged():
     site = lab_site()
     results = healthy(site)
-    results["node03"]["galera"].update(cluster_state_uuid="u2")
+    results["node03"]["galera"].update(wsrep_cluster_state_uuid="u2")
     report = evaluate(site, results)
     assert "different clusters" in cluster(report, "galera").detail
     assert cluster(report, "galera").detail == "nodes are in different clusters: node01, node02 in u1; node03 in u2"
     # A Disconnected node (empty uuid, seen on the lab) is not "another cluster": it is not Synced.
     results = healthy(site)
-    results["node03"]["galera"].update(cluster_state_uuid="", cluster_status="Disconnected",
-                                       local_state_comment=None, cluster_size=0)
+    results["node03"]["galera"].update(wsrep_cluster_state_uuid="", wsrep_cluster_status="Disconnected",
+                                       wsrep_local_state_comment=None, wsrep_cluster_size="0")
     galera = cluster(evaluate(site, results), "galera")
     assert galera.detail == "2/3 nodes Primary, Synced, of size 3; not: node03" and galera.hosts == ("node03",)
 
@@ -144,7 +146,7 @@ def test_rabbitmq_still_listing_a_dead_node():
     results = healthy(site, holder="node02")
     del results["node01"]
     for n in ("node02", "node03"):
-        results[n]["galera"]["cluster_size"] = 2
+        results[n]["galera"]["wsrep_cluster_size"] = "2"
     report = evaluate(site, results)
     assert report.host_failures("node02") == [
         "rabbitmq: still listed as running though unreachable for this check: rabbit@node01"
@@ -156,7 +158,7 @@ def test_rabbitmq_still_listing_a_dead_node():
 def test_cluster_rows_catch_not_ready_galera_and_rabbit_alarms():
     site = lab_site()
     results = healthy(site)
-    results["node02"]["galera"]["ready"] = "OFF"
+    results["node02"]["galera"]["wsrep_ready"] = "OFF"
     results["node03"]["rabbitmq"]["alarms"] = ["memory alarm on rabbit@node03"]
     report = evaluate(site, results)
     assert cluster(report, "galera").hosts == ("node02",)
@@ -243,3 +245,17 @@ def test_write_json(tmp_path):
     assert not (tmp_path / "health.json.tmp").exists()
     text = evaluate(site, results).render()
     assert text.endswith("health: FAILED (2 failed checks)")  # node02's row and the cluster row
+
+
+@pytest.mark.parametrize("fact, detail", [
+    (capture("galera", "down"), "mariadb not running (unit inactive)"),
+    ({"installed": True, "active": True, "mysqld": "running", "query": "failed", "error": None},
+     "mariadb runs but did not answer (starting, in a state transfer, or hung)"),
+    ({"installed": False, "active": False, "error": None}, "MariaDB not installed"),
+])
+def test_galera_node_not_serving_says_why(fact, detail):
+    site = lab_site()
+    results = healthy(site)
+    results["node03"]["galera"] = fact
+    assert row(evaluate(site, results), "node03", "galera").detail == detail
+    assert cluster(evaluate(site, results), "galera").hosts == ("node03",)

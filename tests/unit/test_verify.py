@@ -53,10 +53,10 @@ def execute(state) -> bool:
 
 
 def test_a_hanging_fact_is_cut_by_the_timeout_and_reported(monkeypatch, tmp_path):
-    # The real facts run on this machine (@local); GaleraStatus is made to hang. Its part of
+    # The real facts run on this machine (@local); GaleraNode is made to hang. Its part of
     # the bundle is cut by the timeout on the host, the others are read, the host is not
     # failed mid-collection, the report names the cause.
-    monkeypatch.setattr(F.GaleraStatus, "command", lambda self: "sleep 10")
+    monkeypatch.setattr(F.GaleraNode, "command", lambda self, **kwargs: "sleep 10")
     monkeypatch.setattr(V, "FACT_TIMEOUT", 1)
     monkeypatch.setenv(V.JSON_ENV, str(tmp_path / "health.json"))
     assert execute(local_state("127.0.0.100")) is True
@@ -121,7 +121,7 @@ def test_a_connection_dropped_mid_read_is_a_failed_check_not_a_crash():
     for key, cls in FACT_OF.items():
         assert facts[key]["error"] == "connection failed while reading (EOFError: )", key
         assert set(cls.default()) <= set(facts[key])  # the fact's default shape
-    assert facts["galera"]["cluster_size"] is None
+    assert facts["galera"]["installed"] is None
 
 
 def test_one_part_cut_on_the_host_fails_that_check_only():
@@ -131,13 +131,13 @@ def test_one_part_cut_on_the_host_fails_that_check_only():
         def get_fact(self, fact, parts, limit, _ignore_errors):
             assert fact is Bundle and _ignore_errors is True and limit == V.FACT_TIMEOUT
             names = [fact_class(name).__name__ for name, _ in parts]
-            return {"parts": [None if n == "GaleraStatus" else {"error": None, "called": n} for n in names],
-                    "status": ["124" if n == "GaleraStatus" else "0" for n in names], "error": None}
+            return {"parts": [None if n == "GaleraNode" else {"error": None, "called": n} for n in names],
+                    "status": ["124" if n == "GaleraNode" else "0" for n in names], "error": None}
 
     facts = V.collect_facts(SlowGaleraHost(), lab_site())
     assert facts["galera"]["error"] == f"no answer within {V.FACT_TIMEOUT} s (timed out on the host)"
     # Every other fact the model judges is read, under the key the model reads it from.
-    assert {k: v.get("called", "GaleraStatus") for k, v in facts.items()} == {
+    assert {k: v.get("called", "GaleraNode") for k, v in facts.items()} == {
         k: cls.__name__ for k, cls in FACT_OF.items()}
 
 
@@ -210,8 +210,10 @@ def local_facts(site_names=("@local",), healthy_host=True):
         "vip": {"holds_vip": healthy_host, "vip": "10.77.0.100", "interface": "lo", "addresses": [], "error": None},
         "haproxy_info": {"alive": True, "version": "2.6.12", "uptime_sec": 1, "pid": 1, "error": None},
         "haproxy_servers": {"listeners": listeners, "backends": {}, "error": None},
-        "galera": {"cluster_size": 1, "cluster_status": "Primary", "local_state_comment": "Synced", "ready": "ON",
-                   "connected": "ON", "cluster_state_uuid": "u", "incoming_addresses": "", "error": None},
+        "galera": {"installed": True, "active": True, "mysqld": "running", "query": "ok", "wsrep_cluster_size": "1",
+                   "wsrep_cluster_status": "Primary", "wsrep_local_state_comment": "Synced", "wsrep_ready": "ON",
+                   "wsrep_connected": "ON", "wsrep_cluster_state_uuid": "u", "wsrep_incoming_addresses": "",
+                   "error": None},
         "rabbitmq": {"running_nodes": ["rabbit@@local"], "disk_nodes": [], "partitions": [], "alarms": [],
                      "error": None},
         "memcached": {"answering": True, "version": "1.6.18", "uptime": 1, "curr_connections": 1, "error": None},
