@@ -23,6 +23,7 @@ DEFAULTS = {
     "keepalived_check_rise": 10,
     "keepalived_unicast": False,  # unicast_peer list instead of multicast VRRP
     "keepalived_check_script": "/etc/keepalived/check_alive.sh",
+    "keepalived_track_haproxy_unit": True,  # the VIP leaves at once when HAProxy's unit stops or dies
     # --- HAProxy ---
     "haproxy_maxconn": 4000,
     "haproxy_log_target": "127.0.0.1:514",

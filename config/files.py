@@ -29,6 +29,7 @@ _env = jinja2.Environment(
 # Values quoted for the file they land in (config/syntax.py).
 _env.filters["haproxy_word"] = haproxy_word
 _env.filters["option_value"] = option_value
+_env.filters["dirname"] = lambda path: str(Path(path).parent)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,10 @@ GALERA_CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf"
 ERLANG_COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+# HAProxy's unit writes 1 here when it stops or dies and 0 once it runs (a systemd drop-in);
+# keepalived tracks the file (inotify): the VIP leaves a holder whose HAProxy died at once.
+HAPROXY_UNIT_DROPIN = "/etc/systemd/system/haproxy.service.d/openstack-ha.conf"
+HAPROXY_DOWN_FILE = "/run/openstack-ha/haproxy-down"
 SST_ACCOUNT = "sst"  # mariabackup's MariaDB account (galera.cnf wsrep_sst_auth, operations/galera.py)
 
 # The database check service's names, shared by its templates and operations/dbcheck.py.
@@ -69,6 +74,7 @@ FILES = (
     ("rabbitmq", "rabbitmq/enabled_plugins.j2", "/etc/rabbitmq/enabled_plugins", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/erlang.cookie.j2", ERLANG_COOKIE, "0400", "rabbitmq", "rabbitmq", True),
     ("haproxy", "haproxy/haproxy.cfg.j2", HAPROXY_CFG, "0640", "root", "haproxy", True),
+    ("haproxy", "haproxy/haproxy.service.conf.j2", HAPROXY_UNIT_DROPIN, "0644", "root", "root", False),
     # Installed where keepalived.conf says it is: the path is the site's keepalived_check_script.
     ("keepalived", "keepalived/check_alive.sh.j2", "{keepalived_check_script}", "0755", "root", "root", False),
     ("keepalived", "keepalived/keepalived.conf.j2", KEEPALIVED_CONF, "0640", "root", "root", True),
@@ -95,6 +101,7 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         peers=site.peers(name),
         listeners=site.listeners,
         dbcheck=DBCHECK,
+        haproxy_down_file=HAPROXY_DOWN_FILE,
         galera_serving=SERVING,
         sst_account=SST_ACCOUNT,
         secrets=secrets,

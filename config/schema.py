@@ -233,6 +233,7 @@ SITE: dict[str, Rule] = {
     "keepalived_check_rise": Rule(COUNT, "passed checks before the node may take the VIP again"),
     "keepalived_unicast": Rule(boolean(), "VRRP to each peer's address (unicast_peer) instead of multicast"),
     "keepalived_check_script": Rule(PATH, "where check_alive is installed and what keepalived runs"),
+    "keepalived_track_haproxy_unit": Rule(boolean(), "the VIP leaves a node the moment its HAProxy unit stops or dies"),
     "haproxy_maxconn": Rule(integer(1, 10_000_000), "HAProxy's global maxconn, a plain integer (no 4k)"),
     "haproxy_log_target": Rule(log_target(), "where HAProxy sends its logs"),
     "haproxy_log_facility": Rule(choice(*SYSLOG_FACILITIES), "syslog facility of HAProxy's logs"),

@@ -2,18 +2,21 @@
 
 from pyinfra.api import deploy
 
-from config.files import HAPROXY_CFG
+from config.files import HAPROXY_CFG, HAPROXY_UNIT_DROPIN
 
-from operations.common import announce
+from operations.common import announce, files_of, shell
 from operations.steps import install_files, mark_pending, packages, service
 
 
 @deploy("HAProxy")
 def configure():
     """The new haproxy.cfg is checked with `haproxy -c` on the host before it replaces the
-    old one; a change is applied with a reload (connections survive), never a restart."""
+    old one; a change is applied with a reload (connections survive), never a restart. The
+    unit's drop-in tells keepalived when HAProxy stops or dies (HAPROXY_DOWN_FILE)."""
     packages(name="haproxy: packages", names=["haproxy", "socat"])
     reload = mark_pending("haproxy", "haproxy")
-    install_files("haproxy", validate={HAPROXY_CFG: "haproxy -c -q -f {path}"})
+    ops = install_files("haproxy", validate={HAPROXY_CFG: "haproxy -c -q -f {path}"})
+    dropin = next(op for op, f in zip(ops, files_of("haproxy")) if f.path == HAPROXY_UNIT_DROPIN)
+    shell("haproxy: reload systemd units (its drop-in)", ["systemctl daemon-reload"], when=dropin.will_change)
     announce(reload, "reload haproxy")
     service(name="haproxy: running", unit="haproxy", reloaded=reload)

@@ -14,7 +14,7 @@ import re
 import pytest
 
 from config.defaults import DEFAULTS
-from config.files import DBCHECK, FILES, GALERA_CNF, HAPROXY_CFG, KEEPALIVED_CONF, managed_files, wanted
+from config.files import DBCHECK, FILES, GALERA_CNF, HAPROXY_CFG, HAPROXY_UNIT_DROPIN, KEEPALIVED_CONF, managed_files, wanted
 from config.preflight import check
 from config.schema import SITE
 from config.site import build_site
@@ -120,6 +120,11 @@ AGREEMENTS = [
     ("rabbitmq_vhost", client_string("transport_url", r"/([^/]+)$"), rabbitmqctl(r"add_vhost (\S+)$")),
 ]
 ONLY_WITH = {
+    ("keepalived_track_haproxy_unit", True): [
+        # the file HAProxy's unit writes is the file keepalived tracks
+        (None, line_value(KEEPALIVED_CONF, r'file "([^"]+)"'),
+         line_value(HAPROXY_UNIT_DROPIN, r"ExecStopPost=.* echo 1 > (\S+)'")),
+    ],
     ("galera_sst_method", "mariabackup"): [
         (None, line_value(GALERA_CNF, r'wsrep_sst_auth = "?([^:]+):.*'), sql_account(r"GRANT RELOAD, .* TO '([^']+)'@'localhost'")),
     ],
@@ -145,6 +150,7 @@ OVERRIDES = {
     "keepalived_check_rise": {"keepalived_check_rise": 5},
     "keepalived_unicast": {"keepalived_unicast": True},
     "keepalived_check_script": {"keepalived_check_script": "/usr/local/libexec/ha/check_haproxy"},
+    "keepalived_track_haproxy_unit": {"keepalived_track_haproxy_unit": False},
     "haproxy_maxconn": {"haproxy_maxconn": 8000},
     "haproxy_log_target": {"haproxy_log_target": "/dev/log"},
     "haproxy_log_facility": {"haproxy_log_facility": "local2"},

@@ -32,7 +32,7 @@ from config.site import load_inventory  # noqa: E402
 PROD = REPO / "inventories" / "prod.py"
 PY = sys.executable
 
-# The 13 files every controller gets (config/files.py FILES), relative to the host's root;
+# The 14 files every controller gets (config/files.py FILES), relative to the host's root;
 # the last three are the Galera-aware database check (mariadb_check_method "httpchk", the default).
 NODE_FILES = {
     "etc/sysctl.d/60-openstack-ha.conf",
@@ -43,6 +43,7 @@ NODE_FILES = {
     "etc/rabbitmq/enabled_plugins",
     "var/lib/rabbitmq/.erlang.cookie",
     "etc/haproxy/haproxy.cfg",
+    "etc/systemd/system/haproxy.service.d/openstack-ha.conf",
     "etc/keepalived/check_alive.sh",
     "etc/keepalived/keepalived.conf",
     "etc/sysusers.d/openstack-ha-clustercheck.conf",
