@@ -77,7 +77,10 @@ DEFAULTS = {
     "rabbitmq_memory_high_watermark": 0.4,
     # "quorum" (current RabbitMQ practice) or "mirrored" (the article's ha-mode all policy).
     "rabbitmq_queue_type": "quorum",
-    "rabbitmq_user": "openstack",
+    "rabbitmq_user": "openstack",  # the OpenStack services' account: its vhost only, no tag
+    # The management API's administrator (tag administrator, no vhost permission); its
+    # password is the secret rabbitmq_admin_password.
+    "rabbitmq_admin_user": "admin",
     "rabbitmq_vhost": "openstack",
     # --- memcached ---
     "memcached_port": 11211,

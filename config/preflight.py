@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
+from config.files import DBCHECK, SST_ACCOUNT
 from config.schema import CONTROL, HOST, HOST_NAME, SECRET, SERVICE, SITE, problems
 from config.secrets import SECRETS, SecretsError, env_name, load_secrets, secrets_path
 from config.site import GROUP, merged_data, service_overrides
@@ -169,6 +170,8 @@ def check(
     elif n % 2 == 0:
         warn(G, "controllers", f"{n} Galera/RabbitMQ members: an even split leaves no majority", "use an odd number of controllers")
 
+    _check_accounts(data, bad, err)
+
     # Listeners: each entry's fields by the schema, then the catalogue merged.
     services = _check_services(data, err, warn) if "services" not in bad else []
     by_port: dict[int, str] = {}
@@ -209,6 +212,23 @@ def check(
             err(G, name, f"the secret {what} ({len(value)} characters; value not shown)", f"choose a {name} of {SECRET[name].expect}")
 
     return Report(out)
+
+
+def _check_accounts(data: dict, bad: set, err) -> None:
+    """Accounts of different privileges never share a name: the deploy makes each right by
+    name, so one would take the other's privileges, or be dropped as the other's wider copy."""
+    G = GROUP
+    taken = {SST_ACCOUNT: "mariabackup's account", DBCHECK["account"]: "the Galera check's account",
+             "root": "MariaDB's root", "mysql": "MariaDB's system account", "mariadb.sys": "MariaDB's system account"}
+    for key in ("mariadb_admin_user", "mariadb_check_user"):
+        if key not in bad and data[key] in taken:
+            err(G, key, f"{data[key]!r} is {taken[data[key]]}", f"give {key} another name")
+        elif key not in bad:
+            taken[data[key]] = f"also {key}"
+    admin, user = data["rabbitmq_admin_user"], data["rabbitmq_user"]
+    if not {"rabbitmq_admin_user", "rabbitmq_user"} & bad and admin in (user, "guest"):
+        what = "the OpenStack services' account (rabbitmq_user)" if admin == user else "RabbitMQ's default account, which the deploy deletes"
+        err(G, "rabbitmq_admin_user", f"{admin!r} is {what}", "give the management administrator its own name, e.g. \"admin\"")
 
 
 def _outside(ip, network) -> str | None:

@@ -270,6 +270,7 @@ SITE: dict[str, Rule] = {
         "memory alarm threshold: a fraction of RAM, or an absolute size"),
     "rabbitmq_queue_type": Rule(choice("quorum", "mirrored"), "quorum queues, or the article's ha-all policy"),
     "rabbitmq_user": Rule(ACCOUNT, "the RabbitMQ account of the OpenStack services"),
+    "rabbitmq_admin_user": Rule(ACCOUNT, "the RabbitMQ management administrator (not the services' account, not guest)"),
     "rabbitmq_vhost": Rule(NAME, "the RabbitMQ vhost of the OpenStack services"),
     "memcached_port": Rule(PORT, "memcached's port on the node address"),
     "memcached_memory_mb": Rule(integer(1, 1_048_576, " MB"), "memcached's cache size"),
@@ -322,6 +323,7 @@ SECRET: dict[str, Rule] = {
     "mariadb_sst_password": Rule(text(PRINTABLE + "{1,256}", "1-256 printable ASCII characters"), "mariabackup's state-transfer account"),
     # rabbitmqctl reads it from stdin, one line.
     "rabbitmq_password": Rule(text(r"[^\x00-\x1f\x7f]{1,256}", "1-256 characters, no control character"), "RabbitMQ account of the OpenStack services"),
+    "rabbitmq_admin_password": Rule(text(r"[^\x00-\x1f\x7f]{1,256}", "1-256 characters, no control character"), "RabbitMQ management administrator"),
     # Erlang's auth module accepts printable ASCII; whitespace is trimmed: none at all here.
     "rabbitmq_erlang_cookie": Rule(text(r"[!-~]{20,255}", "20-255 printable ASCII characters without spaces"), "Erlang cookie shared by the RabbitMQ nodes"),
 }

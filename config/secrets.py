@@ -24,6 +24,7 @@ SECRETS = {
     "mariadb_admin_password": "MariaDB admin account",
     "mariadb_sst_password": "MariaDB account used by mariabackup state transfers",
     "rabbitmq_password": "RabbitMQ account used by the OpenStack services",
+    "rabbitmq_admin_password": "RabbitMQ management administrator (rabbitmq_admin_user)",
     "rabbitmq_erlang_cookie": "Erlang cookie shared by the RabbitMQ nodes",
 }
 

@@ -95,7 +95,8 @@ def sql_account(pattern: str):
 def rabbitmqctl(pattern: str):
     """A name in the rabbitmqctl commands the deploy runs on a fresh node (definition_commands)."""
     def read(files, site):
-        names = {m.group(1) for c in definition_commands({"error": "not read"}, site.data, "x") if (m := re.search(pattern, str(c)))}
+        names = {m.group(1) for c in definition_commands({"error": "not read"}, site.data,
+                                                                {"rabbitmq_password": "x", "rabbitmq_admin_password": "y"}) if (m := re.search(pattern, str(c)))}
         return names.pop() if len(names) == 1 else names
     return read
 
@@ -116,7 +117,7 @@ AGREEMENTS = [
     ("memcached_port", line_value(MEMCACHED_CONF, r"-p (\d+)"), client_string("memcached_servers", r":(\d+)")),
     ("vip", bind("mariadb", 0), line_value(KEEPALIVED_CONF, r"(\S+)/\d+ dev \S+")),
     ("vip_interface", line_value(KEEPALIVED_CONF, r"interface (\S+)"), line_value(KEEPALIVED_CONF, r"\S+/\d+ dev (\S+)")),
-    ("rabbitmq_user", client_string("transport_url", r"(?:rabbit://|,)([^:]+):"), rabbitmqctl(r"add_user (\S+);")),
+    ("rabbitmq_user", client_string("transport_url", r"(?:rabbit://|,)([^:]+):"), rabbitmqctl(r"set_permissions -p \S+ (\S+) ")),
     ("rabbitmq_vhost", client_string("transport_url", r"/([^/]+)$"), rabbitmqctl(r"add_vhost (\S+)$")),
 ]
 ONLY_WITH = {
@@ -175,6 +176,7 @@ OVERRIDES = {
     "rabbitmq_memory_high_watermark": {"rabbitmq_memory_high_watermark": 0.5},
     "rabbitmq_queue_type": {"rabbitmq_queue_type": "mirrored"},
     "rabbitmq_user": {"rabbitmq_user": "os2"},
+    "rabbitmq_admin_user": {"rabbitmq_admin_user": "mqadmin"},
     "rabbitmq_vhost": {"rabbitmq_vhost": "os2"},
     "memcached_port": {"memcached_port": 11212},
     "memcached_memory_mb": {"memcached_memory_mb": 128},
@@ -188,6 +190,7 @@ OVERRIDES = {
 NOT_IN_FILES = {
     "mariadb_admin_user": "only in the SQL the deploy runs (account_statements; test_operations)",
     "rabbitmq_queue_type": "only in rabbitmqctl commands (definition_commands; test_operations)",
+    "rabbitmq_admin_user": "only in rabbitmqctl commands (definition_commands; test_operations)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
 }
 # Keys the table cannot override: required (no default) or read from the secrets file.

@@ -329,3 +329,23 @@ def test_mariadb_port_on_another_listeners_port():
     # mariadb_port moves the mariadb listener too, so it can collide with an API's port.
     p = only(run(mariadb_port=5000), "error", G, "services.mariadb.port")
     assert "keystone_internal" in str(p)
+
+
+# --- accounts of different privileges never share a name -----------------------------------
+
+@pytest.mark.parametrize("changes,key,says", [
+    ({"rabbitmq_admin_user": "openstack"}, "rabbitmq_admin_user", "services' account"),
+    ({"rabbitmq_admin_user": "os", "rabbitmq_user": "os"}, "rabbitmq_admin_user", "services' account"),
+    ({"rabbitmq_admin_user": "guest"}, "rabbitmq_admin_user", "deletes"),
+    ({"mariadb_admin_user": "sst"}, "mariadb_admin_user", "mariabackup"),
+    ({"mariadb_admin_user": "clustercheck"}, "mariadb_admin_user", "Galera check"),
+    ({"mariadb_check_user": "root"}, "mariadb_check_user", "root"),
+    ({"mariadb_check_user": "admin"}, "mariadb_check_user", "also mariadb_admin_user"),
+])
+def test_accounts_of_different_privileges_never_share_a_name(changes, key, says):
+    p = only(run(**changes), "error", G, key)
+    assert says in p.message
+
+
+def test_distinct_account_names_pass():
+    assert not run(rabbitmq_admin_user="mqadmin", mariadb_admin_user="dba", mariadb_check_user="lb").errors

@@ -63,6 +63,7 @@ FAKE_SECRETS = {
     "mariadb_admin_password": "fake-admin-Kp27w",
     "mariadb_sst_password": "fake-sst-Hj55m",
     "rabbitmq_password": "fake-rabbit-Tt90c",
+    "rabbitmq_admin_password": "fake-rabbitadmin-Qw41d",
     "rabbitmq_erlang_cookie": "FAKECOOKIEWXYZ0123456789",
 }
 assert set(FAKE_SECRETS) == set(SECRETS)
