@@ -47,6 +47,12 @@ DEFAULTS = {
     "haproxy_check_inter": 2000,
     "haproxy_check_rise": 2,
     "haproxy_check_fall": 5,
+    # TLS on the VIP for every HTTP API of the catalogue (`ssl crt`; horizon 443, its port 80
+    # redirects to https); the servers behind stay plain HTTP. The certificate chain and key are
+    # the secret haproxy_tls_pem, installed at haproxy_tls_pem_path (0640 root:haproxy). A site
+    # without a certificate says so: "haproxy_tls": False (the configs of before, clear text).
+    "haproxy_tls": True,
+    "haproxy_tls_pem_path": "/etc/haproxy/openstack-ha.pem",
     # Keep the article's dated listeners (keystone_admin 35357, glance_registry 9191).
     "haproxy_legacy_services": True,
     # Per-service overrides and site services: {name: {field: value}}; see config/catalogue.py.

@@ -66,6 +66,11 @@ def bind(name: str, part: int):
     return lambda files, site: listen(name)(files).values("bind")[0].rsplit(":", 1)[part]
 
 
+def crt(name: str):
+    """The certificate a listener's TLS bind names (`bind VIP:PORT ssl crt PATH`)."""
+    return lambda files, site: listen(name)(files).values("bind")[0].split(" ssl crt ", 1)[1]
+
+
 def client_string(key: str, pattern: str):
     """A value of the strings the OpenStack services are given (Site.client_strings)."""
     def read(files, site):
@@ -121,6 +126,10 @@ AGREEMENTS = [
     ("rabbitmq_vhost", client_string("transport_url", r"/([^/]+)$"), rabbitmqctl(r"add_vhost (\S+)$")),
 ]
 ONLY_WITH = {
+    ("haproxy_tls", True): [
+        # the certificate HAProxy reads is the one the deploy installs
+        ("haproxy_tls_pem_path", crt("keystone_internal"), installed_path("haproxy/tls.pem.j2")),
+    ],
     ("galera_sst_method", "mariabackup"): [
         (None, line_value(GALERA_CNF, r'wsrep_sst_auth = "?([^:]+):.*'), sql_account(r"GRANT RELOAD, .* TO '([^']+)'@'localhost'")),
     ],
@@ -159,6 +168,8 @@ OVERRIDES = {
     "haproxy_check_rise": {"haproxy_check_rise": 3},
     "haproxy_check_fall": {"haproxy_check_fall": 4},
     "haproxy_legacy_services": {"haproxy_legacy_services": False},
+    "haproxy_tls": {"haproxy_tls": False},
+    "haproxy_tls_pem_path": {"haproxy_tls_pem_path": "/etc/ssl/private/vip.pem"},
     "services": {"services": {"octavia_api": {"port": 9876}}},
     "galera_cluster_name": {"galera_cluster_name": "cloud2"},
     "galera_sst_method": {"galera_sst_method": "rsync"},
@@ -209,7 +220,7 @@ def rendered(group_changes: dict):
         by_path = {f.path: f.content for f in files}
         by_path["{keepalived_check_script}"] = by_path.get(site["keepalived_check_script"], "")
         by_path["__client_strings__"] = site.client_strings(FAKE_SECRETS)  # printed by every deploy
-        rows = [row for row in FILES if wanted(row[0], site)]  # managed_files' order
+        rows = [row for row in FILES if wanted(row[0], site, row[1])]  # managed_files' order
         by_path["__templates__"] = {f.path: row[1] for f, row in zip(files, rows)}
         out[name] = by_path
     return site, out
