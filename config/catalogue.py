@@ -22,6 +22,8 @@ from dataclasses import dataclass
 DEL_XFP_IF_SSL = "del-header X-Forwarded-Proto if { ssl_fc }"
 DEL_XFP = "del-header X-Forwarded-Proto"
 SET_XFP_IF_SSL = "set-header X-Forwarded-Proto https if { ssl_fc }"
+# A listener with an https_port, on its plain port.
+TO_HTTPS = "redirect scheme https code 301 if !{ ssl_fc }"
 
 
 @dataclass(frozen=True)
@@ -46,12 +48,18 @@ class Service:
     # `option forwardfor` (the article's mariadb section).
     forwardfor: bool = True
     legacy: bool = False  # gone from current OpenStack releases; kept because the article has it
+    # With haproxy_tls: the listener takes TLS on the VIP (`ssl crt`, mode http only), its
+    # servers unchanged (TLS ends at HAProxy, as in kolla-ansible and openstack-ansible).
+    tls: bool = True
+    # With haproxy_tls: TLS on this port, and `port` only redirects http to https (horizon 443).
+    https_port: int | None = None
     enabled: bool = True
     description: str = ""
 
 
 CATALOGUE: tuple[Service, ...] = (
-    Service("rabbitmq_management", port_key="rabbitmq_management_port"),
+    Service("rabbitmq_management", port_key="rabbitmq_management_port", tls=False,
+            description="the management API keeps http: an operator's tool, not an OpenStack API"),
     Service("keystone_internal", 5000, http_request=(DEL_XFP_IF_SSL,)),
     Service(
         "keystone_admin", 35357, http_request=(DEL_XFP_IF_SSL,), legacy=True,
@@ -67,7 +75,7 @@ CATALOGUE: tuple[Service, ...] = (
     Service("placement_api", 8780, http_request=(DEL_XFP,)),
     Service("nova_novncproxy", 6080, http_request=(DEL_XFP_IF_SSL, SET_XFP_IF_SSL)),
     Service("neutron_server", 9696),
-    Service("horizon", 80, balance="source", fall=2, http_request=(DEL_XFP_IF_SSL,)),
+    Service("horizon", 80, balance="source", fall=2, http_request=(DEL_XFP_IF_SSL,), https_port=443),
     Service("cinder_api", 8776, http_request=(DEL_XFP_IF_SSL,)),
     Service("heat_api", 8004, http_request=(DEL_XFP_IF_SSL,)),
     Service("heat_api_cfn", 8000, http_request=(DEL_XFP_IF_SSL,)),

@@ -48,6 +48,12 @@ DEFAULTS = {
     "haproxy_check_inter": 2000,
     "haproxy_check_rise": 2,
     "haproxy_check_fall": 5,
+    # TLS on the VIP for every HTTP API of the catalogue (`ssl crt`; horizon 443, its port 80
+    # redirects to https); the servers behind stay plain HTTP. The certificate chain and key are
+    # the secret haproxy_tls_pem, installed at haproxy_tls_pem_path (0640 root:haproxy). A site
+    # without a certificate says so: "haproxy_tls": False (the configs of before, clear text).
+    "haproxy_tls": True,
+    "haproxy_tls_pem_path": "/etc/haproxy/openstack-ha.pem",
     # Keep the article's dated listeners (keystone_admin 35357, glance_registry 9191).
     "haproxy_legacy_services": True,
     # Per-service overrides and site services: {name: {field: value}}; see config/catalogue.py.
@@ -78,7 +84,10 @@ DEFAULTS = {
     "rabbitmq_memory_high_watermark": 0.4,
     # "quorum" (current RabbitMQ practice) or "mirrored" (the article's ha-mode all policy).
     "rabbitmq_queue_type": "quorum",
-    "rabbitmq_user": "openstack",
+    "rabbitmq_user": "openstack",  # the OpenStack services' account: its vhost only, no tag
+    # The management API's administrator (tag administrator, no vhost permission); its
+    # password is the secret rabbitmq_admin_password.
+    "rabbitmq_admin_user": "admin",
     "rabbitmq_vhost": "openstack",
     # --- memcached ---
     "memcached_port": 11211,

@@ -73,6 +73,8 @@ FILES = (
     ("rabbitmq", "rabbitmq/rabbitmq.conf.j2", "/etc/rabbitmq/rabbitmq.conf", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/enabled_plugins.j2", "/etc/rabbitmq/enabled_plugins", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/erlang.cookie.j2", ERLANG_COOKIE, "0400", "rabbitmq", "rabbitmq", True),
+    # The VIP's certificate and key (haproxy_tls only), before the haproxy.cfg whose check reads it.
+    ("haproxy", "haproxy/tls.pem.j2", "{haproxy_tls_pem_path}", "0640", "root", "haproxy", True),
     ("haproxy", "haproxy/haproxy.cfg.j2", HAPROXY_CFG, "0640", "root", "haproxy", True),
     ("haproxy", "haproxy/haproxy.service.conf.j2", HAPROXY_UNIT_DROPIN, "0644", "root", "root", False),
     # Installed where keepalived.conf says it is: the path is the site's keepalived_check_script.
@@ -85,8 +87,11 @@ FILES = (
 )
 
 
-def wanted(component: str, site: Site) -> bool:
-    """Whether a site gets a component's files: the HTTP check only with httpchk."""
+def wanted(component: str, site: Site, template: str = "") -> bool:
+    """Whether a site gets a file (of a component): the HTTP check only with httpchk, the
+    certificate only with haproxy_tls."""
+    if template == "haproxy/tls.pem.j2":
+        return site.data["haproxy_tls"]
     return component != "dbcheck" or site.data["mariadb_check_method"] == "httpchk"
 
 
@@ -117,5 +122,5 @@ def managed_files(site: Site, name: str, secrets: dict[str, str], component: str
     return [
         ManagedFile(comp, path.format(**site.data), render_template(tpl, site, name, secrets), mode, user, group, secret)
         for comp, tpl, path, mode, user, group, secret in FILES
-        if component in (None, comp) and wanted(comp, site)
+        if component in (None, comp) and wanted(comp, site, tpl)
     ]

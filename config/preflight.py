@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
+from config.files import DBCHECK, SST_ACCOUNT
 from config.schema import CONTROL, HOST, HOST_NAME, SECRET, SERVICE, SITE, problems
-from config.secrets import SECRETS, SecretsError, env_name, load_secrets, secrets_path
+from config.secrets import NEEDED_WHEN, SECRETS, SecretsError, env_name, load_secrets, needed, secrets_path
 from config.site import GROUP, merged_data, service_overrides
 
 # Ports a controller opens that no site key sets: (port, owner, on every address too).
@@ -169,14 +170,17 @@ def check(
     elif n % 2 == 0:
         warn(G, "controllers", f"{n} Galera/RabbitMQ members: an even split leaves no majority", "use an odd number of controllers")
 
+    _check_accounts(data, bad, err)
+
     # Listeners: each entry's fields by the schema, then the catalogue merged.
     services = _check_services(data, err, warn) if "services" not in bad else []
     by_port: dict[int, str] = {}
     for svc in services:
-        if svc.port in by_port:
-            err(G, f"services.{svc.name}.port", f"port {svc.port} is also the port of {by_port[svc.port]}", "give one of them another port, or disable one")
-        else:
-            by_port[svc.port] = svc.name
+        for field, port in vip_ports(svc, data):
+            if port in by_port:
+                err(G, f"services.{svc.name}.{field}", f"port {port} is also the port of {by_port[port]}", "give one of them another port, or disable one")
+            else:
+                by_port[port] = svc.name
 
     # Database health check: method and port must agree.
     method, cport, dbport = data["mariadb_check_method"], data["mariadb_check_port"], data["mariadb_port"]
@@ -198,17 +202,44 @@ def check(
             err(G, "secrets_file", str(exc), "fix the file: a JSON object of secret name to value")
             secrets = {}
     where = "the environment" if path is None else f"{path}{'' if path.exists() else ' (absent)'}"
-    for name in SECRETS:
+    for name in (n for n in SECRETS if needed(n, data)):
         value = secrets.get(name)
         if not value:
-            (err if secrets_required else warn)(G, name, f"secret missing (looked in {where} and ${env_name(name)})", f"add {name} to the secrets file or set {env_name(name)}")
+            fix = f"add {name} to the secrets file or set {env_name(name)}"
+            if name in NEEDED_WHEN:
+                fix += f", or set {NEEDED_WHEN[name]}: False"
+            (err if secrets_required else warn)(G, name, f"secret missing (looked in {where} and ${env_name(name)})", fix)
         elif name == "vrrp_auth_pass" and len(value) > 8:
             err(G, name, f"{len(value)} characters: keepalived silently uses only the first 8", "use a VRRP password of at most 8 characters")
-        elif SECRET[name].kind.why(value) is not None:
-            what = "holds a control character" if CONTROL.search(value) else f"is not {SECRET[name].expect}"
+        elif (reason := SECRET[name].kind.why(value)) is not None:
+            # only the PEM's own reasons never show the value; the others' are written here
+            what = reason if name == "haproxy_tls_pem" else "holds a control character" if CONTROL.search(value) else f"is not {SECRET[name].expect}"
             err(G, name, f"the secret {what} ({len(value)} characters; value not shown)", f"choose a {name} of {SECRET[name].expect}")
 
     return Report(out)
+
+
+def _check_accounts(data: dict, bad: set, err) -> None:
+    """Accounts of different privileges never share a name: the deploy makes each right by
+    name, so one would take the other's privileges, or be dropped as the other's wider copy."""
+    G = GROUP
+    taken = {SST_ACCOUNT: "mariabackup's account", DBCHECK["account"]: "the Galera check's account",
+             "root": "MariaDB's root", "mysql": "MariaDB's system account", "mariadb.sys": "MariaDB's system account"}
+    for key in ("mariadb_admin_user", "mariadb_check_user"):
+        if key not in bad and data[key] in taken:
+            err(G, key, f"{data[key]!r} is {taken[data[key]]}", f"give {key} another name")
+        elif key not in bad:
+            taken[data[key]] = f"also {key}"
+    admin, user = data["rabbitmq_admin_user"], data["rabbitmq_user"]
+    if not {"rabbitmq_admin_user", "rabbitmq_user"} & bad and admin in (user, "guest"):
+        what = "the OpenStack services' account (rabbitmq_user)" if admin == user else "RabbitMQ's default account, which the deploy deletes"
+        err(G, "rabbitmq_admin_user", f"{admin!r} is {what}", "give the management administrator its own name, e.g. \"admin\"")
+
+
+def vip_ports(svc, data: dict) -> list[tuple[str, int]]:
+    """The (field, port) pairs a listener binds on the VIP: its port, and its https_port with TLS."""
+    tls = data["haproxy_tls"] and svc.tls and svc.mode == "http" and svc.https_port
+    return [("port", svc.port)] + ([("https_port", svc.https_port)] if tls else [])
 
 
 def _outside(ip, network) -> str | None:
@@ -267,8 +298,9 @@ def _check_ports(data: dict, site_keys, services: list, err) -> None:
         taken.setdefault(port, owner)
     everywhere = {port: owner for port, owner, _, wild in owners if wild}
     for svc in services:
-        if svc.port in everywhere:
-            err(G, f"services.{svc.name}.port", f"port {svc.port} is {everywhere[svc.port]}'s on every address, the VIP too", "give the listener another port")
+        for field, port in vip_ports(svc, data):
+            if port in everywhere:
+                err(G, f"services.{svc.name}.{field}", f"port {port} is {everywhere[port]}'s on every address, the VIP too", "give the listener another port")
 
 
 def _close(key: str, known, cutoff: float = 0.6) -> str:

@@ -247,6 +247,8 @@ SITE: dict[str, Rule] = {
     "haproxy_check_inter": Rule(HAPROXY_TIME, "time between HAProxy's health checks of a server (ms, or with a unit)"),
     "haproxy_check_rise": Rule(COUNT, "passed checks before a server is UP"),
     "haproxy_check_fall": Rule(COUNT, "failed checks before a server is DOWN"),
+    "haproxy_tls": Rule(boolean(), "TLS on the VIP for the HTTP APIs; False serves them in clear text"),
+    "haproxy_tls_pem_path": Rule(PATH, "where each controller keeps the PEM bundle (secret haproxy_tls_pem) HAProxy reads"),
     "haproxy_legacy_services": Rule(boolean(), "keep the article's keystone_admin 35357 and glance_registry 9191"),
     "services": Rule(mapping(SERVICE_NAME, Kind("a dict of fields", lambda v: None if type(v) is dict else f"{show(v)} is not a dict of fields"),
                              "{service: {field: value}}"),
@@ -271,6 +273,7 @@ SITE: dict[str, Rule] = {
         "memory alarm threshold: a fraction of RAM, or an absolute size"),
     "rabbitmq_queue_type": Rule(choice("quorum", "mirrored"), "quorum queues, or the article's ha-all policy"),
     "rabbitmq_user": Rule(ACCOUNT, "the RabbitMQ account of the OpenStack services"),
+    "rabbitmq_admin_user": Rule(ACCOUNT, "the RabbitMQ management administrator (not the services' account, not guest)"),
     "rabbitmq_vhost": Rule(NAME, "the RabbitMQ vhost of the OpenStack services"),
     "memcached_port": Rule(PORT, "memcached's port on the node address"),
     "memcached_memory_mb": Rule(integer(1, 1_048_576, " MB"), "memcached's cache size"),
@@ -303,6 +306,8 @@ SERVICE: dict[str, Rule] = {
     "active_backup": Rule(boolean(), "one writer: the first controller takes all, the others are backup"),
     "forwardfor": Rule(boolean(), "under the defaults section with option forwardfor"),
     "legacy": Rule(boolean(), "dropped when haproxy_legacy_services is False"),
+    "tls": Rule(boolean(), "with haproxy_tls, TLS on the VIP (mode http only)"),
+    "https_port": Rule(optional(PORT), "with haproxy_tls, the TLS port; `port` then only redirects to https"),
     "enabled": Rule(boolean(), "False drops the listener"),
     "description": Rule(text(r"[^\x00-\x1f]*", "one line of text"), "why the entry exists (not rendered)"),
 }
@@ -310,6 +315,20 @@ SERVICE: dict[str, Rule] = {
 # --- secrets: where each lands decides what it can carry ----------------------------------------
 
 PRINTABLE = r"[ -~]"  # printable ASCII, space included
+
+
+def pem_bundle() -> Kind:
+    """A PEM bundle: a certificate and a private key, lines of printable ASCII (never shown)."""
+    def why(v):
+        if type(v) is not str:
+            return "is not a string"
+        if CONTROL.search(v.replace("\n", "")) or not v.isascii():
+            return "holds a character that is neither printable ASCII nor a newline"
+        if "-----BEGIN CERTIFICATE-----" not in v or not re.search(r"-----BEGIN [A-Z ]*PRIVATE KEY-----", v):
+            return "lacks a CERTIFICATE or a PRIVATE KEY block"
+        return None
+
+    return Kind("a PEM bundle: the certificate (chain) and its private key, e.g. cat site.crt site.key", why)
 SECRET: dict[str, Rule] = {
     # keepalived.conf: a bare word; keepalived ends a word at whitespace, reads quotes, '#',
     # '!' (comments) and '$' (its parameters) itself; VRRP PASS carries 8 bytes.
@@ -323,6 +342,9 @@ SECRET: dict[str, Rule] = {
     "mariadb_sst_password": Rule(text(PRINTABLE + "{1,256}", "1-256 printable ASCII characters"), "mariabackup's state-transfer account"),
     # rabbitmqctl reads it from stdin, one line.
     "rabbitmq_password": Rule(text(r"[^\x00-\x1f\x7f]{1,256}", "1-256 characters, no control character"), "RabbitMQ account of the OpenStack services"),
+    "rabbitmq_admin_password": Rule(text(r"[^\x00-\x1f\x7f]{1,256}", "1-256 characters, no control character"), "RabbitMQ management administrator"),
+    # A file of its own (haproxy_tls_pem_path): PEM blocks, lines of printable ASCII.
+    "haproxy_tls_pem": Rule(pem_bundle(), "the VIP's certificate chain and private key"),
     # Erlang's auth module accepts printable ASCII; whitespace is trimmed: none at all here.
     "rabbitmq_erlang_cookie": Rule(text(r"[!-~]{20,255}", "20-255 printable ASCII characters without spaces"), "Erlang cookie shared by the RabbitMQ nodes"),
 }

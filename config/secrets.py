@@ -24,8 +24,17 @@ SECRETS = {
     "mariadb_admin_password": "MariaDB admin account",
     "mariadb_sst_password": "MariaDB account used by mariabackup state transfers",
     "rabbitmq_password": "RabbitMQ account used by the OpenStack services",
+    "rabbitmq_admin_password": "RabbitMQ management administrator (rabbitmq_admin_user)",
     "rabbitmq_erlang_cookie": "Erlang cookie shared by the RabbitMQ nodes",
+    "haproxy_tls_pem": "the VIP's TLS certificate chain and private key, PEM (haproxy_tls only)",
 }
+# Secrets a site needs only when a site key is true: {secret: site key}.
+NEEDED_WHEN = {"haproxy_tls_pem": "haproxy_tls"}
+
+
+def needed(name: str, data: dict) -> bool:
+    """Whether a site with these data (defaults applied) needs secret `name`."""
+    return name not in NEEDED_WHEN or bool(data.get(NEEDED_WHEN[name]))
 
 
 def placeholder(name: str) -> str:
@@ -70,6 +79,9 @@ def load_secrets(secrets_file: str | None, environ=os.environ) -> dict[str, str]
     for name in SECRETS:
         if environ.get(env_name(name)):
             values[name] = environ[env_name(name)]
+    if values.get("haproxy_tls_pem"):
+        # A file of its own, as given (`$(cat site.pem)` drops the final newline): one final newline.
+        values["haproxy_tls_pem"] = values["haproxy_tls_pem"].strip() + "\n"
     return values
 
 

@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config.catalogue import PORT_KEYS, Service, merge_catalogue
+from config.catalogue import PORT_KEYS, SET_XFP_IF_SSL, TO_HTTPS, Service, merge_catalogue
 from config.defaults import DEFAULTS
 
 # Nested site data merged key by key with its defaults (config.schema checks each item).
@@ -36,7 +36,7 @@ class Listener:
     """One rendered HAProxy `listen` section."""
 
     name: str
-    bind: str
+    bind: str  # on the VIP; with TLS `... ssl crt PEM`
     mode: str
     balance: str | None
     forwardfor: bool
@@ -44,6 +44,7 @@ class Listener:
     timeouts: tuple[tuple[str, str], ...]
     http_request: tuple[str, ...]
     servers: tuple[str, ...]
+    redirect_bind: str | None = None  # the plain port that only redirects to https (TLS only)
 
 
 @dataclass
@@ -95,17 +96,33 @@ class Site:
                 line += " on-marked-up shutdown-backup-sessions" if i == 0 else " backup"
                 line += " on-marked-down shutdown-sessions"
             servers.append(line)
+        bind, redirect_bind, http_request = self._front(svc)
         return Listener(
             name=svc.name,
-            bind=f"{d['vip']}:{svc.port}",
+            bind=bind,
             mode=svc.mode,
             balance=svc.balance,
             forwardfor=svc.forwardfor,
             options=tuple(options),
             timeouts=svc.timeouts,
-            http_request=svc.http_request,
+            http_request=http_request,
             servers=tuple(servers),
+            redirect_bind=redirect_bind,
         )
+
+    def _front(self, svc: Service) -> tuple[str, str | None, tuple[str, ...]]:
+        """A listener's bind on the VIP, its redirect-only bind and its http-request rules.
+        With haproxy_tls an HTTP listener takes TLS (`ssl crt`) and tells its servers so
+        (X-Forwarded-Proto https, after the article's rules); one with an https_port takes TLS
+        there and redirects its plain port to https. Without TLS: the catalogue's, unchanged."""
+        d = self.data
+        if not (d["haproxy_tls"] and svc.tls and svc.mode == "http"):
+            return f"{d['vip']}:{svc.port}", None, svc.http_request
+        rules = svc.http_request + ((SET_XFP_IF_SSL,) if svc.http_request[-1:] != (SET_XFP_IF_SSL,) else ())
+        tls = f"ssl crt {d['haproxy_tls_pem_path']}"
+        if svc.https_port:
+            return f"{d['vip']}:{svc.https_port} {tls}", f"{d['vip']}:{svc.port}", (TO_HTTPS, *rules)
+        return f"{d['vip']}:{svc.port} {tls}", None, rules
 
     # Strings the OpenStack services put in their own configs (secrets as placeholders).
     def client_strings(self, secrets: dict[str, str]) -> dict[str, str]:

@@ -10,6 +10,9 @@ UNITS = ("memcached", "mariadb", "rabbitmq-server", "haproxy", "keepalived", "ga
 # A config written whose restart or reload has not happened yet (a run interrupted in between)
 # leaves a marker here; the next run applies it.
 PENDING_DIR = "/var/lib/openstack-ha/pending"
+# Secrets handed to a command (operations.steps.secret_input): 0700, each file 0600, removed
+# by the command that reads it.
+SECRET_DIR = "/var/lib/openstack-ha/private"
 
 
 class FileStates(FactBase):

@@ -10,12 +10,12 @@ database writes moved off the writer first.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
 import shlex
 
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand, deploy, operation
-from pyinfra.api.hiddenvalue import HiddenValue
+from pyinfra.api import StringCommand, deploy, operation
 
 from config.files import GALERA_CNF, SST_ACCOUNT
 from facts.galera import GaleraNode, MysqlAccounts, sans_members, serving_check
@@ -27,7 +27,7 @@ from operations.before import facts_of_all_controllers, planned_fact
 from operations.galera_plan import (
     REPAIR_SWITCH, GaleraStateError, Plan, bootstrap_command, plan, restart_order, restarts,
 )
-from operations.steps import install_files, packages
+from operations.steps import consume, install_files, packages, secret_input
 from facts.keepalived import VipHolder
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
@@ -104,14 +104,26 @@ def account_statements(existing: dict, data: dict, addresses: list[str], passwor
             option = " WITH GRANT OPTION" if grant_option else ""
             sql.append(f"GRANT {privileges} TO {_q(user)}@{_q(hostpart)}{option}")
 
-    # HAProxy's health check: no privileges, from the controllers only.
-    for addr in addresses:
-        account(data["mariadb_check_user"], addr, None, "")
-    import ipaddress
+    def drop_others(user, keep, formerly):
+        """Every other account of `user` dropped (an older, wider host part); when the accounts
+        were not read, those earlier deploys made (`formerly`)."""
+        found = [k.partition("@")[2] for k in sorted(users) if k.partition("@")[0] == user] if users is not None else formerly
+        sql.extend(f"DROP USER IF EXISTS {_q(user)}@{_q(h)}" for h in found if h not in keep)
 
-    net = ipaddress.ip_network(data["internal_network"], strict=False)
-    for hostpart in ("localhost", f"{net.network_address}/{net.netmask}"):
+    # HAProxy's mysql-check: no password, no privileges, from the controllers only. With the
+    # HTTP check it is not needed: a passwordless account any client of the VIP reaches (HAProxy
+    # connects from a controller's address) is dropped.
+    check_hosts = addresses if data["mariadb_check_method"] == "mysql-check" else []
+    for addr in check_hosts:
+        account(data["mariadb_check_user"], addr, None, "")
+    drop_others(data["mariadb_check_user"], check_hosts, addresses)
+    # The admin account: from this host (the unix socket) and the controllers (HAProxy on the
+    # VIP connects from them) only; an older account of the whole network is dropped.
+    admin_hosts = ["localhost", *addresses]
+    for hostpart in admin_hosts:
         account(data["mariadb_admin_user"], hostpart, passwords["mariadb_admin_password"], "ALL PRIVILEGES ON *.*", grant_option=True)
+    net = ipaddress.ip_network(data["internal_network"], strict=False)
+    drop_others(data["mariadb_admin_user"], admin_hosts, [f"{net.network_address}/{net.netmask}"])
     if data["galera_sst_method"] == "mariabackup":
         account(SST_ACCOUNT, "localhost", passwords["mariadb_sst_password"], "RELOAD, PROCESS, LOCK TABLES, BINLOG MONITOR ON *.*")
     if users is None or any(k.startswith("@") for k in users):
@@ -125,9 +137,10 @@ def account_statements(existing: dict, data: dict, addresses: list[str], passwor
 @operation()
 def accounts(run: bool = True):
     """
-    HAProxy's check account, the admin account and the state-transfer account; no anonymous
-    accounts, no test database. Passwords are compared as hashes computed here and sent on
-    stdin, masked in every log.
+    HAProxy's check account (mysql-check only), the admin account (localhost and the
+    controllers) and the state-transfer account; no wider, anonymous or unused accounts, no test
+    database. Passwords are compared as hashes computed here; the SQL reaches mysql on stdin
+    from a 0600 file, never on a command line or in a log.
 
     + run: False makes it a no-op (called on every host, it acts on one)
     """
@@ -141,13 +154,14 @@ def accounts(run: bool = True):
         {n: secret_value(n) for n in ("mariadb_admin_password", "mariadb_sst_password")},
     )
     if statements:
-        script = ";\n".join(statements) + ";\n"
+        # The SQL carries password hashes (a mysql_native_password hash logs in as well as the
+        # password): in a 0600 file on mysql's stdin, never on a command line.
+        upload, path = secret_input("accounts.sql", ";\n".join(statements) + ";\n")
+        yield from upload
         # mysql echoes a failing statement: keep only its error line, cut before the statement text.
-        yield StringCommand(
-            "printf '%s'", QuoteString(HiddenValue(script, "<account SQL>")),
-            f"| {{ err=$(mktemp); timeout 30 mysql 2>$err || {{ echo '{host.name}: creating the database accounts failed:' >&2; "
-            "grep ERROR $err | sed 's/ near .*//' >&2; rm -f $err; exit 1; }; rm -f $err; }",
-        )
+        yield consume(
+            f"( err=$(mktemp); timeout 30 mysql 2>$err || {{ echo '{host.name}: creating the database accounts "
+            "failed:' >&2; grep ERROR $err | sed 's/ near .*//' >&2; rm -f $err; exit 1; }; rm -f $err )", path)
 
 
 # --- the deploy --------------------------------------------------------------------------

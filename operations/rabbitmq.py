@@ -8,8 +8,7 @@ import re
 import shlex
 
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand, deploy, operation
-from pyinfra.api.hiddenvalue import HiddenValue
+from pyinfra.api import deploy, operation
 from pyinfra.facts.files import Sha1File
 
 from config.files import ERLANG_COOKIE
@@ -18,7 +17,7 @@ from operations.common import (
     announce, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
 from operations.before import facts_of_all_controllers, planned_fact
-from operations.steps import clear_pending, install_files, mark_pending, packages, service
+from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service
 
 COOKIE = ERLANG_COOKIE
 NODE_NAME = re.compile(r"rabbit@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
@@ -75,32 +74,51 @@ def stuck(states: dict) -> list[str]:
     return sorted(n for n, st in states.items() if st and st.get("running") and not st.get("broker"))
 
 
-def definition_commands(defs: dict, data: dict, password: str) -> list:
-    """rabbitmqctl commands that make user, vhost, permissions and policy right; none when
+def tags_of(user: dict) -> set[str]:
+    """A user's tags as export_definitions writes them: a list, or one comma-separated string."""
+    tags = user.get("tags") or []
+    return set(tags.split(",") if isinstance(tags, str) else tags) - {""}
+
+
+def account_commands(name: str, secret: str, password: str, tags: str, users: dict, known: bool) -> list:
+    """rabbitmqctl commands that make one account right: it exists with its password (read on
+    stdin from a 0600 file, never on a command line) and exactly `tags`. Pure."""
+    q = shlex.quote(name)
+    upload, path = secret_input(secret, password)
+    cmds = []
+    if not known or name not in users:
+        has_user = f"{CTL} list_users --silent | cut -f1 | grep -qxF -- {q}"
+        cmds += [*upload, consume(f"if {has_user}; then {CTL} change_password {q}; else {CTL} add_user {q}; fi", path)]
+    elif not password_matches(password, users[name].get("password_hash", "")):
+        cmds += [*upload, consume(f"{CTL} change_password {q}", path)]
+    if not known or tags_of(users.get(name, {})) != set(tags.split()):
+        cmds.append(f"{CTL} set_user_tags {q}{' ' + tags if tags else ''}")
+    return cmds
+
+
+def definition_commands(defs: dict, data: dict, passwords: dict) -> list:
+    """rabbitmqctl commands that make users, vhost, permissions and policy right; none when
     they already are. `defs` is {} when RabbitMQ was not running before the run (a fresh
-    node): then every command is emitted in a form that is safe to repeat. Pure."""
-    user, vhost = data["rabbitmq_user"], data["rabbitmq_vhost"]
+    node): then every command is emitted in a form that is safe to repeat. Pure.
+
+    Least privilege: the OpenStack services' user has every permission on its vhost and no
+    tag (no management API, no other vhost); the management administrator
+    (rabbitmq_admin_user) has the administrator tag and no vhost permission at all."""
+    user, vhost, admin = data["rabbitmq_user"], data["rabbitmq_vhost"], data["rabbitmq_admin_user"]
     qu, qv = shlex.quote(user), shlex.quote(vhost)
-    # `list_* --silent` prints one name per line (first column): compared exactly, never as a regex
-    has_user = f"{CTL} list_users --silent | cut -f1 | grep -qxF -- {qu}"
     known = not defs.get("error")
     users = {u["name"]: u for u in defs.get("users", [])}
-    pw = QuoteString(HiddenValue(password, "<rabbitmq_password>"))
     cmds = []
     if not known or vhost not in {v["name"] for v in defs.get("vhosts", [])}:
         cmds.append(f"{CTL} list_vhosts --silent | grep -qxF -- {qv} || {CTL} add_vhost {qv}")
-    if not known or user not in users:
-        cmds.append(StringCommand(
-            f"if {has_user}; then printf '%s'", pw, f"| {CTL} change_password {qu};",
-            "else printf '%s'", pw, f"| {CTL} add_user {qu}; fi",
-        ))
-    elif not password_matches(password, users[user].get("password_hash", "")):
-        cmds.append(StringCommand("printf '%s'", pw, f"| {CTL} change_password {qu}"))
-    if not known or "administrator" not in str(users.get(user, {}).get("tags")):
-        cmds.append(f"{CTL} set_user_tags {qu} administrator")
+    cmds += account_commands(user, "rabbitmq_password", passwords["rabbitmq_password"], "", users, known)
+    cmds += account_commands(admin, "rabbitmq_admin_password", passwords["rabbitmq_admin_password"], "administrator", users, known)
     perms = [p for p in defs.get("permissions", []) if p.get("user") == user and p.get("vhost") == vhost]
     if not perms or (perms[0]["configure"], perms[0]["write"], perms[0]["read"]) != (".*", ".*", ".*"):
         cmds.append(f"{CTL} set_permissions -p {qv} {qu} '.*' '.*' '.*'")
+    for p in defs.get("permissions", []):
+        if p.get("user") == admin:
+            cmds.append(f"{CTL} clear_permissions -p {shlex.quote(p['vhost'])} {shlex.quote(admin)}")
     if not known or "guest" in users:
         cmds.append(f"{CTL} list_users --silent | cut -f1 | grep -qxF guest && {CTL} delete_user guest || true")
     policies = {p["name"] for p in defs.get("policies", []) if p.get("vhost") == vhost}
@@ -114,13 +132,15 @@ def definition_commands(defs: dict, data: dict, password: str) -> list:
 
 @operation()
 def definitions(run: bool = True):
-    """The OpenStack user and vhost (password from the secrets, on stdin), no guest user,
-    and the article's mirrored-queue policy when rabbitmq_queue_type is "mirrored".
+    """The OpenStack user and vhost, the management administrator (passwords from the secrets,
+    on stdin), no guest user, and the article's mirrored-queue policy when
+    rabbitmq_queue_type is "mirrored".
 
     + run: False makes it a no-op (called on every host, it acts on one)
     """
     if run:
-        yield from definition_commands(planned_fact(RabbitmqDefinitions), site().data, secret_value("rabbitmq_password"))
+        passwords = {n: secret_value(n) for n in ("rabbitmq_password", "rabbitmq_admin_password")}
+        yield from definition_commands(planned_fact(RabbitmqDefinitions), site().data, passwords)
 
 
 @deploy("RabbitMQ")

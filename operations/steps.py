@@ -1,6 +1,7 @@
-"""The operations every component uses: its managed files (diffed with secrets masked,
-validated before they replace the old), packages, services, and the pending markers that
-carry a restart or reload a run wrote the config for but did not do to the next run."""
+"""The operations every component uses: its managed files (diffed with secrets masked, a
+file that holds a secret never shown; validated before they replace the old), secrets handed
+to a command through a 0600 file, packages, services, and the pending markers that carry a
+restart or reload a run wrote the config for but did not do to the next run."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 
-from facts.host import PENDING_DIR
+from facts.host import PENDING_DIR, SECRET_DIR
 from operations.before import file_state, planned_fact, unit_state
 from operations.common import APT_TIMEOUT, files_of, masked, shell, unit_log
 
@@ -37,14 +38,12 @@ def managed_file(path: str, component: str, validate: str | None = None):
     content = wanted.content
     remote = file_state(path)
 
-    if remote is None or remote["sha1"] != hashlib.sha1(content.encode()).hexdigest():
+    new_sha1 = hashlib.sha1(content.encode()).hexdigest()
+    if remote is None or remote["sha1"] != new_sha1:
         if state.config.DIFF and not state.is_executing:
-            current = host.get_fact(FileContents, path=path) if remote else None
-            before = [masked(line) + "\n" for line in (current or [])]
-            after = masked(content).splitlines(keepends=True)
             host.log(f"{'Will modify' if remote else 'Will create'} {path}", logger.info)
-            for line in difflib.unified_diff(before, after, f"{path} (on host)", f"{path} (new)"):
-                logger.info("  %s", line.rstrip("\n"))
+            for line in diff_lines(path, wanted, remote, new_sha1):
+                logger.info("  %s", line)
         target = f"{path}.pyinfra-new" if validate else path
         if wanted.secret:
             # An empty 0600 file first: the upload writes into it, never readable by others.
@@ -63,6 +62,33 @@ def managed_file(path: str, component: str, validate: str | None = None):
         yield StringCommand("chown", f"{wanted.user}:{wanted.group}", QuoteString(path))
     if int(remote["mode"], 8) != int(wanted.mode, 8):
         yield StringCommand("chmod", wanted.mode, QuoteString(path))
+
+
+def diff_lines(path: str, wanted, remote: dict | None, new_sha1: str) -> list[str]:
+    """What --diff shows of a file that changes: a unified diff with secrets masked; for a file
+    that holds a secret (ManagedFile.secret) only the SHA1s, its content never fetched from
+    the host (the SHA1 on the host is the FileStates fact's, read there)."""
+    if wanted.secret:
+        return [f"changed (content hidden): sha1 on the host {remote['sha1'] if remote else '(absent)'}, new {new_sha1}"]
+    current = host.get_fact(FileContents, path=path) if remote else None
+    before = [masked(line) + "\n" for line in (current or [])]
+    after = masked(wanted.content).splitlines(keepends=True)
+    return [line.rstrip("\n") for line in difflib.unified_diff(before, after, f"{path} (on host)", f"{path} (new)")]
+
+
+def secret_input(name: str, content: str) -> tuple[list, str]:
+    """Hand a secret to a command on the host without a command line (every command is an
+    argument of `sh -c`, visible in `ps` to every local user): the commands that put `content`
+    in a 0600 file of the root-only SECRET_DIR, uploaded over SFTP, and its path. The command
+    that reads it (on stdin: `< path`) removes it (see consume())."""
+    path = f"{SECRET_DIR}/{name}"
+    return [StringCommand(f"install -d -m 700 {SECRET_DIR} && install -m 600 /dev/null {path}"),
+            FileUploadCommand(io.StringIO(content), path)], path
+
+
+def consume(command: str, path: str) -> str:
+    """`command` with the secret file `path` on its stdin, the file removed whatever the outcome."""
+    return f"{command} < {path}; rc=$?; rm -f {path}; exit $rc"
 
 
 def install_files(component: str, validate: dict[str, str] | None = None):

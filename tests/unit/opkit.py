@@ -187,7 +187,9 @@ def deployed_definitions(site) -> dict:
     salt = b"salt"
     pw_hash = base64.b64encode(salt + hashlib.sha256(salt + FAKE_SECRETS["rabbitmq_password"].encode()).digest()).decode()
     policies = [{"name": "ha-all", "vhost": d["rabbitmq_vhost"]}] if d["rabbitmq_queue_type"] == "mirrored" else []
-    return {"users": [{"name": d["rabbitmq_user"], "password_hash": pw_hash, "tags": ["administrator"]}],
+    admin_hash = base64.b64encode(salt + hashlib.sha256(salt + FAKE_SECRETS["rabbitmq_admin_password"].encode()).digest()).decode()
+    return {"users": [{"name": d["rabbitmq_user"], "password_hash": pw_hash, "tags": []},
+                      {"name": d["rabbitmq_admin_user"], "password_hash": admin_hash, "tags": ["administrator"]}],
             "vhosts": [{"name": "/"}, {"name": d["rabbitmq_vhost"]}],
             "permissions": [{"user": d["rabbitmq_user"], "vhost": d["rabbitmq_vhost"], "configure": ".*", "write": ".*", "read": ".*"}],
             "policies": policies}

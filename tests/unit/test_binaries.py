@@ -128,7 +128,7 @@ def test_variant_legacy_services_off(tmp_path):
 def test_variant_site_service_added(tmp_path):
     out = render_variant(tmp_path, services={"octavia_api": {"port": 9876}})
     sec = node01_listeners(out)["octavia_api"]
-    assert sec.values("bind") == ["100.2.30.40:9876"]
+    assert sec.values("bind") == ["100.2.30.40:9876 ssl crt /etc/haproxy/openstack-ha.pem"]
     assert sec.values("server") == [
         f"node0{i} 100.2.30.4{i}:9876 check inter 2000 rise 2 fall 5" for i in (1, 2, 3)
     ]

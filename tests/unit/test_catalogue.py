@@ -75,7 +75,7 @@ def test_added_service_becomes_a_listener_on_every_controller():
     group["services"] = {"octavia_api": {"port": 9876, "backend_port": 19876}}
     site = build_site(hosts, group)
     listener = {l.name: l for l in site.listeners}["octavia_api"]
-    assert listener.bind == "100.2.30.40:9876"
+    assert listener.bind == "100.2.30.40:9876 ssl crt /etc/haproxy/openstack-ha.pem"  # an HTTP API: TLS by default
     assert listener.servers == tuple(
         f"server node0{i} 100.2.30.4{i}:19876 check inter 2000 rise 2 fall 5" for i in (1, 2, 3)
     )

@@ -66,6 +66,11 @@ def bind(name: str, part: int):
     return lambda files, site: listen(name)(files).values("bind")[0].rsplit(":", 1)[part]
 
 
+def crt(name: str):
+    """The certificate a listener's TLS bind names (`bind VIP:PORT ssl crt PATH`)."""
+    return lambda files, site: listen(name)(files).values("bind")[0].split(" ssl crt ", 1)[1]
+
+
 def client_string(key: str, pattern: str):
     """A value of the strings the OpenStack services are given (Site.client_strings)."""
     def read(files, site):
@@ -95,7 +100,8 @@ def sql_account(pattern: str):
 def rabbitmqctl(pattern: str):
     """A name in the rabbitmqctl commands the deploy runs on a fresh node (definition_commands)."""
     def read(files, site):
-        names = {m.group(1) for c in definition_commands({"error": "not read"}, site.data, "x") if (m := re.search(pattern, str(c)))}
+        names = {m.group(1) for c in definition_commands({"error": "not read"}, site.data,
+                                                                {"rabbitmq_password": "x", "rabbitmq_admin_password": "y"}) if (m := re.search(pattern, str(c)))}
         return names.pop() if len(names) == 1 else names
     return read
 
@@ -116,7 +122,7 @@ AGREEMENTS = [
     ("memcached_port", line_value(MEMCACHED_CONF, r"-p (\d+)"), client_string("memcached_servers", r":(\d+)")),
     ("vip", bind("mariadb", 0), line_value(KEEPALIVED_CONF, r"(\S+)/\d+ dev \S+")),
     ("vip_interface", line_value(KEEPALIVED_CONF, r"interface (\S+)"), line_value(KEEPALIVED_CONF, r"\S+/\d+ dev (\S+)")),
-    ("rabbitmq_user", client_string("transport_url", r"(?:rabbit://|,)([^:]+):"), rabbitmqctl(r"add_user (\S+);")),
+    ("rabbitmq_user", client_string("transport_url", r"(?:rabbit://|,)([^:]+):"), rabbitmqctl(r"set_permissions -p \S+ (\S+) ")),
     ("rabbitmq_vhost", client_string("transport_url", r"/([^/]+)$"), rabbitmqctl(r"add_vhost (\S+)$")),
 ]
 ONLY_WITH = {
@@ -124,6 +130,10 @@ ONLY_WITH = {
         # the file HAProxy's unit writes is the file keepalived tracks
         (None, line_value(KEEPALIVED_CONF, r'file "([^"]+)"'),
          line_value(HAPROXY_UNIT_DROPIN, r"ExecStopPost=.* echo 1 > (\S+)'")),
+    ],
+    ("haproxy_tls", True): [
+        # the certificate HAProxy reads is the one the deploy installs
+        ("haproxy_tls_pem_path", crt("keystone_internal"), installed_path("haproxy/tls.pem.j2")),
     ],
     ("galera_sst_method", "mariabackup"): [
         (None, line_value(GALERA_CNF, r'wsrep_sst_auth = "?([^:]+):.*'), sql_account(r"GRANT RELOAD, .* TO '([^']+)'@'localhost'")),
@@ -164,6 +174,8 @@ OVERRIDES = {
     "haproxy_check_rise": {"haproxy_check_rise": 3},
     "haproxy_check_fall": {"haproxy_check_fall": 4},
     "haproxy_legacy_services": {"haproxy_legacy_services": False},
+    "haproxy_tls": {"haproxy_tls": False},
+    "haproxy_tls_pem_path": {"haproxy_tls_pem_path": "/etc/ssl/private/vip.pem"},
     "services": {"services": {"octavia_api": {"port": 9876}}},
     "galera_cluster_name": {"galera_cluster_name": "cloud2"},
     "galera_sst_method": {"galera_sst_method": "rsync"},
@@ -181,6 +193,7 @@ OVERRIDES = {
     "rabbitmq_memory_high_watermark": {"rabbitmq_memory_high_watermark": 0.5},
     "rabbitmq_queue_type": {"rabbitmq_queue_type": "mirrored"},
     "rabbitmq_user": {"rabbitmq_user": "os2"},
+    "rabbitmq_admin_user": {"rabbitmq_admin_user": "mqadmin"},
     "rabbitmq_vhost": {"rabbitmq_vhost": "os2"},
     "memcached_port": {"memcached_port": 11212},
     "memcached_memory_mb": {"memcached_memory_mb": 128},
@@ -194,6 +207,7 @@ OVERRIDES = {
 NOT_IN_FILES = {
     "mariadb_admin_user": "only in the SQL the deploy runs (account_statements; test_operations)",
     "rabbitmq_queue_type": "only in rabbitmqctl commands (definition_commands; test_operations)",
+    "rabbitmq_admin_user": "only in rabbitmqctl commands (definition_commands; test_operations)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
 }
 # Keys the table cannot override: required (no default) or read from the secrets file.
@@ -212,7 +226,7 @@ def rendered(group_changes: dict):
         by_path = {f.path: f.content for f in files}
         by_path["{keepalived_check_script}"] = by_path.get(site["keepalived_check_script"], "")
         by_path["__client_strings__"] = site.client_strings(FAKE_SECRETS)  # printed by every deploy
-        rows = [row for row in FILES if wanted(row[0], site)]  # managed_files' order
+        rows = [row for row in FILES if wanted(row[0], site, row[1])]  # managed_files' order
         by_path["__templates__"] = {f.path: row[1] for f, row in zip(files, rows)}
         out[name] = by_path
     return site, out

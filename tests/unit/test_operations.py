@@ -5,9 +5,10 @@ import base64
 import hashlib
 
 import pytest
+from pyinfra.api import FileUploadCommand
 
 from facts.galera import GaleraNode
-from facts.host import FileStates, ServiceStates
+from facts.host import SECRET_DIR, FileStates, ServiceStates
 from facts.rabbitmq import RabbitmqCluster
 from operations.galera import account_statements, native_hash
 from operations.rabbitmq import definition_commands, password_matches, removed_members, seed_node, stuck
@@ -42,7 +43,7 @@ def test_galera_node_fact_parses_status_and_grastate():
 # --- Galera: accounts -----------------------------------------------------------------------
 
 DATA = {"mariadb_check_user": "haproxy", "internal_network": "10.77.0.0/24", "mariadb_admin_user": "admin",
-        "galera_sst_method": "mariabackup"}
+        "galera_sst_method": "mariabackup", "mariadb_check_method": "mysql-check"}
 PASSWORDS = {"mariadb_admin_password": "s3cret-admin", "mariadb_sst_password": "s3cret-sst"}
 ADDRS = ["10.77.0.11", "10.77.0.12", "10.77.0.13"]
 
@@ -57,18 +58,26 @@ def test_accounts_unknown_state_creates_everything_without_cleartext():
     text = "\n".join(sql)
     for addr in ADDRS:
         assert f"CREATE USER IF NOT EXISTS 'haproxy'@'{addr}'" in sql
-    assert "'admin'@'10.77.0.0/255.255.255.0'" in text and "'sst'@'localhost'" in text
+        assert f"GRANT ALL PRIVILEGES ON *.* TO 'admin'@'{addr}' WITH GRANT OPTION" in sql
+    assert "'sst'@'localhost'" in text
     assert "GRANT ALL PRIVILEGES ON *.* TO 'admin'@'localhost' WITH GRANT OPTION" in sql
+    # the whole network's admin account earlier deploys made is gone
+    assert "DROP USER IF EXISTS 'admin'@'10.77.0.0/255.255.255.0'" in sql
+    assert not any(s.startswith(("CREATE", "GRANT", "ALTER")) and "10.77.0.0" in s for s in sql)
     assert "DROP DATABASE IF EXISTS test" in sql
     assert "s3cret" not in text  # only hashes travel
     assert native_hash("s3cret-admin") in text
 
 
-def test_accounts_in_place_make_no_statement():
+def deployed_users():
     users = {f"haproxy@{a}": "" for a in ADDRS}
-    users |= {"admin@localhost": native_hash("s3cret-admin"),
-              "admin@10.77.0.0/255.255.255.0": native_hash("s3cret-admin"),
-              "sst@localhost": native_hash("s3cret-sst")}
+    users |= {f"admin@{h}": native_hash("s3cret-admin") for h in ("localhost", *ADDRS)}
+    users["sst@localhost"] = native_hash("s3cret-sst")
+    return users
+
+
+def test_accounts_in_place_make_no_statement():
+    users = deployed_users()
     assert account_statements({"error": None, "users": users, "test_db": False}, DATA, ADDRS, PASSWORDS) == []
     # a changed password, an anonymous account and a test database are put right
     users["sst@localhost"] = native_hash("old")
@@ -77,6 +86,26 @@ def test_accounts_in_place_make_no_statement():
     assert any(s.startswith("ALTER USER 'sst'@'localhost'") for s in sql)
     assert "DROP USER IF EXISTS ''@'localhost'" in sql and "DROP DATABASE IF EXISTS test" in sql
     assert not any("admin" in s for s in sql)
+
+
+def test_admin_only_from_localhost_and_the_controllers_wider_accounts_dropped():
+    users = deployed_users() | {"admin@10.77.0.0/255.255.255.0": native_hash("s3cret-admin"), "admin@%": "",
+                                "admin@10.77.0.14": native_hash("s3cret-admin"), "administrator@%": ""}
+    sql = account_statements({"error": None, "users": users, "test_db": False}, DATA, ADDRS, PASSWORDS)
+    assert sql == ["DROP USER IF EXISTS 'admin'@'%'", "DROP USER IF EXISTS 'admin'@'10.77.0.0/255.255.255.0'",
+                   "DROP USER IF EXISTS 'admin'@'10.77.0.14'"]  # not another user's, not a controller's
+
+
+def test_the_passwordless_check_account_exists_only_for_mysql_check():
+    httpchk = {**DATA, "mariadb_check_method": "httpchk"}
+    users = deployed_users()
+    sql = account_statements({"error": None, "users": users, "test_db": False}, httpchk, ADDRS, PASSWORDS)
+    assert sql == [f"DROP USER IF EXISTS 'haproxy'@'{a}'" for a in sorted(ADDRS)]
+    fresh = account_statements({"error": "not read"}, httpchk, ADDRS, PASSWORDS)
+    assert not any("CREATE USER IF NOT EXISTS 'haproxy'" in s for s in fresh)
+    assert all(f"DROP USER IF EXISTS 'haproxy'@'{a}'" in fresh for a in ADDRS)
+    gone = {k: v for k, v in users.items() if not k.startswith("haproxy@")}
+    assert account_statements({"error": None, "users": gone, "test_db": False}, httpchk, ADDRS, PASSWORDS) == []
 
 
 # --- RabbitMQ --------------------------------------------------------------------------------
@@ -101,25 +130,61 @@ def test_seed_is_the_first_clustered_node_else_the_first():
     assert seed_node(clustered, ORDER) == "node02"
 
 
+RPW = {"rabbitmq_password": "pw-123", "rabbitmq_admin_password": "adm-456"}
+RDATA = RDATA | {"rabbitmq_admin_user": "admin"}
+
+
+def commands(cmds) -> list[str]:
+    return [f"upload {c.dest}" if isinstance(c, FileUploadCommand) else str(c) for c in cmds]
+
+
 def test_definitions_unknown_state_are_safe_to_repeat_and_hide_the_password():
-    cmds = [str(c) for c in definition_commands({"error": "not read"}, RDATA, "pw-123")]
-    text = "\n".join(cmds)
+    cmds = definition_commands({"error": "not read"}, RDATA, RPW)
+    text = "\n".join(commands(cmds))
     assert "add_vhost openstack" in text and "set_permissions -p openstack openstack" in text
-    assert "delete_user guest" in text and "pw-123" not in text  # printed form is masked
-    assert "ha-all" not in text
+    assert "delete_user guest" in text and "ha-all" not in text
+    # the passwords reach rabbitmqctl on stdin from a 0600 file, never on a command line
+    assert "pw-123" not in text and "adm-456" not in text
+    uploads = {c.dest: c.src.getvalue() for c in cmds if isinstance(c, FileUploadCommand)}
+    assert uploads == {f"{SECRET_DIR}/rabbitmq_password": "pw-123", f"{SECRET_DIR}/rabbitmq_admin_password": "adm-456"}
+    assert f"add_user openstack; fi < {SECRET_DIR}/rabbitmq_password; rc=$?; rm -f {SECRET_DIR}/rabbitmq_password" in text
+    # least privilege: the services' user has no tag, the administrator no vhost permission
+    assert "timeout 60 rabbitmqctl set_user_tags openstack" in text.splitlines()
+    assert "timeout 60 rabbitmqctl set_user_tags admin administrator" in text.splitlines()
+    assert "set_permissions -p openstack admin" not in text
+
+
+DEFS = {
+    "users": [{"name": "openstack", "password_hash": rabbit_hash("pw-123"), "tags": []},
+              {"name": "admin", "password_hash": rabbit_hash("adm-456"), "tags": ["administrator"]}],
+    "vhosts": [{"name": "openstack"}],
+    "permissions": [{"user": "openstack", "vhost": "openstack", "configure": ".*", "write": ".*", "read": ".*"}],
+    "policies": [],
+}
 
 
 def test_definitions_in_place_make_no_command_and_mirrored_adds_the_policy():
-    defs = {
-        "users": [{"name": "openstack", "password_hash": rabbit_hash("pw-123"), "tags": ["administrator"]}],
-        "vhosts": [{"name": "openstack"}],
-        "permissions": [{"user": "openstack", "vhost": "openstack", "configure": ".*", "write": ".*", "read": ".*"}],
-        "policies": [],
-    }
-    assert definition_commands(defs, RDATA, "pw-123") == []
-    cmds = [str(c) for c in definition_commands(defs, RDATA | {"rabbitmq_queue_type": "mirrored"}, "pw-123")]
+    assert definition_commands(DEFS, RDATA, RPW) == []
+    cmds = commands(definition_commands(DEFS, RDATA | {"rabbitmq_queue_type": "mirrored"}, RPW))
     assert len(cmds) == 1 and "set_policy -p openstack --apply-to queues ha-all" in cmds[0]
-    assert any("change_password openstack" in str(c) for c in definition_commands(defs, RDATA, "new"))
+    changed = commands(definition_commands(DEFS, RDATA, {**RPW, "rabbitmq_admin_password": "new"}))
+    assert changed == [f"install -d -m 700 {SECRET_DIR} && install -m 600 /dev/null {SECRET_DIR}/rabbitmq_admin_password",
+                       f"upload {SECRET_DIR}/rabbitmq_admin_password",
+                       f"timeout 60 rabbitmqctl change_password admin < {SECRET_DIR}/rabbitmq_admin_password; rc=$?; "
+                       f"rm -f {SECRET_DIR}/rabbitmq_admin_password; exit $rc"]
+
+
+def test_the_services_user_loses_the_administrator_tag_the_administrator_any_permission():
+    before = {**DEFS, "users": [{**DEFS["users"][0], "tags": ["administrator"]}, DEFS["users"][1]],
+              "permissions": DEFS["permissions"] + [{"user": "admin", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}]}
+    assert commands(definition_commands(before, RDATA, RPW)) == [
+        "timeout 60 rabbitmqctl set_user_tags openstack", "timeout 60 rabbitmqctl clear_permissions -p / admin"]
+    # tags as older export_definitions write them: one comma-separated string
+    legacy = {**DEFS, "users": [{**DEFS["users"][0], "tags": ""}, {**DEFS["users"][1], "tags": "administrator"}]}
+    assert definition_commands(legacy, RDATA, RPW) == []
+    # a missing administrator is created with its tag
+    alone = {**DEFS, "users": DEFS["users"][:1]}
+    assert commands(definition_commands(alone, RDATA, RPW))[-1] == "timeout 60 rabbitmqctl set_user_tags admin administrator"
 
 
 def test_rabbitmq_cluster_fact_reads_the_recorded_cluster():
@@ -164,7 +229,7 @@ def test_command_builders_quote_every_value(bad):
     import shlex
 
     from operations.galera_plan import bootstrap_command
-    cmds = [str(c) for c in definition_commands({"error": "not read"}, RDATA | {"rabbitmq_user": bad, "rabbitmq_vhost": bad}, "pw")]
+    cmds = commands(definition_commands({"error": "not read"}, RDATA | {"rabbitmq_user": bad, "rabbitmq_vhost": bad}, RPW))
     cmds.append(bootstrap_command("node01", [bad], (None, None)))
     for cmd in cmds:  # every occurrence of the value is its quoted form
         assert bad not in cmd.replace(shlex.quote(bad), "")

@@ -307,8 +307,8 @@ def test_make_render_prod(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     for node in ("node01", "node02", "node03"):
-        assert f"{node}: 14 files under {out / node}" in proc.stdout
-        assert len([p for p in (out / node).rglob("*") if p.is_file()]) == 14
+        assert f"{node}: 15 files under {out / node}" in proc.stdout
+        assert len([p for p in (out / node).rglob("*") if p.is_file()]) == 15
     assert "bind 100.2.30.41:1984" in (out / "node01/etc/haproxy/haproxy.cfg").read_text()
 
 
@@ -329,3 +329,23 @@ def test_mariadb_port_on_another_listeners_port():
     # mariadb_port moves the mariadb listener too, so it can collide with an API's port.
     p = only(run(mariadb_port=5000), "error", G, "services.mariadb.port")
     assert "keystone_internal" in str(p)
+
+
+# --- accounts of different privileges never share a name -----------------------------------
+
+@pytest.mark.parametrize("changes,key,says", [
+    ({"rabbitmq_admin_user": "openstack"}, "rabbitmq_admin_user", "services' account"),
+    ({"rabbitmq_admin_user": "os", "rabbitmq_user": "os"}, "rabbitmq_admin_user", "services' account"),
+    ({"rabbitmq_admin_user": "guest"}, "rabbitmq_admin_user", "deletes"),
+    ({"mariadb_admin_user": "sst"}, "mariadb_admin_user", "mariabackup"),
+    ({"mariadb_admin_user": "clustercheck"}, "mariadb_admin_user", "Galera check"),
+    ({"mariadb_check_user": "root"}, "mariadb_check_user", "root"),
+    ({"mariadb_check_user": "admin"}, "mariadb_check_user", "also mariadb_admin_user"),
+])
+def test_accounts_of_different_privileges_never_share_a_name(changes, key, says):
+    p = only(run(**changes), "error", G, key)
+    assert says in p.message
+
+
+def test_distinct_account_names_pass():
+    assert not run(rabbitmq_admin_user="mqadmin", mariadb_admin_user="dba", mariadb_check_user="lb").errors

@@ -27,6 +27,7 @@ VIP = "100.2.30.40"
 NODES = {"node01": "100.2.30.41", "node02": "100.2.30.42", "node03": "100.2.30.43"}
 CHECK = "check inter 2000 rise 2 fall 5"
 DEL_IF_SSL = "http-request del-header X-Forwarded-Proto if { ssl_fc }"
+SET_IF_SSL = "http-request set-header X-Forwarded-Proto https if { ssl_fc }"
 
 # The article's listeners: name -> (port, http-request rules in order).
 ARTICLE_HTTP_LISTENERS = {
@@ -38,7 +39,7 @@ ARTICLE_HTTP_LISTENERS = {
     "nova_api": (8774, [DEL_IF_SSL]),
     "nova_metadata": (8775, [DEL_IF_SSL]),
     "placement_api": (8780, ["http-request del-header X-Forwarded-Proto"]),
-    "nova_novncproxy": (6080, [DEL_IF_SSL, "http-request set-header X-Forwarded-Proto https if { ssl_fc }"]),
+    "nova_novncproxy": (6080, [DEL_IF_SSL, SET_IF_SSL]),
     "neutron_server": (9696, []),
     "horizon": (80, [DEL_IF_SSL]),
     "cinder_api": (8776, [DEL_IF_SSL]),
@@ -67,12 +68,12 @@ def node01_cfg(prod_render):
     return parse_haproxy((prod_render / "node01" / "etc/haproxy/haproxy.cfg").read_text())
 
 
-def test_each_node_gets_its_fourteen_files(prod_render):
+def test_each_node_gets_its_fifteen_files(prod_render):
     for node in NODES:
         files = {str(p.relative_to(prod_render / node)) for p in (prod_render / node).rglob("*") if p.is_file()}
         assert files == NODE_FILES, node
     assert {p.name for p in prod_render.iterdir()} == set(NODES)
-    assert len(FILES) == 14
+    assert len(FILES) == 15
 
 
 def test_render_returns_the_written_paths(tmp_path):
@@ -110,9 +111,20 @@ def test_stats_listener_on_the_nodes_own_address_with_auth(prod_render):
 
 @pytest.mark.parametrize("name", sorted(ARTICLE_HTTP_LISTENERS))
 def test_article_http_listener(node01_cfg, name):
+    """The article's listener, with TLS on the VIP (haproxy_tls, the default; the article's
+    own, TLS off: test_tls.py): the same servers, rules and port, `ssl crt` on the bind, the
+    servers told the scheme; horizon takes TLS on 443 and redirects its port 80."""
     port, rules = ARTICLE_HTTP_LISTENERS[name]
     sec = listens(node01_cfg)[name]
-    assert sec.values("bind") == [f"{VIP}:{port}"]
+    tls = " ssl crt /etc/haproxy/openstack-ha.pem"
+    if name == "rabbitmq_management":  # an operator's tool, not an OpenStack API: as it was
+        assert sec.values("bind") == [f"{VIP}:{port}"]
+    elif name == "horizon":
+        assert sec.values("bind") == [f"{VIP}:443{tls}", f"{VIP}:80"]
+        rules = ["http-request redirect scheme https code 301 if !{ ssl_fc }", *rules, SET_IF_SSL]
+    else:
+        assert sec.values("bind") == [f"{VIP}:{port}{tls}"]
+        rules = rules if rules[-1:] == [SET_IF_SSL] else [*rules, SET_IF_SSL]
     assert [l for l in sec.lines if l.startswith("http-request ")] == rules
     fall = 2 if name == "horizon" else 5
     assert sec.values("server") == [
@@ -203,6 +215,7 @@ SECRET_SITES = {
     "etc/keepalived/keepalived.conf": {"vrrp_auth_pass"},
     "etc/mysql/mariadb.conf.d/99-openstack-galera.cnf": {"mariadb_sst_password"},
     "var/lib/rabbitmq/.erlang.cookie": {"rabbitmq_erlang_cookie"},
+    "etc/haproxy/openstack-ha.pem": {"haproxy_tls_pem"},
 }
 
 
@@ -241,7 +254,7 @@ def test_deploy_rendering_uses_values_and_mask_restores_placeholders(monkeypatch
     assert report.errors == []
     site = build_site(hosts, group)
     files = managed_files(site, "node01", secrets)
-    assert len(files) == 14
+    assert len(files) == 15
     by_path = {f.path.lstrip("/"): f for f in files}
     assert set(by_path) == NODE_FILES
     for rel, f in by_path.items():

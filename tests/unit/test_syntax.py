@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from unitkit import FAKE_SECRETS, netns, netns_sh, prod_data
+from unitkit import FAKE_SECRETS, netns, netns_sh, prod_data, throwaway_pem
 from config.files import managed_files
 from config.preflight import check
 from config.secrets import PLACEHOLDERS, mask
@@ -101,7 +101,8 @@ def test_stats_password_reads_back_through_a_real_haproxy(tmp_path):
     cases = []
     for i, password in enumerate(HOSTILE):
         sock = tmp_path / f"admin{i}.sock"
-        content, _ = rendered(tmp_path, HAPROXY, {"haproxy_stats_socket": str(sock)}, haproxy_stats_password=password)
+        content, _ = rendered(tmp_path, HAPROXY, {"haproxy_stats_socket": str(sock), "haproxy_tls_pem_path": str(throwaway_pem())},
+                              haproxy_stats_password=password)
         cfg = tmp_path / f"haproxy{i}.cfg"
         cfg.write_text(content)
         check_proc = subprocess.run(["haproxy", "-c", "-q", "-f", str(cfg)], capture_output=True, text=True, timeout=30)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,8 +33,9 @@ from config.site import load_inventory  # noqa: E402
 PROD = REPO / "inventories" / "prod.py"
 PY = sys.executable
 
-# The 14 files every controller gets (config/files.py FILES), relative to the host's root;
-# the last three are the Galera-aware database check (mariadb_check_method "httpchk", the default).
+# The 15 files every controller gets (config/files.py FILES), relative to the host's root;
+# the last three are the Galera-aware database check (mariadb_check_method "httpchk", the default),
+# openstack-ha.pem the VIP's certificate (haproxy_tls, the default).
 NODE_FILES = {
     "etc/sysctl.d/60-openstack-ha.conf",
     "etc/memcached.conf",
@@ -42,6 +44,7 @@ NODE_FILES = {
     "etc/rabbitmq/rabbitmq.conf",
     "etc/rabbitmq/enabled_plugins",
     "var/lib/rabbitmq/.erlang.cookie",
+    "etc/haproxy/openstack-ha.pem",
     "etc/haproxy/haproxy.cfg",
     "etc/systemd/system/haproxy.service.d/openstack-ha.conf",
     "etc/keepalived/check_alive.sh",
@@ -64,7 +67,11 @@ FAKE_SECRETS = {
     "mariadb_admin_password": "fake-admin-Kp27w",
     "mariadb_sst_password": "fake-sst-Hj55m",
     "rabbitmq_password": "fake-rabbit-Tt90c",
+    "rabbitmq_admin_password": "fake-rabbitadmin-Qw41d",
     "rabbitmq_erlang_cookie": "FAKECOOKIEWXYZ0123456789",
+    # not a usable certificate: haproxy_check() gives haproxy -c a real one (throwaway_pem())
+    "haproxy_tls_pem": "-----BEGIN CERTIFICATE-----\nZmFrZS1jZXJ0\n-----END CERTIFICATE-----\n"
+                       "-----BEGIN PRIVATE KEY-----\nZmFrZS1rZXk=\n-----END PRIVATE KEY-----\n",
 }
 assert set(FAKE_SECRETS) == set(SECRETS)
 
@@ -209,7 +216,30 @@ def governing_defaults(sections: list[Section], section: Section) -> Section:
 # --- the real binaries -----------------------------------------------------------------
 
 
+_PEM: list[Path] = []
+
+
+def throwaway_pem() -> Path:
+    """A throwaway self-signed certificate and its key in one PEM file (openssl), made once."""
+    if not _PEM:
+        directory = Path(tempfile.mkdtemp(prefix="ha-test-pem-"))
+        key, crt = directory / "key.pem", directory / "crt.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=vip.test",
+                        "-keyout", str(key), "-out", str(crt)], check=True, capture_output=True, timeout=60)
+        pem = directory / "site.pem"
+        pem.write_text(crt.read_text() + key.read_text())
+        _PEM.append(pem)
+    return _PEM[0]
+
+
 def haproxy_check(cfg: Path) -> subprocess.CompletedProcess:
+    """haproxy -c on a rendered config; the certificate it names (a path on the controllers)
+    replaced by a throwaway self-signed one: haproxy -c loads it."""
+    text = cfg.read_text()
+    if " ssl crt " in text:
+        checked = throwaway_pem().parent / f"checked-{os.getpid()}-{abs(hash(str(cfg)))}.cfg"  # not beside a render
+        checked.write_text(re.sub(r" ssl crt \S+", f" ssl crt {throwaway_pem()}", text))
+        cfg = checked
     return subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
 
 
