@@ -24,6 +24,9 @@ DEL_XFP = "del-header X-Forwarded-Proto"
 SET_XFP_IF_SSL = "set-header X-Forwarded-Proto https if { ssl_fc }"
 # A listener with an https_port, on its plain port.
 TO_HTTPS = "redirect scheme https code 301 if !{ ssl_fc }"
+# With haproxy_retry_on: a POST or PATCH is sent again only after a failed connection (it never
+# reached the application); the idempotent methods also after an empty response.
+NO_L7_RETRY = "disable-l7-retry if { method POST PATCH }"
 
 
 @dataclass(frozen=True)

@@ -45,6 +45,13 @@ DEFAULTS = {
         "server": "1m",
         "check": "10s",
     },
+    # Failover: a request whose connection to a server fails, or that gets no response at all,
+    # goes again to another server (retry-on, and option redispatch on every retry); POST and
+    # PATCH only after a failed connection (never sent twice to an application). A server whose
+    # connections fail is marked down from those errors (observe layer4), before its checks.
+    "haproxy_retry_on": "conn-failure empty-response",  # "": HAProxy's own (connection failures)
+    "haproxy_redispatch": 1,  # every Nth retry to another server; -1: the last (HAProxy's default)
+    "haproxy_error_limit": 2,  # consecutive connection errors that mark a server down; 0: off
     "haproxy_check_inter": 2000,
     "haproxy_check_rise": 2,
     "haproxy_check_fall": 5,
@@ -70,6 +77,11 @@ DEFAULTS = {
     "mariadb_check_method": "httpchk",
     "mariadb_check_port": 9200,
     "mariadb_check_user": "haproxy",  # the account mysql-check logs in as
+    # The database listener's checks: the writer's loss is seen within inter x fall (plus one
+    # check timeout), then its sessions are shut and the next server takes the writes.
+    "mariadb_check_inter": 1000,
+    "mariadb_check_fall": 2,
+    "mariadb_check_timeout": "1s",
     "mariadb_admin_user": "admin",
     "mariadb_max_connections": 4096,
     "mariadb_innodb_buffer_pool_size": "512M",

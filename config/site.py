@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config.catalogue import PORT_KEYS, SET_XFP_IF_SSL, TO_HTTPS, Service, merge_catalogue
+from config.catalogue import NO_L7_RETRY, PORT_KEYS, SET_XFP_IF_SSL, TO_HTTPS, Service, merge_catalogue
 from config.defaults import DEFAULTS
 
 # Nested site data merged key by key with its defaults (config.schema checks each item).
@@ -77,7 +77,11 @@ class Site:
         d = self.data
         options = list(svc.options)
         check = f"check inter {d['haproxy_check_inter']} rise {d['haproxy_check_rise']} fall {svc.fall or d['haproxy_check_fall']}"
+        timeouts = svc.timeouts
         if svc.name == "mariadb":
+            check = f"check inter {d['mariadb_check_inter']} rise {d['haproxy_check_rise']} fall {d['mariadb_check_fall']}"
+            if d["mariadb_check_timeout"] != d["haproxy_timeouts"].get("check"):
+                timeouts += (("check", d["mariadb_check_timeout"]),)
             if d["mariadb_check_method"] == "mysql-check":
                 options.append(f"mysql-check user {d['mariadb_check_user']} post-41")
             else:
@@ -95,8 +99,14 @@ class Site:
                 # the one server that takes new sessions, never two at once.
                 line += " on-marked-up shutdown-backup-sessions" if i == 0 else " backup"
                 line += " on-marked-down shutdown-sessions"
+            if d["haproxy_error_limit"]:
+                line += f" observe layer4 error-limit {d['haproxy_error_limit']} on-error mark-down"
             servers.append(line)
         bind, redirect_bind, http_request = self._front(svc)
+        if svc.mode == "http" and svc.forwardfor and d["haproxy_retry_on"]:
+            # first (after a redirect): the article's rules stay as they are, at the end
+            at = 1 if http_request[:1] == (f"{TO_HTTPS}",) else 0
+            http_request = http_request[:at] + (NO_L7_RETRY,) + http_request[at:]
         return Listener(
             name=svc.name,
             bind=bind,
@@ -104,7 +114,7 @@ class Site:
             balance=svc.balance,
             forwardfor=svc.forwardfor,
             options=tuple(options),
-            timeouts=svc.timeouts,
+            timeouts=timeouts,
             http_request=http_request,
             servers=tuple(servers),
             redirect_bind=redirect_bind,

@@ -125,12 +125,16 @@ def test_variant_legacy_services_off(tmp_path):
     assert_haproxy_ok(out / "node01" / CFG)
 
 
+# Failover (issue 12): connection errors mark a server down, on every server line.
+OBSERVE = " observe layer4 error-limit 2 on-error mark-down"
+
+
 def test_variant_site_service_added(tmp_path):
     out = render_variant(tmp_path, services={"octavia_api": {"port": 9876}})
     sec = node01_listeners(out)["octavia_api"]
     assert sec.values("bind") == ["100.2.30.40:9876 ssl crt /etc/haproxy/openstack-ha.pem"]
     assert sec.values("server") == [
-        f"node0{i} 100.2.30.4{i}:9876 check inter 2000 rise 2 fall 5" for i in (1, 2, 3)
+        f"node0{i} 100.2.30.4{i}:9876 check inter 2000 rise 2 fall 5{OBSERVE}" for i in (1, 2, 3)
     ]
     assert_haproxy_ok(out / "node01" / CFG)
 
@@ -153,8 +157,8 @@ def test_variant_four_controllers(tmp_path):
         db = listens(sections)["mariadb"].values("server")
         assert "backup" not in db[0].split() and "shutdown-backup-sessions" in db[0].split()
         assert all("backup" in s.split() for s in db[1:])
-        assert db[3] == ("node04 100.2.30.44:3306 check inter 2000 rise 2 fall 5 port 9200 backup "
-                         "on-marked-down shutdown-sessions")
+        assert db[3] == ("node04 100.2.30.44:3306 check inter 1000 rise 2 fall 2 port 9200 backup "
+                         f"on-marked-down shutdown-sessions{OBSERVE}")
         galera = (out / node / "etc/mysql/mariadb.conf.d/99-openstack-galera.cnf").read_text()
         assert "gcomm://100.2.30.41,100.2.30.42,100.2.30.43,100.2.30.44\n" in galera
         assert_haproxy_ok(out / node / CFG)
@@ -186,8 +190,8 @@ def test_variant_mariadb_httpchk(tmp_path):
     servers = sec.values("server")
     assert len(servers) == 3
     assert all(" port 9201" in s for s in servers)
-    assert servers[0] == ("node01 100.2.30.41:3306 check inter 2000 rise 2 fall 5 port 9201 "
-                          "on-marked-up shutdown-backup-sessions on-marked-down shutdown-sessions")
+    assert servers[0] == ("node01 100.2.30.41:3306 check inter 1000 rise 2 fall 2 port 9201 "
+                          f"on-marked-up shutdown-backup-sessions on-marked-down shutdown-sessions{OBSERVE}")
     unit = (out / "node02/etc/systemd/system/galera-clustercheck.service").read_text()
     assert "ExecStart=/usr/bin/python3 /usr/local/sbin/galera-clustercheck 100.2.30.42 9201\n" in unit
     assert "User=clustercheck\n" in unit
@@ -199,11 +203,11 @@ def test_variant_mariadb_mysql_check(tmp_path):
     out = render_variant(tmp_path, mariadb_check_method="mysql-check", mariadb_check_port=3306)
     sec = node01_listeners(out)["mariadb"]
     assert sec.values("option") == ["tcplog", "tcpka", "mysql-check user haproxy post-41"]
-    down = "on-marked-down shutdown-sessions"
+    down = f"on-marked-down shutdown-sessions{OBSERVE}"
     assert sec.values("server") == [
-        f"node01 100.2.30.41:3306 check inter 2000 rise 2 fall 5 on-marked-up shutdown-backup-sessions {down}",
-        f"node02 100.2.30.42:3306 check inter 2000 rise 2 fall 5 backup {down}",
-        f"node03 100.2.30.43:3306 check inter 2000 rise 2 fall 5 backup {down}",
+        f"node01 100.2.30.41:3306 check inter 1000 rise 2 fall 2 on-marked-up shutdown-backup-sessions {down}",
+        f"node02 100.2.30.42:3306 check inter 1000 rise 2 fall 2 backup {down}",
+        f"node03 100.2.30.43:3306 check inter 1000 rise 2 fall 2 backup {down}",
     ]
     files = {str(p.relative_to(out / "node01")) for p in (out / "node01").rglob("*") if p.is_file()}
     assert files == NODE_FILES - DBCHECK_FILES

@@ -77,7 +77,8 @@ def test_added_service_becomes_a_listener_on_every_controller():
     listener = {l.name: l for l in site.listeners}["octavia_api"]
     assert listener.bind == "100.2.30.40:9876 ssl crt /etc/haproxy/openstack-ha.pem"  # an HTTP API: TLS by default
     assert listener.servers == tuple(
-        f"server node0{i} 100.2.30.4{i}:19876 check inter 2000 rise 2 fall 5" for i in (1, 2, 3)
+        f"server node0{i} 100.2.30.4{i}:19876 check inter 2000 rise 2 fall 5"
+        " observe layer4 error-limit 2 on-error mark-down" for i in (1, 2, 3)
     )
 
 

@@ -23,6 +23,8 @@ from config.preflight import check
 from config.secrets import PLACEHOLDERS, SECRETS, env_name, load_secrets, mask
 from config.site import build_site, load_inventory
 
+OBSERVE = "observe layer4 error-limit 2 on-error mark-down"  # failover: connection errors mark a server down
+NO_L7_RETRY = "http-request disable-l7-retry if { method POST PATCH }"
 VIP = "100.2.30.40"
 NODES = {"node01": "100.2.30.41", "node02": "100.2.30.42", "node03": "100.2.30.43"}
 CHECK = "check inter 2000 rise 2 fall 5"
@@ -93,7 +95,10 @@ def test_global_and_first_defaults_as_in_the_article(node01_cfg):
         assert g.has(line), line
     assert any(v.startswith("socket ") for v in g.values("stats"))
     d = node01_cfg[1]
-    for line in ("log global", "mode http", "option redispatch", "option httplog", "option forwardfor",
+    # Failover (README "Failover"): every retry to another server, and a request sent again
+    # after a failed connection or an empty response (the article: redispatch on the last).
+    assert d.has("option redispatch 1") and d.has("retry-on conn-failure empty-response")
+    for line in ("log global", "mode http", "option httplog", "option forwardfor",
                  "option srvtcpka", "retries 3", "timeout http-request 10s", "timeout queue 1m", "timeout connect 10s",
                  "timeout client 1m", "timeout server 1m", "timeout check 10s"):
         assert d.has(line), line
@@ -125,10 +130,13 @@ def test_article_http_listener(node01_cfg, name):
     else:
         assert sec.values("bind") == [f"{VIP}:{port}{tls}"]
         rules = rules if rules[-1:] == [SET_IF_SSL] else [*rules, SET_IF_SSL]
+    # Failover: a POST or PATCH is sent again only after a failed connection (first, after a redirect).
+    at = 1 if name == "horizon" else 0
+    rules = rules[:at] + [NO_L7_RETRY] + rules[at:] if name != "rabbitmq_management" else [NO_L7_RETRY, *rules]
     assert [l for l in sec.lines if l.startswith("http-request ")] == rules
     fall = 2 if name == "horizon" else 5
     assert sec.values("server") == [
-        f"{n} {a}:{port} check inter 2000 rise 2 fall {fall}" for n, a in NODES.items()
+        f"{n} {a}:{port} check inter 2000 rise 2 fall {fall} {OBSERVE}" for n, a in NODES.items()
     ]
     assert sec.values("balance") == (["source"] if name == "horizon" else [])
     assert not sec.values("mode"), "HTTP listeners take mode http from defaults"
@@ -148,12 +156,14 @@ def test_mariadb_listener_as_in_the_article(node01_cfg):
     assert sec.values("bind") == [f"{VIP}:3306"]
     assert sec.values("mode") == ["tcp"]
     assert sec.values("option") == ["tcplog", "tcpka", "httpchk"]
-    assert sec.values("timeout") == ["client 3600s", "server 3600s"]
-    down = "on-marked-down shutdown-sessions"
+    # Failover: the writer's loss seen within 1 s x 2 checks, each bounded by 1 s.
+    assert sec.values("timeout") == ["client 3600s", "server 3600s", "check 1s"]
+    down = f"on-marked-down shutdown-sessions {OBSERVE}"
+    check = "check inter 1000 rise 2 fall 2"
     assert sec.values("server") == [
-        f"node01 100.2.30.41:3306 {CHECK} port 9200 on-marked-up shutdown-backup-sessions {down}",
-        f"node02 100.2.30.42:3306 {CHECK} port 9200 backup {down}",
-        f"node03 100.2.30.43:3306 {CHECK} port 9200 backup {down}",
+        f"node01 100.2.30.41:3306 {check} port 9200 on-marked-up shutdown-backup-sessions {down}",
+        f"node02 100.2.30.42:3306 {check} port 9200 backup {down}",
+        f"node03 100.2.30.43:3306 {check} port 9200 backup {down}",
     ]
     # Under a second defaults section, the one without option forwardfor.
     defaults = [s for s in node01_cfg if s.kind == "defaults"]
@@ -161,7 +171,7 @@ def test_mariadb_listener_as_in_the_article(node01_cfg):
     d = governing_defaults(node01_cfg, sec)
     assert d is defaults[1]
     assert not d.has("option forwardfor")
-    for line in ("log global", "option redispatch", "option httplog", "option srvtcpka", "retries 3",
+    for line in ("log global", "option redispatch 1", "option httplog", "option srvtcpka", "retries 3",
                  "timeout connect 10s"):
         assert d.has(line), line
     # Every HTTP listener comes before the second defaults.
