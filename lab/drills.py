@@ -11,7 +11,8 @@ The Python side of tests/lab/test_30_drills.py and the other drills, and of test
   with the name of the node that served the request; SQL through the VIP (`mysql` on this
   host, the site's admin account), one-shot or as a long-lived Session; counted writes;
   HAProxy's view of its servers; client threads;
-- lab/health.py: pyinfra runs, the health report (verify.py, JSON), wait_healthy, restore().
+- lab/health.py: pyinfra runs, the health report (verify.py, JSON), wait_healthy, restore()
+  (bounded: LabUnrecoverable when the lab cannot be put back) and rebuild().
 
 Figures are measured, never asserted here. Project constants (VIP, ports, accounts, paths,
 secret names) come from the site model (lab/sitemodel.py).
@@ -26,8 +27,9 @@ from lab.faults import (  # noqa: F401
     place_vip, power_cut, power_on, running, systemctl, wait_holder,
 )
 from lab.health import (  # noqa: F401
-    PYINFRA, ROOT, bootstrap_if_no_primary, deploy, galera_synced_count, pyinfra, rabbit_running,
-    restore, run_excerpt, unstick_rabbitmq, verify_report, wait_healthy,
+    DEPLOY_TIMEOUT, PYINFRA, RESTORE_BOUND, ROOT, LabUnrecoverable, bootstrap_if_no_primary, deploy,
+    galera_synced_count, pyinfra, rabbit_running, rebuild, restore, run_excerpt, unstick_rabbitmq,
+    verify_report, wait_healthy,
 )
 from lab.waits import (  # noqa: F401
     DrillError, SessionClosed, SqlError, interventions, intervene, log, wait_for,

@@ -17,16 +17,21 @@ from lab import backends, lifecycle
 from lab.faults import allow_packets, power_on, running
 from lab.clients import node_sql
 from lab.machines import exec_
+from config.files import DBCHECK
 from lab.names import REPO_ROOT, LabError
 from lab.waits import DrillError, SqlError, intervene, log
 
 ROOT = REPO_ROOT
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+DEPLOY_TIMEOUT = 900      # s: a first deploy on fresh nodes takes about 5 min
+VERIFY_TIMEOUT = 180      # s: one verify.py run
+RESTORE_BOUND = 420       # s: restore() brings the lab back within this, or gives up
 
 # --- the health report ---------------------------------------------------------------------
 
 
-def pyinfra(*args, env=None, timeout: float = 1500) -> subprocess.CompletedProcess:
+def pyinfra(*args, env=None, timeout: float = DEPLOY_TIMEOUT) -> subprocess.CompletedProcess:
+    """pyinfra from the repository root, bounded; output merged into stdout."""
     return subprocess.run(
         [PYINFRA, *args], cwd=ROOT, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
@@ -43,11 +48,16 @@ def run_excerpt(output: str, tail: int = 4000) -> str:
     return "\n".join(["--- error lines ---", *lines[-80:], "--- tail ---", output[-tail:]])
 
 
-def verify_report(timeout: float = 180) -> dict:
-    """verify.py's JSON health report (ok, vip_holders, failures, facts, ...)."""
+def verify_report(timeout: float = VERIFY_TIMEOUT) -> dict:
+    """verify.py's JSON health report (ok, vip_holders, failures, facts, ...); a run that does
+    not finish within `timeout` is a report that is not OK."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "health.json"
-        run = pyinfra("-y", "inventories/lab.py", "verify.py", env={"HA_VERIFY_JSON": str(path)}, timeout=timeout)
+        try:
+            run = pyinfra("-y", "inventories/lab.py", "verify.py", env={"HA_VERIFY_JSON": str(path)},
+                          timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "failures": [f"verify.py did not finish within {timeout:.0f}s"]}
         if not path.exists():
             return {"ok": False, "failures": [f"no report (pyinfra exit {run.returncode})"],
                     "output": run.stdout[-3000:]}
@@ -72,8 +82,8 @@ def wait_healthy(timeout: float = 300, on_wait=None) -> tuple[dict, float]:
     on_wait(): called after each report that is not OK (e.g. to unstick a service)."""
     start = time.monotonic()
     last = {}
-    while time.monotonic() - start < timeout:
-        last = verify_report()
+    while (left := timeout - (time.monotonic() - start)) > 0:
+        last = verify_report(min(VERIFY_TIMEOUT, max(left, 30)))
         if last.get("ok"):
             return last, time.monotonic() - start
         if on_wait:
@@ -82,7 +92,7 @@ def wait_healthy(timeout: float = 300, on_wait=None) -> tuple[dict, float]:
     raise DrillError(f"not healthy after {timeout:.0f}s: " + "; ".join(last.get("failures", []))[:2000])
 
 
-def deploy(timeout: float = 1500, data: dict | None = None, nodes: list[str] | None = None) -> subprocess.CompletedProcess:
+def deploy(timeout: float = DEPLOY_TIMEOUT, data: dict | None = None, nodes: list[str] | None = None) -> subprocess.CompletedProcess:
     """deploy.py on the lab; `data`: extra group data for this run (inventories/lab.py
     HA_LAB_DATA), e.g. {"keepalived_unicast": True}; `nodes`: an inventory of only these
     (HA_LAB_NODES)."""
@@ -115,63 +125,110 @@ def bootstrap_if_no_primary() -> str | None:
     return best
 
 
-def unstick_rabbitmq(stuck_for: float = 60) -> list[str]:
+
+
+
+def unstick_rabbitmq(stuck_for: float = 60, timeout: float = 180) -> list[str]:
     """RabbitMQ nodes whose start has hung (unit 'activating' for over `stuck_for` s) are
-    restarted; returns them. Seen on the lab after a power cut: Debian 12's RabbitMQ 3.10.8 on
-    Erlang 25.2 can hang at boot in `global` name-server synchronisation ('Faking
-    nodedown/nodeup' in its log, the "global hang" of rabbitmq-server#6034, whose workaround
-    for Erlang >= 25.1 came in later 3.10.x releases); a restart of that node clears it."""
+    restarted (each restart bounded by `timeout`); returns them. Seen on the lab after a power
+    cut: Debian 12's RabbitMQ 3.10.8 on Erlang 25.2 can hang at boot in `global` name-server
+    synchronisation ('Faking nodedown/nodeup' in its log, the "global hang" of
+    rabbitmq-server#6034, whose workaround for Erlang >= 25.1 came in later 3.10.x releases);
+    a restart of that node clears it."""
     stuck = []
     for n in running():
         r = exec_(n, ["sh", "-c", "systemctl show -p ActiveState --value rabbitmq-server; "
-                                       "echo $(( $(date +%s) - $(date -d \"$(systemctl show -p "
-                                       "ExecMainStartTimestamp --value rabbitmq-server)\" +%s) ))"],
-                       timeout=30)
+                                  "echo $(( $(date +%s) - $(date -d \"$(systemctl show -p "
+                                  "ExecMainStartTimestamp --value rabbitmq-server)\" +%s) ))"],
+                  timeout=30)
         lines = r.stdout.split()
         if len(lines) == 2 and lines[0] == "activating" and lines[1].isdigit() and int(lines[1]) > stuck_for:
             stuck.append(n)
     for n in stuck:
         intervene(f"RabbitMQ on {n} hung at start (activating for over {stuck_for:.0f}s; "
                   "rabbitmq-server#6034 global hang): restarted")
-        exec_(n, ["timeout", "180", "systemctl", "restart", "rabbitmq-server"], timeout=200)
+        bound = max(10, int(timeout))
+        exec_(n, ["timeout", str(bound), "systemctl", "restart", "rabbitmq-server"], timeout=bound + 20)
     return stuck
 
 
-def restore(timeout: float = 300) -> dict:
-    """Put the lab back as the drills found it: every node powered on with its link up, every
-    service of the HA layer and every API stand-in running, no node desynced; then wait until
-    the health report is OK. Meanwhile a RabbitMQ node hung at start for over a minute is
-    restarted; not OK within half of `timeout`: a Galera cluster without a Primary component is
-    bootstrapped from its most advanced node (each recorded in `interventions`); still not OK:
-    the deploy runs once and the report must be OK then. Returns the report."""
-    t0 = time.monotonic()
+class LabUnrecoverable(DrillError):
+    """restore() could not bring the lab back within its bound: the next drill needs a rebuilt
+    lab (rebuild()); the message says what was still wrong."""
+
+
+def _start_everything(left) -> None:
+    """Every node on with its link up, no packet filter, every service and stand-in started,
+    no node desynced (each step bounded by what is left of restore's time)."""
     for st in lifecycle.status():
         if st["state"] != "running":
             power_on(st["name"])
         elif st.get("isolated"):
             lifecycle.heal(st["name"])
+    units = ["haproxy", "keepalived", DBCHECK["unit"], backends.UNIT]
     for n in running():
         allow_packets(n)
         exec_(n, ["sh", "-c",
-                       f"rm -rf {backends.DOWN_DIR}; "
-                       "systemctl start haproxy keepalived galera-clustercheck lab-responder; "
-                       "mysql -e 'SET GLOBAL wsrep_desync=OFF' 2>/dev/null; true"], timeout=120)
+                  f"rm -rf {backends.DOWN_DIR}; "
+                  f"systemctl start {' '.join(units)}; "
+                  "mysql -e 'SET GLOBAL wsrep_desync=OFF' 2>/dev/null; true"], timeout=min(120, max(20, left())))
+
+
+def restore(timeout: float = RESTORE_BOUND) -> dict:
+    """Put the lab back as the drills found it: every node powered on with its link up, every
+    service of the HA layer and every API stand-in running, no node desynced; then wait until
+    the health report is OK. Meanwhile a RabbitMQ node hung at start for over a minute is
+    restarted; not OK within 150 s: a Galera cluster without a Primary component is
+    bootstrapped from its most advanced node (each recorded in `interventions`); still not OK
+    after 90 s more: the deploy runs once, with what is left of `timeout`, and the report must
+    be OK then. Not OK within `timeout` (a few minutes) in all: LabUnrecoverable, with the
+    cause. Returns the report."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+
+    def left() -> float:
+        return deadline - time.monotonic()
+
+    def unstick() -> None:
+        unstick_rabbitmq(timeout=min(180, max(10, left())))
+
     try:
-        report, _ = wait_healthy(timeout / 2, on_wait=unstick_rabbitmq)
-    except DrillError as exc:
-        log(f"restore: {exc}")
-        node = bootstrap_if_no_primary()
-        if node:
-            intervene(f"Galera had no Primary component: pc.bootstrap on {node}", show=False)
+        _start_everything(left)
         try:
-            report, _ = wait_healthy(timeout / 2)
-        except DrillError as exc2:
-            log(f"restore: {exc2}; running the deploy")
-            intervene(f"not healthy after {timeout:.0f}s: deploy run", show=False)
-            run = deploy()
-            if run.returncode != 0:
-                raise DrillError(f"restore: the deploy failed:\n{run.stdout[-4000:]}") from None
-            report, _ = wait_healthy(120)
+            report, _ = wait_healthy(min(150, left()), on_wait=unstick)
+        except DrillError as exc:
+            log(f"restore: {exc}")
+            node = bootstrap_if_no_primary()
+            if node:
+                intervene(f"Galera had no Primary component: pc.bootstrap on {node}", show=False)
+            try:
+                report, _ = wait_healthy(min(90, left()))
+            except DrillError as exc2:
+                if left() < 60:
+                    raise
+                log(f"restore: {exc2}; running the deploy")
+                intervene(f"not healthy after {time.monotonic() - t0:.0f}s: deploy run", show=False)
+                run = deploy(timeout=max(30, left() - 30))
+                if run.returncode != 0:
+                    raise DrillError(f"restore: the deploy failed:\n{run_excerpt(run.stdout)}") from None
+                report, _ = wait_healthy(max(30, left()))
+    except (DrillError, LabError, SqlError, subprocess.TimeoutExpired) as exc:
+        raise LabUnrecoverable(f"restore: the lab is not back after {time.monotonic() - t0:.0f}s "
+                               f"(bound {timeout:.0f}s): {exc}") from exc
     log(f"restore: healthy in {time.monotonic() - t0:.1f}s; VIP on {', '.join(report.get('vip_holders', []))}")
     return report
 
+
+def rebuild(nodes: int = 3) -> None:
+    """A lab built again from scratch after restore() gave up: lab down with the node disks
+    purged, up, then the deploy and the API stand-ins on fresh nodes (about 6 min).
+    DrillError if the deploy fails: then the lab itself is broken."""
+    t0 = time.monotonic()
+    log("rebuild: lab down (node disks purged), up, deploy")
+    lifecycle.down(purge=True)
+    lifecycle.up(nodes)
+    for what, run in (("deploy", lambda: deploy()), ("API stand-ins", backends.install)):
+        result = run()
+        if result.returncode != 0:
+            raise DrillError(f"rebuild: the {what} failed:\n{run_excerpt(result.stdout)}")
+    log(f"rebuild: deployed in {time.monotonic() - t0:.1f}s")
