@@ -89,7 +89,8 @@ def wait_healthy(timeout: float = 300, on_wait=None) -> tuple[dict, float]:
         if on_wait:
             on_wait()
         time.sleep(2)
-    raise DrillError(f"not healthy after {timeout:.0f}s: " + "; ".join(last.get("failures", []))[:2000])
+    raise DrillError(f"not healthy after {time.monotonic() - start:.0f}s: "
+                     + "; ".join(last.get("failures", []))[:2000])
 
 
 def deploy(timeout: float = DEPLOY_TIMEOUT, data: dict | None = None, nodes: list[str] | None = None) -> subprocess.CompletedProcess:
@@ -202,6 +203,8 @@ def restore(timeout: float = RESTORE_BOUND) -> dict:
             if node:
                 intervene(f"Galera had no Primary component: pc.bootstrap on {node}", show=False)
             try:
+                if left() <= 0:
+                    raise
                 report, _ = wait_healthy(min(90, left()))
             except DrillError as exc2:
                 if left() < 60:
