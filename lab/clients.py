@@ -48,7 +48,7 @@ def http_names(port: int, count: int = 30, host: str | None = None, timeout: flo
 
 def secrets() -> dict:
     """The lab's secrets {name: value} (its secrets file, as the deploy reads it)."""
-    return {name: sitemodel.secret(name) for name in sitemodel.secret_names()}
+    return sitemodel.secrets()
 
 
 def _mysql_argv(host: str | None, database: str | None = None) -> list[str]:

@@ -82,12 +82,17 @@ def _known(name: str) -> str:
     return name
 
 
-def secret(name: str) -> str:
-    """The lab's value of secret `name`: the site's secrets file, as the deploy reads it (the
+def secrets() -> dict[str, str]:
+    """The lab's secrets {name: value}: the site's secrets file, as the deploy reads it (the
     HA_SECRET_* overrides of one run left out)."""
     from config.secrets import load_secrets
 
-    return load_secrets(data("secrets_file"), environ={})[_known(name)]
+    return load_secrets(data("secrets_file"), environ={})
+
+
+def secret(name: str) -> str:
+    """The lab's value of secret `name` (KeyError for a name config/secrets.py does not know)."""
+    return secrets()[_known(name)]
 
 
 def secret_env(name: str) -> str:
