@@ -50,8 +50,11 @@ preflight: venv
 	$(PY) -m config.preflight $(INVENTORY)
 
 # --- tests ---
+# The duration is printed at the end, also when a test failed (the exit status is kept).
 test: setup
-	$(PY) -m pytest -q tests/unit tests/lab
+	@start=$$(date +%s); $(PY) -m pytest -q tests/unit tests/lab; rc=$$?; \
+	s=$$(( $$(date +%s) - start )); \
+	echo "make test: $$(( s / 60 )) min $$(( s % 60 )) s (pytest exit $$rc)"; exit $$rc
 
 test-unit: setup
 	$(PY) -m pytest -q tests/unit

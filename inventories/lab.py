@@ -27,7 +27,8 @@ _ROOT = str(_Path(__file__).resolve().parent.parent)
 if _ROOT not in _sys.path:
     _sys.path.insert(0, _ROOT)
 
-from lab import core as _lab  # noqa: E402
+import lab as _lab  # noqa: E402
+from lab.names import NODES_DIR as _NODES_DIR, node_index as _node_index  # noqa: E402
 
 _nodes = _lab.node_names()
 if _os.environ.get("HA_LAB_NODES"):
@@ -35,14 +36,14 @@ if _os.environ.get("HA_LAB_NODES"):
     _nodes = [n for n in _nodes if n in _os.environ["HA_LAB_NODES"].split(",")]
 if not _nodes:
     raise FileNotFoundError(
-        f"no lab on this machine (no nodes under {_lab.NODES_DIR}): run `make lab-up` first")
+        f"no lab on this machine (no nodes under {_NODES_DIR}): run `make lab-up` first")
 
 controllers = (
     [
         (name, {
             "ssh_hostname": _lab.address(name),
             "address": _lab.address(name),
-            "vrrp_priority": 160 - 10 * _lab.node_index(name),   # node01 150, node02 140, ...
+            "vrrp_priority": 160 - 10 * _node_index(name),   # node01 150, node02 140, ...
         })
         for name in _nodes
     ],

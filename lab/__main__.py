@@ -5,7 +5,11 @@ import json
 import subprocess
 import sys
 
-from lab import core
+from lab import lifecycle
+from lab.aptproxy import proxy_pid
+from lab.images import node_names, require_node
+from lab.machines import exec_, ssh_argv
+from lab.names import APT_PROXY, BRIDGE, SUBNET, VIP, LabError, address, node_index
 
 
 def _table(rows) -> str:
@@ -19,7 +23,7 @@ def _table(rows) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description=(
         "The local lab: real Debian controller nodes (systemd-nspawn + network namespaces) "
-        f"on a private bridge {core.BRIDGE} ({core.SUBNET}, VIP {core.VIP})."))
+        f"on a private bridge {BRIDGE} ({SUBNET}, VIP {VIP})."))
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = sub.add_parser("up", help="create/boot nodes node01..nodeNN (idempotent)")
     p.add_argument("--nodes", "-n", type=int, default=3, help="number of nodes (default 3)")
@@ -41,38 +45,38 @@ def main(argv=None) -> int:
 
     try:
         if a.cmd == "up":
-            core.up(a.nodes)
-            print(_table(core.status()))
+            lifecycle.up(a.nodes)
+            print(_table(lifecycle.status()))
         elif a.cmd == "down":
-            core.down(purge=a.purge)
+            lifecycle.down(purge=a.purge)
         elif a.cmd == "status":
-            rows = core.status()
+            rows = lifecycle.status()
             if a.json:
                 print(json.dumps(rows, indent=2))
             elif not rows:
                 print("no lab on this machine (make lab-up)")
             else:
                 print(_table(rows))
-                print(f"VIP {core.VIP}; apt proxy "
-                      f"{'running' if core._acng_running_pid() else 'stopped'} on "
-                      f"{core.APT_PROXY}")
+                print(f"VIP {VIP}; apt proxy "
+                      f"{'running' if proxy_pid() else 'stopped'} on "
+                      f"{APT_PROXY}")
         elif a.cmd in ("exec", "ssh"):
             cmd = a.command[1:] if a.command[:1] == ["--"] else a.command
-            core.node_index(a.node)
-            if a.node not in core.node_names():
-                core._require_node(a.node)
+            node_index(a.node)
+            if a.node not in node_names():
+                require_node(a.node)
             if a.cmd == "ssh" and not cmd:
-                return subprocess.call(core._ssh_argv(a.node)[:-1] + ["-t", f"root@{core.address(a.node)}"])
+                return subprocess.call(ssh_argv(a.node)[:-1] + ["-t", f"root@{address(a.node)}"])
             if not cmd:
                 ap.error("exec needs a command: python -m lab exec NODE -- CMD ...")
-            r = core.exec_(a.node, cmd, via="ssh" if a.cmd == "ssh" else "nsenter",
+            r = exec_(a.node, cmd, via="ssh" if a.cmd == "ssh" else "nsenter",
                            timeout=3600, capture=False)
             return r.returncode
         else:
-            getattr(core, a.cmd)(a.node)
+            getattr(lifecycle, a.cmd)(a.node)
             if a.cmd in ("stop", "kill", "start", "isolate", "heal"):
-                print(_table([r for r in core.status() if r["name"] == a.node]))
-    except core.LabError as e:
+                print(_table([r for r in lifecycle.status() if r["name"] == a.node]))
+    except LabError as e:
         print(f"lab: error: {e}", file=sys.stderr)
         return 1
     except PermissionError as e:

@@ -17,7 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from lab import core
+from lab.machines import exec_
+from lab.names import REPO_ROOT, LabError
 
 UNIT = "lab-responder"
 SCRIPT = "/usr/local/sbin/lab-responder"
@@ -36,7 +37,7 @@ def ports() -> dict[str, int]:
     """The lab inventory's API ports (offline: reads inventories/lab.py, no SSH)."""
     from config.site import build_site, load_inventory
 
-    hosts, group = load_inventory(core.REPO_ROOT / "inventories" / "lab.py")
+    hosts, group = load_inventory(REPO_ROOT / "inventories" / "lab.py")
     return api_ports(build_site(hosts, group))
 
 
@@ -45,19 +46,19 @@ def install(timeout: float = 600) -> subprocess.CompletedProcess:
     pyinfra = str(Path(sys.executable).parent / "pyinfra")
     return subprocess.run(
         [pyinfra, "-y", "inventories/lab.py", DEPLOY_FILE],
-        cwd=core.REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, text=True, timeout=timeout, env=dict(os.environ),
     )
 
 
 def stop_port(node: str, port: int) -> None:
     """The API on `port` of `node` stops (its listening socket closes within a second)."""
-    r = core.exec_(node, ["sh", "-c", f"mkdir -p {DOWN_DIR} && touch {DOWN_DIR}/{int(port)}"], timeout=30)
+    r = exec_(node, ["sh", "-c", f"mkdir -p {DOWN_DIR} && touch {DOWN_DIR}/{int(port)}"], timeout=30)
     if r.returncode != 0:
-        raise core.LabError(f"{node}: could not stop port {port}: {r.stderr.strip()}")
+        raise LabError(f"{node}: could not stop port {port}: {r.stderr.strip()}")
 
 
 def start_port(node: str, port: int) -> None:
-    r = core.exec_(node, ["rm", "-f", f"{DOWN_DIR}/{int(port)}"], timeout=30)
+    r = exec_(node, ["rm", "-f", f"{DOWN_DIR}/{int(port)}"], timeout=30)
     if r.returncode != 0:
-        raise core.LabError(f"{node}: could not start port {port}: {r.stderr.strip()}")
+        raise LabError(f"{node}: could not start port {port}: {r.stderr.strip()}")

@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from lab import core
+from lab.names import NODE_PATH
+from lab.network import net_down, net_up
 
 REBOOT_STATUS = 133
 
@@ -47,13 +48,13 @@ def main() -> int:
             with open(os.path.join(d, "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
 
-    env = {"PATH": core.NODE_PATH, "LANG": "C.UTF-8",
+    env = {"PATH": NODE_PATH, "LANG": "C.UTF-8",
            "SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}
     boots = 0
     rc = None
     try:
         while not state["stopping"]:
-            core.net_up(name)
+            net_up(name)
             with open(cfg["console"], "ab" if boots else "wb") as console:
                 child = subprocess.Popen(cfg["nspawn"], stdin=subprocess.DEVNULL, stdout=console,
                                          stderr=subprocess.STDOUT, env=env, cwd="/",
@@ -64,7 +65,7 @@ def main() -> int:
             (run_dir / "nspawn.pid").write_text(f"{child.pid}\n")
             log(f"{name}: boot {boots + 1}, nspawn pid {child.pid}")
             rc = child.wait()
-            core.net_down(name)
+            net_down(name)
             log(f"{name}: nspawn exited with status {rc}")
             if rc == REBOOT_STATUS and not state["stopping"]:
                 boots += 1
@@ -73,7 +74,7 @@ def main() -> int:
     except Exception as e:  # noqa: BLE001 - logged, the node is down either way
         log(f"{name}: launcher error: {e}")
         try:
-            core.net_down(name)
+            net_down(name)
         except Exception:  # noqa: BLE001
             pass
         rc = 1

@@ -12,7 +12,7 @@ port's listening socket (connections refused, as when the API process is stopped
 the file opens it again. A restart of the unit opens every port (the directory is the unit's
 RuntimeDirectory, emptied at each start).
 
-    lab-responder CONFIG.json     {"name": "node01", "address": "10.77.0.11", "ports": [5000, ...]}
+    lab-responder CONFIG.json     {"name": NODE, "address": ITS ADDRESS, "ports": [PORT, ...]}
 """
 
 import json

@@ -39,9 +39,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import lab  # noqa: E402
-from lab import backends, drills  # noqa: E402
+from lab import backends, drills, sitemodel  # noqa: E402
 
-API_PORT = 5000
+API = "keystone_internal"  # the API listener the clients use
 TABLE = "bench_failover"
 OBSERVE_MAX = 90.0  # s of client loops per fault, at most
 SETTLE = 8.0  # s of clean traffic after the last failure before a fault's loops stop
@@ -64,15 +64,17 @@ class StaleClients:
     bench ends it by PID); its JSON lines are collected by a reader thread."""
 
     def __init__(self, witness: str, direct: str | None):
-        argv = ["nsenter", "-t", str(lab.core.init_pid(witness)), "-n", "--",
+        argv = ["nsenter", "-t", str(lab.init_pid(witness)), "-n", "--",
                 sys.executable, str(Path(__file__).with_name("stale_client.py")),
-                "--vip", drills.VIP, "--http-port", str(API_PORT), "--cap", str(STALE_CAP),
+                "--vip", sitemodel.vip(), "--http-port", str(sitemodel.listen_port(API)),
+                "--db-port", str(sitemodel.listen_port("mariadb")),
+                "--db-user", sitemodel.data("mariadb_admin_user"), "--cap", str(STALE_CAP),
                 "--http-connections", str(HTTP_CONNECTIONS)]
         if direct:
-            argv += ["--direct", f"{lab.core.address(direct)}:11211"]
+            argv += ["--direct", f"{sitemodel.node_address(direct)}:{sitemodel.data('memcached_port')}"]
         self.witness, self.direct = witness, direct
         self.events: list[dict] = []
-        self.proc = subprocess.Popen(argv, env={**os.environ, "MYSQL_PWD": drills.secrets()["mariadb_admin_password"]},
+        self.proc = subprocess.Popen(argv, env={**os.environ, "MYSQL_PWD": sitemodel.secret("mariadb_admin_password")},
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                      start_new_session=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -171,7 +173,7 @@ def http_loop(loop: Loop) -> None:
     while not loop.stop.is_set() and len(loop.events) < MAX_HTTP:
         t = time.monotonic()
         try:
-            drills.http_get(API_PORT, timeout=1)
+            drills.http_get(sitemodel.listen_port(API), timeout=1)
             loop.events.append((t, True))
         except Exception:  # noqa: BLE001 - any failure is a failed request
             loop.events.append((t, False))

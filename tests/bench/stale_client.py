@@ -21,8 +21,10 @@ No client has a read timeout of its own (oslo.db's PyMySQL has none by default):
 that gets no answer ends when the kernel gives the connection up, or at --cap seconds, which
 the bench reports as "more than cap". After a failure a client reconnects and goes on.
 
-    python3 stale_client.py --vip ADDR --http-port 5000 --db-port 3306 --direct ADDR:PORT --cap 150
-    (MYSQL_PWD in the environment for the db client)
+    python3 stale_client.py --vip ADDR --http-port PORT --db-port PORT --db-user USER \
+        --direct ADDR:PORT --cap 150
+    (MYSQL_PWD in the environment for the db client; every port and account from the site
+    model, given by tests/bench/failover.py)
 """
 
 from __future__ import annotations
@@ -72,8 +74,8 @@ def http_client(name: str, vip: str, port: int, cap: float) -> None:
             time.sleep(0.2)
 
 
-def db_client(vip: str, port: int, cap: float) -> None:
-    argv = ["mysql", "--no-defaults", "-h", vip, "-P", str(port), "-u", "admin", "--connect-timeout=3",
+def db_client(vip: str, port: int, user: str, cap: float) -> None:
+    argv = ["mysql", "--no-defaults", "-h", vip, "-P", str(port), "-u", user, "--connect-timeout=3",
             "--disable-reconnect", "-N", "-B", "-n"]
     proc = None
     while True:
@@ -123,15 +125,16 @@ def direct_client(target: str, cap: float) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--vip", required=True)
-    ap.add_argument("--http-port", type=int, default=5000)
-    ap.add_argument("--db-port", type=int, default=3306)
+    ap.add_argument("--http-port", type=int, required=True)
+    ap.add_argument("--db-port", type=int, required=True)
+    ap.add_argument("--db-user", required=True)
     ap.add_argument("--direct", help="ADDR:PORT of one controller's memcached")
     ap.add_argument("--http-connections", type=int, default=4)
     ap.add_argument("--cap", type=float, default=150)
     a = ap.parse_args()
     threads = [threading.Thread(target=http_client, args=(f"http{i}", a.vip, a.http_port, a.cap), daemon=True)
                for i in range(a.http_connections)]
-    threads.append(threading.Thread(target=db_client, args=(a.vip, a.db_port, a.cap), daemon=True))
+    threads.append(threading.Thread(target=db_client, args=(a.vip, a.db_port, a.db_user, a.cap), daemon=True))
     if a.direct:
         threads.append(threading.Thread(target=direct_client, args=(a.direct, a.cap), daemon=True))
     for t in threads:

@@ -16,7 +16,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 import lab  # noqa: E402
-from lab import backends, drills  # noqa: E402
+from lab import backends, drills, sitemodel  # noqa: E402
 from lab.drills import log  # noqa: E402
 
 NODES = ["node01", "node02", "node03"]
@@ -38,19 +38,20 @@ def lab_nodes():
             lab.down()
 
 
-# --- the drills' fixtures (test_30, test_40, test_50) ------------------------------------------------------------------------------
+# --- the drills' fixtures (test_30 ... test_80) ----------------------------------------------------------------------------------
+#
+# A drill that leaves the lab so that restore() cannot bring it back within its bound
+# (drills.RESTORE_BOUND, a few minutes) fails with the cause, and the lab is marked broken: the
+# next fixture rebuilds it (lab down with the node disks purged, up, deploy: about 6 min)
+# instead of waiting out the same timeouts again. A rebuild that fails stops every later drill
+# at once (pytest.fail), so `make test` ends soon with the first cause.
+
+_lab = {"broken": None, "rebuild_failed": None}
 
 
-@pytest.fixture(scope="module")
-def deployed(lab_nodes):
-    """The whole stack deployed and the API stand-ins installed; the report healthy with every
-    API listener's servers UP on every node."""
-    run = drills.deploy()
-    assert run.returncode == 0, drills.run_excerpt(run.stdout)
-    run = backends.install()
-    assert run.returncode == 0, drills.run_excerpt(run.stdout)
+def _stack_ready() -> tuple[dict, float]:
+    """Every API listener's servers UP in every HAProxy, then the report healthy with them."""
     ports = backends.ports()
-    assert ports.get("keystone_internal") == 5000
     # Just installed, the stand-ins are UP in HAProxy after `rise` checks (2 x 2 s).
     drills.wait_for("every API listener's servers UP in every HAProxy", lambda: all(
         drills.haproxy_servers(node, name) == {n: "UP" for n in NODES} for node in NODES for name in ports),
@@ -60,20 +61,67 @@ def deployed(lab_nodes):
         listeners = facts["haproxy_servers"]["listeners"]
         for name in ports:
             assert {s: v["status"] for s, v in listeners[name].items()} == {n: "UP" for n in NODES}, (node, name)
+    return report, waited
+
+
+def _rebuild_if_broken() -> dict | None:
+    """The lab rebuilt and deployed if a drill left it broken; its healthy report, else None."""
+    if _lab["rebuild_failed"]:
+        pytest.fail(f"the lab could not be rebuilt earlier in this run: {_lab['rebuild_failed']}")
+    if not _lab["broken"]:
+        return None
+    log(f"the lab is broken ({_lab['broken'][:300]}): rebuilding it")
+    try:
+        drills.rebuild()
+        report, _ = _stack_ready()
+    except BaseException as exc:
+        _lab["rebuild_failed"] = f"{type(exc).__name__}: {str(exc)[:2000]}"
+        raise
+    _lab["broken"] = None
+    return report
+
+
+def _restore() -> dict:
+    """drills.restore(); if it gives up, the lab is marked broken (rebuilt by the next fixture)
+    and the error, with its cause, fails the test or module it ends."""
+    try:
+        return drills.restore()
+    except drills.LabUnrecoverable as exc:
+        _lab["broken"] = str(exc)
+        raise
+
+
+@pytest.fixture(scope="module")
+def deployed(lab_nodes):
+    """The whole stack deployed and the API stand-ins installed; the report healthy with every
+    API listener's servers UP on every node."""
+    _rebuild_if_broken()
+    run = drills.deploy()
+    assert run.returncode == 0, drills.run_excerpt(run.stdout)
+    run = backends.install()
+    assert run.returncode == 0, drills.run_excerpt(run.stdout)
+    ports = backends.ports()
+    assert ports and all(ports[name] == sitemodel.backend_port(name) for name in ports), ports
+    report, waited = _stack_ready()
     log(f"deployed: healthy (after {waited:.1f}s); VIP on {report['vip_holders']}; "
         f"{len(ports)} API ports answered by every node")
     yield report
-    drills.restore()
+    if not _lab["broken"]:
+        _restore()
 
 
 @pytest.fixture
 def healthy(deployed):
-    """A healthy lab before the drill; restored to healthy after it, also when it failed."""
-    report = drills.verify_report()
+    """A healthy lab before the drill (rebuilt first if an earlier drill left it broken);
+    restored to healthy after it, also when it failed."""
+    report = _rebuild_if_broken() or drills.verify_report()
     if not report.get("ok"):
-        report = drills.restore()
+        try:
+            report = _restore()
+        except drills.LabUnrecoverable:
+            report = _rebuild_if_broken()
     assert report["ok"], report.get("failures")
     yield report
-    final = drills.restore()
+    final = _restore()
     assert final["ok"], final.get("failures")
     assert final["vip_holders"] and len(final["vip_holders"]) == 1

@@ -21,11 +21,18 @@ from pathlib import Path
 import pytest
 
 import lab
-from lab import core
+from lab import sitemodel
+from lab.aptproxy import proxy_pid, stop_apt_proxy
+from lab.host import pid_alive, tcp_open
+from lab.images import BASE_OK
+from lab.names import APT_CACHE_DIR, APT_PROXY, APT_PROXY_PORT, HOST_ADDRESS, NODES_DIR, PREFIXLEN, RUN_DIR
+from lab.network import netns_list
+from lab.preflight import check_subnet, find_overlaps
 
 ROOT = Path(__file__).resolve().parents[2]
 NODES = ["node01", "node02", "node03"]
 PY = sys.executable
+NET = ipaddress.ip_network(lab.SUBNET)
 
 
 def _state(name):
@@ -76,15 +83,15 @@ def test_up_gives_three_running_systemd_nodes(lab_nodes):
     for n in NODES:
         st = _state(n)
         assert st["state"] == "running", st
-        assert st["address"] == lab.address(n) == f"10.77.0.{10 + int(n[4:])}"
-        assert st["pid"] and core._pid_alive(st["pid"])
+        assert st["address"] == lab.address(n) == sitemodel.node_address(n) == str(NET[10 + int(n[4:])])
+        assert st["pid"] and pid_alive(st["pid"])
         assert lab.exec_(n, ["cat", "/proc/1/comm"]).stdout.strip() == "systemd"
         # `up` waits 10 s for the end of boot and goes on; a node whose disk holds the deployed
         # stack (a lab brought down and up again) may still be starting services: wait, bounded
         state = lab.exec_(n, ["timeout", "110", "systemctl", "is-system-running", "--wait"], timeout=120).stdout.strip()
         assert state in ("running", "degraded"), (n, state)
-        addr = lab.exec_(n, ["ip", "-4", "-o", "addr", "show", "dev", "enp8s0f0"]).stdout
-        assert f"{lab.address(n)}/24" in addr
+        addr = lab.exec_(n, ["ip", "-4", "-o", "addr", "show", "dev", lab.IFNAME]).stdout
+        assert f"{lab.address(n)}/{PREFIXLEN}" in addr
         assert lab.exec_(n, ["hostname"]).stdout.strip() == n
 
 
@@ -124,43 +131,43 @@ def test_nodes_resolve_and_reach_each_other_by_name(lab_nodes):
 def test_apt_goes_through_the_host_proxy_with_bounds(lab_nodes):
     for n in NODES:
         dump = lab.exec_(n, ["apt-config", "dump"]).stdout
-        assert 'Acquire::http::Proxy "http://10.77.0.1:3142";' in dump
+        assert f'Acquire::http::Proxy "{APT_PROXY}";' in dump
         assert 'Acquire::http::Pipeline-Depth "0";' in dump
         assert 'Acquire::http::Timeout "30";' in dump
         assert 'Acquire::Retries "3";' in dump
-        assert lab.exec_(n, ["nc", "-z", "-w", "3", "10.77.0.1", "3142"]).returncode == 0
+        assert lab.exec_(n, ["nc", "-z", "-w", "3", HOST_ADDRESS, str(APT_PROXY_PORT)]).returncode == 0
         # services must be allowed to start in the nodes (the deploy relies on it)
         assert lab.exec_(n, ["test", "-e", "/usr/sbin/policy-rc.d"]).returncode != 0
         # what the deploy needs: sysctl net.* writable, CAP_NET_ADMIN (keepalived adds the VIP)
         r = lab.exec_(n, ["sysctl", "-w", "net.ipv4.ip_nonlocal_bind=1"])
         assert r.returncode == 0, r.stderr
-        r = lab.exec_(n, ["sh", "-c", "ip addr add 10.77.0.250/32 dev enp8s0f0 && "
-                          "ip addr del 10.77.0.250/32 dev enp8s0f0"])
+        r = lab.exec_(n, ["sh", "-c", f"ip addr add {NET[250]}/32 dev {lab.IFNAME} && "
+                          f"ip addr del {NET[250]}/32 dev {lab.IFNAME}"])
         assert r.returncode == 0, r.stderr
 
 
 def test_nothing_of_the_lab_leaves_the_machine(lab_nodes):
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0"
-    assert Path("/proc/sys/net/ipv4/conf/labbr0/forwarding").read_text().strip() == "0"
-    core.check_subnet()          # the live machine: no overlap with the lab subnet
+    assert Path(f"/proc/sys/net/ipv4/conf/{lab.BRIDGE}/forwarding").read_text().strip() == "0"
+    check_subnet()          # the live machine: no overlap with the lab subnet
     for n in NODES:
         routes = lab.exec_(n, ["ip", "-4", "route"]).stdout.splitlines()
         assert sorted(r.split(" proto")[0].strip() for r in routes) == sorted(
-            ["default via 10.77.0.1 dev enp8s0f0", "10.77.0.0/24 dev enp8s0f0"])
-    # the overlap check itself, on made-up data
-    addrs = [{"ifname": "eth0", "addr_info": [{"family": "inet", "local": "10.77.0.5",
+            [f"default via {HOST_ADDRESS} dev {lab.IFNAME}", f"{lab.SUBNET} dev {lab.IFNAME}"])
+    # the overlap check itself, on made-up data (TEST-NET-1, RFC 5737)
+    addrs = [{"ifname": "eth0", "addr_info": [{"family": "inet", "local": "192.0.2.5",
                                                 "prefixlen": 16}]}]
-    routes = [{"dst": "10.77.0.0/25", "dev": "wg0"}, {"dst": "default", "dev": "eth0"}]
-    found = core.find_overlaps("10.77.0.0/24", addrs, routes)
+    routes = [{"dst": "192.0.2.0/25", "dev": "wg0"}, {"dst": "default", "dev": "eth0"}]
+    found = find_overlaps("192.0.2.0/24", addrs, routes)
     assert len(found) == 2 and "eth0" in found[0] and "wg0" in found[1]
-    assert core.find_overlaps("10.77.0.0/24", [], [{"dst": "default", "dev": "eth0"}]) == []
+    assert find_overlaps("192.0.2.0/24", [], [{"dst": "default", "dev": "eth0"}]) == []
 
 
 def test_secrets_generated_once_kept_private(lab_nodes):
     path = Path(lab.SECRETS_FILE)
     assert path.stat().st_mode & 0o777 == 0o600
     data = json.loads(path.read_text())
-    assert set(data) >= set(core.SECRET_KEYS)
+    assert set(data) >= set(sitemodel.secret_names())
     assert len(data["vrrp_auth_pass"]) == 8 and data["vrrp_auth_pass"].isalnum()
     cookie = data["rabbitmq_erlang_cookie"]
     assert len(cookie) >= 20 and cookie.isalpha() and cookie.isupper()
@@ -179,8 +186,10 @@ def test_inventory_has_the_shape_of_prod(lab_nodes):
     assert [d["vrrp_priority"] for _, d in hosts] == [150, 140, 130]
     for name, d in hosts:
         assert d["ssh_hostname"] == d["address"] == lab.address(name)
-    assert data["vip"] == "10.77.0.100" and data["internal_network"] == "10.77.0.0/24"
-    assert data["vip_interface"] == "enp8s0f0"
+    # the site's network, VIP and interface are the lab's (lab/names.py), and the interface is
+    # named as on the production controllers
+    assert data["vip"] == lab.VIP and data["internal_network"] == lab.SUBNET
+    assert data["vip_interface"] == lab.IFNAME == prod_inv[1]["vip_interface"]
     assert data["keepalived_virtual_router_id"] != 51
     assert data["secrets_file"] == lab.SECRETS_FILE
     assert data["ssh_key"] == lab.SSH_KEY and data["ssh_user"] == "root"
@@ -194,7 +203,7 @@ def test_stop_is_a_clean_poweroff_and_start_brings_the_disk_back(lab_nodes):
     try:
         lab.stop(n)
         assert _state(n)["state"] == "stopped"
-        assert not core._tcp_open(lab.address(n), 22, 1)
+        assert not tcp_open(lab.address(n), 22, 1)
         with pytest.raises(lab.LabError, match="not running"):
             lab.exec_(n, ["true"])
         assert "node02" in _inventory_hosts()      # a stopped controller stays in the inventory
@@ -209,24 +218,24 @@ def test_stop_is_a_clean_poweroff_and_start_brings_the_disk_back(lab_nodes):
 def test_kill_cuts_power_and_drops_addresses(lab_nodes):
     n = "node03"
     token = secrets.token_hex(8)
-    extra = "10.77.0.199"        # stands for a VIP the node held when it died
+    extra = str(NET[199])        # stands for a VIP the node held when it died
     assert lab.exec_(n, ["sh", "-c", f"echo {token} > /root/lab-test-marker && sync && "
-                         f"ip addr add {extra}/24 dev enp8s0f0"]).returncode == 0
+                         f"ip addr add {extra}/{PREFIXLEN} dev {lab.IFNAME}"]).returncode == 0
     old_init = _state(n)["pid"]
     try:
         lab.kill(n)
-        assert not core._pid_alive(old_init)
+        assert not pid_alive(old_init)
         assert _state(n)["state"] == "stopped"
-        addrs = subprocess.run(["ip", "-n", n, "-4", "-o", "addr", "show", "dev", "enp8s0f0"],
+        addrs = subprocess.run(["ip", "-n", n, "-4", "-o", "addr", "show", "dev", lab.IFNAME],
                                capture_output=True, text=True, timeout=10).stdout
         assert addrs.strip() == "", addrs
         assert not _ping("node01", n)
         assert not _ping("node01", extra)
-        assert not core._tcp_open(lab.address(n), 22, 1)
+        assert not tcp_open(lab.address(n), 22, 1)
         lab.start(n)
         assert _running(n) and _state(n)["pid"] != old_init
         assert lab.ssh(n, ["cat", "/root/lab-test-marker"]).stdout.strip() == token
-        addrs = lab.exec_(n, ["ip", "-4", "-o", "addr", "show", "dev", "enp8s0f0"]).stdout
+        addrs = lab.exec_(n, ["ip", "-4", "-o", "addr", "show", "dev", lab.IFNAME]).stdout
         assert lab.address(n) in addrs and extra not in addrs
         assert _ping("node01", n)
     finally:
@@ -239,7 +248,7 @@ def test_reboot_inside_a_node_comes_back(lab_nodes):
     try:
         lab.exec_(n, ["systemctl", "reboot"])
         assert _eventually(lambda: _state(n)["pid"] not in (None, old_init) and
-                           core._tcp_open(lab.address(n), 22, 0.5), timeout=60)
+                           tcp_open(lab.address(n), 22, 0.5), timeout=60)
         assert _eventually(lambda: lab.ssh(n, ["hostname"]).returncode == 0, timeout=30)
         assert _running(n)
     finally:
@@ -254,7 +263,7 @@ def test_isolate_cuts_the_link_and_heal_restores_it(lab_nodes):
         assert not _ping(n, "node02")
         assert not _ping("node02", n)
         assert not _ping("node03", n)
-        assert not core._tcp_open(lab.address(n), 22, 1)
+        assert not tcp_open(lab.address(n), 22, 1)
         assert _running(n)                       # cut off, not down
         lab.heal(n)
         assert _state(n)["isolated"] is False
@@ -304,7 +313,7 @@ def test_clear_errors_before_anything_is_touched(lab_nodes):
     # a lab subnet that overlaps the machine's own network
     eth = json.loads(subprocess.run(["ip", "-j", "-4", "addr", "show", "scope", "global"],
                                     capture_output=True, text=True).stdout)
-    own = next(a for link in eth if link["ifname"] != "labbr0" for a in link["addr_info"])
+    own = next(a for link in eth if link["ifname"] != lab.BRIDGE for a in link["addr_info"])
     own_net = ipaddress.ip_interface(f"{own['local']}/{own['prefixlen']}").network
     own24 = ipaddress.ip_network(f"{own_net.network_address}/24", strict=False)
     r = subprocess.run([PY, "-m", "lab", "up"], capture_output=True, text=True, timeout=60,
@@ -312,19 +321,19 @@ def test_clear_errors_before_anything_is_touched(lab_nodes):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert "overlaps this machine's networks" in r.stderr, r.stderr
     # an address in use: another program holds the apt proxy's port
-    core._stop_apt_proxy()
+    stop_apt_proxy()
     squatter = socket.socket()
     try:
         squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        squatter.bind(("127.0.0.1", core.APT_PROXY_PORT))
+        squatter.bind(("127.0.0.1", APT_PROXY_PORT))
         squatter.listen(1)
         r = _cli("up")
         assert r.returncode != 0 and "Traceback" not in r.stderr
-        assert f"address in use: 127.0.0.1:{core.APT_PROXY_PORT}" in r.stderr, r.stderr
+        assert f"address in use: 127.0.0.1:{APT_PROXY_PORT}" in r.stderr, r.stderr
     finally:
         squatter.close()
         lab.up(3)                       # the lab's own proxy again
-    assert core._acng_running_pid()
+    assert proxy_pid()
     assert {n: _state(n)["pid"] for n in NODES} == before
 
 
@@ -337,17 +346,17 @@ def test_adding_a_fourth_node_leaves_the_others_alone(lab_nodes):
         assert lab.ssh("node04", ["hostname"]).stdout.strip() == "node04"
         for n in NODES:
             assert lab.exec_(n, ["getent", "hosts", "node04"]).stdout.split()[:2] == \
-                ["10.77.0.14", "node04"]
+                [lab.address("node04"), "node04"]
             assert lab.exec_("node04", ["getent", "hosts", n]).stdout.split()[0] == lab.address(n)
         assert _ping("node01", "node04") and _ping("node04", "node03")
         assert _inventory_hosts() == NODES + ["node04"]
     finally:
-        if "node04" in lab.node_names() or "node04" in core._netns_list():
+        if "node04" in lab.node_names() or "node04" in netns_list():
             lab.remove("node04")
     assert [s["name"] for s in lab.status()] == NODES
-    assert "node04" not in core._netns_list()
+    assert "node04" not in netns_list()
     assert not Path("/sys/class/net/veth-node04").exists()
-    assert not (core.NODES_DIR / "node04").exists()
+    assert not (NODES_DIR / "node04").exists()
     assert _inventory_hosts() == NODES
     assert lab.exec_("node01", ["getent", "hosts", "node04"]).returncode != 0
     assert {n: _state(n)["pid"] for n in NODES} == before
@@ -359,8 +368,8 @@ def test_down_leaves_nothing_behind_even_after_an_interrupted_up(lab_nodes):
     p = subprocess.Popen([PY, "-m", "lab", "up", "--nodes", "5"], cwd=ROOT,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _eventually(lambda: "node05" in core._netns_list()
-                           or (core.RUN_DIR / "node04" / "launcher.pid").exists(), timeout=120,
+        assert _eventually(lambda: "node05" in netns_list()
+                           or (RUN_DIR / "node04" / "launcher.pid").exists(), timeout=120,
                            interval=0.02)
         os.kill(p.pid, signal.SIGKILL)           # a failure half-way through `up`
         p.wait(timeout=10)
@@ -370,22 +379,22 @@ def test_down_leaves_nothing_behind_even_after_an_interrupted_up(lab_nodes):
         print(r.stderr.strip())                  # "lab down in N s" (shown with -rP)
         assert time.monotonic() - t0 < 90
         assert lab.leftovers() == []
-        assert not Path("/sys/class/net/labbr0").exists()
-        assert not core.RUN_DIR.exists()
-        assert [n for n in core._netns_list() if n.startswith("node")] == []
+        assert not Path(f"/sys/class/net/{lab.BRIDGE}").exists()
+        assert not RUN_DIR.exists()
+        assert [n for n in netns_list() if n.startswith("node")] == []
         with open("/proc/mounts") as f:
             mounts = f.read()
         assert "/run/halab" not in mounts and "/var/tmp/halab" not in mounts
-        assert not core._tcp_open("127.0.0.1", 3142, 0.5)
-        assert core.BASE_OK.exists() and core.APT_CACHE_DIR.is_dir()       # kept for next up
+        assert not tcp_open("127.0.0.1", APT_PROXY_PORT, 0.5)
+        assert BASE_OK.exists() and APT_CACHE_DIR.is_dir()       # kept for next up
         for n in NODES:
-            assert (core.NODES_DIR / n / "upper").is_dir()                   # disks kept
+            assert (NODES_DIR / n / "upper").is_dir()                   # disks kept
     finally:
         if p.poll() is None:
             p.kill()
             p.wait()
         for extra in ("node04", "node05"):
-            if (core.NODES_DIR / extra).exists() or extra in core._netns_list():
+            if (NODES_DIR / extra).exists() or extra in netns_list():
                 lab.remove(extra)
         lab.up(3)
     assert [s["name"] for s in lab.status()] == NODES

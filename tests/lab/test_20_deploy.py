@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 import lab
-from lab import drills
+from config.files import HAPROXY_CFG
+from config.secrets import PLACEHOLDERS
+from lab import drills, sitemodel
 
 ROOT = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -43,12 +45,8 @@ def changed_operations(output: str) -> list[str]:
     return changed
 
 
-def secrets() -> dict:
-    return json.loads(Path(lab.SECRETS_FILE).read_text())
-
-
 def assert_no_secret(output: str):
-    for name, value in secrets().items():
+    for name, value in drills.secrets().items():
         assert value not in output, f"the secret {name} appears in pyinfra's output"
 
 
@@ -85,12 +83,14 @@ def test_first_deploy_forms_the_whole_ha_layer(first_deploy):
 
 def test_first_deploy_prints_what_openstack_services_need(first_deploy):
     out = first_deploy.stdout
-    assert "memcached_servers = node01:11211,node02:11211,node03:11211" in out
+    nodes = lab.node_names()
+    memcached = ",".join(f"{n}:{sitemodel.data('memcached_port')}" for n in nodes)
+    assert f"memcached_servers = {memcached}" in out
     m = re.search(r"transport_url = (rabbit://\S+)", out)
     assert m, out[-3000:]
-    for node in ("node01", "node02", "node03"):
-        assert f"@{node}:5672" in m.group(1)
-    assert f"@{lab.VIP}:3306/" in out
+    for node in nodes:
+        assert f"@{node}:{sitemodel.data('rabbitmq_port')}" in m.group(1)
+    assert f"@{sitemodel.vip()}:{sitemodel.listen_port('mariadb')}/" in out
     assert_no_secret(out)
 
 
@@ -115,15 +115,17 @@ def test_dry_run_diff_shows_the_change_masks_secrets_and_changes_nothing(first_d
         f"controllers[1]['haproxy_maxconn'] = 4321\n"
         f"controllers[1]['haproxy_stats_user'] = 'ops'\n"
     )
-    before = {n: node_sha(n, "/etc/haproxy/haproxy.cfg") for n in lab.node_names()}
+    maxconn, user = sitemodel.data("haproxy_maxconn"), sitemodel.data("haproxy_stats_user")
+    stats_pw = PLACEHOLDERS["haproxy_stats_password"]
+    before = {n: node_sha(n, HAPROXY_CFG) for n in lab.node_names()}
     run = pyinfra("--dry", "--diff", str(inventory), "deploy.py")
     out = run.stdout
     assert run.returncode == 0, drills.run_excerpt(out)
-    assert re.search(r"^\s*-\s+maxconn 4000$", out, re.M), out[-6000:]
+    assert re.search(rf"^\s*-\s+maxconn {maxconn}$", out, re.M), out[-6000:]
     assert re.search(r"^\s*\+\s+maxconn 4321$", out, re.M), out[-6000:]
     # the changed line holds the stats password: the diff shows it masked
-    assert re.search(r"^\s*-\s+stats auth openstack:__HAPROXY_STATS_PASSWORD__$", out, re.M), out[-6000:]
-    assert re.search(r"^\s*\+\s+stats auth ops:__HAPROXY_STATS_PASSWORD__$", out, re.M), out[-6000:]
+    assert re.search(rf"^\s*-\s+stats auth {re.escape(user)}:{stats_pw}$", out, re.M), out[-6000:]
+    assert re.search(rf"^\s*\+\s+stats auth ops:{stats_pw}$", out, re.M), out[-6000:]
     assert_no_secret(out)
     for node in ("node01", "node02", "node03"):
         assert f"[{node}] will reload haproxy" in out
@@ -132,7 +134,7 @@ def test_dry_run_diff_shows_the_change_masks_secrets_and_changes_nothing(first_d
     assert re.search(
         r"Blast radius, in the order the steps run:\n\s+1\. node01: reload haproxy\n"
         r"\s+2\. node02: reload haproxy\n\s+3\. node03: reload haproxy\n", out), out[-6000:]
-    after = {n: node_sha(n, "/etc/haproxy/haproxy.cfg") for n in lab.node_names()}
+    after = {n: node_sha(n, HAPROXY_CFG) for n in lab.node_names()}
     assert after == before
 
 

@@ -19,11 +19,10 @@ import time
 import pytest
 
 import lab
-from lab import backends, drills
+from lab import backends, drills, sitemodel
 from lab.drills import Session, SessionClosed, log
 
 API = "keystone_internal"  # the API listener most drills watch (round robin)
-API_PORT = 5000
 DB = "mariadb"
 NODES = ("node01", "node02", "node03")
 
@@ -34,13 +33,18 @@ NODES = ("node01", "node02", "node03")
 # --- helpers -------------------------------------------------------------------------------
 
 
-def names_after_marked_down(holder: str, dead: tuple[str, ...], port: int = API_PORT, listener: str = API,
+def api_port() -> int:
+    """The API listener's port on the VIP (the site's catalogue)."""
+    return sitemodel.listen_port(API)
+
+
+def names_after_marked_down(holder: str, dead: tuple[str, ...], port: int | None = None, listener: str = API,
                             count: int = 30) -> list:
     """Once `holder`'s HAProxy marked every dead node DOWN: `count` requests through the VIP."""
     for d in dead:
         waited = drills.wait_server(holder, listener, d, "DOWN", timeout=60)
         log(f"{holder}'s HAProxy: {listener}/{d} DOWN (waited {waited:.1f}s more)")
-    return drills.http_names(port, count)
+    return drills.http_names(port or api_port(), count)
 
 
 def wait_all_down(holder: str, dead: tuple[str, ...], timeout: float = 60) -> float:
@@ -53,7 +57,7 @@ def wait_all_down(holder: str, dead: tuple[str, ...], timeout: float = 60) -> fl
 
 
 def first_http_success(timeout: float = 60) -> float:
-    _, t = drills.wait_for("an HTTP answer through the VIP", lambda: drills.http_get(API_PORT, timeout=2), timeout)
+    _, t = drills.wait_for("an HTTP answer through the VIP", lambda: drills.http_get(api_port(), timeout=2), timeout)
     return t
 
 
@@ -199,7 +203,7 @@ def test_scenario_4_first_node_comes_back(healthy):
     while time.monotonic() < end:
         assert drills.holders() == [new]
         time.sleep(0.5)
-    names = drills.http_names(API_PORT, 30)
+    names = drills.http_names(api_port(), 30)
     assert None not in names and set(names) == set(NODES), names
     assert drills.db_node() == "node01"
     with pytest.raises(SessionClosed):
@@ -228,7 +232,7 @@ def test_scenario_5_all_back(healthy):
     assert report["vip_holders"] == ["node03"]
     drills.wait_server("node03", DB, "node01", "UP", timeout=60)
     assert drills.db_node() == "node01"
-    names = drills.http_names(API_PORT, 30)
+    names = drills.http_names(api_port(), 30)
     assert set(names) == set(NODES), names
     log(f"scenario 5: all back and healthy {t_healthy:.1f}s after power on; VIP still on node03")
 
@@ -244,7 +248,7 @@ def test_haproxy_stopped_on_the_vip_holder_moves_the_vip(healthy):
     new, _ = drills.wait_holder(30, other_than=(old,))
     t_vip = time.monotonic() - t0
     t_http = first_http_success()
-    names = drills.http_names(API_PORT, 30)
+    names = drills.http_names(api_port(), 30)
     assert None not in names and set(names) == set(NODES), names  # every backend still serves
     assert drills.db_node() == "node01"
     log(f"haproxy stopped on {old}: VIP on {new} after {t_vip:.1f}s; HTTP answered {t_http:.1f}s after that")
@@ -273,18 +277,18 @@ def test_one_api_backend_stopped_gets_no_request(healthy):
     holder = healthy["vip_holders"][0]
     victim = next(n for n in NODES if n != holder)
     t0 = time.monotonic()
-    backends.stop_port(victim, API_PORT)
+    backends.stop_port(victim, sitemodel.backend_port(API))
     t_down = drills.wait_server(holder, API, victim, "DOWN", timeout=60)
-    names = drills.http_names(API_PORT, 30)
+    names = drills.http_names(api_port(), 30)
     assert None not in names, names
     assert victim not in names and set(names) == set(NODES) - {victim}, names
-    other = drills.http_names(9292, 30)  # its other APIs still serve
+    other = drills.http_names(sitemodel.listen_port("glance_api"), 30)  # its other APIs still serve
     assert victim in other
     log(f"{API} stopped on {victim}: marked DOWN by {holder}'s HAProxy {time.monotonic() - t0:.1f}s "
         f"after the stop ({t_down:.1f}s of polling)")
-    backends.start_port(victim, API_PORT)
+    backends.start_port(victim, sitemodel.backend_port(API))
     t_up = drills.wait_server(holder, API, victim, "UP", timeout=60)
-    names = drills.http_names(API_PORT, 30)
+    names = drills.http_names(api_port(), 30)
     assert victim in names
     log(f"{API} on {victim} back: UP after {t_up:.1f}s, served again")
 

@@ -17,7 +17,7 @@ import time
 import urllib.error
 
 import lab
-from lab import backends, drills
+from lab import backends, drills, sitemodel
 from lab.drills import Writer, log
 
 THREE = ["node01", "node02", "node03"]
@@ -27,9 +27,9 @@ class Requests(threading.Thread):
     """GET through the VIP on an API listener (the lab's stand-ins), one connection each, every
     50 ms, until stopped: how many were answered and how many failed."""
 
-    def __init__(self, port: int = 5000):
+    def __init__(self, listener: str = "keystone_internal"):
         super().__init__(daemon=True)
-        self.port, self.ok, self.failed = port, 0, 0
+        self.port, self.ok, self.failed = sitemodel.listen_port(listener), 0, 0
         self.stopping = threading.Event()
 
     def run(self):
@@ -43,7 +43,7 @@ class Requests(threading.Thread):
 
 
 def rabbit_members(node: str) -> str:
-    return lab.core.exec_(node, ["rabbitmqctl", "cluster_status", "--formatter", "json"], timeout=60).stdout
+    return lab.exec_(node, ["rabbitmqctl", "cluster_status", "--formatter", "json"], timeout=60).stdout
 
 
 def test_a_fourth_controller_joins_then_leaves_without_losing_a_write(healthy):
@@ -73,7 +73,7 @@ def test_a_fourth_controller_joins_then_leaves_without_losing_a_write(healthy):
         # taken out of the inventory while it still runs: refused, nothing changed
         run = drills.deploy(nodes=THREE)
         assert run.returncode != 0
-        assert "does not list (10.77.0.14)" in run.stdout, run.stdout[-3000:]
+        assert f"does not list ({lab.address('node04')})" in run.stdout, run.stdout[-3000:]
         assert drills.galera_synced_count(drills.verify_report()) == 4
 
         # stopped, then the deploy without it
@@ -97,7 +97,7 @@ def test_a_fourth_controller_joins_then_leaves_without_losing_a_write(healthy):
         writer.join(timeout=30)
         requests.stopping.set()
         requests.join(timeout=30)
-        if "node04" in lab.core.node_names():  # a failure half-way: put the lab back to three
+        if "node04" in lab.node_names():  # a failure half-way: put the lab back to three
             if any(s["name"] == "node04" and s["state"] == "running" for s in lab.status()):
                 lab.stop("node04")
             drills.deploy(nodes=THREE)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import subprocess
 
 import lab
-from lab import drills
+from lab import drills, sitemodel
 from lab.drills import log
 
 HOSTILE = {
@@ -21,19 +21,20 @@ HOSTILE = {
     "haproxy_stats_password": "st a'ts\"#$\\x",
     "rabbitmq_password": "rab b'it\"#$\\",
 }
-ENV = {f"HA_SECRET_{k.upper()}": v for k, v in HOSTILE.items()}
+ENV = {sitemodel.secret_env(k): v for k, v in HOSTILE.items()}
 
 
 def stats_status(password: str) -> str:
-    user = drills.secrets().get("haproxy_stats_user", "openstack")
+    user, port = sitemodel.data("haproxy_stats_user"), sitemodel.data("haproxy_stats_port")
     r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{user}:{password}",
-                        f"http://{lab.address('node01')}:1984/"], capture_output=True, text=True, timeout=15)
+                        f"http://{sitemodel.node_address('node01')}:{port}/"], capture_output=True, text=True, timeout=15)
     return r.stdout
 
 
 def management_status(password: str) -> str:
-    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"openstack:{password}",
-                        f"http://{lab.address('node01')}:15672/api/whoami"], capture_output=True, text=True, timeout=15)
+    user, port = sitemodel.data("rabbitmq_user"), sitemodel.listen_port("rabbitmq_management")
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{user}:{password}",
+                        f"http://{sitemodel.node_address('node01')}:{port}/api/whoami"], capture_output=True, text=True, timeout=15)
     return r.stdout
 
 
@@ -55,7 +56,7 @@ def test_secrets_with_quotes_hash_dollar_backslash_and_spaces_work_end_to_end(he
         assert management_status(HOSTILE["rabbitmq_password"]) == "200"
         assert management_status(HOSTILE["rabbitmq_password"] + "x") == "401"
         # and rabbitmqctl reading it from stdin (Debian's rabbitmqctl wrapper re-splits its arguments)
-        auth = lab.exec_("node01", ["rabbitmqctl", "authenticate_user", "openstack"], input=HOSTILE["rabbitmq_password"])
+        auth = lab.exec_("node01", ["rabbitmqctl", "authenticate_user", sitemodel.data("rabbitmq_user")], input=HOSTILE["rabbitmq_password"])
         assert auth.returncode == 0, auth.stdout + auth.stderr
         log("hostile secrets: SST with the sst password, stats page 200/401, RabbitMQ authenticates")
     finally:

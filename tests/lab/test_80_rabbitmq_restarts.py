@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 import lab
-from lab import drills
+from lab import drills, sitemodel
 from lab.drills import log
 
 NODES = ["node01", "node02", "node03"]
@@ -37,7 +37,7 @@ def test_every_broker_stopped_starts_together_on_the_next_deploy(healthy):
 def test_an_erlang_cookie_change_is_announced_and_the_cluster_comes_back_whole(healthy):
     cookie = "DRILLCOOKIE" + "X" * 20
     try:
-        run = drills.pyinfra("-y", "inventories/lab.py", "deploy.py", env={"HA_SECRET_RABBITMQ_ERLANG_COOKIE": cookie})
+        run = drills.pyinfra("-y", "inventories/lab.py", "deploy.py", env={sitemodel.secret_env("rabbitmq_erlang_cookie"): cookie})
         assert run.returncode == 0, drills.run_excerpt(run.stdout)
         steps = radius(run)
         assert all(f"{n}: stop rabbitmq-server: the Erlang cookie changes" in steps for n in NODES), steps

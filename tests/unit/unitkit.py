@@ -109,12 +109,12 @@ LAB = REPO / "inventories" / "lab.py"
 def lab_data(nodes=("node01", "node02", "node03")) -> tuple[list[tuple[str, dict]], dict]:
     """inventories/lab.py's (hosts, group_data) for the given nodes, offline: the lab need not
     exist (its node list is patched) and no secrets file is read or written."""
-    from lab import core
+    import lab
 
     mp = pytest.MonkeyPatch()
     try:
-        mp.setattr(core, "node_names", lambda: list(nodes))
-        mp.setattr(core, "ensure_secrets", lambda: None)
+        mp.setattr(lab, "node_names", lambda: list(nodes))
+        mp.setattr(lab, "ensure_secrets", lambda: None)
         for var in ("HA_LAB_NODES", "HA_LAB_DATA"):
             mp.delenv(var, raising=False)
         return load_inventory(LAB)

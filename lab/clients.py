@@ -1,0 +1,258 @@
+"""Clients of the VIP, as the OpenStack services are: HTTP to the API stand-ins, SQL one-shot or
+in a long-lived Session, counted writes, HAProxy's view of its servers, client threads that run
+through a whole drill. Ports, accounts and the VIP come from the site model (lab/sitemodel.py);
+nothing here talks to an address outside the lab's subnet."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+
+from lab import sitemodel
+from lab.machines import exec_
+from lab.names import LabError
+from lab.waits import SessionClosed, SqlError, wait_for
+
+# --- HTTP through the VIP ------------------------------------------------------------------
+
+# No proxy: the environment's http_proxy must never carry lab traffic anywhere.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def http_get(port: int, host: str | None = None, timeout: float = 3) -> str:
+    """The body of GET http://host:port/ (host: the VIP; the serving node's name); raises on
+    any failure."""
+    host = host or sitemodel.vip()
+    with _opener.open(f"http://{host}:{port}/", timeout=timeout) as r:
+        return r.read().decode().strip()
+
+
+def http_names(port: int, count: int = 30, host: str | None = None, timeout: float = 3) -> list[str | None]:
+    """`count` requests, one connection each: the serving node's name, None for a failure."""
+    out = []
+    for _ in range(count):
+        try:
+            out.append(http_get(port, host, timeout))
+        except (OSError, urllib.error.URLError):
+            out.append(None)
+    return out
+
+
+# --- SQL through the VIP -------------------------------------------------------------------
+
+
+def secrets() -> dict:
+    """The lab's secrets {name: value} (its secrets file, as the deploy reads it)."""
+    return sitemodel.secrets()
+
+
+def _mysql_argv(host: str | None, database: str | None = None) -> list[str]:
+    argv = ["mysql", "--no-defaults", "-h", host or sitemodel.vip(), "-P", str(sitemodel.listen_port("mariadb")),
+            "-u", sitemodel.data("mariadb_admin_user"),
+            "--connect-timeout=3", "--disable-reconnect", "-N", "-B"]
+    return argv + ([database] if database else [])
+
+
+def _mysql_env() -> dict:
+    # The password travels in the environment of the client only: never argv, never printed.
+    return {**os.environ, "MYSQL_PWD": sitemodel.secret("mariadb_admin_password")}
+
+
+def sql(query: str, host: str | None = None, timeout: float = 10, database: str | None = None) -> str:
+    """One query in a new connection through `host` (the VIP); its output, stripped.
+    Raises SqlError with mysql's message."""
+    try:
+        r = subprocess.run(_mysql_argv(host, database) + ["-e", query], env=_mysql_env(),
+                           capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise SqlError(f"mysql through {host or 'the VIP'}: no answer in {timeout}s") from None
+    if r.returncode != 0:
+        raise SqlError((r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1])
+    return r.stdout.strip()
+
+
+def db_node(timeout: float = 10) -> str | None:
+    """The node a new connection through the VIP lands on (SELECT @@hostname), None if none."""
+    try:
+        return sql("SELECT @@hostname", timeout=timeout) or None
+    except SqlError:
+        return None
+
+
+def node_sql(node: str, query: str, timeout: float = 30) -> str:
+    """A query on one node, as root through its unix socket (not through HAProxy)."""
+    r = exec_(node, ["mysql", "-N", "-B", "-e", query], timeout=timeout)
+    if r.returncode != 0:
+        raise SqlError(f"{node}: {r.stderr.strip()}")
+    return r.stdout.strip()
+
+
+def wsrep(node: str) -> dict[str, str]:
+    out = node_sql(node, "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_local_state_comment',"
+                         "'wsrep_cluster_status','wsrep_cluster_size','wsrep_ready','wsrep_local_state')",
+                   timeout=15)
+    return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
+
+
+class Session:
+    """A long-lived client session through the VIP (one `mysql` process, one TCP connection),
+    as an OpenStack service holds its pooled connections. query() sends one statement and
+    reads its one-line answer; SessionClosed when the server side closed the connection."""
+
+    def __init__(self, database: str | None = None, host: str | None = None):
+        self.proc = subprocess.Popen(
+            _mysql_argv(host, database) + ["-n"], env=_mysql_env(), text=True, bufsize=1,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        try:
+            self.node = self.query("SELECT @@hostname")
+        except SessionClosed:
+            self.close()
+            raise
+
+    def query(self, statement: str, timeout: float = 15) -> str:
+        if self.proc.poll() is not None:
+            raise SessionClosed(self._why())
+        try:
+            self.proc.stdin.write(statement.rstrip(";") + ";\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise SessionClosed(self._why()) from None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        if not ready:
+            self.close()
+            raise SessionClosed(f"no answer in {timeout}s")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise SessionClosed(self._why())
+        return line.strip()
+
+    def _why(self) -> str:
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        err = self.proc.stderr.read().strip() if self.proc.stderr else ""
+        return err.splitlines()[-1] if err else f"mysql exited {self.proc.returncode}"
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                f.close()
+            except OSError:
+                pass
+
+
+# --- writes that can be counted ------------------------------------------------------------
+
+WRITES_DB = "drills"
+
+
+def prepare_writes(table: str) -> None:
+    """A fresh table drills.<table> (id, node that took the write, client tag)."""
+    sql(f"CREATE DATABASE IF NOT EXISTS {WRITES_DB}")
+    sql(f"DROP TABLE IF EXISTS {WRITES_DB}.{table}")
+    sql(f"CREATE TABLE {WRITES_DB}.{table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+        "node VARCHAR(32) NOT NULL, client VARCHAR(64) NOT NULL, "
+        "at TIMESTAMP(6) DEFAULT CURRENT_TIMESTAMP(6))")
+
+
+def write(session: Session, table: str, client: str, timeout: float = 15) -> tuple[str, int]:
+    """One acknowledged write in `session`: (node that took it, its id)."""
+    out = session.query(f"INSERT INTO {WRITES_DB}.{table} (node, client) VALUES (@@hostname, '{client}'); "
+                        "SELECT @@hostname, LAST_INSERT_ID()", timeout=timeout)
+    node, _, ident = out.partition("\t")
+    return node, int(ident)
+
+
+# --- HAProxy's view ------------------------------------------------------------------------
+
+
+def haproxy_servers(node: str, listener: str) -> dict[str, str]:
+    """{server: status} of one listener in `node`'s HAProxy (UP, DOWN, 'UP 1/2', MAINT...)."""
+    r = exec_(node, ["sh", "-c", f"echo 'show stat' | timeout 5 socat stdio UNIX-CONNECT:{sitemodel.data('haproxy_stats_socket')}"],
+                   timeout=15)
+    if r.returncode != 0:
+        raise LabError(f"{node}: haproxy show stat failed: {r.stderr.strip()}")
+    header, out = None, {}
+    for line in r.stdout.splitlines():
+        if line.startswith("# "):
+            header = line[2:].split(",")
+            continue
+        if not header or not line.strip():
+            continue
+        row = dict(zip(header, line.split(",")))
+        if row.get("pxname") == listener and row.get("svname") not in ("FRONTEND", "BACKEND"):
+            out[row["svname"]] = row.get("status", "")
+    return out
+
+
+def wait_server(node: str, listener: str, server: str, status: str, timeout: float = 30) -> float:
+    """Seconds until `node`'s HAProxy reports `server` of `listener` exactly `status`."""
+    _, elapsed = wait_for(f"{node}'s HAProxy to mark {listener}/{server} {status}",
+                          lambda: haproxy_servers(node, listener).get(server) == status, timeout, 0.5)
+    return elapsed
+
+
+
+# --- clients that run through a whole drill ----------------------------------------------
+
+
+def drop(session: Session | None, pause: float = 0.2) -> None:
+    """Close a session that failed, and pause before the client reconnects."""
+    if session is not None:
+        session.close()
+    time.sleep(pause)
+
+
+class Client(threading.Thread):
+    """A client of the VIP in one session, until stopped: step() after step(); a failed step
+    closes the session and the next one opens a new one (to whichever node HAProxy picks)."""
+
+    def __init__(self, name: str):
+        super().__init__(daemon=True)
+        self.client = name
+        self.acked: list[int] = []
+        self.failures = 0
+        self.stopping = threading.Event()
+
+    def step(self, session: Session) -> None:
+        raise NotImplementedError
+
+    def run(self):
+        session = None
+        while not self.stopping.is_set():
+            try:
+                if session is None:
+                    session = Session()
+                self.step(session)
+            except (SessionClosed, OSError, ValueError):
+                self.failures += 1
+                drop(session)
+                session = None
+        drop(session, 0)
+
+
+class Writer(Client):
+    """Inserts rows into drills.<table>; acked: the ids of the acknowledged ones."""
+
+    def __init__(self, table: str, name: str):
+        super().__init__(name)
+        self.table = table
+
+    def step(self, session):
+        _, ident = write(session, self.table, self.client, timeout=5)
+        self.acked.append(ident)

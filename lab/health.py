@@ -1,0 +1,237 @@
+"""The health of the lab's deployed stack: pyinfra runs (deploy, verify.py's JSON report),
+waiting until healthy, and restore(): every node on, every link up, every service running,
+then healthy again, within a bound."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lab import backends, lifecycle
+from lab.faults import allow_packets, power_on, running
+from lab.clients import node_sql
+from lab.machines import exec_
+from config.files import DBCHECK
+from lab.names import REPO_ROOT, LabError
+from lab.waits import DrillError, SqlError, intervene, log
+
+ROOT = REPO_ROOT
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+DEPLOY_TIMEOUT = 900      # s: a first deploy on fresh nodes takes about 5 min
+VERIFY_TIMEOUT = 180      # s: one verify.py run
+RESTORE_BOUND = 420       # s: restore() brings the lab back within this, or gives up
+
+# --- the health report ---------------------------------------------------------------------
+
+
+def pyinfra(*args, env=None, timeout: float = DEPLOY_TIMEOUT) -> subprocess.CompletedProcess:
+    """pyinfra from the repository root, bounded; output merged into stdout."""
+    return subprocess.run(
+        [PYINFRA, *args], cwd=ROOT, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=timeout,
+    )
+
+
+FAILURE_LINE = re.compile(r"error|fail|could not|did not|timed out|refus|hung|^E: ", re.I)
+
+
+def run_excerpt(output: str, tail: int = 4000) -> str:
+    """What a failed pyinfra run printed that says why: every line that reads like an error
+    (with the host it names), then the last `tail` characters."""
+    lines = [line for line in output.splitlines() if FAILURE_LINE.search(line) and "No changes" not in line]
+    return "\n".join(["--- error lines ---", *lines[-80:], "--- tail ---", output[-tail:]])
+
+
+def verify_report(timeout: float = VERIFY_TIMEOUT) -> dict:
+    """verify.py's JSON health report (ok, vip_holders, failures, facts, ...); a run that does
+    not finish within `timeout` is a report that is not OK."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "health.json"
+        try:
+            run = pyinfra("-y", "inventories/lab.py", "verify.py", env={"HA_VERIFY_JSON": str(path)},
+                          timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"ok": False, "failures": [f"verify.py did not finish within {timeout:.0f}s"]}
+        if not path.exists():
+            return {"ok": False, "failures": [f"no report (pyinfra exit {run.returncode})"],
+                    "output": run.stdout[-3000:]}
+        return json.loads(path.read_text())
+
+
+def galera_synced_count(report: dict) -> int:
+    facts = report.get("facts", {})
+    return sum(1 for f in facts.values()
+               if (f.get("galera") or {}).get("local_state_comment") == "Synced"
+               and (f.get("galera") or {}).get("cluster_status") == "Primary")
+
+
+def rabbit_running(report: dict) -> set[str]:
+    facts = report.get("facts", {})
+    seen = [set((f.get("rabbitmq") or {}).get("running_nodes") or []) for f in facts.values()]
+    return set.intersection(*seen) if seen else set()
+
+
+def wait_healthy(timeout: float = 300, on_wait=None) -> tuple[dict, float]:
+    """Poll the health report until it is OK (every check, 3 Synced, RabbitMQ all running).
+    on_wait(): called after each report that is not OK (e.g. to unstick a service)."""
+    start = time.monotonic()
+    last = {}
+    while (left := timeout - (time.monotonic() - start)) > 0:
+        last = verify_report(min(VERIFY_TIMEOUT, max(left, 30)))
+        if last.get("ok"):
+            return last, time.monotonic() - start
+        if on_wait:
+            on_wait()
+        time.sleep(2)
+    raise DrillError(f"not healthy after {time.monotonic() - start:.0f}s: "
+                     + "; ".join(last.get("failures", []))[:2000])
+
+
+def deploy(timeout: float = DEPLOY_TIMEOUT, data: dict | None = None, nodes: list[str] | None = None) -> subprocess.CompletedProcess:
+    """deploy.py on the lab; `data`: extra group data for this run (inventories/lab.py
+    HA_LAB_DATA), e.g. {"keepalived_unicast": True}; `nodes`: an inventory of only these
+    (HA_LAB_NODES)."""
+    env = {}
+    if data:
+        env["HA_LAB_DATA"] = json.dumps(data)
+    if nodes:
+        env["HA_LAB_NODES"] = ",".join(nodes)
+    return pyinfra("-y", "inventories/lab.py", "deploy.py", env=env, timeout=timeout)
+
+
+def bootstrap_if_no_primary() -> str | None:
+    """Galera after a quorum loss, when no running node is in a Primary component: the
+    operator's recovery, on the node with the most committed transactions
+    (wsrep_last_committed): pc.bootstrap=YES makes it a Primary component of its own that the
+    others join. Returns that node, or None when some node is Primary (nothing to do)."""
+    states = {}
+    for n in running():
+        try:
+            states[n] = node_sql(n, "SHOW GLOBAL STATUS WHERE Variable_name IN "
+                                    "('wsrep_cluster_status','wsrep_last_committed')", timeout=15)
+        except (SqlError, LabError):
+            continue
+    parsed = {n: dict(l.split("\t", 1) for l in out.splitlines() if "\t" in l) for n, out in states.items()}
+    if not parsed or any(v.get("wsrep_cluster_status") == "Primary" for v in parsed.values()):
+        return None
+    best = max(parsed, key=lambda n: int(parsed[n].get("wsrep_last_committed") or -1))
+    log(f"restore: no Primary component ({parsed}); pc.bootstrap on {best}")
+    node_sql(best, "SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'")
+    return best
+
+
+
+
+
+def unstick_rabbitmq(stuck_for: float = 60, timeout: float = 180) -> list[str]:
+    """RabbitMQ nodes whose start has hung (unit 'activating' for over `stuck_for` s) are
+    restarted (each restart bounded by `timeout`); returns them. Seen on the lab after a power
+    cut: Debian 12's RabbitMQ 3.10.8 on Erlang 25.2 can hang at boot in `global` name-server
+    synchronisation ('Faking nodedown/nodeup' in its log, the "global hang" of
+    rabbitmq-server#6034, whose workaround for Erlang >= 25.1 came in later 3.10.x releases);
+    a restart of that node clears it."""
+    stuck = []
+    for n in running():
+        r = exec_(n, ["sh", "-c", "systemctl show -p ActiveState --value rabbitmq-server; "
+                                  "echo $(( $(date +%s) - $(date -d \"$(systemctl show -p "
+                                  "ExecMainStartTimestamp --value rabbitmq-server)\" +%s) ))"],
+                  timeout=30)
+        lines = r.stdout.split()
+        if len(lines) == 2 and lines[0] == "activating" and lines[1].isdigit() and int(lines[1]) > stuck_for:
+            stuck.append(n)
+    for n in stuck:
+        intervene(f"RabbitMQ on {n} hung at start (activating for over {stuck_for:.0f}s; "
+                  "rabbitmq-server#6034 global hang): restarted")
+        bound = max(10, int(timeout))
+        exec_(n, ["timeout", str(bound), "systemctl", "restart", "rabbitmq-server"], timeout=bound + 20)
+    return stuck
+
+
+class LabUnrecoverable(DrillError):
+    """restore() could not bring the lab back within its bound: the next drill needs a rebuilt
+    lab (rebuild()); the message says what was still wrong."""
+
+
+def _start_everything(left) -> None:
+    """Every node on with its link up, no packet filter, every service and stand-in started,
+    no node desynced (each step bounded by what is left of restore's time)."""
+    for st in lifecycle.status():
+        if st["state"] != "running":
+            power_on(st["name"])
+        elif st.get("isolated"):
+            lifecycle.heal(st["name"])
+    units = ["haproxy", "keepalived", DBCHECK["unit"], backends.UNIT]
+    for n in running():
+        allow_packets(n)
+        exec_(n, ["sh", "-c",
+                  f"rm -rf {backends.DOWN_DIR}; "
+                  f"systemctl start {' '.join(units)}; "
+                  "mysql -e 'SET GLOBAL wsrep_desync=OFF' 2>/dev/null; true"], timeout=min(120, max(20, left())))
+
+
+def restore(timeout: float = RESTORE_BOUND) -> dict:
+    """Put the lab back as the drills found it: every node powered on with its link up, every
+    service of the HA layer and every API stand-in running, no node desynced; then wait until
+    the health report is OK. Meanwhile a RabbitMQ node hung at start for over a minute is
+    restarted; not OK within 150 s: a Galera cluster without a Primary component is
+    bootstrapped from its most advanced node (each recorded in `interventions`); still not OK
+    after 90 s more: the deploy runs once, with what is left of `timeout`, and the report must
+    be OK then. Not OK within `timeout` (a few minutes) in all: LabUnrecoverable, with the
+    cause. Returns the report."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+
+    def left() -> float:
+        return deadline - time.monotonic()
+
+    def unstick() -> None:
+        unstick_rabbitmq(timeout=min(180, max(10, left())))
+
+    try:
+        _start_everything(left)
+        try:
+            report, _ = wait_healthy(min(150, left()), on_wait=unstick)
+        except DrillError as exc:
+            log(f"restore: {exc}")
+            node = bootstrap_if_no_primary()
+            if node:
+                intervene(f"Galera had no Primary component: pc.bootstrap on {node}", show=False)
+            try:
+                if left() <= 0:
+                    raise
+                report, _ = wait_healthy(min(90, left()))
+            except DrillError as exc2:
+                if left() < 60:
+                    raise
+                log(f"restore: {exc2}; running the deploy")
+                intervene(f"not healthy after {time.monotonic() - t0:.0f}s: deploy run", show=False)
+                run = deploy(timeout=max(30, left() - 30))
+                if run.returncode != 0:
+                    raise DrillError(f"restore: the deploy failed:\n{run_excerpt(run.stdout)}") from None
+                report, _ = wait_healthy(max(30, left()))
+    except (DrillError, LabError, SqlError, subprocess.TimeoutExpired) as exc:
+        raise LabUnrecoverable(f"restore: the lab is not back after {time.monotonic() - t0:.0f}s "
+                               f"(bound {timeout:.0f}s): {exc}") from exc
+    log(f"restore: healthy in {time.monotonic() - t0:.1f}s; VIP on {', '.join(report.get('vip_holders', []))}")
+    return report
+
+
+def rebuild(nodes: int = 3) -> None:
+    """A lab built again from scratch after restore() gave up: lab down with the node disks
+    purged, up, then the deploy and the API stand-ins on fresh nodes (about 6 min).
+    DrillError if the deploy fails: then the lab itself is broken."""
+    t0 = time.monotonic()
+    log("rebuild: lab down (node disks purged), up, deploy")
+    lifecycle.down(purge=True)
+    lifecycle.up(nodes)
+    for what, run in (("deploy", lambda: deploy()), ("API stand-ins", backends.install)):
+        result = run()
+        if result.returncode != 0:
+            raise DrillError(f"rebuild: the {what} failed:\n{run_excerpt(result.stdout)}")
+    log(f"rebuild: deployed in {time.monotonic() - t0:.1f}s")
