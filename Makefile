@@ -7,9 +7,9 @@ OUT ?= out
 NODES ?= 3
 # Debian packages the host needs: the real haproxy and keepalived binaries check rendered
 # configs; the rest builds and runs the lab (nftables: the split-brain drill's packet filter,
-# run inside one node's network namespace).
+# run inside one node's network namespace; openssl: the lab's CA and the VIP's certificate).
 HOST_PACKAGES = haproxy keepalived socat iproute2 debootstrap systemd-container apt-cacher-ng \
-	mariadb-client curl nftables
+	mariadb-client curl nftables openssl
 
 .PHONY: setup host-packages venv demo deploy verify render preflight test test-unit test-lab \
 	lab-up lab-down bench-deploy bench-failover bench-durability clean

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import select
+import ssl
 import subprocess
 import threading
 import time
@@ -15,7 +16,7 @@ import urllib.request
 
 from lab import sitemodel
 from lab.machines import exec_
-from lab.names import LabError
+from lab.names import CA_FILE, LabError
 from lab.waits import SessionClosed, SqlError, wait_for
 
 # --- HTTP through the VIP ------------------------------------------------------------------
@@ -24,11 +25,22 @@ from lab.waits import SessionClosed, SqlError, wait_for
 _opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
+def tls_context() -> ssl.SSLContext:
+    """Trusts the lab's CA only (it signed the VIP's certificate); the name checked is the VIP."""
+    return ssl.create_default_context(cafile=str(CA_FILE))
+
+
+def _tls_opener():
+    return urllib.request.build_opener(urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls_context()))
+
+
 def http_get(port: int, host: str | None = None, timeout: float = 3) -> str:
-    """The body of GET http://host:port/ (host: the VIP; the serving node's name); raises on
-    any failure."""
-    host = host or sitemodel.vip()
-    with _opener.open(f"http://{host}:{port}/", timeout=timeout) as r:
+    """The body of GET / on the VIP's listener at `port` (https, the certificate verified, when
+    the listener takes TLS), or on `host`:port (a node's own server, plain HTTP): the serving
+    node's name; raises on any failure."""
+    url = sitemodel.vip_url(port) if host is None else f"http://{host}:{port}/"
+    opener = _tls_opener() if url.startswith("https:") else _opener
+    with opener.open(url, timeout=timeout) as r:
         return r.read().decode().strip()
 
 

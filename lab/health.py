@@ -65,10 +65,10 @@ def verify_report(timeout: float = VERIFY_TIMEOUT) -> dict:
 
 
 def galera_synced_count(report: dict) -> int:
-    facts = report.get("facts", {})
-    return sum(1 for f in facts.values()
-               if (f.get("galera") or {}).get("local_state_comment") == "Synced"
-               and (f.get("galera") or {}).get("cluster_status") == "Primary")
+    """Nodes whose reported Galera state serves (facts.galera.serving: the deploy's own rule)."""
+    from facts.galera import serving
+
+    return sum(1 for f in report.get("facts", {}).values() if serving(f.get("galera")))
 
 
 def rabbit_running(report: dict) -> set[str]:

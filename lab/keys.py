@@ -1,5 +1,6 @@
-"""The lab's credentials: its SSH key and its generated secrets file (one value for each secret
-the deploy knows, config/secrets.py), both under /var/tmp/halab, outside the repository."""
+"""The lab's credentials: its SSH key, its generated secrets file (one value for each secret
+the deploy knows, config/secrets.py) and its certificate authority, which signs the VIP's
+certificate (the secret haproxy_tls_pem), all under /var/tmp/halab, outside the repository."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ import json
 import os
 import secrets as _secrets
 import string
+import tempfile
 from pathlib import Path
 
 from lab.host import run, write
-from lab.names import SECRETS_FILE, SSH_KEY, STATE_DIR, LabError
+from lab.names import CA_FILE, CA_KEY, SECRETS_FILE, SSH_KEY, STATE_DIR, VIP, LabError
 
 _ALNUM = string.ascii_letters + string.digits
 # (alphabet, length) of the secrets that need a form of their own: keepalived takes at most 8
@@ -23,12 +25,44 @@ def _gen(alphabet: str, n: int) -> str:
     return "".join(_secrets.choice(alphabet) for _ in range(n))
 
 
-def generate_secrets() -> dict:
+def generate_secrets(have: frozenset = frozenset()) -> dict:
     """A fresh value for every secret the deploy knows (config/secrets.py; imported here, not at
-    the top, so that the lab's command line needs nothing of the project to report an error)."""
+    the top, so that the lab's command line needs nothing of the project to report an error);
+    the VIP's certificate only when it is not in `have` (it takes openssl runs)."""
     from config.secrets import SECRETS
 
-    return {name: _gen(*_FORMS.get(name, (_ALNUM, 24))) for name in SECRETS}
+    made = {name: _gen(*_FORMS.get(name, (_ALNUM, 24))) for name in SECRETS if name != "haproxy_tls_pem"}
+    if "haproxy_tls_pem" in SECRETS and "haproxy_tls_pem" not in have:
+        made["haproxy_tls_pem"] = vip_certificate()
+    return made
+
+
+def _openssl(*args: str) -> None:
+    run(["openssl", *args])
+
+
+def ensure_ca() -> None:
+    """The lab's CA (P-256, 10 years), made once."""
+    if CA_FILE.exists() and CA_KEY.exists():
+        return
+    STATE_DIR.mkdir(parents=True, exist_ok=True)
+    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-days", "3650", "-subj", "/CN=openstack-ha lab CA", "-keyout", str(CA_KEY), "-out", str(CA_FILE))
+    os.chmod(CA_KEY, 0o600)
+
+
+def vip_certificate() -> str:
+    """A certificate for the VIP (subjectAltName IP:VIP), signed by the lab's CA, followed by
+    its key: the PEM bundle HAProxy reads."""
+    ensure_ca()
+    with tempfile.TemporaryDirectory(dir=STATE_DIR) as d:
+        key, csr, crt, ext = (f"{d}/{n}" for n in ("vip.key", "vip.csr", "vip.pem", "ext.cnf"))
+        Path(ext).write_text(f"subjectAltName=IP:{VIP}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-subj", f"/CN={VIP}", "-keyout", key, "-out", csr)
+        _openssl("x509", "-req", "-in", csr, "-CA", str(CA_FILE), "-CAkey", str(CA_KEY), "-CAcreateserial",
+                 "-days", "825", "-extfile", ext, "-out", crt)
+        return Path(crt).read_text() + Path(key).read_text()
 
 
 def ensure_secrets() -> str:
@@ -40,7 +74,9 @@ def ensure_secrets() -> str:
             current = json.loads(path.read_text())
         except ValueError:
             raise LabError(f"{path} is not valid JSON: remove it (python -m lab down --purge)")
-    fresh = generate_secrets()
+    if not CA_FILE.exists():
+        current.pop("haproxy_tls_pem", None)  # signed by a CA that is gone: the clients could not trust it
+    fresh = generate_secrets(frozenset(k for k, v in current.items() if v))
     merged = {**fresh, **{k: v for k, v in current.items() if v}}
     if merged != current or (path.stat().st_mode & 0o777) != 0o600:
         STATE_DIR.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,10 @@ APT_CACHE_DIR = STATE_DIR / "apt-cache"
 NODES_DIR = STATE_DIR / "nodes"
 SSH_KEY = str(STATE_DIR / "id_ed25519")
 SECRETS_FILE = str(STATE_DIR / "secrets.json")
+# The lab's own certificate authority: it signs the VIP's certificate (secret haproxy_tls_pem);
+# the drills' HTTPS clients trust it, and nothing else does.
+CA_FILE = STATE_DIR / "ca.pem"
+CA_KEY = STATE_DIR / "ca.key"
 LOCK_FILE = STATE_DIR / "lock"
 
 SUBNET_FILE = STATE_DIR / "subnet"     # the subnet of the lab that exists, if not the default

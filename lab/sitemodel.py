@@ -64,6 +64,15 @@ def listen_port(name: str) -> int:
     return service(name).port
 
 
+def vip_url(port: int) -> str:
+    """The URL of the VIP's listener on `port`: https when it takes TLS there (haproxy_tls)."""
+    for listener in site().listeners:
+        words = listener.bind.split()
+        if words[0].rsplit(":", 1)[1] == str(port):
+            return f"{'https' if 'ssl' in words else 'http'}://{vip()}:{port}/"
+    return f"http://{vip()}:{port}/"
+
+
 def backend_port(name: str) -> int:
     """The port listener `name` forwards to on each controller."""
     s = service(name)

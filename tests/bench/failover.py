@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 import lab  # noqa: E402
 from lab import backends, drills, sitemodel  # noqa: E402
+from lab.names import CA_FILE  # noqa: E402
 
 API = "keystone_internal"  # the API listener the clients use
 TABLE = "bench_failover"
@@ -70,6 +71,8 @@ class StaleClients:
                 "--db-port", str(sitemodel.listen_port("mariadb")),
                 "--db-user", sitemodel.data("mariadb_admin_user"), "--cap", str(STALE_CAP),
                 "--http-connections", str(HTTP_CONNECTIONS)]
+        if sitemodel.vip_url(sitemodel.listen_port(API)).startswith("https:"):
+            argv += ["--cafile", str(CA_FILE)]
         if direct:
             argv += ["--direct", f"{sitemodel.node_address(direct)}:{sitemodel.data('memcached_port')}"]
         self.witness, self.direct = witness, direct

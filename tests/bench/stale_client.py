@@ -34,6 +34,7 @@ import http.client
 import json
 import select
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -53,12 +54,15 @@ def keepalive(sock: socket.socket) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
-def http_client(name: str, vip: str, port: int, cap: float) -> None:
+def http_client(name: str, vip: str, port: int, cap: float, cafile: str | None = None) -> None:
+    """Keep-alive GETs; over TLS (the certificate checked against `cafile`) when one is given."""
+    context = ssl.create_default_context(cafile=cafile) if cafile else None
     conn = None
     while True:
         try:
             if conn is None:
-                conn = http.client.HTTPConnection(vip, port, timeout=3)
+                conn = (http.client.HTTPSConnection(vip, port, timeout=3, context=context) if context
+                        else http.client.HTTPConnection(vip, port, timeout=3))
                 conn.connect()
                 keepalive(conn.sock)
                 conn.sock.settimeout(cap)
@@ -131,8 +135,9 @@ def main() -> None:
     ap.add_argument("--direct", help="ADDR:PORT of one controller's memcached")
     ap.add_argument("--http-connections", type=int, default=4)
     ap.add_argument("--cap", type=float, default=150)
+    ap.add_argument("--cafile", help="the HTTP listener takes TLS: verify its certificate with this CA")
     a = ap.parse_args()
-    threads = [threading.Thread(target=http_client, args=(f"http{i}", a.vip, a.http_port, a.cap), daemon=True)
+    threads = [threading.Thread(target=http_client, args=(f"http{i}", a.vip, a.http_port, a.cap, a.cafile), daemon=True)
                for i in range(a.http_connections)]
     threads.append(threading.Thread(target=db_client, args=(a.vip, a.db_port, a.db_user, a.cap), daemon=True))
     if a.direct:

@@ -25,7 +25,7 @@ from lab import sitemodel
 from lab.aptproxy import proxy_pid, stop_apt_proxy
 from lab.host import pid_alive, tcp_open
 from lab.images import BASE_OK
-from lab.names import APT_CACHE_DIR, APT_PROXY, APT_PROXY_PORT, HOST_ADDRESS, NODES_DIR, PREFIXLEN, RUN_DIR
+from lab.names import APT_CACHE_DIR, APT_PROXY, APT_PROXY_PORT, CA_FILE, HOST_ADDRESS, NODES_DIR, PREFIXLEN, RUN_DIR, STATE_DIR
 from lab.network import netns_list
 from lab.preflight import check_subnet, find_overlaps
 
@@ -171,6 +171,16 @@ def test_secrets_generated_once_kept_private(lab_nodes):
     assert len(data["vrrp_auth_pass"]) == 8 and data["vrrp_auth_pass"].isalnum()
     cookie = data["rabbitmq_erlang_cookie"]
     assert len(cookie) >= 20 and cookie.isalpha() and cookie.isupper()
+    # the VIP's certificate, signed by the lab's own CA for the VIP's address
+    pem = STATE_DIR / "vip-test.pem"
+    pem.write_text(data["haproxy_tls_pem"])
+    try:
+        ok = subprocess.run(["openssl", "verify", "-CAfile", str(CA_FILE), "-verify_ip", lab.VIP, str(pem)],
+                            capture_output=True, text=True, timeout=30)
+    finally:
+        pem.unlink()
+    assert ok.returncode == 0 and ok.stdout.strip().endswith("OK"), ok.stdout + ok.stderr
+    assert "PRIVATE KEY-----" in data["haproxy_tls_pem"]
     lab.ensure_secrets()
     assert json.loads(path.read_text()) == data       # not regenerated
     assert not str(path).startswith(str(ROOT))          # outside the repository altogether

@@ -20,6 +20,7 @@ HOSTILE = {
     "mariadb_sst_password": "a'b\"c#d$e\\f g",
     "haproxy_stats_password": "st a'ts\"#$\\x",
     "rabbitmq_password": "rab b'it\"#$\\",
+    "rabbitmq_admin_password": "ad m'in\"#$\\",
 }
 ENV = {sitemodel.secret_env(k): v for k, v in HOSTILE.items()}
 
@@ -32,7 +33,8 @@ def stats_status(password: str) -> str:
 
 
 def management_status(password: str) -> str:
-    user, port = sitemodel.data("rabbitmq_user"), sitemodel.listen_port("rabbitmq_management")
+    """The management API as its administrator (the services' user has no management tag)."""
+    user, port = sitemodel.data("rabbitmq_admin_user"), sitemodel.listen_port("rabbitmq_management")
     r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{user}:{password}",
                         f"http://{sitemodel.node_address('node01')}:{port}/api/whoami"], capture_output=True, text=True, timeout=15)
     return r.stdout
@@ -53,8 +55,8 @@ def test_secrets_with_quotes_hash_dollar_backslash_and_spaces_work_end_to_end(he
         assert stats_status(HOSTILE["haproxy_stats_password"]) == "200"
         assert stats_status(HOSTILE["haproxy_stats_password"] + "x") == "401"
         # the exact bytes, as a client sends them: the management API's basic auth
-        assert management_status(HOSTILE["rabbitmq_password"]) == "200"
-        assert management_status(HOSTILE["rabbitmq_password"] + "x") == "401"
+        assert management_status(HOSTILE["rabbitmq_admin_password"]) == "200"
+        assert management_status(HOSTILE["rabbitmq_admin_password"] + "x") == "401"
         # and rabbitmqctl reading it from stdin (Debian's rabbitmqctl wrapper re-splits its arguments)
         auth = lab.exec_("node01", ["rabbitmqctl", "authenticate_user", sitemodel.data("rabbitmq_user")], input=HOSTILE["rabbitmq_password"])
         assert auth.returncode == 0, auth.stdout + auth.stderr
