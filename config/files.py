@@ -50,9 +50,11 @@ ERLANG_COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 # HAProxy's unit writes 1 here when it stops or dies and 0 once it runs (a systemd drop-in);
-# keepalived tracks the file (inotify): the VIP leaves a holder whose HAProxy died at once.
+# keepalived tracks the file (inotify on its directory, which must exist when keepalived loads
+# its config: not under /run, emptied at boot): the VIP leaves a holder whose HAProxy died at
+# once. After a reboot it still says 1 (written at shutdown) until HAProxy runs again.
 HAPROXY_UNIT_DROPIN = "/etc/systemd/system/haproxy.service.d/openstack-ha.conf"
-HAPROXY_DOWN_FILE = "/run/openstack-ha/haproxy-down"
+HAPROXY_DOWN_FILE = "/var/lib/openstack-ha/haproxy-down"
 SST_ACCOUNT = "sst"  # mariabackup's MariaDB account (galera.cnf wsrep_sst_auth, operations/galera.py)
 
 # The database check service's names, shared by its templates and operations/dbcheck.py.

@@ -1,8 +1,10 @@
 """HAProxy on every controller: every API of the catalogue on the VIP."""
 
+import os
+
 from pyinfra.api import deploy
 
-from config.files import HAPROXY_CFG, HAPROXY_UNIT_DROPIN
+from config.files import HAPROXY_CFG, HAPROXY_DOWN_FILE, HAPROXY_UNIT_DROPIN
 
 from operations.common import announce, files_of, shell
 from operations.steps import install_files, mark_pending, packages, service
@@ -17,6 +19,8 @@ def configure():
     reload = mark_pending("haproxy", "haproxy")
     ops = install_files("haproxy", validate={HAPROXY_CFG: "haproxy -c -q -f {path}"})
     dropin = next(op for op, f in zip(ops, files_of("haproxy")) if f.path == HAPROXY_UNIT_DROPIN)
-    shell("haproxy: reload systemd units (its drop-in)", ["systemctl daemon-reload"], when=dropin.will_change)
+    # keepalived watches the state file's directory: it exists before keepalived loads its config
+    shell("haproxy: reload systemd units (its drop-in)",
+          [f"install -d {os.path.dirname(HAPROXY_DOWN_FILE)}", "systemctl daemon-reload"], when=dropin.will_change)
     announce(reload, "reload haproxy")
     service(name="haproxy: running", unit="haproxy", reloaded=reload)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import io
+import os
 import shlex
 
 from pyinfra import host, logger, state
@@ -45,6 +46,8 @@ def managed_file(path: str, component: str, validate: str | None = None):
             for line in diff_lines(path, wanted, remote, new_sha1):
                 logger.info("  %s", line)
         target = f"{path}.pyinfra-new" if validate else path
+        if remote is None:  # a new file: its directory may be new too (a systemd drop-in)
+            yield StringCommand("mkdir", "-p", QuoteString(os.path.dirname(path)))
         if wanted.secret:
             # An empty 0600 file first: the upload writes into it, never readable by others.
             yield StringCommand("install", "-m", "600", "/dev/null", QuoteString(target))
