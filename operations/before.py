@@ -18,8 +18,11 @@ from config.files import ERLANG_COOKIE
 from facts.bundle import Bundle, part
 from facts.galera import GaleraNode, MysqlAccounts
 from facts.host import UNITS, FileStates, ServiceStates
-from facts.keepalived import VipHolder
-from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions
+from facts.haproxy import HaproxyInfo, HaproxyServers
+from facts.keepalived import KeepalivedState, VipHolder
+from facts.memcached import MemcachedStats
+from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions, RabbitmqMembers
+from config.site import Site
 from operations.common import files_for, site
 
 
@@ -56,10 +59,12 @@ def facts_of_all_controllers(cls, **kwargs) -> dict:
 def prefetch(name: str) -> tuple:
     """Every fact a run's plan reads from controller `name` (facts.bundle parts), read in one
     round trip. The database accounts and RabbitMQ definitions are read where they are
-    decided: the first controller (an export_definitions starts an Erlang VM: not everywhere)."""
+    decided: the first controller (an export_definitions starts an Erlang VM: not everywhere).
+    The health report's facts too: a run that changes nothing reports from them (no second
+    round trip; operations/verify.py)."""
     s = site()
     first = name == s.controllers[0].name
-    return (
+    return tuple(dict.fromkeys((
         part(FileStates, paths=tuple(f.path for f in files_for(name))),
         part(ServiceStates, units=UNITS),
         part(DebPackages),
@@ -70,7 +75,23 @@ def prefetch(name: str) -> tuple:
         part(Sha1File, path=ERLANG_COOKIE),
         part(VipHolder, interface=s["vip_interface"], vip=s["vip"]),
         *((part(MysqlAccounts), part(RabbitmqDefinitions)) if first else ()),
-    )
+        *health_parts(s, name).values(),
+    )))
+
+
+def health_parts(site: Site, name: str) -> dict[str, tuple]:
+    """The verification facts of controller `name`, by report key, as facts.bundle parts."""
+    d = site.data
+    me = site.controller(name)
+    return {
+        "vip": part(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
+        "keepalived": part(KeepalivedState),
+        "haproxy_info": part(HaproxyInfo, socket=d["haproxy_stats_socket"]),
+        "haproxy_servers": part(HaproxyServers, socket=d["haproxy_stats_socket"]),
+        "galera": part(GaleraNode, recover=False),
+        "rabbitmq": part(RabbitmqMembers),
+        "memcached": part(MemcachedStats, address=me.address, port=d["memcached_port"]),
+    }
 
 
 _bundles: dict = {}  # (id(state), host name) -> {part: result} or UNREACHABLE
@@ -140,3 +161,12 @@ def file_state(path: str) -> dict | None:
 def unit_state(unit: str) -> dict:
     """The unit's state before the run: active, enabled, pending (facts.host.ServiceStates)."""
     return known(planned_fact(ServiceStates, units=UNITS), "its systemd units")["units"].get(unit, {})
+
+
+def read_before_run(h, parts: tuple) -> dict | None:
+    """The pre-run bundle's answers to `parts` for host `h`, when this run read one (a deploy;
+    a verification alone reads none): {"parts": [...], "status": [...], "error": None}."""
+    got = _bundles.get((id(state), h.name))
+    if not isinstance(got, dict) or any(got.get(p) is None for p in parts):
+        return None  # not read, or a part unknown: read live
+    return {"parts": [got[p] for p in parts], "status": ["0"] * len(parts), "error": None}

@@ -47,6 +47,7 @@ def controllers_in_run() -> set[str]:
     names = {c.name for c in site().controllers}
     return {h.name for h in inventory.get_active_hosts() if h.name in names}
 
+
 @once
 def _site_and_secrets() -> tuple[Site, dict]:
     hosts, group_data = inventory_shape(inventory)
@@ -79,8 +80,18 @@ def files_of(component: str) -> list[ManagedFile]:
 
 def files_for(name: str, component: str | None = None) -> list[ManagedFile]:
     """A controller's files (of one component): this host's, or another's for a decision on
-    one host that needs them."""
-    return managed_files(site(), name, _site_and_secrets()[1], component)
+    one host that needs them. Rendered once per run and controller (the site and secrets do
+    not change within a run; a no-op run otherwise rendered every template ~200 times)."""
+    rendered = _rendered()
+    if name not in rendered:
+        rendered[name] = managed_files(site(), name, _site_and_secrets()[1])
+    return [f for f in rendered[name] if component in (None, f.component)]
+
+
+@once
+def _rendered() -> dict:
+    """{controller name: its managed files}, filled by files_for()."""
+    return {}
 
 
 def is_first() -> bool:

@@ -57,15 +57,12 @@ from pyinfra import host, logger, state
 from pyinfra.api import FunctionCommand, deploy, operation
 
 from config.site import Site, build_site, inventory_shape
-from facts.bundle import Bundle, fact_class, part
+from facts.bundle import Bundle, fact_class
 from health.checks import evaluate
 from health.report import FAIL, Report, write_json
 from health.settle import lagging
-from facts.galera import GaleraNode
-from facts.haproxy import HaproxyInfo, HaproxyServers
-from facts.keepalived import KeepalivedState, VipHolder
-from facts.memcached import MemcachedStats
-from facts.rabbitmq import RabbitmqMembers
+from operations.before import health_parts, read_before_run
+from facts.haproxy import HaproxyServers
 
 JSON_ENV = "HA_VERIFY_JSON"
 FACT_TIMEOUT = 60  # seconds for one fact command over SSH (the slowest, rabbitmqctl, takes ~2 s)
@@ -125,21 +122,6 @@ def read_fact(host, fact, **args) -> dict:
         return {**fact.default(), "error": f"connection failed while reading ({type(exc).__name__}: {exc})"}
 
 
-def health_parts(site: Site, name: str) -> dict[str, tuple]:
-    """The verification facts of controller `name`, by report key, as facts.bundle parts."""
-    d = site.data
-    me = site.controller(name)
-    return {
-        "vip": part(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
-        "keepalived": part(KeepalivedState),
-        "haproxy_info": part(HaproxyInfo, socket=d["haproxy_stats_socket"]),
-        "haproxy_servers": part(HaproxyServers, socket=d["haproxy_stats_socket"]),
-        "galera": part(GaleraNode, recover=False),
-        "rabbitmq": part(RabbitmqMembers),
-        "memcached": part(MemcachedStats, address=me.address, port=d["memcached_port"]),
-    }
-
-
 def collect_facts(host, site: Site) -> dict:
     """Read every verification fact of one controller in one round trip (facts.bundle: the
     commands run side by side, each bounded by FACT_TIMEOUT; the slowest sets the time).
@@ -150,6 +132,12 @@ def collect_facts(host, site: Site) -> dict:
     """
     parts = health_parts(site, host.name)
     got = read_fact(host, Bundle, parts=tuple(parts.values()), limit=FACT_TIMEOUT)
+    return health_facts(parts, got)
+
+
+def health_facts(parts: dict[str, tuple], got: dict) -> dict:
+    """The report's facts {key: result} from a bundle's answer to `parts`; a part it lacks is
+    its fact's default with the cause (timed out on the host, the bundle's error)."""
     answers, status = got.get("parts") or [], got.get("status") or []
     out = {}
     for i, (key, (name, _)) in enumerate(parts.items()):
@@ -217,10 +205,31 @@ def collect_health():
     if run.reported:  # verify() called a second time in one run: start a fresh report
         run.results, run.reported, run.partial = {}, False, False
     started = time.monotonic()
-    facts = collect_facts(host, run.site)
+    before = read_before_run(host, tuple(health_parts(run.site, host.name).values())) if nothing_changed() else None
+    if before is not None:
+        # The run changed nothing on any host: the state read before it (with the plan's, in
+        # the same round trip) is the state now; no second round trip.
+        facts = health_facts(health_parts(run.site, host.name), before)
+        facts["read_before_run"] = True
+    else:
+        facts = collect_facts(host, run.site)
     facts["collect_sec"] = round(time.monotonic() - started, 2)
     run.results[host.name] = facts
     yield from ()
+
+
+def nothing_changed() -> bool:
+    """No operation that ran so far in this run executed a command or failed, on any host
+    (with -y pyinfra does not count planned changes: the operations' outcomes are read)."""
+    for h in state.inventory:
+        for op_hash in state.get_op_order():
+            try:
+                meta = state.get_op_data_for_host(h, op_hash).operation_meta
+            except KeyError:  # an operation this host does not have
+                continue
+            if meta.is_complete() and (meta.executed or not meta.did_succeed()):
+                return False
+    return True
 
 
 @operation()

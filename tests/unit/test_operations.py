@@ -147,7 +147,7 @@ def test_definitions_unknown_state_are_safe_to_repeat_and_hide_the_password():
     assert "pw-123" not in text and "adm-456" not in text
     uploads = {c.dest: c.src.getvalue() for c in cmds if isinstance(c, FileUploadCommand)}
     assert uploads == {f"{SECRET_DIR}/rabbitmq_password": "pw-123", f"{SECRET_DIR}/rabbitmq_admin_password": "adm-456"}
-    assert f"add_user openstack; fi < {SECRET_DIR}/rabbitmq_password; rc=$?; rm -f {SECRET_DIR}/rabbitmq_password" in text
+    assert f"add_user openstack < {SECRET_DIR}/rabbitmq_password; fi; rc=$?; rm -f {SECRET_DIR}/rabbitmq_password" in text
     # least privilege: the services' user has no tag, the administrator no vhost permission
     assert "timeout 60 rabbitmqctl set_user_tags openstack" in text.splitlines()
     assert "timeout 60 rabbitmqctl set_user_tags admin administrator" in text.splitlines()
