@@ -39,7 +39,8 @@ def http_get(port: int, host: str | None = None, timeout: float = 3) -> str:
     the listener takes TLS), or on `host`:port (a node's own server, plain HTTP): the serving
     node's name; raises on any failure."""
     url = sitemodel.vip_url(port) if host is None else f"http://{host}:{port}/"
-    opener = _tls_opener() if url.startswith("https:") else _opener
+    # through the VIP: an http listener may redirect to https (horizon), verified the same way
+    opener = _tls_opener() if host is None else _opener
     with opener.open(url, timeout=timeout) as r:
         return r.read().decode().strip()
 

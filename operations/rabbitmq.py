@@ -87,9 +87,9 @@ def account_commands(name: str, secret: str, password: str, tags: str, users: di
     upload, path = secret_input(secret, password)
     cmds = []
     if not known or name not in users:
-        has_user = f"{CTL} list_users --silent | cut -f1 | grep -qxF -- {q}"
+        has_user = f"{CTL} list_users --silent </dev/null | cut -f1 | grep -qxF -- {q}"
         # the password file on the stdin of the command that reads it only: list_users would eat it
-        cmds += [*upload, f"if {has_user} </dev/null; then {CTL} change_password {q} < {path}; "
+        cmds += [*upload, f"if {has_user}; then {CTL} change_password {q} < {path}; "
                           f"else {CTL} add_user {q} < {path}; fi; rc=$?; rm -f {path}; exit $rc"]
     elif not password_matches(password, users[name].get("password_hash", "")):
         cmds += [*upload, consume(f"{CTL} change_password {q}", path)]
