@@ -22,8 +22,12 @@ from dataclasses import dataclass
 DEL_XFP_IF_SSL = "del-header X-Forwarded-Proto if { ssl_fc }"
 DEL_XFP = "del-header X-Forwarded-Proto"
 SET_XFP_IF_SSL = "set-header X-Forwarded-Proto https if { ssl_fc }"
-# A listener with an https_port, on its plain port.
-TO_HTTPS = "redirect scheme https code 301 if !{ ssl_fc }"
+# A listener with an https_port, on its plain port: to https on that port, whatever port the
+# client's Host header names (`redirect scheme` keeps it: "Host: vip:80" became https://vip:80/).
+def to_https(https_port: int) -> str:
+    port = "" if https_port == 443 else f":{https_port}"
+    return ("redirect location https://%[req.hdr(host),regsub(:[0-9]+$,)]" + port
+            + "%[capture.req.uri] code 301 if !{ ssl_fc }")
 # With haproxy_retry_on: a POST or PATCH is sent again only after a failed connection (it never
 # reached the application); the idempotent methods also after an empty response.
 NO_L7_RETRY = "disable-l7-retry if { method POST PATCH }"

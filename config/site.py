@@ -15,7 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from config.catalogue import NO_L7_RETRY, PORT_KEYS, SET_XFP_IF_SSL, TO_HTTPS, Service, merge_catalogue
+from config.catalogue import NO_L7_RETRY, PORT_KEYS, SET_XFP_IF_SSL, Service, merge_catalogue, to_https
 from config.defaults import DEFAULTS
 
 # Nested site data merged key by key with its defaults (config.schema checks each item).
@@ -105,7 +105,7 @@ class Site:
         bind, redirect_bind, http_request = self._front(svc)
         if svc.mode == "http" and svc.forwardfor and d["haproxy_retry_on"]:
             # first (after a redirect): the article's rules stay as they are, at the end
-            at = 1 if http_request[:1] == (f"{TO_HTTPS}",) else 0
+            at = 1 if svc.https_port and d["haproxy_tls"] and svc.tls else 0
             http_request = http_request[:at] + (NO_L7_RETRY,) + http_request[at:]
         return Listener(
             name=svc.name,
@@ -131,7 +131,7 @@ class Site:
         rules = svc.http_request + ((SET_XFP_IF_SSL,) if svc.http_request[-1:] != (SET_XFP_IF_SSL,) else ())
         tls = f"ssl crt {d['haproxy_tls_pem_path']}"
         if svc.https_port:
-            return f"{d['vip']}:{svc.https_port} {tls}", f"{d['vip']}:{svc.port}", (TO_HTTPS, *rules)
+            return f"{d['vip']}:{svc.https_port} {tls}", f"{d['vip']}:{svc.port}", (to_https(svc.https_port), *rules)
         return f"{d['vip']}:{svc.port} {tls}", None, rules
 
     # Strings the OpenStack services put in their own configs (secrets as placeholders).

@@ -126,7 +126,7 @@ def test_article_http_listener(node01_cfg, name):
         assert sec.values("bind") == [f"{VIP}:{port}"]
     elif name == "horizon":
         assert sec.values("bind") == [f"{VIP}:443{tls}", f"{VIP}:80"]
-        rules = ["http-request redirect scheme https code 301 if !{ ssl_fc }", *rules, SET_IF_SSL]
+        rules = ["http-request redirect location https://%[req.hdr(host),regsub(:[0-9]+$,)]%[capture.req.uri] code 301 if !{ ssl_fc }", *rules, SET_IF_SSL]
     else:
         assert sec.values("bind") == [f"{VIP}:{port}{tls}"]
         rules = rules if rules[-1:] == [SET_IF_SSL] else [*rules, SET_IF_SSL]

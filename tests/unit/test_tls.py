@@ -47,7 +47,7 @@ def test_http_apis_take_tls_the_rest_as_before():
             assert sec.lines == before.lines, name
         elif name == "horizon":
             assert sec.values("bind") == [f"{VIP}:443 ssl crt {PEM}", f"{VIP}:80"]
-            assert sec.values("http-request")[0] == "redirect scheme https code 301 if !{ ssl_fc }"
+            assert sec.values("http-request")[0] == "redirect location https://%[req.hdr(host),regsub(:[0-9]+$,)]%[capture.req.uri] code 301 if !{ ssl_fc }"
         else:
             (bind,) = before.values("bind")
             assert sec.values("bind") == [f"{bind} ssl crt {PEM}"], name
