@@ -125,11 +125,31 @@ DEFAULTS = {
         # value) gives up after ~25 s.
         "net.ipv4.tcp_retries2": 6,
     },
+    # --- the host firewall (config/firewall.py) ---
+    # On by default: Galera's state transfer hands every OpenStack credential to any host that
+    # reaches 4567 and knows the cluster name. The project's table only drops packets to its
+    # own ports from the wrong sources (cluster ports: the controllers; the VIP's listeners,
+    # AMQP and the stats page: the client networks); SSH and every other port are untouched.
+    "firewall": True,
+    # Who may use the VIP's listeners, AMQP and the stats page; None: the internal network.
+    "firewall_client_networks": None,
     # --- secrets ---
     # An untracked JSON file with the secrets (relative to the repository root), or None
     # to take every secret from HA_SECRET_<NAME> environment variables.
     "secrets_file": None,
 }
+
+# Ports the daemons hold whatever the site says. The deploy binds each to the node address;
+# FIXED_PORTS: (port, daemon, held on every address when not bound, e.g. before the deploy).
+GALERA_PORT, GALERA_IST_PORT, GALERA_SST_PORT, EPMD_PORT = 4567, 4568, 4444, 4369
+DIST_PORT_OFFSET = 20000  # RabbitMQ's Erlang distribution port: rabbitmq_port + 20000
+FIXED_PORTS = (
+    (22, "sshd", True),
+    (EPMD_PORT, "epmd (RabbitMQ)", True),
+    (GALERA_PORT, "Galera replication", True),
+    (GALERA_IST_PORT, "Galera IST", False),
+    (GALERA_SST_PORT, "Galera SST", False),
+)
 
 # Keys pyinfra itself (connectors, global arguments) reads from host data; not ours to check.
 PYINFRA_KEY_PREFIXES = ("ssh_", "_", "local_", "docker_", "winrm_")

@@ -15,20 +15,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
-from config.defaults import DEFAULTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
+from config.defaults import DEFAULTS, DIST_PORT_OFFSET, FIXED_PORTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
 from config.files import DBCHECK, SST_ACCOUNT
 from config.schema import CONTROL, HOST, HOST_NAME, SECRET, SERVICE, SITE, problems
 from config.secrets import NEEDED_WHEN, SECRETS, SecretsError, env_name, load_secrets, needed, secrets_path
 from config.site import GROUP, merged_data, service_overrides
 
-# Ports a controller opens that no site key sets: (port, owner, on every address too).
-FIXED_PORTS = (
-    (22, "sshd", True),
-    (4369, "epmd (RabbitMQ)", True),
-    (4567, "Galera replication", True),
-    (4568, "Galera IST", False),
-    (4444, "Galera SST", False),
-)
 # Site keys that are ports on each node's address, with their daemon.
 NODE_PORT_KEYS = {
     "haproxy_stats_port": "HAProxy stats",
@@ -285,7 +277,7 @@ def _check_ports(data: dict, site_keys, services: list, err) -> None:
     holds on every address (sshd, epmd, Erlang distribution, Galera replication)."""
     G = GROUP
     owners = [(port, owner, None, wild) for port, owner, wild in FIXED_PORTS]
-    owners.append((data["rabbitmq_port"] + 20000, "the Erlang distribution (rabbitmq_port + 20000)", None, True))
+    owners.append((data["rabbitmq_port"] + DIST_PORT_OFFSET, "the Erlang distribution (rabbitmq_port + 20000)", None, True))
     # The site's own keys last: a clash names the key the site set, not the default it hit.
     for key, owner in sorted(NODE_PORT_KEYS.items(), key=lambda item: item[0] in site_keys):
         if key == "mariadb_check_port" and data["mariadb_check_method"] != "httpchk":

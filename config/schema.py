@@ -141,6 +141,18 @@ def network() -> Kind:
     return Kind("address/prefix, e.g. 100.2.30.0/24", why)
 
 
+def ipv4_network() -> Kind:
+    """An IPv4 network of any size (a single host is /32), e.g. a client network."""
+    def why(v):
+        try:
+            net = ipaddress.ip_network(v, strict=False) if type(v) is str and "/" in v else None
+        except ValueError:
+            net = None
+        return None if net and net.version == 4 else f"{show(v)} is not an IPv4 network address/prefix"
+
+    return Kind("IPv4 address/prefix, e.g. 192.0.2.0/24 or 192.0.2.7/32", why)
+
+
 def mapping(keys: Kind, values: Kind, expect: str) -> Kind:
     """A dict of checked keys and values; problems() names the item (haproxy_timeouts.connect)."""
 
@@ -289,6 +301,9 @@ SITE: dict[str, Rule] = {
                            either(integer(-2**63, 2**63 - 1), text(r"[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*", "words of A-Z a-z 0-9 _ . -")),
                            "{sysctl name: value}"),
                    "kernel settings, merged key by key into the defaults"),
+    "firewall": Rule(boolean(), "the project's nftables table: cluster ports for the controllers only, listeners for the client networks"),
+    "firewall_client_networks": Rule(optional(sequence(ipv4_network(), "a list of IPv4 networks")),
+                                     "networks that may use the VIP's listeners, AMQP and the stats page (None: internal_network)"),
     "secrets_file": Rule(optional(text(r"[^\x00-\x1f]+", "a path")), "the untracked JSON file of secrets"),
 }
 

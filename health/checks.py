@@ -4,7 +4,7 @@
 
     {"vip": VipHolder, "keepalived": KeepalivedState, "haproxy_info": HaproxyInfo,
      "haproxy_servers": HaproxyServers, "galera": GaleraNode, "rabbitmq": RabbitmqMembers,
-     "memcached": MemcachedStats, "collect_sec": float}
+     "memcached": MemcachedStats, "firewall": FirewallState, "collect_sec": float}
 
 (each value the processed dict of that fact of facts/). Every rule below is one
 check and returns its rows. A fact that is missing, or that carries an error, makes its check
@@ -16,6 +16,7 @@ FAIL with the reason (report.problem()): it is never skipped.
 
 from __future__ import annotations
 
+from config.firewall import TABLE, rules
 from config.site import Site
 from health.haproxy import haproxy_rows
 from health.report import FAIL, INFO, OK, Check, Report, problem
@@ -141,10 +142,31 @@ def memcached_rows(facts: dict) -> list[Check]:
     return [Check("memcached", OK, f"{m.get('version')} up {m.get('uptime')}s, {m.get('curr_connections')} connections")]
 
 
+def firewall_rows(site: Site, facts: dict) -> list[Check]:
+    """`firewall` (firewall True only): the project's table is loaded in the kernel and admits
+    exactly this site's controllers (and VIP) to the cluster ports."""
+    if not site["firewall"]:
+        return []
+    if problem(facts, "firewall"):
+        return [Check("firewall", FAIL, problem(facts, "firewall"))]
+    fw = facts["firewall"]
+    if not fw.get("loaded"):
+        return [Check("firewall", FAIL, f"table inet {TABLE} not loaded: the cluster ports are open to any host")]
+    want = set(rules(site).controllers)
+    have = set(fw.get("controllers") or [])
+    if have != want:
+        extra, missing = sorted(have - want), sorted(want - have)
+        said = "; ".join(x for x in (f"admits {', '.join(extra)} (not a controller)" if extra else "",
+                                     f"does not admit {', '.join(missing)}" if missing else "") if x)
+        return [Check("firewall", FAIL, f"cluster ports: {said}: run the deploy")]
+    return [Check("firewall", OK, f"cluster ports for the {len(site.controllers)} controllers only")]
+
+
 def host_rows(site: Site, name: str, facts: dict, up: list[str], down: list[str], holders: list[str]) -> list[Check]:
     """Every row of one controller that answered, in the report's order."""
     return (vip_rows(site, facts) + keepalived_rows(site, facts) + haproxy_rows(site, name, name in holders, facts)
-            + galera_rows(facts, up) + rabbitmq_rows(facts, up, down) + memcached_rows(facts))
+            + galera_rows(facts, up) + rabbitmq_rows(facts, up, down) + memcached_rows(facts)
+            + firewall_rows(site, facts))
 
 
 # --- the cluster -----------------------------------------------------------------------------

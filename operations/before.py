@@ -16,6 +16,7 @@ from pyinfra.facts.server import Hostname
 
 from config.files import ERLANG_COOKIE
 from facts.bundle import Bundle, part
+from facts.firewall import FirewallState
 from facts.galera import GaleraNode, MysqlAccounts
 from facts.host import UNITS, FileStates, ServiceStates
 from facts.haproxy import HaproxyInfo, HaproxyServers
@@ -91,6 +92,7 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
         "galera": part(GaleraNode, recover=False),
         "rabbitmq": part(RabbitmqMembers),
         "memcached": part(MemcachedStats, address=me.address, port=d["memcached_port"]),
+        "firewall": part(FirewallState),
     }
 
 

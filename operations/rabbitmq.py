@@ -32,6 +32,10 @@ RESTART = (
     "killed and started once more\" >&2; systemctl kill -s KILL rabbitmq-server; sleep 2; "
     "timeout 300 systemctl restart rabbitmq-server; }"
 )
+# epmd's socket made again with its drop-in's listeners (config/files.py EPMD_SOCKET_DROPIN);
+# the broker is stopped (RESTART starts it after).
+EPMD_REBIND = ("systemctl daemon-reload && systemctl stop epmd.socket epmd.service && systemctl start epmd.socket && "
+               + clear_pending("epmd.socket"))
 
 
 def password_matches(password: str, password_hash: str) -> bool:
@@ -170,26 +174,29 @@ def configure():
     # A running node cannot be stopped by rabbitmqctl once its cookie file changed.
     shell("rabbitmq: stop before the cookie changes", ["timeout 120 systemctl stop rabbitmq-server"], when=new_cookie)
     restart = mark_pending("rabbitmq-server", "rabbitmq")
+    # epmd's new listeners take effect when its socket is made again, with no broker
+    # registered in it (a broker outlives its epmd's restart unregistered): done in each
+    # broker's stop-start below, never on its own.
+    rebind = mark_pending("epmd.socket", "epmd")
     install_files("rabbitmq")
+    install_files("epmd")
+    up = [*([EPMD_REBIND] if rebind else []), f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started,
+          clear_pending("rabbitmq-server")]
     # Together, not one at a time: a node that was not the last to stop waits for its peers' tables.
-    shell("rabbitmq: start together after the cookie change",
-          [f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started, clear_pending("rabbitmq-server")],
-          when=new_cookie)
+    shell("rabbitmq: start together after the cookie change", up, when=new_cookie)
     # Stopped brokers start together, not one at a time: one that was not the last to stop waits
     # for its peers' tables, and a start alone would time out (seen after the two-nodes-down drill).
     me = states.get(host.name) or {}
     stopped = bool(me.get("installed")) and not me.get("running") and not new_cookie
     announce(stopped, "start rabbitmq-server (every stopped broker together: each waits for its peers' tables)")
-    shell("rabbitmq: start stopped brokers together",
-          [f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started, clear_pending("rabbitmq-server")],
-          when=stopped)
-    restart = restart and not new_cookie and not stopped
-    announce(restart, "restart rabbitmq-server (one node at a time)")
+    shell("rabbitmq: start stopped brokers together", up, when=stopped)
+    restart = (restart or rebind) and not new_cookie and not stopped
+    announce(restart, "restart rabbitmq-server (one node at a time)" + (", epmd's socket made again while it is stopped" if rebind else ""))
     names = [c.name for c in site().controllers]
     for name, mine in one_at_a_time(names):
         turn(
             name=f"rabbitmq: restart {name}",
-            commands=[f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started, clear_pending("rabbitmq-server")],
+            commands=[*(["timeout 120 systemctl stop rabbitmq-server"] if rebind else []), *up],
             run=mine and restart,
         )
     service(name="rabbitmq: running", unit="rabbitmq-server")

@@ -206,6 +206,8 @@ OVERRIDES = {
     "memcached_max_connections": {"memcached_max_connections": 2048},
     "sysctl": {"sysctl": {"net.ipv4.tcp_retries2": 8}},
     "internal_network": {"internal_network": "10.77.0.0/23"},
+    "firewall": {"firewall": False},
+    "firewall_client_networks": {"firewall_client_networks": ["192.0.2.0/24"]},
 }
 
 # Keys whose override reaches no rendered file (nor the client strings a deploy prints), so no two files can disagree about them; why,
