@@ -16,7 +16,7 @@ from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions
 from operations.common import (
     announce, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
-from operations.before import facts_of_all_controllers, planned_fact
+from operations.before import facts_of_all_controllers, known_in_run, planned_fact
 from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service
 
 COOKIE = ERLANG_COOKIE
@@ -67,7 +67,7 @@ def removed_members(seed_state: dict, names: list[str]) -> list[str]:
 @once
 def cluster_states() -> tuple[str, dict]:
     order = [c.name for c in site().controllers]
-    states = facts_of_all_controllers(RabbitmqCluster, port=site()["rabbitmq_port"])
+    states = known_in_run(facts_of_all_controllers(RabbitmqCluster, port=site()["rabbitmq_port"]), "the RabbitMQ state")
     return seed_node(states, order), states
 
 
@@ -157,14 +157,16 @@ def configure():
     together too. A cookie change stops every node that gets it, then they start together.
     Every start is bounded (RESTART: the boot hang is killed and started once more). A changed config restarts nodes one at
     a time; new nodes join the seed one at a time (a failed join leaves the node running
-    standalone and says so); then the OpenStack user and vhost."""
+    standalone and says so); then the OpenStack user and vhost. Every step that restarts,
+    stops or starts a broker, together or one at a time, is a turn(): skipped once a
+    controller has failed earlier in this run."""
     packages(name="rabbitmq: packages", names=["rabbitmq-server"])
     seed, states = cluster_states()
     started = wait_until(f"{CTL} await_startup", "rabbitmq to start", on_fail=unit_log("rabbitmq-server"))
     unstick = host.name in stuck(states)
     announce(unstick, "restart rabbitmq-server: its unit is active but its broker is not running (stuck nodes together)")
-    shell("rabbitmq: restart a stuck broker", [f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
-          when=unstick)
+    turn(name="rabbitmq: restart a stuck broker", commands=[f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
+         run=unstick)
 
     cookie = next(f for f in files_of("rabbitmq") if f.path == COOKIE)
     new_cookie = planned_fact(Sha1File, path=COOKIE) != hashlib.sha1(cookie.content.encode()).hexdigest()
@@ -172,7 +174,7 @@ def configure():
     announce(new_cookie and bool(running), "stop rabbitmq-server: the Erlang cookie changes (every such node stops, "
              "then they start together)")
     # A running node cannot be stopped by rabbitmqctl once its cookie file changed.
-    shell("rabbitmq: stop before the cookie changes", ["timeout 120 systemctl stop rabbitmq-server"], when=new_cookie)
+    turn(name="rabbitmq: stop before the cookie changes", commands=["timeout 120 systemctl stop rabbitmq-server"], run=new_cookie)
     restart = mark_pending("rabbitmq-server", "rabbitmq")
     # epmd's new listeners take effect when its socket is made again, with no broker
     # registered in it (a broker outlives its epmd's restart unregistered): done in each
@@ -183,13 +185,13 @@ def configure():
     up = [*([EPMD_REBIND] if rebind else []), f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started,
           clear_pending("rabbitmq-server")]
     # Together, not one at a time: a node that was not the last to stop waits for its peers' tables.
-    shell("rabbitmq: start together after the cookie change", up, when=new_cookie)
+    turn(name="rabbitmq: start together after the cookie change", commands=up, run=new_cookie)
     # Stopped brokers start together, not one at a time: one that was not the last to stop waits
     # for its peers' tables, and a start alone would time out (seen after the two-nodes-down drill).
     me = states.get(host.name) or {}
     stopped = bool(me.get("installed")) and not me.get("running") and not new_cookie
     announce(stopped, "start rabbitmq-server (every stopped broker together: each waits for its peers' tables)")
-    shell("rabbitmq: start stopped brokers together", up, when=stopped)
+    turn(name="rabbitmq: start stopped brokers together", commands=up, run=stopped)
     restart = (restart or rebind) and not new_cookie and not stopped
     announce(restart, "restart rabbitmq-server (one node at a time)" + (", epmd's socket made again while it is stopped" if rebind else ""))
     names = [c.name for c in site().controllers]

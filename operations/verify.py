@@ -78,6 +78,7 @@ class _Run:
     results: dict[str, dict] = field(default_factory=dict)
     reported: bool = False
     partial: bool = False  # a host reached the report before every host had collected
+    unchanged: bool | None = None  # nothing_changed(), once it is final for this run
 
 
 def site_from_inventory(inventory) -> Site:
@@ -203,9 +204,9 @@ def collect_health():
         return  # queue time: facts would describe the hosts as they were before the run
     run = _run_for(state)
     if run.reported:  # verify() called a second time in one run: start a fresh report
-        run.results, run.reported, run.partial = {}, False, False
+        run.results, run.reported, run.partial, run.unchanged = {}, False, False, None
     started = time.monotonic()
-    before = read_before_run(host, tuple(health_parts(run.site, host.name).values())) if nothing_changed() else None
+    before = read_before_run(host, run.site) if nothing_changed(run) else None
     if before is not None:
         # The run changed nothing on any host: the state read before it (with the plan's, in
         # the same round trip) is the state now; no second round trip.
@@ -218,18 +219,40 @@ def collect_health():
     yield from ()
 
 
-def nothing_changed() -> bool:
-    """No operation that ran so far in this run executed a command or failed, on any host
-    (with -y pyinfra does not count planned changes: the operations' outcomes are read)."""
+def nothing_changed(run: _Run) -> bool:
+    """No operation before this one executed a command or failed, on any host (with -y
+    pyinfra does not count planned changes: the operations' outcomes are read).
+
+    Walked once per run: the answer is kept once it is final, that is a change (it stays one),
+    or every earlier operation complete on every host still in the run (pyinfra's default
+    mode, where every host finishes an operation before any starts the next). With --serial
+    or --no-wait a host can get here before the others ran theirs: walked again then.
+    """
+    if run.unchanged is None:
+        changed, final = outcomes_before(host.current_op_hash)
+        if changed or final:
+            run.unchanged = not changed
+        return not changed
+    return run.unchanged
+
+
+def outcomes_before(current: str | None) -> tuple[bool, bool]:
+    """(whether an operation before `current` executed a command or failed on some host,
+    whether every such operation is complete on every host still in the run)."""
+    order = state.get_op_order()
+    earlier = order[:order.index(current)] if current in order else order
+    final = True
     for h in state.inventory:
-        for op_hash in state.get_op_order():
+        for op_hash in earlier:
             try:
                 meta = state.get_op_data_for_host(h, op_hash).operation_meta
             except KeyError:  # an operation this host does not have
                 continue
-            if meta.is_complete() and (meta.executed or not meta.did_succeed()):
-                return False
-    return True
+            if not meta.is_complete():
+                final = final and h in state.failed_hosts
+            elif meta.executed or not meta.did_succeed():
+                return True, True
+    return False, final
 
 
 @operation()

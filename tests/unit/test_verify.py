@@ -253,3 +253,34 @@ def test_verify_operations_fail_the_host_with_the_reason(monkeypatch, tmp_path):
     assert (results.success_ops, results.error_ops) == (2, 1)  # collect, settle ok; report failed
     data = json.loads((tmp_path / "health.json").read_text())
     assert data["failures"] == ["cluster: vip holder: no controller holds 10.77.0.100"]
+
+
+def test_nothing_changed_walks_the_operations_once_when_the_answer_is_final(monkeypatch):
+    from pyinfra.context import ctx_host
+
+    walks, answer = [], {}
+    monkeypatch.setattr(V, "outcomes_before", lambda current: walks.append(current) or answer["now"])
+
+    class AtCollect:
+        current_op_hash = "collect"
+
+    with ctx_host.use(AtCollect()):
+        run = _Run(site=lab_site())
+        answer["now"] = (False, True)  # default mode: every earlier operation complete
+        assert V.nothing_changed(run) and V.nothing_changed(run) and walks == ["collect"]
+        run = _Run(site=lab_site())
+        answer["now"] = (False, False)  # --serial: another host has not run its operations yet
+        assert V.nothing_changed(run) and V.nothing_changed(run) and len(walks) == 3
+        answer["now"] = (True, False)  # a change stays a change
+        assert not V.nothing_changed(run) and not V.nothing_changed(run) and len(walks) == 4
+
+
+def test_outcomes_before_reads_the_operations_before_the_current_one(monkeypatch, tmp_path):
+    from pyinfra.context import ctx_state
+
+    state, _ = local_run(monkeypatch, local_facts(healthy_host=False), tmp_path)
+    collect, settle, report = state.get_op_order()
+    with ctx_state.use(state):
+        assert V.outcomes_before(collect) == (False, True)  # nothing before it
+        assert V.outcomes_before(report) == (False, True)  # collect and settle: no command, succeeded
+        assert V.outcomes_before(None) == (True, True)  # the report's failing command counts
