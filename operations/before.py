@@ -18,7 +18,7 @@ from config.files import ERLANG_COOKIE
 from facts.bundle import Bundle, part
 from facts.galera import GaleraNode, MysqlAccounts
 from facts.host import UNITS, FileStates, ServiceStates
-from facts.haproxy import HaproxyInfo, HaproxyServers
+from facts.haproxy import HaproxyCertificate, HaproxyInfo, HaproxyServers
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
 from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions, RabbitmqMembers
@@ -83,6 +83,7 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
     """The verification facts of controller `name`, by report key, as facts.bundle parts."""
     d = site.data
     me = site.controller(name)
+    tls = {"haproxy_tls": part(HaproxyCertificate, path=d["haproxy_tls_pem_path"])} if d["haproxy_tls"] else {}
     return {
         "vip": part(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
         "keepalived": part(KeepalivedState),
@@ -91,6 +92,7 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
         "galera": part(GaleraNode, recover=False),
         "rabbitmq": part(RabbitmqMembers),
         "memcached": part(MemcachedStats, address=me.address, port=d["memcached_port"]),
+        **tls,
     }
 
 
