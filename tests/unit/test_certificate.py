@@ -6,7 +6,6 @@ error names the host, the secret and the fix, and never shows the key."""
 
 from __future__ import annotations
 
-import shlex
 import subprocess
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -112,15 +111,18 @@ def test_a_bad_certificate_never_replaces_the_old_one(tmp_path, case):
 
 
 def test_haproxy_c_is_the_last_word(tmp_path):
-    # openssl passes a bundle whose certificate is fine; haproxy -c still loads it: a file it
-    # refuses (here haproxy is given a directory's path) fails the same way.
-    script = tls.host_validation("node01: x").format(path=shlex.quote(str(tmp_path)))
-    run = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60)
-    assert run.returncode == 1 and "node01: x: the secret haproxy_tls_pem" in run.stderr
-    pem = tmp_path / "ok.pem"
-    pem.write_text(GOOD)
-    checks = tls.host_validation("node01: x").format(path=shlex.quote(str(pem)))
-    assert subprocess.run(["sh", "-c", checks], capture_output=True, timeout=60).returncode == 0
+    # A 512-bit RSA key: openssl reads it and its certificate, HAProxy refuses to load it. The
+    # controller's check catches it (preflight, openssl only, cannot).
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:512", "-nodes", "-days", "2", "-subj", "/CN=weak",
+                    "-keyout", str(tmp_path / "k"), "-out", str(tmp_path / "c")], check=True, capture_output=True, timeout=60)
+    weak = (tmp_path / "c").read_text() + (tmp_path / "k").read_text()
+    assert tls.local_check(weak)[0] is None
+    target = tmp_path / "haproxy" / "openstack-ha.pem"
+    target.parent.mkdir()
+    target.write_text(GOOD)
+    run = install(target, weak)
+    assert run.returncode != 0 and target.read_text() == GOOD
+    assert f"node01: {target}: the secret haproxy_tls_pem is refused by `haproxy -c`" in run.stderr
 
 
 # --- offline, in preflight -------------------------------------------------------------------
