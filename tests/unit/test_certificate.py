@@ -176,3 +176,22 @@ def warnings_at(pem: str, now: datetime) -> str:
     said = []
     preflight._check_certificate(pem, {"haproxy_tls_expiry_warn_days": 30}, None, lambda *a: said.append(a[2]), now=now)
     return " ".join(said)
+
+
+def test_a_rotation_is_announced_and_applied_as_a_reload(monkeypatch):
+    import operations.haproxy as haproxy
+    from operations import common
+
+    announced = {}
+
+    def record(ops, action):
+        common.announce(ops, action)
+        announced.update({name: [a for _, a in steps if a] for (_, name), steps in common._announced.items()})
+
+    monkeypatch.setattr(haproxy, "announce", record)
+    case = opkit.load_case(opkit.CASES / "haproxy" / "certificate_rotated.json")
+    got = opkit.run(case)
+    assert announced == {n: ["reload haproxy"] for n in ("node01", "node02", "node03")}
+    for rows in got.values():
+        commands = [c for _, cmds in rows for c in cmds]
+        assert "systemctl reload haproxy" in commands and not [c for c in commands if "restart" in c]
