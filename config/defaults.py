@@ -61,6 +61,10 @@ DEFAULTS = {
     # without a certificate says so: "haproxy_tls": False (the configs of before, clear text).
     "haproxy_tls": True,
     "haproxy_tls_pem_path": "/etc/haproxy/openstack-ha.pem",
+    # The health report warns this many days before the installed certificate expires (FAIL
+    # once expired or unreadable); preflight warns the same about the certificate it is given.
+    # 0: no warning, only the failure.
+    "haproxy_tls_expiry_warn_days": 30,
     # Keep the article's dated listeners (keystone_admin 35357, glance_registry 9191).
     "haproxy_legacy_services": True,
     # Per-service overrides and site services: {name: {field: value}}; see config/catalogue.py.

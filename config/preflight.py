@@ -13,7 +13,9 @@ import ipaddress
 import sys
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
+from config import tls
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, DIST_PORT_OFFSET, FIXED_PORTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
 from config.files import DBCHECK, SST_ACCOUNT
@@ -207,8 +209,26 @@ def check(
             # only the PEM's own reasons never show the value; the others' are written here
             what = reason if name == "haproxy_tls_pem" else "holds a control character" if CONTROL.search(value) else f"is not {SECRET[name].expect}"
             err(G, name, f"the secret {what} ({len(value)} characters; value not shown)", f"choose a {name} of {SECRET[name].expect}")
+        elif name == tls.SECRET:
+            _check_certificate(value, data, err, warn)
 
     return Report(out)
+
+
+def _check_certificate(pem: str, data: dict, err, warn, now: datetime | None = None) -> None:
+    """The certificate checks of the controllers (config/tls.py), here with this machine's
+    openssl, before any host is touched; a warning when it expires within the warning days."""
+    reason, until = tls.local_check(pem)
+    if reason == "openssl not found":
+        warn(GROUP, tls.SECRET, "openssl is not installed here: the certificate is checked on each controller only",
+             "install openssl (apt-get install openssl)")
+    elif reason:
+        err(GROUP, tls.SECRET, f"the secret {reason} (value not shown)", tls.FIX)
+    elif until is not None:
+        left = tls.days_left(until, now or datetime.now(timezone.utc))
+        if left < data["haproxy_tls_expiry_warn_days"]:
+            warn(GROUP, tls.SECRET, f"the certificate expires in {left:.0f} days ({until:%Y-%m-%d %H:%M} UTC)",
+                 f"renew it: {tls.FIX}")
 
 
 def _check_accounts(data: dict, bad: set, err) -> None:

@@ -265,6 +265,7 @@ SITE: dict[str, Rule] = {
     "haproxy_check_fall": Rule(COUNT, "failed checks before a server is DOWN"),
     "haproxy_tls": Rule(boolean(), "TLS on the VIP for the HTTP APIs; False serves them in clear text"),
     "haproxy_tls_pem_path": Rule(PATH, "where each controller keeps the PEM bundle (secret haproxy_tls_pem) HAProxy reads"),
+    "haproxy_tls_expiry_warn_days": Rule(integer(0, 3650, " days"), "days before the certificate's expiry the health report warns (0: never)"),
     "haproxy_legacy_services": Rule(boolean(), "keep the article's keystone_admin 35357 and glance_registry 9191"),
     "services": Rule(mapping(SERVICE_NAME, Kind("a dict of fields", lambda v: None if type(v) is dict else f"{show(v)} is not a dict of fields"),
                              "{service: {field: value}}"),

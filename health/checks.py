@@ -4,7 +4,8 @@
 
     {"vip": VipHolder, "keepalived": KeepalivedState, "haproxy_info": HaproxyInfo,
      "haproxy_servers": HaproxyServers, "galera": GaleraNode, "rabbitmq": RabbitmqMembers,
-     "memcached": MemcachedStats, "firewall": FirewallState, "collect_sec": float}
+     "memcached": MemcachedStats, "firewall": FirewallState, "haproxy_tls": HaproxyCertificate
+     (haproxy_tls only), "collect_sec": float}
 
 (each value the processed dict of that fact of facts/). Every rule below is one
 check and returns its rows. A fact that is missing, or that carries an error, makes its check
@@ -16,9 +17,12 @@ FAIL with the reason (report.problem()): it is never skipped.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 from config.firewall import TABLE, rules
 from config.site import Site
 from health.haproxy import haproxy_rows
+from health.tls import certificate_rows
 from health.report import FAIL, INFO, OK, Check, Report, problem
 from facts.galera import components, in_primary, not_serving
 from facts.probe import as_int
@@ -162,9 +166,11 @@ def firewall_rows(site: Site, facts: dict) -> list[Check]:
     return [Check("firewall", OK, f"cluster ports for the {len(site.controllers)} controllers only")]
 
 
-def host_rows(site: Site, name: str, facts: dict, up: list[str], down: list[str], holders: list[str]) -> list[Check]:
+def host_rows(site: Site, name: str, facts: dict, up: list[str], down: list[str], holders: list[str],
+              now: datetime) -> list[Check]:
     """Every row of one controller that answered, in the report's order."""
     return (vip_rows(site, facts) + keepalived_rows(site, facts) + haproxy_rows(site, name, name in holders, facts)
+            + certificate_rows(site, facts, now)
             + galera_rows(facts, up) + rabbitmq_rows(facts, up, down) + memcached_rows(facts)
             + firewall_rows(site, facts))
 
@@ -259,6 +265,7 @@ def evaluate(
     generated_at: str = "",
     pending: tuple[str, ...] = (),
     skipped: tuple[str, ...] = (),
+    now: datetime | None = None,
 ) -> Report:
     """The health report of a site from each controller's facts.
 
@@ -266,8 +273,10 @@ def evaluate(
     (unreachable, failed earlier in the run) is reported as not verified, a failure.
     `pending`: controllers in the run that have not collected yet (--serial); they count as
     up, and are reported as pending, not as failures. `skipped`: controllers left out of the
-    run (--limit); assumed up for the sizes, reported as not checked, never blamed.
+    run (--limit); assumed up for the sizes, reported as not checked, never blamed. `now`: the
+    time the certificate's expiry is judged at (default: the clock).
     """
+    now = now or datetime.now(timezone.utc)
     names = [c.name for c in site.controllers]
     up = [n for n in names if results.get(n) or n in pending or n in skipped]
     down = [n for n in names if n not in up]
@@ -275,7 +284,7 @@ def evaluate(
     holders = [n for n in collected if (results[n].get("vip") or {}).get("holds_vip")]
     report = Report(controllers=names, generated_at=generated_at, vip_holders=holders)
     for name in names:
-        report.hosts[name] = (host_rows(site, name, results[name], up, down, holders) if results.get(name)
+        report.hosts[name] = (host_rows(site, name, results[name], up, down, holders, now) if results.get(name)
                               else reachable_rows(name, pending, skipped))
     report.cluster = [
         controllers_up_row(names, up, down, skipped),

@@ -19,7 +19,7 @@ from facts.bundle import Bundle, part
 from facts.firewall import FirewallState
 from facts.galera import GaleraNode, MysqlAccounts, without_recovery
 from facts.host import UNITS, FileStates, ServiceStates
-from facts.haproxy import HaproxyInfo, HaproxyServers
+from facts.haproxy import HaproxyCertificate, HaproxyInfo, HaproxyServers
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
 from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions, RabbitmqMembers
@@ -106,6 +106,7 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
     """The verification facts of controller `name`, by report key, as facts.bundle parts."""
     d = site.data
     me = site.controller(name)
+    tls = {"haproxy_tls": part(HaproxyCertificate, path=d["haproxy_tls_pem_path"])} if d["haproxy_tls"] else {}
     return {
         "vip": part(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
         "keepalived": part(KeepalivedState),
@@ -115,6 +116,7 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
         "rabbitmq": part(RabbitmqMembers),
         "memcached": part(MemcachedStats, address=me.address, port=d["memcached_port"]),
         "firewall": part(FirewallState),
+        **tls,
     }
 
 

@@ -29,11 +29,13 @@ answers `show info`, runs every listener of the site with a server line per cont
 servers of `mariadb` and `rabbitmq_management` are UP (OpenStack API servers DOWN are
 informational: this project does not install the APIs); Galera is Primary, Synced, ready, of
 size = the controllers up; RabbitMQ's running members = the controllers up, no partition, no
-alarm; memcached answers `stats`. A fact missing or in error fails its check. A controller
+alarm; memcached answers `stats`; with haproxy_tls the installed certificate is readable and
+not expired (within haproxy_tls_expiry_warn_days of its expiry: a warning, the report stays
+OK). A fact missing or in error fails its check. A controller
 that cannot be reached fails the run; one left out with --limit is reported as not checked.
 
 The JSON ($HA_VERIFY_JSON, written atomically) for monitoring: `ok`, `generated_at` (UTC),
-`controllers`, `vip_holders`, `failures` (one line each), `hosts` {name: [{name, status
+`controllers`, `vip_holders`, `failures` (one line each), `warnings` (the same), `hosts` {name: [{name, status
 (ok|FAIL|info), detail, hosts}]}, `cluster` [same], `facts` {name: each fact's raw result,
 and `collect_sec`, the time the host took to answer them}. No file is written when pyinfra
 cannot connect to any controller (the run stops before verification): monitoring must treat an
@@ -153,8 +155,8 @@ def health_facts(parts: dict[str, tuple], got: dict) -> dict:
     return out
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _fail_host(state, host, reasons):
@@ -168,6 +170,8 @@ def _publish(run: _Run, report: Report) -> None:
     logger.info("--> Health report:")
     for line in report.render().splitlines():
         logger.info(line)
+    for line in report.warnings():
+        logger.warning(f"health warning: {line}")
     path = os.environ.get(JSON_ENV)
     if path:
         write_json(report, run.results, path)
@@ -286,7 +290,9 @@ def health_report():
         c.name for c in run.site.controllers
         if c.name not in run.results and not state.is_host_in_limit(state.inventory.get_host(c.name))
     )
-    report = evaluate(run.site, run.results, generated_at=_now(), pending=pending, skipped=skipped)
+    now = _now()
+    report = evaluate(run.site, run.results, generated_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"), pending=pending,
+                      skipped=skipped, now=now)
     reasons, publish = report_reasons(run, report, host.name, active)
     if publish:
         _publish(run, report)

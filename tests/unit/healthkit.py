@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from config.site import build_site
@@ -33,6 +34,7 @@ FACT_OF = {
     "rabbitmq": F.RabbitmqMembers,
     "memcached": F.MemcachedStats,
     "firewall": F.FirewallState,
+    "haproxy_tls": F.HaproxyCertificate,
 }
 
 NAMES = ("node01", "node02", "node03")
@@ -97,6 +99,7 @@ def healthy(site, holder="node01"):
     """Every controller's facts, all healthy (captures/hosts/healthy.json), `holder` holding
     the VIP (keepalived MASTER there), the API servers DOWN as usual."""
     node = host_facts("healthy")
+    node["haproxy_tls"] = certificate(days=400)
     results = {}
     for n in NAMES:
         results[n] = copy.deepcopy(node)
@@ -104,6 +107,12 @@ def healthy(site, holder="node01"):
         results[n]["keepalived"]["vrrp_state"] = "MASTER" if n == holder else "BACKUP"
         results[n]["haproxy_servers"] = servers(site, down=api_down(site))
     return results
+
+
+def certificate(days: float, now: datetime | None = None) -> dict:
+    """A HaproxyCertificate result: a certificate that expires `days` after `now` (the clock)."""
+    until = (now or datetime.now(timezone.utc)) + timedelta(days=days)
+    return {"not_after": until.strftime("%Y-%m-%dT%H:%M:%SZ"), "error": None}
 
 
 def statuses(report, host):

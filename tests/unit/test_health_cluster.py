@@ -222,7 +222,7 @@ def test_render_and_json_of_a_healthy_report():
     data = json.loads(json.dumps(report.to_dict()))
     assert data["ok"] is True
     # The keys monitoring, tests/lab and lab/drills.py read.
-    assert list(data) == ["ok", "generated_at", "controllers", "vip_holders", "failures", "hosts", "cluster"]
+    assert list(data) == ["ok", "generated_at", "controllers", "vip_holders", "failures", "warnings", "hosts", "cluster"]
     assert data["controllers"] == list(NAMES) and data["failures"] == []
     assert [c["name"] for c in data["cluster"]] == ["controllers up", "vip holder", "galera", "rabbitmq", "memcached"]
     assert data["hosts"]["node01"][0] == {"name": "vip", "status": "ok", "detail": "holds 10.77.0.100 on enp8s0f0",

@@ -182,6 +182,7 @@ OVERRIDES = {
     "haproxy_legacy_services": {"haproxy_legacy_services": False},
     "haproxy_tls": {"haproxy_tls": False},
     "haproxy_tls_pem_path": {"haproxy_tls_pem_path": "/etc/ssl/private/vip.pem"},
+    "haproxy_tls_expiry_warn_days": {"haproxy_tls_expiry_warn_days": 45},
     "services": {"services": {"octavia_api": {"port": 9876}}},
     "galera_cluster_name": {"galera_cluster_name": "cloud2"},
     "galera_sst_method": {"galera_sst_method": "rsync"},
@@ -217,6 +218,7 @@ NOT_IN_FILES = {
     "rabbitmq_queue_type": "only in rabbitmqctl commands (definition_commands; test_operations)",
     "rabbitmq_admin_user": "only in rabbitmqctl commands (definition_commands; test_operations)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
+    "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_certificate)",
 }
 # Keys the table cannot override: required (no default) or read from the secrets file.
 NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is rendered"}

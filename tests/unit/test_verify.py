@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from healthkit import FACT_OF, NAMES, api_down, healthy, lab_site, servers
+from healthkit import FACT_OF, NAMES, api_down, certificate, healthy, lab_site, servers
 
 import operations.verify as V
 from config.site import build_site
@@ -219,6 +219,7 @@ def local_facts(site_names=("@local",), healthy_host=True):
         "memcached": {"answering": True, "version": "1.6.18", "uptime": 1, "curr_connections": 1, "error": None},
         "keepalived": {"active": "active", "vrrp_state": "MASTER" if healthy_host else "BACKUP", "error": None},
         "firewall": {"loaded": True, "controllers": ["127.0.0.1", "10.77.0.100"], "error": None},
+        "haproxy_tls": certificate(days=400),
     }
 
 
