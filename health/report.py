@@ -4,7 +4,8 @@ A Check is one row: a name, a status (OK, FAIL or INFO), a detail for the operat
 a cluster-wide row, the hosts a failure is blamed on. A Report holds one list of rows per
 controller and one for the cluster; it renders as plain-text tables and as the JSON that
 $HA_VERIFY_JSON receives (monitoring, tests/lab and lab/drills.py read its keys: `ok`,
-`generated_at`, `controllers`, `vip_holders`, `failures`, `hosts`, `cluster`, `facts`).
+`generated_at`, `controllers`, `vip_holders` (and `external_vip_holders` with an external
+VIP), `failures`, `hosts`, `cluster`, `facts`).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class Report:
     cluster: list[Check] = field(default_factory=list)
     vip_holders: list[str] = field(default_factory=list)
     generated_at: str = ""
+    # With an external VIP: who holds it (None: the site has none; the JSON then omits it).
+    external_vip_holders: list[str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -68,6 +71,7 @@ class Report:
             "generated_at": self.generated_at,
             "controllers": self.controllers,
             "vip_holders": self.vip_holders,
+            **({"external_vip_holders": self.external_vip_holders} if self.external_vip_holders is not None else {}),
             "failures": self.failures(),
             "hosts": {h: [check_dict(c) for c in checks] for h, checks in self.hosts.items()},
             "cluster": [check_dict(c) for c in self.cluster],
@@ -90,7 +94,9 @@ class Report:
             out.append("")
 
         for name, checks in self.hosts.items():
-            table(name + (" (VIP holder)" if name in self.vip_holders else ""), checks)
+            external = name in (self.external_vip_holders or ())
+            table(name + (" (VIP holder)" if name in self.vip_holders else "")
+                  + (" (external VIP holder)" if external else ""), checks)
         table("cluster", self.cluster)
         failures = self.failures()
         out.append(
