@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -15,11 +16,13 @@ from config.files import HAPROXY_CFG, KEEPALIVED_CONF, managed_files
 from config.preflight import check
 from config.secrets import PLACEHOLDERS
 from config.site import build_site
+from test_tls import BEFORE_FAILOVER
 from unitkit import (
     FAKE_SECRETS, copy_tree, haproxy_check, keepalived_check, listens, netns_list, parse_haproxy, prod_data,
     render_inventory, variant,
 )
 
+GOLDEN = Path(__file__).resolve().parent / "golden"
 EXT = "203.0.113.10"
 EXTERNAL = {"external_vip": EXT, "external_network": "203.0.113.0/24", "external_vip_interface": "enp9s0",
             "keepalived_external_router_id": 122}
@@ -59,11 +62,15 @@ def test_a_site_flips_public_per_service_and_its_own_services_are_not_public():
 
 
 def test_without_an_external_vip_haproxy_cfg_and_keepalived_conf_are_those_of_before():
-    before = files_of()
-    assert "external" not in before[KEEPALIVED_CONF]
-    # the external keys' defaults, said out loud, change nothing
-    assert files_of(external_vip=None, external_vip_interface=None, external_network=None,
-                    keepalived_external_router_id=None) == before
+    # the golden files: rendered by the code before the external VIP (haproxy.cfg: also before
+    # TLS and the failover timers, see test_tls.py)
+    off = {"external_vip": None, "external_vip_interface": None, "external_network": None,
+           "keepalived_external_router_id": None}
+    assert files_of(**off)[KEEPALIVED_CONF] == (GOLDEN / "prod-node01-keepalived.conf").read_text()
+    assert files_of(**off, haproxy_tls=False, **BEFORE_FAILOVER)[HAPROXY_CFG] == \
+        (GOLDEN / "prod-node01-haproxy.cfg").read_text()
+    assert files_of(**off) == files_of()  # the defaults, said out loud, change nothing
+    assert files_of(**EXTERNAL)[KEEPALIVED_CONF] != (GOLDEN / "prod-node01-keepalived.conf").read_text()
 
 
 def test_public_listeners_bind_the_external_vip_with_tls_and_nothing_else_changes():
@@ -142,6 +149,15 @@ def test_keepalived_config_test_passes_with_the_external_instance(tmp_path):
     res = keepalived_check(out / "node01" / "etc/keepalived", "enp8s0f0")
     assert res.returncode != 0 and "enp9s0" in res.log, res.log
     assert not any(ns.startswith(MY_NS) for ns in netns_list())
+
+
+def test_keepalived_config_test_passes_with_both_vips_on_one_interface(tmp_path):
+    # the lab's shape: the external VIP on vip_interface, in internal_network
+    out = tmp_path / "out"
+    render_inventory(variant(tmp_path, external_vip="100.2.30.39", keepalived_external_router_id=122), out)
+    assert "100.2.30.39/24 dev enp8s0f0" in (out / "node02/etc/keepalived/keepalived.conf").read_text()
+    res = keepalived_check(out / "node02" / "etc/keepalived")
+    assert res.returncode == 0 and res.log.strip() == "", (res.log, res.output)
 
 
 def test_keepalived_config_test_refuses_one_router_id_for_both(tmp_path):
