@@ -15,6 +15,17 @@ DEFAULTS = {
     "internal_network": None,  # required, e.g. "100.2.30.0/24"
     "vip": None,  # required: the address HAProxy listens on, held by keepalived
     "vip_interface": "enp8s0f0",
+    # --- the external VIP (off by default) ---
+    # A second VIP for the public API endpoints only (kolla-ansible's kolla_external_vip_address,
+    # openstack-ansible's haproxy_bind_external_lb_vip_address): the listeners of the catalogue
+    # marked `public` bind it too, always with TLS (haproxy_tls must be on); the database,
+    # RabbitMQ management and nova_metadata never do. Its own VRRP instance (its own router id),
+    # advertised on vip_interface like the internal one, the address put on
+    # external_vip_interface. The certificate (haproxy_tls_pem) must name both VIPs.
+    "external_vip": None,  # None: no external VIP, the configs of before
+    "external_vip_interface": None,  # None: vip_interface
+    "external_network": None,  # the external VIP's subnet (its prefix); None: internal_network
+    "keepalived_external_router_id": None,  # required with external_vip; not keepalived_virtual_router_id
     # --- keepalived ---
     "keepalived_virtual_router_id": 51,  # unique on the segment; 51 is everyone's default
     "keepalived_advert_int": 1,

@@ -12,7 +12,8 @@ project does not open stay as they were. Three kinds of port:
 - the VIP's listeners: the client networks (`firewall_client_networks`, default the internal
   network);
 - on the node address for clients: AMQP (agents on compute nodes talk to the brokers
-  directly) and the HAProxy stats page (behind its password).
+  directly) and the HAProxy stats page (behind its password);
+- the external VIP (`external_vip`): its public listeners for anyone, no other TCP port.
 
 VRRP is taken from the controllers only: a stranger's advertisement cannot take the VIP.
 """
@@ -39,6 +40,8 @@ class Rules:
     vip_ports: tuple[int, ...]  # the VIP's listeners: clients
     client_ports: tuple[int, ...]  # on the node address: clients
     cluster_ports: tuple[int, ...]  # controllers only (on the VIPs: but for their listeners)
+    external_vips: tuple[str, ...] = ()
+    external_ports: tuple[int, ...] = ()  # the public listeners on the external VIP: anyone
 
 
 def client_networks(site: Site) -> tuple[str, ...]:
@@ -48,16 +51,20 @@ def client_networks(site: Site) -> tuple[str, ...]:
 
 def rules(site: Site) -> Rules:
     d = site.data
-    vip_ports = set()
+    vip_ports, external_ports = set(), set()
     for svc in site.services:
         tls = d["haproxy_tls"] and svc.tls and svc.mode == "http" and svc.https_port
-        vip_ports |= {svc.port} | ({svc.https_port} if tls else set())
+        ports = {svc.port} | ({svc.https_port} if tls else set())
+        vip_ports |= ports
+        if svc.public:
+            external_ports |= ports
     client_ports = {d[k] for k in CLIENT_NODE_PORT_KEYS}
     cluster = {GALERA_PORT, GALERA_IST_PORT, GALERA_SST_PORT, EPMD_PORT, d["rabbitmq_port"] + DIST_PORT_OFFSET,
                d["memcached_port"], d["mariadb_port"], d["rabbitmq_management_port"]}
     if d["mariadb_check_method"] == "httpchk":
         cluster.add(d["mariadb_check_port"])
     cluster |= {svc.backend_port or svc.port for svc in site.services}
+    external = (d["external_vip"],) if d["external_vip"] else ()
     return Rules(
         controllers=tuple(c.address for c in site.controllers) + (d["vip"],),
         clients=client_networks(site),
@@ -65,4 +72,6 @@ def rules(site: Site) -> Rules:
         vip_ports=tuple(sorted(vip_ports)),
         client_ports=tuple(sorted(client_ports - cluster)),
         cluster_ports=tuple(sorted(cluster - client_ports)),
+        external_vips=external,
+        external_ports=tuple(sorted(external_ports)) if external else (),
     )

@@ -141,6 +141,8 @@ def check(
         seen_addr[addr] = name
         if vip and ip == vip:
             err(name, "address", f"{addr} is the VIP", "the VIP must be an address no node has; change vip or the node address")
+        elif data.get("external_vip") and "external_vip" not in bad and ip == ipaddress.ip_address(data["external_vip"]):
+            err(name, "address", f"{addr} is the external VIP", "the external VIP must be an address no node has; change external_vip or the node address")
         elif network and (reason := _outside(ip, network)):
             err(name, "address", f"{addr} {reason}", "fix the address or internal_network")
     prios: dict[int, str] = {}
@@ -168,6 +170,7 @@ def check(
 
     # Listeners: each entry's fields by the schema, then the catalogue merged.
     services = _check_services(data, err, warn) if "services" not in bad else []
+    _check_external_vip(data, bad, vip, network, services, err, warn)
     by_port: dict[int, str] = {}
     for svc in services:
         for field, port in vip_ports(svc, data):
@@ -248,16 +251,57 @@ def _check_accounts(data: dict, bad: set, err) -> None:
         err(G, "rabbitmq_admin_user", f"{admin!r} is {what}", "give the management administrator its own name, e.g. \"admin\"")
 
 
+EXTERNAL_KEYS = ("external_vip_interface", "external_network", "keepalived_external_router_id")
+
+
+def _check_external_vip(data: dict, bad: set, vip, network, services: list, err, warn) -> None:
+    """The external VIP: TLS on (required there), an address of its network that is neither the
+    VIP nor (checked with the controllers) a node's, of the VIP's family (one VRRP family per
+    segment), its own VRRP router id, and only TLS listeners public."""
+    G = GROUP
+    if not data.get("external_vip") or "external_vip" in bad:
+        for key in EXTERNAL_KEYS:
+            if data.get(key) is not None and "external_vip" not in bad:
+                warn(G, key, "has no effect without external_vip", f"set external_vip, or remove {key}")
+        return
+    ext = ipaddress.ip_address(data["external_vip"])
+    if not data["haproxy_tls"] and "haproxy_tls" not in bad:
+        err(G, "external_vip", "TLS required on it, and haproxy_tls is False",
+            "set haproxy_tls True (haproxy_tls_pem naming both VIPs), or external_vip None")
+    if vip and ext == vip:
+        err(G, "external_vip", f"{ext} is the internal VIP", "give the external VIP an address of its own (external_network)")
+    elif vip and ext.version != vip.version:
+        err(G, "external_vip", f"{ext} is IPv{ext.version}, the VIP IPv{vip.version}", "use an external VIP of the VIP's family")
+    ext_key = "external_network" if data.get("external_network") else "internal_network"
+    ext_net = ipaddress.ip_network(data[ext_key], strict=False) if data.get(ext_key) and ext_key not in bad else None
+    if ext_net and (reason := _outside(ext, ext_net, ext_key)):
+        fix = f"pick a free address in {ext_net}" + ("" if ext_key == "external_network" else ", or set external_network to its subnet")
+        err(G, "external_vip", f"{ext} {reason}", fix)
+    rid, internal = data["keepalived_external_router_id"], data["keepalived_virtual_router_id"]
+    if "keepalived_external_router_id" in bad:
+        pass  # the schema said why
+    elif rid is None:
+        err(G, "keepalived_external_router_id", "missing: the external VIP needs a VRRP instance of its own",
+            f"set keepalived_external_router_id to an id in 1-255 no VRRP router on the segment uses, not {internal} (keepalived_virtual_router_id)")
+    elif rid == internal:
+        err(G, "keepalived_external_router_id", f"{rid} is also keepalived_virtual_router_id: the two VIPs need VRRP instances of distinct ids",
+            f"set keepalived_external_router_id to another id in 1-255, e.g. {internal % 255 + 1}, no VRRP router on the segment uses")
+    for svc in services:
+        if svc.public and not (svc.tls and svc.mode == "http"):
+            err(G, f"services.{svc.name}.public", f"{svc.name} is public but not served over TLS ({'tls False' if not svc.tls else 'mode ' + svc.mode}): the external VIP takes TLS only",
+                f"set services.{svc.name}.public False")
+
+
 def vip_ports(svc, data: dict) -> list[tuple[str, int]]:
     """The (field, port) pairs a listener binds on the VIP: its port, and its https_port with TLS."""
     tls = data["haproxy_tls"] and svc.tls and svc.mode == "http" and svc.https_port
     return [("port", svc.port)] + ([("https_port", svc.https_port)] if tls else [])
 
 
-def _outside(ip, network) -> str | None:
-    """Why an address cannot be a controller's or the VIP in `network`, or None."""
+def _outside(ip, network, key: str = "internal_network") -> str | None:
+    """Why an address cannot be a controller's or the VIP in `network` (site key `key`), or None."""
     if ip.version != network.version or ip not in network:
-        return f"is outside internal_network {network}"
+        return f"is outside {key} {network}"
     if ip == network.network_address:
         return f"is the network address of {network}"
     if network.version == 4 and ip == network.broadcast_address:

@@ -238,6 +238,10 @@ SITE: dict[str, Rule] = {
     "internal_network": Rule(network(), "the controllers' subnet; the VIP and every node address are inside it"),
     "vip": Rule(address(), "the address HAProxy listens on, held by keepalived"),
     "vip_interface": Rule(INTERFACE, "the interface that carries the internal network and the VIP"),
+    "external_vip": Rule(optional(address()), "the public endpoints' VIP (None: none); public listeners only, TLS only"),
+    "external_vip_interface": Rule(optional(INTERFACE), "the interface the external VIP is put on (None: vip_interface)"),
+    "external_network": Rule(optional(network()), "the external VIP's subnet, for its prefix (None: internal_network)"),
+    "keepalived_external_router_id": Rule(optional(integer(1, 255)), "the external VIP's VRRP router id, not the internal one's"),
     "keepalived_virtual_router_id": Rule(integer(1, 255), "VRRP router id, unique on the segment"),
     "keepalived_advert_int": Rule(integer(1, 255, " seconds"), "seconds between VRRP advertisements"),
     "keepalived_check_interval": Rule(integer(1, 3600, " seconds"), "seconds between check_alive runs"),
@@ -331,6 +335,7 @@ SERVICE: dict[str, Rule] = {
     "legacy": Rule(boolean(), "dropped when haproxy_legacy_services is False"),
     "tls": Rule(boolean(), "with haproxy_tls, TLS on the VIP (mode http only)"),
     "https_port": Rule(optional(PORT), "with haproxy_tls, the TLS port; `port` then only redirects to https"),
+    "public": Rule(boolean(), "served on the external VIP too (TLS only); False: the internal VIP alone"),
     "enabled": Rule(boolean(), "False drops the listener"),
     "description": Rule(text(r"[^\x00-\x1f]*", "one line of text"), "why the entry exists (not rendered)"),
 }

@@ -2,10 +2,10 @@
 
 `facts` is one controller's dict as operations/verify.py's collect_facts() reads it:
 
-    {"vip": VipHolder, "keepalived": KeepalivedState, "haproxy_info": HaproxyInfo,
-     "haproxy_servers": HaproxyServers, "galera": GaleraNode, "rabbitmq": RabbitmqMembers,
-     "memcached": MemcachedStats, "firewall": FirewallState, "haproxy_tls": HaproxyCertificate
-     (haproxy_tls only), "collect_sec": float}
+    {"vip": VipHolder, "external_vip": VipHolder (only with an external VIP),
+     "keepalived": KeepalivedState, "haproxy_info": HaproxyInfo, "haproxy_servers": HaproxyServers,
+     "galera": GaleraNode, "rabbitmq": RabbitmqMembers, "memcached": MemcachedStats,
+     "firewall": FirewallState, "haproxy_tls": HaproxyCertificate (haproxy_tls only), "collect_sec": float}
 
 (each value the processed dict of that fact of facts/). Every rule below is one
 check and returns its rows. A fact that is missing, or that carries an error, makes its check
@@ -41,14 +41,21 @@ def reachable_rows(name: str, pending: tuple, skipped: tuple) -> list[Check]:
     return [Check("reachable", FAIL, "not verified: unreachable, or failed earlier in the run")]
 
 
-def vip_rows(site: Site, facts: dict) -> list[Check]:
-    """`vip`: the VIP interface is readable; whether this node holds the VIP (either is OK
-    here: exactly one holder is the cluster's `vip holder` row)."""
-    if problem(facts, "vip"):
-        return [Check("vip", FAIL, problem(facts, "vip"))]
-    if facts["vip"].get("holds_vip"):
-        return [Check("vip", OK, f"holds {site['vip']} on {site['vip_interface']}")]
-    return [Check("vip", OK, f"standby (does not hold {site['vip']})")]
+def vip_rows(site: Site, facts: dict, key: str = "vip") -> list[Check]:
+    """`vip` (or `external vip`, key "external_vip"): the interface is readable; whether this
+    node holds that VIP (either is OK here: exactly one holder is the cluster's holder row)."""
+    name, vip = key.replace("_", " "), site[key]
+    if problem(facts, key):
+        return [Check(name, FAIL, problem(facts, key))]
+    if facts[key].get("holds_vip"):
+        interface = site.external_vip_interface if key == "external_vip" else site["vip_interface"]
+        return [Check(name, OK, f"holds {vip} on {interface}")]
+    return [Check(name, OK, f"standby (does not hold {vip})")]
+
+
+def vip_keys(site: Site) -> tuple[str, ...]:
+    """The report keys of the site's VIPs: "vip", and "external_vip" when it has one."""
+    return ("vip", "external_vip") if site["external_vip"] else ("vip",)
 
 
 def keepalived_rows(site: Site, facts: dict) -> list[Check]:
@@ -60,13 +67,19 @@ def keepalived_rows(site: Site, facts: dict) -> list[Check]:
     if k.get("active") != "active":
         return [Check("keepalived", FAIL, f"keepalived {k.get('active')}: this node cannot hold the VIP")]
     state, d = k.get("vrrp_state"), site.data
+    states = k.get("vrrp_states") or {}
+    named = ""
+    if len(states) > 1:  # an instance per VIP (the external one): the worst decides, each named
+        bad = [s for s in states.values() if s not in ("MASTER", "BACKUP")]
+        state = "FAULT" if "FAULT" in bad else bad[0] if bad else state
+        named = f" ({', '.join(f'{i} {s}' for i, s in states.items())})"
     if state == "FAULT":
         rise, interval = d["keepalived_check_rise"], d["keepalived_check_interval"]
         return [Check("keepalived", FAIL,
-                      "VRRP FAULT: check_alive fails, or has not yet passed "
+                      f"VRRP FAULT{named}: check_alive fails, or has not yet passed "
                       f"{rise} times in a row ({rise * interval} s) "
                       "since HAProxy came back: this node cannot take the VIP")]
-    return [Check("keepalived", OK if state in ("MASTER", "BACKUP") else FAIL, f"VRRP {state}")]
+    return [Check("keepalived", OK if state in ("MASTER", "BACKUP") else FAIL, f"VRRP {state}{named}")]
 
 
 def galera_problems(g: dict, up: int) -> list[str]:
@@ -169,7 +182,8 @@ def firewall_rows(site: Site, facts: dict) -> list[Check]:
 def host_rows(site: Site, name: str, facts: dict, up: list[str], down: list[str], holders: list[str],
               now: datetime) -> list[Check]:
     """Every row of one controller that answered, in the report's order."""
-    return (vip_rows(site, facts) + keepalived_rows(site, facts) + haproxy_rows(site, name, name in holders, facts)
+    vips = [row for key in vip_keys(site) for row in vip_rows(site, facts, key)]
+    return (vips + keepalived_rows(site, facts) + haproxy_rows(site, name, name in holders, facts)
             + certificate_rows(site, facts, now)
             + galera_rows(facts, up) + rabbitmq_rows(facts, up, down) + memcached_rows(facts)
             + firewall_rows(site, facts))
@@ -188,25 +202,31 @@ def controllers_up_row(names: list[str], up: list[str], down: list[str], skipped
 
 
 def vip_holder_row(site: Site, results: dict, holders: list[str], up: list[str], down: list[str],
-                   skipped: tuple) -> Check:
-    """`vip holder`: exactly one controller holds the VIP. None is a failure of every host
-    checked (unless some were left out of the run), two or more a split brain blamed on the
-    holders; a host whose interface cannot be read is blamed as well."""
-    vip = site["vip"]
+                   skipped: tuple, key: str = "vip") -> Check:
+    """`vip holder` (or `external vip holder`, key "external_vip"): exactly one controller
+    holds that VIP. None is a failure of every host checked (unless some were left out of the
+    run), two or more a split brain blamed on the holders; a host whose interface cannot be
+    read is blamed as well."""
+    name, vip = f"{key.replace('_', ' ')} holder", site[key]
     if len(holders) == 1:
-        row = Check("vip holder", OK, f"{holders[0]} holds {vip}")
+        row = Check(name, OK, f"{holders[0]} holds {vip}")
     elif not holders and skipped:
-        row = Check("vip holder", INFO, f"no checked controller holds {vip}; not checked: {', '.join(skipped)}")
+        row = Check(name, INFO, f"no checked controller holds {vip}; not checked: {', '.join(skipped)}")
     elif not holders:
         unchecked = f" (not verified: {', '.join(down)})" if down else ""
-        row = Check("vip holder", FAIL, f"no controller holds {vip}{unchecked}", tuple(n for n in up if n not in skipped))
+        row = Check(name, FAIL, f"no controller holds {vip}{unchecked}", tuple(n for n in up if n not in skipped))
     else:
-        row = Check("vip holder", FAIL, f"split brain: {vip} is held by {', '.join(holders)}", tuple(holders))
-    unreadable = [n for n in up if results.get(n) and problem(results[n], "vip")]
+        row = Check(name, FAIL, f"split brain: {vip} is held by {', '.join(holders)}", tuple(holders))
+    unreadable = [n for n in up if results.get(n) and problem(results[n], key)]
     if unreadable:
-        row = Check("vip holder", FAIL, row.detail + f"; cannot read the interface on {', '.join(unreadable)}",
+        row = Check(name, FAIL, row.detail + f"; cannot read the interface on {', '.join(unreadable)}",
                     tuple(sorted(set(row.hosts) | set(unreadable))))
     return row
+
+
+def vip_holders(results: dict, collected: list[str], key: str = "vip") -> list[str]:
+    """The controllers checked whose interface holds that VIP."""
+    return [n for n in collected if (results[n].get(key) or {}).get("holds_vip")]
 
 
 def galera_cluster_row(site: Site, results: dict, collected: list[str], up: list[str]) -> Check:
@@ -281,14 +301,17 @@ def evaluate(
     up = [n for n in names if results.get(n) or n in pending or n in skipped]
     down = [n for n in names if n not in up]
     collected = [n for n in up if results.get(n)]
-    holders = [n for n in collected if (results[n].get("vip") or {}).get("holds_vip")]
-    report = Report(controllers=names, generated_at=generated_at, vip_holders=holders)
+    holders = vip_holders(results, collected)
+    external = vip_holders(results, collected, "external_vip") if site["external_vip"] else None
+    report = Report(controllers=names, generated_at=generated_at, vip_holders=holders,
+                    external_vip_holders=external)
     for name in names:
         report.hosts[name] = (host_rows(site, name, results[name], up, down, holders, now) if results.get(name)
                               else reachable_rows(name, pending, skipped))
     report.cluster = [
         controllers_up_row(names, up, down, skipped),
         vip_holder_row(site, results, holders, up, down, skipped),
+        *([vip_holder_row(site, results, external, up, down, skipped, "external_vip")] if external is not None else []),
         galera_cluster_row(site, results, collected, up),
         rabbitmq_cluster_row(results, collected, up, down),
         memcached_cluster_row(results, collected),

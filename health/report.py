@@ -4,9 +4,9 @@ A Check is one row: a name, a status (OK, FAIL, WARN or INFO), a detail for the 
 a cluster-wide row, the hosts a failure is blamed on. A Report holds one list of rows per
 controller and one for the cluster; it renders as plain-text tables and as the JSON that
 $HA_VERIFY_JSON receives (monitoring, tests/lab and lab/drills.py read its keys: `ok`,
-`generated_at`, `controllers`, `vip_holders`, `failures`, `warnings`, `hosts`, `cluster`,
-`facts`). A WARN row does not fail the report: it is a failure to come (a certificate near
-its expiry), listed in `warnings`.
+`generated_at`, `controllers`, `vip_holders` (and `external_vip_holders` with an external
+VIP), `failures`, `warnings`, `hosts`, `cluster`, `facts`). A WARN row does not fail the
+report: it is a failure to come (a certificate near its expiry), listed in `warnings`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ class Report:
     cluster: list[Check] = field(default_factory=list)
     vip_holders: list[str] = field(default_factory=list)
     generated_at: str = ""
+    # With an external VIP: who holds it (None: the site has none; the JSON then omits it).
+    external_vip_holders: list[str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -74,6 +76,7 @@ class Report:
             "generated_at": self.generated_at,
             "controllers": self.controllers,
             "vip_holders": self.vip_holders,
+            **({"external_vip_holders": self.external_vip_holders} if self.external_vip_holders is not None else {}),
             "failures": self.failures(),
             "warnings": self.warnings(),
             "hosts": {h: [check_dict(c) for c in checks] for h, checks in self.hosts.items()},
@@ -97,7 +100,9 @@ class Report:
             out.append("")
 
         for name, checks in self.hosts.items():
-            table(name + (" (VIP holder)" if name in self.vip_holders else ""), checks)
+            external = name in (self.external_vip_holders or ())
+            table(name + (" (VIP holder)" if name in self.vip_holders else "")
+                  + (" (external VIP holder)" if external else ""), checks)
         table("cluster", self.cluster)
         failures, warnings = self.failures(), self.warnings()
         warned = f" ({len(warnings)} warning{'s' * (len(warnings) > 1)})" if warnings else ""

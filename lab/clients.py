@@ -48,6 +48,16 @@ def http_get(port: int, host: str | None = None, timeout: float = 3) -> str:
         return r.read().decode().strip()
 
 
+def http_status(url: str, timeout: float = 5) -> int:
+    """The HTTP status of GET `url` (https verified against the lab's CA): HAProxy's own 503
+    when no server answers counts, the listener answered all the same."""
+    try:
+        with _tls_opener().open(url, timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def http_names(port: int, count: int = 30, host: str | None = None, timeout: float = 3) -> list[str | None]:
     """`count` requests, one connection each: the serving node's name, None for a failure."""
     out = []

@@ -107,8 +107,10 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
     d = site.data
     me = site.controller(name)
     tls = {"haproxy_tls": part(HaproxyCertificate, path=d["haproxy_tls_pem_path"])} if d["haproxy_tls"] else {}
+    external = {"external_vip": part(VipHolder, interface=site.external_vip_interface, vip=d["external_vip"])}
     return {
         "vip": part(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
+        **(external if d["external_vip"] else {}),
         "keepalived": part(KeepalivedState),
         "haproxy_info": part(HaproxyInfo, socket=d["haproxy_stats_socket"]),
         "haproxy_servers": part(HaproxyServers, socket=d["haproxy_stats_socket"]),

@@ -24,10 +24,11 @@ they never count as a change and a no-op re-run stays a no-op:
    cluster and fails on any failed cluster-wide check.
 
 What passes (the rules live in the health/ package, one function per check): exactly one
-controller holds the VIP; keepalived runs in MASTER or BACKUP on every controller; HAProxy
-answers `show info`, runs every listener of the site with a server line per controller, and the
-servers of `mariadb` and `rabbitmq_management` are UP (OpenStack API servers DOWN are
-informational: this project does not install the APIs); Galera is Primary, Synced, ready, of
+controller holds the VIP (and one the external VIP, when the site has one); keepalived runs in
+MASTER or BACKUP (each VRRP instance) on every controller; HAProxy answers `show info`, runs
+every listener of the site with a server line per controller, and the servers of `mariadb` and
+`rabbitmq_management` are UP (OpenStack API servers DOWN are informational: this project does
+not install the APIs); Galera is Primary, Synced, ready, of
 size = the controllers up; RabbitMQ's running members = the controllers up, no partition, no
 alarm; memcached answers `stats`; with haproxy_tls the installed certificate is readable and
 not expired (within haproxy_tls_expiry_warn_days of its expiry: a warning, the report stays
@@ -35,9 +36,10 @@ OK). A fact missing or in error fails its check. A controller
 that cannot be reached fails the run; one left out with --limit is reported as not checked.
 
 The JSON ($HA_VERIFY_JSON, written atomically) for monitoring: `ok`, `generated_at` (UTC),
-`controllers`, `vip_holders`, `failures` (one line each), `warnings` (the same), `hosts` {name: [{name, status
-(ok|FAIL|info), detail, hosts}]}, `cluster` [same], `facts` {name: each fact's raw result,
-and `collect_sec`, the time the host took to answer them}. No file is written when pyinfra
+`controllers`, `vip_holders`, `external_vip_holders` (with an external VIP), `failures` (one
+line each), `warnings` (the same), `hosts` {name: [{name, status (ok|FAIL|info), detail,
+hosts}]}, `cluster` [same], `facts` {name: each fact's raw result, and `collect_sec`, the time
+the host took to answer them}. No file is written when pyinfra
 cannot connect to any controller (the run stops before verification): monitoring must treat an
 old `generated_at` as a failure.
 

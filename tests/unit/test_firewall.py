@@ -40,6 +40,11 @@ def test_cluster_ports_are_for_the_controllers_listeners_for_the_clients():
     assert {5000, 443, 80, 3306, 15672} <= set(fw.vip_ports)
     assert fw.client_ports == (site["haproxy_stats_port"], site["rabbitmq_port"])
     assert not set(fw.client_ports) & set(fw.cluster_ports)
+    # the lab's external VIP: its public listeners only (no database, management, metadata)
+    assert fw.external_vips == (site["external_vip"],)
+    assert {443, 80, 5000} <= set(fw.external_ports)
+    assert not {3306, 15672, 8775} & set(fw.external_ports)
+    assert rules(site_with(external_vip=None)).external_vips == ()
 
 
 def test_client_networks_and_ports_follow_the_data():

@@ -298,16 +298,18 @@ _ns_counter = 0
 
 
 @contextlib.contextmanager
-def netns(interface: str = "enp8s0f0"):
-    """A throwaway network namespace holding a veth named `interface` (up), always deleted.
-    Commands run in it with netns_sh(); `ip netns exec` gives each a private mount namespace."""
+def netns(interface: str = "enp8s0f0", *more: str):
+    """A throwaway network namespace holding a veth named `interface` (and one per name of
+    `more`), up, always deleted. Commands run in it with netns_sh(); `ip netns exec` gives each
+    a private mount namespace."""
     global _ns_counter
     _ns_counter += 1
     ns = f"kat-{os.getpid()}-{_ns_counter}"
     _ip("netns", "add", ns)
     try:
-        _ip("link", "add", interface, "netns", ns, "type", "veth", "peer", "name", "kat-peer", "netns", ns)
-        _ip("netns", "exec", ns, "ip", "link", "set", interface, "up")
+        for i, name in enumerate((interface, *more)):
+            _ip("link", "add", name, "netns", ns, "type", "veth", "peer", "name", f"kat-peer{i or ''}", "netns", ns)
+            _ip("netns", "exec", ns, "ip", "link", "set", name, "up")
         yield ns
     finally:
         _ip("netns", "del", ns, check=False)
@@ -317,16 +319,16 @@ def netns_sh(ns: str, script: str, timeout: int = 30) -> subprocess.CompletedPro
     return subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", script], capture_output=True, text=True, timeout=timeout)
 
 
-def keepalived_check(keepalived_dir: Path, interface: str = "enp8s0f0") -> KeepalivedResult:
+def keepalived_check(keepalived_dir: Path, interface: str = "enp8s0f0", *more: str) -> KeepalivedResult:
     """`keepalived --config-test` on a rendered /etc/keepalived dir, in a throwaway network
-    namespace holding a veth named `interface`, with the dir bind-mounted over
+    namespace holding a veth named `interface` (and `more`), with the dir bind-mounted over
     /etc/keepalived inside the namespace's private mount namespace. The namespace is
     always deleted."""
     logdir = Path(tempfile.mkdtemp(prefix="kat-"))  # never inside the rendered tree
     log = logdir / "config-test.log"
     Path("/etc/keepalived").mkdir(parents=True, exist_ok=True)
     try:
-        with netns(interface) as ns:
+        with netns(interface, *more) as ns:
             proc = netns_sh(ns, f"mount --bind '{keepalived_dir}' /etc/keepalived && "
                                 f"keepalived --config-test='{log}' -f /etc/keepalived/keepalived.conf")
         text = log.read_text() if log.exists() else ""
