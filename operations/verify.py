@@ -91,9 +91,13 @@ def site_from_inventory(inventory) -> Site:
 
 
 def _run_for(state) -> _Run:
+    """This run's report state, one for every host: the site is built before the one atomic
+    setdefault (building it may yield to another host's greenlet, which must not get a second
+    _Run: each would report on a part of the controllers)."""
     run = _RUNS.get(state)
     if run is None:
-        run = _RUNS[state] = _Run(site=site_from_inventory(state.inventory))
+        site = site_from_inventory(state.inventory)
+        run = _RUNS.setdefault(state, _Run(site=site))
     return run
 
 

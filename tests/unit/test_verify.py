@@ -285,3 +285,26 @@ def test_outcomes_before_reads_the_operations_before_the_current_one(monkeypatch
         assert V.outcomes_before(collect) == (False, True)  # nothing before it
         assert V.outcomes_before(report) == (False, True)  # collect and settle: no command, succeeded
         assert V.outcomes_before(None) == (True, True)  # the report's failing command counts
+
+
+def test_hosts_that_ask_at_once_share_one_report(monkeypatch):
+    """Building the site may yield to another host's greenlet (I/O): both must get the same
+    _Run, or each reports on a part of the controllers (seen on the lab: no report at all)."""
+    import gevent
+
+    site = lab_site()
+
+    def slow_site(inventory):
+        gevent.sleep(0.01)
+        return site
+
+    monkeypatch.setattr(V, "site_from_inventory", slow_site)
+    monkeypatch.setattr(V, "_RUNS", {})
+
+    class FakeState:
+        inventory = None
+
+    st = FakeState()
+    jobs = [gevent.spawn(V._run_for, st) for _ in range(3)]
+    gevent.joinall(jobs)
+    assert len({id(j.value) for j in jobs}) == 1
