@@ -20,6 +20,8 @@ from pyinfra.api import FactBase, StringCommand
 
 from facts.probe import NO_OUTPUT
 
+KILL_AFTER = 10  # seconds between `timeout`'s TERM and its KILL of a part that outlived its limit
+
 
 def part(cls, **kwargs) -> tuple:
     """A part as a hashable, printable fact argument (pyinfra prints fact arguments with -v:
@@ -60,7 +62,10 @@ class Bundle(FactBase):
             if requires:
                 command = f"command -v {shlex.quote(requires)} >/dev/null 2>&1 || exit 97; {command}"
             if limit:
-                command = f"timeout {int(limit)} sh -c {shlex.quote(command)}"
+                # -k: a part that outlives TERM (it ignores or delays it) is killed KILL_AFTER s
+                # later; `timeout` then dies with its group (137): said as timed out (124) too.
+                command = (f"timeout -k {KILL_AFTER} {int(limit)} sh -c {shlex.quote(command)} "
+                           "|| { rc=$?; [ $rc -eq 137 ] && exit 124; exit $rc; }")
             self.facts.append(fact)
             runs.append(f"( ( {command} ) >$d/{i} 2>/dev/null; echo $? >$d/{i}.rc ) &")
         show = "; ".join(

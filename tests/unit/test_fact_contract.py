@@ -84,3 +84,29 @@ def test_a_bundle_reads_every_part_in_one_command_and_marks_the_unknown():
     cut.command(parts)
     half = cut.process(out.splitlines()[:3])
     assert half["error"] and half["parts"][1:] == [None] * 5
+
+
+def test_a_part_that_outlives_term_is_killed_and_said_timed_out(monkeypatch):
+    """A bundle part bounded by `limit` that ignores TERM is killed KILL_AFTER s later and its
+    status is 124 (timed out, as operations/before.py reads it), the other parts unharmed: the
+    pre-run bound holds whatever the part does with TERM."""
+    import subprocess
+    import time
+
+    from facts import bundle as bundle_module
+    from facts.bundle import Bundle, part
+    from pyinfra.facts.server import Hostname
+
+    class Stubborn(Hostname):
+        def command(self):
+            return "trap '' TERM; sleep 30; echo late"
+
+    monkeypatch.setattr(bundle_module, "KILL_AFTER", 1)
+    monkeypatch.setattr(bundle_module, "fact_class", lambda name: Stubborn if name.endswith("Stubborn") else Hostname)
+    b = Bundle()
+    parts = (("x:Stubborn", ()), part(Hostname))
+    started = time.monotonic()
+    out = subprocess.run(["sh", "-c", b.command(parts, limit=1)], capture_output=True, text=True, timeout=25).stdout
+    assert time.monotonic() - started < 10
+    got = b.process(out.splitlines())
+    assert got["status"] == ["124", "0"] and got["parts"][0] is None and got["parts"][1]
