@@ -146,7 +146,8 @@ DEFAULTS = {
     # own ports from the wrong sources (cluster ports: the controllers; the VIP's listeners,
     # AMQP and the stats page: the client networks); SSH and every other port are untouched.
     "firewall": True,
-    # Who may use the VIP's listeners, AMQP and the stats page; None: the internal network.
+    # Who may use the VIP's listeners, AMQP and the stats page (the controllers always may);
+    # None: the internal network.
     "firewall_client_networks": None,
     # --- secrets ---
     # An untracked JSON file with the secrets (relative to the repository root), or None

@@ -10,7 +10,7 @@ project does not open stay as they were. Three kinds of port:
   (a host that reaches Galera's 4567 and knows the cluster name can join and receive a state
   transfer: every OpenStack credential);
 - the VIP's listeners: the client networks (`firewall_client_networks`, default the internal
-  network);
+  network) and always the controllers (their OpenStack services are the VIP's clients);
 - on the node address for clients: AMQP (agents on compute nodes talk to the brokers
   directly) and the HAProxy stats page (behind its password);
 - the external VIP (`external_vip`): its public listeners for anyone, no other TCP port.

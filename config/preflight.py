@@ -116,6 +116,11 @@ def check(
     if vip and network:
         if reason := _outside(vip, network):
             err(G, "vip", f"{vip} {reason}", f"pick a free address in {network}")
+    if network and network.version == 6 and data["firewall"] and "firewall" not in bad:
+        # config/firewall.py writes IPv4 sets and `ip saddr` rules: nft -c would refuse the file
+        # on every controller, after the host basics had run.
+        err(G, "firewall", f"the host firewall is IPv4 only and internal_network {network} is IPv6",
+            "set \"firewall\": False and filter the cluster ports yourself")
 
     # Controllers: names, addresses, priorities, SSH targets.
     names = Counter(name for name, _ in hosts)

@@ -27,8 +27,8 @@ class FirewallState(FactBase):
     def command(self):
         return probe(
             "nft",
-            f"timeout 5 nft list tables >/tmp/.openstack-ha-tables || exit $?; "
-            f"if grep -qx 'table inet {TABLE}' /tmp/.openstack-ha-tables; "
+            f"tables=$(timeout 5 nft list tables) || exit $?; "
+            f"if printf '%s\\n' \"$tables\" | grep -qx 'table inet {TABLE}'; "
             f"then timeout 5 nft -j list set inet {TABLE} controllers; else echo {ABSENT}; fi",
         )
 

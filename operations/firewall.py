@@ -25,15 +25,19 @@ def left_out_refusal(states: dict, limited: list[str], admitted: dict[str, str])
     A controller a --limit leaves out keeps the rules it has: if they do not admit a controller
     of this run (a new one), that controller's Galera and RabbitMQ traffic is dropped there
     and its join would stall. `admitted`: {name: address} of the controllers in the run."""
+    cut = {}
     for name in limited:
         st = states.get(name)
         if not st or not st.get("loaded"):
             continue  # no table there (nothing dropped), or unknown (the cluster plans say)
         missing = sorted(n for n, addr in admitted.items() if addr not in st.get("controllers", []))
         if missing:
-            return (f"{name} (left out by --limit) has a firewall that does not admit {', '.join(missing)}: "
-                    f"their cluster traffic would be dropped there. Run the deploy without --limit, "
-                    f"or with --limit {','.join(sorted({name, *admitted}))}; no host was changed.")
+            cut[name] = missing
+    if cut:  # every such controller named, and a --limit that takes them all in
+        said = "; ".join(f"{name} (left out by --limit) has a firewall that does not admit {', '.join(missing)}"
+                         for name, missing in cut.items())
+        return (f"{said}: their cluster traffic would be dropped there. Run the deploy without --limit, "
+                f"or with --limit {','.join(sorted({*cut, *admitted}))}; no host was changed.")
     return None
 
 

@@ -136,3 +136,44 @@ def test_limit_refused_when_a_left_out_table_does_not_admit_a_controller_of_the_
 ])
 def test_debians_loopback_name_line_is_found(line, found):
     assert loopback_name(line, "node01") is found
+
+
+def test_the_controllers_always_reach_the_vip_and_amqp_whatever_the_client_networks():
+    """The OpenStack services on the controllers are the VIP's and the brokers' clients: a
+    site whose client networks leave the internal network out (its compute network only) must
+    not cut them off. Overlapping client networks are merged, not refused by nft -c."""
+    site = site_with(firewall_client_networks=["192.0.2.0/24"])
+    client_drops = [line.strip() for line in nft_of(site).splitlines() if "ip saddr != @clients" in line]
+    assert len(client_drops) == 2
+    assert all("ip saddr != @controllers drop" in line for line in client_drops), client_drops
+
+
+def test_overlapping_client_networks_pass_the_real_nft_check(tmp_path):
+    path = tmp_path / "fw.nft"
+    path.write_text(nft_of(site_with(firewall_client_networks=["10.0.0.0/8", "10.77.0.0/24", "10.77.0.5/32"])))
+    r = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_the_fact_keeps_no_file_of_its_own():
+    """No fixed path in /tmp that another local user could hold first (or a second run share)."""
+    assert "/tmp" not in FirewallState().command()
+
+
+def test_limit_refusal_names_every_left_out_controller_that_would_drop():
+    states = {"node01": {"loaded": True, "controllers": ["10.0.0.1"]},
+              "node02": {"loaded": True, "controllers": ["10.0.0.2"]}}
+    why = left_out_refusal(states, ["node01", "node02"], {"node04": "10.0.0.4"})
+    assert "node01 (left out by --limit)" in why and "node02 (left out by --limit)" in why
+    assert "--limit node01,node02,node04" in why  # one run that takes them all in
+
+
+def test_an_ipv6_site_with_the_firewall_is_refused_before_any_host():
+    """The rules are IPv4 (sets of ipv4_addr, `ip saddr`): nft -c refuses them for IPv6
+    addresses on every controller; preflight says so first, naming the key."""
+    hosts, group = lab_data()
+    hosts = [(n, {**d, "address": f"fd00::{i + 11}", "ssh_hostname": f"fd00::{i + 11}"}) for i, (n, d) in enumerate(hosts)]
+    group = {**group, "internal_network": "fd00::/64", "vip": "fd00::100", "external_vip": None,
+             "keepalived_external_router_id": None}
+    assert [p.key for p in check(hosts, group, secrets=FAKE_SECRETS).errors] == ["firewall"]
+    assert check(hosts, {**group, "firewall": False}, secrets=FAKE_SECRETS).errors == []
