@@ -132,16 +132,22 @@ def turn(commands: list, run: bool = True):
     + commands: the node's commands (a restart, a join, a wait)
     + run: False makes it a no-op (every host calls every turn; see one_at_a_time)
     """
-    if not run:
+    if not run or failed_earlier():
         return
-    if state.is_executing:
-        names = {c.name for c in site().controllers}
-        failed = sorted(h.name for h in state.failed_hosts if h.name in names)
-        if failed:
-            host.log(f"not touched: {', '.join(failed)} failed earlier in this run; fix it and re-run "
-                     "(what was written and not yet applied is applied then)", logger.error)
-            return
     yield from commands
+
+
+def failed_earlier() -> bool:
+    """While executing: whether a controller has failed earlier in this run (said on this
+    host's log); a turn, or a change that goes with one, then does nothing."""
+    if not state.is_executing:
+        return False
+    names = {c.name for c in site().controllers}
+    failed = sorted(h.name for h in state.failed_hosts if h.name in names)
+    if failed:
+        host.log(f"not touched: {', '.join(failed)} failed earlier in this run; fix it and re-run "
+                 "(what was written and not yet applied is applied then)", logger.error)
+    return bool(failed)
 
 
 _announced: dict = {}  # (id(state), host name) -> [(step, action or None)]

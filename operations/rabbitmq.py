@@ -180,7 +180,9 @@ def configure():
     # registered in it (a broker outlives its epmd's restart unregistered): done in each
     # broker's stop-start below, never on its own.
     rebind = mark_pending("epmd.socket", "epmd")
-    install_files("rabbitmq")
+    # The cookie only with its stop and start: a broker that kept running would keep the old
+    # one in memory, and the next run restart it alone with the new one, away from its peers.
+    install_files("rabbitmq", with_turns=(COOKIE,))
     install_files("epmd")
     up = [*([EPMD_REBIND] if rebind else []), f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started,
           clear_pending("rabbitmq-server")]

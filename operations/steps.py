@@ -18,14 +18,15 @@ from pyinfra.facts.files import FileContents
 
 from facts.host import PENDING_DIR, SECRET_DIR
 from operations.before import file_state, planned_fact, unit_state
-from operations.common import APT_TIMEOUT, files_of, masked, shell, unit_log
+from operations.common import APT_TIMEOUT, failed_earlier, files_of, masked, shell, unit_log
 
 
 # --- managed files ---------------------------------------------------------------------
 
 
 @operation()
-def managed_file(path: str, component: str, validate: str | None = None, validate_what: str | None = None):
+def managed_file(path: str, component: str, validate: str | None = None, validate_what: str | None = None,
+                 with_turns: bool = False):
     """
     Install one file of config.files (by target path): content from the site's templates,
     compared by SHA1, diffed with secrets masked, owner and mode enforced.
@@ -35,7 +36,11 @@ def managed_file(path: str, component: str, validate: str | None = None, validat
     + validate: a command with `{path}` run on the new file before it replaces the old one;
       if it fails the old file stays and the run stops with the command's message
     + validate_what: how the failure names the check (default: the command itself)
+    + with_turns: a file written between turns that must stop and start its daemon around it
+      (the Erlang cookie): not written either once a controller has failed in this run
     """
+    if with_turns and failed_earlier():
+        return
     wanted = next(f for f in files_of(component) if f.path == path)
     content = wanted.content
     remote = file_state(path)
@@ -95,9 +100,11 @@ def consume(command: str, path: str) -> str:
     return f"{command} < {path}; rc=$?; rm -f {path}; exit $rc"
 
 
-def install_files(component: str, validate: dict[str, str | tuple[str, str]] | None = None):
+def install_files(component: str, validate: dict[str, str | tuple[str, str]] | None = None,
+                  with_turns: tuple[str, ...] = ()):
     """managed_file() for every file of a component; returns the operations' metas.
-    `validate`: {path: command} or {path: (command, how its failure names it)}."""
+    `validate`: {path: command} or {path: (command, how its failure names it)}; `with_turns`:
+    the paths managed_file(with_turns=True) writes."""
     checks = {path: (v, None) if isinstance(v, str) else v for path, v in (validate or {}).items()}
     return [
         managed_file(
@@ -106,6 +113,7 @@ def install_files(component: str, validate: dict[str, str | tuple[str, str]] | N
             component=component,
             validate=checks.get(f.path, (None, None))[0],
             validate_what=checks.get(f.path, (None, None))[1],
+            with_turns=f.path in with_turns,
         )
         for f in files_of(component)
     ]

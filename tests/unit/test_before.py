@@ -97,3 +97,16 @@ def test_rabbitmqs_together_steps_skip_after_an_earlier_failure(case):
 
     assert together(opkit.run(loaded))  # the case restarts or starts brokers together
     assert together(opkit.run(loaded, failed=("node01",))) == []
+
+
+def test_the_cookie_is_not_written_when_its_stop_was_skipped_after_an_earlier_failure():
+    """A fresh site's cookie change: stop, write, start together. Once a controller failed
+    earlier in the run the stop and start are skipped (turns), and so is the cookie: a broker
+    still running must not be left with a cookie file that differs from the one in memory."""
+    loaded = opkit.load_case(opkit.CASES / "site" / "fresh.json")
+
+    def cookie_ops(got):
+        return [op for rows in got.values() for op, _ in rows if "erlang.cookie" in op or "cookie changes" in op]
+
+    assert cookie_ops(opkit.run(loaded))
+    assert cookie_ops(opkit.run(loaded, failed=("node03",))) == []
