@@ -44,6 +44,21 @@ class Rules:
     external_ports: tuple[int, ...] = ()  # the public listeners on the external VIP: anyone
 
 
+def rule_count(nft_text: str) -> int:
+    """How many rules the rules file puts in its chain `input` (one a line). Pure."""
+    body = nft_text.split("chain input {", 1)[1].split("\n    }", 1)[0]
+    lines = [line.split("#", 1)[0].strip() for line in body.splitlines()]
+    return len([line for line in lines if line and not line.startswith("type filter hook")])
+
+
+def expected_rules(site: Site) -> int:
+    """The number of rules the site's table holds when loaded (the same on every controller):
+    fewer (`nft flush table` keeps the sets, drops every rule) is a table changed by hand."""
+    from config.files import render_template
+
+    return rule_count(render_template("firewall/openstack-ha.nft.j2", site, site.controllers[0].name, {}))
+
+
 def client_networks(site: Site) -> tuple[str, ...]:
     """The networks the VIP's listeners answer: firewall_client_networks, else the internal network."""
     return tuple(site["firewall_client_networks"] or (site["internal_network"],))

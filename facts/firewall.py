@@ -11,30 +11,31 @@ ABSENT = "__absent"
 
 
 class FirewallState(FactBase):
-    """Whether the project's table is loaded on this node, and the addresses its `controllers`
-    set admits to the cluster ports (what the node's kernel enforces, not what a file says):
+    """Whether the project's table is loaded on this node, the addresses its `controllers`
+    set admits to the cluster ports and how many rules its chain `input` holds (what the
+    node's kernel enforces, not what a file says; `nft flush table` keeps the sets):
 
     .. code:: python
 
         {"loaded": True, "controllers": ["10.77.0.11", "10.77.0.12", "10.77.0.13", "10.77.0.100"],
-         "error": None}
+         "rules": 9, "error": None}
     """
 
     @staticmethod
     def default():
-        return {"loaded": None, "controllers": [], "error": NO_OUTPUT}
+        return {"loaded": None, "controllers": [], "rules": None, "error": NO_OUTPUT}
 
     def command(self):
         return probe(
             "nft",
             f"tables=$(timeout 5 nft list tables) || exit $?; "
             f"if printf '%s\\n' \"$tables\" | grep -qx 'table inet {TABLE}'; "
-            f"then timeout 5 nft -j list set inet {TABLE} controllers; else echo {ABSENT}; fi",
+            f"then timeout 5 nft -j list table inet {TABLE}; else echo {ABSENT}; fi",
         )
 
     def process(self, output):
         body, rc, missing, _ = split_probe(output)
-        result = {"loaded": None, "controllers": [], "error": None}
+        result = {"loaded": None, "controllers": [], "rules": None, "error": None}
         if missing:  # no nft: nothing can be loaded
             return {**result, "loaded": False}
         result["error"] = failure(body, rc, missing, "nft list")
@@ -42,12 +43,14 @@ class FirewallState(FactBase):
             return result
         if any(line.strip() == ABSENT for line in body):
             return {**result, "loaded": False}
-        data, problem = find_json_object(body, "nftables", "nft -j list set")
+        data, problem = find_json_object(body, "nftables", "nft -j list table")
         if problem:
             return {**result, "error": problem}
-        sets = [x["set"] for x in data["nftables"] if isinstance(x, dict) and isinstance(x.get("set"), dict)]
+        objects = [x for x in data["nftables"] if isinstance(x, dict)]
+        sets = [x["set"] for x in objects if isinstance(x.get("set"), dict) and x["set"].get("name") == "controllers"]
         if not sets:
-            return {**result, "error": f"nft -j list set: no set 'controllers' in table inet {TABLE}"}
+            return {**result, "error": f"nft -j list table: no set 'controllers' in table inet {TABLE}"}
         elements = sets[0].get("elem") or []
-        result.update(loaded=True, controllers=sorted(e for e in elements if isinstance(e, str)))
+        rules = [x for x in objects if isinstance(x.get("rule"), dict) and x["rule"].get("chain") == "input"]
+        result.update(loaded=True, controllers=sorted(e for e in elements if isinstance(e, str)), rules=len(rules))
         return result

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from config.firewall import TABLE, rules
+from config.firewall import TABLE, expected_rules, rules
 from config.site import Site
 from health.haproxy import haproxy_rows
 from health.tls import certificate_rows
@@ -176,6 +176,9 @@ def firewall_rows(site: Site, facts: dict) -> list[Check]:
         said = "; ".join(x for x in (f"admits {', '.join(extra)} (not a controller)" if extra else "",
                                      f"does not admit {', '.join(missing)}" if missing else "") if x)
         return [Check("firewall", FAIL, f"cluster ports: {said}: run the deploy")]
+    if fw.get("rules") is not None and fw["rules"] != expected_rules(site):
+        return [Check("firewall", FAIL, f"table inet {TABLE} holds {fw['rules']} of its {expected_rules(site)} rules "
+                                        "(flushed or changed by hand): run the deploy")]
     return [Check("firewall", OK, f"cluster ports for the {len(site.controllers)} controllers only")]
 
 

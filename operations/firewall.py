@@ -10,7 +10,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 
 from config.files import FIREWALL_NFT, FIREWALL_UNIT
-from config.firewall import TABLE, rules
+from config.firewall import TABLE, expected_rules, rules
 from facts.firewall import FirewallState
 from operations.before import facts_of_all_controllers, planned_fact, unit_state
 from operations.common import announce, controllers_in_run, files_of, once, shell, site
@@ -75,6 +75,7 @@ def configure():
     unit = next(op for op, f in zip(ops, files_of("firewall")) if f.path == UNIT_FILE)
     shell("firewall: reload systemd units", ["systemctl daemon-reload"], when=unit.will_change)
     now = planned_fact(FirewallState)
-    drifted = not now.get("loaded") or set(now.get("controllers", [])) != set(rules(site()).controllers)
+    drifted = (not now.get("loaded") or set(now.get("controllers", [])) != set(rules(site()).controllers)
+               or now.get("rules") not in (None, expected_rules(site())))
     announce(load or drifted, f"load the host firewall (table inet {TABLE}, one transaction)")
     service(name="firewall: loaded", unit=FIREWALL_UNIT, restarted=load or drifted)

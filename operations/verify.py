@@ -37,7 +37,7 @@ that cannot be reached fails the run; one left out with --limit is reported as n
 
 The JSON ($HA_VERIFY_JSON, written atomically) for monitoring: `ok`, `generated_at` (UTC),
 `controllers`, `vip_holders`, `external_vip_holders` (with an external VIP), `failures` (one
-line each), `warnings` (the same), `hosts` {name: [{name, status (ok|FAIL|info), detail,
+line each), `warnings` (the same), `hosts` {name: [{name, status (ok|WARN|FAIL|info), detail,
 hosts}]}, `cluster` [same], `facts` {name: each fact's raw result, and `collect_sec`, the time
 the host took to answer them}. No file is written when pyinfra
 cannot connect to any controller (the run stops before verification): monitoring must treat an

@@ -7,14 +7,14 @@ import subprocess
 
 import pytest
 
-from config.firewall import rules
+from config.firewall import expected_rules, rule_count, rules
 from config.files import FIREWALL_NFT, managed_files
 from config.preflight import check
 from config.site import build_site
 from facts.firewall import FirewallState
 from health.checks import firewall_rows
 from health.report import FAIL, OK
-from healthkit import capture, lines, capture_text
+from healthkit import capture, capture_text, lab_site, lines
 from operations.firewall import left_out_refusal
 from operations.host import loopback_name
 from unitkit import FAKE_SECRETS, lab_data
@@ -94,8 +94,8 @@ def test_a_bad_client_network_is_refused_naming_the_key(value):
 def test_fact_reads_the_loaded_set_absent_table_and_missing_nft():
     loaded = capture("firewall", "loaded")
     assert loaded == {"loaded": True, "controllers": sorted(["10.77.0.11", "10.77.0.12", "10.77.0.13", "10.77.0.100"]),
-                      "error": None}
-    assert capture("firewall", "absent") == {"loaded": False, "controllers": [], "error": None}
+                      "rules": expected_rules(lab_site()), "error": None}
+    assert capture("firewall", "absent") == {"loaded": False, "controllers": [], "rules": None, "error": None}
     assert FirewallState().process(["__missing=nft"])["loaded"] is False
     cut = FirewallState().process(lines(capture_text("firewall", "loaded").replace("__rc=0", "__rc=124")))
     assert cut["error"] and cut["loaded"] is None
@@ -177,3 +177,19 @@ def test_an_ipv6_site_with_the_firewall_is_refused_before_any_host():
              "keepalived_external_router_id": None}
     assert [p.key for p in check(hosts, group, secrets=FAKE_SECRETS).errors] == ["firewall"]
     assert check(hosts, {**group, "firewall": False}, secrets=FAKE_SECRETS).errors == []
+
+
+def test_a_flushed_table_fails_the_row_though_its_sets_remain():
+    """`nft flush table inet openstack_ha` drops every rule and keeps the sets: the set alone
+    would read as loaded and right. The rules are counted against the rendered file's."""
+    import json
+
+    site = lab_site()  # the capture's site
+    text = capture_text("firewall", "loaded")
+    data = json.loads(text.split("\n", 1)[0])
+    data["nftables"] = [x for x in data["nftables"] if "rule" not in x]
+    flushed = FirewallState().process(lines(json.dumps(data) + "\n\n__rc=0\n"))
+    assert flushed["loaded"] and flushed["rules"] == 0
+    row = firewall_rows(site, {"firewall": flushed})
+    assert row[0].status == FAIL and "flushed" in row[0].detail
+    assert rule_count(nft_of(site)) == expected_rules(site) == capture("firewall", "loaded")["rules"]
