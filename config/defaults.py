@@ -125,6 +125,11 @@ DEFAULTS = {
         # value) gives up after ~25 s.
         "net.ipv4.tcp_retries2": 6,
     },
+    # --- maintenance (maintenance.py, README "Maintenance") ---
+    # Seconds the OpenStack API servers of a controller taken out are drained (their open
+    # sessions finish, new ones go to the others) before they go to maint and what is left is
+    # shut. The database server never drains: maint and its sessions shut at once (one writer).
+    "maintenance_drain_seconds": 10,
     # --- secrets ---
     # An untracked JSON file with the secrets (relative to the repository root), or None
     # to take every secret from HA_SECRET_<NAME> environment variables.

@@ -55,6 +55,14 @@ KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 # once. After a reboot it still says 1 (written at shutdown) until HAProxy runs again.
 HAPROXY_UNIT_DROPIN = "/etc/systemd/system/haproxy.service.d/openstack-ha.conf"
 HAPROXY_DOWN_FILE = "/var/lib/openstack-ha/haproxy-down"
+# Maintenance (README "Maintenance"): 1 here takes this controller out (keepalived tracks it
+# like HAPROXY_DOWN_FILE: FAULT while it says 1, so the VIP leaves and stays away, also after a
+# reboot); the deploy, the report and `maintenance.py` read it. Same directory, for the same reason.
+MAINTENANCE_FILE = "/var/lib/openstack-ha/maintenance"
+# On every controller: the runtime-API line that puts the servers of the controllers in
+# maintenance in `maint` (one line, `;`-separated); HAProxy's unit replays it at every start
+# (ExecStartPost), the deploy after every reload: runtime state does not survive either.
+HAPROXY_MAINT_FILE = "/var/lib/openstack-ha/haproxy-maint"
 SST_ACCOUNT = "sst"  # mariabackup's MariaDB account (galera.cnf wsrep_sst_auth, operations/galera.py)
 
 # The database check service's names, shared by its templates and operations/dbcheck.py.
@@ -109,6 +117,8 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         listeners=site.listeners,
         dbcheck=DBCHECK,
         haproxy_down_file=HAPROXY_DOWN_FILE,
+        maintenance_file=MAINTENANCE_FILE,
+        haproxy_maint_file=HAPROXY_MAINT_FILE,
         galera_serving=SERVING,
         sst_account=SST_ACCOUNT,
         secrets=secrets,

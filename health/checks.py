@@ -17,6 +17,7 @@ FAIL with the reason (report.problem()): it is never skipped.
 from __future__ import annotations
 
 from config.site import Site
+from health import maintenance
 from health.haproxy import haproxy_rows
 from health.report import FAIL, INFO, OK, Check, Report, problem
 from facts.galera import components, in_primary, not_serving
@@ -141,10 +142,18 @@ def memcached_rows(facts: dict) -> list[Check]:
     return [Check("memcached", OK, f"{m.get('version')} up {m.get('uptime')}s, {m.get('curr_connections')} connections")]
 
 
-def host_rows(site: Site, name: str, facts: dict, up: list[str], down: list[str], holders: list[str]) -> list[Check]:
-    """Every row of one controller that answered, in the report's order."""
-    return (vip_rows(site, facts) + keepalived_rows(site, facts) + haproxy_rows(site, name, name in holders, facts)
-            + galera_rows(facts, up) + rabbitmq_rows(facts, up, down) + memcached_rows(facts))
+def host_rows(site: Site, name: str, facts: dict, up: list[str], down: list[str], holders: list[str],
+              away: tuple = ()) -> list[Check]:
+    """Every row of one controller that answered, in the report's order; `away`: the
+    controllers in maintenance (health.maintenance)."""
+    serving = [n for n in up if n not in away]
+    if name in away:
+        return (maintenance.marker_rows(facts) + maintenance.vip_keepalived_rows(site, facts)
+                + haproxy_rows(site, name, False, facts, away) + galera_rows(facts, up)
+                + maintenance.rabbitmq_rows(facts) + memcached_rows(facts))
+    return (maintenance.marker_rows(facts) + vip_rows(site, facts) + keepalived_rows(site, facts)
+            + haproxy_rows(site, name, name in holders, facts, away) + galera_rows(facts, up)
+            + rabbitmq_rows(facts, serving, [*down, *away]) + memcached_rows(facts))
 
 
 # --- the cluster -----------------------------------------------------------------------------
@@ -251,15 +260,17 @@ def evaluate(
     down = [n for n in names if n not in up]
     collected = [n for n in up if results.get(n)]
     holders = [n for n in collected if (results[n].get("vip") or {}).get("holds_vip")]
+    out = tuple(maintenance.away(results, collected))
     report = Report(controllers=names, generated_at=generated_at, vip_holders=holders)
     for name in names:
-        report.hosts[name] = (host_rows(site, name, results[name], up, down, holders) if results.get(name)
+        report.hosts[name] = (host_rows(site, name, results[name], up, down, holders, out) if results.get(name)
                               else reachable_rows(name, pending, skipped))
     report.cluster = [
         controllers_up_row(names, up, down, skipped),
         vip_holder_row(site, results, holders, up, down, skipped),
         galera_cluster_row(site, results, collected, up),
-        rabbitmq_cluster_row(results, collected, up, down),
+        rabbitmq_cluster_row(results, [n for n in collected if n not in out], [n for n in up if n not in out],
+                             [*down, *out]),
         memcached_cluster_row(results, collected),
     ]
     return report

@@ -14,10 +14,10 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents, Sha1File
 from pyinfra.facts.server import Hostname
 
-from config.files import ERLANG_COOKIE
+from config.files import ERLANG_COOKIE, MAINTENANCE_FILE
 from facts.bundle import Bundle, part
 from facts.galera import GaleraNode, MysqlAccounts
-from facts.host import UNITS, FileStates, ServiceStates
+from facts.host import UNITS, FileStates, Maintenance, ServiceStates
 from facts.haproxy import HaproxyInfo, HaproxyServers
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
@@ -91,6 +91,7 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
         "galera": part(GaleraNode, recover=False),
         "rabbitmq": part(RabbitmqMembers),
         "memcached": part(MemcachedStats, address=me.address, port=d["memcached_port"]),
+        "maintenance": part(Maintenance, path=MAINTENANCE_FILE),
     }
 
 

@@ -6,7 +6,9 @@ from pyinfra.api import deploy
 
 from config.files import HAPROXY_CFG, HAPROXY_DOWN_FILE, HAPROXY_UNIT_DROPIN
 
+from operations.before import unit_state
 from operations.common import announce, files_of, shell
+from operations.maintenance import reapply
 from operations.steps import install_files, mark_pending, packages, service
 
 
@@ -14,7 +16,9 @@ from operations.steps import install_files, mark_pending, packages, service
 def configure():
     """The new haproxy.cfg is checked with `haproxy -c` on the host before it replaces the
     old one; a change is applied with a reload (connections survive), never a restart. The
-    unit's drop-in tells keepalived when HAProxy stops or dies (HAPROXY_DOWN_FILE)."""
+    unit's drop-in tells keepalived when HAProxy stops or dies (HAPROXY_DOWN_FILE) and puts
+    the servers of controllers in maintenance in maint at every start; the deploy does after a
+    reload (operations/maintenance.py reapply())."""
     packages(name="haproxy: packages", names=["haproxy", "socat"])
     reload = mark_pending("haproxy", "haproxy")
     ops = install_files("haproxy", validate={HAPROXY_CFG: "haproxy -c -q -f {path}"})
@@ -23,4 +27,7 @@ def configure():
     shell("haproxy: reload systemd units (its drop-in)",
           [f"install -d {os.path.dirname(HAPROXY_DOWN_FILE)}", "systemctl daemon-reload"], when=dropin.will_change)
     announce(reload, "reload haproxy")
+    started = unit_state("haproxy").get("active") != "active"
     service(name="haproxy: running", unit="haproxy", reloaded=reload)
+    # A reload or a start forgets the runtime API's states: controllers in maintenance stay out.
+    reapply(reload or started)

@@ -17,6 +17,7 @@ from operations.common import (
     announce, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
 from operations.before import facts_of_all_controllers, planned_fact
+from operations.maintenance import marked
 from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service
 
 COOKIE = ERLANG_COOKIE
@@ -157,7 +158,10 @@ def configure():
     packages(name="rabbitmq: packages", names=["rabbitmq-server"])
     seed, states = cluster_states()
     started = wait_until(f"{CTL} await_startup", "rabbitmq to start", on_fail=unit_log("rabbitmq-server"))
-    unstick = host.name in stuck(states)
+    # A controller in maintenance keeps its broker stopped and disabled (maintenance.py back
+    # starts it): no start, restart, join or enable here; its files are still written.
+    away = marked()
+    unstick = host.name in stuck(states) and not away
     announce(unstick, "restart rabbitmq-server: its unit is active but its broker is not running (stuck nodes together)")
     shell("rabbitmq: restart a stuck broker", [f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
           when=unstick)
@@ -169,6 +173,7 @@ def configure():
              "then they start together)")
     # A running node cannot be stopped by rabbitmqctl once its cookie file changed.
     shell("rabbitmq: stop before the cookie changes", ["timeout 120 systemctl stop rabbitmq-server"], when=new_cookie)
+    new_cookie = new_cookie and not away  # stopped for the new cookie, not started with the others
     restart = mark_pending("rabbitmq-server", "rabbitmq")
     install_files("rabbitmq")
     # Together, not one at a time: a node that was not the last to stop waits for its peers' tables.
@@ -178,12 +183,12 @@ def configure():
     # Stopped brokers start together, not one at a time: one that was not the last to stop waits
     # for its peers' tables, and a start alone would time out (seen after the two-nodes-down drill).
     me = states.get(host.name) or {}
-    stopped = bool(me.get("installed")) and not me.get("running") and not new_cookie
+    stopped = bool(me.get("installed")) and not me.get("running") and not new_cookie and not away
     announce(stopped, "start rabbitmq-server (every stopped broker together: each waits for its peers' tables)")
     shell("rabbitmq: start stopped brokers together",
           [f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started, clear_pending("rabbitmq-server")],
           when=stopped)
-    restart = restart and not new_cookie and not stopped
+    restart = restart and not new_cookie and not stopped and not away
     announce(restart, "restart rabbitmq-server (one node at a time)")
     names = [c.name for c in site().controllers]
     for name, mine in one_at_a_time(names):
@@ -192,8 +197,8 @@ def configure():
             commands=[f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started, clear_pending("rabbitmq-server")],
             run=mine and restart,
         )
-    service(name="rabbitmq: running", unit="rabbitmq-server")
-    joins = host.name != seed and f"rabbit@{seed}" not in (states.get(host.name) or {}).get("nodes", [])
+    service(name="rabbitmq: running", unit="rabbitmq-server", skip=away)
+    joins = host.name != seed and f"rabbit@{seed}" not in (states.get(host.name) or {}).get("nodes", []) and not away
     announce(joins, f"join the RabbitMQ cluster of rabbit@{seed} (one node at a time)")
     for name, mine in one_at_a_time([n for n in names if n != seed]):
         turn(

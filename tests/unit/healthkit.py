@@ -15,10 +15,10 @@ from config.site import build_site
 from types import SimpleNamespace
 
 from facts import galera as _galera, haproxy as _haproxy, keepalived as _keepalived, memcached as _memcached
-from facts import probe as _probe, rabbitmq as _rabbitmq
+from facts import host as _host, probe as _probe, rabbitmq as _rabbitmq
 
 # Every fact and probe helper by name (the facts live in one module per component).
-F = SimpleNamespace(**{k: v for m in (_probe, _galera, _haproxy, _keepalived, _memcached, _rabbitmq)
+F = SimpleNamespace(**{k: v for m in (_probe, _host, _galera, _haproxy, _keepalived, _memcached, _rabbitmq)
                        for k, v in vars(m).items() if not k.startswith("_")})
 
 CAPTURES = Path(__file__).resolve().parent / "captures"
@@ -32,6 +32,7 @@ FACT_OF = {
     "galera": F.GaleraNode,
     "rabbitmq": F.RabbitmqMembers,
     "memcached": F.MemcachedStats,
+    "maintenance": F.Maintenance,
 }
 
 NAMES = ("node01", "node02", "node03")

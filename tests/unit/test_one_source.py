@@ -206,6 +206,7 @@ OVERRIDES = {
     "memcached_max_connections": {"memcached_max_connections": 2048},
     "sysctl": {"sysctl": {"net.ipv4.tcp_retries2": 8}},
     "internal_network": {"internal_network": "10.77.0.0/23"},
+    "maintenance_drain_seconds": {"maintenance_drain_seconds": 30},
 }
 
 # Keys whose override reaches no rendered file (nor the client strings a deploy prints), so no two files can disagree about them; why,
@@ -214,6 +215,7 @@ NOT_IN_FILES = {
     "mariadb_admin_user": "only in the SQL the deploy runs (account_statements; test_operations)",
     "rabbitmq_queue_type": "only in rabbitmqctl commands (definition_commands; test_operations)",
     "rabbitmq_admin_user": "only in rabbitmqctl commands (definition_commands; test_operations)",
+    "maintenance_drain_seconds": "only in the maintenance command's shell (test_maintenance)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
 }
 # Keys the table cannot override: required (no default) or read from the secrets file.
