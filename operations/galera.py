@@ -58,7 +58,7 @@ def _plan_or_refusal() -> Plan | GaleraStateError:
     try:
         return plan(cluster_states(), order, {c.name: c.address for c in s.controllers},
                     limited=frozenset(n for n in order if n not in in_run),
-                    repair=os.environ.get(REPAIR_SWITCH) == "1")
+                    repair=os.environ.get(REPAIR_SWITCH) == "1", away=in_maintenance())
     except GaleraStateError as exc:
         import sys
 
