@@ -14,6 +14,7 @@ import pytest
 from healthkit import CAPTURES, F, NAMES, api_down, healthy, lab_site, row, servers, statuses
 
 from health.checks import evaluate
+from health.settle import lagging
 from health.report import FAIL, INFO, OK
 from operations import maintenance_plan as M
 
@@ -237,3 +238,11 @@ def test_what_would_let_traffic_reach_it_fails(breaks, host, check, words):
     breaks(results, site)
     failed = row(evaluate(site, results), host, check)
     assert failed.status == FAIL and words in failed.detail, failed
+
+
+def test_servers_in_maint_are_not_waited_for_by_the_report():
+    site = lab_site()
+    results = out_of_service(site)
+    assert lagging("node01", results) == []  # node02 Synced, its mariadb server in MAINT: settled
+    results["node01"]["haproxy_servers"]["listeners"]["mariadb"]["node02"]["status"] = "DOWN"
+    assert lagging("node01", results) == ["mariadb/node02 DOWN"]
