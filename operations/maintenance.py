@@ -26,7 +26,7 @@ from facts.rabbitmq import RabbitmqCluster
 from operations.before import facts_of_all_controllers
 from operations.common import controllers_in_run, once, shell, site, unit_log, wait_until
 from operations.maintenance_plan import (
-    Decision, Refusal, api, back_commands, decide, maint_line, out_commands,
+    Decision, Refusal, api, back_commands, decide, maint_line, out_commands, replay,
 )
 
 VIP_SECONDS = 60  # the VIP leaves a node in FAULT at once; another takes it after ~3 adverts
@@ -34,11 +34,15 @@ BACK_SECONDS = 300  # RabbitMQ back in the cluster, Galera Synced
 
 
 @once
+def markers() -> dict:
+    """Every controller's Maintenance fact, read before the run: {name: fact or None (unknown)}."""
+    return facts_of_all_controllers(Maintenance, path=MAINTENANCE_FILE)
+
+
 def in_maintenance() -> frozenset:
-    """The controllers whose marker says they are in maintenance (read before the run; a
-    controller that could not be read counts as not in maintenance: the deploy leaves it alone)."""
-    facts = facts_of_all_controllers(Maintenance, path=MAINTENANCE_FILE)
-    return frozenset(n for n, f in facts.items() if f and f.get("out"))
+    """The controllers whose marker says they are in maintenance (one that could not be read
+    counts as not in maintenance here: the deploy leaves it alone)."""
+    return frozenset(n for n, f in markers().items() if f and f.get("out"))
 
 
 def marked() -> bool:
@@ -60,10 +64,13 @@ def persist(line: str) -> str:
 
 def reapply(applied: bool):
     """The deploy, after HAProxy's reload or start (`applied`): a reload forgets the runtime
-    API's states, so the servers of every controller in maintenance go to maint again (and the
-    unit's replay file is rewritten from the markers). Nothing when none is in maintenance."""
+    API's states, so the servers of every controller in maintenance go to maint again, and the
+    unit's replay file is rewritten from the markers. With a marker unknown (a controller not
+    read) the replay file is kept and replayed as well: an unreachable controller in
+    maintenance stays out. Nothing when none is, as far as can be told."""
     s = site()
     nodes = in_maintenance()
+    complete = all(f is not None for f in markers().values())
     listeners = [lst.name for lst in s.listeners]
     line = maint_line(listeners, nodes)
     socket = s["haproxy_stats_socket"]
@@ -73,10 +80,13 @@ def reapply(applied: bool):
         f"echo 'show stat' | timeout 5 socat stdio UNIX-CONNECT:{shlex.quote(socket)} | "
         f"awk -F, -v s={shlex.quote(n)} '$2==s && $18!=\"MAINT\" && $18!=\"\" {{bad=1}} END {{exit bad}}'"
         for n in sorted(nodes)) or "true"
-    shell(f"haproxy: keep {', '.join(sorted(nodes)) or 'no controller'} in maintenance (runtime API)",
-          [persist(line), wait_until(f"{api(socket, line)} && sleep 1 && {check}", "HAProxy to hold the servers of "
-                                     f"{', '.join(sorted(nodes))} in maint", 30)],
-          when=applied and bool(nodes))
+    kept = replay(socket, HAPROXY_MAINT_FILE) if not complete else "true"
+    what = ", ".join(sorted(nodes)) or "no controller"
+    shell(f"haproxy: keep {what} in maintenance (runtime API)",
+          [persist(line)] * complete + [
+           wait_until(f"{api(socket, line) if line else 'true'} && {kept} && sleep 1 && {check}",
+                      f"HAProxy to hold the servers of {what} in maint", 30)],
+          when=applied and (bool(nodes) or not complete))
 
 
 # --- the command -------------------------------------------------------------------------

@@ -113,14 +113,25 @@ def maint_line(listeners: list[str], nodes) -> str:
     return "; ".join(r for n in sorted(nodes) for r in [requests(listeners, n, "state maint")] if r)
 
 
+def _silent(send: str) -> str:
+    """Shell: run `send` (a runtime-API request); any answer is an error (the `set server` and
+    `shutdown sessions` commands answer nothing when they succeed)."""
+    return (f"out=$({send}); test -z \"$(echo \"$out\" | tr -d '[:space:]')\" || "
+            f"{{ echo \"$(hostname): haproxy: $out\" >&2; exit 1; }}")
+
+
 def api(socket: str, line: str) -> str:
-    """Shell: send one runtime-API line to this controller's HAProxy; any answer is an error
-    (the `set server` and `shutdown sessions` commands answer nothing when they succeed).
-    A controller whose HAProxy does not run has no runtime state: its unit replays
-    HAPROXY_MAINT_FILE when it starts."""
+    """Shell: send one runtime-API line to this controller's HAProxy. A controller whose
+    HAProxy does not run has no runtime state: its unit replays HAPROXY_MAINT_FILE at start."""
     q = shlex.quote
-    return (f"if test -S {q(socket)}; then out=$(echo {q(line)} | timeout 5 socat stdio UNIX-CONNECT:{q(socket)}); "
-            f"test -z \"$(echo \"$out\" | tr -d '[:space:]')\" || {{ echo \"$(hostname): haproxy: $out\" >&2; exit 1; }}; fi")
+    return f"if test -S {q(socket)}; then {_silent(f'echo {q(line)} | timeout 5 socat stdio UNIX-CONNECT:{q(socket)}')}; fi"
+
+
+def replay(socket: str, path: str) -> str:
+    """Shell: send the line of the replay file `path` (if any) to this controller's HAProxy."""
+    q = shlex.quote
+    return (f"if test -S {q(socket)} && test -s {q(path)}; then "
+            f"{_silent(f'timeout 5 socat stdio UNIX-CONNECT:{q(socket)} < {q(path)}')}; fi")
 
 
 def sessions(socket: str, node: str, skip: str) -> str:

@@ -180,6 +180,21 @@ def test_an_answer_from_the_runtime_api_fails_the_step(tmp_path, fake_socat):
         s.close()
 
 
+def test_the_replay_file_is_sent_when_it_holds_a_line(tmp_path, fake_socat):
+    import socket as so
+
+    sock, path = tmp_path / "admin.sock", tmp_path / "haproxy-maint"
+    s = so.socket(so.AF_UNIX)
+    s.bind(str(sock))
+    try:
+        assert sh(M.replay(str(sock), str(path)), fake_socat[0]).returncode == 0  # no file: nothing sent
+        path.write_text("set server x/node02 state maint\n")
+        r = sh(M.replay(str(sock), str(path)), fake_socat[0])  # the fake HAProxy answers: an error
+        assert r.returncode == 1 and "haproxy: # pxname" in r.stderr
+    finally:
+        s.close()
+
+
 # --- the marker's fact ------------------------------------------------------------------------
 
 
