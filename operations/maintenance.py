@@ -155,7 +155,9 @@ def out(d: Decision):
     shell(f"maintenance: {d.node} marked out, the VIP away from it", [
         marker(1),
         wait_until(f"! ip -o -4 addr show dev {iface} | grep -qw {vip} && ping -c1 -W1 {vip}",
-                   f"the VIP {s['vip']} to be held by another controller", VIP_SECONDS),
+                   f"the VIP {s['vip']} to be held by another controller", VIP_SECONDS,
+                   on_fail=f"echo '{d.node}: is its keepalived.conf older than maintenance (no track_file "
+                           "maintenance)? Run the deploy, then maintenance out again' >&2"),
     ], when=mine)
     listeners = [lst.name for lst in s.listeners]
     shell(f"maintenance: {d.node}'s servers out of this HAProxy (runtime API)", [
