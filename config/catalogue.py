@@ -60,6 +60,9 @@ class Service:
     tls: bool = True
     # With haproxy_tls: TLS on this port, and `port` only redirects http to https (horizon 443).
     https_port: int | None = None
+    # Served on the external VIP too (site key external_vip), always with TLS. False for a
+    # site's own service until the site says so: nothing is public by accident.
+    public: bool = False
     enabled: bool = True
     description: str = ""
 
@@ -67,7 +70,7 @@ class Service:
 CATALOGUE: tuple[Service, ...] = (
     Service("rabbitmq_management", port_key="rabbitmq_management_port", tls=False,
             description="the management API keeps http: an operator's tool, not an OpenStack API"),
-    Service("keystone_internal", 5000, http_request=(DEL_XFP_IF_SSL,)),
+    Service("keystone_internal", 5000, http_request=(DEL_XFP_IF_SSL,), public=True),
     Service(
         "keystone_admin", 35357, http_request=(DEL_XFP_IF_SSL,), legacy=True,
         description="Keystone v3 serves everything on 5000; the admin port is legacy",
@@ -76,16 +79,17 @@ CATALOGUE: tuple[Service, ...] = (
         "glance_registry", 9191, legacy=True,
         description="glance-registry was removed upstream (Queens deprecated, gone in Stein)",
     ),
-    Service("glance_api", 9292),
-    Service("nova_api", 8774, http_request=(DEL_XFP_IF_SSL,)),
-    Service("nova_metadata", 8775, http_request=(DEL_XFP_IF_SSL,)),
-    Service("placement_api", 8780, http_request=(DEL_XFP,)),
-    Service("nova_novncproxy", 6080, http_request=(DEL_XFP_IF_SSL, SET_XFP_IF_SSL)),
-    Service("neutron_server", 9696),
-    Service("horizon", 80, balance="source", fall=2, http_request=(DEL_XFP_IF_SSL,), https_port=443),
-    Service("cinder_api", 8776, http_request=(DEL_XFP_IF_SSL,)),
-    Service("heat_api", 8004, http_request=(DEL_XFP_IF_SSL,)),
-    Service("heat_api_cfn", 8000, http_request=(DEL_XFP_IF_SSL,)),
+    Service("glance_api", 9292, public=True),
+    Service("nova_api", 8774, http_request=(DEL_XFP_IF_SSL,), public=True),
+    Service("nova_metadata", 8775, http_request=(DEL_XFP_IF_SSL,),
+            description="only the instances reach it, through neutron's metadata proxy: never public"),
+    Service("placement_api", 8780, http_request=(DEL_XFP,), public=True),
+    Service("nova_novncproxy", 6080, http_request=(DEL_XFP_IF_SSL, SET_XFP_IF_SSL), public=True),
+    Service("neutron_server", 9696, public=True),
+    Service("horizon", 80, balance="source", fall=2, http_request=(DEL_XFP_IF_SSL,), https_port=443, public=True),
+    Service("cinder_api", 8776, http_request=(DEL_XFP_IF_SSL,), public=True),
+    Service("heat_api", 8004, http_request=(DEL_XFP_IF_SSL,), public=True),
+    Service("heat_api_cfn", 8000, http_request=(DEL_XFP_IF_SSL,), public=True),
     # Options of the database listener that depend on the health check are filled in by
     # config.site from the mariadb_check_* data.
     Service(

@@ -15,6 +15,17 @@ DEFAULTS = {
     "internal_network": None,  # required, e.g. "100.2.30.0/24"
     "vip": None,  # required: the address HAProxy listens on, held by keepalived
     "vip_interface": "enp8s0f0",
+    # --- the external VIP (off by default) ---
+    # A second VIP for the public API endpoints only (kolla-ansible's kolla_external_vip_address,
+    # openstack-ansible's haproxy_bind_external_lb_vip_address): the listeners of the catalogue
+    # marked `public` bind it too, always with TLS (haproxy_tls must be on); the database,
+    # RabbitMQ management and nova_metadata never do. Its own VRRP instance (its own router id),
+    # advertised on vip_interface like the internal one, the address put on
+    # external_vip_interface. The certificate (haproxy_tls_pem) must name both VIPs.
+    "external_vip": None,  # None: no external VIP, the configs of before
+    "external_vip_interface": None,  # None: vip_interface
+    "external_network": None,  # the external VIP's subnet (its prefix); None: internal_network
+    "keepalived_external_router_id": None,  # required with external_vip; not keepalived_virtual_router_id
     # --- keepalived ---
     "keepalived_virtual_router_id": 51,  # unique on the segment; 51 is everyone's default
     "keepalived_advert_int": 1,
@@ -61,6 +72,10 @@ DEFAULTS = {
     # without a certificate says so: "haproxy_tls": False (the configs of before, clear text).
     "haproxy_tls": True,
     "haproxy_tls_pem_path": "/etc/haproxy/openstack-ha.pem",
+    # The health report warns this many days before the installed certificate expires (FAIL
+    # once expired or unreadable); preflight warns the same about the certificate it is given.
+    # 0: no warning, only the failure.
+    "haproxy_tls_expiry_warn_days": 30,
     # Keep the article's dated listeners (keystone_admin 35357, glance_registry 9191).
     "haproxy_legacy_services": True,
     # Per-service overrides and site services: {name: {field: value}}; see config/catalogue.py.
@@ -130,11 +145,31 @@ DEFAULTS = {
     # sessions finish, new ones go to the others) before they go to maint and what is left is
     # shut. The database server never drains: maint and its sessions shut at once (one writer).
     "maintenance_drain_seconds": 10,
+    # --- the host firewall (config/firewall.py) ---
+    # On by default: Galera's state transfer hands every OpenStack credential to any host that
+    # reaches 4567 and knows the cluster name. The project's table only drops packets to its
+    # own ports from the wrong sources (cluster ports: the controllers; the VIP's listeners,
+    # AMQP and the stats page: the client networks); SSH and every other port are untouched.
+    "firewall": True,
+    # Who may use the VIP's listeners, AMQP and the stats page; None: the internal network.
+    "firewall_client_networks": None,
     # --- secrets ---
     # An untracked JSON file with the secrets (relative to the repository root), or None
     # to take every secret from HA_SECRET_<NAME> environment variables.
     "secrets_file": None,
 }
+
+# Ports the daemons hold whatever the site says. The deploy binds each to the node address;
+# FIXED_PORTS: (port, daemon, held on every address when not bound, e.g. before the deploy).
+GALERA_PORT, GALERA_IST_PORT, GALERA_SST_PORT, EPMD_PORT = 4567, 4568, 4444, 4369
+DIST_PORT_OFFSET = 20000  # RabbitMQ's Erlang distribution port: rabbitmq_port + 20000
+FIXED_PORTS = (
+    (22, "sshd", True),
+    (EPMD_PORT, "epmd (RabbitMQ)", True),
+    (GALERA_PORT, "Galera replication", True),
+    (GALERA_IST_PORT, "Galera IST", False),
+    (GALERA_SST_PORT, "Galera SST", False),
+)
 
 # Keys pyinfra itself (connectors, global arguments) reads from host data; not ours to check.
 PYINFRA_KEY_PREFIXES = ("ssh_", "_", "local_", "docker_", "winrm_")

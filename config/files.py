@@ -13,7 +13,8 @@ from pathlib import Path
 import jinja2
 
 from config.site import Site
-from config.syntax import haproxy_word, option_value
+from config.defaults import EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
+from config.syntax import erlang_ip, haproxy_word, option_value
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "files" / "templates"
 MANAGED = "Managed by the openstack-ha pyinfra deploy; local changes are overwritten."
@@ -29,6 +30,7 @@ _env = jinja2.Environment(
 # Values quoted for the file they land in (config/syntax.py).
 _env.filters["haproxy_word"] = haproxy_word
 _env.filters["option_value"] = option_value
+_env.filters["erlang_ip"] = erlang_ip
 _env.filters["dirname"] = lambda path: str(Path(path).parent)
 
 
@@ -47,6 +49,7 @@ class ManagedFile:
 SYSCTL_CONF = "/etc/sysctl.d/60-openstack-ha.conf"
 GALERA_CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf"
 ERLANG_COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
+EPMD_SOCKET_DROPIN = "/etc/systemd/system/epmd.socket.d/openstack-ha.conf"
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 # HAProxy's unit writes 1 here when it stops or dies and 0 once it runs (a systemd drop-in);
@@ -63,6 +66,9 @@ MAINTENANCE_FILE = "/var/lib/openstack-ha/maintenance"
 # maintenance in `maint` (one line, `;`-separated); HAProxy's unit replays it at every start
 # (ExecStartPost), the deploy after every reload: runtime state does not survive either.
 HAPROXY_MAINT_FILE = "/var/lib/openstack-ha/haproxy-maint"
+# The host firewall (config/firewall.py): its rules and the unit that loads them at boot.
+FIREWALL_NFT = "/etc/openstack-ha/firewall.nft"
+FIREWALL_UNIT = "openstack-ha-firewall"
 SST_ACCOUNT = "sst"  # mariabackup's MariaDB account (galera.cnf wsrep_sst_auth, operations/galera.py)
 
 # The database check service's names, shared by its templates and operations/dbcheck.py.
@@ -77,12 +83,17 @@ DBCHECK = {
 # is the site key that holds it (one source per datum).
 FILES = (
     ("host", "sysctl/openstack-ha.conf.j2", SYSCTL_CONF, "0644", "root", "root", False),
+    # The host firewall (firewall True only), before any daemon whose port it guards changes.
+    ("firewall", "firewall/openstack-ha.nft.j2", FIREWALL_NFT, "0644", "root", "root", False),
+    ("firewall", "firewall/openstack-ha-firewall.service.j2", f"/etc/systemd/system/{FIREWALL_UNIT}.service", "0644", "root", "root", False),
     ("memcached", "memcached/memcached.conf.j2", "/etc/memcached.conf", "0644", "root", "root", False),
     ("galera", "mariadb/galera.cnf.j2", GALERA_CNF, "0640", "root", "mysql", True),
     ("rabbitmq", "rabbitmq/rabbitmq-env.conf.j2", "/etc/rabbitmq/rabbitmq-env.conf", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/rabbitmq.conf.j2", "/etc/rabbitmq/rabbitmq.conf", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/enabled_plugins.j2", "/etc/rabbitmq/enabled_plugins", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/erlang.cookie.j2", ERLANG_COOKIE, "0400", "rabbitmq", "rabbitmq", True),
+    # epmd's listeners: applied with the broker stopped (operations/rabbitmq.py), own component.
+    ("epmd", "rabbitmq/epmd.socket.conf.j2", EPMD_SOCKET_DROPIN, "0644", "root", "root", False),
     # The VIP's certificate and key (haproxy_tls only), before the haproxy.cfg whose check reads it.
     ("haproxy", "haproxy/tls.pem.j2", "{haproxy_tls_pem_path}", "0640", "root", "haproxy", True),
     ("haproxy", "haproxy/haproxy.cfg.j2", HAPROXY_CFG, "0640", "root", "haproxy", True),
@@ -99,13 +110,16 @@ FILES = (
 
 def wanted(component: str, site: Site, template: str = "") -> bool:
     """Whether a site gets a file (of a component): the HTTP check only with httpchk, the
-    certificate only with haproxy_tls."""
+    certificate only with haproxy_tls, the firewall only with firewall."""
     if template == "haproxy/tls.pem.j2":
         return site.data["haproxy_tls"]
+    if component == "firewall":
+        return site.data["firewall"]
     return component != "dbcheck" or site.data["mariadb_check_method"] == "httpchk"
 
 
 def render_template(template: str, site: Site, name: str, secrets: dict[str, str]) -> str:
+    from config import firewall
     from facts.galera import SERVING  # the rule the clustercheck states (facts.galera imports this module)
 
     me = site.controller(name)
@@ -119,6 +133,10 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         haproxy_down_file=HAPROXY_DOWN_FILE,
         maintenance_file=MAINTENANCE_FILE,
         haproxy_maint_file=HAPROXY_MAINT_FILE,
+        fw=firewall.rules(site) if template.startswith("firewall/") else None,
+        fw_table=firewall.TABLE,
+        fw_file=FIREWALL_NFT,
+        ports={"galera": GALERA_PORT, "galera_ist": GALERA_IST_PORT, "galera_sst": GALERA_SST_PORT, "epmd": EPMD_PORT},
         galera_serving=SERVING,
         sst_account=SST_ACCOUNT,
         secrets=secrets,

@@ -13,22 +13,16 @@ import ipaddress
 import sys
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
+from config import tls
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
-from config.defaults import DEFAULTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
+from config.defaults import DEFAULTS, DIST_PORT_OFFSET, FIXED_PORTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
 from config.files import DBCHECK, SST_ACCOUNT
 from config.schema import CONTROL, HOST, HOST_NAME, SECRET, SERVICE, SITE, problems
 from config.secrets import NEEDED_WHEN, SECRETS, SecretsError, env_name, load_secrets, needed, secrets_path
 from config.site import GROUP, merged_data, service_overrides
 
-# Ports a controller opens that no site key sets: (port, owner, on every address too).
-FIXED_PORTS = (
-    (22, "sshd", True),
-    (4369, "epmd (RabbitMQ)", True),
-    (4567, "Galera replication", True),
-    (4568, "Galera IST", False),
-    (4444, "Galera SST", False),
-)
 # Site keys that are ports on each node's address, with their daemon.
 NODE_PORT_KEYS = {
     "haproxy_stats_port": "HAProxy stats",
@@ -147,6 +141,8 @@ def check(
         seen_addr[addr] = name
         if vip and ip == vip:
             err(name, "address", f"{addr} is the VIP", "the VIP must be an address no node has; change vip or the node address")
+        elif data.get("external_vip") and "external_vip" not in bad and ip == ipaddress.ip_address(data["external_vip"]):
+            err(name, "address", f"{addr} is the external VIP", "the external VIP must be an address no node has; change external_vip or the node address")
         elif network and (reason := _outside(ip, network)):
             err(name, "address", f"{addr} {reason}", "fix the address or internal_network")
     prios: dict[int, str] = {}
@@ -174,6 +170,7 @@ def check(
 
     # Listeners: each entry's fields by the schema, then the catalogue merged.
     services = _check_services(data, err, warn) if "services" not in bad else []
+    _check_external_vip(data, bad, vip, network, services, err, warn)
     by_port: dict[int, str] = {}
     for svc in services:
         for field, port in vip_ports(svc, data):
@@ -215,8 +212,26 @@ def check(
             # only the PEM's own reasons never show the value; the others' are written here
             what = reason if name == "haproxy_tls_pem" else "holds a control character" if CONTROL.search(value) else f"is not {SECRET[name].expect}"
             err(G, name, f"the secret {what} ({len(value)} characters; value not shown)", f"choose a {name} of {SECRET[name].expect}")
+        elif name == tls.SECRET:
+            _check_certificate(value, data, err, warn)
 
     return Report(out)
+
+
+def _check_certificate(pem: str, data: dict, err, warn, now: datetime | None = None) -> None:
+    """The certificate checks of the controllers (config/tls.py), here with this machine's
+    openssl, before any host is touched; a warning when it expires within the warning days."""
+    reason, until = tls.local_check(pem)
+    if reason == "openssl not found":
+        warn(GROUP, tls.SECRET, "openssl is not installed here: the certificate is checked on each controller only",
+             "install openssl (apt-get install openssl)")
+    elif reason:
+        err(GROUP, tls.SECRET, f"the secret {reason} (value not shown)", tls.FIX)
+    elif until is not None:
+        left = tls.days_left(until, now or datetime.now(timezone.utc))
+        if left < data["haproxy_tls_expiry_warn_days"]:
+            warn(GROUP, tls.SECRET, f"the certificate expires in {left:.0f} days ({until:%Y-%m-%d %H:%M} UTC)",
+                 f"renew it: {tls.FIX}")
 
 
 def _check_accounts(data: dict, bad: set, err) -> None:
@@ -236,16 +251,57 @@ def _check_accounts(data: dict, bad: set, err) -> None:
         err(G, "rabbitmq_admin_user", f"{admin!r} is {what}", "give the management administrator its own name, e.g. \"admin\"")
 
 
+EXTERNAL_KEYS = ("external_vip_interface", "external_network", "keepalived_external_router_id")
+
+
+def _check_external_vip(data: dict, bad: set, vip, network, services: list, err, warn) -> None:
+    """The external VIP: TLS on (required there), an address of its network that is neither the
+    VIP nor (checked with the controllers) a node's, of the VIP's family (one VRRP family per
+    segment), its own VRRP router id, and only TLS listeners public."""
+    G = GROUP
+    if not data.get("external_vip") or "external_vip" in bad:
+        for key in EXTERNAL_KEYS:
+            if data.get(key) is not None and "external_vip" not in bad:
+                warn(G, key, "has no effect without external_vip", f"set external_vip, or remove {key}")
+        return
+    ext = ipaddress.ip_address(data["external_vip"])
+    if not data["haproxy_tls"] and "haproxy_tls" not in bad:
+        err(G, "external_vip", "TLS required on it, and haproxy_tls is False",
+            "set haproxy_tls True (haproxy_tls_pem naming both VIPs), or external_vip None")
+    if vip and ext == vip:
+        err(G, "external_vip", f"{ext} is the internal VIP", "give the external VIP an address of its own (external_network)")
+    elif vip and ext.version != vip.version:
+        err(G, "external_vip", f"{ext} is IPv{ext.version}, the VIP IPv{vip.version}", "use an external VIP of the VIP's family")
+    ext_key = "external_network" if data.get("external_network") else "internal_network"
+    ext_net = ipaddress.ip_network(data[ext_key], strict=False) if data.get(ext_key) and ext_key not in bad else None
+    if ext_net and (reason := _outside(ext, ext_net, ext_key)):
+        fix = f"pick a free address in {ext_net}" + ("" if ext_key == "external_network" else ", or set external_network to its subnet")
+        err(G, "external_vip", f"{ext} {reason}", fix)
+    rid, internal = data["keepalived_external_router_id"], data["keepalived_virtual_router_id"]
+    if "keepalived_external_router_id" in bad:
+        pass  # the schema said why
+    elif rid is None:
+        err(G, "keepalived_external_router_id", "missing: the external VIP needs a VRRP instance of its own",
+            f"set keepalived_external_router_id to an id in 1-255 no VRRP router on the segment uses, not {internal} (keepalived_virtual_router_id)")
+    elif rid == internal:
+        err(G, "keepalived_external_router_id", f"{rid} is also keepalived_virtual_router_id: the two VIPs need VRRP instances of distinct ids",
+            f"set keepalived_external_router_id to another id in 1-255, e.g. {internal % 255 + 1}, no VRRP router on the segment uses")
+    for svc in services:
+        if svc.public and not (svc.tls and svc.mode == "http"):
+            err(G, f"services.{svc.name}.public", f"{svc.name} is public but not served over TLS ({'tls False' if not svc.tls else 'mode ' + svc.mode}): the external VIP takes TLS only",
+                f"set services.{svc.name}.public False")
+
+
 def vip_ports(svc, data: dict) -> list[tuple[str, int]]:
     """The (field, port) pairs a listener binds on the VIP: its port, and its https_port with TLS."""
     tls = data["haproxy_tls"] and svc.tls and svc.mode == "http" and svc.https_port
     return [("port", svc.port)] + ([("https_port", svc.https_port)] if tls else [])
 
 
-def _outside(ip, network) -> str | None:
-    """Why an address cannot be a controller's or the VIP in `network`, or None."""
+def _outside(ip, network, key: str = "internal_network") -> str | None:
+    """Why an address cannot be a controller's or the VIP in `network` (site key `key`), or None."""
     if ip.version != network.version or ip not in network:
-        return f"is outside internal_network {network}"
+        return f"is outside {key} {network}"
     if ip == network.network_address:
         return f"is the network address of {network}"
     if network.version == 4 and ip == network.broadcast_address:
@@ -285,7 +341,7 @@ def _check_ports(data: dict, site_keys, services: list, err) -> None:
     holds on every address (sshd, epmd, Erlang distribution, Galera replication)."""
     G = GROUP
     owners = [(port, owner, None, wild) for port, owner, wild in FIXED_PORTS]
-    owners.append((data["rabbitmq_port"] + 20000, "the Erlang distribution (rabbitmq_port + 20000)", None, True))
+    owners.append((data["rabbitmq_port"] + DIST_PORT_OFFSET, "the Erlang distribution (rabbitmq_port + 20000)", None, True))
     # The site's own keys last: a clash names the key the site set, not the default it hit.
     for key, owner in sorted(NODE_PORT_KEYS.items(), key=lambda item: item[0] in site_keys):
         if key == "mariadb_check_port" and data["mariadb_check_method"] != "httpchk":

@@ -141,6 +141,18 @@ def network() -> Kind:
     return Kind("address/prefix, e.g. 100.2.30.0/24", why)
 
 
+def ipv4_network() -> Kind:
+    """An IPv4 network of any size (a single host is /32), e.g. a client network."""
+    def why(v):
+        try:
+            net = ipaddress.ip_network(v, strict=False) if type(v) is str and "/" in v else None
+        except ValueError:
+            net = None
+        return None if net and net.version == 4 else f"{show(v)} is not an IPv4 network address/prefix"
+
+    return Kind("IPv4 address/prefix, e.g. 192.0.2.0/24 or 192.0.2.7/32", why)
+
+
 def mapping(keys: Kind, values: Kind, expect: str) -> Kind:
     """A dict of checked keys and values; problems() names the item (haproxy_timeouts.connect)."""
 
@@ -226,6 +238,10 @@ SITE: dict[str, Rule] = {
     "internal_network": Rule(network(), "the controllers' subnet; the VIP and every node address are inside it"),
     "vip": Rule(address(), "the address HAProxy listens on, held by keepalived"),
     "vip_interface": Rule(INTERFACE, "the interface that carries the internal network and the VIP"),
+    "external_vip": Rule(optional(address()), "the public endpoints' VIP (None: none); public listeners only, TLS only"),
+    "external_vip_interface": Rule(optional(INTERFACE), "the interface the external VIP is put on (None: vip_interface)"),
+    "external_network": Rule(optional(network()), "the external VIP's subnet, for its prefix (None: internal_network)"),
+    "keepalived_external_router_id": Rule(optional(integer(1, 255)), "the external VIP's VRRP router id, not the internal one's"),
     "keepalived_virtual_router_id": Rule(integer(1, 255), "VRRP router id, unique on the segment"),
     "keepalived_advert_int": Rule(integer(1, 255, " seconds"), "seconds between VRRP advertisements"),
     "keepalived_check_interval": Rule(integer(1, 3600, " seconds"), "seconds between check_alive runs"),
@@ -253,6 +269,7 @@ SITE: dict[str, Rule] = {
     "haproxy_check_fall": Rule(COUNT, "failed checks before a server is DOWN"),
     "haproxy_tls": Rule(boolean(), "TLS on the VIP for the HTTP APIs; False serves them in clear text"),
     "haproxy_tls_pem_path": Rule(PATH, "where each controller keeps the PEM bundle (secret haproxy_tls_pem) HAProxy reads"),
+    "haproxy_tls_expiry_warn_days": Rule(integer(0, 3650, " days"), "days before the certificate's expiry the health report warns (0: never)"),
     "haproxy_legacy_services": Rule(boolean(), "keep the article's keystone_admin 35357 and glance_registry 9191"),
     "services": Rule(mapping(SERVICE_NAME, Kind("a dict of fields", lambda v: None if type(v) is dict else f"{show(v)} is not a dict of fields"),
                              "{service: {field: value}}"),
@@ -291,6 +308,9 @@ SITE: dict[str, Rule] = {
                            either(integer(-2**63, 2**63 - 1), text(r"[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*", "words of A-Z a-z 0-9 _ . -")),
                            "{sysctl name: value}"),
                    "kernel settings, merged key by key into the defaults"),
+    "firewall": Rule(boolean(), "the project's nftables table: cluster ports for the controllers only, listeners for the client networks"),
+    "firewall_client_networks": Rule(optional(sequence(ipv4_network(), "a list of IPv4 networks")),
+                                     "networks that may use the VIP's listeners, AMQP and the stats page (None: internal_network)"),
     "secrets_file": Rule(optional(text(r"[^\x00-\x1f]+", "a path")), "the untracked JSON file of secrets"),
 }
 
@@ -317,6 +337,7 @@ SERVICE: dict[str, Rule] = {
     "legacy": Rule(boolean(), "dropped when haproxy_legacy_services is False"),
     "tls": Rule(boolean(), "with haproxy_tls, TLS on the VIP (mode http only)"),
     "https_port": Rule(optional(PORT), "with haproxy_tls, the TLS port; `port` then only redirects to https"),
+    "public": Rule(boolean(), "served on the external VIP too (TLS only); False: the internal VIP alone"),
     "enabled": Rule(boolean(), "False drops the listener"),
     "description": Rule(text(r"[^\x00-\x1f]*", "one line of text"), "why the entry exists (not rendered)"),
 }

@@ -45,6 +45,8 @@ class Listener:
     http_request: tuple[str, ...]
     servers: tuple[str, ...]
     redirect_bind: str | None = None  # the plain port that only redirects to https (TLS only)
+    # A public listener with an external VIP: the same binds on that address (always TLS).
+    external_binds: tuple[str, ...] = ()
 
 
 @dataclass
@@ -68,6 +70,16 @@ class Site:
     @property
     def prefixlen(self) -> int:
         return ipaddress.ip_network(self.data["internal_network"], strict=False).prefixlen
+
+    @property
+    def external_prefixlen(self) -> int:
+        """The external VIP's prefix length: external_network's, else internal_network's."""
+        net = self.data["external_network"] or self.data["internal_network"]
+        return ipaddress.ip_network(net, strict=False).prefixlen
+
+    @property
+    def external_vip_interface(self) -> str:
+        return self.data["external_vip_interface"] or self.data["vip_interface"]
 
     @property
     def listeners(self) -> list[Listener]:
@@ -118,6 +130,7 @@ class Site:
             http_request=http_request,
             servers=tuple(servers),
             redirect_bind=redirect_bind,
+            external_binds=self._external_binds(svc),
         )
 
     def _front(self, svc: Service) -> tuple[str, str | None, tuple[str, ...]]:
@@ -126,13 +139,35 @@ class Site:
         (X-Forwarded-Proto https, after the article's rules); one with an https_port takes TLS
         there and redirects its plain port to https. Without TLS: the catalogue's, unchanged."""
         d = self.data
-        if not (d["haproxy_tls"] and svc.tls and svc.mode == "http"):
-            return f"{d['vip']}:{svc.port}", None, svc.http_request
+        bind, redirect_bind = self._binds(svc, d["vip"])
+        if not self._tls(svc):
+            return bind, redirect_bind, svc.http_request
         rules = svc.http_request + ((SET_XFP_IF_SSL,) if svc.http_request[-1:] != (SET_XFP_IF_SSL,) else ())
-        tls = f"ssl crt {d['haproxy_tls_pem_path']}"
         if svc.https_port:
-            return f"{d['vip']}:{svc.https_port} {tls}", f"{d['vip']}:{svc.port}", (to_https(svc.https_port), *rules)
-        return f"{d['vip']}:{svc.port} {tls}", None, rules
+            return bind, redirect_bind, (to_https(svc.https_port), *rules)
+        return bind, redirect_bind, rules
+
+    def _tls(self, svc: Service) -> bool:
+        """Whether the listener takes TLS (haproxy_tls, its `tls` field, mode http)."""
+        return bool(self.data["haproxy_tls"] and svc.tls and svc.mode == "http")
+
+    def _binds(self, svc: Service, address: str) -> tuple[str, str | None]:
+        """The listener's bind on `address` and its redirect-only bind there (TLS only)."""
+        if not self._tls(svc):
+            return f"{address}:{svc.port}", None
+        tls = f"ssl crt {self.data['haproxy_tls_pem_path']}"
+        if svc.https_port:
+            return f"{address}:{svc.https_port} {tls}", f"{address}:{svc.port}"
+        return f"{address}:{svc.port} {tls}", None
+
+    def _external_binds(self, svc: Service) -> tuple[str, ...]:
+        """A public listener's binds on the external VIP: those of the VIP, on that address.
+        Preflight lets only TLS listeners be public there (TLS required on the external VIP),
+        so the listener's http-request rules (the https redirect) serve both addresses."""
+        ext = self.data["external_vip"]
+        if not (ext and svc.public and self._tls(svc)):
+            return ()
+        return tuple(b for b in self._binds(svc, ext) if b)
 
     # Strings the OpenStack services put in their own configs (secrets as placeholders).
     def client_strings(self, secrets: dict[str, str]) -> dict[str, str]:

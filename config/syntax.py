@@ -9,6 +9,8 @@ characters a file cannot carry at all (control characters) are refused by prefli
 
 from __future__ import annotations
 
+import ipaddress
+
 import re
 
 SAFE = re.compile(r"[A-Za-z0-9_.,:@%+=/-]+")
@@ -37,3 +39,10 @@ def option_inner(value: str) -> str:
 
 # How a secret can appear inside a rendered file: config.secrets.mask() hides each form.
 ENCODINGS = (haproxy_inner, option_inner)
+
+
+def erlang_ip(address: str) -> str:
+    """An IP address as an Erlang term: {10,77,0,11}; an IPv6 one as its eight 16-bit words."""
+    ip = ipaddress.ip_address(address)
+    words = ip.packed if ip.version == 4 else [int.from_bytes(ip.packed[i:i + 2], "big") for i in range(0, 16, 2)]
+    return "{" + ",".join(str(w) for w in words) + "}"

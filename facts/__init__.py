@@ -6,7 +6,7 @@
     facts/memcached.py   memcached's `stats`
     facts/galera.py      a node's Galera state and accounts; Galera's cluster rules
     facts/rabbitmq.py    a node's RabbitMQ cluster as recorded on disk and as running
-    facts/haproxy.py     HAProxy's `show info` and `show stat` on its admin socket
+    facts/haproxy.py     HAProxy's `show info` and `show stat` on its admin socket; the certificate's expiry
     facts/keepalived.py  the VIP on the interface, keepalived's VRRP state
 
 One error contract: every fact returns a dict with an `error` key, None when the state was

@@ -1,4 +1,5 @@
-"""HAProxy through its admin socket: `show info` (alive) and `show stat` (every server)."""
+"""HAProxy through its admin socket: `show info` (alive) and `show stat` (every server); the
+VIP's certificate it serves, as installed (its expiry date)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
+from config.tls import not_after
 from facts.probe import NO_OUTPUT, as_int, failure, probe, split_probe
 
 
@@ -131,3 +133,31 @@ class HaproxyServers(FactBase):
         if header is None:
             result["error"] = "haproxy show stat: no CSV header in the answer"
         return result
+
+
+class HaproxyCertificate(FactBase):
+    """The VIP's certificate as installed on this controller (haproxy_tls_pem_path): when it
+    expires, from `openssl x509 -enddate` (which reads the certificate, never the key).
+
+    .. code:: python
+
+        {"not_after": "2029-03-01T08:33:02Z", "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"not_after": None, "error": NO_OUTPUT}
+
+    def command(self, path: str):
+        return probe("openssl", f"timeout 10 openssl x509 -noout -enddate -in {shlex.quote(path)}", {"path": path})
+
+    def process(self, output):
+        body, rc, missing, _ = split_probe(output)
+        error = failure(body, rc, missing, "openssl x509 -enddate")
+        said = next((line.strip() for line in body if line.startswith("Could not")), None)
+        if error and said and not missing:
+            error = f"openssl x509 -enddate: {said}"  # its first line says why (no such file, not PEM)
+        until = next((d for d in map(not_after, body) if d is not None), None)
+        if not error and until is None:
+            error = "openssl x509 -enddate: no notAfter date in the answer"
+        return {"not_after": None if error else until.strftime("%Y-%m-%dT%H:%M:%SZ"), "error": error}

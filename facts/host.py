@@ -6,7 +6,10 @@ import shlex
 
 from pyinfra.api import FactBase
 
-UNITS = ("memcached", "mariadb", "rabbitmq-server", "haproxy", "keepalived", "galera-clustercheck")
+from config.files import FIREWALL_UNIT
+
+UNITS = ("memcached", "mariadb", "rabbitmq-server", "haproxy", "keepalived", "galera-clustercheck", FIREWALL_UNIT,
+         "epmd.socket")
 # A config written whose restart or reload has not happened yet (a run interrupted in between)
 # leaves a marker here; the next run applies it.
 PENDING_DIR = "/var/lib/openstack-ha/pending"

@@ -51,16 +51,18 @@ class VipHolder(FactBase):
 class KeepalivedState(FactBase):
     """keepalived's unit state, and its VRRP state as keepalived itself reports it: SIGUSR1
     makes it dump its state to /tmp/keepalived.data (its documented diagnostic; nothing else
-    changes), whose `State = ` line is read.
+    changes), whose `VRRP Instance = ` and `State = ` lines are read: `vrrp_state` is the first
+    instance's (the internal VIP's), `vrrp_states` every instance's (with an external VIP, two).
 
     .. code:: python
 
-        {"active": "active", "vrrp_state": "BACKUP", "error": None}
+        {"active": "active", "vrrp_state": "BACKUP",
+         "vrrp_states": {"internal_vip_77": "BACKUP", "external_vip_78": "BACKUP"}, "error": None}
     """
 
     @staticmethod
     def default():
-        return {"active": None, "vrrp_state": None, "error": NO_OUTPUT}
+        return {"active": None, "vrrp_state": None, "vrrp_states": {}, "error": NO_OUTPUT}
 
     def command(self, pid_file: str = "/run/keepalived.pid"):
         pid = shlex.quote(pid_file)
@@ -70,18 +72,27 @@ class KeepalivedState(FactBase):
             f"if [ \"$a\" = active ] && test -s {pid}; then "
             f"rm -f /tmp/keepalived.data; kill -USR1 $(cat {pid}); "
             "for i in $(seq 30); do grep -q '^ *State = ' /tmp/keepalived.data 2>/dev/null && break; sleep 0.1; done; "
-            "echo __vrrp=$(sed -n 's/^ *State = //p' /tmp/keepalived.data 2>/dev/null | head -n1); fi; true",
+            "sed -n -e 's/^ *VRRP Instance = /__instance=/p' -e 's/^ *State = /__vrrp=/p' /tmp/keepalived.data 2>/dev/null; "
+            "fi; true",
         )
 
     def process(self, output):
         body, rc, missing, _ = split_probe(output)
-        result = {"active": None, "vrrp_state": None,
+        result = {"active": None, "vrrp_state": None, "vrrp_states": {},
                   "error": failure(body, rc, missing, "systemctl is-active keepalived")}
         if result["error"]:
             return result
+        instance = None
         for line in (x.strip() for x in body):
-            if line.startswith("__vrrp="):
-                result["vrrp_state"] = line[len("__vrrp="):] or None
+            if line.startswith("__instance="):
+                instance = line[len("__instance="):]
+            elif line.startswith("__vrrp="):
+                state = line[len("__vrrp="):] or None
+                if result["vrrp_state"] is None:
+                    result["vrrp_state"] = state
+                if instance and state:
+                    result["vrrp_states"][instance] = state
+                instance = None
             elif line and result["active"] is None:
                 result["active"] = line
         if result["active"] is None:

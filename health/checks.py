@@ -2,9 +2,10 @@
 
 `facts` is one controller's dict as operations/verify.py's collect_facts() reads it:
 
-    {"vip": VipHolder, "keepalived": KeepalivedState, "haproxy_info": HaproxyInfo,
-     "haproxy_servers": HaproxyServers, "galera": GaleraNode, "rabbitmq": RabbitmqMembers,
-     "memcached": MemcachedStats, "collect_sec": float}
+    {"vip": VipHolder, "external_vip": VipHolder (only with an external VIP),
+     "keepalived": KeepalivedState, "haproxy_info": HaproxyInfo, "haproxy_servers": HaproxyServers,
+     "galera": GaleraNode, "rabbitmq": RabbitmqMembers, "memcached": MemcachedStats,
+     "firewall": FirewallState, "haproxy_tls": HaproxyCertificate (haproxy_tls only), "collect_sec": float}
 
 (each value the processed dict of that fact of facts/). Every rule below is one
 check and returns its rows. A fact that is missing, or that carries an error, makes its check
@@ -16,9 +17,13 @@ FAIL with the reason (report.problem()): it is never skipped.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
+from config.firewall import TABLE, rules
 from config.site import Site
 from health import maintenance
 from health.haproxy import haproxy_rows
+from health.tls import certificate_rows
 from health.report import FAIL, INFO, OK, Check, Report, problem
 from facts.galera import components, in_primary, not_serving
 from facts.probe import as_int
@@ -37,14 +42,21 @@ def reachable_rows(name: str, pending: tuple, skipped: tuple) -> list[Check]:
     return [Check("reachable", FAIL, "not verified: unreachable, or failed earlier in the run")]
 
 
-def vip_rows(site: Site, facts: dict) -> list[Check]:
-    """`vip`: the VIP interface is readable; whether this node holds the VIP (either is OK
-    here: exactly one holder is the cluster's `vip holder` row)."""
-    if problem(facts, "vip"):
-        return [Check("vip", FAIL, problem(facts, "vip"))]
-    if facts["vip"].get("holds_vip"):
-        return [Check("vip", OK, f"holds {site['vip']} on {site['vip_interface']}")]
-    return [Check("vip", OK, f"standby (does not hold {site['vip']})")]
+def vip_rows(site: Site, facts: dict, key: str = "vip") -> list[Check]:
+    """`vip` (or `external vip`, key "external_vip"): the interface is readable; whether this
+    node holds that VIP (either is OK here: exactly one holder is the cluster's holder row)."""
+    name, vip = key.replace("_", " "), site[key]
+    if problem(facts, key):
+        return [Check(name, FAIL, problem(facts, key))]
+    if facts[key].get("holds_vip"):
+        interface = site.external_vip_interface if key == "external_vip" else site["vip_interface"]
+        return [Check(name, OK, f"holds {vip} on {interface}")]
+    return [Check(name, OK, f"standby (does not hold {vip})")]
+
+
+def vip_keys(site: Site) -> tuple[str, ...]:
+    """The report keys of the site's VIPs: "vip", and "external_vip" when it has one."""
+    return ("vip", "external_vip") if site["external_vip"] else ("vip",)
 
 
 def keepalived_rows(site: Site, facts: dict) -> list[Check]:
@@ -56,13 +68,19 @@ def keepalived_rows(site: Site, facts: dict) -> list[Check]:
     if k.get("active") != "active":
         return [Check("keepalived", FAIL, f"keepalived {k.get('active')}: this node cannot hold the VIP")]
     state, d = k.get("vrrp_state"), site.data
+    states = k.get("vrrp_states") or {}
+    named = ""
+    if len(states) > 1:  # an instance per VIP (the external one): the worst decides, each named
+        bad = [s for s in states.values() if s not in ("MASTER", "BACKUP")]
+        state = "FAULT" if "FAULT" in bad else bad[0] if bad else state
+        named = f" ({', '.join(f'{i} {s}' for i, s in states.items())})"
     if state == "FAULT":
         rise, interval = d["keepalived_check_rise"], d["keepalived_check_interval"]
         return [Check("keepalived", FAIL,
-                      "VRRP FAULT: check_alive fails, or has not yet passed "
+                      f"VRRP FAULT{named}: check_alive fails, or has not yet passed "
                       f"{rise} times in a row ({rise * interval} s) "
                       "since HAProxy came back: this node cannot take the VIP")]
-    return [Check("keepalived", OK if state in ("MASTER", "BACKUP") else FAIL, f"VRRP {state}")]
+    return [Check("keepalived", OK if state in ("MASTER", "BACKUP") else FAIL, f"VRRP {state}{named}")]
 
 
 def galera_problems(g: dict, up: int) -> list[str]:
@@ -142,18 +160,43 @@ def memcached_rows(facts: dict) -> list[Check]:
     return [Check("memcached", OK, f"{m.get('version')} up {m.get('uptime')}s, {m.get('curr_connections')} connections")]
 
 
+def firewall_rows(site: Site, facts: dict) -> list[Check]:
+    """`firewall` (firewall True only): the project's table is loaded in the kernel and admits
+    exactly this site's controllers (and VIP) to the cluster ports."""
+    if not site["firewall"]:
+        return []
+    if problem(facts, "firewall"):
+        return [Check("firewall", FAIL, problem(facts, "firewall"))]
+    fw = facts["firewall"]
+    if not fw.get("loaded"):
+        return [Check("firewall", FAIL, f"table inet {TABLE} not loaded: the cluster ports are open to any host")]
+    want = set(rules(site).controllers)
+    have = set(fw.get("controllers") or [])
+    if have != want:
+        extra, missing = sorted(have - want), sorted(want - have)
+        said = "; ".join(x for x in (f"admits {', '.join(extra)} (not a controller)" if extra else "",
+                                     f"does not admit {', '.join(missing)}" if missing else "") if x)
+        return [Check("firewall", FAIL, f"cluster ports: {said}: run the deploy")]
+    return [Check("firewall", OK, f"cluster ports for the {len(site.controllers)} controllers only")]
+
+
 def host_rows(site: Site, name: str, facts: dict, up: list[str], down: list[str], holders: list[str],
-              away: tuple = ()) -> list[Check]:
+              now: datetime, away: tuple = ()) -> list[Check]:
     """Every row of one controller that answered, in the report's order; `away`: the
-    controllers in maintenance (health.maintenance)."""
-    serving = [n for n in up if n not in away]
+    controllers in maintenance (health.maintenance: a controller in maintenance has its own
+    vip, keepalived and rabbitmq rows; its certificate, Galera, memcached and firewall are
+    judged as usual)."""
     if name in away:
-        return (maintenance.marker_rows(facts) + maintenance.vip_keepalived_rows(site, facts)
-                + haproxy_rows(site, name, False, facts, away) + galera_rows(facts, up)
-                + maintenance.rabbitmq_rows(facts) + memcached_rows(facts))
-    return (maintenance.marker_rows(facts) + vip_rows(site, facts) + keepalived_rows(site, facts)
-            + haproxy_rows(site, name, name in holders, facts, away) + galera_rows(facts, up)
-            + rabbitmq_rows(facts, serving, [*down, *away]) + memcached_rows(facts))
+        vips = maintenance.vip_keepalived_rows(site, facts, vip_keys(site))
+        rabbitmq = maintenance.rabbitmq_rows(facts)
+    else:
+        vips = [row for key in vip_keys(site) for row in vip_rows(site, facts, key)] + keepalived_rows(site, facts)
+        rabbitmq = rabbitmq_rows(facts, [n for n in up if n not in away], [*down, *away])
+    return (maintenance.marker_rows(facts) + vips
+            + haproxy_rows(site, name, name in holders and name not in away, facts, away)
+            + certificate_rows(site, facts, now)
+            + galera_rows(facts, up) + rabbitmq + memcached_rows(facts)
+            + firewall_rows(site, facts))
 
 
 # --- the cluster -----------------------------------------------------------------------------
@@ -169,25 +212,31 @@ def controllers_up_row(names: list[str], up: list[str], down: list[str], skipped
 
 
 def vip_holder_row(site: Site, results: dict, holders: list[str], up: list[str], down: list[str],
-                   skipped: tuple) -> Check:
-    """`vip holder`: exactly one controller holds the VIP. None is a failure of every host
-    checked (unless some were left out of the run), two or more a split brain blamed on the
-    holders; a host whose interface cannot be read is blamed as well."""
-    vip = site["vip"]
+                   skipped: tuple, key: str = "vip") -> Check:
+    """`vip holder` (or `external vip holder`, key "external_vip"): exactly one controller
+    holds that VIP. None is a failure of every host checked (unless some were left out of the
+    run), two or more a split brain blamed on the holders; a host whose interface cannot be
+    read is blamed as well."""
+    name, vip = f"{key.replace('_', ' ')} holder", site[key]
     if len(holders) == 1:
-        row = Check("vip holder", OK, f"{holders[0]} holds {vip}")
+        row = Check(name, OK, f"{holders[0]} holds {vip}")
     elif not holders and skipped:
-        row = Check("vip holder", INFO, f"no checked controller holds {vip}; not checked: {', '.join(skipped)}")
+        row = Check(name, INFO, f"no checked controller holds {vip}; not checked: {', '.join(skipped)}")
     elif not holders:
         unchecked = f" (not verified: {', '.join(down)})" if down else ""
-        row = Check("vip holder", FAIL, f"no controller holds {vip}{unchecked}", tuple(n for n in up if n not in skipped))
+        row = Check(name, FAIL, f"no controller holds {vip}{unchecked}", tuple(n for n in up if n not in skipped))
     else:
-        row = Check("vip holder", FAIL, f"split brain: {vip} is held by {', '.join(holders)}", tuple(holders))
-    unreadable = [n for n in up if results.get(n) and problem(results[n], "vip")]
+        row = Check(name, FAIL, f"split brain: {vip} is held by {', '.join(holders)}", tuple(holders))
+    unreadable = [n for n in up if results.get(n) and problem(results[n], key)]
     if unreadable:
-        row = Check("vip holder", FAIL, row.detail + f"; cannot read the interface on {', '.join(unreadable)}",
+        row = Check(name, FAIL, row.detail + f"; cannot read the interface on {', '.join(unreadable)}",
                     tuple(sorted(set(row.hosts) | set(unreadable))))
     return row
+
+
+def vip_holders(results: dict, collected: list[str], key: str = "vip") -> list[str]:
+    """The controllers checked whose interface holds that VIP."""
+    return [n for n in collected if (results[n].get(key) or {}).get("holds_vip")]
 
 
 def galera_cluster_row(site: Site, results: dict, collected: list[str], up: list[str]) -> Check:
@@ -246,6 +295,7 @@ def evaluate(
     generated_at: str = "",
     pending: tuple[str, ...] = (),
     skipped: tuple[str, ...] = (),
+    now: datetime | None = None,
 ) -> Report:
     """The health report of a site from each controller's facts.
 
@@ -253,21 +303,26 @@ def evaluate(
     (unreachable, failed earlier in the run) is reported as not verified, a failure.
     `pending`: controllers in the run that have not collected yet (--serial); they count as
     up, and are reported as pending, not as failures. `skipped`: controllers left out of the
-    run (--limit); assumed up for the sizes, reported as not checked, never blamed.
+    run (--limit); assumed up for the sizes, reported as not checked, never blamed. `now`: the
+    time the certificate's expiry is judged at (default: the clock).
     """
+    now = now or datetime.now(timezone.utc)
     names = [c.name for c in site.controllers]
     up = [n for n in names if results.get(n) or n in pending or n in skipped]
     down = [n for n in names if n not in up]
     collected = [n for n in up if results.get(n)]
-    holders = [n for n in collected if (results[n].get("vip") or {}).get("holds_vip")]
+    holders = vip_holders(results, collected)
+    external = vip_holders(results, collected, "external_vip") if site["external_vip"] else None
     out = tuple(maintenance.away(results, collected))
-    report = Report(controllers=names, generated_at=generated_at, vip_holders=holders)
+    report = Report(controllers=names, generated_at=generated_at, vip_holders=holders,
+                    external_vip_holders=external)
     for name in names:
-        report.hosts[name] = (host_rows(site, name, results[name], up, down, holders, out) if results.get(name)
+        report.hosts[name] = (host_rows(site, name, results[name], up, down, holders, now, out) if results.get(name)
                               else reachable_rows(name, pending, skipped))
     report.cluster = [
         controllers_up_row(names, up, down, skipped),
         vip_holder_row(site, results, holders, up, down, skipped),
+        *([vip_holder_row(site, results, external, up, down, skipped, "external_vip")] if external is not None else []),
         galera_cluster_row(site, results, collected, up),
         rabbitmq_cluster_row(results, [n for n in collected if n not in out], [n for n in up if n not in out],
                              [*down, *out]),

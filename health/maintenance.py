@@ -1,11 +1,11 @@
 """The rows of a controller in maintenance (maintenance.py out): what is expected of it is not
 a failure, what would let traffic reach it is. Pure.
 
-Its `maintenance` fact (facts.host.Maintenance) says 1. Then: the VIP must not be on it;
-keepalived in FAULT is what its marker does (BACKUP or MASTER means the marker is not tracked);
-RabbitMQ stopped is expected (running means an interrupted `out`); Galera and memcached are
-judged as usual (MariaDB keeps running as a Synced member). On every HAProxy its servers must
-be in MAINT (health.haproxy).
+Its `maintenance` fact (facts.host.Maintenance) says 1. Then: no VIP (internal or external)
+must be on it; keepalived in FAULT is what its marker does (BACKUP or MASTER means the marker
+is not tracked); RabbitMQ stopped is expected (running means an interrupted `out`); Galera,
+memcached, the certificate and the firewall are judged as usual (MariaDB keeps running as a
+Synced member). On every HAProxy its servers must be in MAINT (health.haproxy).
 """
 
 from __future__ import annotations
@@ -31,23 +31,31 @@ def marker_rows(facts: dict) -> list[Check]:
     return []
 
 
-def vip_keepalived_rows(site: Site, facts: dict) -> list[Check]:
-    """`vip` and `keepalived` of a controller in maintenance."""
+def vip_keepalived_rows(site: Site, facts: dict, keys: tuple[str, ...] = ("vip",)) -> list[Check]:
+    """`vip` (and `external vip`: `keys`, health.checks.vip_keys) and `keepalived` of a
+    controller in maintenance: it holds none of the VIPs, and no VRRP instance of it can take one
+    (the marker is tracked by every instance: FAULT in each)."""
     rows = []
-    if problem(facts, "vip"):
-        rows.append(Check("vip", FAIL, problem(facts, "vip")))
-    elif facts["vip"].get("holds_vip"):
-        rows.append(Check("vip", FAIL, f"in maintenance but holds {site['vip']}: {RERUN}"))
-    else:
-        rows.append(Check("vip", OK, f"in maintenance, does not hold {site['vip']}"))
+    for key in keys:
+        name, vip = key.replace("_", " "), site[key]
+        if problem(facts, key):
+            rows.append(Check(name, FAIL, problem(facts, key)))
+        elif facts[key].get("holds_vip"):
+            rows.append(Check(name, FAIL, f"in maintenance but holds {vip}: {RERUN}"))
+        else:
+            rows.append(Check(name, OK, f"in maintenance, does not hold {vip}"))
     k = facts.get("keepalived") or {}
+    states = k.get("vrrp_states") or {}
+    taking = [f"{i} {st}" for i, st in states.items() if st in ("MASTER", "BACKUP")] if len(states) > 1 else \
+        [st for st in [k.get("vrrp_state")] if st in ("MASTER", "BACKUP")]
     if problem(facts, "keepalived"):
         rows.append(Check("keepalived", FAIL, problem(facts, "keepalived")))
-    elif k.get("active") == "active" and k.get("vrrp_state") in ("MASTER", "BACKUP"):
-        rows.append(Check("keepalived", FAIL, f"VRRP {k.get('vrrp_state')} though in maintenance: it could take the "
+    elif k.get("active") == "active" and taking:
+        rows.append(Check("keepalived", FAIL, f"VRRP {', '.join(taking)} though in maintenance: it could take the "
                                               "VIP (keepalived does not track the marker: deploy keepalived.conf)"))
     else:
-        rows.append(Check("keepalived", INFO, f"keepalived {k.get('active')}, VRRP {k.get('vrrp_state')}: "
+        named = f" ({', '.join(f'{i} {st}' for i, st in states.items())})" if len(states) > 1 else ""
+        rows.append(Check("keepalived", INFO, f"keepalived {k.get('active')}, VRRP {k.get('vrrp_state')}{named}: "
                                               "in maintenance, cannot take the VIP (as intended)"))
     return rows
 

@@ -1,10 +1,12 @@
 """The health report: rows (Check), the report they make (Report), its text and its JSON.
 
-A Check is one row: a name, a status (OK, FAIL or INFO), a detail for the operator and, for
+A Check is one row: a name, a status (OK, FAIL, WARN or INFO), a detail for the operator and, for
 a cluster-wide row, the hosts a failure is blamed on. A Report holds one list of rows per
 controller and one for the cluster; it renders as plain-text tables and as the JSON that
 $HA_VERIFY_JSON receives (monitoring, tests/lab and lab/drills.py read its keys: `ok`,
-`generated_at`, `controllers`, `vip_holders`, `failures`, `hosts`, `cluster`, `facts`).
+`generated_at`, `controllers`, `vip_holders` (and `external_vip_holders` with an external
+VIP), `failures`, `warnings`, `hosts`, `cluster`, `facts`). A WARN row does not fail the
+report: it is a failure to come (a certificate near its expiry), listed in `warnings`.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
-OK, FAIL, INFO = "ok", "FAIL", "info"
+OK, FAIL, WARN, INFO = "ok", "FAIL", "WARN", "info"
 
 
 @dataclass(frozen=True)
@@ -21,7 +23,7 @@ class Check:
     """One row of the report."""
 
     name: str
-    status: str  # OK, FAIL or INFO
+    status: str  # OK, FAIL, WARN or INFO
     detail: str
     # Cluster-wide checks: the hosts a failure is blamed on (they fail the run).
     hosts: tuple[str, ...] = ()
@@ -36,6 +38,8 @@ class Report:
     cluster: list[Check] = field(default_factory=list)
     vip_holders: list[str] = field(default_factory=list)
     generated_at: str = ""
+    # With an external VIP: who holds it (None: the site has none; the JSON then omits it).
+    external_vip_holders: list[str] | None = None
 
     @property
     def ok(self) -> bool:
@@ -46,6 +50,10 @@ class Report:
         lines = [f"{h}: {c.name}: {c.detail}" for h, checks in self.hosts.items() for c in checks if c.status == FAIL]
         lines += [f"cluster: {c.name}: {c.detail}" for c in self.cluster if c.status == FAIL]
         return lines
+
+    def warnings(self) -> list[str]:
+        """Every WARN row as one line: `host: check: detail`."""
+        return [f"{h}: {c.name}: {c.detail}" for h, checks in self.hosts.items() for c in checks if c.status == WARN]
 
     def host_failures(self, name: str, cluster: bool = True) -> list[str]:
         """Why this host fails: its own failed checks, and failed cluster checks naming it."""
@@ -68,7 +76,9 @@ class Report:
             "generated_at": self.generated_at,
             "controllers": self.controllers,
             "vip_holders": self.vip_holders,
+            **({"external_vip_holders": self.external_vip_holders} if self.external_vip_holders is not None else {}),
             "failures": self.failures(),
+            "warnings": self.warnings(),
             "hosts": {h: [check_dict(c) for c in checks] for h, checks in self.hosts.items()},
             "cluster": [check_dict(c) for c in self.cluster],
         }
@@ -90,11 +100,14 @@ class Report:
             out.append("")
 
         for name, checks in self.hosts.items():
-            table(name + (" (VIP holder)" if name in self.vip_holders else ""), checks)
+            external = name in (self.external_vip_holders or ())
+            table(name + (" (VIP holder)" if name in self.vip_holders else "")
+                  + (" (external VIP holder)" if external else ""), checks)
         table("cluster", self.cluster)
-        failures = self.failures()
+        failures, warnings = self.failures(), self.warnings()
+        warned = f" ({len(warnings)} warning{'s' * (len(warnings) > 1)})" if warnings else ""
         out.append(
-            "health: OK" if not failures else f"health: FAILED ({len(failures)} failed check{'s' * (len(failures) > 1)})"
+            f"health: OK{warned}" if not failures else f"health: FAILED ({len(failures)} failed check{'s' * (len(failures) > 1)})"
         )
         return "\n".join(out)
 

@@ -53,6 +53,9 @@ controllers = (
         "vip_interface": _lab.IFNAME,
         # not 51 (everyone's default): the lab must not join some other VRRP group by accident
         "keepalived_virtual_router_id": 77,
+        # the public endpoints on a VIP of their own (same bridge: the lab has one network)
+        "external_vip": _lab.EXTERNAL_VIP,
+        "keepalived_external_router_id": 78,
         "secrets_file": _lab.ensure_secrets(),
         # lab-size nodes see the host's whole memory: absolute, small limits (LAB.md item 12)
         "rabbitmq_memory_high_watermark": "256MiB",

@@ -13,5 +13,5 @@ from lab.lifecycle import (  # noqa: F401
 from lab.images import node_names  # noqa: F401
 from lab.machines import exec_, init_pid, ssh  # noqa: F401
 from lab.names import (  # noqa: F401
-    BRIDGE, HOST_ADDRESS, IFNAME, SECRETS_FILE, SSH_KEY, SUBNET, VIP, LabError, address,
+    BRIDGE, EXTERNAL_VIP, HOST_ADDRESS, IFNAME, SECRETS_FILE, SSH_KEY, SUBNET, VIP, LabError, address,
 )

@@ -9,7 +9,7 @@ from lab import lifecycle
 from lab.aptproxy import proxy_pid
 from lab.images import node_names, require_node
 from lab.machines import exec_, ssh_argv
-from lab.names import APT_PROXY, BRIDGE, SUBNET, VIP, LabError, address, node_index
+from lab.names import APT_PROXY, BRIDGE, EXTERNAL_VIP, SUBNET, VIP, LabError, address, node_index
 
 
 def _table(rows) -> str:
@@ -23,7 +23,7 @@ def _table(rows) -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lab", description=(
         "The local lab: real Debian controller nodes (systemd-nspawn + network namespaces) "
-        f"on a private bridge {BRIDGE} ({SUBNET}, VIP {VIP})."))
+        f"on a private bridge {BRIDGE} ({SUBNET}, VIP {VIP}, external VIP {EXTERNAL_VIP})."))
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = sub.add_parser("up", help="create/boot nodes node01..nodeNN (idempotent)")
     p.add_argument("--nodes", "-n", type=int, default=3, help="number of nodes (default 3)")
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
                 print("no lab on this machine (make lab-up)")
             else:
                 print(_table(rows))
-                print(f"VIP {VIP}; apt proxy "
+                print(f"VIP {VIP}, external VIP {EXTERNAL_VIP}; apt proxy "
                       f"{'running' if proxy_pid() else 'stopped'} on "
                       f"{APT_PROXY}")
         elif a.cmd in ("exec", "ssh"):

@@ -5,8 +5,11 @@ nothing here talks to an address outside the lab's subnet."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import select
+import shlex
+import socket
 import ssl
 import subprocess
 import threading
@@ -45,6 +48,16 @@ def http_get(port: int, host: str | None = None, timeout: float = 3) -> str:
         return r.read().decode().strip()
 
 
+def http_status(url: str, timeout: float = 5) -> int:
+    """The HTTP status of GET `url` (https verified against the lab's CA): HAProxy's own 503
+    when no server answers counts, the listener answered all the same."""
+    try:
+        with _tls_opener().open(url, timeout=timeout) as r:
+            return r.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def http_names(port: int, count: int = 30, host: str | None = None, timeout: float = 3) -> list[str | None]:
     """`count` requests, one connection each: the serving node's name, None for a failure."""
     out = []
@@ -54,6 +67,23 @@ def http_names(port: int, count: int = 30, host: str | None = None, timeout: flo
         except (OSError, urllib.error.URLError):
             out.append(None)
     return out
+
+
+def stats_status(password: str) -> str:
+    """The HTTP status of node01's HAProxy stats page for the site's stats user and `password`."""
+    user, port = sitemodel.data("haproxy_stats_user"), sitemodel.data("haproxy_stats_port")
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{user}:{password}",
+                        f"http://{sitemodel.node_address('node01')}:{port}/"], capture_output=True, text=True, timeout=15)
+    return r.stdout
+
+
+def management_status(password: str) -> str:
+    """The HTTP status of the RabbitMQ management API on node01 for its administrator (the
+    services' user has no management tag) and `password`."""
+    user, port = sitemodel.data("rabbitmq_admin_user"), sitemodel.listen_port("rabbitmq_management")
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{user}:{password}",
+                        f"http://{sitemodel.node_address('node01')}:{port}/api/whoami"], capture_output=True, text=True, timeout=15)
+    return r.stdout
 
 
 # --- SQL through the VIP -------------------------------------------------------------------
@@ -71,16 +101,17 @@ def _mysql_argv(host: str | None, database: str | None = None) -> list[str]:
     return argv + ([database] if database else [])
 
 
-def _mysql_env() -> dict:
+def _mysql_env(password: str | None = None) -> dict:
     # The password travels in the environment of the client only: never argv, never printed.
-    return {**os.environ, "MYSQL_PWD": sitemodel.secret("mariadb_admin_password")}
+    return {**os.environ, "MYSQL_PWD": password or sitemodel.secret("mariadb_admin_password")}
 
 
-def sql(query: str, host: str | None = None, timeout: float = 10, database: str | None = None) -> str:
-    """One query in a new connection through `host` (the VIP); its output, stripped.
-    Raises SqlError with mysql's message."""
+def sql(query: str, host: str | None = None, timeout: float = 10, database: str | None = None,
+        password: str | None = None) -> str:
+    """One query in a new connection through `host` (the VIP) as the site's admin account (with
+    `password`, else the lab's); its output, stripped. Raises SqlError with mysql's message."""
     try:
-        r = subprocess.run(_mysql_argv(host, database) + ["-e", query], env=_mysql_env(),
+        r = subprocess.run(_mysql_argv(host, database) + ["-e", query], env=_mysql_env(password),
                            capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         raise SqlError(f"mysql through {host or 'the VIP'}: no answer in {timeout}s") from None
@@ -194,14 +225,37 @@ def write(session: Session, table: str, client: str, timeout: float = 15) -> tup
 # --- HAProxy's view ------------------------------------------------------------------------
 
 
+def haproxy_ask(node: str, request: str) -> str:
+    """`node`'s HAProxy's answer to one request on its admin socket (show stat, show ssl cert ...)."""
+    r = exec_(node, ["sh", "-c", f"echo {shlex.quote(request)} | timeout 5 socat stdio "
+                                 f"UNIX-CONNECT:{sitemodel.data('haproxy_stats_socket')}"], timeout=15)
+    if r.returncode != 0:
+        raise LabError(f"{node}: haproxy {request} failed: {r.stderr.strip()}")
+    return r.stdout
+
+
+def haproxy_certificate(node: str) -> str:
+    """The SHA1 fingerprint (upper-case hex) of the certificate `node`'s running HAProxy has
+    loaded from the site's haproxy_tls_pem_path: what it serves since its last (re)load."""
+    answer = haproxy_ask(node, f"show ssl cert {sitemodel.data('haproxy_tls_pem_path')}")
+    for line in answer.splitlines():
+        if line.startswith("SHA1 FingerPrint:"):
+            return line.split(":", 1)[1].strip().upper()
+    raise LabError(f"{node}: haproxy show ssl cert: no fingerprint in {answer[:300]!r}")
+
+
+def vip_certificate(port: int) -> str:
+    """The SHA1 fingerprint (upper-case hex) of the certificate the VIP presents on `port`,
+    verified against the lab's CA for the VIP's address."""
+    with socket.create_connection((sitemodel.vip(), port), timeout=5) as raw:
+        with tls_context().wrap_socket(raw, server_hostname=sitemodel.vip()) as conn:
+            return hashlib.sha1(conn.getpeercert(binary_form=True)).hexdigest().upper()
+
+
 def haproxy_servers(node: str, listener: str) -> dict[str, str]:
     """{server: status} of one listener in `node`'s HAProxy (UP, DOWN, 'UP 1/2', MAINT...)."""
-    r = exec_(node, ["sh", "-c", f"echo 'show stat' | timeout 5 socat stdio UNIX-CONNECT:{sitemodel.data('haproxy_stats_socket')}"],
-                   timeout=15)
-    if r.returncode != 0:
-        raise LabError(f"{node}: haproxy show stat failed: {r.stderr.strip()}")
     header, out = None, {}
-    for line in r.stdout.splitlines():
+    for line in haproxy_ask(node, "show stat").splitlines():
         if line.startswith("# "):
             header = line[2:].split(",")
             continue

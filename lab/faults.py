@@ -24,17 +24,19 @@ def running() -> list[str]:
     return [n["name"] for n in lifecycle.status() if n["state"] == "running"]
 
 
-def holds_vip(node: str) -> bool:
+def holds_vip(node: str, address: str | None = None) -> bool:
+    """Whether `node` has the VIP (or `address`, e.g. the external VIP) on its interface."""
     r = exec_(node, ["ip", "-4", "-o", "addr", "show", "dev", IFNAME], timeout=10)
-    return r.returncode == 0 and f" {vip()}/" in r.stdout
+    return r.returncode == 0 and f" {address or vip()}/" in r.stdout
 
 
-def holders() -> list[str]:
-    """The running nodes that have the VIP on their interface (0, 1 or, split brain, more)."""
+def holders(address: str | None = None) -> list[str]:
+    """The running nodes that have the VIP (or `address`) on their interface (0, 1 or, split
+    brain, more)."""
     out = []
     for n in running():
         try:
-            if holds_vip(n):
+            if holds_vip(n, address):
                 out.append(n)
         except LabError:
             pass

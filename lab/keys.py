@@ -7,13 +7,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets as _secrets
 import string
 import tempfile
 from pathlib import Path
 
 from lab.host import run, write
-from lab.names import CA_FILE, CA_KEY, SECRETS_FILE, SSH_KEY, STATE_DIR, VIP, LabError
+from lab.names import CA_FILE, CA_KEY, EXTERNAL_VIP, SECRETS_FILE, SSH_KEY, STATE_DIR, VIP, LabError
 
 _ALNUM = string.ascii_letters + string.digits
 # (alphabet, length) of the secrets that need a form of their own: keepalived takes at most 8
@@ -51,18 +52,33 @@ def ensure_ca() -> None:
     os.chmod(CA_KEY, 0o600)
 
 
+def vip_addresses() -> tuple[str, ...]:
+    """The addresses the VIP's certificate names: the VIP, and the external VIP when the lab
+    has one (HAProxy serves the public listeners there with the same certificate)."""
+    return tuple(a for a in (VIP, EXTERNAL_VIP) if a)
+
+
 def vip_certificate() -> str:
-    """A certificate for the VIP (subjectAltName IP:VIP), signed by the lab's CA, followed by
-    its key: the PEM bundle HAProxy reads."""
+    """A certificate for the VIPs (subjectAltName IP:VIP and IP:EXTERNAL_VIP), signed by the
+    lab's CA, followed by its key: the PEM bundle HAProxy reads."""
     ensure_ca()
+    sans = ",".join(f"IP:{a}" for a in vip_addresses())
     with tempfile.TemporaryDirectory(dir=STATE_DIR) as d:
         key, csr, crt, ext = (f"{d}/{n}" for n in ("vip.key", "vip.csr", "vip.pem", "ext.cnf"))
-        Path(ext).write_text(f"subjectAltName=IP:{VIP}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+        Path(ext).write_text(f"subjectAltName={sans}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
         _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                  "-subj", f"/CN={VIP}", "-keyout", key, "-out", csr)
         _openssl("x509", "-req", "-in", csr, "-CA", str(CA_FILE), "-CAkey", str(CA_KEY), "-CAcreateserial",
                  "-days", "825", "-extfile", ext, "-out", crt)
         return Path(crt).read_text() + Path(key).read_text()
+
+
+def names_vips(pem: str) -> bool:
+    """Whether the certificate of a PEM bundle names every address of vip_addresses() (the
+    bundle goes to openssl on stdin: the key never reaches a command line)."""
+    p = run(["openssl", "x509", "-noout", "-ext", "subjectAltName"], check=False, input=pem)
+    named = set(re.findall(r"IP Address:([0-9A-Fa-f.:]+)", p.stdout or ""))
+    return p.returncode == 0 and set(vip_addresses()) <= named
 
 
 def ensure_secrets() -> str:
@@ -76,6 +92,8 @@ def ensure_secrets() -> str:
             raise LabError(f"{path} is not valid JSON: remove it (python -m lab down --purge)")
     if not CA_FILE.exists():
         current.pop("haproxy_tls_pem", None)  # signed by a CA that is gone: the clients could not trust it
+    elif current.get("haproxy_tls_pem") and not names_vips(current["haproxy_tls_pem"]):
+        current.pop("haproxy_tls_pem")  # made before the external VIP: a new one names both
     fresh = generate_secrets(frozenset(k for k, v in current.items() if v))
     merged = {**fresh, **{k: v for k, v in current.items() if v}}
     if merged != current or (path.stat().st_mode & 0o777) != 0o600:

@@ -31,6 +31,7 @@ from lab.network import (
     ensure_bridge, ensure_node_net, host_links, is_isolated, link_exists, net_down, netns_list,
 )
 from lab.preflight import check_subnet, preflight
+from lab import stranger
 
 def infrastructure() -> None:
     preflight()
@@ -204,6 +205,7 @@ def down(purge: bool = False) -> None:
         for n in sorted(names):
             teardown_node(n)
         stop_apt_proxy()
+        stranger.remove()  # the firewall drill's outsider, if a test left it
         for link in host_links():
             if link.startswith("veth-node"):
                 ip("link", "del", link, check=False)
@@ -229,8 +231,8 @@ def down(purge: bool = False) -> None:
 def leftovers() -> list[str]:
     """What the lab would have left on this machine (empty after a clean `down`)."""
     found = []
-    found += [f"netns {n}" for n in netns_list() if NODE_RE.match(n)]
-    found += [f"link {l}" for l in host_links() if l == BRIDGE or l.startswith("veth-node")]
+    found += [f"netns {n}" for n in netns_list() if NODE_RE.match(n) or n == stranger.NETNS]
+    found += [f"link {l}" for l in host_links() if l in (BRIDGE, stranger.VETH) or l.startswith("veth-node")]
     found += [f"mount {m}" for m in mount_points()
               if m.startswith(str(RUN_DIR)) or m.startswith(str(STATE_DIR))
               or m.startswith("/run/netns/node")]

@@ -3,7 +3,8 @@ bridge, the node names and their addresses, the bounds of its waits, and LabErro
 
 The lab's own choices live here; the project's constants (ports, accounts, paths on the
 controllers) are the site model's (lab/sitemodel.py). inventories/lab.py derives the lab site's
-internal network, VIP, interface and node addresses from SUBNET, VIP, IFNAME and address().
+internal network, VIP, external VIP, interface and node addresses from SUBNET, VIP, EXTERNAL_VIP,
+IFNAME and address().
 
 Layout on the host:
   /var/tmp/halab/base/            base root filesystem (debootstrap), kept across `down`
@@ -62,6 +63,9 @@ SUBNET = str(_net)
 PREFIXLEN = _net.prefixlen
 HOST_ADDRESS = str(_net[1])
 VIP = str(_net[100])
+# The external VIP (the public endpoints), on the same bridge: the lab has one network; the
+# address next to the VIP stands for the public network's.
+EXTERNAL_VIP = str(_net[101])
 BRIDGE = "labbr0"
 IFNAME = "enp8s0f0"     # as on the production controllers (test_10 checks prod.py agrees)
 APT_PROXY_PORT = 3142

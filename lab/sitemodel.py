@@ -64,13 +64,35 @@ def listen_port(name: str) -> int:
     return service(name).port
 
 
+def external_vip() -> str | None:
+    """The external VIP (the public endpoints), None when the site has none."""
+    return site().data["external_vip"]
+
+
+def _url(address: str, port: int, binds) -> str:
+    """The URL of the listener on address:port: https when its bind there takes TLS."""
+    for listener in site().listeners:
+        for bind in binds(listener):
+            words = bind.split()
+            if words[0] == f"{address}:{port}":
+                return f"{'https' if 'ssl' in words else 'http'}://{address}:{port}/"
+    return f"http://{address}:{port}/"
+
+
 def vip_url(port: int) -> str:
     """The URL of the VIP's listener on `port`: https when it takes TLS there (haproxy_tls)."""
-    for listener in site().listeners:
-        words = listener.bind.split()
-        if words[0].rsplit(":", 1)[1] == str(port):
-            return f"{'https' if 'ssl' in words else 'http'}://{vip()}:{port}/"
-    return f"http://{vip()}:{port}/"
+    return _url(vip(), port, lambda listener: (listener.bind, listener.redirect_bind or ""))
+
+
+def external_vip_url(port: int) -> str:
+    """The URL of the external VIP's listener on `port` (a public listener's; TLS but for
+    horizon's redirect port)."""
+    return _url(external_vip(), port, lambda listener: listener.external_binds)
+
+
+def public_listeners() -> list:
+    """The listeners the external VIP serves (catalogue field `public`, site overrides applied)."""
+    return [listener for listener in site().listeners if listener.external_binds]
 
 
 def backend_port(name: str) -> int:

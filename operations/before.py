@@ -16,14 +16,23 @@ from pyinfra.facts.server import Hostname
 
 from config.files import ERLANG_COOKIE, MAINTENANCE_FILE
 from facts.bundle import Bundle, part
-from facts.galera import GaleraNode, MysqlAccounts
+from facts.firewall import FirewallState
+from facts.galera import GaleraNode, MysqlAccounts, without_recovery
 from facts.host import UNITS, FileStates, Maintenance, ServiceStates
-from facts.haproxy import HaproxyInfo, HaproxyServers
+from facts.haproxy import HaproxyCertificate, HaproxyInfo, HaproxyServers
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
 from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions, RabbitmqMembers
 from config.site import Site
-from operations.common import files_for, site
+from operations.common import controllers_in_run, files_for, site
+
+# Seconds each part of the pre-run bundle may take on the host. The slowest part by design is
+# GaleraNode(recover=True) on a node whose mariadbd is down after a crash: galera_recovery
+# (mysqld --wsrep-recover, an InnoDB crash recovery) bounded at 120 s by the fact itself; the
+# other parts bound their tools at 10-30 s. 180 s lets the fact's own bounds fire first on a
+# loaded host (every part runs at once); a part still running then is hung, and its controller
+# is unknown to the plan (as an unreachable one), never read as a state.
+PRE_RUN_TIMEOUT = 180
 
 
 def facts_of_all_controllers(cls, **kwargs) -> dict:
@@ -53,6 +62,20 @@ def facts_of_all_controllers(cls, **kwargs) -> dict:
     return {name: job.get() for name, job in jobs.items()}
 
 
+def known_in_run(states: dict, what: str) -> dict:
+    """`states` (facts_of_all_controllers), when every controller this run changes was read.
+    One whose fact failed or timed out stops the run before any change, as the host's own
+    facts do (known()): a plan never acts on a controller it could not read (it would take a
+    running member for a node to join). One unreachable, or left out by --limit, is not in
+    the run: the plan goes on without it, as before."""
+    unknown = sorted(n for n in controllers_in_run() if states.get(n) is None)
+    if unknown:
+        print(f"could not read {what} of {', '.join(unknown)} (see the warnings above); no host was changed. "
+              f"Check {', '.join(unknown)} (ssh, load, the service) and run again.", file=sys.stderr)
+        raise SystemExit(1)
+    return states
+
+
 # --- the state before the run: one round trip per controller ------------------------------
 
 
@@ -75,7 +98,7 @@ def prefetch(name: str) -> tuple:
         part(Sha1File, path=ERLANG_COOKIE),
         part(VipHolder, interface=s["vip_interface"], vip=s["vip"]),
         *((part(MysqlAccounts), part(RabbitmqDefinitions)) if first else ()),
-        *health_parts(s, name).values(),
+        *before_run_health_parts(s, name).values(),
     )))
 
 
@@ -83,21 +106,52 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
     """The verification facts of controller `name`, by report key, as facts.bundle parts."""
     d = site.data
     me = site.controller(name)
+    tls = {"haproxy_tls": part(HaproxyCertificate, path=d["haproxy_tls_pem_path"])} if d["haproxy_tls"] else {}
+    external = {"external_vip": part(VipHolder, interface=site.external_vip_interface, vip=d["external_vip"])}
     return {
         "vip": part(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
+        **(external if d["external_vip"] else {}),
         "keepalived": part(KeepalivedState),
         "haproxy_info": part(HaproxyInfo, socket=d["haproxy_stats_socket"]),
         "haproxy_servers": part(HaproxyServers, socket=d["haproxy_stats_socket"]),
         "galera": part(GaleraNode, recover=False),
         "rabbitmq": part(RabbitmqMembers),
         "memcached": part(MemcachedStats, address=me.address, port=d["memcached_port"]),
+        "firewall": part(FirewallState),
         "maintenance": part(Maintenance, path=MAINTENANCE_FILE),
+        **tls,
     }
 
 
-_bundles: dict = {}  # (id(state), host name) -> {part: result} or UNREACHABLE
+def before_run_health_parts(site: Site, name: str) -> dict[str, tuple]:
+    """health_parts() as the pre-run bundle carries them: Galera's is the plan's part
+    (recover=True), one GaleraNode per controller and bundle, not two. What recover=True adds
+    is dropped when the report reads it (read_before_run)."""
+    return {**health_parts(site, name), "galera": part(GaleraNode)}
+
+
+_bundles: dict = {}  # (id(state), host name) -> {part: result or TimedOut} or UNREACHABLE
 _bundle_locks: dict = {}
 UNREACHABLE = "unreachable"
+
+
+class TimedOut(str):
+    """A part of the pre-run bundle that ran out of PRE_RUN_TIMEOUT: unknown, never re-read."""
+
+
+class PartTimedOut(Exception):
+    """A fact without our error contract (pyinfra's own) whose part ran out: unknown."""
+
+
+def bundle_answers(parts: tuple, got: dict) -> dict:
+    """{part: result} of a pre-run bundle's answer; a part cut by PRE_RUN_TIMEOUT (`timeout`'s
+    status 124) is a TimedOut. A bundle cut short answers nothing (each fact read on its own)."""
+    if got.get("error"):
+        return {}
+    status = got.get("status") or []
+    return {p: TimedOut(f"no answer within {PRE_RUN_TIMEOUT} s (timed out on the host)")
+            if i < len(status) and status[i] == "124" else result
+            for i, (p, result) in enumerate(zip(parts, got["parts"]))}
 
 
 def _bundle(h) -> dict | str:
@@ -107,22 +161,34 @@ def _bundle(h) -> dict | str:
         if key not in _bundles:
             parts = prefetch(h.name)
             try:
-                got = h.get_fact(Bundle, parts=parts)
+                got = h.get_fact(Bundle, parts=parts, limit=PRE_RUN_TIMEOUT)
             except Exception as exc:  # the connection: every fact of this host is unknown
                 logger.warning(f"[{h.name}] could not read its state: {type(exc).__name__}: {exc}")
                 _bundles[key] = UNREACHABLE
             else:
-                _bundles[key] = {} if got.get("error") else dict(zip(parts, got["parts"]))
+                _bundles[key] = bundle_answers(parts, got)
     return _bundles[key]
+
+
+def has_error_contract(cls) -> bool:
+    """Ours (facts/): its default() is a dict with an `error` key."""
+    default = cls.default()
+    return isinstance(default, dict) and "error" in default
 
 
 def fact_of(h, cls, **kwargs):
     """Fact `cls` of host `h` before the run: from its bundle, else read on its own (a part the
-    bundle did not carry, or that came back unknown). Raises when the host is unreachable."""
+    bundle did not carry, or whose command failed). A part that ran out of PRE_RUN_TIMEOUT is
+    not read again: ours come back as their default with the cause in `error`, pyinfra's own
+    raise PartTimedOut. Raises ConnectionError when the host is unreachable."""
     got = _bundle(h)
     if got == UNREACHABLE:
         raise ConnectionError(f"{h.name} could not be reached")
     result = got.get(part(cls, **kwargs))
+    if isinstance(result, TimedOut):
+        if has_error_contract(cls):
+            return {**cls.default(), "error": str(result)}
+        raise PartTimedOut(str(result))
     return result if result is not None else h.get_fact(cls, **kwargs)
 
 
@@ -141,7 +207,10 @@ def planned_fact(cls, **kwargs):
     """
     key = (id(state), host.name, cls, tuple(sorted(kwargs.items())))
     if key not in _planned:
-        _planned[key] = fact_of(host, cls, **kwargs)
+        try:
+            _planned[key] = fact_of(host, cls, **kwargs)
+        except PartTimedOut as exc:
+            known({"error": str(exc)}, cls.__name__)
     return _planned[key]
 
 
@@ -164,10 +233,14 @@ def unit_state(unit: str) -> dict:
     return known(planned_fact(ServiceStates, units=UNITS), "its systemd units")["units"].get(unit, {})
 
 
-def read_before_run(h, parts: tuple) -> dict | None:
-    """The pre-run bundle's answers to `parts` for host `h`, when this run read one (a deploy;
-    a verification alone reads none): {"parts": [...], "status": [...], "error": None}."""
+def read_before_run(h, site: Site) -> dict | None:
+    """The report's facts of host `h` (health_parts(), in its order) as the pre-run bundle
+    read them, when this run read one (a deploy; a verification alone reads none): {"parts":
+    [...], "status": [...], "error": None}. Galera's is the plan's read, as the report's own
+    (recover=False) reads it. None when a part is unknown or timed out: read live."""
     got = _bundles.get((id(state), h.name))
-    if not isinstance(got, dict) or any(got.get(p) is None for p in parts):
-        return None  # not read, or a part unknown: read live
-    return {"parts": [got[p] for p in parts], "status": ["0"] * len(parts), "error": None}
+    parts = list(before_run_health_parts(site, h.name).items())
+    if not isinstance(got, dict) or any(got.get(p) is None or isinstance(got[p], TimedOut) for _, p in parts):
+        return None
+    answers = [without_recovery(got[p]) if key == "galera" else got[p] for key, p in parts]
+    return {"parts": answers, "status": ["0"] * len(parts), "error": None}

@@ -19,13 +19,13 @@ from pyinfra.api import StringCommand, deploy, operation
 
 from config.files import GALERA_CNF, SST_ACCOUNT
 from facts.galera import GaleraNode, MysqlAccounts, sans_members, serving_check
-from facts.host import PENDING_DIR
+from facts.host import PENDING_DIR, UNITS, ServiceStates
 from operations.common import (
     announce, controllers_in_run, files_for, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
-from operations.before import facts_of_all_controllers, planned_fact
+from operations.before import facts_of_all_controllers, known_in_run, planned_fact
 from operations.galera_plan import (
-    REPAIR_SWITCH, GaleraStateError, Plan, bootstrap_command, plan, restart_order, restarts,
+    REPAIR_SWITCH, GaleraStateError, Plan, bootstrap_command, plan, restart_order, restarts, with_pending,
 )
 from operations.steps import consume, install_files, packages, secret_input
 from facts.keepalived import VipHolder
@@ -38,8 +38,12 @@ SYNCED = serving_check()
 
 @once
 def cluster_states() -> dict:
-    """Every controller's GaleraNode fact, also of controllers a --limit leaves out."""
-    return facts_of_all_controllers(GaleraNode)
+    """Every controller's GaleraNode fact, also of controllers a --limit leaves out, with the
+    restart an earlier run left pending (its marker, read by ServiceStates in the same round
+    trip). A controller in this run whose state is unknown stops the run (known_in_run)."""
+    nodes = facts_of_all_controllers(GaleraNode)
+    units = facts_of_all_controllers(ServiceStates, units=UNITS)
+    return known_in_run({n: with_pending(st, units.get(n)) for n, st in nodes.items()}, "the Galera state")
 
 
 @once

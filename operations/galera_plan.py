@@ -248,6 +248,14 @@ def restarts(p: Plan, states: dict, wanted: dict[str, str]) -> set[str]:
             if (states.get(n) or {}).get("cnf_sans_members") != wanted.get(n) or (states.get(n) or {}).get("pending")}
 
 
+def with_pending(node: dict | None, units: dict | None) -> dict | None:
+    """A controller's GaleraNode with `pending`, whether a mariadb restart was left pending
+    (facts.host.ServiceStates reads the marker); unknown (None) when either is. Pure."""
+    if node is None or units is None:
+        return None
+    return {**node, "pending": bool((units.get("units") or {}).get("mariadb", {}).get("pending"))}
+
+
 def restart_order(order: list[str], writer: str, holder: str | None) -> list[str]:
     """Rolling restarts: the nodes that neither take the database writes nor hold the VIP
     first, then the writer (its writes moved to the next server first), the VIP holder last

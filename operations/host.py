@@ -22,6 +22,12 @@ APPLY_SYSCTL = (
 )
 
 
+def loopback_name(line: str, name: str) -> bool:
+    """Whether an /etc/hosts line maps `name` to Debian's 127.0.1.1. Pure."""
+    words = line.split("#", 1)[0].split()
+    return words[:1] == ["127.0.1.1"] and any(w.split(".")[0] == name for w in words[1:])
+
+
 @deploy("Host basics")
 def configure():
     """Hostname as in the inventory (RabbitMQ's node name is rabbit@<hostname>), every
@@ -36,6 +42,13 @@ def configure():
         if not any(re.match(rf"^{re.escape(c.address)}\s+{c.name}(\s|$)", line) for line in lines)
     ]
     shell("/etc/hosts: every controller", [f"echo {shlex.quote(f'{c.address} {c.name}')} >> /etc/hosts" for c in missing], when=bool(missing))
+    # Debian's installer maps the hostname to 127.0.1.1; that line comes first, and RabbitMQ's
+    # CLI would look for rabbit@<name> there, where nothing listens (epmd and the Erlang
+    # distribution are bound to the node address): it gets the node address instead.
+    me = site().controller(host.name)
+    loopback = [line for line in lines if loopback_name(line, host.name)]
+    shell("/etc/hosts: this controller's name on its address, not on 127.0.1.1",
+          [f"sed -i -E 's/^127\\.0\\.1\\.1([[:space:]])/{me.address}\\1/' /etc/hosts"], when=bool(loopback))
     (sysctl_file,) = install_files("host")
     announce(sysctl_file, "apply sysctl settings")
     shell("Apply the sysctl settings", [APPLY_SYSCTL], when=sysctl_file.will_change)

@@ -143,19 +143,24 @@ def run():
 
 
 def out(d: Decision):
-    """The marker first (keepalived: FAULT, the VIP leaves at once and is waited for on
-    another controller); then on every HAProxy the database server to maint with its sessions
+    """The marker first (keepalived: FAULT in every VRRP instance, the VIP leaves at once and
+    is waited for on another controller, the external VIP, if any, for gone from this one); then on every HAProxy the database server to maint with its sessions
     shut, the API servers drained (bounded), then maint; then RabbitMQ stopped and disabled
     (its clients reconnect to the others; quorum queues keep their majority). MariaDB keeps
     running: it stays a Synced Galera member (the quorum and a donor stay as they were, its
     return needs no state transfer); only its clients are moved away."""
     s = site()
     mine = host.name == d.node
-    vip, iface = shlex.quote(s["vip"]), shlex.quote(s["vip_interface"])
+    vip = shlex.quote(s["vip"])
+    # Every VRRP instance tracks the marker: the external VIP (a site's second) leaves with the VIP.
+    held = [(s["vip"], s["vip_interface"])] + ([(s["external_vip"], s.external_vip_interface)] if s["external_vip"] else [])
+    gone = " && ".join(f"! ip -o -4 addr show dev {shlex.quote(i)} | grep -qw {shlex.quote(v)}" for v, i in held)
     shell(f"maintenance: {d.node} marked out, the VIP away from it", [
         marker(1),
-        wait_until(f"! ip -o -4 addr show dev {iface} | grep -qw {vip} && ping -c1 -W1 {vip}",
-                   f"the VIP {s['vip']} to be held by another controller", VIP_SECONDS,
+        wait_until(f"{gone} && ping -c1 -W1 {vip}",
+                   f"the VIP {s['vip']} to be held by another controller"
+                   + (f" and the external VIP {s['external_vip']} gone from {d.node}" if s["external_vip"] else ""),
+                   VIP_SECONDS,
                    on_fail=f"echo '{d.node}: is its keepalived.conf older than maintenance (no track_file "
                            "maintenance)? Run the deploy, then maintenance out again' >&2"),
     ], when=mine)

@@ -16,7 +16,7 @@ from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions
 from operations.common import (
     announce, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
-from operations.before import facts_of_all_controllers, planned_fact
+from operations.before import facts_of_all_controllers, known_in_run, planned_fact
 from operations.maintenance import marked
 from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service
 
@@ -33,6 +33,10 @@ RESTART = (
     "killed and started once more\" >&2; systemctl kill -s KILL rabbitmq-server; sleep 2; "
     "timeout 300 systemctl restart rabbitmq-server; }"
 )
+# epmd's socket made again with its drop-in's listeners (config/files.py EPMD_SOCKET_DROPIN);
+# the broker is stopped (RESTART starts it after).
+EPMD_REBIND = ("systemctl daemon-reload && systemctl stop epmd.socket epmd.service && systemctl start epmd.socket && "
+               + clear_pending("epmd.socket"))
 
 
 def password_matches(password: str, password_hash: str) -> bool:
@@ -64,7 +68,7 @@ def removed_members(seed_state: dict, names: list[str]) -> list[str]:
 @once
 def cluster_states() -> tuple[str, dict]:
     order = [c.name for c in site().controllers]
-    states = facts_of_all_controllers(RabbitmqCluster, port=site()["rabbitmq_port"])
+    states = known_in_run(facts_of_all_controllers(RabbitmqCluster, port=site()["rabbitmq_port"]), "the RabbitMQ state")
     return seed_node(states, order), states
 
 
@@ -154,7 +158,11 @@ def configure():
     together too. A cookie change stops every node that gets it, then they start together.
     Every start is bounded (RESTART: the boot hang is killed and started once more). A changed config restarts nodes one at
     a time; new nodes join the seed one at a time (a failed join leaves the node running
-    standalone and says so); then the OpenStack user and vhost."""
+    standalone and says so); then the OpenStack user and vhost. Every step that restarts,
+    stops or starts a broker, together or one at a time, is a turn(): skipped once a
+    controller has failed earlier in this run. A controller in maintenance gets its files but
+    no start, restart, enable or join (epmd's socket is made again there alone, its broker
+    stopped); maintenance.py back starts it."""
     packages(name="rabbitmq: packages", names=["rabbitmq-server"])
     seed, states = cluster_states()
     started = wait_until(f"{CTL} await_startup", "rabbitmq to start", on_fail=unit_log("rabbitmq-server"))
@@ -163,8 +171,8 @@ def configure():
     away = marked()
     unstick = host.name in stuck(states) and not away
     announce(unstick, "restart rabbitmq-server: its unit is active but its broker is not running (stuck nodes together)")
-    shell("rabbitmq: restart a stuck broker", [f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
-          when=unstick)
+    turn(name="rabbitmq: restart a stuck broker", commands=[f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
+         run=unstick)
 
     cookie = next(f for f in files_of("rabbitmq") if f.path == COOKIE)
     new_cookie = planned_fact(Sha1File, path=COOKIE) != hashlib.sha1(cookie.content.encode()).hexdigest()
@@ -172,29 +180,39 @@ def configure():
     announce(new_cookie and bool(running), "stop rabbitmq-server: the Erlang cookie changes (every such node stops, "
              "then they start together)")
     # A running node cannot be stopped by rabbitmqctl once its cookie file changed.
-    shell("rabbitmq: stop before the cookie changes", ["timeout 120 systemctl stop rabbitmq-server"], when=new_cookie)
+    turn(name="rabbitmq: stop before the cookie changes", commands=["timeout 120 systemctl stop rabbitmq-server"], run=new_cookie)
+    cookie_stopped = new_cookie
     new_cookie = new_cookie and not away  # stopped for the new cookie, not started with the others
     restart = mark_pending("rabbitmq-server", "rabbitmq")
+    # epmd's new listeners take effect when its socket is made again, with no broker
+    # registered in it (a broker outlives its epmd's restart unregistered): done in each
+    # broker's stop-start below, never on its own.
+    rebind = mark_pending("epmd.socket", "epmd")
     install_files("rabbitmq")
+    install_files("epmd")
+    up = [*([EPMD_REBIND] if rebind else []), f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started,
+          clear_pending("rabbitmq-server")]
     # Together, not one at a time: a node that was not the last to stop waits for its peers' tables.
-    shell("rabbitmq: start together after the cookie change",
-          [f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started, clear_pending("rabbitmq-server")],
-          when=new_cookie)
+    turn(name="rabbitmq: start together after the cookie change", commands=up, run=new_cookie)
     # Stopped brokers start together, not one at a time: one that was not the last to stop waits
     # for its peers' tables, and a start alone would time out (seen after the two-nodes-down drill).
     me = states.get(host.name) or {}
     stopped = bool(me.get("installed")) and not me.get("running") and not new_cookie and not away
     announce(stopped, "start rabbitmq-server (every stopped broker together: each waits for its peers' tables)")
-    shell("rabbitmq: start stopped brokers together",
-          [f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started, clear_pending("rabbitmq-server")],
-          when=stopped)
-    restart = restart and not new_cookie and not stopped and not away
-    announce(restart, "restart rabbitmq-server (one node at a time)")
+    turn(name="rabbitmq: start stopped brokers together", commands=up, run=stopped)
+    # In maintenance the broker stays stopped, so epmd's socket is made again on its own, now
+    # (no broker registered in it, as the others' stop-start does); a broker still running there
+    # (an interrupted maintenance out) is not stopped by the deploy: the marker stays pending.
+    alone = away and rebind and (cookie_stopped or not me.get("running"))
+    announce(alone, "make epmd's socket again (in maintenance: its broker stays stopped)")
+    shell("rabbitmq: epmd's socket made again (in maintenance, broker stopped)", [EPMD_REBIND], when=alone)
+    restart = (restart or rebind) and not new_cookie and not stopped and not away
+    announce(restart, "restart rabbitmq-server (one node at a time)" + (", epmd's socket made again while it is stopped" if rebind else ""))
     names = [c.name for c in site().controllers]
     for name, mine in one_at_a_time(names):
         turn(
             name=f"rabbitmq: restart {name}",
-            commands=[f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started, clear_pending("rabbitmq-server")],
+            commands=[*(["timeout 120 systemctl stop rabbitmq-server"] if rebind else []), *up],
             run=mine and restart,
         )
     service(name="rabbitmq: running", unit="rabbitmq-server", skip=away)

@@ -25,7 +25,7 @@ from operations.common import APT_TIMEOUT, files_of, masked, shell, unit_log
 
 
 @operation()
-def managed_file(path: str, component: str, validate: str | None = None):
+def managed_file(path: str, component: str, validate: str | None = None, validate_what: str | None = None):
     """
     Install one file of config.files (by target path): content from the site's templates,
     compared by SHA1, diffed with secrets masked, owner and mode enforced.
@@ -34,6 +34,7 @@ def managed_file(path: str, component: str, validate: str | None = None):
     + component: the component that lists it
     + validate: a command with `{path}` run on the new file before it replaces the old one;
       if it fails the old file stays and the run stops with the command's message
+    + validate_what: how the failure names the check (default: the command itself)
     """
     wanted = next(f for f in files_of(component) if f.path == path)
     content = wanted.content
@@ -56,7 +57,7 @@ def managed_file(path: str, component: str, validate: str | None = None):
         yield StringCommand("chmod", wanted.mode, QuoteString(target))
         if validate:
             check_cmd = validate.format(path=shlex.quote(target))
-            failed = shlex.quote(f"{host.name}: {path} failed validation ({check_cmd}); the old file stays")
+            failed = shlex.quote(f"{host.name}: {path} failed validation ({validate_what or check_cmd}); the old file stays")
             yield StringCommand(f"{check_cmd} || {{ rc=$?; rm -f {shlex.quote(target)}; echo {failed} >&2; exit $rc; }}")
             yield StringCommand("mv", "-f", QuoteString(target), QuoteString(path))
         return
@@ -94,15 +95,17 @@ def consume(command: str, path: str) -> str:
     return f"{command} < {path}; rc=$?; rm -f {path}; exit $rc"
 
 
-def install_files(component: str, validate: dict[str, str] | None = None):
-    """managed_file() for every file of a component; returns the operations' metas."""
-    validate = validate or {}
+def install_files(component: str, validate: dict[str, str | tuple[str, str]] | None = None):
+    """managed_file() for every file of a component; returns the operations' metas.
+    `validate`: {path: command} or {path: (command, how its failure names it)}."""
+    checks = {path: (v, None) if isinstance(v, str) else v for path, v in (validate or {}).items()}
     return [
         managed_file(
             name=f"{component}: {f.path}",
             path=f.path,
             component=component,
-            validate=validate.get(f.path),
+            validate=checks.get(f.path, (None, None))[0],
+            validate_what=checks.get(f.path, (None, None))[1],
         )
         for f in files_of(component)
     ]

@@ -24,18 +24,22 @@ they never count as a change and a no-op re-run stays a no-op:
    cluster and fails on any failed cluster-wide check.
 
 What passes (the rules live in the health/ package, one function per check): exactly one
-controller holds the VIP; keepalived runs in MASTER or BACKUP on every controller; HAProxy
-answers `show info`, runs every listener of the site with a server line per controller, and the
-servers of `mariadb` and `rabbitmq_management` are UP (OpenStack API servers DOWN are
-informational: this project does not install the APIs); Galera is Primary, Synced, ready, of
+controller holds the VIP (and one the external VIP, when the site has one); keepalived runs in
+MASTER or BACKUP (each VRRP instance) on every controller; HAProxy answers `show info`, runs
+every listener of the site with a server line per controller, and the servers of `mariadb` and
+`rabbitmq_management` are UP (OpenStack API servers DOWN are informational: this project does
+not install the APIs); Galera is Primary, Synced, ready, of
 size = the controllers up; RabbitMQ's running members = the controllers up, no partition, no
-alarm; memcached answers `stats`. A fact missing or in error fails its check. A controller
+alarm; memcached answers `stats`; with haproxy_tls the installed certificate is readable and
+not expired (within haproxy_tls_expiry_warn_days of its expiry: a warning, the report stays
+OK). A fact missing or in error fails its check. A controller
 that cannot be reached fails the run; one left out with --limit is reported as not checked.
 
 The JSON ($HA_VERIFY_JSON, written atomically) for monitoring: `ok`, `generated_at` (UTC),
-`controllers`, `vip_holders`, `failures` (one line each), `hosts` {name: [{name, status
-(ok|FAIL|info), detail, hosts}]}, `cluster` [same], `facts` {name: each fact's raw result,
-and `collect_sec`, the time the host took to answer them}. No file is written when pyinfra
+`controllers`, `vip_holders`, `external_vip_holders` (with an external VIP), `failures` (one
+line each), `warnings` (the same), `hosts` {name: [{name, status (ok|FAIL|info), detail,
+hosts}]}, `cluster` [same], `facts` {name: each fact's raw result, and `collect_sec`, the time
+the host took to answer them}. No file is written when pyinfra
 cannot connect to any controller (the run stops before verification): monitoring must treat an
 old `generated_at` as a failure.
 
@@ -78,6 +82,7 @@ class _Run:
     results: dict[str, dict] = field(default_factory=dict)
     reported: bool = False
     partial: bool = False  # a host reached the report before every host had collected
+    unchanged: bool | None = None  # nothing_changed(), once it is final for this run
 
 
 def site_from_inventory(inventory) -> Site:
@@ -86,9 +91,13 @@ def site_from_inventory(inventory) -> Site:
 
 
 def _run_for(state) -> _Run:
+    """This run's report state, one for every host: the site is built before the one atomic
+    setdefault (building it may yield to another host's greenlet, which must not get a second
+    _Run: each would report on a part of the controllers)."""
     run = _RUNS.get(state)
     if run is None:
-        run = _RUNS[state] = _Run(site=site_from_inventory(state.inventory))
+        site = site_from_inventory(state.inventory)
+        run = _RUNS.setdefault(state, _Run(site=site))
     return run
 
 
@@ -152,8 +161,8 @@ def health_facts(parts: dict[str, tuple], got: dict) -> dict:
     return out
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 def _fail_host(state, host, reasons):
@@ -167,6 +176,8 @@ def _publish(run: _Run, report: Report) -> None:
     logger.info("--> Health report:")
     for line in report.render().splitlines():
         logger.info(line)
+    for line in report.warnings():
+        logger.warning(f"health warning: {line}")
     path = os.environ.get(JSON_ENV)
     if path:
         write_json(report, run.results, path)
@@ -203,9 +214,9 @@ def collect_health():
         return  # queue time: facts would describe the hosts as they were before the run
     run = _run_for(state)
     if run.reported:  # verify() called a second time in one run: start a fresh report
-        run.results, run.reported, run.partial = {}, False, False
+        run.results, run.reported, run.partial, run.unchanged = {}, False, False, None
     started = time.monotonic()
-    before = read_before_run(host, tuple(health_parts(run.site, host.name).values())) if nothing_changed() else None
+    before = read_before_run(host, run.site) if nothing_changed(run) else None
     if before is not None:
         # The run changed nothing on any host: the state read before it (with the plan's, in
         # the same round trip) is the state now; no second round trip.
@@ -218,18 +229,40 @@ def collect_health():
     yield from ()
 
 
-def nothing_changed() -> bool:
-    """No operation that ran so far in this run executed a command or failed, on any host
-    (with -y pyinfra does not count planned changes: the operations' outcomes are read)."""
+def nothing_changed(run: _Run) -> bool:
+    """No operation before this one executed a command or failed, on any host (with -y
+    pyinfra does not count planned changes: the operations' outcomes are read).
+
+    Walked once per run: the answer is kept once it is final, that is a change (it stays one),
+    or every earlier operation complete on every host still in the run (pyinfra's default
+    mode, where every host finishes an operation before any starts the next). With --serial
+    or --no-wait a host can get here before the others ran theirs: walked again then.
+    """
+    if run.unchanged is None:
+        changed, final = outcomes_before(host.current_op_hash)
+        if changed or final:
+            run.unchanged = not changed
+        return not changed
+    return run.unchanged
+
+
+def outcomes_before(current: str | None) -> tuple[bool, bool]:
+    """(whether an operation before `current` executed a command or failed on some host,
+    whether every such operation is complete on every host still in the run)."""
+    order = state.get_op_order()
+    earlier = order[:order.index(current)] if current in order else order
+    final = True
     for h in state.inventory:
-        for op_hash in state.get_op_order():
+        for op_hash in earlier:
             try:
                 meta = state.get_op_data_for_host(h, op_hash).operation_meta
             except KeyError:  # an operation this host does not have
                 continue
-            if meta.is_complete() and (meta.executed or not meta.did_succeed()):
-                return False
-    return True
+            if not meta.is_complete():
+                final = final and h in state.failed_hosts
+            elif meta.executed or not meta.did_succeed():
+                return True, True
+    return False, final
 
 
 @operation()
@@ -263,7 +296,9 @@ def health_report():
         c.name for c in run.site.controllers
         if c.name not in run.results and not state.is_host_in_limit(state.inventory.get_host(c.name))
     )
-    report = evaluate(run.site, run.results, generated_at=_now(), pending=pending, skipped=skipped)
+    now = _now()
+    report = evaluate(run.site, run.results, generated_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"), pending=pending,
+                      skipped=skipped, now=now)
     reasons, publish = report_reasons(run, report, host.name, active)
     if publish:
         _publish(run, report)

@@ -171,15 +171,16 @@ def test_secrets_generated_once_kept_private(lab_nodes):
     assert len(data["vrrp_auth_pass"]) == 8 and data["vrrp_auth_pass"].isalnum()
     cookie = data["rabbitmq_erlang_cookie"]
     assert len(cookie) >= 20 and cookie.isalpha() and cookie.isupper()
-    # the VIP's certificate, signed by the lab's own CA for the VIP's address
+    # the VIP's certificate, signed by the lab's own CA for the VIP's and the external VIP's address
     pem = STATE_DIR / "vip-test.pem"
     pem.write_text(data["haproxy_tls_pem"])
     try:
-        ok = subprocess.run(["openssl", "verify", "-CAfile", str(CA_FILE), "-verify_ip", lab.VIP, str(pem)],
-                            capture_output=True, text=True, timeout=30)
+        checks = [subprocess.run(["openssl", "verify", "-CAfile", str(CA_FILE), "-verify_ip", address, str(pem)],
+                                 capture_output=True, text=True, timeout=30) for address in (lab.VIP, lab.EXTERNAL_VIP)]
     finally:
         pem.unlink()
-    assert ok.returncode == 0 and ok.stdout.strip().endswith("OK"), ok.stdout + ok.stderr
+    for ok in checks:
+        assert ok.returncode == 0 and ok.stdout.strip().endswith("OK"), ok.stdout + ok.stderr
     assert "PRIVATE KEY-----" in data["haproxy_tls_pem"]
     lab.ensure_secrets()
     assert json.loads(path.read_text()) == data       # not regenerated
@@ -201,6 +202,9 @@ def test_inventory_has_the_shape_of_prod(lab_nodes):
     assert data["vip"] == lab.VIP and data["internal_network"] == lab.SUBNET
     assert data["vip_interface"] == lab.IFNAME == prod_inv[1]["vip_interface"]
     assert data["keepalived_virtual_router_id"] != 51
+    # the external VIP on the same bridge, with a VRRP instance of its own
+    assert data["external_vip"] == lab.EXTERNAL_VIP != lab.VIP
+    assert data["keepalived_external_router_id"] not in (None, data["keepalived_virtual_router_id"])
     assert data["secrets_file"] == lab.SECRETS_FILE
     assert data["ssh_key"] == lab.SSH_KEY and data["ssh_user"] == "root"
     assert set(prod_inv[1]) - {"haproxy_log_target", "haproxy_log_facility"} <= set(data)

@@ -7,9 +7,13 @@ the state the previous one left, as an operator's runs would.
 import json
 import os
 import re
+import socket
+import ssl
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -47,6 +51,29 @@ def changed_operations(output: str) -> list[str]:
 def assert_no_secret(output: str):
     for name, value in drills.secrets().items():
         assert value not in output, f"the secret {name} appears in pyinfra's output"
+
+
+def tls_version(address: str, port: int, name: str | None = None) -> str:
+    """The TLS version of a handshake with address:port, the certificate verified against the
+    lab's CA for `name` (default: the address itself, its IP SAN); raises when it fails."""
+    from lab.clients import tls_context
+
+    with socket.create_connection((address, port), timeout=5) as raw:
+        with tls_context().wrap_socket(raw, server_hostname=name or address) as conn:
+            return conn.version()
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def redirect_of(url: str) -> tuple[int, str]:
+    """(status, Location) of GET url, the redirect not followed (no proxy)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
+    with pytest.raises(urllib.error.HTTPError) as moved:
+        opener.open(url, timeout=5)
+    return moved.value.code, moved.value.headers["Location"] or ""
 
 
 def node_sha(node: str, path: str) -> str:
@@ -152,10 +179,6 @@ def test_every_api_listener_on_the_vip_presents_the_site_certificate(first_deplo
     """TLS on the VIP (issue 13): each HTTP API listener's certificate verifies against the lab's
     CA for the VIP's address (Python's own checks: chain, validity, subjectAltName IP); a plain
     listener (database, management) does not speak TLS; horizon's port 80 redirects to https."""
-    import socket
-    import ssl
-    import urllib.request
-
     from lab.clients import tls_context
 
     site = sitemodel.site()
@@ -165,18 +188,53 @@ def test_every_api_listener_on_the_vip_presents_the_site_certificate(first_deplo
         (tls_ports if "ssl" in bind else plain_ports).append(int(bind[0].rsplit(":", 1)[1]))
     assert len(tls_ports) >= 10 and sitemodel.listen_port("mariadb") in plain_ports
     for port in tls_ports:
-        with socket.create_connection((vip, port), timeout=5) as raw:
-            with tls_context().wrap_socket(raw, server_hostname=vip) as conn:
-                assert conn.version() in ("TLSv1.2", "TLSv1.3"), port
+        assert tls_version(vip, port) in ("TLSv1.2", "TLSv1.3"), port
     with socket.create_connection((vip, sitemodel.listen_port("rabbitmq_management")), timeout=5) as raw:
         with pytest.raises(ssl.SSLError):
             tls_context().wrap_socket(raw, server_hostname=vip)
+    code, location = redirect_of(f"http://{vip}:{sitemodel.listen_port('horizon')}/")
+    assert code == 301 and location.startswith(f"https://{vip}")
 
-    class NoRedirect(urllib.request.HTTPRedirectHandler):
-        def redirect_request(self, *args, **kwargs):
-            return None
 
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
-    with pytest.raises(urllib.error.HTTPError) as moved:
-        opener.open(f"http://{vip}:{sitemodel.listen_port('horizon')}/", timeout=5)
-    assert moved.value.code == 301 and moved.value.headers["Location"].startswith(f"https://{vip}")
+def test_the_external_vip_serves_the_public_listeners_only(first_deploy):
+    """The external VIP ("Secure by default" item 2): every public listener answers there over
+    TLS verified against the lab's CA for the external VIP's address (its IP SAN), as it answers
+    on the VIP; horizon's port 80 there redirects to https on the external VIP; the database,
+    RabbitMQ management and nova_metadata refuse connections there; exactly one node holds it,
+    the one the health report names."""
+    from lab import faults
+    from lab.clients import http_status
+
+    ext, vip = sitemodel.external_vip(), sitemodel.vip()
+    assert ext and ext != vip
+    public = sitemodel.public_listeners()
+    assert {l.name for l in public} >= {"keystone_internal", "horizon", "nova_api", "glance_api"}
+    tls_ports = []
+    for listener in public:
+        for bind in listener.external_binds:
+            words = bind.split()
+            assert words[0].rsplit(":", 1)[0] == ext, bind
+            if "ssl" in words:
+                tls_ports.append(int(words[0].rsplit(":", 1)[1]))
+    assert len(tls_ports) == len(public)  # every public listener takes TLS there
+    for port in tls_ports:
+        assert tls_version(ext, port) in ("TLSv1.2", "TLSv1.3"), port  # IP:ext in the certificate
+        url = sitemodel.external_vip_url(port)
+        assert url == f"https://{ext}:{port}/"
+        assert http_status(url) == http_status(sitemodel.vip_url(port)), port
+    # a name the certificate does not carry fails there: the verification above is real
+    with pytest.raises(ssl.SSLCertVerificationError):
+        tls_version(ext, tls_ports[0], name="openstack-ha.invalid")
+    code, location = redirect_of(f"http://{ext}:{sitemodel.listen_port('horizon')}/")
+    assert code == 301 and location.startswith(f"https://{ext}/")
+
+    for name in ("mariadb", "rabbitmq_management", "nova_metadata"):
+        port = sitemodel.listen_port(name)
+        with pytest.raises(OSError):  # refused, or dropped by the firewall (config/firewall.py)
+            socket.create_connection((ext, port), timeout=5).close()
+        socket.create_connection((vip, port), timeout=5).close()  # served on the VIP all along
+
+    holders = faults.holders(ext)
+    assert len(holders) == 1, holders
+    health = json.loads(first_deploy.report_path.read_text())
+    assert health["external_vip_holders"] == holders

@@ -10,10 +10,9 @@ secrets are deployed back. No printed output may contain any of the values.
 
 from __future__ import annotations
 
-import subprocess
-
 import lab
 from lab import drills, sitemodel
+from lab.clients import management_status, stats_status
 from lab.drills import log
 
 HOSTILE = {
@@ -23,21 +22,6 @@ HOSTILE = {
     "rabbitmq_admin_password": "ad m'in\"#$\\",
 }
 ENV = {sitemodel.secret_env(k): v for k, v in HOSTILE.items()}
-
-
-def stats_status(password: str) -> str:
-    user, port = sitemodel.data("haproxy_stats_user"), sitemodel.data("haproxy_stats_port")
-    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{user}:{password}",
-                        f"http://{sitemodel.node_address('node01')}:{port}/"], capture_output=True, text=True, timeout=15)
-    return r.stdout
-
-
-def management_status(password: str) -> str:
-    """The management API as its administrator (the services' user has no management tag)."""
-    user, port = sitemodel.data("rabbitmq_admin_user"), sitemodel.listen_port("rabbitmq_management")
-    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{user}:{password}",
-                        f"http://{sitemodel.node_address('node01')}:{port}/api/whoami"], capture_output=True, text=True, timeout=15)
-    return r.stdout
 
 
 def test_secrets_with_quotes_hash_dollar_backslash_and_spaces_work_end_to_end(healthy):

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from config.site import build_site
 from types import SimpleNamespace
 
-from facts import galera as _galera, haproxy as _haproxy, keepalived as _keepalived, memcached as _memcached
-from facts import host as _host, probe as _probe, rabbitmq as _rabbitmq
+from facts import firewall as _firewall, galera as _galera, haproxy as _haproxy, host as _host
+from facts import keepalived as _keepalived, memcached as _memcached, probe as _probe, rabbitmq as _rabbitmq
 
 # Every fact and probe helper by name (the facts live in one module per component).
-F = SimpleNamespace(**{k: v for m in (_probe, _host, _galera, _haproxy, _keepalived, _memcached, _rabbitmq)
+F = SimpleNamespace(**{k: v for m in (_probe, _host, _firewall, _galera, _haproxy, _keepalived, _memcached, _rabbitmq)
                        for k, v in vars(m).items() if not k.startswith("_")})
 
 CAPTURES = Path(__file__).resolve().parent / "captures"
@@ -33,6 +34,8 @@ FACT_OF = {
     "rabbitmq": F.RabbitmqMembers,
     "memcached": F.MemcachedStats,
     "maintenance": F.Maintenance,
+    "firewall": F.FirewallState,
+    "haproxy_tls": F.HaproxyCertificate,
 }
 
 NAMES = ("node01", "node02", "node03")
@@ -97,6 +100,7 @@ def healthy(site, holder="node01"):
     """Every controller's facts, all healthy (captures/hosts/healthy.json), `holder` holding
     the VIP (keepalived MASTER there), the API servers DOWN as usual."""
     node = host_facts("healthy")
+    node["haproxy_tls"] = certificate(days=400)
     results = {}
     for n in NAMES:
         results[n] = copy.deepcopy(node)
@@ -104,6 +108,12 @@ def healthy(site, holder="node01"):
         results[n]["keepalived"]["vrrp_state"] = "MASTER" if n == holder else "BACKUP"
         results[n]["haproxy_servers"] = servers(site, down=api_down(site))
     return results
+
+
+def certificate(days: float, now: datetime | None = None) -> dict:
+    """A HaproxyCertificate result: a certificate that expires `days` after `now` (the clock)."""
+    until = (now or datetime.now(timezone.utc)) + timedelta(days=days)
+    return {"not_after": until.strftime("%Y-%m-%dT%H:%M:%SZ"), "error": None}
 
 
 def statuses(report, host):

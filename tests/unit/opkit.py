@@ -56,7 +56,7 @@ from config.site import GROUP, build_site
 from unitkit import FAKE_SECRETS, lab_data
 
 CASES = Path(__file__).resolve().parent / "operations"
-COMPONENTS = ("host", "memcached", "galera", "dbcheck", "rabbitmq", "haproxy", "keepalived")  # deploy.py's order
+COMPONENTS = ("host", "firewall", "memcached", "galera", "dbcheck", "rabbitmq", "haproxy", "keepalived")  # deploy.py's order
 COMMANDS = ("maintenance",)  # operations modules of other entry points: their run(), with the case's `override`
 ANY = " ..."
 
@@ -130,6 +130,8 @@ NATIVE = {"FileContents", "Sha1File", "DebPackages"}
 
 def resolve(site, name: str, fact: str, value):
     """A case's fact value for host `name`, with the error contract of facts/ applied."""
+    if value == TIMEOUT:
+        return value
     value = _resolve(site, name, fact, value)
     if fact in WRAPPED:
         return {WRAPPED[fact]: value, "error": None}
@@ -224,26 +226,30 @@ def _secrets_in_env():
         mp.undo()
 
 
-def run(case: dict, facts_key: str = "facts") -> dict[str, list]:
-    """Plan the case's components on every host with its facts; returns {host: [[operation
-    name, [commands]], ...]}, operations without commands left out, in pyinfra's order."""
+TIMEOUT = "$timeout"  # a fact's value: its part of the pre-run bundle ran out of time on the host
+
+
+@contextlib.contextmanager
+def planning(case: dict, facts_key: str = "facts"):
+    """pyinfra's state and inventory of the case's site, current, with Host.get_fact answering
+    from the case's facts; yields (state, inventory). Caches are forgotten before and after."""
     hosts, group, site = case_site(case)
     names = [n for n, _ in hosts]
     facts = {n: {k: resolve(site, n, k, v) for k, v in host_facts(case[facts_key], n).items()} for n in names}
-    asked: dict[str, set] = {n: set() for n in names}
 
     def get_fact(self, cls, *args, **kwargs):
         fact = cls.__name__
         if fact == "Bundle":  # facts.bundle: each part answered as if read on its own; one the case lacks is unknown
             from facts.bundle import fact_class
 
-            parts = []
+            parts, status = [], []
             for name, part_kwargs in kwargs["parts"]:
                 part_cls = fact_class(name)
-                given = part_cls.__name__ in facts[self.name]
-                parts.append(get_fact(self, part_cls, **dict(part_kwargs)) if given else None)
-            return {"parts": parts, "error": None}
-        asked[self.name].add(fact)
+                timed_out = facts[self.name].get(part_cls.__name__) == TIMEOUT
+                known = part_cls.__name__ in facts[self.name] and not timed_out
+                parts.append(get_fact(self, part_cls, **dict(part_kwargs)) if known else None)
+                status.append("124" if timed_out else "0")
+            return {"parts": parts, "status": status, "error": None}
         if fact not in facts[self.name]:
             raise KeyError(f"{self.name}: the case gives no {fact} fact (asked with {kwargs})")
         value = facts[self.name][fact]
@@ -262,26 +268,39 @@ def run(case: dict, facts_key: str = "facts") -> dict[str, list]:
     try:
         mp.setattr(Host, "get_fact", get_fact)
         with _secrets_in_env(), ctx_state.use(state), ctx_inventory.use(inventory), ctx_config.use(state.config):
-            modules = [importlib.import_module(f"operations.{c}") for c in case["components"]]
-            for name in names:
-                with ctx_host.use(inventory.get_host(name)):
-                    for module in modules:
-                        (module.run if module.__name__.split(".")[-1] in COMMANDS else module.configure)()
-            out: dict[str, list] = {}
-            for name in names:
-                host = inventory.get_host(name)
-                rows = []
-                with ctx_host.use(host):
-                    for op_hash in state.get_op_order():
-                        if op_hash not in state.ops[host]:
-                            continue
-                        commands = [render_command(c) for c in state.get_op_data_for_host(host, op_hash).command_generator()]
-                        if commands:
-                            rows.append([", ".join(state.get_op_meta(op_hash).names), commands])
-                out[name] = rows
+            yield state, inventory
     finally:
         mp.undo()
         reset_caches()
+
+
+def run(case: dict, facts_key: str = "facts", failed: tuple = ()) -> dict[str, list]:
+    """Plan the case's components on every host with its facts; returns {host: [[operation
+    name, [commands]], ...]}, operations without commands left out, in pyinfra's order.
+    `failed`: hosts that failed earlier in the run; the commands are then those the operations
+    yield when they execute (turn() checks the failed hosts at execution time)."""
+    with planning(case, facts_key) as (state, inventory):
+        names = [h.name for h in inventory]
+        modules = [importlib.import_module(f"operations.{c}") for c in case["components"]]
+        for name in names:
+            with ctx_host.use(inventory.get_host(name)):
+                for module in modules:
+                    (module.run if module.__name__.split(".")[-1] in COMMANDS else module.configure)()
+        if failed:
+            state.is_executing = True
+            state.failed_hosts = {inventory.get_host(n) for n in failed}
+        out: dict[str, list] = {}
+        for name in names:
+            host = inventory.get_host(name)
+            rows = []
+            with ctx_host.use(host):
+                for op_hash in state.get_op_order():
+                    if op_hash not in state.ops[host]:
+                        continue
+                    commands = [render_command(c) for c in state.get_op_data_for_host(host, op_hash).command_generator()]
+                    if commands:
+                        rows.append([", ".join(state.get_op_meta(op_hash).names), commands])
+            out[name] = rows
     return out
 
 

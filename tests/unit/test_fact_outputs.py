@@ -8,6 +8,7 @@ framing edge cases (no tool, cut short, timed out), not captures.
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -215,15 +216,45 @@ def test_memcached_refused():
 
 def test_keepalived_state_fact_parses_unit_and_vrrp_state():
     k = F.KeepalivedState()
-    assert capture("keepalived", "backup") == {"active": "active", "vrrp_state": "BACKUP", "error": None}
-    assert capture("keepalived", "master") == {"active": "active", "vrrp_state": "MASTER", "error": None}
-    assert k.process(["active", "__vrrp=BACKUP", "", "__rc=0"]) == {"active": "active", "vrrp_state": "BACKUP", "error": None}
+    one = {"vrrp_states": {}, "error": None}  # the captures of before: no instance names
+    assert capture("keepalived", "backup") == {"active": "active", "vrrp_state": "BACKUP", **one}
+    assert capture("keepalived", "master") == {"active": "active", "vrrp_state": "MASTER", **one}
+    assert k.process(["active", "__vrrp=BACKUP", "", "__rc=0"]) == {"active": "active", "vrrp_state": "BACKUP", **one}
     # running, but no dump came: an error, never a healthy answer
     assert "did not dump its state" in k.process(["active", "__vrrp=", "", "__rc=0"])["error"]
-    assert k.process(["inactive", "", "__rc=0"]) == {"active": "inactive", "vrrp_state": None, "error": None}
+    assert "did not dump its state" in k.process(["active", "", "__rc=0"])["error"]
+    assert k.process(["inactive", "", "__rc=0"]) == {"active": "inactive", "vrrp_state": None, **one}
     assert k.process(["__missing=systemctl"])["error"] == "systemctl not installed (command not found)"
     assert k.process([])["error"]
     assert "kill -USR1 $(cat /run/keepalived.pid)" in k.command()
+
+
+# keepalived 2.2's SIGUSR1 dump (vrrp_data.c dump_vrrp), cut to the lines around each state.
+KEEPALIVED_DATA = """------< VRRP Topology >------
+ VRRP Instance = internal_vip_77
+   VRRP Version = 2
+   State = MASTER
+   Flags: none
+ VRRP Instance = external_vip_78
+   VRRP Version = 2
+   State = FAULT
+   Flags: none
+------< VRRP Scripts >------
+ VRRP Script = check_alive
+   Status = GOOD
+"""
+
+
+def test_keepalived_state_reads_every_instance_of_the_dump(tmp_path):
+    # The fact's own sed, run on a dump of two instances (the external VIP's second).
+    command = F.KeepalivedState().command()
+    sed = re.search(r"(sed -n -e .*?) /tmp/keepalived\.data", command).group(1)
+    (tmp_path / "keepalived.data").write_text(KEEPALIVED_DATA)
+    out = subprocess.run(["sh", "-c", f"{sed} keepalived.data"], cwd=tmp_path, capture_output=True, text=True,
+                         check=True).stdout
+    result = F.KeepalivedState().process(["active", *out.splitlines(), "__rc=0"])
+    assert result == {"active": "active", "vrrp_state": "MASTER",
+                      "vrrp_states": {"internal_vip_77": "MASTER", "external_vip_78": "FAULT"}, "error": None}
 
 
 FACTS_AND_ARGS = [

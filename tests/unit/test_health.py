@@ -9,6 +9,7 @@ The cluster-wide rows and the report's text and JSON are in test_health_cluster.
 from __future__ import annotations
 
 import ast
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,10 @@ from health import checks
 from health.checks import evaluate
 from health.report import FAIL, INFO, OK
 from health.settle import lagging
+from health.tls import certificate_rows
 from healthkit import F
+
+CAPTURED_AT = datetime(2026, 11, 27, 8, 38, 51, tzinfo=timezone.utc)  # when captures/haproxy_tls/ were made
 
 # The row each fact of a controller answers for.
 ROW_OF = {
@@ -32,6 +36,8 @@ ROW_OF = {
     "rabbitmq": "rabbitmq",
     "memcached": "memcached",
     "maintenance": "maintenance",
+    "firewall": "firewall",
+    "haproxy_tls": "tls certificate",
 }
 
 
@@ -79,6 +85,7 @@ def test_a_fact_that_is_not_a_result_is_a_failed_row(key):
     (lambda f: checks.galera_rows(f, list(NAMES)), "galera"),
     (lambda f: checks.rabbitmq_rows(f, list(NAMES), []), "rabbitmq"),
     (lambda f: checks.memcached_rows(f), "memcached"),
+    (lambda f: certificate_rows(lab_site(), f, CAPTURED_AT), "haproxy_tls"),
 ])
 def test_each_rule_alone_fails_without_its_fact(rule, key):
     (only,) = rule({"collect_sec": 0.5})
@@ -91,7 +98,8 @@ def test_a_host_with_no_fact_at_all_fails_every_check():
     results["node02"] = {"collect_sec": 0.1}
     report = evaluate(site, results)
     assert statuses(report, "node02") == {"maintenance": FAIL, "vip": FAIL, "keepalived": FAIL, "haproxy": FAIL,
-                                          "galera": FAIL, "rabbitmq": FAIL, "memcached": FAIL}
+                                          "tls certificate": FAIL, "galera": FAIL, "rabbitmq": FAIL, "memcached": FAIL,
+                                          "firewall": FAIL}
     for name in ("vip holder", "galera", "rabbitmq", "memcached"):
         assert "node02" in cluster(report, name).hosts, name
     # No facts at all: the controller was not verified.
@@ -108,6 +116,8 @@ def test_a_host_with_no_fact_at_all_fails_every_check():
     ("rabbitmq", "down"),
     ("rabbitmq", "app_not_running"),
     ("memcached", "refused"),
+    ("haproxy_tls", "missing"),
+    ("haproxy_tls", "not_pem"),
 ])
 def test_a_captured_failure_is_its_row_with_the_fact_error(key, case):
     site = lab_site()
@@ -115,7 +125,7 @@ def test_a_captured_failure_is_its_row_with_the_fact_error(key, case):
     fact = capture(key, case)
     results["node02"][key] = fact
     failed = row(evaluate(site, results), "node02", ROW_OF[key])
-    assert (failed.status, failed.detail) == (FAIL, fact["error"])
+    assert failed.status == FAIL and failed.detail.endswith(fact["error"])
 
 
 @pytest.mark.parametrize(
@@ -128,6 +138,8 @@ def test_a_captured_failure_is_its_row_with_the_fact_error(key, case):
         ("memcached", F.MemcachedStats().process(["__missing=python3"])),
         ("vip", capture("vip", "no_device")),
         ("keepalived", F.KeepalivedState.default()),
+        ("haproxy_tls", F.HaproxyCertificate.default()),
+        ("haproxy_tls", F.HaproxyCertificate().process(["__missing=openssl"])),
     ],
 )
 def test_missing_tool_or_no_output_fails_the_host(key, fact):
@@ -173,8 +185,9 @@ def test_lab_captures_of_a_healthy_cluster():
     for n in ("node02", "node03"):
         results[n]["vip"] = {**results[n]["vip"], "holds_vip": False}
         results[n]["keepalived"] = capture("keepalived", "backup")
-    report = evaluate(site, results)
+    report = evaluate(site, results, now=CAPTURED_AT)
     assert report.ok, report.failures()
+    assert row(report, "node01", "tls certificate").detail == "expires 2029-03-01 08:38 UTC (825 days)"
     assert row(report, "node01", "vip").detail == "holds 10.77.0.100 on enp8s0f0"
     assert row(report, "node02", "galera").detail == "size 3, Primary, Synced"
     assert row(report, "node02", "rabbitmq").detail == "running rabbit@node01, rabbit@node02, rabbit@node03"

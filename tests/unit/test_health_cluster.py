@@ -61,11 +61,16 @@ def test_galera_node_not_synced_fails_that_node():
     assert report.host_failures("node01") == []
 
 
-def test_galera_non_primary_capture_names_every_problem():
+def report_with(node: str, key: str, fact: dict):
+    """The report of the lab site when `node`'s `key` fact is `fact` (every other fact healthy)."""
     site = lab_site()
     results = healthy(site)
-    results["node03"]["galera"] = capture("galera", "non_primary")
-    assert row(evaluate(site, results), "node03", "galera").detail == (
+    results[node][key] = fact
+    return evaluate(site, results)
+
+
+def test_galera_non_primary_capture_names_every_problem():
+    assert row(report_with("node03", "galera", capture("galera", "non_primary")), "node03", "galera").detail == (
         "wsrep_cluster_status is non-Primary (wanted Primary); wsrep_local_state_comment is Initialized "
         "(wanted Synced); wsrep_ready is OFF (wanted ON); cluster size 1, expected 3 (controllers up)")
 
@@ -132,10 +137,7 @@ def test_rabbitmq_missing_member_and_partition():
 
 
 def test_rabbitmq_partitioned_capture():
-    site = lab_site()
-    results = healthy(site)
-    results["node01"]["rabbitmq"] = capture("rabbitmq", "partitioned")
-    assert row(evaluate(site, results), "node01", "rabbitmq").detail == (
+    assert row(report_with("node01", "rabbitmq", capture("rabbitmq", "partitioned")), "node01", "rabbitmq").detail == (
         "not running here: rabbit@node03; partitions: rabbit@node01: rabbit@node03; "
         "alarms: memory alarm on rabbit@node02")
 
@@ -220,7 +222,7 @@ def test_render_and_json_of_a_healthy_report():
     data = json.loads(json.dumps(report.to_dict()))
     assert data["ok"] is True
     # The keys monitoring, tests/lab and lab/drills.py read.
-    assert list(data) == ["ok", "generated_at", "controllers", "vip_holders", "failures", "hosts", "cluster"]
+    assert list(data) == ["ok", "generated_at", "controllers", "vip_holders", "failures", "warnings", "hosts", "cluster"]
     assert data["controllers"] == list(NAMES) and data["failures"] == []
     assert [c["name"] for c in data["cluster"]] == ["controllers up", "vip holder", "galera", "rabbitmq", "memcached"]
     assert data["hosts"]["node01"][0] == {"name": "vip", "status": "ok", "detail": "holds 10.77.0.100 on enp8s0f0",
@@ -254,8 +256,6 @@ def test_write_json(tmp_path):
     ({"installed": False, "active": False, "error": None}, "MariaDB not installed"),
 ])
 def test_galera_node_not_serving_says_why(fact, detail):
-    site = lab_site()
-    results = healthy(site)
-    results["node03"]["galera"] = fact
-    assert row(evaluate(site, results), "node03", "galera").detail == detail
-    assert cluster(evaluate(site, results), "galera").hosts == ("node03",)
+    report = report_with("node03", "galera", fact)
+    assert row(report, "node03", "galera").detail == detail
+    assert cluster(report, "galera").hosts == ("node03",)

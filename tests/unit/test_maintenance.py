@@ -212,9 +212,9 @@ def test_the_marker_fact(output, out, error):
 # --- the report ----------------------------------------------------------------------------
 
 
-def out_of_service(site, name="node02"):
-    """The lab with `name` in maintenance as the command leaves it."""
-    results = healthy(site)
+def out_of_service(site, name="node02", results=None):
+    """The lab (or `results`) with `name` in maintenance as the command leaves it."""
+    results = healthy(site) if results is None else results
     maint = {(lst.name, name): "MAINT" for lst in site.listeners}
     for n in NAMES:
         results[n]["haproxy_servers"] = servers(site, down=api_down(site), status=maint)
@@ -261,3 +261,54 @@ def test_servers_in_maint_are_not_waited_for_by_the_report():
     assert lagging("node01", results) == []  # node02 Synced, its mariadb server in MAINT: settled
     results["node01"]["haproxy_servers"]["listeners"]["mariadb"]["node02"]["status"] = "DOWN"
     assert lagging("node01", results) == ["mariadb/node02 DOWN"]
+
+
+# --- with the external VIP, the firewall and the certificate (main's rows) ---------------------
+
+
+def test_every_vrrp_instance_tracks_the_marker():
+    from config.files import KEEPALIVED_CONF
+    from test_external_vip import EXTERNAL, files_of, instances
+
+    conf = files_of(**EXTERNAL)[KEEPALIVED_CONF]
+    assert conf.count("track_file maintenance {") == 1
+    blocks = instances(conf)
+    assert list(blocks) == ["internal_vip_121", "external_vip_122"]
+    for name, block in blocks.items():
+        tracked = block.split("track_file {", 1)[1].split("}", 1)[0].split()
+        assert tracked == ["haproxy_down", "maintenance"], name
+
+
+def ext_out_of_service():
+    from test_external_vip import ext_results, ext_site
+
+    site = ext_site()
+    results = out_of_service(site, results=ext_results(site, holder="node01"))
+    results["node02"]["keepalived"]["vrrp_states"] = {"internal_vip_121": "FAULT", "external_vip_78": "FAULT"}
+    return site, results
+
+
+def test_in_maintenance_with_an_external_vip_its_other_rows_are_judged_as_usual():
+    site, results = ext_out_of_service()
+    report = evaluate(site, results)
+    assert report.ok, report.failures()
+    assert [n for n in statuses(report, "node02") if not n.startswith("backend")] == [
+        "maintenance", "vip", "external vip", "keepalived", "haproxy", "maintenance servers", "tls certificate",
+        "galera", "rabbitmq", "memcached", "firewall"]
+    assert row(report, "node02", "external vip").detail == "in maintenance, does not hold 10.77.0.101"
+    assert row(report, "node02", "keepalived").status == INFO
+    assert statuses(report, "node02")["tls certificate"] == OK and statuses(report, "node02")["firewall"] == OK
+    results["node02"]["firewall"]["loaded"] = False  # in maintenance or not, a firewall not loaded fails
+    assert row(evaluate(site, results), "node02", "firewall").status == FAIL
+
+
+@pytest.mark.parametrize("breaks, check, words", [
+    (lambda r: r["node02"]["external_vip"].update(holds_vip=True), "external vip", "in maintenance but holds 10.77.0.101"),
+    (lambda r: r["node02"]["keepalived"]["vrrp_states"].update(external_vip_78="BACKUP"), "keepalived",
+     "VRRP external_vip_78 BACKUP though in maintenance"),
+])
+def test_in_maintenance_it_must_not_hold_or_take_the_external_vip(breaks, check, words):
+    site, results = ext_out_of_service()
+    breaks(results)
+    failed = row(evaluate(site, results), "node02", check)
+    assert failed.status == FAIL and words in failed.detail, failed

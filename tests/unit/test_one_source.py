@@ -40,6 +40,15 @@ def line_value(path: str, pattern: str):
     return read
 
 
+def nth_line_value(path: str, pattern: str, n: int):
+    """The first group of the n-th line (from 0) of `path` matching `pattern`."""
+    def read(files, site):
+        found = [m.group(1) for line in files[path].splitlines() if (m := re.fullmatch(pattern, line.strip()))]
+        assert len(found) > n, f"{path}: fewer than {n + 1} lines match {pattern!r}"
+        return found[n]
+    return read
+
+
 def listen(name: str):
     def section(files):
         return listens(parse_haproxy(files[HAPROXY_CFG]))[name]
@@ -64,6 +73,12 @@ def check_ports(name: str):
 def bind(name: str, part: int):
     """A listener's bind address (part 0) or port (part 1)."""
     return lambda files, site: listen(name)(files).values("bind")[0].rsplit(":", 1)[part]
+
+
+def external_bind(name: str, part: int):
+    """A public listener's bind on the external VIP (after the VIP's): address or port."""
+    return lambda files, site: [b for b in listen(name)(files).values("bind")
+                                if b.startswith(f"{site['external_vip']}:")][0].split()[0].rsplit(":", 1)[part]
 
 
 def crt(name: str):
@@ -125,6 +140,13 @@ AGREEMENTS = [
     ("rabbitmq_user", client_string("transport_url", r"(?:rabbit://|,)([^:]+):"), rabbitmqctl(r"set_permissions -p \S+ (\S+) ")),
     ("rabbitmq_vhost", client_string("transport_url", r"/([^/]+)$"), rabbitmqctl(r"add_vhost (\S+)$")),
 ]
+# Rows that hold when the site has an external VIP (the lab's has).
+WITH_EXTERNAL_VIP = [
+    # the external VIP HAProxy binds is the address keepalived's second instance holds
+    ("external_vip", external_bind("keystone_internal", 0), nth_line_value(KEEPALIVED_CONF, r"(\S+)/\d+ dev \S+", 1)),
+    ("keepalived_external_router_id", nth_line_value(KEEPALIVED_CONF, r"vrrp_instance external_vip_(\d+) \{", 0),
+     nth_line_value(KEEPALIVED_CONF, r"virtual_router_id (\d+)", 1)),
+]
 ONLY_WITH = {
     ("keepalived_track_haproxy_unit", True): [
         # the file HAProxy's unit writes is the file keepalived tracks
@@ -153,7 +175,7 @@ ONLY_WITH = {
 OVERRIDES = {
     "vip": {"vip": "10.77.0.200"},
     "vip_interface": {"vip_interface": "eth1"},
-    "keepalived_virtual_router_id": {"keepalived_virtual_router_id": 78},
+    "keepalived_virtual_router_id": {"keepalived_virtual_router_id": 76},
     "keepalived_advert_int": {"keepalived_advert_int": 2},
     "keepalived_check_interval": {"keepalived_check_interval": 3},
     "keepalived_check_fall": {"keepalived_check_fall": 3},
@@ -180,8 +202,9 @@ OVERRIDES = {
     "haproxy_check_rise": {"haproxy_check_rise": 3},
     "haproxy_check_fall": {"haproxy_check_fall": 4},
     "haproxy_legacy_services": {"haproxy_legacy_services": False},
-    "haproxy_tls": {"haproxy_tls": False},
+    "haproxy_tls": {"haproxy_tls": False, "external_vip": None},  # TLS is required on it
     "haproxy_tls_pem_path": {"haproxy_tls_pem_path": "/etc/ssl/private/vip.pem"},
+    "haproxy_tls_expiry_warn_days": {"haproxy_tls_expiry_warn_days": 45},
     "services": {"services": {"octavia_api": {"port": 9876}}},
     "galera_cluster_name": {"galera_cluster_name": "cloud2"},
     "galera_sst_method": {"galera_sst_method": "rsync"},
@@ -207,6 +230,12 @@ OVERRIDES = {
     "sysctl": {"sysctl": {"net.ipv4.tcp_retries2": 8}},
     "internal_network": {"internal_network": "10.77.0.0/23"},
     "maintenance_drain_seconds": {"maintenance_drain_seconds": 30},
+    "firewall": {"firewall": False},
+    "firewall_client_networks": {"firewall_client_networks": ["192.0.2.0/24"]},
+    "external_vip": {"external_vip": "10.77.0.102"},
+    "external_vip_interface": {"external_vip_interface": "eth2"},
+    "external_network": {"external_network": "10.77.0.96/28"},
+    "keepalived_external_router_id": {"keepalived_external_router_id": 79},
 }
 
 # Keys whose override reaches no rendered file (nor the client strings a deploy prints), so no two files can disagree about them; why,
@@ -217,6 +246,7 @@ NOT_IN_FILES = {
     "rabbitmq_admin_user": "only in rabbitmqctl commands (definition_commands; test_operations)",
     "maintenance_drain_seconds": "only in the maintenance command's shell (test_maintenance)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
+    "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_certificate)",
 }
 # Keys the table cannot override: required (no default) or read from the secrets file.
 NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is rendered"}
@@ -241,7 +271,8 @@ def rendered(group_changes: dict):
 
 
 def agreements(site):
-    return AGREEMENTS + [row for (key, value), rows in ONLY_WITH.items() if site[key] == value for row in rows]
+    return (AGREEMENTS + [row for (key, value), rows in ONLY_WITH.items() if site[key] == value for row in rows]
+            + (WITH_EXTERNAL_VIP if site["external_vip"] else []))
 
 
 def test_every_overridable_key_is_overridden_or_said_why_not():

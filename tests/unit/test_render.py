@@ -70,12 +70,12 @@ def node01_cfg(prod_render):
     return parse_haproxy((prod_render / "node01" / "etc/haproxy/haproxy.cfg").read_text())
 
 
-def test_each_node_gets_its_fifteen_files(prod_render):
+def test_each_node_gets_its_eighteen_files(prod_render):
     for node in NODES:
         files = {str(p.relative_to(prod_render / node)) for p in (prod_render / node).rglob("*") if p.is_file()}
         assert files == NODE_FILES, node
     assert {p.name for p in prod_render.iterdir()} == set(NODES)
-    assert len(FILES) == 15
+    assert len(FILES) == 18
 
 
 def test_render_returns_the_written_paths(tmp_path):
@@ -211,7 +211,14 @@ def test_galera_rabbit_memcached_bind_the_node_address(prod_render):
         assert f"wsrep_node_name = {node}" in galera
         assert "innodb_flush_log_at_trx_commit = 1" in galera
         assert f"-l {addr}" in (root / "etc/memcached.conf").read_text().splitlines()
-        assert (root / "etc/rabbitmq/rabbitmq-env.conf").read_text().splitlines()[-1] == f"NODENAME=rabbit@{node}"
+        env = (root / "etc/rabbitmq/rabbitmq-env.conf").read_text().splitlines()
+        assert f"NODENAME=rabbit@{node}" in env
+        # the cluster ports on the node address, never 0.0.0.0 (config/firewall.py guards them too)
+        assert f'SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {{{addr.replace(".", ",")}}}"' in env
+        assert f"wsrep_sst_receive_address = {addr}:4444" in galera
+        assert f"gmcast.listen_addr=tcp://{addr}:4567; ist.recv_addr={addr}:4568" in galera
+        epmd = (root / "etc/systemd/system/epmd.socket.d/openstack-ha.conf").read_text().splitlines()
+        assert [l for l in epmd if l.startswith("ListenStream")] == ["ListenStream=", "ListenStream=127.0.0.1:4369", f"ListenStream={addr}:4369"]
         assert f"listeners.tcp.1 = {addr}:5672" in (root / "etc/rabbitmq/rabbitmq.conf").read_text()
         assert "net.ipv4.ip_nonlocal_bind = 1" in (root / "etc/sysctl.d/60-openstack-ha.conf").read_text()
 
@@ -264,7 +271,7 @@ def test_deploy_rendering_uses_values_and_mask_restores_placeholders(monkeypatch
     assert report.errors == []
     site = build_site(hosts, group)
     files = managed_files(site, "node01", secrets)
-    assert len(files) == 15
+    assert len(files) == 18
     by_path = {f.path.lstrip("/"): f for f in files}
     assert set(by_path) == NODE_FILES
     for rel, f in by_path.items():

@@ -112,12 +112,12 @@ def test_tls_without_a_certificate_is_refused_naming_the_way_out():
 @pytest.mark.parametrize("pem,says", [
     ("-----BEGIN CERTIFICATE-----\nQUJD\n-----END CERTIFICATE-----\n", "PRIVATE KEY"),
     ("-----BEGIN PRIVATE KEY-----\nQUJD\n-----END PRIVATE KEY-----\n", "CERTIFICATE"),
-    (FAKE_SECRETS["haproxy_tls_pem"].replace("ZmFrZS1rZXk=", "ZmFr\x1bZS1rZXk="), "printable"),
+    (FAKE_SECRETS["haproxy_tls_pem"].replace("-----END PRIVATE KEY", "QUJD\x1b\n-----END PRIVATE KEY"), "printable"),
 ])
 def test_a_pem_that_is_no_bundle_is_refused_without_showing_it(pem, says):
     (p,) = problems_of({**FAKE_SECRETS, "haproxy_tls_pem": pem})
     assert p.key == "haproxy_tls_pem" and says in p.message
-    assert "QUJD" not in str(p) and "ZmFr" not in str(p)
+    assert "QUJD" not in str(p)
 
 
 def test_the_https_port_clashes_like_any_listener_port():

@@ -44,6 +44,9 @@ NODE_FILES = {
     "etc/rabbitmq/rabbitmq.conf",
     "etc/rabbitmq/enabled_plugins",
     "var/lib/rabbitmq/.erlang.cookie",
+    "etc/systemd/system/epmd.socket.d/openstack-ha.conf",
+    "etc/openstack-ha/firewall.nft",
+    "etc/systemd/system/openstack-ha-firewall.service",
     "etc/haproxy/openstack-ha.pem",
     "etc/haproxy/haproxy.cfg",
     "etc/systemd/system/haproxy.service.d/openstack-ha.conf",
@@ -60,7 +63,46 @@ DBCHECK_FILES = {
     "etc/systemd/system/galera-clustercheck.service",
 }
 
-# Fake secret values: distinctive, valid where they go (VRRP at most 8 characters).
+def make_pem(days: int = 400, key_of: str = "") -> str:
+    """A throwaway self-signed certificate (P-256, `days` long) and its key, as one PEM bundle
+    (openssl here); with `key_of`, that bundle's key instead (a key that does not match)."""
+    with tempfile.TemporaryDirectory(prefix="ha-test-pem-") as d:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-days", str(days), "-subj", "/CN=vip.test", "-keyout", f"{d}/key.pem", "-out", f"{d}/crt.pem"],
+                       check=True, capture_output=True, timeout=60)
+        crt, key = Path(d, "crt.pem").read_text(), Path(d, "key.pem").read_text()
+    return crt + (key_of[key_of.index("-----BEGIN PRIVATE KEY-----"):] if key_of else key)
+
+
+def expired_pem() -> str:
+    """A self-signed certificate that expired on 2026-11-02 and its key (openssl cannot make
+    one: cryptography, pyinfra's SSH library's own dependency)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vip.test")])
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(dt.datetime(2024, 11, 1, tzinfo=dt.timezone.utc))
+            .not_valid_after(dt.datetime(2026, 11, 2, tzinfo=dt.timezone.utc)).sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM).decode()
+            + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode())
+
+
+def key_lines(pem: str) -> list[str]:
+    """The body lines of a PEM bundle's private key: what no output may ever show."""
+    body = pem[pem.index("PRIVATE KEY-----") + len("PRIVATE KEY-----"):pem.rindex("-----END")]
+    return [line for line in body.split("\n") if len(line) > 8]
+
+
+# Fake secret values: distinctive, valid where they go (VRRP at most 8 characters; the
+# certificate a real one, made here: preflight checks it with openssl).
 FAKE_SECRETS = {
     "vrrp_auth_pass": "Vr8pAss1",
     "haproxy_stats_password": "fake-stats-Zq81x",
@@ -69,9 +111,7 @@ FAKE_SECRETS = {
     "rabbitmq_password": "fake-rabbit-Tt90c",
     "rabbitmq_admin_password": "fake-rabbitadmin-Qw41d",
     "rabbitmq_erlang_cookie": "FAKECOOKIEWXYZ0123456789",
-    # not a usable certificate: haproxy_check() gives haproxy -c a real one (throwaway_pem())
-    "haproxy_tls_pem": "-----BEGIN CERTIFICATE-----\nZmFrZS1jZXJ0\n-----END CERTIFICATE-----\n"
-                       "-----BEGIN PRIVATE KEY-----\nZmFrZS1rZXk=\n-----END PRIVATE KEY-----\n",
+    "haproxy_tls_pem": make_pem(),
 }
 assert set(FAKE_SECRETS) == set(SECRETS)
 
@@ -258,16 +298,18 @@ _ns_counter = 0
 
 
 @contextlib.contextmanager
-def netns(interface: str = "enp8s0f0"):
-    """A throwaway network namespace holding a veth named `interface` (up), always deleted.
-    Commands run in it with netns_sh(); `ip netns exec` gives each a private mount namespace."""
+def netns(interface: str = "enp8s0f0", *more: str):
+    """A throwaway network namespace holding a veth named `interface` (and one per name of
+    `more`), up, always deleted. Commands run in it with netns_sh(); `ip netns exec` gives each
+    a private mount namespace."""
     global _ns_counter
     _ns_counter += 1
     ns = f"kat-{os.getpid()}-{_ns_counter}"
     _ip("netns", "add", ns)
     try:
-        _ip("link", "add", interface, "netns", ns, "type", "veth", "peer", "name", "kat-peer", "netns", ns)
-        _ip("netns", "exec", ns, "ip", "link", "set", interface, "up")
+        for i, name in enumerate((interface, *more)):
+            _ip("link", "add", name, "netns", ns, "type", "veth", "peer", "name", f"kat-peer{i or ''}", "netns", ns)
+            _ip("netns", "exec", ns, "ip", "link", "set", name, "up")
         yield ns
     finally:
         _ip("netns", "del", ns, check=False)
@@ -277,16 +319,16 @@ def netns_sh(ns: str, script: str, timeout: int = 30) -> subprocess.CompletedPro
     return subprocess.run(["ip", "netns", "exec", ns, "sh", "-c", script], capture_output=True, text=True, timeout=timeout)
 
 
-def keepalived_check(keepalived_dir: Path, interface: str = "enp8s0f0") -> KeepalivedResult:
+def keepalived_check(keepalived_dir: Path, interface: str = "enp8s0f0", *more: str) -> KeepalivedResult:
     """`keepalived --config-test` on a rendered /etc/keepalived dir, in a throwaway network
-    namespace holding a veth named `interface`, with the dir bind-mounted over
+    namespace holding a veth named `interface` (and `more`), with the dir bind-mounted over
     /etc/keepalived inside the namespace's private mount namespace. The namespace is
     always deleted."""
     logdir = Path(tempfile.mkdtemp(prefix="kat-"))  # never inside the rendered tree
     log = logdir / "config-test.log"
     Path("/etc/keepalived").mkdir(parents=True, exist_ok=True)
     try:
-        with netns(interface) as ns:
+        with netns(interface, *more) as ns:
             proc = netns_sh(ns, f"mount --bind '{keepalived_dir}' /etc/keepalived && "
                                 f"keepalived --config-test='{log}' -f /etc/keepalived/keepalived.conf")
         text = log.read_text() if log.exists() else ""

@@ -1,0 +1,77 @@
+"""The host firewall as data: which of the project's ports each source may reach.
+
+One nftables table, `inet openstack_ha`, owned by the deploy (files/templates/firewall): its
+chain only DROPS packets to the project's own ports from sources that have no business there,
+and accepts everything else (policy accept), so the site's own rules, SSH and every port the
+project does not open stay as they were. Three kinds of port:
+
+- cluster: Galera replication, IST and SST, epmd, the Erlang distribution, the database check,
+  memcached and every API server behind HAProxy on the node address: the controllers only
+  (a host that reaches Galera's 4567 and knows the cluster name can join and receive a state
+  transfer: every OpenStack credential);
+- the VIP's listeners: the client networks (`firewall_client_networks`, default the internal
+  network);
+- on the node address for clients: AMQP (agents on compute nodes talk to the brokers
+  directly) and the HAProxy stats page (behind its password);
+- the external VIP (`external_vip`): its public listeners for anyone, no other TCP port.
+
+VRRP is taken from the controllers only: a stranger's advertisement cannot take the VIP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from config.defaults import DIST_PORT_OFFSET, EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
+from config.site import Site
+
+TABLE = "openstack_ha"  # `inet openstack_ha`: the only table the deploy writes
+# Node-address ports clients reach directly (the rest of the node's ports: controllers only).
+CLIENT_NODE_PORT_KEYS = ("rabbitmq_port", "haproxy_stats_port")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The firewall of one site (the same on every controller)."""
+
+    controllers: tuple[str, ...]  # the controllers' addresses and the VIPs (a holder's source)
+    clients: tuple[str, ...]  # networks
+    vips: tuple[str, ...]
+    vip_ports: tuple[int, ...]  # the VIP's listeners: clients
+    client_ports: tuple[int, ...]  # on the node address: clients
+    cluster_ports: tuple[int, ...]  # controllers only (on the VIPs: but for their listeners)
+    external_vips: tuple[str, ...] = ()
+    external_ports: tuple[int, ...] = ()  # the public listeners on the external VIP: anyone
+
+
+def client_networks(site: Site) -> tuple[str, ...]:
+    """The networks the VIP's listeners answer: firewall_client_networks, else the internal network."""
+    return tuple(site["firewall_client_networks"] or (site["internal_network"],))
+
+
+def rules(site: Site) -> Rules:
+    d = site.data
+    vip_ports, external_ports = set(), set()
+    for svc in site.services:
+        tls = d["haproxy_tls"] and svc.tls and svc.mode == "http" and svc.https_port
+        ports = {svc.port} | ({svc.https_port} if tls else set())
+        vip_ports |= ports
+        if svc.public:
+            external_ports |= ports
+    client_ports = {d[k] for k in CLIENT_NODE_PORT_KEYS}
+    cluster = {GALERA_PORT, GALERA_IST_PORT, GALERA_SST_PORT, EPMD_PORT, d["rabbitmq_port"] + DIST_PORT_OFFSET,
+               d["memcached_port"], d["mariadb_port"], d["rabbitmq_management_port"]}
+    if d["mariadb_check_method"] == "httpchk":
+        cluster.add(d["mariadb_check_port"])
+    cluster |= {svc.backend_port or svc.port for svc in site.services}
+    external = (d["external_vip"],) if d["external_vip"] else ()
+    return Rules(
+        controllers=tuple(c.address for c in site.controllers) + (d["vip"],),
+        clients=client_networks(site),
+        vips=(d["vip"],),
+        vip_ports=tuple(sorted(vip_ports)),
+        client_ports=tuple(sorted(client_ports - cluster)),
+        cluster_ports=tuple(sorted(cluster - client_ports)),
+        external_vips=external,
+        external_ports=tuple(sorted(external_ports)) if external else (),
+    )

@@ -1,0 +1,76 @@
+"""The host firewall on every controller (config/firewall.py): the project's nftables table,
+checked by `nft -c` on the host before it replaces the old rules, loaded in one transaction
+(connections the new rules still admit survive), and at every boot by its own unit."""
+
+from __future__ import annotations
+
+import sys
+
+from pyinfra import host
+from pyinfra.api import deploy
+
+from config.files import FIREWALL_NFT, FIREWALL_UNIT
+from config.firewall import TABLE, rules
+from facts.firewall import FirewallState
+from operations.before import facts_of_all_controllers, planned_fact, unit_state
+from operations.common import announce, controllers_in_run, files_of, once, shell, site
+from operations.steps import install_files, mark_pending, packages, service
+
+UNIT_FILE = f"/etc/systemd/system/{FIREWALL_UNIT}.service"
+
+
+def left_out_refusal(states: dict, limited: list[str], admitted: dict[str, str]) -> str | None:
+    """Why this run must not go on, or None. Pure.
+
+    A controller a --limit leaves out keeps the rules it has: if they do not admit a controller
+    of this run (a new one), that controller's Galera and RabbitMQ traffic is dropped there
+    and its join would stall. `admitted`: {name: address} of the controllers in the run."""
+    for name in limited:
+        st = states.get(name)
+        if not st or not st.get("loaded"):
+            continue  # no table there (nothing dropped), or unknown (the cluster plans say)
+        missing = sorted(n for n, addr in admitted.items() if addr not in st.get("controllers", []))
+        if missing:
+            return (f"{name} (left out by --limit) has a firewall that does not admit {', '.join(missing)}: "
+                    f"their cluster traffic would be dropped there. Run the deploy without --limit, "
+                    f"or with --limit {','.join(sorted({name, *admitted}))}; no host was changed.")
+    return None
+
+
+@once
+def _refusal() -> str | None:
+    s = site()
+    in_run = controllers_in_run()
+    limited = [c.name for c in s.controllers if c.name not in in_run]
+    if not limited:
+        return None
+    why = left_out_refusal(facts_of_all_controllers(FirewallState), limited,
+                           {c.name: c.address for c in s.controllers if c.name in in_run})
+    if why:
+        print(f"firewall: {why}", file=sys.stderr)  # once, for every host's deploy
+    return why
+
+
+@deploy("Firewall")
+def configure():
+    """The project's table on this controller (firewall True), else none: a site that turns it
+    off gets the table, its unit and its rules file removed. A table that differs from the
+    rules (flushed by hand, an earlier run cut short) is loaded again."""
+    if not site()["firewall"]:
+        installed = unit_state(FIREWALL_UNIT).get("enabled") not in (None, "not-found")
+        announce(installed, f"remove the host firewall (table inet {TABLE}): firewall is False")
+        shell("firewall: off (firewall False)",
+              [f"systemctl disable {FIREWALL_UNIT}", f"nft delete table inet {TABLE} 2>/dev/null || true",
+               f"rm -f {FIREWALL_NFT} {UNIT_FILE}", "systemctl daemon-reload"], when=installed)
+        return
+    if _refusal():
+        raise SystemExit(1)
+    packages(name="firewall: packages", names=["nftables"])
+    load = mark_pending(FIREWALL_UNIT, "firewall")
+    ops = install_files("firewall", validate={FIREWALL_NFT: "nft -c -f {path}"})
+    unit = next(op for op, f in zip(ops, files_of("firewall")) if f.path == UNIT_FILE)
+    shell("firewall: reload systemd units", ["systemctl daemon-reload"], when=unit.will_change)
+    now = planned_fact(FirewallState)
+    drifted = not now.get("loaded") or set(now.get("controllers", [])) != set(rules(site()).controllers)
+    announce(load or drifted, f"load the host firewall (table inet {TABLE}, one transaction)")
+    service(name="firewall: loaded", unit=FIREWALL_UNIT, restarted=load or drifted)

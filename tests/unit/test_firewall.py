@@ -1,0 +1,138 @@
+"""The host firewall as data (config/firewall.py), its rules file checked by the real `nft -c`,
+its fact, its report row, the --limit refusal, and the names the bound cluster ports need."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from config.firewall import rules
+from config.files import FIREWALL_NFT, managed_files
+from config.preflight import check
+from config.site import build_site
+from facts.firewall import FirewallState
+from health.checks import firewall_rows
+from health.report import FAIL, OK
+from healthkit import capture, lines, capture_text
+from operations.firewall import left_out_refusal
+from operations.host import loopback_name
+from unitkit import FAKE_SECRETS, lab_data
+
+
+def site_with(**data):
+    hosts, group = lab_data()
+    return build_site(hosts, {**group, **data})
+
+
+def nft_of(site, node="node01") -> str:
+    return next(f.content for f in managed_files(site, node, FAKE_SECRETS) if f.path == FIREWALL_NFT)
+
+
+def test_cluster_ports_are_for_the_controllers_listeners_for_the_clients():
+    site = site_with()
+    fw = rules(site)
+    addresses = [c.address for c in site.controllers]
+    assert list(fw.controllers) == [*addresses, site["vip"]]
+    assert fw.clients == (site["internal_network"],)
+    # Galera, IST, SST, epmd, the Erlang distribution, the database check, memcached, the node's MariaDB
+    assert {4567, 4568, 4444, 4369, 25672, 9200, 11211, 3306} <= set(fw.cluster_ports)
+    assert {5000, 443, 80, 3306, 15672} <= set(fw.vip_ports)
+    assert fw.client_ports == (site["haproxy_stats_port"], site["rabbitmq_port"])
+    assert not set(fw.client_ports) & set(fw.cluster_ports)
+    # the lab's external VIP: its public listeners only (no database, management, metadata)
+    assert fw.external_vips == (site["external_vip"],)
+    assert {443, 80, 5000} <= set(fw.external_ports)
+    assert not {3306, 15672, 8775} & set(fw.external_ports)
+    assert rules(site_with(external_vip=None)).external_vips == ()
+
+
+def test_client_networks_and_ports_follow_the_data():
+    fw = rules(site_with(firewall_client_networks=["192.0.2.0/24", "198.51.100.7/32"], memcached_port=11311,
+                         rabbitmq_port=5673, mariadb_check_method="mysql-check", mariadb_check_port=3306))
+    assert fw.clients == ("192.0.2.0/24", "198.51.100.7/32")
+    assert 11311 in fw.cluster_ports and 11211 not in fw.cluster_ports
+    assert 25673 in fw.cluster_ports and 5673 in fw.client_ports
+    assert 9200 not in fw.cluster_ports  # no HTTP check service with mysql-check
+
+
+def test_the_rules_pass_the_real_nft_check(tmp_path):
+    for site in (site_with(), site_with(firewall_client_networks=["192.0.2.0/24", "198.51.100.7/32"])):
+        path = tmp_path / "fw.nft"
+        path.write_text(nft_of(site))
+        r = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+
+
+def test_a_broken_rule_fails_the_nft_check(tmp_path):
+    path = tmp_path / "fw.nft"
+    path.write_text(nft_of(site_with()).replace("ip saddr != @controllers drop", "ip saddr != @nosuchset drop"))
+    r = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True)
+    assert r.returncode != 0
+
+
+def test_the_file_touches_only_the_projects_table():
+    text = nft_of(site_with())
+    assert "flush ruleset" not in text
+    tables = {line.split("{")[0].strip() for line in text.splitlines() if line.startswith(("table", "delete table"))}
+    assert tables == {"table inet openstack_ha", "delete table inet openstack_ha"}
+    assert "policy accept;" in text and "ct state established,related accept" in text
+
+
+def test_no_firewall_files_when_the_site_turns_it_off():
+    paths = {f.path for f in managed_files(site_with(firewall=False), "node01", FAKE_SECRETS)}
+    assert FIREWALL_NFT not in paths and not any("openstack-ha-firewall" in p for p in paths)
+
+
+@pytest.mark.parametrize("value", [["10.0.0.0/33"], ["fd00::/64"], "10.0.0.0/8", [7]])
+def test_a_bad_client_network_is_refused_naming_the_key(value):
+    hosts, group = lab_data()
+    report = check(hosts, {**group, "firewall_client_networks": value}, secrets=FAKE_SECRETS)
+    assert [p.key for p in report.errors] == ["firewall_client_networks"], report.errors
+
+
+def test_fact_reads_the_loaded_set_absent_table_and_missing_nft():
+    loaded = capture("firewall", "loaded")
+    assert loaded == {"loaded": True, "controllers": sorted(["10.77.0.11", "10.77.0.12", "10.77.0.13", "10.77.0.100"]),
+                      "error": None}
+    assert capture("firewall", "absent") == {"loaded": False, "controllers": [], "error": None}
+    assert FirewallState().process(["__missing=nft"])["loaded"] is False
+    cut = FirewallState().process(lines(capture_text("firewall", "loaded").replace("__rc=0", "__rc=124")))
+    assert cut["error"] and cut["loaded"] is None
+
+
+def test_report_row_fails_an_unloaded_or_different_table():
+    site = site_with()
+    fw = rules(site)
+    good = {"firewall": {"loaded": True, "controllers": list(fw.controllers), "error": None}}
+    assert [c.status for c in firewall_rows(site, good)] == [OK]
+    unloaded = firewall_rows(site, {"firewall": {"loaded": False, "controllers": [], "error": None}})
+    assert unloaded[0].status == FAIL and "not loaded" in unloaded[0].detail
+    stale = firewall_rows(site, {"firewall": {"loaded": True, "controllers": list(fw.controllers[1:]) + ["10.77.0.99"],
+                                              "error": None}})
+    assert stale[0].status == FAIL
+    assert "admits 10.77.0.99" in stale[0].detail and f"does not admit {fw.controllers[0]}" in stale[0].detail
+    assert firewall_rows(site_with(firewall=False), {}) == []
+
+
+def test_limit_refused_when_a_left_out_table_does_not_admit_a_controller_of_the_run():
+    states = {"node01": {"loaded": True, "controllers": ["10.0.0.1", "10.0.0.2"]},
+              "node02": {"loaded": False, "controllers": []}, "node03": None}
+    why = left_out_refusal(states, ["node01", "node02", "node03"], {"node04": "10.0.0.4"})
+    assert why.startswith("node01 (left out by --limit) has a firewall that does not admit node04")
+    assert "--limit node01,node04" in why
+    # admitted already, no table there, or unknown (the cluster plans decide): no refusal
+    assert left_out_refusal(states, ["node01"], {"node02": "10.0.0.2"}) is None
+    assert left_out_refusal(states, ["node02", "node03"], {"node04": "10.0.0.4"}) is None
+
+
+@pytest.mark.parametrize("line, found", [
+    ("127.0.1.1 node01.example.com node01", True),
+    ("127.0.1.1\tnode01", True),
+    ("127.0.1.1 node011", False),
+    ("127.0.0.1 localhost node01", False),
+    ("# 127.0.1.1 node01", False),
+    ("10.0.0.1 node01", False),
+])
+def test_debians_loopback_name_line_is_found(line, found):
+    assert loopback_name(line, "node01") is found
