@@ -12,7 +12,7 @@ HOST_PACKAGES = haproxy keepalived socat iproute2 debootstrap systemd-container 
 	mariadb-client curl nftables openssl
 
 .PHONY: setup host-packages venv demo deploy verify render preflight test test-unit test-lab \
-	lab-up lab-down bench-deploy bench-failover bench-durability clean
+	maintenance-out maintenance-back lab-up lab-down bench-deploy bench-failover bench-durability clean
 
 setup: host-packages venv
 
@@ -41,6 +41,12 @@ deploy: venv
 
 verify: venv
 	$(PYINFRA) -y $(INVENTORY) verify.py
+
+# Maintenance of one controller (README "Maintenance"): make maintenance-out NODE=node02
+maintenance-out maintenance-back: venv
+	@test -n "$(NODE)" || { echo "name the controller: make $@ NODE=<controller> INVENTORY=$(INVENTORY)" >&2; exit 2; }
+	$(PY) -m config.preflight $(INVENTORY)
+	$(PYINFRA) -y $(INVENTORY) maintenance.py --data node=$(NODE) --data action=$(@:maintenance-%=%)
 
 # --- offline: never connects to any host ---
 render: venv

@@ -140,6 +140,11 @@ DEFAULTS = {
         # value) gives up after ~25 s.
         "net.ipv4.tcp_retries2": 6,
     },
+    # --- maintenance (maintenance.py, README "Maintenance") ---
+    # Seconds the OpenStack API servers of a controller taken out are drained (their open
+    # sessions finish, new ones go to the others) before they go to maint and what is left is
+    # shut. The database server never drains: maint and its sessions shut at once (one writer).
+    "maintenance_drain_seconds": 10,
     # --- the host firewall (config/firewall.py) ---
     # On by default: Galera's state transfer hands every OpenStack credential to any host that
     # reaches 4567 and knows the cluster name. The project's table only drops packets to its

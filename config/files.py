@@ -58,6 +58,14 @@ KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 # once. After a reboot it still says 1 (written at shutdown) until HAProxy runs again.
 HAPROXY_UNIT_DROPIN = "/etc/systemd/system/haproxy.service.d/openstack-ha.conf"
 HAPROXY_DOWN_FILE = "/var/lib/openstack-ha/haproxy-down"
+# Maintenance (README "Maintenance"): 1 here takes this controller out (keepalived tracks it
+# like HAPROXY_DOWN_FILE: FAULT while it says 1, so the VIP leaves and stays away, also after a
+# reboot); the deploy, the report and `maintenance.py` read it. Same directory, for the same reason.
+MAINTENANCE_FILE = "/var/lib/openstack-ha/maintenance"
+# On every controller: the runtime-API line that puts the servers of the controllers in
+# maintenance in `maint` (one line, `;`-separated); HAProxy's unit replays it at every start
+# (ExecStartPost), the deploy after every reload: runtime state does not survive either.
+HAPROXY_MAINT_FILE = "/var/lib/openstack-ha/haproxy-maint"
 # The host firewall (config/firewall.py): its rules and the unit that loads them at boot.
 FIREWALL_NFT = "/etc/openstack-ha/firewall.nft"
 FIREWALL_UNIT = "openstack-ha-firewall"
@@ -123,6 +131,8 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         listeners=site.listeners,
         dbcheck=DBCHECK,
         haproxy_down_file=HAPROXY_DOWN_FILE,
+        maintenance_file=MAINTENANCE_FILE,
+        haproxy_maint_file=HAPROXY_MAINT_FILE,
         fw=firewall.rules(site) if template.startswith("firewall/") else None,
         fw_table=firewall.TABLE,
         fw_file=FIREWALL_NFT,

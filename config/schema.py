@@ -274,6 +274,8 @@ SITE: dict[str, Rule] = {
     "services": Rule(mapping(SERVICE_NAME, Kind("a dict of fields", lambda v: None if type(v) is dict else f"{show(v)} is not a dict of fields"),
                              "{service: {field: value}}"),
                      "per-listener changes and site services (fields: config/catalogue.py)"),
+    "maintenance_drain_seconds": Rule(integer(0, 3600, " seconds"),
+                                      "seconds a controller's API servers drain before maint (maintenance out)"),
     "galera_cluster_name": Rule(NAME, "wsrep_cluster_name, the same on every node"),
     "galera_sst_method": Rule(choice("mariabackup", "rsync"), "how a joining node gets the data"),
     "mariadb_port": Rule(PORT, "MariaDB's port on the node address and the database listener's on the VIP"),

@@ -81,3 +81,26 @@ class ServiceStates(FactBase):
             if len(parts) >= 3:
                 states[parts[0]] = {"active": parts[1], "enabled": parts[2], "pending": parts[3:] == ["pending"]}
         return {"units": states, "error": None if states else "unit states: nothing read"}
+
+
+class Maintenance(FactBase):
+    """Whether this controller is in maintenance: its marker (config.files.MAINTENANCE_FILE)
+    says 1. A missing file or 0 is not (keepalived writes 0 when the file is missing).
+
+    .. code:: python
+
+        {"out": True, "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"out": None, "error": "no answer from the host"}
+
+    def command(self, path: str):
+        return f"echo \"maintenance=$(head -c 8 {shlex.quote(path)} 2>/dev/null | tr -d '[:space:]')\""
+
+    def process(self, output):
+        for line in output:
+            if line.startswith("maintenance="):
+                return {"out": line.partition("=")[2].strip() == "1", "error": None}
+        return {**self.default(), "error": "maintenance marker: nothing read"}

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 
 from config.firewall import TABLE, expected_rules, rules
 from config.site import Site
+from health import maintenance
 from health.haproxy import haproxy_rows
 from health.tls import certificate_rows
 from health.report import FAIL, INFO, OK, Check, Report, problem
@@ -183,12 +184,21 @@ def firewall_rows(site: Site, facts: dict) -> list[Check]:
 
 
 def host_rows(site: Site, name: str, facts: dict, up: list[str], down: list[str], holders: list[str],
-              now: datetime) -> list[Check]:
-    """Every row of one controller that answered, in the report's order."""
-    vips = [row for key in vip_keys(site) for row in vip_rows(site, facts, key)]
-    return (vips + keepalived_rows(site, facts) + haproxy_rows(site, name, name in holders, facts)
+              now: datetime, away: tuple = ()) -> list[Check]:
+    """Every row of one controller that answered, in the report's order; `away`: the
+    controllers in maintenance (health.maintenance: a controller in maintenance has its own
+    vip, keepalived and rabbitmq rows; its certificate, Galera, memcached and firewall are
+    judged as usual)."""
+    if name in away:
+        vips = maintenance.vip_keepalived_rows(site, facts, vip_keys(site))
+        rabbitmq = maintenance.rabbitmq_rows(facts)
+    else:
+        vips = [row for key in vip_keys(site) for row in vip_rows(site, facts, key)] + keepalived_rows(site, facts)
+        rabbitmq = rabbitmq_rows(facts, [n for n in up if n not in away], [*down, *away])
+    return (maintenance.marker_rows(facts) + vips
+            + haproxy_rows(site, name, name in holders and name not in away, facts, away)
             + certificate_rows(site, facts, now)
-            + galera_rows(facts, up) + rabbitmq_rows(facts, up, down) + memcached_rows(facts)
+            + galera_rows(facts, up) + rabbitmq + memcached_rows(facts)
             + firewall_rows(site, facts))
 
 
@@ -306,17 +316,19 @@ def evaluate(
     collected = [n for n in up if results.get(n)]
     holders = vip_holders(results, collected)
     external = vip_holders(results, collected, "external_vip") if site["external_vip"] else None
+    out = tuple(maintenance.away(results, collected))
     report = Report(controllers=names, generated_at=generated_at, vip_holders=holders,
                     external_vip_holders=external)
     for name in names:
-        report.hosts[name] = (host_rows(site, name, results[name], up, down, holders, now) if results.get(name)
+        report.hosts[name] = (host_rows(site, name, results[name], up, down, holders, now, out) if results.get(name)
                               else reachable_rows(name, pending, skipped))
     report.cluster = [
         controllers_up_row(names, up, down, skipped),
         vip_holder_row(site, results, holders, up, down, skipped),
         *([vip_holder_row(site, results, external, up, down, skipped, "external_vip")] if external is not None else []),
         galera_cluster_row(site, results, collected, up),
-        rabbitmq_cluster_row(results, collected, up, down),
+        rabbitmq_cluster_row(results, [n for n in collected if n not in out], [n for n in up if n not in out],
+                             [*down, *out]),
         memcached_cluster_row(results, collected),
     ]
     return report

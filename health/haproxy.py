@@ -9,6 +9,7 @@ that this project does not install, whose servers being DOWN is informational.
 from __future__ import annotations
 
 from config.site import Site
+from health import maintenance
 from health.report import FAIL, INFO, OK, Check, problem
 
 # Listeners whose servers must be UP: the services this layer deploys itself.
@@ -23,7 +24,7 @@ def server_text(name: str, server: dict) -> str:
     return text
 
 
-def haproxy_rows(site: Site, name: str, holder: bool, facts: dict) -> list[Check]:
+def haproxy_rows(site: Site, name: str, holder: bool, facts: dict, away: tuple = ()) -> list[Check]:
     """`haproxy`: HAProxy answers `show info`; then, only when it does, its listeners' rows
     (a dead HAProxy has no servers to judge: its own row says why)."""
     info = facts.get("haproxy_info")
@@ -32,10 +33,10 @@ def haproxy_rows(site: Site, name: str, holder: bool, facts: dict) -> list[Check
     rows = [Check("haproxy", OK, f"HAProxy {info.get('version')} up {info.get('uptime_sec')}s")]
     if problem(facts, "haproxy_servers"):
         return rows + [Check("haproxy backends", FAIL, problem(facts, "haproxy_servers"))]
-    return rows + listener_rows(site, holder, facts["haproxy_servers"])
+    return rows + listener_rows(site, holder, facts["haproxy_servers"], away)
 
 
-def listener_rows(site: Site, holder: bool, servers_fact: dict) -> list[Check]:
+def listener_rows(site: Site, holder: bool, servers_fact: dict, away: tuple = ()) -> list[Check]:
     """The rows of the site's listeners in one HAProxy's `show stat`.
 
     - none of the site's listeners runs: one FAIL row (the package's default config);
@@ -43,7 +44,9 @@ def listener_rows(site: Site, holder: bool, servers_fact: dict) -> list[Check]:
     - per listener: missing (FAIL), a server line missing (FAIL), all UP (OK), a critical
       server not UP (FAIL, with HAProxy's check text), some API servers DOWN (INFO);
     - API listeners with every server DOWN: one INFO row `backends (APIs)`;
-    - listeners the catalogue does not know: one INFO row each.
+    - listeners the catalogue does not know: one INFO row each;
+    - `away` (controllers in maintenance): their servers must be in MAINT (FAIL otherwise),
+      and are then left out of the rest.
     """
     running = servers_fact.get("listeners") or {}
     if site.listeners and not any(listener.name in running for listener in site.listeners):
@@ -61,11 +64,15 @@ def listener_rows(site: Site, holder: bool, servers_fact: dict) -> list[Check]:
                           f"no server line for {', '.join(everywhere)} in any listener "
                           "(HAProxy's config predates these controllers, or was not reloaded)"))
     all_down: list[str] = []
+    taking = []  # servers of controllers in maintenance that could still take traffic
     for listener in site.listeners:
         servers = running.get(listener.name)
         if servers is None:
             rows.append(Check(f"backend {listener.name}", FAIL, "listener missing from the running HAProxy (stale config?)"))
             continue
+        taking += [f"{listener.name}: {why}" for n in away if n in servers
+                   for why in [maintenance.server_problem(n, servers[n])] if why]
+        servers = {n: v for n, v in servers.items() if n not in away}
         missing = [s for s in missing_of[listener.name] if s not in everywhere]
         row = listener_row(listener.name, servers, missing, holder)
         if row is None and servers and listener.name not in CRITICAL_LISTENERS:
@@ -77,6 +84,9 @@ def listener_rows(site: Site, holder: bool, servers_fact: dict) -> list[Check]:
         rows.append(Check("backends (APIs)", INFO,
                           f"every server DOWN (OpenStack APIs not installed by this project) on {len(all_down)} "
                           f"listener{'s' * (len(all_down) > 1)}: {', '.join(all_down)}"))
+    if away:
+        rows.append(Check("maintenance servers", FAIL if taking else INFO, "; ".join(taking) if taking else
+                          f"{', '.join(away)} in MAINT on every listener (in maintenance)"))
     return rows + unknown_listener_rows(site, running)
 
 

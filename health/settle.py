@@ -29,12 +29,15 @@ def service_ready(listener: str, node: str, results: dict) -> bool:
 
 def lagging(name: str, results: dict) -> list[str]:
     """Critical servers in `name`'s HAProxy whose state is about to change: transitional
-    ("UP 1/5", "DOWN 1/2"), or not UP although their node reports the service ready."""
+    ("UP 1/5", "DOWN 1/2"), or not UP although their node reports the service ready; never a
+    server in MAINT (a controller in maintenance)."""
     listeners = ((results.get(name) or {}).get("haproxy_servers") or {}).get("listeners") or {}
     found = []
     for listener in CRITICAL_LISTENERS:
         for server, v in (listeners.get(listener) or {}).items():
             status = v.get("status") or ""
+            if status.startswith("MAINT"):
+                continue  # set by the runtime API (maintenance): checks do not change it
             if TRANSITIONAL.match(status) or (status != "UP" and service_ready(listener, server, results)):
                 found.append(f"{listener}/{server} {status}")
     return found

@@ -14,11 +14,11 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents, Sha1File
 from pyinfra.facts.server import Hostname
 
-from config.files import ERLANG_COOKIE
+from config.files import ERLANG_COOKIE, MAINTENANCE_FILE
 from facts.bundle import Bundle, part
 from facts.firewall import FirewallState
 from facts.galera import GaleraNode, MysqlAccounts, without_recovery
-from facts.host import UNITS, FileStates, ServiceStates
+from facts.host import UNITS, FileStates, Maintenance, ServiceStates
 from facts.haproxy import HaproxyCertificate, HaproxyInfo, HaproxyServers
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
@@ -118,6 +118,7 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
         "rabbitmq": part(RabbitmqMembers),
         "memcached": part(MemcachedStats, address=me.address, port=d["memcached_port"]),
         "firewall": part(FirewallState),
+        "maintenance": part(Maintenance, path=MAINTENANCE_FILE),
         **tls,
     }
 

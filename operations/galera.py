@@ -29,6 +29,7 @@ from operations.galera_plan import (
 )
 from operations.steps import consume, install_files, packages, secret_input
 from facts.keepalived import VipHolder
+from operations.maintenance import in_maintenance
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
 CNF = GALERA_CNF
@@ -61,7 +62,7 @@ def _plan_or_refusal() -> Plan | GaleraStateError:
     try:
         return plan(cluster_states(), order, {c.name: c.address for c in s.controllers},
                     limited=frozenset(n for n in order if n not in in_run),
-                    repair=os.environ.get(REPAIR_SWITCH) == "1")
+                    repair=os.environ.get(REPAIR_SWITCH) == "1", away=in_maintenance())
     except GaleraStateError as exc:
         import sys
 
@@ -260,6 +261,7 @@ def configure():
     writer = next(c.name for c in s.controllers)  # the database listener's one active server
     db = next(lst.name for lst in s.listeners if any(" backup" in line for line in lst.servers))
     holders = vip_holders() if restarting else []
+    away = in_maintenance() if restarting else frozenset()
     sock = s["haproxy_stats_socket"]
     announce(restart, "restart mariadb (config changed; one node at a time, once every member is back), wait until Synced"
              + ("; the writes moved to the next server first, on every HAProxy" if me == writer else ""))
@@ -275,5 +277,6 @@ def configure():
              f"timeout 600 systemctl restart mariadb || {{ {unit_log('mariadb')}; exit 1; }}", synced, clear],
             run=mine and restart,
         )
-        # also after a failed restart: its check keeps it out until it is Synced again
-        shell(f"galera: writes back to {name}", [writes_to(db, name, sock, "ready")], when=moving)
+        # also after a failed restart: its check keeps it out until it is Synced again; never
+        # to a controller in maintenance (its servers stay in maint until maintenance.py back)
+        shell(f"galera: writes back to {name}", [writes_to(db, name, sock, "ready")], when=moving and name not in away)

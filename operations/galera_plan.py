@@ -68,7 +68,7 @@ def describe(name: str, st: dict | None, limited: frozenset = frozenset()) -> st
 
 
 def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, str] | None = None,
-         limited=frozenset(), repair: bool = False) -> Plan:
+         limited=frozenset(), repair: bool = False, away=frozenset()) -> Plan:
     """What to do, from every controller's pre-run GaleraNode fact. Pure.
 
     + states: {name: fact}; a controller that could not be read is absent or None
@@ -76,6 +76,7 @@ def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, 
     + addresses: their addresses (members the inventory no longer lists are refused)
     + limited: controllers a --limit leaves out of this run (their facts were still read)
     + repair: the operator's switch (HA_GALERA_REPAIR=1) to resync a minority or diverged node
+    + away: controllers in maintenance: never the bootstrap node when another will do
     """
     limited = frozenset(limited)
     seen = "; ".join(describe(n, states.get(n), limited) for n in order)
@@ -89,7 +90,7 @@ def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, 
     comps = components(states, order, addresses)
     if comps:
         return _join(states, order, comps, repair, seen)
-    return _bootstrap(states, order, limited, seen)
+    return _bootstrap(states, order, limited, seen, frozenset(away))
 
 
 def _join(states, order, comps, repair: bool, seen: str) -> Plan:
@@ -142,7 +143,7 @@ def _join(states, order, comps, repair: bool, seen: str) -> Plan:
                 why=why, busy=busy, repair=frozenset(losers), seen=seen)
 
 
-def _bootstrap(states, order, limited: frozenset, seen: str) -> Plan:
+def _bootstrap(states, order, limited: frozenset, seen: str, away: frozenset = frozenset()) -> Plan:
     """No Primary component anywhere: a new cluster, or a recovery from a full outage; only
     from the whole picture."""
     missing = [n for n in order if states.get(n) is None]
@@ -158,7 +159,7 @@ def _bootstrap(states, order, limited: frozenset, seen: str) -> Plan:
         )
     with_state = [n for n in order if has_state(states[n])]
     if not with_state:
-        return Plan("bootstrap", order[0], frozenset(), seen=seen)
+        return Plan("bootstrap", next((n for n in order if n not in away), order[0]), frozenset(), seen=seen)
     uuids = {states[n]["grastate_uuid"] for n in with_state}
     if len(uuids) > 1:
         which = ", ".join(f"{n} {states[n]['grastate_uuid']}" for n in with_state)
@@ -175,9 +176,11 @@ def _bootstrap(states, order, limited: frozenset, seen: str) -> Plan:
         return Plan("bootstrap", n, frozenset(), position=(uuid, positions[n]), seen=seen,
                     why=f"bootstrap Galera from {n}, the only node that holds Galera state")
     if all(p is not None for p in positions.values()):
-        # The most advanced wins; Galera's safe_to_bootstrap mark, then inventory order, only break a tie.
+        # The most advanced wins; a node out of maintenance, Galera's safe_to_bootstrap mark, then
+        # inventory order, only break a tie (a node in maintenance is never preferred: it takes no
+        # client traffic, and its bootstrap would be the one thing it serves).
         safe = {n for n in with_state if states[n].get("grastate_safe_to_bootstrap") == "1"}
-        anchor = max(with_state, key=lambda n: (positions[n], n in safe, -order.index(n)))
+        anchor = max(with_state, key=lambda n: (positions[n], n not in away, n in safe, -order.index(n)))
         return Plan("bootstrap", anchor, frozenset(), position=(uuid, positions[anchor]), seen=seen,
                     why=f"bootstrap Galera from {anchor}, the most advanced node after a full outage (last committed: {told})")
     waiting = [n for n in with_state if positions[n] is None and states[n].get("mysqld") == "running"]

@@ -17,6 +17,7 @@ from operations.common import (
     announce, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
 from operations.before import facts_of_all_controllers, known_in_run, planned_fact
+from operations.maintenance import marked
 from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service
 
 COOKIE = ERLANG_COOKIE
@@ -159,11 +160,16 @@ def configure():
     a time; new nodes join the seed one at a time (a failed join leaves the node running
     standalone and says so); then the OpenStack user and vhost. Every step that restarts,
     stops or starts a broker, together or one at a time, is a turn(): skipped once a
-    controller has failed earlier in this run."""
+    controller has failed earlier in this run. A controller in maintenance gets its files but
+    no start, restart, enable or join (epmd's socket is made again there alone, its broker
+    stopped); maintenance.py back starts it."""
     packages(name="rabbitmq: packages", names=["rabbitmq-server"])
     seed, states = cluster_states()
     started = wait_until(f"{CTL} await_startup", "rabbitmq to start", on_fail=unit_log("rabbitmq-server"))
-    unstick = host.name in stuck(states)
+    # A controller in maintenance keeps its broker stopped and disabled (maintenance.py back
+    # starts it): no start, restart, join or enable here; its files are still written.
+    away = marked()
+    unstick = host.name in stuck(states) and not away
     announce(unstick, "restart rabbitmq-server: its unit is active but its broker is not running (stuck nodes together)")
     turn(name="rabbitmq: restart a stuck broker", commands=[f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
          run=unstick)
@@ -175,6 +181,8 @@ def configure():
              "then they start together)")
     # A running node cannot be stopped by rabbitmqctl once its cookie file changed.
     turn(name="rabbitmq: stop before the cookie changes", commands=["timeout 120 systemctl stop rabbitmq-server"], run=new_cookie)
+    cookie_stopped = new_cookie
+    new_cookie = new_cookie and not away  # stopped for the new cookie, not started with the others
     restart = mark_pending("rabbitmq-server", "rabbitmq")
     # epmd's new listeners take effect when its socket is made again, with no broker
     # registered in it (a broker outlives its epmd's restart unregistered): done in each
@@ -191,10 +199,16 @@ def configure():
     # Stopped brokers start together, not one at a time: one that was not the last to stop waits
     # for its peers' tables, and a start alone would time out (seen after the two-nodes-down drill).
     me = states.get(host.name) or {}
-    stopped = bool(me.get("installed")) and not me.get("running") and not new_cookie
+    stopped = bool(me.get("installed")) and not me.get("running") and not new_cookie and not away
     announce(stopped, "start rabbitmq-server (every stopped broker together: each waits for its peers' tables)")
     turn(name="rabbitmq: start stopped brokers together", commands=up, run=stopped)
-    restart = (restart or rebind) and not new_cookie and not stopped
+    # In maintenance the broker stays stopped, so epmd's socket is made again on its own, now
+    # (no broker registered in it, as the others' stop-start does); a broker still running there
+    # (an interrupted maintenance out) is not stopped by the deploy: the marker stays pending.
+    alone = away and rebind and (cookie_stopped or not me.get("running"))
+    announce(alone, "make epmd's socket again (in maintenance: its broker stays stopped)")
+    shell("rabbitmq: epmd's socket made again (in maintenance, broker stopped)", [EPMD_REBIND], when=alone)
+    restart = (restart or rebind) and not new_cookie and not stopped and not away
     announce(restart, "restart rabbitmq-server (one node at a time)" + (", epmd's socket made again while it is stopped" if rebind else ""))
     names = [c.name for c in site().controllers]
     for name, mine in one_at_a_time(names):
@@ -203,8 +217,8 @@ def configure():
             commands=[*(["timeout 120 systemctl stop rabbitmq-server"] if rebind else []), *up],
             run=mine and restart,
         )
-    service(name="rabbitmq: running", unit="rabbitmq-server")
-    joins = host.name != seed and f"rabbit@{seed}" not in (states.get(host.name) or {}).get("nodes", [])
+    service(name="rabbitmq: running", unit="rabbitmq-server", skip=away)
+    joins = host.name != seed and f"rabbit@{seed}" not in (states.get(host.name) or {}).get("nodes", []) and not away
     announce(joins, f"join the RabbitMQ cluster of rabbit@{seed} (one node at a time)")
     for name, mine in one_at_a_time([n for n in names if n != seed]):
         turn(

@@ -177,7 +177,7 @@ def clear_pending(unit: str) -> str:
 
 
 @operation()
-def service(unit: str, reloaded: bool = False, restarted: bool = False):
+def service(unit: str, reloaded: bool = False, restarted: bool = False, skip: bool = False):
     """
     A unit enabled and running; reloaded or restarted when asked (a unit that was not
     running is just started), then its pending marker cleared.
@@ -185,7 +185,10 @@ def service(unit: str, reloaded: bool = False, restarted: bool = False):
     + unit: one of UNITS
     + reloaded: reload it (its config changed; connections survive)
     + restarted: restart it
+    + skip: leave it as it is (a controller in maintenance: its RabbitMQ stays stopped)
     """
+    if skip:
+        return
     st = unit_state(unit)
     if st.get("enabled") not in ("enabled", "static", "generated", "alias", "indirect"):
         yield f"systemctl enable {unit}"

@@ -15,11 +15,11 @@ from pathlib import Path
 from config.site import build_site
 from types import SimpleNamespace
 
-from facts import firewall as _firewall, galera as _galera, haproxy as _haproxy, keepalived as _keepalived
-from facts import memcached as _memcached, probe as _probe, rabbitmq as _rabbitmq
+from facts import firewall as _firewall, galera as _galera, haproxy as _haproxy, host as _host
+from facts import keepalived as _keepalived, memcached as _memcached, probe as _probe, rabbitmq as _rabbitmq
 
 # Every fact and probe helper by name (the facts live in one module per component).
-F = SimpleNamespace(**{k: v for m in (_probe, _firewall, _galera, _haproxy, _keepalived, _memcached, _rabbitmq)
+F = SimpleNamespace(**{k: v for m in (_probe, _host, _firewall, _galera, _haproxy, _keepalived, _memcached, _rabbitmq)
                        for k, v in vars(m).items() if not k.startswith("_")})
 
 CAPTURES = Path(__file__).resolve().parent / "captures"
@@ -33,6 +33,7 @@ FACT_OF = {
     "galera": F.GaleraNode,
     "rabbitmq": F.RabbitmqMembers,
     "memcached": F.MemcachedStats,
+    "maintenance": F.Maintenance,
     "firewall": F.FirewallState,
     "haproxy_tls": F.HaproxyCertificate,
 }

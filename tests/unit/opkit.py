@@ -13,6 +13,8 @@ A case (tests/unit/operations/<component>/<case>.json):
      "nodes": ["node01", "node02", "node03"],          # lab.py's controllers (default: 3)
      "data": {"memcached_memory_mb": 128},               # group data changed for this case
      "components": ["memcached"],                        # configure()s run, in deploy order
+                                                         # (or a COMMANDS module: its run())
+     "override": {"node": "node02"},                     # pyinfra --data (override data)
      "facts": {"*": {FACT: VALUE}, "node02": {FACT: VALUE}},   # "*": every host, then per host
                                                          # ("$case": "../site/deployed": from that case)
      "commands": {"node01": [["operation name", ["command", ...]], ...], ...},
@@ -55,6 +57,7 @@ from unitkit import FAKE_SECRETS, lab_data
 
 CASES = Path(__file__).resolve().parent / "operations"
 COMPONENTS = ("host", "firewall", "memcached", "galera", "dbcheck", "rabbitmq", "haproxy", "keepalived")  # deploy.py's order
+COMMANDS = ("maintenance",)  # operations modules of other entry points: their run(), with the case's `override`
 ANY = " ..."
 
 
@@ -63,7 +66,7 @@ def reset_caches() -> None:
     the per-state dicts (planned facts, announcements)."""
     from operations import before, common
 
-    for name in ("common", "before", "steps", *COMPONENTS):
+    for name in ("common", "before", "steps", *COMPONENTS, *COMMANDS):
         module = importlib.import_module(f"operations.{name}")
         for obj in vars(module).values():
             if callable(obj) and hasattr(obj, "cache_clear"):
@@ -257,7 +260,7 @@ def planning(case: dict, facts_key: str = "facts"):
         return copy.deepcopy(value)
 
     reset_caches()
-    inventory = Inventory((hosts, {}), **{GROUP: (hosts, group)})
+    inventory = Inventory((hosts, {}), override_data=case.get("override"), **{GROUP: (hosts, group)})
     state = State(inventory, Config())
     state.active_hosts = set(inventory)
     state.activated_hosts = set(inventory)
@@ -282,7 +285,7 @@ def run(case: dict, facts_key: str = "facts", failed: tuple = ()) -> dict[str, l
         for name in names:
             with ctx_host.use(inventory.get_host(name)):
                 for module in modules:
-                    module.configure()
+                    (module.run if module.__name__.split(".")[-1] in COMMANDS else module.configure)()
         if failed:
             state.is_executing = True
             state.failed_hosts = {inventory.get_host(n) for n in failed}

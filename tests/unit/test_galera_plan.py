@@ -239,3 +239,14 @@ def test_writes_moved_through_the_runtime_api():
     cmd = writes_to("mariadb", "node01", "/run/haproxy/admin.sock", "maint")
     assert "'set server mariadb/node01 state maint' | socat stdio /run/haproxy/admin.sock" in cmd
     assert cmd.startswith("if test -S /run/haproxy/admin.sock;")
+
+
+def test_a_node_in_maintenance_bootstraps_only_when_it_is_the_only_way():
+    addresses = {n: ADDR[n] for n in ORDER}
+    tie = {n: stopped(40) for n in ORDER}
+    assert plan(tie, ORDER, addresses, away={"node01"}).anchor == "node02"
+    assert plan(tie, ORDER, addresses, away={"node01", "node02"}).anchor == "node03"
+    # the most advanced still wins: bootstrapping another would lose its transactions
+    ahead = {"node01": stopped(41), "node02": stopped(40), "node03": stopped(40, safe="1")}
+    assert plan(ahead, ORDER, addresses, away={"node01"}).anchor == "node01"
+    assert plan({n: FRESH for n in ORDER}, ORDER, addresses, away={"node01"}).anchor == "node02"

@@ -35,6 +35,7 @@ ROW_OF = {
     "galera": "galera",
     "rabbitmq": "rabbitmq",
     "memcached": "memcached",
+    "maintenance": "maintenance",
     "firewall": "firewall",
     "haproxy_tls": "tls certificate",
 }
@@ -96,8 +97,9 @@ def test_a_host_with_no_fact_at_all_fails_every_check():
     results = healthy(site)
     results["node02"] = {"collect_sec": 0.1}
     report = evaluate(site, results)
-    assert statuses(report, "node02") == {"vip": FAIL, "keepalived": FAIL, "haproxy": FAIL, "tls certificate": FAIL,
-                                          "galera": FAIL, "rabbitmq": FAIL, "memcached": FAIL, "firewall": FAIL}
+    assert statuses(report, "node02") == {"maintenance": FAIL, "vip": FAIL, "keepalived": FAIL, "haproxy": FAIL,
+                                          "tls certificate": FAIL, "galera": FAIL, "rabbitmq": FAIL, "memcached": FAIL,
+                                          "firewall": FAIL}
     for name in ("vip holder", "galera", "rabbitmq", "memcached"):
         assert "node02" in cluster(report, name).hosts, name
     # No facts at all: the controller was not verified.

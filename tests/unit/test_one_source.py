@@ -229,6 +229,7 @@ OVERRIDES = {
     "memcached_max_connections": {"memcached_max_connections": 2048},
     "sysctl": {"sysctl": {"net.ipv4.tcp_retries2": 8}},
     "internal_network": {"internal_network": "10.77.0.0/23"},
+    "maintenance_drain_seconds": {"maintenance_drain_seconds": 30},
     "firewall": {"firewall": False},
     "firewall_client_networks": {"firewall_client_networks": ["192.0.2.0/24"]},
     "external_vip": {"external_vip": "10.77.0.102"},
@@ -243,6 +244,7 @@ NOT_IN_FILES = {
     "mariadb_admin_user": "only in the SQL the deploy runs (account_statements; test_operations)",
     "rabbitmq_queue_type": "only in rabbitmqctl commands (definition_commands; test_operations)",
     "rabbitmq_admin_user": "only in rabbitmqctl commands (definition_commands; test_operations)",
+    "maintenance_drain_seconds": "only in the maintenance command's shell (test_maintenance)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
     "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_certificate)",
 }

@@ -218,6 +218,7 @@ def local_facts(site_names=("@local",), healthy_host=True):
                      "error": None},
         "memcached": {"answering": True, "version": "1.6.18", "uptime": 1, "curr_connections": 1, "error": None},
         "keepalived": {"active": "active", "vrrp_state": "MASTER" if healthy_host else "BACKUP", "error": None},
+        "maintenance": {"out": False, "error": None},
         "firewall": {"loaded": True, "controllers": ["127.0.0.1", "10.77.0.100"], "error": None},
         "haproxy_tls": certificate(days=400),
     }

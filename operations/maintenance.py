@@ -1,0 +1,206 @@
+"""Maintenance of one controller (README "Maintenance"): the command's operations, and what the
+deploy needs to keep a controller in maintenance out.
+
+    pyinfra -y inventories/prod.py maintenance.py --data node=node02 --data action=out
+    pyinfra -y inventories/prod.py maintenance.py --data node=node02 --data action=back
+
+The decisions are operations/maintenance_plan.py's, taken from every controller's state read
+before the command; this module reads it, refuses when the plan does, and runs the steps in
+order (pyinfra runs each operation on every host before the next one).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+
+from pyinfra import host
+from pyinfra.api import deploy
+
+from config.files import HAPROXY_MAINT_FILE, MAINTENANCE_FILE
+from facts.galera import GaleraNode
+from facts.host import Maintenance
+from facts.keepalived import KeepalivedState, VipHolder
+from facts.rabbitmq import RabbitmqCluster
+from operations.before import facts_of_all_controllers
+from operations.common import controllers_in_run, once, shell, site, unit_log, wait_until
+from operations.maintenance_plan import (
+    Decision, Refusal, api, back_commands, decide, maint_line, out_commands, replay,
+)
+
+VIP_SECONDS = 60  # the VIP leaves a node in FAULT at once; another takes it after ~3 adverts
+BACK_SECONDS = 300  # RabbitMQ back in the cluster, Galera Synced
+
+
+@once
+def markers() -> dict:
+    """Every controller's Maintenance fact, read before the run: {name: fact or None (unknown)}."""
+    return facts_of_all_controllers(Maintenance, path=MAINTENANCE_FILE)
+
+
+def in_maintenance() -> frozenset:
+    """The controllers whose marker says they are in maintenance (one that could not be read
+    counts as not in maintenance here: the deploy leaves it alone)."""
+    return frozenset(n for n, f in markers().items() if f and f.get("out"))
+
+
+def marked() -> bool:
+    """This host is in maintenance."""
+    return host.name in in_maintenance()
+
+
+def db_listener(s) -> str:
+    """The database listener: the one whose servers are active/backup (one writer)."""
+    return next(lst.name for lst in s.listeners if any(" backup" in line for line in lst.servers))
+
+
+def persist(line: str) -> str:
+    """Shell: HAPROXY_MAINT_FILE holds `line` (HAProxy's unit replays it at start); removed when empty."""
+    if not line:
+        return f"rm -f {HAPROXY_MAINT_FILE}"
+    return f"install -d {os.path.dirname(HAPROXY_MAINT_FILE)} && echo {shlex.quote(line)} > {HAPROXY_MAINT_FILE}"
+
+
+def reapply(applied: bool):
+    """The deploy, after HAProxy's reload or start (`applied`): a reload forgets the runtime
+    API's states, so the servers of every controller in maintenance go to maint again, and the
+    unit's replay file is rewritten from the markers. With a marker unknown (a controller not
+    read) the replay file is kept and replayed as well: an unreachable controller in
+    maintenance stays out. Nothing when none is, as far as can be told."""
+    s = site()
+    nodes = in_maintenance()
+    complete = all(f is not None for f in markers().values())
+    listeners = [lst.name for lst in s.listeners]
+    line = maint_line(listeners, nodes)
+    socket = s["haproxy_stats_socket"]
+    # After a reload the old worker may still hold the socket for a moment: applied again until
+    # the new one shows every such server in MAINT (bounded).
+    check = " && ".join(
+        f"echo 'show stat' | timeout 5 socat stdio UNIX-CONNECT:{shlex.quote(socket)} | "
+        f"awk -F, -v s={shlex.quote(n)} '$2==s && $18!=\"MAINT\" && $18!=\"\" {{bad=1}} END {{exit bad}}'"
+        for n in sorted(nodes)) or "true"
+    kept = replay(socket, HAPROXY_MAINT_FILE) if not complete else "true"
+    what = ", ".join(sorted(nodes)) or "no controller"
+    shell(f"haproxy: keep {what} in maintenance (runtime API)",
+          [persist(line)] * complete + [
+           wait_until(f"{api(socket, line) if line else 'true'} && {kept} && sleep 1 && {check}",
+                      f"HAProxy to hold the servers of {what} in maint", 30)],
+          when=applied and (bool(nodes) or not complete))
+
+
+# --- the command -------------------------------------------------------------------------
+
+
+@once
+def picture() -> dict:
+    """Every controller's state for the decision: {name: {key: fact} or None}."""
+    s = site()
+    facts = {
+        "maintenance": facts_of_all_controllers(Maintenance, path=MAINTENANCE_FILE),
+        "galera": facts_of_all_controllers(GaleraNode),
+        "rabbitmq": facts_of_all_controllers(RabbitmqCluster, port=s["rabbitmq_port"]),
+        "keepalived": facts_of_all_controllers(KeepalivedState),
+        "vip": facts_of_all_controllers(VipHolder, interface=s["vip_interface"], vip=s["vip"]),
+    }
+    return {c.name: {k: facts[k].get(c.name) for k in facts} for c in s.controllers}
+
+
+@once
+def _decision() -> Decision | Refusal:
+    s = site()
+    order = [c.name for c in s.controllers]
+    node, action = str(host.data.get("node") or ""), str(host.data.get("action") or "")
+    try:
+        if set(order) - controllers_in_run():
+            raise Refusal(f"maintenance {action} {node}: the command acts on every controller's HAProxy; "
+                          "run it without --limit")
+        d = decide(action, node, order, picture())
+    except Refusal as exc:
+        print(str(exc), file=sys.stderr)  # once, for every host
+        return exc
+    return d
+
+
+def decision() -> Decision:
+    d = _decision()
+    if isinstance(d, Refusal):
+        raise SystemExit(1)
+    return d
+
+
+def marker(value: int) -> str:
+    return f"install -d {os.path.dirname(MAINTENANCE_FILE)} && echo {value} > {MAINTENANCE_FILE}"
+
+
+@deploy("Maintenance")
+def run():
+    """Take a controller out, or bring it back (see out() and back())."""
+    d = decision()
+    host.log(f"maintenance {d.action} {d.node}" + (" (converging: " + ("already out" if d.action == "out"
+                                                   else "not marked out") + ")" if d.already else ""))
+    (out if d.action == "out" else back)(d)
+
+
+def out(d: Decision):
+    """The marker first (keepalived: FAULT in every VRRP instance, the VIP leaves at once and
+    is waited for on another controller, the external VIP, if any, for gone from this one); then on every HAProxy the database server to maint with its sessions
+    shut, the API servers drained (bounded), then maint; then RabbitMQ stopped and disabled
+    (its clients reconnect to the others; quorum queues keep their majority). MariaDB keeps
+    running: it stays a Synced Galera member (the quorum and a donor stay as they were, its
+    return needs no state transfer); only its clients are moved away."""
+    s = site()
+    mine = host.name == d.node
+    vip = shlex.quote(s["vip"])
+    # Every VRRP instance tracks the marker: the external VIP (a site's second) leaves with the VIP.
+    held = [(s["vip"], s["vip_interface"])] + ([(s["external_vip"], s.external_vip_interface)] if s["external_vip"] else [])
+    gone = " && ".join(f"! ip -o -4 addr show dev {shlex.quote(i)} | grep -qw {shlex.quote(v)}" for v, i in held)
+    shell(f"maintenance: {d.node} marked out, the VIP away from it", [
+        marker(1),
+        wait_until(f"{gone} && ping -c1 -W1 {vip}",
+                   f"the VIP {s['vip']} to be held by another controller"
+                   + (f" and the external VIP {s['external_vip']} gone from {d.node}" if s["external_vip"] else ""),
+                   VIP_SECONDS,
+                   on_fail=f"echo '{d.node}: is its keepalived.conf older than maintenance (no track_file "
+                           "maintenance)? Run the deploy, then maintenance out again' >&2"),
+    ], when=mine)
+    listeners = [lst.name for lst in s.listeners]
+    shell(f"maintenance: {d.node}'s servers out of this HAProxy (runtime API)", [
+        persist(maint_line(listeners, d.in_maintenance)),
+        *out_commands(listeners, db_listener(s), d.node, s["haproxy_stats_socket"], s["maintenance_drain_seconds"]),
+    ], when=True)
+    shell(f"maintenance: RabbitMQ stopped and disabled on {d.node}", [
+        f"timeout 120 systemctl stop rabbitmq-server || {{ {unit_log('rabbitmq-server')}; exit 1; }}",
+        "systemctl disable -q rabbitmq-server",
+    ], when=mine)
+
+
+def back(d: Decision):
+    """RabbitMQ enabled, started and a running member again, Galera Synced; then its servers
+    ready on every HAProxy (the writer order restored: maintenance_plan.back_commands); the
+    marker cleared last (with nopreempt the VIP does not move back by itself)."""
+    from operations.rabbitmq import CTL, RESTART
+    from operations.galera import synced_wait
+    from operations.steps import clear_pending
+
+    s = site()
+    mine = host.name == d.node
+    running = 1 + sum(1 for n, st in picture().items() if n != d.node and st and (st["rabbitmq"] or {}).get("broker"))
+    shell(f"maintenance: {d.node}'s RabbitMQ and Galera serving again", [
+        "systemctl enable -q rabbitmq-server",
+        f"systemctl is-active -q rabbitmq-server || {RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}",
+        wait_until(f"{CTL} await_online_nodes {running}", f"{running} RabbitMQ nodes running, {d.node} among them",
+                   BACK_SECONDS, on_fail=unit_log("rabbitmq-server")),
+        clear_pending("rabbitmq-server"),
+        synced_wait(),
+    ], when=mine)
+    listeners = [lst.name for lst in s.listeners]
+    order = [c.name for c in s.controllers]
+    socket = s["haproxy_stats_socket"]
+    shell(f"maintenance: {d.node}'s servers ready on this HAProxy (runtime API)", [
+        persist(maint_line(listeners, d.in_maintenance)),
+        *back_commands(listeners, db_listener(s), d.node, order, socket, d.writer,
+                       lambda check, what: wait_until(check, what, 60)),
+    ], when=True)
+    shell(f"maintenance: {d.node} marked back (may hold the VIP again)", [marker(0)], when=mine)
+
