@@ -69,21 +69,27 @@ def http_names(port: int, count: int = 30, host: str | None = None, timeout: flo
     return out
 
 
+def _status(url: str, user: str, password: str) -> str:
+    """The HTTP status of `url` for `user` and `password`; the credentials reach curl on its
+    stdin (a config file, `-K -`), never on its command line (visible in `ps`)."""
+    quoted = f"{user}:{password}".replace("\\", "\\\\").replace('"', '\\"')
+    r = subprocess.run(["curl", "-s", "-K", "-", "-o", "/dev/null", "-w", "%{http_code}", url],
+                       input=f'user = "{quoted}"\n', capture_output=True, text=True, timeout=15)
+    return r.stdout
+
+
 def stats_status(password: str) -> str:
     """The HTTP status of node01's HAProxy stats page for the site's stats user and `password`."""
     user, port = sitemodel.data("haproxy_stats_user"), sitemodel.data("haproxy_stats_port")
-    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{user}:{password}",
-                        f"http://{sitemodel.node_address('node01')}:{port}/"], capture_output=True, text=True, timeout=15)
-    return r.stdout
+    return _status(f"http://{sitemodel.node_address('node01')}:{port}/", user, password)
 
 
 def management_status(password: str) -> str:
-    """The HTTP status of the RabbitMQ management API on node01 for its administrator (the
-    services' user has no management tag) and `password`."""
-    user, port = sitemodel.data("rabbitmq_admin_user"), sitemodel.listen_port("rabbitmq_management")
-    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-u", f"{user}:{password}",
-                        f"http://{sitemodel.node_address('node01')}:{port}/api/whoami"], capture_output=True, text=True, timeout=15)
-    return r.stdout
+    """The HTTP status of the RabbitMQ management API through the VIP for its administrator
+    (the services' user has no management tag) and `password` (a node's own port 15672 is for
+    the controllers only: the firewall)."""
+    user = sitemodel.data("rabbitmq_admin_user")
+    return _status(sitemodel.vip_url(sitemodel.listen_port("rabbitmq_management")).rstrip("/") + "/api/whoami", user, password)
 
 
 # --- SQL through the VIP -------------------------------------------------------------------

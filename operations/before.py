@@ -161,7 +161,7 @@ def _bundle(h) -> dict | str:
         if key not in _bundles:
             parts = prefetch(h.name)
             try:
-                got = h.get_fact(Bundle, parts=parts, limit=PRE_RUN_TIMEOUT)
+                got = h.get_fact(Bundle, parts=parts, limit=PRE_RUN_TIMEOUT, _timeout=PRE_RUN_TIMEOUT + 30)
             except Exception as exc:  # the connection: every fact of this host is unknown
                 logger.warning(f"[{h.name}] could not read its state: {type(exc).__name__}: {exc}")
                 _bundles[key] = UNREACHABLE

@@ -24,12 +24,15 @@ def left_out_refusal(states: dict, limited: list[str], admitted: dict[str, str])
 
     A controller a --limit leaves out keeps the rules it has: if they do not admit a controller
     of this run (a new one), that controller's Galera and RabbitMQ traffic is dropped there
-    and its join would stall. `admitted`: {name: address} of the controllers in the run."""
+    and its join would stall. `admitted`: {name: address} of the controllers in the run.
+    A left-out controller whose table could not be read (None: unreachable, or its read
+    failed) is a partial picture: refused when the run has a controller some table does not
+    admit yet (a new one), which that controller's table may not admit either."""
     cut = {}
     for name in limited:
         st = states.get(name)
         if not st or not st.get("loaded"):
-            continue  # no table there (nothing dropped), or unknown (the cluster plans say)
+            continue  # no table there: nothing dropped
         missing = sorted(n for n, addr in admitted.items() if addr not in st.get("controllers", []))
         if missing:
             cut[name] = missing
@@ -38,6 +41,14 @@ def left_out_refusal(states: dict, limited: list[str], admitted: dict[str, str])
                          for name, missing in cut.items())
         return (f"{said}: their cluster traffic would be dropped there. Run the deploy without --limit, "
                 f"or with --limit {','.join(sorted({*cut, *admitted}))}; no host was changed.")
+    known = [st for st in states.values() if st and st.get("loaded")]
+    new = sorted(n for n, addr in admitted.items()
+                 if not (states.get(n) or {}).get("loaded") or any(addr not in st.get("controllers", []) for st in known))
+    unknown = [name for name in limited if states.get(name) is None]
+    if unknown and new:
+        return (f"{', '.join(unknown)} (left out by --limit) could not be read, and {', '.join(new)} may be new to "
+                f"its firewall: its cluster traffic could be dropped there. Run the deploy without --limit once "
+                f"{', '.join(unknown)} can be reached; no host was changed.")
     return None
 
 

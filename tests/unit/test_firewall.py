@@ -121,9 +121,20 @@ def test_limit_refused_when_a_left_out_table_does_not_admit_a_controller_of_the_
     why = left_out_refusal(states, ["node01", "node02", "node03"], {"node04": "10.0.0.4"})
     assert why.startswith("node01 (left out by --limit) has a firewall that does not admit node04")
     assert "--limit node01,node04" in why
-    # admitted already, no table there, or unknown (the cluster plans decide): no refusal
+    # admitted already, or no table there: no refusal
     assert left_out_refusal(states, ["node01"], {"node02": "10.0.0.2"}) is None
-    assert left_out_refusal(states, ["node02", "node03"], {"node04": "10.0.0.4"}) is None
+    assert left_out_refusal(states, ["node02"], {"node04": "10.0.0.4"}) is None
+
+
+def test_limit_with_an_unread_left_out_table_refused_only_for_a_new_controller():
+    states = {"node01": {"loaded": True, "controllers": ["10.0.0.1", "10.0.0.2"]},
+              "node02": {"loaded": True, "controllers": ["10.0.0.1", "10.0.0.2"]}, "node03": None}
+    # node02 is admitted by every table read: node03's (unread) admitted it too at the last full run
+    assert left_out_refusal(states, ["node01", "node03"], {"node02": "10.0.0.2"}) is None
+    # node04 is new (no table of its own, not in the tables read): node03 may drop it
+    why = left_out_refusal({**states, "node04": {"loaded": False, "controllers": []}}, ["node03"],
+                           {"node04": "10.0.0.4", "node01": "10.0.0.1", "node02": "10.0.0.2"})
+    assert why.startswith("node03 (left out by --limit) could not be read, and node04 may be new")
 
 
 @pytest.mark.parametrize("line, found", [
