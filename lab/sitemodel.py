@@ -74,14 +74,14 @@ def _url(address: str, port: int, binds) -> str:
     for listener in site().listeners:
         for bind in binds(listener):
             words = bind.split()
-            if words[0] == f"{address}:{port}":
+            if words and words[0] == f"{address}:{port}":
                 return f"{'https' if 'ssl' in words else 'http'}://{address}:{port}/"
     return f"http://{address}:{port}/"
 
 
 def vip_url(port: int) -> str:
     """The URL of the VIP's listener on `port`: https when it takes TLS there (haproxy_tls)."""
-    return _url(vip(), port, lambda listener: (listener.bind, listener.redirect_bind or ""))
+    return _url(vip(), port, lambda listener: (listener.bind, listener.redirect_bind or ""))  # "": no redirect
 
 
 def external_vip_url(port: int) -> str:
