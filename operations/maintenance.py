@@ -23,7 +23,7 @@ from facts.galera import GaleraNode
 from facts.host import Maintenance
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.rabbitmq import RabbitmqCluster
-from operations.before import facts_of_all_controllers
+from operations.before import facts_of_all_controllers, known_in_run
 from operations.common import controllers_in_run, once, shell, site, unit_log, wait_until
 from operations.maintenance_plan import (
     Decision, Refusal, api, back_commands, decide, maint_line, out_commands, replay,
@@ -46,7 +46,10 @@ def in_maintenance() -> frozenset:
 
 
 def marked() -> bool:
-    """This host is in maintenance."""
+    """This host is in maintenance. A controller of this run whose marker could not be read
+    stops the run before any change (known_in_run): it may be out, and RabbitMQ must not be
+    started or restarted there."""
+    known_in_run(markers(), "the maintenance marker")
     return host.name in in_maintenance()
 
 

@@ -110,3 +110,13 @@ def test_the_cookie_is_not_written_when_its_stop_was_skipped_after_an_earlier_fa
 
     assert cookie_ops(opkit.run(loaded))
     assert cookie_ops(opkit.run(loaded, failed=("node03",))) == []
+
+
+def test_a_controller_whose_maintenance_marker_cannot_be_read_stops_the_run(capsys):
+    # Read as "not in maintenance", RabbitMQ could be started on a node the operator took out.
+    case = opkit.load_case(opkit.CASES / "site" / "deployed.json")
+    case["facts"]["node03"] = {**case["facts"].get("node03", {}),
+                               "Maintenance": {"/var/lib/openstack-ha/maintenance": {"out": None, "error": "no answer"}}}
+    with pytest.raises(SystemExit):
+        opkit.run(case | {"components": ["rabbitmq"]})
+    assert "could not read the maintenance marker of node03" in capsys.readouterr().err
