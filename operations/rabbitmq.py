@@ -17,7 +17,7 @@ from operations.common import (
     announce, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
 from operations.before import facts_of_all_controllers, known_in_run, planned_fact
-from operations.maintenance import marked
+from operations.maintenance import in_maintenance, marked
 from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service
 
 COOKIE = ERLANG_COOKIE
@@ -209,8 +209,18 @@ def configure():
     announce(alone, "make epmd's socket again (in maintenance: its broker stays stopped)")
     shell("rabbitmq: epmd's socket made again (in maintenance, broker stopped)", [EPMD_REBIND], when=alone)
     restart = (restart or rebind) and not new_cookie and not stopped and not away
-    announce(restart, "restart rabbitmq-server (one node at a time)" + (", epmd's socket made again while it is stopped" if rebind else ""))
     names = [c.name for c in site().controllers]
+    # With controllers in maintenance, a rolling restart must still leave a majority of the
+    # brokers running (quorum queues stop without one): else it waits, its pending marker kept,
+    # for the first deploy after they are back.
+    out = sorted(in_maintenance())
+    left = len(names) - len(out) - 1
+    deferred = restart and bool(out) and left < len(names) // 2 + 1
+    announce(deferred, f"defer the restart of rabbitmq-server: {', '.join(out)} in maintenance, a restart now "
+             f"would leave {left} of {len(names)} brokers running (quorum queues need a majority); the first deploy "
+             "after maintenance back does it")
+    restart = restart and not deferred
+    announce(restart, "restart rabbitmq-server (one node at a time)" + (", epmd's socket made again while it is stopped" if rebind else ""))
     for name, mine in one_at_a_time(names):
         turn(
             name=f"rabbitmq: restart {name}",
