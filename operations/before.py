@@ -4,6 +4,7 @@ by every decision. A cluster decision reads every controller of the inventory, a
 
 from __future__ import annotations
 
+import os
 import sys
 
 import gevent
@@ -32,7 +33,17 @@ from operations.common import controllers_in_run, files_for, site
 # other parts bound their tools at 10-30 s. 180 s lets the fact's own bounds fire first on a
 # loaded host (every part runs at once); a part still running then is hung, and its controller
 # is unknown to the plan (as an unreachable one), never read as a state.
-PRE_RUN_TIMEOUT = 180
+# HA_PRE_RUN_TIMEOUT (seconds, 30-3600) changes it for a run: a slower site, or a drill.
+def _pre_run_timeout(default: int = 180) -> int:
+    raw = os.environ.get("HA_PRE_RUN_TIMEOUT", str(default))
+    if not raw.isdigit() or not 30 <= int(raw) <= 3600:
+        print(f"HA_PRE_RUN_TIMEOUT={raw!r}: expected whole seconds from 30 to 3600 (default {default}); "
+              "no host was changed", file=sys.stderr)
+        raise SystemExit(1)
+    return int(raw)
+
+
+PRE_RUN_TIMEOUT = _pre_run_timeout()
 
 
 def facts_of_all_controllers(cls, **kwargs) -> dict:

@@ -120,3 +120,14 @@ def test_a_controller_whose_maintenance_marker_cannot_be_read_stops_the_run(caps
     with pytest.raises(SystemExit):
         opkit.run(case | {"components": ["rabbitmq"]})
     assert "could not read the maintenance marker of node03" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("raw, ok", [("30", True), ("600", True), ("29", False), ("ten", False), ("", False)])
+def test_the_pre_run_bound_from_the_environment(monkeypatch, capsys, raw, ok):
+    monkeypatch.setenv("HA_PRE_RUN_TIMEOUT", raw)
+    if ok:
+        assert B._pre_run_timeout() == int(raw)
+    else:
+        with pytest.raises(SystemExit):
+            B._pre_run_timeout()
+        assert "HA_PRE_RUN_TIMEOUT" in capsys.readouterr().err
