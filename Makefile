@@ -58,7 +58,7 @@ preflight: venv
 # --- tests ---
 # The duration is printed at the end, also when a test failed (the exit status is kept).
 test: setup
-	@start=$$(date +%s); $(PY) -m pytest -q tests/unit tests/lab; rc=$$?; \
+	@start=$$(date +%s); $(PY) -m pytest -q --durations=15 tests/unit tests/lab; rc=$$?; \
 	s=$$(( $$(date +%s) - start )); \
 	echo "make test: $$(( s / 60 )) min $$(( s % 60 )) s (pytest exit $$rc)"; exit $$rc
 
