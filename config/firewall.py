@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config.defaults import DIST_PORT_OFFSET, EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
+from config.preflight import vip_ports as listener_ports
 from config.site import Site
 
 TABLE = "openstack_ha"  # `inet openstack_ha`: the only table the deploy writes
@@ -68,8 +69,7 @@ def rules(site: Site) -> Rules:
     d = site.data
     vip_ports, external_ports = set(), set()
     for svc in site.services:
-        tls = d["haproxy_tls"] and svc.tls and svc.mode == "http" and svc.https_port
-        ports = {svc.port} | ({svc.https_port} if tls else set())
+        ports = {port for _, port in listener_ports(svc, d)}
         vip_ports |= ports
         if svc.public:
             external_ports |= ports
