@@ -160,6 +160,20 @@ DEFAULTS = {
     "secrets_file": None,
 }
 
+# The failover timers of before (README "Failover"): what kolla-ansible and openstack-ansible
+# ship and this project had, each a DEFAULTS key. Data, not defaults: with them (and no TLS) the
+# deploy renders the haproxy.cfg of before (tests/unit/test_tls.py), and make bench-failover runs
+# its "anchors" profile with them, beside the defaults.
+FAILOVER_ANCHORS = {
+    "keepalived_track_haproxy_unit": False,
+    "haproxy_retry_on": "",
+    "haproxy_redispatch": -1,
+    "haproxy_error_limit": 0,
+    "mariadb_check_inter": 2000,
+    "mariadb_check_fall": 5,
+    "mariadb_check_timeout": "10s",
+}
+
 # Ports the daemons hold whatever the site says. The deploy binds each to the node address;
 # FIXED_PORTS: (port, daemon, held on every address when not bound, e.g. before the deploy).
 GALERA_PORT, GALERA_IST_PORT, GALERA_SST_PORT, EPMD_PORT = 4567, 4568, 4444, 4369

@@ -4,22 +4,34 @@ For each fault, on a deployed lab with the API stand-ins (lab/backends.py), whil
 bounded client loops run through the VIP - HTTP GETs to an API (20/s, one connection each,
 1 s timeout) and database writes (10/s, a long-lived session that reconnects when it is
 closed or a write gets no answer in 5 s, as a connection pool does) - it prints: seconds
-until another node held the VIP, the client-visible outage window for HTTP and for DB writes
-(the longest span from a failed request to the next success), failed requests, and whether
-every acknowledged write is in the database afterwards. The lab is restored (every node on,
-health report OK) after each fault. Figures, not assertions.
+until another node held the VIP, failed API requests, the answered ones' latency (p50, p99),
+the failed-write window (the longest span from a failed write to the next acknowledged one),
+and whether every acknowledged write is in the database afterwards. Every request is recorded
+(start, outcome, latency). The lab is restored (every node on, health report OK) after each
+fault. Figures, not assertions.
 
-Faults: HAProxy stopped on the VIP holder; the holder's power cut; the holder's link cut; the
-active database node's power cut (with the VIP elsewhere).
+Faults (the VIP placed first, the same start in every profile): HAProxy stopped on the VIP
+holder; the holder's power cut (also the DB writer); another holder's link cut; a backend's
+power cut (neither the holder nor the writer); the DB writer's power cut, the VIP elsewhere.
 
 Stale connections (second table): during each fault, clients that hold a connection open run
 inside a surviving controller's network namespace (tests/bench/stale_client.py: keep-alive
 HTTP connections and a MariaDB session through the VIP, each with a request in flight, and a
 direct connection to the failed node's memcached), and the table gives, for each, the seconds
 from the fault until the client noticed (its request failed) and until it was served again.
-The whole run is done twice: "untuned" (the kernel's defaults for the sysctls the deploy sets,
-HAProxy without `option srvtcpka`, as in the article) and "deployed" (the deploy's defaults);
-`--profiles deployed` runs only the second.
+
+The whole run is done per profile, in one bench run, the tables giving each fault's profiles
+one under the other: "untuned" (the kernel's defaults for the sysctls the deploy sets, HAProxy
+without `option srvtcpka`, as in the article), "anchors" (the failover timers of before,
+config/defaults.py FAILOVER_ANCHORS: what kolla-ansible and openstack-ansible ship) and
+"deployed" (the deploy's defaults). A profile's data reach every deploy and health report of
+the bench through HA_LAB_DATA; at the end, also after an error, the lab is deployed with the
+defaults again. `--profiles anchors,deployed` runs only those.
+
+Written to --out (docs/bench-failover/): failover.md (both tables, the profiles' values, links
+to the timelines), records.json (every request, per fault and profile) and one timeline per
+fault, <fault>.svg (tests/bench/timeline.py: latency over seconds from the fault, coloured by
+outcome, one panel per profile; `python -m tests.bench.timeline .../records.json` redraws them).
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -41,6 +54,8 @@ sys.path.insert(0, str(ROOT))
 import lab  # noqa: E402
 from lab import backends, drills, sitemodel  # noqa: E402
 from lab.names import CA_FILE  # noqa: E402
+from config.defaults import DEFAULTS, FAILOVER_ANCHORS  # noqa: E402
+from tests.bench.timeline import Request, percentile, write_svgs  # noqa: E402
 
 API = "keystone_internal"  # the API listener the clients use
 TABLE = "bench_failover"
@@ -57,7 +72,11 @@ HTTP_CONNECTIONS = 4  # keep-alive connections of the stale HTTP client; the tab
 # configures it: the "untuned" profile (before); "deployed" is the deploy's defaults (after).
 KERNEL_DEFAULTS = {"net.ipv4.tcp_keepalive_time": 7200, "net.ipv4.tcp_keepalive_intvl": 75,
                    "net.ipv4.tcp_keepalive_probes": 9, "net.ipv4.tcp_retries2": 15}
-PROFILES = {"untuned": {"sysctl": KERNEL_DEFAULTS, "haproxy_server_keepalive": False}, "deployed": {}}
+# "anchors": the failover timers of before (what kolla-ansible and openstack-ansible ship), the
+# rest as deployed; config/defaults.py FAILOVER_ANCHORS, the one source (test_tls renders them).
+PROFILES = {"untuned": {"sysctl": KERNEL_DEFAULTS, "haproxy_server_keepalive": False},
+            "anchors": FAILOVER_ANCHORS, "deployed": {}}
+OUT = ROOT / "docs" / "bench-failover"  # failover.md, records.json, one timeline <fault>.svg each
 
 
 class StaleClients:
@@ -136,7 +155,7 @@ class StaleClients:
 
 @dataclass
 class Loop:
-    """One client loop's record: (start time, ok) per request, acknowledged write ids."""
+    """One client loop's record: (start time, ok, latency) per request, acknowledged write ids."""
 
     name: str
     events: list = field(default_factory=list)
@@ -145,12 +164,12 @@ class Loop:
 
     @property
     def failed(self) -> int:
-        return sum(1 for _, ok in self.events if not ok)
+        return sum(1 for _, ok, _ in self.events if not ok)
 
     def outage(self) -> float:
         """The longest span from a failed request to the next successful one (0: none failed)."""
         worst, first_fail = 0.0, None
-        for t, ok in self.events:
+        for t, ok, _ in self.events:
             if not ok and first_fail is None:
                 first_fail = t
             elif ok and first_fail is not None:
@@ -161,8 +180,15 @@ class Loop:
         return worst
 
     def last_failure(self) -> float | None:
-        fails = [t for t, ok in self.events if not ok]
+        fails = [t for t, ok, _ in self.events if not ok]
         return fails[-1] if fails else None
+
+    def latency(self, q: float) -> float | None:
+        """The q-th percentile of the answered requests' latency."""
+        return percentile([lat for _, ok, lat in self.events if ok], q)
+
+    def requests(self, kind: str, t0: float) -> list[Request]:
+        return [Request(round(t - t0, 3), kind, ok, round(lat, 4)) for t, ok, lat in self.events]
 
 
 def paced(t: float, period: float) -> None:
@@ -177,13 +203,14 @@ def http_loop(loop: Loop) -> None:
         t = time.monotonic()
         try:
             drills.http_get(sitemodel.listen_port(API), timeout=1)
-            loop.events.append((t, True))
+            loop.events.append((t, True, time.monotonic() - t))
         except Exception:  # noqa: BLE001 - any failure is a failed request
-            loop.events.append((t, False))
+            loop.events.append((t, False, time.monotonic() - t))
         paced(t, HTTP_PERIOD)
 
 
 def db_loop(loop: Loop, client: str) -> None:
+    """A write's latency includes the reconnection when its session had been given up."""
     session = None
     while not loop.stop.is_set() and len(loop.events) < MAX_WRITES:
         t = time.monotonic()
@@ -191,11 +218,11 @@ def db_loop(loop: Loop, client: str) -> None:
             if session is None:
                 session = drills.Session()
             _, ident = drills.write(session, TABLE, client, timeout=DB_READ_TIMEOUT)
-            loop.events.append((t, True))
+            loop.events.append((t, True, time.monotonic() - t))
             loop.acked.append(ident)
         except (drills.SessionClosed, OSError):
             # closed by the server, or no answer within the client's read timeout: reconnect
-            loop.events.append((t, False))
+            loop.events.append((t, False, time.monotonic() - t))
             if session is not None:
                 session.close()
             session = None
@@ -210,64 +237,108 @@ def witness_for(failing: str) -> str:
     VIP does not move onto it): where the stale-connection clients run."""
     skip = {failing, drills.holder()}
     candidates = [n for n in drills.running() if n not in skip]
-    return max(candidates, key=lambda n: (n != "node01", n))
+    return max(candidates, key=lambda n: (n != writer(), n))
 
 
-def run_fault(name: str, inject, heal=None, vip_moves: bool = True, failing: str | None = None,
-              direct: bool = True) -> dict:
-    """Client loops on, the fault injected, loops until quiet or OBSERVE_MAX (and the stale
-    clients settled, or STALE_CAP), heal(), restore."""
-    failing = failing or drills.holder()
-    stale = StaleClients(witness_for(failing), failing if direct else None)
-    stale_clients = ("http", "db") + (("direct",) if direct else ())
+def writer() -> str:
+    """The controller that takes the database writes when all are up: the first of the
+    inventory (the mariadb listener's only server that is not `backup`, config/site.py)."""
+    return sitemodel.site().controllers[0].name
+
+
+@dataclass
+class Fault:
+    """One fault of the bench: the VIP is placed on `vip_on` first (the same start in every
+    profile), then inject() hits `failing`; heal() (if any) undoes it before the restore."""
+
+    slug: str  # its timeline's file name
+    title: str
+    vip_on: str
+    failing: str
+    inject: Callable[[], object]
+    heal: Callable[[], object] | None = None
+    vip_moves: bool = True
+    direct: bool = True  # a stale client connects straight to `failing`'s memcached
+
+
+def faults() -> list[Fault]:
+    """HAProxy stopped on the VIP holder; the holder's power cut (also the DB writer); a
+    holder's link cut (not the writer); a backend's power cut (neither the holder nor the
+    writer: HAProxy's retries and observed errors alone); the DB writer's power cut with the
+    VIP elsewhere (the database check's timers)."""
+    nodes = [c.name for c in sitemodel.site().controllers]
+    first, second, last = writer(), nodes[1], nodes[-1]
+    return [
+        Fault("haproxy-stopped", f"HAProxy stopped on the VIP holder ({first})", first, first,
+              lambda: drills.systemctl(first, "stop", "haproxy"), direct=False),
+        Fault("holder-power-cut", f"VIP holder's power cut ({first}, also the DB writer)", first, first,
+              lambda: drills.power_cut(first)),
+        Fault("holder-link-cut", f"VIP holder's link cut ({second})", second, second,
+              lambda: lab.isolate(second), lambda: lab.heal(second)),
+        Fault("backend-power-cut", f"a backend's power cut ({last}; VIP and DB writer on {first})", first, last,
+              lambda: drills.power_cut(last), vip_moves=False),
+        Fault("db-writer-power-cut", f"DB writer's power cut ({first}), VIP on {second}", second, first,
+              lambda: drills.power_cut(first), vip_moves=False),
+    ]
+
+
+def run_fault(f: Fault) -> dict:
+    """VIP placed, client loops on, the fault injected, loops until quiet or OBSERVE_MAX (and
+    the stale clients settled, or STALE_CAP), heal(), restore. The loops and the stale
+    clients stop also when this fails."""
+    drills.place_vip(f.vip_on)
+    stale = StaleClients(witness_for(f.failing), f.failing if f.direct else None)
+    stale_clients = ("http", "db") + (("direct",) if f.direct else ())
     http = Loop("http")
     db = Loop("db")
     threads = [threading.Thread(target=http_loop, args=(http,), daemon=True),
-               threading.Thread(target=db_loop, args=(db, name[:30]), daemon=True)]
+               threading.Thread(target=db_loop, args=(db, f.slug), daemon=True)]
     for th in threads:
         th.start()
-    time.sleep(3)  # clean traffic first
-    before = drills.holder()
-    t0 = time.monotonic()
-    wall0 = time.time()
-    inject(before)
-    vip_moved = None
-    new = before
-    if vip_moves:
-        try:
-            new, _ = drills.wait_holder(30, other_than=(before,))
-            vip_moved = time.monotonic() - t0
-        except drills.DrillError:
-            new = drills.holder()
-    # loops run until SETTLE s without a failure in both, at most OBSERVE_MAX
-    while time.monotonic() - t0 < OBSERVE_MAX:
-        last = max([x for x in (http.last_failure(), db.last_failure()) if x is not None] or [t0])
-        if time.monotonic() - max(last, t0) > SETTLE and time.monotonic() - t0 > SETTLE:
-            break
-        time.sleep(0.5)
-    while time.monotonic() - t0 < STALE_CAP + 10 and not stale.settled(wall0, stale_clients):
-        time.sleep(0.5)
-    stale.stop()
+    try:
+        time.sleep(3)  # clean traffic first
+        before = drills.holder()
+        t0 = time.monotonic()
+        wall0 = time.time()
+        f.inject()
+        vip_moved = None
+        new = before
+        if f.vip_moves:
+            try:
+                new, _ = drills.wait_holder(30, other_than=(before,))
+                vip_moved = time.monotonic() - t0
+            except drills.DrillError:
+                new = drills.holder()
+        # loops run until SETTLE s without a failure in both, at most OBSERVE_MAX
+        while time.monotonic() - t0 < OBSERVE_MAX:
+            last = max([x for x in (http.last_failure(), db.last_failure()) if x is not None] or [t0])
+            if time.monotonic() - max(last, t0) > SETTLE and time.monotonic() - t0 > SETTLE:
+                break
+            time.sleep(0.5)
+        while time.monotonic() - t0 < STALE_CAP + 10 and not stale.settled(wall0, stale_clients):
+            time.sleep(0.5)
+    finally:
+        stale.stop()
+        for loop in (http, db):
+            loop.stop.set()
+        for th in threads:
+            th.join(timeout=30)
     stale_figures = {c: stale.figures(c, wall0) if c in stale_clients else None for c in ("http", "db", "direct")}
-    for loop in (http, db):
-        loop.stop.set()
-    for th in threads:
-        th.join(timeout=30)
-    if heal:
-        heal(before)
+    if f.heal:
+        f.heal()
     seen = len(drills.interventions)
     drills.restore()
     restore_notes = [text for _, text in drills.interventions[seen:]]
     ids = {int(x) for x in drills.sql(f"SELECT id FROM {drills.WRITES_DB}.{TABLE}").split()}
     lost = [i for i in db.acked if i not in ids]
-    if vip_moves:
-        name = f"{name} ({before}{', the DB writer' if before == 'node01' else ''})"
     return {
-        "fault": name, "holder": before, "new_holder": new, "vip_moved": vip_moved,
+        "slug": f.slug, "fault": f.title, "holder": before, "new_holder": new, "vip_moved": vip_moved,
         "http_outage": http.outage(), "http_failed": http.failed, "http_total": len(http.events),
+        "api_p50": http.latency(50), "api_p99": http.latency(99),
         "db_outage": db.outage(), "db_failed": db.failed, "db_total": len(db.events),
         "acked": len(db.acked), "lost": len(lost), "restore_notes": restore_notes,
         "stale": stale_figures, "witness": stale.witness,
+        "requests": http.requests("api", t0) + db.requests("db", t0),
     }
 
 
@@ -275,45 +346,103 @@ def fmt(x, unit="s") -> str:
     return "-" if x is None else f"{x:.1f} {unit}"
 
 
-def set_profile(name: str) -> None:
-    """Deploy the lab with a profile's extra data (untuned, or the deploy's own defaults)."""
-    run = drills.deploy(data=PROFILES[name])
+def ms(x) -> str:
+    return "-" if x is None else f"{x * 1000:.0f} ms"
+
+
+def use_profile(name: str, base: dict) -> None:
+    """From now on every pyinfra run of the bench (the deploy here, the health reports and
+    the restore's deploy, the lab's site model) sees the profile's data: they go in this
+    process's HA_LAB_DATA (inventories/lab.py), which those runs inherit; then the lab is
+    deployed with them."""
+    set_lab_data({**base, **PROFILES[name]})
+    run = drills.deploy()
     if run.returncode != 0:
-        print(run.stdout[-4000:])
+        print(drills.run_excerpt(run.stdout))
         raise SystemExit(f"bench-failover: the deploy with the {name} profile failed")
     drills.log(f"bench: profile '{name}' deployed")
 
 
-def run_faults() -> list[dict]:
-    faults = [
-        ("haproxy stopped on the VIP holder", lambda h: drills.systemctl(h, "stop", "haproxy"), None, False),
-        ("VIP holder power cut", lambda h: drills.power_cut(h), None, True),
-        ("VIP holder link cut", lambda h: lab.isolate(h), lambda h: lab.heal(h), True),
-    ]
-    results = []
-    for name, inject, heal, direct in faults:
-        drills.log(f"bench: {name}")
-        results.append(run_fault(name, inject, heal, direct=direct))
-    # the active database node (node01) loses power while the VIP is elsewhere
-    drills.log("bench: active database node power cut")
-    if drills.holder() == "node01":
-        drills.place_vip("node02")
-    results.append(run_fault("active DB node (node01) power cut, VIP elsewhere",
-                             lambda h: drills.power_cut("node01"), vip_moves=False, failing="node01"))
-    return results
+def set_lab_data(data: dict) -> None:
+    if data:
+        os.environ["HA_LAB_DATA"] = json.dumps(data)
+    else:
+        os.environ.pop("HA_LAB_DATA", None)
 
 
-def print_failover(results: list[dict]) -> None:
-    print()
-    print(f"{'fault':<62} {'VIP moved':>10} {'HTTP outage':>12} {'HTTP failed':>12} "
-          f"{'DB outage':>10} {'DB failed':>10} {'acked writes':>13} {'lost':>5}")
-    for r in results:
-        print(f"{r['fault']:<62} {fmt(r['vip_moved']):>10} {fmt(r['http_outage']):>12} "
-              f"{r['http_failed']:>5}/{r['http_total']:<6} {fmt(r['db_outage']):>10} "
-              f"{r['db_failed']:>4}/{r['db_total']:<5} {r['acked']:>13} {r['lost']:>5}")
-    for r in results:
-        for note in r["restore_notes"]:
-            print(f"  restoring after '{r['fault']}': {note}")
+def back_to_defaults(base: dict, restore: bool, redeploy: bool) -> bool:
+    """The end of the bench, also after an error: HA_LAB_DATA as it was, the lab restored
+    (every node on, healthy; after an error) and deployed with the site's own data (when
+    another profile was deployed). False, said why, when the lab could not be put back."""
+    set_lab_data(base)
+    ok = True
+    if restore:
+        try:
+            drills.restore()
+        except Exception as exc:  # noqa: BLE001 - the deploy below is still tried
+            print(f"bench-failover: the lab was not restored: {exc}", file=sys.stderr)
+            ok = False
+    if redeploy:
+        try:
+            run = drills.deploy()
+            if run.returncode != 0:
+                print(drills.run_excerpt(run.stdout), file=sys.stderr)
+                raise drills.DrillError("the deploy failed")
+            drills.log("bench: the lab is deployed with the defaults again")
+        except Exception as exc:  # noqa: BLE001
+            print(f"bench-failover: the lab is not back to the defaults ({exc}): run `make deploy`",
+                  file=sys.stderr)
+            ok = False
+    return ok
+
+
+def by_fault(by_profile: dict[str, list[dict]]) -> list[list[tuple[str, dict]]]:
+    """The results grouped per fault (in the order they ran), each [(profile, result), ...]."""
+    groups: dict[str, list] = {}
+    for profile, results in by_profile.items():
+        for r in results:
+            groups.setdefault(r["slug"], []).append((profile, r))
+    return list(groups.values())
+
+
+FAILOVER_HEADER = ("fault", "profile", "VIP moved", "API failed", "API p50", "API p99",
+                   "failed-write window", "writes failed", "acked writes lost")
+
+
+def failover_rows(by_profile: dict[str, list[dict]]) -> list[tuple[str, ...]]:
+    """One row per fault and profile, the profiles of a fault one under the other."""
+    rows = []
+    for group in by_fault(by_profile):
+        for i, (profile, r) in enumerate(group):
+            rows.append((r["fault"] if i == 0 else "", profile, fmt(r["vip_moved"]),
+                         f"{r['http_failed']}/{r['http_total']}", ms(r["api_p50"]), ms(r["api_p99"]),
+                         fmt(r["db_outage"]), f"{r['db_failed']}/{r['db_total']}",
+                         f"{r['lost']} of {r['acked']}"))
+    return rows
+
+
+STALE_HEADER = ("fault", "profile", "clients on", "keep-alive HTTP", "DB session", "direct memcached")
+
+
+def stale_rows(by_profile: dict[str, list[dict]]) -> list[tuple[str, ...]]:
+    rows = []
+    for group in by_fault(by_profile):
+        for i, (profile, r) in enumerate(group):
+            st = r["stale"]
+            where = r["witness"] + (" (new holder)" if r["new_holder"] == r["witness"] and r["vip_moved"] else "")
+            rows.append((r["fault"] if i == 0 else "", profile, where, stale_cell(st["http"]),
+                         stale_cell(st["db"]), stale_cell(st["direct"])))
+    return rows
+
+
+def console(header, rows) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    return "\n".join("  ".join(str(x).ljust(w) if i < 3 else str(x).rjust(w) for i, (x, w) in
+                               enumerate(zip(line, widths))).rstrip() for line in (header, *rows))
+
+
+def markdown(header, rows) -> str:
+    return "\n".join("| " + " | ".join(line) + " |" for line in (header, tuple("---" for _ in header), *rows))
 
 
 def stale_cell(fig) -> str:
@@ -326,36 +455,84 @@ def stale_cell(fig) -> str:
     return f"{noticed:.1f}/{'-' if served is None else f'{served:.1f}'}{hung}"
 
 
-def print_stale(by_profile: dict[str, list[dict]]) -> None:
-    print(f"\nStale connections: seconds after the fault until the client noticed / was served again "
-          f"(run on a surviving controller; 'cap': no answer for {STALE_CAP:.0f} s, the bench stopped waiting;\n"
-          f"keep-alive HTTP: the worst of {HTTP_CONNECTIONS} connections)")
-    print(f"{'fault':<62} {'profile':<9} {'clients on':<16} {'keep-alive HTTP':>16} {'DB session':>16} "
-          f"{'direct memcached':>17}")
+def profile_lines(names) -> list[str]:
+    """What each profile run sets, from the data themselves."""
+    lines = []
+    for name in names:
+        data = PROFILES[name]
+        if name == "untuned":
+            text = (", ".join(f"{k.split('.')[-1]}={v}" for k, v in KERNEL_DEFAULTS.items())
+                    + "; HAProxy without option srvtcpka")
+        elif data:
+            text = ", ".join(f"{k}={v!r}" for k, v in data.items())
+        else:
+            text = ("the deploy's defaults: " + ", ".join(f"{k}={DEFAULTS[k]!r}" for k in FAILOVER_ANCHORS)
+                    + ", " + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in DEFAULTS["sysctl"].items()
+                                       if k in KERNEL_DEFAULTS))
+        lines.append(f"{name}: {text}")
+    return lines
+
+
+LEGEND = [
+    "VIP moved: seconds from the fault until another node held the VIP ('-': it did not have to move).",
+    f"API failed: failed / all HTTP GETs through the VIP ({1 / HTTP_PERIOD:.0f}/s, one connection each, 1 s "
+    f"timeout), from 3 s before the fault until both client loops had gone {SETTLE:.0f} s without a failure and "
+    f"the stale clients had settled (at most {STALE_CAP + 10:.0f} s).",
+    "API p50 / p99: latency of the answered GETs over the same span.",
+    f"failed-write window: the longest span from a failed DB write ({1 / DB_PERIOD:.0f}/s, reconnecting session, "
+    f"{DB_READ_TIMEOUT:.0f} s read timeout) to the next acknowledged one.",
+    "acked writes lost: acknowledged writes missing from the database afterwards (every one must be there).",
+]
+
+
+def report(by_profile: dict[str, list[dict]], out: Path, complete: bool) -> None:
+    """Both tables on stdout; in `out`: failover.md (the tables, the profiles, links to the
+    timelines), records.json (every request, per fault and profile) and <fault>.svg each."""
+    rows, stale = failover_rows(by_profile), stale_rows(by_profile)
+    print()
+    print(console(FAILOVER_HEADER, rows))
     for profile, results in by_profile.items():
         for r in results:
-            st = r["stale"]
-            where = r["witness"] + (" (new holder)" if r["new_holder"] == r["witness"] and r["vip_moved"] else "")
-            print(f"{r['fault']:<62} {profile:<9} {where:<16} {stale_cell(st['http']):>16} {stale_cell(st['db']):>16} "
-                  f"{stale_cell(st['direct']):>17}")
-    from config.defaults import DEFAULTS
-    print("untuned: " + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in KERNEL_DEFAULTS.items())
-          + "; HAProxy without option srvtcpka")
-    print("deployed: " + ", ".join(f"{k.split('.')[-1]}={v}" for k, v in DEFAULTS["sysctl"].items()
-                                   if k in KERNEL_DEFAULTS)
-          + f"; HAProxy {'with' if DEFAULTS['haproxy_server_keepalive'] else 'without'} option srvtcpka")
+            for note in r["restore_notes"]:
+                print(f"  restoring after '{r['fault']}' ({profile}): {note}")
+    print("\n" + "\n".join(LEGEND))
+    stale_title = (f"Stale connections: seconds after the fault until the client noticed / was served again "
+                   f"(run on a surviving controller; 'cap': no answer for {STALE_CAP:.0f} s, the bench stopped "
+                   f"waiting; keep-alive HTTP: the worst of {HTTP_CONNECTIONS} connections)")
+    print(f"\n{stale_title}")
+    print(console(STALE_HEADER, stale))
+    print("\n" + "\n".join(profile_lines(by_profile)))
+
+    records = {group[0][1]["slug"]: {"fault": group[0][1]["fault"], "runs": [
+        {"profile": profile, "vip_moved": r["vip_moved"], "requests": r["requests"]} for profile, r in group]}
+        for group in by_fault(by_profile)}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "records.json").write_text(json.dumps(records, separators=(",", ":")) + "\n")
+    svgs = write_svgs(records, out)
+    md = [f"# make bench-failover, {time.strftime('%Y-%m-%d %H:%M %Z')}"
+          + ("" if complete else " (stopped by an error: partial)"), "",
+          markdown(FAILOVER_HEADER, rows), "", *[f"- {line}" for line in LEGEND], "",
+          "Timelines (every request through the VIP, per profile): "
+          + ", ".join(f"[{p.stem}]({p.name})" for p in svgs), "",
+          stale_title + ":", "", markdown(STALE_HEADER, stale), "",
+          "Profiles:", "", *[f"- {line}" for line in profile_lines(by_profile)], ""]
+    (out / "failover.md").write_text("\n".join(md))
+    print(f"\nwritten: {out / 'failover.md'}, {out / 'records.json'}, " + ", ".join(str(p) for p in svgs))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profiles", default="untuned,deployed",
+    ap.add_argument("--profiles", default=",".join(PROFILES),
                     help="profiles to run, in order (untuned: the kernel's defaults and the article's "
-                         "HAProxy; deployed: the deploy's defaults)")
+                         "HAProxy; anchors: the failover timers of before; deployed: the deploy's defaults)")
+    ap.add_argument("--out", type=Path, default=OUT,
+                    help=f"where the tables, the records and the timelines go (default {OUT.relative_to(ROOT)})")
     args = ap.parse_args()
     profiles = [p for p in args.profiles.split(",") if p]
     for p in profiles:
         if p not in PROFILES:
             raise SystemExit(f"bench-failover: unknown profile {p!r} (known: {', '.join(PROFILES)})")
+    base = json.loads(os.environ.get("HA_LAB_DATA") or "{}")
     lab.up(3)
     run = drills.deploy()
     if run.returncode != 0:
@@ -368,23 +545,24 @@ def main() -> int:
     drills.wait_healthy(120)
     drills.prepare_writes(TABLE)
 
-    by_profile = {}
+    by_profile: dict[str, list[dict]] = {}
+    complete = restored = False
     try:
         for profile in profiles:
-            set_profile(profile)
-            by_profile[profile] = run_faults()
+            by_profile[profile] = results = []
+            use_profile(profile, base)
+            for f in faults():
+                drills.log(f"bench: {f.title} ({profile})")
+                results.append(run_fault(f))
+        complete = True
     finally:
-        if profiles != ["deployed"]:
-            set_profile("deployed")  # leave the lab as the deploy makes it
-    for profile, results in by_profile.items():
-        print(f"\n== profile: {profile}")
-        print_failover(results)
-    print("\nVIP moved: seconds from the fault until another node held the VIP ('-': it did not "
-          "have to move).\nOutage: the longest span from a failed request to the next success, "
-          "as the client saw it.\nlost: acknowledged writes missing from the database afterwards "
-          "(every one must be there).")
-    print_stale(by_profile)
-    return 0 if all(r["lost"] == 0 for rs in by_profile.values() for r in rs) else 1
+        # deployed again unless the last profile was the defaults and all went well
+        restored = back_to_defaults(base, restore=not complete,
+                                    redeploy=not complete or bool(PROFILES[list(by_profile)[-1]]))
+        if any(by_profile.values()):
+            report(by_profile, args.out, complete)
+    lost = any(r["lost"] for rs in by_profile.values() for r in rs)
+    return 0 if restored and not lost else 1
 
 
 if __name__ == "__main__":

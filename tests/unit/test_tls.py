@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from config.defaults import DEFAULTS, FAILOVER_ANCHORS
 from config.files import HAPROXY_CFG, managed_files
 from config.preflight import check
 from config.secrets import PLACEHOLDERS
@@ -28,13 +29,18 @@ def cfg_of(tls: bool, **changes) -> str:
 
 
 # The failover timers of before issue 12 (the article's): with them and no TLS, the config of before.
-BEFORE_FAILOVER = {"haproxy_retry_on": "", "haproxy_redispatch": -1, "haproxy_error_limit": 0,
-                   "mariadb_check_inter": 2000, "mariadb_check_fall": 5, "mariadb_check_timeout": "10s"}
+BEFORE_FAILOVER = FAILOVER_ANCHORS
 
 
 def test_no_tls_renders_exactly_the_config_of_before():
     assert cfg_of(False, **BEFORE_FAILOVER) == GOLDEN.read_text()
     assert cfg_of(True, **BEFORE_FAILOVER) != GOLDEN.read_text()
+
+
+def test_the_anchors_are_defaults_of_before_that_the_deploy_changed():
+    """make bench-failover's "anchors" profile: keys the site knows, each value now different."""
+    assert FAILOVER_ANCHORS and all(k in DEFAULTS and DEFAULTS[k] != v for k, v in FAILOVER_ANCHORS.items())
+    assert problems_of(**FAILOVER_ANCHORS) == []  # preflight takes them (the bench deploys them)
 
 
 def test_http_apis_take_tls_the_rest_as_before():
