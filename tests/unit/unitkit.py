@@ -9,6 +9,7 @@ deleted, also when a test fails.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import copy
 import os
@@ -260,9 +261,11 @@ _PEM: list[Path] = []
 
 
 def throwaway_pem() -> Path:
-    """A throwaway self-signed certificate and its key in one PEM file (openssl), made once."""
+    """A throwaway self-signed certificate and its key in one PEM file (openssl), made once;
+    its directory is removed when the test process exits."""
     if not _PEM:
         directory = Path(tempfile.mkdtemp(prefix="ha-test-pem-"))
+        atexit.register(shutil.rmtree, directory, True)
         key, crt = directory / "key.pem", directory / "crt.pem"
         subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=vip.test",
                         "-keyout", str(key), "-out", str(crt)], check=True, capture_output=True, timeout=60)
