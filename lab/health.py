@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from lab import backends, lifecycle
@@ -25,7 +26,7 @@ ROOT = REPO_ROOT
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 DEPLOY_TIMEOUT = 900      # s: a first deploy on fresh nodes takes about 5 min
 VERIFY_TIMEOUT = 180      # s: one verify.py run
-RESTORE_BOUND = 420       # s: restore() brings the lab back within this, or gives up
+RESTORE_BOUND = 540       # s: restore() brings the lab back within this, or gives up
 
 # --- the health report ---------------------------------------------------------------------
 
@@ -89,8 +90,10 @@ def wait_healthy(timeout: float = 300, on_wait=None) -> tuple[dict, float]:
         if on_wait:
             on_wait()
         time.sleep(2)
-    raise DrillError(f"not healthy after {time.monotonic() - start:.0f}s: "
-                     + "; ".join(last.get("failures", []))[:2000])
+    error = DrillError(f"not healthy after {time.monotonic() - start:.0f}s: "
+                       + "; ".join(last.get("failures", []))[:2000])
+    error.report = last
+    raise error
 
 
 def deploy(timeout: float = DEPLOY_TIMEOUT, data: dict | None = None, nodes: list[str] | None = None) -> subprocess.CompletedProcess:
@@ -153,6 +156,24 @@ def unstick_rabbitmq(stuck_for: float = 60, timeout: float = 180) -> list[str]:
     return stuck
 
 
+def restart_rabbitmq_together(timeout: float = 240) -> None:
+    """Every running node's broker stopped (killed if its stop hangs for 60 s), then all started
+    at once, each start bounded by `timeout`. What an operator does when no broker runs its app
+    and none will: seen on the lab after two power cuts, the surviving node paused by
+    pause_minority hung in its resume (the `global` hang of rabbitmq-server#6034) with its unit
+    'active', so unstick_rabbitmq() never restarted it, and the other two waited for its tables.
+    Started together, each finds the others' tables (the deploy's own rule for a cluster whose
+    brokers are all stopped)."""
+    nodes = running()
+    stop = ("timeout -k 5 60 systemctl stop rabbitmq-server || systemctl kill -s KILL rabbitmq-server; "
+            "systemctl reset-failed rabbitmq-server 2>/dev/null; true")
+    bound = max(30, int(timeout))
+    with ThreadPoolExecutor(len(nodes) or 1) as pool:
+        list(pool.map(lambda n: exec_(n, ["sh", "-c", stop], timeout=90), nodes))
+        list(pool.map(lambda n: exec_(n, ["timeout", "-k", "5", str(bound), "systemctl", "start", "rabbitmq-server"],
+                                      timeout=bound + 20), nodes))
+
+
 class LabUnrecoverable(DrillError):
     """restore() could not bring the lab back within its bound: the next drill needs a rebuilt
     lab (rebuild()); the message says what was still wrong."""
@@ -180,9 +201,10 @@ def restore(timeout: float = RESTORE_BOUND) -> dict:
     service of the HA layer and every API stand-in running, no node desynced; then wait until
     the health report is OK. Meanwhile a RabbitMQ node hung at start for over a minute is
     restarted; not OK within 150 s: a Galera cluster without a Primary component is
-    bootstrapped from its most advanced node (each recorded in `interventions`); still not OK
-    after 90 s more: the deploy runs once, with what is left of `timeout`, and the report must
-    be OK then. Not OK within `timeout` (a few minutes) in all: LabUnrecoverable, with the
+    bootstrapped from its most advanced node, and RabbitMQ not running on every node is
+    restarted on all nodes together (each recorded in `interventions`); still not OK after
+    120 s more: the deploy runs once, with what is left of `timeout`, and the report must be
+    OK then. Not OK within `timeout` (a few minutes) in all: LabUnrecoverable, with the
     cause. Returns the report."""
     t0 = time.monotonic()
     deadline = t0 + timeout
@@ -191,7 +213,7 @@ def restore(timeout: float = RESTORE_BOUND) -> dict:
         return deadline - time.monotonic()
 
     def unstick() -> None:
-        unstick_rabbitmq(timeout=min(180, max(10, left())))
+        unstick_rabbitmq(timeout=min(90, max(10, left() - 200)))
 
     try:
         _start_everything(left)
@@ -202,10 +224,15 @@ def restore(timeout: float = RESTORE_BOUND) -> dict:
             node = bootstrap_if_no_primary()
             if node:
                 intervene(f"Galera had no Primary component: pc.bootstrap on {node}", show=False)
+            brokers = rabbit_running(getattr(exc, "report", {}))
+            if len(brokers) < len(running()):
+                intervene(f"RabbitMQ running on {sorted(brokers) or 'no node'} after "
+                          f"{time.monotonic() - t0:.0f}s: every broker restarted together", show=False)
+                restart_rabbitmq_together(min(240, max(30, left() - 150)))
             try:
                 if left() <= 0:
                     raise
-                report, _ = wait_healthy(min(90, left()))
+                report, _ = wait_healthy(min(120, left()))
             except DrillError as exc2:
                 if left() < 60:
                     raise
