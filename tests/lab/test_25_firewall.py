@@ -9,8 +9,6 @@ cut off is refused before any change, and the next full run repairs a table chan
 
 from __future__ import annotations
 
-import subprocess
-
 from config.firewall import rules
 import lab
 from lab import drills, sitemodel, stranger
