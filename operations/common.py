@@ -42,6 +42,36 @@ def once(fn):
     return wrapper
 
 
+def decided_once(prefix: str, *refusals: type[Exception]):
+    """A decision that could split or stall a cluster, taken once per run from the whole
+    picture and shared by every host: the decorated function returns it, or raises one of
+    `refusals`. A refusal is printed once (stderr, after `prefix`) and ends every host's deploy
+    with SystemExit before any change; the decision itself is re-checked on the host when its
+    command runs (the operations' own guards)."""
+
+    def wrap(fn):
+        @once
+        def decide():
+            try:
+                return fn(), None
+            except refusals as exc:
+                print(f"{prefix}{exc}", file=sys.stderr)
+                return None, exc
+
+        def wrapper():
+            value, refused = decide()
+            if refused is not None:
+                raise SystemExit(1)
+            return value
+
+        wrapper.cache_clear = decide.cache_clear
+        wrapper.__doc__ = fn.__doc__
+        wrapper.__name__ = fn.__name__
+        return wrapper
+
+    return wrap
+
+
 def controllers_in_run() -> set[str]:
     """Controllers this run changes: in the --limit (if any) and connected."""
     names = {c.name for c in site().controllers}

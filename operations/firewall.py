@@ -4,16 +4,13 @@ checked by `nft -c` on the host before it replaces the old rules, loaded in one 
 
 from __future__ import annotations
 
-import sys
-
-from pyinfra import host
 from pyinfra.api import deploy
 
 from config.files import FIREWALL_NFT, FIREWALL_UNIT
 from config.firewall import TABLE, expected_rules, rules
 from facts.firewall import FirewallState
 from operations.before import facts_of_all_controllers, planned_fact, unit_state
-from operations.common import announce, controllers_in_run, files_of, once, shell, site
+from operations.common import announce, controllers_in_run, decided_once, files_of, shell, site
 from operations.steps import install_files, mark_pending, packages, service
 
 UNIT_FILE = f"/etc/systemd/system/{FIREWALL_UNIT}.service"
@@ -52,18 +49,23 @@ def left_out_refusal(states: dict, limited: list[str], admitted: dict[str, str])
     return None
 
 
-@once
-def _refusal() -> str | None:
+class FirewallRefusal(Exception):
+    """A --limit run that a left-out controller's table would cut off (left_out_refusal)."""
+
+
+@decided_once("firewall: ", FirewallRefusal)
+def limit_checked() -> None:
+    """Refuses, once for every host, a --limit run whose new controllers a left-out
+    controller's table would drop (left_out_refusal)."""
     s = site()
     in_run = controllers_in_run()
     limited = [c.name for c in s.controllers if c.name not in in_run]
     if not limited:
-        return None
+        return
     why = left_out_refusal(facts_of_all_controllers(FirewallState), limited,
                            {c.name: c.address for c in s.controllers if c.name in in_run})
     if why:
-        print(f"firewall: {why}", file=sys.stderr)  # once, for every host's deploy
-    return why
+        raise FirewallRefusal(why)
 
 
 @deploy("Firewall")
@@ -78,8 +80,7 @@ def configure():
               [f"systemctl disable {FIREWALL_UNIT}", f"nft delete table inet {TABLE} 2>/dev/null || true",
                f"rm -f {FIREWALL_NFT} {UNIT_FILE}", "systemctl daemon-reload"], when=installed)
         return
-    if _refusal():
-        raise SystemExit(1)
+    limit_checked()
     packages(name="firewall: packages", names=["nftables"])
     load = mark_pending(FIREWALL_UNIT, "firewall")
     ops = install_files("firewall", validate={FIREWALL_NFT: "nft -c -f {path}"})

@@ -21,7 +21,7 @@ from config.files import GALERA_CNF, SST_ACCOUNT
 from facts.galera import GaleraNode, MysqlAccounts, sans_members, serving_check
 from facts.host import PENDING_DIR, UNITS, ServiceStates
 from operations.common import (
-    announce, controllers_in_run, files_for, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
+    announce, controllers_in_run, decided_once, files_for, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
 from operations.before import facts_of_all_controllers, known_in_run, planned_fact
 from operations.galera_plan import (
@@ -54,28 +54,15 @@ def vip_holders() -> list[str]:
     return [n for n, v in facts.items() if v and v.get("holds_vip")]
 
 
-@once
-def _plan_or_refusal() -> Plan | GaleraStateError:
+@decided_once("galera: ", GaleraStateError)
+def cluster_plan() -> Plan:
+    """The plan of this run, shared by every host; a refusal ends the run before any change."""
     s = site()
     order = [c.name for c in s.controllers]
     in_run = controllers_in_run()
-    try:
-        return plan(cluster_states(), order, {c.name: c.address for c in s.controllers},
-                    limited=frozenset(n for n in order if n not in in_run),
-                    repair=os.environ.get(REPAIR_SWITCH) == "1", away=in_maintenance())
-    except GaleraStateError as exc:
-        import sys
-
-        print(f"galera: {exc}", file=sys.stderr)  # once, for every host's deploy
-        return exc
-
-
-def cluster_plan() -> Plan:
-    """The plan of this run, shared by every host; a refusal ends the run before any change."""
-    p = _plan_or_refusal()
-    if isinstance(p, GaleraStateError):
-        raise SystemExit(1)
-    return p
+    return plan(cluster_states(), order, {c.name: c.address for c in s.controllers},
+                limited=frozenset(n for n in order if n not in in_run),
+                repair=os.environ.get(REPAIR_SWITCH) == "1", away=in_maintenance())
 
 
 # --- accounts ----------------------------------------------------------------------------

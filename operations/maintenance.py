@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import sys
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -24,7 +23,7 @@ from facts.host import Maintenance
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.rabbitmq import RabbitmqCluster
 from operations.before import facts_of_all_controllers, known_in_run
-from operations.common import controllers_in_run, once, shell, site, unit_log, wait_until
+from operations.common import controllers_in_run, decided_once, once, shell, site, unit_log, wait_until
 from operations.maintenance_plan import (
     Decision, Refusal, api, back_commands, decide, maint_line, out_commands, replay,
 )
@@ -109,27 +108,17 @@ def picture() -> dict:
     return {c.name: {k: facts[k].get(c.name) for k in facts} for c in s.controllers}
 
 
-@once
-def _decision() -> Decision | Refusal:
+@decided_once("", Refusal)
+def decision() -> Decision:
+    """What this run does (maintenance_plan.decide), shared by every host; a refusal ends the
+    run before any change."""
     s = site()
     order = [c.name for c in s.controllers]
     node, action = str(host.data.get("node") or ""), str(host.data.get("action") or "")
-    try:
-        if set(order) - controllers_in_run():
-            raise Refusal(f"maintenance {action} {node}: the command acts on every controller's HAProxy; "
-                          "run it without --limit")
-        d = decide(action, node, order, picture())
-    except Refusal as exc:
-        print(str(exc), file=sys.stderr)  # once, for every host
-        return exc
-    return d
-
-
-def decision() -> Decision:
-    d = _decision()
-    if isinstance(d, Refusal):
-        raise SystemExit(1)
-    return d
+    if set(order) - controllers_in_run():
+        raise Refusal(f"maintenance {action} {node}: the command acts on every controller's HAProxy; "
+                      "run it without --limit")
+    return decide(action, node, order, picture())
 
 
 def marker(value: int) -> str:

@@ -236,3 +236,35 @@ def test_command_builders_quote_every_value(bad):
     assert sum(shlex.quote(bad) in c for c in cmds) >= 5
     # a node name read from a controller's own files is only used when well formed
     assert removed_members({"nodes": ["rabbit@node01", f"rabbit@{bad}"]}, ["node01"]) == []
+
+
+def test_a_refused_decision_is_printed_once_and_stops_every_host(capsys):
+    from operations.common import decided_once
+
+    calls = []
+
+    @decided_once("galera: ", ValueError)
+    def refused():
+        calls.append(1)
+        raise ValueError("node02 unreachable: run without --limit")
+
+    for _ in range(3):  # one call per host's deploy
+        with pytest.raises(SystemExit):
+            refused()
+    assert len(calls) == 1
+    assert capsys.readouterr().err == "galera: node02 unreachable: run without --limit\n"
+
+    @decided_once("x: ", ValueError)
+    def decided():
+        calls.append(2)
+        return {"bootstrap": "node01"}
+
+    assert decided() is decided() and decided() == {"bootstrap": "node01"}
+    assert calls == [1, 2]
+
+    @decided_once("x: ", ValueError)
+    def crashed():
+        raise KeyError("not a refusal: raised as it is")
+
+    with pytest.raises(KeyError):
+        crashed()
