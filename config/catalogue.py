@@ -66,6 +66,10 @@ class Service:
     enabled: bool = True
     description: str = ""
 
+    def takes_tls(self, haproxy_tls: bool) -> bool:
+        """Whether the listener takes TLS on the VIP: the site's haproxy_tls, its `tls`, mode http."""
+        return bool(haproxy_tls and self.tls and self.mode == "http")
+
 
 CATALOGUE: tuple[Service, ...] = (
     Service("rabbitmq_management", port_key="rabbitmq_management_port", tls=False,

@@ -292,14 +292,14 @@ def _check_external_vip(data: dict, bad: set, vip, network, services: list, err,
         err(G, "keepalived_external_router_id", f"{rid} is also keepalived_virtual_router_id: the two VIPs need VRRP instances of distinct ids",
             f"set keepalived_external_router_id to another id in 1-255, e.g. {internal % 255 + 1}, no VRRP router on the segment uses")
     for svc in services:
-        if svc.public and not (svc.tls and svc.mode == "http"):
+        if svc.public and not svc.takes_tls(True):
             err(G, f"services.{svc.name}.public", f"{svc.name} is public but not served over TLS ({'tls False' if not svc.tls else 'mode ' + svc.mode}): the external VIP takes TLS only",
                 f"set services.{svc.name}.public False")
 
 
 def vip_ports(svc, data: dict) -> list[tuple[str, int]]:
     """The (field, port) pairs a listener binds on the VIP: its port, and its https_port with TLS."""
-    tls = data["haproxy_tls"] and svc.tls and svc.mode == "http" and svc.https_port
+    tls = svc.takes_tls(data["haproxy_tls"]) and svc.https_port
     return [("port", svc.port)] + ([("https_port", svc.https_port)] if tls else [])
 
 

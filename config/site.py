@@ -117,7 +117,7 @@ class Site:
         bind, redirect_bind, http_request = self._front(svc)
         if svc.mode == "http" and svc.forwardfor and d["haproxy_retry_on"]:
             # first (after a redirect): the article's rules stay as they are, at the end
-            at = 1 if svc.https_port and d["haproxy_tls"] and svc.tls else 0
+            at = 1 if svc.https_port and self._tls(svc) else 0
             http_request = http_request[:at] + (NO_L7_RETRY,) + http_request[at:]
         return Listener(
             name=svc.name,
@@ -149,7 +149,7 @@ class Site:
 
     def _tls(self, svc: Service) -> bool:
         """Whether the listener takes TLS (haproxy_tls, its `tls` field, mode http)."""
-        return bool(self.data["haproxy_tls"] and svc.tls and svc.mode == "http")
+        return svc.takes_tls(self.data["haproxy_tls"])
 
     def _binds(self, svc: Service, address: str) -> tuple[str, str | None]:
         """The listener's bind on `address` and its redirect-only bind there (TLS only)."""
