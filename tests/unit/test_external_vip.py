@@ -62,7 +62,8 @@ def test_a_site_flips_public_per_service_and_its_own_services_are_not_public():
 
 
 def test_without_an_external_vip_haproxy_cfg_and_keepalived_conf_are_those_of_before():
-    # the golden files: rendered by the code before the external VIP (haproxy.cfg: also before
+    # the golden files: rendered by the code before the external VIP (keepalived.conf: with
+    # mcast_src_ip added since; haproxy.cfg: also before
     # TLS and the failover timers, see test_tls.py)
     off = {"external_vip": None, "external_vip_interface": None, "external_network": None,
            "keepalived_external_router_id": None}
