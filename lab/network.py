@@ -46,23 +46,28 @@ def ensure_bridge() -> None:
 def ensure_node_net(name: str) -> None:
     """The node's namespace and veth pair (the node end named IFNAME), plugged into the bridge.
     Addresses are set by the launcher at each boot (net_up) and dropped at power-off (net_down)."""
-    veth = veth_name(name)
-    if name in netns_list() and f"/run/netns/{name}" not in mount_points():
-        ip("netns", "del", name, check=False)      # a stale name (e.g. after a machine reboot)
-    if name not in netns_list():
-        ip("netns", "add", name)
-    if link_exists(veth) and not link_exists(IFNAME, name):
+    plug(name, veth_name(name))
+
+
+def plug(netns: str, veth: str) -> None:
+    """Namespace `netns` (made again if stale) with a veth pair into the bridge: `veth` on the
+    host, IFNAME inside; loopback up (a node's, or the stranger's: lab/stranger.py)."""
+    if netns in netns_list() and f"/run/netns/{netns}" not in mount_points():
+        ip("netns", "del", netns, check=False)      # a stale name (e.g. after a machine reboot)
+    if netns not in netns_list():
+        ip("netns", "add", netns)
+    if link_exists(veth) and not link_exists(IFNAME, netns):
         ip("link", "del", veth)            # half-made pair: start again
     if not link_exists(veth):
-        r = ip("link", "add", veth, "type", "veth", "peer", "name", IFNAME, "netns", name,
-                check=False)
+        r = ip("link", "add", veth, "type", "veth", "peer", "name", IFNAME, "netns", netns,
+               check=False)
         if r.returncode != 0:
-            raise LabError(f"cannot create veth pair for {name} (kernel feature missing: veth?): "
+            raise LabError(f"cannot create veth pair for {netns} (kernel feature missing: veth?): "
                            f"{r.stderr.strip()}")
     sysctl_write(f"/proc/sys/net/ipv6/conf/{veth}/disable_ipv6", "1")
     sysctl_write(f"/proc/sys/net/ipv4/conf/{veth}/forwarding", "0")
     ip("link", "set", veth, "master", BRIDGE)
-    ip("-n", name, "link", "set", "lo", "up")
+    ip("-n", netns, "link", "set", "lo", "up")
 
 
 def net_up(name: str) -> None:

@@ -11,8 +11,8 @@ import subprocess
 import sys
 
 from lab.host import ip
-from lab.names import BRIDGE, PREFIXLEN, SUBNET
-from lab.network import link_exists, netns_list
+from lab.names import IFNAME, PREFIXLEN, SUBNET
+from lab.network import link_exists, netns_list, plug
 
 NETNS = "halab-stranger"
 VETH = "veth-stranger"
@@ -50,13 +50,10 @@ def stranger():
     """The outsider, plugged into the lab bridge; yields its address."""
     remove()
     try:
-        ip("netns", "add", NETNS)
-        ip("link", "add", VETH, "type", "veth", "peer", "name", "eth0", "netns", NETNS)
-        ip("link", "set", VETH, "master", BRIDGE)
+        plug(NETNS, VETH)
         ip("link", "set", VETH, "up")
-        ip("-n", NETNS, "link", "set", "lo", "up")
-        ip("-n", NETNS, "addr", "add", f"{ADDRESS}/{PREFIXLEN}", "dev", "eth0")
-        ip("-n", NETNS, "link", "set", "eth0", "up")
+        ip("-n", NETNS, "addr", "add", f"{ADDRESS}/{PREFIXLEN}", "dev", IFNAME)
+        ip("-n", NETNS, "link", "set", IFNAME, "up")
         yield ADDRESS
     finally:
         remove()
