@@ -51,7 +51,12 @@ DEFAULTS = {
     "haproxy_timeouts": {
         "http-request": "10s",
         "queue": "1m",
-        "connect": "10s",
+        # A connection to a controller on the LAN is made in well under a millisecond; one
+        # not made in 500 ms goes to a server that lost power (no reset comes back) or
+        # drops SYNs: it is retried on another server (retries, redispatch) and counts as an
+        # observed error (haproxy_error_limit), so a dead backend costs a request 0.5 s, not
+        # the 10 s of the article (and of kolla-ansible and openstack-ansible).
+        "connect": "500ms",
         "client": "1m",
         "server": "1m",
         "check": "10s",
@@ -166,6 +171,7 @@ DEFAULTS = {
 # its "anchors" profile with them, beside the defaults.
 FAILOVER_ANCHORS = {
     "keepalived_track_haproxy_unit": False,
+    "haproxy_timeouts": {"connect": "10s"},  # merged key by key into the defaults' timeouts
     "haproxy_retry_on": "",
     "haproxy_redispatch": -1,
     "haproxy_error_limit": 0,
