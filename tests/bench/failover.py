@@ -12,13 +12,20 @@ fault. Figures, not assertions.
 
 Faults (the VIP placed first, the same start in every profile): HAProxy stopped on the VIP
 holder; the holder's power cut (also the DB writer); another holder's link cut; a backend's
-power cut (neither the holder nor the writer); the DB writer's power cut, the VIP elsewhere.
+power cut (neither the holder nor the writer); the DB writer's power cut, the VIP elsewhere;
+and the operator's planned maintenance of the VIP holder, also the DB writer (slug
+"maintenance"): `maintenance.py` out, then back, run with pyinfra as tests/lab/test_90 does,
+under the profile's data (HA_LAB_DATA, as the deploys); its instant 0 is the start of `out`,
+its loops run until `back` returned and SETTLE s went without a failure; its row says each
+run's duration, or that it failed. The restore path (after it, and after any error) brings a
+controller still marked out back first, as test_90's finally does.
 
 Stale connections (second table): during each fault, clients that hold a connection open run
 inside a surviving controller's network namespace (tests/bench/stale_client.py: keep-alive
 HTTP connections and a MariaDB session through the VIP, each with a request in flight, and a
 direct connection to the failed node's memcached), and the table gives, for each, the seconds
 from the fault until the client noticed (its request failed) and until it was served again.
+Not for the maintenance: n/a there, not measured (STALE_NA says why).
 
 The whole run is done per profile, in one bench run, the tables giving each fault's profiles
 one under the other: "untuned" (the kernel's defaults for the sysctls the deploy sets, HAProxy
@@ -28,10 +35,19 @@ config/defaults.py FAILOVER_ANCHORS: what kolla-ansible and openstack-ansible sh
 the bench through HA_LAB_DATA; at the end, also after an error, the lab is deployed with the
 defaults again. `--profiles anchors,deployed` runs only those.
 
+`--faults maintenance` (slugs, comma-separated; default all) runs only those faults. With fewer
+than all, the results already in --out's records.json are kept: a fault and profile run now
+replaces its earlier record, every other is kept, and failover.md and every timeline are
+written again from the merged records (records.json keeps each run's figures for that).
+`--faults maintenance --profiles anchors,deployed` adds the maintenance rows to a full run's.
+
 Written to --out (docs/bench-failover/): failover.md (both tables, the profiles' values, links
-to the timelines), records.json (every request, per fault and profile) and one timeline per
-fault, <fault>.svg (tests/bench/timeline.py: latency over seconds from the fault, coloured by
-outcome, one panel per profile; `python -m tests.bench.timeline .../records.json` redraws them).
+to the timelines), records.json (every request and the tables' figures, per fault and profile;
+a records.json written before the figures were kept merges with "?" for its lost writes and
+"not recorded" for its stale clients) and one timeline per fault, <fault>.svg
+(tests/bench/timeline.py: latency over seconds from the fault, coloured by outcome, one panel
+per profile; `python -m tests.bench.timeline .../records.json` redraws them). Exit status 1:
+the lab not put back, an acknowledged write lost, or a maintenance run that failed.
 """
 
 from __future__ import annotations
@@ -55,7 +71,8 @@ import lab  # noqa: E402
 from lab import backends, drills, sitemodel  # noqa: E402
 from lab.names import CA_FILE  # noqa: E402
 from config.defaults import DEFAULTS, FAILOVER_ANCHORS  # noqa: E402
-from tests.bench.timeline import Request, percentile, write_svgs  # noqa: E402
+from config.files import MAINTENANCE_FILE  # noqa: E402
+from tests.bench.timeline import Request, load_records, percentile, write_svgs  # noqa: E402
 
 API = "keystone_internal"  # the API listener the clients use
 TABLE = "bench_failover"
@@ -68,6 +85,10 @@ DB_PERIOD = 0.1  # s between the starts of two writes (10/s)
 DB_READ_TIMEOUT = 5.0  # s a write may take before the client gives its connection up
 STALE_CAP = 150.0  # s a stale client waits for one answer before the bench calls it "> cap"
 HTTP_CONNECTIONS = 4  # keep-alive connections of the stale HTTP client; the table shows the worst
+MAINT_TIMEOUT = 600  # s one maintenance run (out, back) may take, as tests/lab/test_90_maintenance.py
+# The faults' slugs, in the order they run (and their rows and records are written): --faults
+FAULTS = ("haproxy-stopped", "holder-power-cut", "holder-link-cut", "backend-power-cut",
+          "db-writer-power-cut", "maintenance")
 # The kernel's own values of the settings config/defaults.py tunes, and HAProxy as the article
 # configures it: the "untuned" profile (before); "deployed" is the deploy's defaults (after).
 KERNEL_DEFAULTS = {"net.ipv4.tcp_keepalive_time": 7200, "net.ipv4.tcp_keepalive_intvl": 75,
@@ -158,6 +179,7 @@ class Loop:
     """One client loop's record: (start time, ok, latency) per request, acknowledged write ids."""
 
     name: str
+    cap: int = 0  # requests at most (0: MAX_HTTP or MAX_WRITES)
     events: list = field(default_factory=list)
     acked: list = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -199,7 +221,7 @@ def paced(t: float, period: float) -> None:
 
 
 def http_loop(loop: Loop) -> None:
-    while not loop.stop.is_set() and len(loop.events) < MAX_HTTP:
+    while not loop.stop.is_set() and len(loop.events) < (loop.cap or MAX_HTTP):
         t = time.monotonic()
         try:
             drills.http_get(sitemodel.listen_port(API), timeout=1)
@@ -212,7 +234,7 @@ def http_loop(loop: Loop) -> None:
 def db_loop(loop: Loop, client: str) -> None:
     """A write's latency includes the reconnection when its session had been given up."""
     session = None
-    while not loop.stop.is_set() and len(loop.events) < MAX_WRITES:
+    while not loop.stop.is_set() and len(loop.events) < (loop.cap or MAX_WRITES):
         t = time.monotonic()
         try:
             if session is None:
@@ -249,7 +271,10 @@ def writer() -> str:
 @dataclass
 class Fault:
     """One fault of the bench: the VIP is placed on `vip_on` first (the same start in every
-    profile), then inject() hits `failing`; heal() (if any) undoes it before the restore."""
+    profile), then inject() hits `failing`; heal() (if any) undoes it before the restore (its
+    notes, if it returns a list, go with the restore's). `planned`: inject() is the operator's
+    commands, run while the loops run, returning their steps (maintenance_step()); the loops
+    stop SETTLE s after they returned, and no stale clients run."""
 
     slug: str  # its timeline's file name
     title: str
@@ -259,13 +284,20 @@ class Fault:
     heal: Callable[[], object] | None = None
     vip_moves: bool = True
     direct: bool = True  # a stale client connects straight to `failing`'s memcached
+    planned: bool = False
 
 
-def faults() -> list[Fault]:
+def faults(only: tuple[str, ...] = FAULTS) -> list[Fault]:
     """HAProxy stopped on the VIP holder; the holder's power cut (also the DB writer); a
     holder's link cut (not the writer); a backend's power cut (neither the holder nor the
     writer: HAProxy's retries and observed errors alone); the DB writer's power cut with the
-    VIP elsewhere (the database check's timers)."""
+    VIP elsewhere (the database check's timers); the maintenance of the VIP holder, also the
+    DB writer (maintenance.py out, then back: the operator's planned take-out). Only those
+    whose slug is in `only`."""
+    return [f for f in _faults() if f.slug in only]
+
+
+def _faults() -> list[Fault]:
     nodes = [c.name for c in sitemodel.site().controllers]
     first, second, last = writer(), nodes[1], nodes[-1]
     return [
@@ -279,18 +311,86 @@ def faults() -> list[Fault]:
               lambda: drills.power_cut(last), vip_moves=False),
         Fault("db-writer-power-cut", f"DB writer's power cut ({first}), VIP on {second}", second, first,
               lambda: drills.power_cut(first), vip_moves=False),
+        Fault("maintenance", f"maintenance of the VIP holder ({first}, also the DB writer): out, then back",
+              first, first, lambda: out_and_back(first), bring_back, direct=False, planned=True),
     ]
+
+
+def maintenance_step(action: str, node: str) -> dict:
+    """One run of maintenance.py as tests/lab/test_90_maintenance.py runs it, bounded by
+    MAINT_TIMEOUT. It inherits this process's HA_LAB_DATA, as the deploys do (use_profile()):
+    the profile's data (maintenance_drain_seconds and the rest) reach it. Returns {"action",
+    "ok", "seconds", "error"} (error: None, or why it failed; the run's excerpt is printed)."""
+    t = time.monotonic()
+    try:
+        run = drills.pyinfra("-y", "inventories/lab.py", "maintenance.py", "--data", f"node={node}",
+                             "--data", f"action={action}", timeout=MAINT_TIMEOUT)
+        error = None if run.returncode == 0 else f"exit {run.returncode}"
+        if error:
+            print(f"bench-failover: maintenance {action} {node} failed:\n{drills.run_excerpt(run.stdout)}",
+                  file=sys.stderr)
+    except subprocess.TimeoutExpired:
+        error = f"not done in {MAINT_TIMEOUT} s"
+    except Exception as exc:  # noqa: BLE001 - the row says so, the restore path brings it back
+        error = f"{type(exc).__name__}: {exc}"
+    drills.log(f"bench: maintenance {action} {node}: {error or 'done'} in {time.monotonic() - t:.1f}s")
+    return {"action": action, "ok": error is None, "seconds": round(time.monotonic() - t, 1), "error": error}
+
+
+def out_and_back(node: str) -> list[dict]:
+    """The operator's maintenance of `node`: out, then back (also after a failed out: back
+    converges, and the node must not stay out)."""
+    return [maintenance_step("out", node), maintenance_step("back", node)]
+
+
+def marked_out() -> list[str]:
+    """The running nodes whose maintenance marker says out."""
+    return [n for n in drills.running()
+            if lab.exec_(n, ["sh", "-c", f"cat {MAINTENANCE_FILE} 2>/dev/null || true"],
+                         timeout=15).stdout.strip() == "1"]
+
+
+def bring_back() -> list[str]:
+    """The restore path (as test_90's finally): every node still marked out brought back;
+    returns what was done. DrillError when one stays out (the next fault would start with it
+    out)."""
+    notes = []
+    for n in marked_out():
+        step = maintenance_step("back", n)
+        notes.append(f"{n} was still in maintenance: back run, " + ("done" if step["ok"] else step["error"]))
+    if still := marked_out():
+        raise drills.DrillError(f"still in maintenance after `back`: {', '.join(still)}")
+    return notes
+
+
+def vip_move(before: str, t0: float, running: Callable[[], bool]) -> tuple[str | None, float | None]:
+    """While the operator's commands run (`running()`): (the node that held the VIP instead of
+    `before`, seconds from t0), polled every 0.1 s; (holder, None) if it never moved."""
+    while running():
+        try:
+            h = drills.holders()
+        except Exception:  # noqa: BLE001 - a node that did not answer this time: polled again
+            h = []
+        if len(h) == 1 and h[0] != before:
+            return h[0], time.monotonic() - t0
+        time.sleep(0.1)
+    return drills.holder(), None
 
 
 def run_fault(f: Fault) -> dict:
     """VIP placed, client loops on, the fault injected, loops until quiet or OBSERVE_MAX (and
-    the stale clients settled, or STALE_CAP), heal(), restore. The loops and the stale
-    clients stop also when this fails."""
+    the stale clients settled, or STALE_CAP), heal(), restore. A planned fault: its commands
+    run in a thread, the loops until they returned and SETTLE s without a failure (at most
+    OBSERVE_MAX more). The loops and the stale clients stop also when this fails."""
     drills.place_vip(f.vip_on)
-    stale = StaleClients(witness_for(f.failing), f.failing if f.direct else None)
+    stale = None if f.planned else StaleClients(witness_for(f.failing), f.failing if f.direct else None)
     stale_clients = ("http", "db") + (("direct",) if f.direct else ())
-    http = Loop("http")
-    db = Loop("db")
+    # a planned fault's loops run as long as its commands (two maintenance runs at most)
+    span = 2 * MAINT_TIMEOUT + OBSERVE_MAX + 10 if f.planned else 0
+    http = Loop("http", cap=int(span / HTTP_PERIOD))
+    db = Loop("db", cap=int(span / DB_PERIOD))
+    steps: list[dict] = []
+    runner = None
     threads = [threading.Thread(target=http_loop, args=(http,), daemon=True),
                threading.Thread(target=db_loop, args=(db, f.slug), daemon=True)]
     for th in threads:
@@ -300,35 +400,49 @@ def run_fault(f: Fault) -> dict:
         before = drills.holder()
         t0 = time.monotonic()
         wall0 = time.time()
-        f.inject()
         vip_moved = None
         new = before
-        if f.vip_moves:
-            try:
-                new, _ = drills.wait_holder(30, other_than=(before,))
-                vip_moved = time.monotonic() - t0
-            except drills.DrillError:
-                new = drills.holder()
+        if f.planned:
+            runner = threading.Thread(target=lambda: steps.extend(f.inject()), daemon=True)
+            runner.start()
+            if f.vip_moves:
+                new, vip_moved = vip_move(before, t0, runner.is_alive)
+            runner.join(2 * MAINT_TIMEOUT + 60)
+            start = time.monotonic()  # the commands' end: SETTLE s without a failure from here
+        else:
+            f.inject()
+            start = t0
+            if f.vip_moves:
+                try:
+                    new, _ = drills.wait_holder(30, other_than=(before,))
+                    vip_moved = time.monotonic() - t0
+                except drills.DrillError:
+                    new = drills.holder()
         # loops run until SETTLE s without a failure in both, at most OBSERVE_MAX
-        while time.monotonic() - t0 < OBSERVE_MAX:
-            last = max([x for x in (http.last_failure(), db.last_failure()) if x is not None] or [t0])
-            if time.monotonic() - max(last, t0) > SETTLE and time.monotonic() - t0 > SETTLE:
+        while time.monotonic() - start < OBSERVE_MAX:
+            last = max([x for x in (http.last_failure(), db.last_failure()) if x is not None] or [start])
+            if time.monotonic() - max(last, start) > SETTLE and time.monotonic() - start > SETTLE:
                 break
             time.sleep(0.5)
-        while time.monotonic() - t0 < STALE_CAP + 10 and not stale.settled(wall0, stale_clients):
+        while stale and time.monotonic() - t0 < STALE_CAP + 10 and not stale.settled(wall0, stale_clients):
             time.sleep(0.5)
     finally:
-        stale.stop()
+        if stale:
+            stale.stop()
+        if runner:  # after an error too: the restore path's `back` must not run beside this one
+            runner.join(2 * MAINT_TIMEOUT + 60)
         for loop in (http, db):
             loop.stop.set()
         for th in threads:
             th.join(timeout=30)
-    stale_figures = {c: stale.figures(c, wall0) if c in stale_clients else None for c in ("http", "db", "direct")}
-    if f.heal:
-        f.heal()
+    stale_figures = stale and {c: stale.figures(c, wall0) if c in stale_clients else None
+                               for c in ("http", "db", "direct")}
+    if f.planned and not steps:
+        steps.append({"action": "out and back", "ok": False, "seconds": None, "error": "did not return (see the log)"})
+    healed = f.heal() if f.heal else None
     seen = len(drills.interventions)
     drills.restore()
-    restore_notes = [text for _, text in drills.interventions[seen:]]
+    restore_notes = (healed if isinstance(healed, list) else []) + [text for _, text in drills.interventions[seen:]]
     ids = {int(x) for x in drills.sql(f"SELECT id FROM {drills.WRITES_DB}.{TABLE}").split()}
     lost = [i for i in db.acked if i not in ids]
     return {
@@ -337,7 +451,8 @@ def run_fault(f: Fault) -> dict:
         "api_p50": http.latency(50), "api_p99": http.latency(99),
         "db_outage": db.outage(), "db_failed": db.failed, "db_total": len(db.events),
         "acked": len(db.acked), "lost": len(lost), "restore_notes": restore_notes,
-        "stale": stale_figures, "witness": stale.witness,
+        "at": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "stale": stale_figures, "witness": stale and stale.witness, "steps": steps,
         "requests": http.requests("api", t0) + db.requests("db", t0),
     }
 
@@ -373,10 +488,18 @@ def set_lab_data(data: dict) -> None:
 def back_to_defaults(base: dict, restore: bool, redeploy: bool) -> bool:
     """The end of the bench, also after an error: HA_LAB_DATA as it was, the lab restored
     (every node on, healthy; after an error) and deployed with the site's own data (when
-    another profile was deployed). False, said why, when the lab could not be put back."""
+    another profile was deployed); a controller left in maintenance is brought back first
+    (bring_back()). False, said why, when the lab could not be put back."""
     set_lab_data(base)
     ok = True
     if restore:
+        try:
+            for note in bring_back():
+                drills.log(f"bench: {note}")
+        except Exception as exc:  # noqa: BLE001 - the restore below is still tried
+            print(f"bench-failover: a controller may be left in maintenance ({exc}): run "
+                  "`make maintenance-back NODE=...`", file=sys.stderr)
+            ok = False
         try:
             drills.restore()
         except Exception as exc:  # noqa: BLE001 - the deploy below is still tried
@@ -397,12 +520,24 @@ def back_to_defaults(base: dict, restore: bool, redeploy: bool) -> bool:
 
 
 def by_fault(by_profile: dict[str, list[dict]]) -> list[list[tuple[str, dict]]]:
-    """The results grouped per fault (in the order they ran), each [(profile, result), ...]."""
+    """The results grouped per fault (in FAULTS order), each [(profile, result), ...]."""
     groups: dict[str, list] = {}
     for profile, results in by_profile.items():
         for r in results:
             groups.setdefault(r["slug"], []).append((profile, r))
-    return list(groups.values())
+    return sorted(groups.values(), key=lambda g: rank(FAULTS, g[0][1]["slug"]))
+
+
+def rank(order, name) -> int:
+    """`name`'s place in `order` (unknown names last)."""
+    return order.index(name) if name in order else len(order)
+
+
+def steps_note(r: dict) -> str:
+    """A planned fault's commands for its row, each with its duration ("out 23.1 s, back
+    41.0 s") or FAILED and why; "" for the other faults."""
+    return ", ".join(f"{st['action']} {st['seconds']:.1f} s" if st["ok"] else f"{st['action']} FAILED ({st['error']})"
+                     for st in r.get("steps") or [])
 
 
 FAILOVER_HEADER = ("fault", "profile", "VIP moved", "API failed", "API p50", "API p99",
@@ -414,21 +549,33 @@ def failover_rows(by_profile: dict[str, list[dict]]) -> list[tuple[str, ...]]:
     rows = []
     for group in by_fault(by_profile):
         for i, (profile, r) in enumerate(group):
-            rows.append((r["fault"] if i == 0 else "", profile, fmt(r["vip_moved"]),
-                         f"{r['http_failed']}/{r['http_total']}", ms(r["api_p50"]), ms(r["api_p99"]),
-                         fmt(r["db_outage"]), f"{r['db_failed']}/{r['db_total']}",
-                         f"{r['lost']} of {r['acked']}"))
+            note = steps_note(r)
+            fault = ((r["fault"] if i == 0 else "") + (f" ({note})" if note else "")).strip()
+            rows.append((fault, profile,
+                        fmt(r["vip_moved"]), f"{r['http_failed']}/{r['http_total']}", ms(r["api_p50"]),
+                        ms(r["api_p99"]), fmt(r["db_outage"]), f"{r['db_failed']}/{r['db_total']}",
+                        f"{'?' if r['lost'] is None else r['lost']} of {r['acked']}"))
     return rows
 
 
 STALE_HEADER = ("fault", "profile", "clients on", "keep-alive HTTP", "DB session", "direct memcached")
+STALE_NA = ("n/a (maintenance): not measured. The table times the discovery of a peer that went silent (a request "
+            "in flight, no answer, no reset: TCP keepalive's job); a planned take-out has none - the node stays up, "
+            "the VIP leaves it and its servers are drained and shut by HAProxy - and the writes move twice (out, "
+            "back), which one figure per client would not say. What the clients lose is in the first table.")
 
 
 def stale_rows(by_profile: dict[str, list[dict]]) -> list[tuple[str, ...]]:
+    """One row per fault and profile; a planned fault's (no stale clients ran): n/a (STALE_NA),
+    a run of a records.json that did not keep the figures: "not recorded"."""
     rows = []
     for group in by_fault(by_profile):
         for i, (profile, r) in enumerate(group):
             st = r["stale"]
+            if st is None or not r.get("recorded", True):
+                cell = "n/a" if st is None else "not recorded"
+                rows.append((r["fault"] if i == 0 else "", profile, cell, cell, cell, cell))
+                continue
             where = r["witness"] + (" (new holder)" if r["new_holder"] == r["witness"] and r["vip_moved"] else "")
             rows.append((r["fault"] if i == 0 else "", profile, where, stale_cell(st["http"]),
                          stale_cell(st["db"]), stale_cell(st["direct"])))
@@ -481,13 +628,74 @@ LEGEND = [
     "API p50 / p99: latency of the answered GETs over the same span.",
     f"failed-write window: the longest span from a failed DB write ({1 / DB_PERIOD:.0f}/s, reconnecting session, "
     f"{DB_READ_TIMEOUT:.0f} s read timeout) to the next acknowledged one.",
-    "acked writes lost: acknowledged writes missing from the database afterwards (every one must be there).",
+    "acked writes lost: acknowledged writes missing from the database afterwards (every one must be there; "
+    "'?': not in an earlier records.json).",
+    "maintenance: the fault instant is the start of `maintenance.py action=out` (pyinfra reads every controller "
+    "before the marker is written: 'VIP moved' includes that); `action=back` follows when out returned; the loops "
+    f"run until back returned and both had gone {SETTLE:.0f} s without a failure (at most {OBSERVE_MAX:.0f} s more); "
+    "in brackets each run's duration, or FAILED and why. The profile's data (maintenance_drain_seconds, ...) "
+    "reach both runs through HA_LAB_DATA.",
 ]
 
 
-def report(by_profile: dict[str, list[dict]], out: Path, complete: bool) -> None:
+def records_of(by_profile: dict[str, list[dict]]) -> dict:
+    """records.json's content: {slug: {"fault": title, "runs": [{"profile", "vip_moved",
+    "requests", "figures"}, ...]}}; "figures": the rest of the result (what the tables need
+    beyond the requests: lost writes, stale clients, the maintenance runs, ...)."""
+    return {group[0][1]["slug"]: {"fault": group[0][1]["fault"], "runs": [
+        {"profile": profile, "vip_moved": r["vip_moved"], "requests": r["requests"],
+         "figures": {k: v for k, v in r.items() if k not in ("slug", "fault", "vip_moved", "requests")}}
+        for profile, r in group]} for group in by_fault(by_profile)}
+
+
+def results_of(records: dict) -> dict[str, list[dict]]:
+    """records.json (timeline.load_records) back to results per profile, as run_fault gives
+    them. A run without "figures" (written before they were kept): the figures the requests
+    give (figures_of()), the rest unknown."""
+    by_profile: dict[str, list[dict]] = {}
+    for slug, fault in records.items():
+        for run in fault["runs"]:
+            figures = run.get("figures") or figures_of(run["requests"])
+            by_profile.setdefault(run["profile"], []).append(
+                {**figures, "slug": slug, "fault": fault["fault"], "vip_moved": run["vip_moved"],
+                 "requests": run["requests"]})
+    return by_profile
+
+
+def figures_of(requests: list[Request]) -> dict:
+    """A run's figures from its requests alone (counts, latency, failed-write window, the
+    acknowledged writes); lost writes, stale clients and the holders are not in them."""
+    loops = {kind: Loop(kind, events=[(r.t, r.ok, r.latency) for r in sorted(requests) if r.kind == kind])
+             for kind in ("api", "db")}
+    http, db = loops["api"], loops["db"]
+    return {"http_outage": http.outage(), "http_failed": http.failed, "http_total": len(http.events),
+            "api_p50": http.latency(50), "api_p99": http.latency(99), "db_outage": db.outage(),
+            "db_failed": db.failed, "db_total": len(db.events), "acked": len(db.events) - db.failed,
+            "lost": None, "restore_notes": [], "stale": {}, "witness": None, "holder": None,
+            "new_holder": None, "steps": [], "recorded": False}
+
+
+def merge(earlier: dict[str, list[dict]], now: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The results of an earlier run (results_of its records.json) with this run's: a fault
+    and profile run now replaces its earlier result, every other earlier one is kept;
+    profiles in PROFILES order, faults in FAULTS order."""
+    runs = {(p, r["slug"]): r for by in (earlier, now) for p, results in by.items() for r in results}
+    profiles = sorted({p for p, _ in runs}, key=lambda p: rank(list(PROFILES), p))
+    return {p: sorted((r for (q, _), r in runs.items() if q == p), key=lambda r: rank(FAULTS, r["slug"]))
+            for p in profiles}
+
+
+def earlier_results(out: Path) -> dict[str, list[dict]]:
+    """The results in `out`/records.json ({} when there is none)."""
+    path = out / "records.json"
+    return results_of(load_records(path)) if path.exists() else {}
+
+
+def report(by_profile: dict[str, list[dict]], out: Path, complete: bool, kept: tuple[str, ...] = ()) -> None:
     """Both tables on stdout; in `out`: failover.md (the tables, the profiles, links to the
-    timelines), records.json (every request, per fault and profile) and <fault>.svg each."""
+    timelines), records.json (every request and the tables' figures, per fault and profile)
+    and <fault>.svg each. `kept`: the faults of `by_profile` not run now (merged from the
+    earlier records.json), named in the title."""
     rows, stale = failover_rows(by_profile), stale_rows(by_profile)
     print()
     print(console(FAILOVER_HEADER, rows))
@@ -501,20 +709,22 @@ def report(by_profile: dict[str, list[dict]], out: Path, complete: bool) -> None
                    f"waiting; keep-alive HTTP: the worst of {HTTP_CONNECTIONS} connections)")
     print(f"\n{stale_title}")
     print(console(STALE_HEADER, stale))
+    planned = any(r["stale"] is None for results in by_profile.values() for r in results)
+    if planned:
+        print(STALE_NA)
     print("\n" + "\n".join(profile_lines(by_profile)))
 
-    records = {group[0][1]["slug"]: {"fault": group[0][1]["fault"], "runs": [
-        {"profile": profile, "vip_moved": r["vip_moved"], "requests": r["requests"]} for profile, r in group]}
-        for group in by_fault(by_profile)}
+    records = records_of(by_profile)
     out.mkdir(parents=True, exist_ok=True)
     (out / "records.json").write_text(json.dumps(records, separators=(",", ":")) + "\n")
     svgs = write_svgs(records, out)
     md = [f"# make bench-failover, {time.strftime('%Y-%m-%d %H:%M %Z')}"
-          + ("" if complete else " (stopped by an error: partial)"), "",
+          + ("" if complete else " (stopped by an error: partial)")
+          + (f" (kept from the earlier records.json: {', '.join(kept)})" if kept else ""), "",
           markdown(FAILOVER_HEADER, rows), "", *[f"- {line}" for line in LEGEND], "",
           "Timelines (every request through the VIP, per profile): "
           + ", ".join(f"[{p.stem}]({p.name})" for p in svgs), "",
-          stale_title + ":", "", markdown(STALE_HEADER, stale), "",
+          stale_title + ":", "", markdown(STALE_HEADER, stale), "", *([STALE_NA, ""] if planned else []),
           "Profiles:", "", *[f"- {line}" for line in profile_lines(by_profile)], ""]
     (out / "failover.md").write_text("\n".join(md))
     print(f"\nwritten: {out / 'failover.md'}, {out / 'records.json'}, " + ", ".join(str(p) for p in svgs))
@@ -525,6 +735,9 @@ def main() -> int:
     ap.add_argument("--profiles", default=",".join(PROFILES),
                     help="profiles to run, in order (untuned: the kernel's defaults and the article's "
                          "HAProxy; anchors: the failover timers of before; deployed: the deploy's defaults)")
+    ap.add_argument("--faults", default=",".join(FAULTS),
+                    help="faults to run (slugs, run in the bench's order; default all). Fewer than all: the "
+                         "other faults' records and rows in --out are kept (merged)")
     ap.add_argument("--out", type=Path, default=OUT,
                     help=f"where the tables, the records and the timelines go (default {OUT.relative_to(ROOT)})")
     args = ap.parse_args()
@@ -532,6 +745,12 @@ def main() -> int:
     for p in profiles:
         if p not in PROFILES:
             raise SystemExit(f"bench-failover: unknown profile {p!r} (known: {', '.join(PROFILES)})")
+    only = tuple(f for f in args.faults.split(",") if f)
+    for f in only:
+        if f not in FAULTS:
+            raise SystemExit(f"bench-failover: unknown fault {f!r} (known: {', '.join(FAULTS)})")
+    # read before the lab is touched: an unreadable records.json stops the bench, not its report
+    earlier = earlier_results(args.out) if set(only) != set(FAULTS) else {}
     base = json.loads(os.environ.get("HA_LAB_DATA") or "{}")
     lab.up(3)
     run = drills.deploy()
@@ -551,7 +770,7 @@ def main() -> int:
         for profile in profiles:
             by_profile[profile] = results = []
             use_profile(profile, base)
-            for f in faults():
+            for f in faults(only):
                 drills.log(f"bench: {f.title} ({profile})")
                 results.append(run_fault(f))
         complete = True
@@ -560,9 +779,13 @@ def main() -> int:
         restored = back_to_defaults(base, restore=not complete,
                                     redeploy=not complete or bool(PROFILES[list(by_profile)[-1]]))
         if any(by_profile.values()):
-            report(by_profile, args.out, complete)
+            run_now = {r["slug"] for rs in by_profile.values() for r in rs}
+            kept = tuple(slug for slug in dict.fromkeys(r["slug"] for rs in earlier.values() for r in rs)
+                         if slug not in run_now)
+            report(merge(earlier, by_profile), args.out, complete, kept)
     lost = any(r["lost"] for rs in by_profile.values() for r in rs)
-    return 0 if restored and not lost else 1
+    failed = any(not st["ok"] for rs in by_profile.values() for r in rs for st in r["steps"])
+    return 0 if restored and not lost and not failed else 1
 
 
 if __name__ == "__main__":

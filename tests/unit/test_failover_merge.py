@@ -1,0 +1,102 @@
+"""make bench-failover's maintenance row and its --faults merge, offline: the row's cells from
+made-up results, and a run of some faults merged into an earlier run's records.json (no lab)."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+from tests.bench import failover
+from tests.bench.timeline import Request, load_records
+from tests.unit.test_timeline import panels, requests, result
+
+OUT_BACK = [{"action": "out", "ok": True, "seconds": 23.14, "error": None},
+            {"action": "back", "ok": True, "seconds": 41.0, "error": None}]
+
+
+def maintenance(failed: int, steps=OUT_BACK) -> dict:
+    """A result of failover.run_fault for the maintenance, made up: no stale clients ran."""
+    return {**result("maintenance", failed), "fault": "maintenance of the VIP holder", "stale": None,
+            "witness": None, "steps": steps}
+
+
+def test_the_maintenance_row_gives_each_run_and_says_when_one_failed():
+    back_failed = [OUT_BACK[0], {"action": "back", "ok": False, "seconds": 600.0, "error": "exit 1"}]
+    rows = failover.failover_rows({"anchors": [maintenance(4)], "deployed": [maintenance(0, back_failed)]})
+    assert rows[0][:4] == ("maintenance of the VIP holder (out 23.1 s, back 41.0 s)", "anchors", "3.0 s", "4/300")
+    assert rows[1][:2] == ("(out 23.1 s, back FAILED (exit 1))", "deployed")
+    assert rows[1][-1] == "0 of 147"
+    assert failover.steps_note(result("haproxy-stopped", 0)) == ""  # the other faults: no commands
+
+
+def test_the_maintenance_stale_row_is_na_and_the_report_says_why(tmp_path, capsys):
+    by_profile = {"anchors": [result("haproxy-stopped", 3), maintenance(4)],
+                  "deployed": [result("haproxy-stopped", 0), maintenance(0)]}
+    stale = failover.stale_rows(by_profile)
+    assert stale[2] == ("maintenance of the VIP holder", "anchors", "n/a", "n/a", "n/a", "n/a")
+    assert stale[0][3] == "0.0/4.2"  # the other faults as before
+    failover.report(by_profile, tmp_path, complete=True)
+    assert failover.STALE_NA in capsys.readouterr().out
+    md = (tmp_path / "failover.md").read_text()
+    assert failover.STALE_NA in md and "[maintenance](maintenance.svg)" in md
+    svg = ET.fromstring((tmp_path / "maintenance.svg").read_text())
+    assert [g.get("data-profile") for g in panels(svg)] == ["anchors", "deployed"]
+
+
+def test_a_run_of_some_faults_keeps_the_others_records_and_rows(tmp_path, capsys):
+    full = {p: [result(slug, failed) for slug in failover.FAULTS[:5]]
+            for p, failed in (("anchors", 7), ("deployed", 1))}
+    failover.report(full, tmp_path, complete=True)
+    before = (tmp_path / "haproxy-stopped.svg").read_text()
+    earlier = failover.earlier_results(tmp_path)
+    assert failover.failover_rows(earlier) == failover.failover_rows(full)  # the figures came back whole
+    assert failover.stale_rows(earlier) == failover.stale_rows(full)
+
+    # now: the maintenance in both profiles, and the first fault again in `deployed` only
+    again = {**result("haproxy-stopped", 9), "requests": requests()}  # other requests: another panel
+    now = {"anchors": [maintenance(4)], "deployed": [again, maintenance(0)]}
+    merged = failover.merge(earlier, now)
+    assert list(merged) == ["anchors", "deployed"]
+    assert [r["slug"] for r in merged["anchors"]] == list(failover.FAULTS)
+    assert [r["http_failed"] for r in merged["deployed"]] == [9, 1, 1, 1, 1, 0]  # replaced, kept, new
+    failover.report(merged, tmp_path, complete=True, kept=failover.FAULTS[1:5])
+    records = json.loads((tmp_path / "records.json").read_text())
+    assert list(records) == list(failover.FAULTS)
+    assert [run["profile"] for run in records["maintenance"]["runs"]] == ["anchors", "deployed"]
+    assert records["maintenance"]["runs"][0]["figures"]["steps"] == OUT_BACK
+    md = (tmp_path / "failover.md").read_text()
+    assert "kept from the earlier records.json: holder-power-cut" in md
+    assert "| fault holder-link-cut | anchors | 3.0 s | 7/300 |" in md  # an earlier row, as it was
+    assert "|  | deployed | 3.0 s | 9/300 |" in md  # the fault run again: this run's
+    assert "(out 23.1 s, back 41.0 s)" in md
+    assert (tmp_path / "haproxy-stopped.svg").read_text() != before  # redrawn with this run's panel
+    assert (tmp_path / "holder-link-cut.svg").exists()
+    # and merged once more: nothing lost, nothing doubled
+    remerged = failover.merge(failover.earlier_results(tmp_path), {})
+    assert failover.failover_rows(remerged) == failover.failover_rows(merged)
+
+
+def test_a_records_json_without_figures_merges_with_what_its_requests_give(tmp_path):
+    reqs = requests(failed_at=1.0) + [Request(2.5, "db", False, 5.0), Request(4.5, "db", True, 0.01)]
+    (tmp_path / "records.json").write_text(json.dumps(
+        {"holder-power-cut": {"fault": "VIP holder's power cut", "runs": [
+            {"profile": "deployed", "vip_moved": 0.6, "requests": reqs}]}}))
+    earlier = failover.earlier_results(tmp_path)
+    (r,) = earlier["deployed"]
+    assert (r["http_failed"], r["http_total"], r["db_failed"], r["db_total"], r["acked"]) == (1, 30, 1, 17, 16)
+    assert r["db_outage"] == 0.5  # the failed write at 2.5 s, the next acknowledged one at 3 s
+    merged = failover.merge(earlier, {"deployed": [maintenance(0)]})
+    rows = failover.failover_rows(merged)
+    assert rows[0][0] == "VIP holder's power cut" and rows[0][-1] == "? of 16"
+    assert failover.stale_rows(merged)[0][2:] == ("not recorded",) * 4
+    failover.report(merged, tmp_path, complete=True, kept=("holder-power-cut",))
+    records = load_records(tmp_path / "records.json")
+    assert list(records) == ["holder-power-cut", "maintenance"]
+    assert records["holder-power-cut"]["runs"][0]["requests"] == reqs
+
+
+def test_the_faults_are_grouped_in_the_bench_order_whatever_the_profiles_hold():
+    by_profile = {"anchors": [result("maintenance", 0)],
+                  "deployed": [result("backend-power-cut", 0), result("maintenance", 0), result("haproxy-stopped", 0)]}
+    assert [g[0][1]["slug"] for g in failover.by_fault(by_profile)] == ["haproxy-stopped", "backend-power-cut",
+                                                                        "maintenance"]
