@@ -51,11 +51,12 @@ DEFAULTS = {
     "haproxy_timeouts": {
         "http-request": "10s",
         "queue": "1m",
-        # A connection to a controller on the LAN is made in well under a millisecond; one
-        # not made in 500 ms goes to a server that lost power (no reset comes back) or
-        # drops SYNs: it is retried on another server (retries, redispatch) and counts as an
-        # observed error (haproxy_error_limit), so a dead backend costs a request 0.5 s, not
-        # the 10 s of the article (and of kolla-ansible and openstack-ansible).
+        # A connection to a controller on the LAN is made in well under a millisecond. One not
+        # made in 500 ms is retried on another server (retries, redispatch) and counts as an
+        # observed error (haproxy_error_limit): a server that lost power (no reset comes
+        # back) costs a request 0.5 s, not the article's 10 s. A lost SYN (Linux resends it
+        # after 1 s) or a full accept queue is a failed try too: for an API server, another
+        # serves it. The database listener keeps mariadb_connect_timeout (below).
         "connect": "500ms",
         "client": "1m",
         "server": "1m",
@@ -102,6 +103,10 @@ DEFAULTS = {
     "mariadb_check_inter": 1000,
     "mariadb_check_fall": 2,
     "mariadb_check_timeout": "1s",
+    # The database listener's own connect timeout: above Linux's first SYN resend (1 s), so one
+    # lost SYN or a burst of reconnects does not make two observed errors that take the
+    # healthy writer out (every session shut, the writes moved, and moved back after `rise`).
+    "mariadb_connect_timeout": "1500ms",
     "mariadb_admin_user": "admin",
     "mariadb_max_connections": 4096,
     "mariadb_innodb_buffer_pool_size": "512M",
@@ -178,6 +183,7 @@ FAILOVER_ANCHORS = {
     "mariadb_check_inter": 2000,
     "mariadb_check_fall": 5,
     "mariadb_check_timeout": "10s",
+    "mariadb_connect_timeout": "10s",
 }
 
 # Ports the daemons hold whatever the site says. The deploy binds each to the node address;

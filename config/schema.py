@@ -285,6 +285,7 @@ SITE: dict[str, Rule] = {
     "mariadb_check_inter": Rule(HAPROXY_TIME, "time between the database listener's checks"),
     "mariadb_check_fall": Rule(COUNT, "failed database checks before the writer is moved"),
     "mariadb_check_timeout": Rule(HAPROXY_TIME, "how long one database check may take"),
+    "mariadb_connect_timeout": Rule(HAPROXY_TIME, "how long a connection to a database server may take to be made"),
     "mariadb_admin_user": Rule(ACCOUNT, "MariaDB's admin account"),
     "mariadb_max_connections": Rule(integer(1, 100_000), "MariaDB max_connections"),
     "mariadb_innodb_buffer_pool_size": Rule(either(integer(5 * 2**20, 2**50), text(r"[1-9][0-9]*[KMGTkmgt]?", 'a size such as "512M"')),

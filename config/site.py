@@ -94,6 +94,8 @@ class Site:
             check = f"check inter {d['mariadb_check_inter']} rise {d['haproxy_check_rise']} fall {d['mariadb_check_fall']}"
             if d["mariadb_check_timeout"] != d["haproxy_timeouts"].get("check"):
                 timeouts += (("check", d["mariadb_check_timeout"]),)
+            if d["mariadb_connect_timeout"] != d["haproxy_timeouts"].get("connect"):
+                timeouts += (("connect", d["mariadb_connect_timeout"]),)
             if d["mariadb_check_method"] == "mysql-check":
                 options.append(f"mysql-check user {d['mariadb_check_user']} post-41")
             else:

@@ -196,6 +196,7 @@ OVERRIDES = {
     "mariadb_check_inter": {"mariadb_check_inter": 2000},
     "mariadb_check_fall": {"mariadb_check_fall": 5},
     "mariadb_check_timeout": {"mariadb_check_timeout": "10s"},
+    "mariadb_connect_timeout": {"mariadb_connect_timeout": "2s"},
     "haproxy_server_keepalive": {"haproxy_server_keepalive": False},
     "haproxy_timeouts": {"haproxy_timeouts": {"connect": "5s"}},
     "haproxy_check_inter": {"haproxy_check_inter": 3000},

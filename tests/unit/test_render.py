@@ -157,8 +157,9 @@ def test_mariadb_listener_as_in_the_article(node01_cfg):
     assert sec.values("bind") == [f"{VIP}:3306"]
     assert sec.values("mode") == ["tcp"]
     assert sec.values("option") == ["tcplog", "tcpka", "httpchk"]
-    # Failover: the writer's loss seen within 1 s x 2 checks, each bounded by 1 s.
-    assert sec.values("timeout") == ["client 3600s", "server 3600s", "check 1s"]
+    # Failover: the writer's loss seen within 1 s x 2 checks, each bounded by 1 s; a connection
+    # to a server given 1.5 s (above a SYN resend), not the API listeners' 500 ms.
+    assert sec.values("timeout") == ["client 3600s", "server 3600s", "check 1s", "connect 1500ms"]
     down = f"on-marked-down shutdown-sessions {OBSERVE}"
     check = "check inter 1000 rise 2 fall 2"
     assert sec.values("server") == [
