@@ -156,10 +156,11 @@ def unstick_rabbitmq(stuck_for: float = 60, timeout: float = 180) -> list[str]:
     return stuck
 
 
-def restart_rabbitmq_together(timeout: float = 240) -> None:
+def restart_rabbitmq_together(deadline: float, reserve: float = 150) -> None:
     """Every running node's broker stopped (killed if its stop hangs for 60 s), then all started
-    at once, each start bounded by `timeout`. What an operator does when no broker runs its app
-    and none will: seen on the lab after two power cuts, the surviving node paused by
+    at once, each start bounded by what is left before `deadline` (time.monotonic()) less
+    `reserve` (kept for what follows), at most 240 s. What an operator does when no broker runs
+    its app and none will: seen on the lab after two power cuts, the surviving node paused by
     pause_minority hung in its resume (the `global` hang of rabbitmq-server#6034) with its unit
     'active', so unstick_rabbitmq() never restarted it, and the other two waited for its tables.
     Started together, each finds the others' tables (the deploy's own rule for a cluster whose
@@ -167,9 +168,9 @@ def restart_rabbitmq_together(timeout: float = 240) -> None:
     nodes = running()
     stop = ("timeout -k 5 60 systemctl stop rabbitmq-server || systemctl kill -s KILL rabbitmq-server; "
             "systemctl reset-failed rabbitmq-server 2>/dev/null; true")
-    bound = max(30, int(timeout))
     with ThreadPoolExecutor(len(nodes) or 1) as pool:
         list(pool.map(lambda n: exec_(n, ["sh", "-c", stop], timeout=90), nodes))
+        bound = int(min(240, max(30, deadline - reserve - time.monotonic())))  # after the stops
         list(pool.map(lambda n: exec_(n, ["timeout", "-k", "5", str(bound), "systemctl", "start", "rabbitmq-server"],
                                       timeout=bound + 20), nodes))
 
@@ -224,11 +225,16 @@ def restore(timeout: float = RESTORE_BOUND) -> dict:
             node = bootstrap_if_no_primary()
             if node:
                 intervene(f"Galera had no Primary component: pc.bootstrap on {node}", show=False)
-            brokers = rabbit_running(getattr(exc, "report", {}))
-            if len(brokers) < len(running()):
+            seen = getattr(exc, "report", {})
+            brokers, up = rabbit_running(seen), running()
+            # only from a report that read every running node (no report: not RabbitMQ's doing)
+            if set(up) <= set(seen.get("facts") or {}) and len(brokers) < len(up):
                 intervene(f"RabbitMQ running on {sorted(brokers) or 'no node'} after "
                           f"{time.monotonic() - t0:.0f}s: every broker restarted together", show=False)
-                restart_rabbitmq_together(min(240, max(30, left() - 150)))
+                try:
+                    restart_rabbitmq_together(deadline)
+                except (LabError, subprocess.TimeoutExpired) as err:
+                    log(f"restore: the together restart did not finish: {err}")  # the deploy below
             try:
                 if left() <= 0:
                     raise

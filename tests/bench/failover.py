@@ -71,6 +71,7 @@ import lab  # noqa: E402
 from lab import backends, drills, sitemodel  # noqa: E402
 from lab.names import CA_FILE  # noqa: E402
 from config.defaults import DEFAULTS, FAILOVER_ANCHORS  # noqa: E402
+from config.site import MERGED  # noqa: E402
 from config.files import MAINTENANCE_FILE  # noqa: E402
 from tests.bench.timeline import Request, load_records, percentile, write_svgs  # noqa: E402
 
@@ -470,7 +471,10 @@ def use_profile(name: str, base: dict) -> None:
     the restore's deploy, the lab's site model) sees the profile's data: they go in this
     process's HA_LAB_DATA (inventories/lab.py), which those runs inherit; then the lab is
     deployed with them."""
-    set_lab_data({**base, **PROFILES[name]})
+    profile = PROFILES[name]
+    # the nested dicts (haproxy_timeouts, sysctl) key by key, as the inventory merges them
+    set_lab_data({**base, **profile, **{k: {**base[k], **profile[k]} for k in MERGED
+                                        if isinstance(base.get(k), dict) and isinstance(profile.get(k), dict)}})
     run = drills.deploy()
     if run.returncode != 0:
         print(drills.run_excerpt(run.stdout))
@@ -742,6 +746,8 @@ def main() -> int:
                     help=f"where the tables, the records and the timelines go (default {OUT.relative_to(ROOT)})")
     args = ap.parse_args()
     profiles = [p for p in args.profiles.split(",") if p]
+    if not profiles:
+        raise SystemExit(f"bench-failover: --profiles names none (known: {', '.join(PROFILES)})")
     for p in profiles:
         if p not in PROFILES:
             raise SystemExit(f"bench-failover: unknown profile {p!r} (known: {', '.join(PROFILES)})")

@@ -72,6 +72,7 @@ def _rebuild_if_broken() -> dict | None:
     if not _lab["broken"]:
         return None
     log(f"the lab is broken ({_lab['broken'][:300]}): rebuilding it")
+    _lab["restored"] = None
     try:
         drills.rebuild()
         report, _ = _stack_ready()
@@ -96,6 +97,7 @@ def _restore() -> dict:
 def deployed(lab_nodes):
     """The whole stack deployed and the API stand-ins installed; the report healthy with every
     API listener's servers UP on every node."""
+    _lab["restored"] = None  # the previous module's last report: this deploy may change the lab
     _rebuild_if_broken()
     run = drills.deploy()
     assert run.returncode == 0, drills.run_excerpt(run.stdout)
@@ -122,8 +124,9 @@ def _last_test(request):
 def healthy(deployed, request):
     """A healthy lab before the drill (rebuilt first if an earlier drill left it broken);
     restored to healthy after it, also when it failed. The report the previous test's restore
-    ended with is used again when that test ran just before, under a minute ago (nothing ran
-    on the lab in between): one verify run (about 5 s) less per drill."""
+    ended with is used again when that test ran just before, under a minute ago, in the same
+    module (`deployed` and a rebuild forget it: their deploys may change the lab): one verify
+    run (about 5 s) less per drill."""
     fresh = _lab.get("restored")
     if fresh and fresh[0] == _lab.get("last_test") and time.monotonic() - fresh[1] < 60 and not _lab["broken"]:
         report = fresh[2]
