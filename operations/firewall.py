@@ -91,3 +91,7 @@ def configure():
                or now.get("rules") not in (None, expected_rules(site())))
     announce(load or drifted, f"load the host firewall (table inet {TABLE}, one transaction)")
     service(name="firewall: loaded", unit=FIREWALL_UNIT, restarted=load or drifted)
+    # VRRP adverts a new table admits again end a split brain within one advert; adverts it
+    # drops give one after 3 (a backup takes over): the report comes after either.
+    settle = 3 * site()["keepalived_advert_int"] + 1
+    shell(f"firewall: VRRP settles ({settle} s) after the new table", [f"sleep {settle}"], when=load or drifted)
