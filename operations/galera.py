@@ -29,7 +29,7 @@ from operations.galera_plan import (
 )
 from operations.steps import consume, install_files, packages, secret_input
 from facts.keepalived import VipHolder
-from operations.maintenance import in_maintenance
+from operations.maintenance_marker import in_maintenance
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
 CNF = GALERA_CNF

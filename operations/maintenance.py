@@ -18,11 +18,15 @@ from pyinfra import host
 from pyinfra.api import deploy
 
 from config.files import HAPROXY_MAINT_FILE, MAINTENANCE_FILE
+from operations.galera import synced_wait
+from operations.maintenance_marker import in_maintenance, markers
+from operations.rabbitmq import CTL, RESTART
+from operations.steps import clear_pending
 from facts.galera import GaleraNode
 from facts.host import Maintenance
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.rabbitmq import RabbitmqCluster
-from operations.before import facts_of_all_controllers, known_in_run
+from operations.before import facts_of_all_controllers
 from operations.common import controllers_in_run, decided_once, once, shell, site, unit_log, wait_until
 from operations.maintenance_plan import (
     Decision, Refusal, api, back_commands, decide, maint_line, out_commands, replay,
@@ -30,26 +34,6 @@ from operations.maintenance_plan import (
 
 VIP_SECONDS = 60  # the VIP leaves a node in FAULT at once; another takes it after ~3 adverts
 BACK_SECONDS = 300  # RabbitMQ back in the cluster, Galera Synced
-
-
-@once
-def markers() -> dict:
-    """Every controller's Maintenance fact, read before the run: {name: fact or None (unknown)}."""
-    return facts_of_all_controllers(Maintenance, path=MAINTENANCE_FILE)
-
-
-def in_maintenance() -> frozenset:
-    """The controllers whose marker says they are in maintenance (one that could not be read
-    counts as not in maintenance here: the deploy leaves it alone)."""
-    return frozenset(n for n, f in markers().items() if f and f.get("out"))
-
-
-def marked() -> bool:
-    """This host is in maintenance. A controller of this run whose marker could not be read
-    stops the run before any change (known_in_run): it may be out, and RabbitMQ must not be
-    started or restarted there."""
-    known_in_run(markers(), "the maintenance marker")
-    return host.name in in_maintenance()
 
 
 def db_listener(s) -> str:
@@ -171,10 +155,6 @@ def back(d: Decision):
     """RabbitMQ enabled, started and a running member again, Galera Synced; then its servers
     ready on every HAProxy (the writer order restored: maintenance_plan.back_commands); the
     marker cleared last (with nopreempt the VIP does not move back by itself)."""
-    from operations.rabbitmq import CTL, RESTART
-    from operations.galera import synced_wait
-    from operations.steps import clear_pending
-
     s = site()
     mine = host.name == d.node
     running = 1 + sum(1 for n, st in picture().items() if n != d.node and st and (st["rabbitmq"] or {}).get("broker"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from facts.galera import serving
+from facts.galera_rules import serving
 
 ACTIONS = ("out", "back")
 PICTURE = ("maintenance", "galera", "rabbitmq", "keepalived", "vip")

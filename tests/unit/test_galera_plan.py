@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from facts.galera import GaleraNode, components, sans_members, serving, strangers
+from facts.galera import GaleraNode, sans_members
+from facts.galera_rules import components, serving, strangers
 from operations.galera import writes_to
 from operations.galera_plan import GaleraStateError, bootstrap_command, plan, restart_order, restarts
 
