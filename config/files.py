@@ -22,6 +22,7 @@ from config.paths import (  # the paths this table installs (importers of config
 )
 from config.syntax import erlang_ip, haproxy_word, option_value
 from facts.galera_rules import SERVING  # the rule the clustercheck states
+from facts.haproxy_api import send_file
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "files" / "templates"
 MANAGED = "Managed by the openstack-ha pyinfra deploy; local changes are overwritten."
@@ -103,6 +104,7 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         haproxy_down_file=HAPROXY_DOWN_FILE,
         maintenance_file=MAINTENANCE_FILE,
         haproxy_maint_file=HAPROXY_MAINT_FILE,
+        haproxy_replay=send_file(site.data["haproxy_stats_socket"], HAPROXY_MAINT_FILE),  # schema PATHs: never quoted
         fw=firewall.rules(site) if template.startswith("firewall/") else None,
         fw_table=firewall.TABLE,
         fw_file=FIREWALL_NFT,

@@ -180,7 +180,8 @@ def test_every_command_is_bounded_by_the_timeout_and_quotes_the_socket():
 
 def test_no_other_module_writes_a_socat_command_line():
     """One module speaks the runtime API: a socat command line anywhere else in the project's
-    Python is a second dialect (templates render their own: files/templates)."""
+    Python is a second dialect (HAProxy's unit renders its replay from send_file(); keepalived's
+    check_alive.sh.j2 keeps its own bounds, 3 s and socat -t 2, inside keepalived's script timeout)."""
     from test_import_cycles import project_modules
 
     speakers = sorted(name for name, path in project_modules().items()
