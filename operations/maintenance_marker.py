@@ -13,7 +13,7 @@ from pyinfra import host
 from config.paths import MAINTENANCE_FILE
 from facts.host import Maintenance
 from operations.before import facts_of_all_controllers, known_in_run
-from operations.common import once
+from operations.runstate import once
 
 
 @once
