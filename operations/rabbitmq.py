@@ -17,7 +17,7 @@ from operations.common import (
     announce, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
 from operations.before import facts_of_all_controllers, known_in_run, planned_fact
-from operations.maintenance import in_maintenance, marked
+from operations.maintenance_marker import in_maintenance, marked
 from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service
 
 COOKIE = ERLANG_COOKIE
