@@ -25,7 +25,7 @@ from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
 from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions, RabbitmqMembers
 from config.site import Site
-from operations.common import controllers_in_run, files_for, site
+from operations.common import Refused, controllers_in_run, files_for, site
 
 # Seconds each part of the pre-run bundle may take on the host. The slowest part by design is
 # GaleraNode(recover=True) on a node whose mariadbd is down after a crash: galera_recovery
@@ -37,9 +37,8 @@ from operations.common import controllers_in_run, files_for, site
 def _pre_run_timeout(default: int = 180) -> int:
     raw = os.environ.get("HA_PRE_RUN_TIMEOUT", str(default))
     if not raw.isdigit() or not 30 <= int(raw) <= 3600:
-        print(f"HA_PRE_RUN_TIMEOUT={raw!r}: expected whole seconds from 30 to 3600 (default {default}); "
-              "no host was changed", file=sys.stderr)
-        raise SystemExit(1)
+        raise Refused(f"HA_PRE_RUN_TIMEOUT={raw!r}: expected whole seconds from 30 to 3600 (default {default}); "
+                      "no host was changed")
     return int(raw)
 
 
@@ -81,9 +80,8 @@ def known_in_run(states: dict, what: str) -> dict:
     the run: the plan goes on without it, as before."""
     unknown = sorted(n for n in controllers_in_run() if states.get(n) is None)
     if unknown:
-        print(f"could not read {what} of {', '.join(unknown)} (see the warnings above); no host was changed. "
-              f"Check {', '.join(unknown)} (ssh, load, the service) and run again.", file=sys.stderr)
-        raise SystemExit(1)
+        raise Refused(f"could not read {what} of {', '.join(unknown)} (see the warnings above); no host was changed. "
+                      f"Check {', '.join(unknown)} (ssh, load, the service) and run again.")
     return states
 
 
@@ -230,7 +228,7 @@ def known(fact: dict, what: str) -> dict:
     if fact.get("error"):
         print(f"{host.name}: could not read {what}: {fact['error']}; no host was changed. "
               f"Check {host.name} (ssh, disk, load) and run again.", file=sys.stderr)
-        raise SystemExit(1)
+        raise Refused()  # each host's own line, printed above
     return fact
 
 

@@ -239,7 +239,7 @@ def test_command_builders_quote_every_value(bad):
 
 
 def test_a_refused_decision_is_printed_once_and_stops_every_host(capsys):
-    from operations.common import decided_once
+    from operations.common import Refused, decided_once
 
     calls = []
 
@@ -248,11 +248,14 @@ def test_a_refused_decision_is_printed_once_and_stops_every_host(capsys):
         calls.append(1)
         raise ValueError("node02 unreachable: run without --limit")
 
+    raised = []
     for _ in range(3):  # one call per host's deploy
-        with pytest.raises(SystemExit):
+        with pytest.raises(Refused) as exc:
             refused()
-    assert len(calls) == 1
-    assert capsys.readouterr().err == "galera: node02 unreachable: run without --limit\n"
+        raised.append(exc.value)
+    assert len(calls) == 1 and capsys.readouterr().err == ""  # printed by pyinfra's CLI, once
+    assert all(r is raised[0] for r in raised)
+    assert str(raised[0]) == "galera: node02 unreachable: run without --limit"
 
     @decided_once("x: ", ValueError)
     def decided():
