@@ -21,7 +21,7 @@ from pyinfra_cli.exceptions import CliError
 from config.files import ManagedFile, managed_files
 from config.preflight import check, print_report
 from config.secrets import SecretsError, load_secrets, mask
-from config.site import Site, build_site, inventory_shape
+from config.site import Site, build_site, inventory_others, inventory_shape
 
 APT_TIMEOUT = 600  # seconds for one apt-get install; apt has hung forever on lab nodes
 WAIT_SECONDS = 300  # cluster joins, Synced, services answering
@@ -108,7 +108,7 @@ def _preflight() -> tuple[Site, dict] | Refused:
         secrets = load_secrets(group_data.get("secrets_file"))
     except (SecretsError, TypeError, OSError):
         secrets = None  # check() loads them again and says what is wrong, as a problem
-    report = check(hosts, group_data, secrets)
+    report = check(hosts, group_data, secrets, others=inventory_others(inventory))
     if report.errors:
         lines = [str(p) for p in report.warnings + report.errors]
         return Refused("\n".join([*lines, f"preflight: {len(report.errors)} error(s); no host was changed"]))
