@@ -4,6 +4,8 @@ by every decision. A cluster decision reads every controller of the inventory, a
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import sys
 
@@ -25,7 +27,7 @@ from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
 from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions, RabbitmqMembers
 from config.site import Site
-from operations.common import Refused, controllers_in_run, files_for, site
+from operations.common import Refused, controllers_in_run, files_for, secret_value, site
 
 # Seconds each part of the pre-run bundle may take on the host. The slowest part by design is
 # GaleraNode(recover=True) on a node whose mariadbd is down after a crash: galera_recovery
@@ -169,14 +171,41 @@ def _bundle(h) -> dict | str:
     with lock:
         if key not in _bundles:
             parts = prefetch(h.name)
+            compared = expected_input() if any(p[0].endswith(COMPARED) for p in parts) else None
             try:
-                got = h.get_fact(Bundle, parts=parts, limit=PRE_RUN_TIMEOUT, _timeout=PRE_RUN_TIMEOUT + 30)
+                got = h.get_fact(Bundle, parts=parts, limit=PRE_RUN_TIMEOUT, _timeout=PRE_RUN_TIMEOUT + 30,
+                                 **({"with_input": True, "_stdin": HiddenInput(compared)} if compared else {}))
             except Exception as exc:  # the connection: every fact of this host is unknown
                 logger.warning(f"[{h.name}] could not read its state: {type(exc).__name__}: {exc}")
                 _bundles[key] = UNREACHABLE
             else:
                 _bundles[key] = bundle_answers(parts, got)
     return _bundles[key]
+
+
+# Facts that compare the accounts' passwords on the host: their expected values travel on the
+# bundle's stdin (expected_input), never as an argument, a command line or an answer.
+COMPARED = (":MysqlAccounts", ":RabbitmqDefinitions")
+
+
+class HiddenInput(io.StringIO):
+    """A command's stdin that pyinfra never shows: it prints a fact's arguments, _stdin too,
+    with str() (-v: "Loaded fact ... (_stdin=...)"); the connectors read it with readlines()."""
+
+    def __str__(self) -> str:
+        return "(expected values, not shown)"
+
+    __repr__ = __str__
+
+
+def expected_input() -> str:
+    """What MysqlAccounts and RabbitmqDefinitions compare on the host (facts.probe INPUT_ENV):
+    the database accounts' expected hashes, the RabbitMQ accounts' passwords."""
+    from operations.galera import expected_hashes
+    from operations.rabbitmq import expected_passwords
+
+    s = site()
+    return json.dumps({"mysql": expected_hashes(s.data, secret_value), "rabbitmq": expected_passwords(s.data, secret_value)})
 
 
 def has_error_contract(cls) -> bool:

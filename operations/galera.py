@@ -77,15 +77,26 @@ def _q(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def expected_hashes(data: dict, secret) -> dict[str, str]:
+    """{account name: the hash its accounts must have} (HAProxy's check account: none), for
+    MysqlAccounts to compare on the host; `secret(name)` gives a secret's value."""
+    wanted = {data["mariadb_check_user"]: "", data["mariadb_admin_user"]: native_hash(secret("mariadb_admin_password"))}
+    if data["galera_sst_method"] == "mariabackup":
+        wanted[SST_ACCOUNT] = native_hash(secret("mariadb_sst_password"))
+    return wanted
+
+
 def account_statements(existing: dict, data: dict, addresses: list[str], passwords: dict) -> list[str]:
-    """SQL that makes the accounts right; empty when they already are. Pure."""
+    """SQL that makes the accounts right; empty when they already are. `existing` is
+    MysqlAccounts: each account found, True when it has the hash expected_hashes() gave the
+    host. Pure."""
     users = None if existing.get("error") else existing.get("users", {})
     sql = []
 
     def account(user, hostpart, password, privileges, grant_option=False):
         key = f"{user}@{hostpart}"
         want = native_hash(password) if password is not None else ""
-        if users is not None and users.get(key) == want:
+        if users is not None and users.get(key) is True:
             return
         # Only the hash travels: the cleartext password never leaves this machine.
         ident = f" IDENTIFIED BY PASSWORD {_q(want)}" if password is not None else ""

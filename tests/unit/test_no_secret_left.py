@@ -62,3 +62,146 @@ def test_the_keepalived_dump_is_removed_also_when_the_read_is_cut():
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit("run with pytest")
+
+
+# --- the account facts: compared on the host, booleans out -----------------------------------
+
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+
+import opkit  # noqa: E402
+import operations.before as B  # noqa: E402
+from facts.bundle import Bundle, part  # noqa: E402
+from facts.galera import MysqlAccounts  # noqa: E402
+from facts.rabbitmq import RabbitmqDefinitions  # noqa: E402
+from operations.galera import native_hash  # noqa: E402
+from test_operations import rabbit_hash  # noqa: E402
+
+
+def fake_tool(bin_dir: Path, name: str, output: str, rc: int = 0) -> None:
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / f"{name}.out").write_text(output)
+    (bin_dir / name).write_text(f"#!/bin/sh\ncat {bin_dir / (name + '.out')}\nexit {rc}\n")
+    (bin_dir / name).chmod(0o755)
+
+
+def run_sh(command: str, tmp_path: Path, stdin: str = "", **env) -> str:
+    environ = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", **env}
+    environ.pop("HA_INPUT", None)
+    environ.update(env)
+    return subprocess.run(["sh", "-c", command], input=stdin, capture_output=True, text=True, env=environ,
+                          timeout=60, check=True).stdout
+
+
+EXPECTED = {"mysql": {"admin": native_hash("s3cret-admin"), "haproxy": "", "sst": native_hash("s3cret-sst")},
+            "rabbitmq": {"openstack": "pw-123", "admin": "adm-456"}}
+MYSQL_OUT = "\n".join([
+    f"user=admin@localhost={native_hash('s3cret-admin')}", f"user=admin@10.0.0.1={native_hash('old')}",
+    "user=haproxy@10.0.0.1=", f"user=sst@localhost={native_hash('s3cret-sst')}", "user=mariadb.sys@localhost=",
+    "test_db=yes",
+]) + "\n"
+EXPORT = json.dumps({"users": [{"name": "openstack", "password_hash": rabbit_hash("pw-123"), "tags": []},
+                               {"name": "admin", "password_hash": rabbit_hash("other"), "tags": ["administrator"]},
+                               {"name": "guest", "password_hash": rabbit_hash("guest"), "tags": []}],
+                     "vhosts": [{"name": "openstack"}]})
+
+
+def hashes_in(text: str) -> list[str]:
+    every = [native_hash("s3cret-admin"), native_hash("old"), native_hash("s3cret-sst"),
+             *(u["password_hash"] for u in json.loads(EXPORT)["users"])]
+    return [h for h in every if h in text or h.lstrip("*") in text]
+
+
+def test_mysql_accounts_compares_on_the_host_and_prints_no_hash(tmp_path):
+    fake_tool(tmp_path / "bin", "mysql", MYSQL_OUT)
+    (tmp_path / "in").write_text(json.dumps(EXPECTED))
+    out = run_sh(MysqlAccounts().command(), tmp_path, HA_INPUT=str(tmp_path / "in"))
+    assert hashes_in(out) == [] and "s3cret" not in out
+    fact = MysqlAccounts().process(out.splitlines())
+    assert fact == {"users": {"admin@localhost": True, "admin@10.0.0.1": False, "haproxy@10.0.0.1": True,
+                              "sst@localhost": True, "mariadb.sys@localhost": False},
+                    "test_db": True, "error": None}
+    # read without the expected values (on its own): every account "no", still no hash
+    alone = run_sh(MysqlAccounts().command(), tmp_path)
+    assert hashes_in(alone) == [] and set(MysqlAccounts().process(alone.splitlines())["users"].values()) == {False}
+
+
+def test_mysql_accounts_keeps_mysqls_error():
+    out = ["ERROR 2002 (HY000): Can't connect to local server", "ok=no"]
+    assert MysqlAccounts().process(out)["error"] == "mysql: ERROR 2002 (HY000): Can't connect to local server"
+
+
+def test_rabbitmq_definitions_compares_on_the_host_and_prints_no_hash(tmp_path):
+    fake_tool(tmp_path / "bin", "rabbitmqctl", "Warning: a line before\n" + EXPORT + "\n")
+    (tmp_path / "in").write_text(json.dumps(EXPECTED))
+    out = run_sh(RabbitmqDefinitions().command(), tmp_path, HA_INPUT=str(tmp_path / "in"))
+    assert hashes_in(out) == [] and "password_hash" not in out and "pw-123" not in out
+    fact = RabbitmqDefinitions().process(out.splitlines())
+    assert fact["error"] is None and fact["vhosts"] == [{"name": "openstack"}]
+    assert [(u["name"], u["password_ok"], u["tags"]) for u in fact["users"]] == [
+        ("openstack", True, []), ("admin", False, ["administrator"]), ("guest", False, [])]
+
+
+def test_rabbitmq_definitions_keeps_rabbitmqctls_status_and_hides_a_cut_answer(tmp_path):
+    fake_tool(tmp_path / "bin", "rabbitmqctl", "Error: unable to perform an operation on node 'rabbit@node01'.\n", rc=69)
+    fact = RabbitmqDefinitions().process(run_sh(RabbitmqDefinitions().command(), tmp_path).splitlines())
+    assert fact["error"].startswith("rabbitmqctl export_definitions: exit status 69: Error: unable")
+    fake_tool(tmp_path / "bin", "rabbitmqctl", EXPORT[: len(EXPORT) // 2] + "\n", rc=0)
+    out = run_sh(RabbitmqDefinitions().command(), tmp_path)
+    assert hashes_in(out) == [] and "password_hash" not in out
+    assert RabbitmqDefinitions().process(out.splitlines())["error"]
+
+
+def test_a_bundle_hands_its_stdin_to_the_parts_in_a_private_file_it_removes(tmp_path):
+    fake_tool(tmp_path / "bin", "mysql", MYSQL_OUT)
+    (tmp_path / "tmp").mkdir()
+    bundle = Bundle()
+    command = bundle.command(parts=(part(MysqlAccounts),), limit=30, with_input=True)
+    out = run_sh(command, tmp_path, stdin=json.dumps(EXPECTED), TMPDIR=str(tmp_path / "tmp"))
+    assert "s3cret" not in command and hashes_in(command + out) == []
+    (fact,) = bundle.process(out.splitlines())["parts"]
+    assert fact["users"]["admin@localhost"] is True and fact["users"]["admin@10.0.0.1"] is False
+    assert list((tmp_path / "tmp").iterdir()) == []  # the input and the answers removed
+    # the input file's mode, seen from a part
+    fake_tool(tmp_path / "bin", "mysql", "")
+    probe = Bundle().command(parts=(part(MysqlAccounts),), with_input=True).replace(
+        "out=$(timeout 10 mysql", 'stat -c "mode=%a" "$HA_INPUT"; out=$(timeout 10 mysql', 1)
+    proc = subprocess.run(["sh", "-c", probe], input="{}", capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}", "TMPDIR": str(tmp_path / "tmp")})
+    assert "mode=600" in proc.stdout, proc.stdout
+
+
+def test_the_run_hands_the_expected_values_to_the_first_controllers_bundle_only():
+    case = opkit.load_case(opkit.CASES / "site" / "deployed.json")
+    calls = {}
+
+    class Controller:
+        def __init__(self, name):
+            self.name = name
+
+        def get_fact(self, cls, **kwargs):
+            calls[self.name] = kwargs
+            return {"parts": [], "status": [], "error": "not read here"}
+
+    with opkit.planning(case) as (state, inventory):
+        first, second = [h.name for h in inventory.get_group("controllers")][:2]
+        B._bundle(Controller(first))
+        B._bundle(Controller(second))
+        site = B.site()
+    given = calls[first]
+    assert given["with_input"] is True
+    d = site.data
+    from pyinfra.api.util import get_kwargs_str  # what pyinfra prints of a fact's arguments ("Loaded fact")
+
+    printed = get_kwargs_str(given)
+    assert "(expected values, not shown)" in printed and not any(v in printed for v in FAKE_SECRETS.values())
+    assert native_hash(FAKE_SECRETS["mariadb_admin_password"])[1:] not in printed
+    assert json.loads("".join(given["_stdin"].readlines())) == {
+        "mysql": {d["mariadb_check_user"]: "", d["mariadb_admin_user"]: native_hash(FAKE_SECRETS["mariadb_admin_password"]),
+                  "sst": native_hash(FAKE_SECRETS["mariadb_sst_password"])},
+        "rabbitmq": {d["rabbitmq_user"]: FAKE_SECRETS["rabbitmq_password"],
+                     d["rabbitmq_admin_user"]: FAKE_SECRETS["rabbitmq_admin_password"]}}
+    shown = repr({k: v for k, v in given.items() if k != "_stdin"})
+    assert not any(v in shown for v in FAKE_SECRETS.values()) and "*" + native_hash("x")[1:5] not in shown
+    assert "_stdin" not in calls[second] and "with_input" not in calls[second]
