@@ -48,7 +48,7 @@ class Problem:
 
     def __str__(self) -> str:
         # Names and keys as ascii() shows them when they are not plain ASCII, and any other
-        # non-ASCII character escaped: a homoglyph ('vіp', Cyrillic i) is seen, not read.
+        # non-ASCII character escaped: a homoglyph ('v\u0456p', a Cyrillic i) is seen, not read.
         line = f"{self.level}: {_plain(self.where)}: {_plain(self.key)}: {self.message}; fix: {self.fix}"
         return line.encode("ascii", "backslashreplace").decode("ascii")
 

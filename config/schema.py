@@ -27,7 +27,7 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 def show(value) -> str:
     """A value as an error line shows it: ascii() (control characters and every non-ASCII
-    character escaped, so a homoglyph such as a Cyrillic 'а' is visible), cut short."""
+    character escaped, so a homoglyph such as a Cyrillic 'a' (\u0430) is visible), cut short."""
     text = ascii(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
