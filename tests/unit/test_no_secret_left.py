@@ -205,3 +205,29 @@ def test_the_run_hands_the_expected_values_to_the_first_controllers_bundle_only(
     shown = repr({k: v for k, v in given.items() if k != "_stdin"})
     assert not any(v in shown for v in FAKE_SECRETS.values()) and "*" + native_hash("x")[1:5] not in shown
     assert "_stdin" not in calls[second] and "with_input" not in calls[second]
+
+
+def test_an_account_fact_read_where_no_bundle_carried_it_gets_the_expected_values_too():
+    # The Galera anchor or the RabbitMQ seed is not always the first controller (whose bundle
+    # carries the account facts): read alone, with no expected values, every account would
+    # read "no" and every run set the passwords again.
+    case = opkit.load_case(opkit.CASES / "site" / "deployed.json")
+    calls = []
+
+    class Controller:
+        name = "node02"
+
+        def get_fact(self, cls, **kwargs):
+            calls.append(kwargs)
+            parts = kwargs["parts"]
+            if len(parts) == 1:  # the fact alone, in a bundle of its own
+                return {"parts": [{"users": {"admin@localhost": True}, "test_db": False, "error": None}],
+                        "status": ["0"], "error": None}
+            return {"parts": [None] * len(parts), "status": ["0"] * len(parts), "error": None}
+
+    with opkit.planning(case) as (state, inventory):
+        fact = B.fact_of(Controller(), MysqlAccounts)
+    assert fact == {"users": {"admin@localhost": True}, "test_db": False, "error": None}
+    alone = calls[-1]
+    assert alone["parts"] == (part(MysqlAccounts),) and alone["with_input"] is True
+    assert "mysql" in json.loads("".join(alone["_stdin"].readlines()))
