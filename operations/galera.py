@@ -9,13 +9,13 @@ database writes moved off the writer first.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
 
+from config.accounts import native_hash
 from config.files import GALERA_CNF, SST_ACCOUNT
 from facts.galera import GaleraNode, MysqlAccounts, sans_members, serving_check
 from facts.haproxy_api import api, requests
@@ -68,24 +68,21 @@ def cluster_plan() -> Plan:
 # --- accounts ----------------------------------------------------------------------------
 
 
-def native_hash(password: str) -> str:
-    """MySQL/MariaDB mysql_native_password hash, computed locally (the secret never leaves)."""
-    return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
-
-
 def _q(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def account_statements(existing: dict, data: dict, addresses: list[str], passwords: dict) -> list[str]:
-    """SQL that makes the accounts right; empty when they already are. Pure."""
+    """SQL that makes the accounts right; empty when they already are. `existing` is
+    MysqlAccounts: each account found, True when it has the hash expected_hashes() gave the
+    host. Pure."""
     users = None if existing.get("error") else existing.get("users", {})
     sql = []
 
     def account(user, hostpart, password, privileges, grant_option=False):
         key = f"{user}@{hostpart}"
         want = native_hash(password) if password is not None else ""
-        if users is not None and users.get(key) == want:
+        if users is not None and users.get(key) is True:
             return
         # Only the hash travels: the cleartext password never leaves this machine.
         ident = f" IDENTIFIED BY PASSWORD {_q(want)}" if password is not None else ""
