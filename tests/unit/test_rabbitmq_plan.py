@@ -245,3 +245,14 @@ def test_the_fact_probes_peers_only_for_a_stuck_broker():
     assert RabbitmqCluster().process(out)["reaches"] == ["10.77.0.11"]
     assert RabbitmqCluster().process(["installed", "running", "probed", "", "__end"])["reaches"] == []
     assert RabbitmqCluster().process(["installed", "running", "broker", "", "__end"])["reaches"] is None
+
+
+def test_the_deploy_refuses_a_cookie_change_while_a_broker_is_paused_before_any_change(capsys):
+    import opkit
+
+    case = opkit.load_case(opkit.CASES / "rabbitmq" / "paused_broker.json")
+    case["facts"]["*"]["Sha1File"] = {"/var/lib/rabbitmq/.erlang.cookie": "0" * 40}  # the cookie changes
+    with pytest.raises(SystemExit):
+        opkit.run(case)
+    err = capsys.readouterr().err
+    assert err.count("cookie changes while the broker of node03 is paused") == 1, err
