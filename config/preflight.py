@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from config import tls
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, DIST_PORT_OFFSET, FIXED_PORTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
-from config.files import DBCHECK, SST_ACCOUNT
+from config.paths import DBCHECK, SST_ACCOUNT
 from config.schema import CONTROL, HOST, HOST_NAME, SECRET, SERVICE, SITE, problems
 from config.secrets import NEEDED_WHEN, SECRETS, SecretsError, env_name, load_secrets, needed, secrets_path
 from config.site import GROUP, merged_data, service_overrides
@@ -178,7 +178,7 @@ def check(
     _check_external_vip(data, bad, vip, network, services, err, warn)
     by_port: dict[int, str] = {}
     for svc in services:
-        for field, port in vip_ports(svc, data):
+        for field, port in svc.vip_ports(data["haproxy_tls"]):
             if port in by_port:
                 err(G, f"services.{svc.name}.{field}", f"port {port} is also the port of {by_port[port]}", "give one of them another port, or disable one")
             else:
@@ -297,12 +297,6 @@ def _check_external_vip(data: dict, bad: set, vip, network, services: list, err,
                 f"set services.{svc.name}.public False")
 
 
-def vip_ports(svc, data: dict) -> list[tuple[str, int]]:
-    """The (field, port) pairs a listener binds on the VIP: its port, and its https_port with TLS."""
-    tls = svc.takes_tls(data["haproxy_tls"]) and svc.https_port
-    return [("port", svc.port)] + ([("https_port", svc.https_port)] if tls else [])
-
-
 def _outside(ip, network, key: str = "internal_network") -> str | None:
     """Why an address cannot be a controller's or the VIP in `network` (site key `key`), or None."""
     if ip.version != network.version or ip not in network:
@@ -359,7 +353,7 @@ def _check_ports(data: dict, site_keys, services: list, err) -> None:
         taken.setdefault(port, owner)
     everywhere = {port: owner for port, owner, _, wild in owners if wild}
     for svc in services:
-        for field, port in vip_ports(svc, data):
+        for field, port in svc.vip_ports(data["haproxy_tls"]):
             if port in everywhere:
                 err(G, f"services.{svc.name}.{field}", f"port {port} is {everywhere[port]}'s on every address, the VIP too", "give the listener another port")
 

@@ -85,6 +85,21 @@ class Site:
     def listeners(self) -> list[Listener]:
         return [self._listener(s) for s in self.services]
 
+    @property
+    def writer(self) -> str:
+        """The controller that takes the database writes while it serves: the active server of
+        the database listener (active_backup), the others its `backup` servers. The first of
+        the inventory."""
+        return self.controllers[0].name
+
+    @property
+    def db_listener(self) -> str:
+        """The database listener: the (first) one whose servers are active/backup, one writer."""
+        for svc in self.services:
+            if svc.active_backup:
+                return svc.name
+        raise KeyError("no listener of this site is active_backup (the database listener: catalogue's mariadb)")
+
     def _listener(self, svc: Service) -> Listener:
         d = self.data
         options = list(svc.options)
@@ -103,7 +118,7 @@ class Site:
                 check += f" port {d['mariadb_check_port']}"
         port = svc.backend_port or svc.port
         servers = []
-        for i, c in enumerate(self.controllers):
+        for c in self.controllers:
             line = f"server {c.name} {c.address}:{port} {check}"
             if svc.active_backup:
                 # One writer (README, "Why the database has one writer"): tcp mode has no
@@ -111,7 +126,7 @@ class Site:
                 # comes back, close the sessions still open on a backup; when a server is
                 # marked down (no longer Synced), close its own: every client reconnects to
                 # the one server that takes new sessions, never two at once.
-                line += " on-marked-up shutdown-backup-sessions" if i == 0 else " backup"
+                line += " on-marked-up shutdown-backup-sessions" if c.name == self.writer else " backup"
                 line += " on-marked-down shutdown-sessions"
             if d["haproxy_error_limit"]:
                 line += f" observe layer4 error-limit {d['haproxy_error_limit']} on-error mark-down"

@@ -27,6 +27,7 @@ from facts.memcached import MemcachedStats
 from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions, RabbitmqMembers
 from config.site import Site
 from operations.common import controllers_in_run, files_for, site
+from operations.runstate import run_dict
 
 # Seconds each part of the pre-run bundle may take on the host. The slowest part by design is
 # GaleraNode(recover=True) on a node whose mariadbd is down after a crash: galera_recovery
@@ -149,8 +150,6 @@ def before_run_health_parts(site: Site, name: str) -> dict[str, tuple]:
     return {**health_parts(site, name), "galera": part(GaleraNode)}
 
 
-_bundles: dict = {}  # (id(state), host name) -> {part: result or TimedOut} or UNREACHABLE
-_bundle_locks: dict = {}
 UNREACHABLE = "unreachable"
 
 
@@ -173,9 +172,14 @@ def bundle_answers(parts: tuple, got: dict) -> dict:
             for i, (p, result) in enumerate(zip(parts, got["parts"]))}
 
 
+def bundles() -> dict:
+    """This run's pre-run bundles: {host name: {part: result or TimedOut} or UNREACHABLE}."""
+    return run_dict("bundles")
+
+
 def _bundle(h) -> dict | str:
-    key = (id(state), h.name)
-    lock = _bundle_locks.setdefault(key, gevent.lock.BoundedSemaphore())
+    key, _bundles = h.name, bundles()
+    lock = run_dict("bundle locks").setdefault(key, gevent.lock.BoundedSemaphore())
     with lock:
         if key not in _bundles:
             parts = prefetch(h.name)
@@ -213,9 +217,6 @@ def fact_of(h, cls, **kwargs):
 
 # --- the plan's facts ------------------------------------------------------------------
 
-_planned: dict = {}
-
-
 def planned_fact(cls, **kwargs):
     """A fact of this host, read once per run (with every other, see prefetch()): the state
     the plan was made from.
@@ -224,7 +225,7 @@ def planned_fact(cls, **kwargs):
     host.get_fact is an SSH round trip. Our operations decide once, from the state before
     the run, and execute that decision. (Verification reads live facts, never these.)
     """
-    key = (id(state), host.name, cls, tuple(sorted(kwargs.items())))
+    key, _planned = (host.name, cls, tuple(sorted(kwargs.items()))), run_dict("planned facts")
     if key not in _planned:
         try:
             _planned[key] = fact_of(host, cls, **kwargs)
@@ -257,7 +258,7 @@ def read_before_run(h, site: Site) -> dict | None:
     read them, when this run read one (a deploy; a verification alone reads none): {"parts":
     [...], "status": [...], "error": None}. Galera's is the plan's read, as the report's own
     (recover=False) reads it. None when a part is unknown or timed out: read live."""
-    got = _bundles.get((id(state), h.name))
+    got = bundles().get(h.name)
     parts = list(before_run_health_parts(site, h.name).items())
     if not isinstance(got, dict) or any(got.get(p) is None or isinstance(got[p], TimedOut) for _, p in parts):
         return None

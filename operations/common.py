@@ -1,6 +1,6 @@
 """What every component shares: the site and its secrets, rolling turns, announcements, bounded
 waits. The state before the run is in operations/before.py, the shared operations (files,
-packages, services) in operations/steps.py.
+packages, services) in operations/steps.py; what a run keeps, per run, operations/runstate.py.
 
 Secrets never travel as operation or fact arguments (pyinfra prints those): operations look
 them up here by name, commands carry them as HiddenValue, and diffs are masked.
@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import sys
 
-import gevent.lock
-
 from pyinfra import host, inventory, logger, state
 from pyinfra.api import StringCommand, operation
 from pyinfra.operations import server
@@ -20,26 +18,10 @@ from config.files import ManagedFile, managed_files
 from config.preflight import check, print_report
 from config.secrets import load_secrets, mask
 from config.site import Site, build_site, inventory_shape
+from operations.runstate import once, run_dict
 
 APT_TIMEOUT = 600  # seconds for one apt-get install; apt has hung forever on lab nodes
 WAIT_SECONDS = 300  # cluster joins, Synced, services answering
-
-
-def once(fn):
-    """Compute once per run, shared by every host's deploy (they load in parallel greenlets:
-    a lock keeps the others from fetching the same facts again while the first computes)."""
-    lock = gevent.lock.BoundedSemaphore()
-    cached = []
-
-    def wrapper():
-        with lock:
-            if not cached:
-                cached.append(fn())
-        return cached[0]
-
-    wrapper.cache_clear = cached.clear
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
 
 
 def decided_once(prefix: str, *refusals: type[Exception]):
@@ -64,7 +46,6 @@ def decided_once(prefix: str, *refusals: type[Exception]):
                 raise SystemExit(1)
             return value
 
-        wrapper.cache_clear = decide.cache_clear
         wrapper.__doc__ = fn.__doc__
         wrapper.__name__ = fn.__name__
         return wrapper
@@ -112,16 +93,10 @@ def files_for(name: str, component: str | None = None) -> list[ManagedFile]:
     """A controller's files (of one component): this host's, or another's for a decision on
     one host that needs them. Rendered once per run and controller (the site and secrets do
     not change within a run; a no-op run otherwise rendered every template ~200 times)."""
-    rendered = _rendered()
+    rendered = run_dict("rendered")  # {controller name: its managed files}
     if name not in rendered:
         rendered[name] = managed_files(site(), name, _site_and_secrets()[1])
     return [f for f in rendered[name] if component in (None, f.component)]
-
-
-@once
-def _rendered() -> dict:
-    """{controller name: its managed files}, filled by files_for()."""
-    return {}
 
 
 def is_first() -> bool:
@@ -180,8 +155,9 @@ def failed_earlier() -> bool:
     return bool(failed)
 
 
-_announced: dict = {}  # (id(state), host name) -> [(step, action or None)]
-_finished: dict = {}  # id(state) -> hosts that have planned everything
+def announced() -> dict:
+    """This run's announcements: {host name: [(step, action or None)]}."""
+    return run_dict("announced")
 
 
 def announce(ops, action: str) -> None:
@@ -196,7 +172,7 @@ def announce(ops, action: str) -> None:
     else:
         ops = ops if isinstance(ops, (list, tuple)) else [ops]
         changes = any(op.will_change for op in ops)
-    steps = _announced.setdefault((id(state), host.name), [])
+    steps = announced().setdefault(host.name, [])
     steps.append((len(steps), action if changes else None))
     if changes:
         host.log(f"will {action}", logger.warning)
@@ -206,11 +182,11 @@ def blast_radius() -> None:
     """Once every host has planned: the restarts and reloads of this run, host by host, in the
     order they will happen (rolling steps in inventory order)."""
     order = [c.name for c in site().controllers]
-    finished = _finished.setdefault(id(state), set())
-    finished.add(host.name)
+    finished = run_dict("finished planning")
+    finished[host.name] = True
     if len(finished) < len([h for h in inventory.get_active_hosts() if h.name in order]):
         return  # not the last host to finish planning
-    planned = {name: steps for (sid, name), steps in _announced.items() if sid == id(state)}
+    planned = announced()
     rows = sorted(
         (step, order.index(name), name, action)
         for name, steps in planned.items() if name in order

@@ -13,15 +13,14 @@ import hashlib
 import ipaddress
 import os
 import shlex
-import weakref
 
 import gevent
-import gevent.lock
 from pyinfra import host, inventory, logger, state
 from pyinfra.api import StringCommand, deploy, operation
 
 from config.files import GALERA_CNF, SST_ACCOUNT
 from facts.galera import GaleraNode, MysqlAccounts, sans_members, serving_check
+from facts.haproxy_api import api, requests
 from facts.host import PENDING_DIR, UNITS, ServiceStates
 from operations.common import (
     announce, controllers_in_run, decided_once, failed_earlier, files_for, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
@@ -32,7 +31,7 @@ from operations.galera_plan import (
 )
 from operations.steps import consume, install_files, packages, secret_input
 from facts.keepalived import VipHolder
-from operations.maintenance import in_maintenance
+from operations.maintenance_marker import in_maintenance
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
 CNF = GALERA_CNF
@@ -70,10 +69,6 @@ def cluster_plan() -> Plan:
 
 # --- a whole-site recovery: the bootstrap node chosen once the waiting servers stopped ---
 
-_recovered: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # State -> Plan, or why not
-_recovering = gevent.lock.BoundedSemaphore()
-
-
 def live_galera_states() -> dict:
     """Every controller's GaleraNode (with galera_recovery where mariadbd is stopped without a
     seqno), read now, in parallel; None where it could not be read."""
@@ -91,23 +86,22 @@ def live_galera_states() -> dict:
     return {n: job.get() for n, job in jobs.items()}
 
 
+@once
 def recovery_plan() -> Plan | str:
     """While executing, once per run (after the waiting servers stopped): the plan again, from
     every position read now; it must be a bootstrap. A str says why not (then nobody bootstraps)."""
-    with _recovering:
-        if state not in _recovered:
-            s = site()
-            order = [c.name for c in s.controllers]
-            in_run = controllers_in_run()
-            try:
-                again = plan(live_galera_states(), order, {c.name: c.address for c in s.controllers},
-                             limited=frozenset(n for n in order if n not in in_run), away=in_maintenance())
-                _recovered[state] = again if again.mode == "bootstrap" else (
-                    f"after the waiting servers stopped, the plan is {again.mode!r}, not a bootstrap (seen: {again.seen}): "
-                    "re-run the deploy")
-            except GaleraStateError as exc:
-                _recovered[state] = str(exc)
-    return _recovered[state]
+    s = site()
+    order = [c.name for c in s.controllers]
+    in_run = controllers_in_run()
+    try:
+        again = plan(live_galera_states(), order, {c.name: c.address for c in s.controllers},
+                     limited=frozenset(n for n in order if n not in in_run), away=in_maintenance())
+    except GaleraStateError as exc:
+        return str(exc)
+    if again.mode != "bootstrap":
+        return (f"after the waiting servers stopped, the plan is {again.mode!r}, not a bootstrap (seen: {again.seen}): "
+                "re-run the deploy")
+    return again
 
 
 @operation()
@@ -243,10 +237,7 @@ def writes_to(listener: str, server: str, socket: str, state: str) -> str:
     """This HAProxy's server `server` of the database listener set to `state` through the
     runtime API (no reload): maint moves new sessions to the next server, ready brings them
     back. A controller without a running HAProxy (its first deploy) has nothing to move."""
-    q = shlex.quote
-    cmd = q(f"set server {listener}/{server} state {state}")
-    return (f"if test -S {q(socket)}; then out=$(echo {cmd} | socat stdio {q(socket)}); "
-            f"test -z \"$out\" || {{ echo \"$(hostname): haproxy: $out\" >&2; exit 1; }}; fi")
+    return api(socket, requests([listener], server, f"state {state}"))
 
 
 def synced_wait(hint: str = "") -> StringCommand:
@@ -338,8 +329,7 @@ def configure():
     # Every node that will be in the cluster after the joins, before a member leaves it for its restart.
     in_run = controllers_in_run()
     members = max(p.size + sum(1 for n in joins if n in in_run), 2)
-    writer = next(c.name for c in s.controllers)  # the database listener's one active server
-    db = next(lst.name for lst in s.listeners if any(" backup" in line for line in lst.servers))
+    writer, db = s.writer, s.db_listener
     holders = vip_holders() if restarting else []
     away = in_maintenance() if restarting else frozenset()
     sock = s["haproxy_stats_socket"]

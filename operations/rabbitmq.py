@@ -17,7 +17,7 @@ from operations.common import (
     announce, decided_once, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
 from operations.before import cluster_fact_args, facts_of_all_controllers, known_in_run, planned_fact
-from operations.maintenance import in_maintenance, marked
+from operations.maintenance_marker import in_maintenance, marked
 from operations.rabbitmq_plan import Plan, RabbitmqStateError, Steps, plan, steps
 from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service
 

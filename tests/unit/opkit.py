@@ -61,22 +61,6 @@ COMMANDS = ("maintenance",)  # operations modules of other entry points: their r
 ANY = " ..."
 
 
-def reset_caches() -> None:
-    """Forget what operations/ caches per run: `once` results (site, cluster states, plans) and
-    the per-state dicts (planned facts, announcements)."""
-    from operations import before, common
-
-    for name in ("common", "before", "steps", *COMPONENTS, *COMMANDS):
-        module = importlib.import_module(f"operations.{name}")
-        for obj in vars(module).values():
-            if callable(obj) and hasattr(obj, "cache_clear"):
-                obj.cache_clear()  # a once() wrapper (or an lru_cache: clearing it is harmless)
-    before._planned.clear()
-    before._bundles.clear()
-    common._announced.clear()
-    common._finished.clear()
-
-
 def load_case(path: Path) -> dict:
     """A case. Its `facts` or `facts_after` may start from another case's facts: {"$case":
     "../site/deployed", "*": {...}, "node02": {...}} is that case's facts with these facts
@@ -232,7 +216,8 @@ TIMEOUT = "$timeout"  # a fact's value: its part of the pre-run bundle ran out o
 @contextlib.contextmanager
 def planning(case: dict, facts_key: str = "facts"):
     """pyinfra's state and inventory of the case's site, current, with Host.get_fact answering
-    from the case's facts; yields (state, inventory). Caches are forgotten before and after."""
+    from the case's facts; yields (state, inventory). A new State: nothing of another case's run
+    is kept (operations/runstate.py)."""
     hosts, group, site = case_site(case)
     names = [n for n, _ in hosts]
     facts = {n: {k: resolve(site, n, k, v) for k, v in host_facts(case[facts_key], n).items()} for n in names}
@@ -259,7 +244,6 @@ def planning(case: dict, facts_key: str = "facts"):
             value = value[kwargs["path"]]
         return copy.deepcopy(value)
 
-    reset_caches()
     inventory = Inventory((hosts, {}), override_data=case.get("override"), **{GROUP: (hosts, group)})
     state = State(inventory, Config())
     state.active_hosts = set(inventory)
@@ -271,7 +255,6 @@ def planning(case: dict, facts_key: str = "facts"):
             yield state, inventory
     finally:
         mp.undo()
-        reset_caches()
 
 
 def run(case: dict, facts_key: str = "facts", failed: tuple = ()) -> dict[str, list]:

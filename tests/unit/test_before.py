@@ -32,8 +32,8 @@ def test_the_pre_run_bundle_runs_galera_once_and_the_report_reads_it_as_its_own(
         assert B.read_before_run(host, site) is None  # no bundle read: the report reads live
         # the plan's Galera read, of a node whose mariadbd crashed: recover=True added its position
         plans = {"installed": True, "mysqld": None, "grastate_seqno": "-1", "recovered_position": "u:5", "error": None}
-        B._bundles[(id(B.state), "node03")] = {p: {"key": k, "error": None} for k, p in B.health_parts(site, "node03").items()
-                                             } | {part(GaleraNode): plans}
+        B.bundles()["node03"] = {p: {"key": k, "error": None} for k, p in B.health_parts(site, "node03").items()
+                                 } | {part(GaleraNode): plans}
         got = B.read_before_run(host, site)
         assert [a["key"] for a in got["parts"] if "key" in a] == [k for k in B.health_parts(site, "node03") if k != "galera"]
         galera = got["parts"][list(B.health_parts(site, "node03")).index("galera")]

@@ -241,6 +241,7 @@ def test_command_builders_quote_every_value(bad):
 
 def test_a_refused_decision_is_printed_once_and_stops_every_host(capsys):
     from operations.common import decided_once
+    from runstatekit import a_run
 
     calls = []
 
@@ -249,23 +250,26 @@ def test_a_refused_decision_is_printed_once_and_stops_every_host(capsys):
         calls.append(1)
         raise ValueError("node02 unreachable: run without --limit")
 
-    for _ in range(3):  # one call per host's deploy
-        with pytest.raises(SystemExit):
-            refused()
-    assert len(calls) == 1
-    assert capsys.readouterr().err == "galera: node02 unreachable: run without --limit\n"
-
     @decided_once("x: ", ValueError)
     def decided():
         calls.append(2)
         return {"bootstrap": "node01"}
 
-    assert decided() is decided() and decided() == {"bootstrap": "node01"}
-    assert calls == [1, 2]
-
     @decided_once("x: ", ValueError)
     def crashed():
         raise KeyError("not a refusal: raised as it is")
 
-    with pytest.raises(KeyError):
-        crashed()
+    with a_run():
+        for _ in range(3):  # one call per host's deploy
+            with pytest.raises(SystemExit):
+                refused()
+        assert len(calls) == 1
+        assert capsys.readouterr().err == "galera: node02 unreachable: run without --limit\n"
+        assert decided() is decided() and decided() == {"bootstrap": "node01"}
+        assert calls == [1, 2]
+        with pytest.raises(KeyError):
+            crashed()
+    with a_run():  # the next run decides again
+        with pytest.raises(SystemExit):
+            refused()
+        assert calls == [1, 2, 1]

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+import opkit
 from facts.rabbitmq import RabbitmqCluster
 from operations.rabbitmq_plan import Plan, RabbitmqStateError, majority, plan, steps
 
@@ -248,8 +249,6 @@ def test_the_fact_probes_peers_only_for_a_stuck_broker():
 
 
 def test_the_deploy_refuses_a_cookie_change_while_a_broker_is_paused_before_any_change(capsys):
-    import opkit
-
     case = opkit.load_case(opkit.CASES / "rabbitmq" / "paused_broker.json")
     case["facts"]["*"]["Sha1File"] = {"/var/lib/rabbitmq/.erlang.cookie": "0" * 40}  # the cookie changes
     with pytest.raises(SystemExit):
