@@ -16,23 +16,35 @@ class RabbitmqCluster(FactBase):
     """
     This node's cluster as RabbitMQ last recorded it (its mnesia cluster_nodes.config, read
     without starting an Erlang VM), before the run, and whether its broker listens for AMQP
-    (a node whose unit is active while its `rabbit` app is not running has no listener):
+    (a node whose unit is active while its `rabbit` app is not running has no listener). Only
+    such a node probes `peers` (addresses) on the Erlang distribution port `dist_port`, all at
+    once, 2 s at most:
+    `reaches` lists those that accepted a connection from it (a node paused by pause_minority
+    reaches no majority); None when not probed:
 
     .. code:: python
 
         {"installed": True, "running": True, "broker": True,
-         "nodes": ["rabbit@node01", "rabbit@node02"], "error": None}
+         "nodes": ["rabbit@node01", "rabbit@node02"], "reaches": None, "error": None}
     """
 
     @staticmethod
     def default():
-        return {"installed": None, "running": None, "broker": None, "nodes": [], "error": NO_OUTPUT}
+        return {"installed": None, "running": None, "broker": None, "nodes": [], "reaches": None, "error": NO_OUTPUT}
 
-    def command(self, port: int = 5672):
+    def command(self, port: int = 5672, peers: tuple = (), dist_port: int = 25672):
+        # addresses come from validated site data; quoted all the same
+        probe_peers = " ".join(shlex.quote(str(a)) for a in peers)
+        reach = (
+            f"if [ \"$a\" = running ] && [ -z \"$b\" ]; then for p in {probe_peers}; do "
+            f"( timeout 2 bash -c \"exec 3<>/dev/tcp/$p/{int(dist_port)}\" 2>/dev/null && echo \"reach $p\" ) & "
+            "done; wait; echo probed; fi; " if peers else ""
+        )
         return (
             "command -v rabbitmqctl >/dev/null 2>&1 && echo installed || echo missing; "
-            "systemctl is-active -q rabbitmq-server && echo running || echo stopped; "
-            f"ss -Hltn 'sport = :{int(port)}' 2>/dev/null | grep -q . && echo broker; "
+            "a=$(systemctl is-active -q rabbitmq-server && echo running || echo stopped); echo \"$a\"; "
+            f"b=$(ss -Hltn 'sport = :{int(port)}' 2>/dev/null | grep -q . && echo broker); [ -n \"$b\" ] && echo broker; "
+            f"{reach}"
             "cat /var/lib/rabbitmq/mnesia/rabbit@$(hostname -s)/cluster_nodes.config 2>/dev/null; echo; echo __end"
         )
 
@@ -48,6 +60,7 @@ class RabbitmqCluster(FactBase):
             "running": "running" in output,
             "broker": "broker" in output,
             "nodes": nodes,
+            "reaches": sorted(line[6:] for line in output if line.startswith("reach ")) if "probed" in output else None,
             "error": None,
         }
 

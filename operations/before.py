@@ -17,6 +17,7 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents, Sha1File
 from pyinfra.facts.server import Hostname
 
+from config.defaults import DIST_PORT_OFFSET
 from config.files import ERLANG_COOKIE, MAINTENANCE_FILE
 from facts.bundle import Bundle, part
 from facts.firewall import FirewallState
@@ -107,12 +108,19 @@ def prefetch(name: str) -> tuple:
         part(Hostname),
         part(FileContents, path="/etc/hosts"),
         part(GaleraNode),
-        part(RabbitmqCluster, port=s["rabbitmq_port"]),
+        part(RabbitmqCluster, **cluster_fact_args(s)),
         part(Sha1File, path=ERLANG_COOKIE),
         part(VipHolder, interface=s["vip_interface"], vip=s["vip"]),
         *((part(MysqlAccounts), part(RabbitmqDefinitions)) if first else ()),
         *before_run_health_parts(s, name).values(),
     )))
+
+
+def cluster_fact_args(s: Site) -> dict:
+    """RabbitmqCluster's arguments, the same in the bundle and in the plan's reading: the AMQP
+    port, and the controllers a stuck broker probes on the Erlang distribution port."""
+    return {"port": s["rabbitmq_port"], "peers": tuple(c.address for c in s.controllers),
+            "dist_port": s["rabbitmq_port"] + DIST_PORT_OFFSET}
 
 
 def health_parts(site: Site, name: str) -> dict[str, tuple]:

@@ -12,7 +12,8 @@ from facts.host import SECRET_DIR, FileStates, ServiceStates
 from facts.rabbitmq import RabbitmqCluster
 from config.accounts import native_hash
 from operations.galera import account_statements
-from operations.rabbitmq import definition_commands, removed_members, seed_node, stuck
+from operations.rabbitmq import definition_commands
+from operations.rabbitmq_plan import removed_members, seed_node, stuck
 
 ORDER = ["node01", "node02", "node03"]
 SYNCED = {"wsrep_cluster_status": "Primary", "wsrep_local_state_comment": "Synced", "wsrep_cluster_size": "3"}
@@ -200,9 +201,9 @@ def test_rabbitmq_cluster_fact_reads_the_recorded_cluster():
            "", "__end"]
     fact = RabbitmqCluster().process(out)
     assert fact == {"installed": True, "running": True, "broker": True,
-                    "nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"], "error": None}
+                    "nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"], "reaches": None, "error": None}
     fresh = RabbitmqCluster().process(["missing", "stopped", "", "__end"])
-    assert fresh == {"installed": False, "running": False, "broker": False, "nodes": [], "error": None}
+    assert fresh == {"installed": False, "running": False, "broker": False, "nodes": [], "reaches": None, "error": None}
     cut = RabbitmqCluster().process(out[:2])
     assert cut["error"] and cut["running"] is None
 
