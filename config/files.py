@@ -52,6 +52,15 @@ ERLANG_COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
 EPMD_SOCKET_DROPIN = "/etc/systemd/system/epmd.socket.d/openstack-ha.conf"
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+# The three secrets of the main configs, each in a file of its own that holds nothing else, so
+# that --diff shows every line of haproxy.cfg, keepalived.conf and galera.cnf (masked):
+# the stats page's account (an HAProxy userlist, loaded with haproxy.cfg by the unit's drop-in,
+# `-f` twice), keepalived's auth_pass (an `include` in each authentication block) and
+# wsrep_sst_auth (an option file of MariaDB's includedir, read by mysqld beside galera.cnf).
+HAPROXY_STATS_USERS = "/etc/haproxy/openstack-ha-stats.cfg"
+HAPROXY_STATS_USERLIST = "openstack_ha_stats"  # the userlist's name, in both files
+KEEPALIVED_AUTH = "/etc/keepalived/openstack-ha-auth.conf"
+GALERA_SST_CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera-sst.cnf"
 # HAProxy's unit writes 1 here when it stops or dies and 0 once it runs (a systemd drop-in);
 # keepalived tracks the file (inotify on its directory, which must exist when keepalived loads
 # its config: not under /run, emptied at boot): the VIP leaves a holder whose HAProxy died at
@@ -87,7 +96,9 @@ FILES = (
     ("firewall", "firewall/openstack-ha.nft.j2", FIREWALL_NFT, "0644", "root", "root", False),
     ("firewall", "firewall/openstack-ha-firewall.service.j2", f"/etc/systemd/system/{FIREWALL_UNIT}.service", "0644", "root", "root", False),
     ("memcached", "memcached/memcached.conf.j2", "/etc/memcached.conf", "0644", "root", "root", False),
-    ("galera", "mariadb/galera.cnf.j2", GALERA_CNF, "0640", "root", "mysql", True),
+    # mysqld (user mysql) reads both; the secret's file is readable by nobody else.
+    ("galera", "mariadb/galera-sst.cnf.j2", GALERA_SST_CNF, "0640", "root", "mysql", True),
+    ("galera", "mariadb/galera.cnf.j2", GALERA_CNF, "0640", "root", "mysql", False),
     ("rabbitmq", "rabbitmq/rabbitmq-env.conf.j2", "/etc/rabbitmq/rabbitmq-env.conf", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/rabbitmq.conf.j2", "/etc/rabbitmq/rabbitmq.conf", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/enabled_plugins.j2", "/etc/rabbitmq/enabled_plugins", "0644", "root", "root", False),
@@ -96,11 +107,15 @@ FILES = (
     ("epmd", "rabbitmq/epmd.socket.conf.j2", EPMD_SOCKET_DROPIN, "0644", "root", "root", False),
     # The VIP's certificate and key (haproxy_tls only), before the haproxy.cfg whose check reads it.
     ("haproxy", "haproxy/tls.pem.j2", "{haproxy_tls_pem_path}", "0640", "root", "haproxy", True),
-    ("haproxy", "haproxy/haproxy.cfg.j2", HAPROXY_CFG, "0640", "root", "haproxy", True),
+    # The stats account before the haproxy.cfg whose check loads it (HAProxy reads both as root).
+    ("haproxy", "haproxy/stats-users.cfg.j2", HAPROXY_STATS_USERS, "0600", "root", "root", True),
+    ("haproxy", "haproxy/haproxy.cfg.j2", HAPROXY_CFG, "0640", "root", "haproxy", False),
     ("haproxy", "haproxy/haproxy.service.conf.j2", HAPROXY_UNIT_DROPIN, "0644", "root", "root", False),
     # Installed where keepalived.conf says it is: the path is the site's keepalived_check_script.
     ("keepalived", "keepalived/check_alive.sh.j2", "{keepalived_check_script}", "0755", "root", "root", False),
-    ("keepalived", "keepalived/keepalived.conf.j2", KEEPALIVED_CONF, "0640", "root", "root", True),
+    # auth_pass before the keepalived.conf whose check includes it.
+    ("keepalived", "keepalived/auth.conf.j2", KEEPALIVED_AUTH, "0600", "root", "root", True),
+    ("keepalived", "keepalived/keepalived.conf.j2", KEEPALIVED_CONF, "0640", "root", "root", False),
     # The Galera-aware HTTP check HAProxy asks (mariadb_check_method "httpchk" only).
     ("dbcheck", "dbcheck/clustercheck.sysusers.j2", DBCHECK["sysusers"], "0644", "root", "root", False),
     ("dbcheck", "dbcheck/galera-clustercheck.py.j2", DBCHECK["script"], "0755", "root", "root", False),
@@ -133,6 +148,9 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         haproxy_down_file=HAPROXY_DOWN_FILE,
         maintenance_file=MAINTENANCE_FILE,
         haproxy_maint_file=HAPROXY_MAINT_FILE,
+        haproxy_stats_users=HAPROXY_STATS_USERS,
+        haproxy_stats_userlist=HAPROXY_STATS_USERLIST,
+        keepalived_auth=KEEPALIVED_AUTH,
         fw=firewall.rules(site) if template.startswith("firewall/") else None,
         fw_table=firewall.TABLE,
         fw_file=FIREWALL_NFT,

@@ -14,7 +14,8 @@ VIP_SECONDS = 30  # measured: 3.8 s for the first election on the lab
 
 @deploy("keepalived")
 def configure():
-    """check_alive.sh, then keepalived.conf checked by `keepalived --config-test`; a change
+    """check_alive.sh, the VRRP password's file, then keepalived.conf (which includes it)
+    checked by `keepalived --config-test`; a change
     is a reload (SIGHUP): with nopreempt the VIP stays where it is. After a change the run
     waits (bounded) until a controller answers on the VIP."""
     packages(name="keepalived: packages", names=["keepalived", "socat"])

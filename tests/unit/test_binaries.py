@@ -77,8 +77,9 @@ def test_article_log_line_fails_haproxy_c(prod_render, tmp_path):
 
 
 def test_long_auth_pass_fails_keepalived_config_test(prod_render, tmp_path):
+    # The password's own file, as keepalived.conf includes it: keepalived reads it in the check.
     ka = copy_tree(prod_render / "node01" / KA, tmp_path / "keepalived")
-    conf = ka / "keepalived.conf"
+    conf = ka / "openstack-ha-auth.conf"
     text = conf.read_text()
     assert "auth_pass __VRRP__" in text
     conf.write_text(text.replace("auth_pass __VRRP__", "auth_pass 123456789"))

@@ -14,7 +14,7 @@ import re
 import pytest
 
 from config.defaults import DEFAULTS
-from config.files import DBCHECK, FILES, GALERA_CNF, HAPROXY_CFG, HAPROXY_UNIT_DROPIN, KEEPALIVED_CONF, managed_files, wanted
+from config.files import DBCHECK, FILES, GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_UNIT_DROPIN, KEEPALIVED_CONF, managed_files, wanted
 from config.preflight import check
 from config.schema import SITE
 from config.site import build_site
@@ -158,7 +158,7 @@ ONLY_WITH = {
         ("haproxy_tls_pem_path", crt("keystone_internal"), installed_path("haproxy/tls.pem.j2")),
     ],
     ("galera_sst_method", "mariabackup"): [
-        (None, line_value(GALERA_CNF, r'wsrep_sst_auth = "?([^:]+):.*'), sql_account(r"GRANT RELOAD, .* TO '([^']+)'@'localhost'")),
+        (None, line_value(GALERA_SST_CNF, r'wsrep_sst_auth = "?([^:]+):.*'), sql_account(r"GRANT RELOAD, .* TO '([^']+)'@'localhost'")),
     ],
     ("mariadb_check_method", "httpchk"): [
         ("mariadb_check_port", check_ports("mariadb"), line_value(CHECK_UNIT, r"ExecStart=\S+ \S+ \S+ (\d+)")),
