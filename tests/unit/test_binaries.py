@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import pytest
 
@@ -87,6 +88,25 @@ def test_long_auth_pass_fails_keepalived_config_test(prod_render, tmp_path):
     assert res.returncode != 0
     assert "Truncating auth_pass" in res.log
     assert not any(ns.startswith(MY_NS) for ns in netns_list())
+
+
+def test_haproxy_cfg_is_checked_with_the_stats_account_file(prod_render, tmp_path):
+    """The deploy's and the unit's haproxy -c load the userlist file after haproxy.cfg; without
+    it the config is refused (the check reads it), with another userlist name too."""
+    cfg = prod_render / "node01" / CFG
+    assert haproxy_check(cfg).returncode == 0
+    alone = haproxy_check(cfg, users=Path("/dev/null"))
+    assert alone.returncode != 0 and "unable to find userlist 'openstack_ha_stats'" in alone.stdout + alone.stderr
+    other = tmp_path / "users.cfg"
+    other.write_text((cfg.parent / "openstack-ha-stats.cfg").read_text().replace("userlist openstack_ha_stats", "userlist other"))
+    assert haproxy_check(cfg, users=other).returncode != 0
+
+
+def test_keepalived_conf_without_its_auth_file_fails_config_test(prod_render, tmp_path):
+    ka = copy_tree(prod_render / "node01" / KA, tmp_path / "keepalived")
+    (ka / "openstack-ha-auth.conf").unlink()
+    res = keepalived_check(ka)
+    assert res.returncode != 0, res.log
 
 
 def test_missing_interface_fails_keepalived_config_test(prod_render):
