@@ -269,6 +269,13 @@ SITE: dict[str, Rule] = {
     "haproxy_check_fall": Rule(COUNT, "failed checks before a server is DOWN"),
     "haproxy_tls": Rule(boolean(), "TLS on the VIP for the HTTP APIs; False serves them in clear text"),
     "haproxy_tls_pem_path": Rule(PATH, "where each controller keeps the PEM bundle (secret haproxy_tls_pem) HAProxy reads"),
+    "haproxy_tls_ciphers": Rule(text(r"[A-Za-z0-9_+:!.-]{1,2000}", "an OpenSSL cipher list (NAME:NAME:...)"),
+                                "TLS 1.2 ciphers of every ssl bind (ssl-default-bind-ciphers)"),
+    "haproxy_tls_ciphersuites": Rule(text(r"[A-Za-z0-9_:]{1,2000}", "TLS 1.3 suites (TLS_AES_128_GCM_SHA256:...)"),
+                                     "TLS 1.3 suites of every ssl bind (ssl-default-bind-ciphersuites)"),
+    "haproxy_tls_options": Rule(text(r"[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*", "bind options separated by spaces"),
+                                "options of every ssl bind (ssl-default-bind-options)"),
+    "haproxy_hsts_max_age": Rule(integer(0, 315_360_000, " s"), "Strict-Transport-Security max-age on the HTTPS listeners (0: none)"),
     "haproxy_tls_expiry_warn_days": Rule(integer(0, 3650, " days"), "days before the certificate's expiry the health report warns (0: never)"),
     "haproxy_legacy_services": Rule(boolean(), "keep the article's keystone_admin 35357 and glance_registry 9191"),
     "services": Rule(mapping(SERVICE_NAME, Kind("a dict of fields", lambda v: None if type(v) is dict else f"{show(v)} is not a dict of fields"),
@@ -311,7 +318,9 @@ SITE: dict[str, Rule] = {
                    "kernel settings, merged key by key into the defaults"),
     "firewall": Rule(boolean(), "the project's nftables table: cluster ports for the controllers only, listeners for the client networks"),
     "firewall_client_networks": Rule(optional(sequence(ipv4_network(), "a list of IPv4 networks")),
-                                     "networks that may use the VIP's listeners, AMQP and the stats page (None: internal_network)"),
+                                     "networks that may use the VIP's listeners and AMQP (None: internal_network)"),
+    "admin_networks": Rule(optional(sequence(ipv4_network(), "a list of IPv4 networks")),
+                           "networks that may reach the stats page and the admin listeners besides the controllers (None: the controllers only)"),
     "secrets_file": Rule(optional(text(r"[^\x00-\x1f]+", "a path")), "the untracked JSON file of secrets"),
 }
 
@@ -339,6 +348,7 @@ SERVICE: dict[str, Rule] = {
     "tls": Rule(boolean(), "with haproxy_tls, TLS on the VIP (mode http only)"),
     "https_port": Rule(optional(PORT), "with haproxy_tls, the TLS port; `port` then only redirects to https"),
     "public": Rule(boolean(), "served on the external VIP too (TLS only); False: the internal VIP alone"),
+    "admin": Rule(boolean(), "an operators' listener: reached from admin_networks and the controllers only"),
     "enabled": Rule(boolean(), "False drops the listener"),
     "description": Rule(text(r"[^\x00-\x1f]*", "one line of text"), "why the entry exists (not rendered)"),
 }

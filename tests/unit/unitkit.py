@@ -69,12 +69,17 @@ DBCHECK_FILES = {
     "etc/systemd/system/galera-clustercheck.service",
 }
 
-def make_pem(days: int = 400, key_of: str = "") -> str:
-    """A throwaway self-signed certificate (P-256, `days` long) and its key, as one PEM bundle
-    (openssl here); with `key_of`, that bundle's key instead (a key that does not match)."""
+PEM_NAMES = ("100.2.30.40",)  # prod.py's VIP: the certificate names it (preflight warns otherwise)
+
+
+def make_pem(days: int = 400, key_of: str = "", ips: tuple[str, ...] = PEM_NAMES) -> str:
+    """A throwaway self-signed certificate (P-256, `days` long, naming `ips`) and its key, as
+    one PEM bundle (openssl here); with `key_of`, that bundle's key instead (a key that does
+    not match)."""
     with tempfile.TemporaryDirectory(prefix="ha-test-pem-") as d:
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                        "-days", str(days), "-subj", "/CN=vip.test", "-keyout", f"{d}/key.pem", "-out", f"{d}/crt.pem"],
+                        "-days", str(days), "-subj", "/CN=vip.test",
+                        *(["-addext", "subjectAltName=" + ",".join(f"IP:{ip}" for ip in ips)] if ips else []), "-keyout", f"{d}/key.pem", "-out", f"{d}/crt.pem"],
                        check=True, capture_output=True, timeout=60)
         crt, key = Path(d, "crt.pem").read_text(), Path(d, "key.pem").read_text()
     return crt + (key_of[key_of.index("-----BEGIN PRIVATE KEY-----"):] if key_of else key)
