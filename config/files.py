@@ -7,6 +7,7 @@ placeholders (config.secrets.PLACEHOLDERS) for a render or a printed diff.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,9 @@ KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 # `-f` twice), keepalived's auth_pass (an `include` in each authentication block) and
 # wsrep_sst_auth (an option file of MariaDB's includedir, read by mysqld beside galera.cnf).
 HAPROXY_STATS_USERS = "/etc/haproxy/openstack-ha-stats.cfg"
+# The lines that held those secrets in the main configs of before: a --diff of such a file still
+# on a host shows their key, never their value (a rotated secret is not masked by its new value).
+FORMER_SECRET_LINES = re.compile(r"^(\s*(?:stats auth|auth_pass|wsrep_sst_auth)\b\s*=?\s*).+$")
 HAPROXY_STATS_USERLIST = "openstack_ha_stats"  # the userlist's name, in both files
 KEEPALIVED_AUTH = "/etc/keepalived/openstack-ha-auth.conf"
 GALERA_SST_CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera-sst.cnf"

@@ -16,6 +16,7 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 
+from config.files import FORMER_SECRET_LINES
 from facts.host import PENDING_DIR, SECRET_DIR
 from operations.before import file_state, planned_fact, unit_state
 from operations.common import APT_TIMEOUT, failed_earlier, files_of, masked, shell, unit_log
@@ -80,7 +81,7 @@ def diff_lines(path: str, wanted, remote: dict | None) -> list[str]:
     if wanted.secret:
         return ["changed (content hidden)" if remote else "new (content hidden)"]
     current = host.get_fact(FileContents, path=path) if remote else None
-    before = [masked(line) + "\n" for line in (current or [])]
+    before = [FORMER_SECRET_LINES.sub(r"\1(hidden)", masked(line)) + "\n" for line in (current or [])]
     after = masked(wanted.content).splitlines(keepends=True)
     return [line.rstrip("\n") for line in difflib.unified_diff(before, after, f"{path} (on host)", f"{path} (new)")]
 

@@ -137,3 +137,27 @@ def test_a_diff_of_a_file_without_secret_is_shown(monkeypatch, caplog):
     case["facts"]["*"]["FileContents"] = {**case["facts"]["*"]["FileContents"], "/etc/memcached.conf": ["-m 64"]}
     text = diff_run(monkeypatch, caplog, case)
     assert "-m 64" in text and "content hidden" not in text
+
+
+@pytest.mark.parametrize("component,main,old_line", [
+    ("haproxy", HAPROXY_CFG, "    stats auth openstack:Old-Stats-Pw1"),
+    ("keepalived", KEEPALIVED_CONF, "        auth_pass OldVrrp1"),
+    ("galera", GALERA_CNF, 'wsrep_sst_auth = "sst:Old Sst Pw#1"'),
+], ids=["haproxy", "keepalived", "galera"])
+def test_a_main_config_of_before_on_the_host_shows_no_former_secret(monkeypatch, caplog, component, main, old_line):
+    """The first --diff after the upgrade: the host's main config still holds the secret line of
+    before, with a value the secrets no longer hold (rotated together): its key is shown, the
+    value never."""
+    case = opkit.load_case(opkit.CASES / "site" / "deployed.json")
+    _, _, site = opkit.case_site(case)
+    lines = next(f for f in managed_files(site, "node01", FAKE_SECRETS) if f.path == main).content.splitlines()
+    old_value = old_line.split(None, 2)[-1] if component != "galera" else old_line.split("= ", 1)[1]
+    common = case["facts"]["*"]
+    case = {**case, "components": [component], "commands": {}}
+    case["facts"] = {**case["facts"], "*": {**common, "FileStates": {main: {"sha1": "0" * 40}},
+                                            "FileContents": {**common["FileContents"], main: [*lines, old_line]}}}
+    text = diff_run(monkeypatch, caplog, case)
+    key = old_line.strip().split()[0] if component != "galera" else "wsrep_sst_auth ="
+    assert f"-{old_line.split(key)[0]}{key}" in text and "(hidden)" in text, text[-3000:]
+    secret_part = old_value.split(":")[-1].strip('"')
+    assert secret_part not in text
