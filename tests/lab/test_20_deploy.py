@@ -21,6 +21,7 @@ import pytest
 import lab
 from config.files import HAPROXY_CFG, HAPROXY_STATS_USERS
 from lab import drills, sitemodel
+from lab.names import CA_FILE
 
 ROOT = Path(__file__).resolve().parents[2]
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
@@ -239,3 +240,28 @@ def test_the_external_vip_serves_the_public_listeners_only(first_deploy):
     assert len(holders) == 1, holders
     health = json.loads(first_deploy.report_path.read_text())
     assert health["external_vip_holders"] == holders
+
+
+def test_vip_tls_policy_and_hsts(first_deploy):
+    """Issue 24 item 4 on the lab's VIP (an ECDSA certificate): TLS 1.2 CBC-SHA1 suites and
+    static RSA refused, ECDHE-GCM and TLS 1.3 agreed, no session ticket, HSTS on the answer."""
+    port = sitemodel.listen_port("keystone_internal")
+    target = f"{sitemodel.vip()}:{port}"
+
+    def s_client(*args):
+        r = subprocess.run(["openssl", "s_client", "-connect", target, *args], stdin=subprocess.DEVNULL,
+                           capture_output=True, text=True, timeout=30)
+        out = r.stdout + r.stderr
+        return r.returncode == 0 and "Cipher is (NONE)" not in out and "New, " in out, out
+
+    for refused in (("-tls1_2", "-cipher", "AES128-SHA"), ("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-SHA"),
+                    ("-tls1_1", "-cipher", "ALL:@SECLEVEL=0")):
+        ok, out = s_client(*refused)
+        assert not ok, (refused, out[-1500:])
+    ok, out = s_client("-tls1_2", "-cipher", "ECDHE-ECDSA-AES128-GCM-SHA256")
+    assert ok and "TLS session ticket:" not in out, out[-1500:]
+    ok, out = s_client("-tls1_3")
+    assert ok, out[-1500:]
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-D", "-", "--cacert", str(CA_FILE),
+                        f"https://{target}/"], capture_output=True, text=True, timeout=30)
+    assert re.search(r"(?im)^strict-transport-security: max-age=\d+", r.stdout), r.stdout
