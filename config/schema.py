@@ -255,7 +255,7 @@ SITE: dict[str, Rule] = {
     "haproxy_log_facility": Rule(choice(*SYSLOG_FACILITIES), "syslog facility of HAProxy's logs"),
     "haproxy_stats_socket": Rule(PATH, "HAProxy's admin socket (check_alive and the health report use it)"),
     "haproxy_stats_port": Rule(PORT, "the stats page's port on each node's address"),
-    "haproxy_stats_user": Rule(ACCOUNT, "the stats page's user (stats auth USER:password)"),
+    "haproxy_stats_user": Rule(ACCOUNT, "the stats page's user (a user of the userlist in its own file)"),
     "haproxy_retries": Rule(integer(0, 100), "connection retries to a server before redispatch"),
     "haproxy_server_keepalive": Rule(boolean(), "option srvtcpka in the defaults sections"),
     "haproxy_timeouts": Rule(mapping(TIMEOUT_NAME, HAPROXY_TIME, "{timeout name: time}"),
