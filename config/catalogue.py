@@ -73,6 +73,12 @@ class Service:
         """Whether the listener takes TLS on the VIP: the site's haproxy_tls, its `tls`, mode http."""
         return bool(haproxy_tls and self.tls and self.mode == "http")
 
+    def vip_ports(self, haproxy_tls: bool) -> list[tuple[str, int]]:
+        """The (field, port) pairs the listener binds on the VIP: its port, and its https_port
+        when it takes TLS (takes_tls)."""
+        tls = self.takes_tls(haproxy_tls) and self.https_port
+        return [("port", self.port)] + ([("https_port", self.https_port)] if tls else [])
+
 
 CATALOGUE: tuple[Service, ...] = (
     Service("rabbitmq_management", port_key="rabbitmq_management_port", tls=False, admin=True,

@@ -13,9 +13,17 @@ from pathlib import Path
 
 import jinja2
 
+from config import firewall
 from config.site import Site
 from config.defaults import EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
+from config.paths import (  # the paths this table installs (importers of config.files may read them here too)
+    DBCHECK, EPMD_SOCKET_DROPIN, ERLANG_COOKIE, FIREWALL_NFT, FIREWALL_UNIT, GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG,
+    HAPROXY_DOWN_FILE, HAPROXY_MAINT_FILE, HAPROXY_STATS_USERLIST, HAPROXY_STATS_USERS, HAPROXY_UNIT_DROPIN,
+    KEEPALIVED_AUTH, KEEPALIVED_CONF, MAINTENANCE_FILE, SST_ACCOUNT, SYSCTL_CONF,
+)
 from config.syntax import erlang_ip, haproxy_word, option_value
+from facts.galera_rules import SERVING  # the rule the clustercheck states
+from facts.haproxy_api import send_file
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "files" / "templates"
 MANAGED = "Managed by the openstack-ha pyinfra deploy; local changes are overwritten."
@@ -46,51 +54,10 @@ class ManagedFile:
     secret: bool = False  # holds a secret value: never diffed or printed as is
 
 
-# Paths and names that operations/ need as well as this table: each written once, here.
-SYSCTL_CONF = "/etc/sysctl.d/60-openstack-ha.conf"
-GALERA_CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf"
-ERLANG_COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
-EPMD_SOCKET_DROPIN = "/etc/systemd/system/epmd.socket.d/openstack-ha.conf"
-HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
-KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
-# The three secrets of the main configs, each in a file of its own that holds nothing else, so
-# that --diff shows every line of haproxy.cfg, keepalived.conf and galera.cnf (masked):
-# the stats page's account (an HAProxy userlist, loaded with haproxy.cfg by the unit's drop-in,
-# `-f` twice), keepalived's auth_pass (an `include` in each authentication block) and
-# wsrep_sst_auth (an option file of MariaDB's includedir, read by mysqld beside galera.cnf).
-HAPROXY_STATS_USERS = "/etc/haproxy/openstack-ha-stats.cfg"
-# The lines that held those secrets in the main configs of before: a --diff of such a file still
-# on a host shows their key, never their value (a rotated secret is not masked by its new value).
+# The lines that held the secrets in the main configs of before (each is in a file of its own now,
+# config/paths.py): a --diff of such a file still on a host shows their key, never their value (a
+# secret rotated in the same run is not masked by its new value).
 FORMER_SECRET_LINES = re.compile(r"^(\s*(?:stats auth|auth_pass|wsrep_sst_auth)\b\s*=?\s*).+$")
-HAPROXY_STATS_USERLIST = "openstack_ha_stats"  # the userlist's name, in both files
-KEEPALIVED_AUTH = "/etc/keepalived/openstack-ha-auth.conf"
-GALERA_SST_CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera-sst.cnf"
-# HAProxy's unit writes 1 here when it stops or dies and 0 once it runs (a systemd drop-in);
-# keepalived tracks the file (inotify on its directory, which must exist when keepalived loads
-# its config: not under /run, emptied at boot): the VIP leaves a holder whose HAProxy died at
-# once. After a reboot it still says 1 (written at shutdown) until HAProxy runs again.
-HAPROXY_UNIT_DROPIN = "/etc/systemd/system/haproxy.service.d/openstack-ha.conf"
-HAPROXY_DOWN_FILE = "/var/lib/openstack-ha/haproxy-down"
-# Maintenance (README "Maintenance"): 1 here takes this controller out (keepalived tracks it
-# like HAPROXY_DOWN_FILE: FAULT while it says 1, so the VIP leaves and stays away, also after a
-# reboot); the deploy, the report and `maintenance.py` read it. Same directory, for the same reason.
-MAINTENANCE_FILE = "/var/lib/openstack-ha/maintenance"
-# On every controller: the runtime-API line that puts the servers of the controllers in
-# maintenance in `maint` (one line, `;`-separated); HAProxy's unit replays it at every start
-# (ExecStartPost), the deploy after every reload: runtime state does not survive either.
-HAPROXY_MAINT_FILE = "/var/lib/openstack-ha/haproxy-maint"
-# The host firewall (config/firewall.py): its rules and the unit that loads them at boot.
-FIREWALL_NFT = "/etc/openstack-ha/firewall.nft"
-FIREWALL_UNIT = "openstack-ha-firewall"
-SST_ACCOUNT = "sst"  # mariabackup's MariaDB account (galera.cnf wsrep_sst_auth, operations/galera.py)
-
-# The database check service's names, shared by its templates and operations/dbcheck.py.
-DBCHECK = {
-    "account": "clustercheck",  # system user and MariaDB account (unix_socket, no privileges)
-    "script": "/usr/local/sbin/galera-clustercheck",
-    "unit": "galera-clustercheck",
-    "sysusers": "/etc/sysusers.d/openstack-ha-clustercheck.conf",
-}
 
 # (component, template, target path, mode, user, group, holds a secret); a path in braces
 # is the site key that holds it (one source per datum).
@@ -138,9 +105,6 @@ def wanted(component: str, site: Site, template: str = "") -> bool:
 
 
 def render_template(template: str, site: Site, name: str, secrets: dict[str, str]) -> str:
-    from config import firewall
-    from facts.galera import SERVING  # the rule the clustercheck states (facts.galera imports this module)
-
     me = site.controller(name)
     text = _env.get_template(template).render(
         site=site,
@@ -152,6 +116,7 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         haproxy_down_file=HAPROXY_DOWN_FILE,
         maintenance_file=MAINTENANCE_FILE,
         haproxy_maint_file=HAPROXY_MAINT_FILE,
+        haproxy_replay=send_file(site.data["haproxy_stats_socket"], HAPROXY_MAINT_FILE),  # schema PATHs: never quoted
         haproxy_stats_users=HAPROXY_STATS_USERS,
         haproxy_stats_userlist=HAPROXY_STATS_USERLIST,
         keepalived_auth=KEEPALIVED_AUTH,
@@ -176,3 +141,9 @@ def managed_files(site: Site, name: str, secrets: dict[str, str], component: str
         for comp, tpl, path, mode, user, group, secret in FILES
         if component in (None, comp) and wanted(comp, site, tpl)
     ]
+
+
+def expected_rules(site: Site) -> int:
+    """The number of rules the site's table holds when loaded (the same on every controller):
+    fewer (`nft flush table` keeps the sets, drops every rule) is a table changed by hand."""
+    return firewall.rule_count(render_template("firewall/openstack-ha.nft.j2", site, site.controllers[0].name, {}))

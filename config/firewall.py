@@ -26,7 +26,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config.defaults import DIST_PORT_OFFSET, EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
-from config.preflight import vip_ports as listener_ports
 from config.site import Site
 
 TABLE = "openstack_ha"  # `inet openstack_ha`: the only table the deploy writes
@@ -59,14 +58,6 @@ def rule_count(nft_text: str) -> int:
     return len([line for line in lines if line and not line.startswith("type filter hook")])
 
 
-def expected_rules(site: Site) -> int:
-    """The number of rules the site's table holds when loaded (the same on every controller):
-    fewer (`nft flush table` keeps the sets, drops every rule) is a table changed by hand."""
-    from config.files import render_template
-
-    return rule_count(render_template("firewall/openstack-ha.nft.j2", site, site.controllers[0].name, {}))
-
-
 def client_networks(site: Site) -> tuple[str, ...]:
     """The networks the VIP's listeners answer: firewall_client_networks, else the internal network."""
     return tuple(site["firewall_client_networks"] or (site["internal_network"],))
@@ -76,7 +67,7 @@ def rules(site: Site) -> Rules:
     d = site.data
     vip_ports, external_ports, admin_vip_ports = set(), set(), set()
     for svc in site.services:
-        ports = {port for _, port in listener_ports(svc, d)}
+        ports = {port for _, port in svc.vip_ports(d["haproxy_tls"])}
         vip_ports |= ports
         if svc.admin:
             admin_vip_ports |= ports

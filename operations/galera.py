@@ -9,16 +9,16 @@ database writes moved off the writer first.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
-import shlex
 
 from pyinfra import host
 from pyinfra.api import StringCommand, deploy, operation
 
+from config.accounts import native_hash
 from config.files import GALERA_CNF, GALERA_SST_CNF, SST_ACCOUNT
 from facts.galera import GaleraNode, MysqlAccounts, sans_members, serving_check
+from facts.haproxy_api import api, requests
 from facts.host import PENDING_DIR, UNITS, ServiceStates
 from operations.common import (
     announce, controllers_in_run, decided_once, files_for, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
@@ -29,7 +29,7 @@ from operations.galera_plan import (
 )
 from operations.steps import consume, install_files, packages, secret_input
 from facts.keepalived import VipHolder
-from operations.maintenance import in_maintenance
+from operations.maintenance_marker import in_maintenance
 
 PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
 CNF = GALERA_CNF
@@ -68,24 +68,21 @@ def cluster_plan() -> Plan:
 # --- accounts ----------------------------------------------------------------------------
 
 
-def native_hash(password: str) -> str:
-    """MySQL/MariaDB mysql_native_password hash, computed locally (the secret never leaves)."""
-    return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
-
-
 def _q(text: str) -> str:
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def account_statements(existing: dict, data: dict, addresses: list[str], passwords: dict) -> list[str]:
-    """SQL that makes the accounts right; empty when they already are. Pure."""
+    """SQL that makes the accounts right; empty when they already are. `existing` is
+    MysqlAccounts: each account found, True when it has the hash expected_hashes() gave the
+    host. Pure."""
     users = None if existing.get("error") else existing.get("users", {})
     sql = []
 
     def account(user, hostpart, password, privileges, grant_option=False):
         key = f"{user}@{hostpart}"
         want = native_hash(password) if password is not None else ""
-        if users is not None and users.get(key) == want:
+        if users is not None and users.get(key) is True:
             return
         # Only the hash travels: the cleartext password never leaves this machine.
         ident = f" IDENTIFIED BY PASSWORD {_q(want)}" if password is not None else ""
@@ -181,10 +178,7 @@ def writes_to(listener: str, server: str, socket: str, state: str) -> str:
     """This HAProxy's server `server` of the database listener set to `state` through the
     runtime API (no reload): maint moves new sessions to the next server, ready brings them
     back. A controller without a running HAProxy (its first deploy) has nothing to move."""
-    q = shlex.quote
-    cmd = q(f"set server {listener}/{server} state {state}")
-    return (f"if test -S {q(socket)}; then out=$(echo {cmd} | socat stdio {q(socket)}); "
-            f"test -z \"$out\" || {{ echo \"$(hostname): haproxy: $out\" >&2; exit 1; }}; fi")
+    return api(socket, requests([listener], server, f"state {state}"))
 
 
 def synced_wait(hint: str = "") -> StringCommand:
@@ -266,8 +260,7 @@ def configure():
     # Every node that will be in the cluster after the joins, before a member leaves it for its restart.
     in_run = controllers_in_run()
     members = max(p.size + sum(1 for n in joins if n in in_run), 2)
-    writer = next(c.name for c in s.controllers)  # the database listener's one active server
-    db = next(lst.name for lst in s.listeners if any(" backup" in line for line in lst.servers))
+    writer, db = s.writer, s.db_listener
     holders = vip_holders() if restarting else []
     away = in_maintenance() if restarting else frozenset()
     sock = s["haproxy_stats_socket"]

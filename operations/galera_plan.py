@@ -24,7 +24,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from facts.galera import ZERO_UUID, components, has_state, in_primary, position, serving, strangers, unanswered
+from facts.galera_rules import ZERO_UUID, components, has_state, in_primary, position, serving, strangers, unanswered
 from operations.common import unit_log
 
 GALERA_PORT = 4567  # group communication: a peer listening there runs Galera

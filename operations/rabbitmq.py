@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import re
 import shlex
@@ -17,7 +16,7 @@ from operations.common import (
     announce, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
 from operations.before import facts_of_all_controllers, known_in_run, planned_fact
-from operations.maintenance import in_maintenance, marked
+from operations.maintenance_marker import in_maintenance, marked
 from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service
 
 COOKIE = ERLANG_COOKIE
@@ -37,16 +36,6 @@ RESTART = (
 # the broker is stopped (RESTART starts it after).
 EPMD_REBIND = ("systemctl daemon-reload && systemctl stop epmd.socket epmd.service && systemctl start epmd.socket && "
                + clear_pending("epmd.socket"))
-
-
-def password_matches(password: str, password_hash: str) -> bool:
-    """RabbitMQ's rabbit_password_hashing_sha256: base64(salt + sha256(salt + password))."""
-    try:
-        raw = base64.b64decode(password_hash)
-    except ValueError:
-        return False
-    salt, digest = raw[:4], raw[4:]
-    return hashlib.sha256(salt + password.encode()).digest() == digest
 
 
 def seed_node(states: dict[str, dict], order: list[str]) -> str:
@@ -96,7 +85,7 @@ def account_commands(name: str, secret: str, password: str, tags: str, users: di
         # the password file on the stdin of the command that reads it only: list_users would eat it
         cmds += [*upload, f"if {has_user}; then {CTL} change_password {q} < {path}; "
                           f"else {CTL} add_user {q} < {path}; fi; rc=$?; rm -f {path}; exit $rc"]
-    elif not password_matches(password, users[name].get("password_hash", "")):
+    elif users[name].get("password_ok") is not True:
         cmds += [*upload, consume(f"{CTL} change_password {q}", path)]
     if not known or tags_of(users.get(name, {})) != set(tags.split()):
         cmds.append(f"{CTL} set_user_tags {q}{' ' + tags if tags else ''}")

@@ -186,7 +186,7 @@ def test_a_rotation_is_announced_and_applied_as_a_reload(monkeypatch):
 
     def record(ops, action):
         common.announce(ops, action)
-        announced.update({name: [a for _, a in steps if a] for (_, name), steps in common._announced.items()})
+        announced.update({name: [a for _, a in steps if a] for name, steps in common.announced().items()})
 
     monkeypatch.setattr(haproxy, "announce", record)
     case = opkit.load_case(opkit.CASES / "haproxy" / "certificate_rotated.json")

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from config.firewall import expected_rules, rule_count, rules
-from config.files import FIREWALL_NFT, managed_files
+from config.firewall import rule_count, rules
+from config.files import FIREWALL_NFT, expected_rules, managed_files
 from config.preflight import check
 from config.site import build_site
 from facts.firewall import FirewallState

@@ -17,7 +17,7 @@ from config.files import (
     GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_STATS_USERS, KEEPALIVED_AUTH, KEEPALIVED_CONF, managed_files,
 )
 from config.syntax import ENCODINGS
-from operations.galera import native_hash
+from config.accounts import native_hash
 from unitkit import FAKE_SECRETS
 
 
