@@ -14,13 +14,25 @@ from operations.maintenance import reapply
 from operations.steps import clear_pending, install_files, mark_pending, packages, service
 
 
+def validation() -> dict:
+    """The host's checks of the two config files before they replace the old ones
+    (operations.steps.install_files' `validate`): the new haproxy.cfg with the stats account's
+    file, as the unit loads them; a new stats account with the haproxy.cfg in place (none yet:
+    the new one is checked with it next)."""
+    return {
+        HAPROXY_STATS_USERS: (f"if test -f {HAPROXY_CFG}; then haproxy -c -q -f {HAPROXY_CFG} -f {{path}}; fi",
+                              f"haproxy -c of {HAPROXY_CFG} with it"),
+        HAPROXY_CFG: f"haproxy -c -q -f {{path}} -f {HAPROXY_STATS_USERS}",
+    }
+
+
 @deploy("HAProxy")
 def configure():
     """The VIP's certificate (haproxy_tls) and the new haproxy.cfg are each checked on the host
     before they replace the old ones: the certificate with openssl (it parses, its key is the
     certificate's, it has not expired) and `haproxy -c` (config/tls.py), the config with
-    `haproxy -c`, with the stats account's file (HAPROXY_STATS_USERS, written first) as the
-    unit loads them. A change of either (a certificate rotation, the stats password too) is
+    `haproxy -c`, with the stats account's file (HAPROXY_STATS_USERS, written first, itself
+    checked with the haproxy.cfg in place) as the unit loads them. A change of either (a certificate rotation, the stats password too) is
     applied with a reload (connections survive). A change of the unit's drop-in (its command
     line: a reload re-executes the one HAProxy started with) is a restart, one controller at a
     time. The unit's drop-in tells keepalived when HAProxy
@@ -28,7 +40,7 @@ def configure():
     maint at every start; the deploy does after a reload (operations/maintenance.py reapply())."""
     packages(name="haproxy: packages", names=["haproxy", "socat", "openssl"])
     reload = mark_pending("haproxy", "haproxy")
-    validate = {HAPROXY_CFG: f"haproxy -c -q -f {{path}} -f {HAPROXY_STATS_USERS}"}
+    validate = validation()
     if site()["haproxy_tls"]:
         pem = site()["haproxy_tls_pem_path"]
         validate[pem] = (host_validation(f"{host.name}: {pem}"), "openssl and haproxy -c checks of the certificate")
