@@ -62,24 +62,22 @@ def newest_full(manifests: list[Manifest], uuid: str | None) -> Manifest | None:
 
 
 def chain_from(full: Manifest, manifests: list[Manifest]) -> tuple[tuple[Manifest, ...], str]:
-    """The good backups chained to `full`, in order, and why the chain is broken ("" if not):
-    each incremental applies on the one before; one that names a parent outside the chain,
-    or an earlier link of it, or whose LSNs do not follow on, breaks it."""
+    """The good backups chained to `full`, in order (each incremental applies on the one
+    before, by its parent), and why the chain is broken ("" if not): two incrementals on one
+    link, LSNs that do not follow on, or an incremental since the full whose parent is gone."""
+    later = [m for m in manifests if m.kind == "incremental" and m.ok and m.started >= full.started]
     chain = [full]
-    later = sorted((m for m in manifests if m.kind == "incremental" and m.ok and m.started > full.started),
-                   key=lambda m: m.started)
+    while kids := sorted((m for m in later if m.parent == chain[-1].id), key=lambda m: m.started):
+        last, m = chain[-1], kids[0]
+        if None not in (m.lsn_from, last.lsn_to) and m.lsn_from != last.lsn_to:
+            return tuple(chain), f"{m.id} starts at LSN {m.lsn_from}, its parent {last.id} ends at {last.lsn_to}"
+        if len(kids) > 1:
+            return tuple(chain), f"{kids[1].id} applies on {last.id}, not on the newest link {m.id}"
+        chain.append(m)
     ids = {m.id for m in manifests}
-    for m in later:
-        last = chain[-1]
-        if m.parent == last.id:
-            if None not in (m.lsn_from, last.lsn_to) and m.lsn_from != last.lsn_to:
-                return tuple(chain), f"{m.id} starts at LSN {m.lsn_from}, its parent {last.id} ends at {last.lsn_to}"
-            chain.append(m)
-        elif m.parent in {c.id for c in chain}:
-            return tuple(chain), f"{m.id} applies on {m.parent}, not on the newest link {last.id}"
-        elif m.parent not in ids:
+    for m in sorted(later, key=lambda m: m.started):
+        if m.parent not in ids:
             return tuple(chain), f"{m.id} applies on {m.parent}, which is not among the backups"
-        # an incremental of another chain (an older full's) is not this chain's
     return tuple(chain), ""
 
 

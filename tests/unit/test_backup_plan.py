@@ -381,49 +381,116 @@ def test_the_script_renders_and_bash_accepts_it(changes, tmp_path):
         assert text.count("/dev/tcp/") == 2 and "100.2.30.41 9200" in text and "100.2.30.42 9200" in text
 
 
-def test_the_script_fails_cleanly_when_the_backup_fails(tmp_path):
-    """The script, run against fakes of mysql, mariadb-backup and df: a backup that fails midway
-    (a full disk) exits non-zero, writes a failed manifest, leaves no partial artifact, sets
-    wsrep_desync OFF again, and keeps the backup that was already there."""
-    h, g = site_with(backup_dir=str(tmp_path / "b"))
-    text = backup.render_script(build_site(h, g))
-    text = text.replace("/var/lib/openstack-ha/maintenance", str(tmp_path / "maint"))
-    text = text.replace("DATADIR=/var/lib/mysql", f"DATADIR={tmp_path}/data")
-    (tmp_path / "data").mkdir()
-    (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "old.manifest.json").write_text("{}")
-    fake = tmp_path / "bin"
-    fake.mkdir()
-    log = tmp_path / "sql.log"
-    (fake / "mysql").write_text(f"""#!/bin/bash
-q="${{@: -1}}"; echo "$q" >> {log}
+class FakeHost:
+    """The rendered script run on this machine against fakes of mysql (a Synced member of 3,
+    logging each statement), mariadb-backup (`body`: a shell script), ssh and scp (copy into
+    a local directory); the peers' HTTP checks are left out (nothing listens here)."""
+
+    def __init__(self, tmp_path, body: str):
+        self.root, self.dir, self.log, self.copies = tmp_path, tmp_path / "b", tmp_path / "sql.log", tmp_path / "copies"
+        h, g = site_with(backup_dir=str(self.dir), backup_copy_to="backup@192.0.2.9", backup_copy_dir=str(self.copies))
+        text = backup.render_script(build_site(h, g))
+        text = text.replace("/var/lib/openstack-ha/maintenance", str(tmp_path / "maint"))
+        text = text.replace("DATADIR=/var/lib/mysql", f"DATADIR={tmp_path}/data")
+        text = re.sub(r"if ! answer=\$\(timeout 5 bash -c .*?\n.*?\n.*?\nfi\n", "", text, flags=re.S)
+        assert "/dev/tcp" not in text
+        for d in ("data", "b", "copies", "bin"):
+            (tmp_path / d).mkdir(exist_ok=True)
+        (tmp_path / "data" / "ibdata1").write_bytes(b"x" * 4096)
+        self.script = tmp_path / "backup.sh"
+        self.script.write_text(text)
+        fakes = {
+            "mysql": f"""q="${{@: -1}}"; echo "$q" >> {self.log}
 case "$q" in
   *"Variable_name IN"*) printf 'wsrep_cluster_status\\tPrimary\\nwsrep_local_state_comment\\tSynced\\nwsrep_ready\\tON\\n';;
   *wsrep_cluster_size*) printf 'wsrep_cluster_size\\t3\\n';;
   *wsrep_local_state_comment*) printf 'x\\tSynced\\n';;
   *wsrep_cluster_state_uuid*) printf 'x\\t{UUID}\\n';;
-esac
-""")
-    (fake / "mariadb-backup").write_text("#!/bin/bash\nhead -c 1000 /dev/zero; echo 'No space left on device' >&2; exit 1\n")
-    for name in ("mysql", "mariadb-backup"):
-        (fake / name).chmod(0o755)
-    # the peers' checks: nothing listens in the test, so point them at a fake that says 200
-    text = re.sub(r"if ! answer=\$\(timeout 5 bash -c .*?\n.*?\n.*?\nfi\n", "", text, flags=re.S)
-    script = tmp_path / "backup.sh"
-    script.write_text(text)
-    env = {"PATH": f"{fake}:/usr/bin:/bin"}
-    done = subprocess.run(["bash", str(script), "full"], capture_output=True, text=True, env=env, timeout=60)
+esac""",
+            "mariadb-backup": body,
+            "ssh": "exit 0",
+            "scp": 'args=(); skip=; for a in "$@"; do [ -n "$skip" ] && { skip=; continue; }; '
+                   'case "$a" in -o) skip=1;; -*) ;; *) args+=("$a");; esac; done; '
+                   'cp "${args[@]:0:${#args[@]}-1}" "${args[-1]#*:}"',
+        }
+        for name, code in fakes.items():
+            (tmp_path / "bin" / name).write_text("#!/bin/bash\n" + code + "\n")
+            (tmp_path / "bin" / name).chmod(0o755)
+
+    def run(self, asked: str):
+        env = {"PATH": f"{self.root / 'bin'}:/usr/bin:/bin"}
+        return subprocess.run(["bash", str(self.script), asked], capture_output=True, text=True, env=env, timeout=60)
+
+    def manifests(self) -> list[Manifest]:
+        out = [load(p.read_text(), p.name) for p in sorted(self.dir.glob("*" + backup.MANIFEST_SUFFIX))]
+        assert all(isinstance(m, Manifest) for m in out), out
+        return out
+
+    def statements(self) -> list[str]:
+        return self.log.read_text().splitlines()
+
+
+# A mariadb-backup that streams bytes with galera-info near the end and writes its checkpoints
+# into --extra-lsndir, as mbstream does (the LSNs follow on from the base for an incremental).
+BACKUP_OK = f"""for a in "$@"; do case "$a" in --extra-lsndir=*) d=${{a#*=}};; --incremental-basedir=*) base=${{a#*=}};; esac; done
+from=0; [ -n "${{base:-}}" ] && from=$(sed -n 's/^to_lsn = //p' "$base/xtrabackup_checkpoints")
+printf 'from_lsn = %s\\nto_lsn = %s\\n' "$from" $((from + 100)) > "$d/xtrabackup_checkpoints"
+head -c 200000 /dev/urandom; printf 'XBSTCK01xtrabackup_galera_info\\x01\\x02{UUID}:4242\\n'; head -c 100 /dev/urandom"""
+
+
+def test_the_script_takes_a_full_then_an_incremental_chained_to_it(tmp_path):
+    host = FakeHost(tmp_path, BACKUP_OK)
+    done = host.run("incremental")  # nothing to chain to yet: a full, said
+    assert done.returncode == 0, done.stderr
+    assert "no full backup to chain to: taking a full instead" in done.stderr
+    done = host.run("incremental")
+    assert done.returncode == 0, done.stderr
+    full, inc = sorted(host.manifests(), key=lambda m: m.kind)
+    assert (full.kind, full.parent, inc.kind, inc.parent) == ("full", None, "incremental", full.id)
+    assert (full.lsn_from, full.lsn_to, inc.lsn_from, inc.lsn_to) == (0, 100, 100, 200)
+    for m in (full, inc):
+        data = (host.dir / m.artifact).read_bytes()
+        assert m.status == "ok" and m.position == f"{UUID}:4242" and m.verified is None
+        assert hashlib.sha256(data).hexdigest() == m.sha256 == (host.dir / f"{m.artifact}.sha256").read_text().strip()
+        assert m.artifact_bytes == len(data) and m.artifact.endswith(".gz") and data[:2] == b"\x1f\x8b"
+        assert (host.copies / m.artifact).read_bytes() == data and (host.copies / f"{m.id}.manifest.json").exists()
+    assert (host.dir / "chain").read_text().strip() == inc.id
+    # the plan, given what the script wrote, chains the next incremental the same way
+    t = take(HEALTHY, ORDER, "node03", "node01", manifests=host.manifests(), asked="incremental", free_bytes=ROOM)
+    assert t.allowed and (t.kind, t.parent) == ("incremental", inc.id), t
+    sql = host.statements()
+    assert sql.count("SET GLOBAL wsrep_desync=ON") == 2 == sql.count("SET GLOBAL wsrep_desync=OFF")
+    assert not list(host.dir.glob("*.part")) and not list(host.dir.glob("*/stream-tail"))
+
+
+def test_the_script_fails_cleanly_when_the_backup_fails(tmp_path):
+    """A backup that fails midway (a full disk) exits non-zero, writes a failed manifest,
+    leaves no partial artifact, sets wsrep_desync OFF again and keeps the backups there."""
+    host = FakeHost(tmp_path, BACKUP_OK)
+    assert host.run("full").returncode == 0
+    (host.root / "bin" / "mariadb-backup").write_text("#!/bin/bash\nhead -c 1000 /dev/zero; echo 'No space left on device' >&2; exit 1\n")
+    before = {p.name: p.read_bytes() for p in host.dir.iterdir() if p.is_file()}
+    done = host.run("incremental")
     assert done.returncode != 0, done.stderr
     assert "failed at mariadb-backup" in done.stderr and "previous backups are untouched" in done.stderr
-    files = sorted(p.name for p in (tmp_path / "b").iterdir())
-    assert "old.manifest.json" in files and not any(f.endswith(".part") for f in files), files
-    failed = [f for f in files if f.endswith("-full.manifest.json")]
-    assert len(failed) == 1, files
-    got = load((tmp_path / "b" / failed[0]).read_text())
-    assert isinstance(got, Manifest) and got.status == "failed" and "mariadb-backup failed" in got.error, got
-    sql = log.read_text().splitlines()
-    assert sql.index("SET GLOBAL wsrep_desync=ON") < sql.index("SET GLOBAL wsrep_desync=OFF")
-    assert not (tmp_path / "b" / "chain").exists()
+    after = {p.name: p.read_bytes() for p in host.dir.iterdir() if p.is_file()}
+    assert {k: v for k, v in after.items() if k in before} == before, "an earlier backup was changed"
+    assert not any(name.endswith(".part") for name in after), sorted(after)
+    ok, failed = sorted(host.manifests(), key=lambda m: m.status, reverse=True)
+    assert (ok.status, failed.status, failed.kind, failed.parent) == ("ok", "failed", "incremental", ok.id)
+    assert "mariadb-backup failed" in failed.error and failed.artifact is None
+    assert not (host.dir / f"{failed.id}.lsn").exists()
+    sql = host.statements()
+    assert sql.count("SET GLOBAL wsrep_desync=ON") == 2 == sql.count("SET GLOBAL wsrep_desync=OFF")
+    assert sql.index("SET GLOBAL wsrep_desync=OFF", sql.index("SET GLOBAL wsrep_desync=ON", 1)) > 0  # OFF after the 2nd ON
+
+
+def test_the_script_refuses_in_maintenance_before_touching_anything(tmp_path):
+    host = FakeHost(tmp_path, BACKUP_OK)
+    (host.root / "maint").write_text("1\n")
+    done = host.run("full")
+    assert done.returncode == 1 and "node03 is in maintenance" in done.stderr
+    assert not host.log.exists() and list(host.dir.iterdir()) == []
 
 
 # --- preflight -----------------------------------------------------------------------------------------
