@@ -167,6 +167,28 @@ DEFAULTS = {
     # sessions finish, new ones go to the others) before they go to maint and what is left is
     # shut. The database server never drains: maint and its sessions shut at once (one writer).
     "maintenance_drain_seconds": 10,
+    # --- backups (config/backup.py, operations/backup_plan.py; README "Backups (in progress)") ---
+    # Off by default: with it off the deploy does what it did before. What exists so far is
+    # the plan, the manifest and the script's template; the timer is not installed yet.
+    "backup_enabled": False,
+    # systemd OnCalendar expressions (the timers): a full backup daily, incrementals hourly,
+    # off the hour of the full. None: no incrementals.
+    "backup_full_calendar": "*-*-* 01:00:00",
+    "backup_incremental_calendar": "*-*-* *:30:00",
+    "backup_retention_days": 14,  # days of full backups kept (the newest verified full always)
+    # The controller that takes the backups; None: the last controller (as for the SST donor).
+    # Never the database writer (Site.writer): preflight refuses it.
+    "backup_node": None,
+    "backup_dir": "/var/backups/openstack-ha/mariadb",
+    # A copy off the backup node (one kept on the node it protects dies with it): a controller's
+    # name, or [user@]host reached over SSH; None: the controller before backup_node.
+    "backup_copy_to": None,
+    "backup_copy_dir": None,  # the copy's directory there; None: backup_dir
+    # "gzip" (on every Debian 12) or "zstd" (Debian 12's zstd package, faster).
+    "backup_compress": "gzip",
+    # A backup starts only when the free space of backup_dir holds the last full's size (the
+    # datadir's before the first) plus this margin.
+    "backup_space_margin_percent": 50,
     # --- the host firewall (config/firewall.py) ---
     # On by default: Galera's state transfer hands every OpenStack credential to any host that
     # reaches 4567 and knows the cluster name. The project's table only drops packets to its

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pyinfra.connectors.ssh import SSHConnector
 
-from config import tls
+from config import backup, tls
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, DIST_PORT_OFFSET, FIXED_PORTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
 from config.paths import DBCHECK, SST_ACCOUNT
@@ -210,6 +210,7 @@ def check(
         warn(G, "controllers", f"{n} Galera/RabbitMQ members: an even split leaves no majority", "use an odd number of controllers")
 
     _check_accounts(data, bad, err)
+    _check_backup(data, group_data, bad, [name for name, _ in hosts], err, warn)
 
     # Listeners: each entry's fields by the schema, then the catalogue merged.
     services = _check_services(data, err, warn) if "services" not in bad else []
@@ -375,6 +376,42 @@ def _check_accounts(data: dict, bad: set, err) -> None:
     if not {"rabbitmq_admin_user", "rabbitmq_user"} & bad and admin in (user, "guest"):
         what = "the OpenStack services' account (rabbitmq_user)" if admin == user else "RabbitMQ's default account, which the deploy deletes"
         err(G, "rabbitmq_admin_user", f"{admin!r} is {what}", "give the management administrator its own name, e.g. \"admin\"")
+
+
+BACKUP_KEYS = tuple(k for k in DEFAULTS if k.startswith("backup_") and k != "backup_enabled")
+
+
+def _check_backup(data: dict, site_keys, bad: set, names: list[str], err, warn) -> None:
+    """Backups: taken on a controller that is not the database writer, copied somewhere else,
+    kept outside the datadir; the two schedules distinct. Off: the keys a site set say so."""
+    G = GROUP
+    if not data["backup_enabled"] or "backup_enabled" in bad:
+        for key in BACKUP_KEYS:
+            if key in site_keys and key not in bad and "backup_enabled" not in bad:
+                warn(G, key, "has no effect while backup_enabled is False", f"set backup_enabled True, or remove {key}")
+        return
+    if not names or bad & set(BACKUP_KEYS):
+        return  # no controllers (said above), or a backup key the schema refused (said above)
+    me, writer = backup.node(names, data), backup.writer(names)
+    said = f"backup_node ({'None: the last controller, ' if data['backup_node'] is None else ''}{me})"
+    others = [n for n in names if n != writer]
+    if me not in names:
+        err(G, "backup_node", f"{me} is not a controller of this site", f"set backup_node to one of {', '.join(others) or 'the controllers but the first'}, or None (the last)")
+    elif me == writer:
+        err(G, "backup_node", f"{said} is {writer}, the database writer: desyncing it for a backup stalls every write",
+            f"set backup_node to another controller ({', '.join(others)})" if others else "add controllers: a backup is never taken on the writer")
+    target = backup.copy_target(names, data)
+    if target.name == me:
+        err(G, "backup_copy_to", f"{target.name} is backup_node itself: a backup kept only on the node it protects dies with it",
+            "set backup_copy_to to another controller or an SSH host")
+    elif target.kind == "ssh" and "@" not in target.name and (hint := _close(target.name, names, 0.8)):
+        warn(G, "backup_copy_to", f"{target.name} is not a controller: taken for an SSH host{hint}", "write the controller's name exactly, or user@host for an SSH host")
+    for key, path in (("backup_dir", data["backup_dir"]), ("backup_copy_dir", data["backup_copy_dir"])):
+        if path and (path + "/").startswith(backup.DATADIR + "/"):
+            err(G, key, f"{path} is inside MariaDB's datadir {backup.DATADIR}", f"set {key} outside {backup.DATADIR}, e.g. {DEFAULTS['backup_dir']}")
+    if data["backup_incremental_calendar"] == data["backup_full_calendar"]:
+        err(G, "backup_incremental_calendar", f"{data['backup_full_calendar']!r} is also backup_full_calendar: every incremental would meet a full",
+            "give the incrementals another time (e.g. \"*-*-* *:30:00\"), or None for fulls only")
 
 
 EXTERNAL_KEYS = ("external_vip_interface", "external_network", "keepalived_external_router_id")

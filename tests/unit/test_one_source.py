@@ -242,6 +242,17 @@ OVERRIDES = {
     "external_vip_interface": {"external_vip_interface": "eth2"},
     "external_network": {"external_network": "10.77.0.96/28"},
     "keepalived_external_router_id": {"keepalived_external_router_id": 79},
+    # backups: each on (backup_enabled) and changed, yet no installed file changes (not wired yet)
+    "backup_enabled": {"backup_enabled": True},
+    "backup_full_calendar": {"backup_enabled": True, "backup_full_calendar": "*-*-* 03:00:00"},
+    "backup_incremental_calendar": {"backup_enabled": True, "backup_incremental_calendar": None},
+    "backup_retention_days": {"backup_enabled": True, "backup_retention_days": 7},
+    "backup_node": {"backup_enabled": True, "backup_node": "node02"},
+    "backup_dir": {"backup_enabled": True, "backup_dir": "/srv/backups/mariadb"},
+    "backup_copy_to": {"backup_enabled": True, "backup_copy_to": "backup@192.0.2.9"},
+    "backup_copy_dir": {"backup_enabled": True, "backup_copy_dir": "/srv/copies"},
+    "backup_compress": {"backup_enabled": True, "backup_compress": "zstd"},
+    "backup_space_margin_percent": {"backup_enabled": True, "backup_space_margin_percent": 100},
 }
 
 # Keys whose override reaches no rendered file (nor the client strings a deploy prints), so no two files can disagree about them; why,
@@ -253,6 +264,7 @@ NOT_IN_FILES = {
     "maintenance_drain_seconds": "only in the maintenance command's shell (test_maintenance)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
     "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_certificate)",
+    **{k: "the backup script is not installed by the deploy yet: only its render (test_backup_plan)" for k in DEFAULTS if k.startswith("backup_")},
 }
 # Keys the table cannot override: required (no default) or read from the secrets file.
 NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is rendered"}
