@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from config import tls
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, DIST_PORT_OFFSET, FIXED_PORTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
+from config.packages import INSTALLED, SAME_SOURCE
 from config.paths import DBCHECK, SST_ACCOUNT
 from config.schema import CONTROL, HOST, HOST_NAME, SECRET, SERVICE, SITE, problems
 from config.secrets import NEEDED_WHEN, SECRETS, SecretsError, env_name, load_secrets, needed, secrets_path
@@ -172,6 +173,8 @@ def check(
         warn(G, "controllers", f"{n} Galera/RabbitMQ members: an even split leaves no majority", "use an odd number of controllers")
 
     _check_accounts(data, bad, err)
+    if "package_versions" not in bad:
+        _check_package_versions(data["package_versions"], err)
 
     # Listeners: each entry's fields by the schema, then the catalogue merged.
     services = _check_services(data, err, warn) if "services" not in bad else []
@@ -254,6 +257,21 @@ def _check_accounts(data: dict, bad: set, err) -> None:
     if not {"rabbitmq_admin_user", "rabbitmq_user"} & bad and admin in (user, "guest"):
         what = "the OpenStack services' account (rabbitmq_user)" if admin == user else "RabbitMQ's default account, which the deploy deletes"
         err(G, "rabbitmq_admin_user", f"{admin!r} is {what}", "give the management administrator its own name, e.g. \"admin\"")
+
+
+def _check_package_versions(pins: dict, err) -> None:
+    """Pins name packages the deploy installs (config/packages.py), and the packages of one
+    source (mariadb-server, -client, -backup) the same version, or none of them."""
+    for name in pins:
+        if name not in INSTALLED:
+            err(GROUP, f"package_versions.{name}", f"{name} is not a package the deploy installs{_close(name, INSTALLED)}",
+                f"remove it from package_versions, or name one of {', '.join(INSTALLED)}")
+    for source in SAME_SOURCE:
+        pinned = {name: pins[name] for name in source if name in pins}
+        if pinned and (len(set(pinned.values())) > 1 or len(pinned) < len(source)):
+            shown = ", ".join(f"{n} {pinned.get(n, '(not pinned)')}" for n in source)
+            err(GROUP, "package_versions", f"{', '.join(source)} are built from one source and upgraded together: {shown}",
+                f"pin all of {', '.join(source)} to one version")
 
 
 EXTERNAL_KEYS = ("external_vip_interface", "external_network", "keepalived_external_router_id")

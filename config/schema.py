@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from config import debversion
 from config.defaults import DEFAULTS, HOST_KEYS
 
 # Control characters: C0, DEL and C1. None may reach a rendered file.
@@ -309,6 +310,9 @@ SITE: dict[str, Rule] = {
                            either(integer(-2**63, 2**63 - 1), text(r"[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*", "words of A-Z a-z 0-9 _ . -")),
                            "{sysctl name: value}"),
                    "kernel settings, merged key by key into the defaults"),
+    "package_versions": Rule(mapping(text(r"[a-z0-9][a-z0-9+.-]+", "a Debian package name (a-z 0-9 + . -)"),
+                                     Kind(debversion.EXPECT, debversion.why_not), "{package: Debian version}"),
+                             "exact versions of the packages the deploy installs (absent: apt's candidate, never upgraded)"),
     "firewall": Rule(boolean(), "the project's nftables table: cluster ports for the controllers only, listeners for the client networks"),
     "firewall_client_networks": Rule(optional(sequence(ipv4_network(), "a list of IPv4 networks")),
                                      "networks that may use the VIP's listeners, AMQP and the stats page (None: internal_network)"),

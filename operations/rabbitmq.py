@@ -12,6 +12,7 @@ from pyinfra.api import deploy, operation
 from pyinfra.facts.files import Sha1File
 
 from config.files import ERLANG_COOKIE
+from config.packages import PACKAGES
 from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions
 from operations.common import (
     announce, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
@@ -163,7 +164,7 @@ def configure():
     controller has failed earlier in this run. A controller in maintenance gets its files but
     no start, restart, enable or join (epmd's socket is made again there alone, its broker
     stopped); maintenance.py back starts it."""
-    packages(name="rabbitmq: packages", names=["rabbitmq-server"])
+    packages(name="rabbitmq: packages", names=list(PACKAGES["rabbitmq"]))
     seed, states = cluster_states()
     started = wait_until(f"{CTL} await_startup", "rabbitmq to start", on_fail=unit_log("rabbitmq-server"))
     # A controller in maintenance keeps its broker stopped and disabled (maintenance.py back
