@@ -7,6 +7,12 @@ installed and offered versions; a refusal (a downgrade, a jump over a MariaDB ma
 RabbitMQ minor, a version apt does not offer) ends the run before any change. The planned
 upgrades are shown in --dry and the blast radius; the rolling upgrade itself (drain, stop,
 upgrade, start, rejoin, per turn) is not applied yet (README "Upgrades").
+
+Until it is, mind what the preferences file does on a controller still behind its pin: apt's
+candidate there is the pinned version, so a hand-run `apt-get upgrade`, or unattended-upgrades
+when the pin comes from an origin it takes (Debian's security archive), moves the package to
+the pin outside any turn, as it would move it to any security update without a pin. It never
+moves it past the pin, and never down: a downgrade pin is refused before the file is written.
 """
 
 from __future__ import annotations

@@ -39,9 +39,11 @@ class Change:
     installed: str | None  # None: not installed
     wanted: str
     how: str  # "rolling" (an upgrade, one controller at a time) or "install" (not installed yet)
+    then: str = ""  # what the turn runs after the package: "mariadb-upgrade" for a new MariaDB major
 
     def __str__(self) -> str:
-        return f"{self.package} {self.installed or '(not installed)'} → {self.wanted}, {self.how}"
+        after = f" (then {self.then})" if self.then else ""
+        return f"{self.package} {self.installed or '(not installed)'} → {self.wanted}, {self.how}{after}"
 
 
 @dataclass(frozen=True)
@@ -130,13 +132,16 @@ def plan(versions: dict[str, dict | None], pins: dict[str, str], order: list[str
     + writer: the database writer (config.site.Site.writer); holder: the VIP holder, if one
     + feature_flags: {controller: RabbitmqFeatureFlags fact's "flags"}; None: unknown
     """
-    flags_known = [f for f in (feature_flags or {}).values() if f]
-    flags = {name: f for fl in flags_known for name, f in fl.items()} if flags_known else None
-    # A flag disabled on any node reads as disabled: the cluster's state, seen from each.
-    for fl in flags_known:
-        for name, f in fl.items():
-            if f.get("state") != "enabled":
-                flags[name] = f
+    # The cluster's flags as the nodes that answered see them; a flag one of them does not see
+    # enabled reads as not enabled (None: no node answered).
+    seen_flags = [f for f in (feature_flags or {}).values() if f]
+    flags = None
+    if seen_flags:
+        flags = {}
+        for node_flags in seen_flags:
+            for name, f in node_flags.items():
+                if name not in flags or f.get("state") != "enabled":
+                    flags[name] = f
     changes, refusals, unknown = [], [], []
     for node in order:
         st = versions.get(node)
@@ -169,7 +174,8 @@ def plan(versions: dict[str, dict | None], pins: dict[str, str], order: list[str
             if reason:
                 refusals.append(reason)
                 continue
-            changes.append(Change(node, package, installed, wanted, "rolling"))
+            major = package == "mariadb-server" and mariadb_major(installed) != mariadb_major(wanted)
+            changes.append(Change(node, package, installed, wanted, "rolling", "mariadb-upgrade" if major else ""))
     if refusals:
         raise UpgradeRefused("\n".join(refusals))
     nodes = [n for n in order if any(c.node == n for c in changes)]

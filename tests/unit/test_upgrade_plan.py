@@ -59,11 +59,17 @@ CASES = [
      ({"node01": [f"haproxy {H3} → {H4}, rolling"], "node03": [f"haproxy {H3} → {H4}, rolling"]}, ("node03", "node01"))),
     # --- MariaDB majors ---
     ("MariaDB 10.11 → 11.4, adjacent: rolling", every(MARIADB(M18), MARIADB([M114])), MARIADB(M114), None, None,
-     ({n: [f"{p} {M18} → {M114}, rolling" for p in ("mariadb-backup", "mariadb-client", "mariadb-server")] for n in ORDER},
+     ({n: [f"mariadb-backup {M18} → {M114}, rolling", f"mariadb-client {M18} → {M114}, rolling",
+           f"mariadb-server {M18} → {M114}, rolling (then mariadb-upgrade)"] for n in ORDER},
       ("node02", "node03", "node01"))),
     ("MariaDB 10.6 → 10.11, adjacent: rolling", every({"mariadb-server": M106}, {"mariadb-server": [M18]}),
      {"mariadb-server": M18}, None, None,
-     ({n: [f"mariadb-server {M106} → {M18}, rolling"] for n in ORDER}, ("node02", "node03", "node01"))),
+     ({n: [f"mariadb-server {M106} → {M18}, rolling (then mariadb-upgrade)"] for n in ORDER}, ("node02", "node03", "node01"))),
+    ("MariaDB 11.4 → 11.8, the last adjacent pair: rolling", every({"mariadb-server": M114}, {"mariadb-server": [M118]}),
+     {"mariadb-server": M118}, None, None,
+     ({n: [f"mariadb-server {M114} → {M118}, rolling (then mariadb-upgrade)"] for n in ORDER}, ("node02", "node03", "node01"))),
+    ("MariaDB 11.8 → 12.0, past the known chain: refused", every({"mariadb-server": M118}, {"mariadb-server": ["1:12.0.2-1"]}),
+     {"mariadb-server": "1:12.0.2-1"}, None, None, r"11\.8 → 12\.0 is not a supported rolling upgrade.*full-stop"),
     ("MariaDB 10.11 → 11.8 over a major: refused with the path", every({"mariadb-server": M18}, {"mariadb-server": [M118]}),
      {"mariadb-server": M118}, None, None, r"node01: mariadb-server .*jumps over a MariaDB major \(10\.11 → 11\.8\).*10\.11 → 11\.4 → 11\.8.*full-stop"),
     ("MariaDB 10.6 → 11.4 over a major: refused", every({"mariadb-server": M106}, {"mariadb-server": [M114]}),
@@ -75,6 +81,12 @@ CASES = [
      {n: ON for n in ORDER}, ({n: ["rabbitmq-server 3.12.13-1 → 3.13.7-1, rolling"] for n in ORDER}, ("node02", "node03", "node01"))),
     ("RabbitMQ 3.13 → 4.0, flags on: rolling", every(RMQ("3.13.7-1"), RMQ(["4.0.5-6"])), RMQ("4.0.5-6"), None,
      {n: ON for n in ORDER}, ({n: ["rabbitmq-server 3.13.7-1 → 4.0.5-6, rolling"] for n in ORDER}, ("node02", "node03", "node01"))),
+    ("RabbitMQ 4.0 → 4.1, flags on: rolling", every(RMQ("4.0.5-6"), RMQ(["4.1.2-1"])), RMQ("4.1.2-1"), None,
+     {n: ON for n in ORDER}, ({n: ["rabbitmq-server 4.0.5-6 → 4.1.2-1, rolling"] for n in ORDER}, ("node02", "node03", "node01"))),
+    ("RabbitMQ 3.13 → 4.1 over 4.0: refused", every(RMQ("3.13.7-1"), RMQ(["4.1.2-1"])), RMQ("4.1.2-1"), None,
+     {n: ON for n in ORDER}, r"3\.13 → 4\.0 → 4\.1"),
+    ("RabbitMQ to a pre-release (3.13~beta1): refused", every(RMQ("3.12.13-1"), RMQ(["3.13~beta1-1"])), RMQ("3.13~beta1-1"),
+     None, {n: ON for n in ORDER}, r"3\.13~beta1-1: not a RabbitMQ version of digits"),
     ("RabbitMQ 3.10 → 4.0 over minors: refused with the path", every(RMQ("3.10.8-1.1"), RMQ(["4.0.5-6"])), RMQ("4.0.5-6"),
      None, {n: ON for n in ORDER}, r"jumps over a RabbitMQ minor.*3\.10 → 3\.11 → 3\.12 → 3\.13 → 4\.0"),
     ("RabbitMQ 3.11 → 3.13 over one minor: refused", every(RMQ("3.11.28-1"), RMQ(["3.13.7-1"])), RMQ("3.13.7-1"), None,
@@ -161,3 +173,20 @@ def test_the_facts_feed_the_plan():
     assert got.turns == ("node02", "node01", "node03")
     timed_out = PackageVersions().process(["__dpkg_rc=124", f"   haproxy | {H4} | x Packages", "", "__rc=0"])
     assert timed_out["error"] == "dpkg-query: exit status 124" and timed_out["installed"] == {}
+
+
+# Every refusal the plan can give, by a phrase of its message: each must be a row of the table.
+REFUSALS = ("is a downgrade", "is not offered by apt", "jumps over a MariaDB major", "is not a supported rolling upgrade",
+            "jumps over a RabbitMQ minor", "stable feature flags disabled", "feature flags are unknown", "is half-installed",
+            "not a RabbitMQ version of digits")
+
+
+def test_every_refusal_is_a_row_of_the_table():
+    said = []
+    for _, versions, pins, holder, flags, expected in CASES:
+        if isinstance(expected, str):
+            with pytest.raises(UpgradeRefused) as refused:
+                plan(versions, pins, ORDER, "node01", holder, flags)
+            said.append(str(refused.value))
+    missing = [phrase for phrase in REFUSALS if not any(phrase in text for text in said)]
+    assert not missing, missing
