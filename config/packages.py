@@ -17,3 +17,8 @@ INSTALLED = tuple(sorted({name for names in PACKAGES.values() for name in names}
 # Binary packages built from one source, released together: pinned to one version or not at all
 # (apt cannot install mariadb-server 10.11.19 beside mariadb-client 10.11.18).
 SAME_SOURCE = (("mariadb-server", "mariadb-client", "mariadb-backup"),)
+
+
+def installed(firewall: bool = True) -> tuple[str, ...]:
+    """The packages a site's deploy installs: nftables only with the host firewall."""
+    return tuple(sorted({name for comp, names in PACKAGES.items() if firewall or comp != "firewall" for name in names}))

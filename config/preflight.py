@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from config import tls
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, DIST_PORT_OFFSET, FIXED_PORTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
-from config.packages import INSTALLED, SAME_SOURCE
+from config.packages import INSTALLED, SAME_SOURCE, installed
 from config.paths import DBCHECK, SST_ACCOUNT
 from config.schema import CONTROL, HOST, HOST_NAME, SECRET, SERVICE, SITE, problems
 from config.secrets import NEEDED_WHEN, SECRETS, SecretsError, env_name, load_secrets, needed, secrets_path
@@ -174,7 +174,7 @@ def check(
 
     _check_accounts(data, bad, err)
     if "package_versions" not in bad:
-        _check_package_versions(data["package_versions"], err)
+        _check_package_versions(data["package_versions"], data["firewall"] if "firewall" not in bad else True, err)
 
     # Listeners: each entry's fields by the schema, then the catalogue merged.
     services = _check_services(data, err, warn) if "services" not in bad else []
@@ -259,13 +259,16 @@ def _check_accounts(data: dict, bad: set, err) -> None:
         err(G, "rabbitmq_admin_user", f"{admin!r} is {what}", "give the management administrator its own name, e.g. \"admin\"")
 
 
-def _check_package_versions(pins: dict, err) -> None:
+def _check_package_versions(pins: dict, firewall: bool, err) -> None:
     """Pins name packages the deploy installs (config/packages.py), and the packages of one
     source (mariadb-server, -client, -backup) the same version, or none of them."""
     for name in pins:
         if name not in INSTALLED:
             err(GROUP, f"package_versions.{name}", f"{name} is not a package the deploy installs{_close(name, INSTALLED)}",
                 f"remove it from package_versions, or name one of {', '.join(INSTALLED)}")
+        elif name not in installed(firewall):
+            err(GROUP, f"package_versions.{name}", f"{name} is installed only with the host firewall, and firewall is False",
+                f"remove it from package_versions, or set firewall True")
     for source in SAME_SOURCE:
         pinned = {name: pins[name] for name in source if name in pins}
         if pinned and (len(set(pinned.values())) > 1 or len(pinned) < len(source)):

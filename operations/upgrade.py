@@ -28,7 +28,7 @@ from operations.galera import vip_holders
 from operations.steps import install_files
 from operations.upgrade_plan import RABBITMQ, UpgradePlan, UpgradeRefused, plan
 
-NOT_YET = "planned, not applied by this deploy yet (README \"Upgrades\")"
+NOT_YET = "the upgrade is planned, not applied by this deploy yet: README \"Upgrades\""
 
 
 def pinned() -> tuple[str, ...]:
@@ -60,4 +60,7 @@ def configure():
     upgrades = upgrade_plan()
     install_files("apt")
     for node in upgrades.turns:  # every host announces every turn: the steps line up
-        announce(node == host.name, f"{upgrades.line(node)} ({NOT_YET})")
+        # A package not yet installed is installed by this run, at its pin (the file above
+        # makes the pinned version apt's candidate); an installed one is only announced.
+        rolling = any(c.how == "rolling" for c in upgrades.of(node))
+        announce(node == host.name, upgrades.line(node) + (f" ({NOT_YET})" if rolling else ""))

@@ -16,9 +16,9 @@ M19 = "1:10.11.19-0+deb12u1"
 MARIADB = {"mariadb-server": M19, "mariadb-client": M19, "mariadb-backup": M19}
 
 
-def problems(pins):
+def problems(pins, **changes):
     hosts, group = lab_data()
-    report = check(hosts, {**group, "package_versions": pins}, dict(FAKE_SECRETS))
+    report = check(hosts, {**group, "package_versions": pins, **changes}, dict(FAKE_SECRETS))
     return [str(p) for p in report.errors]
 
 
@@ -26,6 +26,13 @@ def problems(pins):
                                   {"socat": "1.7.4.4-2", "nftables": "1.0.6-2+deb12u2"}])
 def test_valid_pins_pass(pins):
     assert problems(pins) == []
+
+
+def test_nftables_only_with_the_firewall():
+    assert problems({"nftables": "1.0.6-2+deb12u2"}) == []
+    (error,) = problems({"nftables": "1.0.6-2+deb12u2"}, firewall=False)
+    assert "package_versions.nftables: nftables is installed only with the host firewall" in error
+    assert error.endswith("fix: remove it from package_versions, or set firewall True")
 
 
 @pytest.mark.parametrize("pins,expected", [
@@ -90,7 +97,7 @@ def test_the_upgrade_is_announced_turn_by_turn():
     step, are the turns: the writer node01 last (the deployed case's VIP holder is node01)."""
     got = _plan_upgrade(_case())
     rows = sorted((step, name, action) for name, steps in got.items() for step, action in steps if action)
-    line = "haproxy 2.6.12-1+deb12u3 → 2.6.12-1+deb12u4, rolling (planned, not applied by this deploy yet"
+    line = "haproxy 2.6.12-1+deb12u3 → 2.6.12-1+deb12u4, rolling (the upgrade is planned, not applied by this deploy yet"
     assert [(name, action.startswith(line)) for _, name, action in rows] == [
         ("node02", True), ("node03", True), ("node01", True)]
     assert {len(steps) for steps in got.values()} == {3}
@@ -104,3 +111,20 @@ def test_a_downgrade_pin_ends_the_run_before_any_change(capsys):
     err = capsys.readouterr().err
     assert "package_versions: refused before any change:" in err
     assert "node01: haproxy 2.6.12-1+deb12u5 → 2.6.12-1+deb12u4 is a downgrade" in err and "Traceback" not in err
+
+
+def test_a_package_not_yet_installed_is_announced_as_installed_by_this_run():
+    case = _case()
+    case["facts"]["*"]["PackageVersions"]["installed"] = {"haproxy": None}
+    got = _plan_upgrade(case)
+    actions = [action for steps in got.values() for _, action in steps if action]
+    assert actions == ["haproxy (not installed) → 2.6.12-1+deb12u4, install"] * 3
+
+
+def test_the_vip_holder_takes_the_last_turn():
+    case = _case()
+    case["facts"]["node01"]["VipHolder"] = {"holds_vip": False}
+    case["facts"].setdefault("node02", {})["VipHolder"] = {"holds_vip": True}
+    got = _plan_upgrade(case)
+    rows = sorted((step, name) for name, steps in got.items() for step, action in steps if action)
+    assert [name for _, name in rows] == ["node03", "node01", "node02"]
