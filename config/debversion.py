@@ -30,21 +30,21 @@ EXPECT = 'a Debian version [epoch:]upstream[-revision], e.g. "1:10.11.19-0+deb12
 def why_not(text) -> str | None:
     """Why `text` is not a Debian version (one line, the value shown), or None."""
     if type(text) is not str:
-        return f"{text!r} is not a string"
+        return f"{ascii(text)} is not a string"
     if not text or len(text) > MAX_LENGTH:
-        return f"{text[:60]!r} is not {EXPECT} (1-{MAX_LENGTH} characters)"
+        return f"{ascii(text[:60])} is not {EXPECT} (1-{MAX_LENGTH} characters)"
     epoch, colon, rest = text.partition(":")
     if not colon:
         epoch, rest = "", text
     elif not _EPOCH.fullmatch(epoch):
-        return f"{text!r} has an epoch that is not a number ({epoch!r} before ':')"
+        return f"{ascii(text)} has an epoch that is not a number ({ascii(epoch)} before ':')"
     upstream, dash, revision = rest.rpartition("-")
     if not dash:
         upstream, revision = rest, None
     if not _UPSTREAM.fullmatch(upstream):
-        return f"{text!r} is not {EXPECT} (the upstream part {upstream!r} must start with a digit, then A-Z a-z 0-9 . + ~ -)"
+        return f"{ascii(text)} is not {EXPECT} (the upstream part {ascii(upstream)} must start with a digit, then A-Z a-z 0-9 . + ~ -)"
     if revision is not None and not _REVISION.fullmatch(revision):
-        return f"{text!r} is not {EXPECT} (the revision {revision!r} after the last '-' must be A-Z a-z 0-9 + . ~)"
+        return f"{ascii(text)} is not {EXPECT} (the revision {ascii(revision)} after the last '-' must be A-Z a-z 0-9 + . ~)"
     return None
 
 

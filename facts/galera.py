@@ -5,11 +5,14 @@ facts/galera_rules.py's."""
 from __future__ import annotations
 
 import hashlib
+import shlex
+from dataclasses import dataclass
+
 from pyinfra.api import FactBase
 
 from config.paths import GALERA_CNF
 from facts.galera_rules import SERVING
-from facts.probe import NO_OUTPUT, key_values
+from facts.probe import EXPECTED, NO_OUTPUT, key_values
 
 # Read only when mariadbd starts (the donor only when it joins): a running member needs no
 # restart for them. Comments never need one either.
@@ -103,13 +106,31 @@ class GaleraNode(FactBase):
         }
 
 
+# On the host: each `user=NAME@HOST=AUTH` line of mysql's answer becomes `user=NAME@HOST=yes`
+# when AUTH is the hash expected for NAME (facts.probe EXPECTED, section "mysql"), else `=no`;
+# the hashes never leave the host. Other lines (mysql's errors) pass.
+ACCOUNTS_COMPARE = EXPECTED + """
+want = expected("mysql")
+for line in sys.stdin:
+    kind, _, rest = line.rstrip("\\n").partition("=")
+    if kind == "user":
+        account, _, auth = rest.partition("=")
+        user = account.rpartition("@")[0]
+        print(f"user={account}={'yes' if user in want and auth == want[user] else 'no'}")
+    else:
+        print(line, end="")
+"""
+
+
 class MysqlAccounts(FactBase):
     """
-    Accounts and whether the test database exists, read through root's unix socket:
+    Accounts, whether each has the password hash the run expects (compared on the host:
+    ACCOUNTS_COMPARE; no hash is printed), and whether the test database exists, read through
+    root's unix socket:
 
     .. code:: python
 
-        {"users": {"haproxy@100.2.30.41": "", "admin@localhost": "*94BD..."}, "test_db": False,
+        {"users": {"haproxy@100.2.30.41": True, "admin@localhost": False}, "test_db": False,
          "error": None}
     """
 
@@ -119,9 +140,9 @@ class MysqlAccounts(FactBase):
 
     def command(self):
         return (
-            "timeout 10 mysql -N -B -e \"SELECT CONCAT('user=', user, '@', host, '=', authentication_string) "
+            "out=$(timeout 10 mysql -N -B -e \"SELECT CONCAT('user=', user, '@', host, '=', authentication_string) "
             "FROM mysql.user; SELECT 'test_db=yes' FROM information_schema.schemata WHERE schema_name='test'\" "
-            "2>&1 && echo ok=yes || echo ok=no"
+            f"2>&1) && ok=yes || ok=no; printf '%s\\n' \"$out\" | python3 -c {shlex.quote(ACCOUNTS_COMPARE)}; echo ok=$ok"
         )
 
     def process(self, output):
@@ -130,8 +151,8 @@ class MysqlAccounts(FactBase):
         for line in output:
             kind, _, rest = line.partition("=")
             if kind == "user":
-                name, _, auth = rest.partition("=")
-                result["users"][name] = auth
+                name, _, same = rest.rpartition("=")
+                result["users"][name] = same == "yes"
             elif kind == "test_db":
                 result["test_db"] = True
             elif kind == "ok":

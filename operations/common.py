@@ -12,23 +12,46 @@ import sys
 
 from pyinfra import host, inventory, logger, state
 from pyinfra.api import StringCommand, operation
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import server
+from pyinfra_cli.exceptions import CliError
 
 from config.files import ManagedFile, managed_files
 from config.preflight import check, print_report
-from config.secrets import load_secrets, mask
-from config.site import Site, build_site, inventory_shape
+from config.secrets import SecretsError, load_secrets, mask
+from config.site import Site, build_site, inventory_others, inventory_shape
 from operations.runstate import once, run_dict
 
 APT_TIMEOUT = 600  # seconds for one apt-get install; apt has hung forever on lab nodes
 WAIT_SECONDS = 300  # cluster joins, Synced, services answering
 
 
+class Refused(CliError, PyinfraError):
+    """A refusal before any change: its message (if any) printed once, exit status 1, no
+    traceback. Raise it, never SystemExit, from code pyinfra runs while it loads deploy.py.
+
+    pyinfra evaluates deploy.py once per host, each in a greenlet. A SystemExit there is not
+    caught by pyinfra (it catches Exception): gevent reports it from every greenlet it ends,
+    with a traceback, and the deploy's print ran once per host. pyinfra passes a PyinfraError
+    from a deploy file up unchanged (pyinfra_cli.util.exec_file), returns the first host's to
+    the main greenlet (_parallel_load_hosts) and disconnects; as a CliError the command line
+    raises it as it is (pyinfra_cli.cli.cli) and click calls show() once, then exits with
+    exit_code. The message is printed there, once, whichever host raised it first; a refusal
+    that has printed its own lines (one per host) carries no message."""
+
+    def __init__(self, message: str = ""):
+        super().__init__(message)
+
+    def show(self, file=None) -> None:
+        if self.message:
+            print(self.message, file=sys.stderr, flush=True)
+
+
 def decided_once(prefix: str, *refusals: type[Exception]):
     """A decision that could split or stall a cluster, taken once per run from the whole
     picture and shared by every host: the decorated function returns it, or raises one of
-    `refusals`. A refusal is printed once (stderr, after `prefix`) and ends every host's deploy
-    with SystemExit before any change; the decision itself is re-checked on the host when its
+    `refusals`. A refusal ends every host's deploy with Refused (its message after `prefix`,
+    printed once) before any change; the decision itself is re-checked on the host when its
     command runs (the operations' own guards)."""
 
     def wrap(fn):
@@ -37,13 +60,12 @@ def decided_once(prefix: str, *refusals: type[Exception]):
             try:
                 return fn(), None
             except refusals as exc:
-                print(f"{prefix}{exc}", file=sys.stderr)
-                return None, exc
+                return None, Refused(f"{prefix}{exc}")
 
         def wrapper():
             value, refused = decide()
             if refused is not None:
-                raise SystemExit(1)
+                raise refused
             return value
 
         wrapper.__doc__ = fn.__doc__
@@ -60,16 +82,26 @@ def controllers_in_run() -> set[str]:
 
 
 @once
-def _site_and_secrets() -> tuple[Site, dict]:
+def _preflight() -> tuple[Site, dict] | Refused:
+    """The site and its secrets, or preflight's refusal (kept: every host's deploy raises it)."""
     hosts, group_data = inventory_shape(inventory)
-    secrets = load_secrets(group_data.get("secrets_file"))
-    report = check(hosts, group_data, secrets)
-    print_report(report)
+    try:
+        secrets = load_secrets(group_data.get("secrets_file"))
+    except (SecretsError, TypeError, OSError):
+        secrets = None  # check() loads them again and says what is wrong, as a problem
+    report = check(hosts, group_data, secrets, others=inventory_others(inventory))
     if report.errors:
-        print(f"preflight: {len(report.errors)} error(s); no host was changed", file=sys.stderr)
-        # SystemExit ends pyinfra cleanly, before any operation runs.
-        raise SystemExit(1)
+        lines = [str(p) for p in report.warnings + report.errors]
+        return Refused("\n".join([*lines, f"preflight: {len(report.errors)} error(s); no host was changed"]))
+    print_report(report)
     return build_site(hosts, group_data), secrets
+
+
+def _site_and_secrets() -> tuple[Site, dict]:
+    result = _preflight()
+    if isinstance(result, Refused):
+        raise result
+    return result
 
 
 def site() -> Site:

@@ -27,7 +27,7 @@ from facts.haproxy_api import all_maint, api, maint_line, replay
 from facts.host import Maintenance
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.rabbitmq import RabbitmqCluster
-from operations.before import facts_of_all_controllers
+from operations.before import cluster_fact_args, facts_of_all_controllers
 from operations.common import controllers_in_run, decided_once, once, shell, site, unit_log, wait_until
 from operations.maintenance_plan import Decision, Refusal, back_commands, decide, out_commands
 
@@ -76,7 +76,7 @@ def picture() -> dict:
     facts = {
         "maintenance": facts_of_all_controllers(Maintenance, path=MAINTENANCE_FILE),
         "galera": facts_of_all_controllers(GaleraNode),
-        "rabbitmq": facts_of_all_controllers(RabbitmqCluster, port=s["rabbitmq_port"]),
+        "rabbitmq": facts_of_all_controllers(RabbitmqCluster, **cluster_fact_args(s)),
         "keepalived": facts_of_all_controllers(KeepalivedState),
         "vip": facts_of_all_controllers(VipHolder, interface=s["vip_interface"], vip=s["vip"]),
     }

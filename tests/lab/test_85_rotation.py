@@ -15,6 +15,8 @@ secrets are deployed back the same way, so the shared lab is left as it was foun
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import os
@@ -31,6 +33,7 @@ from lab.clients import haproxy_certificate, management_status, stats_status, vi
 from lab.drills import log
 from lab.keys import generate_secrets
 from lab.waits import SqlError
+from config.accounts import native_hash
 
 INVENTORY = "inventories/lab.py"
 RESTARTS = ("restart", "stop", "start")  # what a blast radius row says when its unit starts anew
@@ -47,14 +50,39 @@ def key_lines(pem: str) -> list[str]:
     return [line for line in body.splitlines() if len(line) > 8]
 
 
+# Secrets whose password hash a host stores (a hash logs in, or is cracked offline): the
+# MariaDB accounts' mysql_native_password, RabbitMQ's salted SHA-256.
+MARIADB_HASHED = ("mariadb_admin_password", "mariadb_sst_password")
+RABBITMQ_HASHED = ("rabbitmq_password", "rabbitmq_admin_password")
+
+
+def rabbitmq_hashes_of(output: str, password: str) -> bool:
+    """Whether `output` holds a RabbitMQ hash of `password`: base64(salt + sha256(salt +
+    password)), 4 bytes of salt (its salt is random: every base64 word of that size is tried)."""
+    for word in set(re.findall(r"[A-Za-z0-9+/]{46,}={0,2}", output)):
+        try:
+            raw = base64.b64decode(word, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if len(raw) == 36 and hashlib.sha256(raw[:4] + password.encode()).digest() == raw[4:]:
+            return True
+    return False
+
+
 def leaks(output: str, *secret_sets: dict) -> list[str]:
-    """Which secrets (by name, never by value) appear in `output`: whole, or a private key line."""
+    """Which secrets (by name, never by value) appear in `output`: whole, a private key line,
+    or a password hash a host stores (`NAME (hash)`)."""
     found = []
+    upper = output.upper()
     for values in secret_sets:
         for name, value in values.items():
             needles = [value] + (key_lines(value) if "PRIVATE KEY" in value else [])
             if any(n in output for n in needles):
                 found.append(name)
+            if name in MARIADB_HASHED and native_hash(value)[1:] in upper:  # with or without its '*'
+                found.append(f"{name} (hash)")
+            if name in RABBITMQ_HASHED and rabbitmq_hashes_of(output, value):
+                found.append(f"{name} (hash)")
     return found
 
 

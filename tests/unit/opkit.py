@@ -33,7 +33,6 @@ An expected command ending in " ..." matches any command starting with the text 
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
 import hashlib
@@ -155,8 +154,8 @@ def _resolve(site, name: str, fact: str, value):
 
 
 def deployed_accounts(site) -> dict:
-    """MysqlAccounts once the deploy made them: every account it creates, with its hash; the
-    database check's own account (unix_socket) too."""
+    """MysqlAccounts once the deploy made them: every account it creates, with the hash the
+    host was told to expect (True); the database check's own account (unix_socket) too."""
     from config.files import DBCHECK
     from operations.galera import account_statements
 
@@ -165,20 +164,17 @@ def deployed_accounts(site) -> dict:
     users = {}
     for statement in sql:
         if m := re.match(r"CREATE USER IF NOT EXISTS '([^']*)'@'([^']*)'(?: IDENTIFIED BY PASSWORD '([^']*)')?$", statement):
-            users[f"{m.group(1)}@{m.group(2)}"] = m.group(3) or ""
-    users[f"{DBCHECK['account']}@localhost"] = "invalid"
+            users[f"{m.group(1)}@{m.group(2)}"] = True
+    users[f"{DBCHECK['account']}@localhost"] = False  # unix_socket: no hash to compare
     return {"error": None, "users": users, "test_db": False}
 
 
 def deployed_definitions(site) -> dict:
     """RabbitmqDefinitions once the deploy made them (user, vhost, permissions, policy)."""
     d = site.data
-    salt = b"salt"
-    pw_hash = base64.b64encode(salt + hashlib.sha256(salt + FAKE_SECRETS["rabbitmq_password"].encode()).digest()).decode()
     policies = [{"name": "ha-all", "vhost": d["rabbitmq_vhost"]}] if d["rabbitmq_queue_type"] == "mirrored" else []
-    admin_hash = base64.b64encode(salt + hashlib.sha256(salt + FAKE_SECRETS["rabbitmq_admin_password"].encode()).digest()).decode()
-    return {"users": [{"name": d["rabbitmq_user"], "password_hash": pw_hash, "tags": []},
-                      {"name": d["rabbitmq_admin_user"], "password_hash": admin_hash, "tags": ["administrator"]}],
+    return {"users": [{"name": d["rabbitmq_user"], "password_ok": True, "tags": []},
+                      {"name": d["rabbitmq_admin_user"], "password_ok": True, "tags": ["administrator"]}],
             "vhosts": [{"name": "/"}, {"name": d["rabbitmq_vhost"]}],
             "permissions": [{"user": d["rabbitmq_user"], "vhost": d["rabbitmq_vhost"], "configure": ".*", "write": ".*", "read": ".*"}],
             "policies": policies}

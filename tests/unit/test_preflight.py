@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 
 import pytest
 
@@ -301,7 +302,9 @@ def test_render_cli_missing_inventory(tmp_path):
 def test_make_render_prod(tmp_path):
     out = tmp_path / "out"
     proc = subprocess.run(
-        ["make", "--no-print-directory", "render", "INVENTORY=inventories/prod.py", f"OUT={out}"],
+        # -o venv and PY: this interpreter, never a virtualenv made or pip run (the unit tier is hermetic)
+        ["make", "--no-print-directory", "-o", "venv", "render", f"PY={sys.executable}",
+         "INVENTORY=inventories/prod.py", f"OUT={out}"],
         cwd=REPO, capture_output=True, text=True, timeout=120, env=secrets_env({}),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

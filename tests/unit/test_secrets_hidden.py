@@ -15,7 +15,7 @@ from pyinfra.api.hiddenvalue import HiddenValue
 import opkit
 from config.files import HAPROXY_CFG, managed_files
 from config.syntax import ENCODINGS
-from operations.galera import native_hash
+from config.accounts import native_hash
 from unitkit import FAKE_SECRETS
 
 
