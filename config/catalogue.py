@@ -63,6 +63,9 @@ class Service:
     # Served on the external VIP too (site key external_vip), always with TLS. False for a
     # site's own service until the site says so: nothing is public by accident.
     public: bool = False
+    # An operators' listener: HAProxy and the firewall let only admin_networks and the
+    # controllers reach it (not every client network).
+    admin: bool = False
     enabled: bool = True
     description: str = ""
 
@@ -78,7 +81,7 @@ class Service:
 
 
 CATALOGUE: tuple[Service, ...] = (
-    Service("rabbitmq_management", port_key="rabbitmq_management_port", tls=False,
+    Service("rabbitmq_management", port_key="rabbitmq_management_port", tls=False, admin=True,
             description="the management API keeps http: an operator's tool, not an OpenStack API"),
     Service("keystone_internal", 5000, http_request=(DEL_XFP_IF_SSL,), public=True),
     Service(

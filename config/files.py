@@ -7,6 +7,7 @@ placeholders (config.secrets.PLACEHOLDERS) for a render or a printed diff.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,9 +17,9 @@ from config import firewall
 from config.site import Site
 from config.defaults import EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
 from config.paths import (  # the paths this table installs (importers of config.files may read them here too)
-    APT_PINS, DBCHECK, EPMD_SOCKET_DROPIN, ERLANG_COOKIE, FIREWALL_NFT, FIREWALL_UNIT, GALERA_CNF, HAPROXY_CFG,
-    HAPROXY_DOWN_FILE, HAPROXY_MAINT_FILE, HAPROXY_UNIT_DROPIN, KEEPALIVED_CONF, MAINTENANCE_FILE,
-    SST_ACCOUNT, SYSCTL_CONF,
+    APT_PINS, DBCHECK, EPMD_SOCKET_DROPIN, ERLANG_COOKIE, FIREWALL_NFT, FIREWALL_UNIT, GALERA_CNF, GALERA_SST_CNF,
+    HAPROXY_CFG, HAPROXY_DOWN_FILE, HAPROXY_MAINT_FILE, HAPROXY_STATS_USERLIST, HAPROXY_STATS_USERS, HAPROXY_UNIT_DROPIN,
+    KEEPALIVED_AUTH, KEEPALIVED_CONF, MAINTENANCE_FILE, SST_ACCOUNT, SYSCTL_CONF,
 )
 from config.syntax import erlang_ip, haproxy_word, option_value
 from facts.galera_rules import SERVING  # the rule the clustercheck states
@@ -53,6 +54,11 @@ class ManagedFile:
     secret: bool = False  # holds a secret value: never diffed or printed as is
 
 
+# The lines that held the secrets in the main configs of before (each is in a file of its own now,
+# config/paths.py): a --diff of such a file still on a host shows their key, never their value (a
+# secret rotated in the same run is not masked by its new value).
+FORMER_SECRET_LINES = re.compile(r"^(\s*(?:stats auth|auth_pass|wsrep_sst_auth)\b\s*=?\s*).+$")
+
 # (component, template, target path, mode, user, group, holds a secret); a path in braces
 # is the site key that holds it (one source per datum).
 FILES = (
@@ -63,7 +69,9 @@ FILES = (
     ("firewall", "firewall/openstack-ha.nft.j2", FIREWALL_NFT, "0644", "root", "root", False),
     ("firewall", "firewall/openstack-ha-firewall.service.j2", f"/etc/systemd/system/{FIREWALL_UNIT}.service", "0644", "root", "root", False),
     ("memcached", "memcached/memcached.conf.j2", "/etc/memcached.conf", "0644", "root", "root", False),
-    ("galera", "mariadb/galera.cnf.j2", GALERA_CNF, "0640", "root", "mysql", True),
+    # mysqld (user mysql) reads both; the secret's file is readable by nobody else.
+    ("galera", "mariadb/galera-sst.cnf.j2", GALERA_SST_CNF, "0640", "root", "mysql", True),
+    ("galera", "mariadb/galera.cnf.j2", GALERA_CNF, "0640", "root", "mysql", False),
     ("rabbitmq", "rabbitmq/rabbitmq-env.conf.j2", "/etc/rabbitmq/rabbitmq-env.conf", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/rabbitmq.conf.j2", "/etc/rabbitmq/rabbitmq.conf", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/enabled_plugins.j2", "/etc/rabbitmq/enabled_plugins", "0644", "root", "root", False),
@@ -72,11 +80,15 @@ FILES = (
     ("epmd", "rabbitmq/epmd.socket.conf.j2", EPMD_SOCKET_DROPIN, "0644", "root", "root", False),
     # The VIP's certificate and key (haproxy_tls only), before the haproxy.cfg whose check reads it.
     ("haproxy", "haproxy/tls.pem.j2", "{haproxy_tls_pem_path}", "0640", "root", "haproxy", True),
-    ("haproxy", "haproxy/haproxy.cfg.j2", HAPROXY_CFG, "0640", "root", "haproxy", True),
+    # The stats account before the haproxy.cfg whose check loads it (HAProxy reads both as root).
+    ("haproxy", "haproxy/stats-users.cfg.j2", HAPROXY_STATS_USERS, "0600", "root", "root", True),
+    ("haproxy", "haproxy/haproxy.cfg.j2", HAPROXY_CFG, "0640", "root", "haproxy", False),
     ("haproxy", "haproxy/haproxy.service.conf.j2", HAPROXY_UNIT_DROPIN, "0644", "root", "root", False),
     # Installed where keepalived.conf says it is: the path is the site's keepalived_check_script.
     ("keepalived", "keepalived/check_alive.sh.j2", "{keepalived_check_script}", "0755", "root", "root", False),
-    ("keepalived", "keepalived/keepalived.conf.j2", KEEPALIVED_CONF, "0640", "root", "root", True),
+    # auth_pass before the keepalived.conf whose check includes it.
+    ("keepalived", "keepalived/auth.conf.j2", KEEPALIVED_AUTH, "0600", "root", "root", True),
+    ("keepalived", "keepalived/keepalived.conf.j2", KEEPALIVED_CONF, "0640", "root", "root", False),
     # The Galera-aware HTTP check HAProxy asks (mariadb_check_method "httpchk" only).
     ("dbcheck", "dbcheck/clustercheck.sysusers.j2", DBCHECK["sysusers"], "0644", "root", "root", False),
     ("dbcheck", "dbcheck/galera-clustercheck.py.j2", DBCHECK["script"], "0755", "root", "root", False),
@@ -110,6 +122,9 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         maintenance_file=MAINTENANCE_FILE,
         haproxy_maint_file=HAPROXY_MAINT_FILE,
         haproxy_replay=send_file(site.data["haproxy_stats_socket"], HAPROXY_MAINT_FILE),  # schema PATHs: never quoted
+        haproxy_stats_users=HAPROXY_STATS_USERS,
+        haproxy_stats_userlist=HAPROXY_STATS_USERLIST,
+        keepalived_auth=KEEPALIVED_AUTH,
         fw=firewall.rules(site) if template.startswith("firewall/") else None,
         fw_table=firewall.TABLE,
         fw_file=FIREWALL_NFT,

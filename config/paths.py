@@ -11,6 +11,15 @@ ERLANG_COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
 EPMD_SOCKET_DROPIN = "/etc/systemd/system/epmd.socket.d/openstack-ha.conf"
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+# The three secrets of the main configs, each in a file of its own that holds nothing else, so
+# that --diff shows every line of haproxy.cfg, keepalived.conf and galera.cnf (masked):
+# the stats page's account (an HAProxy userlist, loaded with haproxy.cfg by the unit's drop-in,
+# `-f` twice), keepalived's auth_pass (an `include` in each authentication block) and
+# wsrep_sst_auth (an option file of MariaDB's includedir, read by mysqld beside galera.cnf).
+HAPROXY_STATS_USERS = "/etc/haproxy/openstack-ha-stats.cfg"
+HAPROXY_STATS_USERLIST = "openstack_ha_stats"  # the userlist's name, in both files
+KEEPALIVED_AUTH = "/etc/keepalived/openstack-ha-auth.conf"
+GALERA_SST_CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera-sst.cnf"
 # HAProxy's unit writes 1 here when it stops or dies and 0 once it runs (a systemd drop-in);
 # keepalived tracks the file (inotify on its directory, which must exist when keepalived loads
 # its config: not under /run, emptied at boot): the VIP leaves a holder whose HAProxy died at

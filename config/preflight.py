@@ -347,10 +347,20 @@ def _check_certificate(pem: str, data: dict, err, warn, now: datetime | None = N
     elif reason:
         err(GROUP, tls.SECRET, f"the secret {reason} (value not shown)", tls.FIX)
     elif until is not None:
-        left = tls.days_left(until, now or datetime.now(timezone.utc))
+        now = now or datetime.now(timezone.utc)
+        left = tls.days_left(until, now)
         if left < data["haproxy_tls_expiry_warn_days"]:
             warn(GROUP, tls.SECRET, f"the certificate expires in {left:.0f} days ({until:%Y-%m-%d %H:%M} UTC)",
                  f"renew it: {tls.FIX}")
+        start, addresses = tls.local_names(pem)
+        if start is not None and start > now:
+            err(GROUP, tls.SECRET, f"the certificate is not valid before {start:%Y-%m-%d %H:%M} UTC (notBefore): "
+                "every client refuses it until then", f"deploy it from then on, or {tls.FIX}")
+        vips = [v for v in (data.get("vip"), data.get("external_vip")) if v]
+        if vips and not set(vips) & set(addresses):
+            warn(GROUP, tls.SECRET, f"the certificate names neither VIP ({', '.join(vips)}) among its IP addresses "
+                 f"({', '.join(addresses) or 'none'}): a client that connects to a VIP's address refuses it",
+                 "give it a subjectAltName IP entry for each VIP, unless every client uses a DNS name it holds")
 
 
 def _check_accounts(data: dict, bad: set, err) -> None:

@@ -47,6 +47,14 @@ class Listener:
     redirect_bind: str | None = None  # the plain port that only redirects to https (TLS only)
     # A public listener with an external VIP: the same binds on that address (always TLS).
     external_binds: tuple[str, ...] = ()
+    # An admin listener: the only sources HAProxy accepts (admin_networks, the controllers).
+    allow_from: tuple[str, ...] = ()
+    http_response: tuple[str, ...] = ()  # `http-response ...` rules (HSTS on an HTTPS listener)
+
+
+def hsts(max_age: int) -> str:
+    """The HSTS rule of an HTTPS listener: on answers over TLS only (a plain port only redirects)."""
+    return f'set-header Strict-Transport-Security "max-age={max_age}" if {{ ssl_fc }}'
 
 
 @dataclass
@@ -148,6 +156,8 @@ class Site:
             servers=tuple(servers),
             redirect_bind=redirect_bind,
             external_binds=self._external_binds(svc),
+            allow_from=self.admin_sources() if svc.admin else (),
+            http_response=(hsts(d["haproxy_hsts_max_age"]),) if self._tls(svc) and d["haproxy_hsts_max_age"] else (),
         )
 
     def _front(self, svc: Service) -> tuple[str, str | None, tuple[str, ...]]:
@@ -163,6 +173,11 @@ class Site:
         if svc.https_port:
             return bind, redirect_bind, (to_https(svc.https_port), *rules)
         return bind, redirect_bind, rules
+
+    def admin_sources(self) -> tuple[str, ...]:
+        """Who may reach the operators' listeners: the controllers' addresses and the VIP (the
+        holder's own connections to it come from it), then admin_networks."""
+        return (*(c.address for c in self.controllers), self.data["vip"], *(self.data["admin_networks"] or ()))
 
     def _tls(self, svc: Service) -> bool:
         """Whether the listener takes TLS (haproxy_tls, its `tls` field, mode http)."""

@@ -16,7 +16,9 @@ from facts.probe import EXPECTED, NO_OUTPUT, key_values
 
 # Read only when mariadbd starts (the donor only when it joins): a running member needs no
 # restart for them. Comments never need one either.
-MEMBERSHIP_LINES = ("wsrep_cluster_address", "wsrep_sst_donor", "#")
+# Also wsrep_sst_auth: in a file of its own since issue 24 (a new one is set at runtime), so the
+# galera.cnf of before, which held it, asks no restart, and this hash never covers a secret.
+MEMBERSHIP_LINES = ("wsrep_cluster_address", "wsrep_sst_donor", "#", "wsrep_sst_auth")
 SANS_PATTERNS = " ".join(f"-e '^{k}'" for k in MEMBERSHIP_LINES)
 
 STATUS_KEYS = (*SERVING, "wsrep_cluster_size", "wsrep_last_committed", "wsrep_incoming_addresses",
@@ -31,8 +33,9 @@ def serving_check(status_query: str = STATUS_QUERY) -> str:
 
 
 def sans_members(text: str) -> str:
-    """SHA1 of a galera.cnf without its membership and comment lines, as `grep -v -e
-    '^wsrep_cluster_address' -e '^wsrep_sst_donor' -e '^#' | sha1sum` computes it on the host."""
+    """SHA1 of a galera.cnf without its membership, comment and wsrep_sst_auth lines, as `grep -v
+    -e '^wsrep_cluster_address' -e '^wsrep_sst_donor' -e '^#' -e '^wsrep_sst_auth' | sha1sum`
+    computes it on the host."""
     lines = [line if line.endswith("\n") else line + "\n" for line in text.splitlines(keepends=True)]
     kept = "".join(line for line in lines if not line.startswith(MEMBERSHIP_LINES))
     return hashlib.sha1(kept.encode()).hexdigest()

@@ -18,7 +18,7 @@ from pyinfra import host, inventory, logger, state
 from pyinfra.api import StringCommand, deploy, operation
 
 from config.accounts import native_hash
-from config.files import GALERA_CNF, SST_ACCOUNT
+from config.files import GALERA_CNF, GALERA_SST_CNF, SST_ACCOUNT
 from config.packages import PACKAGES
 from facts.galera import GaleraNode, MysqlAccounts, sans_members, serving_check
 from facts.haproxy_api import api, requests
@@ -227,6 +227,24 @@ def accounts(run: bool = True):
             "failed:' >&2; grep ERROR $err | sed 's/ near .*//' >&2; rm -f $err; exit 1; }; rm -f $err )", path)
 
 
+@operation()
+def sst_auth(run: bool = True):
+    """
+    The running server's wsrep_sst_auth set to the one GALERA_SST_CNF now holds (read at
+    start; dynamic), so that a state transfer this server donates logs in with the state
+    transfer account's new password. The statement reaches mysql from a 0600 file.
+
+    + run: False makes it a no-op (mysqld not running, or the file unchanged)
+    """
+    if not run or site()["galera_sst_method"] != "mariabackup":
+        return
+    auth = f"{SST_ACCOUNT}:{secret_value('mariadb_sst_password')}"
+    upload, path = secret_input("sst_auth.sql", f"SET GLOBAL wsrep_sst_auth = {_q(auth)};\n")
+    yield from upload
+    yield consume(f"( timeout 30 mysql >/dev/null 2>&1 || {{ echo '{host.name}: setting wsrep_sst_auth failed "
+                  f"(it applies at the next start of mariadb)' >&2; exit 1; }} )", path)
+
+
 # --- the deploy --------------------------------------------------------------------------
 
 
@@ -275,18 +293,21 @@ def configure():
     p = cluster_plan()
     me = host.name
     st = cluster_states().get(me) or {}
-    (wanted,) = files_of("galera")
+    (wanted,) = [f for f in files_of("galera") if f.path == CNF]
     # wsrep_cluster_address is read only at start: a new member list alone restarts nobody.
     beyond_members = st.get("cnf_sans_members") != sans_members(wanted.content)
     member = me in p.synced or me in p.busy
     s = site()
-    wanted_sums = {c.name: sans_members(f.content) for c in s.controllers for f in files_for(c.name, "galera")}
+    wanted_sums = {c.name: sans_members(f.content) for c in s.controllers for f in files_for(c.name, "galera") if f.path == CNF}
     restarting = restarts(p, cluster_states(), wanted_sums)
     restart = me in restarting
     # Written with the file, cleared after the restart: a run interrupted in between restarts it next time.
     turn(name="galera: restart pending", commands=[f"mkdir -p {PENDING_DIR} && touch {PENDING_DIR}/mariadb"],
          run=member and beyond_members)
-    install_files("galera")
+    installed = install_files("galera")
+    # wsrep_sst_auth is dynamic: a new one reaches a running server without a restart.
+    sst_auth(name="galera: wsrep_sst_auth to the running server", run=st.get("mysqld") == "running" and any(
+        op.will_change for op, f in zip(installed, files_of("galera")) if f.path == GALERA_SST_CNF))
     synced = synced_wait()
     clear = f"rm -f {PENDING_DIR}/mariadb"
 

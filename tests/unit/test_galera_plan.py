@@ -228,6 +228,8 @@ def test_member_list_alone_does_not_count_as_a_config_change():
     assert sans_members(old) == sans_members(old.replace("10.0.0.3", "10.0.0.3,10.0.0.4"))
     assert sans_members(old) == sans_members(old + "wsrep_sst_donor = c,b,\n# a comment\n")
     assert sans_members(old) != sans_members(old.replace("wsrep_on = ON", "wsrep_on = OFF"))
+    # the galera.cnf of before issue 24 held wsrep_sst_auth (now its own file): no restart for it
+    assert sans_members(old) == sans_members(old + "wsrep_sst_auth = sst:secret\n")
 
 
 def test_restarts_follow_each_nodes_own_config_and_pending_marker():
