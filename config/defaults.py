@@ -189,6 +189,14 @@ DEFAULTS = {
     # A backup starts only when the free space of backup_dir holds the last full's size (the
     # datadir's before the first) plus this margin.
     "backup_space_margin_percent": 50,
+    # --- package versions (README "Upgrades"; operations/upgrade_plan.py) ---
+    # {Debian package: exact Debian version} for the packages the deploy installs
+    # (config/packages.py), e.g. {"mariadb-server": "1:10.11.19-0+deb12u1"}. A package not
+    # listed gets apt's candidate when it is installed, and is never upgraded (as before). A
+    # pinned one is installed at that version, held there (an apt preferences file), and a
+    # differing installed version is planned as an upgrade, shown in --dry and the blast radius
+    # (the rolling upgrade itself is not yet applied by the deploy).
+    "package_versions": {},
     # --- the host firewall (config/firewall.py) ---
     # On by default: Galera's state transfer hands every OpenStack credential to any host that
     # reaches 4567 and knows the cluster name. The project's table only drops packets to its

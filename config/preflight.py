@@ -22,6 +22,7 @@ from pyinfra.connectors.ssh import SSHConnector
 from config import backup, tls
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, DIST_PORT_OFFSET, FIXED_PORTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
+from config.packages import INSTALLED, SAME_SOURCE, installed
 from config.paths import DBCHECK, SST_ACCOUNT
 from config.schema import CONTROL, HOST, HOST_NAME, SECRET, SERVICE, SITE, problems, show, text
 from config.secrets import NEEDED_WHEN, SECRETS, SecretsError, env_name, load_secrets, needed, secrets_path
@@ -211,6 +212,8 @@ def check(
 
     _check_accounts(data, bad, err)
     _check_backup(data, group_data, bad, [name for name, _ in hosts], err, warn)
+    if "package_versions" not in bad:
+        _check_package_versions(data["package_versions"], data["firewall"] if "firewall" not in bad else True, err)
 
     # Listeners: each entry's fields by the schema, then the catalogue merged.
     services = _check_services(data, err, warn) if "services" not in bad else []
@@ -412,6 +415,24 @@ def _check_backup(data: dict, site_keys, bad: set, names: list[str], err, warn) 
     if data["backup_incremental_calendar"] == data["backup_full_calendar"]:
         err(G, "backup_incremental_calendar", f"{data['backup_full_calendar']!r} is also backup_full_calendar: every incremental would meet a full",
             "give the incrementals another time (e.g. \"*-*-* *:30:00\"), or None for fulls only")
+
+
+def _check_package_versions(pins: dict, firewall: bool, err) -> None:
+    """Pins name packages the deploy installs (config/packages.py), and the packages of one
+    source (mariadb-server, -client, -backup) the same version, or none of them."""
+    for name in pins:
+        if name not in INSTALLED:
+            err(GROUP, f"package_versions.{name}", f"{name} is not a package the deploy installs{_close(name, INSTALLED)}",
+                f"remove it from package_versions, or name one of {', '.join(INSTALLED)}")
+        elif name not in installed(firewall):
+            err(GROUP, f"package_versions.{name}", f"{name} is installed only with the host firewall, and firewall is False",
+                f"remove it from package_versions, or set firewall True")
+    for source in SAME_SOURCE:
+        pinned = {name: pins[name] for name in source if name in pins}
+        if pinned and (len(set(pinned.values())) > 1 or len(pinned) < len(source)):
+            shown = ", ".join(f"{n} {pinned.get(n, '(not pinned)')}" for n in source)
+            err(GROUP, "package_versions", f"{', '.join(source)} are built from one source and upgraded together: {shown}",
+                f"pin all of {', '.join(source)} to one version")
 
 
 EXTERNAL_KEYS = ("external_vip_interface", "external_network", "keepalived_external_router_id")

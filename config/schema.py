@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from config import debversion
 from config.defaults import DEFAULTS, HOST_KEYS
 
 # Control characters: C0, DEL and C1. None may reach a rendered file.
@@ -417,6 +418,9 @@ SITE: dict[str, Rule] = {
     "backup_copy_dir": Rule(optional(PATH), "the copy's directory on backup_copy_to (None: backup_dir)"),
     "backup_compress": Rule(choice("gzip", "zstd"), "the backup stream's compressor"),
     "backup_space_margin_percent": Rule(integer(0, 1000, " %"), "free space wanted beyond the last full's size before a backup"),
+    "package_versions": Rule(mapping(text(r"[a-z0-9][a-z0-9+.-]+", "a Debian package name (a-z 0-9 + . -)"),
+                                     Kind(debversion.EXPECT, debversion.why_not), "{package: Debian version}"),
+                             "exact versions of the packages the deploy installs (absent: apt's candidate, never upgraded)"),
     "firewall": Rule(boolean(), "the project's nftables table: cluster ports for the controllers only, listeners for the client networks"),
     "firewall_client_networks": Rule(optional(sequence(ipv4_network(), "a list of IPv4 networks")),
                                      "networks that may use the VIP's listeners and AMQP (None: internal_network)"),

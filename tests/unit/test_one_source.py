@@ -231,6 +231,7 @@ OVERRIDES = {
     "sysctl": {"sysctl": {"net.ipv4.tcp_retries2": 8}},
     "internal_network": {"internal_network": "10.77.0.0/23"},
     "maintenance_drain_seconds": {"maintenance_drain_seconds": 30},
+    "package_versions": {"package_versions": {"haproxy": "2.6.12-1+deb12u4"}},  # adds the apt pins file
     "firewall": {"firewall": False},
     "firewall_client_networks": {"firewall_client_networks": ["192.0.2.0/24"]},
     "admin_networks": {"admin_networks": ["192.0.2.0/24"]},
