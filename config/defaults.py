@@ -206,7 +206,8 @@ DEFAULTS = {
     # besides the controllers; None: the controllers only.
     "monitoring_networks": None,
     # Ports on each node's address (Debian's and the upstream defaults; HAProxy's built-in
-    # exporter answers on a listener of its own, 8405 in HAProxy's documentation).
+    # exporter answers on a listener of its own, 8405 in HAProxy's documentation). Debian 12
+    # has no memcached exporter: memcached's state is in the project's textfile (node-exporter).
     "monitoring_prometheus_port": 9090,
     "monitoring_alertmanager_port": 9093,
     "monitoring_alertmanager_cluster_port": 9094,  # the Alertmanagers' gossip (one alert sent once)
@@ -214,7 +215,6 @@ DEFAULTS = {
     "monitoring_mysqld_exporter_port": 9104,
     "monitoring_haproxy_exporter_port": 8405,
     "monitoring_rabbitmq_exporter_port": 15692,  # the rabbitmq_prometheus plugin's
-    "monitoring_memcached_exporter_port": 9150,
     "monitoring_scrape_interval": 15,  # seconds
     "monitoring_evaluation_interval": 15,  # seconds
     # Thresholds of the alert rules.

@@ -35,7 +35,6 @@ JOBS = (
     ("mysqld", "monitoring_mysqld_exporter_port", "/metrics"),
     ("haproxy", "monitoring_haproxy_exporter_port", "/metrics"),
     ("rabbitmq", "monitoring_rabbitmq_exporter_port", "/metrics"),
-    ("memcached", "monitoring_memcached_exporter_port", "/metrics"),
     ("prometheus", "monitoring_prometheus_port", "/metrics"),
     ("alertmanager", "monitoring_alertmanager_port", "/metrics"),
 )
@@ -63,8 +62,7 @@ KNOWN_METRICS = {
     # distribution collector (erlang_vm_dist_node_state: 1 pending, 2 up_pending, 3 up).
     "rabbitmq_prometheus 3.10": ("rabbitmq_identity_info", "rabbitmq_alarms_memory_used_watermark",
                                  "rabbitmq_alarms_free_disk_space_watermark", "erlang_vm_dist_node_state"),
-    # prometheus-memcached-exporter.
-    "memcached_exporter": ("memcached_up",),
+    # No memcached exporter in Debian 12: openstack_ha_memcached_up (textfile) instead.
     # The project's textfile collector (health/metrics.py).
     "openstack-ha textfile": tuple(TEXTFILE_METRICS),
 }
@@ -183,7 +181,7 @@ def alerts(site: Site) -> list[Alert]:
               "2m", "warning",
               "RabbitMQ has {{ $value }} established distribution links, fewer than n(n-1)",
               "A node does not talk to another: rabbitmqctl cluster_status on each; check the Erlang distribution port."),
-        Alert("MemcachedDown", 'memcached_up == 0 or up{job="memcached"} == 0', "1m", "warning",
+        Alert("MemcachedDown", "openstack_ha_memcached_up == 0", "1m", "warning",
               "memcached on {{ $labels.node }} is down",
               "systemctl status memcached on the node; the services' caches miss meanwhile."),
         Alert("ControllerInMaintenanceTooLong", "openstack_ha_maintenance == 1", f"{d['monitoring_maintenance_hours']}h", "warning",

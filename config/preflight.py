@@ -47,7 +47,6 @@ MONITORING_PORT_KEYS = {
     "monitoring_mysqld_exporter_port": "mysqld_exporter",
     "monitoring_haproxy_exporter_port": "HAProxy's Prometheus exporter",
     "monitoring_rabbitmq_exporter_port": "rabbitmq_prometheus",
-    "monitoring_memcached_exporter_port": "memcached-exporter",
 }
 
 

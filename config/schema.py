@@ -431,7 +431,6 @@ SITE: dict[str, Rule] = {
     "monitoring_mysqld_exporter_port": Rule(PORT, "mysqld_exporter's port on each node's address"),
     "monitoring_haproxy_exporter_port": Rule(PORT, "HAProxy's built-in Prometheus exporter's port on each node's address"),
     "monitoring_rabbitmq_exporter_port": Rule(PORT, "the rabbitmq_prometheus plugin's port on each node's address"),
-    "monitoring_memcached_exporter_port": Rule(PORT, "memcached-exporter's port on each node's address"),
     "monitoring_scrape_interval": Rule(integer(1, 3600, " seconds"), "seconds between two scrapes of a target"),
     "monitoring_evaluation_interval": Rule(integer(1, 3600, " seconds"), "seconds between two evaluations of the alert rules"),
     "monitoring_certificate_days": Rule(integer(1, 3650, " days"), "the certificate alert fires this many days before the expiry"),

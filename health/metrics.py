@@ -1,6 +1,6 @@
 """The project's own metrics for node-exporter's textfile collector: what no Debian exporter
 gives (whether this controller holds each VIP, keepalived's VRRP state per instance, the
-maintenance marker, the health report's verdict per check, firewall drift, the certificate's
+maintenance marker, memcached (Debian 12 packages no memcached exporter), the health report's verdict per check, firewall drift, the certificate's
 expiry, the newest backup) as Prometheus text, from the facts and the health report the
 project already has. Pure (docs/monitoring.md).
 
@@ -39,6 +39,7 @@ METRICS = {
     PREFIX + "health_check": ("gauge", "1 for the status of each health report check of this controller, 0 for the others."),
     PREFIX + "health_ok": ("gauge", "1 when no health check of this controller failed."),
     PREFIX + "firewall_drifted": ("gauge", "1 when the project's nftables table is not the one the deploy wrote."),
+    PREFIX + "memcached_up": ("gauge", "1 when memcached answers `stats` on the node address."),
     PREFIX + "rabbitmq_partitions": ("gauge", "Network partitions this RabbitMQ node reports."),
     PREFIX + "tls_certificate_expiry_timestamp_seconds": ("gauge", "notAfter of the VIP's installed certificate (Unix time)."),
     PREFIX + "backup_last_success_timestamp_seconds": ("gauge", "When the newest good backup of a kind finished (Unix time; 0: none)."),
@@ -82,6 +83,8 @@ def samples(site, name: str, facts: dict, report: Report, now: datetime, manifes
         out.append((PREFIX + "health_ok", {}, int(not report.host_failures(name))))
     if "firewall" in worst:
         out.append((PREFIX + "firewall_drifted", {}, int(worst["firewall"] == FAIL)))
+    if isinstance(facts.get("memcached"), dict):  # an error is memcached not answering
+        out.append((PREFIX + "memcached_up", {}, int(not problem(facts, "memcached") and bool(facts["memcached"].get("answering")))))
     if not problem(facts, "rabbitmq"):
         out.append((PREFIX + "rabbitmq_partitions", {}, len(facts["rabbitmq"].get("partitions") or [])))
     if site["haproxy_tls"] and not problem(facts, "haproxy_tls"):

@@ -253,6 +253,7 @@ def facts(**changes):
         "maintenance": {"out": False, "error": None},
         "rabbitmq": {"running_nodes": [], "partitions": [], "alarms": [], "error": None},
         "haproxy_tls": {"not_after": "2027-01-01T00:00:00Z", "error": None},
+        "memcached": {"answering": True, "error": None},
     }
     return {**base, **changes}
 
@@ -296,6 +297,7 @@ def test_textfile_values_follow_the_facts():
     assert values[("openstack_ha_health_ok", ())] == 1
     assert values[("openstack_ha_firewall_drifted", ())] == 0
     assert values[("openstack_ha_rabbitmq_partitions", ())] == 0
+    assert values[("openstack_ha_memcached_up", ())] == 1
     assert values[("openstack_ha_tls_certificate_expiry_timestamp_seconds", (("path", s["haproxy_tls_pem_path"]),))] == \
         datetime(2027, 1, 1, tzinfo=timezone.utc).timestamp()
     assert values[("openstack_ha_collector_timestamp_seconds", ())] == NOW.timestamp()
@@ -305,13 +307,15 @@ def test_textfile_values_follow_the_facts():
 def test_textfile_faults():
     f = facts(keepalived={"active": "active", "vrrp_state": "FAULT", "vrrp_states": {"internal_vip_77": "FAULT"}, "error": None},
               maintenance={"out": True, "error": None},
-              rabbitmq={"partitions": ["rabbit@node02"], "error": None})
+              rabbitmq={"partitions": ["rabbit@node02"], "error": None},
+              memcached={"answering": False, "error": "connection refused"})
     rows = (Check("firewall", FAIL, "flushed"), Check("haproxy", OK, "up"), Check("haproxy", FAIL, "a listener"))
     values = parse(node_textfile(site(), "node01", f, report(rows=rows), NOW))
     assert values[("openstack_ha_keepalived_vrrp_state", (("state", "FAULT"), ("vrrp_instance", "internal_vip_77")))] == 1
     assert values[("openstack_ha_maintenance", ())] == 1
     assert values[("openstack_ha_firewall_drifted", ())] == 1
     assert values[("openstack_ha_rabbitmq_partitions", ())] == 1
+    assert values[("openstack_ha_memcached_up", ())] == 0
     assert values[("openstack_ha_health_ok", ())] == 0
     # two rows of one check: the worse one is its status
     assert values[("openstack_ha_health_check", (("check", "haproxy"), ("status", "FAIL")))] == 1
@@ -321,9 +325,10 @@ def test_textfile_faults():
 def test_a_fact_that_cannot_be_read_gives_no_series():
     f = facts(vip={"error": "ip: timed out"}, keepalived={"error": "no answer"}, rabbitmq={"error": "stopped"})
     f.pop("maintenance")
+    f.pop("memcached")  # not collected: no series (collected with an error: 0, test_textfile_faults)
     keys = {k[0] for k in parse(node_textfile(site(), "node01", f, report(), NOW))}
     assert not keys & {"openstack_ha_keepalived_active", "openstack_ha_keepalived_vrrp_state", "openstack_ha_maintenance",
-                       "openstack_ha_rabbitmq_partitions"}
+                       "openstack_ha_rabbitmq_partitions", "openstack_ha_memcached_up"}
     values = parse(node_textfile(site(), "node01", f, report(), NOW))
     assert ("openstack_ha_vip_held", (("address", site()["vip"]), ("vip", "internal"))) not in values
     assert ("openstack_ha_vip_held", (("address", site()["external_vip"]), ("vip", "external"))) in values
@@ -354,3 +359,41 @@ def test_label_values_are_escaped():
     assert 'check="odd \\"name\\"\\\\"' in text
     out = subprocess.run([tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# --- preflight -------------------------------------------------------------------------------------
+
+
+def problems(**changes):
+    from config.preflight import check
+    from unitkit import FAKE_SECRETS
+
+    hosts, group = lab_data()
+    report = check(hosts, {**group, **changes}, FAKE_SECRETS)
+    return [(p.level, p.key, p.message) for p in report.problems if p.key.startswith("monitoring_")]
+
+
+def test_preflight_says_a_monitoring_key_does_nothing_while_off():
+    assert problems() == []
+    (said,) = problems(monitoring_certificate_days=14)
+    assert said[:2] == ("warning", "monitoring_certificate_days") and "monitoring_enabled is False" in said[2]
+
+
+def test_preflight_says_monitoring_is_not_installed_yet():
+    assert [p[:2] for p in problems(monitoring_enabled=True)] == [("warning", "monitoring_enabled")]
+
+
+@pytest.mark.parametrize("key, port, other", [
+    ("monitoring_prometheus_port", 3306, "MariaDB"),
+    ("monitoring_node_exporter_port", 9094, "the Alertmanager cluster"),
+    ("monitoring_rabbitmq_exporter_port", 4567, "Galera replication"),
+])
+def test_preflight_refuses_a_monitoring_port_another_daemon_holds(key, port, other):
+    errors = [p for p in problems(monitoring_enabled=True, **{key: port}) if p[0] == "error"]
+    assert [(p[1], other in p[2]) for p in errors] == [(key, True)]
+    assert not [p for p in problems(**{key: port}) if p[0] == "error"]  # off: the port is not held
+
+
+def test_preflight_refuses_a_bad_webhook():
+    errors = [p for p in problems(monitoring_enabled=True, monitoring_webhooks=["ftp://x/y"]) if p[0] == "error"]
+    assert [p[1] for p in errors] == ["monitoring_webhooks"]

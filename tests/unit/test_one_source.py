@@ -264,7 +264,6 @@ OVERRIDES = {
     "monitoring_mysqld_exporter_port": {"monitoring_enabled": True, "monitoring_mysqld_exporter_port": 9105},
     "monitoring_haproxy_exporter_port": {"monitoring_enabled": True, "monitoring_haproxy_exporter_port": 8406},
     "monitoring_rabbitmq_exporter_port": {"monitoring_enabled": True, "monitoring_rabbitmq_exporter_port": 15693},
-    "monitoring_memcached_exporter_port": {"monitoring_enabled": True, "monitoring_memcached_exporter_port": 9151},
     "monitoring_scrape_interval": {"monitoring_enabled": True, "monitoring_scrape_interval": 30},
     "monitoring_evaluation_interval": {"monitoring_enabled": True, "monitoring_evaluation_interval": 30},
     "monitoring_certificate_days": {"monitoring_enabled": True, "monitoring_certificate_days": 14},
