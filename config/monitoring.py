@@ -38,7 +38,6 @@ JOBS = (
     ("prometheus", "monitoring_prometheus_port", "/metrics"),
     ("alertmanager", "monitoring_alertmanager_port", "/metrics"),
 )
-PORT_KEYS = tuple(k for k in (j[1] for j in JOBS)) + ("monitoring_alertmanager_cluster_port",)
 
 # The metric names each exporter of Debian 12 produces that a rule may use. A rule naming
 # anything else is refused by test_monitoring (a name no exporter produces never fires: the
@@ -235,6 +234,12 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(word)
     return names
+
+
+def rule_metrics(site: Site) -> dict[str, set[str]]:
+    """{alert: the metric names its expression uses}: what the lab's guard must find in a live
+    scrape of the controllers (no dead rule)."""
+    return {a.name: metric_names(a.expr) for a in alerts(site)}
 
 
 def known_metrics() -> set[str]:

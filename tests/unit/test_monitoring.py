@@ -155,9 +155,11 @@ def test_metric_names_of_an_expression(expr, names):
 
 def test_every_metric_a_rule_names_is_known():
     known = m.known_metrics()
-    for a in m.alerts(site()):
-        unknown = m.metric_names(a.expr) - known
-        assert not unknown, f"{a.name}: {sorted(unknown)} come from no exporter of KNOWN_METRICS"
+    used = m.rule_metrics(site())
+    assert set(used) == {a.name for a in m.alerts(site())} and all(used.values())
+    for name, metrics in used.items():
+        unknown = metrics - known
+        assert not unknown, f"{name}: {sorted(unknown)} come from no exporter of KNOWN_METRICS"
 
 
 def test_the_dead_names_of_a_copied_rule_set_are_not_known():
