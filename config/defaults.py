@@ -197,6 +197,34 @@ DEFAULTS = {
     # differing installed version is planned as an upgrade, shown in --dry and the blast radius
     # (the rolling upgrade itself is not yet applied by the deploy).
     "package_versions": {},
+    # --- monitoring (config/monitoring.py, docs/monitoring.md) ---
+    # Off by default: with it off the deploy does what it did before. What exists so far is
+    # the alert rules, the Prometheus and Alertmanager configs and the textfile collector's
+    # format, rendered and checked offline; the deploy does not install them yet.
+    "monitoring_enabled": False,
+    # Who may scrape the exporters and reach Prometheus and Alertmanager on the node addresses
+    # besides the controllers; None: the controllers only.
+    "monitoring_networks": None,
+    # Ports on each node's address (Debian's and the upstream defaults; HAProxy's built-in
+    # exporter answers on a listener of its own, 8405 in HAProxy's documentation). Debian 12
+    # has no memcached exporter: memcached's state is in the project's textfile (node-exporter).
+    "monitoring_prometheus_port": 9090,
+    "monitoring_alertmanager_port": 9093,
+    "monitoring_alertmanager_cluster_port": 9094,  # the Alertmanagers' gossip (one alert sent once)
+    "monitoring_node_exporter_port": 9100,
+    "monitoring_mysqld_exporter_port": 9104,
+    "monitoring_haproxy_exporter_port": 8405,
+    "monitoring_rabbitmq_exporter_port": 15692,  # the rabbitmq_prometheus plugin's
+    "monitoring_scrape_interval": 15,  # seconds
+    "monitoring_evaluation_interval": 15,  # seconds
+    # Thresholds of the alert rules.
+    "monitoring_certificate_days": 21,  # the VIP's certificate expires within this many days
+    "monitoring_maintenance_hours": 4,  # a controller in maintenance for longer than this
+    "monitoring_backup_schedules": 2,  # the newest backup is older than this many schedule periods
+    "monitoring_flow_control_percent": 10,  # Galera paused by flow control this share of the time
+    # Where Alertmanager sends the alerts: a list of webhook URLs (http or https), each
+    # receives every alert once. []: none (the alerts are seen in Alertmanager only).
+    "monitoring_webhooks": [],
     # --- the host firewall (config/firewall.py) ---
     # On by default: Galera's state transfer hands every OpenStack credential to any host that
     # reaches 4567 and knows the cluster name. The project's table only drops packets to its

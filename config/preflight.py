@@ -38,6 +38,17 @@ NODE_PORT_KEYS = {
     "memcached_port": "memcached",
 }
 
+# Monitoring's ports on each node's address (monitoring_enabled only), with their daemon.
+MONITORING_PORT_KEYS = {
+    "monitoring_prometheus_port": "Prometheus",
+    "monitoring_alertmanager_port": "Alertmanager",
+    "monitoring_alertmanager_cluster_port": "the Alertmanager cluster",
+    "monitoring_node_exporter_port": "node-exporter",
+    "monitoring_mysqld_exporter_port": "mysqld_exporter",
+    "monitoring_haproxy_exporter_port": "HAProxy's Prometheus exporter",
+    "monitoring_rabbitmq_exporter_port": "rabbitmq_prometheus",
+}
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -212,6 +223,7 @@ def check(
 
     _check_accounts(data, bad, err)
     _check_backup(data, group_data, bad, [name for name, _ in hosts], err, warn)
+    _check_monitoring(data, group_data, bad, warn)
     if "package_versions" not in bad:
         _check_package_versions(data["package_versions"], data["firewall"] if "firewall" not in bad else True, err)
 
@@ -514,6 +526,27 @@ def _check_services(data: dict, err, warn) -> list:
         return []
 
 
+MONITORING_KEYS = tuple(k for k in DEFAULTS if k.startswith("monitoring_") and k != "monitoring_enabled")
+
+
+def _check_monitoring(data: dict, site_keys, bad: set, warn) -> None:
+    """Monitoring: off, the keys a site set say they do nothing; on, that the deploy does not
+    install it yet (docs/monitoring.md). Its ports are checked with the others (_check_ports)."""
+    G = GROUP
+    if "monitoring_enabled" in bad:
+        return
+    if not data["monitoring_enabled"]:
+        for key in MONITORING_KEYS:
+            if key in site_keys and key not in bad:
+                warn(G, key, "has no effect while monitoring_enabled is False", f"set monitoring_enabled True, or remove {key}")
+        return
+    warn(G, "monitoring_enabled", "the deploy does not install monitoring yet: its files are only rendered and checked "
+         "offline (docs/monitoring.md)", "leave it on to check the site's monitoring data; nothing is installed")
+    if data["monitoring_evaluation_interval"] > data["monitoring_scrape_interval"] * 4 and "monitoring_evaluation_interval" not in bad:
+        warn(G, "monitoring_evaluation_interval", f"{data['monitoring_evaluation_interval']} s between evaluations of "
+             f"{data['monitoring_scrape_interval']} s scrapes: an alert is seen late", "evaluate at most every 4 scrapes")
+
+
 def _check_ports(data: dict, site_keys, services: list, err) -> None:
     """No two daemons on one port of a node's address; no VIP listener on a port a daemon
     holds on every address (sshd, epmd, Erlang distribution, Galera replication)."""
@@ -521,7 +554,8 @@ def _check_ports(data: dict, site_keys, services: list, err) -> None:
     owners = [(port, owner, None, wild) for port, owner, wild in FIXED_PORTS]
     owners.append((data["rabbitmq_port"] + DIST_PORT_OFFSET, "the Erlang distribution (rabbitmq_port + 20000)", None, True))
     # The site's own keys last: a clash names the key the site set, not the default it hit.
-    for key, owner in sorted(NODE_PORT_KEYS.items(), key=lambda item: item[0] in site_keys):
+    keys = {**NODE_PORT_KEYS, **(MONITORING_PORT_KEYS if data["monitoring_enabled"] else {})}
+    for key, owner in sorted(keys.items(), key=lambda item: item[0] in site_keys):
         if key == "mariadb_check_port" and data["mariadb_check_method"] != "httpchk":
             continue
         owners.append((data[key], owner, key, False))
