@@ -4,16 +4,18 @@ lab, no clock, no dependency; `python -m tests.soak check HISTORY.jsonl` runs it
 What it finds:
   list-append (MariaDB, after Jepsen's Elle): every ok read of a key must be a prefix of the
     longest one (its version order), else `incompatible-order`; `duplicate-elements` (an
-    element twice in one read); `lost-append` (an acknowledged append absent from the version
-    order although a read of its key began after the acknowledgement); `stale-read` (present,
-    but missing from a read that began after its acknowledgement); `G1a` (a read shows an
-    element of a failed transaction); `G1b` (a read ends on an element its transaction
-    appended before another one to the same key); and dependency cycles between committed
-    (ok, or info and observed) transactions: ww edges from consecutive elements of the version
-    order, wr from a read's last element to the reader, rw (anti-dependency) from a reader to
-    the writer of the element after what it read. Each strongly connected component of that
-    graph is reported once, as its most severe cycle: `G0` (ww only), `G1c` (ww and wr),
-    `G-single` (exactly one rw), `G2` (two rw or more), with one cycle as the example.
+    element twice in one read); `unexpected-element` (one no transaction appended);
+    `lost-append` (an acknowledged append absent from the version order although a read of
+    its key began after the acknowledgement); `stale-read` (present, but missing from a read
+    that began after its acknowledgement); `G1a` (a read shows an element of a failed
+    transaction); `G1b` (a read ends on an element its transaction appended before another
+    one to the same key; that read gets no rw edge, so it is not a cycle too); and dependency
+    cycles between committed (ok, or info and observed) transactions: ww edges from
+    consecutive elements of the version order, wr from a read's last element to the reader,
+    rw (anti-dependency) from a reader to the writer of the element after what it read. Each
+    strongly connected component of that graph is reported once, as its most severe cycle:
+    `G0` (ww only), `G1c` (ww and wr), `G-single` (exactly one rw), `G2` (two rw or more),
+    with one cycle as the example.
   bank: every ok read of all accounts sums to the total of the accounts in the meta record,
     and names every account (`bank-total`).
   queue: `lost-message` (a confirmed publish never delivered, when an ok drain, the consumer
@@ -32,8 +34,8 @@ never "lost", and an element of it that is read is not an anomaly (the transacti
 graph). An operation with no completion (the run stopped) is info.
 
 Limits (what it cannot see):
-  - No real-time edges: cycles are of ww/wr/rw only (serializability, not strict
-    serializability); stale reads are found only per key, through the prefix rule above.
+  - No real-time or process-order edges: cycles are of ww/wr/rw only (serializability, not
+    strict serializability); stale reads are found only per key, through the prefix rule.
   - The version order is the longest read: appends never read cannot be ordered, and a lost
     append is seen only if its key is read after it (the workload reads every key at the end).
   - A read inside a transaction is taken as one point; internal consistency of a transaction
@@ -59,7 +61,7 @@ from typing import Any, NamedTuple
 from tests.bench.timeline import percentile
 
 LOST = ("lost-append", "lost-message")
-KINDS = ("lost-append", "lost-message", "stale-read", "duplicate-elements", "incompatible-order",
+KINDS = ("lost-append", "lost-message", "stale-read", "duplicate-elements", "incompatible-order", "unexpected-element",
          "G1a", "G1b", "G0", "G1c", "G-single", "G2", "bank-total", "duplicate-message", "unexpected-message")
 CATEGORIES = ("writes", "messages", "api")
 
@@ -223,11 +225,13 @@ def list_append(ops: list[Operation]) -> list[Anomaly]:
             out.append(Anomaly("incompatible-order", f"key {k}: op {o.id} read {v}, not a prefix of {order[k]}", o.start, o.end))
         for e in v:
             w = writer.get((k, e))
-            if w is not None and w.outcome == "fail":
+            if w is None:
+                out.append(Anomaly("unexpected-element", f"op {o.id} read {e} in key {k}: no transaction appended it", o.start, o.end))
+            elif w.outcome == "fail":
                 out.append(Anomaly("G1a", f"op {o.id} read {e} of key {k}, appended by op {w.id} which failed", *_span(o, w)))
         if v:
             w = writer.get((k, v[-1]))
-            if w is not None and w is not o and appends[(w.id, k)][-1] != v[-1]:
+            if w is not None and w is not o and w.outcome != "fail" and appends[(w.id, k)][-1] != v[-1]:
                 out.append(Anomaly("G1b", f"op {o.id} read key {k} ending at {v[-1]}, an intermediate append of op {w.id} "
                                           f"(its last: {appends[(w.id, k)][-1]})", *_span(o, w)))
     out += _lost_and_stale(txns, reads, order)

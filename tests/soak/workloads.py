@@ -10,7 +10,7 @@ run against the lab yet.
                  in one statement (one snapshot); the total is constant
     amqp         a publisher with publisher confirms and a consumer with manual acks on the
                  quorum queue QUEUE, connecting to the controllers as oslo.messaging does (its
-                 transport_url lists every node); needs pika (PyPI; Debian ships python3-pika),
+                 transport_url lists every node); needs pika (PyPI 1.4; Debian 12: python3-pika 1.2.0),
                  imported only when these clients run, so the checker needs no dependency
     keystone     a placeholder (the keystone backend is later work): the contract is f "api",
                  value {"call": ...}, ok when keystone answered as expected

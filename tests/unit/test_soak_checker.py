@@ -14,7 +14,7 @@ import pytest
 
 from soakkit import simulate
 from tests.soak import history, workloads
-from tests.soak.checker import check, operations
+from tests.soak.checker import KINDS, check, operations
 
 ROOT = Path(__file__).resolve().parents[2]
 SEEDS = range(6)
@@ -98,6 +98,10 @@ def inject_duplicate_element(records):
     v.append(v[-1])
 
 
+def inject_unexpected_element(records):
+    final_read(records, 2).append(10 ** 9)
+
+
 def inject_g1a(records):
     o, k, e = single_appends(records, "fail")[0]
     final_read(records, k).append(e)
@@ -167,9 +171,10 @@ def inject_delivered_failed_publish(records):
     add_op(records, "consumer", "consume", None, "ok", {"msg": failed.invoked, "redelivered": False}, failed.end, failed.end)
 
 
-@pytest.mark.parametrize("inject, kind", [
+INJECTIONS = [
     (inject_lost_append, "lost-append"),
     (inject_duplicate_element, "duplicate-elements"),
+    (inject_unexpected_element, "unexpected-element"),
     (inject_g1a, "G1a"),
     (inject_g1b, "G1b"),
     (INJECT_G0, "G0"),
@@ -181,7 +186,14 @@ def inject_delivered_failed_publish(records):
     (inject_duplicate_delivery, "duplicate-message"),
     (inject_unexpected_message, "unexpected-message"),
     (inject_delivered_failed_publish, "unexpected-message"),
-], ids=lambda v: v if isinstance(v, str) else "")
+]
+
+
+def test_every_kind_of_anomaly_has_its_injection():
+    assert {kind for _, kind in INJECTIONS} | {"stale-read", "incompatible-order"} == set(KINDS)
+
+
+@pytest.mark.parametrize("inject, kind", INJECTIONS, ids=lambda v: v if isinstance(v, str) else "")
 def test_an_injected_anomaly_is_reported_as_its_kind(recorded, inject, kind):
     records = copy.deepcopy(recorded)
     inject(records)
