@@ -95,6 +95,13 @@ def bank_result(line: str) -> dict[str, int]:
         raise ValueError(f"unexpected answer to a bank read: {line[:200]!r}") from None
 
 
+def expect_ok(line: str, value):
+    """`value` when the answer is "ok" (the COMMIT went through)."""
+    if line != "ok":
+        raise ValueError(f"unexpected answer to a transfer: {line[:200]!r}")
+    return value
+
+
 def sql_outcome(error: str) -> str:
     """fail when the server refused (the transaction was rolled back), else info."""
     m = re.search(r"ERROR (\d{4})", error)
@@ -201,8 +208,8 @@ class Bank(SqlWorkload):
         else:
             a, b = self.rng.sample(self.accounts, 2)
             amount = self.rng.randint(1, 5)
-            self.statement("transfer", {"from": a, "to": b, "amount": amount}, transfer_sql(a, b, amount),
-                           lambda line: {"from": a, "to": b, "amount": amount} if line == "ok" else bank_result(line))
+            transfer = {"from": a, "to": b, "amount": amount}
+            self.statement("transfer", transfer, transfer_sql(a, b, amount), lambda line: expect_ok(line, transfer))
 
 
 def final_reads(rec: Recorder, keys: Keys, chunk: int = 50) -> None:
@@ -214,9 +221,15 @@ def final_reads(rec: Recorder, keys: Keys, chunk: int = 50) -> None:
         client.statement("txn", micro, txn_sql(micro), lambda line, micro=micro: txn_result(micro, line))
 
 
+def _pika():
+    """pika, imported when an AMQP client runs (with its exceptions module)."""
+    importlib.import_module("pika.exceptions")
+    return importlib.import_module("pika")
+
+
 def amqp_parameters():
     """pika ConnectionParameters for each controller (as oslo.messaging's transport_url)."""
-    pika = importlib.import_module("pika")
+    pika = _pika()
     from lab import sitemodel
     site = sitemodel.site()
     credentials = pika.PlainCredentials(site.data["rabbitmq_user"], sitemodel.secret("rabbitmq_password"))
@@ -231,7 +244,7 @@ class AmqpWorkload(Workload):
     channel = None
 
     def connect(self):
-        pika = importlib.import_module("pika")
+        pika = _pika()
         params = amqp_parameters()
         self.rng.shuffle(params)
         self.channel = pika.BlockingConnection(params).channel()
@@ -255,7 +268,7 @@ class Publisher(AmqpWorkload):
     messages = itertools.count(1)
 
     def step(self):
-        pika = importlib.import_module("pika")
+        pika = _pika()
         try:
             if self.channel is None:
                 self.connect()
@@ -280,7 +293,7 @@ class Consumer(AmqpWorkload):
     quiet = 10.0
 
     def step(self):
-        pika = importlib.import_module("pika")
+        pika = _pika()
         try:
             if self.channel is None:
                 self.connect()
@@ -302,7 +315,7 @@ class Consumer(AmqpWorkload):
 
     def drain(self, timeout: float = 300) -> bool:
         """Called after the thread ended: consume until empty and quiet; records the drain."""
-        pika = importlib.import_module("pika")
+        pika = _pika()
         op = self.rec.invoke(self.process, "drain")
         deadline, quiet_since = time.monotonic() + timeout, time.monotonic()
         while time.monotonic() < deadline:

@@ -325,6 +325,9 @@ def test_a_list_append_transaction_round_trips_through_its_sql():
 
 def test_bank_reads_parse_and_errors_classify():
     assert workloads.bank_result("0:100,1:97") == {"0": 100, "1": 97}
+    assert workloads.expect_ok("ok", {"amount": 1}) == {"amount": 1}
+    with pytest.raises(ValueError, match="transfer"):
+        workloads.expect_ok("0:100", {})
     with pytest.raises(ValueError, match="bank read"):
         workloads.bank_result("NULL")
     assert workloads.sql_outcome("ERROR 1213 (40001) at line 1: Deadlock found when trying to get lock") == "fail"
@@ -340,3 +343,105 @@ def test_keys_rotate_and_elements_are_unique():
     assert len({e for _, e in appended}) == len(appended)
     per_key = Counter(k for k, _ in appended)
     assert max(per_key.values()) <= 3 and len(keys.used) > 2 and len(keys.active) == 2
+
+
+class FakeSession:
+    """Stands in for lab.clients.Session: answers from a script (a string, or an exception)."""
+
+    script: list = []
+
+    def __init__(self):
+        self.closed = False
+
+    def query(self, sql, timeout=15):
+        answer = FakeSession.script.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def close(self):
+        self.closed = True
+
+
+def test_sql_clients_record_ok_fail_and_info(monkeypatch):
+    """ok with the reads filled in; a server error (rolled back): fail; a lost connection: info,
+    and the next operation opens a new session."""
+    from lab import clients
+    from lab.waits import SessionClosed
+    monkeypatch.setattr(clients, "Session", FakeSession)
+    rec = history.Recorder(None)
+    client = workloads.ListAppend(rec, "append-0", 1, workloads.Keys())
+    FakeSession.script = ["ok|",  # COMMIT went through: CONCAT_WS('|', 'ok', '') when nothing is read
+                          "ok|1",
+                          SessionClosed("ERROR 1213 (40001) at line 1: Deadlock found when trying to get lock"),
+                          SessionClosed("ERROR 2013 (HY000) at line 1: Lost connection to server during query")]
+    for micro in ([["append", 0, 1]], [["r", 0, None]], [["append", 0, 2]], [["append", 0, 3]]):
+        client.statement("txn", micro, workloads.txn_sql(micro), lambda line, micro=micro: workloads.txn_result(micro, line))
+    assert [r["type"] for r in rec.records[1:]] == ["invoke", "ok", "invoke", "ok", "invoke", "fail", "invoke", "info"]
+    assert rec.records[4]["value"] == [["r", 0, [1]]]
+    assert client.session is None  # dropped after the failure: the next step reconnects
+    assert check(rec.records).anomalies == []
+
+
+def fake_pika(broker: list, nack: set):
+    """A stand-in `pika` module over `broker` (the queue: [body, ...]); publishing a message
+    id in `nack` raises NackError (the broker took it or not: here, not)."""
+    import types
+    exceptions = types.ModuleType("pika.exceptions")
+    exceptions.AMQPError = type("AMQPError", (Exception,), {})
+    exceptions.NackError = type("NackError", (exceptions.AMQPError,), {})
+    pika = types.ModuleType("pika")
+    pika.exceptions, pika.BasicProperties = exceptions, lambda **kw: kw
+
+    class Channel:
+        connection = types.SimpleNamespace(close=lambda: None)
+
+        def confirm_delivery(self):
+            pass
+
+        def basic_qos(self, prefetch_count):
+            pass
+
+        def queue_declare(self, queue, passive=False, durable=False, arguments=None):
+            return types.SimpleNamespace(method=types.SimpleNamespace(message_count=len(broker)))
+
+        def basic_publish(self, exchange, routing_key, body, properties=None, mandatory=False):
+            if int(body) in nack:
+                raise exceptions.NackError("nack")
+            broker.append(body)
+
+        def consume(self, queue, auto_ack=False, inactivity_timeout=None):
+            while broker:
+                yield types.SimpleNamespace(delivery_tag=1, redelivered=False), None, broker.pop(0)
+            yield None, None, None
+
+        def basic_ack(self, tag):
+            pass
+
+    pika.BlockingConnection = lambda params: types.SimpleNamespace(channel=Channel)
+    return pika
+
+
+def test_amqp_clients_record_confirms_deliveries_and_the_drain(monkeypatch):
+    broker = []
+    pika = fake_pika(broker, nack={2})
+    monkeypatch.setitem(sys.modules, "pika", pika)
+    monkeypatch.setitem(sys.modules, "pika.exceptions", pika.exceptions)
+    monkeypatch.setattr(workloads, "amqp_parameters", lambda: ["node01", "node02"])
+    monkeypatch.setattr(workloads.Publisher, "messages", iter(range(1, 10)))
+    monkeypatch.setattr(workloads.Consumer, "quiet", 0.0)
+    monkeypatch.setattr(workloads.time, "sleep", lambda s: None)
+    rec = history.Recorder(None)
+    publisher = workloads.Publisher(rec, "publisher", 1)
+    for _ in range(3):
+        publisher.step()
+    assert [(r["type"], r["value"]) for r in rec.records if r.get("f") == "publish" and r["type"] != "invoke"] == \
+        [("ok", 1), ("info", 2), ("ok", 3)]
+    assert workloads.Consumer(rec, "consumer", 1).drain(timeout=5)
+    delivered = [r["value"] for r in rec.records if r.get("f") == "consume" and r["type"] == "ok"]
+    assert delivered == [{"msg": 1, "redelivered": False}, {"msg": 3, "redelivered": False}]
+    report = check(rec.records)
+    assert report.anomalies == [] and report.acknowledged["messages"] == 2
+    # the same run with message 3 gone from the queue: lost
+    lost = [r for r in rec.records if not (r.get("f") == "consume" and r["type"] == "ok" and r["value"]["msg"] == 3)]
+    assert check(lost).kinds() == Counter({"lost-message": 1})
