@@ -23,12 +23,13 @@ class Clock:
         return self.t
 
 
-def simulate(seed: int, steps: int = 1500) -> list[dict]:
+def simulate(seed: int, steps: int = 1500, snapshot: bool = False) -> list[dict]:
     """One run: 4 list-append clients, 2 bank clients, a publisher, a consumer, faults now and
     then. Each operation takes effect at its completion, atomically (serializable and
     linearizable); some fail (no effect), some are info (effect or not, by the dice); the
     consumer sometimes loses an ack (the broker redelivers, marked). Ends with a read of
-    every key, a bank read and a drain."""
+    every key, a bank read and a drain. `snapshot`: a transaction's reads see the lists as
+    they were at its invocation (snapshot isolation without write conflicts: write skew)."""
     rng, clock = random.Random(seed), Clock()
     rec = Recorder(None, {"seed": seed, "accounts": ACCOUNTS}, clock=clock, wall=clock)
     lists: dict[int, list] = defaultdict(list)
@@ -38,6 +39,7 @@ def simulate(seed: int, steps: int = 1500) -> list[dict]:
     counter = iter(range(1, 10 ** 9))
     procs = [f"append-{i}" for i in range(4)] + ["bank-0", "bank-1", "publisher", "consumer"]
     pending: dict[str, object] = {}
+    snapshots: dict[int, dict] = {}
     fault = None
 
     def invoke(p):
@@ -46,7 +48,9 @@ def simulate(seed: int, steps: int = 1500) -> list[dict]:
             for _ in range(rng.randint(1, 4)):
                 k = appended[0] // PER_KEY + rng.randrange(KEYS)
                 micro.append(["r", k, None] if rng.random() < 0.5 else ["append", k, next(counter)])
-            return rec.invoke(p, "txn", micro)
+            op = rec.invoke(p, "txn", micro)
+            snapshots[op.id] = {k: list(lists[k]) for f, k, _ in micro if f == "r"}
+            return op
         if p.startswith("bank"):
             if rng.random() < 0.5:
                 return rec.invoke(p, "read")
@@ -61,7 +65,7 @@ def simulate(seed: int, steps: int = 1500) -> list[dict]:
             done = []
             for f, k, v in op.value:
                 if f == "r":
-                    done.append([f, k, list(lists[k])])
+                    done.append([f, k, list((snapshots[op.id] if snapshot else lists)[k])])
                 else:
                     lists[k].append(v)
                     appended[0] += 1

@@ -72,6 +72,14 @@ def test_a_serializable_history_checks_clean(seed):
     assert report.summary().endswith(", 0 lost, 0 anomalies")
 
 
+def test_snapshot_isolation_is_caught_as_anti_dependency_cycles():
+    """A database whose reads see the snapshot at the transaction's start: write skew and read
+    skew (cycles with rw edges), never a cycle without one, never a lost append."""
+    kinds = check(simulate(1, snapshot=True)).kinds()
+    assert kinds["G2"] + kinds["G-single"] > 0
+    assert set(kinds) <= {"G2", "G-single"}, kinds
+
+
 # --- each anomaly injected, reported as exactly that kind -----------------------------------
 
 
