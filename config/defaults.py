@@ -78,6 +78,18 @@ DEFAULTS = {
     # without a certificate says so: "haproxy_tls": False (the configs of before, clear text).
     "haproxy_tls": True,
     "haproxy_tls_pem_path": "/etc/haproxy/openstack-ha.pem",
+    # The VIP's TLS policy (HAProxy's global ssl-default-bind-*: every `ssl` bind): Mozilla's
+    # "intermediate" without its DHE suites: TLS 1.2 and 1.3, ECDHE key exchange (forward
+    # secrecy) with AEAD ciphers only, no session tickets (a ticket key kept until HAProxy
+    # restarts decrypts every recorded session it protected). Debian's own haproxy.cfg, which
+    # ours replaces, had such a policy; without it TLS 1.2 CBC-SHA1 and static-RSA suites answer.
+    "haproxy_tls_ciphers": ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                            "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"),
+    "haproxy_tls_ciphersuites": "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
+    "haproxy_tls_options": "ssl-min-ver TLSv1.2 no-tls-tickets",
+    # HSTS on the HTTPS listeners (Strict-Transport-Security on answers over TLS): browsers use
+    # https only for this many seconds (Mozilla: two years). 0: no header.
+    "haproxy_hsts_max_age": 63072000,
     # The health report warns this many days before the installed certificate expires (FAIL
     # once expired or unreadable); preflight warns the same about the certificate it is given.
     # 0: no warning, only the failure.
@@ -159,11 +171,17 @@ DEFAULTS = {
     # On by default: Galera's state transfer hands every OpenStack credential to any host that
     # reaches 4567 and knows the cluster name. The project's table only drops packets to its
     # own ports from the wrong sources (cluster ports: the controllers; the VIP's listeners,
-    # AMQP and the stats page: the client networks); SSH and every other port are untouched.
+    # AMQP: the client networks; the operators' listeners: admin_networks); SSH and every other
+    # port are untouched.
     "firewall": True,
-    # Who may use the VIP's listeners, AMQP and the stats page (the controllers always may);
+    # Who may use the VIP's listeners and AMQP (the controllers always may);
     # None: the internal network.
     "firewall_client_networks": None,
+    # Who may reach the operators' listeners: the HAProxy stats page (node:haproxy_stats_port)
+    # and the catalogue's `admin` listeners (the RabbitMQ management API on the VIP), by HAProxy
+    # (`tcp-request connection reject`) and the firewall; the controllers always may.
+    # None: the controllers only (an operator works from one, or lists their networks here).
+    "admin_networks": None,
     # --- secrets ---
     # An untracked JSON file with the secrets (relative to the repository root), or None
     # to take every secret from HA_SECRET_<NAME> environment variables.

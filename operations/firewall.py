@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pyinfra.api import deploy
 
-from config.files import FIREWALL_NFT, FIREWALL_UNIT
-from config.firewall import TABLE, expected_rules, rules
+from config.files import FIREWALL_NFT, FIREWALL_UNIT, expected_rules
+from config.firewall import TABLE, rules
 from facts.firewall import FirewallState
 from operations.before import facts_of_all_controllers, planned_fact, unit_state
 from operations.common import announce, controllers_in_run, decided_once, files_of, shell, site

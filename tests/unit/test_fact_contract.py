@@ -39,8 +39,8 @@ def test_no_output_is_an_error_not_a_state(cls):
 def test_mysql_accounts_read_and_failed():
     from facts.galera import MysqlAccounts
 
-    ok = MysqlAccounts().process(["user=admin@localhost=*94BD", "ok=yes"])
-    assert ok == {"users": {"admin@localhost": "*94BD"}, "test_db": False, "error": None}
+    ok = MysqlAccounts().process(["user=admin@localhost=yes", "user=sst@localhost=no", "ok=yes"])
+    assert ok == {"users": {"admin@localhost": True, "sst@localhost": False}, "test_db": False, "error": None}
     failed = MysqlAccounts().process(["ERROR 2002 (HY000): Can't connect to local server", "ok=no"])
     assert failed["error"] == "mysql: ERROR 2002 (HY000): Can't connect to local server"
 

@@ -14,7 +14,7 @@ import re
 import pytest
 
 from config.defaults import DEFAULTS
-from config.files import DBCHECK, FILES, GALERA_CNF, HAPROXY_CFG, HAPROXY_UNIT_DROPIN, KEEPALIVED_CONF, managed_files, wanted
+from config.files import DBCHECK, FILES, GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_UNIT_DROPIN, KEEPALIVED_CONF, managed_files, wanted
 from config.preflight import check
 from config.schema import SITE
 from config.site import build_site
@@ -158,7 +158,7 @@ ONLY_WITH = {
         ("haproxy_tls_pem_path", crt("keystone_internal"), installed_path("haproxy/tls.pem.j2")),
     ],
     ("galera_sst_method", "mariabackup"): [
-        (None, line_value(GALERA_CNF, r'wsrep_sst_auth = "?([^:]+):.*'), sql_account(r"GRANT RELOAD, .* TO '([^']+)'@'localhost'")),
+        (None, line_value(GALERA_SST_CNF, r'wsrep_sst_auth = "?([^:]+):.*'), sql_account(r"GRANT RELOAD, .* TO '([^']+)'@'localhost'")),
     ],
     ("mariadb_check_method", "httpchk"): [
         ("mariadb_check_port", check_ports("mariadb"), line_value(CHECK_UNIT, r"ExecStart=\S+ \S+ \S+ (\d+)")),
@@ -233,6 +233,11 @@ OVERRIDES = {
     "maintenance_drain_seconds": {"maintenance_drain_seconds": 30},
     "firewall": {"firewall": False},
     "firewall_client_networks": {"firewall_client_networks": ["192.0.2.0/24"]},
+    "admin_networks": {"admin_networks": ["192.0.2.0/24"]},
+    "haproxy_tls_ciphers": {"haproxy_tls_ciphers": "ECDHE-RSA-AES128-GCM-SHA256"},
+    "haproxy_tls_ciphersuites": {"haproxy_tls_ciphersuites": "TLS_AES_256_GCM_SHA384"},
+    "haproxy_tls_options": {"haproxy_tls_options": "ssl-min-ver TLSv1.3 no-tls-tickets"},
+    "haproxy_hsts_max_age": {"haproxy_hsts_max_age": 0},
     "external_vip": {"external_vip": "10.77.0.102"},
     "external_vip_interface": {"external_vip_interface": "eth2"},
     "external_network": {"external_network": "10.77.0.96/28"},
