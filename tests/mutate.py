@@ -62,6 +62,13 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "under len(with_state) == 1: [0] and [-1] are the same node",
     ("health/checks.py", 'row = Check(name, OK, f"{holders[0]} holds {vip}")', "0 -> -1"):
         "under len(holders) == 1: [0] and [-1] are the same holder",
+    **{("config/schema.py", 'TIME_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, '
+        '"d": 86_400_000}', change): "no whole count of that unit lies between 2^31-1 ms divided by the factor and "
+       "by the factor +-1 (e.g. 35791 m is under the limit with 59999 and 60000, 35792 m above with both): the limit "
+       "check refuses the same counts" for change in ("60000 -> 59999", "3600000 -> 3599999", "3600000 -> 3600001",
+                                                     "86400000 -> 86399999", "86400000 -> 86400001")},
+    ("config/schema.py", "if type(v) is int and v > TIME_LIMIT_MS:", "> -> >="):
+        "an integer at the limit already passed plain.why() above: this line only sees v outside 1..limit",
     ("config/schema.py", "if net.num_addresses < 4:", "4 -> 3"):
         "a network's size is a power of two: none has 3 addresses, so < 3 and < 4 refuse the same (/31, /32)",
 }

@@ -427,6 +427,13 @@ EDGES = [
     (SITE, "memcached_memory_mb", [1, 1_048_576], [0, 1_048_577]),
     (SITE, "memcached_max_connections", [1, 1_000_000], [0, 1_000_001]),
     (SITE, "mariadb_connect_timeout", [1, 2_147_483_647, "1us", "1d"], [0, 2_147_483_648, "0", "0s", "1w"]),
+    # HAProxy's limit, 2^31-1 ms, in each unit: the last count under it passes, the next is refused
+    (SITE, "haproxy_check_inter", ["2147483647ms", "2147483s", "35791m", "596h", "24d", "2147483647000us"],
+     [("2147483648ms", "above HAProxy's limit"), ("2147484s", "above"), ("35792m", "above"), ("597h", "above"),
+      ("25d", "above"), ("2147483648000us", "above"), (2_147_483_648, "above HAProxy's limit")]),
+    (SITE, "haproxy_hsts_max_age", [0, 315_360_000], [-1, 315_360_001]),  # 0: no header .. 10 years
+    (SITE, "haproxy_tls_ciphers", ["A" * 2000], ["", "A" * 2001]),
+    (SITE, "haproxy_tls_ciphersuites", ["A" * 2000], ["", "A" * 2001]),
     (SITE, "sysctl", [{"net.ipv4.x": -9_223_372_036_854_775_808}, {"net.ipv4.x": 9_223_372_036_854_775_807}],
      [{"net.ipv4.x": -9_223_372_036_854_775_809}, {"net.ipv4.x": 9_223_372_036_854_775_808}]),
     (SITE, "vip_interface", ["e", "a" * 15], ["a" * 16, "..", "."]),
