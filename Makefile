@@ -9,7 +9,10 @@ NODES ?= 3
 # configs; the rest builds and runs the lab (nftables: the split-brain drill's packet filter,
 # run inside one node's network namespace; openssl: the lab's CA and the VIP's certificate).
 HOST_PACKAGES = haproxy keepalived socat iproute2 debootstrap systemd-container apt-cacher-ng \
-	mariadb-client curl nftables openssl
+	mariadb-client curl nftables openssl prometheus prometheus-alertmanager
+# Installed for promtool and amtool (the unit tier checks the alert rules and the monitoring
+# configs with them); their daemons must not run on the host: stopped and disabled.
+HOST_SERVICES_OFF = prometheus prometheus-alertmanager prometheus-node-exporter
 
 .PHONY: setup host-packages venv demo deploy verify render preflight test test-unit test-lab \
 	maintenance-out maintenance-back lab-up lab-down bench-deploy bench-failover bench-durability mutate clean
@@ -23,6 +26,10 @@ host-packages: .stamp-host-packages
 		echo "installing host packages: $$missing"; \
 		timeout 600 apt-get update -q && DEBIAN_FRONTEND=noninteractive timeout 1200 apt-get install -y -q $$missing; \
 	fi
+	@for s in $(HOST_SERVICES_OFF); do \
+		if [ -d /run/systemd/system ]; then systemctl disable --now $$s >/dev/null 2>&1 || true; \
+		elif [ -x /etc/init.d/$$s ]; then /etc/init.d/$$s stop >/dev/null 2>&1 || true; fi; \
+	done
 	@touch $@
 
 venv: $(VENV)/.installed

@@ -167,6 +167,64 @@ DEFAULTS = {
     # sessions finish, new ones go to the others) before they go to maint and what is left is
     # shut. The database server never drains: maint and its sessions shut at once (one writer).
     "maintenance_drain_seconds": 10,
+    # --- backups (config/backup.py, operations/backup_plan.py; README "Backups (in progress)") ---
+    # Off by default: with it off the deploy does what it did before. What exists so far is
+    # the plan, the manifest and the script's template; the timer is not installed yet.
+    "backup_enabled": False,
+    # systemd OnCalendar expressions (the timers): a full backup daily, incrementals hourly,
+    # off the hour of the full. None: no incrementals.
+    "backup_full_calendar": "*-*-* 01:00:00",
+    "backup_incremental_calendar": "*-*-* *:30:00",
+    "backup_retention_days": 14,  # days of full backups kept (the newest verified full always)
+    # The controller that takes the backups; None: the last controller (as for the SST donor).
+    # Never the database writer (Site.writer): preflight refuses it.
+    "backup_node": None,
+    "backup_dir": "/var/backups/openstack-ha/mariadb",
+    # A copy off the backup node (one kept on the node it protects dies with it): a controller's
+    # name, or [user@]host reached over SSH; None: the controller before backup_node.
+    "backup_copy_to": None,
+    "backup_copy_dir": None,  # the copy's directory there; None: backup_dir
+    # "gzip" (on every Debian 12) or "zstd" (Debian 12's zstd package, faster).
+    "backup_compress": "gzip",
+    # A backup starts only when the free space of backup_dir holds the last full's size (the
+    # datadir's before the first) plus this margin.
+    "backup_space_margin_percent": 50,
+    # --- package versions (README "Upgrades"; operations/upgrade_plan.py) ---
+    # {Debian package: exact Debian version} for the packages the deploy installs
+    # (config/packages.py), e.g. {"mariadb-server": "1:10.11.19-0+deb12u1"}. A package not
+    # listed gets apt's candidate when it is installed, and is never upgraded (as before). A
+    # pinned one is installed at that version, held there (an apt preferences file), and a
+    # differing installed version is planned as an upgrade, shown in --dry and the blast radius
+    # (the rolling upgrade itself is not yet applied by the deploy).
+    "package_versions": {},
+    # --- monitoring (config/monitoring.py, docs/monitoring.md) ---
+    # Off by default: with it off the deploy does what it did before. What exists so far is
+    # the alert rules, the Prometheus and Alertmanager configs and the textfile collector's
+    # format, rendered and checked offline; the deploy does not install them yet.
+    "monitoring_enabled": False,
+    # Who may scrape the exporters and reach Prometheus and Alertmanager on the node addresses
+    # besides the controllers; None: the controllers only.
+    "monitoring_networks": None,
+    # Ports on each node's address (Debian's and the upstream defaults; HAProxy's built-in
+    # exporter answers on a listener of its own, 8405 in HAProxy's documentation). Debian 12
+    # has no memcached exporter: memcached's state is in the project's textfile (node-exporter).
+    "monitoring_prometheus_port": 9090,
+    "monitoring_alertmanager_port": 9093,
+    "monitoring_alertmanager_cluster_port": 9094,  # the Alertmanagers' gossip (one alert sent once)
+    "monitoring_node_exporter_port": 9100,
+    "monitoring_mysqld_exporter_port": 9104,
+    "monitoring_haproxy_exporter_port": 8405,
+    "monitoring_rabbitmq_exporter_port": 15692,  # the rabbitmq_prometheus plugin's
+    "monitoring_scrape_interval": 15,  # seconds
+    "monitoring_evaluation_interval": 15,  # seconds
+    # Thresholds of the alert rules.
+    "monitoring_certificate_days": 21,  # the VIP's certificate expires within this many days
+    "monitoring_maintenance_hours": 4,  # a controller in maintenance for longer than this
+    "monitoring_backup_schedules": 2,  # the newest backup is older than this many schedule periods
+    "monitoring_flow_control_percent": 10,  # Galera paused by flow control this share of the time
+    # Where Alertmanager sends the alerts: a list of webhook URLs (http or https), each
+    # receives every alert once. []: none (the alerts are seen in Alertmanager only).
+    "monitoring_webhooks": [],
     # --- the host firewall (config/firewall.py) ---
     # On by default: Galera's state transfer hands every OpenStack credential to any host that
     # reaches 4567 and knows the cluster name. The project's table only drops packets to its

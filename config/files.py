@@ -17,8 +17,8 @@ from config import firewall
 from config.site import Site
 from config.defaults import EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
 from config.paths import (  # the paths this table installs (importers of config.files may read them here too)
-    DBCHECK, EPMD_SOCKET_DROPIN, ERLANG_COOKIE, FIREWALL_NFT, FIREWALL_UNIT, GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG,
-    HAPROXY_DOWN_FILE, HAPROXY_MAINT_FILE, HAPROXY_STATS_USERLIST, HAPROXY_STATS_USERS, HAPROXY_UNIT_DROPIN,
+    APT_PINS, DBCHECK, EPMD_SOCKET_DROPIN, ERLANG_COOKIE, FIREWALL_NFT, FIREWALL_UNIT, GALERA_CNF, GALERA_SST_CNF,
+    HAPROXY_CFG, HAPROXY_DOWN_FILE, HAPROXY_MAINT_FILE, HAPROXY_STATS_USERLIST, HAPROXY_STATS_USERS, HAPROXY_UNIT_DROPIN,
     KEEPALIVED_AUTH, KEEPALIVED_CONF, MAINTENANCE_FILE, SST_ACCOUNT, SYSCTL_CONF,
 )
 from config.syntax import erlang_ip, haproxy_word, option_value
@@ -63,6 +63,8 @@ FORMER_SECRET_LINES = re.compile(r"^(\s*(?:stats auth|auth_pass|wsrep_sst_auth)\
 # is the site key that holds it (one source per datum).
 FILES = (
     ("host", "sysctl/openstack-ha.conf.j2", SYSCTL_CONF, "0644", "root", "root", False),
+    # The site's package_versions held (only when it pins one), before any package is installed.
+    ("apt", "apt/openstack-ha.pref.j2", APT_PINS, "0644", "root", "root", False),
     # The host firewall (firewall True only), before any daemon whose port it guards changes.
     ("firewall", "firewall/openstack-ha.nft.j2", FIREWALL_NFT, "0644", "root", "root", False),
     ("firewall", "firewall/openstack-ha-firewall.service.j2", f"/etc/systemd/system/{FIREWALL_UNIT}.service", "0644", "root", "root", False),
@@ -96,11 +98,14 @@ FILES = (
 
 def wanted(component: str, site: Site, template: str = "") -> bool:
     """Whether a site gets a file (of a component): the HTTP check only with httpchk, the
-    certificate only with haproxy_tls, the firewall only with firewall."""
+    certificate only with haproxy_tls, the firewall only with firewall, the apt pins only
+    with package_versions."""
     if template == "haproxy/tls.pem.j2":
         return site.data["haproxy_tls"]
     if component == "firewall":
         return site.data["firewall"]
+    if component == "apt":
+        return bool(site.data["package_versions"])
     return component != "dbcheck" or site.data["mariadb_check_method"] == "httpchk"
 
 

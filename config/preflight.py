@@ -19,9 +19,10 @@ from pathlib import Path
 
 from pyinfra.connectors.ssh import SSHConnector
 
-from config import tls
+from config import backup, tls
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, DIST_PORT_OFFSET, FIXED_PORTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
+from config.packages import INSTALLED, SAME_SOURCE, installed
 from config.paths import DBCHECK, SST_ACCOUNT
 from config.schema import CONTROL, HOST, HOST_NAME, SECRET, SERVICE, SITE, problems, show, text
 from config.secrets import NEEDED_WHEN, SECRETS, SecretsError, env_name, load_secrets, needed, secrets_path
@@ -35,6 +36,17 @@ NODE_PORT_KEYS = {
     "rabbitmq_port": "RabbitMQ AMQP",
     "rabbitmq_management_port": "RabbitMQ management",
     "memcached_port": "memcached",
+}
+
+# Monitoring's ports on each node's address (monitoring_enabled only), with their daemon.
+MONITORING_PORT_KEYS = {
+    "monitoring_prometheus_port": "Prometheus",
+    "monitoring_alertmanager_port": "Alertmanager",
+    "monitoring_alertmanager_cluster_port": "the Alertmanager cluster",
+    "monitoring_node_exporter_port": "node-exporter",
+    "monitoring_mysqld_exporter_port": "mysqld_exporter",
+    "monitoring_haproxy_exporter_port": "HAProxy's Prometheus exporter",
+    "monitoring_rabbitmq_exporter_port": "rabbitmq_prometheus",
 }
 
 
@@ -210,6 +222,10 @@ def check(
         warn(G, "controllers", f"{n} Galera/RabbitMQ members: an even split leaves no majority", "use an odd number of controllers")
 
     _check_accounts(data, bad, err)
+    _check_backup(data, group_data, bad, [name for name, _ in hosts], err, warn)
+    _check_monitoring(data, group_data, bad, warn)
+    if "package_versions" not in bad:
+        _check_package_versions(data["package_versions"], data["firewall"] if "firewall" not in bad else True, err)
 
     # Listeners: each entry's fields by the schema, then the catalogue merged.
     services = _check_services(data, err, warn) if "services" not in bad else []
@@ -377,6 +393,60 @@ def _check_accounts(data: dict, bad: set, err) -> None:
         err(G, "rabbitmq_admin_user", f"{admin!r} is {what}", "give the management administrator its own name, e.g. \"admin\"")
 
 
+BACKUP_KEYS = tuple(k for k in DEFAULTS if k.startswith("backup_") and k != "backup_enabled")
+
+
+def _check_backup(data: dict, site_keys, bad: set, names: list[str], err, warn) -> None:
+    """Backups: taken on a controller that is not the database writer, copied somewhere else,
+    kept outside the datadir; the two schedules distinct. Off: the keys a site set say so."""
+    G = GROUP
+    if not data["backup_enabled"] or "backup_enabled" in bad:
+        for key in BACKUP_KEYS:
+            if key in site_keys and key not in bad and "backup_enabled" not in bad:
+                warn(G, key, "has no effect while backup_enabled is False", f"set backup_enabled True, or remove {key}")
+        return
+    if not names or bad & set(BACKUP_KEYS):
+        return  # no controllers (said above), or a backup key the schema refused (said above)
+    me, writer = backup.node(names, data), backup.writer(names)
+    said = f"backup_node ({'None: the last controller, ' if data['backup_node'] is None else ''}{me})"
+    others = [n for n in names if n != writer]
+    if me not in names:
+        err(G, "backup_node", f"{me} is not a controller of this site", f"set backup_node to one of {', '.join(others) or 'the controllers but the first'}, or None (the last)")
+    elif me == writer:
+        err(G, "backup_node", f"{said} is {writer}, the database writer: desyncing it for a backup stalls every write",
+            f"set backup_node to another controller ({', '.join(others)})" if others else "add controllers: a backup is never taken on the writer")
+    target = backup.copy_target(names, data)
+    if target.name == me:
+        err(G, "backup_copy_to", f"{target.name} is backup_node itself: a backup kept only on the node it protects dies with it",
+            "set backup_copy_to to another controller or an SSH host")
+    elif target.kind == "ssh" and "@" not in target.name and (hint := _close(target.name, names, 0.8)):
+        warn(G, "backup_copy_to", f"{target.name} is not a controller: taken for an SSH host{hint}", "write the controller's name exactly, or user@host for an SSH host")
+    for key, path in (("backup_dir", data["backup_dir"]), ("backup_copy_dir", data["backup_copy_dir"])):
+        if path and (path + "/").startswith(backup.DATADIR + "/"):
+            err(G, key, f"{path} is inside MariaDB's datadir {backup.DATADIR}", f"set {key} outside {backup.DATADIR}, e.g. {DEFAULTS['backup_dir']}")
+    if data["backup_incremental_calendar"] == data["backup_full_calendar"]:
+        err(G, "backup_incremental_calendar", f"{data['backup_full_calendar']!r} is also backup_full_calendar: every incremental would meet a full",
+            "give the incrementals another time (e.g. \"*-*-* *:30:00\"), or None for fulls only")
+
+
+def _check_package_versions(pins: dict, firewall: bool, err) -> None:
+    """Pins name packages the deploy installs (config/packages.py), and the packages of one
+    source (mariadb-server, -client, -backup) the same version, or none of them."""
+    for name in pins:
+        if name not in INSTALLED:
+            err(GROUP, f"package_versions.{name}", f"{name} is not a package the deploy installs{_close(name, INSTALLED)}",
+                f"remove it from package_versions, or name one of {', '.join(INSTALLED)}")
+        elif name not in installed(firewall):
+            err(GROUP, f"package_versions.{name}", f"{name} is installed only with the host firewall, and firewall is False",
+                f"remove it from package_versions, or set firewall True")
+    for source in SAME_SOURCE:
+        pinned = {name: pins[name] for name in source if name in pins}
+        if pinned and (len(set(pinned.values())) > 1 or len(pinned) < len(source)):
+            shown = ", ".join(f"{n} {pinned.get(n, '(not pinned)')}" for n in source)
+            err(GROUP, "package_versions", f"{', '.join(source)} are built from one source and upgraded together: {shown}",
+                f"pin all of {', '.join(source)} to one version")
+
+
 EXTERNAL_KEYS = ("external_vip_interface", "external_network", "keepalived_external_router_id")
 
 
@@ -456,6 +526,27 @@ def _check_services(data: dict, err, warn) -> list:
         return []
 
 
+MONITORING_KEYS = tuple(k for k in DEFAULTS if k.startswith("monitoring_") and k != "monitoring_enabled")
+
+
+def _check_monitoring(data: dict, site_keys, bad: set, warn) -> None:
+    """Monitoring: off, the keys a site set say they do nothing; on, that the deploy does not
+    install it yet (docs/monitoring.md). Its ports are checked with the others (_check_ports)."""
+    G = GROUP
+    if "monitoring_enabled" in bad:
+        return
+    if not data["monitoring_enabled"]:
+        for key in MONITORING_KEYS:
+            if key in site_keys and key not in bad:
+                warn(G, key, "has no effect while monitoring_enabled is False", f"set monitoring_enabled True, or remove {key}")
+        return
+    warn(G, "monitoring_enabled", "the deploy does not install monitoring yet: its files are only rendered and checked "
+         "offline (docs/monitoring.md)", "leave it on to check the site's monitoring data; nothing is installed")
+    if data["monitoring_evaluation_interval"] > data["monitoring_scrape_interval"] * 4 and "monitoring_evaluation_interval" not in bad:
+        warn(G, "monitoring_evaluation_interval", f"{data['monitoring_evaluation_interval']} s between evaluations of "
+             f"{data['monitoring_scrape_interval']} s scrapes: an alert is seen late", "evaluate at most every 4 scrapes")
+
+
 def _check_ports(data: dict, site_keys, services: list, err) -> None:
     """No two daemons on one port of a node's address; no VIP listener on a port a daemon
     holds on every address (sshd, epmd, Erlang distribution, Galera replication)."""
@@ -463,7 +554,8 @@ def _check_ports(data: dict, site_keys, services: list, err) -> None:
     owners = [(port, owner, None, wild) for port, owner, wild in FIXED_PORTS]
     owners.append((data["rabbitmq_port"] + DIST_PORT_OFFSET, "the Erlang distribution (rabbitmq_port + 20000)", None, True))
     # The site's own keys last: a clash names the key the site set, not the default it hit.
-    for key, owner in sorted(NODE_PORT_KEYS.items(), key=lambda item: item[0] in site_keys):
+    keys = {**NODE_PORT_KEYS, **(MONITORING_PORT_KEYS if data["monitoring_enabled"] else {})}
+    for key, owner in sorted(keys.items(), key=lambda item: item[0] in site_keys):
         if key == "mariadb_check_port" and data["mariadb_check_method"] != "httpchk":
             continue
         owners.append((data[key], owner, key, False))

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from config import debversion
 from config.defaults import DEFAULTS, HOST_KEYS
 
 # Control characters: C0, DEL and C1. None may reach a rendered file.
@@ -270,6 +271,38 @@ BALANCE = text(r"(roundrobin|static-rr|leastconn|first|source|random(\([0-9]+\))
                "a HAProxy balance algorithm (roundrobin, leastconn, source, ...)")
 
 
+# systemd OnCalendar (systemd.time(7)), by shape: a shorthand (daily, hourly...), or
+# [weekdays] [[year-]month-day] [hour:minute[:second]] [UTC], each field *, a number, a range
+# a..b, a list a,b, with /step; hours 0-23, minutes and seconds 0-59.
+_WEEKDAY = r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*(\.\.(Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*)?"
+_FIELD = r"(\*|[0-9]+(\.\.[0-9]+)?)(/[0-9]+)?"
+_FIELDS = rf"{_FIELD}(,{_FIELD})*"
+_DATE = rf"({_FIELDS}-)?{_FIELDS}-{_FIELDS}"
+_TIME = rf"(?P<h>{_FIELDS}):(?P<m>{_FIELDS})(:(?P<s>{_FIELDS}))?"
+CALENDAR_SHORTHANDS = ("minutely", "hourly", "daily", "weekly", "monthly", "yearly", "annually", "quarterly", "semiannually")
+_CALENDAR = re.compile(rf"({'|'.join(CALENDAR_SHORTHANDS)})|({_WEEKDAY}(,{_WEEKDAY})*)?( ?{_DATE})?( ?{_TIME})?( UTC)?")
+
+
+def calendar() -> Kind:
+    """A systemd OnCalendar expression, checked for shape (systemd-analyze calendar, on a
+    controller, is the last word)."""
+    shape = text(_CALENDAR.pattern, 'a systemd OnCalendar expression such as "daily" or "*-*-* 01:00:00"')
+
+    def why(v):
+        if (reason := shape.why(v)) is not None:
+            return reason
+        m = _CALENDAR.fullmatch(v)
+        if not v.strip() or v != v.strip() or "  " in v:
+            return f"{show(v)} is not a systemd OnCalendar expression"
+        for part, top in (("h", 23), ("m", 59), ("s", 59)):
+            numbers = [int(n) for n in re.findall(r"(?<![/0-9])[0-9]+", m.group(part) or "")]
+            if any(n > top for n in numbers):
+                return f"{show(v)} has {dict(h='an hour', m='a minute', s='a second')[part]} outside 0-{top}"
+        return None
+
+    return Kind(shape.expect, why)
+
+
 def log_target() -> Kind:
     """HAProxy `log` target: address:port, a unix socket path, stdout or stderr."""
 
@@ -373,6 +406,40 @@ SITE: dict[str, Rule] = {
                            either(integer(-2**63, 2**63 - 1), text(r"[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*", "words of A-Z a-z 0-9 _ . -")),
                            "{sysctl name: value}"),
                    "kernel settings, merged key by key into the defaults"),
+    "backup_enabled": Rule(boolean(), "scheduled MariaDB backups from backup_node (False: the deploy of before)"),
+    "backup_full_calendar": Rule(calendar(), "when a full backup is taken (systemd OnCalendar)"),
+    "backup_incremental_calendar": Rule(optional(calendar()), "when an incremental backup is taken (systemd OnCalendar; None: fulls only)"),
+    "backup_retention_days": Rule(integer(1, 3650, " days"), "days of full backups kept (the newest verified full always)"),
+    "backup_node": Rule(optional(HOST_NAME), "the controller that takes the backups, never the writer (None: the last controller)"),
+    "backup_dir": Rule(PATH, "where backup_node keeps the backups and their manifests"),
+    "backup_copy_to": Rule(optional(text(r"([A-Za-z0-9_][A-Za-z0-9_.-]{0,31}@)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?",
+                                         "a controller's name or [user@]host")),
+                           "where each backup is copied: a controller, or an SSH host (None: the controller before backup_node)"),
+    "backup_copy_dir": Rule(optional(PATH), "the copy's directory on backup_copy_to (None: backup_dir)"),
+    "backup_compress": Rule(choice("gzip", "zstd"), "the backup stream's compressor"),
+    "backup_space_margin_percent": Rule(integer(0, 1000, " %"), "free space wanted beyond the last full's size before a backup"),
+    "package_versions": Rule(mapping(text(r"[a-z0-9][a-z0-9+.-]+", "a Debian package name (a-z 0-9 + . -)"),
+                                     Kind(debversion.EXPECT, debversion.why_not), "{package: Debian version}"),
+                             "exact versions of the packages the deploy installs (absent: apt's candidate, never upgraded)"),
+    "monitoring_enabled": Rule(boolean(), "Prometheus, Alertmanager and the exporters on every controller (False: the deploy of before)"),
+    "monitoring_networks": Rule(optional(sequence(ipv4_network(), "a list of IPv4 networks")),
+                                "networks that may scrape the exporters and reach Prometheus and Alertmanager besides the controllers (None: the controllers only)"),
+    "monitoring_prometheus_port": Rule(PORT, "Prometheus's port on each node's address"),
+    "monitoring_alertmanager_port": Rule(PORT, "Alertmanager's port on each node's address"),
+    "monitoring_alertmanager_cluster_port": Rule(PORT, "the Alertmanagers' cluster (gossip) port on each node's address"),
+    "monitoring_node_exporter_port": Rule(PORT, "node-exporter's port on each node's address"),
+    "monitoring_mysqld_exporter_port": Rule(PORT, "mysqld_exporter's port on each node's address"),
+    "monitoring_haproxy_exporter_port": Rule(PORT, "HAProxy's built-in Prometheus exporter's port on each node's address"),
+    "monitoring_rabbitmq_exporter_port": Rule(PORT, "the rabbitmq_prometheus plugin's port on each node's address"),
+    "monitoring_scrape_interval": Rule(integer(1, 3600, " seconds"), "seconds between two scrapes of a target"),
+    "monitoring_evaluation_interval": Rule(integer(1, 3600, " seconds"), "seconds between two evaluations of the alert rules"),
+    "monitoring_certificate_days": Rule(integer(1, 3650, " days"), "the certificate alert fires this many days before the expiry"),
+    "monitoring_maintenance_hours": Rule(integer(1, 8760, " hours"), "the maintenance alert fires after a controller was out this long"),
+    "monitoring_backup_schedules": Rule(integer(1, 100), "the backup alert fires when the newest backup is this many schedule periods old"),
+    "monitoring_flow_control_percent": Rule(integer(1, 100, " %"), "the flow-control alert fires above this share of time paused"),
+    "monitoring_webhooks": Rule(sequence(text(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9._~%/?=&+-]*)?", "an http:// or https:// URL"),
+                                         "a list of webhook URLs"),
+                                "where Alertmanager sends every alert (webhook receivers)"),
     "firewall": Rule(boolean(), "the project's nftables table: cluster ports for the controllers only, listeners for the client networks"),
     "firewall_client_networks": Rule(optional(sequence(ipv4_network(), "a list of IPv4 networks")),
                                      "networks that may use the VIP's listeners and AMQP (None: internal_network)"),

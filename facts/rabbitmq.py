@@ -174,3 +174,35 @@ def _alarm_text(alarm) -> str:
         what = alarm.get("resource") or alarm.get("type") or json.dumps(alarm, sort_keys=True)
         return f"{what} alarm on {alarm.get('node', '?')}"
     return str(alarm)
+
+
+class RabbitmqFeatureFlags(FactBase):
+    """The cluster's feature flags as this node reports them (`rabbitmqctl list_feature_flags`):
+    every stable one must be enabled before RabbitMQ moves to another minor version. Read
+    only when the site pins rabbitmq-server (package_versions).
+
+    .. code:: python
+
+        {"flags": {"quorum_queue": {"state": "enabled", "stability": "required"},
+                   "khepri_db": {"state": "disabled", "stability": "experimental"}},
+         "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"flags": {}, "error": NO_OUTPUT}
+
+    def command(self):
+        return probe("rabbitmqctl", "timeout 30 rabbitmqctl -q list_feature_flags --no-table-headers name state stability")
+
+    def process(self, output):
+        body, rc, missing, _ = split_probe(output)
+        error = failure(body, rc, missing, "rabbitmqctl list_feature_flags")
+        flags = {}
+        for line in body:
+            words = line.split()
+            if len(words) == 3 and re.fullmatch(r"[a-z0-9_]+", words[0]):
+                flags[words[0]] = {"state": words[1], "stability": words[2]}
+        if not error and not flags:
+            error = "rabbitmqctl list_feature_flags: no feature flag in the answer"
+        return {"flags": flags if not error else {}, "error": error}

@@ -26,7 +26,8 @@ from facts.host import UNITS, FileStates, Maintenance, ServiceStates
 from facts.haproxy import HaproxyCertificate, HaproxyInfo, HaproxyServers
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
-from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions, RabbitmqMembers
+from facts.packages import PackageVersions
+from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions, RabbitmqFeatureFlags, RabbitmqMembers
 from config.accounts import expected_hashes, expected_passwords
 from config.site import Site
 from operations.common import Refused, controllers_in_run, files_for, secret_value, site
@@ -112,8 +113,19 @@ def prefetch(name: str) -> tuple:
         part(Sha1File, path=ERLANG_COOKIE),
         part(VipHolder, interface=s["vip_interface"], vip=s["vip"]),
         *((part(MysqlAccounts), part(RabbitmqDefinitions)) if first else ()),
+        *upgrade_parts(s),
         *before_run_health_parts(s, name).values(),
     )))
+
+
+def upgrade_parts(site: Site) -> tuple:
+    """The upgrade plan's facts (operations/upgrade.py), only when the site pins a package:
+    a default deploy runs no command of theirs."""
+    pins = tuple(sorted(site["package_versions"]))
+    if not pins:
+        return ()
+    flags = (part(RabbitmqFeatureFlags),) if "rabbitmq-server" in pins else ()
+    return (part(PackageVersions, names=pins), *flags)
 
 
 def cluster_fact_args(s: Site) -> dict:

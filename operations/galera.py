@@ -19,6 +19,7 @@ from pyinfra.api import StringCommand, deploy, operation
 
 from config.accounts import native_hash
 from config.files import GALERA_CNF, GALERA_SST_CNF, SST_ACCOUNT
+from config.packages import PACKAGES
 from facts.galera import GaleraNode, MysqlAccounts, sans_members, serving_check
 from facts.haproxy_api import api, requests
 from facts.host import PENDING_DIR, UNITS, ServiceStates
@@ -33,7 +34,6 @@ from operations.steps import consume, install_files, packages, secret_input
 from facts.keepalived import VipHolder
 from operations.maintenance_marker import in_maintenance
 
-PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
 CNF = GALERA_CNF
 SYNCED = serving_check()
 
@@ -289,7 +289,7 @@ def configure():
     Primary component joined one at a time (each until Synced), a minority repaired (only with
     the operator's switch), and running members whose config changed beyond the member list
     restarted one at a time, each only once every member is back and it is Synced."""
-    packages(name="galera: packages", names=PACKAGES)
+    packages(name="galera: packages", names=list(PACKAGES["galera"]))
     p = cluster_plan()
     me = host.name
     st = cluster_states().get(me) or {}

@@ -6,6 +6,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 
 from config.files import HAPROXY_CFG, HAPROXY_DOWN_FILE, HAPROXY_STATS_USERS, HAPROXY_UNIT_DROPIN
+from config.packages import PACKAGES
 from config.tls import host_validation
 
 from operations.before import unit_state
@@ -38,7 +39,7 @@ def configure():
     time. The unit's drop-in tells keepalived when HAProxy
     stops or dies (HAPROXY_DOWN_FILE) and puts the servers of controllers in maintenance in
     maint at every start; the deploy does after a reload (operations/maintenance.py reapply())."""
-    packages(name="haproxy: packages", names=["haproxy", "socat", "openssl"])
+    packages(name="haproxy: packages", names=list(PACKAGES["haproxy"]))
     reload = mark_pending("haproxy", "haproxy")
     validate = validation()
     if site()["haproxy_tls"]:

@@ -5,6 +5,7 @@ import shlex
 from pyinfra.api import deploy
 
 from config.files import KEEPALIVED_AUTH, KEEPALIVED_CONF
+from config.packages import PACKAGES
 
 from operations.common import announce, shell, site, wait_until
 from operations.steps import install_files, mark_pending, packages, service
@@ -24,7 +25,7 @@ def configure():
     keepalived.conf (which includes it), each checked by `keepalived --config-test`; a change
     is a reload (SIGHUP): with nopreempt the VIP stays where it is. After a change the run
     waits (bounded) until a controller answers on the VIP."""
-    packages(name="keepalived: packages", names=["keepalived", "socat"])
+    packages(name="keepalived: packages", names=list(PACKAGES["keepalived"]))
     changed = mark_pending("keepalived", "keepalived")
     install_files("keepalived", validate={
         # a new password: the keepalived.conf in place checked with it (none yet: the new one is, next)

@@ -10,6 +10,7 @@ from pyinfra.api import deploy, operation
 from pyinfra.facts.files import Sha1File
 
 from config.files import ERLANG_COOKIE
+from config.packages import PACKAGES
 from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions
 from operations.common import (
     Refused, announce, decided_once, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
@@ -148,7 +149,7 @@ def configure():
     controller has failed earlier in this run. A controller in maintenance gets its files but
     no start, restart, enable or join (epmd's socket is made again there alone, its broker
     stopped); maintenance.py back starts it."""
-    packages(name="rabbitmq: packages", names=["rabbitmq-server"])
+    packages(name="rabbitmq: packages", names=list(PACKAGES["rabbitmq"]))
     p = cluster_plan()
     seed = p.seed
     started = wait_until(f"{CTL} await_startup", "rabbitmq to start", on_fail=unit_log("rabbitmq-server"))

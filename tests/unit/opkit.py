@@ -55,7 +55,7 @@ from config.site import GROUP, build_site
 from unitkit import FAKE_SECRETS, lab_data
 
 CASES = Path(__file__).resolve().parent / "operations"
-COMPONENTS = ("host", "firewall", "memcached", "galera", "dbcheck", "rabbitmq", "haproxy", "keepalived")  # deploy.py's order
+COMPONENTS = ("host", "upgrade", "firewall", "memcached", "galera", "dbcheck", "rabbitmq", "haproxy", "keepalived")  # deploy.py's order
 COMMANDS = ("maintenance",)  # operations modules of other entry points: their run(), with the case's `override`
 ANY = " ..."
 

@@ -231,6 +231,7 @@ OVERRIDES = {
     "sysctl": {"sysctl": {"net.ipv4.tcp_retries2": 8}},
     "internal_network": {"internal_network": "10.77.0.0/23"},
     "maintenance_drain_seconds": {"maintenance_drain_seconds": 30},
+    "package_versions": {"package_versions": {"haproxy": "2.6.12-1+deb12u4"}},  # adds the apt pins file
     "firewall": {"firewall": False},
     "firewall_client_networks": {"firewall_client_networks": ["192.0.2.0/24"]},
     "admin_networks": {"admin_networks": ["192.0.2.0/24"]},
@@ -242,6 +243,34 @@ OVERRIDES = {
     "external_vip_interface": {"external_vip_interface": "eth2"},
     "external_network": {"external_network": "10.77.0.96/28"},
     "keepalived_external_router_id": {"keepalived_external_router_id": 79},
+    # backups: each on (backup_enabled) and changed, yet no installed file changes (not wired yet)
+    "backup_enabled": {"backup_enabled": True},
+    "backup_full_calendar": {"backup_enabled": True, "backup_full_calendar": "*-*-* 03:00:00"},
+    "backup_incremental_calendar": {"backup_enabled": True, "backup_incremental_calendar": None},
+    "backup_retention_days": {"backup_enabled": True, "backup_retention_days": 7},
+    "backup_node": {"backup_enabled": True, "backup_node": "node02"},
+    "backup_dir": {"backup_enabled": True, "backup_dir": "/srv/backups/mariadb"},
+    "backup_copy_to": {"backup_enabled": True, "backup_copy_to": "backup@192.0.2.9"},
+    "backup_copy_dir": {"backup_enabled": True, "backup_copy_dir": "/srv/copies"},
+    "backup_compress": {"backup_enabled": True, "backup_compress": "zstd"},
+    "backup_space_margin_percent": {"backup_enabled": True, "backup_space_margin_percent": 100},
+    # monitoring: each on (monitoring_enabled) and changed, yet no installed file changes (not wired yet)
+    "monitoring_enabled": {"monitoring_enabled": True},
+    "monitoring_networks": {"monitoring_enabled": True, "monitoring_networks": ["192.0.2.0/24"]},
+    "monitoring_prometheus_port": {"monitoring_enabled": True, "monitoring_prometheus_port": 9091},
+    "monitoring_alertmanager_port": {"monitoring_enabled": True, "monitoring_alertmanager_port": 9095},
+    "monitoring_alertmanager_cluster_port": {"monitoring_enabled": True, "monitoring_alertmanager_cluster_port": 9096},
+    "monitoring_node_exporter_port": {"monitoring_enabled": True, "monitoring_node_exporter_port": 9101},
+    "monitoring_mysqld_exporter_port": {"monitoring_enabled": True, "monitoring_mysqld_exporter_port": 9105},
+    "monitoring_haproxy_exporter_port": {"monitoring_enabled": True, "monitoring_haproxy_exporter_port": 8406},
+    "monitoring_rabbitmq_exporter_port": {"monitoring_enabled": True, "monitoring_rabbitmq_exporter_port": 15693},
+    "monitoring_scrape_interval": {"monitoring_enabled": True, "monitoring_scrape_interval": 30},
+    "monitoring_evaluation_interval": {"monitoring_enabled": True, "monitoring_evaluation_interval": 30},
+    "monitoring_certificate_days": {"monitoring_enabled": True, "monitoring_certificate_days": 14},
+    "monitoring_maintenance_hours": {"monitoring_enabled": True, "monitoring_maintenance_hours": 8},
+    "monitoring_backup_schedules": {"monitoring_enabled": True, "monitoring_backup_schedules": 3},
+    "monitoring_flow_control_percent": {"monitoring_enabled": True, "monitoring_flow_control_percent": 20},
+    "monitoring_webhooks": {"monitoring_enabled": True, "monitoring_webhooks": ["http://192.0.2.9:5001/alerts"]},
 }
 
 # Keys whose override reaches no rendered file (nor the client strings a deploy prints), so no two files can disagree about them; why,
@@ -253,6 +282,8 @@ NOT_IN_FILES = {
     "maintenance_drain_seconds": "only in the maintenance command's shell (test_maintenance)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
     "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_certificate)",
+    **{k: "the backup script is not installed by the deploy yet: only its render (test_backup_plan)" for k in DEFAULTS if k.startswith("backup_")},
+    **{k: "monitoring is not installed by the deploy yet: only its render (test_monitoring)" for k in DEFAULTS if k.startswith("monitoring_")},
 }
 # Keys the table cannot override: required (no default) or read from the secrets file.
 NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is rendered"}
