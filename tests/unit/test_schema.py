@@ -432,6 +432,18 @@ EDGES = [
      [("2147483648ms", "above HAProxy's limit"), ("2147484s", "above"), ("35792m", "above"), ("597h", "above"),
       ("25d", "above"), ("2147483648000us", "above"), (2_147_483_648, "above HAProxy's limit")]),
     (SITE, "haproxy_hsts_max_age", [0, 315_360_000], [-1, 315_360_001]),  # 0: no header .. 10 years
+    (SITE, "backup_retention_days", [1, 3650], [0, 3651]),
+    (SITE, "backup_space_margin_percent", [0, 1000], [-1, 1001]),
+    (SITE, "backup_full_calendar", ["daily", "*-*-* 23:59:59", "Mon *-*-* 00:00"],
+     [("*-*-* 24:00", "an hour outside 0-23"), ("*-*-* 01:60", "a minute outside 0-59"),
+      ("*-*-* 01:00:60", "a second outside 0-59")]),
+    (SITE, "backup_copy_to", ["a" * 32 + "@h", "h" * 254], ["a" * 33 + "@h", "h" * 255]),
+    (SITE, "monitoring_scrape_interval", [1, 3600], [0, 3601]),
+    (SITE, "monitoring_evaluation_interval", [1, 3600], [0, 3601]),
+    (SITE, "monitoring_certificate_days", [1, 3650], [0, 3651]),
+    (SITE, "monitoring_maintenance_hours", [1, 8760], [0, 8761]),  # a year
+    (SITE, "monitoring_backup_schedules", [1, 100], [0, 101]),
+    (SITE, "monitoring_flow_control_percent", [1, 100], [0, 101]),
     (SITE, "haproxy_tls_ciphers", ["A" * 2000], ["", "A" * 2001]),
     (SITE, "haproxy_tls_ciphersuites", ["A" * 2000], ["", "A" * 2001]),
     (SITE, "sysctl", [{"net.ipv4.x": -9_223_372_036_854_775_808}, {"net.ipv4.x": 9_223_372_036_854_775_807}],
