@@ -17,6 +17,7 @@ time on 5 nodes; first deploy < 3 min.
 
 from __future__ import annotations
 
+import os
 import re
 import statistics
 import subprocess
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import lab  # noqa: E402
+from tests.bench import records  # noqa: E402
 
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 
@@ -78,7 +80,17 @@ def noop_figures(nodes: int) -> float:
     print(f"  {'host':8} {'remote commands':>16} {'facts loaded':>13}")
     for host, c in sorted(per_host(verbose).items()):
         print(f"  {host:8} {c['>>>']:>16} {c['Loaded fact']:>13}")
+    path = records.append("deploy", f"commit {records.commit()[:7]}", config(nodes),
+                          {"nodes": nodes, "noop_s": times, "floor_s": base, "host_operations": ops})
+    print(f"  recorded in {path.relative_to(ROOT)}")
     return statistics.median(times)
+
+
+def config(nodes: int) -> dict:
+    """What a record of this bench ran under."""
+    return {"bench": "tests/bench/deploy.py", "where": f"the lab: {nodes} nodes (inventories/lab.py) on a "
+            f"{os.cpu_count()}-core machine", "no-op": "pyinfra -y inventories/lab.py deploy.py, health report included",
+            "floor": "pyinfra -y inventories/lab.py exec -- true, median of 3"}
 
 
 def main() -> int:
@@ -100,6 +112,9 @@ def main() -> int:
         print(f"\ndeploy adding node04 and node05 to the running clusters: {grow:.1f} s")
         five = noop_figures(5)
         print(f"  5 nodes / 3 nodes: {five / three:.2f}x (target <= 1.3x)")
+        records.append("deploy", "first deploy and adding two controllers",
+                       {**config(3), "first deploy": "onto 3 fresh nodes", "apt cache": "warm"},
+                       {"first_deploy_s": first, "grow_s": grow, "grow_nodes": ["node04", "node05"]})
     finally:
         lab.down(purge=True)
     return 0

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 import lab  # noqa: E402
 from lab import drills  # noqa: E402
+from tests.bench import records  # noqa: E402
 
 TABLE = "bench_durability"
 SEQUENTIAL = 1000  # writes in the one-session run
@@ -112,6 +113,14 @@ def main() -> int:
         (_, m1, _, _, r1, c1), (_, m2, _, _, r2, c2) = rows
         print(f"\n1 against 2: median write latency x{m1 / m2:.2f}, one-session throughput x{r1 / r2:.2f}, "
               f"{CONCURRENT}-session throughput x{c1 / c2:.2f}")
+    for value, med, p95, p99, rate1, rate4 in rows:
+        records.append("durability", f"{value} (default)" if value == 1 else str(value),
+                       {"bench": "tests/bench/durability.py", "where": "the lab: 3 nodes (inventories/lab.py), the "
+                        "nodes' disks on this host's", "mariadb_innodb_flush_log_at_trx_commit": value,
+                        "writes": "single-row autocommit INSERTs through the VIP", "sequential": SEQUENTIAL,
+                        "sessions": CONCURRENT, "sessions_seconds": CONCURRENT_SECONDS},
+                       {"median_ms": med * 1000, "p95_ms": p95 * 1000, "p99_ms": p99 * 1000,
+                        "one_session_wps": rate1, "sessions_wps": rate4})
     print(f"\nWrites: single-row autocommit INSERTs through the VIP ({SEQUENTIAL} sequential in one session; "
           f"{CONCURRENT} sessions for {CONCURRENT_SECONDS:.0f} s). Each is replicated to 3 Galera nodes.")
     return 0

@@ -471,15 +471,34 @@ def use_profile(name: str, base: dict) -> None:
     the restore's deploy, the lab's site model) sees the profile's data: they go in this
     process's HA_LAB_DATA (inventories/lab.py), which those runs inherit; then the lab is
     deployed with them."""
-    profile = PROFILES[name]
-    # the nested dicts (haproxy_timeouts, sysctl) key by key, as the inventory merges them
-    set_lab_data({**base, **profile, **{k: {**base[k], **profile[k]} for k in MERGED
-                                        if isinstance(base.get(k), dict) and isinstance(profile.get(k), dict)}})
+    set_lab_data(profile_data(name, base))
     run = drills.deploy()
     if run.returncode != 0:
         print(drills.run_excerpt(run.stdout))
         raise SystemExit(f"bench-failover: the deploy with the {name} profile failed")
     drills.log(f"bench: profile '{name}' deployed")
+
+
+def profile_data(name: str, base: dict) -> dict:
+    """HA_LAB_DATA for a profile: its data over `base`, the nested dicts (haproxy_timeouts,
+    sysctl) key by key, as the inventory merges them."""
+    profile = PROFILES[name]
+    return {**base, **profile, **{k: {**base[k], **profile[k]} for k in MERGED
+                                  if isinstance(base.get(k), dict) and isinstance(profile.get(k), dict)}}
+
+
+def run_config(data: dict) -> dict:
+    """What a run ran under, kept in its record (figures["config"]; the README's rows are
+    told apart by it): the failover settings and the stale clients' kernel settings as
+    deployed (`data` over the defaults), and the bench's own bounds."""
+    def value(key):
+        if isinstance(DEFAULTS[key], dict) and isinstance(data.get(key), dict):
+            return {**DEFAULTS[key], **data[key]}
+        return data.get(key, DEFAULTS[key])
+    sysctl = value("sysctl")
+    return {**{k: value(k) for k in (*FAILOVER_ANCHORS, "haproxy_server_keepalive")},
+            "sysctl": {k: sysctl.get(k) for k in KERNEL_DEFAULTS},
+            "stale_cap_s": STALE_CAP, "stale_http_connections": HTTP_CONNECTIONS}
 
 
 def set_lab_data(data: dict) -> None:
@@ -778,7 +797,7 @@ def main() -> int:
             use_profile(profile, base)
             for f in faults(only):
                 drills.log(f"bench: {f.title} ({profile})")
-                results.append(run_fault(f))
+                results.append({**run_fault(f), "config": run_config(profile_data(profile, base))})
         complete = True
     finally:
         # deployed again unless the last profile was the defaults and all went well

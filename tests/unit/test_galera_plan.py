@@ -14,7 +14,8 @@ import pytest
 from facts.galera import GaleraNode, sans_members
 from facts.galera_rules import components, serving, strangers
 from operations.galera import writes_to
-from operations.galera_plan import GaleraStateError, bootstrap_command, plan, restart_order, restarts
+from operations.galera_plan import (GaleraStateError, bootstrap_command, describe, plan, restart_order, restarts,
+                                    with_pending)
 
 ORDER = ["node01", "node02", "node03"]
 ADDR = {f"node0{i}": f"10.77.0.1{i}" for i in range(1, 6)}
@@ -56,7 +57,7 @@ NEW = {"installed": True, "active": True, "mysqld": "running", "query": "ok"}  #
 CASES = [
     # --- a new cluster ---
     ("fresh controllers: bootstrap the first", {n: FRESH for n in ORDER}, (), False,
-     {"mode": "bootstrap", "anchor": "node01", "position": (None, None)}),
+     {"mode": "bootstrap", "anchor": "node01", "position": (None, None), "size": 0}),
     ("fresh, packages' standalone servers running: bootstrap the first", {n: NEW for n in ORDER}, (), False,
      {"mode": "bootstrap", "anchor": "node01"}),
     ("fresh, one unreachable: no bootstrap", {"node01": FRESH, "node02": FRESH, "node03": None}, (), False,
@@ -65,6 +66,10 @@ CASES = [
      r"limited to node01.*not bootstrapping.*without --limit"),
     ("a first run cut short after the bootstrap: the only copy", {"node01": stopped(3), "node02": FRESH, "node03": FRESH},
      (), False, {"mode": "bootstrap", "anchor": "node01", "position": (UUID, 3)}),
+    ("a first run cut short, its only copy crashed (position unknown): still the only copy",
+     {"node01": FRESH, "node02": stopped(-1), "node03": FRESH}, (), False,
+     {"mode": "bootstrap", "anchor": "node02", "position": (UUID, None),
+      "why": "bootstrap Galera from node02, the only node that holds Galera state"}),
     # --- a running cluster: never bootstrapped again ---
     ("healthy cluster: nothing to join", {n: primary() for n in ORDER}, (), False,
      {"mode": "join", "anchor": "node01", "synced": set(ORDER), "busy": set(), "repair": set(), "size": 3}),
@@ -105,7 +110,7 @@ CASES = [
     ("full outage, limited run: refused", {n: stopped(40) for n in ORDER}, ("node02", "node03"), False,
      r"limited to node01.*without --limit"),
     ("full outage, a position unknown: refused with the positions", {"node01": stopped(12), "node02": stopped(15),
-     "node03": stopped(-1)}, (), False, r"node02 15, node03 \?.*full-outage"),
+     "node03": stopped(-1)}, (), False, r"node02 15, node03 \?.*galera_recovery printed none.*full-outage"),
     ("whole-site stop, mariadb waiting at start everywhere: recover (stop them all, then the most advanced)",
      {n: WAITING for n in ORDER}, (), False, {"mode": "recover", "anchor": "", "stop": set(ORDER), "synced": set()}),
     ("whole-site stop, two waiting, one stopped cleanly: recover, stopping the two",
@@ -132,12 +137,23 @@ CASES = [
     ("split brain 2+1, with the switch: node03 repaired from the majority",
      {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]), "node03": primary(["node03"], committed=104)},
      (), True, {"mode": "join", "anchor": "node01", "repair": {"node03"}, "synced": {"node01", "node02"}}),
+    ("split brain 2+2+1: the two largest are equal, no majority, refused even with the switch",
+     {"node01": primary(["node01", "node02"]), "node02": primary(["node01", "node02"]),
+      "node03": primary(["node03", "node04"]), "node04": primary(["node03", "node04"]), "node05": primary(["node05"])},
+     (), True, r"equal size"),
     ("split brain 2+2: no majority, refused even with the switch",
      {"node01": primary(["node01", "node02"]), "node02": primary(["node01", "node02"]),
       "node03": primary(["node03", "node04"]), "node04": primary(["node03", "node04"])}, (), True, r"equal size"),
     ("a stopped node ahead of the Primary component diverged: refused",
      {"node01": primary(ORDER[:2], committed=100), "node02": primary(ORDER[:2], committed=100), "node03": stopped(120)},
      (), False, r"diverged: node03.*\(100\).*HA_GALERA_REPAIR=1"),
+    # the boundary of "ahead": at the Primary's last committed is a routine rejoin, one past it diverged
+    ("a stopped node exactly at the Primary component's last committed rejoins: not diverged",
+     {"node01": primary(ORDER[:2], committed=100), "node02": primary(ORDER[:2], committed=100), "node03": stopped(100)},
+     (), False, {"mode": "join", "anchor": "node01", "repair": set(), "synced": {"node01", "node02"}}),
+    ("a stopped node one transaction past the Primary component diverged: refused",
+     {"node01": primary(ORDER[:2], committed=100), "node02": primary(ORDER[:2], committed=100), "node03": stopped(101)},
+     (), False, r"diverged: node03 committed past the Primary component \(100\).*node03 at 101 vs 100"),
     ("a node that failed to rejoin after a split brain, with the switch: resynced",
      {"node01": primary(), "node02": primary(), "node03": non_primary(78)}, (), True,
      {"mode": "join", "repair": {"node03"}, "synced": {"node01", "node02"}}),
@@ -267,3 +283,26 @@ def test_a_node_in_maintenance_bootstraps_only_when_it_is_the_only_way():
     ahead = {"node01": stopped(41), "node02": stopped(40), "node03": stopped(40, safe="1")}
     assert plan(ahead, ORDER, addresses, away={"node01"}).anchor == "node01"
     assert plan({n: FRESH for n in ORDER}, ORDER, addresses, away={"node01"}).anchor == "node02"
+
+
+def test_without_the_switch_a_diverged_node_is_refused():
+    # plan()'s default is no repair: nothing is set aside unless the operator asks
+    states = {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]), "node03": stopped(120)}
+    with pytest.raises(GaleraStateError, match="HA_GALERA_REPAIR=1"):
+        plan(states, ORDER, {n: ADDR[n] for n in ORDER})
+
+
+def test_every_node_in_maintenance_still_bootstraps_the_first():
+    assert plan({n: FRESH for n in ORDER}, ORDER, {n: ADDR[n] for n in ORDER}, away=set(ORDER)).anchor == "node01"
+
+
+def test_describe_says_what_runs_without_galera():
+    assert describe("node01", NEW) == "node01 mariadb running, without Galera"
+    assert describe("node03", non_primary(95)) == "node03 mariadb running, non-Primary, last committed 95"
+
+
+def test_with_pending_is_unknown_when_either_fact_is():
+    node = stopped()
+    assert with_pending(None, {"units": {}}) is None and with_pending(node, None) is None
+    assert with_pending(node, {"units": None})["pending"] is False
+    assert with_pending(node, {"units": {"mariadb": {"pending": True}}})["pending"] is True

@@ -348,3 +348,36 @@ def test_lagging_critical_servers():
     assert lagging("node01", results) == []
     results["node01"]["haproxy_servers"] = F.HaproxyServers.default()
     assert lagging("node01", results) == []
+
+
+# --- edges: one VRRP instance or two, each VIP on its own interface ---------------------------
+
+
+@pytest.mark.parametrize("states, status, detail", [
+    ({}, OK, "VRRP MASTER"),  # one instance: its state, no list
+    ({"VI_1": "MASTER"}, OK, "VRRP MASTER"),
+    ({"VI_1": "MASTER", "VI_2": "BACKUP"}, OK, "VRRP MASTER (VI_1 MASTER, VI_2 BACKUP)"),
+    ({"VI_1": "MASTER", "VI_2": "FAULT"}, FAIL, "VRRP FAULT (VI_1 MASTER, VI_2 FAULT)"),
+    ({"VI_1": "STOP", "VI_2": "INIT"}, FAIL, "VRRP STOP (VI_1 STOP, VI_2 INIT)"),  # the first bad one decides
+    ({"VI_1": "BACKUP", "VI_2": "INIT"}, FAIL, "VRRP INIT (VI_1 BACKUP, VI_2 INIT)"),
+])
+def test_keepalived_with_one_or_two_vrrp_instances(states, status, detail):
+    facts = {"keepalived": {"active": "active", "vrrp_state": "MASTER", "vrrp_states": states}}
+    (only,) = checks.keepalived_rows(lab_site(), facts)
+    assert (only.status, only.detail.split(": check_alive")[0]) == (status, detail)
+
+
+def test_each_vip_row_names_its_own_interface():
+    site = lab_site()
+    site.data.update(external_vip="192.0.2.10", external_vip_interface="enp9s0")
+    facts = {"vip": {"holds_vip": True}, "external_vip": {"holds_vip": True}}
+    assert checks.vip_rows(site, facts)[0].detail == "holds 10.77.0.100 on enp8s0f0"
+    assert checks.vip_rows(site, facts, "external_vip")[0].detail == "holds 192.0.2.10 on enp9s0"
+
+
+def test_a_cluster_of_one_node_says_node_not_nodes():
+    site = lab_site()
+    results = healthy(site)
+    one = results["node01"]
+    one["galera"] = {**one["galera"], "wsrep_cluster_size": "1", "wsrep_incoming_addresses": "10.77.0.11:3306"}
+    assert cluster(evaluate(site, {"node01": one}), "galera").detail == "1 node, Primary, all Synced, size 1"

@@ -55,19 +55,26 @@ def test_out_again_converges_and_back_lists_the_others_still_out():
     d = M.decide("back", "node02", ORDER, p, writer="node01")
     assert (d.already, d.writer, d.in_maintenance) == (False, False, ())
     assert M.decide("back", "node03", ORDER, p, writer="node01").already is True  # not out: back converges, nothing refused
+    # back of one while another is still out: that other stays listed; back never moves the VIP
+    p = picture(node02={"out": True}, node03={"out": True})
+    d = M.decide("back", "node02", ORDER, p, writer="node01")
+    assert (d.in_maintenance, d.holds_vip, d.writer) == (("node03",), False, False)
+    assert M.decide("back", "node03", ORDER, p, writer="node01").writer is False
+    assert M.decide("back", "node01", ORDER, picture(node01={"out": True}), writer="node01").writer is True
 
 
 @pytest.mark.parametrize("action, name, changes, words", [
     ("sideways", "node02", {}, ["'sideways' is neither 'out' nor 'back'", "--data action=out|back"]),
     ("out", "node09", {}, ["'node09' is not a controller of this inventory (node01, node02, node03)"]),
     ("out", "node02", {"node03": None}, ["node03 could not be read", "nothing is changed", "deploy.py --limit node03"]),
+    ("out", "node01", {"node02": None, "node03": None}, ["node02, node03 could not be read", "deploy.py --limit node02)"]),
     ("back", "node02", {"node03": None}, ["node03 could not be read"]),
     # another node already out: 1 of 3 would serve
     ("out", "node02", {"node03": {"out": True}},
      ["would leave 1 of 3 Galera members serving (node01)", "majority (2)", "make maintenance-back NODE=node03"]),
     # a node down (not Synced, no broker): taking another out leaves one
     ("out", "node02", {"node03": {"synced": False, "broker": False}},
-     ["would leave 1 of 3 Galera members serving", "repair the others first"]),
+     ["would leave 1 of 3 Galera members serving", "repair the others first", "in maintenance already: none."]),
     ("out", "node02", {"node03": {"broker": False}}, ["1 of 3 RabbitMQ brokers running (node01)"]),
     ("out", "node01", {"node02": {"vrrp": "FAULT"}, "node03": {"vrrp": "FAULT"}},
      ["node01 holds the VIP and no other controller can take it", "node02 FAULT, node03 FAULT"]),
@@ -80,9 +87,38 @@ def test_refusals_name_the_node_and_the_fix(action, name, changes, words):
 
 
 def test_a_standby_goes_out_even_when_no_other_can_take_the_vip():
-    # it does not hold the VIP: nothing moves
-    d = M.decide("out", "node03", ORDER, picture(node02={"vrrp": "FAULT"}), writer="node01")
-    assert d.holds_vip is False
+    # node01 and node02 in FAULT (neither can take the VIP; nobody holds it): node03 does not
+    # hold it either, so nothing moves and it goes out
+    p = picture(node01={"vrrp": "FAULT"}, node02={"vrrp": "FAULT"})
+    assert not any(p[n]["vip"]["holds_vip"] for n in ORDER)
+    d = M.decide("out", "node03", ORDER, p, writer="node01")
+    assert (d.holds_vip, d.in_maintenance) == (False, ("node03",))
+    # the same picture with node03 holding the VIP: refused, nobody could take it
+    p["node03"]["vip"]["holds_vip"] = True
+    with pytest.raises(M.Refusal, match="node03 holds the VIP and no other controller can take it"):
+        M.decide("out", "node03", ORDER, p, writer="node01")
+
+
+@pytest.mark.parametrize("count, allowed", [(1, 0), (2, 0), (3, 1), (4, 1), (5, 2), (6, 2), (7, 3)])
+def test_the_majority_leaves_at_most_half_minus_one_out(count, allowed):
+    """An even number of controllers: half of them is no majority (2 of 4 out refused)."""
+    order = [f"node{i:02d}" for i in range(1, count + 1)]
+    p = {n: node() for n in order}
+    for n in order[count - allowed:]:
+        p[n] = node(out=True)
+    if allowed:  # the last of those out goes out again: converges, still allowed
+        assert M.decide("out", order[-1], order, p, writer="node01").in_maintenance == tuple(order[count - allowed:])
+    with pytest.raises(M.Refusal, match=f"would leave {count - allowed - 1} of {count} Galera members serving"):
+        M.decide("out", order[0], order, p, writer="node01")
+
+
+def test_four_controllers_allow_one_out_not_two():
+    order = [f"node0{i}" for i in range(1, 5)]
+    p = {n: node() for n in order}
+    assert M.decide("out", "node04", order, p, writer="node01").in_maintenance == ("node04",)
+    p["node04"] = node(out=True)
+    with pytest.raises(M.Refusal, match=r"would leave 2 of 4 Galera members serving \(node01, node02\), fewer than a majority \(3\)"):
+        M.decide("out", "node03", order, p, writer="node01")
 
 
 def test_five_controllers_allow_two_out():
@@ -91,7 +127,7 @@ def test_five_controllers_allow_two_out():
     p["node05"] = node(out=True)
     assert M.decide("out", "node04", order, p, writer="node01").in_maintenance == ("node04", "node05")
     p["node04"] = node(out=True)
-    with pytest.raises(M.Refusal, match="2 of 5 Galera members serving"):
+    with pytest.raises(M.Refusal, match="2 of 5 Galera members serving.*make maintenance-back NODE=node04"):
         M.decide("out", "node03", order, p, writer="node01")
 
 

@@ -102,6 +102,12 @@ WRONG_SITES = [
     ({"haproxy_timeouts": {"connect": "5 s"}}, None, G, "haproxy_timeouts.connect", "10s"),
     ({"haproxy_timeouts": {"connect": "5sec"}}, None, G, "haproxy_timeouts.connect", "10s"),
     ({"haproxy_timeouts": {"connect": 0}}, None, G, "haproxy_timeouts.connect", "not"),
+    # zero is no timeout (HAProxy reads 0 as none): refused in every unit
+    ({"haproxy_timeouts": {"connect": "0"}}, None, G, "haproxy_timeouts.connect", "not"),
+    ({"haproxy_timeouts": {"connect": "0s"}}, None, G, "haproxy_timeouts.connect", "not"),
+    ({"haproxy_timeouts": {"server": "0ms"}}, None, G, "haproxy_timeouts.server", "not"),
+    ({"haproxy_timeouts": {"client": "05s"}}, None, G, "haproxy_timeouts.client", "not"),
+    ({"haproxy_timeouts": {"connect": -1}}, None, G, "haproxy_timeouts.connect", "not"),
     ({"haproxy_timeouts": {"conect": "5s"}}, None, G, "haproxy_timeouts.conect", "unknown name"),
     ({"haproxy_timeouts": ["connect", "5s"]}, None, G, "haproxy_timeouts", "not a dict"),
     ({"haproxy_timeouts": {"client": "1m\n    listen x"}}, None, G, "haproxy_timeouts.client", "control character"),
@@ -195,6 +201,8 @@ WRONG_SITES = [
     ({"vip": None}, None, G, "vip", "not a string"),
     ({"vip_interface": "enp8s0f0 "}, None, G, "vip_interface", "interface name"),
     ({"vip_interface": "a-very-long-interface"}, None, G, "vip_interface", "at most 15"),
+    ({"vip_interface": "enp8s0f0.vlan123"}, None, G, "vip_interface", "at most 15"),  # 16: one too many
+    ({"external_vip_interface": "enp8s0f0.vlan123"}, None, G, "external_vip_interface", "at most 15"),
     ({"vip_interface": "eth0/1"}, None, G, "vip_interface", "interface name"),
     ({"vip_interface": "eth0:1"}, None, G, "vip_interface", "interface name"),
     ({"vip_interface": ""}, None, G, "vip_interface", "interface name"),
@@ -264,10 +272,17 @@ def test_nested_data_merges_key_by_key(group, key):
 def test_a_valid_site_with_every_kind_of_value_passes():
     h, g = site({
         "haproxy_timeouts": {"connect": 5000, "tunnel": "1h"}, "haproxy_check_inter": "2s",
+        "vip_interface": "enp8s0f0.vlan12",  # 15 characters: the longest Linux allows
         "rabbitmq_memory_high_watermark": "2GiB", "mariadb_innodb_buffer_pool_size": 2**30,
         "haproxy_log_target": "/dev/log", "services": {"octavia_api": {"port": 9876, "balance": "leastconn"}},
         "sysctl": {"net.ipv4.tcp_rmem": "4096 87380 6291456"}, "keepalived_unicast": True,
     })
+    assert check(h, g, secrets=dict(FAKE_SECRETS)).problems == []
+
+
+@pytest.mark.parametrize("value", [1, "1ms", "1us", "1s", "10s", 2**31 - 1])
+def test_the_shortest_and_longest_haproxy_times_pass(value):
+    h, g = site({"haproxy_timeouts": {"connect": value}})
     assert check(h, g, secrets=dict(FAKE_SECRETS)).problems == []
 
 
@@ -381,3 +396,103 @@ def test_a_secrets_file_readable_by_others_is_refused(tmp_path, monkeypatch):
     assert len(errors) == 1 and f"chmod 600 {path}" in str(errors[0]) and str(path) in errors[0].message
     path.chmod(0o600)
     assert check(h, g, secrets=dict(FAKE_SECRETS)).problems == []
+
+
+# --- every limit at its edge: the last legal value passes, the first beyond is refused ---------
+# Written from what each daemon accepts, not read from the rules: a rule whose bound moves by
+# one fails a row here (`make mutate` proves each row can fail).
+
+PEM_CERT = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+PEM_KEY = "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n"
+# (rule table, key, legal values, illegal values or (value, fragment of the reason))
+EDGES = [
+    (SITE, "keepalived_virtual_router_id", [1, 255], [0, 256]),
+    (SITE, "keepalived_external_router_id", [None, 1, 255], [0, 256]),
+    (SITE, "keepalived_advert_int", [1, 255], [0, 256]),
+    (SITE, "keepalived_check_interval", [1, 3600], [0, 3601]),
+    (SITE, "keepalived_check_fall", [1, 1000], [0, 1001]),
+    (SITE, "haproxy_maxconn", [1, 10_000_000], [0, 10_000_001]),
+    (SITE, "haproxy_stats_port", [1, 65535], [0, 65536]),
+    (SITE, "haproxy_retries", [0, 100], [-1, 101]),
+    (SITE, "haproxy_redispatch", [-100, -1, 100], [-101, 101]),
+    (SITE, "haproxy_error_limit", [0, 100], [-1, 101]),
+    (SITE, "haproxy_tls_expiry_warn_days", [0, 3650], [-1, 3651]),
+    (SITE, "maintenance_drain_seconds", [0, 3600], [-1, 3601]),
+    (SITE, "mariadb_max_connections", [1, 100_000], [0, 100_001]),
+    (SITE, "mariadb_innodb_buffer_pool_size", [5_242_880, 1_125_899_906_842_624, "5M"],  # 5 MiB .. 1 PiB
+     [5_242_879, 1_125_899_906_842_625, "0M"]),
+    (SITE, "mariadb_innodb_flush_log_at_trx_commit", [0, 1, 2], [-1, 3]),
+    (SITE, "rabbitmq_port", [1, 45535], [0, 45536]),  # + 20000 (Erlang distribution) stays a port
+    (SITE, "rabbitmq_memory_high_watermark", [1, 1.0, 0.4, "1k"], [0, 1.01, "0GiB"]),
+    (SITE, "memcached_memory_mb", [1, 1_048_576], [0, 1_048_577]),
+    (SITE, "memcached_max_connections", [1, 1_000_000], [0, 1_000_001]),
+    (SITE, "mariadb_connect_timeout", [1, 2_147_483_647, "1us", "1d"], [0, 2_147_483_648, "0", "0s", "1w"]),
+    # HAProxy's limit, 2^31-1 ms, in each unit: the last count under it passes, the next is refused
+    (SITE, "haproxy_check_inter", ["2147483647ms", "2147483s", "35791m", "596h", "24d", "2147483647000us"],
+     [("2147483648ms", "above HAProxy's limit"), ("2147484s", "above"), ("35792m", "above"), ("597h", "above"),
+      ("25d", "above"), ("2147483648000us", "above"), (2_147_483_648, "above HAProxy's limit")]),
+    (SITE, "haproxy_hsts_max_age", [0, 315_360_000], [-1, 315_360_001]),  # 0: no header .. 10 years
+    (SITE, "backup_retention_days", [1, 3650], [0, 3651]),
+    (SITE, "backup_space_margin_percent", [0, 1000], [-1, 1001]),
+    (SITE, "backup_full_calendar", ["daily", "*-*-* 23:59:59", "Mon *-*-* 00:00"],
+     [("*-*-* 24:00", "an hour outside 0-23"), ("*-*-* 01:60", "a minute outside 0-59"),
+      ("*-*-* 01:00:60", "a second outside 0-59")]),
+    (SITE, "backup_copy_to", ["a" * 32 + "@h", "h" * 254], ["a" * 33 + "@h", "h" * 255]),
+    (SITE, "monitoring_scrape_interval", [1, 3600], [0, 3601]),
+    (SITE, "monitoring_evaluation_interval", [1, 3600], [0, 3601]),
+    (SITE, "monitoring_certificate_days", [1, 3650], [0, 3651]),
+    (SITE, "monitoring_maintenance_hours", [1, 8760], [0, 8761]),  # a year
+    (SITE, "monitoring_backup_schedules", [1, 100], [0, 101]),
+    (SITE, "monitoring_flow_control_percent", [1, 100], [0, 101]),
+    (SITE, "haproxy_tls_ciphers", ["A" * 2000], ["", "A" * 2001]),
+    (SITE, "haproxy_tls_ciphersuites", ["A" * 2000], ["", "A" * 2001]),
+    (SITE, "sysctl", [{"net.ipv4.x": -9_223_372_036_854_775_808}, {"net.ipv4.x": 9_223_372_036_854_775_807}],
+     [{"net.ipv4.x": -9_223_372_036_854_775_809}, {"net.ipv4.x": 9_223_372_036_854_775_808}]),
+    (SITE, "vip_interface", ["e", "a" * 15], ["a" * 16, "..", "."]),
+    (SITE, "mariadb_admin_user", ["a" * 32], ["a" * 33, ".a"]),
+    (SITE, "galera_cluster_name", ["a" * 64], ["a" * 65]),
+    (SITE, "services", [{"a" * 64: {}}], [{"a" * 65: {}}]),
+    (SITE, "haproxy_log_target", ["127.0.0.1:1", "127.0.0.1:65535", "[::1]:514", "/dev/log", "stdout"],
+     [("127.0.0.1:0", "outside 1-65535"), ("127.0.0.1:65536", "outside 1-65535"),
+      ("127.0.0.1:123456", "not a log target"), ("1.2.3:514", "not address:port")]),
+    (SITE, "internal_network", ["10.0.0.0/30", "100.2.30.1/24"],  # 4 addresses; host bits are ignored
+     [("10.0.0.0/31", "no room"), ("100.2.30.0", "not a network"), (5, "not a network")]),
+    (SITE, "firewall_client_networks", [None, ["192.0.2.7/32"], ["192.0.2.1/24"]],
+     [["fd00::/64"], ["192.0.2.7"], [5], ["0.0.0.0/33"]]),
+    (HOST, "vrrp_priority", [1, 254], [0, 255]),
+    (SERVICE, "timeouts", [[("connect", "5s")], {"connect": 1}], [[("conect", "5s")], [("connect", "0s")]]),
+    (SECRET, "vrrp_auth_pass", ["a", "a" * 8], ["", "a" * 9]),
+    (SECRET, "haproxy_stats_password", ["a" * 256], ["", "a" * 257]),
+    (SECRET, "mariadb_admin_password", ["a" * 256], ["", "a" * 257]),
+    (SECRET, "mariadb_sst_password", ["a" * 256], ["", "a" * 257]),
+    (SECRET, "rabbitmq_password", ["a" * 256], ["", "a" * 257]),
+    (SECRET, "rabbitmq_admin_password", ["a" * 256], ["", "a" * 257]),
+    (SECRET, "rabbitmq_erlang_cookie", ["a" * 20, "a" * 255], ["a" * 19, "a" * 256]),
+    (SECRET, "haproxy_tls_pem", [PEM_CERT + PEM_KEY, PEM_KEY + PEM_CERT],
+     [(PEM_CERT, "lacks"), (PEM_KEY, "lacks"), (PEM_CERT + PEM_KEY + "é", "neither printable")]),
+]
+
+
+@pytest.mark.parametrize("table,key,legal,illegal", EDGES, ids=[r[1] for r in EDGES])
+def test_every_limit_at_its_edge(table, key, legal, illegal):
+    kind = table[key].kind
+    for value in legal:
+        assert list(problems(key, kind, value)) == [], (key, value)
+    for bad in illegal:
+        value, fragment = bad if isinstance(bad, tuple) else (bad, "")
+        found = list(problems(key, kind, value))
+        assert found and fragment in found[0][1], (key, value, found)
+
+
+def test_a_controller_name_of_63_characters_is_the_longest():
+    from config.schema import HOST_NAME
+
+    assert HOST_NAME.why("n" * 63) is None and HOST_NAME.why("a" + "-" * 61 + "b") is None
+    assert HOST_NAME.why("n" * 64) is not None
+
+
+def test_an_error_line_shows_a_value_of_60_characters_whole_and_cuts_a_longer_one():
+    from config.schema import show
+
+    assert show("a" * 58) == repr("a" * 58)  # 60 with its quotes
+    assert show("a" * 59) == repr("a" * 59)[:57] + "..." and len(show("a" * 59)) == 60

@@ -1,0 +1,309 @@
+"""The README's figure tables, from the records the benches wrote and the repository keeps.
+
+Every measured figure in README.md comes from a record under docs/ (tests/bench/records.py):
+the failover and stale-connection tables from docs/bench-failover/records.json (each run's
+configuration in its figures["config"], or, for the runs recorded before the bench kept it,
+in docs/bench-failover/configs.json, recovered from git); the no-op table and the first-deploy
+figures from docs/bench-deploy/records.json; the durability table from
+docs/bench-durability/records.json. Rows are told apart by the configuration they ran under:
+a profile whose runs differ in a setting names it in its rows ("deployed
+(mariadb_connect_timeout 500ms)").
+
+    python -m tests.bench.figures            # the tables as the records give them
+    python -m tests.bench.figures --write    # README.md's tables rewritten from the records
+
+tests/unit/test_readme_figures.py compares README.md with these. No lab here: pure, and
+imported by the unit tier.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.bench import records
+
+ROOT = records.ROOT
+README = ROOT / "README.md"
+FAILOVER_DIR = records.DOCS / "bench-failover"
+
+
+# --- the README's tables -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    start: int  # index of the header line
+    end: int  # index after the last row
+
+
+def cells(line: str) -> tuple[str, ...]:
+    return tuple(c.strip() for c in line.strip().strip("|").split("|"))
+
+
+def tables(text: str) -> list[Table]:
+    """Every markdown table of `text` (header, separator, rows), in order."""
+    lines = text.splitlines()
+    out, i = [], 0
+    while i < len(lines) - 1:
+        if lines[i].startswith("|") and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1].strip()):
+            j = i + 2
+            while j < len(lines) and lines[j].startswith("|"):
+                j += 1
+            out.append(Table(cells(lines[i]), tuple(cells(x) for x in lines[i + 2:j]), i, j))
+            i = j
+        else:
+            i += 1
+    return out
+
+
+def markdown(header, rows) -> list[str]:
+    def line(cs):
+        return "|" + "|".join(f" {c} " if c else " " for c in cs) + "|"
+    return [line(header), "|" + "---|" * len(header), *(line(r) for r in rows)]
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+
+def num(x: float) -> str:
+    """A figure with the precision it was recorded with, at most 2 decimals."""
+    return f"{x:.2f}".rstrip("0").rstrip(".")
+
+
+def seconds(x) -> str:
+    return "-" if x is None else f"{x:.1f} s"
+
+
+def span(values, unit: str, text=num) -> str:
+    lo, hi = min(values), max(values)
+    return f"{text(lo)}{unit}" if text(lo) == text(hi) else f"{text(lo)}-{text(hi)}{unit}"
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+# --- the failover bench ---------------------------------------------------------------------
+
+
+def failover_runs() -> list[dict]:
+    """Every run of docs/bench-failover/records.json in the file's order (fault by fault):
+    {slug, fault, profile, vip_moved, config, **figures}. A run without a configuration (in
+    its figures or in configs.json) is an error: its row could not say what it ran under."""
+    recs = json.loads((FAILOVER_DIR / "records.json").read_text())
+    path = FAILOVER_DIR / "configs.json"
+    recovered = {(r["fault"], r["profile"], r["at"]): r["config"]
+                 for r in (json.loads(path.read_text())["runs"] if path.exists() else [])}
+    out = []
+    for slug, fault in recs.items():
+        for run in fault["runs"]:
+            fig = run.get("figures") or {}
+            config = fig.get("config") or recovered.get((slug, run["profile"], fig.get("at")))
+            if config is None:
+                raise ValueError(f"docs/bench-failover/records.json: {slug} ({run['profile']}, {fig.get('at')}) has no "
+                                 "configuration: re-run it (the bench records it) or add it to configs.json with its source")
+            out.append({**fig, "slug": slug, "fault": fault["fault"], "profile": run["profile"],
+                        "vip_moved": run["vip_moved"], "config": config})
+    return out
+
+
+def profile_labels(runs: list[dict]) -> dict[int, str]:
+    """Each run's profile cell: the profile, and the settings in which its runs differ."""
+    labels = {}
+    for profile in {r["profile"] for r in runs}:
+        mine = [(i, flat(r["config"])) for i, r in enumerate(runs) if r["profile"] == profile]
+        keys = sorted({k for _, c in mine for k in c}, key=str)
+        differ = [k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for _, c in mine}) > 1]
+        for i, c in mine:
+            labels[i] = profile + (f" ({', '.join(f'{k} {c.get(k)}' for k in differ)})" if differ else "")
+    return labels
+
+
+FAILOVER_HEADER = ("fault", "profile", "VIP moved", "API GETs failed", "API p50 / p99", "failed-write window",
+                   "writes failed", "timeline")
+
+
+def failover_rows(runs: list[dict]) -> list[tuple[str, ...]]:
+    labels, rows, seen = profile_labels(runs), [], set()
+    for i, r in enumerate(runs):
+        first = r["slug"] not in seen
+        seen.add(r["slug"])
+        rows.append((r["fault"] if first else "", labels[i], seconds(r["vip_moved"]),
+                     f"{r['http_failed']} of {r['http_total']}",
+                     f"{r['api_p50'] * 1000:.0f} / {r['api_p99'] * 1000:.0f} ms", seconds(r["db_outage"]),
+                     f"{r['db_failed']} of {r['db_total']}",
+                     f"[{r['slug']}.svg](docs/bench-failover/{r['slug']}.svg)" if first else ""))
+    return rows
+
+
+def stale_header(runs: list[dict]) -> tuple[str, ...]:
+    n = {r["config"].get("stale_http_connections") for r in runs if r.get("stale")}
+    return ("fault", "profile", f"keep-alive HTTP (worst of {'/'.join(map(str, sorted(n)))})", "DB session",
+            "direct memcached")
+
+
+def stale_cell(fig, cap: float, direct: bool = False) -> str:
+    """noticed / served again, in seconds; "cap": still hanging when the bench stopped waiting;
+    direct memcached: noticed only (a connection to the failed node is never served again)."""
+    if fig is None:
+        return "-"
+    noticed, served = fig
+    if noticed is None:
+        return "unaffected"
+    if noticed >= cap - 1:
+        return "cap"
+    return f"{noticed:.1f}" if direct or served is None else f"{noticed:.1f} / {served:.1f}"
+
+
+def stale_rows(runs: list[dict]) -> list[tuple[str, ...]]:
+    """The faults with stale clients (a planned fault has none: not in this table)."""
+    labels, rows, seen = profile_labels(runs), [], set()
+    for i, r in enumerate(runs):
+        st = r.get("stale")
+        if not st:
+            continue
+        cap = r["config"]["stale_cap_s"]
+        rows.append((r["fault"] if r["slug"] not in seen else "", labels[i], stale_cell(st["http"], cap),
+                     stale_cell(st["db"], cap), stale_cell(st["direct"], cap, direct=True)))
+        seen.add(r["slug"])
+    return rows
+
+
+# --- the deploy and durability benches -------------------------------------------------------
+
+NOOP_HEADER = ("3 nodes, lab on this 2-core machine", "no-op, health report included", "floor", "ratio")
+
+
+def noop_rows(runs: list[dict]) -> list[tuple[str, ...]]:
+    rows = []
+    for r in runs:
+        f = r["figures"]
+        if f.get("nodes") == 3 and "noop_s" in f:
+            rows.append((r["label"], span(f["noop_s"], " s"), f"{num(f['floor_s'])} s",
+                         span([x / f["floor_s"] for x in f["noop_s"]], "x", lambda x: f"{x:.1f}")))
+    return rows
+
+
+def durability_header(runs: list[dict]) -> tuple[str, ...]:
+    n = {r["config"]["sessions"] for r in runs}
+    return ("innodb_flush_log_at_trx_commit", "median write", "1 session", f"{'/'.join(map(str, sorted(n)))} sessions")
+
+
+def durability_rows(runs: list[dict]) -> list[tuple[str, ...]]:
+    """The latest run of each value (older runs stay in the record file)."""
+    runs = list({r["label"]: r for r in runs}.values())
+    return [(r["label"], f"{r['figures']['median_ms']:.2f} ms", f"{r['figures']['one_session_wps']:.0f} writes/s",
+             f"{r['figures']['sessions_wps']:.0f} writes/s") for r in runs]
+
+
+LIFECYCLE = re.compile(r"first\s+deploy\s+onto\s+fresh\s+nodes\s+took\s+(\S+)\s+s\s+and\s+adding\s+two\s+nodes\s+to\s+the"
+                       r"\s+running\s+clusters\s+(\S+)\s+s")
+
+
+def lifecycle(runs: list[dict]) -> tuple[str, str]:
+    """The first deploy's and the two added controllers' seconds, of the latest record."""
+    f = [r["figures"] for r in runs if "first_deploy_s" in r["figures"]][-1]
+    return num(f["first_deploy_s"]), num(f["grow_s"])
+
+
+# --- all of them ----------------------------------------------------------------------------
+
+
+def expected() -> list[tuple[tuple[str, ...], list[tuple[str, ...]]]]:
+    """[(header, rows)] of every figure table the README holds, from the records."""
+    return [(header, rows) for _, header, rows in named()]
+
+
+def named() -> list[tuple[str, tuple[str, ...], list[tuple[str, ...]]]]:
+    """[(name, header, rows)]: expected(), each table with the name its problems use."""
+    runs = failover_runs()
+    deploy, durability = records.load("deploy"), records.load("durability")
+    return [("failover", FAILOVER_HEADER, failover_rows(runs)), ("stale connections", stale_header(runs), stale_rows(runs)),
+            ("no-op", NOOP_HEADER, noop_rows(deploy)),
+            ("durability", durability_header(durability), durability_rows(durability))]
+
+
+# Tables of the README that hold settings or facts, not measurements: never from a record.
+NOT_FIGURES = {
+    ("listener", "address:port", "who may reach it", "protection"): "what listens where (the design)",
+    ("account", "where from", "privileges"): "the accounts the deploy makes",
+    ("component", "`--limit NODE`"): "what a limited run does",
+    ("setting", "kernel / article", "deployed"): "settings: the kernel's defaults and the deploy's values",
+    ("room", "what it holds"): "the lab's modules",
+}
+MEASURED = re.compile(r"\b\d+(\.\d+)?\s?(ms|s|x|writes/s|%)(\b|$)")
+
+
+def problems(text: str) -> list[str]:
+    """Where README `text` and the records disagree, one line each ([] when they agree)."""
+    found = {t.header: t for t in tables(text)}
+    out = []
+    for name, header, rows in named():
+        t = found.get(header)
+        if t is None:
+            out.append(f"README: no {name} table with the header | {' | '.join(header)} | (the records give {len(rows)} rows)")
+            continue
+        got = [tuple(c.replace("**", "") for c in r) for r in t.rows]
+        for n, (g, w) in enumerate(zip(got, rows), 1):
+            for col, a, b in zip(header, g, w):
+                if a != b:
+                    out.append(f"README line {t.start + 2 + n}: {name} table, row {n}, {col!r}: {a!r}, the record says {b!r}")
+        if len(got) != len(rows):
+            out.append(f"README: the {name} table has {len(got)} rows, the records give {len(rows)}")
+    known = {h for h, _ in expected()} | set(NOT_FIGURES)
+    for t in tables(text):
+        if t.header not in known and any(MEASURED.search(c) for r in t.rows for c in r):
+            out.append(f"README line {t.start + 1}: table | {' | '.join(t.header)} | holds figures no record gives: add its "
+                       "records (tests/bench/records.py) and its rows to tests/bench/figures.py, or to NOT_FIGURES if "
+                       "they are settings, not measurements")
+    m = LIFECYCLE.search(text)
+    want = lifecycle(records.load("deploy"))
+    if m is None:
+        out.append("README: the first deploy's figures (\"first deploy onto fresh nodes took N s ...\") are gone")
+    elif m.groups() != want:
+        out.append(f"README: first deploy {m.group(1)} s, adding two nodes {m.group(2)} s; the record says {want[0]} s, {want[1]} s")
+    return out
+
+
+def write(text: str) -> str:
+    """`text` with its figure tables rewritten from the records (the bold of a cell kept)."""
+    lines = text.splitlines()
+    found = {t.header: t for t in tables(text)}
+    for header, rows in sorted(expected(), key=lambda e: -found[e[0]].start if e[0] in found else 0):
+        t = found.get(header)
+        if t is None:
+            continue
+        old = {i: r for i, r in enumerate(t.rows)}
+        rows = [tuple(f"**{c}**" if i in old and j < len(old[i]) and old[i][j] == f"**{c}**" else c
+                      for j, c in enumerate(r)) for i, r in enumerate(rows)]
+        lines[t.start:t.end] = markdown(header, rows)
+    return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--write" in argv:
+        README.write_text(write(README.read_text()))
+    else:
+        for header, rows in expected():
+            print("\n".join(markdown(header, rows)) + "\n")
+    left = problems(README.read_text())
+    for p in left:
+        print(p, file=sys.stderr)
+    return 1 if left else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""Every figure of the README's tables is the figure of a record the repository keeps
+(tests/bench/figures.py reads them: docs/bench-failover/, docs/bench-deploy/,
+docs/bench-durability/), under the configuration that record ran with."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from tests.bench import failover, figures, records
+
+README = figures.README.read_text()
+
+
+def test_the_readme_tables_are_the_records():
+    assert figures.problems(README) == []
+
+
+def test_every_table_with_figures_is_checked_or_declared_settings():
+    checked = {h for h, _ in figures.expected()}
+    for t in figures.tables(README):
+        measured = any(figures.MEASURED.search(c) for r in t.rows for c in r)
+        assert t.header in checked or t.header in figures.NOT_FIGURES or not measured, t.header
+    # the four figure tables are all in the README, each with at least two rows
+    found = {t.header: t for t in figures.tables(README)}
+    assert all(h in found and len(found[h].rows) >= 2 for h in checked)
+
+
+@pytest.mark.parametrize("old, new, words", [
+    ("| 9.1 / 10.3 | 9.1 / 10.4 | 26.9 |", "| 9.1 / 20.3 | 9.1 / 10.4 | 26.9 |", ["stale connections", "'9.1 / 20.3'", "'9.1 / 10.3'"]),
+    ("| 6.4 s | 1.16 s | 5.5x |", "| 6.40 s | 1.16 s | 5.5x |", ["no-op", "'6.40 s'"]),
+    ("| 0.92 ms | 1040 writes/s |", "| 0.92 ms | 1104 writes/s |", ["durability", "'1104 writes/s'"]),
+    ("| **0 of 594** |", "| **0 of 593** |", ["failover", "'0 of 593'"]),
+    ("| deployed (mariadb_connect_timeout 500ms) | 0.6 s |", "| deployed | 0.6 s |",
+     ["failover", "'profile'", "mariadb_connect_timeout 500ms"]),
+    ("took 123 s", "took 120 s", ["first deploy 120 s", "the record says 123 s"]),
+])
+def test_a_figure_the_records_do_not_give_is_caught(old, new, words):
+    assert README.count(old) == 1, old
+    text = README.replace(old, new)
+    found = "\n".join(figures.problems(text))
+    for w in words:
+        assert w in found, found
+
+
+def test_a_row_or_a_table_without_its_record_is_caught():
+    row = "| 2 | 0.70 ms | 1288 writes/s | 2306 writes/s |"
+    extra = README.replace(row, row + "\n| 0 | 0.50 ms | 1900 writes/s | 3000 writes/s |")
+    assert any("durability table has 3 rows, the records give 2" in p for p in figures.problems(extra))
+    table = "\n\n| drill | took |\n|---|---|\n| partition | 4.2 s |\n"
+    assert any("| drill | took |" in p and "no record" in p for p in figures.problems(README + table))
+
+
+def test_a_record_changed_is_caught(monkeypatch):
+    runs = figures.failover_runs()
+    changed = copy.deepcopy(runs)
+    changed[3]["db_outage"] = 19.0  # holder power cut, deployed: 3.7 s recorded
+    monkeypatch.setattr(figures, "failover_runs", lambda: changed)
+    assert any("failed-write window" in p and "'19.0 s'" in p for p in figures.problems(README))
+
+
+def test_rows_are_told_apart_by_the_configuration_they_ran_under():
+    runs = figures.failover_runs()
+    labels = figures.profile_labels(runs)
+    by = {(r["slug"], r["profile"]): labels[i] for i, r in enumerate(runs)}
+    assert by[("haproxy-stopped", "anchors")] == "anchors"  # every anchors run had the same settings
+    assert by[("holder-power-cut", "deployed")] == "deployed (mariadb_connect_timeout 1500ms)"
+    assert by[("backend-power-cut", "deployed")] == "deployed (mariadb_connect_timeout 500ms)"
+    # settings that do not differ are not named
+    same = [dict(r, config=runs[1]["config"]) if r["profile"] == "deployed" else r for r in runs]
+    assert {figures.profile_labels(same)[i] for i, r in enumerate(same) if r["profile"] == "deployed"} == {"deployed"}
+
+
+def test_a_failover_run_without_its_configuration_is_refused(tmp_path, monkeypatch):
+    recs = json.loads((figures.FAILOVER_DIR / "records.json").read_text())
+    (tmp_path / "records.json").write_text(json.dumps(recs))
+    monkeypatch.setattr(figures, "FAILOVER_DIR", tmp_path)  # no configs.json there
+    with pytest.raises(ValueError, match=r"haproxy-stopped \(anchors, 2026-11-27 12:38 UTC\) has no configuration"):
+        figures.failover_runs()
+    recs["haproxy-stopped"]["runs"][0]["figures"]["config"] = {"x": 1}  # the bench's own record
+    (tmp_path / "records.json").write_text(json.dumps(recs))
+    with pytest.raises(ValueError, match=r"haproxy-stopped \(deployed"):
+        figures.failover_runs()
+
+
+def test_recovered_records_say_where_they_come_from():
+    for name in ("deploy", "durability"):
+        for r in records.load(name):
+            assert r["source"] == "bench" or ("recorded from commit" in r["source"] and "not re-run" in r["source"])
+            assert r["config"] and r["figures"] and r["at"] and len(r["commit"].split("+")[0]) == 40
+    configs = json.loads((figures.FAILOVER_DIR / "configs.json").read_text())
+    assert "not re-run" in configs["source"] and all(len(r["commit"]) == 40 for r in configs["runs"])
+
+
+def test_the_failover_bench_keeps_each_runs_configuration():
+    anchors = failover.run_config(failover.profile_data("anchors", {}))
+    deployed = failover.run_config(failover.profile_data("deployed", {"sysctl": {"net.ipv4.tcp_retries2": 8}}))
+    assert anchors["mariadb_connect_timeout"] == "10s" and anchors["haproxy_timeouts"]["connect"] == "10s"
+    assert anchors["haproxy_timeouts"]["client"] == failover.DEFAULTS["haproxy_timeouts"]["client"]
+    assert deployed["mariadb_connect_timeout"] == failover.DEFAULTS["mariadb_connect_timeout"]
+    assert deployed["sysctl"]["net.ipv4.tcp_retries2"] == 8 and deployed["stale_cap_s"] == failover.STALE_CAP
+    # the record keeps it (figures["config"]) and reads it back
+    result = {"slug": "haproxy-stopped", "fault": "f", "vip_moved": 1.0, "requests": [], "config": deployed, "x": 1}
+    back = failover.results_of(failover.records_of({"deployed": [result]}))
+    assert back["deployed"][0]["config"] == deployed
+
+
+def test_a_bench_record_is_appended_with_its_commit(tmp_path, monkeypatch):
+    monkeypatch.setattr(records, "DOCS", tmp_path)
+    records.append("durability", "2", {"sessions": 4}, {"median_ms": 0.7})
+    path = records.append("durability", "1 (default)", {"sessions": 4}, {"median_ms": 0.9})
+    runs = json.loads(path.read_text())
+    assert path == tmp_path / "bench-durability" / "records.json"
+    assert [r["label"] for r in runs] == ["2", "1 (default)"] and runs[1]["source"] == "bench"
+    assert len(runs[1]["commit"].split("+")[0]) == 40 and runs[1]["at"].endswith("UTC")
