@@ -35,6 +35,21 @@ DEFAULTS = {
     "keepalived_unicast": False,  # unicast_peer list instead of multicast VRRP
     "keepalived_check_script": "/etc/keepalived/check_alive.sh",
     "keepalived_track_haproxy_unit": True,  # the VIP leaves at once when HAProxy's unit stops or dies
+    # The VIP follows the ability to serve (README "Partitions"): check_serving, tracked like
+    # check_alive (FAULT after `fall` failures), fails on a controller that sees a minority of
+    # the controllers (cut off: its peers' database check port does not answer within the peer
+    # timeout) or whose HAProxy has no usable server in the database listener (and each of
+    # keepalived_serve_listeners) while a peer it sees can serve. The whole cluster down (every
+    # mariadb stopped) leaves the VIP where it is. False: the configs of before.
+    "keepalived_serve_check": True,
+    "keepalived_serve_listeners": [],  # API listeners (catalogue names) that must have a usable server too
+    "keepalived_serve_interval": 1,  # seconds between runs; the VIP leaves a cut-off holder in ~2-3 s
+    "keepalived_serve_fall": 2,
+    "keepalived_serve_rise": 5,
+    "keepalived_serve_peer_timeout_ms": 300,  # a peer that has not answered by then is not seen
+    # A minority controller that gave the VIP up takes it again when no controller answered on
+    # the VIP for this long (the others are down, not cut off: what it serves beats nothing).
+    "keepalived_serve_last_resort": 10,
     # --- HAProxy ---
     "haproxy_maxconn": 4000,
     "haproxy_log_target": "127.0.0.1:514",

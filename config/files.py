@@ -51,6 +51,8 @@ GALERA_CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf"
 ERLANG_COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
 EPMD_SOCKET_DROPIN = "/etc/systemd/system/epmd.socket.d/openstack-ha.conf"
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
+# keepalived's check_serving (keepalived_serve_check): the VIP follows the ability to serve.
+KEEPALIVED_SERVE_SCRIPT = "/etc/keepalived/check_serving"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 # HAProxy's unit writes 1 here when it stops or dies and 0 once it runs (a systemd drop-in);
 # keepalived tracks the file (inotify on its directory, which must exist when keepalived loads
@@ -100,6 +102,7 @@ FILES = (
     ("haproxy", "haproxy/haproxy.service.conf.j2", HAPROXY_UNIT_DROPIN, "0644", "root", "root", False),
     # Installed where keepalived.conf says it is: the path is the site's keepalived_check_script.
     ("keepalived", "keepalived/check_alive.sh.j2", "{keepalived_check_script}", "0755", "root", "root", False),
+    ("keepalived", "keepalived/check_serving.py.j2", KEEPALIVED_SERVE_SCRIPT, "0755", "root", "root", False),
     ("keepalived", "keepalived/keepalived.conf.j2", KEEPALIVED_CONF, "0640", "root", "root", True),
     # The Galera-aware HTTP check HAProxy asks (mariadb_check_method "httpchk" only).
     ("dbcheck", "dbcheck/clustercheck.sysusers.j2", DBCHECK["sysusers"], "0644", "root", "root", False),
@@ -113,9 +116,35 @@ def wanted(component: str, site: Site, template: str = "") -> bool:
     certificate only with haproxy_tls, the firewall only with firewall."""
     if template == "haproxy/tls.pem.j2":
         return site.data["haproxy_tls"]
+    if template == "keepalived/check_serving.py.j2":
+        return site.data["keepalived_serve_check"]
     if component == "firewall":
         return site.data["firewall"]
     return component != "dbcheck" or site.data["mariadb_check_method"] == "httpchk"
+
+
+def serve_check(site: Site, name: str) -> dict:
+    """What check_serving on controller `name` asks (its template renders it as JSON): the
+    listeners that must have a usable server (the database's first), its peers' addresses and,
+    for each, the ports of those API listeners' servers there (a peer that can serve accepts
+    them)."""
+    d = site.data
+    db = next(s for s in site.services if s.port_key == "mariadb_port")
+    apis = [s for s in site.services if s.name in d["keepalived_serve_listeners"]]
+    return {
+        "controllers": len(site.controllers),
+        "peers": {c.name: c.address for c in site.peers(name)},
+        "listeners": [db.name, *(s.name for s in apis)],
+        "api_ports": {c.name: [s.backend_port or s.port for s in apis] for c in site.peers(name)},
+        "check_port": d["mariadb_check_port"],
+        "check_method": d["mariadb_check_method"],
+        "socket": d["haproxy_stats_socket"],
+        "vip": d["vip"],
+        "vip_port": d["mariadb_port"],
+        "interface": d["vip_interface"],
+        "peer_timeout": d["keepalived_serve_peer_timeout_ms"] / 1000,
+        "last_resort": d["keepalived_serve_last_resort"],
+    }
 
 
 def render_template(template: str, site: Site, name: str, secrets: dict[str, str]) -> str:
@@ -134,6 +163,9 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         maintenance_file=MAINTENANCE_FILE,
         haproxy_maint_file=HAPROXY_MAINT_FILE,
         fw=firewall.rules(site) if template.startswith("firewall/") else None,
+        serve=serve_check(site, name) if template == "keepalived/check_serving.py.j2" else None,
+        serve_script=KEEPALIVED_SERVE_SCRIPT,
+        serve_listeners=serve_check(site, name)["listeners"] if template.startswith("keepalived/") else (),
         fw_table=firewall.TABLE,
         fw_file=FIREWALL_NFT,
         ports={"galera": GALERA_PORT, "galera_ist": GALERA_IST_PORT, "galera_sst": GALERA_SST_PORT, "epmd": EPMD_PORT},

@@ -15,11 +15,12 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents, Sha1File
 from pyinfra.facts.server import Hostname
 
+from config.defaults import DIST_PORT_OFFSET, GALERA_PORT
 from config.files import ERLANG_COOKIE, MAINTENANCE_FILE
 from facts.bundle import Bundle, part
 from facts.firewall import FirewallState
 from facts.galera import GaleraNode, MysqlAccounts, without_recovery
-from facts.host import UNITS, FileStates, Maintenance, ServiceStates
+from facts.host import UNITS, FileStates, Maintenance, PeerReach, ServiceStates
 from facts.haproxy import HaproxyCertificate, HaproxyInfo, HaproxyServers
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
@@ -108,9 +109,28 @@ def prefetch(name: str) -> tuple:
         part(RabbitmqCluster, port=s["rabbitmq_port"]),
         part(Sha1File, path=ERLANG_COOKIE),
         part(VipHolder, interface=s["vip_interface"], vip=s["vip"]),
+        reach_part(s),
         *((part(MysqlAccounts), part(RabbitmqDefinitions)) if first else ()),
         *before_run_health_parts(s, name).values(),
     )))
+
+
+def reach_args(s: Site) -> dict:
+    """PeerReach's arguments, the same on every controller (its own address too: one part for
+    all): every controller's address, Galera's group port and RabbitMQ's distribution port."""
+    return {"addresses": tuple(c.address for c in s.controllers),
+            "ports": (GALERA_PORT, s["rabbitmq_port"] + DIST_PORT_OFFSET)}
+
+
+def reach_part(s: Site) -> tuple:
+    return part(PeerReach, **reach_args(s))
+
+
+def reach_of_all() -> dict:
+    """{controller: {address: {port: "open" | "refused" | "none"}} or None}: what each
+    controller reaches, asked from it before the run (a partition shows only there)."""
+    return {n: (f or {}).get("reach") if f else None
+            for n, f in facts_of_all_controllers(PeerReach, **reach_args(site())).items()}
 
 
 def health_parts(site: Site, name: str) -> dict[str, tuple]:

@@ -1,4 +1,4 @@
-"""keepalived on every controller: the VIP follows a live HAProxy."""
+"""keepalived on every controller: the VIP follows a live HAProxy and the ability to serve."""
 
 import shlex
 
@@ -14,9 +14,10 @@ VIP_SECONDS = 30  # measured: 3.8 s for the first election on the lab
 
 @deploy("keepalived")
 def configure():
-    """check_alive.sh, then keepalived.conf checked by `keepalived --config-test`; a change
+    """check_alive.sh, check_serving (keepalived_serve_check), then keepalived.conf checked by `keepalived --config-test`; a change
     is a reload (SIGHUP): with nopreempt the VIP stays where it is. After a change the run
     waits (bounded) until a controller answers on the VIP."""
+    # check_serving runs with python3 (Debian's, as galera-clustercheck)
     packages(name="keepalived: packages", names=["keepalived", "socat"])
     changed = mark_pending("keepalived", "keepalived")
     install_files("keepalived", validate={KEEPALIVED_CONF: "keepalived --config-test -f {path}"})

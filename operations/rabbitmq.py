@@ -11,12 +11,13 @@ from pyinfra import host
 from pyinfra.api import deploy, operation
 from pyinfra.facts.files import Sha1File
 
+from config.defaults import DIST_PORT_OFFSET
 from config.files import ERLANG_COOKIE
 from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions
 from operations.common import (
     announce, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
-from operations.before import facts_of_all_controllers, known_in_run, planned_fact
+from operations.before import facts_of_all_controllers, known_in_run, planned_fact, reach_of_all
 from operations.maintenance import in_maintenance, marked
 from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service
 
@@ -70,6 +71,19 @@ def cluster_states() -> tuple[str, dict]:
     order = [c.name for c in site().controllers]
     states = known_in_run(facts_of_all_controllers(RabbitmqCluster, port=site()["rabbitmq_port"]), "the RabbitMQ state")
     return seed_node(states, order), states
+
+
+def cut_off(name: str) -> bool:
+    """Whether controller `name` reaches (a connection accepted or refused on the Erlang
+    distribution port, asked from it before the run) at most a minority of the controllers,
+    itself counted; unknown reach counts as cut off (never restarted on a guess)."""
+    s = site()
+    mine = reach_of_all().get(name)
+    if mine is None:
+        return True
+    port = s["rabbitmq_port"] + DIST_PORT_OFFSET
+    reached = sum(1 for c in s.controllers if c.name == name or (mine.get(c.address) or {}).get(port) in ("open", "refused"))
+    return 2 * reached <= len(s.controllers)
 
 
 def stuck(states: dict) -> list[str]:
@@ -169,7 +183,14 @@ def configure():
     # A controller in maintenance keeps its broker stopped and disabled (maintenance.py back
     # starts it): no start, restart, join or enable here; its files are still written.
     away = marked()
-    unstick = host.name in stuck(states) and not away
+    # A broker paused by pause_minority looks stuck too (unit active, no AMQP listener): one
+    # that does not reach a majority of the controllers' distribution ports is paused, not
+    # stuck, and resumes by itself when the partition heals: never restarted.
+    paused = host.name in stuck(states) and cut_off(host.name)
+    announce(paused and not away, f"leave rabbitmq-server alone, never restart it: its broker is not running and "
+             f"{host.name} does not reach a majority of the controllers (paused by pause_minority; it resumes by itself "
+             "when the partition heals)")
+    unstick = host.name in stuck(states) and not away and not paused
     announce(unstick, "restart rabbitmq-server: its unit is active but its broker is not running (stuck nodes together)")
     turn(name="rabbitmq: restart a stuck broker", commands=[f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
          run=unstick)

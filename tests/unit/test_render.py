@@ -70,12 +70,12 @@ def node01_cfg(prod_render):
     return parse_haproxy((prod_render / "node01" / "etc/haproxy/haproxy.cfg").read_text())
 
 
-def test_each_node_gets_its_eighteen_files(prod_render):
+def test_each_node_gets_its_nineteen_files(prod_render):
     for node in NODES:
         files = {str(p.relative_to(prod_render / node)) for p in (prod_render / node).rglob("*") if p.is_file()}
         assert files == NODE_FILES, node
     assert {p.name for p in prod_render.iterdir()} == set(NODES)
-    assert len(FILES) == 18
+    assert len(FILES) == 19
 
 
 def test_render_returns_the_written_paths(tmp_path):
@@ -273,7 +273,7 @@ def test_deploy_rendering_uses_values_and_mask_restores_placeholders(monkeypatch
     assert report.errors == []
     site = build_site(hosts, group)
     files = managed_files(site, "node01", secrets)
-    assert len(files) == 18
+    assert len(files) == 19
     by_path = {f.path.lstrip("/"): f for f in files}
     assert set(by_path) == NODE_FILES
     for rel, f in by_path.items():

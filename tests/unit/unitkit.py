@@ -52,6 +52,7 @@ NODE_FILES = {
     "etc/haproxy/haproxy.cfg",
     "etc/systemd/system/haproxy.service.d/openstack-ha.conf",
     "etc/keepalived/check_alive.sh",
+    "etc/keepalived/check_serving",
     "etc/keepalived/keepalived.conf",
     "etc/sysusers.d/openstack-ha-clustercheck.conf",
     "usr/local/sbin/galera-clustercheck",
