@@ -124,6 +124,11 @@ DEFAULTS = {
     "mariadb_connect_timeout": "1500ms",
     "mariadb_admin_user": "admin",
     "mariadb_max_connections": 4096,
+    # Every client reaches MariaDB through HAProxy, from a controller's address: MariaDB's
+    # per-host count of broken handshakes (default 100) then blocks every client of the VIP
+    # at once ("Host ... is blocked because of many connection errors", seen on the lab after
+    # a few failovers under write load, until FLUSH HOSTS). The largest value: never blocked.
+    "mariadb_max_connect_errors": 4294967295,
     "mariadb_innodb_buffer_pool_size": "512M",
     # 1 = durable commits (each transaction's log flushed); 2 or 0 lose the last second of
     # commits when nodes crash together (Jepsen, MariaDB Galera 2026).

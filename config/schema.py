@@ -297,6 +297,7 @@ SITE: dict[str, Rule] = {
     "mariadb_connect_timeout": Rule(HAPROXY_TIME, "how long a connection to a database server may take to be made"),
     "mariadb_admin_user": Rule(ACCOUNT, "MariaDB's admin account"),
     "mariadb_max_connections": Rule(integer(1, 100_000), "MariaDB max_connections"),
+    "mariadb_max_connect_errors": Rule(integer(1, 2**64 - 1), "MariaDB max_connect_errors: broken handshakes before a host (a HAProxy) is blocked"),
     "mariadb_innodb_buffer_pool_size": Rule(either(integer(5 * 2**20, 2**50), text(r"[1-9][0-9]*[KMGTkmgt]?", 'a size such as "512M"')),
                                             "InnoDB buffer pool: bytes, or digits with K, M, G or T"),
     "mariadb_innodb_flush_log_at_trx_commit": Rule(choice(0, 1, 2), "1: every commit flushed (durable)"),

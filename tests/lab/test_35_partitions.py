@@ -16,6 +16,7 @@ import threading
 import time
 
 import lab
+from config.files import KEEPALIVED_SERVE_SCRIPT
 from lab import drills
 from lab.drills import Session, SessionClosed, log, write
 
@@ -110,7 +111,7 @@ def test_holder_cut_off_one_sided_gives_the_vip_up_and_a_deploy_restarts_nothing
             f"acknowledged write through the VIP {gap:.1f}s")
         assert gap <= 30, gap
         assert drills.holders() == [new]
-        out = lab.exec_("node03", ["/etc/keepalived/check_serving"]).stdout
+        out = lab.exec_("node03", [KEEPALIVED_SERVE_SCRIPT]).stdout
         log(f"node03's check_serving says: {out.strip()}")
         deploy_during_cut("node03")
         assert drills.wsrep("node03").get("wsrep_cluster_status") != "Primary"
