@@ -196,6 +196,7 @@ DEFAULTS = {
 # its "anchors" profile with them, beside the defaults.
 FAILOVER_ANCHORS = {
     "keepalived_track_haproxy_unit": False,
+    "keepalived_serve_check": False,  # the VIP followed HAProxy alone (README "Partitions")
     "haproxy_timeouts": {"connect": "10s"},  # merged key by key into the defaults' timeouts
     "haproxy_retry_on": "",
     "haproxy_redispatch": -1,
