@@ -19,7 +19,7 @@ from config.site import build_site, load_inventory
 CAPTURES = Path(__file__).parent / "captures"
 DB = ["mariadb"]
 UP = {"mariadb": {"node01": "UP", "node02": "UP 1/2", "node03": "DOWN"}}
-NONE_UP = {"mariadb": {"node01": "DOWN", "node02": "MAINT", "node03": "DOWN 1/2"}}
+NONE_UP = {"mariadb": {"node01": "DOWN", "node02": "MAINT", "node03": "DRAIN"}}
 SEEN_ALL = {"node02": "seen", "node03": "seen"}
 
 
@@ -65,6 +65,9 @@ CASES = [
     ("last resort held: keeps the VIP while nobody else answers", dict(
         servers=NONE_UP, peers={"node02": "unseen", "node03": "unseen"}, state={"since": 0.0, "last_resort": True},
         now=500.0, holding=True), True, "last resort"),
+    ("an answer on the VIP within the last-resort time starts it again", dict(
+        servers=NONE_UP, peers={"node02": "unseen", "node03": "unseen"}, state={"since": 100.0, "answered": 105.0},
+        now=114.0), False, "gives"),
     ("last resort ends when another controller answers on the VIP", dict(
         servers=NONE_UP, peers={"node02": "unseen", "node03": "unseen"}, state={"since": 0.0, "last_resort": True},
         now=500.0, vip_answers=True), False, "gives"),
@@ -91,8 +94,8 @@ def test_show_stat_is_read_per_listener_without_frontend_and_backend(cs):
     got = cs.read_servers((CAPTURES / "haproxy_servers" / "show_stat.txt").read_text())
     assert got["mariadb"] == {"node01": "UP", "node02": "UP", "node03": "DOWN"}
     assert got["keystone_internal"] == {"node01": "DOWN", "node02": "DOWN"}
-    assert [cs.usable(s) for s in ("UP", "UP 1/2", "no check", "DOWN", "DOWN 1/2", "MAINT", "DRAIN")] == \
-        [True, True, True, False, False, False, False]
+    assert [cs.usable(s) for s in ("UP", "UP 1/2", "no check", "DOWN 1/2", "DOWN", "MAINT", "DRAIN", "NOLB")] == \
+        [True, True, True, True, False, False, False, False]
 
 
 def serve_once(answer: bytes) -> int:
