@@ -9,13 +9,14 @@ dependency order, then the verification facts and the health report.
 
 from pyinfra import logger
 
-from operations import common, dbcheck, firewall, galera, haproxy, keepalived, memcached, rabbitmq
+from operations import common, dbcheck, firewall, galera, haproxy, keepalived, memcached, rabbitmq, upgrade
 from operations.verify import verify
 from operations import host as host_basics
 
 site = common.site()  # runs preflight once; exits with one line per problem
 
 host_basics.configure()
+upgrade.configure()  # package_versions only: the pins held before any package is installed, upgrades announced
 firewall.configure()  # before any daemon whose port it guards; a new controller admitted everywhere first
 memcached.configure()
 galera.configure()

@@ -63,6 +63,9 @@ class Service:
     # Served on the external VIP too (site key external_vip), always with TLS. False for a
     # site's own service until the site says so: nothing is public by accident.
     public: bool = False
+    # An operators' listener: HAProxy and the firewall let only admin_networks and the
+    # controllers reach it (not every client network).
+    admin: bool = False
     enabled: bool = True
     description: str = ""
 
@@ -70,9 +73,15 @@ class Service:
         """Whether the listener takes TLS on the VIP: the site's haproxy_tls, its `tls`, mode http."""
         return bool(haproxy_tls and self.tls and self.mode == "http")
 
+    def vip_ports(self, haproxy_tls: bool) -> list[tuple[str, int]]:
+        """The (field, port) pairs the listener binds on the VIP: its port, and its https_port
+        when it takes TLS (takes_tls)."""
+        tls = self.takes_tls(haproxy_tls) and self.https_port
+        return [("port", self.port)] + ([("https_port", self.https_port)] if tls else [])
+
 
 CATALOGUE: tuple[Service, ...] = (
-    Service("rabbitmq_management", port_key="rabbitmq_management_port", tls=False,
+    Service("rabbitmq_management", port_key="rabbitmq_management_port", tls=False, admin=True,
             description="the management API keeps http: an operator's tool, not an OpenStack API"),
     Service("keystone_internal", 5000, http_request=(DEL_XFP_IF_SSL,), public=True),
     Service(

@@ -93,6 +93,18 @@ DEFAULTS = {
     # without a certificate says so: "haproxy_tls": False (the configs of before, clear text).
     "haproxy_tls": True,
     "haproxy_tls_pem_path": "/etc/haproxy/openstack-ha.pem",
+    # The VIP's TLS policy (HAProxy's global ssl-default-bind-*: every `ssl` bind): Mozilla's
+    # "intermediate" without its DHE suites: TLS 1.2 and 1.3, ECDHE key exchange (forward
+    # secrecy) with AEAD ciphers only, no session tickets (a ticket key kept until HAProxy
+    # restarts decrypts every recorded session it protected). Debian's own haproxy.cfg, which
+    # ours replaces, had such a policy; without it TLS 1.2 CBC-SHA1 and static-RSA suites answer.
+    "haproxy_tls_ciphers": ("ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:"
+                            "ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"),
+    "haproxy_tls_ciphersuites": "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256",
+    "haproxy_tls_options": "ssl-min-ver TLSv1.2 no-tls-tickets",
+    # HSTS on the HTTPS listeners (Strict-Transport-Security on answers over TLS): browsers use
+    # https only for this many seconds (Mozilla: two years). 0: no header.
+    "haproxy_hsts_max_age": 63072000,
     # The health report warns this many days before the installed certificate expires (FAIL
     # once expired or unreadable); preflight warns the same about the certificate it is given.
     # 0: no warning, only the failure.
@@ -175,15 +187,51 @@ DEFAULTS = {
     # sessions finish, new ones go to the others) before they go to maint and what is left is
     # shut. The database server never drains: maint and its sessions shut at once (one writer).
     "maintenance_drain_seconds": 10,
+    # --- backups (config/backup.py, operations/backup_plan.py; README "Backups (in progress)") ---
+    # Off by default: with it off the deploy does what it did before. What exists so far is
+    # the plan, the manifest and the script's template; the timer is not installed yet.
+    "backup_enabled": False,
+    # systemd OnCalendar expressions (the timers): a full backup daily, incrementals hourly,
+    # off the hour of the full. None: no incrementals.
+    "backup_full_calendar": "*-*-* 01:00:00",
+    "backup_incremental_calendar": "*-*-* *:30:00",
+    "backup_retention_days": 14,  # days of full backups kept (the newest verified full always)
+    # The controller that takes the backups; None: the last controller (as for the SST donor).
+    # Never the database writer (Site.writer): preflight refuses it.
+    "backup_node": None,
+    "backup_dir": "/var/backups/openstack-ha/mariadb",
+    # A copy off the backup node (one kept on the node it protects dies with it): a controller's
+    # name, or [user@]host reached over SSH; None: the controller before backup_node.
+    "backup_copy_to": None,
+    "backup_copy_dir": None,  # the copy's directory there; None: backup_dir
+    # "gzip" (on every Debian 12) or "zstd" (Debian 12's zstd package, faster).
+    "backup_compress": "gzip",
+    # A backup starts only when the free space of backup_dir holds the last full's size (the
+    # datadir's before the first) plus this margin.
+    "backup_space_margin_percent": 50,
+    # --- package versions (README "Upgrades"; operations/upgrade_plan.py) ---
+    # {Debian package: exact Debian version} for the packages the deploy installs
+    # (config/packages.py), e.g. {"mariadb-server": "1:10.11.19-0+deb12u1"}. A package not
+    # listed gets apt's candidate when it is installed, and is never upgraded (as before). A
+    # pinned one is installed at that version, held there (an apt preferences file), and a
+    # differing installed version is planned as an upgrade, shown in --dry and the blast radius
+    # (the rolling upgrade itself is not yet applied by the deploy).
+    "package_versions": {},
     # --- the host firewall (config/firewall.py) ---
     # On by default: Galera's state transfer hands every OpenStack credential to any host that
     # reaches 4567 and knows the cluster name. The project's table only drops packets to its
     # own ports from the wrong sources (cluster ports: the controllers; the VIP's listeners,
-    # AMQP and the stats page: the client networks); SSH and every other port are untouched.
+    # AMQP: the client networks; the operators' listeners: admin_networks); SSH and every other
+    # port are untouched.
     "firewall": True,
-    # Who may use the VIP's listeners, AMQP and the stats page (the controllers always may);
+    # Who may use the VIP's listeners and AMQP (the controllers always may);
     # None: the internal network.
     "firewall_client_networks": None,
+    # Who may reach the operators' listeners: the HAProxy stats page (node:haproxy_stats_port)
+    # and the catalogue's `admin` listeners (the RabbitMQ management API on the VIP), by HAProxy
+    # (`tcp-request connection reject`) and the firewall; the controllers always may.
+    # None: the controllers only (an operator works from one, or lists their networks here).
+    "admin_networks": None,
     # --- secrets ---
     # An untracked JSON file with the secrets (relative to the repository root), or None
     # to take every secret from HA_SECRET_<NAME> environment variables.

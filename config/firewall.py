@@ -12,7 +12,10 @@ project does not open stay as they were. Three kinds of port:
 - the VIP's listeners: the client networks (`firewall_client_networks`, default the internal
   network) and always the controllers (their OpenStack services are the VIP's clients);
 - on the node address for clients: AMQP (agents on compute nodes talk to the brokers
-  directly) and the HAProxy stats page (behind its password);
+  directly);
+- the operators' listeners: the HAProxy stats page (node address, behind its password) and the
+  catalogue's `admin` listeners on the VIP (RabbitMQ management): `admin_networks` and always
+  the controllers (default: the controllers only); HAProxy refuses other sources as well;
 - the external VIP (`external_vip`): its public listeners for anyone, no other TCP port.
 
 VRRP is taken from the controllers only: a stranger's advertisement cannot take the VIP.
@@ -23,12 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from config.defaults import DIST_PORT_OFFSET, EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
-from config.preflight import vip_ports as listener_ports
 from config.site import Site
 
 TABLE = "openstack_ha"  # `inet openstack_ha`: the only table the deploy writes
 # Node-address ports clients reach directly (the rest of the node's ports: controllers only).
-CLIENT_NODE_PORT_KEYS = ("rabbitmq_port", "haproxy_stats_port")
+CLIENT_NODE_PORT_KEYS = ("rabbitmq_port",)
+ADMIN_NODE_PORT_KEYS = ("haproxy_stats_port",)  # node-address ports of the operators
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,9 @@ class Rules:
     cluster_ports: tuple[int, ...]  # controllers only (on the VIPs: but for their listeners)
     external_vips: tuple[str, ...] = ()
     external_ports: tuple[int, ...] = ()  # the public listeners on the external VIP: anyone
+    admins: tuple[str, ...] = ()  # admin_networks (the controllers always may)
+    admin_vip_ports: tuple[int, ...] = ()  # the `admin` listeners on the VIP: admins
+    admin_ports: tuple[int, ...] = ()  # on the node address: admins
 
 
 def rule_count(nft_text: str) -> int:
@@ -52,14 +58,6 @@ def rule_count(nft_text: str) -> int:
     return len([line for line in lines if line and not line.startswith("type filter hook")])
 
 
-def expected_rules(site: Site) -> int:
-    """The number of rules the site's table holds when loaded (the same on every controller):
-    fewer (`nft flush table` keeps the sets, drops every rule) is a table changed by hand."""
-    from config.files import render_template
-
-    return rule_count(render_template("firewall/openstack-ha.nft.j2", site, site.controllers[0].name, {}))
-
-
 def client_networks(site: Site) -> tuple[str, ...]:
     """The networks the VIP's listeners answer: firewall_client_networks, else the internal network."""
     return tuple(site["firewall_client_networks"] or (site["internal_network"],))
@@ -67,13 +65,16 @@ def client_networks(site: Site) -> tuple[str, ...]:
 
 def rules(site: Site) -> Rules:
     d = site.data
-    vip_ports, external_ports = set(), set()
+    vip_ports, external_ports, admin_vip_ports = set(), set(), set()
     for svc in site.services:
-        ports = {port for _, port in listener_ports(svc, d)}
+        ports = {port for _, port in svc.vip_ports(d["haproxy_tls"])}
         vip_ports |= ports
+        if svc.admin:
+            admin_vip_ports |= ports
         if svc.public:
             external_ports |= ports
     client_ports = {d[k] for k in CLIENT_NODE_PORT_KEYS}
+    admin_ports = {d[k] for k in ADMIN_NODE_PORT_KEYS}
     cluster = {GALERA_PORT, GALERA_IST_PORT, GALERA_SST_PORT, EPMD_PORT, d["rabbitmq_port"] + DIST_PORT_OFFSET,
                d["memcached_port"], d["mariadb_port"], d["rabbitmq_management_port"]}
     if d["mariadb_check_method"] == "httpchk":
@@ -86,7 +87,10 @@ def rules(site: Site) -> Rules:
         vips=(d["vip"],),
         vip_ports=tuple(sorted(vip_ports)),
         client_ports=tuple(sorted(client_ports - cluster)),
-        cluster_ports=tuple(sorted(cluster - client_ports)),
+        cluster_ports=tuple(sorted(cluster - client_ports - admin_ports)),
         external_vips=external,
         external_ports=tuple(sorted(external_ports)) if external else (),
+        admins=tuple(d["admin_networks"] or ()),
+        admin_vip_ports=tuple(sorted(admin_vip_ports)),
+        admin_ports=tuple(sorted(admin_ports - cluster)),
     )

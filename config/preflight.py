@@ -9,17 +9,22 @@ printed and do not.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
-from config import tls
+from pyinfra.connectors.ssh import SSHConnector
+
+from config import backup, tls
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, DIST_PORT_OFFSET, FIXED_PORTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
-from config.files import DBCHECK, SST_ACCOUNT
-from config.schema import CONTROL, HOST, HOST_NAME, SECRET, SERVICE, SITE, problems
+from config.packages import INSTALLED, SAME_SOURCE, installed
+from config.paths import DBCHECK, SST_ACCOUNT
+from config.schema import CONTROL, HOST, HOST_NAME, SECRET, SERVICE, SITE, problems, show, text
 from config.secrets import NEEDED_WHEN, SECRETS, SecretsError, env_name, load_secrets, needed, secrets_path
 from config.site import GROUP, merged_data, service_overrides
 
@@ -43,7 +48,14 @@ class Problem:
     fix: str
 
     def __str__(self) -> str:
-        return f"{self.level}: {self.where}: {self.key}: {self.message}; fix: {self.fix}"
+        # Names and keys as ascii() shows them when they are not plain ASCII, and any other
+        # non-ASCII character escaped: a homoglyph ('v\u0456p', a Cyrillic i) is seen, not read.
+        line = f"{self.level}: {_plain(self.where)}: {_plain(self.key)}: {self.message}; fix: {self.fix}"
+        return line.encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _plain(name: str) -> str:
+    return name if name.isascii() and name.isprintable() else ascii(name)
 
 
 @dataclass
@@ -63,10 +75,21 @@ def _is_ours(key: str) -> bool:
     return key.startswith(PYINFRA_KEY_PREFIXES)
 
 
+# The ssh_* keys pyinfra's SSH connector reads; another (ssh_hostame) would be ignored.
+SSH_KEYS = frozenset(SSHConnector.data_meta)
+SSH_TARGET = text(r"[A-Za-z0-9_.:%\[\]-]{1,253}", "a host name or an IP address")
+JSON_TYPES = {bool: "true or false", int: "a number", float: "a number", list: "an array", dict: "an object"}
+PROC_SYS = Path("/proc/sys")
+# Secrets a tool on the controllers trims (rabbitmqctl add_user / change_password read stdin).
+TRIMMED = ("rabbitmq_password", "rabbitmq_admin_password")
+
+
 def check(
-    hosts: list[tuple[str, dict]], group_data: dict, secrets: dict | None = None, secrets_required: bool = True
+    hosts: list[tuple[str, dict]], group_data: dict, secrets: dict | None = None, secrets_required: bool = True,
+    others: dict | None = None,
 ) -> Report:
-    """Every problem of a site. `secrets` are the values found (None: load them).
+    """Every problem of a site. `secrets` are the values found (None: load them); `others`
+    the inventory's groups besides controllers, {group: (hosts, group data)} (load_groups).
 
     With secrets_required=False (offline render, which shows placeholders) a missing secret
     is a warning.
@@ -82,6 +105,8 @@ def check(
         out.append(Problem("warning", where, key, message, fix))
 
     G = GROUP
+    # a name that is not a string is refused below as the text of it (pyinfra's are strings)
+    hosts = [(name if isinstance(name, str) else show(name), hd if isinstance(hd, dict) else {}) for name, hd in hosts]
     # Unknown keys: a typo must not pass silently. Known keys: the schema's type and range.
     for key, value in group_data.items():
         if key in SITE:
@@ -90,6 +115,8 @@ def check(
         elif not _is_ours(key):
             hint = _close(key, DEFAULTS)
             err(G, key, "unknown key in the site data", f"remove it{hint} (known keys: config/defaults.py)")
+        else:
+            _check_pyinfra_key(G, key, value, err)
     for name, hd in hosts:
         if (reason := HOST_NAME.why(name)) is not None:
             err(name, "name", reason, f"name the controller by its hostname: {HOST_NAME.expect} (RabbitMQ's node is rabbit@<name>)")
@@ -97,7 +124,9 @@ def check(
             if key in HOST:
                 for k, message, expect in problems(key, HOST[key].kind, value):
                     err(name, k, message, f"set {k} to {expect}")
-            elif key not in DEFAULTS and not _is_ours(key):
+            elif _is_ours(key):
+                _check_pyinfra_key(name, key, value, err)
+            elif key not in DEFAULTS:
                 err(name, key, "unknown key in the host data", f"remove it{_close(key, HOST_KEYS)}")
             elif key in DEFAULTS:
                 err(name, key, "a site-wide key set on one host", f"move {key} to the controllers group data")
@@ -105,7 +134,10 @@ def check(
             if key not in hd:
                 err(name, key, "missing", f"set {key} in the host data ({HOST_KEYS[key]})")
 
+    _check_other_groups(hosts, others or {}, err, warn)
     data = merged_data({k: v for k, v in group_data.items() if k not in bad})
+    if "sysctl" not in bad and isinstance(group_data.get("sysctl"), dict):
+        _check_sysctl_names(group_data["sysctl"], warn)
 
     # Network and VIP.
     for key in ("internal_network", "vip"):
@@ -129,8 +161,15 @@ def check(
             err(name, "name", f"{n} controllers share this name (pyinfra would merge them into one)", "give each controller its own hostname")
     seen_addr: dict[str, str] = {}
     seen_ssh: dict[str, str] = {}
+    vips = {k: data[k] for k in ("vip", "external_vip") if data.get(k) and k not in bad}
     for name, hd in hosts:
         target = hd.get("ssh_hostname")
+        if SSH_TARGET.why(target) is not None:
+            target = None  # refused above
+        for key, vip_value in vips.items():
+            if target is not None and target != hd.get("address") and _same_address(target, vip_value):
+                err(name, "ssh_hostname", f"{target} is the {'VIP' if key == 'vip' else 'external VIP'}: SSH would reach whichever controller holds it",
+                    f"set ssh_hostname to this controller's own address ({hd.get('address', 'its address')})")
         if target is not None and target in seen_ssh:
             err(name, "ssh_hostname", f"{target} is also the SSH target of {seen_ssh[target]}: one controller would get another's files", "give each controller its own ssh_hostname")
         elif target is not None:
@@ -174,13 +213,16 @@ def check(
         warn(G, "controllers", f"{n} Galera/RabbitMQ members: an even split leaves no majority", "use an odd number of controllers")
 
     _check_accounts(data, bad, err)
+    _check_backup(data, group_data, bad, [name for name, _ in hosts], err, warn)
+    if "package_versions" not in bad:
+        _check_package_versions(data["package_versions"], data["firewall"] if "firewall" not in bad else True, err)
 
     # Listeners: each entry's fields by the schema, then the catalogue merged.
     services = _check_services(data, err, warn) if "services" not in bad else []
     _check_external_vip(data, bad, vip, network, services, err, warn)
     by_port: dict[int, str] = {}
     for svc in services:
-        for field, port in vip_ports(svc, data):
+        for field, port in svc.vip_ports(data["haproxy_tls"]):
             if port in by_port:
                 err(G, f"services.{svc.name}.{field}", f"port {port} is also the port of {by_port[port]}", "give one of them another port, or disable one")
             else:
@@ -208,11 +250,25 @@ def check(
     where = "the environment" if path is None else f"{path}{'' if path.exists() else ' (absent)'}"
     for name in (n for n in SECRETS if needed(n, data)):
         value = secrets.get(name)
-        if not value:
+        if value is None:
             fix = f"add {name} to the secrets file or set {env_name(name)}"
             if name in NEEDED_WHEN:
                 fix += f", or set {NEEDED_WHEN[name]}: False"
             (err if secrets_required else warn)(G, name, f"secret missing (looked in {where} and ${env_name(name)})", fix)
+        elif type(value) is not str:
+            # str() would make 1234.5 of a JSON number, True of true: not what was meant
+            err(G, name, f"the secret is {JSON_TYPES.get(type(value), type(value).__name__)} in {where}, not a JSON string (value not shown)",
+                f"write {name} as a JSON string, in double quotes")
+        elif not value:
+            err(G, name, f"the secret is blank in {where}", f"choose a {name} of {SECRET[name].expect}")
+        elif value != value.strip() and name in TRIMMED:
+            err(G, name, f"the secret has leading or trailing whitespace ({len(value)} characters; value not shown): "
+                "RabbitMQ's CLI trims what it reads, so the stored password would differ and every run change it again",
+                f"remove the whitespace around {name}")
+        elif value != value.strip() and name != tls.SECRET:
+            # it reads back as it is (tests/unit/test_syntax.py), but is often a paste mistake
+            warn(G, name, f"the secret has leading or trailing whitespace ({len(value)} characters; value not shown)",
+                 f"make sure the whitespace is meant, or remove it around {name}")
         elif name == "vrrp_auth_pass" and len(value) > 8:
             err(G, name, f"{len(value)} characters: keepalived silently uses only the first 8", "use a VRRP password of at most 8 characters")
         elif (reason := SECRET[name].kind.why(value)) is not None:
@@ -225,6 +281,65 @@ def check(
     return Report(out)
 
 
+def _check_pyinfra_key(where: str, key: str, value, err) -> None:
+    """A key pyinfra reads: an ssh_* key its SSH connector knows, an ssh_hostname it can use."""
+    if key.startswith("ssh_") and key not in SSH_KEYS:
+        err(where, key, "unknown ssh_ key: pyinfra's SSH connector ignores it", f"remove it{_close(key, SSH_KEYS)} (pyinfra's keys: {', '.join(sorted(SSH_KEYS))})")
+    elif key == "ssh_hostname" and (reason := SSH_TARGET.why(value)) is not None:
+        err(where, key, reason, f"set ssh_hostname to {SSH_TARGET.expect}, or remove it (the controller's name is used)")
+
+
+def _same_address(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a == b
+
+
+def _check_other_groups(hosts: list, others: dict, err, warn) -> None:
+    """Groups besides controllers: deploy.py runs on every host of the inventory, and only the
+    controllers group's data is read. A controller listed again with other host data: pyinfra
+    merges the two, so preflight and the deploy could read different values."""
+    controllers = {name: hd for name, hd in hosts if isinstance(name, str)}
+    fix = f"list every controller in `{GROUP}` only, with its data there (one inventory per site)"
+    for group, (members, group_data) in others.items():
+        strangers = [n for n, _ in members if n not in controllers]
+        if strangers:
+            err(group, "hosts", f"{', '.join(map(show, strangers))} are not in `{GROUP}`: deploy.py would run on them too", f"remove them; {fix}")
+        if group_data:
+            err(group, "group data", f"{', '.join(map(show, group_data))} of group {show(group)} are ignored: only `{GROUP}` data is read",
+                f"move them to the `{GROUP}` group data and remove the group")
+        differ = False
+        for name, hd in members:
+            for key in sorted(set(hd) | set(controllers.get(name, hd))):
+                mine, theirs = controllers.get(name, hd).get(key), hd.get(key)
+                if name in controllers and mine != theirs:
+                    differ = True
+                    err(name, key, f"{show(mine)} in `{GROUP}`, {show(theirs)} in group {show(group)}: pyinfra merges the two",
+                        f"list {name} once, in `{GROUP}`")
+        if not (strangers or group_data or differ):
+            warn(group, "group", f"a group besides `{GROUP}` has no effect here", "remove it")
+
+
+def _check_sysctl_names(sysctl: dict, warn) -> None:
+    """The site's sysctl names against this machine's kernel (/proc/sys): a name it lacks is
+    a typo, or a setting of a module this machine does not load (right only if the
+    controllers load it): a warning, with the closest name of its directory."""
+    if not (PROC_SYS / "kernel").is_dir():
+        return  # not Linux here: nothing to compare with
+    for name in sysctl:
+        if not isinstance(name, str) or name in DEFAULTS["sysctl"] or "/" in name or ".." in name:
+            continue
+        path = PROC_SYS.joinpath(*name.split("."))
+        if path.exists():
+            continue
+        siblings = [f"{name.rpartition('.')[0]}.{p.name}" for p in path.parent.iterdir()] if path.parent.is_dir() else []
+        match = difflib.get_close_matches(name, siblings, n=1, cutoff=0.8)
+        hint = f" (did you mean {match[0]}?)" if match else ""
+        warn(GROUP, f"sysctl.{name}", f"no such kernel setting on this machine ({path})",
+             f"check the name{hint}; it is right only if the controllers' kernel has it")
+
+
 def _check_certificate(pem: str, data: dict, err, warn, now: datetime | None = None) -> None:
     """The certificate checks of the controllers (config/tls.py), here with this machine's
     openssl, before any host is touched; a warning when it expires within the warning days."""
@@ -235,10 +350,20 @@ def _check_certificate(pem: str, data: dict, err, warn, now: datetime | None = N
     elif reason:
         err(GROUP, tls.SECRET, f"the secret {reason} (value not shown)", tls.FIX)
     elif until is not None:
-        left = tls.days_left(until, now or datetime.now(timezone.utc))
+        now = now or datetime.now(timezone.utc)
+        left = tls.days_left(until, now)
         if left < data["haproxy_tls_expiry_warn_days"]:
             warn(GROUP, tls.SECRET, f"the certificate expires in {left:.0f} days ({until:%Y-%m-%d %H:%M} UTC)",
                  f"renew it: {tls.FIX}")
+        start, addresses = tls.local_names(pem)
+        if start is not None and start > now:
+            err(GROUP, tls.SECRET, f"the certificate is not valid before {start:%Y-%m-%d %H:%M} UTC (notBefore): "
+                "every client refuses it until then", f"deploy it from then on, or {tls.FIX}")
+        vips = [v for v in (data.get("vip"), data.get("external_vip")) if v]
+        if vips and not set(vips) & set(addresses):
+            warn(GROUP, tls.SECRET, f"the certificate names neither VIP ({', '.join(vips)}) among its IP addresses "
+                 f"({', '.join(addresses) or 'none'}): a client that connects to a VIP's address refuses it",
+                 "give it a subjectAltName IP entry for each VIP, unless every client uses a DNS name it holds")
 
 
 SERVE_KEYS = ("keepalived_serve_listeners", "keepalived_serve_interval", "keepalived_serve_peer_timeout_ms")
@@ -296,6 +421,60 @@ def _check_accounts(data: dict, bad: set, err) -> None:
         err(G, "rabbitmq_admin_user", f"{admin!r} is {what}", "give the management administrator its own name, e.g. \"admin\"")
 
 
+BACKUP_KEYS = tuple(k for k in DEFAULTS if k.startswith("backup_") and k != "backup_enabled")
+
+
+def _check_backup(data: dict, site_keys, bad: set, names: list[str], err, warn) -> None:
+    """Backups: taken on a controller that is not the database writer, copied somewhere else,
+    kept outside the datadir; the two schedules distinct. Off: the keys a site set say so."""
+    G = GROUP
+    if not data["backup_enabled"] or "backup_enabled" in bad:
+        for key in BACKUP_KEYS:
+            if key in site_keys and key not in bad and "backup_enabled" not in bad:
+                warn(G, key, "has no effect while backup_enabled is False", f"set backup_enabled True, or remove {key}")
+        return
+    if not names or bad & set(BACKUP_KEYS):
+        return  # no controllers (said above), or a backup key the schema refused (said above)
+    me, writer = backup.node(names, data), backup.writer(names)
+    said = f"backup_node ({'None: the last controller, ' if data['backup_node'] is None else ''}{me})"
+    others = [n for n in names if n != writer]
+    if me not in names:
+        err(G, "backup_node", f"{me} is not a controller of this site", f"set backup_node to one of {', '.join(others) or 'the controllers but the first'}, or None (the last)")
+    elif me == writer:
+        err(G, "backup_node", f"{said} is {writer}, the database writer: desyncing it for a backup stalls every write",
+            f"set backup_node to another controller ({', '.join(others)})" if others else "add controllers: a backup is never taken on the writer")
+    target = backup.copy_target(names, data)
+    if target.name == me:
+        err(G, "backup_copy_to", f"{target.name} is backup_node itself: a backup kept only on the node it protects dies with it",
+            "set backup_copy_to to another controller or an SSH host")
+    elif target.kind == "ssh" and "@" not in target.name and (hint := _close(target.name, names, 0.8)):
+        warn(G, "backup_copy_to", f"{target.name} is not a controller: taken for an SSH host{hint}", "write the controller's name exactly, or user@host for an SSH host")
+    for key, path in (("backup_dir", data["backup_dir"]), ("backup_copy_dir", data["backup_copy_dir"])):
+        if path and (path + "/").startswith(backup.DATADIR + "/"):
+            err(G, key, f"{path} is inside MariaDB's datadir {backup.DATADIR}", f"set {key} outside {backup.DATADIR}, e.g. {DEFAULTS['backup_dir']}")
+    if data["backup_incremental_calendar"] == data["backup_full_calendar"]:
+        err(G, "backup_incremental_calendar", f"{data['backup_full_calendar']!r} is also backup_full_calendar: every incremental would meet a full",
+            "give the incrementals another time (e.g. \"*-*-* *:30:00\"), or None for fulls only")
+
+
+def _check_package_versions(pins: dict, firewall: bool, err) -> None:
+    """Pins name packages the deploy installs (config/packages.py), and the packages of one
+    source (mariadb-server, -client, -backup) the same version, or none of them."""
+    for name in pins:
+        if name not in INSTALLED:
+            err(GROUP, f"package_versions.{name}", f"{name} is not a package the deploy installs{_close(name, INSTALLED)}",
+                f"remove it from package_versions, or name one of {', '.join(INSTALLED)}")
+        elif name not in installed(firewall):
+            err(GROUP, f"package_versions.{name}", f"{name} is installed only with the host firewall, and firewall is False",
+                f"remove it from package_versions, or set firewall True")
+    for source in SAME_SOURCE:
+        pinned = {name: pins[name] for name in source if name in pins}
+        if pinned and (len(set(pinned.values())) > 1 or len(pinned) < len(source)):
+            shown = ", ".join(f"{n} {pinned.get(n, '(not pinned)')}" for n in source)
+            err(GROUP, "package_versions", f"{', '.join(source)} are built from one source and upgraded together: {shown}",
+                f"pin all of {', '.join(source)} to one version")
+
+
 EXTERNAL_KEYS = ("external_vip_interface", "external_network", "keepalived_external_router_id")
 
 
@@ -335,12 +514,6 @@ def _check_external_vip(data: dict, bad: set, vip, network, services: list, err,
         if svc.public and not svc.takes_tls(True):
             err(G, f"services.{svc.name}.public", f"{svc.name} is public but not served over TLS ({'tls False' if not svc.tls else 'mode ' + svc.mode}): the external VIP takes TLS only",
                 f"set services.{svc.name}.public False")
-
-
-def vip_ports(svc, data: dict) -> list[tuple[str, int]]:
-    """The (field, port) pairs a listener binds on the VIP: its port, and its https_port with TLS."""
-    tls = svc.takes_tls(data["haproxy_tls"]) and svc.https_port
-    return [("port", svc.port)] + ([("https_port", svc.https_port)] if tls else [])
 
 
 def _outside(ip, network, key: str = "internal_network") -> str | None:
@@ -399,14 +572,12 @@ def _check_ports(data: dict, site_keys, services: list, err) -> None:
         taken.setdefault(port, owner)
     everywhere = {port: owner for port, owner, _, wild in owners if wild}
     for svc in services:
-        for field, port in vip_ports(svc, data):
+        for field, port in svc.vip_ports(data["haproxy_tls"]):
             if port in everywhere:
                 err(G, f"services.{svc.name}.{field}", f"port {port} is {everywhere[port]}'s on every address, the VIP too", "give the listener another port")
 
 
 def _close(key: str, known, cutoff: float = 0.6) -> str:
-    import difflib
-
     match = difflib.get_close_matches(key, list(known), n=1, cutoff=cutoff)
     return f" (did you mean {match[0]}?)" if match else ""
 
@@ -417,17 +588,17 @@ def print_report(report: Report, stream=sys.stderr) -> None:
 
 
 def main(argv: list[str]) -> int:
-    from config.site import InventoryError, load_inventory
+    from config.site import InventoryError, load_groups
 
     if len(argv) != 1:
         print("usage: python -m config.preflight INVENTORY", file=sys.stderr)
         return 2
     try:
-        hosts, group_data = load_inventory(argv[0])
+        hosts, group_data, others = load_groups(argv[0])
     except InventoryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    report = check(hosts, group_data)
+    report = check(hosts, group_data, others=others)
     print_report(report)
     if report.errors:
         print(f"preflight: {len(report.errors)} error(s); nothing was touched", file=sys.stderr)

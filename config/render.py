@@ -15,7 +15,7 @@ from pathlib import Path
 from config.files import managed_files
 from config.preflight import check, print_report
 from config.secrets import PLACEHOLDERS
-from config.site import InventoryError, build_site, load_inventory
+from config.site import InventoryError, build_site, load_groups
 
 
 def render(inventory: str | Path, out: str | Path) -> dict[str, list[Path]]:
@@ -23,8 +23,8 @@ def render(inventory: str | Path, out: str | Path) -> dict[str, list[Path]]:
 
     Raises SystemExit(1) after printing preflight errors.
     """
-    hosts, group_data = load_inventory(inventory)
-    report = check(hosts, group_data, secrets_required=False)
+    hosts, group_data, others = load_groups(inventory)
+    report = check(hosts, group_data, secrets_required=False, others=others)
     print_report(report)
     if report.errors:
         print(f"render: {len(report.errors)} preflight error(s); nothing rendered", file=sys.stderr)

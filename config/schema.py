@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from config import debversion
 from config.defaults import DEFAULTS, HOST_KEYS
 
 # Control characters: C0, DEL and C1. None may reach a rendered file.
@@ -26,8 +27,9 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def show(value) -> str:
-    """A value as an error line shows it: repr (control characters escaped), cut short."""
-    text = repr(value)
+    """A value as an error line shows it: ascii() (control characters and every non-ASCII
+    character escaped, so a homoglyph such as a Cyrillic 'a' (\u0430) is visible), cut short."""
+    text = ascii(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -126,6 +128,14 @@ def address() -> Kind:
     return Kind("an IP address such as 100.2.30.41", why)
 
 
+def netmask_form(v: str) -> str | None:
+    """Why `v`, a network Python reads, is not in the address/prefix-length form nft takes
+    (10.0.0.0/255.255.255.0 is read as /24, and nft refuses the file on every host), or None."""
+    if v.rpartition("/")[2].isdigit():
+        return None
+    return f"{show(v)} gives a netmask, not a prefix length: nft refuses it"
+
+
 def network() -> Kind:
     def why(v):
         if type(v) is not str or "/" not in v:
@@ -134,6 +144,8 @@ def network() -> Kind:
             net = ipaddress.ip_network(v, strict=False)
         except ValueError:
             return f"{show(v)} is not a network address/prefix"
+        if reason := netmask_form(v):
+            return f"{reason} (write {net.with_prefixlen})"
         if net.num_addresses < 4:
             return f"{v} has no room for controllers and a VIP"
         return None
@@ -148,7 +160,11 @@ def ipv4_network() -> Kind:
             net = ipaddress.ip_network(v, strict=False) if type(v) is str and "/" in v else None
         except ValueError:
             net = None
-        return None if net and net.version == 4 else f"{show(v)} is not an IPv4 network address/prefix"
+        if not net or net.version != 4:
+            return f"{show(v)} is not an IPv4 network address/prefix"
+        if reason := netmask_form(v):
+            return f"{reason} (write {net.with_prefixlen})"
+        return None
 
     return Kind("IPv4 address/prefix, e.g. 192.0.2.0/24 or 192.0.2.7/32", why)
 
@@ -190,16 +206,58 @@ def pairs(keys: Kind, values: Kind, expect: str) -> Kind:
 
 # --- patterns shared by several keys ------------------------------------------------------
 
-# RFC 1123 label, lowercase: a hostname, a RabbitMQ node name (rabbit@NAME), safe in a shell.
-HOST_NAME = text(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", "a lowercase hostname label (a-z, 0-9, inner '-', at most 63)")
+def host_name() -> Kind:
+    """RFC 1123 label, lowercase: a hostname, a RabbitMQ node name (rabbit@NAME), safe in a
+    shell; not all digits (resolvers and ping read "123" as the IPv4 address 0.0.0.123) and
+    not localhost (every host's name for itself: each node would reach only itself)."""
+    label = text(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", "a lowercase hostname label (a-z, 0-9, inner '-', at most 63)")
+
+    def why(v):
+        if (reason := label.why(v)) is not None:
+            return reason
+        if v.isdigit():
+            return f"{show(v)} is all digits: resolvers read it as an IPv4 address"
+        if v == "localhost":
+            return "'localhost' is every machine's name for itself"
+        return None
+
+    return Kind(f"{label.expect}, not all digits, not localhost", why)
+
+
+HOST_NAME = host_name()
 # A Linux interface name (IFNAMSIZ 16 with the NUL): no '/', ':' or whitespace.
 INTERFACE = text(r"(?!\.\.?$)[A-Za-z0-9_.-]{1,15}", "an interface name of at most 15 of A-Z a-z 0-9 _ . -")
 # Account names: also written unquoted on rabbitmqctl and haproxy command lines.
 ACCOUNT = text(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}", "an account name of at most 32 of A-Z a-z 0-9 _ . - (no leading . or -)")
 NAME = text(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}", "a name of A-Z a-z 0-9 _ . - (no leading . or -)")
 PATH = text(r"/(?!.*/\.\.?(/|$))[A-Za-z0-9_./-]*[A-Za-z0-9_]", "an absolute path of A-Z a-z 0-9 _ . - / (no .. part)")
-# HAProxy time: an integer (milliseconds) or digits with a unit it knows.
-HAPROXY_TIME = either(integer(1, 2**31 - 1), text(r"[1-9][0-9]*(us|ms|s|m|h|d)", 'a time such as "10s", "1m", "500ms"'))
+# HAProxy time: an integer (milliseconds) or digits with a unit it knows; HAProxy refuses a
+# timer above 2^31-1 ms (~24.8 days).
+TIME_LIMIT_MS = 2**31 - 1
+TIME_UNITS_MS = {"us": 0.001, "ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def haproxy_time() -> Kind:
+    with_unit = text(r"[1-9][0-9]*(us|ms|s|m|h|d)", 'a time such as "10s", "1m", "500ms"')
+    plain = integer(1, TIME_LIMIT_MS)
+    expect = f"{plain.expect} (milliseconds) or {with_unit.expect}, at most {TIME_LIMIT_MS} ms (~24.8 days)"
+
+    def why(v):
+        if with_unit.why(v) is None:
+            unit = re.fullmatch(r"[0-9]+(.*)", v).group(1)
+            if int(v[: -len(unit)]) * TIME_UNITS_MS[unit] > TIME_LIMIT_MS:
+                return f"{show(v)} is above HAProxy's limit of {TIME_LIMIT_MS} ms (~24.8 days)"
+            return None
+        if plain.why(v) is None:
+            return None
+        if type(v) is int and v > TIME_LIMIT_MS:
+            return f"{v} ms is above HAProxy's limit of {TIME_LIMIT_MS} ms (~24.8 days)"
+        return either(plain, with_unit).why(v)
+
+    return Kind(expect, why)
+
+
+HAPROXY_TIME = haproxy_time()
 HAPROXY_TIMEOUTS = ("check", "client", "client-fin", "connect", "http-keep-alive", "http-request", "queue",
                     "server", "server-fin", "tarpit", "tunnel")
 TIMEOUT_NAME = choice(*HAPROXY_TIMEOUTS)
@@ -211,6 +269,38 @@ DIRECTIVE = text(r"[a-z][a-z0-9-]*( [ -\"$-~]+)?", "one HAProxy directive's word
 BALANCE = text(r"(roundrobin|static-rr|leastconn|first|source|random(\([0-9]+\))?|uri( (whole|len [0-9]+|depth [0-9]+))*"
                r"|url_param [A-Za-z0-9_-]+|hdr\([A-Za-z0-9_-]+\)|rdp-cookie(\([A-Za-z0-9_]+\))?)",
                "a HAProxy balance algorithm (roundrobin, leastconn, source, ...)")
+
+
+# systemd OnCalendar (systemd.time(7)), by shape: a shorthand (daily, hourly...), or
+# [weekdays] [[year-]month-day] [hour:minute[:second]] [UTC], each field *, a number, a range
+# a..b, a list a,b, with /step; hours 0-23, minutes and seconds 0-59.
+_WEEKDAY = r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*(\.\.(Mon|Tue|Wed|Thu|Fri|Sat|Sun)[a-z]*)?"
+_FIELD = r"(\*|[0-9]+(\.\.[0-9]+)?)(/[0-9]+)?"
+_FIELDS = rf"{_FIELD}(,{_FIELD})*"
+_DATE = rf"({_FIELDS}-)?{_FIELDS}-{_FIELDS}"
+_TIME = rf"(?P<h>{_FIELDS}):(?P<m>{_FIELDS})(:(?P<s>{_FIELDS}))?"
+CALENDAR_SHORTHANDS = ("minutely", "hourly", "daily", "weekly", "monthly", "yearly", "annually", "quarterly", "semiannually")
+_CALENDAR = re.compile(rf"({'|'.join(CALENDAR_SHORTHANDS)})|({_WEEKDAY}(,{_WEEKDAY})*)?( ?{_DATE})?( ?{_TIME})?( UTC)?")
+
+
+def calendar() -> Kind:
+    """A systemd OnCalendar expression, checked for shape (systemd-analyze calendar, on a
+    controller, is the last word)."""
+    shape = text(_CALENDAR.pattern, 'a systemd OnCalendar expression such as "daily" or "*-*-* 01:00:00"')
+
+    def why(v):
+        if (reason := shape.why(v)) is not None:
+            return reason
+        m = _CALENDAR.fullmatch(v)
+        if not v.strip() or v != v.strip() or "  " in v:
+            return f"{show(v)} is not a systemd OnCalendar expression"
+        for part, top in (("h", 23), ("m", 59), ("s", 59)):
+            numbers = [int(n) for n in re.findall(r"(?<![/0-9])[0-9]+", m.group(part) or "")]
+            if any(n > top for n in numbers):
+                return f"{show(v)} has {dict(h='an hour', m='a minute', s='a second')[part]} outside 0-{top}"
+        return None
+
+    return Kind(shape.expect, why)
 
 
 def log_target() -> Kind:
@@ -264,7 +354,7 @@ SITE: dict[str, Rule] = {
     "haproxy_log_facility": Rule(choice(*SYSLOG_FACILITIES), "syslog facility of HAProxy's logs"),
     "haproxy_stats_socket": Rule(PATH, "HAProxy's admin socket (check_alive and the health report use it)"),
     "haproxy_stats_port": Rule(PORT, "the stats page's port on each node's address"),
-    "haproxy_stats_user": Rule(ACCOUNT, "the stats page's user (stats auth USER:password)"),
+    "haproxy_stats_user": Rule(ACCOUNT, "the stats page's user (a user of the userlist in its own file)"),
     "haproxy_retries": Rule(integer(0, 100), "connection retries to a server before redispatch"),
     "haproxy_server_keepalive": Rule(boolean(), "option srvtcpka in the defaults sections"),
     "haproxy_timeouts": Rule(mapping(TIMEOUT_NAME, HAPROXY_TIME, "{timeout name: time}"),
@@ -278,6 +368,13 @@ SITE: dict[str, Rule] = {
     "haproxy_check_fall": Rule(COUNT, "failed checks before a server is DOWN"),
     "haproxy_tls": Rule(boolean(), "TLS on the VIP for the HTTP APIs; False serves them in clear text"),
     "haproxy_tls_pem_path": Rule(PATH, "where each controller keeps the PEM bundle (secret haproxy_tls_pem) HAProxy reads"),
+    "haproxy_tls_ciphers": Rule(text(r"[A-Za-z0-9_+:!.-]{1,2000}", "an OpenSSL cipher list (NAME:NAME:...)"),
+                                "TLS 1.2 ciphers of every ssl bind (ssl-default-bind-ciphers)"),
+    "haproxy_tls_ciphersuites": Rule(text(r"[A-Za-z0-9_:]{1,2000}", "TLS 1.3 suites (TLS_AES_128_GCM_SHA256:...)"),
+                                     "TLS 1.3 suites of every ssl bind (ssl-default-bind-ciphersuites)"),
+    "haproxy_tls_options": Rule(text(r"[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*", "bind options separated by spaces"),
+                                "options of every ssl bind (ssl-default-bind-options)"),
+    "haproxy_hsts_max_age": Rule(integer(0, 315_360_000, " s"), "Strict-Transport-Security max-age on the HTTPS listeners (0: none)"),
     "haproxy_tls_expiry_warn_days": Rule(integer(0, 3650, " days"), "days before the certificate's expiry the health report warns (0: never)"),
     "haproxy_legacy_services": Rule(boolean(), "keep the article's keystone_admin 35357 and glance_registry 9191"),
     "services": Rule(mapping(SERVICE_NAME, Kind("a dict of fields", lambda v: None if type(v) is dict else f"{show(v)} is not a dict of fields"),
@@ -319,9 +416,26 @@ SITE: dict[str, Rule] = {
                            either(integer(-2**63, 2**63 - 1), text(r"[A-Za-z0-9_.-]+( [A-Za-z0-9_.-]+)*", "words of A-Z a-z 0-9 _ . -")),
                            "{sysctl name: value}"),
                    "kernel settings, merged key by key into the defaults"),
+    "backup_enabled": Rule(boolean(), "scheduled MariaDB backups from backup_node (False: the deploy of before)"),
+    "backup_full_calendar": Rule(calendar(), "when a full backup is taken (systemd OnCalendar)"),
+    "backup_incremental_calendar": Rule(optional(calendar()), "when an incremental backup is taken (systemd OnCalendar; None: fulls only)"),
+    "backup_retention_days": Rule(integer(1, 3650, " days"), "days of full backups kept (the newest verified full always)"),
+    "backup_node": Rule(optional(HOST_NAME), "the controller that takes the backups, never the writer (None: the last controller)"),
+    "backup_dir": Rule(PATH, "where backup_node keeps the backups and their manifests"),
+    "backup_copy_to": Rule(optional(text(r"([A-Za-z0-9_][A-Za-z0-9_.-]{0,31}@)?[A-Za-z0-9]([A-Za-z0-9.-]{0,252}[A-Za-z0-9])?",
+                                         "a controller's name or [user@]host")),
+                           "where each backup is copied: a controller, or an SSH host (None: the controller before backup_node)"),
+    "backup_copy_dir": Rule(optional(PATH), "the copy's directory on backup_copy_to (None: backup_dir)"),
+    "backup_compress": Rule(choice("gzip", "zstd"), "the backup stream's compressor"),
+    "backup_space_margin_percent": Rule(integer(0, 1000, " %"), "free space wanted beyond the last full's size before a backup"),
+    "package_versions": Rule(mapping(text(r"[a-z0-9][a-z0-9+.-]+", "a Debian package name (a-z 0-9 + . -)"),
+                                     Kind(debversion.EXPECT, debversion.why_not), "{package: Debian version}"),
+                             "exact versions of the packages the deploy installs (absent: apt's candidate, never upgraded)"),
     "firewall": Rule(boolean(), "the project's nftables table: cluster ports for the controllers only, listeners for the client networks"),
     "firewall_client_networks": Rule(optional(sequence(ipv4_network(), "a list of IPv4 networks")),
-                                     "networks that may use the VIP's listeners, AMQP and the stats page (None: internal_network)"),
+                                     "networks that may use the VIP's listeners and AMQP (None: internal_network)"),
+    "admin_networks": Rule(optional(sequence(ipv4_network(), "a list of IPv4 networks")),
+                           "networks that may reach the stats page and the admin listeners besides the controllers (None: the controllers only)"),
     "secrets_file": Rule(optional(text(r"[^\x00-\x1f]+", "a path")), "the untracked JSON file of secrets"),
 }
 
@@ -349,6 +463,7 @@ SERVICE: dict[str, Rule] = {
     "tls": Rule(boolean(), "with haproxy_tls, TLS on the VIP (mode http only)"),
     "https_port": Rule(optional(PORT), "with haproxy_tls, the TLS port; `port` then only redirects to https"),
     "public": Rule(boolean(), "served on the external VIP too (TLS only); False: the internal VIP alone"),
+    "admin": Rule(boolean(), "an operators' listener: reached from admin_networks and the controllers only"),
     "enabled": Rule(boolean(), "False drops the listener"),
     "description": Rule(text(r"[^\x00-\x1f]*", "one line of text"), "why the entry exists (not rendered)"),
 }

@@ -75,11 +75,13 @@ def load_secrets(secrets_file: str | None, environ=os.environ) -> dict[str, str]
             raise SecretsError(f"secrets file {path}: cannot be read as a JSON object ({type(exc).__name__})")
         if not isinstance(loaded, dict):
             raise SecretsError(f"secrets file {path}: expected a JSON object of name: value")
-        values.update({k: str(v) for k, v in loaded.items() if v not in (None, "")})
+        # As written: a value that is not a JSON string (a number would become "1234.5"), or
+        # blank, is preflight's to refuse, by name.
+        values.update({k: v for k, v in loaded.items() if v is not None})
     for name in SECRETS:
         if environ.get(env_name(name)):
             values[name] = environ[env_name(name)]
-    if values.get("haproxy_tls_pem"):
+    if isinstance(values.get("haproxy_tls_pem"), str) and values["haproxy_tls_pem"].strip():
         # A file of its own, as given (`$(cat site.pem)` drops the final newline): one final newline.
         values["haproxy_tls_pem"] = values["haproxy_tls_pem"].strip() + "\n"
     return values

@@ -47,6 +47,14 @@ class Listener:
     redirect_bind: str | None = None  # the plain port that only redirects to https (TLS only)
     # A public listener with an external VIP: the same binds on that address (always TLS).
     external_binds: tuple[str, ...] = ()
+    # An admin listener: the only sources HAProxy accepts (admin_networks, the controllers).
+    allow_from: tuple[str, ...] = ()
+    http_response: tuple[str, ...] = ()  # `http-response ...` rules (HSTS on an HTTPS listener)
+
+
+def hsts(max_age: int) -> str:
+    """The HSTS rule of an HTTPS listener: on answers over TLS only (a plain port only redirects)."""
+    return f'set-header Strict-Transport-Security "max-age={max_age}" if {{ ssl_fc }}'
 
 
 @dataclass
@@ -85,6 +93,21 @@ class Site:
     def listeners(self) -> list[Listener]:
         return [self._listener(s) for s in self.services]
 
+    @property
+    def writer(self) -> str:
+        """The controller that takes the database writes while it serves: the active server of
+        the database listener (active_backup), the others its `backup` servers. The first of
+        the inventory."""
+        return self.controllers[0].name
+
+    @property
+    def db_listener(self) -> str:
+        """The database listener: the (first) one whose servers are active/backup, one writer."""
+        for svc in self.services:
+            if svc.active_backup:
+                return svc.name
+        raise KeyError("no listener of this site is active_backup (the database listener: catalogue's mariadb)")
+
     def _listener(self, svc: Service) -> Listener:
         d = self.data
         options = list(svc.options)
@@ -103,7 +126,7 @@ class Site:
                 check += f" port {d['mariadb_check_port']}"
         port = svc.backend_port or svc.port
         servers = []
-        for i, c in enumerate(self.controllers):
+        for c in self.controllers:
             line = f"server {c.name} {c.address}:{port} {check}"
             if svc.active_backup:
                 # One writer (README, "Why the database has one writer"): tcp mode has no
@@ -111,7 +134,7 @@ class Site:
                 # comes back, close the sessions still open on a backup; when a server is
                 # marked down (no longer Synced), close its own: every client reconnects to
                 # the one server that takes new sessions, never two at once.
-                line += " on-marked-up shutdown-backup-sessions" if i == 0 else " backup"
+                line += " on-marked-up shutdown-backup-sessions" if c.name == self.writer else " backup"
                 line += " on-marked-down shutdown-sessions"
             if d["haproxy_error_limit"]:
                 line += f" observe layer4 error-limit {d['haproxy_error_limit']} on-error mark-down"
@@ -133,6 +156,8 @@ class Site:
             servers=tuple(servers),
             redirect_bind=redirect_bind,
             external_binds=self._external_binds(svc),
+            allow_from=self.admin_sources() if svc.admin else (),
+            http_response=(hsts(d["haproxy_hsts_max_age"]),) if self._tls(svc) and d["haproxy_hsts_max_age"] else (),
         )
 
     def _front(self, svc: Service) -> tuple[str, str | None, tuple[str, ...]]:
@@ -148,6 +173,11 @@ class Site:
         if svc.https_port:
             return bind, redirect_bind, (to_https(svc.https_port), *rules)
         return bind, redirect_bind, rules
+
+    def admin_sources(self) -> tuple[str, ...]:
+        """Who may reach the operators' listeners: the controllers' addresses and the VIP (the
+        holder's own connections to it come from it), then admin_networks."""
+        return (*(c.address for c in self.controllers), self.data["vip"], *(self.data["admin_networks"] or ()))
 
     def _tls(self, svc: Service) -> bool:
         """Whether the listener takes TLS (haproxy_tls, its `tls` field, mode http)."""
@@ -236,12 +266,35 @@ def inventory_shape(inventory) -> tuple[list[tuple[str, dict]], dict]:
     return hosts, dict(inventory.get_group_data(GROUP))
 
 
+def inventory_others(inventory) -> dict[str, tuple[list[tuple[str, dict]], dict]]:
+    """The groups of a loaded pyinfra inventory besides `controllers`, as load_groups reads
+    them: from the inventory file on the pyinfra command line (each group's own host data),
+    else from pyinfra's groups (host data merged). Connector groups (@fake...) are not ours."""
+    path = inventory_path(sys.argv)
+    if path:
+        try:
+            return load_groups(path)[2]
+        except InventoryError:
+            pass
+    names = set(inventory.groups) | {g for g, d in inventory.group_data.items() if d}
+    return {
+        g: ([(h.name, dict(inventory.get_host_data(h.name))) for h in inventory.groups.get(g, [])],
+            dict(inventory.get_group_data(g)))
+        for g in sorted(names) if g != GROUP and not g.startswith("@") and g != "all"
+    }
+
+
+def inventory_path(argv: list[str]) -> str | None:
+    """The inventory file on a pyinfra command line (its first existing .py argument), else None."""
+    if not argv or not re.search(r"(^|/)pyinfra(/__main__\.py)?$", argv[0]):
+        return None
+    return next((a for a in argv[1:] if a.endswith(".py") and Path(a).is_file()), None)
+
+
 def raw_names(argv: list[str]) -> list[str]:
     """The controller names, duplicates kept, of the inventory on a pyinfra command line (its
     first existing .py argument); [] for another program, or an inventory that cannot be read."""
-    if not argv or not re.search(r"(^|/)pyinfra(/__main__\.py)?$", argv[0]):
-        return []
-    path = next((a for a in argv[1:] if a.endswith(".py") and Path(a).is_file()), None)
+    path = inventory_path(argv)
     try:
         return [name for name, _ in load_inventory(path)[0]] if path else []
     except InventoryError:
@@ -262,7 +315,16 @@ def load_inventory(path: str | Path) -> tuple[list[tuple[str, dict]], dict]:
 
     Anything wrong (the file raises, does not parse, or `controllers` has another shape)
     is an InventoryError of one line: file[:line], what is wrong, the shape expected."""
-    shape = "expected controllers = ([(name, {host data}), ...], {group data}), see inventories/prod.py"
+    return load_groups(path)[:2]
+
+
+def load_groups(path: str | Path) -> tuple[list[tuple[str, dict]], dict, dict]:
+    """load_inventory's (hosts, group data), and every other group pyinfra reads from the
+    file (pyinfra_cli.inventory's own rule: a public list, or tuple of (hosts, data)) as
+    {group: (hosts, group data)}: preflight refuses them (deploy.py would run on their hosts,
+    and nothing reads their data)."""
+    from pyinfra_cli.inventory import _is_inventory_group
+
     try:
         namespace = runpy.run_path(str(path))
     except (Exception, SystemExit) as exc:  # an inventory is code: whatever it raises is one line
@@ -270,19 +332,31 @@ def load_inventory(path: str | Path) -> tuple[list[tuple[str, dict]], dict]:
         raise InventoryError(f"{_where(path, exc)}: cannot be read as an inventory ({type(exc).__name__}: {first})") from None
     if GROUP not in namespace:
         raise InventoryError(f"{path}: defines no `{GROUP}` group; see inventories/prod.py for the shape")
-    group = namespace[GROUP]
+    hosts, group_data = _group_shape(path, GROUP, namespace[GROUP])
+    others = {}
+    for name, value in namespace.items():
+        if name != GROUP and _is_inventory_group(name, value):
+            try:
+                others[name] = _group_shape(path, name, value)
+            except InventoryError:
+                others[name] = ([], {})  # pyinfra reads it some way: refused as a group all the same
+    return hosts, group_data, others
+
+
+def _group_shape(path, name: str, group) -> tuple[list[tuple[str, dict]], dict]:
+    shape = "expected controllers = ([(name, {host data}), ...], {group data}), see inventories/prod.py"
     if isinstance(group, tuple) and len(group) == 2 and isinstance(group[1], dict):
         hosts, group_data = group
     else:
         hosts, group_data = group, {}
     if not isinstance(hosts, (list, tuple)):
-        raise InventoryError(f"{path}: `{GROUP}` is {type(hosts).__name__}, not a list of hosts; {shape}")
+        raise InventoryError(f"{path}: `{name}` is {type(hosts).__name__}, not a list of hosts; {shape}")
     out = []
     for i, h in enumerate(hosts):
         if isinstance(h, str):
             h = (h, {})
         if not isinstance(h, (list, tuple)) or len(h) != 2 or not isinstance(h[0], str):
-            raise InventoryError(f"{path}: `{GROUP}` host #{i + 1} is {h!r:.60}, not (name, {{host data}}); {shape}")
+            raise InventoryError(f"{path}: `{name}` host #{i + 1} is {h!r:.60}, not (name, {{host data}}); {shape}")
         if not isinstance(h[1], dict):
             raise InventoryError(f"{path}: {h[0]}: the host data is {type(h[1]).__name__}, not a dict; {shape}")
         out.append((h[0], dict(h[1])))

@@ -92,3 +92,41 @@ def local_check(pem: str) -> tuple[str | None, datetime | None]:
         end = subprocess.run(["openssl", "x509", "-noout", "-enddate", "-in", str(path)], stdin=subprocess.DEVNULL,
                              capture_output=True, text=True, timeout=30)
         return None, not_after(end.stdout)
+
+
+def not_before(line: str) -> datetime | None:
+    """The date of openssl's `notBefore=Nov 27 08:33:02 2026 GMT` (UTC), None if it is not one."""
+    key, _, value = line.strip().partition("=")
+    return not_after(f"notAfter={value}") if key == "notBefore" else None
+
+
+def san_addresses(text: str) -> tuple[str, ...]:
+    """The IP addresses of openssl's `X509v3 Subject Alternative Name:` block
+    (`DNS:vip.example, IP Address:10.0.0.10`), in order. Pure."""
+    lines = text.splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if "Subject Alternative Name" in line and i + 1 < len(lines):
+            for item in lines[i + 1].split(","):
+                kind, _, value = item.strip().partition(":")
+                if kind == "IP Address":
+                    out.append(value.strip())
+    return tuple(out)
+
+
+@lru_cache(maxsize=16)
+def local_names(pem: str) -> tuple[datetime | None, tuple[str, ...]]:
+    """(the certificate's notBefore, the IP addresses it names) from this machine's openssl,
+    the PEM in a 0600 file of a 0700 directory, removed at once; (None, ()) when openssl
+    cannot say. Reads the certificate only (never prints the key)."""
+    if shutil.which("openssl") is None:
+        return None, ()
+    with tempfile.TemporaryDirectory(prefix="ha-tls-") as directory:
+        path = Path(directory) / "vip.pem"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(pem)
+        run = subprocess.run(["openssl", "x509", "-noout", "-startdate", "-ext", "subjectAltName", "-in", str(path)],
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+    start = next((d for d in map(not_before, run.stdout.splitlines()) if d), None)
+    return start, san_addresses(run.stdout)

@@ -4,9 +4,11 @@
     facts/probe.py       the shell wrapper every fact runs in, and the error contract
     facts/host.py        files and systemd units (with pending restarts)
     facts/memcached.py   memcached's `stats`
-    facts/galera.py      a node's Galera state and accounts; Galera's cluster rules
+    facts/galera.py      a node's Galera state and accounts
+    facts/galera_rules.py Galera's cluster rules (serving, components, position): pure
     facts/rabbitmq.py    a node's RabbitMQ cluster as recorded on disk and as running
     facts/haproxy.py     HAProxy's `show info` and `show stat` on its admin socket; the certificate's expiry
+    facts/haproxy_api.py HAProxy's runtime API, spoken here only: its shell (timeout always), `show stat` by column name
     facts/keepalived.py  the VIP on the interface, keepalived's VRRP state
 
 One error contract: every fact returns a dict with an `error` key, None when the state was

@@ -18,7 +18,7 @@ import shlex
 
 from pyinfra.api import FactBase, StringCommand
 
-from facts.probe import NO_OUTPUT
+from facts.probe import INPUT_ENV, NO_OUTPUT
 
 KILL_AFTER = 10  # seconds between `timeout`'s TERM and its KILL of a part that outlived its limit
 
@@ -49,9 +49,12 @@ class Bundle(FactBase):
     def default():
         return {"parts": [], "error": NO_OUTPUT}
 
-    def command(self, parts, limit: int = 0):
+    def command(self, parts, limit: int = 0, with_input: bool = False):
         """+ parts: part() tuples; + limit: seconds each part may take (0: unbounded; a part
-        cut by it is unknown, the others are still read)"""
+        cut by it is unknown, the others are still read); + with_input: the bundle's stdin
+        (get_fact's _stdin, never printed) is saved in a 0600 file of its private directory,
+        $HA_INPUT for the parts (facts.probe INPUT_ENV), removed with it also when the bundle
+        is cut"""
         self.marker = f"__part_{secrets.token_hex(6)}"
         self.facts = []
         runs = []
@@ -72,7 +75,9 @@ class Bundle(FactBase):
             f"echo {self.marker} {i} $(cat $d/{i}.rc 2>/dev/null || echo cut); sed -e '$a\\' $d/{i} 2>/dev/null"
             for i in range(len(parts))
         )
-        return f"d=$(mktemp -d) || exit 1; {' '.join(runs)} wait; {show}; echo {self.marker} end; rm -rf $d"
+        keep = (f"trap 'rm -rf \"$d\"' EXIT; trap 'exit 1' HUP INT TERM; (umask 077 && cat > $d/in); "
+                f"export {INPUT_ENV}=$d/in; ") if with_input else ""
+        return f"d=$(mktemp -d) || exit 1; {keep}{' '.join(runs)} wait; {show}; echo {self.marker} end; rm -rf $d"
 
     def process(self, output):
         sections: dict[int, list[str]] = {}

@@ -1,5 +1,5 @@
-"""HAProxy through its admin socket: `show info` (alive) and `show stat` (every server); the
-VIP's certificate it serves, as installed (its expiry date)."""
+"""HAProxy through its admin socket: `show info` (alive) and `show stat` (every server), sent and
+read by facts/haproxy_api.py; the VIP's certificate it serves, as installed (its expiry date)."""
 
 from __future__ import annotations
 
@@ -9,15 +9,12 @@ import shlex
 from pyinfra.api import FactBase
 
 from config.tls import not_after
+from facts.haproxy_api import ask, parse_stat
 from facts.probe import NO_OUTPUT, as_int, failure, probe, split_probe
 
 
 def haproxy_socket_command(socket: str, request: str) -> str:
-    return probe(
-        "socat",
-        f"echo {shlex.quote(request)} | timeout 5 socat stdio UNIX-CONNECT:{shlex.quote(socket)}",
-        {"socket": socket},
-    )
+    return probe("socat", ask(socket, request), {"socket": socket})
 
 
 # socat's own error line: `2026/11/25 17:23:27 socat[3443] E connect(, AF=1 "/run/...", 25): ...`
@@ -110,14 +107,8 @@ class HaproxyServers(FactBase):
         }
         if result["error"]:
             return result
-        header = None
-        for line in body:
-            if line.startswith("# "):
-                header = line[2:].split(",")
-                continue
-            if not line.strip() or header is None:
-                continue
-            row = dict(zip(header, line.split(",")))
+        rows = parse_stat(body)
+        for row in rows or ():
             pxname, svname = row.get("pxname"), row.get("svname")
             if not pxname or not svname or svname == "FRONTEND":
                 continue
@@ -130,7 +121,7 @@ class HaproxyServers(FactBase):
                 "backup": row.get("bck") == "1",
                 "check": check or None,
             }
-        if header is None:
+        if rows is None:
             result["error"] = "haproxy show stat: no CSV header in the answer"
         return result
 

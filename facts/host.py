@@ -6,7 +6,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from config.files import FIREWALL_UNIT
+from config.paths import FIREWALL_UNIT
 
 UNITS = ("memcached", "mariadb", "rabbitmq-server", "haproxy", "keepalived", "galera-clustercheck", FIREWALL_UNIT,
          "epmd.socket")

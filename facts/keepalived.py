@@ -48,11 +48,18 @@ class VipHolder(FactBase):
         return result
 
 
+# keepalived's SIGUSR1 dumps (its data, and its parent's): they hold the configuration, the VRRP
+# password too (0600, root's, but left in /tmp): removed before the signal and after the read,
+# also when the read is cut (the trap).
+DUMP = "/tmp/keepalived.data"
+DUMP_CLEANUP = f"rm -f {DUMP} /tmp/keepalived_parent.data"
+
+
 class KeepalivedState(FactBase):
     """keepalived's unit state, and its VRRP state as keepalived itself reports it: SIGUSR1
     makes it dump its state to /tmp/keepalived.data (its documented diagnostic; nothing else
-    changes), whose `VRRP Instance = ` and `State = ` lines are read: `vrrp_state` is the first
-    instance's (the internal VIP's), `vrrp_states` every instance's (with an external VIP, two).
+    changes; the dump is removed once read), whose `VRRP Instance = ` and `State = ` lines are
+    read: `vrrp_state` is the first instance's (the internal VIP's), `vrrp_states` every instance's (with an external VIP, two).
 
     .. code:: python
 
@@ -70,10 +77,10 @@ class KeepalivedState(FactBase):
             "systemctl",
             "a=$(systemctl is-active keepalived); echo \"$a\"; "
             f"if [ \"$a\" = active ] && test -s {pid}; then "
-            f"rm -f /tmp/keepalived.data; kill -USR1 $(cat {pid}); "
-            "for i in $(seq 30); do grep -q '^ *State = ' /tmp/keepalived.data 2>/dev/null && break; sleep 0.1; done; "
-            "sed -n -e 's/^ *VRRP Instance = /__instance=/p' -e 's/^ *State = /__vrrp=/p' /tmp/keepalived.data 2>/dev/null; "
-            "fi; true",
+            f"trap {shlex.quote(DUMP_CLEANUP)} EXIT; {DUMP_CLEANUP}; kill -USR1 $(cat {pid}); "
+            f"for i in $(seq 30); do grep -q '^ *State = ' {DUMP} 2>/dev/null && break; sleep 0.1; done; "
+            f"sed -n -e 's/^ *VRRP Instance = /__instance=/p' -e 's/^ *State = /__vrrp=/p' {DUMP} 2>/dev/null; "
+            f"{DUMP_CLEANUP}; fi; true",
         )
 
     def process(self, output):

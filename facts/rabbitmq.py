@@ -5,33 +5,46 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 
 from pyinfra.api import FactBase
 
-from facts.probe import NO_OUTPUT, failure, find_json_object, probe, split_probe
+from facts.probe import EXPECTED, NO_OUTPUT, failure, find_json_object, probe, split_probe
 
 
 class RabbitmqCluster(FactBase):
     """
     This node's cluster as RabbitMQ last recorded it (its mnesia cluster_nodes.config, read
     without starting an Erlang VM), before the run, and whether its broker listens for AMQP
-    (a node whose unit is active while its `rabbit` app is not running has no listener):
+    (a node whose unit is active while its `rabbit` app is not running has no listener). Only
+    such a node probes `peers` (addresses) on the Erlang distribution port `dist_port`, all at
+    once, 2 s at most:
+    `reaches` lists those that accepted a connection from it (a node paused by pause_minority
+    reaches no majority); None when not probed:
 
     .. code:: python
 
         {"installed": True, "running": True, "broker": True,
-         "nodes": ["rabbit@node01", "rabbit@node02"], "error": None}
+         "nodes": ["rabbit@node01", "rabbit@node02"], "reaches": None, "error": None}
     """
 
     @staticmethod
     def default():
-        return {"installed": None, "running": None, "broker": None, "nodes": [], "error": NO_OUTPUT}
+        return {"installed": None, "running": None, "broker": None, "nodes": [], "reaches": None, "error": NO_OUTPUT}
 
-    def command(self, port: int = 5672):
+    def command(self, port: int = 5672, peers: tuple = (), dist_port: int = 25672):
+        # addresses come from validated site data; quoted all the same
+        probe_peers = " ".join(shlex.quote(str(a)) for a in peers)
+        reach = (
+            f"if [ \"$a\" = running ] && [ -z \"$b\" ]; then for p in {probe_peers}; do "
+            f"( timeout 2 bash -c \"exec 3<>/dev/tcp/$p/{int(dist_port)}\" 2>/dev/null && echo \"reach $p\" ) & "
+            "done; wait; echo probed; fi; " if peers else ""
+        )
         return (
             "command -v rabbitmqctl >/dev/null 2>&1 && echo installed || echo missing; "
-            "systemctl is-active -q rabbitmq-server && echo running || echo stopped; "
-            f"ss -Hltn 'sport = :{int(port)}' 2>/dev/null | grep -q . && echo broker; "
+            "a=$(systemctl is-active -q rabbitmq-server && echo running || echo stopped); echo \"$a\"; "
+            f"b=$(ss -Hltn 'sport = :{int(port)}' 2>/dev/null | grep -q . && echo broker); [ -n \"$b\" ] && echo broker; "
+            f"{reach}"
             "cat /var/lib/rabbitmq/mnesia/rabbit@$(hostname -s)/cluster_nodes.config 2>/dev/null; echo; echo __end"
         )
 
@@ -47,6 +60,7 @@ class RabbitmqCluster(FactBase):
             "running": "running" in output,
             "broker": "broker" in output,
             "nodes": nodes,
+            "reaches": sorted(line[6:] for line in output if line.startswith("reach ")) if "probed" in output else None,
             "error": None,
         }
 
@@ -90,16 +104,60 @@ class RabbitmqMembers(FactBase):
         return result
 
 
+# On the host, export_definitions' JSON object (a line that starts with `{`) with each user's
+# password_hash replaced by password_ok: whether it is the hash of the password expected for
+# that user (facts.probe EXPECTED, section "rabbitmq"; RabbitMQ's rabbit_password_hashing_sha256,
+# base64(salt + sha256(salt + password))). No hash leaves the host: a line that names
+# password_hash outside such an object (a cut answer) is not passed on either.
+DEFINITIONS_COMPARE = EXPECTED + """
+import base64, hashlib
+want = expected("rabbitmq")
+
+def matches(user):
+    password = want.get(user.get("name"))
+    try:
+        raw = base64.b64decode(user.get("password_hash") or "", validate=True)
+    except ValueError:
+        return False
+    return isinstance(password, str) and len(raw) > 4 and hashlib.sha256(raw[:4] + password.encode()).digest() == raw[4:]
+
+text = sys.stdin.read()
+decoder, at = json.JSONDecoder(), 0
+while at < len(text):
+    end = text.find("\\n", at) + 1 or len(text)
+    line = text[at:end]
+    if line.lstrip().startswith("{"):
+        try:
+            data, end = decoder.raw_decode(text, at + len(line) - len(line.lstrip()))
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            for user in data.get("users") or []:
+                if isinstance(user, dict):
+                    user["password_ok"] = matches(user)
+                    user.pop("password_hash", None)
+            line = json.dumps(data) + "\\n"
+            end = text.find("\\n", end) + 1 or len(text)
+    if "password_hash" in line:
+        line = "(a line of a cut answer, not shown: it held a password hash)\\n"
+    sys.stdout.write(line)
+    at = end
+"""
+
+
 class RabbitmqDefinitions(FactBase):
-    """Users (with password hashes), vhosts, permissions and policies, from export_definitions,
-    with an `error` key (None when read)."""
+    """Users (each with password_ok: whether its password is the one the run expects, compared
+    on the host, DEFINITIONS_COMPARE; no hash is printed), vhosts, permissions and policies,
+    from export_definitions, with an `error` key (None when read)."""
 
     @staticmethod
     def default():
         return {"error": NO_OUTPUT}
 
     def command(self):
-        return probe("rabbitmqctl", "timeout 30 rabbitmqctl export_definitions - --silent")
+        # rabbitmqctl's status kept: the filter runs on its saved output
+        return probe("rabbitmqctl", "out=$(timeout 30 rabbitmqctl export_definitions - --silent 2>&1); rc=$?; "
+                                    f"printf '%s\\n' \"$out\" | python3 -c {shlex.quote(DEFINITIONS_COMPARE)}; exit $rc")
 
     def process(self, output):
         body, rc, missing, _ = split_probe(output)
@@ -116,3 +174,35 @@ def _alarm_text(alarm) -> str:
         what = alarm.get("resource") or alarm.get("type") or json.dumps(alarm, sort_keys=True)
         return f"{what} alarm on {alarm.get('node', '?')}"
     return str(alarm)
+
+
+class RabbitmqFeatureFlags(FactBase):
+    """The cluster's feature flags as this node reports them (`rabbitmqctl list_feature_flags`):
+    every stable one must be enabled before RabbitMQ moves to another minor version. Read
+    only when the site pins rabbitmq-server (package_versions).
+
+    .. code:: python
+
+        {"flags": {"quorum_queue": {"state": "enabled", "stability": "required"},
+                   "khepri_db": {"state": "disabled", "stability": "experimental"}},
+         "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"flags": {}, "error": NO_OUTPUT}
+
+    def command(self):
+        return probe("rabbitmqctl", "timeout 30 rabbitmqctl -q list_feature_flags --no-table-headers name state stability")
+
+    def process(self, output):
+        body, rc, missing, _ = split_probe(output)
+        error = failure(body, rc, missing, "rabbitmqctl list_feature_flags")
+        flags = {}
+        for line in body:
+            words = line.split()
+            if len(words) == 3 and re.fullmatch(r"[a-z0-9_]+", words[0]):
+                flags[words[0]] = {"state": words[1], "stability": words[2]}
+        if not error and not flags:
+            error = "rabbitmqctl list_feature_flags: no feature flag in the answer"
+        return {"flags": flags if not error else {}, "error": error}

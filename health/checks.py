@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from config.firewall import TABLE, expected_rules, rules
+from config.files import expected_rules
+from config.firewall import TABLE, rules
 from config.site import Site
 from health import maintenance
 from health.haproxy import haproxy_rows
 from health.tls import certificate_rows
 from health.report import FAIL, INFO, OK, Check, Report, problem
-from facts.galera import components, in_primary, not_serving
+from facts.galera_rules import components, in_primary, not_serving
 from facts.probe import as_int
 
 
@@ -85,7 +86,7 @@ def keepalived_rows(site: Site, facts: dict) -> list[Check]:
 
 def galera_problems(g: dict, up: int) -> list[str]:
     """Why a readable GaleraNode is not a healthy member: mariadb not running or not
-    answering, Galera's serving rule unmet (facts.galera.SERVING, the rule the deploy's plan
+    answering, Galera's serving rule unmet (facts.galera_rules.SERVING, the rule the deploy's plan
     and the clustercheck use too), or a cluster size other than the `up` controllers."""
     if not g.get("installed"):
         return ["MariaDB not installed"]
@@ -243,7 +244,7 @@ def vip_holders(results: dict, collected: list[str], key: str = "vip") -> list[s
 
 
 def galera_cluster_row(site: Site, results: dict, collected: list[str], up: list[str]) -> Check:
-    """`galera`: one Primary component (facts.galera.components: Primary nodes of one
+    """`galera`: one Primary component (facts.galera_rules.components: Primary nodes of one
     cluster whose member lists are disjoint are two components, a split brain), one cluster
     UUID, every node Primary, Synced, ready, of the size of the controllers up."""
     names = [c.name for c in site.controllers]

@@ -11,14 +11,14 @@ import re
 
 from health.haproxy import CRITICAL_LISTENERS
 from health.report import problem
-from facts.galera import serving
+from facts.galera_rules import serving
 
 TRANSITIONAL = re.compile(r"^(UP|DOWN) \d+/\d+$")  # "UP 1/5": going down; "DOWN 1/2": going up
 
 
 def service_ready(listener: str, node: str, results: dict) -> bool:
     """Whether `node`'s own facts say the service behind a critical listener is ready:
-    Galera serving (facts.galera.serving: Primary, Synced, ready) for mariadb, the node among its own running RabbitMQ members for rabbitmq_management."""
+    Galera serving (facts.galera_rules.serving: Primary, Synced, ready) for mariadb, the node among its own running RabbitMQ members for rabbitmq_management."""
     facts = results.get(node) or {}
     if listener == "mariadb":
         return not problem(facts, "galera") and serving(facts["galera"])

@@ -56,6 +56,9 @@ controllers = (
         # the public endpoints on a VIP of their own (same bridge: the lab has one network)
         "external_vip": _lab.EXTERNAL_VIP,
         "keepalived_external_router_id": 78,
+        # the tests and the bench ask the stats page and the RabbitMQ management API from this
+        # machine (the controllers alone may by default)
+        "admin_networks": [f"{_lab.HOST_ADDRESS}/32"],
         "secrets_file": _lab.ensure_secrets(),
         # lab-size nodes see the host's whole memory: absolute, small limits (LAB.md item 12)
         "rabbitmq_memory_high_watermark": "256MiB",

@@ -25,8 +25,8 @@ def main(argv=None) -> int:
         "The local lab: real Debian controller nodes (systemd-nspawn + network namespaces) "
         f"on a private bridge {BRIDGE} ({SUBNET}, VIP {VIP}, external VIP {EXTERNAL_VIP})."))
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    p = sub.add_parser("up", help="create/boot nodes node01..nodeNN (idempotent)")
-    p.add_argument("--nodes", "-n", type=int, default=3, help="number of nodes (default 3)")
+    p = sub.add_parser("up", help="create/boot nodes node01..nodeNN and every node with a disk (idempotent)")
+    p.add_argument("--nodes", "-n", type=int, default=3, help="number of nodes at least (default 3)")
     p = sub.add_parser("down", help="remove everything the lab made (keeps image, cache, disks)")
     p.add_argument("--purge", action="store_true", help="also delete node disks and secrets")
     p = sub.add_parser("status", help="each node's state, address and init PID")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import select
-import shlex
 import socket
 import ssl
 import subprocess
@@ -17,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 
+from facts.haproxy_api import ask, parse_stat
 from lab import sitemodel
 from lab.machines import exec_
 from lab.names import CA_FILE, LabError
@@ -233,8 +233,7 @@ def write(session: Session, table: str, client: str, timeout: float = 15) -> tup
 
 def haproxy_ask(node: str, request: str) -> str:
     """`node`'s HAProxy's answer to one request on its admin socket (show stat, show ssl cert ...)."""
-    r = exec_(node, ["sh", "-c", f"echo {shlex.quote(request)} | timeout 5 socat stdio "
-                                 f"UNIX-CONNECT:{sitemodel.data('haproxy_stats_socket')}"], timeout=15)
+    r = exec_(node, ["sh", "-c", ask(sitemodel.data("haproxy_stats_socket"), request)], timeout=15)
     if r.returncode != 0:
         raise LabError(f"{node}: haproxy {request} failed: {r.stderr.strip()}")
     return r.stdout
@@ -260,14 +259,8 @@ def vip_certificate(port: int) -> str:
 
 def haproxy_servers(node: str, listener: str) -> dict[str, str]:
     """{server: status} of one listener in `node`'s HAProxy (UP, DOWN, 'UP 1/2', MAINT...)."""
-    header, out = None, {}
-    for line in haproxy_ask(node, "show stat").splitlines():
-        if line.startswith("# "):
-            header = line[2:].split(",")
-            continue
-        if not header or not line.strip():
-            continue
-        row = dict(zip(header, line.split(",")))
+    out = {}
+    for row in parse_stat(haproxy_ask(node, "show stat").splitlines()) or ():
         if row.get("pxname") == listener and row.get("svname") not in ("FRONTEND", "BACKEND"):
             out[row["svname"]] = row.get("status", "")
     return out

@@ -18,7 +18,8 @@ from lab import backends, lifecycle
 from lab.faults import allow_packets, power_on, running
 from lab.clients import node_sql
 from lab.machines import exec_
-from config.files import DBCHECK
+from config.paths import DBCHECK
+from facts.galera_rules import serving
 from lab.names import REPO_ROOT, LabError
 from lab.waits import DrillError, SqlError, intervene, log
 
@@ -66,9 +67,7 @@ def verify_report(timeout: float = VERIFY_TIMEOUT) -> dict:
 
 
 def galera_synced_count(report: dict) -> int:
-    """Nodes whose reported Galera state serves (facts.galera.serving: the deploy's own rule)."""
-    from facts.galera import serving
-
+    """Nodes whose reported Galera state serves (facts.galera_rules.serving: the deploy's own rule)."""
     return sum(1 for f in report.get("facts", {}).values() if serving(f.get("galera")))
 
 

@@ -71,16 +71,25 @@ def bring_up(names) -> None:
     wait_ready(names, booted=to_start)
 
 
-def up(nodes: int = 3) -> list[dict]:
-    """Bring up nodes node01..nodeNN (idempotent: running nodes are left alone, stopped ones boot
-    from their disks, missing ones are created). Nodes beyond N are left as they are."""
+def nodes_to_bring_up(nodes: int, known: list[str]) -> list[str]:
+    """node01..nodeNN and every other node the lab knows (`known`: those with a disk), in order.
+    The lab's inventory lists every node with a disk: one left stopped would make the deploy
+    refuse (a `make lab-down` of a 4-node lab, then `make lab-up`). Pure."""
     if not isinstance(nodes, int) or not 1 <= nodes <= MAX_NODES:
         raise LabError(f"--nodes must be between 1 and {MAX_NODES}")
+    return sorted({node_name(k) for k in range(1, nodes + 1)} | set(known), key=node_index)
+
+
+def up(nodes: int = 3) -> list[dict]:
+    """Bring up nodes node01..nodeNN and every other node that has a disk (idempotent: running
+    nodes are left alone, stopped ones boot from their disks, missing ones are created)."""
+    names = nodes_to_bring_up(nodes, [])
     with locked():
         t0 = time.monotonic()
         infrastructure()
-        bring_up([node_name(k) for k in range(1, nodes + 1)])
-        say(f"lab up: {nodes} node(s) ready in {time.monotonic() - t0:.1f}s; VIP {VIP}")
+        names = nodes_to_bring_up(nodes, node_names())
+        bring_up(names)
+        say(f"lab up: {len(names)} node(s) ready in {time.monotonic() - t0:.1f}s; VIP {VIP}")
         return status()
 
 

@@ -4,6 +4,8 @@ by every decision. A cluster decision reads every controller of the inventory, a
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import sys
 
@@ -24,9 +26,12 @@ from facts.host import UNITS, FileStates, Maintenance, PeerReach, ServiceStates
 from facts.haproxy import HaproxyCertificate, HaproxyInfo, HaproxyServers
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
-from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions, RabbitmqMembers
+from facts.packages import PackageVersions
+from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions, RabbitmqFeatureFlags, RabbitmqMembers
+from config.accounts import expected_hashes, expected_passwords
 from config.site import Site
-from operations.common import controllers_in_run, files_for, site
+from operations.common import Refused, controllers_in_run, files_for, secret_value, site
+from operations.runstate import run_dict
 
 # Seconds each part of the pre-run bundle may take on the host. The slowest part by design is
 # GaleraNode(recover=True) on a node whose mariadbd is down after a crash: galera_recovery
@@ -38,9 +43,8 @@ from operations.common import controllers_in_run, files_for, site
 def _pre_run_timeout(default: int = 180) -> int:
     raw = os.environ.get("HA_PRE_RUN_TIMEOUT", str(default))
     if not raw.isdigit() or not 30 <= int(raw) <= 3600:
-        print(f"HA_PRE_RUN_TIMEOUT={raw!r}: expected whole seconds from 30 to 3600 (default {default}); "
-              "no host was changed", file=sys.stderr)
-        raise SystemExit(1)
+        raise Refused(f"HA_PRE_RUN_TIMEOUT={raw!r}: expected whole seconds from 30 to 3600 (default {default}); "
+                      "no host was changed")
     return int(raw)
 
 
@@ -82,9 +86,8 @@ def known_in_run(states: dict, what: str) -> dict:
     the run: the plan goes on without it, as before."""
     unknown = sorted(n for n in controllers_in_run() if states.get(n) is None)
     if unknown:
-        print(f"could not read {what} of {', '.join(unknown)} (see the warnings above); no host was changed. "
-              f"Check {', '.join(unknown)} (ssh, load, the service) and run again.", file=sys.stderr)
-        raise SystemExit(1)
+        raise Refused(f"could not read {what} of {', '.join(unknown)} (see the warnings above); no host was changed. "
+                      f"Check {', '.join(unknown)} (ssh, load, the service) and run again.")
     return states
 
 
@@ -106,20 +109,38 @@ def prefetch(name: str) -> tuple:
         part(Hostname),
         part(FileContents, path="/etc/hosts"),
         part(GaleraNode),
-        part(RabbitmqCluster, port=s["rabbitmq_port"]),
+        part(RabbitmqCluster, **cluster_fact_args(s)),
         part(Sha1File, path=ERLANG_COOKIE),
         part(VipHolder, interface=s["vip_interface"], vip=s["vip"]),
         reach_part(s),
         *((part(MysqlAccounts), part(RabbitmqDefinitions)) if first else ()),
+        *upgrade_parts(s),
         *before_run_health_parts(s, name).values(),
     )))
 
 
+def upgrade_parts(site: Site) -> tuple:
+    """The upgrade plan's facts (operations/upgrade.py), only when the site pins a package:
+    a default deploy runs no command of theirs."""
+    pins = tuple(sorted(site["package_versions"]))
+    if not pins:
+        return ()
+    flags = (part(RabbitmqFeatureFlags),) if "rabbitmq-server" in pins else ()
+    return (part(PackageVersions, names=pins), *flags)
+
+
+def cluster_fact_args(s: Site) -> dict:
+    """RabbitmqCluster's arguments, the same in the bundle and in the plan's reading: the AMQP
+    port, and the controllers a stuck broker probes on the Erlang distribution port."""
+    return {"port": s["rabbitmq_port"], "peers": tuple(c.address for c in s.controllers),
+            "dist_port": s["rabbitmq_port"] + DIST_PORT_OFFSET}
+
+
 def reach_args(s: Site) -> dict:
     """PeerReach's arguments, the same on every controller (its own address too: one part for
-    all): every controller's address, Galera's group port and RabbitMQ's distribution port."""
-    return {"addresses": tuple(c.address for c in s.controllers),
-            "ports": (GALERA_PORT, s["rabbitmq_port"] + DIST_PORT_OFFSET)}
+    all): every controller's address and Galera's group port (RabbitMQ's paused broker probes
+    its peers in its own fact, RabbitmqCluster)."""
+    return {"addresses": tuple(c.address for c in s.controllers), "ports": (GALERA_PORT,)}
 
 
 def reach_part(s: Site) -> tuple:
@@ -128,7 +149,7 @@ def reach_part(s: Site) -> tuple:
 
 def reach_of_all() -> dict:
     """{controller: {address: {port: "open" | "refused" | "none"}} or None}: what each
-    controller reaches, asked from it before the run (a partition shows only there)."""
+    controller reaches on Galera's group port, asked from it before the run (a partition shows only there)."""
     return {n: (f or {}).get("reach") if f else None
             for n, f in facts_of_all_controllers(PeerReach, **reach_args(site())).items()}
 
@@ -161,8 +182,6 @@ def before_run_health_parts(site: Site, name: str) -> dict[str, tuple]:
     return {**health_parts(site, name), "galera": part(GaleraNode)}
 
 
-_bundles: dict = {}  # (id(state), host name) -> {part: result or TimedOut} or UNREACHABLE
-_bundle_locks: dict = {}
 UNREACHABLE = "unreachable"
 
 
@@ -185,20 +204,49 @@ def bundle_answers(parts: tuple, got: dict) -> dict:
             for i, (p, result) in enumerate(zip(parts, got["parts"]))}
 
 
+def bundles() -> dict:
+    """This run's pre-run bundles: {host name: {part: result or TimedOut} or UNREACHABLE}."""
+    return run_dict("bundles")
+
+
 def _bundle(h) -> dict | str:
-    key = (id(state), h.name)
-    lock = _bundle_locks.setdefault(key, gevent.lock.BoundedSemaphore())
+    key, _bundles = h.name, bundles()
+    lock = run_dict("bundle locks").setdefault(key, gevent.lock.BoundedSemaphore())
     with lock:
         if key not in _bundles:
             parts = prefetch(h.name)
+            compared = expected_input() if any(p[0].endswith(COMPARED) for p in parts) else None
             try:
-                got = h.get_fact(Bundle, parts=parts, limit=PRE_RUN_TIMEOUT, _timeout=PRE_RUN_TIMEOUT + 30)
+                got = h.get_fact(Bundle, parts=parts, limit=PRE_RUN_TIMEOUT, _timeout=PRE_RUN_TIMEOUT + 30,
+                                 **({"with_input": True, "_stdin": HiddenInput(compared)} if compared else {}))
             except Exception as exc:  # the connection: every fact of this host is unknown
                 logger.warning(f"[{h.name}] could not read its state: {type(exc).__name__}: {exc}")
                 _bundles[key] = UNREACHABLE
             else:
                 _bundles[key] = bundle_answers(parts, got)
     return _bundles[key]
+
+
+# Facts that compare the accounts' passwords on the host: their expected values travel on the
+# bundle's stdin (expected_input), never as an argument, a command line or an answer.
+COMPARED = (":MysqlAccounts", ":RabbitmqDefinitions")
+
+
+class HiddenInput(io.StringIO):
+    """A command's stdin that pyinfra never shows: it prints a fact's arguments, _stdin too,
+    with str() (-v: "Loaded fact ... (_stdin=...)"); the connectors read it with readlines()."""
+
+    def __str__(self) -> str:
+        return "(expected values, not shown)"
+
+    __repr__ = __str__
+
+
+def expected_input() -> str:
+    """What MysqlAccounts and RabbitmqDefinitions compare on the host (facts.probe INPUT_ENV):
+    the database accounts' expected hashes, the RabbitMQ accounts' passwords."""
+    s = site()
+    return json.dumps({"mysql": expected_hashes(s.data, secret_value), "rabbitmq": expected_passwords(s.data, secret_value)})
 
 
 def has_error_contract(cls) -> bool:
@@ -220,13 +268,24 @@ def fact_of(h, cls, **kwargs):
         if has_error_contract(cls):
             return {**cls.default(), "error": str(result)}
         raise PartTimedOut(str(result))
+    if result is None and part(cls, **kwargs)[0].endswith(COMPARED):
+        result = compared_alone(h, cls, **kwargs)
     return result if result is not None else h.get_fact(cls, **kwargs)
 
 
+def compared_alone(h, cls, **kwargs):
+    """A fact of COMPARED read where its controller's bundle did not carry it (the Galera
+    anchor or RabbitMQ seed is not the first controller): a bundle of that one part, with the
+    expected values on its stdin (alone it would answer "no" for every account, and every
+    run would set the passwords again). None when that part fails too."""
+    one = (part(cls, **kwargs),)
+    got = h.get_fact(Bundle, parts=one, limit=PRE_RUN_TIMEOUT, with_input=True, _stdin=HiddenInput(expected_input()),
+                     _timeout=PRE_RUN_TIMEOUT + 30)
+    answer = bundle_answers(one, got).get(one[0])
+    return None if isinstance(answer, TimedOut) else answer
+
+
 # --- the plan's facts ------------------------------------------------------------------
-
-_planned: dict = {}
-
 
 def planned_fact(cls, **kwargs):
     """A fact of this host, read once per run (with every other, see prefetch()): the state
@@ -236,7 +295,7 @@ def planned_fact(cls, **kwargs):
     host.get_fact is an SSH round trip. Our operations decide once, from the state before
     the run, and execute that decision. (Verification reads live facts, never these.)
     """
-    key = (id(state), host.name, cls, tuple(sorted(kwargs.items())))
+    key, _planned = (host.name, cls, tuple(sorted(kwargs.items()))), run_dict("planned facts")
     if key not in _planned:
         try:
             _planned[key] = fact_of(host, cls, **kwargs)
@@ -250,7 +309,7 @@ def known(fact: dict, what: str) -> dict:
     if fact.get("error"):
         print(f"{host.name}: could not read {what}: {fact['error']}; no host was changed. "
               f"Check {host.name} (ssh, disk, load) and run again.", file=sys.stderr)
-        raise SystemExit(1)
+        raise Refused()  # each host's own line, printed above
     return fact
 
 
@@ -269,7 +328,7 @@ def read_before_run(h, site: Site) -> dict | None:
     read them, when this run read one (a deploy; a verification alone reads none): {"parts":
     [...], "status": [...], "error": None}. Galera's is the plan's read, as the report's own
     (recover=False) reads it. None when a part is unknown or timed out: read live."""
-    got = _bundles.get((id(state), h.name))
+    got = bundles().get(h.name)
     parts = list(before_run_health_parts(site, h.name).items())
     if not isinstance(got, dict) or any(got.get(p) is None or isinstance(got[p], TimedOut) for _, p in parts):
         return None

@@ -1,6 +1,6 @@
 """What every component shares: the site and its secrets, rolling turns, announcements, bounded
 waits. The state before the run is in operations/before.py, the shared operations (files,
-packages, services) in operations/steps.py.
+packages, services) in operations/steps.py; what a run keeps, per run, operations/runstate.py.
 
 Secrets never travel as operation or fact arguments (pyinfra prints those): operations look
 them up here by name, commands carry them as HiddenValue, and diffs are masked.
@@ -10,43 +10,48 @@ from __future__ import annotations
 
 import sys
 
-import gevent.lock
-
 from pyinfra import host, inventory, logger, state
 from pyinfra.api import StringCommand, operation
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.operations import server
+from pyinfra_cli.exceptions import CliError
 
 from config.files import ManagedFile, managed_files
 from config.preflight import check, print_report
-from config.secrets import load_secrets, mask
-from config.site import Site, build_site, inventory_shape
+from config.secrets import SecretsError, load_secrets, mask
+from config.site import Site, build_site, inventory_others, inventory_shape
+from operations.runstate import once, run_dict
 
 APT_TIMEOUT = 600  # seconds for one apt-get install; apt has hung forever on lab nodes
 WAIT_SECONDS = 300  # cluster joins, Synced, services answering
 
 
-def once(fn):
-    """Compute once per run, shared by every host's deploy (they load in parallel greenlets:
-    a lock keeps the others from fetching the same facts again while the first computes)."""
-    lock = gevent.lock.BoundedSemaphore()
-    cached = []
+class Refused(CliError, PyinfraError):
+    """A refusal before any change: its message (if any) printed once, exit status 1, no
+    traceback. Raise it, never SystemExit, from code pyinfra runs while it loads deploy.py.
 
-    def wrapper():
-        with lock:
-            if not cached:
-                cached.append(fn())
-        return cached[0]
+    pyinfra evaluates deploy.py once per host, each in a greenlet. A SystemExit there is not
+    caught by pyinfra (it catches Exception): gevent reports it from every greenlet it ends,
+    with a traceback, and the deploy's print ran once per host. pyinfra passes a PyinfraError
+    from a deploy file up unchanged (pyinfra_cli.util.exec_file), returns the first host's to
+    the main greenlet (_parallel_load_hosts) and disconnects; as a CliError the command line
+    raises it as it is (pyinfra_cli.cli.cli) and click calls show() once, then exits with
+    exit_code. The message is printed there, once, whichever host raised it first; a refusal
+    that has printed its own lines (one per host) carries no message."""
 
-    wrapper.cache_clear = cached.clear
-    wrapper.__doc__ = fn.__doc__
-    return wrapper
+    def __init__(self, message: str = ""):
+        super().__init__(message)
+
+    def show(self, file=None) -> None:
+        if self.message:
+            print(self.message, file=sys.stderr, flush=True)
 
 
 def decided_once(prefix: str, *refusals: type[Exception]):
     """A decision that could split or stall a cluster, taken once per run from the whole
     picture and shared by every host: the decorated function returns it, or raises one of
-    `refusals`. A refusal is printed once (stderr, after `prefix`) and ends every host's deploy
-    with SystemExit before any change; the decision itself is re-checked on the host when its
+    `refusals`. A refusal ends every host's deploy with Refused (its message after `prefix`,
+    printed once) before any change; the decision itself is re-checked on the host when its
     command runs (the operations' own guards)."""
 
     def wrap(fn):
@@ -55,16 +60,14 @@ def decided_once(prefix: str, *refusals: type[Exception]):
             try:
                 return fn(), None
             except refusals as exc:
-                print(f"{prefix}{exc}", file=sys.stderr)
-                return None, exc
+                return None, Refused(f"{prefix}{exc}")
 
         def wrapper():
             value, refused = decide()
             if refused is not None:
-                raise SystemExit(1)
+                raise refused
             return value
 
-        wrapper.cache_clear = decide.cache_clear
         wrapper.__doc__ = fn.__doc__
         wrapper.__name__ = fn.__name__
         return wrapper
@@ -79,16 +82,26 @@ def controllers_in_run() -> set[str]:
 
 
 @once
-def _site_and_secrets() -> tuple[Site, dict]:
+def _preflight() -> tuple[Site, dict] | Refused:
+    """The site and its secrets, or preflight's refusal (kept: every host's deploy raises it)."""
     hosts, group_data = inventory_shape(inventory)
-    secrets = load_secrets(group_data.get("secrets_file"))
-    report = check(hosts, group_data, secrets)
-    print_report(report)
+    try:
+        secrets = load_secrets(group_data.get("secrets_file"))
+    except (SecretsError, TypeError, OSError):
+        secrets = None  # check() loads them again and says what is wrong, as a problem
+    report = check(hosts, group_data, secrets, others=inventory_others(inventory))
     if report.errors:
-        print(f"preflight: {len(report.errors)} error(s); no host was changed", file=sys.stderr)
-        # SystemExit ends pyinfra cleanly, before any operation runs.
-        raise SystemExit(1)
+        lines = [str(p) for p in report.warnings + report.errors]
+        return Refused("\n".join([*lines, f"preflight: {len(report.errors)} error(s); no host was changed"]))
+    print_report(report)
     return build_site(hosts, group_data), secrets
+
+
+def _site_and_secrets() -> tuple[Site, dict]:
+    result = _preflight()
+    if isinstance(result, Refused):
+        raise result
+    return result
 
 
 def site() -> Site:
@@ -112,16 +125,10 @@ def files_for(name: str, component: str | None = None) -> list[ManagedFile]:
     """A controller's files (of one component): this host's, or another's for a decision on
     one host that needs them. Rendered once per run and controller (the site and secrets do
     not change within a run; a no-op run otherwise rendered every template ~200 times)."""
-    rendered = _rendered()
+    rendered = run_dict("rendered")  # {controller name: its managed files}
     if name not in rendered:
         rendered[name] = managed_files(site(), name, _site_and_secrets()[1])
     return [f for f in rendered[name] if component in (None, f.component)]
-
-
-@once
-def _rendered() -> dict:
-    """{controller name: its managed files}, filled by files_for()."""
-    return {}
 
 
 def is_first() -> bool:
@@ -180,8 +187,9 @@ def failed_earlier() -> bool:
     return bool(failed)
 
 
-_announced: dict = {}  # (id(state), host name) -> [(step, action or None)]
-_finished: dict = {}  # id(state) -> hosts that have planned everything
+def announced() -> dict:
+    """This run's announcements: {host name: [(step, action or None)]}."""
+    return run_dict("announced")
 
 
 def announce(ops, action: str) -> None:
@@ -196,7 +204,7 @@ def announce(ops, action: str) -> None:
     else:
         ops = ops if isinstance(ops, (list, tuple)) else [ops]
         changes = any(op.will_change for op in ops)
-    steps = _announced.setdefault((id(state), host.name), [])
+    steps = announced().setdefault(host.name, [])
     steps.append((len(steps), action if changes else None))
     if changes:
         host.log(f"will {action}", logger.warning)
@@ -206,11 +214,11 @@ def blast_radius() -> None:
     """Once every host has planned: the restarts and reloads of this run, host by host, in the
     order they will happen (rolling steps in inventory order)."""
     order = [c.name for c in site().controllers]
-    finished = _finished.setdefault(id(state), set())
-    finished.add(host.name)
+    finished = run_dict("finished planning")
+    finished[host.name] = True
     if len(finished) < len([h for h in inventory.get_active_hosts() if h.name in order]):
         return  # not the last host to finish planning
-    planned = {name: steps for (sid, name), steps in _announced.items() if sid == id(state)}
+    planned = announced()
     rows = sorted(
         (step, order.index(name), name, action)
         for name, steps in planned.items() if name in order

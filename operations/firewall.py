@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from pyinfra.api import deploy
 
-from config.files import FIREWALL_NFT, FIREWALL_UNIT
-from config.firewall import TABLE, expected_rules, rules
+from config.files import FIREWALL_NFT, FIREWALL_UNIT, expected_rules
+from config.firewall import TABLE, rules
+from config.packages import PACKAGES
 from facts.firewall import FirewallState
 from operations.before import facts_of_all_controllers, planned_fact, unit_state
 from operations.common import announce, controllers_in_run, decided_once, files_of, shell, site
@@ -81,7 +82,7 @@ def configure():
                f"rm -f {FIREWALL_NFT} {UNIT_FILE}", "systemctl daemon-reload"], when=installed)
         return
     limit_checked()
-    packages(name="firewall: packages", names=["nftables"])
+    packages(name="firewall: packages", names=list(PACKAGES["firewall"]))
     load = mark_pending(FIREWALL_UNIT, "firewall")
     ops = install_files("firewall", validate={FIREWALL_NFT: "nft -c -f {path}"})
     unit = next(op for op, f in zip(ops, files_of("firewall")) if f.path == UNIT_FILE)

@@ -9,19 +9,22 @@ database writes moved off the writer first.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 import shlex
 
-from pyinfra import host, logger
+import gevent
+from pyinfra import host, inventory, logger, state
 from pyinfra.api import StringCommand, deploy, operation
 
-from config.files import GALERA_CNF, SST_ACCOUNT
+from config.accounts import native_hash
+from config.files import GALERA_CNF, GALERA_SST_CNF, SST_ACCOUNT
+from config.packages import PACKAGES
 from facts.galera import GaleraNode, MysqlAccounts, sans_members, serving_check
+from facts.haproxy_api import api, requests
 from facts.host import PENDING_DIR, UNITS, ServiceStates
 from operations.common import (
-    announce, controllers_in_run, decided_once, files_for, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
+    announce, controllers_in_run, decided_once, failed_earlier, files_for, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
 from operations.before import facts_of_all_controllers, known_in_run, planned_fact, reach_of_all
 from operations.galera_plan import (
@@ -29,9 +32,8 @@ from operations.galera_plan import (
 )
 from operations.steps import consume, install_files, packages, secret_input
 from facts.keepalived import VipHolder
-from operations.maintenance import in_maintenance
+from operations.maintenance_marker import in_maintenance
 
-PACKAGES = ["mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"]
 CNF = GALERA_CNF
 SYNCED = serving_check()
 
@@ -65,12 +67,79 @@ def cluster_plan() -> Plan:
                 repair=os.environ.get(REPAIR_SWITCH) == "1", away=in_maintenance(), reach=reach_of_all())
 
 
+# --- a whole-site recovery: the bootstrap node chosen once the waiting servers stopped ---
+
+def live_galera_states() -> dict:
+    """Every controller's GaleraNode (with galera_recovery where mariadbd is stopped without a
+    seqno), read now, in parallel; None where it could not be read."""
+    def read(name):
+        h = inventory.get_host(name, None)
+        try:
+            fact = h.get_fact(GaleraNode, recover=True, _ignore_errors=True) if h else None
+        except Exception as exc:  # noqa: BLE001 - a node that could not be read is unknown, not a state
+            logger.warning(f"[{name}] could not read GaleraNode: {type(exc).__name__}: {exc}")
+            return None
+        return None if not fact or fact.get("error") else fact
+
+    jobs = {c.name: gevent.spawn(read, c.name) for c in site().controllers}
+    gevent.joinall(list(jobs.values()))
+    return {n: job.get() for n, job in jobs.items()}
+
+
+@once
+def recovery_plan() -> Plan | str:
+    """While executing, once per run (after the waiting servers stopped): the plan again, from
+    every position read now; it must be a bootstrap. A str says why not (then nobody bootstraps)."""
+    s = site()
+    order = [c.name for c in s.controllers]
+    in_run = controllers_in_run()
+    try:
+        again = plan(live_galera_states(), order, {c.name: c.address for c in s.controllers},
+                     limited=frozenset(n for n in order if n not in in_run), away=in_maintenance())
+    except GaleraStateError as exc:
+        return str(exc)
+    if again.mode != "bootstrap":
+        return (f"after the waiting servers stopped, the plan is {again.mode!r}, not a bootstrap (seen: {again.seen}): "
+                "re-run the deploy")
+    return again
+
+
+@operation()
+def recovery_bootstrap():
+    """A whole-site recovery's bootstrap: on the controller the plan, made again from every
+    position read once the waiting servers stopped, names; checked again there
+    (bootstrap_command). Elsewhere nothing. Decided only while executing (before, the
+    positions are hidden).
+    """
+    if not state.is_executing or failed_earlier():
+        return
+    again = recovery_plan()
+    if isinstance(again, str):
+        yield f"echo {shlex.quote(f'{host.name}: not bootstrapping Galera: {again}')} >&2; exit 1"
+        return
+    if again.anchor == host.name:
+        host.log(again.why or f"bootstrap Galera from {host.name}")
+        peers = [c.address for c in site().controllers if c.name != host.name]
+        yield from [bootstrap_command(host.name, peers, again.position), synced_wait(), f"rm -f {PENDING_DIR}/mariadb"]
+
+
+@operation()
+def recovery_join(mine: bool):
+    """A whole-site recovery's join: this controller's turn, unless it is the one that
+    bootstrapped (known only while executing).
+
+    + mine: this host's turn (one_at_a_time)
+    """
+    if not mine or failed_earlier():
+        return
+    if state.is_executing:
+        again = recovery_plan()
+        if isinstance(again, str) or again.anchor == host.name:
+            return
+    yield from join_commands(host.name, repair=False)
+
+
 # --- accounts ----------------------------------------------------------------------------
-
-
-def native_hash(password: str) -> str:
-    """MySQL/MariaDB mysql_native_password hash, computed locally (the secret never leaves)."""
-    return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
 
 
 def _q(text: str) -> str:
@@ -78,14 +147,16 @@ def _q(text: str) -> str:
 
 
 def account_statements(existing: dict, data: dict, addresses: list[str], passwords: dict) -> list[str]:
-    """SQL that makes the accounts right; empty when they already are. Pure."""
+    """SQL that makes the accounts right; empty when they already are. `existing` is
+    MysqlAccounts: each account found, True when it has the hash expected_hashes() gave the
+    host. Pure."""
     users = None if existing.get("error") else existing.get("users", {})
     sql = []
 
     def account(user, hostpart, password, privileges, grant_option=False):
         key = f"{user}@{hostpart}"
         want = native_hash(password) if password is not None else ""
-        if users is not None and users.get(key) == want:
+        if users is not None and users.get(key) is True:
             return
         # Only the hash travels: the cleartext password never leaves this machine.
         ident = f" IDENTIFIED BY PASSWORD {_q(want)}" if password is not None else ""
@@ -156,6 +227,24 @@ def accounts(run: bool = True):
             "failed:' >&2; grep ERROR $err | sed 's/ near .*//' >&2; rm -f $err; exit 1; }; rm -f $err )", path)
 
 
+@operation()
+def sst_auth(run: bool = True):
+    """
+    The running server's wsrep_sst_auth set to the one GALERA_SST_CNF now holds (read at
+    start; dynamic), so that a state transfer this server donates logs in with the state
+    transfer account's new password. The statement reaches mysql from a 0600 file.
+
+    + run: False makes it a no-op (mysqld not running, or the file unchanged)
+    """
+    if not run or site()["galera_sst_method"] != "mariabackup":
+        return
+    auth = f"{SST_ACCOUNT}:{secret_value('mariadb_sst_password')}"
+    upload, path = secret_input("sst_auth.sql", f"SET GLOBAL wsrep_sst_auth = {_q(auth)};\n")
+    yield from upload
+    yield consume(f"( timeout 30 mysql >/dev/null 2>&1 || {{ echo '{host.name}: setting wsrep_sst_auth failed "
+                  f"(it applies at the next start of mariadb)' >&2; exit 1; }} )", path)
+
+
 # --- the deploy --------------------------------------------------------------------------
 
 
@@ -163,10 +252,7 @@ def writes_to(listener: str, server: str, socket: str, state: str) -> str:
     """This HAProxy's server `server` of the database listener set to `state` through the
     runtime API (no reload): maint moves new sessions to the next server, ready brings them
     back. A controller without a running HAProxy (its first deploy) has nothing to move."""
-    q = shlex.quote
-    cmd = q(f"set server {listener}/{server} state {state}")
-    return (f"if test -S {q(socket)}; then out=$(echo {cmd} | socat stdio {q(socket)}); "
-            f"test -z \"$out\" || {{ echo \"$(hostname): haproxy: $out\" >&2; exit 1; }}; fi")
+    return api(socket, requests([listener], server, f"state {state}"))
 
 
 def synced_wait(hint: str = "") -> StringCommand:
@@ -180,6 +266,22 @@ def _synced_members(count: int) -> str:
     return (f"{SYNCED} && [ \"$(echo \"$s\" | sed -n 's/^wsrep_cluster_size.//p')\" -ge {count} ]")
 
 
+def join_commands(me: str, repair: bool) -> list:
+    """A node's join: (repair: its Galera state and its gcache, whose diverged history breaks the
+    IST after the state transfer, "Unsupported CC action version" on the lab, set aside first,
+    kept for a post-mortem) a restart, then a wait until Synced."""
+    aside = ("d=/var/lib/openstack-ha/galera-repaired-$(date +%Y%m%d%H%M%S); mkdir -p $d; "
+             "for f in grastate.dat gvwstate.dat galera.cache; do test -e /var/lib/mysql/$f && mv -f /var/lib/mysql/$f $d/; done; true")
+    return [f"systemctl stop mariadb; {aside}"] * repair + [
+        f"timeout 600 systemctl restart mariadb || {{ echo '{me}: mariadb did not join the cluster:' >&2; "
+        f"{unit_log('mariadb')}; exit 1; }}",
+        synced_wait(
+            f"echo '{me}: if the journal says \"Unsupported CC action version\" or \"different histories\", its "
+            f"history diverged: re-run with {REPAIR_SWITCH}=1 (its state is set aside, it rejoins by full state "
+            "transfer)' >&2"),
+        f"rm -f {PENDING_DIR}/mariadb"]
+
+
 @deploy("MariaDB Galera")
 def configure():
     """Packages, the Galera config, then as cluster_plan() decided: the bootstrap of a new
@@ -187,30 +289,42 @@ def configure():
     Primary component joined one at a time (each until Synced), a minority repaired (only with
     the operator's switch), and running members whose config changed beyond the member list
     restarted one at a time, each only once every member is back and it is Synced."""
-    packages(name="galera: packages", names=PACKAGES)
+    packages(name="galera: packages", names=list(PACKAGES["galera"]))
     p = cluster_plan()
     me = host.name
     st = cluster_states().get(me) or {}
-    (wanted,) = files_of("galera")
+    (wanted,) = [f for f in files_of("galera") if f.path == CNF]
     # wsrep_cluster_address is read only at start: a new member list alone restarts nobody.
     beyond_members = st.get("cnf_sans_members") != sans_members(wanted.content)
     member = me in p.synced or me in p.busy
     s = site()
-    wanted_sums = {c.name: sans_members(f.content) for c in s.controllers for f in files_for(c.name, "galera")}
+    wanted_sums = {c.name: sans_members(f.content) for c in s.controllers for f in files_for(c.name, "galera") if f.path == CNF}
     restarting = restarts(p, cluster_states(), wanted_sums)
     restart = me in restarting
     # Written with the file, cleared after the restart: a run interrupted in between restarts it next time.
     turn(name="galera: restart pending", commands=[f"mkdir -p {PENDING_DIR} && touch {PENDING_DIR}/mariadb"],
          run=member and beyond_members)
-    install_files("galera")
+    installed = install_files("galera")
+    # wsrep_sst_auth is dynamic: a new one reaches a running server without a restart.
+    sst_auth(name="galera: wsrep_sst_auth to the running server", run=st.get("mysqld") == "running" and any(
+        op.will_change for op, f in zip(installed, files_of("galera")) if f.path == GALERA_SST_CNF))
     synced = synced_wait()
     clear = f"rm -f {PENDING_DIR}/mariadb"
 
     bootstrap = p.mode == "bootstrap" and me == p.anchor
     announce(bootstrap, f"{p.why or 'bootstrap a new Galera cluster'}, wait until Synced (checked again on {p.anchor})")
     peers = [c.address for c in site().controllers if c.name != me]
-    turn(name=f"galera: bootstrap {p.anchor}" if p.mode == "bootstrap" else "galera: bootstrap (none: a Primary component runs)",
-         commands=[bootstrap_command(me, peers, p.position), synced, clear], run=bootstrap)
+    recover = p.mode == "recover"
+    # A whole-site recovery: every waiting server stops together, then the plan is made again from
+    # every position (recovery_plan) and the most advanced bootstraps; the others join after.
+    announce(recover and me in p.stop, f"{p.why}; the database accounts are left to the next deploy")
+    turn(name="galera: stop servers waiting for a Primary component (whole-site recovery)",
+         commands=[f"timeout 300 systemctl stop mariadb || {{ {unit_log('mariadb')}; exit 1; }}"], run=recover and me in p.stop)
+    if recover:
+        recovery_bootstrap(name="galera: bootstrap the most advanced (whole-site recovery)")
+    else:
+        turn(name=f"galera: bootstrap {p.anchor}" if p.mode == "bootstrap" else "galera: bootstrap (none: a Primary component runs)",
+             commands=[bootstrap_command(me, peers, p.position), synced, clear], run=bootstrap)
     # Before any join: a joiner's state transfer logs in to the donor with the sst account.
     accounts(name="galera: accounts", run=me == p.anchor)
 
@@ -229,29 +343,16 @@ def configure():
     repair = me in p.repair
     announce(joining and not repair, "join the Galera cluster (one node at a time), wait until Synced")
     announce(repair, p.why)
-    # Its Galera state and its gcache (whose diverged history breaks the IST after the state
-    # transfer: "Unsupported CC action version", seen on the lab) set aside, kept for a post-mortem.
-    aside = ("d=/var/lib/openstack-ha/galera-repaired-$(date +%Y%m%d%H%M%S); mkdir -p $d; "
-             "for f in grastate.dat gvwstate.dat galera.cache; do test -e /var/lib/mysql/$f && mv -f /var/lib/mysql/$f $d/; done; true")
     for name, mine in one_at_a_time(joins):
-        turn(
-            name=f"galera: {name} joins, waiting for Synced",
-            commands=[f"systemctl stop mariadb; {aside}"] * (mine and repair) + [
-                f"timeout 600 systemctl restart mariadb || {{ echo '{me}: mariadb did not join the cluster:' >&2; "
-                f"{unit_log('mariadb')}; exit 1; }}",
-                synced_wait(
-                    f"echo '{me}: if the journal says \"Unsupported CC action version\" or \"different histories\", its "
-                    f"history diverged: re-run with {REPAIR_SWITCH}=1 (its state is set aside, it rejoins by full state "
-                    "transfer)' >&2"),
-                clear],
-            run=mine,
-        )
+        if recover:
+            recovery_join(name=f"galera: {name} joins, waiting for Synced (whole-site recovery)", mine=mine)
+        else:
+            turn(name=f"galera: {name} joins, waiting for Synced", commands=join_commands(me, mine and repair), run=mine)
 
     # Every node that will be in the cluster after the joins, before a member leaves it for its restart.
     in_run = controllers_in_run()
     members = max(p.size + sum(1 for n in joins if n in in_run), 2)
-    writer = next(c.name for c in s.controllers)  # the database listener's one active server
-    db = next(lst.name for lst in s.listeners if any(" backup" in line for line in lst.servers))
+    writer, db = s.writer, s.db_listener
     holders = vip_holders() if restarting else []
     away = in_maintenance() if restarting else frozenset()
     sock = s["haproxy_stats_socket"]

@@ -10,6 +10,9 @@ nothing). plan() is pure and tested as a table (tests/unit/test_galera_plan.py):
   the run and answered, and none is in a Primary component; the most advanced position wins
   (safe_to_bootstrap only breaks a tie); the bootstrap command checks again on the host that
   no peer runs Galera and that its position is still the planned one;
+- after a whole-site stop, servers waiting for a Primary component hide their position: with
+  the whole picture (as above) the plan is "recover": stop them, read every position again,
+  bootstrap the most advanced (decided when the positions are read, from this same plan);
 - two Primary components (a split brain), or a node ahead of the Primary component (a history
   that diverged), stop the deploy unless the operator asks for the minority's repair
   (HA_GALERA_REPAIR=1): its state is set aside and it rejoins by full state transfer;
@@ -29,7 +32,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from facts.galera import ZERO_UUID, components, has_state, in_primary, position, serving, strangers, unanswered
+from facts.galera_rules import ZERO_UUID, components, has_state, in_primary, position, serving, strangers, unanswered
 from operations.common import unit_log
 
 GALERA_PORT = 4567  # group communication: a peer listening there runs Galera
@@ -38,7 +41,7 @@ REPAIR_SWITCH = "HA_GALERA_REPAIR"
 
 @dataclass(frozen=True)
 class Plan:
-    mode: str  # "bootstrap": no Primary component anywhere; "join": one exists
+    mode: str  # "bootstrap": no Primary component anywhere; "join": one exists; "recover": see stop
     anchor: str  # bootstrap node, or the first node of the Primary component
     synced: frozenset  # Synced in the Primary component before the run
     size: int = 0  # members of the Primary component before the run
@@ -47,6 +50,8 @@ class Plan:
     busy: frozenset = frozenset()  # Donor, Joiner, starting: waited for, never restarted
     repair: frozenset = frozenset()  # minority or diverged nodes, resynced from the majority
     seen: str = ""  # every controller's condition, one line
+    stop: frozenset = frozenset()  # recover: servers waiting for a Primary component, stopped before
+    # every position is read again (galera_recovery) and the most advanced bootstraps
     cut_off: frozenset = frozenset()  # running outside the Primary component, peers not reached: left alone
     cut_why: str = ""  # why, naming the members each cut-off node does not reach
 
@@ -213,11 +218,18 @@ def _bootstrap(states, order, limited: frozenset, seen: str, away: frozenset = f
         return Plan("bootstrap", anchor, frozenset(), position=(uuid, positions[anchor]), seen=seen,
                     why=f"bootstrap Galera from {anchor}, the most advanced node after a full outage (last committed: {told})")
     waiting = [n for n in with_state if positions[n] is None and states[n].get("mysqld") == "running"]
+    unread = [n for n in with_state if positions[n] is None and n not in waiting]
+    if waiting and not unread:
+        # mariadbd started without a Primary component to join waits, answering no query, its
+        # position hidden (a whole-site stop, then every controller booted). The whole picture
+        # is here: stop the waiting servers, read every position, bootstrap the most advanced.
+        return Plan("recover", "", frozenset(), seen=seen, stop=frozenset(waiting),
+                    why=f"recover from a whole-site stop: mariadb on {', '.join(waiting)} waits for a Primary component, "
+                        f"its position hidden (last committed: {told}): stop it, read every position "
+                        "(galera_recovery), bootstrap the most advanced (checked again on the host)")
     if waiting:
-        # mariadbd started without a Primary component to join waits, answering no query
-        why = (f"mariadb on {', '.join(waiting)} is starting and waiting for a Primary component, which "
-               "hides its position: stop mariadb on every controller (the deploy then reads each position "
-               "with galera_recovery and bootstraps the most advanced)")
+        why = (f"mariadb on {', '.join(waiting)} is starting and waiting for a Primary component, and the "
+               f"position of {', '.join(unread)} could not be read (galera_recovery printed none)")
     else:
         why = "a position could not be read (galera_recovery printed none)"
     raise GaleraStateError(

@@ -18,43 +18,21 @@ from pyinfra import host
 from pyinfra.api import deploy
 
 from config.files import HAPROXY_MAINT_FILE, MAINTENANCE_FILE
+from operations.galera import synced_wait
+from operations.maintenance_marker import in_maintenance, markers
+from operations.rabbitmq import CTL, RESTART
+from operations.steps import clear_pending
 from facts.galera import GaleraNode
+from facts.haproxy_api import all_maint, api, maint_line, replay
 from facts.host import Maintenance
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.rabbitmq import RabbitmqCluster
-from operations.before import facts_of_all_controllers, known_in_run
+from operations.before import cluster_fact_args, facts_of_all_controllers
 from operations.common import controllers_in_run, decided_once, once, shell, site, unit_log, wait_until
-from operations.maintenance_plan import (
-    Decision, Refusal, api, back_commands, decide, maint_line, out_commands, replay,
-)
+from operations.maintenance_plan import Decision, Refusal, back_commands, decide, out_commands
 
 VIP_SECONDS = 60  # the VIP leaves a node in FAULT at once; another takes it after ~3 adverts
 BACK_SECONDS = 300  # RabbitMQ back in the cluster, Galera Synced
-
-
-@once
-def markers() -> dict:
-    """Every controller's Maintenance fact, read before the run: {name: fact or None (unknown)}."""
-    return facts_of_all_controllers(Maintenance, path=MAINTENANCE_FILE)
-
-
-def in_maintenance() -> frozenset:
-    """The controllers whose marker says they are in maintenance (one that could not be read
-    counts as not in maintenance here: the deploy leaves it alone)."""
-    return frozenset(n for n, f in markers().items() if f and f.get("out"))
-
-
-def marked() -> bool:
-    """This host is in maintenance. A controller of this run whose marker could not be read
-    stops the run before any change (known_in_run): it may be out, and RabbitMQ must not be
-    started or restarted there."""
-    known_in_run(markers(), "the maintenance marker")
-    return host.name in in_maintenance()
-
-
-def db_listener(s) -> str:
-    """The database listener: the one whose servers are active/backup (one writer)."""
-    return next(lst.name for lst in s.listeners if any(" backup" in line for line in lst.servers))
 
 
 def persist(line: str) -> str:
@@ -78,10 +56,7 @@ def reapply(applied: bool):
     socket = s["haproxy_stats_socket"]
     # After a reload the old worker may still hold the socket for a moment: applied again until
     # the new one shows every such server in MAINT (bounded).
-    check = " && ".join(
-        f"echo 'show stat' | timeout 5 socat stdio UNIX-CONNECT:{shlex.quote(socket)} | "
-        f"awk -F, -v s={shlex.quote(n)} '$2==s && $18!=\"MAINT\" && $18!=\"\" {{bad=1}} END {{exit bad}}'"
-        for n in sorted(nodes)) or "true"
+    check = " && ".join(all_maint(socket, n) for n in sorted(nodes)) or "true"
     kept = replay(socket, HAPROXY_MAINT_FILE) if not complete else "true"
     what = ", ".join(sorted(nodes)) or "no controller"
     shell(f"haproxy: keep {what} in maintenance (runtime API)",
@@ -101,7 +76,7 @@ def picture() -> dict:
     facts = {
         "maintenance": facts_of_all_controllers(Maintenance, path=MAINTENANCE_FILE),
         "galera": facts_of_all_controllers(GaleraNode),
-        "rabbitmq": facts_of_all_controllers(RabbitmqCluster, port=s["rabbitmq_port"]),
+        "rabbitmq": facts_of_all_controllers(RabbitmqCluster, **cluster_fact_args(s)),
         "keepalived": facts_of_all_controllers(KeepalivedState),
         "vip": facts_of_all_controllers(VipHolder, interface=s["vip_interface"], vip=s["vip"]),
     }
@@ -118,7 +93,7 @@ def decision() -> Decision:
     if set(order) - controllers_in_run():
         raise Refusal(f"maintenance {action} {node}: the command acts on every controller's HAProxy; "
                       "run it without --limit")
-    return decide(action, node, order, picture())
+    return decide(action, node, order, picture(), writer=s.writer)
 
 
 def marker(value: int) -> str:
@@ -159,7 +134,7 @@ def out(d: Decision):
     listeners = [lst.name for lst in s.listeners]
     shell(f"maintenance: {d.node}'s servers out of this HAProxy (runtime API)", [
         persist(maint_line(listeners, d.in_maintenance)),
-        *out_commands(listeners, db_listener(s), d.node, s["haproxy_stats_socket"], s["maintenance_drain_seconds"]),
+        *out_commands(listeners, s.db_listener, d.node, s["haproxy_stats_socket"], s["maintenance_drain_seconds"]),
     ], when=True)
     shell(f"maintenance: RabbitMQ stopped and disabled on {d.node}", [
         f"timeout 120 systemctl stop rabbitmq-server || {{ {unit_log('rabbitmq-server')}; exit 1; }}",
@@ -171,10 +146,6 @@ def back(d: Decision):
     """RabbitMQ enabled, started and a running member again, Galera Synced; then its servers
     ready on every HAProxy (the writer order restored: maintenance_plan.back_commands); the
     marker cleared last (with nopreempt the VIP does not move back by itself)."""
-    from operations.rabbitmq import CTL, RESTART
-    from operations.galera import synced_wait
-    from operations.steps import clear_pending
-
     s = site()
     mine = host.name == d.node
     running = 1 + sum(1 for n, st in picture().items() if n != d.node and st and (st["rabbitmq"] or {}).get("broker"))
@@ -191,7 +162,7 @@ def back(d: Decision):
     socket = s["haproxy_stats_socket"]
     shell(f"maintenance: {d.node}'s servers ready on this HAProxy (runtime API)", [
         persist(maint_line(listeners, d.in_maintenance)),
-        *back_commands(listeners, db_listener(s), d.node, order, socket, d.writer,
+        *back_commands(listeners, s.db_listener, d.node, order, socket, d.writer,
                        lambda check, what: wait_until(check, what, 60)),
     ], when=True)
     shell(f"maintenance: {d.node} marked back (may hold the VIP again)", [marker(0)], when=mine)

@@ -12,7 +12,8 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from facts.galera import serving
+from facts.galera_rules import serving
+from facts.haproxy_api import api, requests, server_up, sessions
 
 ACTIONS = ("out", "back")
 PICTURE = ("maintenance", "galera", "rabbitmq", "keepalived", "vip")
@@ -41,13 +42,14 @@ def marked(st: dict | None) -> bool:
     return bool(st and (st.get("maintenance") or {}).get("out"))
 
 
-def decide(action: str, node: str, order: list[str], picture: dict[str, dict | None]) -> Decision:
+def decide(action: str, node: str, order: list[str], picture: dict[str, dict | None], *, writer: str) -> Decision:
     """What the command does, or a Refusal. Pure.
 
     + action: "out" or "back"
     + node: the controller named by the operator
-    + order: the inventory's controllers, in order (the first is the database writer)
+    + order: the inventory's controllers, in order
     + picture: see the module's docstring
+    + writer: the database listener's active server (config.site.Site.writer)
     """
     if action not in ACTIONS:
         raise Refusal(f"maintenance: action {action!r} is neither 'out' nor 'back': {USAGE}")
@@ -78,8 +80,8 @@ def decide(action: str, node: str, order: list[str], picture: dict[str, dict | N
             raise Refusal(f"maintenance out {node}: {node} holds the VIP and no other controller can take it "
                           f"(keepalived: {seen}): the VIP would be held by nobody. Repair keepalived/HAProxy on "
                           "another controller first (the health report says what fails).")
-        return Decision("out", node, marked(picture[node]), holds, node == order[0], tuple(out_after))
-    return Decision("back", node, not marked(picture[node]), False, node == order[0], tuple(out_after))
+        return Decision("out", node, marked(picture[node]), holds, node == writer, tuple(out_after))
+    return Decision("back", node, not marked(picture[node]), False, node == writer, tuple(out_after))
 
 
 def _enough(node: str, what: str, left: list[str], need: int, order: list[str], out_after: list[str]) -> None:
@@ -92,54 +94,7 @@ def _enough(node: str, what: str, left: list[str], need: int, order: list[str], 
                       f"in maintenance already: {', '.join(away) or 'none'}. Not taking {node} out: {fix}.")
 
 
-# --- HAProxy's runtime API ---------------------------------------------------------------
-
-
-def requests(listeners: list[str], node: str, *verbs: str) -> str:
-    """One runtime-API line: each verb for the node's server of each listener, `;`-separated
-    (HAProxy runs them in order, on one connection). Verbs: `state maint|drain|ready`,
-    `shutdown sessions`. Pure."""
-    out = []
-    for listener in listeners:
-        for verb in verbs:
-            out.append(f"shutdown sessions server {listener}/{node}" if verb == "shutdown sessions"
-                       else f"set server {listener}/{node} {verb}")
-    return "; ".join(out)
-
-
-def maint_line(listeners: list[str], nodes) -> str:
-    """The line HAPROXY_MAINT_FILE holds: every listener's server of each node in maintenance
-    in maint; "" when none is. Pure."""
-    return "; ".join(r for n in sorted(nodes) for r in [requests(listeners, n, "state maint")] if r)
-
-
-def _silent(send: str) -> str:
-    """Shell: run `send` (a runtime-API request); any answer is an error (the `set server` and
-    `shutdown sessions` commands answer nothing when they succeed)."""
-    return (f"out=$({send}); test -z \"$(echo \"$out\" | tr -d '[:space:]')\" || "
-            f"{{ echo \"$(hostname): haproxy: $out\" >&2; exit 1; }}")
-
-
-def api(socket: str, line: str) -> str:
-    """Shell: send one runtime-API line to this controller's HAProxy. A controller whose
-    HAProxy does not run has no runtime state: its unit replays HAPROXY_MAINT_FILE at start."""
-    q = shlex.quote
-    return f"if test -S {q(socket)}; then {_silent(f'echo {q(line)} | timeout 5 socat stdio UNIX-CONNECT:{q(socket)}')}; fi"
-
-
-def replay(socket: str, path: str) -> str:
-    """Shell: send the line of the replay file `path` (if any) to this controller's HAProxy."""
-    q = shlex.quote
-    return (f"if test -S {q(socket)} && test -s {q(path)}; then "
-            f"{_silent(f'timeout 5 socat stdio UNIX-CONNECT:{q(socket)} < {q(path)}')}; fi")
-
-
-def sessions(socket: str, node: str, skip: str) -> str:
-    """Shell: the open sessions of `node`'s servers on this HAProxy (`show stat` scur), every
-    listener but `skip`. Pure."""
-    q = shlex.quote
-    return (f"echo 'show stat' | timeout 5 socat stdio UNIX-CONNECT:{q(socket)} | "
-            f"awk -F, -v s={q(node)} -v skip={q(skip)} '$2==s && $1!=skip {{n+=$5}} END {{print n+0}}'")
+# --- taking a controller's servers out and back (HAProxy's runtime API: facts/haproxy_api.py) ---
 
 
 def out_commands(listeners: list[str], db: str, node: str, socket: str, drain_seconds: int) -> list[str]:
@@ -162,13 +117,6 @@ def out_commands(listeners: list[str], db: str, node: str, socket: str, drain_se
     ]
 
 
-def server_up(socket: str, listener: str, node: str) -> str:
-    """Shell test: `listener/node` is UP on this HAProxy (its checks pass, not in maint). Pure."""
-    q = shlex.quote
-    return (f"echo 'show stat' | timeout 5 socat stdio UNIX-CONNECT:{q(socket)} | "
-            f"awk -F, -v p={q(listener)} -v s={q(node)} '$1==p && $2==s && $18==\"UP\" {{ok=1}} END {{exit !ok}}'")
-
-
 def back_commands(listeners: list[str], db: str, node: str, order: list[str], socket: str, writer: bool,
                   wait) -> list[str]:
     """Shell, on one controller: `node`'s servers ready again. Pure but for `wait` (a bounded
@@ -182,5 +130,5 @@ def back_commands(listeners: list[str], db: str, node: str, order: list[str], so
     cmds = [api(socket, requests(listeners, node, "state ready"))]
     if writer:
         cmds += [f"test ! -S {shlex.quote(socket)} || {{ {wait(server_up(socket, db, node), f'{db}/{node} UP in HAProxy')}; }}",
-                 api(socket, "; ".join(f"shutdown sessions server {db}/{n}" for n in order if n != node))]
+                 api(socket, "; ".join(requests([db], n, "shutdown sessions") for n in order if n != node))]
     return cmds

@@ -2,6 +2,7 @@
 
 from pyinfra.api import deploy
 
+from config.packages import PACKAGES
 from operations.common import announce, one_at_a_time, site, turn
 from operations.steps import clear_pending, install_files, mark_pending, packages, service
 
@@ -10,7 +11,7 @@ from operations.steps import clear_pending, install_files, mark_pending, package
 def configure():
     """Natively active/active: OpenStack lists every node in memcached_servers. A changed
     config restarts memcached one node at a time."""
-    packages(name="memcached: packages", names=["memcached"])
+    packages(name="memcached: packages", names=list(PACKAGES["memcached"]))
     changed = mark_pending("memcached", "memcached")
     install_files("memcached")
     announce(changed, "restart memcached")

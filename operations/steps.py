@@ -16,6 +16,7 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand, operation
 from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 
+from config.files import FORMER_SECRET_LINES
 from facts.host import PENDING_DIR, SECRET_DIR
 from operations.before import file_state, planned_fact, unit_state
 from operations.common import APT_TIMEOUT, failed_earlier, files_of, masked, shell, unit_log
@@ -49,7 +50,7 @@ def managed_file(path: str, component: str, validate: str | None = None, validat
     if remote is None or remote["sha1"] != new_sha1:
         if state.config.DIFF and not state.is_executing:
             host.log(f"{'Will modify' if remote else 'Will create'} {path}", logger.info)
-            for line in diff_lines(path, wanted, remote, new_sha1):
+            for line in diff_lines(path, wanted, remote):
                 logger.info("  %s", line)
         target = f"{path}.pyinfra-new" if validate else path
         if remote is None:  # a new file: its directory may be new too (a systemd drop-in)
@@ -73,14 +74,14 @@ def managed_file(path: str, component: str, validate: str | None = None, validat
         yield StringCommand("chmod", wanted.mode, QuoteString(path))
 
 
-def diff_lines(path: str, wanted, remote: dict | None, new_sha1: str) -> list[str]:
+def diff_lines(path: str, wanted, remote: dict | None) -> list[str]:
     """What --diff shows of a file that changes: a unified diff with secrets masked; for a file
-    that holds a secret (ManagedFile.secret) only the SHA1s, its content never fetched from
-    the host (the SHA1 on the host is the FileStates fact's, read there)."""
+    that holds a secret (ManagedFile.secret: only a secret, config.files) one line, no hash
+    (a SHA1 of a low-entropy password file is a crackable hash), its content never fetched."""
     if wanted.secret:
-        return [f"changed (content hidden): sha1 on the host {remote['sha1'] if remote else '(absent)'}, new {new_sha1}"]
+        return ["changed (content hidden)" if remote else "new (content hidden)"]
     current = host.get_fact(FileContents, path=path) if remote else None
-    before = [masked(line) + "\n" for line in (current or [])]
+    before = [FORMER_SECRET_LINES.sub(r"\1(hidden)", masked(line)) + "\n" for line in (current or [])]
     after = masked(wanted.content).splitlines(keepends=True)
     return [line.rstrip("\n") for line in difflib.unified_diff(before, after, f"{path} (on host)", f"{path} (new)")]
 

@@ -264,9 +264,9 @@ def witness_for(failing: str) -> str:
 
 
 def writer() -> str:
-    """The controller that takes the database writes when all are up: the first of the
-    inventory (the mariadb listener's only server that is not `backup`, config/site.py)."""
-    return sitemodel.site().controllers[0].name
+    """The controller that takes the database writes when all are up (config.site.Site.writer:
+    the mariadb listener's only server that is not `backup`)."""
+    return sitemodel.site().writer
 
 
 @dataclass

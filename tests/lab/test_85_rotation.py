@@ -15,6 +15,8 @@ secrets are deployed back the same way, so the shared lab is left as it was foun
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import os
@@ -31,6 +33,7 @@ from lab.clients import haproxy_certificate, management_status, stats_status, vi
 from lab.drills import log
 from lab.keys import generate_secrets
 from lab.waits import SqlError
+from config.accounts import native_hash
 
 INVENTORY = "inventories/lab.py"
 RESTARTS = ("restart", "stop", "start")  # what a blast radius row says when its unit starts anew
@@ -38,7 +41,8 @@ RESTARTS = ("restart", "stop", "start")  # what a blast radius row says when its
 # each change causes): the sst password (galera.cnf) restarts mariadb one node at a time; the
 # cookie stops every broker, started together; the stats password (haproxy.cfg) and the
 # certificate reload HAProxy; the VRRP password (keepalived.conf) reloads keepalived.
-FULL_ROTATION = {("restart", "mariadb"), ("stop", "rabbitmq-server"), ("reload", "haproxy"), ("reload", "keepalived")}
+# wsrep_sst_auth (its own file since issue 24) reaches a running mariadb with SET GLOBAL: no restart.
+FULL_ROTATION = {("stop", "rabbitmq-server"), ("reload", "haproxy"), ("reload", "keepalived")}
 
 
 def key_lines(pem: str) -> list[str]:
@@ -47,14 +51,39 @@ def key_lines(pem: str) -> list[str]:
     return [line for line in body.splitlines() if len(line) > 8]
 
 
+# Secrets whose password hash a host stores (a hash logs in, or is cracked offline): the
+# MariaDB accounts' mysql_native_password, RabbitMQ's salted SHA-256.
+MARIADB_HASHED = ("mariadb_admin_password", "mariadb_sst_password")
+RABBITMQ_HASHED = ("rabbitmq_password", "rabbitmq_admin_password")
+
+
+def rabbitmq_hashes_of(output: str, password: str) -> bool:
+    """Whether `output` holds a RabbitMQ hash of `password`: base64(salt + sha256(salt +
+    password)), 4 bytes of salt (its salt is random: every base64 word of that size is tried)."""
+    for word in set(re.findall(r"[A-Za-z0-9+/]{46,}={0,2}", output)):
+        try:
+            raw = base64.b64decode(word, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if len(raw) == 36 and hashlib.sha256(raw[:4] + password.encode()).digest() == raw[4:]:
+            return True
+    return False
+
+
 def leaks(output: str, *secret_sets: dict) -> list[str]:
-    """Which secrets (by name, never by value) appear in `output`: whole, or a private key line."""
+    """Which secrets (by name, never by value) appear in `output`: whole, a private key line,
+    or a password hash a host stores (`NAME (hash)`)."""
     found = []
+    upper = output.upper()
     for values in secret_sets:
         for name, value in values.items():
             needles = [value] + (key_lines(value) if "PRIVATE KEY" in value else [])
             if any(n in output for n in needles):
                 found.append(name)
+            if name in MARIADB_HASHED and native_hash(value)[1:] in upper:  # with or without its '*'
+                found.append(f"{name} (hash)")
+            if name in RABBITMQ_HASHED and rabbitmq_hashes_of(output, value):
+                found.append(f"{name} (hash)")
     return found
 
 
@@ -110,7 +139,9 @@ def rotate(env: dict, secrets: tuple[dict, dict]) -> None:
     announced = blast_radius(dry.stdout)
     for node, path in sums:
         assert f"[{node}] Will modify {path}" in dry.stdout, (node, path)
-    assert dry.stdout.count("changed (content hidden): sha1 on the host ") >= len(sums)
+    # said changed, with no hash of the file (issue 24: a SHA1 of a password file is crackable)
+    assert dry.stdout.count("changed (content hidden)") >= len(sums)
+    assert not re.search(r"content hidden.*[0-9a-f]{40}", dry.stdout)
     assert announced == {n: FULL_ROTATION for n in lab.node_names()}, announced
 
     run = drills.pyinfra("-y", "-vvv", INVENTORY, "deploy.py", env=env)

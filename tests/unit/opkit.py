@@ -33,7 +33,6 @@ An expected command ending in " ..." matches any command starting with the text 
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import copy
 import hashlib
@@ -56,25 +55,9 @@ from config.site import GROUP, build_site
 from unitkit import FAKE_SECRETS, lab_data
 
 CASES = Path(__file__).resolve().parent / "operations"
-COMPONENTS = ("host", "firewall", "memcached", "galera", "dbcheck", "rabbitmq", "haproxy", "keepalived")  # deploy.py's order
+COMPONENTS = ("host", "upgrade", "firewall", "memcached", "galera", "dbcheck", "rabbitmq", "haproxy", "keepalived")  # deploy.py's order
 COMMANDS = ("maintenance",)  # operations modules of other entry points: their run(), with the case's `override`
 ANY = " ..."
-
-
-def reset_caches() -> None:
-    """Forget what operations/ caches per run: `once` results (site, cluster states, plans) and
-    the per-state dicts (planned facts, announcements)."""
-    from operations import before, common
-
-    for name in ("common", "before", "steps", *COMPONENTS, *COMMANDS):
-        module = importlib.import_module(f"operations.{name}")
-        for obj in vars(module).values():
-            if callable(obj) and hasattr(obj, "cache_clear"):
-                obj.cache_clear()  # a once() wrapper (or an lru_cache: clearing it is harmless)
-    before._planned.clear()
-    before._bundles.clear()
-    common._announced.clear()
-    common._finished.clear()
 
 
 def load_case(path: Path) -> dict:
@@ -171,8 +154,8 @@ def _resolve(site, name: str, fact: str, value):
 
 
 def deployed_accounts(site) -> dict:
-    """MysqlAccounts once the deploy made them: every account it creates, with its hash; the
-    database check's own account (unix_socket) too."""
+    """MysqlAccounts once the deploy made them: every account it creates, with the hash the
+    host was told to expect (True); the database check's own account (unix_socket) too."""
     from config.files import DBCHECK
     from operations.galera import account_statements
 
@@ -181,20 +164,17 @@ def deployed_accounts(site) -> dict:
     users = {}
     for statement in sql:
         if m := re.match(r"CREATE USER IF NOT EXISTS '([^']*)'@'([^']*)'(?: IDENTIFIED BY PASSWORD '([^']*)')?$", statement):
-            users[f"{m.group(1)}@{m.group(2)}"] = m.group(3) or ""
-    users[f"{DBCHECK['account']}@localhost"] = "invalid"
+            users[f"{m.group(1)}@{m.group(2)}"] = True
+    users[f"{DBCHECK['account']}@localhost"] = False  # unix_socket: no hash to compare
     return {"error": None, "users": users, "test_db": False}
 
 
 def deployed_definitions(site) -> dict:
     """RabbitmqDefinitions once the deploy made them (user, vhost, permissions, policy)."""
     d = site.data
-    salt = b"salt"
-    pw_hash = base64.b64encode(salt + hashlib.sha256(salt + FAKE_SECRETS["rabbitmq_password"].encode()).digest()).decode()
     policies = [{"name": "ha-all", "vhost": d["rabbitmq_vhost"]}] if d["rabbitmq_queue_type"] == "mirrored" else []
-    admin_hash = base64.b64encode(salt + hashlib.sha256(salt + FAKE_SECRETS["rabbitmq_admin_password"].encode()).digest()).decode()
-    return {"users": [{"name": d["rabbitmq_user"], "password_hash": pw_hash, "tags": []},
-                      {"name": d["rabbitmq_admin_user"], "password_hash": admin_hash, "tags": ["administrator"]}],
+    return {"users": [{"name": d["rabbitmq_user"], "password_ok": True, "tags": []},
+                      {"name": d["rabbitmq_admin_user"], "password_ok": True, "tags": ["administrator"]}],
             "vhosts": [{"name": "/"}, {"name": d["rabbitmq_vhost"]}],
             "permissions": [{"user": d["rabbitmq_user"], "vhost": d["rabbitmq_vhost"], "configure": ".*", "write": ".*", "read": ".*"}],
             "policies": policies}
@@ -232,7 +212,8 @@ TIMEOUT = "$timeout"  # a fact's value: its part of the pre-run bundle ran out o
 @contextlib.contextmanager
 def planning(case: dict, facts_key: str = "facts"):
     """pyinfra's state and inventory of the case's site, current, with Host.get_fact answering
-    from the case's facts; yields (state, inventory). Caches are forgotten before and after."""
+    from the case's facts; yields (state, inventory). A new State: nothing of another case's run
+    is kept (operations/runstate.py)."""
     hosts, group, site = case_site(case)
     names = [n for n, _ in hosts]
     facts = {n: {k: resolve(site, n, k, v) for k, v in host_facts(case[facts_key], n).items()} for n in names}
@@ -262,7 +243,6 @@ def planning(case: dict, facts_key: str = "facts"):
             value = value[kwargs["path"]]
         return copy.deepcopy(value)
 
-    reset_caches()
     inventory = Inventory((hosts, {}), override_data=case.get("override"), **{GROUP: (hosts, group)})
     state = State(inventory, Config())
     state.active_hosts = set(inventory)
@@ -274,7 +254,6 @@ def planning(case: dict, facts_key: str = "facts"):
             yield state, inventory
     finally:
         mp.undo()
-        reset_caches()
 
 
 def run(case: dict, facts_key: str = "facts", failed: tuple = ()) -> dict[str, list]:

@@ -10,6 +10,7 @@ from pyinfra.context import ctx_host
 
 import opkit
 import operations.before as B
+from operations.common import Refused
 from facts.bundle import fact_class, part
 from facts.galera import RECOVERY_KEYS, GaleraNode
 
@@ -32,8 +33,8 @@ def test_the_pre_run_bundle_runs_galera_once_and_the_report_reads_it_as_its_own(
         assert B.read_before_run(host, site) is None  # no bundle read: the report reads live
         # the plan's Galera read, of a node whose mariadbd crashed: recover=True added its position
         plans = {"installed": True, "mysqld": None, "grastate_seqno": "-1", "recovered_position": "u:5", "error": None}
-        B._bundles[(id(B.state), "node03")] = {p: {"key": k, "error": None} for k, p in B.health_parts(site, "node03").items()
-                                             } | {part(GaleraNode): plans}
+        B.bundles()["node03"] = {p: {"key": k, "error": None} for k, p in B.health_parts(site, "node03").items()
+                                 } | {part(GaleraNode): plans}
         got = B.read_before_run(host, site)
         assert [a["key"] for a in got["parts"] if "key" in a] == [k for k in B.health_parts(site, "node03") if k != "galera"]
         galera = got["parts"][list(B.health_parts(site, "node03")).index("galera")]
@@ -59,21 +60,21 @@ def test_a_part_that_ran_out_of_time_is_unknown_never_a_state_nor_read_again():
 
 def test_a_controller_whose_galera_state_ran_out_stops_the_run(capsys):
     # Read as a state, node03 would be a node to join: its mariadb restarted.
-    with pytest.raises(SystemExit):
+    with pytest.raises(Refused) as refused:
         opkit.run(deployed(GaleraNode=opkit.TIMEOUT) | {"components": ["galera"]})
-    err = capsys.readouterr().err
+    err = str(refused.value)
     assert "could not read the Galera state of node03" in err and "no host was changed" in err
 
 
 def test_a_controller_whose_rabbitmq_state_ran_out_stops_the_run(capsys):
     # Read as a state, node03 would join the seed: stop_app and reset.
-    with pytest.raises(SystemExit):
+    with pytest.raises(Refused) as refused:
         opkit.run(deployed(RabbitmqCluster=opkit.TIMEOUT) | {"components": ["rabbitmq"]})
-    assert "could not read the RabbitMQ state of node03" in capsys.readouterr().err
+    assert "could not read the RabbitMQ state of node03" in str(refused.value)
 
 
 def test_pyinfras_own_fact_that_ran_out_stops_the_run(capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(Refused):
         opkit.run(deployed(Sha1File=opkit.TIMEOUT) | {"components": ["rabbitmq"]})
     assert f"node03: could not read Sha1File: no answer within {B.PRE_RUN_TIMEOUT} s" in capsys.readouterr().err
 
@@ -117,9 +118,9 @@ def test_a_controller_whose_maintenance_marker_cannot_be_read_stops_the_run(caps
     case = opkit.load_case(opkit.CASES / "site" / "deployed.json")
     case["facts"]["node03"] = {**case["facts"].get("node03", {}),
                                "Maintenance": {"/var/lib/openstack-ha/maintenance": {"out": None, "error": "no answer"}}}
-    with pytest.raises(SystemExit):
+    with pytest.raises(Refused) as refused:
         opkit.run(case | {"components": ["rabbitmq"]})
-    assert "could not read the maintenance marker of node03" in capsys.readouterr().err
+    assert "could not read the maintenance marker of node03" in str(refused.value)
 
 
 @pytest.mark.parametrize("raw, ok", [("30", True), ("600", True), ("29", False), ("ten", False), ("", False)])
@@ -128,6 +129,6 @@ def test_the_pre_run_bound_from_the_environment(monkeypatch, capsys, raw, ok):
     if ok:
         assert B._pre_run_timeout() == int(raw)
     else:
-        with pytest.raises(SystemExit):
+        with pytest.raises(Refused) as refused:
             B._pre_run_timeout()
-        assert "HA_PRE_RUN_TIMEOUT" in capsys.readouterr().err
+        assert "HA_PRE_RUN_TIMEOUT" in str(refused.value)

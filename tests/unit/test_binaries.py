@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 import pytest
 
+from config.files import HAPROXY_STATS_USERS
+from operations.haproxy import validation as haproxy_validation
+from operations.keepalived import AUTH_CHECK
 from unitkit import (
     DBCHECK_FILES,
     NODE_FILES,
@@ -17,9 +21,12 @@ from unitkit import (
     host_etc_keepalived_snapshot,
     keepalived_check,
     listens,
+    netns,
     netns_list,
+    netns_sh,
     parse_haproxy,
     render_inventory,
+    throwaway_pem,
     variant,
 )
 
@@ -77,8 +84,9 @@ def test_article_log_line_fails_haproxy_c(prod_render, tmp_path):
 
 
 def test_long_auth_pass_fails_keepalived_config_test(prod_render, tmp_path):
+    # The password's own file, as keepalived.conf includes it: keepalived reads it in the check.
     ka = copy_tree(prod_render / "node01" / KA, tmp_path / "keepalived")
-    conf = ka / "keepalived.conf"
+    conf = ka / "openstack-ha-auth.conf"
     text = conf.read_text()
     assert "auth_pass __VRRP__" in text
     conf.write_text(text.replace("auth_pass __VRRP__", "auth_pass 123456789"))
@@ -86,6 +94,59 @@ def test_long_auth_pass_fails_keepalived_config_test(prod_render, tmp_path):
     assert res.returncode != 0
     assert "Truncating auth_pass" in res.log
     assert not any(ns.startswith(MY_NS) for ns in netns_list())
+
+
+def test_haproxy_cfg_is_checked_with_the_stats_account_file(prod_render, tmp_path):
+    """The deploy's and the unit's haproxy -c load the userlist file after haproxy.cfg; without
+    it the config is refused (the check reads it), with another userlist name too."""
+    cfg = prod_render / "node01" / CFG
+    assert haproxy_check(cfg).returncode == 0
+    alone = haproxy_check(cfg, users=Path("/dev/null"))
+    assert alone.returncode != 0 and "unable to find userlist 'openstack_ha_stats'" in alone.stdout + alone.stderr
+    other = tmp_path / "users.cfg"
+    other.write_text((cfg.parent / "openstack-ha-stats.cfg").read_text().replace("userlist openstack_ha_stats", "userlist other"))
+    assert haproxy_check(cfg, users=other).returncode != 0
+
+
+def test_keepalived_conf_without_its_auth_file_fails_config_test(prod_render, tmp_path):
+    ka = copy_tree(prod_render / "node01" / KA, tmp_path / "keepalived")
+    (ka / "openstack-ha-auth.conf").unlink()
+    res = keepalived_check(ka)
+    assert res.returncode != 0, res.log
+
+
+def test_a_new_vrrp_password_is_checked_with_the_keepalived_conf_in_place(prod_render, tmp_path):
+    """The deploy's check of a staged auth file (operations/keepalived.py AUTH_CHECK): the
+    keepalived.conf in place, its include pointed at the staged file; keepalived refuses a
+    password it would cut."""
+    ka = copy_tree(prod_render / "node01" / KA, tmp_path / "keepalived")
+    staged = ka / "openstack-ha-auth.conf.pyinfra-new"
+    command = AUTH_CHECK.format(path=f"/etc/keepalived/{staged.name}")
+    results = {}
+    for password in ("Vr8pAss1", "123456789"):
+        staged.write_text(f"auth_pass {password}\n")
+        with netns() as ns:
+            results[password] = netns_sh(ns, f"mount --bind '{ka}' /etc/keepalived && {command}").returncode
+    assert results["Vr8pAss1"] == 0 and results["123456789"] != 0, results
+    with netns() as ns:  # no keepalived.conf yet (a fresh host): nothing to check it with
+        assert netns_sh(ns, f"mount --bind '{tmp_path}' /etc/keepalived && {command}").returncode == 0
+
+
+def test_a_new_stats_account_is_checked_with_the_haproxy_cfg_in_place(prod_render, tmp_path):
+    """operations/haproxy.py's check of a staged stats account file: haproxy -c of the
+    haproxy.cfg in place with it (a userlist of another name is refused)."""
+    etc = copy_tree(prod_render / "node01" / "etc/haproxy", tmp_path / "haproxy")
+    (etc / "openstack-ha.pem").write_text(throwaway_pem().read_text())
+    staged = etc / "openstack-ha-stats.cfg.pyinfra-new"
+    command, _ = haproxy_validation()[HAPROXY_STATS_USERS]
+    command = command.format(path=f"/etc/haproxy/{staged.name}")
+    results = {}
+    for name in ("openstack_ha_stats", "other"):
+        staged.write_text(f"userlist {name}\n    user openstack insecure-password 'x y'\n")
+        with netns() as ns:
+            proc = netns_sh(ns, f"mount --bind '{etc}' /etc/haproxy && {command}")
+        results[name] = proc.returncode
+    assert results == {"openstack_ha_stats": 0, "other": results["other"]} and results["other"] != 0, results
 
 
 def test_missing_interface_fails_keepalived_config_test(prod_render):

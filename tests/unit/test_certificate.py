@@ -186,7 +186,7 @@ def test_a_rotation_is_announced_and_applied_as_a_reload(monkeypatch):
 
     def record(ops, action):
         common.announce(ops, action)
-        announced.update({name: [a for _, a in steps if a] for (_, name), steps in common._announced.items()})
+        announced.update({name: [a for _, a in steps if a] for name, steps in common.announced().items()})
 
     monkeypatch.setattr(haproxy, "announce", record)
     case = opkit.load_case(opkit.CASES / "haproxy" / "certificate_rotated.json")
@@ -195,3 +195,59 @@ def test_a_rotation_is_announced_and_applied_as_a_reload(monkeypatch):
     for rows in got.values():
         commands = [c for _, cmds in rows for c in cmds]
         assert "systemctl reload haproxy" in commands and not [c for c in commands if "restart" in c]
+
+
+# --- what the certificate names, and from when (issue 24) -----------------------------------
+
+
+def future_pem(days_ahead: int = 3) -> str:
+    """A self-signed certificate naming prod.py's VIP, valid only from `days_ahead` days on."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vip.test")])
+    start = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=days_ahead)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(start)
+            .not_valid_after(start + dt.timedelta(days=400))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("100.2.30.40"))]), False)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM).decode()
+            + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode())
+
+
+def test_preflight_warns_when_the_certificate_names_neither_vip():
+    assert tls_problems(GOOD) == []  # names 100.2.30.40, prod.py's VIP
+    (p,) = tls_problems(make_pem(ips=("192.0.2.1",)))
+    assert p.level == "warning" and "names neither VIP (100.2.30.40)" in p.message and "192.0.2.1" in p.message
+    assert "subjectAltName" in p.fix
+    (p,) = tls_problems(make_pem(ips=()))
+    assert "(none)" in p.message
+    # the external VIP named alone is enough
+    ext = {"external_vip": "203.0.113.10", "external_network": "203.0.113.0/24", "external_vip_interface": "enp9s0",
+           "keepalived_external_router_id": 122}
+    assert tls_problems(make_pem(ips=("203.0.113.10",)), **ext) == []
+    (p,) = tls_problems(make_pem(ips=("192.0.2.1",)), **ext)
+    assert "names neither VIP (100.2.30.40, 203.0.113.10)" in p.message
+    for line in key_lines(GOOD):
+        assert line not in p.message + p.fix
+
+
+def test_preflight_refuses_a_certificate_not_yet_valid():
+    (p,) = tls_problems(future_pem(3))
+    assert p.level == "error" and "not valid before" in p.message and "(notBefore)" in p.message
+    assert tls_problems(future_pem(-1)) == []  # started yesterday: fine
+
+
+def test_san_addresses_of_openssl_output():
+    out = "notBefore=Dec  6 08:00:00 2026 GMT\nX509v3 Subject Alternative Name: \n    DNS:vip.example, IP Address:10.0.0.10, IP Address:203.0.113.10\n"
+    assert tls.san_addresses(out) == ("10.0.0.10", "203.0.113.10")
+    assert tls.san_addresses("notBefore=Dec  6 08:00:00 2026 GMT\n") == ()
+    assert tls.not_before("notBefore=Dec  6 08:00:00 2026 GMT").isoformat() == "2026-12-06T08:00:00+00:00"

@@ -19,7 +19,7 @@ from unitkit import PROD
 from config.files import managed_files
 from config.secrets import PLACEHOLDERS
 from config.site import build_site, load_inventory
-from facts.galera import SERVING, serving
+from facts.galera_rules import SERVING, serving
 
 SCRIPT = "/usr/local/sbin/galera-clustercheck"
 
@@ -33,7 +33,7 @@ CASES = [
     ({**SYNCED, "wsrep_ready": "OFF"}, 503),
     (None, 503),  # mysqld does not answer
 ]
-# One rule (facts.galera.SERVING) for the plan, the report and this check: each of its
+# One rule (facts.galera_rules.SERVING) for the plan, the report and this check: each of its
 # conditions unmet alone makes the check answer 503, and the report's rule agrees.
 CASES += [({**SYNCED, key: "other"}, 503) for key in SERVING]
 

@@ -24,7 +24,7 @@ FACTS = sorted(all_facts(), key=lambda c: c.__name__)
 
 def test_every_component_has_its_facts():
     assert {c.__module__.rpartition(".")[2] for c in FACTS} == {
-        "host", "memcached", "galera", "rabbitmq", "haproxy", "keepalived", "firewall"}
+        "host", "memcached", "galera", "rabbitmq", "haproxy", "keepalived", "firewall", "packages"}
 
 
 @pytest.mark.parametrize("cls", FACTS, ids=[c.__name__ for c in FACTS])
@@ -39,8 +39,8 @@ def test_no_output_is_an_error_not_a_state(cls):
 def test_mysql_accounts_read_and_failed():
     from facts.galera import MysqlAccounts
 
-    ok = MysqlAccounts().process(["user=admin@localhost=*94BD", "ok=yes"])
-    assert ok == {"users": {"admin@localhost": "*94BD"}, "test_db": False, "error": None}
+    ok = MysqlAccounts().process(["user=admin@localhost=yes", "user=sst@localhost=no", "ok=yes"])
+    assert ok == {"users": {"admin@localhost": True, "sst@localhost": False}, "test_db": False, "error": None}
     failed = MysqlAccounts().process(["ERROR 2002 (HY000): Can't connect to local server", "ok=no"])
     assert failed["error"] == "mysql: ERROR 2002 (HY000): Can't connect to local server"
 

@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from config.firewall import expected_rules, rule_count, rules
-from config.files import FIREWALL_NFT, managed_files
+from config.firewall import rule_count, rules
+from config.files import FIREWALL_NFT, expected_rules, managed_files
 from config.preflight import check
 from config.site import build_site
 from facts.firewall import FirewallState
@@ -38,8 +38,13 @@ def test_cluster_ports_are_for_the_controllers_listeners_for_the_clients():
     # Galera, IST, SST, epmd, the Erlang distribution, the database check, memcached, the node's MariaDB
     assert {4567, 4568, 4444, 4369, 25672, 9200, 11211, 3306} <= set(fw.cluster_ports)
     assert {5000, 443, 80, 3306, 15672} <= set(fw.vip_ports)
-    assert fw.client_ports == (site["haproxy_stats_port"], site["rabbitmq_port"])
+    assert fw.client_ports == (site["rabbitmq_port"],)
     assert not set(fw.client_ports) & set(fw.cluster_ports)
+    # the operators' ports (issue 24): the stats page and the RabbitMQ management listener,
+    # for admin_networks (none by default: the controllers only)
+    assert fw.admin_ports == (site["haproxy_stats_port"],) and fw.admins == tuple(site["admin_networks"] or ())
+    assert fw.admin_vip_ports == (site["rabbitmq_management_port"],)
+    assert not set(fw.admin_ports) & (set(fw.cluster_ports) | set(fw.client_ports))
     # the lab's external VIP: its public listeners only (no database, management, metadata)
     assert fw.external_vips == (site["external_vip"],)
     assert {443, 80, 5000} <= set(fw.external_ports)

@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from facts.galera import GaleraNode, components, sans_members, serving, strangers
+from facts.galera import GaleraNode, sans_members
+from facts.galera_rules import components, serving, strangers
 from operations.galera import writes_to
 from operations.galera_plan import GaleraStateError, bootstrap_command, plan, restart_order, restarts, unreached
 
@@ -110,8 +111,20 @@ CASES = [
      r"limited to node01.*without --limit"),
     ("full outage, a position unknown: refused with the positions", {"node01": stopped(12), "node02": stopped(15),
      "node03": stopped(-1)}, (), False, r"node02 15, node03 \?.*full-outage"),
-    ("full outage, mariadb waiting at start everywhere: says to stop it", {n: WAITING for n in ORDER}, (), False,
-     r"starting and waiting for a Primary component.*stop mariadb on every"),
+    ("whole-site stop, mariadb waiting at start everywhere: recover (stop them all, then the most advanced)",
+     {n: WAITING for n in ORDER}, (), False, {"mode": "recover", "anchor": "", "stop": set(ORDER), "synced": set()}),
+    ("whole-site stop, two waiting, one stopped cleanly: recover, stopping the two",
+     {"node01": WAITING, "node02": stopped(40), "node03": WAITING}, (), False,
+     {"mode": "recover", "stop": {"node01", "node03"}}),
+    ("whole-site stop, two waiting and a new controller without state: the new one is not stopped",
+     {"node01": WAITING, "node02": WAITING, "node03": FRESH}, (), False, {"mode": "recover", "stop": {"node01", "node02"}}),
+    ("whole-site stop, one waiting and a crashed node whose position could not be read: refused",
+     {"node01": WAITING, "node02": stopped(-1), "node03": stopped(5)}, (), False,
+     r"node01 is starting and waiting.*position of node02 could not be read"),
+    ("whole-site stop, one unreachable: refused, even with the others waiting",
+     {"node01": WAITING, "node02": WAITING, "node03": None}, (), False, r"node03 did not answer.*not bootstrapping"),
+    ("whole-site stop, limited run: refused", {n: WAITING for n in ORDER}, ("node02", "node03"), False,
+     r"limited to node01.*without --limit"),
     ("state of two different clusters: refused", {"node01": stopped(5), "node02": stopped(5), "node03": stopped(5, uuid=OTHER)},
      (), False, r"different clusters"),
     ("Primary components of two different clusters: refused", {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]),
@@ -222,6 +235,8 @@ def test_member_list_alone_does_not_count_as_a_config_change():
     assert sans_members(old) == sans_members(old.replace("10.0.0.3", "10.0.0.3,10.0.0.4"))
     assert sans_members(old) == sans_members(old + "wsrep_sst_donor = c,b,\n# a comment\n")
     assert sans_members(old) != sans_members(old.replace("wsrep_on = ON", "wsrep_on = OFF"))
+    # the galera.cnf of before issue 24 held wsrep_sst_auth (now its own file): no restart for it
+    assert sans_members(old) == sans_members(old + "wsrep_sst_auth = sst:secret\n")
 
 
 def test_restarts_follow_each_nodes_own_config_and_pending_marker():
@@ -244,7 +259,9 @@ def test_restart_order_puts_the_writer_then_the_vip_holder_last():
 
 def test_writes_moved_through_the_runtime_api():
     cmd = writes_to("mariadb", "node01", "/run/haproxy/admin.sock", "maint")
-    assert "'set server mariadb/node01 state maint' | socat stdio /run/haproxy/admin.sock" in cmd
+    # bounded (a hung socket must not hang a rolling restart), any answer an error
+    assert "'set server mariadb/node01 state maint' | timeout 5 socat stdio UNIX-CONNECT:/run/haproxy/admin.sock" in cmd
+    assert "haproxy: $out" in cmd
     assert cmd.startswith("if test -S /run/haproxy/admin.sock;")
 
 

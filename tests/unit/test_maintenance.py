@@ -1,17 +1,14 @@
 """Maintenance, offline: the decision from the whole picture (refusals as a table), the
-runtime-API sequences, their shell run against a captured `show stat`, the marker's fact and
+runtime-API sequences (their requests and shell: test_haproxy_api.py), the marker's fact and
 the report's rows of a controller in maintenance. The command's operations per host are the
 cases tests/unit/operations/maintenance/*.json (test_operation_cases)."""
 
 from __future__ import annotations
 
 import copy
-import os
-import stat
-import subprocess
 
 import pytest
-from healthkit import CAPTURES, F, NAMES, api_down, healthy, lab_site, row, servers, statuses
+from healthkit import F, NAMES, api_down, healthy, lab_site, row, servers, statuses
 
 from health.checks import evaluate
 from health.settle import lagging
@@ -41,17 +38,23 @@ def picture(**changes):
 # --- the decision --------------------------------------------------------------------------
 
 
+def test_the_writer_is_the_one_the_site_names_not_the_first_of_the_order():
+    assert M.decide("out", "node02", ORDER, picture(), writer="node02").writer is True
+    assert M.decide("back", "node02", ORDER, picture(node02={"out": True}), writer="node02").writer is True
+    assert M.decide("out", "node01", ORDER, picture(), writer="node02").writer is False
+
+
 def test_out_of_the_vip_holder_and_writer():
-    d = M.decide("out", "node01", ORDER, picture())
+    d = M.decide("out", "node01", ORDER, picture(), writer="node01")
     assert (d.holds_vip, d.writer, d.already, d.in_maintenance) == (True, True, False, ("node01",))
 
 
 def test_out_again_converges_and_back_lists_the_others_still_out():
     p = picture(node02={"out": True}, node03={"out": False})
-    assert M.decide("out", "node02", ORDER, p).already is True
-    d = M.decide("back", "node02", ORDER, p)
+    assert M.decide("out", "node02", ORDER, p, writer="node01").already is True
+    d = M.decide("back", "node02", ORDER, p, writer="node01")
     assert (d.already, d.writer, d.in_maintenance) == (False, False, ())
-    assert M.decide("back", "node03", ORDER, p).already is True  # not out: back converges, nothing refused
+    assert M.decide("back", "node03", ORDER, p, writer="node01").already is True  # not out: back converges, nothing refused
 
 
 @pytest.mark.parametrize("action, name, changes, words", [
@@ -71,14 +74,14 @@ def test_out_again_converges_and_back_lists_the_others_still_out():
 ])
 def test_refusals_name_the_node_and_the_fix(action, name, changes, words):
     with pytest.raises(M.Refusal) as exc:
-        M.decide(action, name, ORDER, picture(**changes))
+        M.decide(action, name, ORDER, picture(**changes), writer="node01")
     for w in words:
         assert w in str(exc.value), str(exc.value)
 
 
 def test_a_standby_goes_out_even_when_no_other_can_take_the_vip():
     # it does not hold the VIP: nothing moves
-    d = M.decide("out", "node03", ORDER, picture(node02={"vrrp": "FAULT"}))
+    d = M.decide("out", "node03", ORDER, picture(node02={"vrrp": "FAULT"}), writer="node01")
     assert d.holds_vip is False
 
 
@@ -86,21 +89,13 @@ def test_five_controllers_allow_two_out():
     order = [f"node0{i}" for i in range(1, 6)]
     p = {n: node() for n in order}
     p["node05"] = node(out=True)
-    assert M.decide("out", "node04", order, p).in_maintenance == ("node04", "node05")
+    assert M.decide("out", "node04", order, p, writer="node01").in_maintenance == ("node04", "node05")
     p["node04"] = node(out=True)
     with pytest.raises(M.Refusal, match="2 of 5 Galera members serving"):
-        M.decide("out", "node03", order, p)
+        M.decide("out", "node03", order, p, writer="node01")
 
 
 # --- the runtime API ------------------------------------------------------------------------
-
-
-def test_requests_and_the_replay_line():
-    assert M.requests(["a", "b"], "node02", "state maint", "shutdown sessions") == (
-        "set server a/node02 state maint; shutdown sessions server a/node02; "
-        "set server b/node02 state maint; shutdown sessions server b/node02")
-    assert M.maint_line(["a"], ("node03", "node02")) == "set server a/node02 state maint; set server a/node03 state maint"
-    assert M.maint_line(["a"], ()) == ""
 
 
 def test_out_moves_the_database_at_once_and_drains_the_apis():
@@ -120,79 +115,6 @@ def test_back_restores_the_writer_order_only_for_the_writer():
     assert "WAIT[mariadb/node01 UP in HAProxy]" in writer[1]
     assert "'shutdown sessions server mariadb/node02; shutdown sessions server mariadb/node03'" in writer[2]
     assert len(M.back_commands(["mariadb"], "mariadb", "node02", ORDER, "/run/s", False, wait)) == 1
-
-
-def show_stat(tmp_path):
-    """The captured `show stat` (node01 DOWN in keystone_internal, ...) with open sessions
-    put on node02's servers: 2 in each listener. Returns (path, {(listener, server): row})."""
-    lines = [x for x in (CAPTURES / "haproxy_servers" / "show_stat.txt").read_text().splitlines() if "," in x]
-    header = lines[0][2:].split(",")
-    rows, out = {}, [lines[0]]
-    for line in lines[1:]:
-        r = dict(zip(header, line.split(",")))
-        if r["svname"] == "node02":
-            r["scur"] = "2"
-        rows[(r["pxname"], r["svname"])] = r
-        out.append(",".join(r[h] for h in header))
-    path = tmp_path / "show_stat.csv"
-    path.write_text("\n".join(out) + "\n")
-    return path, rows
-
-
-@pytest.fixture
-def fake_socat(tmp_path):
-    """A `socat` that answers every request with show_stat(): the awk programs run on HAProxy's real CSV."""
-    csv, rows = show_stat(tmp_path)
-    path = tmp_path / "socat"
-    path.write_text(f"#!/bin/sh\ncat >/dev/null; cat {csv}\n")
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}, rows
-
-
-def sh(command: str, env) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", "-c", command], env=env, capture_output=True, text=True, timeout=20)
-
-
-def test_the_session_count_and_the_up_test_read_show_stat(fake_socat):
-    env, rows = fake_socat
-    up = next(k for k, r in rows.items() if r["status"] == "UP" and k[1] not in ("FRONTEND", "BACKEND"))
-    down = next(k for k, r in rows.items() if r["status"] == "DOWN")
-    assert sh(M.server_up("/run/s", *up), env).returncode == 0
-    assert sh(M.server_up("/run/s", *down), env).returncode == 1
-    listeners = [p for (p, s) in rows if s == "node02"]
-    assert len(listeners) >= 2
-    # every listener's node02 sessions but the skipped one's
-    assert sh(M.sessions("/run/s", "node02", listeners[0]), env).stdout.strip() == str(2 * (len(listeners) - 1))
-    assert sh(M.sessions("/run/s", "node03", listeners[0]), env).stdout.strip() == "0"
-
-
-def test_an_answer_from_the_runtime_api_fails_the_step(tmp_path, fake_socat):
-    sock = tmp_path / "admin.sock"
-    import socket as so
-
-    s = so.socket(so.AF_UNIX)
-    s.bind(str(sock))
-    try:
-        r = sh(M.api(str(sock), "set server x/node01 state maint"), fake_socat[0])  # answers a whole CSV
-        assert r.returncode == 1 and "haproxy: # pxname" in r.stderr
-        assert sh(M.api(str(tmp_path / "none.sock"), "set server x/y state maint"), fake_socat[0]).returncode == 0
-    finally:
-        s.close()
-
-
-def test_the_replay_file_is_sent_when_it_holds_a_line(tmp_path, fake_socat):
-    import socket as so
-
-    sock, path = tmp_path / "admin.sock", tmp_path / "haproxy-maint"
-    s = so.socket(so.AF_UNIX)
-    s.bind(str(sock))
-    try:
-        assert sh(M.replay(str(sock), str(path)), fake_socat[0]).returncode == 0  # no file: nothing sent
-        path.write_text("set server x/node02 state maint\n")
-        r = sh(M.replay(str(sock), str(path)), fake_socat[0])  # the fake HAProxy answers: an error
-        assert r.returncode == 1 and "haproxy: # pxname" in r.stderr
-    finally:
-        s.close()
 
 
 # --- the marker's fact ------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import re
 import pytest
 
 from config.defaults import DEFAULTS
-from config.files import DBCHECK, FILES, GALERA_CNF, HAPROXY_CFG, HAPROXY_UNIT_DROPIN, KEEPALIVED_CONF, managed_files, wanted
+from config.files import DBCHECK, FILES, GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_UNIT_DROPIN, KEEPALIVED_CONF, managed_files, wanted
 from config.preflight import check
 from config.schema import SITE
 from config.site import build_site
@@ -158,7 +158,7 @@ ONLY_WITH = {
         ("haproxy_tls_pem_path", crt("keystone_internal"), installed_path("haproxy/tls.pem.j2")),
     ],
     ("galera_sst_method", "mariabackup"): [
-        (None, line_value(GALERA_CNF, r'wsrep_sst_auth = "?([^:]+):.*'), sql_account(r"GRANT RELOAD, .* TO '([^']+)'@'localhost'")),
+        (None, line_value(GALERA_SST_CNF, r'wsrep_sst_auth = "?([^:]+):.*'), sql_account(r"GRANT RELOAD, .* TO '([^']+)'@'localhost'")),
     ],
     ("mariadb_check_method", "httpchk"): [
         ("mariadb_check_port", check_ports("mariadb"), line_value(CHECK_UNIT, r"ExecStart=\S+ \S+ \S+ (\d+)")),
@@ -239,12 +239,29 @@ OVERRIDES = {
     "sysctl": {"sysctl": {"net.ipv4.tcp_retries2": 8}},
     "internal_network": {"internal_network": "10.77.0.0/23"},
     "maintenance_drain_seconds": {"maintenance_drain_seconds": 30},
+    "package_versions": {"package_versions": {"haproxy": "2.6.12-1+deb12u4"}},  # adds the apt pins file
     "firewall": {"firewall": False},
     "firewall_client_networks": {"firewall_client_networks": ["192.0.2.0/24"]},
+    "admin_networks": {"admin_networks": ["192.0.2.0/24"]},
+    "haproxy_tls_ciphers": {"haproxy_tls_ciphers": "ECDHE-RSA-AES128-GCM-SHA256"},
+    "haproxy_tls_ciphersuites": {"haproxy_tls_ciphersuites": "TLS_AES_256_GCM_SHA384"},
+    "haproxy_tls_options": {"haproxy_tls_options": "ssl-min-ver TLSv1.3 no-tls-tickets"},
+    "haproxy_hsts_max_age": {"haproxy_hsts_max_age": 0},
     "external_vip": {"external_vip": "10.77.0.102"},
     "external_vip_interface": {"external_vip_interface": "eth2"},
     "external_network": {"external_network": "10.77.0.96/28"},
     "keepalived_external_router_id": {"keepalived_external_router_id": 79},
+    # backups: each on (backup_enabled) and changed, yet no installed file changes (not wired yet)
+    "backup_enabled": {"backup_enabled": True},
+    "backup_full_calendar": {"backup_enabled": True, "backup_full_calendar": "*-*-* 03:00:00"},
+    "backup_incremental_calendar": {"backup_enabled": True, "backup_incremental_calendar": None},
+    "backup_retention_days": {"backup_enabled": True, "backup_retention_days": 7},
+    "backup_node": {"backup_enabled": True, "backup_node": "node02"},
+    "backup_dir": {"backup_enabled": True, "backup_dir": "/srv/backups/mariadb"},
+    "backup_copy_to": {"backup_enabled": True, "backup_copy_to": "backup@192.0.2.9"},
+    "backup_copy_dir": {"backup_enabled": True, "backup_copy_dir": "/srv/copies"},
+    "backup_compress": {"backup_enabled": True, "backup_compress": "zstd"},
+    "backup_space_margin_percent": {"backup_enabled": True, "backup_space_margin_percent": 100},
 }
 
 # Keys whose override reaches no rendered file (nor the client strings a deploy prints), so no two files can disagree about them; why,
@@ -256,6 +273,7 @@ NOT_IN_FILES = {
     "maintenance_drain_seconds": "only in the maintenance command's shell (test_maintenance)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
     "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_certificate)",
+    **{k: "the backup script is not installed by the deploy yet: only its render (test_backup_plan)" for k in DEFAULTS if k.startswith("backup_")},
 }
 # Keys the table cannot override: required (no default) or read from the secrets file.
 NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is rendered"}

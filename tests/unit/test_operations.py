@@ -10,8 +10,10 @@ from pyinfra.api import FileUploadCommand
 from facts.galera import GaleraNode
 from facts.host import SECRET_DIR, FileStates, ServiceStates
 from facts.rabbitmq import RabbitmqCluster
-from operations.galera import account_statements, native_hash
-from operations.rabbitmq import definition_commands, password_matches, removed_members, seed_node, stuck
+from config.accounts import native_hash
+from operations.galera import account_statements
+from operations.rabbitmq import definition_commands
+from operations.rabbitmq_plan import removed_members, seed_node, stuck
 
 ORDER = ["node01", "node02", "node03"]
 SYNCED = {"wsrep_cluster_status": "Primary", "wsrep_local_state_comment": "Synced", "wsrep_cluster_size": "3"}
@@ -70,18 +72,20 @@ def test_accounts_unknown_state_creates_everything_without_cleartext():
 
 
 def deployed_users():
-    users = {f"haproxy@{a}": "" for a in ADDRS}
-    users |= {f"admin@{h}": native_hash("s3cret-admin") for h in ("localhost", *ADDRS)}
-    users["sst@localhost"] = native_hash("s3cret-sst")
+    """MysqlAccounts once deployed: every account with the hash it was expected to have."""
+    users = {f"haproxy@{a}": True for a in ADDRS}
+    users |= {f"admin@{h}": True for h in ("localhost", *ADDRS)}
+    users["sst@localhost"] = True
     return users
 
 
 def test_accounts_in_place_make_no_statement():
     users = deployed_users()
     assert account_statements({"error": None, "users": users, "test_db": False}, DATA, ADDRS, PASSWORDS) == []
-    # a changed password, an anonymous account and a test database are put right
-    users["sst@localhost"] = native_hash("old")
-    users["@localhost"] = ""
+    # a changed password (the host found another hash), an anonymous account and a test
+    # database are put right
+    users["sst@localhost"] = False
+    users["@localhost"] = False
     sql = account_statements({"error": None, "users": users, "test_db": True}, DATA, ADDRS, PASSWORDS)
     assert any(s.startswith("ALTER USER 'sst'@'localhost'") for s in sql)
     assert "DROP USER IF EXISTS ''@'localhost'" in sql and "DROP DATABASE IF EXISTS test" in sql
@@ -89,8 +93,8 @@ def test_accounts_in_place_make_no_statement():
 
 
 def test_admin_only_from_localhost_and_the_controllers_wider_accounts_dropped():
-    users = deployed_users() | {"admin@10.77.0.0/255.255.255.0": native_hash("s3cret-admin"), "admin@%": "",
-                                "admin@10.77.0.14": native_hash("s3cret-admin"), "administrator@%": ""}
+    users = deployed_users() | {"admin@10.77.0.0/255.255.255.0": True, "admin@%": False,
+                                "admin@10.77.0.14": True, "administrator@%": False}
     sql = account_statements({"error": None, "users": users, "test_db": False}, DATA, ADDRS, PASSWORDS)
     assert sql == ["DROP USER IF EXISTS 'admin'@'%'", "DROP USER IF EXISTS 'admin'@'10.77.0.0/255.255.255.0'",
                    "DROP USER IF EXISTS 'admin'@'10.77.0.14'"]  # not another user's, not a controller's
@@ -117,9 +121,13 @@ def rabbit_hash(password: str, salt: bytes = b"\x01\x02\x03\x04") -> str:
     return base64.b64encode(salt + hashlib.sha256(salt + password.encode()).digest()).decode()
 
 
-def test_password_hash_check_is_rabbits_sha256():
-    assert password_matches("pw", rabbit_hash("pw"))
-    assert not password_matches("other", rabbit_hash("pw"))
+def test_the_expected_values_the_hosts_compare():
+    from config.accounts import expected_hashes, expected_passwords
+
+    secret = {**PASSWORDS, **RPW}.__getitem__
+    assert expected_hashes(DATA, secret) == {"haproxy": "", "admin": native_hash("s3cret-admin"), "sst": native_hash("s3cret-sst")}
+    assert expected_hashes({**DATA, "galera_sst_method": "rsync"}, secret) == {"haproxy": "", "admin": native_hash("s3cret-admin")}
+    assert expected_passwords(RDATA, secret) == {"openstack": "pw-123", "admin": "adm-456"}
 
 
 def test_seed_is_the_first_clustered_node_else_the_first():
@@ -154,9 +162,9 @@ def test_definitions_unknown_state_are_safe_to_repeat_and_hide_the_password():
     assert "set_permissions -p openstack admin" not in text
 
 
-DEFS = {
-    "users": [{"name": "openstack", "password_hash": rabbit_hash("pw-123"), "tags": []},
-              {"name": "admin", "password_hash": rabbit_hash("adm-456"), "tags": ["administrator"]}],
+DEFS = {  # RabbitmqDefinitions: password_ok as the host compared it
+    "users": [{"name": "openstack", "password_ok": True, "tags": []},
+              {"name": "admin", "password_ok": True, "tags": ["administrator"]}],
     "vhosts": [{"name": "openstack"}],
     "permissions": [{"user": "openstack", "vhost": "openstack", "configure": ".*", "write": ".*", "read": ".*"}],
     "policies": [],
@@ -167,7 +175,8 @@ def test_definitions_in_place_make_no_command_and_mirrored_adds_the_policy():
     assert definition_commands(DEFS, RDATA, RPW) == []
     cmds = commands(definition_commands(DEFS, RDATA | {"rabbitmq_queue_type": "mirrored"}, RPW))
     assert len(cmds) == 1 and "set_policy -p openstack --apply-to queues ha-all" in cmds[0]
-    changed = commands(definition_commands(DEFS, RDATA, {**RPW, "rabbitmq_admin_password": "new"}))
+    other = {**DEFS, "users": [DEFS["users"][0], {**DEFS["users"][1], "password_ok": False}]}
+    changed = commands(definition_commands(other, RDATA, {**RPW, "rabbitmq_admin_password": "new"}))
     assert changed == [f"install -d -m 700 {SECRET_DIR} && install -m 600 /dev/null {SECRET_DIR}/rabbitmq_admin_password",
                        f"upload {SECRET_DIR}/rabbitmq_admin_password",
                        f"timeout 60 rabbitmqctl change_password admin < {SECRET_DIR}/rabbitmq_admin_password; rc=$?; "
@@ -192,9 +201,9 @@ def test_rabbitmq_cluster_fact_reads_the_recorded_cluster():
            "", "__end"]
     fact = RabbitmqCluster().process(out)
     assert fact == {"installed": True, "running": True, "broker": True,
-                    "nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"], "error": None}
+                    "nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"], "reaches": None, "error": None}
     fresh = RabbitmqCluster().process(["missing", "stopped", "", "__end"])
-    assert fresh == {"installed": False, "running": False, "broker": False, "nodes": [], "error": None}
+    assert fresh == {"installed": False, "running": False, "broker": False, "nodes": [], "reaches": None, "error": None}
     cut = RabbitmqCluster().process(out[:2])
     assert cut["error"] and cut["running"] is None
 
@@ -239,7 +248,8 @@ def test_command_builders_quote_every_value(bad):
 
 
 def test_a_refused_decision_is_printed_once_and_stops_every_host(capsys):
-    from operations.common import decided_once
+    from operations.common import Refused, decided_once
+    from runstatekit import a_run
 
     calls = []
 
@@ -248,23 +258,29 @@ def test_a_refused_decision_is_printed_once_and_stops_every_host(capsys):
         calls.append(1)
         raise ValueError("node02 unreachable: run without --limit")
 
-    for _ in range(3):  # one call per host's deploy
-        with pytest.raises(SystemExit):
-            refused()
-    assert len(calls) == 1
-    assert capsys.readouterr().err == "galera: node02 unreachable: run without --limit\n"
-
     @decided_once("x: ", ValueError)
     def decided():
         calls.append(2)
         return {"bootstrap": "node01"}
 
-    assert decided() is decided() and decided() == {"bootstrap": "node01"}
-    assert calls == [1, 2]
-
     @decided_once("x: ", ValueError)
     def crashed():
         raise KeyError("not a refusal: raised as it is")
 
-    with pytest.raises(KeyError):
-        crashed()
+    with a_run():
+        raised = []
+        for _ in range(3):  # one call per host's deploy
+            with pytest.raises(Refused) as exc:
+                refused()
+            raised.append(exc.value)
+        assert len(calls) == 1 and capsys.readouterr().err == ""  # printed by pyinfra's CLI, once
+        assert all(r is raised[0] for r in raised)
+        assert str(raised[0]) == "galera: node02 unreachable: run without --limit"
+        assert decided() is decided() and decided() == {"bootstrap": "node01"}
+        assert calls == [1, 2]
+        with pytest.raises(KeyError):
+            crashed()
+    with a_run():  # the next run decides again
+        with pytest.raises(Refused):
+            refused()
+        assert calls == [1, 2, 1]

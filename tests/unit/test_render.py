@@ -70,12 +70,12 @@ def node01_cfg(prod_render):
     return parse_haproxy((prod_render / "node01" / "etc/haproxy/haproxy.cfg").read_text())
 
 
-def test_each_node_gets_its_nineteen_files(prod_render):
+def test_each_node_gets_its_eighteen_files(prod_render):
     for node in NODES:
         files = {str(p.relative_to(prod_render / node)) for p in (prod_render / node).rglob("*") if p.is_file()}
         assert files == NODE_FILES, node
     assert {p.name for p in prod_render.iterdir()} == set(NODES)
-    assert len(FILES) == 19
+    assert len(FILES) == 23  # the apt pins file only with package_versions: not in the prod render
 
 
 def test_render_returns_the_written_paths(tmp_path):
@@ -111,8 +111,14 @@ def test_stats_listener_on_the_nodes_own_address_with_auth(prod_render):
         stats = listens(sections)["stats"]
         assert stats.values("bind") == [f"{addr}:1984"], node
         for line in ("stats enable", "stats uri /", "stats refresh 15s", r"stats realm Haproxy\ Stats",
-                     "stats auth openstack:__HAPROXY_STATS_PASSWORD__"):
+                     'http-request auth realm "Haproxy Stats" unless { http_auth(openstack_ha_stats) }'):
             assert stats.has(line), (node, line)
+        # the account in a file of its own, loaded with haproxy.cfg (the unit's drop-in)
+        users = parse_haproxy((prod_render / node / "etc/haproxy/openstack-ha-stats.cfg").read_text())
+        assert [(u.kind, u.name, u.lines) for u in users] == [
+            ("userlist", "openstack_ha_stats", ["user openstack insecure-password __HAPROXY_STATS_PASSWORD__"])]
+        dropin = (prod_render / node / "etc/systemd/system/haproxy.service.d/openstack-ha.conf").read_text()
+        assert 'Environment="EXTRAOPTS=-S /run/haproxy-master.sock -f /etc/haproxy/openstack-ha-stats.cfg"\n' in dropin
 
 
 @pytest.mark.parametrize("name", sorted(ARTICLE_HTTP_LISTENERS))
@@ -192,11 +198,14 @@ def test_keepalived_conf_node01(prod_render):
     text = (prod_render / "node01" / "etc/keepalived/keepalived.conf").read_text()
     lines = [" ".join(l.split()) for l in text.splitlines()]
     for line in ("state BACKUP", "nopreempt", "interface enp8s0f0", "virtual_router_id 121", "priority 150",
-                 "advert_int 1", "100.2.30.40/24 dev enp8s0f0", "auth_type PASS", "auth_pass __VRRP__",
+                 "advert_int 1", "100.2.30.40/24 dev enp8s0f0", "auth_type PASS", "include /etc/keepalived/openstack-ha-auth.conf",
                  'script "/etc/keepalived/check_alive.sh"', "interval 2", "fall 2", "rise 10",
                  "script_user root", "enable_script_security", "check_alive"):
         assert line in lines, line
-    assert "unicast_src_ip" not in text
+    assert "unicast_src_ip" not in text and not any(l.startswith("auth_pass") for l in lines)
+    assert lines.count("include /etc/keepalived/openstack-ha-auth.conf") == 1  # one instance, one include
+    auth = (prod_render / "node01" / "etc/keepalived/openstack-ha-auth.conf").read_text()
+    assert [l for l in auth.splitlines() if not l.startswith("#")] == ["auth_pass __VRRP__"]
     prios = {
         n: re.search(r"priority (\d+)", (prod_render / n / "etc/keepalived/keepalived.conf").read_text()).group(1)
         for n in NODES
@@ -230,9 +239,11 @@ def test_galera_rabbit_memcached_bind_the_node_address(prod_render):
 # Which placeholder each rendered file must hold (mariadb_admin_password is used by the
 # deploy's operations, not by any managed file).
 SECRET_SITES = {
-    "etc/haproxy/haproxy.cfg": {"haproxy_stats_password"},
-    "etc/keepalived/keepalived.conf": {"vrrp_auth_pass"},
-    "etc/mysql/mariadb.conf.d/99-openstack-galera.cnf": {"mariadb_sst_password"},
+    # Each secret of the main configs in a file of its own (issue 24): haproxy.cfg,
+    # keepalived.conf and galera.cnf hold none, --diff shows them.
+    "etc/haproxy/openstack-ha-stats.cfg": {"haproxy_stats_password"},
+    "etc/keepalived/openstack-ha-auth.conf": {"vrrp_auth_pass"},
+    "etc/mysql/mariadb.conf.d/99-openstack-galera-sst.cnf": {"mariadb_sst_password"},
     "var/lib/rabbitmq/.erlang.cookie": {"rabbitmq_erlang_cookie"},
     "etc/haproxy/openstack-ha.pem": {"haproxy_tls_pem"},
 }
@@ -273,7 +284,7 @@ def test_deploy_rendering_uses_values_and_mask_restores_placeholders(monkeypatch
     assert report.errors == []
     site = build_site(hosts, group)
     files = managed_files(site, "node01", secrets)
-    assert len(files) == 19
+    assert len(files) == 22
     by_path = {f.path.lstrip("/"): f for f in files}
     assert set(by_path) == NODE_FILES
     for rel, f in by_path.items():
@@ -288,8 +299,8 @@ def test_deploy_rendering_uses_values_and_mask_restores_placeholders(monkeypatch
             assert value not in shown, rel
         for name in expected:
             assert PLACEHOLDERS[name] in shown, (rel, name)
-    assert "auth_pass Vr8pAss1" in by_path["etc/keepalived/keepalived.conf"].content
-    assert "stats auth openstack:fake-stats-Zq81x" in by_path["etc/haproxy/haproxy.cfg"].content
+    assert "auth_pass Vr8pAss1\n" in by_path["etc/keepalived/openstack-ha-auth.conf"].content
+    assert "user openstack insecure-password fake-stats-Zq81x\n" in by_path["etc/haproxy/openstack-ha-stats.cfg"].content
     # Masked deploy output is byte-identical to the offline render's placeholders.
     from config.secrets import PLACEHOLDERS as P
 

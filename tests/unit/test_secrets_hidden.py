@@ -1,21 +1,23 @@
 """Secrets never shown (issue 13, item 6), offline: no secret reaches a command line on the
 hosts (every command is an argument of `sh -c`, visible in `ps` to every local user), each one
 a command needs travels in a 0600 file, and `--dry --diff` never fetches or prints a file that
-holds a secret."""
+holds a secret, nor a hash of it; the main configs hold none and are shown (issue 24)."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import re
 
 import pytest
 from pyinfra.api import Config, FileUploadCommand, QuoteString, StringCommand
 from pyinfra.api.hiddenvalue import HiddenValue
 
 import opkit
-from config.files import HAPROXY_CFG, managed_files
+from config.files import (
+    GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_STATS_USERS, KEEPALIVED_AUTH, KEEPALIVED_CONF, managed_files,
+)
 from config.syntax import ENCODINGS
-from operations.galera import native_hash
+from config.accounts import native_hash
 from unitkit import FAKE_SECRETS
 
 
@@ -84,16 +86,49 @@ def diff_run(monkeypatch, caplog, case: dict) -> str:
     return caplog.text
 
 
-def test_a_diff_of_a_secret_file_shows_only_its_sha1s(monkeypatch, caplog):
-    case = opkit.load_case(opkit.CASES / "haproxy" / "config_changed.json")
-    # had it asked for the file's content, the run would fail: the case gives none
-    assert HAPROXY_CFG not in case["facts"]["*"].get("FileContents", {})
-    text = diff_run(monkeypatch, caplog, case)
+# (component, its main config, the file that holds its secret: config/files.py)
+SPLIT = [
+    ("haproxy", HAPROXY_CFG, HAPROXY_STATS_USERS),
+    ("keepalived", KEEPALIVED_CONF, KEEPALIVED_AUTH),
+    ("galera", GALERA_CNF, GALERA_SST_CNF),
+]
+HEX40 = re.compile(r"\b[0-9a-f]{40}\b")
+
+
+@pytest.mark.parametrize("component,main,secret", SPLIT, ids=[c for c, _, _ in SPLIT])
+def test_a_diff_shows_the_main_config_masked_and_a_secret_file_only_as_changed(monkeypatch, caplog, component, main, secret):
+    """Issue 24 item 2: both files differ from the host's; --diff shows every changed line of
+    the main config (it holds no secret) and says of the secret's file only that it changes:
+    no content, no hash (a SHA1 of a password file is a crackable hash)."""
+    case = opkit.load_case(opkit.CASES / "site" / "deployed.json")
     _, _, site = opkit.case_site(case)
-    (cfg,) = [f for f in managed_files(site, "node01", FAKE_SECRETS) if f.path == HAPROXY_CFG]
-    new = hashlib.sha1(cfg.content.encode()).hexdigest()
-    assert f"changed (content hidden): sha1 on the host {'0' * 40}, new {new}" in text
-    assert "maxconn" not in text and FAKE_SECRETS["haproxy_stats_password"] not in text
+    files = {f.path: f for f in managed_files(site, "node01", FAKE_SECRETS)}
+    assert not files[main].secret and files[secret].secret
+    # the host's main config: the one the deploy writes with its first setting line changed
+    lines = files[main].content.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith(("#", "[")))
+    on_host = [*lines[:first], lines[first] + " # edited on the host", *lines[first + 1:]]
+    case = {**case, "components": [component], "commands": {}}
+    common = case["facts"]["*"]
+    case["facts"] = {**case["facts"], "*": {**common, "FileStates": {main: {"sha1": "0" * 40}, secret: {"sha1": "1" * 40}},
+                                            "FileContents": {**common["FileContents"], main: on_host}}}
+    text = diff_run(monkeypatch, caplog, case)
+    assert f"Will modify {main}" in text and f"Will modify {secret}" in text
+    assert f"-{lines[first]} # edited on the host" in text and f"+{lines[first]}" in text
+    assert "changed (content hidden)" in text
+    assert not HEX40.findall(text), HEX40.findall(text)  # neither the host's SHA1 nor the new one
+    for form, name in secret_forms().items():
+        assert form not in text, name
+
+
+def test_a_new_secret_file_is_said_new_without_a_hash(monkeypatch, caplog):
+    case = opkit.load_case(opkit.CASES / "haproxy" / "config_changed.json")
+    case["facts"]["*"]["FileStates"] = {**case["facts"]["*"]["FileStates"], HAPROXY_STATS_USERS: None}
+    case["facts"]["*"]["FileContents"] = {**case["facts"]["*"]["FileContents"], HAPROXY_CFG: ["global"]}
+    text = diff_run(monkeypatch, caplog, case)
+    assert f"Will create {HAPROXY_STATS_USERS}" in text and "new (content hidden)" in text
+    assert "+    maxconn 8000" in text
+    assert not HEX40.findall(text) and FAKE_SECRETS["haproxy_stats_password"] not in text
 
 
 def test_a_diff_of_a_file_without_secret_is_shown(monkeypatch, caplog):
@@ -102,3 +137,27 @@ def test_a_diff_of_a_file_without_secret_is_shown(monkeypatch, caplog):
     case["facts"]["*"]["FileContents"] = {**case["facts"]["*"]["FileContents"], "/etc/memcached.conf": ["-m 64"]}
     text = diff_run(monkeypatch, caplog, case)
     assert "-m 64" in text and "content hidden" not in text
+
+
+@pytest.mark.parametrize("component,main,old_line", [
+    ("haproxy", HAPROXY_CFG, "    stats auth openstack:Old-Stats-Pw1"),
+    ("keepalived", KEEPALIVED_CONF, "        auth_pass OldVrrp1"),
+    ("galera", GALERA_CNF, 'wsrep_sst_auth = "sst:Old Sst Pw#1"'),
+], ids=["haproxy", "keepalived", "galera"])
+def test_a_main_config_of_before_on_the_host_shows_no_former_secret(monkeypatch, caplog, component, main, old_line):
+    """The first --diff after the upgrade: the host's main config still holds the secret line of
+    before, with a value the secrets no longer hold (rotated together): its key is shown, the
+    value never."""
+    case = opkit.load_case(opkit.CASES / "site" / "deployed.json")
+    _, _, site = opkit.case_site(case)
+    lines = next(f for f in managed_files(site, "node01", FAKE_SECRETS) if f.path == main).content.splitlines()
+    old_value = old_line.split(None, 2)[-1] if component != "galera" else old_line.split("= ", 1)[1]
+    common = case["facts"]["*"]
+    case = {**case, "components": [component], "commands": {}}
+    case["facts"] = {**case["facts"], "*": {**common, "FileStates": {main: {"sha1": "0" * 40}},
+                                            "FileContents": {**common["FileContents"], main: [*lines, old_line]}}}
+    text = diff_run(monkeypatch, caplog, case)
+    key = old_line.strip().split()[0] if component != "galera" else "wsrep_sst_auth ="
+    assert f"-{old_line.split(key)[0]}{key}" in text and "(hidden)" in text, text[-3000:]
+    secret_part = old_value.split(":")[-1].strip('"')
+    assert secret_part not in text

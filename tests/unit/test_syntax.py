@@ -1,7 +1,9 @@
 """Hostile secrets render into each file so that the daemon's own parser reads back the exact
-value: galera.cnf through my_print_defaults (MariaDB's option-file reader), haproxy.cfg
-through a real HAProxy answering HTTP basic auth, keepalived.conf through keepalived's own
-configuration dump (SIGUSR1). What a file cannot carry, preflight refuses without showing it."""
+value: the state transfer's option file beside galera.cnf through my_print_defaults (MariaDB's
+option-file reader, the directory as mysqld reads it), the stats account's userlist with
+haproxy.cfg through a real HAProxy answering HTTP basic auth, keepalived.conf and the auth_pass
+file it includes through keepalived's own configuration dump (SIGUSR1). What a file cannot
+carry, preflight refuses without showing it."""
 
 from __future__ import annotations
 
@@ -12,14 +14,12 @@ import sys
 import pytest
 
 from unitkit import FAKE_SECRETS, netns, netns_sh, prod_data, throwaway_pem
-from config.files import managed_files
+from config.files import GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_STATS_USERS, KEEPALIVED_AUTH, KEEPALIVED_CONF, managed_files
 from config.preflight import check
 from config.secrets import PLACEHOLDERS, mask
 from config.site import build_site
 from config.syntax import haproxy_word, option_value
 
-GALERA = "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf"
-HAPROXY = "/etc/haproxy/haproxy.cfg"
 
 # Printable passwords that break a naive `key = value` or `word` rendering.
 HOSTILE = [
@@ -31,21 +31,33 @@ HOSTILE = [
 
 def rendered(tmp_path, path: str, group_changes=None, **secrets) -> tuple[str, dict]:
     """node01's file `path` with these secrets; preflight must pass them first."""
+    files, values = rendered_all(group_changes, **secrets)
+    return files[path], values
+
+
+def rendered_all(group_changes=None, **secrets) -> tuple[dict[str, str], dict]:
+    """node01's files {path: content} with these secrets; preflight must pass them first."""
     hosts, group = prod_data()
     group.update(group_changes or {})
     values = {**FAKE_SECRETS, **secrets}
     report = check(hosts, group, secrets=values)
     assert report.errors == [], [str(p) for p in report.errors]
     site = build_site(hosts, group)
-    content = next(f.content for f in managed_files(site, "node01", values) if f.path == path)
-    return content, values
+    return {f.path: f.content for f in managed_files(site, "node01", values)}, values
 
 
 @pytest.mark.parametrize("password", HOSTILE)
 def test_sst_password_reads_back_through_my_print_defaults(tmp_path, password):
-    content, values = rendered(tmp_path, GALERA, mariadb_sst_password=password)
-    cnf = tmp_path / "galera.cnf"
-    cnf.write_text(content)
+    files, values = rendered_all(mariadb_sst_password=password)
+    content = files[GALERA_SST_CNF]
+    assert files[GALERA_CNF] == rendered_all()[0][GALERA_CNF]  # galera.cnf does not hold it
+    # Both files in one directory, read as mysqld reads mariadb.conf.d (`!includedir`).
+    confd = tmp_path / "mariadb.conf.d"
+    confd.mkdir()
+    for path in (GALERA_CNF, GALERA_SST_CNF):
+        (confd / path.rsplit("/", 1)[1]).write_text(files[path])
+    cnf = tmp_path / "my.cnf"
+    cnf.write_text(f"!includedir {confd}\n")
     proc = subprocess.run(["my_print_defaults", f"--defaults-file={cnf}", "galera"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 0, proc.stderr
@@ -74,8 +86,8 @@ CLIENT = r"""
 import base64, json, socket, subprocess, sys, time, urllib.request, urllib.error
 cases = json.load(open(sys.argv[1]))
 out = {}
-for cfg, password in cases:
-    proc = subprocess.Popen(["haproxy", "-db", "-f", cfg], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+for cfg, users, password in cases:
+    proc = subprocess.Popen(["haproxy", "-db", "-f", cfg, "-f", users], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for _ in range(100):
         try:
             socket.create_connection(("100.2.30.41", 1984), timeout=0.2).close()
@@ -101,13 +113,15 @@ def test_stats_password_reads_back_through_a_real_haproxy(tmp_path):
     cases = []
     for i, password in enumerate(HOSTILE):
         sock = tmp_path / f"admin{i}.sock"
-        content, _ = rendered(tmp_path, HAPROXY, {"haproxy_stats_socket": str(sock), "haproxy_tls_pem_path": str(throwaway_pem())},
-                              haproxy_stats_password=password)
-        cfg = tmp_path / f"haproxy{i}.cfg"
-        cfg.write_text(content)
-        check_proc = subprocess.run(["haproxy", "-c", "-q", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
+        files, _ = rendered_all({"haproxy_stats_socket": str(sock), "haproxy_tls_pem_path": str(throwaway_pem())},
+                                haproxy_stats_password=password)
+        assert files[HAPROXY_CFG] == rendered_all({"haproxy_stats_socket": str(sock), "haproxy_tls_pem_path": str(throwaway_pem())})[0][HAPROXY_CFG]
+        cfg, users = tmp_path / f"haproxy{i}.cfg", tmp_path / f"stats{i}.cfg"
+        cfg.write_text(files[HAPROXY_CFG])
+        users.write_text(files[HAPROXY_STATS_USERS])
+        check_proc = subprocess.run(["haproxy", "-c", "-q", "-f", str(cfg), "-f", str(users)], capture_output=True, text=True, timeout=30)
         assert check_proc.returncode == 0, (password, check_proc.stdout + check_proc.stderr)
-        cases.append((str(cfg), password))
+        cases.append((str(cfg), str(users), password))
     (tmp_path / "cases.json").write_text(json.dumps(cases))
     (tmp_path / "client.py").write_text(CLIENT)
     with netns() as ns:
@@ -132,10 +146,13 @@ DUMP = (
 
 @pytest.mark.parametrize("password", VRRP_HOSTILE)
 def test_vrrp_password_reads_back_through_keepalived_dump(tmp_path, password):
-    content, _ = rendered(tmp_path, "/etc/keepalived/keepalived.conf", vrrp_auth_pass=password)
+    files, _ = rendered_all(vrrp_auth_pass=password)
+    assert files[KEEPALIVED_CONF] == rendered_all()[0][KEEPALIVED_CONF]  # keepalived.conf does not hold it
     ka = tmp_path / "keepalived"
     ka.mkdir()
-    (ka / "keepalived.conf").write_text(content)
+    # keepalived.conf includes the password's file by its path under /etc/keepalived (bind-mounted)
+    for path in (KEEPALIVED_CONF, KEEPALIVED_AUTH):
+        (ka / path.rsplit("/", 1)[1]).write_text(files[path])
     with netns() as ns:
         proc = netns_sh(ns, DUMP.format(dir=ka))
     assert proc.stdout.strip() == f"Password = {password}", proc.stdout + proc.stderr

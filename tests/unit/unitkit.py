@@ -27,19 +27,22 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from config.files import HAPROXY_STATS_USERS  # noqa: E402
 from config.render import render  # noqa: E402
 from config.secrets import SECRETS, env_name  # noqa: E402
 from config.site import load_inventory  # noqa: E402
 
 PROD = REPO / "inventories" / "prod.py"
+STATS_USERS_NAME = Path(HAPROXY_STATS_USERS).name  # rendered beside haproxy.cfg
 PY = sys.executable
 
-# The 15 files every controller gets (config/files.py FILES), relative to the host's root;
+# The 21 files every controller gets (config/files.py FILES), relative to the host's root;
 # the last three are the Galera-aware database check (mariadb_check_method "httpchk", the default),
 # openstack-ha.pem the VIP's certificate (haproxy_tls, the default).
 NODE_FILES = {
     "etc/sysctl.d/60-openstack-ha.conf",
     "etc/memcached.conf",
+    "etc/mysql/mariadb.conf.d/99-openstack-galera-sst.cnf",
     "etc/mysql/mariadb.conf.d/99-openstack-galera.cnf",
     "etc/rabbitmq/rabbitmq-env.conf",
     "etc/rabbitmq/rabbitmq.conf",
@@ -49,10 +52,12 @@ NODE_FILES = {
     "etc/openstack-ha/firewall.nft",
     "etc/systemd/system/openstack-ha-firewall.service",
     "etc/haproxy/openstack-ha.pem",
+    "etc/haproxy/openstack-ha-stats.cfg",
     "etc/haproxy/haproxy.cfg",
     "etc/systemd/system/haproxy.service.d/openstack-ha.conf",
     "etc/keepalived/check_alive.sh",
     "etc/keepalived/check_serving",
+    "etc/keepalived/openstack-ha-auth.conf",
     "etc/keepalived/keepalived.conf",
     "etc/sysusers.d/openstack-ha-clustercheck.conf",
     "usr/local/sbin/galera-clustercheck",
@@ -65,12 +70,17 @@ DBCHECK_FILES = {
     "etc/systemd/system/galera-clustercheck.service",
 }
 
-def make_pem(days: int = 400, key_of: str = "") -> str:
-    """A throwaway self-signed certificate (P-256, `days` long) and its key, as one PEM bundle
-    (openssl here); with `key_of`, that bundle's key instead (a key that does not match)."""
+PEM_NAMES = ("100.2.30.40",)  # prod.py's VIP: the certificate names it (preflight warns otherwise)
+
+
+def make_pem(days: int = 400, key_of: str = "", ips: tuple[str, ...] = PEM_NAMES) -> str:
+    """A throwaway self-signed certificate (P-256, `days` long, naming `ips`) and its key, as
+    one PEM bundle (openssl here); with `key_of`, that bundle's key instead (a key that does
+    not match)."""
     with tempfile.TemporaryDirectory(prefix="ha-test-pem-") as d:
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                        "-days", str(days), "-subj", "/CN=vip.test", "-keyout", f"{d}/key.pem", "-out", f"{d}/crt.pem"],
+                        "-days", str(days), "-subj", "/CN=vip.test",
+                        *(["-addext", "subjectAltName=" + ",".join(f"IP:{ip}" for ip in ips)] if ips else []), "-keyout", f"{d}/key.pem", "-out", f"{d}/crt.pem"],
                        check=True, capture_output=True, timeout=60)
         crt, key = Path(d, "crt.pem").read_text(), Path(d, "key.pem").read_text()
     return crt + (key_of[key_of.index("-----BEGIN PRIVATE KEY-----"):] if key_of else key)
@@ -276,15 +286,20 @@ def throwaway_pem() -> Path:
     return _PEM[0]
 
 
-def haproxy_check(cfg: Path) -> subprocess.CompletedProcess:
-    """haproxy -c on a rendered config; the certificate it names (a path on the controllers)
-    replaced by a throwaway self-signed one: haproxy -c loads it."""
+def haproxy_check(cfg: Path, users: Path | None = None) -> subprocess.CompletedProcess:
+    """haproxy -c on a rendered config and the stats account's file (HAPROXY_STATS_USERS,
+    `users`, by default the one rendered beside it), loaded after it as the unit does; the
+    certificate it names (a path on the controllers) replaced by a throwaway self-signed one:
+    haproxy -c loads it."""
+    if users is None and (cfg.parent / STATS_USERS_NAME).exists():
+        users = cfg.parent / STATS_USERS_NAME
     text = cfg.read_text()
     if " ssl crt " in text:
         checked = throwaway_pem().parent / f"checked-{os.getpid()}-{abs(hash(str(cfg)))}.cfg"  # not beside a render
         checked.write_text(re.sub(r" ssl crt \S+", f" ssl crt {throwaway_pem()}", text))
         cfg = checked
-    return subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True, timeout=30)
+    return subprocess.run(["haproxy", "-c", "-f", str(cfg), *(["-f", str(users)] if users else [])],
+                          capture_output=True, text=True, timeout=30)
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:

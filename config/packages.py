@@ -1,0 +1,24 @@
+"""The Debian packages the deploy installs, per component: one list, read by the operations
+that install them and by preflight (a `package_versions` pin may only name one of these).
+A leaf: it imports nothing of the project."""
+
+PACKAGES = {
+    "firewall": ("nftables",),
+    "memcached": ("memcached",),
+    "galera": ("mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"),
+    "rabbitmq": ("rabbitmq-server",),
+    "haproxy": ("haproxy", "socat", "openssl"),
+    "keepalived": ("keepalived", "socat"),
+}
+
+# Every package a pin may name, sorted (what preflight lists as the fix).
+INSTALLED = tuple(sorted({name for names in PACKAGES.values() for name in names}))
+
+# Binary packages built from one source, released together: pinned to one version or not at all
+# (apt cannot install mariadb-server 10.11.19 beside mariadb-client 10.11.18).
+SAME_SOURCE = (("mariadb-server", "mariadb-client", "mariadb-backup"),)
+
+
+def installed(firewall: bool = True) -> tuple[str, ...]:
+    """The packages a site's deploy installs: nftables only with the host firewall."""
+    return tuple(sorted({name for comp, names in PACKAGES.items() if firewall or comp != "firewall" for name in names}))

@@ -1,0 +1,134 @@
+"""package_versions, the site key: preflight's checks, the pins file it adds, and what a
+deploy without it does (nothing new: no fact, no file, no command)."""
+
+from __future__ import annotations
+
+import pytest
+
+import unitkit  # noqa: F401
+from unitkit import FAKE_SECRETS, lab_data
+from config.files import APT_PINS, managed_files
+from config.preflight import check
+from config.site import build_site
+from operations.before import upgrade_parts
+
+M19 = "1:10.11.19-0+deb12u1"
+MARIADB = {"mariadb-server": M19, "mariadb-client": M19, "mariadb-backup": M19}
+
+
+def problems(pins, **changes):
+    hosts, group = lab_data()
+    report = check(hosts, {**group, "package_versions": pins, **changes}, dict(FAKE_SECRETS))
+    return [str(p) for p in report.errors]
+
+
+@pytest.mark.parametrize("pins", [{}, {"haproxy": "2.6.12-1+deb12u4"}, MARIADB, {"rabbitmq-server": "3.10.8-1.1"},
+                                  {"socat": "1.7.4.4-2", "nftables": "1.0.6-2+deb12u2"}])
+def test_valid_pins_pass(pins):
+    assert problems(pins) == []
+
+
+def test_nftables_only_with_the_firewall():
+    assert problems({"nftables": "1.0.6-2+deb12u2"}) == []
+    (error,) = problems({"nftables": "1.0.6-2+deb12u2"}, firewall=False)
+    assert "package_versions.nftables: nftables is installed only with the host firewall" in error
+    assert error.endswith("fix: remove it from package_versions, or set firewall True")
+
+
+@pytest.mark.parametrize("pins,expected", [
+    ({"mariadb-servr": M19}, "package_versions.mariadb-servr: mariadb-servr is not a package the deploy installs "
+                             "(did you mean mariadb-server?); fix: remove it from package_versions, or name one of galera-4,"),
+    ({"nginx": "1.22.1-9"}, "package_versions.nginx: nginx is not a package the deploy installs; fix: remove it"),
+    ({"haproxy": "latest"}, "package_versions.haproxy: 'latest' is not a Debian version"),
+    ({"haproxy": "2.6.12-1+deb12u4\n"}, "package_versions.haproxy: '2.6.12-1+deb12u4\\n' is not a Debian version"),
+    ({"haproxy": "x:2.6"}, "package_versions.haproxy: 'x:2.6' has an epoch that is not a number"),
+    ({"haproxy": 2.6}, "package_versions.haproxy: 2.6 is not a string"),
+    ({"Haproxy": "2.6"}, "package_versions.Haproxy: unknown name:"),
+    ({"mariadb-server": M19}, "package_versions: mariadb-server, mariadb-client, mariadb-backup are built from one source"
+                              " and upgraded together: mariadb-server 1:10.11.19-0+deb12u1, mariadb-client (not pinned)"),
+    ({**MARIADB, "mariadb-backup": "1:10.11.18-0+deb12u1"}, "fix: pin all of mariadb-server, mariadb-client, mariadb-backup to one version"),
+    ("haproxy", "package_versions: 'haproxy' is not a dict"),
+])
+def test_wrong_pins_are_refused_with_the_fix(pins, expected):
+    errors = problems(pins)
+    assert len(errors) == 1 and expected in errors[0], errors
+    assert errors[0].startswith("error: controllers: package_versions")
+
+
+def test_the_pins_file_only_with_a_pin():
+    hosts, group = lab_data()
+    plain = build_site(hosts, group)
+    assert APT_PINS not in {f.path for f in managed_files(plain, hosts[0][0], FAKE_SECRETS)}
+    assert upgrade_parts(plain) == ()  # no fact read on the hosts: the default deploy runs no new command
+    pinned = build_site(hosts, {**group, "package_versions": {"rabbitmq-server": "3.10.8-1.1", "haproxy": "2.6.12-1+deb12u4"}})
+    (pins,) = [f for f in managed_files(pinned, hosts[0][0], FAKE_SECRETS) if f.path == APT_PINS]
+    stanzas = [s for s in pins.content.split("\n\n")]
+    assert [next(line for line in s.splitlines() if line.startswith("Package:")) for s in stanzas] == [
+        "Package: haproxy", "Package: rabbitmq-server"]
+    assert "Pin: version 2.6.12-1+deb12u4\nPin-Priority: 1001" in stanzas[0]
+    assert [p[0].rpartition(":")[2] for p in upgrade_parts(pinned)] == ["PackageVersions", "RabbitmqFeatureFlags"]
+    assert upgrade_parts(pinned)[0][1] == (("names", ("haproxy", "rabbitmq-server")),)
+
+
+# --- the deploy's wiring, planned offline (tests/unit/opkit.py) -------------------------------
+
+def _plan_upgrade(case):
+    import opkit
+    from pyinfra.context import ctx_host
+
+    from operations import upgrade
+    from operations.common import announced
+
+    with opkit.planning(case) as (_, inventory):
+        for h in inventory:
+            with ctx_host.use(h):
+                upgrade.configure()
+        return {n: list(steps) for n, steps in announced().items()}
+
+
+def _case():
+    import opkit
+
+    return opkit.load_case(opkit.CASES / "upgrade" / "pinned_haproxy.json")
+
+
+def test_the_upgrade_is_announced_turn_by_turn():
+    """Every host announces every turn (the steps line up); the blast radius's rows, sorted by
+    step, are the turns: the writer node01 last (the deployed case's VIP holder is node01)."""
+    got = _plan_upgrade(_case())
+    rows = sorted((step, name, action) for name, steps in got.items() for step, action in steps if action)
+    line = "haproxy 2.6.12-1+deb12u3 → 2.6.12-1+deb12u4, rolling (the upgrade is planned, not applied by this deploy yet"
+    assert [(name, action.startswith(line)) for _, name, action in rows] == [
+        ("node02", True), ("node03", True), ("node01", True)]
+    assert {len(steps) for steps in got.values()} == {3}
+
+
+def test_a_downgrade_pin_ends_the_run_before_any_change():
+    """Refused (operations/common.py): printed once by pyinfra's command line, exit status 1,
+    no traceback; raised while planning, so no operation of any host runs."""
+    from operations.common import Refused
+
+    case = _case()
+    case["facts"]["*"]["PackageVersions"]["installed"] = {"haproxy": "2.6.12-1+deb12u5"}
+    with pytest.raises(Refused) as refused:
+        _plan_upgrade(case)
+    said = str(refused.value)
+    assert said.startswith("package_versions: refused before any change:\n")
+    assert "node01: haproxy 2.6.12-1+deb12u5 → 2.6.12-1+deb12u4 is a downgrade" in said
+
+
+def test_a_package_not_yet_installed_is_announced_as_installed_by_this_run():
+    case = _case()
+    case["facts"]["*"]["PackageVersions"]["installed"] = {"haproxy": None}
+    got = _plan_upgrade(case)
+    actions = [action for steps in got.values() for _, action in steps if action]
+    assert actions == ["haproxy (not installed) → 2.6.12-1+deb12u4, install"] * 3
+
+
+def test_the_vip_holder_takes_the_last_turn():
+    case = _case()
+    case["facts"]["node01"]["VipHolder"] = {"holds_vip": False}
+    case["facts"].setdefault("node02", {})["VipHolder"] = {"holds_vip": True}
+    got = _plan_upgrade(case)
+    rows = sorted((step, name) for name, steps in got.items() for step, action in steps if action)
+    assert [name for _, name in rows] == ["node03", "node01", "node02"]
