@@ -100,6 +100,27 @@ def broker_paused(node: str) -> bool:
     return r.returncode == 0
 
 
+def galera_whole() -> bool:
+    return all(drills.wsrep(n).get("wsrep_local_state_comment") == "Synced"
+               and drills.wsrep(n).get("wsrep_cluster_size") == str(len(NODES)) for n in NODES)
+
+
+def after_heal(cut: str, healed_at: float) -> float:
+    """Seconds until the report is healthy after the heal, without a deploy. Galera must come
+    back by itself (the point of leaving the cut-off node alone: asserted). RabbitMQ's paused
+    broker resumes by itself as a rule; seen once on the lab (3.10.8) that its start after the
+    heal hung (Mnesia "starting_partitioned_network", unit active, no listener): after 60 s
+    such a broker is restarted, said as an intervention (RabbitMQ's own doing, not the deploy's)."""
+    drills.wait_for("Galera whole again (3 Synced) without a deploy", galera_whole, 120, 1)
+
+    def unstick():
+        if time.monotonic() - healed_at > 60 and broker_paused(cut):
+            drills.intervene(f"RabbitMQ on {cut} did not resume within 60 s of the heal: restarted")
+            drills.systemctl(cut, "restart", "rabbitmq-server", timeout=150)
+    drills.wait_healthy(240, on_wait=unstick)
+    return time.monotonic() - healed_at
+
+
 def partition_drill(cut: str, vrrp: bool, table: str, holder: str | None = None, paused: bool = False) -> dict:
     """One partition shape from start to heal: `cut` cut off from the other two (`vrrp`: its
     VRRP adverts still pass), the VIP first on `holder` (None: where it is), writes through the
@@ -153,9 +174,7 @@ def partition_drill(cut: str, vrrp: bool, table: str, holder: str | None = None,
         assert drills.wsrep(cut).get("wsrep_cluster_status") != "Primary"
     finally:
         drills.allow_packets(cut)
-    t1 = time.monotonic()
-    drills.wait_healthy(180)  # no deploy: it rejoins by itself
-    figures["healed_s"] = time.monotonic() - t1
+    figures["healed_s"] = after_heal(cut, time.monotonic())  # no deploy: it rejoins by itself
     assert one_holder_for(10) == new
     writer.stopping.set()
     writer.join(10)
