@@ -35,6 +35,21 @@ DEFAULTS = {
     "keepalived_unicast": False,  # unicast_peer list instead of multicast VRRP
     "keepalived_check_script": "/etc/keepalived/check_alive.sh",
     "keepalived_track_haproxy_unit": True,  # the VIP leaves at once when HAProxy's unit stops or dies
+    # The VIP follows the ability to serve (README "Partitions"): check_serving, tracked like
+    # check_alive (FAULT after `fall` failures), fails on a controller that sees a minority of
+    # the controllers (cut off: its peers' database check port does not answer within the peer
+    # timeout) or whose HAProxy has no usable server in the database listener (and each of
+    # keepalived_serve_listeners) while a peer it sees can serve. The whole cluster down (every
+    # mariadb stopped) leaves the VIP where it is. False: the configs of before.
+    "keepalived_serve_check": True,
+    "keepalived_serve_listeners": [],  # API listeners (catalogue names) that must have a usable server too
+    "keepalived_serve_interval": 1,  # seconds between runs; the VIP leaves a cut-off holder in ~2-3 s
+    "keepalived_serve_fall": 2,
+    "keepalived_serve_rise": 5,
+    "keepalived_serve_peer_timeout_ms": 300,  # a peer that has not answered by then is not seen
+    # A minority controller that gave the VIP up takes it again when no controller answered on
+    # the VIP for this long (the others are down, not cut off: what it serves beats nothing).
+    "keepalived_serve_last_resort": 10,
     # --- HAProxy ---
     "haproxy_maxconn": 4000,
     "haproxy_log_target": "127.0.0.1:514",
@@ -121,6 +136,11 @@ DEFAULTS = {
     "mariadb_connect_timeout": "1500ms",
     "mariadb_admin_user": "admin",
     "mariadb_max_connections": 4096,
+    # Every client reaches MariaDB through HAProxy, from a controller's address: MariaDB's
+    # per-host count of broken handshakes (default 100) then blocks every client of the VIP
+    # at once ("Host ... is blocked because of many connection errors", seen on the lab after
+    # a few failovers under write load, until FLUSH HOSTS). The largest value: never blocked.
+    "mariadb_max_connect_errors": 4294967295,
     "mariadb_innodb_buffer_pool_size": "512M",
     # 1 = durable commits (each transaction's log flushed); 2 or 0 lose the last second of
     # commits when nodes crash together (Jepsen, MariaDB Galera 2026).
@@ -252,6 +272,7 @@ DEFAULTS = {
 # its "anchors" profile with them, beside the defaults.
 FAILOVER_ANCHORS = {
     "keepalived_track_haproxy_unit": False,
+    "keepalived_serve_check": False,  # the VIP followed HAProxy alone (README "Partitions")
     "haproxy_timeouts": {"connect": "10s"},  # merged key by key into the defaults' timeouts
     "haproxy_retry_on": "",
     "haproxy_redispatch": -1,

@@ -19,7 +19,7 @@ from config.defaults import EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_
 from config.paths import (  # the paths this table installs (importers of config.files may read them here too)
     APT_PINS, DBCHECK, EPMD_SOCKET_DROPIN, ERLANG_COOKIE, FIREWALL_NFT, FIREWALL_UNIT, GALERA_CNF, GALERA_SST_CNF,
     HAPROXY_CFG, HAPROXY_DOWN_FILE, HAPROXY_MAINT_FILE, HAPROXY_STATS_USERLIST, HAPROXY_STATS_USERS, HAPROXY_UNIT_DROPIN,
-    KEEPALIVED_AUTH, KEEPALIVED_CONF, MAINTENANCE_FILE, SST_ACCOUNT, SYSCTL_CONF,
+    KEEPALIVED_AUTH, KEEPALIVED_CONF, KEEPALIVED_SERVE_SCRIPT, MAINTENANCE_FILE, SST_ACCOUNT, SYSCTL_CONF,
 )
 from config.syntax import erlang_ip, haproxy_word, option_value
 from facts.galera_rules import SERVING  # the rule the clustercheck states
@@ -86,6 +86,7 @@ FILES = (
     ("haproxy", "haproxy/haproxy.service.conf.j2", HAPROXY_UNIT_DROPIN, "0644", "root", "root", False),
     # Installed where keepalived.conf says it is: the path is the site's keepalived_check_script.
     ("keepalived", "keepalived/check_alive.sh.j2", "{keepalived_check_script}", "0755", "root", "root", False),
+    ("keepalived", "keepalived/check_serving.py.j2", KEEPALIVED_SERVE_SCRIPT, "0755", "root", "root", False),
     # auth_pass before the keepalived.conf whose check includes it.
     ("keepalived", "keepalived/auth.conf.j2", KEEPALIVED_AUTH, "0600", "root", "root", True),
     ("keepalived", "keepalived/keepalived.conf.j2", KEEPALIVED_CONF, "0640", "root", "root", False),
@@ -102,11 +103,37 @@ def wanted(component: str, site: Site, template: str = "") -> bool:
     with package_versions."""
     if template == "haproxy/tls.pem.j2":
         return site.data["haproxy_tls"]
+    if template == "keepalived/check_serving.py.j2":
+        return site.data["keepalived_serve_check"]
     if component == "firewall":
         return site.data["firewall"]
     if component == "apt":
         return bool(site.data["package_versions"])
     return component != "dbcheck" or site.data["mariadb_check_method"] == "httpchk"
+
+
+def serve_check(site: Site, name: str) -> dict:
+    """What check_serving on controller `name` asks (its template renders it as JSON): the
+    listeners that must have a usable server (the database's first), its peers' addresses and,
+    for each, the ports of those API listeners' servers there (a peer that can serve accepts
+    them)."""
+    d = site.data
+    db = next(s for s in site.services if s.port_key == "mariadb_port")
+    apis = [s for s in site.services if s.name in d["keepalived_serve_listeners"]]
+    return {
+        "controllers": len(site.controllers),
+        "peers": {c.name: c.address for c in site.peers(name)},
+        "listeners": [db.name, *(s.name for s in apis)],
+        "api_ports": {c.name: [s.backend_port or s.port for s in apis] for c in site.peers(name)},
+        "check_port": d["mariadb_check_port"],
+        "check_method": d["mariadb_check_method"],
+        "socket": d["haproxy_stats_socket"],
+        "vip": d["vip"],
+        "vip_port": d["mariadb_port"],
+        "interface": d["vip_interface"],
+        "peer_timeout": d["keepalived_serve_peer_timeout_ms"] / 1000,
+        "last_resort": d["keepalived_serve_last_resort"],
+    }
 
 
 def render_template(template: str, site: Site, name: str, secrets: dict[str, str]) -> str:
@@ -126,6 +153,9 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         haproxy_stats_userlist=HAPROXY_STATS_USERLIST,
         keepalived_auth=KEEPALIVED_AUTH,
         fw=firewall.rules(site) if template.startswith("firewall/") else None,
+        serve=serve_check(site, name) if template == "keepalived/check_serving.py.j2" else None,
+        serve_script=KEEPALIVED_SERVE_SCRIPT,
+        serve_listeners=serve_check(site, name)["listeners"] if template.startswith("keepalived/") else (),
         fw_table=firewall.TABLE,
         fw_file=FIREWALL_NFT,
         ports={"galera": GALERA_PORT, "galera_ist": GALERA_IST_PORT, "galera_sst": GALERA_SST_PORT, "epmd": EPMD_PORT},

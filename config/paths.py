@@ -11,6 +11,8 @@ ERLANG_COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
 EPMD_SOCKET_DROPIN = "/etc/systemd/system/epmd.socket.d/openstack-ha.conf"
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
+# keepalived's check_serving (keepalived_serve_check): the VIP follows the ability to serve.
+KEEPALIVED_SERVE_SCRIPT = "/etc/keepalived/check_serving"
 # The three secrets of the main configs, each in a file of its own that holds nothing else, so
 # that --diff shows every line of haproxy.cfg, keepalived.conf and galera.cnf (masked):
 # the stats page's account (an HAProxy userlist, loaded with haproxy.cfg by the unit's drop-in,

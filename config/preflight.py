@@ -214,6 +214,8 @@ def check(
     if data["keepalived_virtual_router_id"] == 51:
         warn(G, "keepalived_virtual_router_id", "51 is keepalived's and kolla's default, the usual collision on a shared segment", "pick an id no other VRRP router on the segment uses")
 
+    _check_serve(data, bad, err, warn)
+
     # Cluster size: Galera and RabbitMQ run on every controller.
     n = len(hosts)
     if n < 3:
@@ -374,6 +376,44 @@ def _check_certificate(pem: str, data: dict, err, warn, now: datetime | None = N
             warn(GROUP, tls.SECRET, f"the certificate names neither VIP ({', '.join(vips)}) among its IP addresses "
                  f"({', '.join(addresses) or 'none'}): a client that connects to a VIP's address refuses it",
                  "give it a subjectAltName IP entry for each VIP, unless every client uses a DNS name it holds")
+
+
+SERVE_KEYS = ("keepalived_serve_listeners", "keepalived_serve_interval", "keepalived_serve_peer_timeout_ms")
+
+
+def _check_serve(data: dict, bad: set, err, warn) -> None:
+    """check_serving (keepalived_serve_*): its listeners are enabled API listeners of the
+    catalogue, and one run (each peer probed in parallel: its database check, then each of
+    those listeners' servers, one peer timeout each) ends within its interval (keepalived
+    counts a run still going then as a failure)."""
+    G = GROUP
+    if set(SERVE_KEYS) & bad or "services" in bad:
+        return
+    names = data["keepalived_serve_listeners"]
+    if not data["keepalived_serve_check"] and "keepalived_serve_check" not in bad:
+        if names:
+            warn(G, "keepalived_serve_listeners", "has no effect with keepalived_serve_check False",
+                 "set keepalived_serve_check True, or remove keepalived_serve_listeners")
+        return
+    try:
+        enabled = {s.name: s for s in merge_catalogue(service_overrides(data), legacy_enabled=data["haproxy_legacy_services"])}
+    except CatalogueError:
+        return  # _check_services says why
+    for name in names:
+        if name not in enabled:
+            err(G, "keepalived_serve_listeners", f"{name!r} is no enabled listener",
+                f"name enabled listeners of the catalogue ({', '.join(n for n in enabled if n != 'mariadb')}), or remove it")
+        elif enabled[name].port_key == "mariadb_port":
+            err(G, "keepalived_serve_listeners", f"{name!r} is the database listener, always checked",
+                f"remove {name} from keepalived_serve_listeners")
+    if len(set(names)) != len(names):
+        err(G, "keepalived_serve_listeners", "names a listener twice", "name each listener once")
+    run = (2 + len(set(names))) * data["keepalived_serve_peer_timeout_ms"] + 200
+    if run >= data["keepalived_serve_interval"] * 1000:
+        err(G, "keepalived_serve_peer_timeout_ms",
+            f"one check_serving run may take {run} ms ({2 + len(set(names))} peer timeouts + 200 ms), not within "
+            f"keepalived_serve_interval {data['keepalived_serve_interval']} s",
+            "lower keepalived_serve_peer_timeout_ms, list fewer keepalived_serve_listeners, or raise keepalived_serve_interval")
 
 
 def _check_accounts(data: dict, bad: set, err) -> None:

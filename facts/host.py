@@ -104,3 +104,41 @@ class Maintenance(FactBase):
             if line.startswith("maintenance="):
                 return {"out": line.partition("=")[2].strip() == "1", "error": None}
         return {**self.default(), "error": "maintenance marker: nothing read"}
+
+
+class PeerReach(FactBase):
+    """
+    Whether this controller reaches each peer, asked from the controller itself: a TCP
+    connection to each (address, port), bounded by `timeout` seconds, all in parallel. "open":
+    accepted; "refused": the peer answered with a reset (it is there, nothing listens); "none":
+    no answer (cut off, or the peer is down). A partition shows here, not in the peer's own facts:
+
+    .. code:: python
+
+        {"reach": {"10.77.0.11": {4567: "open", 25672: "open"},
+                   "10.77.0.12": {4567: "none", 25672: "none"}}, "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"reach": {}, "error": "no answer from the host"}
+
+    def command(self, addresses, ports, timeout: int = 2):
+        probes = " ".join(
+            f"( r=$(timeout {int(timeout)} bash -c 'exec 3<>/dev/tcp/{a}/{int(p)}' 2>&1) && echo \"R {a} {int(p)} open\" || "
+            f"case \"$r\" in *refused*) echo \"R {a} {int(p)} refused\";; *) echo \"R {a} {int(p)} none\";; esac ) &"
+            for a in addresses for p in ports)
+        return f"{probes} wait; echo end=yes"
+
+    def process(self, output):
+        reach: dict = {}
+        done = False
+        for line in output:
+            words = line.split()
+            if words[:1] == ["R"] and len(words) == 4 and words[2].isdigit():
+                reach.setdefault(words[1], {})[int(words[2])] = words[3]
+            elif line.strip() == "end=yes":
+                done = True
+        if not done:
+            return {**self.default(), "error": "peer reach: output cut short (no end marker)"}
+        return {"reach": reach, "error": None}

@@ -23,7 +23,7 @@ from lab.clients import (  # noqa: F401
     node_sql, prepare_writes, secrets, sql, wait_server, write, wsrep,
 )
 from lab.faults import (  # noqa: F401
-    FILTER_TABLE, allow_packets, drop_packets, dropped, holder, holders, holds_vip, nodes,
+    FILTER_TABLE, allow_packets, cut_off, drop_packets, dropped, holder, holders, holds_vip, nodes,
     place_vip, power_cut, power_on, running, systemctl, wait_holder,
 )
 from lab.health import (  # noqa: F401

@@ -10,7 +10,7 @@ import time
 from lab import lifecycle
 from lab.images import node_names
 from lab.machines import exec_, init_pid
-from lab.names import IFNAME, LabError
+from lab.names import IFNAME, LabError, address
 from lab.sitemodel import vip
 from lab.waits import DrillError, intervene, log, wait_for
 
@@ -91,6 +91,27 @@ def drop_packets(node: str, match: str) -> None:
     if r.returncode != 0:
         raise DrillError(f"{node}: nft refused the filter: {r.stderr.strip()[:500]}")
     log(f"{node}: dropping {match}, in and out")
+
+
+def cut_off(node: str, peers: list[str], vrrp: bool = True) -> None:
+    """A partition inside `node`'s network namespace: its unicast traffic to and from `peers`
+    (their node addresses) dropped both ways, as a one-sided firewall mistake or a half-broken
+    link; with `vrrp` its multicast VRRP adverts still pass (the others keep hearing a MASTER),
+    without it they are dropped too (cut off both ways). Clients (this host) still reach it.
+    allow_packets() removes it."""
+    pid = init_pid(node)
+    if not pid:
+        raise DrillError(f"{node} is not running")
+    addrs = ", ".join(address(p) for p in peers)
+    out = f"ip daddr {{ {addrs} }} counter drop" + ("" if vrrp else "\n    ip daddr 224.0.0.18 counter drop")
+    into = f"ip saddr {{ {addrs} }}" + (" ip daddr != 224.0.0.18" if vrrp else "") + " counter drop"
+    chains = "".join(f"  chain {hook} {{\n    type filter hook {hook} priority -10; policy accept;\n    {rule}\n  }}\n"
+                     for hook, rule in (("input", into), ("output", out)))
+    r = subprocess.run(["nsenter", "-t", str(pid), "-n", "--", "nft", "-f", "-"],
+                       input=f"table inet {FILTER_TABLE} {{\n{chains}}}\n", text=True, timeout=30, capture_output=True)
+    if r.returncode != 0:
+        raise DrillError(f"{node}: nft refused the filter: {r.stderr.strip()[:500]}")
+    log(f"{node}: cut off from {', '.join(peers)} ({'VRRP multicast still passing' if vrrp else 'both ways, VRRP too'})")
 
 
 def dropped(node: str) -> int:

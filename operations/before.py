@@ -17,12 +17,12 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents, Sha1File
 from pyinfra.facts.server import Hostname
 
-from config.defaults import DIST_PORT_OFFSET
+from config.defaults import DIST_PORT_OFFSET, GALERA_PORT
 from config.files import ERLANG_COOKIE, MAINTENANCE_FILE
 from facts.bundle import Bundle, part
 from facts.firewall import FirewallState
 from facts.galera import GaleraNode, MysqlAccounts, without_recovery
-from facts.host import UNITS, FileStates, Maintenance, ServiceStates
+from facts.host import UNITS, FileStates, Maintenance, PeerReach, ServiceStates
 from facts.haproxy import HaproxyCertificate, HaproxyInfo, HaproxyServers
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
@@ -112,6 +112,7 @@ def prefetch(name: str) -> tuple:
         part(RabbitmqCluster, **cluster_fact_args(s)),
         part(Sha1File, path=ERLANG_COOKIE),
         part(VipHolder, interface=s["vip_interface"], vip=s["vip"]),
+        reach_part(s),
         *((part(MysqlAccounts), part(RabbitmqDefinitions)) if first else ()),
         *upgrade_parts(s),
         *before_run_health_parts(s, name).values(),
@@ -133,6 +134,24 @@ def cluster_fact_args(s: Site) -> dict:
     port, and the controllers a stuck broker probes on the Erlang distribution port."""
     return {"port": s["rabbitmq_port"], "peers": tuple(c.address for c in s.controllers),
             "dist_port": s["rabbitmq_port"] + DIST_PORT_OFFSET}
+
+
+def reach_args(s: Site) -> dict:
+    """PeerReach's arguments, the same on every controller (its own address too: one part for
+    all): every controller's address and Galera's group port (RabbitMQ's paused broker probes
+    its peers in its own fact, RabbitmqCluster)."""
+    return {"addresses": tuple(c.address for c in s.controllers), "ports": (GALERA_PORT,)}
+
+
+def reach_part(s: Site) -> tuple:
+    return part(PeerReach, **reach_args(s))
+
+
+def reach_of_all() -> dict:
+    """{controller: {address: {port: "open" | "refused" | "none"}} or None}: what each
+    controller reaches on Galera's group port, asked from it before the run (a partition shows only there)."""
+    return {n: (f or {}).get("reach") if f else None
+            for n, f in facts_of_all_controllers(PeerReach, **reach_args(site())).items()}
 
 
 def health_parts(site: Site, name: str) -> dict[str, tuple]:

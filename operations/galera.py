@@ -26,7 +26,7 @@ from facts.host import PENDING_DIR, UNITS, ServiceStates
 from operations.common import (
     announce, controllers_in_run, decided_once, failed_earlier, files_for, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
-from operations.before import facts_of_all_controllers, known_in_run, planned_fact
+from operations.before import facts_of_all_controllers, known_in_run, planned_fact, reach_of_all
 from operations.galera_plan import (
     REPAIR_SWITCH, GaleraStateError, Plan, bootstrap_command, plan, restart_order, restarts, with_pending,
 )
@@ -64,7 +64,7 @@ def cluster_plan() -> Plan:
     in_run = controllers_in_run()
     return plan(cluster_states(), order, {c.name: c.address for c in s.controllers},
                 limited=frozenset(n for n in order if n not in in_run),
-                repair=os.environ.get(REPAIR_SWITCH) == "1", away=in_maintenance())
+                repair=os.environ.get(REPAIR_SWITCH) == "1", away=in_maintenance(), reach=reach_of_all())
 
 
 # --- a whole-site recovery: the bootstrap node chosen once the waiting servers stopped ---
@@ -333,7 +333,12 @@ def configure():
     for name, mine in one_at_a_time([n for n in order if n in p.busy]):
         turn(name=f"galera: wait for {name} to be Synced", commands=[synced], run=mine)
 
-    joins = [n for n in order if n != p.anchor and n not in p.synced and n not in p.busy]
+    # A node cut off (running outside the Primary component, its peers not reached from it) is
+    # left alone: said here and in the blast radius; the report fails until it is back.
+    announce(me in p.cut_off, f"leave mariadb alone, never restart it: {p.cut_why}")
+    if me in p.cut_off:
+        host.log(f"galera: not restarted: {p.cut_why}", logger.warning)
+    joins = [n for n in order if n != p.anchor and n not in p.synced and n not in p.busy and n not in p.cut_off]
     joining = me in joins
     repair = me in p.repair
     announce(joining and not repair, "join the Galera cluster (one node at a time), wait until Synced")

@@ -16,6 +16,11 @@ nothing). plan() is pure and tested as a table (tests/unit/test_galera_plan.py):
 - two Primary components (a split brain), or a node ahead of the Primary component (a history
   that diverged), stop the deploy unless the operator asks for the minority's repair
   (HA_GALERA_REPAIR=1): its state is set aside and it rejoins by full state transfer;
+- a node running outside the Primary component while others hold one, that cannot confirm it
+  reaches the component's members (asked from the node itself: a TCP connection to each
+  member's group port, PeerReach), is cut off, not crashed: it is left alone, never restarted
+  (a restart cannot reach its peers either, and turns a node that rejoins by itself when the
+  partition heals into a dead server); the run says so and its report fails until it is back;
 - a Donor or Joiner is waited for, never restarted; a running member restarts only when its
   config changed in more than the member list (wsrep_cluster_address is read only at start:
   adding or removing a controller rewrites it, restarts nobody), and only once every member
@@ -47,6 +52,8 @@ class Plan:
     seen: str = ""  # every controller's condition, one line
     stop: frozenset = frozenset()  # recover: servers waiting for a Primary component, stopped before
     # every position is read again (galera_recovery) and the most advanced bootstraps
+    cut_off: frozenset = frozenset()  # running outside the Primary component, peers not reached: left alone
+    cut_why: str = ""  # why, naming the members each cut-off node does not reach
 
 
 class GaleraStateError(Exception):
@@ -73,7 +80,7 @@ def describe(name: str, st: dict | None, limited: frozenset = frozenset()) -> st
 
 
 def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, str] | None = None,
-         limited=frozenset(), repair: bool = False, away=frozenset()) -> Plan:
+         limited=frozenset(), repair: bool = False, away=frozenset(), reach: dict | None = None) -> Plan:
     """What to do, from every controller's pre-run GaleraNode fact. Pure.
 
     + states: {name: fact}; a controller that could not be read is absent or None
@@ -82,6 +89,8 @@ def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, 
     + limited: controllers a --limit leaves out of this run (their facts were still read)
     + repair: the operator's switch (HA_GALERA_REPAIR=1) to resync a minority or diverged node
     + away: controllers in maintenance: never the bootstrap node when another will do
+    + reach: {name: {address: {port: "open" | "refused" | "none"}} or None}, what each
+      controller reached before the run (facts.host.PeerReach); None: nothing confirmed
     """
     limited = frozenset(limited)
     seen = "; ".join(describe(n, states.get(n), limited) for n in order)
@@ -94,11 +103,22 @@ def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, 
         )
     comps = components(states, order, addresses)
     if comps:
-        return _join(states, order, comps, repair, seen)
+        return _join(states, order, comps, repair, seen, addresses or {}, reach)
     return _bootstrap(states, order, limited, seen, frozenset(away))
 
 
-def _join(states, order, comps, repair: bool, seen: str) -> Plan:
+def unreached(name: str, st: dict | None, members, addresses: dict[str, str], reach: dict | None) -> list[str]:
+    """The members of the Primary component that a node running outside it does not confirm
+    it reaches on the group port (every member when its reach is unknown); [] when it is not
+    running outside the component, or reaches every member. Pure."""
+    if not st or st.get("mysqld") != "running" or in_primary(st):
+        return []
+    mine = (reach or {}).get(name)
+    return [m for m in sorted(members) if m != name and
+            (mine is None or (mine.get(addresses.get(m, m)) or {}).get(GALERA_PORT) not in ("open", "refused"))]
+
+
+def _join(states, order, comps, repair: bool, seen: str, addresses: dict, reach) -> Plan:
     """A Primary component exists: nobody bootstraps; the others join it."""
     if len({c.uuid for c in comps}) > 1:
         text = "; ".join(f"{', '.join(c.nodes)} in {c.uuid}" for c in comps)
@@ -140,12 +160,21 @@ def _join(states, order, comps, repair: bool, seen: str) -> Plan:
                 f"Repairing resyncs {', '.join(losers)} from it by full state transfer, losing what only they "
                 f"committed ({lost} vs {major.last_committed}): re-run with {REPAIR_SWITCH}=1 to do that."
             )
+    cut = {n: unreached(n, states.get(n), major.members, addresses, reach)
+           for n in order if n not in major.nodes and n not in losers}
+    cut = {n: missed for n, missed in cut.items() if missed}
+    cut_why = "; ".join(
+        f"{n} runs mariadb outside the Primary component and does not reach "
+        f"{'any member (its reach was not read)' if (reach or {}).get(n) is None else ', '.join(missed) + ' on ' + str(GALERA_PORT)}"
+        for n, missed in cut.items())
     busy = frozenset(n for n in order if (n in major.nodes and not serving(states[n])) or
-                     (n not in losers and unanswered(states.get(n))))
+                     (n not in losers and n not in cut and unanswered(states.get(n))))
     why = (f"repair {', '.join(losers)}: set its Galera state aside ({', '.join(f'{n} at {position(s)}' for n, s in losers.items())}; "
            f"the majority {', '.join(major.nodes)} at {major.last_committed}) and rejoin by full state transfer") if losers else ""
     return Plan("join", major.nodes[0], frozenset(n for n in major.nodes if serving(states[n])), major.size,
-                why=why, busy=busy, repair=frozenset(losers), seen=seen)
+                why=why, busy=busy, repair=frozenset(losers), seen=seen, cut_off=frozenset(cut),
+                cut_why=(f"{cut_why}: cut off, not crashed; left alone, never restarted (it rejoins by itself "
+                         "when the partition heals; if it does not, re-run the deploy then)") if cut else "")
 
 
 def _bootstrap(states, order, limited: frozenset, seen: str, away: frozenset = frozenset()) -> Plan:

@@ -1,4 +1,4 @@
-"""keepalived on every controller: the VIP follows a live HAProxy."""
+"""keepalived on every controller: the VIP follows a live HAProxy and the ability to serve."""
 
 import shlex
 
@@ -21,7 +21,8 @@ AUTH_CHECK = (
 
 @deploy("keepalived")
 def configure():
-    """check_alive.sh, the VRRP password's file (checked with the keepalived.conf in place), then
+    """check_alive.sh, check_serving (keepalived_serve_check; python3, Debian's, as
+    galera-clustercheck), the VRRP password's file (checked with the keepalived.conf in place), then
     keepalived.conf (which includes it), each checked by `keepalived --config-test`; a change
     is a reload (SIGHUP): with nopreempt the VIP stays where it is. After a change the run
     waits (bounded) until a controller answers on the VIP."""

@@ -89,7 +89,7 @@ HTTP_CONNECTIONS = 4  # keep-alive connections of the stale HTTP client; the tab
 MAINT_TIMEOUT = 600  # s one maintenance run (out, back) may take, as tests/lab/test_90_maintenance.py
 # The faults' slugs, in the order they run (and their rows and records are written): --faults
 FAULTS = ("haproxy-stopped", "holder-power-cut", "holder-link-cut", "backend-power-cut",
-          "db-writer-power-cut", "maintenance")
+          "db-writer-power-cut", "maintenance", "holder-cut-one-sided", "writer-cut-off")
 # The kernel's own values of the settings config/defaults.py tunes, and HAProxy as the article
 # configures it: the "untuned" profile (before); "deployed" is the deploy's defaults (after).
 KERNEL_DEFAULTS = {"net.ipv4.tcp_keepalive_time": 7200, "net.ipv4.tcp_keepalive_intvl": 75,
@@ -314,6 +314,15 @@ def _faults() -> list[Fault]:
               lambda: drills.power_cut(first), vip_moves=False),
         Fault("maintenance", f"maintenance of the VIP holder ({first}, also the DB writer): out, then back",
               first, first, lambda: out_and_back(first), bring_back, direct=False, planned=True),
+        # Partitions (README "Partitions"): packet filters inside the node's namespace; this
+        # host (the clients) still reaches it.
+        Fault("holder-cut-one-sided", f"VIP holder cut off one-sided ({last}: its unicast to the others dropped "
+              "both ways, its VRRP adverts still heard)", last, last,
+              lambda: drills.cut_off(last, [n for n in nodes if n != last], vrrp=True),
+              lambda: drills.allow_packets(last), direct=False),
+        Fault("writer-cut-off", f"DB writer cut off from the others ({first}, both ways; VIP on {second})", second, first,
+              lambda: drills.cut_off(first, [n for n in nodes if n != first], vrrp=False),
+              lambda: drills.allow_packets(first), vip_moves=False, direct=False),
     ]
 
 

@@ -67,7 +67,8 @@ def test_without_an_external_vip_haproxy_cfg_and_keepalived_conf_are_those_of_be
     # TLS and the failover timers, see test_tls.py)
     off = {"external_vip": None, "external_vip_interface": None, "external_network": None,
            "keepalived_external_router_id": None}
-    assert files_of(**off)[KEEPALIVED_CONF] == (GOLDEN / "prod-node01-keepalived.conf").read_text()
+    # and before check_serving (keepalived_serve_check False: the configs of before)
+    assert files_of(**off, keepalived_serve_check=False)[KEEPALIVED_CONF] == (GOLDEN / "prod-node01-keepalived.conf").read_text()
     assert files_of(**off, haproxy_tls=False, **BEFORE_FAILOVER)[HAPROXY_CFG] == \
         (GOLDEN / "prod-node01-haproxy.cfg").read_text()
     assert files_of(**off) == files_of()  # the defaults, said out loud, change nothing

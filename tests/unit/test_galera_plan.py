@@ -15,7 +15,7 @@ from facts.galera import GaleraNode, sans_members
 from facts.galera_rules import components, serving, strangers
 from operations.galera import writes_to
 from operations.galera_plan import (GaleraStateError, bootstrap_command, describe, plan, restart_order, restarts,
-                                    with_pending)
+                                    unreached, with_pending)
 
 ORDER = ["node01", "node02", "node03"]
 ADDR = {f"node0{i}": f"10.77.0.1{i}" for i in range(1, 6)}
@@ -30,6 +30,11 @@ def primary(members=ORDER, state="Synced", committed=100, uuid=UUID):
             "wsrep_cluster_size": str(len(members)), "wsrep_last_committed": str(committed),
             "wsrep_cluster_state_uuid": uuid, "grastate_uuid": uuid, "grastate_seqno": "-1",
             "wsrep_incoming_addresses": ",".join(f"{ADDR[m]}:3306" for m in members)}
+
+
+def reach_all(names, status="open"):
+    """What each controller reached before the run: every controller's group port (PeerReach)."""
+    return {n: {ADDR[m]: {4567: status, 25672: status} for m in names} for n in names}
 
 
 def stopped(seqno=90, safe="0", uuid=UUID, recovered=None):
@@ -168,12 +173,13 @@ CASES = [
 @pytest.mark.parametrize("case,states,limited,repair,expected", CASES, ids=[c[0] for c in CASES])
 def test_plan(case, states, limited, repair, expected):
     order = sorted(states) if len(states) > 3 else ORDER
+    reach = reach_all(order)  # every node reaches its peers: the partitions are CUT_CASES
     if isinstance(expected, str):
         with pytest.raises(GaleraStateError) as err:
-            plan(states, order, {n: ADDR[n] for n in order}, limited=limited, repair=repair)
+            plan(states, order, {n: ADDR[n] for n in order}, limited=limited, repair=repair, reach=reach)
         assert re.search(expected, str(err.value)), str(err.value)
         return
-    p = plan(states, order, {n: ADDR[n] for n in order}, limited=limited, repair=repair)
+    p = plan(states, order, {n: ADDR[n] for n in order}, limited=limited, repair=repair, reach=reach)
     for field, want in expected.items():
         got = getattr(p, field)
         assert (set(got) if isinstance(want, set) else got) == want, (field, p)
@@ -235,7 +241,8 @@ def test_galera_node_fact_reads_an_unanswered_query_as_unknown_not_as_a_state():
     fact = GaleraNode().process(["installed=yes", "active=yes", "mysqld=running", "query=failed",
                                  f"grastate_uuid={UUID}", "grastate_seqno=-1", "end=yes"])
     assert fact["query"] == "failed" and "wsrep_cluster_status" not in fact
-    p = plan({"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]), "node03": fact}, ORDER)
+    p = plan({"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2]), "node03": fact}, ORDER, ADDR,
+             reach=reach_all(ORDER))
     assert p.busy == {"node03"}  # waited for, not restarted
 
 
@@ -306,3 +313,73 @@ def test_with_pending_is_unknown_when_either_fact_is():
     assert with_pending(None, {"units": {}}) is None and with_pending(node, None) is None
     assert with_pending(node, {"units": None})["pending"] is False
     assert with_pending(node, {"units": {"mariadb": {"pending": True}}})["pending"] is True
+
+
+# --- partitions: a node running outside the Primary component that does not reach its members --
+
+MAJ = {"node01": primary(ORDER[:2]), "node02": primary(ORDER[:2])}
+
+
+def cut_reach(node="node03", status="none", only=None):
+    """Every node reaches every other, but `node` does not reach `only` (default: its peers)."""
+    reach = reach_all(ORDER)
+    for m in only or [n for n in ORDER if n != node]:
+        reach[node][ADDR[m]] = {4567: status, 25672: status}
+    return reach
+
+
+# (case, states, reach, expected): expected Plan fields; cut_off and joins are the point.
+CUT_CASES = [
+    ("non-Primary, reaches both members: joins (restarted), as a stuck node",
+     {**MAJ, "node03": non_primary()}, reach_all(ORDER), {"cut_off": set(), "busy": set(), "synced": {"node01", "node02"}}),
+    ("non-Primary, reaches neither member: cut off, left alone",
+     {**MAJ, "node03": non_primary()}, cut_reach(), {"cut_off": {"node03"}, "busy": set()}),
+    ("non-Primary, reaches one member only: cut off (not confirmed)",
+     {**MAJ, "node03": non_primary()}, cut_reach(only=["node01"]), {"cut_off": {"node03"}}),
+    ("non-Primary, members refuse 4567 (they answered: reached): joins",
+     {**MAJ, "node03": non_primary()}, cut_reach(status="refused"), {"cut_off": set()}),
+    ("non-Primary, its reach was not read: cut off (never restarted on a guess)",
+     {**MAJ, "node03": non_primary()}, {**reach_all(ORDER), "node03": None}, {"cut_off": {"node03"}}),
+    ("not answering, cut off: left alone, not waited for",
+     {**MAJ, "node03": dict(WAITING, active=True)}, cut_reach(), {"cut_off": {"node03"}, "busy": set()}),
+    ("stopped, cut off: started (a stopped node does not rejoin by itself)",
+     {**MAJ, "node03": stopped()}, cut_reach(), {"cut_off": set(), "synced": {"node01", "node02"}}),
+    ("the writer cut off from the others (it is the minority now): left alone",
+     {"node01": non_primary(), "node02": primary(ORDER[1:]), "node03": primary(ORDER[1:])},
+     cut_reach("node01"), {"cut_off": {"node01"}, "anchor": "node02"}),
+    ("a member that does not reach the cut-off node is no reason to leave it alone",
+     {**MAJ, "node03": non_primary()}, {**reach_all(ORDER), "node01": {ADDR["node03"]: {4567: "none"}}},
+     {"cut_off": set()}),
+]
+
+
+@pytest.mark.parametrize("case,states,reach,expected", CUT_CASES, ids=[c[0] for c in CUT_CASES])
+def test_partition_plan(case, states, reach, expected):
+    p = plan(states, ORDER, {n: ADDR[n] for n in ORDER}, reach=reach)
+    for field, want in expected.items():
+        got = getattr(p, field)
+        assert (set(got) if isinstance(want, set) else got) == want, (field, p)
+    # a cut-off node is neither joined nor restarted; the plan says why, naming what it misses
+    joins = [n for n in ORDER if n != p.anchor and n not in p.synced and n not in p.busy and n not in p.cut_off]
+    assert not set(joins) & p.cut_off
+    assert not restarts(p, states, {n: "new" for n in ORDER}) & p.cut_off
+    if p.cut_off:
+        assert "left alone, never restarted" in p.cut_why and all(n in p.cut_why for n in p.cut_off), p.cut_why
+
+
+def test_unreached_names_the_members_a_node_does_not_reach():
+    members = {"node01", "node02"}
+    assert unreached("node03", non_primary(), members, ADDR, cut_reach()) == ["node01", "node02"]
+    assert unreached("node03", non_primary(), members, ADDR, cut_reach(only=["node02"])) == ["node02"]
+    assert unreached("node03", non_primary(), members, ADDR, reach_all(ORDER)) == []
+    assert unreached("node03", primary(), members, ADDR, cut_reach()) == []  # in a Primary component
+    assert unreached("node03", stopped(), members, ADDR, cut_reach()) == []  # not running
+
+
+def test_peer_reach_fact_reads_open_refused_and_none():
+    from facts.host import PeerReach
+
+    got = PeerReach().process(["R 10.77.0.11 4567 open", "R 10.77.0.12 4567 none", "R 10.77.0.12 25672 refused",
+                               "end=yes"])
+    assert got == {"reach": {"10.77.0.11": {4567: "open"}, "10.77.0.12": {4567: "none", 25672: "refused"}}, "error": None}
+    assert PeerReach().process(["R 10.77.0.11 4567 open"])["error"]  # cut short

@@ -33,7 +33,7 @@ def test_every_table_with_figures_is_checked_or_declared_settings():
     ("| 6.4 s | 1.16 s | 5.5x |", "| 6.40 s | 1.16 s | 5.5x |", ["no-op", "'6.40 s'"]),
     ("| 0.92 ms | 1040 writes/s |", "| 0.92 ms | 1104 writes/s |", ["durability", "'1104 writes/s'"]),
     ("| **0 of 594** |", "| **0 of 593** |", ["failover", "'0 of 593'"]),
-    ("| deployed (mariadb_connect_timeout 500ms) | 0.6 s |", "| deployed | 0.6 s |",
+    ("| deployed (keepalived_serve_check False, mariadb_connect_timeout 500ms) | 0.6 s |", "| deployed | 0.6 s |",
      ["failover", "'profile'", "mariadb_connect_timeout 500ms"]),
     ("took 123 s", "took 120 s", ["first deploy 120 s", "the record says 123 s"]),
 ])
@@ -66,8 +66,9 @@ def test_rows_are_told_apart_by_the_configuration_they_ran_under():
     labels = figures.profile_labels(runs)
     by = {(r["slug"], r["profile"]): labels[i] for i, r in enumerate(runs)}
     assert by[("haproxy-stopped", "anchors")] == "anchors"  # every anchors run had the same settings
-    assert by[("holder-power-cut", "deployed")] == "deployed (mariadb_connect_timeout 1500ms)"
-    assert by[("backend-power-cut", "deployed")] == "deployed (mariadb_connect_timeout 500ms)"
+    assert by[("holder-power-cut", "deployed")] == "deployed (keepalived_serve_check False, mariadb_connect_timeout 1500ms)"
+    assert by[("backend-power-cut", "deployed")] == "deployed (keepalived_serve_check False, mariadb_connect_timeout 500ms)"
+    assert by[("writer-cut-off", "deployed")] == "deployed (keepalived_serve_check True, mariadb_connect_timeout 1500ms)"
     # settings that do not differ are not named
     same = [dict(r, config=runs[1]["config"]) if r["profile"] == "deployed" else r for r in runs]
     assert {figures.profile_labels(same)[i] for i, r in enumerate(same) if r["profile"] == "deployed"} == {"deployed"}

@@ -75,7 +75,7 @@ def test_each_node_gets_its_eighteen_files(prod_render):
         files = {str(p.relative_to(prod_render / node)) for p in (prod_render / node).rglob("*") if p.is_file()}
         assert files == NODE_FILES, node
     assert {p.name for p in prod_render.iterdir()} == set(NODES)
-    assert len(FILES) == 22  # the apt pins file only with package_versions: not in the prod render
+    assert len(FILES) == 23  # the apt pins file only with package_versions: not in the prod render
 
 
 def test_render_returns_the_written_paths(tmp_path):
@@ -284,7 +284,7 @@ def test_deploy_rendering_uses_values_and_mask_restores_placeholders(monkeypatch
     assert report.errors == []
     site = build_site(hosts, group)
     files = managed_files(site, "node01", secrets)
-    assert len(files) == 21
+    assert len(files) == 22
     by_path = {f.path.lstrip("/"): f for f in files}
     assert set(by_path) == NODE_FILES
     for rel, f in by_path.items():

@@ -56,6 +56,7 @@ NODE_FILES = {
     "etc/haproxy/haproxy.cfg",
     "etc/systemd/system/haproxy.service.d/openstack-ha.conf",
     "etc/keepalived/check_alive.sh",
+    "etc/keepalived/check_serving",
     "etc/keepalived/openstack-ha-auth.conf",
     "etc/keepalived/keepalived.conf",
     "etc/sysusers.d/openstack-ha-clustercheck.conf",
