@@ -49,7 +49,7 @@ deploy: venv
 verify: venv
 	$(PYINFRA) -y $(INVENTORY) verify.py
 
-# Maintenance of one controller (README "Maintenance"): make maintenance-out NODE=node02
+# Maintenance of one controller (docs/operations.md "Maintenance"): make maintenance-out NODE=node02
 maintenance-out maintenance-back: venv
 	@test -n "$(NODE)" || { echo "name the controller: make $@ NODE=<controller> INVENTORY=$(INVENTORY)" >&2; exit 2; }
 	$(PY) -m config.preflight $(INVENTORY)

@@ -6,7 +6,7 @@
 
 Reads every controller first and refuses (nothing changed) with a partial picture, a node not
 in the inventory, or when the rest would be fewer than a majority of Galera or RabbitMQ
-members serving. Re-running converges. See operations/maintenance.py and README "Maintenance".
+members serving. Re-running converges. See operations/maintenance.py and docs/operations.md "Maintenance".
 """
 
 from operations import common

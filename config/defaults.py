@@ -35,7 +35,7 @@ DEFAULTS = {
     "keepalived_unicast": False,  # unicast_peer list instead of multicast VRRP
     "keepalived_check_script": "/etc/keepalived/check_alive.sh",
     "keepalived_track_haproxy_unit": True,  # the VIP leaves at once when HAProxy's unit stops or dies
-    # The VIP follows the ability to serve (README "Partitions"): check_serving, tracked like
+    # The VIP follows the ability to serve (docs/failover.md "Partitions"): check_serving, tracked like
     # check_alive (FAULT after `fall` failures), fails on a controller that sees a minority of
     # the controllers (cut off: its peers' database check port does not answer within the peer
     # timeout) or whose HAProxy has no usable server in the database listener (and each of
@@ -61,7 +61,7 @@ DEFAULTS = {
     # `option srvtcpka` in both defaults sections: HAProxy's connections to the controllers
     # use TCP keepalive with the kernel's timers (the `sysctl` below). A request in flight to
     # a controller that lost power then fails after ~19 s instead of `timeout server` (60 s):
-    # measured by make bench-failover (README "Stale connections").
+    # measured by make bench-failover (docs/failover.md "Stale connections").
     "haproxy_server_keepalive": True,
     "haproxy_timeouts": {
         "http-request": "10s",
@@ -167,7 +167,7 @@ DEFAULTS = {
     "sysctl": {
         # lets HAProxy bind the VIP on nodes that do not hold it
         "net.ipv4.ip_nonlocal_bind": 1,
-        # Stale connections (README "Stale connections", figures from make bench-failover):
+        # Stale connections (docs/failover.md "Stale connections", figures from make bench-failover):
         # the OpenStack services on the controllers are the VIP's clients, and a request in
         # flight when the VIP holder dies gets no answer and no reset; PyMySQL and the mysql
         # client turn SO_KEEPALIVE on, so the first probe after tcp_keepalive_time reaches
@@ -182,12 +182,12 @@ DEFAULTS = {
         # value) gives up after ~25 s.
         "net.ipv4.tcp_retries2": 6,
     },
-    # --- maintenance (maintenance.py, README "Maintenance") ---
+    # --- maintenance (maintenance.py, docs/operations.md "Maintenance") ---
     # Seconds the OpenStack API servers of a controller taken out are drained (their open
     # sessions finish, new ones go to the others) before they go to maint and what is left is
     # shut. The database server never drains: maint and its sessions shut at once (one writer).
     "maintenance_drain_seconds": 10,
-    # --- backups (config/backup.py, operations/backup_plan.py; README "Backups (in progress)") ---
+    # --- backups (config/backup.py, operations/backup_plan.py; docs/operations.md "Backups (in progress)") ---
     # Off by default: with it off the deploy does what it did before. What exists so far is
     # the plan, the manifest and the script's template; the timer is not installed yet.
     "backup_enabled": False,
@@ -209,7 +209,7 @@ DEFAULTS = {
     # A backup starts only when the free space of backup_dir holds the last full's size (the
     # datadir's before the first) plus this margin.
     "backup_space_margin_percent": 50,
-    # --- package versions (README "Upgrades"; operations/upgrade_plan.py) ---
+    # --- package versions (docs/operations.md "Upgrades"; operations/upgrade_plan.py) ---
     # {Debian package: exact Debian version} for the packages the deploy installs
     # (config/packages.py), e.g. {"mariadb-server": "1:10.11.19-0+deb12u1"}. A package not
     # listed gets apt's candidate when it is installed, and is never upgraded (as before). A
@@ -266,13 +266,13 @@ DEFAULTS = {
     "secrets_file": None,
 }
 
-# The failover timers of before (README "Failover"): what kolla-ansible and openstack-ansible
+# The failover timers of before (docs/failover.md "Failover"): what kolla-ansible and openstack-ansible
 # ship and this project had, each a DEFAULTS key. Data, not defaults: with them (and no TLS) the
 # deploy renders the haproxy.cfg of before (tests/unit/test_tls.py), and make bench-failover runs
 # its "anchors" profile with them, beside the defaults.
 FAILOVER_ANCHORS = {
     "keepalived_track_haproxy_unit": False,
-    "keepalived_serve_check": False,  # the VIP followed HAProxy alone (README "Partitions")
+    "keepalived_serve_check": False,  # the VIP followed HAProxy alone (docs/failover.md "Partitions")
     "haproxy_timeouts": {"connect": "10s"},  # merged key by key into the defaults' timeouts
     "haproxy_retry_on": "",
     "haproxy_redispatch": -1,

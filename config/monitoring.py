@@ -148,10 +148,11 @@ def alerts(site: Site) -> list[Alert]:
               "Every backend of the listener is down: check the service on every controller (make verify shows which)."),
         Alert("GaleraClusterSizeBelowInventory", f"mysql_global_status_wsrep_cluster_size < {n}", "1m", "critical",
               f"Galera on {{{{ $labels.node }}}} sees {{{{ $value }}}} of the {n} nodes",
-              "A database node left the cluster: start mariadb on it, or see docs on re-joining (README Galera)."),
+              "A database node left the cluster: start mariadb on it, or see docs/operations.md (Partial runs)."),
         Alert("GaleraNotPrimary", "mysql_global_status_wsrep_cluster_status != 1", "30s", "critical",
               "Galera on {{ $labels.node }} is not in the Primary component",
-              "The node lost quorum and refuses writes: restore the network to the others; bootstrap only as the README says."),
+              "The node lost quorum and refuses writes: restore the network to the others; bootstrap only as "
+              "docs/operations.md (Recovery from a full outage) says."),
         Alert("GaleraNotSynced",
               "mysql_global_status_wsrep_local_state != 4 and mysql_global_status_wsrep_local_state != 2", "5m", "warning",
               "Galera on {{ $labels.node }} is in state {{ $value }}, not Synced",

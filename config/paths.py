@@ -28,7 +28,7 @@ GALERA_SST_CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera-sst.cnf"
 # once. After a reboot it still says 1 (written at shutdown) until HAProxy runs again.
 HAPROXY_UNIT_DROPIN = "/etc/systemd/system/haproxy.service.d/openstack-ha.conf"
 HAPROXY_DOWN_FILE = "/var/lib/openstack-ha/haproxy-down"
-# Maintenance (README "Maintenance"): 1 here takes this controller out (keepalived tracks it
+# Maintenance (docs/operations.md "Maintenance"): 1 here takes this controller out (keepalived tracks it
 # like HAPROXY_DOWN_FILE: FAULT while it says 1, so the VIP leaves and stays away, also after a
 # reboot); the deploy, the report and `maintenance.py` read it. Same directory, for the same reason.
 MAINTENANCE_FILE = "/var/lib/openstack-ha/maintenance"

@@ -129,7 +129,7 @@ class Site:
         for c in self.controllers:
             line = f"server {c.name} {c.address}:{port} {check}"
             if svc.active_backup:
-                # One writer (README, "Why the database has one writer"): tcp mode has no
+                # One writer (docs/design.md, "Why the database has one writer"): tcp mode has no
                 # cookies, so sessions stay where they were opened. When the first server
                 # comes back, close the sessions still open on a backup; when a server is
                 # marked down (no longer Synced), close its own: every client reconnects to

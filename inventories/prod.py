@@ -8,7 +8,7 @@ Shape (inventories/lab.py has the same one): `controllers = (hosts, group_data)`
   hosts:      (name, host data) per controller; the name is the node's hostname.
   group_data: the site's data; every key not given here takes its default from
               config/defaults.py. A site changes data, never a template.
-Secrets are not in this file: they come from `secrets_file` (untracked, see README) or from
+Secrets are not in this file: they come from `secrets_file` (untracked, see docs/configuration.md "Secrets") or from
 HA_SECRET_<NAME> environment variables.
 """
 

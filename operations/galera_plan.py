@@ -186,7 +186,7 @@ def _bootstrap(states, order, limited: frozenset, seen: str, away: frozenset = f
                 f"this run is limited to {', '.join(n for n in order if n not in limited)}")
         todo = ("run the deploy without --limit" if not missing else
                 f"bring {', '.join(missing)} back and re-run the deploy; if it is lost for good, recover by hand "
-                "(README: Recovery from a full outage) or remove it from the inventory")
+                "(docs/operations.md: Recovery from a full outage) or remove it from the inventory")
         raise GaleraStateError(
             f"no Primary component seen and {what}: not bootstrapping (a Primary component may run where this "
             f"run cannot see, or the most advanced node may be missing). Seen: {seen}. To go on: {todo}."

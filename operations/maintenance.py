@@ -1,4 +1,4 @@
-"""Maintenance of one controller (README "Maintenance"): the command's operations, and what the
+"""Maintenance of one controller (docs/operations.md "Maintenance"): the command's operations, and what the
 deploy needs to keep a controller in maintenance out.
 
     pyinfra -y inventories/prod.py maintenance.py --data node=node02 --data action=out

@@ -1,4 +1,4 @@
-"""Which controllers are in maintenance, as the deploy reads it (README "Maintenance"): every
+"""Which controllers are in maintenance, as the deploy reads it (docs/operations.md "Maintenance"): every
 controller's marker (config/paths.py MAINTENANCE_FILE), read once before the run.
 
 Its own module so that the components that keep a controller in maintenance out (Galera,

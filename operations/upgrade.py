@@ -6,7 +6,7 @@ before). The plan (operations/upgrade_plan.py) is taken once from every controll
 installed and offered versions; a refusal (a downgrade, a jump over a MariaDB major or a
 RabbitMQ minor, a version apt does not offer) ends the run before any change. The planned
 upgrades are shown in --dry and the blast radius; the rolling upgrade itself (drain, stop,
-upgrade, start, rejoin, per turn) is not applied yet (README "Upgrades").
+upgrade, start, rejoin, per turn) is not applied yet (docs/operations.md "Upgrades").
 
 Until it is, mind what the preferences file does on a controller still behind its pin: apt's
 candidate there is the pinned version, so a hand-run `apt-get upgrade`, or unattended-upgrades
@@ -28,7 +28,7 @@ from operations.galera import vip_holders
 from operations.steps import install_files
 from operations.upgrade_plan import RABBITMQ, UpgradePlan, UpgradeRefused, plan
 
-NOT_YET = "the upgrade is planned, not applied by this deploy yet: README \"Upgrades\""
+NOT_YET = "the upgrade is planned, not applied by this deploy yet: docs/operations.md \"Upgrades\""
 
 
 def pinned() -> tuple[str, ...]:

@@ -29,7 +29,7 @@ MARIADB = ("mariadb-server", "mariadb-client", "mariadb-backup")
 RABBITMQ = "rabbitmq-server"
 # The last minor of each RabbitMQ major: only from it to the next major's .0.
 RABBITMQ_LAST_MINOR = {3: 13}
-FULL_STOP = "README \"Upgrades\": the full-stop path"
+FULL_STOP = "docs/operations.md \"Upgrades\": the full-stop path"
 
 
 @dataclass(frozen=True)

@@ -314,7 +314,7 @@ def _faults() -> list[Fault]:
               lambda: drills.power_cut(first), vip_moves=False),
         Fault("maintenance", f"maintenance of the VIP holder ({first}, also the DB writer): out, then back",
               first, first, lambda: out_and_back(first), bring_back, direct=False, planned=True),
-        # Partitions (README "Partitions"): packet filters inside the node's namespace; this
+        # Partitions (docs/failover.md "Partitions"): packet filters inside the node's namespace; this
         # host (the clients) still reaches it.
         Fault("holder-cut-one-sided", f"VIP holder cut off one-sided ({last}: its unicast to the others dropped "
               "both ways, its VRRP adverts still heard)", last, last,
@@ -497,7 +497,7 @@ def profile_data(name: str, base: dict) -> dict:
 
 
 def run_config(data: dict) -> dict:
-    """What a run ran under, kept in its record (figures["config"]; the README's rows are
+    """What a run ran under, kept in its record (figures["config"]; docs/failover.md's rows are
     told apart by it): the failover settings and the stale clients' kernel settings as
     deployed (`data` over the defaults), and the bench's own bounds."""
     def value(key):

@@ -1,6 +1,9 @@
-"""The README's figure tables, from the records the benches wrote and the repository keeps.
+"""The documentation's figure tables, from the records the benches wrote and the repository keeps.
 
-Every measured figure in README.md comes from a record under docs/ (tests/bench/records.py):
+The figure tables live in docs/failover.md (failover, stale connections, durability) and
+docs/design.md (the no-op deploy, the first deploy's figures); PAGES are every page read, the
+README and the docs/ pages that came from it, so a figure table without a record is caught in
+any of them. Every measured figure there comes from a record under docs/ (tests/bench/records.py):
 the failover and stale-connection tables from docs/bench-failover/records.json (each run's
 configuration in its figures["config"], or, for the runs recorded before the bench kept it,
 in docs/bench-failover/configs.json, recovered from git); the no-op table and the first-deploy
@@ -10,15 +13,16 @@ a profile whose runs differ in a setting names it in its rows ("deployed
 (mariadb_connect_timeout 500ms)").
 
     python -m tests.bench.figures            # the tables as the records give them
-    python -m tests.bench.figures --write    # README.md's tables rewritten from the records
+    python -m tests.bench.figures --write    # the pages' tables rewritten from the records
 
-tests/unit/test_readme_figures.py compares README.md with these. No lab here: pure, and
+tests/unit/test_readme_figures.py compares the pages with these. No lab here: pure, and
 imported by the unit tier.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -27,11 +31,19 @@ from pathlib import Path
 from tests.bench import records
 
 ROOT = records.ROOT
-README = ROOT / "README.md"
 FAILOVER_DIR = records.DOCS / "bench-failover"
+# The pages read, relative to ROOT: the README and the docs/ pages its sections moved to. The
+# figure tables are in docs/failover.md and docs/design.md; a table may move to any of these.
+PAGES = ("README.md", "docs/configuration.md", "docs/operations.md", "docs/security.md", "docs/design.md",
+         "docs/failover.md", "docs/lab.md")
 
 
-# --- the README's tables -------------------------------------------------------------------
+def read_pages() -> dict[str, str]:
+    """{page: text} of PAGES."""
+    return {page: (ROOT / page).read_text() for page in PAGES}
+
+
+# --- the pages' tables ---------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -135,7 +147,9 @@ FAILOVER_HEADER = ("fault", "profile", "VIP moved", "API GETs failed", "API p50 
                    "writes failed", "timeline")
 
 
-def failover_rows(runs: list[dict]) -> list[tuple[str, ...]]:
+def failover_rows(runs: list[dict], page: str = "docs/failover.md") -> list[tuple[str, ...]]:
+    """The rows, each fault's timeline linked relative to the `page` (ROOT-relative) holding them."""
+    base = Path(os.path.relpath(FAILOVER_DIR, (ROOT / page).parent)).as_posix()
     labels, rows, seen = profile_labels(runs), [], set()
     for i, r in enumerate(runs):
         first = r["slug"] not in seen
@@ -144,7 +158,7 @@ def failover_rows(runs: list[dict]) -> list[tuple[str, ...]]:
                      f"{r['http_failed']} of {r['http_total']}",
                      f"{r['api_p50'] * 1000:.0f} / {r['api_p99'] * 1000:.0f} ms", seconds(r["db_outage"]),
                      f"{r['db_failed']} of {r['db_total']}",
-                     f"[{r['slug']}.svg](docs/bench-failover/{r['slug']}.svg)" if first else ""))
+                     f"[{r['slug']}.svg]({base}/{r['slug']}.svg)" if first else ""))
     return rows
 
 
@@ -221,21 +235,22 @@ def lifecycle(runs: list[dict]) -> tuple[str, str]:
 # --- all of them ----------------------------------------------------------------------------
 
 
-def expected() -> list[tuple[tuple[str, ...], list[tuple[str, ...]]]]:
-    """[(header, rows)] of every figure table the README holds, from the records."""
-    return [(header, rows) for _, header, rows in named()]
+def expected(page: str = "docs/failover.md") -> list[tuple[tuple[str, ...], list[tuple[str, ...]]]]:
+    """[(header, rows)] of every figure table the pages hold, from the records, as written in
+    `page` (its links relative to it)."""
+    return [(header, rows) for _, header, rows in named(page)]
 
 
-def named() -> list[tuple[str, tuple[str, ...], list[tuple[str, ...]]]]:
+def named(page: str = "docs/failover.md") -> list[tuple[str, tuple[str, ...], list[tuple[str, ...]]]]:
     """[(name, header, rows)]: expected(), each table with the name its problems use."""
     runs = failover_runs()
     deploy, durability = records.load("deploy"), records.load("durability")
-    return [("failover", FAILOVER_HEADER, failover_rows(runs)), ("stale connections", stale_header(runs), stale_rows(runs)),
+    return [("failover", FAILOVER_HEADER, failover_rows(runs, page)), ("stale connections", stale_header(runs), stale_rows(runs)),
             ("no-op", NOOP_HEADER, noop_rows(deploy)),
             ("durability", durability_header(durability), durability_rows(durability))]
 
 
-# Tables of the README that hold settings or facts, not measurements: never from a record.
+# Tables of the pages that hold settings or facts, not measurements: never from a record.
 NOT_FIGURES = {
     ("listener", "address:port", "who may reach it", "protection"): "what listens where (the design)",
     ("account", "where from", "privileges"): "the accounts the deploy makes",
@@ -246,42 +261,51 @@ NOT_FIGURES = {
 MEASURED = re.compile(r"\b\d+(\.\d+)?\s?(ms|s|x|writes/s|%)(\b|$)")
 
 
-def problems(text: str) -> list[str]:
-    """Where README `text` and the records disagree, one line each ([] when they agree)."""
-    found = {t.header: t for t in tables(text)}
+def problems(pages: dict[str, str]) -> list[str]:
+    """Where the `pages` ({page: text}, read_pages()) and the records disagree, one line each ([]
+    when they agree). Each figure table must be in some page; every copy of one is checked."""
     out = []
-    for name, header, rows in named():
-        t = found.get(header)
-        if t is None:
-            out.append(f"README: no {name} table with the header | {' | '.join(header)} | (the records give {len(rows)} rows)")
-            continue
-        got = [tuple(c.replace("**", "") for c in r) for r in t.rows]
-        for n, (g, w) in enumerate(zip(got, rows), 1):
-            for col, a, b in zip(header, g, w):
-                if a != b:
-                    out.append(f"README line {t.start + 2 + n}: {name} table, row {n}, {col!r}: {a!r}, the record says {b!r}")
-        if len(got) != len(rows):
-            out.append(f"README: the {name} table has {len(got)} rows, the records give {len(rows)}")
+    found = {page: tables(text) for page, text in pages.items()}
+    for name, header, _ in named():
+        if not any(t.header == header for ts in found.values() for t in ts):
+            out.append(f"{', '.join(pages)}: no {name} table with the header | {' | '.join(header)} |")
+    for page, ts in found.items():
+        want = {header: (name, rows) for name, header, rows in named(page)}
+        for t in ts:
+            if t.header not in want:
+                continue
+            name, rows = want[t.header]
+            got = [tuple(c.replace("**", "") for c in r) for r in t.rows]
+            for n, (g, w) in enumerate(zip(got, rows), 1):
+                for col, a, b in zip(t.header, g, w):
+                    if a != b:
+                        out.append(f"{page} line {t.start + 2 + n}: {name} table, row {n}, {col!r}: {a!r}, the record says {b!r}")
+            if len(got) != len(rows):
+                out.append(f"{page}: the {name} table has {len(got)} rows, the records give {len(rows)}")
     known = {h for h, _ in expected()} | set(NOT_FIGURES)
-    for t in tables(text):
-        if t.header not in known and any(MEASURED.search(c) for r in t.rows for c in r):
-            out.append(f"README line {t.start + 1}: table | {' | '.join(t.header)} | holds figures no record gives: add its "
-                       "records (tests/bench/records.py) and its rows to tests/bench/figures.py, or to NOT_FIGURES if "
-                       "they are settings, not measurements")
-    m = LIFECYCLE.search(text)
+    for page, ts in found.items():
+        for t in ts:
+            if t.header not in known and any(MEASURED.search(c) for r in t.rows for c in r):
+                out.append(f"{page} line {t.start + 1}: table | {' | '.join(t.header)} | holds figures no record gives: add "
+                           "its records (tests/bench/records.py) and its rows to tests/bench/figures.py, or to NOT_FIGURES if "
+                           "they are settings, not measurements")
     want = lifecycle(records.load("deploy"))
-    if m is None:
-        out.append("README: the first deploy's figures (\"first deploy onto fresh nodes took N s ...\") are gone")
-    elif m.groups() != want:
-        out.append(f"README: first deploy {m.group(1)} s, adding two nodes {m.group(2)} s; the record says {want[0]} s, {want[1]} s")
+    said = [(page, m) for page, text in pages.items() for m in LIFECYCLE.finditer(text)]
+    if not said:
+        out.append(f"{', '.join(pages)}: the first deploy's figures (\"first deploy onto fresh nodes took N s ...\") are gone")
+    for page, m in said:
+        if m.groups() != want:
+            out.append(f"{page}: first deploy {m.group(1)} s, adding two nodes {m.group(2)} s; the record says {want[0]} s, "
+                       f"{want[1]} s")
     return out
 
 
-def write(text: str) -> str:
-    """`text` with its figure tables rewritten from the records (the bold of a cell kept)."""
+def write(text: str, page: str = "docs/failover.md") -> str:
+    """`text`, the page `page`, with its figure tables rewritten from the records (the bold of a
+    cell kept)."""
     lines = text.splitlines()
     found = {t.header: t for t in tables(text)}
-    for header, rows in sorted(expected(), key=lambda e: -found[e[0]].start if e[0] in found else 0):
+    for header, rows in sorted(expected(page), key=lambda e: -found[e[0]].start if e[0] in found else 0):
         t = found.get(header)
         if t is None:
             continue
@@ -295,11 +319,14 @@ def write(text: str) -> str:
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if "--write" in argv:
-        README.write_text(write(README.read_text()))
+        for page, text in read_pages().items():
+            new = write(text, page)
+            if new != text:
+                (ROOT / page).write_text(new)
     else:
         for header, rows in expected():
             print("\n".join(markdown(header, rows)) + "\n")
-    left = problems(README.read_text())
+    left = problems(read_pages())
     for p in left:
         print(p, file=sys.stderr)
     return 1 if left else 0

@@ -1,15 +1,15 @@
-"""The records a bench keeps in the repository, beside the README's figures.
+"""The records a bench keeps in the repository, beside the documentation's figures.
 
 A record file is docs/bench-<name>/records.json, a JSON list of runs, oldest first:
 
     {"at": "2026-11-27 06:14 UTC", "commit": "<sha of the code measured>",
      "source": "bench" | "recorded from commit <sha>'s message, not re-run: '<its words>'",
-     "label": "<what the run measured, as the README's row names it>",
+     "label": "<what the run measured, as the documentation's row names it>",
      "config": {<the settings it ran under>}, "figures": {<what it measured>}}
 
 The failover bench keeps its own richer file (docs/bench-failover/records.json, every request);
 its runs carry their configuration in figures["config"]. tests/bench/figures.py turns the
-records into the README's tables; tests/unit/test_readme_figures.py checks them. No lab here:
+records into the tables of docs/failover.md and docs/design.md; tests/unit/test_readme_figures.py checks them. No lab here:
 this module is imported by the unit tier.
 """
 

@@ -115,7 +115,7 @@ def test_scenario_1_vip_holder_down(healthy):
 
 def wait_last_resort(node: str, timeout: float = 60) -> float:
     """Seconds until `node`, alone (its peers down), holds the VIP as check_serving's last
-    resort (README "Partitions"): a node that sees a minority gives the VIP up (it cannot tell
+    resort (docs/failover.md "Partitions"): a node that sees a minority gives the VIP up (it cannot tell
     dead peers from a cut), and takes it again when no other controller answered on the VIP for
     keepalived_serve_last_resort seconds."""
     def probe():

@@ -207,7 +207,7 @@ def test_writer_cut_off_from_the_others_reachable_from_clients(healthy):
 
 
 def test_whole_cluster_down_the_vip_stays_where_it_is(healthy):
-    """README "Partitions": every mariadb stopped, the network whole: no controller can serve,
+    """docs/failover.md "Partitions": every mariadb stopped, the network whole: no controller can serve,
     so none gives the VIP up; it stays on its holder, no flapping."""
     holder = drills.holder()
     assert holder

@@ -1,4 +1,4 @@
-"""Maintenance of a controller on the running lab (README "Maintenance"), under steady HTTP
+"""Maintenance of a controller on the running lab (docs/operations.md "Maintenance"), under steady HTTP
 and database load through the VIP.
 
 node01 is taken: the VIP holder (placed there first) and the database writer by order, the

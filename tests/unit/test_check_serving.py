@@ -1,4 +1,4 @@
-"""keepalived's check_serving (README "Partitions"), offline: the rendered script imported here,
+"""keepalived's check_serving (docs/failover.md "Partitions"), offline: the rendered script imported here,
 its decision as a table, its reading of HAProxy's `show stat` from a capture, its peer probe
 against sockets on 127.0.0.1."""
 

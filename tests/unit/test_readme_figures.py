@@ -1,6 +1,7 @@
-"""Every figure of the README's tables is the figure of a record the repository keeps
-(tests/bench/figures.py reads them: docs/bench-failover/, docs/bench-deploy/,
-docs/bench-durability/), under the configuration that record ran with."""
+"""Every figure of the documentation's tables (docs/failover.md, docs/design.md: the pages of
+tests/bench/figures.py PAGES, the README among them) is the figure of a record the repository
+keeps (figures.py reads them: docs/bench-failover/, docs/bench-deploy/, docs/bench-durability/),
+under the configuration that record ran with."""
 
 from __future__ import annotations
 
@@ -11,20 +12,36 @@ import pytest
 
 from tests.bench import failover, figures, records
 
-README = figures.README.read_text()
+PAGES = figures.read_pages()
 
 
-def test_the_readme_tables_are_the_records():
-    assert figures.problems(README) == []
+def planted(old: str, new: str) -> dict[str, str]:
+    """PAGES with the one occurrence of `old` (in whichever page holds it) replaced by `new`."""
+    where = [page for page, text in PAGES.items() if old in text]
+    assert len(where) == 1 and PAGES[where[0]].count(old) == 1, (old, where)
+    return {**PAGES, where[0]: PAGES[where[0]].replace(old, new)}
+
+
+def test_the_tables_are_the_records():
+    assert figures.problems(PAGES) == []
+
+
+def test_the_figure_tables_are_in_the_docs_not_the_readme():
+    headers = {h for h, _ in figures.expected()}
+    assert not [t for t in figures.tables(PAGES["README.md"]) if t.header in headers]
+    found = {t.header for t in figures.tables(PAGES["docs/failover.md"]) + figures.tables(PAGES["docs/design.md"])}
+    assert headers <= found
+    assert figures.LIFECYCLE.search(PAGES["docs/design.md"])
 
 
 def test_every_table_with_figures_is_checked_or_declared_settings():
     checked = {h for h, _ in figures.expected()}
-    for t in figures.tables(README):
-        measured = any(figures.MEASURED.search(c) for r in t.rows for c in r)
-        assert t.header in checked or t.header in figures.NOT_FIGURES or not measured, t.header
-    # the four figure tables are all in the README, each with at least two rows
-    found = {t.header: t for t in figures.tables(README)}
+    for text in PAGES.values():
+        for t in figures.tables(text):
+            measured = any(figures.MEASURED.search(c) for r in t.rows for c in r)
+            assert t.header in checked or t.header in figures.NOT_FIGURES or not measured, t.header
+    # the four figure tables are all in the pages, each with at least two rows
+    found = {t.header: t for text in PAGES.values() for t in figures.tables(text)}
     assert all(h in found and len(found[h].rows) >= 2 for h in checked)
 
 
@@ -38,19 +55,38 @@ def test_every_table_with_figures_is_checked_or_declared_settings():
     ("took 123 s", "took 120 s", ["first deploy 120 s", "the record says 123 s"]),
 ])
 def test_a_figure_the_records_do_not_give_is_caught(old, new, words):
-    assert README.count(old) == 1, old
-    text = README.replace(old, new)
-    found = "\n".join(figures.problems(text))
+    found = "\n".join(figures.problems(planted(old, new)))
     for w in words:
         assert w in found, found
 
 
 def test_a_row_or_a_table_without_its_record_is_caught():
     row = "| 2 | 0.70 ms | 1288 writes/s | 2306 writes/s |"
-    extra = README.replace(row, row + "\n| 0 | 0.50 ms | 1900 writes/s | 3000 writes/s |")
-    assert any("durability table has 3 rows, the records give 2" in p for p in figures.problems(extra))
+    extra = planted(row, row + "\n| 0 | 0.50 ms | 1900 writes/s | 3000 writes/s |")
+    assert any("docs/failover.md: the durability table has 3 rows, the records give 2" in p
+               for p in figures.problems(extra))
     table = "\n\n| drill | took |\n|---|---|\n| partition | 4.2 s |\n"
-    assert any("| drill | took |" in p and "no record" in p for p in figures.problems(README + table))
+    for page in ("README.md", "docs/operations.md"):  # in any page, the README too
+        found = figures.problems({**PAGES, page: PAGES[page] + table})
+        assert any(p.startswith(page) and "| drill | took |" in p and "no record" in p for p in found), found
+
+
+def test_a_figure_table_gone_or_moved_is_followed():
+    # gone from every page: caught
+    header = "| fault | profile | keep-alive HTTP"
+    text = PAGES["docs/failover.md"]
+    gone = {**PAGES, "docs/failover.md": text.replace(header, "| fault | profile | kept-alive HTTP", 1)}
+    assert any("no stale connections table" in p for p in figures.problems(gone))
+    # moved to another page: checked there, its timeline links relative to that page
+    start = text.index("| fault | profile | VIP moved |")
+    end = text.index("\n\n", start)
+    table = text[start:end]
+    moved = {**PAGES, "docs/failover.md": text[:start] + text[end:], "README.md": PAGES["README.md"] + "\n" + table + "\n"}
+    found = figures.problems(moved)
+    assert any(p.startswith("README.md line") and "'timeline'" in p and "docs/bench-failover/haproxy-stopped.svg" in p
+               for p in found), found
+    fixed = {**moved, "README.md": figures.write(moved["README.md"], "README.md")}
+    assert figures.problems(fixed) == []
 
 
 def test_a_record_changed_is_caught(monkeypatch):
@@ -58,7 +94,8 @@ def test_a_record_changed_is_caught(monkeypatch):
     changed = copy.deepcopy(runs)
     changed[3]["db_outage"] = 19.0  # holder power cut, deployed: 3.7 s recorded
     monkeypatch.setattr(figures, "failover_runs", lambda: changed)
-    assert any("failed-write window" in p and "'19.0 s'" in p for p in figures.problems(README))
+    assert any(p.startswith("docs/failover.md line") and "failed-write window" in p and "'19.0 s'" in p
+               for p in figures.problems(PAGES))
 
 
 def test_rows_are_told_apart_by_the_configuration_they_ran_under():

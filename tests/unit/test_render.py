@@ -95,7 +95,7 @@ def test_global_and_first_defaults_as_in_the_article(node01_cfg):
         assert g.has(line), line
     assert any(v.startswith("socket ") for v in g.values("stats"))
     d = node01_cfg[1]
-    # Failover (README "Failover"): every retry to another server, and a request sent again
+    # Failover (docs/failover.md "Failover"): every retry to another server, and a request sent again
     # after a failed connection or an empty response (the article: redispatch on the last);
     # a connection not made in 500 ms is a failed one (the article: 10 s).
     assert d.has("option redispatch 1") and d.has("retry-on conn-failure empty-response")
@@ -158,7 +158,7 @@ def test_no_listener_beyond_the_article(node01_cfg):
 def test_mariadb_listener_as_in_the_article(node01_cfg):
     # The article's listener, with the Galera-aware HTTP check (the default) instead of its
     # mysql-check (kept as a variant: test_binaries.test_variant_mariadb_mysql_check), and
-    # one writer kept when a server comes back or goes down (README, "one writer").
+    # one writer kept when a server comes back or goes down (docs/design.md, "Why the database has one writer").
     sec = listens(node01_cfg)["mariadb"]
     assert sec.values("bind") == [f"{VIP}:3306"]
     assert sec.values("mode") == ["tcp"]
