@@ -478,7 +478,7 @@ def _check_package_versions(pins: dict, firewall: bool, err) -> None:
                 f"remove it from package_versions, or name one of {', '.join(INSTALLED)}")
         elif name not in installed(firewall):
             err(GROUP, f"package_versions.{name}", f"{name} is installed only with the host firewall, and firewall is False",
-                f"remove it from package_versions, or set firewall True")
+                "remove it from package_versions, or set firewall True")
     for source in SAME_SOURCE:
         pinned = {name: pins[name] for name in source if name in pins}
         if pinned and (len(set(pinned.values())) > 1 or len(pinned) < len(source)):

@@ -49,7 +49,7 @@ class Listener:
     external_binds: tuple[str, ...] = ()
     # An admin listener: the only sources HAProxy accepts (admin_networks, the controllers).
     allow_from: tuple[str, ...] = ()
-    http_response: tuple[str, ...] = ()  # `http-response ...` rules (HSTS on an HTTPS listener)
+    http_after_response: tuple[str, ...] = ()  # `http-after-response ...` rules (HSTS on an HTTPS listener: also on HAProxy's own answers, a 503 included)
 
 
 def hsts(max_age: int) -> str:
@@ -157,7 +157,7 @@ class Site:
             redirect_bind=redirect_bind,
             external_binds=self._external_binds(svc),
             allow_from=self.admin_sources() if svc.admin else (),
-            http_response=(hsts(d["haproxy_hsts_max_age"]),) if self._tls(svc) and d["haproxy_hsts_max_age"] else (),
+            http_after_response=(hsts(d["haproxy_hsts_max_age"]),) if self._tls(svc) and d["haproxy_hsts_max_age"] else (),
         )
 
     def _front(self, svc: Service) -> tuple[str, str | None, tuple[str, ...]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from dataclasses import dataclass
 
 from pyinfra.api import FactBase
 

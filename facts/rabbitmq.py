@@ -138,7 +138,7 @@ while at < len(text):
                     user.pop("password_hash", None)
             line = json.dumps(data) + "\\n"
             end = text.find("\\n", end) + 1 or len(text)
-    if "password_hash" in line:
+    if '"password_hash"' in line:  # the key; its algorithm's name (rabbit_password_hashing_sha256) is no hash
         line = "(a line of a cut answer, not shown: it held a password hash)\\n"
     sys.stdout.write(line)
     at = end

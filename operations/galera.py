@@ -69,6 +69,16 @@ def cluster_plan() -> Plan:
 
 # --- a whole-site recovery: the bootstrap node chosen once the waiting servers stopped ---
 
+# Checked again on the host: only a server whose unit is still starting (waiting for a Primary
+# component) is stopped; an active one (a Primary formed meanwhile, or a loaded server) is not,
+# and the run stops; stopped or failed, there is nothing to stop.
+STOP_WAITING = (
+    'st=$(systemctl show -p ActiveState --value mariadb); '
+    'if [ "$st" = activating ]; then timeout 300 systemctl stop mariadb || { ' + unit_log("mariadb") + '; exit 1; }; '
+    'elif [ "$st" = active ]; then echo "$(hostname): mariadb is active, not waiting for a Primary component: '
+    'not stopped; re-run the deploy (it plans again from what it reads then)" >&2; exit 1; fi'
+)
+
 def live_galera_states() -> dict:
     """Every controller's GaleraNode (with galera_recovery where mariadbd is stopped without a
     seqno), read now, in parallel; None where it could not be read."""
@@ -319,7 +329,7 @@ def configure():
     # every position (recovery_plan) and the most advanced bootstraps; the others join after.
     announce(recover and me in p.stop, f"{p.why}; the database accounts are left to the next deploy")
     turn(name="galera: stop servers waiting for a Primary component (whole-site recovery)",
-         commands=[f"timeout 300 systemctl stop mariadb || {{ {unit_log('mariadb')}; exit 1; }}"], run=recover and me in p.stop)
+         commands=[STOP_WAITING], run=recover and me in p.stop)
     if recover:
         recovery_bootstrap(name="galera: bootstrap the most advanced (whole-site recovery)")
     else:

@@ -217,7 +217,10 @@ def _bootstrap(states, order, limited: frozenset, seen: str, away: frozenset = f
         anchor = max(with_state, key=lambda n: (positions[n], n not in away, n in safe, -order.index(n)))
         return Plan("bootstrap", anchor, frozenset(), position=(uuid, positions[anchor]), seen=seen,
                     why=f"bootstrap Galera from {anchor}, the most advanced node after a full outage (last committed: {told})")
-    waiting = [n for n in with_state if positions[n] is None and states[n].get("mysqld") == "running"]
+    # Waiting: mariadbd runs while its unit is still starting (systemd: activating). A server
+    # whose unit is active and does not answer is loaded or hung, not waiting: never stopped here.
+    waiting = [n for n in with_state if positions[n] is None and states[n].get("mysqld") == "running"
+               and states[n].get("active") is False]
     unread = [n for n in with_state if positions[n] is None and n not in waiting]
     if waiting and not unread:
         # mariadbd started without a Primary component to join waits, answering no query, its

@@ -10,9 +10,9 @@ from config.packages import PACKAGES
 from config.tls import host_validation
 
 from operations.before import unit_state
-from operations.common import announce, files_of, one_at_a_time, shell, site, turn
+from operations.common import announce, files_of, one_at_a_time, shell, site, turn, unit_log
 from operations.maintenance import reapply
-from operations.steps import clear_pending, install_files, mark_pending, packages, service
+from operations.steps import clear_pending, install_files, mark_pending, packages, pending, service
 
 
 def validation() -> dict:
@@ -40,6 +40,10 @@ def configure():
     stops or dies (HAPROXY_DOWN_FILE) and puts the servers of controllers in maintenance in
     maint at every start; the deploy does after a reload (operations/maintenance.py reapply())."""
     packages(name="haproxy: packages", names=list(PACKAGES["haproxy"]))
+    # A change an earlier run wrote and did not apply (interrupted, or a peer failed first): it
+    # may have been the drop-in, whose new command line only a restart takes (a reload re-runs
+    # the old one and its new worker cannot load the new config): restarted, to be sure.
+    left = pending("haproxy")
     reload = mark_pending("haproxy", "haproxy")
     validate = validation()
     if site()["haproxy_tls"]:
@@ -52,11 +56,15 @@ def configure():
           [f"install -d {os.path.dirname(HAPROXY_DOWN_FILE)}", "systemctl daemon-reload"], when=dropin.will_change)
     started = unit_state("haproxy").get("active") != "active"
     # A running HAProxy whose drop-in changed: restarted (a start reads the new one anyway).
-    restart = dropin.will_change and not started
-    announce(reload or restart, "restart haproxy (its unit changed; one controller at a time)" if restart else "reload haproxy")
-    service(name="haproxy: running", unit="haproxy", reloaded=reload and not restart)
+    restart = (dropin.will_change or left) and not started
+    announce(reload or restart, ("restart haproxy (its unit changed, or a change of an earlier run is pending; one "
+                                 "controller at a time)") if restart else "reload haproxy")
+    # The marker stays until this controller's restart turn (a run cut before it restarts next time).
+    service(name="haproxy: running", unit="haproxy", reloaded=reload and not restart, keep_pending=restart)
     for name, mine in one_at_a_time([c.name for c in site().controllers]):
-        turn(name=f"haproxy: restart {name}", commands=["timeout 300 systemctl restart haproxy", clear_pending("haproxy")],
+        turn(name=f"haproxy: restart {name}",
+             commands=["systemctl daemon-reload",  # a run cut between the drop-in and its daemon-reload
+                       f"timeout 300 systemctl restart haproxy || {{ {unit_log('haproxy')}; exit 1; }}", clear_pending("haproxy")],
              run=mine and restart)
     # A reload or a start forgets the runtime API's states: controllers in maintenance stay out.
     reapply(reload or started or restart)

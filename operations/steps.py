@@ -178,7 +178,7 @@ def clear_pending(unit: str) -> str:
 
 
 @operation()
-def service(unit: str, reloaded: bool = False, restarted: bool = False, skip: bool = False):
+def service(unit: str, reloaded: bool = False, restarted: bool = False, skip: bool = False, keep_pending: bool = False):
     """
     A unit enabled and running; reloaded or restarted when asked (a unit that was not
     running is just started), then its pending marker cleared.
@@ -187,6 +187,7 @@ def service(unit: str, reloaded: bool = False, restarted: bool = False, skip: bo
     + reloaded: reload it (its config changed; connections survive)
     + restarted: restart it
     + skip: leave it as it is (a controller in maintenance: its RabbitMQ stays stopped)
+    + keep_pending: leave its marker (a rolling restart later in the run clears it)
     """
     if skip:
         return
@@ -204,5 +205,5 @@ def service(unit: str, reloaded: bool = False, restarted: bool = False, skip: bo
         yield f"timeout 300 systemctl restart {unit} || {{ {unit_log(unit)}; exit 1; }}"
     elif reloaded:
         yield f"systemctl reload {unit}"
-    if restarted or reloaded or st.get("pending"):
+    if (restarted or reloaded or st.get("pending")) and not keep_pending:
         yield clear_pending(unit)

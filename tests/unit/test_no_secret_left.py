@@ -101,10 +101,13 @@ MYSQL_OUT = "\n".join([
     "user=haproxy@10.0.0.1=", f"user=sst@localhost={native_hash('s3cret-sst')}", "user=mariadb.sys@localhost=",
     "test_db=yes",
 ]) + "\n"
-EXPORT = json.dumps({"users": [{"name": "openstack", "password_hash": rabbit_hash("pw-123"), "tags": []},
-                               {"name": "admin", "password_hash": rabbit_hash("other"), "tags": ["administrator"]},
-                               {"name": "guest", "password_hash": rabbit_hash("guest"), "tags": []}],
-                     "vhosts": [{"name": "openstack"}]})
+# As RabbitMQ 3.10.8 writes it (seen on the lab): one line, compact, each user with its hashing
+# algorithm, whose name holds the words "password_hash" (the filter once took it for a hash).
+ALGO = "rabbit_password_hashing_sha256"
+EXPORT = json.dumps({"users": [{"hashing_algorithm": ALGO, "limits": {}, "name": "openstack", "password_hash": rabbit_hash("pw-123"), "tags": []},
+                               {"hashing_algorithm": ALGO, "limits": {}, "name": "admin", "password_hash": rabbit_hash("other"), "tags": ["administrator"]},
+                               {"hashing_algorithm": ALGO, "limits": {}, "name": "guest", "password_hash": rabbit_hash("guest"), "tags": []}],
+                     "vhosts": [{"name": "openstack"}]}, separators=(",", ":"))
 
 
 def hashes_in(text: str) -> list[str]:
@@ -136,7 +139,7 @@ def test_rabbitmq_definitions_compares_on_the_host_and_prints_no_hash(tmp_path):
     fake_tool(tmp_path / "bin", "rabbitmqctl", "Warning: a line before\n" + EXPORT + "\n")
     (tmp_path / "in").write_text(json.dumps(EXPECTED))
     out = run_sh(RabbitmqDefinitions().command(), tmp_path, HA_INPUT=str(tmp_path / "in"))
-    assert hashes_in(out) == [] and "password_hash" not in out and "pw-123" not in out
+    assert hashes_in(out) == [] and '"password_hash"' not in out and "pw-123" not in out
     fact = RabbitmqDefinitions().process(out.splitlines())
     assert fact["error"] is None and fact["vhosts"] == [{"name": "openstack"}]
     assert [(u["name"], u["password_ok"], u["tags"]) for u in fact["users"]] == [
@@ -149,7 +152,7 @@ def test_rabbitmq_definitions_keeps_rabbitmqctls_status_and_hides_a_cut_answer(t
     assert fact["error"].startswith("rabbitmqctl export_definitions: exit status 69: Error: unable")
     fake_tool(tmp_path / "bin", "rabbitmqctl", EXPORT[: len(EXPORT) // 2] + "\n", rc=0)
     out = run_sh(RabbitmqDefinitions().command(), tmp_path)
-    assert hashes_in(out) == [] and "password_hash" not in out
+    assert hashes_in(out) == [] and '"password_hash"' not in out
     assert RabbitmqDefinitions().process(out.splitlines())["error"]
 
 

@@ -66,10 +66,10 @@ def test_hsts_on_every_https_listener_and_nowhere_else():
     tls = {n for n, s in sections.items() if any(" ssl crt " in b for b in s.values("bind"))}
     assert tls and "horizon" in tls and "mariadb" not in tls and "rabbitmq_management" not in tls
     for name, sec in sections.items():
-        assert sec.values("http-response") == ([hsts] if name in tls else []), name
+        assert sec.values("http-after-response") == ([hsts] if name in tls else []), name
     off = listens(parse_haproxy(cfg_of(haproxy_hsts_max_age=0)))
-    assert not any(s.values("http-response") for s in off.values())
-    assert not any(s.values("http-response") for s in listens(parse_haproxy(cfg_of(haproxy_tls=False))).values())
+    assert not any(s.values("http-after-response") for s in off.values())
+    assert not any(s.values("http-after-response") for s in listens(parse_haproxy(cfg_of(haproxy_tls=False))).values())
 
 
 def test_operators_listeners_take_admin_networks_and_the_controllers_only():
