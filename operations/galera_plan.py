@@ -110,12 +110,14 @@ def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, 
 def unreached(name: str, st: dict | None, members, addresses: dict[str, str], reach: dict | None) -> list[str]:
     """The members of the Primary component that a node running outside it does not confirm
     it reaches on the group port (every member when its reach is unknown); [] when it is not
-    running outside the component, or reaches every member. Pure."""
+    running outside the component, or reaches every member. Only an open port counts: a member
+    of the Primary component listens on it, so a refusal is a REJECT rule between them, not a
+    peer reached. Pure."""
     if not st or st.get("mysqld") != "running" or in_primary(st):
         return []
     mine = (reach or {}).get(name)
     return [m for m in sorted(members) if m != name and
-            (mine is None or (mine.get(addresses.get(m, m)) or {}).get(GALERA_PORT) not in ("open", "refused"))]
+            (mine is None or (mine.get(addresses.get(m, m)) or {}).get(GALERA_PORT) != "open")]
 
 
 def _join(states, order, comps, repair: bool, seen: str, addresses: dict, reach) -> Plan:

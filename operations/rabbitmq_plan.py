@@ -78,13 +78,16 @@ def stuck(states: dict) -> list[str]:
     return sorted(n for n, st in states.items() if st and st.get("running") and not st.get("broker"))
 
 
-def seed_node(states: dict[str, dict], order: list[str]) -> str:
-    """The node others join: the first controller already clustered with another, else the first."""
-    for name in order:
+def seed_node(states: dict[str, dict], order: list[str], paused=frozenset()) -> str:
+    """The node others join, and where users and policies are made: the first controller already
+    clustered with another, else the first; never a paused one (its CLI answers nothing: the
+    definitions and joins would fail there), unless every controller is."""
+    candidates = [n for n in order if n not in paused] or order
+    for name in candidates:
         st = states.get(name) or {}
         if st.get("running") and len(st.get("nodes", [])) > 1:
             return name
-    return order[0]
+    return candidates[0]
 
 
 def removed_members(seed_state: dict, names: list[str]) -> list[str]:
@@ -131,7 +134,6 @@ def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, 
     away = frozenset(away)
     addresses = addresses or {}
     seen = "; ".join(describe(n, states.get(n), away) for n in order)
-    seed = seed_node(states, order)
     need = majority(len(order))
     serving = [n for n in order if (states.get(n) or {}).get("broker")]
     paused = set()
@@ -142,6 +144,7 @@ def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, 
             count = reached(states[n], n, addresses)
             if count is None or count < need:
                 paused.add(n)
+    seed = seed_node(states, order, paused)
     jammed = frozenset(n for n in stuck(states) if n not in away and n not in paused)
     stopped = frozenset(n for n in order if (states.get(n) or {}).get("installed")
                         and not states[n].get("running") and n not in away)

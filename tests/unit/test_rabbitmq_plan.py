@@ -96,6 +96,8 @@ PLANS = [
     ("autoheal pauses no node: one stuck and cut off while a majority runs is restarted",
      {"node01": up(), "node02": up(), "node03": stuck([])}, {"partition_handling": "autoheal"},
      {"paused": set(), "stuck": {"node03"}}),
+    ("the first controller paused (the writer cut off): not the seed, node02 is; nobody joins node01",
+     {"node01": stuck([]), "node02": up(), "node03": up()}, {}, {"seed": "node02", "paused": {"node01"}, "joins": ()}),
     ("a paused node that recorded no cluster does not join",
      {"node01": up(), "node02": up(), "node03": stuck([], ["node03"])}, {}, {"paused": {"node03"}, "joins": ()}),
     # --- stopped brokers: started together ---
