@@ -50,9 +50,9 @@ def test_order(a, b, sign):
         assert hash(Version(a)) == hash(Version(b))
 
 
-@pytest.mark.skipif(not shutil.which("dpkg"), reason="no dpkg on this machine")
 @pytest.mark.parametrize("a,b,sign", PAIRS, ids=[f"{a} vs {b}" for a, b, _ in PAIRS])
 def test_dpkg_agrees(a, b, sign):
+    assert shutil.which("dpkg"), "dpkg is needed to check the comparator against it (a Debian host: apt-get install dpkg)"
     op = {-1: "lt", 0: "eq", 1: "gt"}[sign]
     assert subprocess.run(["dpkg", "--compare-versions", a, op, b]).returncode == 0
 

@@ -184,8 +184,8 @@ def test_the_ssh_keys_pyinfra_reads_pass():
     assert run(hosts=hosts_with(0, ssh_port=2222, ssh_key="/root/.ssh/id_ed25519"), ssh_connect_retries=2).problems == []
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/sys/net/ipv4"), reason="no Linux /proc/sys here")
 def test_a_sysctl_name_this_kernel_lacks_warns_with_the_name_meant():
+    assert os.path.isdir("/proc/sys/net/ipv4"), "this test reads the kernel's /proc/sys (a Linux host)"
     p = only(run(sysctl={"net.ipv4.tcp_retires2": 8}), "warning", G, "sysctl.net.ipv4.tcp_retires2")
     assert "did you mean net.ipv4.tcp_retries2" in p.fix
     assert run(sysctl={"net.ipv4.tcp_syn_retries": 4}).problems == []
