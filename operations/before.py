@@ -18,7 +18,8 @@ from pyinfra.facts.files import FileContents, Sha1File
 from pyinfra.facts.server import Hostname
 
 from config.defaults import DIST_PORT_OFFSET, GALERA_PORT
-from config.files import ERLANG_COOKIE, MAINTENANCE_FILE
+from config import backup
+from config.files import BACKUP_PATHS, ERLANG_COOKIE, MAINTENANCE_FILE
 from facts.bundle import Bundle, part
 from facts.firewall import FirewallState
 from facts.galera import GaleraNode, MysqlAccounts, without_recovery
@@ -103,11 +104,12 @@ def prefetch(name: str) -> tuple:
     s = site()
     first = name == s.controllers[0].name
     return tuple(dict.fromkeys((
-        part(FileStates, paths=tuple(f.path for f in files_for(name))),
+        part(FileStates, paths=checked_paths(name)),
         part(ServiceStates, units=UNITS),
         part(DebPackages),
         part(Hostname),
         part(FileContents, path="/etc/hosts"),
+        *(part(FileContents, path=p) for p in backup.read_paths(s, name)),
         part(GaleraNode),
         part(RabbitmqCluster, **cluster_fact_args(s)),
         part(Sha1File, path=ERLANG_COOKIE),
@@ -313,9 +315,15 @@ def known(fact: dict, what: str) -> dict:
     return fact
 
 
+def checked_paths(name: str) -> tuple[str, ...]:
+    """The files whose state a run reads on controller `name`: its managed files, and the
+    backup node's (removed from a controller that is no longer the backup node)."""
+    return tuple(dict.fromkeys((*(f.path for f in files_for(name)), *BACKUP_PATHS)))
+
+
 def file_state(path: str) -> dict | None:
-    paths = tuple(f.path for f in files_for(host.name))
-    return known(planned_fact(FileStates, paths=paths), "its managed files")["files"].get(path)
+    """A file's owner, group, mode and SHA1 before the run (None: missing); `path` one of checked_paths."""
+    return known(planned_fact(FileStates, paths=checked_paths(host.name)), "its managed files")["files"].get(path)
 
 
 def unit_state(unit: str) -> dict:
