@@ -110,7 +110,7 @@ def configure():
         when=bool(pinned) and read_file(me, BACKUP_KNOWN_HOSTS) != pinned.rstrip("\n"))
 
     files = install_files("backup", validate={backup.SCRIPT: ("bash -n {path}", "bash -n")}, paths=BACKUP_PATHS)
-    units_changed = any_will_change(files)
+    units_changed = any_will_change([op for op, path in zip(files, BACKUP_PATHS) if path != backup.SCRIPT])
     planned = [f.path for f in files_of("backup")]
     timers = [t for t in BACKUP_TIMERS if any(p.endswith(t) for p in planned)]
     shell("backup: reload systemd units", ["systemctl daemon-reload"], when=units_changed)

@@ -20,6 +20,7 @@ from pyinfra.facts.server import Hostname
 from config.defaults import DIST_PORT_OFFSET, GALERA_PORT
 from config import backup
 from config.files import BACKUP_PATHS, ERLANG_COOKIE, MAINTENANCE_FILE
+from facts.backup import BackupManifests
 from facts.bundle import Bundle, part
 from facts.firewall import FirewallState
 from facts.galera import GaleraNode, MysqlAccounts, without_recovery
@@ -161,6 +162,9 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
     d = site.data
     me = site.controller(name)
     tls = {"haproxy_tls": part(HaproxyCertificate, path=d["haproxy_tls_pem_path"])} if d["haproxy_tls"] else {}
+    backups = ({"backup": part(BackupManifests, directory=d["backup_dir"], calendar=d["backup_full_calendar"],
+                               suffix=backup.MANIFEST_SUFFIX)}
+               if d["backup_enabled"] and name == backup.node([c.name for c in site.controllers], d) else {})
     external = {"external_vip": part(VipHolder, interface=site.external_vip_interface, vip=d["external_vip"])}
     return {
         "vip": part(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
@@ -174,6 +178,7 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
         "firewall": part(FirewallState),
         "maintenance": part(Maintenance, path=MAINTENANCE_FILE),
         **tls,
+        **backups,
     }
 
 
