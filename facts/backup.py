@@ -65,3 +65,30 @@ class BackupManifests(FactBase):
             return {**self.default(), "error": "backup manifests: the listing did not finish"}
         return {"manifests": [to_dict(m) for m in manifests], "broken": [str(b) for b in broken],
                 "elapses": elapses, "error": None}
+
+
+class BackupSpace(FactBase):
+    """
+    The free space where the backups go (the nearest existing directory) and the size of the
+    datadir (a full backup's size before there is one), in bytes:
+
+    .. code:: python
+
+        {"free_bytes": 80530636800, "datadir_bytes": 290753575, "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"free_bytes": None, "datadir_bytes": None, "error": NO_OUTPUT}
+
+    def command(self, directory: str, datadir: str):
+        return (f"d={shlex.quote(directory)}; while [ ! -d \"$d\" ]; do d=$(dirname \"$d\"); done; "
+                f"echo free=$(df --output=avail -B1 \"$d\" | tail -n1 | tr -d ' '); "
+                f"echo datadir=$(du -sb {shlex.quote(datadir)} 2>/dev/null | cut -f1)")
+
+    def process(self, output):
+        values = dict(line.split("=", 1) for line in output if "=" in line)
+        free, datadir = values.get("free", ""), values.get("datadir", "")
+        if not free.isdigit():
+            return {**self.default(), "error": f"backup space: no free space read ({free or 'nothing'})"}
+        return {"free_bytes": int(free), "datadir_bytes": int(datadir) if datadir.isdigit() else None, "error": None}

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import shlex
 
+import json
+
 from pyinfra import host, inventory, logger
 from pyinfra.api import FunctionCommand, StringCommand, deploy, operation
 from pyinfra.facts.files import FileContents
@@ -22,8 +24,13 @@ from config import backup
 from config.backup import AUTHORIZED_KEYS, HOST_KEY
 from config.files import BACKUP_PATHS
 from config.paths import BACKUP_KEY_COMMENT, BACKUP_KNOWN_HOSTS, BACKUP_SSH_KEY, BACKUP_TIMERS
-from operations.before import fact_of, file_state, unit_state
-from operations.common import announce, files_of, shell, site
+from facts.backup import BackupManifests, BackupSpace
+from facts.backup_manifest import Manifest, load
+from facts.galera import GaleraNode
+from operations.backup_plan import Take, take
+from operations.before import fact_of, facts_of_all_controllers, file_state, unit_state
+from operations.common import announce, decided_once, files_of, shell, site, unit_log
+from operations.maintenance_marker import in_maintenance
 from operations.steps import any_will_change, install_files
 
 
@@ -122,3 +129,63 @@ def configure():
     shell("backup: not the backup node: its files removed (its backups kept)", [f"rm -f {' '.join(stale)}", "systemctl daemon-reload"],
           when=bool(stale))
     announce(bool(on or off or stale), "backup schedule changes")
+
+
+# --- a backup now (backup.py, `make backup`) -----------------------------------------------------
+
+
+class Refusal(Exception):
+    """No backup is taken: nothing was changed; the message names the node and the fix."""
+
+
+def _read(name: str, cls, **kwargs) -> dict:
+    h = inventory.get_host(name, None)
+    try:
+        got = h.get_fact(cls, _ignore_errors=True, **kwargs) if h else None
+    except Exception as exc:  # noqa: BLE001 - unreachable: said in the refusal
+        got = {"error": f"{type(exc).__name__}: {exc}"}
+    if not got or got.get("error"):
+        raise Refusal(f"could not read {cls.__name__} of {name} ({(got or {}).get('error', 'no answer')}): "
+                      f"check {name} and run again")
+    return got
+
+
+@decided_once("backup: ", Refusal)
+def decision() -> tuple[str, Take]:
+    """The backup asked for (--data kind=full|incremental, default full) and whether it may be
+    taken now (backup_plan.take), from every controller's Galera state, the controllers in
+    maintenance and the backup node's manifests and free space; refused with why otherwise."""
+    s = site()
+    d = s.data
+    names = [c.name for c in s.controllers]
+    if not d["backup_enabled"]:
+        raise Refusal("backup_enabled is False for this site: set it in the inventory, deploy, then take a backup")
+    kind = str(host.data.get("kind") or "full")
+    if kind not in ("full", "incremental"):
+        raise Refusal(f"kind {kind!r}: say --data kind=full or --data kind=incremental")
+    me = backup.node(names, d)
+    listing = _read(me, BackupManifests, directory=d["backup_dir"], calendar=d["backup_full_calendar"],
+                    suffix=backup.MANIFEST_SUFFIX)
+    space = _read(me, BackupSpace, directory=d["backup_dir"], datadir=backup.DATADIR)
+    manifests = [m for m in (load(json.dumps(x), x.get("id", "?")) for x in listing["manifests"]) if isinstance(m, Manifest)]
+    plan = take(facts_of_all_controllers(GaleraNode), names, me, s.writer, in_maintenance(), manifests, kind,
+                space["free_bytes"], space["datadir_bytes"], d["backup_space_margin_percent"])
+    if not plan.allowed:
+        raise Refusal(f"no {kind} backup on {me}: " + "; ".join(plan.refusals))
+    return me, plan
+
+
+@deploy("Backup")
+def run():
+    """Take one backup now on the backup node, through its service (the timer's own path: the
+    same script, the same journal), after the plan allowed it; the script checks again on the
+    host. A failure prints the service's journal."""
+    me, plan = decision()
+    unit = f"openstack-ha-backup@{plan.kind}.service"
+    if host.name == me:
+        for note in plan.notes:
+            host.log(note)
+    shell(f"backup: {plan.kind} on {me}" + (f" (on {plan.parent})" if plan.parent else ""), [
+        f"systemctl start {unit} || {{ {unit_log(unit, 40)}; exit 1; }}",
+        f"journalctl -u {unit} -n 1 -o cat --no-pager",
+    ], when=host.name == me)
