@@ -18,6 +18,15 @@ from config.site import Controller, Site
 DATADIR = "/var/lib/mysql"  # MariaDB's datadir on Debian: a backup is never kept inside it
 SCRIPT = "/usr/local/sbin/openstack-ha-backup"  # where the lab-wiring will install the script
 TEMPLATE = "backup/openstack-ha-backup.sh.j2"
+# The restore tooling (issue 18 items 3, 5): {installed path: template}, rendered by render_tool().
+PREPARE = "/usr/local/sbin/openstack-ha-backup-prepare"
+VERIFY = "/usr/local/sbin/openstack-ha-backup-verify"
+RESTORE = "/usr/local/sbin/openstack-ha-restore"
+TOOLS = {
+    PREPARE: "backup/openstack-ha-backup-prepare.j2",
+    VERIFY: "backup/openstack-ha-backup-verify.j2",
+    RESTORE: "backup/openstack-ha-restore.j2",
+}
 MANIFEST_SUFFIX = ".manifest.json"
 # The compressors Debian 12 offers on the controllers: (command, decompress, artifact suffix).
 COMPRESSORS = {"gzip": ("gzip -c", "gzip -dc", "gz"), "zstd": ("zstd -q -c -T0", "zstd -q -dc", "zst")}
@@ -83,5 +92,13 @@ def render_script(site: Site) -> str:
     """The backup script for the site's backup node (the lab-wiring installs it at SCRIPT)."""
     from config import files  # jinja and the templates: not needed by preflight, which imports this module
 
-    return files._env.get_template(TEMPLATE).render(
-        b=script_values(site), maintenance_file=MAINTENANCE_FILE, manifest_suffix=MANIFEST_SUFFIX, managed=files.MANAGED)
+    return files.render_file(TEMPLATE, b=script_values(site), maintenance_file=MAINTENANCE_FILE,
+                             manifest_suffix=MANIFEST_SUFFIX)
+
+
+def render_tool(site: Site, path: str) -> str:
+    """The restore tool installed at `path` (a key of TOOLS: the prepare, the verify step, the
+    restore) for the site's backup node, rendered with the backup script's values."""
+    from config import files
+
+    return files.render_file(TOOLS[path], b=script_values(site), prepare=PREPARE, manifest_suffix=MANIFEST_SUFFIX)

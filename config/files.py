@@ -43,6 +43,12 @@ _env.filters["erlang_ip"] = erlang_ip
 _env.filters["dirname"] = lambda path: str(Path(path).parent)
 
 
+def render_file(template: str, **values) -> str:
+    """A template of files/templates/ rendered with `values` only (a file outside the FILES
+    table: the backup scripts, config/backup.py), in the one jinja environment."""
+    return _env.get_template(template).render(managed=MANAGED, **values)
+
+
 @dataclass(frozen=True)
 class ManagedFile:
     component: str  # the operations/ module that installs it
