@@ -127,7 +127,9 @@ FAKES = {
     "scp": 'args=(); skip=; for a in "$@"; do [ -n "$skip" ] && { skip=; continue; }; '
            'case "$a" in -o) skip=1;; -*) ;; *) args+=("$a");; esac; done; '
            'cp "${args[@]:0:${#args[@]}-1}" "${args[-1]#*:}"',
-    "chgrp": "exit 0",
+    "chgrp": 'echo "$@" >> "$FAKE_LOG.chgrp"',
+    # mysql traverses every directory but $FAKE_CLOSED (runuser -u mysql -- test -x DIR)
+    "runuser": '[ -n "${FAKE_CLOSED:-}" ] && [ "$6" = "$FAKE_CLOSED" ] && exit 1; exit 0',
     "chown": "exit 0",
     "pgrep": '[ -n "${FAKE_RUNNING:-}" ]',
     "systemctl": "exit 3",
@@ -316,6 +318,19 @@ def test_verify_sums_the_tables_into_the_manifest_and_copies_it(tmp_path):
     started = (tmp_path / "log.mariadbd").read_text().split()
     assert {"--no-defaults", "--user=mysql", "--skip-networking", "--wsrep-on=OFF"} <= set(started)
     assert alive(node) == []  # the throwaway server was killed
+
+
+def test_verify_opens_a_closed_backup_directory_to_mysql_for_its_run_only(tmp_path):
+    """The backup script's umask leaves backup_dir (and the parents it made) 0700 root: the
+    throwaway mariadbd (user mysql) could not reach its datadir there."""
+    node = Node(tmp_path)
+    node.take("f1")
+    node.dir.chmod(0o700)
+    done = node.run("verify", "f1", FAKE_CLOSED=str(node.dir))
+    assert done.returncode == 0, done.stderr
+    gid = node.dir.stat().st_gid
+    assert (tmp_path / "log.chgrp").read_text().splitlines() == [f"mysql {node.dir}", f"{gid} {node.dir}"]
+    assert oct(node.dir.stat().st_mode & 0o7777) == "0o700" and node.manifest("f1").verified is True
 
 
 @pytest.mark.parametrize("env, said", [

@@ -1,4 +1,4 @@
-# Per-table row counts and CHECKSUM TABLE of every base table outside mysql,
+# Per-table row counts and CHECKSUM TABLE of every base table (system-versioned too) outside mysql,
 # information_schema, performance_schema and sys, as JSON {"db.table": {"rows": n,
 # "checksum": "c"}} (facts/backup_manifest.py's `tables`). The one place of this SQL: the
 # verify step sums a throwaway mariadbd with it, openstack-ha-restore --compare a restored
@@ -27,7 +27,7 @@ def ident(name):
 
 skipped = ", ".join(f"'{s}'" for s in SKIPPED)
 tables = [line.split("\t") for line in query(
-    "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' "
+    "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES WHERE TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') "
     f"AND TABLE_SCHEMA NOT IN ({skipped}) ORDER BY TABLE_SCHEMA, TABLE_NAME")]
 sums = {}
 for i in range(0, len(tables), BATCH):
