@@ -20,7 +20,7 @@ import pytest
 
 import opkit
 from unitkit import FAKE_SECRETS, lab_data, prod_data
-from config import backup
+from config import backup, files
 from config.preflight import check
 from config.site import build_site
 from facts.backup_manifest import Manifest, TableSum, compare, load, to_dict
@@ -51,7 +51,7 @@ def sites():
 def test_each_tool_renders_and_bash_accepts_it(name, path, tmp_path):
     h, g = sites()[name]
     assert not check(h, g, secrets=dict(FAKE_SECRETS)).errors
-    text = backup.render_tool(build_site(h, g), path)
+    text = files.render_backup_tool(build_site(h, g), path)
     assert "{{" not in text and "{%" not in text and text.startswith("#!/bin/bash\n")
     script = tmp_path / "tool"
     script.write_text(text)
@@ -60,7 +60,7 @@ def test_each_tool_renders_and_bash_accepts_it(name, path, tmp_path):
     assert f"DIR={build_site(h, g)['backup_dir']}" in text
     if path == backup.VERIFY:
         want = "backup@192.0.2.9:/srv/copies/" if "zstd" in name else ":/var/backups/openstack-ha/mariadb/"
-        assert want in text and "-o BatchMode=yes" in text
+        assert want in text and f"scp -q -p {backup.SSH_OPTIONS} " in text and "-o BatchMode=yes" in backup.SSH_OPTIONS
         # the throwaway server: no defaults, no network, wsrep off, its own socket and pid file
         assert re.search(r"mariadbd --no-defaults --user=mysql .*--socket=\"\$tmp/mysqld.sock\" "
                          r"--pid-file=\"\$tmp/mysqld.pid\" \\\n\s+--skip-networking --wsrep-on=OFF", text)
@@ -78,7 +78,7 @@ def test_the_python_parts_compile_and_are_the_pieces_themselves():
     site = build_site(h, g)
     seen = set()
     for path in backup.TOOLS:
-        text = backup.render_tool(site, path)
+        text = files.render_backup_tool(site, path)
         for var in re.findall(r"read -r -d '' (\w+) <<'PY'", text):
             code = embedded(text, var)
             compile(code, f"{path}:{var}", "exec")
@@ -125,7 +125,7 @@ FAKES = {
                 'echo $$ > "$p"; touch "$s"; exec -a "fake-mariadbd $d" sleep 60',
     "ssh": "exit 0",
     "scp": 'args=(); skip=; for a in "$@"; do [ -n "$skip" ] && { skip=; continue; }; '
-           'case "$a" in -o) skip=1;; -*) ;; *) args+=("$a");; esac; done; '
+           'case "$a" in -o|-i) skip=1;; -*) ;; *) args+=("$a");; esac; done; '
            'cp "${args[@]:0:${#args[@]}-1}" "${args[-1]#*:}"',
     "chgrp": 'echo "$@" >> "$FAKE_LOG.chgrp"',
     # mysql traverses every directory but $FAKE_CLOSED (runuser -u mysql -- test -x DIR)
@@ -151,7 +151,7 @@ class Node:
         site = build_site(h, g)
         self.scripts = {}
         for path in backup.TOOLS:
-            text = backup.render_tool(site, path).replace(backup.PREPARE, str(tmp_path / "bin" / "prepare"))
+            text = files.render_backup_tool(site, path).replace(backup.PREPARE, str(tmp_path / "bin" / "prepare"))
             text = text.replace(f"DATADIR={backup.DATADIR}\n", f"DATADIR={self.datadir}\n")
             name = {backup.PREPARE: "prepare", backup.VERIFY: "verify", backup.RESTORE: "restore"}[path]
             (tmp_path / "bin" / name).write_text(text)
