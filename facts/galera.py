@@ -5,7 +5,6 @@ facts/galera_rules.py's."""
 from __future__ import annotations
 
 import hashlib
-import json
 import shlex
 
 from pyinfra.api import FactBase
@@ -163,79 +162,3 @@ class MysqlAccounts(FactBase):
             else:
                 said = line.strip()[:300]
         return result
-
-
-# --- the backup directory, for a restore (restore.py; operations/backup_plan.py disaster()) ---
-
-_READ_MANIFESTS = """
-import glob, json, os, sys
-suffix = ".manifest.json"
-out = {}
-for p in sorted(glob.glob(os.path.join(sys.argv[1], "*" + suffix))):
-    try:
-        with open(p) as f:
-            out[os.path.basename(p)[:-len(suffix)]] = f.read()
-    except OSError as exc:
-        out[os.path.basename(p)[:-len(suffix)]] = f"unreadable: {exc}"
-print("manifests=" + json.dumps(out))
-print("end=yes")
-"""
-
-
-class BackupManifestTexts(FactBase):
-    """
-    The manifests of a backup directory, as text (facts/backup_manifest.py load() parses them):
-
-    .. code:: python
-
-        {"manifests": {"20261206T010000Z-full": "{...}"}, "error": None}
-    """
-
-    @staticmethod
-    def default():
-        return {"manifests": {}, "error": NO_OUTPUT}
-
-    def command(self, directory: str):
-        return f"python3 -c {shlex.quote(_READ_MANIFESTS)} {shlex.quote(directory)}"
-
-    def process(self, output):
-        facts = key_values(output)
-        if facts.get("end") != "yes" or "manifests" not in facts:
-            return {**self.default(), "error": "backup manifests: output cut short (no end marker)"}
-        try:
-            return {"manifests": dict(json.loads(facts["manifests"])), "error": None}
-        except (ValueError, TypeError):
-            return {**self.default(), "error": "backup manifests: output cut short (not JSON)"}
-
-
-class BackupArtifactSums(FactBase):
-    """
-    The sha256 of named artifacts of a backup directory as found now (None: missing):
-
-    .. code:: python
-
-        {"sums": {"20261206T010000Z-full.mbstream.gz": "9f86...", "gone.mbstream.gz": None}, "error": None}
-    """
-
-    @staticmethod
-    def default():
-        return {"sums": {}, "error": NO_OUTPUT}
-
-    def command(self, directory: str, names: tuple = ()):
-        files = " ".join(shlex.quote(n) for n in names)
-        return (f"cd {shlex.quote(directory)} && for f in {files}; do if [ -f \"$f\" ]; then "
-                "printf 'sum=%s\\n' \"$(sha256sum -- \"$f\" | cut -d' ' -f1) $f\"; else echo \"missing=$f\"; fi; done; "
-                "echo end=yes")
-
-    def process(self, output):
-        if not output or output[-1].strip() != "end=yes":
-            return {**self.default(), "error": "backup artifact sums: output cut short (no end marker)"}
-        sums = {}
-        for line in output:
-            kind, _, rest = line.strip().partition("=")
-            if kind == "sum":
-                digest, _, name = rest.partition(" ")
-                sums[name] = digest
-            elif kind == "missing":
-                sums[rest] = None
-        return {"sums": sums, "error": None}

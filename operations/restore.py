@@ -20,6 +20,7 @@ deploy is a no-op and the health report healthy.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 
@@ -27,8 +28,9 @@ from pyinfra import host, inventory, logger
 from pyinfra.api import deploy
 
 from config import backup
+from facts.backup import BackupArtifactSums, BackupManifests
 from facts.backup_manifest import Manifest, load
-from facts.galera import BackupArtifactSums, BackupManifestTexts, GaleraNode
+from facts.galera import GaleraNode
 from operations.backup_plan import CONFIRM_SWITCH, Restore, disaster, pick, restore_chain
 from operations.before import fact_of, facts_of_all_controllers
 from operations.common import (
@@ -86,13 +88,14 @@ def decision() -> Restore:
         raise RestoreRefused("a restore acts on every controller: run it without --limit, every controller reachable")
     node, directory = backup.node(order, s.data), s["backup_dir"]
     target, confirm = requested()
-    texts = _read(node, BackupManifestTexts, directory=directory)
-    if not texts or texts.get("error"):
+    # the health report's read of the backup node (the same arguments: one read per run)
+    found = _read(node, BackupManifests, directory=directory, calendar=s["backup_full_calendar"],
+                  suffix=backup.MANIFEST_SUFFIX)
+    if not found or found.get("error"):
         raise RestoreRefused(f"could not read the backups in {directory} on {node}: "
-                             f"{(texts or {}).get('error') or 'unreachable'}")
-    loaded = [load(text, f"{node}:{directory}/{name}{backup.MANIFEST_SUFFIX}") for name, text in sorted(texts["manifests"].items())]
-    manifests = [m for m in loaded if isinstance(m, Manifest)]
-    broken = tuple(str(m) for m in loaded if not isinstance(m, Manifest))
+                             f"{(found or {}).get('error') or 'unreachable'}")
+    manifests = [m for m in (load(json.dumps(d), d.get("id", "?")) for d in found["manifests"]) if isinstance(m, Manifest)]
+    broken = tuple(found["broken"])
     chosen = pick(manifests, target)
     chain = restore_chain(chosen, manifests)[0] if chosen else ()
     names = tuple(m.artifact for m in chain if m.artifact)

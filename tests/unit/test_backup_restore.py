@@ -504,10 +504,9 @@ def planned(facts: dict, override: dict) -> dict[str, list]:
 
 
 def restore_facts(states=None, sha=None):
-    full = json.dumps(to_dict(F1))
     return {"*": {"GaleraNode": STOPPED, "ServiceStates": {"units": {}, "error": None},
                   "MysqlAccounts": {"users": {}, "test_db": False, "error": "mysql: not running"}},
-            "node03": {"BackupManifestTexts": {"manifests": {"f1": full}, "error": None},
+            "node03": {"BackupManifests": {"manifests": [to_dict(F1)], "broken": [], "elapses": [], "error": None},
                        "BackupArtifactSums": {"sums": {"f1.mbstream.gz": sha or F1.sha256}, "error": None},
                        **({"GaleraNode": states} if states else {})}}
 
@@ -537,3 +536,16 @@ def test_restore_py_refuses_before_any_change(facts, override, said):
     with pytest.raises(Refused) as refused:
         planned(facts, override)
     assert re.search(said, refused.value.message) and "nothing was changed" in refused.value.message
+
+
+def test_artifact_sums_read_here(tmp_path):
+    """BackupArtifactSums' command run here with bash: a present artifact's sha256, a missing one None."""
+    from facts.backup import BackupArtifactSums
+
+    (tmp_path / "a b.mbstream.gz").write_bytes(b"artifact")
+    fact = BackupArtifactSums()
+    cmd = fact.command(directory=str(tmp_path), names=("a b.mbstream.gz", "gone.mbstream.gz"))
+    out = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert fact.process(out) == {"sums": {"a b.mbstream.gz": hashlib.sha256(b"artifact").hexdigest(),
+                                          "gone.mbstream.gz": None}, "error": None}
+    assert fact.process(out[:-1])["error"]  # cut short: an error, never sums that read as found
