@@ -20,6 +20,16 @@ from config.site import Controller, Site
 
 DATADIR = "/var/lib/mysql"  # MariaDB's datadir on Debian: a backup is never kept inside it
 SCRIPT = BACKUP_SCRIPT
+# The restore tooling (issue 18 items 3, 5) beside the script ({{ b.script }}-prepare in the
+# templates): {installed path: template}, rendered by config/files.py render_backup_tool().
+PREPARE = f"{SCRIPT}-prepare"
+VERIFY = f"{SCRIPT}-verify"
+RESTORE = "/usr/local/sbin/openstack-ha-restore"
+TOOLS = {
+    PREPARE: "backup/openstack-ha-backup-prepare.j2",
+    VERIFY: "backup/openstack-ha-backup-verify.j2",
+    RESTORE: "backup/openstack-ha-restore.j2",
+}
 # ssh and scp to the copy host: the backup's own key, the copy host's key pinned (written by the
 # deploy: operations/backup.py), never a prompt.
 SSH_OPTIONS = (f"-o BatchMode=yes -o IdentitiesOnly=yes -i {BACKUP_SSH_KEY} -o StrictHostKeyChecking=yes "

@@ -186,6 +186,13 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
     return text
 
 
+
+def render_backup_tool(site: Site, path: str) -> str:
+    """A restore tool of the backups (config/backup.py TOOLS: the prepare, the verify step, the
+    restore) for the site's backup node, with the backup script's values (a FILES row renders
+    it the same)."""
+    return render_template(backup.TOOLS[path], site, backup.node([c.name for c in site.controllers], site.data), {}, path)
+
 def managed_files(site: Site, name: str, secrets: dict[str, str], component: str | None = None) -> list[ManagedFile]:
     """The files controller `name` gets, in install order (optionally one component's)."""
     return [

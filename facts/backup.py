@@ -1,4 +1,5 @@
-"""Backups on backup_node: the manifests of its backup directory and the schedule's period."""
+"""Backups on backup_node: the manifests of its backup directory and the schedule's period; the
+sha256 of artifacts as found now (restore.py)."""
 
 from __future__ import annotations
 
@@ -92,3 +93,36 @@ class BackupSpace(FactBase):
         if not free.isdigit():
             return {**self.default(), "error": f"backup space: no free space read ({free or 'nothing'})"}
         return {"free_bytes": int(free), "datadir_bytes": int(datadir) if datadir.isdigit() else None, "error": None}
+
+
+class BackupArtifactSums(FactBase):
+    """
+    The sha256 of named artifacts of a backup directory as found now (None: missing):
+
+    .. code:: python
+
+        {"sums": {"20261206T010000Z-full.mbstream.gz": "9f86...", "gone.mbstream.gz": None}, "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"sums": {}, "error": NO_OUTPUT}
+
+    def command(self, directory: str, names: tuple = ()):
+        files = " ".join(shlex.quote(n) for n in names)
+        return (f"cd {shlex.quote(directory)} && for f in {files}; do if [ -f \"$f\" ]; then "
+                "printf 'sum=%s\\n' \"$(sha256sum -- \"$f\" | cut -d' ' -f1) $f\"; else echo \"missing=$f\"; fi; done; "
+                "echo end=yes")
+
+    def process(self, output):
+        if not output or output[-1].strip() != "end=yes":
+            return {**self.default(), "error": "backup artifact sums: output cut short (no end marker)"}
+        sums = {}
+        for line in output:
+            kind, _, rest = line.strip().partition("=")
+            if kind == "sum":
+                digest, _, name = rest.partition(" ")
+                sums[name] = digest
+            elif kind == "missing":
+                sums[rest] = None
+        return {"sums": sums, "error": None}
