@@ -65,7 +65,10 @@ def test_the_pins_file_only_with_a_pin():
     stanzas = [s for s in pins.content.split("\n\n")]
     assert [next(line for line in s.splitlines() if line.startswith("Package:")) for s in stanzas] == [
         "Package: haproxy", "Package: rabbitmq-server"]
-    assert "Pin: version 2.6.12-1+deb12u4\nPin-Priority: 1001" in stanzas[0]
+    assert "Pin: version 2.6.12-1+deb12u4\nPin-Priority: 999" in stanzas[0]
+    # Below 1000 in every stanza: 1000 or more makes apt downgrade to the pin (apt_preferences(5)).
+    priorities = [int(line.split(":")[1]) for line in pins.content.splitlines() if line.startswith("Pin-Priority:")]
+    assert len(priorities) == 2 and all(990 < p < 1000 for p in priorities), priorities
     assert [p[0].rpartition(":")[2] for p in upgrade_parts(pinned)] == ["PackageVersions", "RabbitmqFeatureFlags"]
     assert upgrade_parts(pinned)[0][1] == (("names", ("haproxy", "rabbitmq-server")),)
 
@@ -86,10 +89,10 @@ def _plan_upgrade(case):
         return {n: list(steps) for n, steps in announced().items()}
 
 
-def _case():
+def _case(name="pinned_haproxy"):
     import opkit
 
-    return opkit.load_case(opkit.CASES / "upgrade" / "pinned_haproxy.json")
+    return opkit.load_case(opkit.CASES / "upgrade" / f"{name}.json")
 
 
 def test_the_upgrade_is_announced_turn_by_turn():
@@ -132,3 +135,29 @@ def test_the_vip_holder_takes_the_last_turn():
     got = _plan_upgrade(case)
     rows = sorted((step, name) for name, steps in got.items() for step, action in steps if action)
     assert [name for _, name in rows] == ["node03", "node01", "node02"]
+
+
+def test_a_pins_file_left_by_an_earlier_run_is_removed_and_announced():
+    """package_versions emptied again: the file an earlier run wrote is removed, and --dry and
+    the blast radius say so on every node; without the file, nothing is announced."""
+    got = _plan_upgrade(_case("unpinned_file_left"))
+    assert {n: [a for _, a in steps if a] for n, steps in got.items()} == {
+        n: [f"remove {APT_PINS}: package_versions is empty, apt's candidates are no longer held"]
+        for n in ("node01", "node02", "node03")}
+    case = _case("unpinned_file_left")
+    case["facts"]["*"]["FileStates"] = "$deployed"  # no pins file there
+    assert all(a is None for steps in _plan_upgrade(case).values() for _, a in steps)
+
+
+def test_the_pins_file_is_read_also_without_a_pin():
+    """Its state comes with the managed files' (the same round trip): a site that pins nothing
+    reads it too, or a file left there would never be seen, nor removed."""
+    import opkit
+    from pyinfra.context import ctx_host
+
+    from operations.before import prefetch
+
+    with opkit.planning(_case("unpinned_file_left")) as (_, inventory):
+        with ctx_host.use(inventory.get_host("node01")):
+            (paths,) = [dict(kw)["paths"] for name, kw in prefetch("node01") if name.endswith(":FileStates")]
+    assert APT_PINS in paths and len(paths) == len(set(paths))
