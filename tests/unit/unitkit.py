@@ -327,6 +327,9 @@ class KeepalivedResult:
 
 
 _ns_counter = 0
+# Whether the running test carries the `netns` marker (set by conftest.py before its fixtures);
+# None outside pytest.
+NETNS_MARKED: bool | None = None
 
 
 @contextlib.contextmanager
@@ -335,6 +338,9 @@ def netns(interface: str = "enp8s0f0", *more: str):
     `more`), up, always deleted. Commands run in it with netns_sh(); `ip netns exec` gives each
     a private mount namespace."""
     global _ns_counter
+    if NETNS_MARKED is False:
+        raise AssertionError("this test creates a network namespace: mark it @pytest.mark.netns "
+                             "(tests/unit/conftest.py), so that -m 'not netns' leaves it out")
     _ns_counter += 1
     ns = f"kat-{os.getpid()}-{_ns_counter}"
     _ip("netns", "add", ns)

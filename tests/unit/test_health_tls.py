@@ -1,5 +1,5 @@
 """The installed certificate in the health report: HaproxyCertificate's process() on outputs
-captured from openssl (captures/haproxy_tls/), and the `tls certificate` row: OK, WARN within
+captured from openssl (captures/haproxy_tls/), and the `tls certificate` row (health/tls.py): OK, WARN within
 haproxy_tls_expiry_warn_days of the expiry (the report stays OK), FAIL expired or unreadable
 naming the host and the path, nothing without haproxy_tls."""
 
