@@ -73,7 +73,7 @@ def configure():
     if not site()["package_versions"]:
         left = file_state(APT_PINS) is not None
         announce(left, f"remove {APT_PINS}: package_versions is empty, apt's candidates are no longer held")
-        shell(f"apt: {APT_PINS} removed (package_versions is empty)", [f"rm -f {APT_PINS}"], when=left)
+        shell(f"apt: no {APT_PINS} (package_versions is empty)", [f"rm -f {APT_PINS}"], when=left)
         return
     upgrades = upgrade_plan()
     install_files("apt")

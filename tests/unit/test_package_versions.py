@@ -1,5 +1,6 @@
-"""package_versions, the site key: preflight's checks, the pins file it adds, and what a
-deploy without it does (nothing new: no fact, no file, no command)."""
+"""package_versions, the site key: preflight's checks, the pins file it adds (Pin-Priority
+999: never a forced downgrade), and what a deploy without it does (no fact of its own, no file;
+a pins file an earlier run left is removed, announced)."""
 
 from __future__ import annotations
 
