@@ -11,11 +11,15 @@ upgrade, start, rejoin, per turn) is not applied yet (docs/operations.md "Upgrad
 
 The preferences file gives each pinned version Pin-Priority 999, not 1001. apt reads any
 priority of 1000 or more as "install this version even if it is a downgrade": a 1001 pin below
-the installed version (a package upgraded by hand, the pin lowered in the inventory) makes
-the next `apt-get upgrade`, or unattended-upgrades, move the package DOWN, silently, outside
-any turn and past the plan's downgrade refusal. From 991 to 999 (apt_preferences(5)) the
-pinned version wins over every newer candidate (priority 500) and over the target release,
-but never over a more recent installed version: the pin holds, it never forces a downgrade.
+the installed version (a package upgraded past it by hand) makes the next `apt-get upgrade`,
+or unattended-upgrades, move the package DOWN, silently, outside any turn and past the plan's
+downgrade refusal. From 991 to 999 (apt_preferences(5)) the
+pinned version wins over every newer candidate (priority 500) and over the target release, so
+the package is held at it or moved up to it, never past it; but never over a more recent
+installed version: a package already past its pin is not moved down (apt then takes its
+newest candidate, as without a pin), and the plan refuses that pin as a downgrade on the
+next run, naming it. The pin holds; it never forces a downgrade (test_package_versions asks
+this machine's apt, with 1001 as the control).
 
 Until the rolling upgrade is applied, mind what the file does on a controller still behind its
 pin: apt's candidate there is the pinned version, so a hand-run `apt-get upgrade`, or
