@@ -51,3 +51,12 @@ DBCHECK = {
     "unit": "galera-clustercheck",
     "sysusers": "/etc/sysusers.d/openstack-ha-clustercheck.conf",
 }
+
+# Backups (backup_enabled; config/backup.py, operations/backup.py): on backup_node only, the
+# script, its two services (a full, then its verification; an incremental) and their timers;
+# the SSH key its copies go out with and the copy host's key it trusts, nothing else.
+BACKUP_SCRIPT = "/usr/local/sbin/openstack-ha-backup"
+BACKUP_TIMERS = ("openstack-ha-backup-full.timer", "openstack-ha-backup-incremental.timer")
+BACKUP_SSH_KEY = "/root/.ssh/openstack-ha-backup"  # generated on backup_node, never leaves it
+BACKUP_KNOWN_HOSTS = "/etc/openstack-ha/backup-known-hosts"
+BACKUP_KEY_COMMENT = "openstack-ha-backup"  # marks its line in the copy host's authorized_keys

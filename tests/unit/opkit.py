@@ -56,7 +56,8 @@ from config.site import GROUP, build_site
 from unitkit import FAKE_SECRETS, lab_data
 
 CASES = Path(__file__).resolve().parent / "operations"
-COMPONENTS = ("host", "upgrade", "firewall", "memcached", "galera", "dbcheck", "rabbitmq", "haproxy", "keepalived")  # deploy.py's order
+COMPONENTS = ("host", "upgrade", "firewall", "memcached", "galera", "dbcheck", "rabbitmq", "haproxy", "keepalived",
+              "backup")  # deploy.py's order
 COMMANDS = ("maintenance",)  # operations modules of other entry points: their run(), with the case's `override`
 ANY = " ..."
 
@@ -80,7 +81,8 @@ def load_case(path: Path) -> dict:
 
 def case_site(case: dict):
     hosts, group = lab_data(tuple(case.get("nodes", ("node01", "node02", "node03"))))
-    group = {**group, **case.get("data", {})}
+    # backups off unless a case turns them on (the lab's are on): a component's case reads no backup file
+    group = {**group, "backup_enabled": False, **case.get("data", {})}
     return hosts, group, build_site(hosts, group)
 
 

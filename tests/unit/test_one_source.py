@@ -251,11 +251,11 @@ OVERRIDES = {
     "external_vip_interface": {"external_vip_interface": "eth2"},
     "external_network": {"external_network": "10.77.0.96/28"},
     "keepalived_external_router_id": {"keepalived_external_router_id": 79},
-    # backups: each on (backup_enabled) and changed, yet no installed file changes (not wired yet)
+    # backups: each on (backup_enabled) and changed (the backup node's script, service and timers)
     "backup_enabled": {"backup_enabled": True},
     "backup_full_calendar": {"backup_enabled": True, "backup_full_calendar": "*-*-* 03:00:00"},
     "backup_incremental_calendar": {"backup_enabled": True, "backup_incremental_calendar": None},
-    "backup_retention_days": {"backup_enabled": True, "backup_retention_days": 7},
+    "backup_retention_days": {"backup_retention_days": 7},
     "backup_node": {"backup_enabled": True, "backup_node": "node02"},
     "backup_dir": {"backup_enabled": True, "backup_dir": "/srv/backups/mariadb"},
     "backup_copy_to": {"backup_enabled": True, "backup_copy_to": "backup@192.0.2.9"},
@@ -290,7 +290,7 @@ NOT_IN_FILES = {
     "maintenance_drain_seconds": "only in the maintenance command's shell (test_maintenance)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
     "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_config_tls)",
-    **{k: "the backup script is not installed by the deploy yet: only its render (test_backup_plan)" for k in DEFAULTS if k.startswith("backup_")},
+    "backup_retention_days": "only in operations/backup_plan.retention (test_backup_plan); not applied on the host yet",
     **{k: "monitoring is not installed by the deploy yet: only its render (test_monitoring)" for k in DEFAULTS if k.startswith("monitoring_")},
 }
 # Keys the table cannot override: required (no default) or read from the secrets file.
@@ -299,7 +299,7 @@ NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is 
 
 def rendered(group_changes: dict):
     hosts, group = lab_data()
-    group = {**group, **group_changes}
+    group = {**group, "backup_enabled": False, **group_changes}  # the site default (the lab's are on)
     report = check(hosts, group, FAKE_SECRETS)
     assert not report.errors, [str(p) for p in report.errors]
     site = build_site(hosts, group)
@@ -309,7 +309,7 @@ def rendered(group_changes: dict):
         by_path = {f.path: f.content for f in files}
         by_path["{keepalived_check_script}"] = by_path.get(site["keepalived_check_script"], "")
         by_path["__client_strings__"] = site.client_strings(FAKE_SECRETS)  # printed by every deploy
-        rows = [row for row in FILES if wanted(row[0], site, row[1])]  # managed_files' order
+        rows = [row for row in FILES if wanted(row[0], site, row[1], name, row[2].format(**site.data))]  # managed_files' order
         by_path["__templates__"] = {f.path: row[1] for f, row in zip(files, rows)}
         out[name] = by_path
     return site, out
