@@ -39,7 +39,8 @@ HAPROXY_MAINT_FILE = "/var/lib/openstack-ha/haproxy-maint"
 # The host firewall (config/firewall.py): its rules and the unit that loads them at boot.
 FIREWALL_NFT = "/etc/openstack-ha/firewall.nft"
 FIREWALL_UNIT = "openstack-ha-firewall"
-# apt preferences holding the packages the site pins (package_versions), only when it pins one.
+# apt preferences holding the packages the site pins (package_versions), only when it pins one
+# (removed again when it pins none).
 APT_PINS = "/etc/apt/preferences.d/openstack-ha.pref"
 SST_ACCOUNT = "sst"  # mariabackup's MariaDB account (galera.cnf wsrep_sst_auth, operations/galera.py)
 

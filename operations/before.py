@@ -19,7 +19,7 @@ from pyinfra.facts.server import Hostname
 
 from config.defaults import DIST_PORT_OFFSET, GALERA_PORT
 from config import backup
-from config.files import BACKUP_PATHS, ERLANG_COOKIE, MAINTENANCE_FILE
+from config.files import APT_PINS, BACKUP_PATHS, ERLANG_COOKIE, MAINTENANCE_FILE
 from facts.backup import BackupManifests
 from facts.bundle import Bundle, part
 from facts.firewall import FirewallState
@@ -321,9 +321,11 @@ def known(fact: dict, what: str) -> dict:
 
 
 def checked_paths(name: str) -> tuple[str, ...]:
-    """The files whose state a run reads on controller `name`: its managed files, and the
-    backup node's (removed from a controller that is no longer the backup node)."""
-    return tuple(dict.fromkeys((*(f.path for f in files_for(name)), *BACKUP_PATHS)))
+    """The files whose state a run reads on controller `name`: its managed files, the backup
+    node's (removed from a controller that is no longer the backup node), and the apt pins file
+    also when the site pins nothing (one an earlier run left is removed: operations/upgrade.py).
+    Lines of the same round trip, no new command."""
+    return tuple(dict.fromkeys((*(f.path for f in files_for(name)), *BACKUP_PATHS, APT_PINS)))
 
 
 def file_state(path: str) -> dict | None:

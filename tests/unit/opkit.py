@@ -24,7 +24,8 @@ A fact called with path= (FileContents, Sha1File) is a {path: value} dict. Value
 rendered content are symbolic, computed from the case's own site (see resolve()):
 
     FileStates:  "$deployed" (every managed file as the deploy writes it), "$missing", or
-                 {path: "$deployed" | null | {...}, "*": default}
+                 {path: "$deployed" | null | {...}, "*": default}; a path the site does not
+                 manage is there as given ({...}: root:root 644 unless it says otherwise)
     Sha1File:    {path: "$deployed"}      GaleraNode.cnf_sans_members: "$deployed"
 
 An expected command ending in " ..." matches any command starting with the text before it
@@ -139,6 +140,9 @@ def _resolve(site, name: str, fact: str, value):
         for p, s in deployed.items():
             v = value.get(p, default)
             out[p] = s if v == "$deployed" else (None if v in (None, "$missing") else {**s, **v})
+        for p, v in value.items():  # a file the site does not manage (left by an earlier run): as given
+            if p != "*" and p not in deployed:
+                out[p] = None if v in (None, "$missing") else {"user": "root", "group": "root", "mode": "644", **v}
         return out
     if fact == "Sha1File":
         files = {f.path: f for f in managed_files(site, name, FAKE_SECRETS)}

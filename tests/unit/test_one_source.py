@@ -289,7 +289,7 @@ NOT_IN_FILES = {
     "rabbitmq_admin_user": "only in rabbitmqctl commands (definition_commands; test_operations)",
     "maintenance_drain_seconds": "only in the maintenance command's shell (test_maintenance)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
-    "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_certificate)",
+    "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_config_tls)",
     "backup_retention_days": "only in operations/backup_plan.retention (test_backup_plan); not applied on the host yet",
     **{k: "monitoring is not installed by the deploy yet: only its render (test_monitoring)" for k in DEFAULTS if k.startswith("monitoring_")},
 }
