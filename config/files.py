@@ -97,6 +97,8 @@ FILES = (
     # Backups (backup_enabled), on backup_node only: the script, its service (%i = full or
     # incremental) and a timer per kind (the incremental's only with its calendar).
     ("backup", "backup/openstack-ha-backup.sh.j2", BACKUP_SCRIPT, "0700", "root", "root", False),
+    # the restore tooling: a backup prepared (a copy, never the artifact), verified, restored
+    *(("backup", template, path, "0700", "root", "root", False) for path, template in backup.TOOLS.items()),
     ("backup", "backup/openstack-ha-backup@.service.j2", "/etc/systemd/system/openstack-ha-backup@.service", "0644", "root", "root", False),
     ("backup", "backup/openstack-ha-backup.timer.j2", "/etc/systemd/system/openstack-ha-backup-full.timer", "0644", "root", "root", False),
     ("backup", "backup/openstack-ha-backup.timer.j2", "/etc/systemd/system/openstack-ha-backup-incremental.timer", "0644", "root", "root", False),
@@ -189,8 +191,7 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
 
 def render_backup_tool(site: Site, path: str) -> str:
     """A restore tool of the backups (config/backup.py TOOLS: the prepare, the verify step, the
-    restore) for the site's backup node, with the backup script's values (a FILES row renders
-    it the same)."""
+    restore) as the site's backup node gets it (its FILES row)."""
     return render_template(backup.TOOLS[path], site, backup.node([c.name for c in site.controllers], site.data), {}, path)
 
 def managed_files(site: Site, name: str, secrets: dict[str, str], component: str | None = None) -> list[ManagedFile]:

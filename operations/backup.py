@@ -116,8 +116,9 @@ def configure():
         f"install -d -m 755 {BACKUP_KNOWN_HOSTS.rsplit('/', 1)[0]} && printf %s {shlex.quote(pinned)} > {BACKUP_KNOWN_HOSTS}"],
         when=bool(pinned) and read_file(me, BACKUP_KNOWN_HOSTS) != pinned.rstrip("\n"))
 
-    files = install_files("backup", validate={backup.SCRIPT: ("bash -n {path}", "bash -n")}, paths=BACKUP_PATHS)
-    units_changed = any_will_change([op for op, path in zip(files, BACKUP_PATHS) if path != backup.SCRIPT])
+    scripts = (backup.SCRIPT, *backup.TOOLS)
+    files = install_files("backup", validate={p: ("bash -n {path}", "bash -n") for p in scripts}, paths=BACKUP_PATHS)
+    units_changed = any_will_change([op for op, path in zip(files, BACKUP_PATHS) if path not in scripts])
     planned = [f.path for f in files_of("backup")]
     timers = [t for t in BACKUP_TIMERS if any(p.endswith(t) for p in planned)]
     shell("backup: reload systemd units", ["systemctl daemon-reload"], when=units_changed)
