@@ -199,7 +199,7 @@ def test_a_disaster_restore_after_drop_database_brings_the_backup_back(healthy):
         assert rows == ["100", "0"], (n, rows)
         aside = sh(n, "ls -d /var/lib/mysql.before-restore-* | wc -l").strip()
         assert int(aside) >= 1, f"{n}: the datadir of before was not kept"
-    compare = exec_(node, ["/usr/local/sbin/openstack-ha-restore", "--compare", ident], timeout=300)
+    compare = exec_(node, [backup_config.RESTORE, "--compare", ident], timeout=300)
     assert compare.returncode == 0, compare.stdout + compare.stderr
     log(compare.stdout.strip().splitlines()[-1])
     again = drills.deploy()
