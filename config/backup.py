@@ -95,6 +95,7 @@ def script_values(site: Site) -> dict:
         "ssh_options": SSH_OPTIONS,
         "script": SCRIPT,
         "full_calendar": d["backup_full_calendar"],
+        "retention_days": d["backup_retention_days"],
         "incremental_calendar": d["backup_incremental_calendar"],
     }
 
