@@ -1,4 +1,4 @@
-"""Backups' site values resolved (docs/operations.md "Backups (in progress)"): which controller takes them,
+"""Backups' site values resolved (docs/operations.md "Backups"): which controller takes them,
 where their copy goes, and the backup script rendered with them.
 
 Pure: preflight (config/preflight.py) checks the same resolution before anything renders,

@@ -1,4 +1,4 @@
-"""The disaster restore (issue 18 item 5; docs/operations.md "Backups (in progress)"): the
+"""The disaster restore (issue 18 item 5; docs/operations.md "Backups"): the
 cluster's data replaced by a backup, the data of before set aside, never deleted.
 
     pyinfra -y inventories/prod.py restore.py --data backup=20261206T010000Z-full --data confirm=20261206T010000Z-full
