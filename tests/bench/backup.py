@@ -34,7 +34,7 @@ from lab.machines import exec_  # noqa: E402
 from tests.bench import records  # noqa: E402
 
 TABLE_MB = 200  # the bench table's size: 1 KiB rows
-MORE_WRITES = 5000
+MORE_WRITES = 4000
 
 
 def sh(node: str, command: str, timeout: float = 3600) -> str:
