@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import shlex
 
-import json
-
 from pyinfra import host, inventory, logger
 from pyinfra.api import FunctionCommand, StringCommand, deploy, operation
 from pyinfra.facts.files import FileContents
@@ -24,8 +22,7 @@ from config import backup
 from config.backup import AUTHORIZED_KEYS, HOST_KEY
 from config.files import BACKUP_PATHS
 from config.paths import BACKUP_KEY_COMMENT, BACKUP_KNOWN_HOSTS, BACKUP_SSH_KEY, BACKUP_TIMERS
-from facts.backup import BackupManifests, BackupSpace
-from facts.backup_manifest import Manifest, load
+from facts.backup import BackupManifests, BackupSpace, manifests_of
 from facts.galera import GaleraNode
 from operations.backup_plan import Take, take
 from operations.before import fact_of, facts_of_all_controllers, file_state, unit_state
@@ -139,15 +136,21 @@ class Refusal(Exception):
     """No backup is taken: nothing was changed; the message names the node and the fix."""
 
 
-def _read(name: str, cls, **kwargs) -> dict:
+def read_on(name: str, cls, **kwargs) -> dict:
+    """A fact of controller `name` as this run read it before any change; a fact that could not
+    be read is {"error": why} (the decision refuses, naming the controller)."""
     h = inventory.get_host(name, None)
     try:
-        got = h.get_fact(cls, _ignore_errors=True, **kwargs) if h else None
-    except Exception as exc:  # noqa: BLE001 - unreachable: said in the refusal
-        got = {"error": f"{type(exc).__name__}: {exc}"}
-    if not got or got.get("error"):
-        raise Refusal(f"could not read {cls.__name__} of {name} ({(got or {}).get('error', 'no answer')}): "
-                      f"check {name} and run again")
+        got = fact_of(h, cls, **kwargs) if h is not None else None
+    except Exception as exc:  # noqa: BLE001 - unreachable or failed: unknown, said
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return got if got else {"error": "no answer"}
+
+
+def _read(name: str, cls, **kwargs) -> dict:
+    got = read_on(name, cls, **kwargs)
+    if got.get("error"):
+        raise Refusal(f"could not read {cls.__name__} of {name} ({got['error']}): check {name} and run again")
     return got
 
 
@@ -168,8 +171,7 @@ def decision() -> tuple[str, Take]:
     listing = _read(me, BackupManifests, directory=d["backup_dir"], calendar=d["backup_full_calendar"],
                     suffix=backup.MANIFEST_SUFFIX)
     space = _read(me, BackupSpace, directory=d["backup_dir"], datadir=backup.DATADIR)
-    manifests = [m for m in (load(json.dumps(x), x.get("id", "?")) for x in listing["manifests"]) if isinstance(m, Manifest)]
-    plan = take(facts_of_all_controllers(GaleraNode), names, me, s.writer, in_maintenance(), manifests, kind,
+    plan = take(facts_of_all_controllers(GaleraNode), names, me, s.writer, in_maintenance(), manifests_of(listing), kind,
                 space["free_bytes"], space["datadir_bytes"], d["backup_space_margin_percent"])
     if not plan.allowed:
         raise Refusal(f"no {kind} backup on {me}: " + "; ".join(plan.refusals))
