@@ -23,6 +23,7 @@ from config.backup import AUTHORIZED_KEYS, HOST_KEY
 from config.files import BACKUP_PATHS
 from config.paths import BACKUP_KEY_COMMENT, BACKUP_KNOWN_HOSTS, BACKUP_SSH_KEY, BACKUP_TIMERS
 from facts.backup import BackupManifests, BackupSpace, manifests_of
+from facts.backup_manifest import Manifest, load
 from facts.galera import GaleraNode
 from operations.backup_plan import Take, take
 from operations.before import fact_of, facts_of_all_controllers, file_state, unit_state
@@ -182,7 +183,7 @@ def decision() -> tuple[str, Take]:
 def run():
     """Take one backup now on the backup node, through its service (the timer's own path: the
     same script, the same journal), after the plan allowed it; the script checks again on the
-    host. A failure prints the service's journal."""
+    host. A failure prints the service's journal; a success, what was taken (its manifest)."""
     me, plan = decision()
     unit = f"openstack-ha-backup@{plan.kind}.service"
     if host.name == me:
@@ -190,5 +191,32 @@ def run():
             host.log(note)
     shell(f"backup: {plan.kind} on {me}" + (f" (on {plan.parent})" if plan.parent else ""), [
         f"systemctl start {unit} || {{ {unit_log(unit, 40)}; exit 1; }}",
-        f"journalctl -u {unit} -n 1 -o cat --no-pager",
     ], when=host.name == me)
+    said(name=f"backup: what {me} took", run=host.name == me)
+
+
+def _say_newest(*_args, **_kwargs):
+    """While executing, on the backup node: the newest backup's manifest, one line."""
+    d = site().data
+    ok, out = host.run_shell_command(f"cat {d['backup_dir']}/$(cat {d['backup_dir']}/chain){backup.MANIFEST_SUFFIX}",
+                                     print_output=False)
+    if not ok:
+        return True
+    m = load("\n".join(out.stdout_lines), "the newest backup")
+    if isinstance(m, Manifest):
+        proven = {True: f"verified, {len(m.tables)} tables summed", False: f"verification FAILED: {m.verify_note}",
+                  None: "not verified (an incremental)"}[m.verified]
+        host.log(f"backup {m.id}: {m.kind}{' on ' + m.parent if m.parent else ''}, "
+                 f"{(m.artifact_bytes or 0) / 2**20:.1f} MiB, position {m.position}, {proven}")
+    return True
+
+
+@operation()
+def said(run: bool):
+    """
+    Say what the backup node took (the newest manifest), after the backup ran.
+
+    + run: on the backup node only
+    """
+    if run:
+        yield FunctionCommand(_say_newest, (), {})
