@@ -471,12 +471,13 @@ esac""",
         return self.log.read_text().splitlines()
 
 
-# A mariadb-backup that streams bytes with galera-info near the end and writes its checkpoints
+# A mariadb-backup that streams bytes with galera-info 1.5 MB before the end (as with the lab's
+# 540 MB datadir, where a tail of 1 MiB missed it) and writes its checkpoints
 # into --extra-lsndir, as mbstream does (the LSNs follow on from the base for an incremental).
 BACKUP_OK = f"""for a in "$@"; do case "$a" in --extra-lsndir=*) d=${{a#*=}};; --incremental-basedir=*) base=${{a#*=}};; esac; done
 from=0; [ -n "${{base:-}}" ] && from=$(sed -n 's/^to_lsn = //p' "$base/xtrabackup_checkpoints")
 printf 'from_lsn = %s\\nto_lsn = %s\\n' "$from" $((from + 100)) > "$d/xtrabackup_checkpoints"
-head -c 200000 /dev/urandom; printf 'XBSTCK01xtrabackup_galera_info\\x01\\x02{UUID}:4242\\n'; head -c 100 /dev/urandom"""
+head -c 200000 /dev/urandom; printf 'XBSTCK01xtrabackup_galera_info\\x01\\x02{UUID}:4242\\n'; head -c 1500000 /dev/urandom"""
 
 
 def test_the_script_takes_a_full_then_an_incremental_chained_to_it(tmp_path):
@@ -501,7 +502,7 @@ def test_the_script_takes_a_full_then_an_incremental_chained_to_it(tmp_path):
     assert t.allowed and (t.kind, t.parent) == ("incremental", inc.id), t
     sql = host.statements()
     assert sql.count("SET GLOBAL wsrep_desync=ON") == 2 == sql.count("SET GLOBAL wsrep_desync=OFF")
-    assert not list(host.dir.glob("*.part")) and not list(host.dir.glob("*/stream-tail"))
+    assert not list(host.dir.glob("*.part")) and not list(host.dir.glob("*/positions*"))
 
 
 def test_the_script_fails_cleanly_when_the_backup_fails(tmp_path):
@@ -524,6 +525,17 @@ def test_the_script_fails_cleanly_when_the_backup_fails(tmp_path):
     sql = host.statements()
     assert sql.count("SET GLOBAL wsrep_desync=ON") == 2 == sql.count("SET GLOBAL wsrep_desync=OFF")
     assert sql.index("SET GLOBAL wsrep_desync=OFF", sql.index("SET GLOBAL wsrep_desync=ON", 1)) > 0  # OFF after the 2nd ON
+
+
+def test_a_stream_without_galera_info_is_a_failed_backup(tmp_path):
+    """A backup a restore could not place (no uuid:seqno of this cluster in the stream) is said
+    to have failed, not kept as good."""
+    host = FakeHost(tmp_path, BACKUP_OK.replace(f"{UUID}:4242", "not-galera-info"))
+    done = host.run("full")
+    assert done.returncode != 0 and "carried no galera-info" in done.stderr, done.stderr
+    (failed,) = host.manifests()
+    assert failed.status == "failed" and "galera-info failed" in failed.error and failed.artifact is None
+    assert not list(host.dir.glob("*.mbstream*"))
 
 
 def test_the_script_refuses_in_maintenance_before_touching_anything(tmp_path):
