@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-import jinja2
-
-from config import firewall
+from config import firewall, monitoring
 from config.site import Site
 from config.defaults import EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
 from config.paths import (  # the paths this table installs (importers of config.files may read them here too)
@@ -21,26 +18,11 @@ from config.paths import (  # the paths this table installs (importers of config
     HAPROXY_CFG, HAPROXY_DOWN_FILE, HAPROXY_MAINT_FILE, HAPROXY_STATS_USERLIST, HAPROXY_STATS_USERS, HAPROXY_UNIT_DROPIN,
     KEEPALIVED_AUTH, KEEPALIVED_CONF, KEEPALIVED_SERVE_SCRIPT, MAINTENANCE_FILE, SST_ACCOUNT, SYSCTL_CONF,
 )
-from config.syntax import erlang_ip, haproxy_word, option_value
+from config.templates import MANAGED, TEMPLATES, env  # noqa: F401  (importers of config.files read MANAGED, TEMPLATES here)
 from facts.galera_rules import SERVING  # the rule the clustercheck states
 from facts.haproxy_api import send_file
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "files" / "templates"
-MANAGED = "Managed by the openstack-ha pyinfra deploy; local changes are overwritten."
-
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-    autoescape=False,
-)
-# Values quoted for the file they land in (config/syntax.py).
-_env.filters["haproxy_word"] = haproxy_word
-_env.filters["option_value"] = option_value
-_env.filters["erlang_ip"] = erlang_ip
-_env.filters["dirname"] = lambda path: str(Path(path).parent)
+_env = env  # the shared environment (config/templates.py)
 
 
 @dataclass(frozen=True)
@@ -94,13 +76,25 @@ FILES = (
     ("dbcheck", "dbcheck/clustercheck.sysusers.j2", DBCHECK["sysusers"], "0644", "root", "root", False),
     ("dbcheck", "dbcheck/galera-clustercheck.py.j2", DBCHECK["script"], "0755", "root", "root", False),
     ("dbcheck", "dbcheck/galera-clustercheck.service.j2", f"/etc/systemd/system/{DBCHECK['unit']}.service", "0644", "root", "root", False),
+    # Monitoring (monitoring_enabled only; config/monitoring.py renders them): the rules before the
+    # prometheus.yml whose check reads them; each daemon's command line in Debian's /etc/default.
+    ("monitoring", "monitoring/node-exporter.default.j2", monitoring.DEFAULT_FILES["prometheus-node-exporter"], "0644", "root", "root", False),
+    ("monitoring", "monitoring/mysqld-exporter.default.j2", monitoring.DEFAULT_FILES["prometheus-mysqld-exporter"], "0644", "root", "root", False),
+    ("monitoring", "monitoring/alerts.yml.j2", monitoring.RULES_FILE, "0644", "root", "root", False),
+    ("monitoring", "monitoring/prometheus.yml.j2", monitoring.PROMETHEUS_YML, "0644", "root", "root", False),
+    ("monitoring", "monitoring/prometheus.default.j2", monitoring.DEFAULT_FILES["prometheus"], "0644", "root", "root", False),
+    ("monitoring", "monitoring/alertmanager.yml.j2", monitoring.ALERTMANAGER_YML, "0644", "root", "root", False),
+    ("monitoring", "monitoring/alertmanager.default.j2", monitoring.DEFAULT_FILES["prometheus-alertmanager"], "0644", "root", "root", False),
+    ("monitoring", "monitoring/openstack-ha-metrics.py.j2", monitoring.COLLECTOR, "0755", "root", "root", False),
+    ("monitoring", "monitoring/openstack-ha-metrics.service.j2", f"/etc/systemd/system/{monitoring.COLLECTOR_UNIT}.service", "0644", "root", "root", False),
+    ("monitoring", "monitoring/openstack-ha-metrics.timer.j2", f"/etc/systemd/system/{monitoring.COLLECTOR_UNIT}.timer", "0644", "root", "root", False),
 )
 
 
 def wanted(component: str, site: Site, template: str = "") -> bool:
     """Whether a site gets a file (of a component): the HTTP check only with httpchk, the
     certificate only with haproxy_tls, the firewall only with firewall, the apt pins only
-    with package_versions."""
+    with package_versions, monitoring only with monitoring_enabled."""
     if template == "haproxy/tls.pem.j2":
         return site.data["haproxy_tls"]
     if template == "keepalived/check_serving.py.j2":
@@ -109,6 +103,8 @@ def wanted(component: str, site: Site, template: str = "") -> bool:
         return site.data["firewall"]
     if component == "apt":
         return bool(site.data["package_versions"])
+    if component == "monitoring":
+        return site.data["monitoring_enabled"]
     return component != "dbcheck" or site.data["mariadb_check_method"] == "httpchk"
 
 
@@ -137,6 +133,8 @@ def serve_check(site: Site, name: str) -> dict:
 
 
 def render_template(template: str, site: Site, name: str, secrets: dict[str, str]) -> str:
+    if template.startswith("monitoring/"):
+        return monitoring.render_file(template, site, name, expected_rules(site) if site.data["firewall"] else None)
     me = site.controller(name)
     text = _env.get_template(template).render(
         site=site,

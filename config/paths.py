@@ -50,3 +50,8 @@ DBCHECK = {
     "unit": "galera-clustercheck",
     "sysusers": "/etc/sysusers.d/openstack-ha-clustercheck.conf",
 }
+
+# Monitoring's units (monitoring_enabled only; config/monitoring.py): Debian's four daemons and
+# the timer of the project's textfile collector.
+MONITORING_UNITS = ("prometheus-node-exporter", "prometheus-mysqld-exporter", "prometheus", "prometheus-alertmanager")
+METRICS_UNIT = "openstack-ha-metrics"
