@@ -367,17 +367,21 @@ def test_label_values_are_escaped():
 
 
 def problems(**changes):
+    """Preflight's monitoring problems of the lab site with `changes`; monitoring_enabled=False
+    also drops the lab's other monitoring keys (a site that never set them)."""
     from config.preflight import check
     from unitkit import FAKE_SECRETS
 
     hosts, group = lab_data()
+    if changes.get("monitoring_enabled") is False:
+        group = {k: v for k, v in group.items() if not k.startswith("monitoring_")}
     report = check(hosts, {**group, **changes}, FAKE_SECRETS)
     return [(p.level, p.key, p.message) for p in report.problems if p.key.startswith("monitoring_")]
 
 
 def test_preflight_says_a_monitoring_key_does_nothing_while_off():
-    assert problems() == []
-    (said,) = problems(monitoring_certificate_days=14)
+    assert problems(monitoring_enabled=False) == []
+    (said,) = problems(monitoring_enabled=False, monitoring_certificate_days=14)
     assert said[:2] == ("warning", "monitoring_certificate_days") and "monitoring_enabled is False" in said[2]
 
 
@@ -410,7 +414,7 @@ def test_preflight_refuses_a_pin_of_a_monitoring_package_while_monitoring_is_off
 def test_preflight_refuses_a_monitoring_port_another_daemon_holds(key, port, other):
     errors = [p for p in problems(monitoring_enabled=True, **{key: port}) if p[0] == "error"]
     assert [(p[1], other in p[2]) for p in errors] == [(key, True)]
-    assert not [p for p in problems(**{key: port}) if p[0] == "error"]  # off: the port is not held
+    assert not [p for p in problems(monitoring_enabled=False, **{key: port}) if p[0] == "error"]  # off: the port is not held
 
 
 def test_preflight_refuses_a_bad_webhook():
