@@ -15,7 +15,7 @@ HOST_PACKAGES = haproxy keepalived socat iproute2 debootstrap systemd-container 
 HOST_SERVICES_OFF = prometheus prometheus-alertmanager prometheus-node-exporter
 
 .PHONY: setup host-packages venv demo deploy verify render preflight test test-unit test-lab \
-	maintenance-out maintenance-back lab-up lab-down bench-deploy bench-failover bench-durability mutate clean
+	maintenance-out maintenance-back backup restore lab-up lab-down bench-deploy bench-failover bench-durability mutate clean
 
 setup: host-packages venv
 
@@ -54,6 +54,19 @@ maintenance-out maintenance-back: venv
 	@test -n "$(NODE)" || { echo "name the controller: make $@ NODE=<controller> INVENTORY=$(INVENTORY)" >&2; exit 2; }
 	$(PY) -m config.preflight $(INVENTORY)
 	$(PYINFRA) -y $(INVENTORY) maintenance.py --data node=$(NODE) --data action=$(@:maintenance-%=%)
+
+# One MariaDB backup now on the backup node (docs/operations.md "Backups"): make backup [KIND=incremental]
+KIND ?= full
+backup: venv
+	$(PY) -m config.preflight $(INVENTORY)
+	$(PYINFRA) -y $(INVENTORY) backup.py --data kind=$(KIND)
+
+# Disaster restore (docs/operations.md "Backups"): mariadb stopped on every controller first;
+# the datadirs are set aside, never deleted. make restore BACKUP=<id>|latest CONFIRM=<id>
+restore: venv
+	@test -n "$(BACKUP)" || { echo "name the backup: make restore BACKUP=<id>|latest CONFIRM=<id> INVENTORY=$(INVENTORY)" >&2; exit 2; }
+	$(PY) -m config.preflight $(INVENTORY)
+	$(PYINFRA) -y $(INVENTORY) restore.py --data backup=$(BACKUP) $(if $(CONFIRM),--data confirm=$(CONFIRM))
 
 # --- offline: never connects to any host ---
 render: venv

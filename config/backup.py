@@ -3,21 +3,37 @@ where their copy goes, and the backup script rendered with them.
 
 Pure: preflight (config/preflight.py) checks the same resolution before anything renders,
 operations/backup_plan.py decides whether a backup may be taken and what retention deletes.
-The script (files/templates/backup/openstack-ha-backup.sh.j2) is not installed by the deploy
-yet: the timer, the service and the verify step are the lab-wiring still to come.
+The deploy (operations/backup.py) installs the script, its services and timers on backup_node
+from config/files.py's table, rendered with script_values().
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from config.paths import MAINTENANCE_FILE
+from config.paths import BACKUP_KNOWN_HOSTS, BACKUP_SCRIPT, BACKUP_SSH_KEY
+
+AUTHORIZED_KEYS = "/root/.ssh/authorized_keys"  # the copy controller's (root's: the copy runs as root)
+HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"  # the copy controller's, pinned on backup_node
 from facts.galera import serving_check
 from config.site import Controller, Site
 
 DATADIR = "/var/lib/mysql"  # MariaDB's datadir on Debian: a backup is never kept inside it
-SCRIPT = "/usr/local/sbin/openstack-ha-backup"  # where the lab-wiring will install the script
-TEMPLATE = "backup/openstack-ha-backup.sh.j2"
+SCRIPT = BACKUP_SCRIPT
+# The restore tooling (issue 18 items 3, 5) beside the script ({{ b.script }}-prepare in the
+# templates): {installed path: template}, rendered by config/files.py render_backup_tool().
+PREPARE = f"{SCRIPT}-prepare"
+VERIFY = f"{SCRIPT}-verify"
+RESTORE = "/usr/local/sbin/openstack-ha-restore"
+TOOLS = {
+    PREPARE: "backup/openstack-ha-backup-prepare.j2",
+    VERIFY: "backup/openstack-ha-backup-verify.j2",
+    RESTORE: "backup/openstack-ha-restore.j2",
+}
+# ssh and scp to the copy host: the backup's own key, the copy host's key pinned (written by the
+# deploy: operations/backup.py), never a prompt.
+SSH_OPTIONS = (f"-o BatchMode=yes -o IdentitiesOnly=yes -i {BACKUP_SSH_KEY} -o StrictHostKeyChecking=yes "
+               f"-o UserKnownHostsFile={BACKUP_KNOWN_HOSTS} -o ConnectTimeout=10")
 MANIFEST_SUFFIX = ".manifest.json"
 # The compressors Debian 12 offers on the controllers: (command, decompress, artifact suffix).
 COMPRESSORS = {"gzip": ("gzip -c", "gzip -dc", "gz"), "zstd": ("zstd -q -c -T0", "zstd -q -dc", "zst")}
@@ -76,12 +92,21 @@ def script_values(site: Site) -> dict:
         "copy_host": site.controller(target.name).address if target.kind == "controller" else target.name,
         "copy_name": target.name,
         "copy_dir": target.directory,
+        "ssh_options": SSH_OPTIONS,
+        "script": SCRIPT,
+        "full_calendar": d["backup_full_calendar"],
+        "incremental_calendar": d["backup_incremental_calendar"],
     }
 
 
-def render_script(site: Site) -> str:
-    """The backup script for the site's backup node (the lab-wiring installs it at SCRIPT)."""
-    from config import files  # jinja and the templates: not needed by preflight, which imports this module
-
-    return files._env.get_template(TEMPLATE).render(
-        b=script_values(site), maintenance_file=MAINTENANCE_FILE, manifest_suffix=MANIFEST_SUFFIX, managed=files.MANAGED)
+def read_paths(site: Site, name: str) -> tuple[str, ...]:
+    """The small files the deploy reads on controller `name` for the copy's SSH trust
+    (operations/backup.py, read with the rest before the run: operations/before.py): on
+    backup_node its public key and pinned host key, on the copy controller its authorized_keys
+    and host key."""
+    if not site.data["backup_enabled"]:
+        return ()
+    names = [c.name for c in site.controllers]
+    me, target = node(names, site.data), copy_target(names, site.data)
+    return ((f"{BACKUP_SSH_KEY}.pub", BACKUP_KNOWN_HOSTS) if name == me else ()) + \
+        ((AUTHORIZED_KEYS, HOST_KEY) if target.kind == "controller" and name == target.name else ())

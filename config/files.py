@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from config import firewall, monitoring
+from config import backup, firewall, monitoring
 from config.site import Site
 from config.defaults import EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
 from config.paths import (  # the paths this table installs (importers of config.files may read them here too)
-    APT_PINS, DBCHECK, EPMD_SOCKET_DROPIN, ERLANG_COOKIE, FIREWALL_NFT, FIREWALL_UNIT, GALERA_CNF, GALERA_SST_CNF,
+    APT_PINS, BACKUP_SCRIPT, DBCHECK, EPMD_SOCKET_DROPIN, ERLANG_COOKIE, FIREWALL_NFT, FIREWALL_UNIT, GALERA_CNF, GALERA_SST_CNF,
     HAPROXY_CFG, HAPROXY_DOWN_FILE, HAPROXY_MAINT_FILE, HAPROXY_STATS_USERLIST, HAPROXY_STATS_USERS, HAPROXY_UNIT_DROPIN,
     KEEPALIVED_AUTH, KEEPALIVED_CONF, KEEPALIVED_SERVE_SCRIPT, MAINTENANCE_FILE, SST_ACCOUNT, SYSCTL_CONF,
 )
@@ -88,13 +88,27 @@ FILES = (
     ("monitoring", "monitoring/openstack-ha-metrics.py.j2", monitoring.COLLECTOR, "0755", "root", "root", False),
     ("monitoring", "monitoring/openstack-ha-metrics.service.j2", f"/etc/systemd/system/{monitoring.COLLECTOR_UNIT}.service", "0644", "root", "root", False),
     ("monitoring", "monitoring/openstack-ha-metrics.timer.j2", f"/etc/systemd/system/{monitoring.COLLECTOR_UNIT}.timer", "0644", "root", "root", False),
+    # Backups (backup_enabled), on backup_node only: the script, its service (%i = full or
+    # incremental) and a timer per kind (the incremental's only with its calendar).
+    ("backup", "backup/openstack-ha-backup.sh.j2", BACKUP_SCRIPT, "0700", "root", "root", False),
+    # the restore tooling: a backup prepared (a copy, never the artifact), verified, restored
+    *(("backup", template, path, "0700", "root", "root", False) for path, template in backup.TOOLS.items()),
+    ("backup", "backup/openstack-ha-backup@.service.j2", "/etc/systemd/system/openstack-ha-backup@.service", "0644", "root", "root", False),
+    ("backup", "backup/openstack-ha-backup.timer.j2", "/etc/systemd/system/openstack-ha-backup-full.timer", "0644", "root", "root", False),
+    ("backup", "backup/openstack-ha-backup.timer.j2", "/etc/systemd/system/openstack-ha-backup-incremental.timer", "0644", "root", "root", False),
 )
 
+BACKUP_PATHS = tuple(row[2] for row in FILES if row[0] == "backup")  # removed where they are not wanted
 
-def wanted(component: str, site: Site, template: str = "") -> bool:
-    """Whether a site gets a file (of a component): the HTTP check only with httpchk, the
-    certificate only with haproxy_tls, the firewall only with firewall, the apt pins only
-    with package_versions, monitoring only with monitoring_enabled."""
+
+def wanted(component: str, site: Site, template: str = "", name: str = "", path: str = "") -> bool:
+    """Whether a site's controller `name` gets a file (of a component): the HTTP check only with
+    httpchk, the certificate only with haproxy_tls, the firewall only with firewall, the apt pins
+    only with package_versions, the backups' files only on the backup node of a site that takes
+    them (the incremental timer only with its calendar), monitoring only with monitoring_enabled."""
+    if component == "backup":
+        return (site.data["backup_enabled"] and name == backup.node([c.name for c in site.controllers], site.data)
+                and not (path.endswith("-incremental.timer") and site.data["backup_incremental_calendar"] is None))
     if template == "haproxy/tls.pem.j2":
         return site.data["haproxy_tls"]
     if template == "keepalived/check_serving.py.j2":
@@ -132,7 +146,9 @@ def serve_check(site: Site, name: str) -> dict:
     }
 
 
-def render_template(template: str, site: Site, name: str, secrets: dict[str, str]) -> str:
+def render_template(template: str, site: Site, name: str, secrets: dict[str, str], path: str = "") -> str:
+    """One template rendered for controller `name` (`path`: where it goes, for a template
+    installed twice, as the backup timers: the kind is in their name)."""
     if template.startswith("monitoring/"):
         return monitoring.render_file(template, site, name, expected_rules(site) if site.data["firewall"] else None)
     me = site.controller(name)
@@ -159,6 +175,9 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         ports={"galera": GALERA_PORT, "galera_ist": GALERA_IST_PORT, "galera_sst": GALERA_SST_PORT, "epmd": EPMD_PORT},
         galera_serving=SERVING,
         sst_account=SST_ACCOUNT,
+        b=backup.script_values(site) if template.startswith("backup/") else None,
+        kind="incremental" if path.endswith("-incremental.timer") else "full",
+        manifest_suffix=backup.MANIFEST_SUFFIX,
         secrets=secrets,
         managed=MANAGED,
     )
@@ -167,12 +186,18 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
     return text
 
 
+
+def render_backup_tool(site: Site, path: str) -> str:
+    """A restore tool of the backups (config/backup.py TOOLS: the prepare, the verify step, the
+    restore) as the site's backup node gets it (its FILES row)."""
+    return render_template(backup.TOOLS[path], site, backup.node([c.name for c in site.controllers], site.data), {}, path)
+
 def managed_files(site: Site, name: str, secrets: dict[str, str], component: str | None = None) -> list[ManagedFile]:
     """The files controller `name` gets, in install order (optionally one component's)."""
     return [
-        ManagedFile(comp, path.format(**site.data), render_template(tpl, site, name, secrets), mode, user, group, secret)
+        ManagedFile(comp, path.format(**site.data), render_template(tpl, site, name, secrets, path), mode, user, group, secret)
         for comp, tpl, path, mode, user, group, secret in FILES
-        if component in (None, comp) and wanted(comp, site, tpl)
+        if component in (None, comp) and wanted(comp, site, tpl, name, path)
     ]
 
 

@@ -39,7 +39,8 @@ HAPROXY_MAINT_FILE = "/var/lib/openstack-ha/haproxy-maint"
 # The host firewall (config/firewall.py): its rules and the unit that loads them at boot.
 FIREWALL_NFT = "/etc/openstack-ha/firewall.nft"
 FIREWALL_UNIT = "openstack-ha-firewall"
-# apt preferences holding the packages the site pins (package_versions), only when it pins one.
+# apt preferences holding the packages the site pins (package_versions), only when it pins one
+# (removed again when it pins none).
 APT_PINS = "/etc/apt/preferences.d/openstack-ha.pref"
 SST_ACCOUNT = "sst"  # mariabackup's MariaDB account (galera.cnf wsrep_sst_auth, operations/galera.py)
 
@@ -55,3 +56,12 @@ DBCHECK = {
 # the timer of the project's textfile collector.
 MONITORING_UNITS = ("prometheus-node-exporter", "prometheus-mysqld-exporter", "prometheus", "prometheus-alertmanager")
 METRICS_UNIT = "openstack-ha-metrics"
+
+# Backups (backup_enabled; config/backup.py, operations/backup.py): on backup_node only, the
+# script, its two services (a full, then its verification; an incremental) and their timers;
+# the SSH key its copies go out with and the copy host's key it trusts, nothing else.
+BACKUP_SCRIPT = "/usr/local/sbin/openstack-ha-backup"
+BACKUP_TIMERS = ("openstack-ha-backup-full.timer", "openstack-ha-backup-incremental.timer")
+BACKUP_SSH_KEY = "/root/.ssh/openstack-ha-backup"  # generated on backup_node, never leaves it
+BACKUP_KNOWN_HOSTS = "/etc/openstack-ha/backup-known-hosts"
+BACKUP_KEY_COMMENT = "openstack-ha-backup"  # marks its line in the copy host's authorized_keys

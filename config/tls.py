@@ -17,6 +17,7 @@ import shlex
 import shutil
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -67,8 +68,33 @@ def not_after(line: str) -> datetime | None:
         return None
 
 
+# How the HaproxyCertificate fact says the installed certificate's notAfter (UTC): written by
+# the fact (facts/haproxy.py), read back by fact_date() (the report's row, the metric).
+FACT_DATE = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def fact_date(value) -> datetime | None:
+    """A date as the fact wrote it (FACT_DATE, UTC), None when it is none (absent, empty, not
+    such a date). Pure."""
+    try:
+        return datetime.strptime(value or "", FACT_DATE).replace(tzinfo=timezone.utc)
+    except (TypeError, ValueError):
+        return None
+
+
 def days_left(until: datetime, now: datetime) -> float:
     return (until - now).total_seconds() / 86400
+
+
+@contextmanager
+def _pem_file(pem: str):
+    """The PEM in a 0600 file of a 0700 directory (its path), both removed when the block ends."""
+    with tempfile.TemporaryDirectory(prefix="ha-tls-") as directory:
+        path = Path(directory) / "vip.pem"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(pem)
+        yield path
 
 
 @lru_cache(maxsize=16)
@@ -78,11 +104,7 @@ def local_check(pem: str) -> tuple[str | None, datetime | None]:
     directory, removed at once. ("openssl not found", None) when there is none here."""
     if shutil.which("openssl") is None:
         return "openssl not found", None
-    with tempfile.TemporaryDirectory(prefix="ha-tls-") as directory:
-        path = Path(directory) / "vip.pem"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(pem)
+    with _pem_file(pem) as path:
         quoted = shlex.quote(str(path))
         for command, reason in OPENSSL_CHECKS:
             run = subprocess.run(["sh", "-c", command.format(pem=quoted)], stdin=subprocess.DEVNULL,
@@ -121,11 +143,7 @@ def local_names(pem: str) -> tuple[datetime | None, tuple[str, ...]]:
     cannot say. Reads the certificate only (never prints the key)."""
     if shutil.which("openssl") is None:
         return None, ()
-    with tempfile.TemporaryDirectory(prefix="ha-tls-") as directory:
-        path = Path(directory) / "vip.pem"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(pem)
+    with _pem_file(pem) as path:
         run = subprocess.run(["openssl", "x509", "-noout", "-startdate", "-ext", "subjectAltName", "-in", str(path)],
                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
     start = next((d for d in map(not_before, run.stdout.splitlines()) if d), None)

@@ -8,7 +8,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from config.tls import not_after
+from config.tls import FACT_DATE, not_after
 from facts.haproxy_api import ask, parse_stat
 from facts.probe import NO_OUTPUT, as_int, failure, probe, split_probe
 
@@ -151,4 +151,4 @@ class HaproxyCertificate(FactBase):
         until = next((d for d in map(not_after, body) if d is not None), None)
         if not error and until is None:
             error = "openssl x509 -enddate: no notAfter date in the answer"
-        return {"not_after": None if error else until.strftime("%Y-%m-%dT%H:%M:%SZ"), "error": error}
+        return {"not_after": None if error else until.strftime(FACT_DATE), "error": error}

@@ -19,8 +19,9 @@ MonitoringTextfileStale fires when the collector stops).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
+from config.tls import fact_date
 from facts.backup_manifest import Manifest
 from health.report import FAIL, INFO, OK, WARN, Report, problem
 
@@ -88,11 +89,7 @@ def samples(site, name: str, facts: dict, report: Report, now: datetime, manifes
     if not problem(facts, "rabbitmq"):
         out.append((PREFIX + "rabbitmq_partitions", {}, len(facts["rabbitmq"].get("partitions") or [])))
     if site["haproxy_tls"] and not problem(facts, "haproxy_tls"):
-        try:
-            until = datetime.strptime(facts["haproxy_tls"].get("not_after") or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-        except ValueError:
-            until = None
-        if until:
+        if until := fact_date(facts["haproxy_tls"].get("not_after")):
             out.append((PREFIX + "tls_certificate_expiry_timestamp_seconds", {"path": site["haproxy_tls_pem_path"]}, until.timestamp()))
     if manifests is not None:
         for kind in ("full", "incremental"):

@@ -7,9 +7,10 @@ OK: renew before it fails), FAIL once expired or when the file cannot be read.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from config.site import Site
+from config.tls import days_left, fact_date
 from health.report import FAIL, OK, WARN, Check, problem
 
 RENEW = "renew it: a new haproxy_tls_pem, then deploy (a reload)"
@@ -25,11 +26,10 @@ def certificate_rows(site: Site, facts: dict, now: datetime) -> list[Check]:
         return [Check("tls certificate", FAIL, problem(facts, "haproxy_tls"))]
     if problem(facts, "haproxy_tls"):
         return [Check("tls certificate", FAIL, f"cannot read {path}: {problem(facts, 'haproxy_tls')}")]
-    try:
-        until = datetime.strptime(facts["haproxy_tls"].get("not_after") or "", "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
+    until = fact_date(facts["haproxy_tls"].get("not_after"))
+    if until is None:
         return [Check("tls certificate", FAIL, f"cannot read {path}: no expiry date")]
-    days = (until - now).total_seconds() / 86400
+    days = days_left(until, now)
     when = f"{until:%Y-%m-%d %H:%M} UTC"
     if days <= 0:
         return [Check("tls certificate", FAIL, f"{path} expired on {when}: HTTPS clients refuse the VIP; {RENEW}")]

@@ -67,6 +67,8 @@ controllers = (
         "rabbitmq_memory_high_watermark": "256MiB",
         "memcached_memory_mb": 64,
         "mariadb_innodb_buffer_pool_size": "64M",
+        # backups on (issue 18's lab tests): taken on the last node, copied to the one before it
+        "backup_enabled": True,
         # lab nodes get new host keys at every rebuild (LAB.md item 14): do not record them
         "ssh_user": "root",
         "ssh_key": _lab.SSH_KEY,

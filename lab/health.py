@@ -50,6 +50,18 @@ def run_excerpt(output: str, tail: int = 4000) -> str:
     return "\n".join(["--- error lines ---", *lines[-80:], "--- tail ---", output[-tail:]])
 
 
+def changed_operations(output: str) -> list[str]:
+    """Operations that executed a command on some host ('[nodeXX] Success')."""
+    changed, current = [], None
+    for line in output.splitlines():
+        m = re.match(r"--> Starting (?:serial )?operation: (.*?)\s*$", line)
+        if m:
+            current = m.group(1)
+        elif re.search(r"\[node\d+\] Success", line) and current and current not in changed:
+            changed.append(current)
+    return changed
+
+
 def verify_report(timeout: float = VERIFY_TIMEOUT) -> dict:
     """verify.py's JSON health report (ok, vip_holders, failures, facts, ...); a run that does
     not finish within `timeout` is a report that is not OK."""

@@ -209,6 +209,13 @@ def restore_chain(target: Manifest, manifests: list[Manifest]) -> tuple[tuple[Ma
     return tuple(reversed(chain)), ""
 
 
+def pick(manifests: list[Manifest], target: str | None) -> Manifest | None:
+    """Backup `target`, or (None) the newest good one; None when there is no such backup."""
+    if target is None:
+        return max((m for m in manifests if m.ok), key=lambda m: m.started, default=None)
+    return next((m for m in manifests if m.id == target), None)
+
+
 def restore(manifests: list[Manifest], target: str | None, sha256s: dict[str, str | None], cluster: str | None,
             states: dict[str, dict | None], disaster: bool = False, confirmed: bool = False) -> Restore:
     """Whether backup `target` (None: the newest good one) may be restored onto the nodes of
@@ -220,15 +227,9 @@ def restore(manifests: list[Manifest], target: str | None, sha256s: dict[str, st
     """
     refusals = []
     manifests = list(manifests)
-    if target is None:
-        good = [m for m in manifests if m.ok]
-        chosen = max(good, key=lambda m: m.started, default=None)
-        if chosen is None:
-            return Restore(False, (), None, ("no good backup to restore",))
-    else:
-        chosen = next((m for m in manifests if m.id == target), None)
-        if chosen is None:
-            return Restore(False, (), None, (f"no backup named {target}",))
+    chosen = pick(manifests, target)
+    if chosen is None:
+        return Restore(False, (), None, ("no good backup to restore",) if target is None else (f"no backup named {target}",))
     if chosen.status != "ok":
         refusals.append(f"{chosen.id} failed when it was taken ({chosen.error})")
     chain, broken = restore_chain(chosen, manifests)
@@ -257,3 +258,49 @@ def restore(manifests: list[Manifest], target: str | None, sha256s: dict[str, st
         refusals.append(f"a disaster restore replaces the cluster's data (set aside, never deleted): "
                         f"confirm with {CONFIRM_SWITCH}={chosen.id}")
     return Restore(not refusals, tuple(m.id for m in chain), chosen.position, tuple(refusals))
+
+
+# --- the disaster restore (restore.py) ------------------------------------------------------------
+
+ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+
+
+def stopped_cluster(states: dict[str, dict | None]) -> str | None:
+    """The cluster the controllers' datadirs hold (their grastate.dat uuid) when they agree;
+    None when none holds one or they differ (then the backup's cluster is not checked)."""
+    uuids = {st.get("grastate_uuid") for st in states.values() if st} - {None, "", ZERO_UUID}
+    return uuids.pop() if len(uuids) == 1 else None
+
+
+def disaster(manifests: list[Manifest], target: str | None, sha256s: dict[str, str | None],
+             states: dict[str, dict | None], order: list[str], node: str, confirm: str | None,
+             broken: tuple[str, ...] = ()) -> Restore:
+    """Whether restore.py may replace the cluster's data with backup `target` (None: the
+    newest good one), restored on `node` (the backup node, which holds the backups) and
+    bootstrapped there, the other controllers joining by SST. Pure.
+
+    + states: every controller's GaleraNode fact (None: unread, counted as running)
+    + sha256s: {backup id: sha256 of its artifact as found on `node` now} (None: missing)
+    + confirm: the backup id the operator confirmed (--data confirm=ID); it must name the one restored
+    + broken: the manifests of the backup directory that could not be read (said with a refusal)
+    """
+    chosen = pick(list(manifests), target)
+    named = chosen.id if chosen else target
+    extra = []
+    if node not in order:
+        extra.append(f"{node} is not a controller of this site: backup_node names where the backups are")
+    missing = [n for n in order if n not in states]
+    if missing:
+        extra.append(f"the Galera state of {', '.join(missing)} was not read: every controller is checked before a restore")
+    confirmed = chosen is not None and confirm == chosen.id
+    if confirm and chosen is not None and confirm != chosen.id:
+        extra.append(f"the confirmation names {confirm}, the backup restored would be {chosen.id}: confirm that one")
+    decided = restore(manifests, target, sha256s, stopped_cluster(states), states, disaster=True,
+                      confirmed=confirmed or bool(confirm))
+    refusals = list(decided.refusals) + extra
+    if chosen is not None and not confirm:
+        refusals.append(f"a disaster restore replaces the cluster's data (set aside, never deleted): "
+                        f"confirm with --data confirm={named} (make restore BACKUP={target or 'latest'} CONFIRM={named})")
+    if refusals and broken:
+        refusals.append(f"{len(broken)} manifest(s) in the backup directory could not be read: {'; '.join(broken)}")
+    return Restore(not refusals, decided.chain, decided.position, tuple(refusals))

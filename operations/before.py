@@ -18,7 +18,9 @@ from pyinfra.facts.files import FileContents, Sha1File
 from pyinfra.facts.server import Hostname
 
 from config.defaults import DIST_PORT_OFFSET, GALERA_PORT
-from config.files import ERLANG_COOKIE, MAINTENANCE_FILE
+from config import backup
+from config.files import APT_PINS, BACKUP_PATHS, ERLANG_COOKIE, MAINTENANCE_FILE
+from facts.backup import BackupManifests
 from facts.bundle import Bundle, part
 from facts.firewall import FirewallState
 from facts.galera import GaleraNode, MysqlAccounts, without_recovery
@@ -103,11 +105,12 @@ def prefetch(name: str) -> tuple:
     s = site()
     first = name == s.controllers[0].name
     return tuple(dict.fromkeys((
-        part(FileStates, paths=tuple(f.path for f in files_for(name))),
+        part(FileStates, paths=checked_paths(name)),
         part(ServiceStates, units=UNITS),
         part(DebPackages),
         part(Hostname),
         part(FileContents, path="/etc/hosts"),
+        *(part(FileContents, path=p) for p in backup.read_paths(s, name)),
         part(GaleraNode),
         part(RabbitmqCluster, **cluster_fact_args(s)),
         part(Sha1File, path=ERLANG_COOKIE),
@@ -159,6 +162,9 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
     d = site.data
     me = site.controller(name)
     tls = {"haproxy_tls": part(HaproxyCertificate, path=d["haproxy_tls_pem_path"])} if d["haproxy_tls"] else {}
+    backups = ({"backup": part(BackupManifests, directory=d["backup_dir"], calendar=d["backup_full_calendar"],
+                               suffix=backup.MANIFEST_SUFFIX)}
+               if d["backup_enabled"] and name == backup.node([c.name for c in site.controllers], d) else {})
     external = {"external_vip": part(VipHolder, interface=site.external_vip_interface, vip=d["external_vip"])}
     return {
         "vip": part(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
@@ -172,6 +178,7 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
         "firewall": part(FirewallState),
         "maintenance": part(Maintenance, path=MAINTENANCE_FILE),
         **tls,
+        **backups,
     }
 
 
@@ -313,9 +320,17 @@ def known(fact: dict, what: str) -> dict:
     return fact
 
 
+def checked_paths(name: str) -> tuple[str, ...]:
+    """The files whose state a run reads on controller `name`: its managed files, the backup
+    node's (removed from a controller that is no longer the backup node), and the apt pins file
+    also when the site pins nothing (one an earlier run left is removed: operations/upgrade.py).
+    Lines of the same round trip, no new command."""
+    return tuple(dict.fromkeys((*(f.path for f in files_for(name)), *BACKUP_PATHS, APT_PINS)))
+
+
 def file_state(path: str) -> dict | None:
-    paths = tuple(f.path for f in files_for(host.name))
-    return known(planned_fact(FileStates, paths=paths), "its managed files")["files"].get(path)
+    """A file's owner, group, mode and SHA1 before the run (None: missing); `path` one of checked_paths."""
+    return known(planned_fact(FileStates, paths=checked_paths(host.name)), "its managed files")["files"].get(path)
 
 
 def unit_state(unit: str) -> dict:

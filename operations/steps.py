@@ -42,7 +42,9 @@ def managed_file(path: str, component: str, validate: str | None = None, validat
     """
     if with_turns and failed_earlier():
         return
-    wanted = next(f for f in files_of(component) if f.path == path)
+    wanted = next((f for f in files_of(component) if f.path == path), None)
+    if wanted is None:  # not this host's (the backup node's files): every host calls every file
+        return
     content = wanted.content
     remote = file_state(path)
 
@@ -102,21 +104,23 @@ def consume(command: str, path: str) -> str:
 
 
 def install_files(component: str, validate: dict[str, str | tuple[str, str]] | None = None,
-                  with_turns: tuple[str, ...] = ()):
+                  with_turns: tuple[str, ...] = (), paths: tuple[str, ...] | None = None):
     """managed_file() for every file of a component; returns the operations' metas.
+    `paths`: every path the component may install, called on every host alike (a component whose
+    files only some controllers get: the others' calls are no-ops, the order stays aligned).
     `validate`: {path: command} or {path: (command, how its failure names it)}; `with_turns`:
     the paths managed_file(with_turns=True) writes."""
     checks = {path: (v, None) if isinstance(v, str) else v for path, v in (validate or {}).items()}
     return [
         managed_file(
-            name=f"{component}: {f.path}",
-            path=f.path,
+            name=f"{component}: {path}",
+            path=path,
             component=component,
-            validate=checks.get(f.path, (None, None))[0],
-            validate_what=checks.get(f.path, (None, None))[1],
-            with_turns=f.path in with_turns,
+            validate=checks.get(path, (None, None))[0],
+            validate_what=checks.get(path, (None, None))[1],
+            with_turns=path in with_turns,
         )
-        for f in files_of(component)
+        for path in (paths if paths is not None else [f.path for f in files_of(component)])
     ]
 
 

@@ -1,18 +1,35 @@
 """Package versions (site key package_versions): the pinned packages held by an apt
 preferences file, and the upgrade plan announced, before any package is installed.
 
-Nothing at all when the site pins nothing (no fact, no file, no command: the deploy of
-before). The plan (operations/upgrade_plan.py) is taken once from every controller's
+Nothing when the site pins nothing (no fact of its own, no file, no command: the deploy of
+before), but the removal of a pins file an earlier run left (its state is one more line of the
+managed files' read). The plan (operations/upgrade_plan.py) is taken once from every controller's
 installed and offered versions; a refusal (a downgrade, a jump over a MariaDB major or a
 RabbitMQ minor, a version apt does not offer) ends the run before any change. The planned
 upgrades are shown in --dry and the blast radius; the rolling upgrade itself (drain, stop,
 upgrade, start, rejoin, per turn) is not applied yet (docs/operations.md "Upgrades").
 
-Until it is, mind what the preferences file does on a controller still behind its pin: apt's
-candidate there is the pinned version, so a hand-run `apt-get upgrade`, or unattended-upgrades
-when the pin comes from an origin it takes (Debian's security archive), moves the package to
-the pin outside any turn, as it would move it to any security update without a pin. It never
-moves it past the pin, and never down: a downgrade pin is refused before the file is written.
+The preferences file gives each pinned version Pin-Priority 999, not 1001. apt reads any
+priority of 1000 or more as "install this version even if it is a downgrade": a 1001 pin below
+the installed version (a package upgraded past it by hand) makes the next `apt-get upgrade`,
+or unattended-upgrades, move the package DOWN, silently, outside any turn and past the plan's
+downgrade refusal. From 991 to 999 (apt_preferences(5)) the
+pinned version wins over every newer candidate (priority 500) and over the target release, so
+the package is held at it or moved up to it, never past it; but never over a more recent
+installed version: a package already past its pin is not moved down (apt then takes its
+newest candidate, as without a pin), and the plan refuses that pin as a downgrade on the
+next run, naming it. The pin holds; it never forces a downgrade (test_package_versions asks
+this machine's apt, with 1001 as the control).
+
+Until the rolling upgrade is applied, mind what the file does on a controller still behind its
+pin: apt's candidate there is the pinned version, so a hand-run `apt-get upgrade`, or
+unattended-upgrades when the pin comes from an origin it takes (Debian's security archive),
+moves the package to the pin outside any turn, as it would move it to any security update
+without a pin. It never moves it past the pin, and never down.
+
+A site that empties package_versions gets the file removed (announced: --dry and the blast
+radius show it): a pin left behind would hold the packages at versions the site no longer
+names, against every security update.
 """
 
 from __future__ import annotations
@@ -22,8 +39,9 @@ from pyinfra.api import deploy
 
 from facts.packages import PackageVersions
 from facts.rabbitmq import RabbitmqFeatureFlags
-from operations.before import facts_of_all_controllers, known_in_run
-from operations.common import announce, decided_once, site
+from config.paths import APT_PINS
+from operations.before import facts_of_all_controllers, file_state, known_in_run
+from operations.common import announce, decided_once, shell, site
 from operations.galera import vip_holders
 from operations.steps import install_files
 from operations.upgrade_plan import RABBITMQ, UpgradePlan, UpgradeRefused, plan
@@ -54,8 +72,12 @@ def upgrade_plan() -> UpgradePlan:
 
 @deploy("Package versions")
 def configure():
-    """The pins held (apt preferences) and the planned upgrades announced, turn by turn."""
+    """The pins held (apt preferences) and the planned upgrades announced, turn by turn; with
+    no pin, a pins file an earlier run wrote is removed (nothing else is read or run)."""
     if not site()["package_versions"]:
+        left = file_state(APT_PINS) is not None
+        announce(left, f"remove {APT_PINS}: package_versions is empty, apt's candidates are no longer held")
+        shell(f"apt: no {APT_PINS} (package_versions is empty)", [f"rm -f {APT_PINS}"], when=left)
         return
     upgrades = upgrade_plan()
     install_files("apt")

@@ -48,7 +48,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "operations/maintenance_plan.py": ("tests/unit/test_maintenance.py",),
     "config/schema.py": ("tests/unit/test_schema.py",),
     "health/checks.py": ("tests/unit/test_health.py", "tests/unit/test_health_cluster.py",
-                         "tests/unit/test_health_certificate.py"),
+                         "tests/unit/test_health_tls.py"),
     "operations/rabbitmq_plan.py": ("tests/unit/test_rabbitmq_plan.py",),
 }
 

@@ -15,7 +15,7 @@ a profile whose runs differ in a setting names it in its rows ("deployed
     python -m tests.bench.figures            # the tables as the records give them
     python -m tests.bench.figures --write    # the pages' tables rewritten from the records
 
-tests/unit/test_readme_figures.py compares the pages with these. No lab here: pure, and
+tests/unit/test_figures.py compares the pages with these. No lab here: pure, and
 imported by the unit tier.
 """
 

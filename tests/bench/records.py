@@ -9,7 +9,7 @@ A record file is docs/bench-<name>/records.json, a JSON list of runs, oldest fir
 
 The failover bench keeps its own richer file (docs/bench-failover/records.json, every request);
 its runs carry their configuration in figures["config"]. tests/bench/figures.py turns the
-records into the tables of docs/failover.md and docs/design.md; tests/unit/test_readme_figures.py checks them. No lab here:
+records into the tables of docs/failover.md and docs/design.md; tests/unit/test_figures.py checks them. No lab here:
 this module is imported by the unit tier.
 """
 

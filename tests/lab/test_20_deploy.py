@@ -37,18 +37,6 @@ def pyinfra(*args, env=None, timeout=DEPLOY_TIMEOUT):
     )
 
 
-def changed_operations(output: str) -> list[str]:
-    """Operations that executed a command on some host ('[nodeXX] Success')."""
-    changed, current = [], None
-    for line in output.splitlines():
-        m = re.match(r"--> Starting (?:serial )?operation: (.*?)\s*$", line)
-        if m:
-            current = m.group(1)
-        elif re.search(r"\[node\d+\] Success", line) and current and current not in changed:
-            changed.append(current)
-    return changed
-
-
 def assert_no_secret(output: str):
     for name, value in drills.secrets().items():
         assert value not in output, f"the secret {name} appears in pyinfra's output"
@@ -126,7 +114,7 @@ def test_second_deploy_changes_nothing(first_deploy):
     run = pyinfra("-y", "inventories/lab.py", "deploy.py")
     print(f"no-op re-run: {time.monotonic() - started:.2f} s")
     assert run.returncode == 0, drills.run_excerpt(run.stdout)
-    assert changed_operations(run.stdout) == [], run.stdout[-6000:]
+    assert drills.changed_operations(run.stdout) == [], run.stdout[-6000:]
     assert "] will " not in run.stdout
     assert "Blast radius: no service restarts or reloads" in run.stdout
     assert_no_secret(run.stdout)
@@ -171,7 +159,7 @@ def test_verify_alone_reports_healthy_and_changes_nothing(first_deploy, tmp_path
     report = tmp_path / "health.json"
     run = pyinfra("-y", "inventories/lab.py", "verify.py", env={"HA_VERIFY_JSON": str(report)}, timeout=300)
     assert run.returncode == 0, run.stdout[-4000:]
-    assert changed_operations(run.stdout) == []
+    assert drills.changed_operations(run.stdout) == []
     health = json.loads(report.read_text())
     assert health["ok"] is True
     assert_no_secret(run.stdout)

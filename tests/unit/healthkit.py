@@ -15,11 +15,11 @@ from pathlib import Path
 from config.site import build_site
 from types import SimpleNamespace
 
-from facts import firewall as _firewall, galera as _galera, galera_rules as _galera_rules, haproxy as _haproxy, host as _host
+from facts import backup as _backup, firewall as _firewall, galera as _galera, galera_rules as _galera_rules, haproxy as _haproxy, host as _host
 from facts import keepalived as _keepalived, memcached as _memcached, probe as _probe, rabbitmq as _rabbitmq
 
 # Every fact and probe helper by name (the facts live in one module per component).
-F = SimpleNamespace(**{k: v for m in (_probe, _host, _firewall, _galera, _galera_rules, _haproxy, _keepalived, _memcached, _rabbitmq)
+F = SimpleNamespace(**{k: v for m in (_backup, _probe, _host, _firewall, _galera, _galera_rules, _haproxy, _keepalived, _memcached, _rabbitmq)
                        for k, v in vars(m).items() if not k.startswith("_")})
 
 CAPTURES = Path(__file__).resolve().parent / "captures"
@@ -36,6 +36,7 @@ FACT_OF = {
     "maintenance": F.Maintenance,
     "firewall": F.FirewallState,
     "haproxy_tls": F.HaproxyCertificate,
+    "backup": F.BackupManifests,
 }
 
 NAMES = ("node01", "node02", "node03")
@@ -101,6 +102,7 @@ def healthy(site, holder="node01"):
     the VIP (keepalived MASTER there), the API servers DOWN as usual."""
     node = host_facts("healthy")
     node["haproxy_tls"] = certificate(days=400)
+    node["backup"] = capture("backup", "lab")  # read on the backup node only (backup_enabled)
     results = {}
     for n in NAMES:
         results[n] = copy.deepcopy(node)

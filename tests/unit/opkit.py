@@ -24,7 +24,8 @@ A fact called with path= (FileContents, Sha1File) is a {path: value} dict. Value
 rendered content are symbolic, computed from the case's own site (see resolve()):
 
     FileStates:  "$deployed" (every managed file as the deploy writes it), "$missing", or
-                 {path: "$deployed" | null | {...}, "*": default}
+                 {path: "$deployed" | null | {...}, "*": default}; a path the site does not
+                 manage is there as given ({...}: root:root 644 unless it says otherwise)
     Sha1File:    {path: "$deployed"}      GaleraNode.cnf_sans_members: "$deployed"
 
 An expected command ending in " ..." matches any command starting with the text before it
@@ -55,7 +56,8 @@ from config.site import GROUP, build_site
 from unitkit import FAKE_SECRETS, lab_data
 
 CASES = Path(__file__).resolve().parent / "operations"
-COMPONENTS = ("host", "upgrade", "firewall", "memcached", "galera", "dbcheck", "rabbitmq", "haproxy", "keepalived", "monitoring")  # deploy.py's order
+COMPONENTS = ("host", "upgrade", "firewall", "memcached", "galera", "dbcheck", "rabbitmq", "haproxy", "keepalived",
+              "monitoring", "backup")  # deploy.py's order
 COMMANDS = ("maintenance",)  # operations modules of other entry points: their run(), with the case's `override`
 ANY = " ..."
 
@@ -79,7 +81,8 @@ def load_case(path: Path) -> dict:
 
 def case_site(case: dict):
     hosts, group = lab_data(tuple(case.get("nodes", ("node01", "node02", "node03"))))
-    group = {**group, **case.get("data", {})}
+    # backups off unless a case turns them on (the lab's are on): a component's case reads no backup file
+    group = {**group, "backup_enabled": False, **case.get("data", {})}
     return hosts, group, build_site(hosts, group)
 
 
@@ -137,6 +140,9 @@ def _resolve(site, name: str, fact: str, value):
         for p, s in deployed.items():
             v = value.get(p, default)
             out[p] = s if v == "$deployed" else (None if v in (None, "$missing") else {**s, **v})
+        for p, v in value.items():  # a file the site does not manage (left by an earlier run): as given
+            if p != "*" and p not in deployed:
+                out[p] = None if v in (None, "$missing") else {"user": "root", "group": "root", "mode": "644", **v}
         return out
     if fact == "Sha1File":
         files = {f.path: f for f in managed_files(site, name, FAKE_SECRETS)}

@@ -20,6 +20,7 @@ import pytest
 
 from unitkit import FAKE_SECRETS, prod_data
 from config import backup
+from config.files import managed_files
 from config.preflight import check
 from config.site import build_site
 from facts.backup_manifest import Manifest, ManifestError, compare, load, to_dict
@@ -349,6 +350,12 @@ def test_differences_are_a_table(restored, what):
 
 # --- the backup script --------------------------------------------------------------------------------
 
+def script_of(site) -> str:
+    """The backup script as the deploy installs it on the site's backup node (config/files.py)."""
+    node = backup.node([c.name for c in site.controllers], site.data)
+    return next(f.content for f in managed_files(site, node, {}, "backup") if f.path == backup.SCRIPT)
+
+
 def site_with(**changes):
     h, g = prod_data()
     g.update({"backup_enabled": True, **changes})
@@ -361,7 +368,7 @@ def site_with(**changes):
 def test_the_script_renders_and_bash_accepts_it(changes, tmp_path):
     h, g = site_with(**changes)
     assert not check(h, g, secrets=dict(FAKE_SECRETS)).errors
-    text = backup.render_script(build_site(h, g))
+    text = script_of(build_site(h, g))
     path = tmp_path / "openstack-ha-backup"
     path.write_text(text)
     done = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
@@ -389,7 +396,7 @@ class FakeHost:
     def __init__(self, tmp_path, body: str):
         self.root, self.dir, self.log, self.copies = tmp_path, tmp_path / "b", tmp_path / "sql.log", tmp_path / "copies"
         h, g = site_with(backup_dir=str(self.dir), backup_copy_to="backup@192.0.2.9", backup_copy_dir=str(self.copies))
-        text = backup.render_script(build_site(h, g))
+        text = script_of(build_site(h, g))
         text = text.replace("/var/lib/openstack-ha/maintenance", str(tmp_path / "maint"))
         text = text.replace("DATADIR=/var/lib/mysql", f"DATADIR={tmp_path}/data")
         text = re.sub(r"if ! answer=\$\(timeout 5 bash -c .*?\n.*?\n.*?\nfi\n", "", text, flags=re.S)
@@ -410,7 +417,7 @@ esac""",
             "mariadb-backup": body,
             "ssh": "exit 0",
             "scp": 'args=(); skip=; for a in "$@"; do [ -n "$skip" ] && { skip=; continue; }; '
-                   'case "$a" in -o) skip=1;; -*) ;; *) args+=("$a");; esac; done; '
+                   'case "$a" in -o|-i) skip=1;; -*) ;; *) args+=("$a");; esac; done; '
                    'cp "${args[@]:0:${#args[@]}-1}" "${args[-1]#*:}"',
         }
         for name, code in fakes.items():

@@ -47,6 +47,16 @@ def assert_keepalived_ok(keepalived_dir):
     assert res.log.strip() == "", res.log
 
 
+def test_a_test_without_the_netns_marker_cannot_create_a_namespace():
+    """-m "not netns" leaves out every test that makes one: an unmarked test that tries is
+    stopped before `ip netns add` (tests/unit/conftest.py sets what unitkit.netns() reads)."""
+    before = {ns for ns in netns_list() if ns.startswith(MY_NS)}
+    with pytest.raises(AssertionError, match="mark it @pytest.mark.netns"):
+        with netns():
+            pass
+    assert {ns for ns in netns_list() if ns.startswith(MY_NS)} == before
+
+
 # --- prod.py -----------------------------------------------------------------------------
 
 
@@ -55,6 +65,7 @@ def test_prod_haproxy_cfg_passes_haproxy_c(prod_render, node):
     assert_haproxy_ok(prod_render / node / CFG)
 
 
+@pytest.mark.netns
 def test_prod_keepalived_conf_passes_config_test_and_leaves_host_alone(prod_render):
     before_etc = host_etc_keepalived_snapshot()
     before_ns = netns_list()
@@ -83,6 +94,7 @@ def test_article_log_line_fails_haproxy_c(prod_render, tmp_path):
     assert "ALERT" in proc.stdout + proc.stderr
 
 
+@pytest.mark.netns
 def test_long_auth_pass_fails_keepalived_config_test(prod_render, tmp_path):
     # The password's own file, as keepalived.conf includes it: keepalived reads it in the check.
     ka = copy_tree(prod_render / "node01" / KA, tmp_path / "keepalived")
@@ -108,6 +120,7 @@ def test_haproxy_cfg_is_checked_with_the_stats_account_file(prod_render, tmp_pat
     assert haproxy_check(cfg, users=other).returncode != 0
 
 
+@pytest.mark.netns
 def test_keepalived_conf_without_its_auth_file_fails_config_test(prod_render, tmp_path):
     ka = copy_tree(prod_render / "node01" / KA, tmp_path / "keepalived")
     (ka / "openstack-ha-auth.conf").unlink()
@@ -115,6 +128,7 @@ def test_keepalived_conf_without_its_auth_file_fails_config_test(prod_render, tm
     assert res.returncode != 0, res.log
 
 
+@pytest.mark.netns
 def test_a_new_vrrp_password_is_checked_with_the_keepalived_conf_in_place(prod_render, tmp_path):
     """The deploy's check of a staged auth file (operations/keepalived.py AUTH_CHECK): the
     keepalived.conf in place, its include pointed at the staged file; keepalived refuses a
@@ -132,6 +146,7 @@ def test_a_new_vrrp_password_is_checked_with_the_keepalived_conf_in_place(prod_r
         assert netns_sh(ns, f"mount --bind '{tmp_path}' /etc/keepalived && {command}").returncode == 0
 
 
+@pytest.mark.netns
 def test_a_new_stats_account_is_checked_with_the_haproxy_cfg_in_place(prod_render, tmp_path):
     """operations/haproxy.py's check of a staged stats account file: haproxy -c of the
     haproxy.cfg in place with it (a userlist of another name is refused)."""
@@ -149,6 +164,7 @@ def test_a_new_stats_account_is_checked_with_the_haproxy_cfg_in_place(prod_rende
     assert results == {"openstack_ha_stats": 0, "other": results["other"]} and results["other"] != 0, results
 
 
+@pytest.mark.netns
 def test_missing_interface_fails_keepalived_config_test(prod_render):
     # The veth is named otherwise: keepalived must notice enp8s0f0 does not exist.
     res = keepalived_check(prod_render / "node01" / KA, interface="kat-other0")
@@ -204,6 +220,7 @@ def _add_node04(hosts):
     return hosts + [("node04", {"ssh_hostname": "100.2.30.44", "address": "100.2.30.44", "vrrp_priority": 120})]
 
 
+@pytest.mark.netns
 def test_variant_four_controllers(tmp_path):
     out = render_variant(tmp_path, _add_node04)
     assert sorted(p.name for p in out.iterdir()) == ["node01", "node02", "node03", "node04"]
@@ -228,6 +245,7 @@ def test_variant_four_controllers(tmp_path):
     assert_keepalived_ok(out / "node04" / KA)
 
 
+@pytest.mark.netns
 def test_variant_unicast_vrrp(tmp_path):
     out = render_variant(tmp_path, keepalived_unicast=True)
     for node, me, peers in (

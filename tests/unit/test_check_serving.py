@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import importlib.util
 import socket
-import threading
 from pathlib import Path
 
 import pytest
 
-from unitkit import PROD
-from config.files import KEEPALIVED_SERVE_SCRIPT, managed_files
-from config.secrets import PLACEHOLDERS
-from config.site import build_site, load_inventory
+from unitkit import free_port, prod_file, serve_once
+from config.files import KEEPALIVED_SERVE_SCRIPT
 
 CAPTURES = Path(__file__).parent / "captures"
 DB = ["mariadb"]
@@ -25,10 +22,8 @@ SEEN_ALL = {"node02": "seen", "node03": "seen"}
 
 @pytest.fixture(scope="module")
 def cs(tmp_path_factory):
-    hosts, group = load_inventory(PROD)
-    f = next(f for f in managed_files(build_site(hosts, group), "node01", PLACEHOLDERS) if f.path == KEEPALIVED_SERVE_SCRIPT)
     path = tmp_path_factory.mktemp("serve") / "check_serving.py"
-    path.write_text(f.content)
+    path.write_text(prod_file(KEEPALIVED_SERVE_SCRIPT))
     spec = importlib.util.spec_from_file_location("check_serving", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -98,42 +93,14 @@ def test_show_stat_is_read_per_listener_without_frontend_and_backend(cs):
         [True, True, True, True, False, False, False, False]
 
 
-def serve_once(answer: bytes) -> int:
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(4)
-
-    def run():
-        for _ in range(4):
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            with conn:
-                conn.settimeout(1)
-                try:
-                    conn.recv(100)
-                except OSError:
-                    pass
-                conn.sendall(answer)
-    threading.Thread(target=run, daemon=True).start()
-    return srv.getsockname()[1]
-
-
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_peer_probe_tells_serving_seen_and_unseen(cs, monkeypatch):
     ok = serve_once(b"HTTP/1.1 200 OK\r\n\r\n")
     bad = serve_once(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
     assert cs.probe_peer("127.0.0.1", ok, "httpchk", [], 0.5) == "serving"
     assert cs.probe_peer("127.0.0.1", bad, "httpchk", [], 0.5) == "seen"
-    assert cs.probe_peer("127.0.0.1", closed_port(), "httpchk", [], 0.5) == "seen"  # refused: it is there
+    assert cs.probe_peer("127.0.0.1", free_port(), "httpchk", [], 0.5) == "seen"  # refused: it is there
     # an API listener's server that refuses: the peer cannot serve it
-    assert cs.probe_peer("127.0.0.1", serve_once(b"HTTP/1.1 200 OK\r\n\r\n"), "httpchk", [closed_port()], 0.5) == "seen"
+    assert cs.probe_peer("127.0.0.1", serve_once(b"HTTP/1.1 200 OK\r\n\r\n"), "httpchk", [free_port()], 0.5) == "seen"
     # no answer within the timeout (a cut, a peer without power): not seen; no packet leaves here
     def silent(address, timeout=None):
         raise socket.timeout("timed out")

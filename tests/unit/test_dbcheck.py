@@ -15,13 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from unitkit import PROD
-from config.files import managed_files
-from config.secrets import PLACEHOLDERS
-from config.site import build_site, load_inventory
+from unitkit import free_port, prod_file
+from config.files import DBCHECK
 from facts.galera_rules import SERVING, serving
-
-SCRIPT = "/usr/local/sbin/galera-clustercheck"
 
 SYNCED = {"wsrep_local_state": "4", "wsrep_local_state_comment": "Synced", "wsrep_cluster_status": "Primary",
           "wsrep_ready": "ON"}
@@ -40,17 +36,9 @@ CASES += [({**SYNCED, key: "other"}, 503) for key in SERVING]
 
 @pytest.fixture(scope="module")
 def script(tmp_path_factory):
-    hosts, group = load_inventory(PROD)
-    f = next(f for f in managed_files(build_site(hosts, group), "node01", PLACEHOLDERS) if f.path == SCRIPT)
     path = tmp_path_factory.mktemp("dbcheck") / "galera-clustercheck"
-    path.write_text(f.content)
+    path.write_text(prod_file(DBCHECK["script"]))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def fake_mysql(directory, status: dict | None, runs=None):

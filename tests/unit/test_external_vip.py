@@ -140,6 +140,7 @@ def test_external_interface_and_prefix_default_to_the_internal_ones():
     assert "100.2.30.39/24 dev enp8s0f0" in instances(conf)["external_vip_122"]
 
 
+@pytest.mark.netns
 def test_keepalived_config_test_passes_with_the_external_instance(tmp_path):
     out = tmp_path / "out"
     render_inventory(variant(tmp_path, **EXTERNAL, keepalived_unicast=True), out)
@@ -153,6 +154,7 @@ def test_keepalived_config_test_passes_with_the_external_instance(tmp_path):
     assert not any(ns.startswith(MY_NS) for ns in netns_list())
 
 
+@pytest.mark.netns
 def test_keepalived_config_test_passes_with_both_vips_on_one_interface(tmp_path):
     # the lab's shape: the external VIP on vip_interface, in internal_network
     out = tmp_path / "out"
@@ -162,6 +164,7 @@ def test_keepalived_config_test_passes_with_both_vips_on_one_interface(tmp_path)
     assert res.returncode == 0 and res.log.strip() == "", (res.log, res.output)
 
 
+@pytest.mark.netns
 def test_keepalived_config_test_refuses_one_router_id_for_both(tmp_path):
     out = tmp_path / "out"
     render_inventory(variant(tmp_path, **EXTERNAL), out)

@@ -38,7 +38,17 @@ ROW_OF = {
     "maintenance": "maintenance",
     "firewall": "firewall",
     "haproxy_tls": "tls certificate",
+    "backup": "backup",
 }
+
+
+def site_for(key: str, name: str):
+    """The lab's site, with backups taken on `name` when the key is the backups' (their row is
+    the backup node's only)."""
+    site = lab_site()
+    if key == "backup":
+        site.data.update(backup_enabled=True, backup_node=name)
+    return site
 
 
 def test_the_model_imports_no_pyinfra():
@@ -58,7 +68,7 @@ def test_every_fact_has_its_row():
 
 @pytest.mark.parametrize("key", sorted(ROW_OF))
 def test_a_missing_fact_is_a_failed_row_naming_it(key):
-    site = lab_site()
+    site = site_for(key, "node02")
     results = healthy(site)
     del results["node02"][key]
     report = evaluate(site, results)
@@ -72,7 +82,7 @@ def test_a_missing_fact_is_a_failed_row_naming_it(key):
 
 @pytest.mark.parametrize("key", sorted(ROW_OF))
 def test_a_fact_that_is_not_a_result_is_a_failed_row(key):
-    site = lab_site()
+    site = site_for(key, "node03")
     results = healthy(site)
     results["node03"][key] = None
     assert row(evaluate(site, results), "node03", ROW_OF[key]).status == FAIL

@@ -8,6 +8,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from unitkit import FAKE_SECRETS, netns, netns_sh, prod_data
 import facts.keepalived as K
 from config.files import managed_files
@@ -16,6 +18,7 @@ from config.site import build_site
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 
 
+@pytest.mark.netns
 def test_the_keepalived_state_fact_reads_the_dump_and_leaves_none_behind():
     # A real keepalived 2.x on node01's rendered config, in a throwaway namespace with its own
     # /tmp and /run (the test's files outside both); systemctl answers "active" (no unit here).

@@ -301,11 +301,11 @@ OVERRIDES = {
     "external_vip_interface": {"external_vip_interface": "eth2"},
     "external_network": {"external_network": "10.77.0.96/28"},
     "keepalived_external_router_id": {"keepalived_external_router_id": 79},
-    # backups: each on (backup_enabled) and changed, yet no installed file changes (not wired yet)
+    # backups: each on (backup_enabled) and changed (the backup node's script, service and timers)
     "backup_enabled": {"backup_enabled": True},
     "backup_full_calendar": {"backup_enabled": True, "backup_full_calendar": "*-*-* 03:00:00"},
     "backup_incremental_calendar": {"backup_enabled": True, "backup_incremental_calendar": None},
-    "backup_retention_days": {"backup_enabled": True, "backup_retention_days": 7},
+    "backup_retention_days": {"backup_retention_days": 7},
     "backup_node": {"backup_enabled": True, "backup_node": "node02"},
     "backup_dir": {"backup_enabled": True, "backup_dir": "/srv/backups/mariadb"},
     "backup_copy_to": {"backup_enabled": True, "backup_copy_to": "backup@192.0.2.9"},
@@ -313,7 +313,7 @@ OVERRIDES = {
     "backup_compress": {"backup_enabled": True, "backup_compress": "zstd"},
     "backup_space_margin_percent": {"backup_enabled": True, "backup_space_margin_percent": 100},
     # monitoring: each on (monitoring_enabled, a SWITCHES key: the comparison's base has it too) and changed
-    "monitoring_enabled": {"monitoring_enabled": False},  # the lab's is True
+    "monitoring_enabled": {"monitoring_enabled": True},
     "monitoring_networks": {"monitoring_enabled": True, "monitoring_networks": ["192.0.2.0/24"]},
     "monitoring_prometheus_port": {"monitoring_enabled": True, "monitoring_prometheus_port": 9091},
     "monitoring_alertmanager_port": {"monitoring_enabled": True, "monitoring_alertmanager_port": 9095},
@@ -331,9 +331,6 @@ OVERRIDES = {
     "monitoring_webhooks": {"monitoring_enabled": True, "monitoring_webhooks": ["http://192.0.2.9:5001/alerts"]},
 }
 
-# With monitoring on (the lab's), these reach the alert rules: BackupTooOld and its max age per kind.
-BACKUP_KEYS_IN_RULES = ("backup_enabled", "backup_incremental_calendar")
-
 # Keys whose override reaches no rendered file (nor the client strings a deploy prints), so no two files can disagree about them; why,
 # and where their use is tested instead.
 NOT_IN_FILES = {
@@ -342,9 +339,8 @@ NOT_IN_FILES = {
     "rabbitmq_admin_user": "only in rabbitmqctl commands (definition_commands; test_operations)",
     "maintenance_drain_seconds": "only in the maintenance command's shell (test_maintenance)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
-    "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_certificate)",
-    **{k: "the backup script is not installed by the deploy yet: only its render (test_backup_plan)" for k in DEFAULTS
-       if k.startswith("backup_") and k not in BACKUP_KEYS_IN_RULES},
+    "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_config_tls)",
+    "backup_retention_days": "only in operations/backup_plan.retention (test_backup_plan); not applied on the host yet",
 }
 # Keys the table cannot override: required (no default) or read from the secrets file.
 NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is rendered"}
@@ -352,7 +348,7 @@ NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is 
 
 def rendered(group_changes: dict):
     hosts, group = lab_data()
-    group = {**group, **group_changes}
+    group = {**group, "backup_enabled": False, "monitoring_enabled": False, **group_changes}  # the site defaults (the lab's are on)
     report = check(hosts, group, FAKE_SECRETS)
     assert not report.errors, [str(p) for p in report.errors]
     site = build_site(hosts, group)
@@ -362,7 +358,7 @@ def rendered(group_changes: dict):
         by_path = {f.path: f.content for f in files}
         by_path["{keepalived_check_script}"] = by_path.get(site["keepalived_check_script"], "")
         by_path["__client_strings__"] = site.client_strings(FAKE_SECRETS)  # printed by every deploy
-        rows = [row for row in FILES if wanted(row[0], site, row[1])]  # managed_files' order
+        rows = [row for row in FILES if wanted(row[0], site, row[1], name, row[2].format(**site.data))]  # managed_files' order
         by_path["__templates__"] = {f.path: row[1] for f, row in zip(files, rows)}
         out[name] = by_path
     return site, out
@@ -376,11 +372,10 @@ def agreements(site):
 def test_every_overridable_key_is_overridden_or_said_why_not():
     overridable = {k for k, v in DEFAULTS.items()} - set(NOT_OVERRIDDEN)
     assert set(OVERRIDES) == overridable, set(OVERRIDES) ^ overridable
-    _, group = lab_data()
     for key, changes in OVERRIDES.items():
         value = changes[key]
         assert SITE[key].kind.why(value) is None, (key, value)
-        assert value != group.get(key, DEFAULTS[key]), key  # other than the lab site's (the base)
+        assert value != DEFAULTS[key], key
 
 
 @pytest.mark.parametrize("key", ["(defaults)", *OVERRIDES])

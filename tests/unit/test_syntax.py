@@ -109,6 +109,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.netns
 def test_stats_password_reads_back_through_a_real_haproxy(tmp_path):
     cases = []
     for i, password in enumerate(HOSTILE):
@@ -144,6 +145,7 @@ DUMP = (
 )
 
 
+@pytest.mark.netns
 @pytest.mark.parametrize("password", VRRP_HOSTILE)
 def test_vrrp_password_reads_back_through_keepalived_dump(tmp_path, password):
     files, _ = rendered_all(vrrp_auth_pass=password)

@@ -20,7 +20,7 @@ from config.files import HAPROXY_CFG, managed_files
 from config.preflight import check
 from config.secrets import PLACEHOLDERS
 from config.site import build_site
-from unitkit import listens, parse_haproxy, prod_data, throwaway_pem
+from unitkit import free_port, listens, parse_haproxy, prod_data, throwaway_pem
 
 GLOBAL_TLS = ("ssl-default-bind-ciphers", "ssl-default-bind-ciphersuites", "ssl-default-bind-options")
 
@@ -92,12 +92,6 @@ def test_a_bad_tls_value_is_refused_naming_the_key():
 
 
 # --- a real HAProxy on 127.0.0.1 -------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(tmp_path, global_lines: list[str]):

@@ -116,7 +116,9 @@ def test_a_connection_dropped_mid_read_is_a_failed_check_not_a_crash():
         def get_fact(self, fact, **kwargs):
             raise EOFError()
 
-    facts = V.collect_facts(DroppingHost(), lab_site())
+    site = lab_site()
+    site.data.update(backup_enabled=True, backup_node="node01")  # the backup node reads every fact
+    facts = V.collect_facts(DroppingHost(), site)
     assert set(facts) == set(FACT_OF)
     for key, cls in FACT_OF.items():
         assert facts[key]["error"] == "connection failed while reading (EOFError: )", key
@@ -134,7 +136,9 @@ def test_one_part_cut_on_the_host_fails_that_check_only():
             return {"parts": [None if n == "GaleraNode" else {"error": None, "called": n} for n in names],
                     "status": ["124" if n == "GaleraNode" else "0" for n in names], "error": None}
 
-    facts = V.collect_facts(SlowGaleraHost(), lab_site())
+    site = lab_site()
+    site.data.update(backup_enabled=True, backup_node="node01")  # the backup node reads every fact
+    facts = V.collect_facts(SlowGaleraHost(), site)
     assert facts["galera"]["error"] == f"no answer within {V.FACT_TIMEOUT} s (timed out on the host)"
     # Every other fact the model judges is read, under the key the model reads it from.
     assert {k: v.get("called", "GaleraNode") for k, v in facts.items()} == {

@@ -15,9 +15,11 @@ import copy
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -191,6 +193,17 @@ def variant(tmp_path: Path, hosts_change=None, **group_changes) -> Path:
     return write_inventory(tmp_path / "inventory", hosts, group)
 
 
+def prod_file(path: str, name: str = "node01") -> str:
+    """What controller `name` of inventories/prod.py gets at `path` (config/files.py), secrets
+    as placeholders: the scripts the deploy installs, to run here."""
+    from config.files import managed_files
+    from config.secrets import PLACEHOLDERS
+    from config.site import build_site
+
+    hosts, group = load_inventory(PROD)
+    return next(f.content for f in managed_files(build_site(hosts, group), name, PLACEHOLDERS) if f.path == path)
+
+
 def render_inventory(inventory: Path, out: Path) -> dict[str, list[Path]]:
     written = render(inventory, out)
     assert written, "render wrote nothing"
@@ -314,6 +327,9 @@ class KeepalivedResult:
 
 
 _ns_counter = 0
+# Whether the running test carries the `netns` marker (set by conftest.py before its fixtures);
+# None outside pytest.
+NETNS_MARKED: bool | None = None
 
 
 @contextlib.contextmanager
@@ -322,6 +338,9 @@ def netns(interface: str = "enp8s0f0", *more: str):
     `more`), up, always deleted. Commands run in it with netns_sh(); `ip netns exec` gives each
     a private mount namespace."""
     global _ns_counter
+    if NETNS_MARKED is False:
+        raise AssertionError("this test creates a network namespace: mark it @pytest.mark.netns "
+                             "(tests/unit/conftest.py), so that -m 'not netns' leaves it out")
     _ns_counter += 1
     ns = f"kat-{os.getpid()}-{_ns_counter}"
     _ip("netns", "add", ns)
@@ -371,3 +390,38 @@ def netns_list() -> set[str]:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
+
+
+# --- fake peers on 127.0.0.1 (the rendered scripts' probes, run here) ------------------------
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 that nobody listens on: a connection to it is refused."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve_once(answer: bytes, connections: int = 4) -> int:
+    """A fake peer on 127.0.0.1: each of up to `connections` connections has its request read
+    (up to 100 bytes, 1 s) and gets `answer`, then is closed. Returns its port (a daemon
+    thread serves it)."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(connections)
+
+    def run():
+        for _ in range(connections):
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(1)
+                try:
+                    conn.recv(100)
+                except OSError:
+                    pass
+                conn.sendall(answer)
+    threading.Thread(target=run, daemon=True).start()
+    return srv.getsockname()[1]

@@ -1,14 +1,15 @@
-"""make bench-failover's maintenance row and its --faults merge, offline: the row's cells from
-made-up results, and a run of some faults merged into an earlier run's records.json (no lab)."""
+"""make bench-failover's tables and files (tests/bench/failover.py), offline, from made-up
+results (benchkit.py; no lab): the rows side by side per profile and a timeline per fault, the
+maintenance row, and a run of some faults merged into an earlier run's records.json."""
 
 from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
 
+from benchkit import panels, requests, result
 from tests.bench import failover
-from tests.bench.timeline import Request, load_records
-from tests.unit.test_timeline import panels, requests, result
+from tests.bench.timeline import Request, load_records, write_svgs
 
 OUT_BACK = [{"action": "out", "ok": True, "seconds": 23.14, "error": None},
             {"action": "back", "ok": True, "seconds": 41.0, "error": None}]
@@ -18,6 +19,31 @@ def maintenance(failed: int, steps=OUT_BACK) -> dict:
     """A result of failover.run_fault for the maintenance, made up: no stale clients ran."""
     return {**result("maintenance", failed), "fault": "maintenance of the VIP holder", "stale": None,
             "witness": None, "steps": steps}
+
+
+def test_the_bench_writes_the_profiles_side_by_side_and_one_timeline_per_fault(tmp_path, capsys):
+    by_profile = {"anchors": [result("haproxy-stopped", 12), result("holder-power-cut", 40)],
+                  "deployed": [result("haproxy-stopped", 0), result("holder-power-cut", 5)]}
+    rows = failover.failover_rows(by_profile)
+    assert [(r[0], r[1], r[3]) for r in rows] == [
+        ("fault haproxy-stopped", "anchors", "12/300"), ("", "deployed", "0/300"),
+        ("fault holder-power-cut", "anchors", "40/300"), ("", "deployed", "5/300")]
+    assert rows[0][4:7] == ("4 ms", "250 ms", "2.0 s")
+    failover.report(by_profile, tmp_path, complete=True)
+    assert "anchors" in capsys.readouterr().out
+    md = (tmp_path / "failover.md").read_text()
+    assert "| fault haproxy-stopped | anchors | 3.0 s | 12/300 |" in md
+    assert "(haproxy-stopped.svg)" in md and "(holder-power-cut.svg)" in md
+    assert "haproxy_retry_on=''" in md  # the anchors' values, from the one source
+    for slug in ("haproxy-stopped", "holder-power-cut"):
+        svg = (tmp_path / f"{slug}.svg").read_text()
+        assert [g.get("data-profile") for g in panels(ET.fromstring(svg))] == ["anchors", "deployed"]
+    # the records redraw the same pictures (python -m tests.bench.timeline records.json)
+    records = load_records(tmp_path / "records.json")
+    assert json.loads((tmp_path / "records.json").read_text()).keys() == {"haproxy-stopped", "holder-power-cut"}
+    again = tmp_path / "again"
+    for path in write_svgs(records, again):
+        assert path.read_text() == (tmp_path / path.name).read_text()
 
 
 def test_the_maintenance_row_gives_each_run_and_says_when_one_failed():

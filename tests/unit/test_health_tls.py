@@ -1,5 +1,5 @@
 """The installed certificate in the health report: HaproxyCertificate's process() on outputs
-captured from openssl (captures/haproxy_tls/), and the `tls certificate` row: OK, WARN within
+captured from openssl (captures/haproxy_tls/), and the `tls certificate` row (health/tls.py): OK, WARN within
 haproxy_tls_expiry_warn_days of the expiry (the report stays OK), FAIL expired or unreadable
 naming the host and the path, nothing without haproxy_tls."""
 
@@ -114,3 +114,26 @@ def test_the_fact_reads_the_site_path():
     results = healthy(site)
     results["node01"]["haproxy_tls"] = certificate(days=-1)
     assert row(evaluate(site, results), "node01", "tls certificate").detail.startswith("/etc/ssl/private/vip.pem expired")
+
+
+@pytest.mark.parametrize("not_after", ["2029-03-01T08:38:51Z", "someday", "", None, 20290301])
+def test_the_row_and_the_metric_read_the_fact_s_date_alike(not_after):
+    """One reading of the fact's date (config.tls.fact_date, the format the fact writes): the
+    row fails with no expiry date exactly where the metric has no series."""
+    from config.tls import FACT_DATE, fact_date
+    from health.metrics import samples
+    from health.report import Report
+
+    until = fact_date(not_after)
+    assert (until is None) == (not_after != "2029-03-01T08:38:51Z")
+    if until:
+        assert until.strftime(FACT_DATE) == not_after and until.tzinfo == timezone.utc
+    fact = {"not_after": not_after, "error": None}
+    _, r = cert_row(fact)
+    site = lab_site()
+    series = [v for m, _, v in samples(site, "node02", {"haproxy_tls": fact}, Report(controllers=[], hosts={}), CAPTURED_AT)
+              if m.endswith("tls_certificate_expiry_timestamp_seconds")]
+    if until is None:
+        assert (r.status, r.detail, series) == (FAIL, f"cannot read {PATH}: no expiry date", [])
+    else:
+        assert r.status == OK and series == [until.timestamp()]

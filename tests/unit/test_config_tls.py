@@ -1,4 +1,4 @@
-"""A new certificate (the secret haproxy_tls_pem) is checked before it replaces the old one:
+"""config/tls.py: a new certificate (the secret haproxy_tls_pem) is checked before it replaces the old one:
 on each controller (the commands the deploy plans, run here with this machine's openssl and
 haproxy on a file in a temporary directory standing for the controller's) and offline in
 preflight (config/tls.py, the same openssl checks). A bad one never replaces the good one; the
