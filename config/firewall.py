@@ -107,7 +107,7 @@ def rules(site: Site) -> Rules:
         admins=tuple(d["admin_networks"] or ()),
         admin_vip_ports=tuple(sorted(admin_vip_ports)),
         admin_ports=tuple(sorted(admin_ports - cluster)),
-        monitors=tuple(d["monitoring_networks"] or ()),
+        monitors=tuple(d["monitoring_networks"] or ()) if d["monitoring_enabled"] else (),
         monitoring_ports=tuple(sorted(monitoring - cluster)),
         cluster_udp_ports=tuple(sorted(gossip)),
     )

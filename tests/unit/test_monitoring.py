@@ -440,13 +440,15 @@ def files_of(s, name="node01") -> dict[str, str]:
 def test_the_monitoring_files_only_with_monitoring_enabled():
     off = files_of(site(monitoring_enabled=False))
     on = files_of(site())
+    # off, the lab's monitoring_networks changes nothing either (the firewall's set comes with monitoring)
+    assert files_of(site(monitoring_enabled=False, monitoring_networks=None)) == off
     assert not MONITORING_PATHS & set(off)
     assert set(on) - set(off) == MONITORING_PATHS
     assert PACKAGES["monitoring"] == ("prometheus", "prometheus-alertmanager", "prometheus-node-exporter", "prometheus-mysqld-exporter")
     # off, the exporters' lines of HAProxy's and RabbitMQ's files are not there (a deploy of before changes nothing)
     assert "prometheus" not in off[HAPROXY_CFG] and "prometheus" not in off["/etc/rabbitmq/rabbitmq.conf"]
-    assert off["/etc/rabbitmq/enabled_plugins"] == "[rabbitmq_management]."
-    assert on["/etc/rabbitmq/enabled_plugins"] == "[rabbitmq_management,rabbitmq_prometheus]."
+    assert off["/etc/rabbitmq/enabled_plugins"] == "[rabbitmq_management].\n"
+    assert on["/etc/rabbitmq/enabled_plugins"] == "[rabbitmq_management,rabbitmq_prometheus].\n"
 
 
 @pytest.mark.parametrize("name", ["node01", "node03"])
@@ -495,8 +497,8 @@ def test_haproxy_cfg_with_the_exporter_passes_haproxy_c(tmp_path):
 
 
 def test_the_firewall_admits_monitoring_from_the_controllers_and_monitoring_networks_only(tmp_path):
-    off = firewall_rules(site(monitoring_enabled=False))
-    assert off.monitoring_ports == () and off.cluster_udp_ports == () and 9094 not in off.cluster_ports
+    off = firewall_rules(site(monitoring_enabled=False, monitoring_networks=["192.0.2.0/24"]))
+    assert off.monitoring_ports == () and off.cluster_udp_ports == () and 9094 not in off.cluster_ports and off.monitors == ()
     s = site(monitoring_networks=["192.0.2.0/24"])
     fw = firewall_rules(s)
     assert fw.monitoring_ports == tuple(sorted(s[k] for k in ("monitoring_prometheus_port", "monitoring_alertmanager_port",
