@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from config import backup
 from config.firewall import TABLE as FIREWALL_TABLE
 from config.paths import MAINTENANCE_FILE, METRICS_UNIT, MONITORING_UNITS
 from config.site import Site
@@ -355,7 +356,8 @@ def collector_values(site: Site, name: str, firewall_rules: int | None) -> dict:
     """What the collector script on controller `name` reads (health/metrics.py's series that
     a host can answer alone): the VIPs, keepalived, the maintenance marker, memcached, RabbitMQ's
     partitions, the firewall's rule count (firewall_rules: config.files.expected_rules; None
-    without the firewall) and the certificate's expiry (haproxy_tls)."""
+    without the firewall), the certificate's expiry (haproxy_tls) and, on the backup node of a
+    site that takes backups, the newest good backup of each kind (its manifests)."""
     d = site.data
     vips = [("internal", d["vip"])] + ([("external", d["external_vip"])] if d["external_vip"] else [])
     return {
@@ -369,6 +371,8 @@ def collector_values(site: Site, name: str, firewall_rules: int | None) -> dict:
         "memcached": [site.controller(name).address, d["memcached_port"]],
         "firewall": [FIREWALL_TABLE, firewall_rules] if d["firewall"] else None,
         "tls_pem": d["haproxy_tls_pem_path"] if d["haproxy_tls"] else None,
+        "backup": ([d["backup_dir"], backup.MANIFEST_SUFFIX, ["full", "incremental"]]
+                   if d["backup_enabled"] and name == backup.node([c.name for c in site.controllers], d) else None),
     }
 
 

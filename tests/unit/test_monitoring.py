@@ -535,12 +535,12 @@ STUBS = {
 }
 
 
-def run_collector(tmp_path, s, partitions="{}", rules=None, maintenance="1"):
+def run_collector(tmp_path, s, partitions="{}", rules=None, maintenance="1", name="node01", manifests=None):
     import json
     import socket
     import threading
 
-    script = files_of(s)[m.COLLECTOR]
+    script = files_of(s, name)[m.COLLECTOR]
     c = eval(re.search(r"^C = (.*)$", script, re.M).group(1))  # the dict the template wrote (repr)
     expected = c["firewall"][1]
     nft_json = tmp_path / "nft.json"
@@ -572,6 +572,15 @@ def run_collector(tmp_path, s, partitions="{}", rules=None, maintenance="1"):
         (tmp_path / "maintenance").write_text(maintenance)
         c.update(memcached=["127.0.0.1", server.getsockname()[1]], keepalived_pid=str(tmp_path / "pid"),
                  keepalived_json=str(dump), maintenance_file=str(tmp_path / "maintenance"))
+        if manifests is not None:
+            from facts.backup_manifest import to_dict
+
+            assert c["backup"], f"{name} is not the backup node"
+            c["backup"][0] = str(tmp_path / "backups")
+            (tmp_path / "backups").mkdir()
+            for i, one in enumerate(manifests):
+                text = json.dumps(to_dict(one)) if isinstance(one, Manifest) else one
+                (tmp_path / "backups" / f"{i}{c['backup'][1]}").write_text(text)
         (tmp_path / "collector").write_text(re.sub(r"^C = .*$", lambda _: f"C = {c!r}", script, count=1, flags=re.M))
         out = tmp_path / "openstack_ha.prom"
         r = subprocess.run(["python3", str(tmp_path / "collector"), str(out)], capture_output=True, text=True, timeout=60,
@@ -602,9 +611,22 @@ def test_the_collector_writes_what_the_rules_read(tmp_path):
     assert values[("openstack_ha_firewall_drifted", ())] == 0
     assert values[("openstack_ha_tls_certificate_expiry_timestamp_seconds", (("path", s["haproxy_tls_pem_path"]),))] == \
         datetime(2027, 1, 1, tzinfo=timezone.utc).timestamp()
-    # every textfile series a rule of the site reads (but the backup's: backups are not wired yet) is written
+    # every textfile series a rule of the site reads is written (the backup's on the backup node: below)
     read = {n for names in m.rule_metrics(s).values() for n in names if n.startswith("openstack_ha_")}
     assert read - {name for name, _ in values} == {"openstack_ha_backup_last_success_timestamp_seconds"}
+
+
+def test_the_collector_on_the_backup_node_writes_the_newest_good_backup_of_each_kind(tmp_path):
+    """As health/metrics.py does from the same manifests (test_backup_age_is_the_newest_good_backup_of_each_kind)."""
+    ms = [manifest("full", "2026-12-05T01:00:00Z"), manifest("full", "2026-12-06T01:00:00Z", status="failed"),
+          manifest("full", "2026-12-04T01:00:00Z"), manifest("incremental", "2026-12-06T08:30:00Z", verified=False),
+          "not JSON"]
+    s = site()
+    assert s["backup_enabled"] and m.collector_values(s, "node01", None)["backup"] is None  # node03 takes them
+    values = parse(run_collector(tmp_path, s, name="node03", manifests=ms))
+    key = "openstack_ha_backup_last_success_timestamp_seconds"
+    assert values[(key, (("kind", "full"),))] == datetime(2026, 12, 5, 1, tzinfo=timezone.utc).timestamp()
+    assert values[(key, (("kind", "incremental"),))] == 0
 
 
 def test_the_collector_reports_faults(tmp_path):
