@@ -15,7 +15,7 @@ HOST_PACKAGES = haproxy keepalived socat iproute2 debootstrap systemd-container 
 HOST_SERVICES_OFF = prometheus prometheus-alertmanager prometheus-node-exporter
 
 .PHONY: setup host-packages venv demo deploy verify render preflight test test-unit test-lab \
-	maintenance-out maintenance-back backup restore lab-up lab-down bench-deploy bench-failover bench-durability mutate clean
+	maintenance-out maintenance-back backup restore lab-up lab-down bench-deploy bench-failover bench-durability bench-backup mutate clean
 
 setup: host-packages venv
 
@@ -108,6 +108,9 @@ bench-failover: setup
 
 bench-durability: setup
 	$(PY) -m tests.bench.durability
+
+bench-backup: setup
+	$(PY) -m tests.bench.backup
 
 clean:
 	rm -rf $(OUT) .pytest_cache

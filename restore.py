@@ -8,7 +8,7 @@ Refused, nothing changed, while any controller's mariadb runs (stop mariadb on e
 first), without a confirmation naming the backup restored, for a changed artifact (sha256), a
 broken incremental chain, a backup of another cluster or without galera-info. Then the backup
 is restored on the backup node and bootstrapped, the others join by SST one at a time. See
-operations/restore.py and docs/operations.md "Backups (in progress)".
+operations/restore.py and docs/operations.md "Backups".
 """
 
 from operations import common

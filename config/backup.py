@@ -1,4 +1,4 @@
-"""Backups' site values resolved (docs/operations.md "Backups (in progress)"): which controller takes them,
+"""Backups' site values resolved (docs/operations.md "Backups"): which controller takes them,
 where their copy goes, and the backup script rendered with them.
 
 Pure: preflight (config/preflight.py) checks the same resolution before anything renders,
@@ -95,6 +95,7 @@ def script_values(site: Site) -> dict:
         "ssh_options": SSH_OPTIONS,
         "script": SCRIPT,
         "full_calendar": d["backup_full_calendar"],
+        "retention_days": d["backup_retention_days"],
         "incremental_calendar": d["backup_incremental_calendar"],
     }
 

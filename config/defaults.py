@@ -187,7 +187,7 @@ DEFAULTS = {
     # sessions finish, new ones go to the others) before they go to maint and what is left is
     # shut. The database server never drains: maint and its sessions shut at once (one writer).
     "maintenance_drain_seconds": 10,
-    # --- backups (config/backup.py, operations/backup_plan.py; docs/operations.md "Backups (in progress)") ---
+    # --- backups (config/backup.py, operations/backup_plan.py; docs/operations.md "Backups") ---
     # Off by default: with it off the deploy does what it did before. What exists so far is
     # the plan, the manifest and the script's template; the timer is not installed yet.
     "backup_enabled": False,

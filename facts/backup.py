@@ -3,12 +3,13 @@ sha256 of artifacts as found now (restore.py)."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from datetime import datetime, timezone
 
 from pyinfra.api import FactBase
 
-from facts.backup_manifest import load, to_dict
+from facts.backup_manifest import Manifest, load, to_dict
 from facts.probe import NO_OUTPUT
 
 MARK = "=== manifest "  # one line before each manifest's text
@@ -66,6 +67,12 @@ class BackupManifests(FactBase):
             return {**self.default(), "error": "backup manifests: the listing did not finish"}
         return {"manifests": [to_dict(m) for m in manifests], "broken": [str(b) for b in broken],
                 "elapses": elapses, "error": None}
+
+
+def manifests_of(fact: dict) -> list[Manifest]:
+    """The Manifests of a BackupManifests result (its broken ones are in fact["broken"])."""
+    loaded = (load(json.dumps(d), str(d.get("id", "?"))) for d in fact.get("manifests") or [])
+    return [m for m in loaded if isinstance(m, Manifest)]
 
 
 class BackupSpace(FactBase):

@@ -10,12 +10,11 @@ manifest is broken. Before the first full backup has been verified: WARN, saying
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta
 
 from config.backup import node
 from config.site import Site
-from facts.backup_manifest import Manifest, load
+from facts.backup import manifests_of
 from health.report import FAIL, OK, WARN, Check, problem
 
 JOURNAL = "journalctl -u 'openstack-ha-backup@*'"
@@ -34,10 +33,6 @@ def period(elapses: list[str]) -> timedelta | None:
     return b - a if b > a else None
 
 
-def manifests_of(facts: dict) -> list[Manifest]:
-    return [m for m in (load(json.dumps(d), d.get("id", "?")) for d in facts["backup"]["manifests"]) if isinstance(m, Manifest)]
-
-
 def backup_rows(site: Site, name: str, facts: dict, now: datetime) -> list[Check]:
     """`backup`: the newest verified full backup is recent and the newest backup did not fail."""
     d = site.data
@@ -54,7 +49,7 @@ def backup_rows(site: Site, name: str, facts: dict, now: datetime) -> list[Check
     if every is None:
         return [Check("backup", FAIL, f"backup_full_calendar {d['backup_full_calendar']!r} does not elapse twice here "
                                       "(systemd-analyze calendar): no schedule to judge the backups' age by")]
-    backups = sorted(manifests_of(facts), key=lambda m: m.started)
+    backups = sorted(manifests_of(fact), key=lambda m: m.started)
     if backups and backups[-1].status != "ok":
         last = backups[-1]
         return [Check("backup", FAIL, f"the newest backup {last.id} failed ({last.error}); see {JOURNAL}")]

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import shlex
 
-import json
-
 from pyinfra import host, inventory, logger
 from pyinfra.api import FunctionCommand, StringCommand, deploy, operation
 from pyinfra.facts.files import FileContents
@@ -24,7 +22,7 @@ from config import backup
 from config.backup import AUTHORIZED_KEYS, HOST_KEY
 from config.files import BACKUP_PATHS
 from config.paths import BACKUP_KEY_COMMENT, BACKUP_KNOWN_HOSTS, BACKUP_SSH_KEY, BACKUP_TIMERS
-from facts.backup import BackupManifests, BackupSpace
+from facts.backup import BackupManifests, BackupSpace, manifests_of
 from facts.backup_manifest import Manifest, load
 from facts.galera import GaleraNode
 from operations.backup_plan import Take, take
@@ -139,15 +137,21 @@ class Refusal(Exception):
     """No backup is taken: nothing was changed; the message names the node and the fix."""
 
 
-def _read(name: str, cls, **kwargs) -> dict:
+def read_on(name: str, cls, **kwargs) -> dict:
+    """A fact of controller `name` as this run read it before any change; a fact that could not
+    be read is {"error": why} (the decision refuses, naming the controller)."""
     h = inventory.get_host(name, None)
     try:
-        got = h.get_fact(cls, _ignore_errors=True, **kwargs) if h else None
-    except Exception as exc:  # noqa: BLE001 - unreachable: said in the refusal
-        got = {"error": f"{type(exc).__name__}: {exc}"}
-    if not got or got.get("error"):
-        raise Refusal(f"could not read {cls.__name__} of {name} ({(got or {}).get('error', 'no answer')}): "
-                      f"check {name} and run again")
+        got = fact_of(h, cls, **kwargs) if h is not None else None
+    except Exception as exc:  # noqa: BLE001 - unreachable or failed: unknown, said
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return got if got else {"error": "no answer"}
+
+
+def _read(name: str, cls, **kwargs) -> dict:
+    got = read_on(name, cls, **kwargs)
+    if got.get("error"):
+        raise Refusal(f"could not read {cls.__name__} of {name} ({got['error']}): check {name} and run again")
     return got
 
 
@@ -168,8 +172,7 @@ def decision() -> tuple[str, Take]:
     listing = _read(me, BackupManifests, directory=d["backup_dir"], calendar=d["backup_full_calendar"],
                     suffix=backup.MANIFEST_SUFFIX)
     space = _read(me, BackupSpace, directory=d["backup_dir"], datadir=backup.DATADIR)
-    manifests = [m for m in (load(json.dumps(x), x.get("id", "?")) for x in listing["manifests"]) if isinstance(m, Manifest)]
-    plan = take(facts_of_all_controllers(GaleraNode), names, me, s.writer, in_maintenance(), manifests, kind,
+    plan = take(facts_of_all_controllers(GaleraNode), names, me, s.writer, in_maintenance(), manifests_of(listing), kind,
                 space["free_bytes"], space["datadir_bytes"], d["backup_space_margin_percent"])
     if not plan.allowed:
         raise Refusal(f"no {kind} backup on {me}: " + "; ".join(plan.refusals))
@@ -180,7 +183,7 @@ def decision() -> tuple[str, Take]:
 def run():
     """Take one backup now on the backup node, through its service (the timer's own path: the
     same script, the same journal), after the plan allowed it; the script checks again on the
-    host. A failure prints the service's journal."""
+    host. A failure prints the service's journal; a success, what was taken (its manifest)."""
     me, plan = decision()
     unit = f"openstack-ha-backup@{plan.kind}.service"
     if host.name == me:
@@ -188,5 +191,32 @@ def run():
             host.log(note)
     shell(f"backup: {plan.kind} on {me}" + (f" (on {plan.parent})" if plan.parent else ""), [
         f"systemctl start {unit} || {{ {unit_log(unit, 40)}; exit 1; }}",
-        f"journalctl -u {unit} -n 1 -o cat --no-pager",
     ], when=host.name == me)
+    said(name=f"backup: what {me} took", run=host.name == me)
+
+
+def _say_newest(*_args, **_kwargs):
+    """While executing, on the backup node: the newest backup's manifest, one line."""
+    d = site().data
+    ok, out = host.run_shell_command(f"cat {d['backup_dir']}/$(cat {d['backup_dir']}/chain){backup.MANIFEST_SUFFIX}",
+                                     print_output=False)
+    if not ok:
+        return True
+    m = load("\n".join(out.stdout_lines), "the newest backup")
+    if isinstance(m, Manifest):
+        proven = {True: f"verified, {len(m.tables)} tables summed", False: f"verification FAILED: {m.verify_note}",
+                  None: "not verified (an incremental)"}[m.verified]
+        host.log(f"backup {m.id}: {m.kind}{' on ' + m.parent if m.parent else ''}, "
+                 f"{(m.artifact_bytes or 0) / 2**20:.1f} MiB, position {m.position}, {proven}")
+    return True
+
+
+@operation()
+def said(run: bool):
+    """
+    Say what the backup node took (the newest manifest), after the backup ran.
+
+    + run: on the backup node only
+    """
+    if run:
+        yield FunctionCommand(_say_newest, (), {})

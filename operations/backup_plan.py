@@ -1,4 +1,4 @@
-"""Backups' decisions, pure (docs/operations.md "Backups (in progress)"): whether a backup may be taken
+"""Backups' decisions, pure (docs/operations.md "Backups"): whether a backup may be taken
 now and of which kind, what retention deletes, and whether a backup may be restored.
 
 Inputs are plain data: every controller's GaleraNode fact (facts/galera.py), the controllers

@@ -1,4 +1,4 @@
-"""The disaster restore (issue 18 item 5; docs/operations.md "Backups (in progress)"): the
+"""The disaster restore (issue 18 item 5; docs/operations.md "Backups"): the
 cluster's data replaced by a backup, the data of before set aside, never deleted.
 
     pyinfra -y inventories/prod.py restore.py --data backup=20261206T010000Z-full --data confirm=20261206T010000Z-full
@@ -20,21 +20,20 @@ deploy is a no-op and the health report healthy.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 
-from pyinfra import host, inventory, logger
+from pyinfra import host, logger
 from pyinfra.api import deploy
 
 from config import backup
-from facts.backup import BackupArtifactSums, BackupManifests
-from facts.backup_manifest import Manifest, load
+from facts.backup import BackupArtifactSums, BackupManifests, manifests_of
 from facts.galera import GaleraNode
 from operations.backup_plan import CONFIRM_SWITCH, Restore, disaster, pick, restore_chain
-from operations.before import fact_of, facts_of_all_controllers
+from operations.backup import read_on
+from operations.before import facts_of_all_controllers
 from operations.common import (
-    announce, blast_radius, controllers_in_run, decided_once, once, one_at_a_time, shell, site, turn,
+    announce, blast_radius, controllers_in_run, decided_once, once, one_at_a_time, site, turn,
 )
 from operations.galera import accounts, join_commands, synced_wait
 from operations.galera_plan import bootstrap_command
@@ -53,16 +52,6 @@ def set_aside(datadir: str = backup.DATADIR) -> str:
             f"t=$(date -u +%Y%m%dT%H%M%SZ); if [ -e {d} ]; then mv {d} {d}.before-restore-$t && "
             f"echo \"$(hostname): the former datadir is {datadir}.before-restore-$t\"; fi; "
             f"install -d -o mysql -g mysql -m 0755 {d}")
-
-
-def _read(name: str, cls, **kwargs) -> dict | None:
-    h = inventory.get_host(name, None)
-    try:
-        fact = fact_of(h, cls, **kwargs) if h is not None else None
-    except Exception as exc:  # noqa: BLE001 - unreachable or failed: unknown, said
-        logger.warning(f"[{name}] could not read {cls.__name__}: {type(exc).__name__}: {exc}")
-        return None
-    return fact
 
 
 @once
@@ -89,19 +78,18 @@ def decision() -> Restore:
     node, directory = backup.node(order, s.data), s["backup_dir"]
     target, confirm = requested()
     # the health report's read of the backup node (the same arguments: one read per run)
-    found = _read(node, BackupManifests, directory=directory, calendar=s["backup_full_calendar"],
+    found = read_on(node, BackupManifests, directory=directory, calendar=s["backup_full_calendar"],
                   suffix=backup.MANIFEST_SUFFIX)
-    if not found or found.get("error"):
-        raise RestoreRefused(f"could not read the backups in {directory} on {node}: "
-                             f"{(found or {}).get('error') or 'unreachable'}")
-    manifests = [m for m in (load(json.dumps(d), d.get("id", "?")) for d in found["manifests"]) if isinstance(m, Manifest)]
+    if found.get("error"):
+        raise RestoreRefused(f"could not read the backups in {directory} on {node}: {found['error']}")
+    manifests = manifests_of(found)
     broken = tuple(found["broken"])
     chosen = pick(manifests, target)
     chain = restore_chain(chosen, manifests)[0] if chosen else ()
     names = tuple(m.artifact for m in chain if m.artifact)
-    sums = _read(node, BackupArtifactSums, directory=directory, names=names) if names else {"sums": {}}
-    if not sums or sums.get("error"):
-        raise RestoreRefused(f"could not read the sha256 of {', '.join(names)} on {node}: {(sums or {}).get('error')}")
+    sums = read_on(node, BackupArtifactSums, directory=directory, names=names) if names else {"sums": {}}
+    if sums.get("error"):
+        raise RestoreRefused(f"could not read the sha256 of {', '.join(names)} on {node}: {sums['error']}")
     sha256s = {m.id: sums["sums"].get(m.artifact) for m in chain}
     d = disaster(manifests, target, sha256s, picture(), order, node, confirm, broken)
     if not d.allowed:

@@ -222,6 +222,23 @@ def durability_rows(runs: list[dict]) -> list[tuple[str, ...]]:
              f"{r['figures']['sessions_wps']:.0f} writes/s") for r in runs]
 
 
+BACKUP_HEADER = ("database (datadir)", "full backup", "floor: copy of the datadir", "ratio", "artifact", "verify",
+                 "incremental", "disaster restore", "RPO")
+
+
+def backup_rows(runs: list[dict]) -> list[tuple[str, ...]]:
+    """The latest run of each label (older runs stay in the record file)."""
+    runs = list({r["label"]: r for r in runs}.values())
+    rows = []
+    for r in runs:
+        f = r["figures"]
+        rows.append((f"{r['label']} ({f['datadir_mb']:.0f} MB)", f"{f['full_s']:.1f} s ({f['full_mb_per_s']:.0f} MB/s)",
+                     f"{f['floor_s']:.1f} s", f"{f['full_s'] / f['floor_s']:.1f}x", f"{f['full_mb']:.1f} MB",
+                     f"{f['verify_s']:.1f} s", f"{f['incremental_s']:.1f} s ({f['incremental_mb']:.1f} MB)",
+                     f"{f['restore_s']:.1f} s", f"{f['rpo_s'] / 60:.0f} min"))
+    return rows
+
+
 LIFECYCLE = re.compile(r"first\s+deploy\s+onto\s+fresh\s+nodes\s+took\s+(\S+)\s+s\s+and\s+adding\s+two\s+nodes\s+to\s+the"
                        r"\s+running\s+clusters\s+(\S+)\s+s")
 
@@ -244,10 +261,11 @@ def expected(page: str = "docs/failover.md") -> list[tuple[tuple[str, ...], list
 def named(page: str = "docs/failover.md") -> list[tuple[str, tuple[str, ...], list[tuple[str, ...]]]]:
     """[(name, header, rows)]: expected(), each table with the name its problems use."""
     runs = failover_runs()
-    deploy, durability = records.load("deploy"), records.load("durability")
+    deploy, durability, backups = records.load("deploy"), records.load("durability"), records.load("backup")
     return [("failover", FAILOVER_HEADER, failover_rows(runs, page)), ("stale connections", stale_header(runs), stale_rows(runs)),
             ("no-op", NOOP_HEADER, noop_rows(deploy)),
-            ("durability", durability_header(durability), durability_rows(durability))]
+            ("durability", durability_header(durability), durability_rows(durability)),
+            *([("backup", BACKUP_HEADER, backup_rows(backups))] if backups else [])]
 
 
 # Tables of the pages that hold settings or facts, not measurements: never from a record.

@@ -108,6 +108,9 @@ def test_a_full_then_an_incremental_under_a_writer_fail_no_write(healthy):
     f, i = new
     assert f["status"] == i["status"] == "ok", new
     assert i["parent"] == f["id"] and i["lsn"]["from"] == f["lsn"]["to"], new
+    assert f"backup {f['id']}: full, " in full.stdout and "verified, " in full.stdout, full.stdout[-3000:]
+    assert f"backup {i['id']}: incremental on {f['id']}, " in incremental.stdout, incremental.stdout[-3000:]
+    assert f["verified"] is True and f["tables"], f
     cluster = drills.node_sql("node01", "SHOW GLOBAL STATUS LIKE 'wsrep_cluster_state_uuid'").split()[-1]
     assert f["galera"]["uuid"] == i["galera"]["uuid"] == cluster and i["galera"]["seqno"] >= f["galera"]["seqno"] > 0
     for m in new:

@@ -11,6 +11,7 @@ cluster; a disk with or without room. The rows name what the refusal must say.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import re
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 
 from unitkit import FAKE_SECRETS, prod_data
 from config import backup
-from config.files import managed_files
+from config.files import TEMPLATES, managed_files
 from config.preflight import check
 from config.site import build_site
 from facts.backup_manifest import Manifest, ManifestError, compare, load, to_dict
@@ -224,6 +225,36 @@ def test_retention(case, manifests, days, deleted, kept):
     assert dict(r.why_kept) == kept, r.why_kept
 
 
+def host_retention():
+    """files/templates/backup/_retention.py, the rule as the backup node applies it."""
+    spec = importlib.util.spec_from_file_location("retention_on_host", TEMPLATES_DIR / "_retention.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("case,manifests,days,deleted,kept", RETENTION, ids=[c[0] for c in RETENTION])
+def test_the_backup_node_deletes_what_the_plan_deletes(case, manifests, days, deleted, kept):
+    on_host = host_retention().expired([json.loads(json.dumps(to_dict(m))) for m in manifests], NOW, days)
+    assert on_host == list(retention(manifests, NOW, days).delete) == deleted
+
+
+def test_the_backup_node_deletes_every_file_of_an_expired_backup_and_keeps_the_rest(tmp_path):
+    old, young = full("old", 20), full("young", 1)
+    for m in (old, young):
+        (tmp_path / f"{m.id}{backup.MANIFEST_SUFFIX}").write_text(json.dumps(to_dict(m)))
+        (tmp_path / m.artifact).write_bytes(b"x")
+        (tmp_path / f"{m.artifact}.sha256").write_text("x")
+        (tmp_path / f"{m.id}.lsn").mkdir()
+    (tmp_path / "broken.manifest.json").write_text('{"id": "broken", "started": "2020-01-01T00:00:00Z"}')
+    code = (TEMPLATES_DIR / "_retention.py").read_text()
+    done = subprocess.run(["python3", "-c", code, str(tmp_path), "14"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["old", f"old{backup.MANIFEST_SUFFIX}", "old.lsn", old.artifact, f"{old.artifact}.sha256"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["broken.manifest.json", f"young{backup.MANIFEST_SUFFIX}", young.artifact, f"{young.artifact}.sha256", "young.lsn"])
+
+
 # --- restoring: (case, manifests, target, sha256s, cluster, states, disaster, confirmed, expected) --------
 
 def shas(*ms):
@@ -349,6 +380,9 @@ def test_differences_are_a_table(restored, what):
 
 
 # --- the backup script --------------------------------------------------------------------------------
+
+TEMPLATES_DIR = TEMPLATES / "backup"
+
 
 def script_of(site) -> str:
     """The backup script as the deploy installs it on the site's backup node (config/files.py)."""

@@ -77,8 +77,10 @@ def test_the_python_parts_compile_and_are_the_pieces_themselves():
     h, g = sites()["prod"]
     site = build_site(h, g)
     seen = set()
-    for path in backup.TOOLS:
-        text = files.render_backup_tool(site, path)
+    node = backup.node([c.name for c in site.controllers], site.data)
+    scripts = {f.path: f.content for f in files.managed_files(site, node, {}, "backup") if f.content.startswith("#!/bin/bash")}
+    assert set(scripts) == {backup.SCRIPT, *backup.TOOLS}
+    for path, text in scripts.items():
         for var in re.findall(r"read -r -d '' (\w+) <<'PY'", text):
             code = embedded(text, var)
             compile(code, f"{path}:{var}", "exec")

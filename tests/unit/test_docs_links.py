@@ -88,7 +88,7 @@ def test_a_broken_link_is_caught():
 def test_anchors_follow_github():
     assert anchor("Partial runs: `--limit`, an unreachable controller, split brain") == \
         "partial-runs---limit-an-unreachable-controller-split-brain"
-    assert anchor("Backups (in progress)") == "backups-in-progress"
+    assert anchor("Adding and removing a controller") == "adding-and-removing-a-controller"
     assert anchors("# A\n## A\n```\n# not a heading\n```\n") == {"a", "a-1"}
 
 

@@ -305,7 +305,7 @@ OVERRIDES = {
     "backup_enabled": {"backup_enabled": True},
     "backup_full_calendar": {"backup_enabled": True, "backup_full_calendar": "*-*-* 03:00:00"},
     "backup_incremental_calendar": {"backup_enabled": True, "backup_incremental_calendar": None},
-    "backup_retention_days": {"backup_retention_days": 7},
+    "backup_retention_days": {"backup_enabled": True, "backup_retention_days": 7},
     "backup_node": {"backup_enabled": True, "backup_node": "node02"},
     "backup_dir": {"backup_enabled": True, "backup_dir": "/srv/backups/mariadb"},
     "backup_copy_to": {"backup_enabled": True, "backup_copy_to": "backup@192.0.2.9"},
@@ -340,7 +340,6 @@ NOT_IN_FILES = {
     "maintenance_drain_seconds": "only in the maintenance command's shell (test_maintenance)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
     "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_config_tls)",
-    "backup_retention_days": "only in operations/backup_plan.retention (test_backup_plan); not applied on the host yet",
 }
 # Keys the table cannot override: required (no default) or read from the secrets file.
 NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is rendered"}
