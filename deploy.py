@@ -9,7 +9,7 @@ dependency order, then the verification facts and the health report.
 
 from pyinfra import logger
 
-from operations import backup, common, dbcheck, firewall, galera, haproxy, keepalived, memcached, rabbitmq, upgrade
+from operations import backup, common, dbcheck, firewall, galera, haproxy, keepalived, memcached, monitoring, rabbitmq, upgrade
 from operations.verify import verify
 from operations import host as host_basics
 
@@ -24,6 +24,7 @@ dbcheck.configure()  # the Galera-aware check HAProxy's mariadb listener asks
 rabbitmq.configure()
 haproxy.configure()  # before keepalived: check_alive needs a live HAProxy
 keepalived.configure()
+monitoring.configure()  # monitoring_enabled only: Prometheus, Alertmanager, the exporters, the collector
 backup.configure()  # backup_enabled only: backup_node's script, service and timers; its copies' SSH key
 
 common.blast_radius()  # printed once, after the last host planned

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from pathlib import Path
 
-import jinja2
-
-from config import backup, firewall
+from config import backup, firewall, monitoring
 from config.site import Site
 from config.defaults import EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
 from config.paths import (  # the paths this table installs (importers of config.files may read them here too)
@@ -21,26 +18,11 @@ from config.paths import (  # the paths this table installs (importers of config
     HAPROXY_CFG, HAPROXY_DOWN_FILE, HAPROXY_MAINT_FILE, HAPROXY_STATS_USERLIST, HAPROXY_STATS_USERS, HAPROXY_UNIT_DROPIN,
     KEEPALIVED_AUTH, KEEPALIVED_CONF, KEEPALIVED_SERVE_SCRIPT, MAINTENANCE_FILE, SST_ACCOUNT, SYSCTL_CONF,
 )
-from config.syntax import erlang_ip, haproxy_word, option_value
+from config.templates import MANAGED, TEMPLATES, env  # noqa: F401  (importers of config.files read MANAGED, TEMPLATES here)
 from facts.galera_rules import SERVING  # the rule the clustercheck states
 from facts.haproxy_api import send_file
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "files" / "templates"
-MANAGED = "Managed by the openstack-ha pyinfra deploy; local changes are overwritten."
-
-_env = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-    undefined=jinja2.StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-    keep_trailing_newline=True,
-    autoescape=False,
-)
-# Values quoted for the file they land in (config/syntax.py).
-_env.filters["haproxy_word"] = haproxy_word
-_env.filters["option_value"] = option_value
-_env.filters["erlang_ip"] = erlang_ip
-_env.filters["dirname"] = lambda path: str(Path(path).parent)
+_env = env  # the shared environment (config/templates.py)
 
 
 @dataclass(frozen=True)
@@ -94,6 +76,18 @@ FILES = (
     ("dbcheck", "dbcheck/clustercheck.sysusers.j2", DBCHECK["sysusers"], "0644", "root", "root", False),
     ("dbcheck", "dbcheck/galera-clustercheck.py.j2", DBCHECK["script"], "0755", "root", "root", False),
     ("dbcheck", "dbcheck/galera-clustercheck.service.j2", f"/etc/systemd/system/{DBCHECK['unit']}.service", "0644", "root", "root", False),
+    # Monitoring (monitoring_enabled only; config/monitoring.py renders them): the rules before the
+    # prometheus.yml whose check reads them; each daemon's command line in Debian's /etc/default.
+    ("monitoring", "monitoring/node-exporter.default.j2", monitoring.DEFAULT_FILES["prometheus-node-exporter"], "0644", "root", "root", False),
+    ("monitoring", "monitoring/mysqld-exporter.default.j2", monitoring.DEFAULT_FILES["prometheus-mysqld-exporter"], "0644", "root", "root", False),
+    ("monitoring", "monitoring/alerts.yml.j2", monitoring.RULES_FILE, "0644", "root", "root", False),
+    ("monitoring", "monitoring/prometheus.yml.j2", monitoring.PROMETHEUS_YML, "0644", "root", "root", False),
+    ("monitoring", "monitoring/prometheus.default.j2", monitoring.DEFAULT_FILES["prometheus"], "0644", "root", "root", False),
+    ("monitoring", "monitoring/alertmanager.yml.j2", monitoring.ALERTMANAGER_YML, "0644", "root", "root", False),
+    ("monitoring", "monitoring/alertmanager.default.j2", monitoring.DEFAULT_FILES["prometheus-alertmanager"], "0644", "root", "root", False),
+    ("monitoring", "monitoring/openstack-ha-metrics.py.j2", monitoring.COLLECTOR, "0755", "root", "root", False),
+    ("monitoring", "monitoring/openstack-ha-metrics.service.j2", f"/etc/systemd/system/{monitoring.COLLECTOR_UNIT}.service", "0644", "root", "root", False),
+    ("monitoring", "monitoring/openstack-ha-metrics.timer.j2", f"/etc/systemd/system/{monitoring.COLLECTOR_UNIT}.timer", "0644", "root", "root", False),
     # Backups (backup_enabled), on backup_node only: the script, its service (%i = full or
     # incremental) and a timer per kind (the incremental's only with its calendar).
     ("backup", "backup/openstack-ha-backup.sh.j2", BACKUP_SCRIPT, "0700", "root", "root", False),
@@ -111,7 +105,7 @@ def wanted(component: str, site: Site, template: str = "", name: str = "", path:
     """Whether a site's controller `name` gets a file (of a component): the HTTP check only with
     httpchk, the certificate only with haproxy_tls, the firewall only with firewall, the apt pins
     only with package_versions, the backups' files only on the backup node of a site that takes
-    them (the incremental timer only with its calendar)."""
+    them (the incremental timer only with its calendar), monitoring only with monitoring_enabled."""
     if component == "backup":
         return (site.data["backup_enabled"] and name == backup.node([c.name for c in site.controllers], site.data)
                 and not (path.endswith("-incremental.timer") and site.data["backup_incremental_calendar"] is None))
@@ -123,6 +117,8 @@ def wanted(component: str, site: Site, template: str = "", name: str = "", path:
         return site.data["firewall"]
     if component == "apt":
         return bool(site.data["package_versions"])
+    if component == "monitoring":
+        return site.data["monitoring_enabled"]
     return component != "dbcheck" or site.data["mariadb_check_method"] == "httpchk"
 
 
@@ -153,6 +149,8 @@ def serve_check(site: Site, name: str) -> dict:
 def render_template(template: str, site: Site, name: str, secrets: dict[str, str], path: str = "") -> str:
     """One template rendered for controller `name` (`path`: where it goes, for a template
     installed twice, as the backup timers: the kind is in their name)."""
+    if template.startswith("monitoring/"):
+        return monitoring.render_file(template, site, name, expected_rules(site) if site.data["firewall"] else None)
     me = site.controller(name)
     text = _env.get_template(template).render(
         site=site,

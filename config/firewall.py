@@ -16,7 +16,10 @@ project does not open stay as they were. Three kinds of port:
 - the operators' listeners: the HAProxy stats page (node address, behind its password) and the
   catalogue's `admin` listeners on the VIP (RabbitMQ management): `admin_networks` and always
   the controllers (default: the controllers only); HAProxy refuses other sources as well;
-- the external VIP (`external_vip`): its public listeners for anyone, no other TCP port.
+- the external VIP (`external_vip`): its public listeners for anyone, no other TCP port;
+- monitoring (monitoring_enabled): the exporters, Prometheus and Alertmanager on the node
+  address for `monitoring_networks` and always the controllers (their Prometheus scrape every
+  controller); the Alertmanagers' cluster port, TCP and UDP, for the controllers only.
 
 VRRP is taken from the controllers only: a stranger's advertisement cannot take the VIP.
 """
@@ -32,6 +35,11 @@ TABLE = "openstack_ha"  # `inet openstack_ha`: the only table the deploy writes
 # Node-address ports clients reach directly (the rest of the node's ports: controllers only).
 CLIENT_NODE_PORT_KEYS = ("rabbitmq_port",)
 ADMIN_NODE_PORT_KEYS = ("haproxy_stats_port",)  # node-address ports of the operators
+# Node-address ports of monitoring (monitoring_enabled): scraped and asked by the controllers
+# and monitoring_networks; the Alertmanager cluster port is a cluster port (TCP and UDP).
+MONITORING_PORT_KEYS = ("monitoring_prometheus_port", "monitoring_alertmanager_port", "monitoring_node_exporter_port",
+                        "monitoring_mysqld_exporter_port", "monitoring_haproxy_exporter_port",
+                        "monitoring_rabbitmq_exporter_port")
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,9 @@ class Rules:
     admins: tuple[str, ...] = ()  # admin_networks (the controllers always may)
     admin_vip_ports: tuple[int, ...] = ()  # the `admin` listeners on the VIP: admins
     admin_ports: tuple[int, ...] = ()  # on the node address: admins
+    monitors: tuple[str, ...] = ()  # monitoring_networks (the controllers always may)
+    monitoring_ports: tuple[int, ...] = ()  # on the node address: monitors
+    cluster_udp_ports: tuple[int, ...] = ()  # controllers only, UDP (the Alertmanagers' gossip)
 
 
 def rule_count(nft_text: str) -> int:
@@ -80,6 +91,9 @@ def rules(site: Site) -> Rules:
     if d["mariadb_check_method"] == "httpchk":
         cluster.add(d["mariadb_check_port"])
     cluster |= {svc.backend_port or svc.port for svc in site.services}
+    monitoring = {d[k] for k in MONITORING_PORT_KEYS} if d["monitoring_enabled"] else set()
+    gossip = {d["monitoring_alertmanager_cluster_port"]} if d["monitoring_enabled"] else set()
+    cluster |= gossip
     external = (d["external_vip"],) if d["external_vip"] else ()
     return Rules(
         controllers=tuple(c.address for c in site.controllers) + (d["vip"],),
@@ -93,4 +107,7 @@ def rules(site: Site) -> Rules:
         admins=tuple(d["admin_networks"] or ()),
         admin_vip_ports=tuple(sorted(admin_vip_ports)),
         admin_ports=tuple(sorted(admin_ports - cluster)),
+        monitors=tuple(d["monitoring_networks"] or ()) if d["monitoring_enabled"] else (),
+        monitoring_ports=tuple(sorted(monitoring - cluster)),
+        cluster_udp_ports=tuple(sorted(gossip)),
     )

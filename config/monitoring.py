@@ -4,9 +4,9 @@ Prometheus and Alertmanager configs of each controller, and the metric names the
 Pure. The rules (files/templates/monitoring/alerts.yml.j2) are rendered from ALERTS with the
 site's sizes and thresholds; tests/unit/test_monitoring.py checks them with `promtool check
 rules` and makes each fire with `promtool test rules` (tests/unit/monitoring/<Alert>.yml).
-The deploy does not install any of it yet (monitoring_enabled is False everywhere): the
-packages, the exporters' units, the firewall rows and the collector timer are the lab-wiring
-still to come.
+With monitoring_enabled, config/files.py installs every file of this module (component
+"monitoring", render_file()) and operations/monitoring.py the packages, the exporters' MariaDB
+account and the units; the firewall rows are config/firewall.py's.
 
 Every series carries the label `node` (the controller scraped, set by the scrape config), so
 one alert names one controller and Alertmanager's inhibition of a controller in maintenance
@@ -18,14 +18,30 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from config import backup
+from config.firewall import TABLE as FIREWALL_TABLE
+from config.paths import MAINTENANCE_FILE, METRICS_UNIT, MONITORING_UNITS
 from config.site import Site
-from health.metrics import METRICS as TEXTFILE_METRICS
+from config.templates import MANAGED, env
+from health.metrics import METRICS as TEXTFILE_METRICS, VRRP_STATES
 
-# Where the lab-wiring will install the files (Debian's packages read these paths).
+# Where the files are installed (Debian's packages read these paths).
 RULES_FILE = "/etc/prometheus/openstack-ha-alerts.yml"
 PROMETHEUS_YML = "/etc/prometheus/prometheus.yml"
 ALERTMANAGER_YML = "/etc/prometheus/alertmanager.yml"
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # node-exporter's textfile collector (Debian's default)
+TEXTFILE = f"{TEXTFILE_DIR}/openstack_ha.prom"  # the collector's file (MonitoringTextfileStale's file=~"openstack_ha.*")
+# Each Debian unit's command line: ARGS (and the exporter's DATA_SOURCE_NAME) in /etc/default/<unit>.
+UNITS = MONITORING_UNITS
+DEFAULT_FILES = {unit: f"/etc/default/{unit}" for unit in UNITS}
+# The project's collector: a script run by a timer as root (it signals keepalived, reads nft).
+COLLECTOR = "/usr/local/sbin/openstack-ha-metrics"
+COLLECTOR_UNIT = METRICS_UNIT
+# mysqld_exporter runs as Debian's `prometheus` system user: MariaDB knows it as
+# 'prometheus'@'localhost' through the unix_socket plugin (no password exists), with what
+# mysqld_exporter 0.14's default collectors read: PROCESS, REPLICATION CLIENT, SELECT on performance_schema.
+EXPORTER_ACCOUNT = "prometheus"
+MYSQL_SOCKET = "/run/mysqld/mysqld.sock"
 TEMPLATES = {"rules": "monitoring/alerts.yml.j2", "prometheus": "monitoring/prometheus.yml.j2",
              "alertmanager": "monitoring/alertmanager.yml.j2"}
 
@@ -277,9 +293,7 @@ def alertmanager_values(site: Site, name: str) -> dict:
 
 
 def _render(template: str, **values) -> str:
-    from config import files  # jinja and the templates
-
-    return files._env.get_template(template).render(managed=files.MANAGED, q=yaml_quoted, **values)
+    return env.get_template(template).render(managed=MANAGED, q=yaml_quoted, **values)
 
 
 def yaml_quoted(value: str) -> str:
@@ -313,3 +327,71 @@ def alertmanager_args(site: Site, name: str) -> str:
 def prometheus_args(site: Site, name: str) -> str:
     """The command line of this controller's Prometheus (Debian's /etc/default/prometheus ARGS)."""
     return f"--web.listen-address={prometheus_values(site, name)['listen']}"
+
+
+def node_exporter_args(site: Site, name: str) -> str:
+    """node-exporter on the node address, reading the collector's textfile directory."""
+    me = site.controller(name).address
+    return f"--web.listen-address={me}:{site['monitoring_node_exporter_port']} --collector.textfile.directory={TEXTFILE_DIR}"
+
+
+def mysqld_exporter_args(site: Site, name: str) -> str:
+    return f"--web.listen-address={site.controller(name).address}:{site['monitoring_mysqld_exporter_port']}"
+
+
+def data_source_name() -> str:
+    """mysqld_exporter's DSN: its unix_socket account on the local socket, no password."""
+    return f"{EXPORTER_ACCOUNT}@unix({MYSQL_SOCKET})/"
+
+
+def account_sql() -> list[str]:
+    """The exporter's MariaDB account (created on one node; Galera replicates it)."""
+    who = f"'{EXPORTER_ACCOUNT}'@'localhost'"
+    return [f"CREATE USER IF NOT EXISTS {who} IDENTIFIED VIA unix_socket",
+            f"GRANT PROCESS, REPLICATION CLIENT ON *.* TO {who}",
+            f"GRANT SELECT ON performance_schema.* TO {who}"]
+
+
+def collector_values(site: Site, name: str, firewall_rules: int | None) -> dict:
+    """What the collector script on controller `name` reads (health/metrics.py's series that
+    a host can answer alone): the VIPs, keepalived, the maintenance marker, memcached, RabbitMQ's
+    partitions, the firewall's rule count (firewall_rules: config.files.expected_rules; None
+    without the firewall), the certificate's expiry (haproxy_tls) and, on the backup node of a
+    site that takes backups, the newest good backup of each kind (its manifests)."""
+    d = site.data
+    vips = [("internal", d["vip"])] + ([("external", d["external_vip"])] if d["external_vip"] else [])
+    return {
+        "output": TEXTFILE,
+        "metrics": {k: list(v) for k, v in TEXTFILE_METRICS.items()},
+        "vrrp_states": list(VRRP_STATES),
+        "vips": vips,
+        "maintenance_file": MAINTENANCE_FILE,
+        "keepalived_pid": "/run/keepalived.pid",
+        "keepalived_json": "/tmp/keepalived.json",  # keepalived's JSON dump (the report's fact reads its text dump)
+        "memcached": [site.controller(name).address, d["memcached_port"]],
+        "firewall": [FIREWALL_TABLE, firewall_rules] if d["firewall"] else None,
+        "tls_pem": d["haproxy_tls_pem_path"] if d["haproxy_tls"] else None,
+        "backup": ([d["backup_dir"], backup.MANIFEST_SUFFIX, ["full", "incremental"]]
+                   if d["backup_enabled"] and name == backup.node([c.name for c in site.controllers], d) else None),
+    }
+
+
+def render_file(template: str, site: Site, name: str, firewall_rules: int | None = None) -> str:
+    """A file of component "monitoring" (config/files.py FILES) for controller `name`."""
+    unit = {"monitoring/node-exporter.default.j2": ("prometheus-node-exporter", node_exporter_args),
+            "monitoring/mysqld-exporter.default.j2": ("prometheus-mysqld-exporter", mysqld_exporter_args),
+            "monitoring/prometheus.default.j2": ("prometheus", prometheus_args),
+            "monitoring/alertmanager.default.j2": ("prometheus-alertmanager", alertmanager_args)}
+    if template == TEMPLATES["rules"]:
+        return render_rules(site)
+    if template == TEMPLATES["prometheus"]:
+        return render_prometheus(site, name)
+    if template == TEMPLATES["alertmanager"]:
+        return render_alertmanager(site, name)
+    if template in unit:
+        what, args = unit[template]
+        return _render(template, unit=what, args=args(site, name), dsn=data_source_name())
+    if template.startswith("monitoring/openstack-ha-metrics"):
+        return _render(template, c=repr(collector_values(site, name, firewall_rules)), script=COLLECTOR,
+                       unit=COLLECTOR_UNIT, interval=site["monitoring_scrape_interval"])
+    raise KeyError(f"{template}: not a monitoring template")

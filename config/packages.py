@@ -9,6 +9,8 @@ PACKAGES = {
     "rabbitmq": ("rabbitmq-server",),
     "haproxy": ("haproxy", "socat", "openssl"),
     "keepalived": ("keepalived", "socat"),
+    # monitoring_enabled only (docs/monitoring.md): Debian 12's, nothing from outside its archive.
+    "monitoring": ("prometheus", "prometheus-alertmanager", "prometheus-node-exporter", "prometheus-mysqld-exporter"),
 }
 
 # Every package a pin may name, sorted (what preflight lists as the fix).
@@ -19,6 +21,8 @@ INSTALLED = tuple(sorted({name for names in PACKAGES.values() for name in names}
 SAME_SOURCE = (("mariadb-server", "mariadb-client", "mariadb-backup"),)
 
 
-def installed(firewall: bool = True) -> tuple[str, ...]:
-    """The packages a site's deploy installs: nftables only with the host firewall."""
-    return tuple(sorted({name for comp, names in PACKAGES.items() if firewall or comp != "firewall" for name in names}))
+def installed(firewall: bool = True, monitoring: bool = True) -> tuple[str, ...]:
+    """The packages a site's deploy installs: nftables only with the host firewall, the
+    Prometheus packages only with monitoring."""
+    optional = {"firewall": firewall, "monitoring": monitoring}
+    return tuple(sorted({name for comp, names in PACKAGES.items() if optional.get(comp, True) for name in names}))

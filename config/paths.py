@@ -52,6 +52,11 @@ DBCHECK = {
     "sysusers": "/etc/sysusers.d/openstack-ha-clustercheck.conf",
 }
 
+# Monitoring's units (monitoring_enabled only; config/monitoring.py): Debian's four daemons and
+# the timer of the project's textfile collector.
+MONITORING_UNITS = ("prometheus-node-exporter", "prometheus-mysqld-exporter", "prometheus", "prometheus-alertmanager")
+METRICS_UNIT = "openstack-ha-metrics"
+
 # Backups (backup_enabled; config/backup.py, operations/backup.py): on backup_node only, the
 # script, its two services (a full, then its verification; an incremental) and their timers;
 # the SSH key its copies go out with and the copy host's key it trusts, nothing else.

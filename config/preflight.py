@@ -227,7 +227,8 @@ def check(
     _check_backup(data, group_data, bad, [name for name, _ in hosts], err, warn)
     _check_monitoring(data, group_data, bad, warn)
     if "package_versions" not in bad:
-        _check_package_versions(data["package_versions"], data["firewall"] if "firewall" not in bad else True, err)
+        _check_package_versions(data["package_versions"], data["firewall"] if "firewall" not in bad else True, err,
+                                data["monitoring_enabled"] if "monitoring_enabled" not in bad else True)
 
     # Listeners: each entry's fields by the schema, then the catalogue merged.
     services = _check_services(data, err, warn) if "services" not in bad else []
@@ -469,16 +470,18 @@ def _check_backup(data: dict, site_keys, bad: set, names: list[str], err, warn) 
             "give the incrementals another time (e.g. \"*-*-* *:30:00\"), or None for fulls only")
 
 
-def _check_package_versions(pins: dict, firewall: bool, err) -> None:
+def _check_package_versions(pins: dict, firewall: bool, err, monitoring: bool = True) -> None:
     """Pins name packages the deploy installs (config/packages.py), and the packages of one
     source (mariadb-server, -client, -backup) the same version, or none of them."""
     for name in pins:
         if name not in INSTALLED:
             err(GROUP, f"package_versions.{name}", f"{name} is not a package the deploy installs{_close(name, INSTALLED)}",
                 f"remove it from package_versions, or name one of {', '.join(INSTALLED)}")
-        elif name not in installed(firewall):
-            err(GROUP, f"package_versions.{name}", f"{name} is installed only with the host firewall, and firewall is False",
-                "remove it from package_versions, or set firewall True")
+        elif name not in installed(firewall, monitoring):
+            key = "firewall" if name not in installed(firewall) else "monitoring_enabled"
+            what = "the host firewall" if key == "firewall" else "monitoring"
+            err(GROUP, f"package_versions.{name}", f"{name} is installed only with {what}, and {key} is False",
+                f"remove it from package_versions, or set {key} True")
     for source in SAME_SOURCE:
         pinned = {name: pins[name] for name in source if name in pins}
         if pinned and (len(set(pinned.values())) > 1 or len(pinned) < len(source)):
@@ -570,8 +573,8 @@ MONITORING_KEYS = tuple(k for k in DEFAULTS if k.startswith("monitoring_") and k
 
 
 def _check_monitoring(data: dict, site_keys, bad: set, warn) -> None:
-    """Monitoring: off, the keys a site set say they do nothing; on, that the deploy does not
-    install it yet (docs/monitoring.md). Its ports are checked with the others (_check_ports)."""
+    """Monitoring: off, the keys a site set say they do nothing; on, an evaluation interval
+    too long for the scrapes. Its ports are checked with the others (_check_ports)."""
     G = GROUP
     if "monitoring_enabled" in bad:
         return
@@ -580,8 +583,6 @@ def _check_monitoring(data: dict, site_keys, bad: set, warn) -> None:
             if key in site_keys and key not in bad:
                 warn(G, key, "has no effect while monitoring_enabled is False", f"set monitoring_enabled True, or remove {key}")
         return
-    warn(G, "monitoring_enabled", "the deploy does not install monitoring yet: its files are only rendered and checked "
-         "offline (docs/monitoring.md)", "leave it on to check the site's monitoring data; nothing is installed")
     if data["monitoring_evaluation_interval"] > data["monitoring_scrape_interval"] * 4 and "monitoring_evaluation_interval" not in bad:
         warn(G, "monitoring_evaluation_interval", f"{data['monitoring_evaluation_interval']} s between evaluations of "
              f"{data['monitoring_scrape_interval']} s scrapes: an alert is seen late", "evaluate at most every 4 scrapes")

@@ -6,10 +6,10 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from config.paths import BACKUP_TIMERS, FIREWALL_UNIT
+from config.paths import BACKUP_TIMERS, FIREWALL_UNIT, METRICS_UNIT, MONITORING_UNITS
 
 UNITS = ("memcached", "mariadb", "rabbitmq-server", "haproxy", "keepalived", "galera-clustercheck", FIREWALL_UNIT,
-         "epmd.socket", *BACKUP_TIMERS)
+         "epmd.socket", *BACKUP_TIMERS, *MONITORING_UNITS, f"{METRICS_UNIT}.timer")
 # A config written whose restart or reload has not happened yet (a run interrupted in between)
 # leaves a marker here; the next run applies it.
 PENDING_DIR = "/var/lib/openstack-ha/pending"

@@ -59,6 +59,9 @@ controllers = (
         # the tests and the bench ask the stats page and the RabbitMQ management API from this
         # machine (the controllers alone may by default)
         "admin_networks": [f"{_lab.HOST_ADDRESS}/32"],
+        # monitoring on in the lab (issue 20): the lab tests ask Prometheus and Alertmanager from this machine
+        "monitoring_enabled": True,
+        "monitoring_networks": [f"{_lab.HOST_ADDRESS}/32"],
         "secrets_file": _lab.ensure_secrets(),
         # lab-size nodes see the host's whole memory: absolute, small limits (LAB.md item 12)
         "rabbitmq_memory_high_watermark": "256MiB",

@@ -162,16 +162,21 @@ def pending(unit: str) -> bool:
     return bool(unit_state(unit).get("pending"))
 
 
-def mark_pending(unit: str, component: str) -> bool:
+def will_change(component: str, paths=None) -> bool:
+    """Whether the content of a component's file (of those at `paths`, default all) will change."""
+    wanted = [f for f in files_of(component) if paths is None or f.path in paths]
+    remote = {f.path: file_state(f.path) for f in wanted}
+    return any(remote[f.path] is None or remote[f.path]["sha1"] != hashlib.sha1(f.content.encode()).hexdigest()
+               for f in wanted)
+
+
+def mark_pending(unit: str, component: str, paths=None) -> bool:
     """Before a component's files: when one of their contents will change, a marker that
     `unit` must restart or reload, cleared once it did (service(), or the rolling step). A run
     interrupted in between (Ctrl-C, a lost connection, a failed peer) is applied by the next.
-    Returns whether the unit must restart or reload: a file changes, or a marker was left."""
-    remote = {f.path: file_state(f.path) for f in files_of(component)}
-    changes = any(
-        remote[f.path] is None or remote[f.path]["sha1"] != hashlib.sha1(f.content.encode()).hexdigest()
-        for f in files_of(component)
-    )
+    Returns whether the unit must restart or reload: a file changes, or a marker was left.
+    `paths`: only these of the component's files are the unit's (several units, one component)."""
+    changes = will_change(component, paths)
     shell(f"{component}: {unit} restart or reload pending", [f"mkdir -p {PENDING_DIR} && touch {PENDING_DIR}/{unit}"],
           when=changes)
     return changes or pending(unit)

@@ -57,7 +57,7 @@ from unitkit import FAKE_SECRETS, lab_data
 
 CASES = Path(__file__).resolve().parent / "operations"
 COMPONENTS = ("host", "upgrade", "firewall", "memcached", "galera", "dbcheck", "rabbitmq", "haproxy", "keepalived",
-              "backup")  # deploy.py's order
+              "monitoring", "backup")  # deploy.py's order
 COMMANDS = ("maintenance",)  # operations modules of other entry points: their run(), with the case's `override`
 ANY = " ..."
 
@@ -161,7 +161,8 @@ def _resolve(site, name: str, fact: str, value):
 
 def deployed_accounts(site) -> dict:
     """MysqlAccounts once the deploy made them: every account it creates, with the hash the
-    host was told to expect (True); the database check's own account (unix_socket) too."""
+    host was told to expect (True); the database check's own account (unix_socket) too, and
+    mysqld_exporter's with monitoring."""
     from config.files import DBCHECK
     from operations.galera import account_statements
 
@@ -172,6 +173,10 @@ def deployed_accounts(site) -> dict:
         if m := re.match(r"CREATE USER IF NOT EXISTS '([^']*)'@'([^']*)'(?: IDENTIFIED BY PASSWORD '([^']*)')?$", statement):
             users[f"{m.group(1)}@{m.group(2)}"] = True
     users[f"{DBCHECK['account']}@localhost"] = False  # unix_socket: no hash to compare
+    if site["monitoring_enabled"]:
+        from config.monitoring import EXPORTER_ACCOUNT
+
+        users[f"{EXPORTER_ACCOUNT}@localhost"] = False  # mysqld_exporter's, unix_socket too
     return {"error": None, "users": users, "test_db": False}
 
 

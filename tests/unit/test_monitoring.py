@@ -367,35 +367,281 @@ def test_label_values_are_escaped():
 
 
 def problems(**changes):
+    """Preflight's monitoring problems of the lab site with `changes`; monitoring_enabled=False
+    also drops the lab's other monitoring keys (a site that never set them)."""
     from config.preflight import check
     from unitkit import FAKE_SECRETS
 
     hosts, group = lab_data()
+    if changes.get("monitoring_enabled") is False:
+        group = {k: v for k, v in group.items() if not k.startswith("monitoring_")}
     report = check(hosts, {**group, **changes}, FAKE_SECRETS)
     return [(p.level, p.key, p.message) for p in report.problems if p.key.startswith("monitoring_")]
 
 
 def test_preflight_says_a_monitoring_key_does_nothing_while_off():
-    assert problems() == []
-    (said,) = problems(monitoring_certificate_days=14)
+    assert problems(monitoring_enabled=False) == []
+    (said,) = problems(monitoring_enabled=False, monitoring_certificate_days=14)
     assert said[:2] == ("warning", "monitoring_certificate_days") and "monitoring_enabled is False" in said[2]
 
 
-def test_preflight_says_monitoring_is_not_installed_yet():
-    assert [p[:2] for p in problems(monitoring_enabled=True)] == [("warning", "monitoring_enabled")]
+def test_preflight_takes_monitoring_on_as_it_is_and_warns_of_a_late_evaluation():
+    assert problems(monitoring_enabled=True) == []
+    (said,) = problems(monitoring_enabled=True, monitoring_evaluation_interval=61)
+    assert said[:2] == ("warning", "monitoring_evaluation_interval")
+    assert problems(monitoring_enabled=True, monitoring_evaluation_interval=60) == []  # 4 scrapes: the bound itself
+
+
+def test_preflight_refuses_a_pin_of_a_monitoring_package_while_monitoring_is_off():
+    from config.preflight import check
+    from unitkit import FAKE_SECRETS
+
+    hosts, group = lab_data()
+    for on, errors in ((False, ["package_versions.prometheus"]), (True, [])):
+        report = check(hosts, {**group, "monitoring_enabled": on, "package_versions": {"prometheus": "2.42.0+ds-5+deb12u1"}}, FAKE_SECRETS)
+        assert [p.key for p in report.errors] == errors
+        assert all("monitoring_enabled" in p.fix for p in report.errors)
 
 
 @pytest.mark.parametrize("key, port, other", [
     ("monitoring_prometheus_port", 3306, "MariaDB"),
     ("monitoring_node_exporter_port", 9094, "the Alertmanager cluster"),
     ("monitoring_rabbitmq_exporter_port", 4567, "Galera replication"),
+    ("monitoring_haproxy_exporter_port", 1984, "HAProxy stats"),
+    ("monitoring_mysqld_exporter_port", 9200, "galera-clustercheck"),
+    ("monitoring_alertmanager_cluster_port", 15672, "RabbitMQ management"),
 ])
 def test_preflight_refuses_a_monitoring_port_another_daemon_holds(key, port, other):
     errors = [p for p in problems(monitoring_enabled=True, **{key: port}) if p[0] == "error"]
     assert [(p[1], other in p[2]) for p in errors] == [(key, True)]
-    assert not [p for p in problems(**{key: port}) if p[0] == "error"]  # off: the port is not held
+    assert not [p for p in problems(monitoring_enabled=False, **{key: port}) if p[0] == "error"]  # off: the port is not held
 
 
 def test_preflight_refuses_a_bad_webhook():
     errors = [p for p in problems(monitoring_enabled=True, monitoring_webhooks=["ftp://x/y"]) if p[0] == "error"]
     assert [p[1] for p in errors] == ["monitoring_webhooks"]
+
+
+# --- installed (monitoring_enabled): the files, the binds, the firewall, the collector --------------
+
+from config.files import FIREWALL_NFT, HAPROXY_CFG, expected_rules, managed_files  # noqa: E402
+from config.firewall import rules as firewall_rules  # noqa: E402
+from config.packages import PACKAGES  # noqa: E402
+from unitkit import FAKE_SECRETS  # noqa: E402
+
+MONITORING_PATHS = {*m.DEFAULT_FILES.values(), m.RULES_FILE, m.PROMETHEUS_YML, m.ALERTMANAGER_YML, m.COLLECTOR,
+                    f"/etc/systemd/system/{m.COLLECTOR_UNIT}.service", f"/etc/systemd/system/{m.COLLECTOR_UNIT}.timer"}
+
+
+def files_of(s, name="node01") -> dict[str, str]:
+    return {f.path: f.content for f in managed_files(s, name, FAKE_SECRETS)}
+
+
+def test_the_monitoring_files_only_with_monitoring_enabled():
+    off = files_of(site(monitoring_enabled=False))
+    on = files_of(site())
+    # off, the lab's monitoring_networks changes nothing either (the firewall's set comes with monitoring)
+    assert files_of(site(monitoring_enabled=False, monitoring_networks=None)) == off
+    assert not MONITORING_PATHS & set(off)
+    assert set(on) - set(off) == MONITORING_PATHS
+    assert PACKAGES["monitoring"] == ("prometheus", "prometheus-alertmanager", "prometheus-node-exporter", "prometheus-mysqld-exporter")
+    # off, the exporters' lines of HAProxy's and RabbitMQ's files are not there (a deploy of before changes nothing)
+    assert "prometheus" not in off[HAPROXY_CFG] and "prometheus" not in off["/etc/rabbitmq/rabbitmq.conf"]
+    assert off["/etc/rabbitmq/enabled_plugins"] == "[rabbitmq_management].\n"
+    assert on["/etc/rabbitmq/enabled_plugins"] == "[rabbitmq_management,rabbitmq_prometheus].\n"
+
+
+@pytest.mark.parametrize("name", ["node01", "node03"])
+def test_every_daemon_listens_on_the_node_address_only(name):
+    s = site()
+    me = s.controller(name).address
+    files = files_of(s, name)
+    listens = []
+    for unit, path in m.DEFAULT_FILES.items():
+        (args,) = re.findall(r'^ARGS="([^"]*)"$', files[path], re.M)
+        listens += re.findall(r"--(?:web|cluster)\.listen-address=(\S+)", args)
+    haproxy = files[HAPROXY_CFG].split("\nfrontend prometheus\n", 1)[1].split("\n\n", 1)[0]
+    listens += re.findall(r"bind (\S+)", haproxy)
+    rabbit = files["/etc/rabbitmq/rabbitmq.conf"]
+    listens.append(re.search(r"^prometheus\.tcp\.ip = (\S+)$", rabbit, re.M).group(1) + ":" +
+                   re.search(r"^prometheus\.tcp\.port = (\d+)$", rabbit, re.M).group(1))
+    ports = {f"{me}:{s[k]}" for k in ("monitoring_node_exporter_port", "monitoring_mysqld_exporter_port", "monitoring_prometheus_port",
+                                     "monitoring_alertmanager_port", "monitoring_alertmanager_cluster_port",
+                                     "monitoring_haproxy_exporter_port", "monitoring_rabbitmq_exporter_port")}
+    assert sorted(listens) == sorted(ports)
+    assert "use-service prometheus-exporter" in haproxy
+    assert f'DATA_SOURCE_NAME="{m.EXPORTER_ACCOUNT}@unix({m.MYSQL_SOCKET})/"' in files[m.DEFAULT_FILES["prometheus-mysqld-exporter"]]
+    assert f"--collector.textfile.directory={m.TEXTFILE_DIR}" in files[m.DEFAULT_FILES["prometheus-node-exporter"]]
+
+
+def test_the_exporter_account_has_the_least_privileges_mysqld_exporter_needs():
+    sql = m.account_sql()
+    assert sql[0] == f"CREATE USER IF NOT EXISTS '{m.EXPORTER_ACCOUNT}'@'localhost' IDENTIFIED VIA unix_socket"
+    grants = " ".join(sql[1:])
+    assert "ALL" not in grants and "SUPER" not in grants and "ON *.* TO" in grants
+    assert re.findall(r"GRANT (.*?) ON (\S+) TO", grants) == [("PROCESS, REPLICATION CLIENT", "*.*"), ("SELECT", "performance_schema.*")]
+
+
+def test_haproxy_cfg_with_the_exporter_passes_haproxy_c(tmp_path):
+    from unitkit import haproxy_check, render_inventory, variant
+
+    out = tmp_path / "out"
+    render_inventory(variant(tmp_path, monitoring_enabled=True, monitoring_haproxy_exporter_port=8406), out)
+    cfg = out / "node01" / "etc/haproxy/haproxy.cfg"
+    assert "bind 100.2.30.41:8406" in cfg.read_text()
+    proc = haproxy_check(cfg)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # the control: a service HAProxy does not know fails the same check
+    cfg.write_text(cfg.read_text().replace("use-service prometheus-exporter", "use-service no-such-exporter"))
+    assert haproxy_check(cfg).returncode != 0
+
+
+def test_the_firewall_admits_monitoring_from_the_controllers_and_monitoring_networks_only(tmp_path):
+    off = firewall_rules(site(monitoring_enabled=False, monitoring_networks=["192.0.2.0/24"]))
+    assert off.monitoring_ports == () and off.cluster_udp_ports == () and 9094 not in off.cluster_ports and off.monitors == ()
+    s = site(monitoring_networks=["192.0.2.0/24"])
+    fw = firewall_rules(s)
+    assert fw.monitoring_ports == tuple(sorted(s[k] for k in ("monitoring_prometheus_port", "monitoring_alertmanager_port",
+                                                              "monitoring_node_exporter_port", "monitoring_mysqld_exporter_port",
+                                                              "monitoring_haproxy_exporter_port", "monitoring_rabbitmq_exporter_port")))
+    assert fw.monitors == ("192.0.2.0/24",)
+    # the Alertmanagers' gossip: the controllers only, TCP and UDP
+    assert s["monitoring_alertmanager_cluster_port"] in fw.cluster_ports and fw.cluster_udp_ports == (9094,)
+    assert not set(fw.monitoring_ports) & set(fw.cluster_ports)
+    for each in (s, site()):  # with and without monitoring_networks
+        text = next(f.content for f in managed_files(each, "node01", FAKE_SECRETS) if f.path == FIREWALL_NFT)
+        ports = ", ".join(map(str, firewall_rules(each).monitoring_ports))
+        said = "ip saddr != @monitors ip saddr != @controllers drop" if each["monitoring_networks"] else "ip saddr != @controllers drop"
+        assert f"tcp dport {{ {ports} }} {said}" in text
+        assert "udp dport { 9094 } ip saddr != @controllers drop" in text
+        path = tmp_path / "fw.nft"
+        path.write_text(text)
+        r = subprocess.run(["nft", "-c", "-f", str(path)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    assert expected_rules(s) == expected_rules(site(monitoring_enabled=False)) + 2
+
+
+# The collector, run here with stand-ins for the host's tools (ip, systemctl, keepalived, nft,
+# rabbitmqctl, openssl on PATH), a local memcached stand-in and a keepalived stand-in process
+# that writes its JSON dump on the signal `keepalived --signum=JSON` names.
+
+STUBS = {
+    "ip": "echo '2: eth0    inet 10.77.0.11/24 brd 10.77.0.255 scope global eth0'; echo '2: eth0    inet {vip}/32 scope global eth0'",
+    "systemctl": "echo active",
+    "keepalived": "echo 12",  # SIGUSR2
+    "nft": 'if [ "$1" = list ]; then echo "table inet openstack_ha"; else cat {nft_json}; fi',
+    "rabbitmqctl": "echo '{{\"partitions\": {partitions}}}'",
+    "openssl": "echo 'notAfter=Jan  1 00:00:00 2027 GMT'",
+}
+
+
+def run_collector(tmp_path, s, partitions="{}", rules=None, maintenance="1", name="node01", manifests=None):
+    import json
+    import socket
+    import threading
+
+    script = files_of(s, name)[m.COLLECTOR]
+    c = eval(re.search(r"^C = (.*)$", script, re.M).group(1))  # the dict the template wrote (repr)
+    expected = c["firewall"][1]
+    nft_json = tmp_path / "nft.json"
+    nft_json.write_text(json.dumps({"nftables": [{"metainfo": {}}] + [{"rule": {"chain": "input"}}] * (expected if rules is None else rules)}))
+    bin_ = tmp_path / "bin"
+    bin_.mkdir(exist_ok=True)
+    for name, body in STUBS.items():
+        (bin_ / name).write_text("#!/bin/sh\n" + body.format(vip=s["vip"], nft_json=nft_json, partitions=partitions) + "\n")
+        (bin_ / name).chmod(0o755)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+
+    def answer():
+        conn, _ = server.accept()
+        conn.recv(100)
+        conn.sendall(b"STAT pid 1\r\nEND\r\n")
+        conn.close()
+
+    threading.Thread(target=answer, daemon=True).start()
+    dump = tmp_path / "keepalived.json"
+    states = [{"data": {"iname": "internal_vip_77", "state": 2}}, {"data": {"iname": "external_vip_78", "state": 1}}]
+    keepalived = subprocess.Popen(["python3", "-c", "import json, signal, sys, time\n"
+                                   f"signal.signal(signal.SIGUSR2, lambda *a: open({str(dump)!r}, 'w').write({json.dumps(states)!r}))\n"
+                                   "print('ready', flush=True)\ntime.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert keepalived.stdout.readline().strip() == "ready"
+        (tmp_path / "pid").write_text(str(keepalived.pid))
+        (tmp_path / "maintenance").write_text(maintenance)
+        c.update(memcached=["127.0.0.1", server.getsockname()[1]], keepalived_pid=str(tmp_path / "pid"),
+                 keepalived_json=str(dump), maintenance_file=str(tmp_path / "maintenance"))
+        if manifests is not None:
+            from facts.backup_manifest import to_dict
+
+            assert c["backup"], f"{name} is not the backup node"
+            c["backup"][0] = str(tmp_path / "backups")
+            (tmp_path / "backups").mkdir()
+            for i, one in enumerate(manifests):
+                text = json.dumps(to_dict(one)) if isinstance(one, Manifest) else one
+                (tmp_path / "backups" / f"{i}{c['backup'][1]}").write_text(text)
+        (tmp_path / "collector").write_text(re.sub(r"^C = .*$", lambda _: f"C = {c!r}", script, count=1, flags=re.M))
+        out = tmp_path / "openstack_ha.prom"
+        r = subprocess.run(["python3", str(tmp_path / "collector"), str(out)], capture_output=True, text=True, timeout=60,
+                           env={"PATH": f"{bin_}:/usr/bin:/bin"})
+        assert r.returncode == 0 and not r.stderr, r.stderr
+        return out.read_text()
+    finally:
+        keepalived.kill()
+        server.close()
+
+
+def test_the_collector_writes_what_the_rules_read(tmp_path):
+    s = site()
+    text = run_collector(tmp_path, s)
+    out = subprocess.run([tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr + text
+    values = parse(text)
+    assert {name for name, _ in values} <= set(METRICS)
+    assert values[("openstack_ha_vip_held", (("address", s["vip"]), ("vip", "internal")))] == 1
+    assert values[("openstack_ha_vip_held", (("address", s["external_vip"]), ("vip", "external")))] == 0
+    assert values[("openstack_ha_keepalived_active", ())] == 1
+    assert values[("openstack_ha_keepalived_vrrp_state", (("state", "MASTER"), ("vrrp_instance", "internal_vip_77")))] == 1
+    assert values[("openstack_ha_keepalived_vrrp_state", (("state", "BACKUP"), ("vrrp_instance", "external_vip_78")))] == 1
+    assert values[("openstack_ha_keepalived_vrrp_state", (("state", "MASTER"), ("vrrp_instance", "external_vip_78")))] == 0
+    assert values[("openstack_ha_maintenance", ())] == 1
+    assert values[("openstack_ha_memcached_up", ())] == 1
+    assert values[("openstack_ha_rabbitmq_partitions", ())] == 0
+    assert values[("openstack_ha_firewall_drifted", ())] == 0
+    assert values[("openstack_ha_tls_certificate_expiry_timestamp_seconds", (("path", s["haproxy_tls_pem_path"]),))] == \
+        datetime(2027, 1, 1, tzinfo=timezone.utc).timestamp()
+    # every textfile series a rule of the site reads is written (the backup's on the backup node: below)
+    read = {n for names in m.rule_metrics(s).values() for n in names if n.startswith("openstack_ha_")}
+    assert read - {name for name, _ in values} == {"openstack_ha_backup_last_success_timestamp_seconds"}
+
+
+def test_the_collector_on_the_backup_node_writes_the_newest_good_backup_of_each_kind(tmp_path):
+    """As health/metrics.py does from the same manifests (test_backup_age_is_the_newest_good_backup_of_each_kind)."""
+    ms = [manifest("full", "2026-12-05T01:00:00Z"), manifest("full", "2026-12-06T01:00:00Z", status="failed"),
+          manifest("full", "2026-12-04T01:00:00Z"), manifest("incremental", "2026-12-06T08:30:00Z", verified=False),
+          "not JSON"]
+    s = site()
+    assert s["backup_enabled"] and m.collector_values(s, "node01", None)["backup"] is None  # node03 takes them
+    values = parse(run_collector(tmp_path, s, name="node03", manifests=ms))
+    key = "openstack_ha_backup_last_success_timestamp_seconds"
+    assert values[(key, (("kind", "full"),))] == datetime(2026, 12, 5, 1, tzinfo=timezone.utc).timestamp()
+    assert values[(key, (("kind", "incremental"),))] == 0
+
+
+def test_the_collector_reports_faults(tmp_path):
+    text = run_collector(tmp_path, site(), partitions='{"rabbit@node01": ["rabbit@node02"]}', rules=3, maintenance="0")
+    values = parse(text)
+    assert values[("openstack_ha_rabbitmq_partitions", ())] == 1
+    assert values[("openstack_ha_firewall_drifted", ())] == 1
+    assert values[("openstack_ha_maintenance", ())] == 0
+
+
+def test_the_collector_formats_as_health_metrics_does():
+    """The script's render() (a copy: the hosts have no project code) writes what health/metrics.py's does."""
+    s = site()
+    script = files_of(s)[m.COLLECTOR]
+    namespace = {"__name__": "collector"}
+    exec(compile(script, m.COLLECTOR, "exec"), namespace)
+    rows = __import__("health.metrics", fromlist=["samples"]).samples(s, "node01", facts(), report(), NOW, [])
+    assert namespace["render"](rows) == node_textfile(s, "node01", facts(), report(), NOW, [])

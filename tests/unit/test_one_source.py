@@ -14,6 +14,7 @@ import re
 import pytest
 
 from config.defaults import DEFAULTS
+from config import monitoring
 from config.files import DBCHECK, FILES, GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_UNIT_DROPIN, KEEPALIVED_CONF, managed_files, wanted
 from config.preflight import check
 from config.schema import SITE
@@ -121,6 +122,37 @@ def rabbitmqctl(pattern: str):
     return read
 
 
+def flag_port(path: str, flag: str):
+    """The port of a `--flag=ADDRESS:PORT` in an /etc/default file's ARGS (one value, or the set)."""
+    def read(files, site):
+        ports = set(re.findall(rf"--{re.escape(flag)}=[0-9.]+:(\d+)\b", files[path]))
+        assert ports, f"{path}: no --{flag}"
+        return ports.pop() if len(ports) == 1 else ports
+    return read
+
+
+def scrape_port(job: str | None):
+    """The port of every target of a scrape job of prometheus.yml (None: of the Alertmanagers it alerts)."""
+    def read(files, site):
+        text = files[monitoring.PROMETHEUS_YML]
+        if job is None:
+            section = text.split("alertmanagers:", 1)[1].split("scrape_configs:", 1)[0]
+        else:
+            section = text.split(f"  - job_name: {job}\n", 1)[1].split("  - job_name:", 1)[0]
+        ports = set(re.findall(r"'[0-9.]+:(\d+)'", section))
+        assert ports, f"prometheus.yml: no target of {job or 'alerting'}"
+        return ports.pop() if len(ports) == 1 else ports
+    return read
+
+
+def frontend_port(name: str):
+    """The port a haproxy.cfg `frontend` binds (the exporter's is no listener of the catalogue)."""
+    def read(files, site):
+        section = files[HAPROXY_CFG].split(f"\nfrontend {name}\n", 1)[1].split("\n\n", 1)[0]
+        return re.search(r"bind \S+:(\d+)", section).group(1)
+    return read
+
+
 STATS_SOCKET = line_value(HAPROXY_CFG, r"stats socket (\S+) .*")
 MYSQL_CHECK_USER = line_value(HAPROXY_CFG, r"option mysql-check user (\S+) .*")
 
@@ -163,6 +195,24 @@ ONLY_WITH = {
     ("mariadb_check_method", "httpchk"): [
         ("mariadb_check_port", check_ports("mariadb"), line_value(CHECK_UNIT, r"ExecStart=\S+ \S+ \S+ (\d+)")),
         (None, line_value(DBCHECK["sysusers"], r"u (\S+) .*"), line_value(CHECK_UNIT, r"User=(\S+)")),
+    ],
+    # each daemon's command line and the scrape of it (or its peers, or its timer) name one port
+    ("monitoring_enabled", True): [
+        ("monitoring_node_exporter_port", flag_port(monitoring.DEFAULT_FILES["prometheus-node-exporter"], "web.listen-address"),
+         scrape_port("node")),
+        ("monitoring_mysqld_exporter_port", flag_port(monitoring.DEFAULT_FILES["prometheus-mysqld-exporter"], "web.listen-address"),
+         scrape_port("mysqld")),
+        ("monitoring_prometheus_port", flag_port(monitoring.DEFAULT_FILES["prometheus"], "web.listen-address"), scrape_port("prometheus")),
+        ("monitoring_alertmanager_port", flag_port(monitoring.DEFAULT_FILES["prometheus-alertmanager"], "web.listen-address"),
+         scrape_port(None)),
+        ("monitoring_alertmanager_port", scrape_port(None), scrape_port("alertmanager")),
+        ("monitoring_alertmanager_cluster_port", flag_port(monitoring.DEFAULT_FILES["prometheus-alertmanager"], "cluster.listen-address"),
+         flag_port(monitoring.DEFAULT_FILES["prometheus-alertmanager"], "cluster.peer")),
+        ("monitoring_haproxy_exporter_port", frontend_port("prometheus"), scrape_port("haproxy")),
+        ("monitoring_rabbitmq_exporter_port", line_value(RABBITMQ_CONF, r"prometheus\.tcp\.port = (\d+)"), scrape_port("rabbitmq")),
+        # the collector writes a textfile as often as Prometheus reads it
+        ("monitoring_scrape_interval", line_value(monitoring.PROMETHEUS_YML, r"scrape_interval: (\d+)s"),
+         line_value(f"/etc/systemd/system/{monitoring.COLLECTOR_UNIT}.timer", r"OnUnitActiveSec=(\d+)s")),
     ],
     ("mariadb_check_method", "mysql-check"): [
         ("mariadb_check_user", MYSQL_CHECK_USER, sql_account(r"CREATE USER IF NOT EXISTS '([^']+)'@'[0-9.]+'$")),
@@ -262,7 +312,7 @@ OVERRIDES = {
     "backup_copy_dir": {"backup_enabled": True, "backup_copy_dir": "/srv/copies"},
     "backup_compress": {"backup_enabled": True, "backup_compress": "zstd"},
     "backup_space_margin_percent": {"backup_enabled": True, "backup_space_margin_percent": 100},
-    # monitoring: each on (monitoring_enabled) and changed, yet no installed file changes (not wired yet)
+    # monitoring: each on (monitoring_enabled, a SWITCHES key: the comparison's base has it too) and changed
     "monitoring_enabled": {"monitoring_enabled": True},
     "monitoring_networks": {"monitoring_enabled": True, "monitoring_networks": ["192.0.2.0/24"]},
     "monitoring_prometheus_port": {"monitoring_enabled": True, "monitoring_prometheus_port": 9091},
@@ -276,7 +326,7 @@ OVERRIDES = {
     "monitoring_evaluation_interval": {"monitoring_enabled": True, "monitoring_evaluation_interval": 30},
     "monitoring_certificate_days": {"monitoring_enabled": True, "monitoring_certificate_days": 14},
     "monitoring_maintenance_hours": {"monitoring_enabled": True, "monitoring_maintenance_hours": 8},
-    "monitoring_backup_schedules": {"monitoring_enabled": True, "monitoring_backup_schedules": 3},
+    "monitoring_backup_schedules": {"monitoring_enabled": True, "backup_enabled": True, "monitoring_backup_schedules": 3},
     "monitoring_flow_control_percent": {"monitoring_enabled": True, "monitoring_flow_control_percent": 20},
     "monitoring_webhooks": {"monitoring_enabled": True, "monitoring_webhooks": ["http://192.0.2.9:5001/alerts"]},
 }
@@ -290,7 +340,6 @@ NOT_IN_FILES = {
     "maintenance_drain_seconds": "only in the maintenance command's shell (test_maintenance)",
     "secrets_file": "where the secrets are read from; no file shows it (test_preflight, test_render)",
     "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_config_tls)",
-    **{k: "monitoring is not installed by the deploy yet: only its render (test_monitoring)" for k in DEFAULTS if k.startswith("monitoring_")},
 }
 # Keys the table cannot override: required (no default) or read from the secrets file.
 NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is rendered"}
@@ -298,7 +347,7 @@ NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is 
 
 def rendered(group_changes: dict):
     hosts, group = lab_data()
-    group = {**group, "backup_enabled": False, **group_changes}  # the site default (the lab's are on)
+    group = {**group, "backup_enabled": False, "monitoring_enabled": False, **group_changes}  # the site defaults (the lab's are on)
     report = check(hosts, group, FAKE_SECRETS)
     assert not report.errors, [str(p) for p in report.errors]
     site = build_site(hosts, group)
@@ -340,16 +389,21 @@ def test_rendered_files_agree_after_overriding(key):
                 assert a == str(site[what]), f"{name}: {what}: the files say {a!r}, the site {site[what]!r}"
 
 
+# Keys that switch a feature on: an override's companion among them is in the comparison's base
+# too, so that the key itself, not its feature's files appearing, is what must change a file.
+SWITCHES = ("monitoring_enabled", "backup_enabled")
+
+
 @pytest.mark.parametrize("key", [k for k in OVERRIDES if k not in NOT_IN_FILES])
 def test_an_overridden_key_reaches_the_files(key):
     """Each key that is said to reach a file does: the override changes some rendered file."""
-    _, before = rendered({})
+    _, before = rendered({k: v for k, v in OVERRIDES[key].items() if k != key and k in SWITCHES})
     _, after = rendered(OVERRIDES[key])
     assert before != after, f"{key}: overriding it changed no rendered file; list it in NOT_IN_FILES with why"
 
 
 @pytest.mark.parametrize("key", [k for k in NOT_IN_FILES if k in OVERRIDES])
 def test_keys_said_not_to_reach_files_do_not(key):
-    _, before = rendered({})
+    _, before = rendered({k: v for k, v in OVERRIDES[key].items() if k != key and k in SWITCHES})
     _, after = rendered(OVERRIDES[key])
     assert before == after, f"{key} changes a rendered file: add its agreement to AGREEMENTS"
