@@ -50,7 +50,7 @@ from facts.packages import PackageVersions
 from facts.rabbitmq import RabbitmqFeatureFlags
 from config.paths import APT_PINS, MAINTENANCE_FILE
 from operations.before import facts_of_all_controllers, file_state, known_in_run
-from operations.common import announce, decided_once, failed_earlier, one_at_a_time, shell, site, turn, wait_until
+from operations.common import announce, controllers_in_run, decided_once, failed_earlier, one_at_a_time, shell, site, turn, wait_until
 from operations.galera import vip_holders, writes_to
 from operations.maintenance import vip_away
 from operations.maintenance_marker import in_maintenance
@@ -138,7 +138,10 @@ def configure():
         # upgraded in its controller's turn.
         announce(node == host.name, upgrades.turn_line(node) or upgrades.line(node))
     order = [c.name for c in s.controllers]
-    turns = [n for n in upgrades.turns if upgrades.rolling(n) or n in upgrades.pending]
+    # A controller a --limit leaves out keeps its versions (announced above): its turn, and the
+    # writes' moves around it, are not run at all.
+    in_run = controllers_in_run()
+    turns = [n for n in upgrades.turns if (upgrades.rolling(n) or n in upgrades.pending) and n in in_run]
     run_dict("upgrade clocks")["turns"] = len(turns)
     listeners = [lst.name for lst in s.listeners]
     db, sock = s.db_listener, s["haproxy_stats_socket"]

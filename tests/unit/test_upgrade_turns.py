@@ -166,14 +166,19 @@ def test_ist_or_sst(tmp_path, journal, rc, said):
         assert "galera_gcache_size 512M" in proc.stderr
 
 
-def _turn_names(path: str) -> list[str]:
-    """The deploy's upgrade operations of a case, in pyinfra's order (every host's)."""
+def _turn_names(path: str, limit: tuple = ()) -> list[str]:
+    """The deploy's upgrade operations of a case, in pyinfra's order (every host's); `limit`:
+    the hosts of a --limit (default: all)."""
     case = opkit.load_case(Path(opkit.CASES, path))
     with opkit.planning(case) as (state, inventory):
         import operations.upgrade as upgrade
         from pyinfra.context import ctx_host
 
+        if limit:
+            state.active_hosts = {h for h in inventory if h.name in limit}
         for h in inventory:
+            if limit and h.name not in limit:
+                continue
             with ctx_host.use(h):
                 upgrade.configure()
         names = []
@@ -221,3 +226,13 @@ def test_the_partition_precheck(status, rc):
     sh = check.replace("timeout 60 rabbitmqctl -q cluster_status --formatter json", f"echo '{status}'")
     proc = subprocess.run(["bash", "-c", sh], capture_output=True, text=True)
     assert proc.returncode == rc and (not rc or "node02: RabbitMQ sees a partition" in proc.stderr)
+
+
+def test_a_controller_left_out_by_limit_gets_no_turn():
+    """--limit node02,node03: their turns only; node01 (the writer) keeps its versions, and no
+    HAProxy moves its writes."""
+    got = _turn_names("upgrade/rolling_three.json", limit=("node02", "node03"))
+    assert [n for n, _ in got] == [
+        "upgrade: node02 marked, checked, the VIP away", "upgrade: node02 drained, stopped, upgraded, started",
+        "upgrade: node02 back in service", "upgrade: node03 marked, checked, the VIP away",
+        "upgrade: node03 drained, stopped, upgraded, started", "upgrade: node03 back in service"]
