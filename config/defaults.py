@@ -116,6 +116,13 @@ DEFAULTS = {
     # --- MariaDB Galera ---
     "galera_cluster_name": "openstack",
     "galera_sst_method": "mariabackup",
+    # Galera's write-set cache (gcache.size): a node that was away (an upgrade turn, a restart)
+    # rejoins by IST, the writes it missed, only while they are still in a donor's gcache; past
+    # it, a full state transfer (SST) of the whole datadir. 512M holds far more than an OpenStack
+    # control plane writes during one turn (minutes); a rolling upgrade fails its turn on an SST
+    # ("raise galera_gcache_size"). Galera's own default is 128M. Preallocated on disk
+    # (/var/lib/mysql/galera.cache); a change restarts mariadb, one node at a time.
+    "galera_gcache_size": "512M",
     "mariadb_port": 3306,
     # HAProxy's database health check: "httpchk" (default: the galera-clustercheck service on
     # each controller answers 200 only when its node is Synced in a Primary component, the way

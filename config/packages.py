@@ -21,6 +21,15 @@ INSTALLED = tuple(sorted({name for names in PACKAGES.values() for name in names}
 SAME_SOURCE = (("mariadb-server", "mariadb-client", "mariadb-backup"),)
 
 
+# The systemd unit an upgrade of a package stops before it and starts after (a rolling upgrade's
+# turn, operations/upgrade_plan.py); a package absent here runs no daemon of its own (socat,
+# rsync, openssl, nftables: its ruleset stays loaded) and the upgrade stops nothing for it.
+# galera-4 is mariadbd's wsrep provider, loaded at its start.
+UNIT_OF = {"mariadb-server": "mariadb", "mariadb-client": "mariadb", "mariadb-backup": "mariadb", "galera-4": "mariadb",
+           "rabbitmq-server": "rabbitmq-server", "haproxy": "haproxy", "keepalived": "keepalived",
+           "memcached": "memcached"}
+
+
 def installed(firewall: bool = True, monitoring: bool = True) -> tuple[str, ...]:
     """The packages a site's deploy installs: nftables only with the host firewall, the
     Prometheus packages only with monitoring."""

@@ -226,6 +226,8 @@ def check(
     _check_accounts(data, bad, err)
     _check_backup(data, group_data, bad, [name for name, _ in hosts], err, warn)
     _check_monitoring(data, group_data, bad, warn)
+    if "galera_gcache_size" not in bad:
+        _check_gcache(data["galera_gcache_size"], err)
     if "package_versions" not in bad:
         _check_package_versions(data["package_versions"], data["firewall"] if "firewall" not in bad else True, err,
                                 data["monitoring_enabled"] if "monitoring_enabled" not in bad else True)
@@ -468,6 +470,23 @@ def _check_backup(data: dict, site_keys, bad: set, names: list[str], err, warn) 
     if data["backup_incremental_calendar"] == data["backup_full_calendar"]:
         err(G, "backup_incremental_calendar", f"{data['backup_full_calendar']!r} is also backup_full_calendar: every incremental would meet a full",
             "give the incrementals another time (e.g. \"*-*-* *:30:00\"), or None for fulls only")
+
+
+GCACHE_FLOOR_MB = 128  # Galera's own default gcache.size
+
+
+def gcache_mb(size: str) -> int:
+    """"512M" -> 512, "1G" -> 1024 (the schema admits only these forms)."""
+    return int(size[:-1]) * (1024 if size.endswith("G") else 1)
+
+
+def _check_gcache(size: str, err) -> None:
+    """gcache.size at least Galera's default: a smaller cache makes every rejoin after a short
+    absence (a rolling upgrade's turn, a restart under load) a full state transfer."""
+    if gcache_mb(size) < GCACHE_FLOOR_MB:
+        err(GROUP, "galera_gcache_size", f"{size} is below Galera's default ({GCACHE_FLOOR_MB}M): a node away for a "
+            "few minutes under load would rejoin by a full state transfer (SST), and a rolling upgrade fails on one",
+            f"set galera_gcache_size to {GCACHE_FLOOR_MB}M or more (default {DEFAULTS['galera_gcache_size']})")
 
 
 def _check_package_versions(pins: dict, firewall: bool, err, monitoring: bool = True) -> None:

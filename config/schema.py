@@ -384,6 +384,8 @@ SITE: dict[str, Rule] = {
                                       "seconds a controller's API servers drain before maint (maintenance out)"),
     "galera_cluster_name": Rule(NAME, "wsrep_cluster_name, the same on every node"),
     "galera_sst_method": Rule(choice("mariabackup", "rsync"), "how a joining node gets the data"),
+    "galera_gcache_size": Rule(text(r"[1-9][0-9]{0,5}[MG]", "a size in M or G (e.g. 512M, 1G)"),
+                               "Galera's write-set cache (gcache.size): what a node rejoining by IST may have missed"),
     "mariadb_port": Rule(PORT, "MariaDB's port on the node address and the database listener's on the VIP"),
     "mariadb_check_method": Rule(choice("mysql-check", "httpchk"), "HAProxy's database health check"),
     "mariadb_check_port": Rule(PORT, "the port HAProxy's database check asks"),

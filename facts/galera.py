@@ -31,6 +31,11 @@ def serving_check(status_query: str = STATUS_QUERY) -> str:
     return f"s=$(mysql -N -B -e \"{status_query}\") && {tests}"
 
 
+def members_check(count: int) -> str:
+    """Shell that succeeds when the local node serves in a Primary component of at least `count` members."""
+    return f"{serving_check()} && [ \"$(echo \"$s\" | sed -n 's/^wsrep_cluster_size.//p')\" -ge {count} ]"
+
+
 def sans_members(text: str) -> str:
     """SHA1 of a galera.cnf without its membership, comment and wsrep_sst_auth lines, as `grep -v
     -e '^wsrep_cluster_address' -e '^wsrep_sst_donor' -e '^#' -e '^wsrep_sst_auth' | sha1sum`

@@ -20,7 +20,7 @@ from pyinfra.api import StringCommand, deploy, operation
 from config.accounts import native_hash
 from config.files import GALERA_CNF, GALERA_SST_CNF, SST_ACCOUNT
 from config.packages import PACKAGES
-from facts.galera import GaleraNode, MysqlAccounts, sans_members, serving_check
+from facts.galera import GaleraNode, MysqlAccounts, members_check, sans_members, serving_check
 from facts.haproxy_api import api, requests
 from facts.host import PENDING_DIR, UNITS, ServiceStates
 from operations.common import (
@@ -273,7 +273,7 @@ def synced_wait(hint: str = "") -> StringCommand:
 
 def _synced_members(count: int) -> str:
     """Shell test: this node is Synced in a Primary component of at least `count` members."""
-    return (f"{SYNCED} && [ \"$(echo \"$s\" | sed -n 's/^wsrep_cluster_size.//p')\" -ge {count} ]")
+    return members_check(count)
 
 
 def join_commands(me: str, repair: bool) -> list:

@@ -100,6 +100,26 @@ def marker(value: int) -> str:
     return f"install -d {os.path.dirname(MAINTENANCE_FILE)} && echo {value} > {MAINTENANCE_FILE}"
 
 
+def vip_away(node: str, value: int = 1) -> list:
+    """Shell, on `node`: the marker at `value` (keepalived: FAULT in every VRRP instance, the VIP
+    leaves at once), then waited for on another controller, the external VIP, if any, for gone
+    from this one (bounded). Also an upgrade turn's (value 2: operations/upgrade_plan.py AWAY)."""
+    s = site()
+    vip = shlex.quote(s["vip"])
+    # Every VRRP instance tracks the marker: the external VIP (a site's second) leaves with the VIP.
+    held = [(s["vip"], s["vip_interface"])] + ([(s["external_vip"], s.external_vip_interface)] if s["external_vip"] else [])
+    gone = " && ".join(f"! ip -o -4 addr show dev {shlex.quote(i)} | grep -qw {shlex.quote(v)}" for v, i in held)
+    return [
+        marker(value),
+        wait_until(f"{gone} && ping -c1 -W1 {vip}",
+                   f"the VIP {s['vip']} to be held by another controller"
+                   + (f" and the external VIP {s['external_vip']} gone from {node}" if s["external_vip"] else ""),
+                   VIP_SECONDS,
+                   on_fail=f"echo '{node}: is its keepalived.conf older than maintenance (no track_file "
+                           "maintenance)? Run the deploy, then maintenance out again' >&2"),
+    ]
+
+
 @deploy("Maintenance")
 def run():
     """Take a controller out, or bring it back (see out() and back())."""
@@ -118,19 +138,7 @@ def out(d: Decision):
     return needs no state transfer); only its clients are moved away."""
     s = site()
     mine = host.name == d.node
-    vip = shlex.quote(s["vip"])
-    # Every VRRP instance tracks the marker: the external VIP (a site's second) leaves with the VIP.
-    held = [(s["vip"], s["vip_interface"])] + ([(s["external_vip"], s.external_vip_interface)] if s["external_vip"] else [])
-    gone = " && ".join(f"! ip -o -4 addr show dev {shlex.quote(i)} | grep -qw {shlex.quote(v)}" for v, i in held)
-    shell(f"maintenance: {d.node} marked out, the VIP away from it", [
-        marker(1),
-        wait_until(f"{gone} && ping -c1 -W1 {vip}",
-                   f"the VIP {s['vip']} to be held by another controller"
-                   + (f" and the external VIP {s['external_vip']} gone from {d.node}" if s["external_vip"] else ""),
-                   VIP_SECONDS,
-                   on_fail=f"echo '{d.node}: is its keepalived.conf older than maintenance (no track_file "
-                           "maintenance)? Run the deploy, then maintenance out again' >&2"),
-    ], when=mine)
+    shell(f"maintenance: {d.node} marked out, the VIP away from it", vip_away(d.node), when=mine)
     listeners = [lst.name for lst in s.listeners]
     shell(f"maintenance: {d.node}'s servers out of this HAProxy (runtime API)", [
         persist(maint_line(listeners, d.in_maintenance)),

@@ -59,6 +59,23 @@ def test_wrong_pins_are_refused_with_the_fix(pins, expected):
     assert errors[0].startswith("error: controllers: package_versions")
 
 
+@pytest.mark.parametrize("size,error", [("512M", None), ("128M", None), ("1G", None), ("64M", "64M is below Galera's default (128M)"),
+                                        ("127M", "127M is below")])
+def test_gcache_size_has_a_floor(size, error):
+    """An upgrade turn rejoins by IST only with a gcache that holds what the node missed."""
+    errors = problems({}, galera_gcache_size=size)
+    if error is None:
+        assert errors == []
+        hosts, group = lab_data()
+        site = build_site(hosts, {**group, "galera_gcache_size": size})
+        (cnf,) = [f for f in managed_files(site, hosts[0][0], FAKE_SECRETS) if f.path.endswith("galera.cnf")]
+        assert f"gcache.size={size};" in cnf.content
+    else:
+        (got,) = errors
+        assert got.startswith("error: controllers: galera_gcache_size: ") and error in got
+        assert got.endswith("fix: set galera_gcache_size to 128M or more (default 512M)")
+
+
 def test_the_pins_file_only_with_a_pin():
     hosts, group = lab_data()
     plain = build_site(hosts, group)
@@ -161,7 +178,7 @@ def test_the_upgrade_is_announced_turn_by_turn():
     step, are the turns: the writer node01 last (the deployed case's VIP holder is node01)."""
     got = _plan_upgrade(_case())
     rows = sorted((step, name, action) for name, steps in got.items() for step, action in steps if action)
-    line = "haproxy 2.6.12-1+deb12u3 → 2.6.12-1+deb12u4, rolling (the upgrade is planned, not applied by this deploy yet"
+    line = "haproxy 2.6.12-1+deb12u3 → 2.6.12-1+deb12u4, rolling (drain, stop haproxy, upgrade, start, back)"
     assert [(name, action.startswith(line)) for _, name, action in rows] == [
         ("node02", True), ("node03", True), ("node01", True)]
     assert {len(steps) for steps in got.values()} == {3}

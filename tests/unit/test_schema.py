@@ -113,6 +113,8 @@ WRONG_SITES = [
     ({"haproxy_timeouts": {"client": "1m\n    listen x"}}, None, G, "haproxy_timeouts.client", "control character"),
     # choices
     ({"galera_sst_method": "xtrabackup"}, None, G, "galera_sst_method", "mariabackup"),
+    ({"galera_gcache_size": "512MB"}, None, G, "galera_gcache_size", "512M, 1G"),
+    ({"galera_gcache_size": 512}, None, G, "galera_gcache_size", "not a string"),
     ({"mariadb_check_method": "tcp"}, None, G, "mariadb_check_method", "httpchk"),
     ({"rabbitmq_queue_type": "classic"}, None, G, "rabbitmq_queue_type", "quorum"),
     ({"rabbitmq_partition_handling": "pause-minority"}, None, G, "rabbitmq_partition_handling", "pause_minority"),

@@ -165,7 +165,9 @@ def test_the_facts_feed_the_plan():
         f"   haproxy | {H3} | http://deb.debian.org/debian bookworm/main amd64 Packages",
         f"   haproxy | {H3} | http://deb.debian.org/debian bookworm/main Sources", "", "__rc=0"])
     assert versions == {"installed": {"haproxy": H3, "memcached": None}, "available": {"haproxy": [H4, H3]},
-                        "unfinished": {}, "error": None}
+                        "unfinished": {}, "pending": False, "error": None}
+    assert PackageVersions().process(["__upgrade_pending=1", "__dpkg_rc=0", "", "__rc=0"])["pending"] is True
+    assert PackageVersions().process(["__upgrade_pending=", "__dpkg_rc=0", "", "__rc=0"])["pending"] is False
     flags = RabbitmqFeatureFlags().process(["classic_mirrored_queue_version\tenabled\tstable",
                                             "khepri_db\tdisabled\texperimental", "", "__rc=0"])
     assert flags["flags"]["khepri_db"] == {"state": "disabled", "stability": "experimental"} and flags["error"] is None
@@ -175,8 +177,47 @@ def test_the_facts_feed_the_plan():
     assert timed_out["error"] == "dpkg-query: exit status 124" and timed_out["installed"] == {}
 
 
-# Every refusal the plan can give, by a phrase of its message: each must be a row of the table.
-REFUSALS = ("is a downgrade", "is not offered by apt", "jumps over a MariaDB major", "is not a supported rolling upgrade",
+# A controller whose turn an earlier run left unfinished (its marker: PackageVersions "pending"),
+# and controllers in maintenance: (case, versions, pins, away, expected turns or a refusal's regex).
+def pending(fact):
+    return {**fact, "pending": True}
+
+
+AWAY_CASES = [
+    ("a marker left on node02, nothing left to install: node02 has a turn, first",
+     {"node01": node({"haproxy": H3}, {"haproxy": [H4]}), "node02": pending(node({"haproxy": H4})),
+      "node03": node({"haproxy": H3}, {"haproxy": [H4]})}, {"haproxy": H4}, frozenset(), ("node02", "node03", "node01")),
+    ("a marker left on the writer only: its turn alone", {"node01": pending(node({"haproxy": H4})),
+     "node02": node({"haproxy": H4}), "node03": node({"haproxy": H4})}, {"haproxy": H4}, frozenset(), ("node01",)),
+    ("a rolling upgrade while node03 is in maintenance: refused", every({"haproxy": H3}, {"haproxy": [H4]}),
+     {"haproxy": H4}, frozenset({"node03"}), r"node01, node02, node03: a rolling upgrade while node03 is in maintenance.*"
+                                             r"make maintenance-back NODE=node03"),
+    ("a marker left while node03 is in maintenance: refused", {"node01": node({"haproxy": H4}),
+     "node02": pending(node({"haproxy": H4})), "node03": node({"haproxy": H4})}, {"haproxy": H4}, frozenset({"node03"}),
+     r"^node02: a rolling upgrade while node03 is in maintenance"),
+    ("only installs while node03 is in maintenance: planned (its component installs them)", every({"memcached": None},
+     {"memcached": ["1.6.18-1"]}), {"memcached": "1.6.18-1"}, frozenset({"node03"}), ("node02", "node03", "node01")),
+    ("nothing to do while node03 is in maintenance: no turn", every({"haproxy": H4}), {"haproxy": H4},
+     frozenset({"node03"}), ()),
+]
+
+
+@pytest.mark.parametrize("case,versions,pins,away,expected", AWAY_CASES, ids=[c[0] for c in AWAY_CASES])
+def test_pending_and_maintenance(case, versions, pins, away, expected):
+    if isinstance(expected, str):
+        with pytest.raises(UpgradeRefused) as refused:
+            plan(versions, pins, ORDER, "node01", away=away)
+        assert re.search(expected, str(refused.value), re.S | re.M), str(refused.value)
+        return
+    got = plan(versions, pins, ORDER, "node01", away=away)
+    assert got.turns == expected
+    assert got.pending == tuple(n for n in ORDER if (versions[n] or {}).get("pending"))
+    for n in got.pending:
+        assert got.turn_line(n).startswith("finish the upgrade turn an earlier run left")
+
+
+# Every refusal the plan can give, by a phrase of its message: each must be a row of a table.
+REFUSALS = ("is in maintenance", "is a downgrade", "is not offered by apt", "jumps over a MariaDB major", "is not a supported rolling upgrade",
             "jumps over a RabbitMQ minor", "stable feature flags disabled", "feature flags are unknown", "is half-installed",
             "not a RabbitMQ version of digits")
 
@@ -187,6 +228,11 @@ def test_every_refusal_is_a_row_of_the_table():
         if isinstance(expected, str):
             with pytest.raises(UpgradeRefused) as refused:
                 plan(versions, pins, ORDER, "node01", holder, flags)
+            said.append(str(refused.value))
+    for _, versions, pins, away, expected in AWAY_CASES:
+        if isinstance(expected, str):
+            with pytest.raises(UpgradeRefused) as refused:
+                plan(versions, pins, ORDER, "node01", away=away)
             said.append(str(refused.value))
     missing = [phrase for phrase in REFUSALS if not any(phrase in text for text in said)]
     assert not missing, missing
