@@ -29,7 +29,7 @@ from operations.backup_plan import Take, take
 from operations.before import fact_of, facts_of_all_controllers, file_state, unit_state
 from operations.common import announce, decided_once, files_of, shell, site, unit_log
 from operations.maintenance_marker import in_maintenance
-from operations.steps import any_will_change, install_files
+from operations.steps import any_will_change, install_files, packages
 
 
 def read_file(name: str, path: str) -> str | None:
@@ -98,6 +98,8 @@ def configure():
     mine = host.name == me
     to_controller = me is not None and target.kind == "controller"
 
+    # mariadb-backup and gzip come with the database; zstd only when the site compresses with it
+    packages(name="backup: its compressor", names=["zstd"] if mine and d["backup_compress"] == "zstd" else [])
     shell("backup: its SSH key", [
         f"install -d -m 700 /root/.ssh && ssh-keygen -q -t ed25519 -N '' -C {BACKUP_KEY_COMMENT}@{me} -f {BACKUP_SSH_KEY}"],
         when=mine and read_file(me, f"{BACKUP_SSH_KEY}.pub") is None)
