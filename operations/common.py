@@ -8,6 +8,7 @@ them up here by name, commands carry them as HiddenValue, and diffs are masked.
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 from pyinfra import host, inventory, logger, state
@@ -239,7 +240,7 @@ def wait_until(check: str, what: str, seconds: int = WAIT_SECONDS, on_fail: str 
     """A shell loop that polls `check` every second, bounded; its failure names host and step."""
     return StringCommand(
         f"for i in $(seq {seconds}); do ({check}) >/dev/null 2>&1 && exit 0; sleep 1; done; "
-        f"echo '{host.name}: timed out after {seconds}s waiting for {what}' >&2; "
+        f"echo {shlex.quote(f'{host.name}: timed out after {seconds}s waiting for {what}')} >&2; "
         f"{on_fail + '; ' if on_fail else ''}exit 1"
     )
 

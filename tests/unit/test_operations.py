@@ -284,3 +284,20 @@ def test_a_refused_decision_is_printed_once_and_stops_every_host(capsys):
         with pytest.raises(Refused):
             refused()
         assert calls == [1, 2, 1]
+
+
+def test_a_bounded_wait_says_its_step_whatever_its_words(tmp_path):
+    """wait_until's failure line is one shell word: a step named with an apostrophe (the
+    upgrade's "node01's turn") still runs and is said as written."""
+    import subprocess
+    from types import SimpleNamespace
+
+    from pyinfra.context import ctx_host
+
+    from operations.common import wait_until
+
+    with ctx_host.use(SimpleNamespace(name="node02")):
+        cmd = str(wait_until("false", "node01's writes to come back", seconds=1))
+    done = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 1
+    assert done.stderr.strip() == "node02: timed out after 1s waiting for node01's writes to come back"
