@@ -195,6 +195,16 @@ def write_hosts(name: str, names) -> None:
         write(p, new)
 
 
+def authorized_keys(path: Path) -> str:
+    """A node's authorized_keys with the lab's key (the current one, its comment "halab"), every
+    other line kept: the deploy authorizes the backup node's key on its copy controller there,
+    and a node started again (every `lab up`) must not lose it."""
+    ours = Path(SSH_KEY + ".pub").read_text().strip()
+    kept = [line for line in (path.read_text().splitlines() if path.exists() else [])
+            if line.strip() and line.split()[-1] != ours.split()[-1]]
+    return "\n".join([ours, *kept]) + "\n"
+
+
 def provision(name: str) -> None:
     """Per-node files, written into the node's overlay (its own disk) before it boots."""
     root = ensure_mount(name)
@@ -206,7 +216,7 @@ def provision(name: str) -> None:
         run(["ssh-keygen", "-A", "-f", str(root)])
     ssh_dir = in_root(root, "root/.ssh")
     ssh_dir.mkdir(mode=0o700, exist_ok=True)
-    write_in_root(root, "root/.ssh/authorized_keys", Path(SSH_KEY + ".pub").read_text(), 0o600)
+    write_in_root(root, "root/.ssh/authorized_keys", authorized_keys(in_root(root, "root/.ssh/authorized_keys")), 0o600)
     (node_dir(name) / "provisioned").touch()
 
 

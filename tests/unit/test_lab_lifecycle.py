@@ -26,3 +26,18 @@ def test_nodes_come_in_number_order():
 def test_a_count_out_of_range_is_refused(bad):
     with pytest.raises(LabError, match="--nodes must be between 1 and 9"):
         nodes_to_bring_up(bad, [])
+
+
+def test_a_node_started_again_keeps_the_keys_the_deploy_authorized(tmp_path, monkeypatch):
+    """provision() at every `lab up` writes the lab's key into a node's authorized_keys: the
+    backup node's key the deploy authorized there (its copies) stays; an older lab key goes."""
+    from lab import images
+
+    key = tmp_path / "id"
+    (tmp_path / "id.pub").write_text("ssh-ed25519 AAAAnew halab\n")
+    monkeypatch.setattr(images, "SSH_KEY", str(key))
+    path = tmp_path / "authorized_keys"
+    backup_line = 'restrict,from="10.77.0.13" ssh-ed25519 AAAAbackup openstack-ha-backup@node03'
+    path.write_text(f"ssh-ed25519 AAAAold halab\n{backup_line}\n")
+    assert images.authorized_keys(path) == f"ssh-ed25519 AAAAnew halab\n{backup_line}\n"
+    assert images.authorized_keys(tmp_path / "none") == "ssh-ed25519 AAAAnew halab\n"
