@@ -101,6 +101,15 @@ def test_a_healthy_lab_fires_no_alert(monitored):
     """After the first evaluations, no alert fires on any Prometheus (a false alarm on a healthy
     lab is a rule to mend)."""
     drills.wait_for("every target up on node01", lambda: every_target_up("node01"), timeout=SETTLE, interval=2)
-    for node in NODES:
-        firing = [a for a in prometheus(node, "/api/v1/alerts")["alerts"] if a["state"] == "firing"]
-        assert not firing, f"{node}: {[(a['labels']['alertname'], a['labels'].get('node')) for a in firing]}"
+
+    def firing():
+        return {node: [(a["labels"]["alertname"], a["labels"].get("node")) for a in prometheus(node, "/api/v1/alerts")["alerts"]
+                       if a["state"] == "firing"] for node in NODES}
+
+    # An alert of the drill before (a controller just back from maintenance) resolves once the
+    # collector wrote, Prometheus scraped and evaluated again: bounded; one that stays is a false alarm.
+    try:
+        drills.wait_for("no alert firing", lambda: not any(firing().values()), timeout=SETTLE, interval=5)
+    except drills.DrillError:
+        pass
+    assert not any(firing().values()), firing()
