@@ -449,3 +449,29 @@ def test_rabbitmq_tls_fact_reads_the_vm_command_line(tmp_path):
     out = subprocess.run(["bash", "-c", RabbitmqTls().command()], capture_output=True, text=True, timeout=30,
                          env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}).stdout
     assert RabbitmqTls().process(out.splitlines())["rabbitmq"] == "stopped"
+
+
+# --- the lab's inventory ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra,on", [(None, False), ('{"rabbitmq_tls": true}', True), ('{"galera_tls": true}', True),
+                                      ('{"galera_tls": false}', False)])
+def test_lab_inventory_names_the_certificates_only_with_a_switch(monkeypatch, extra, on):
+    import lab
+    import lab.keys
+    from config.site import load_inventory
+    from lab.names import CA_FILE
+
+    issued = []
+    monkeypatch.setattr(lab, "node_names", lambda: list(NODES))
+    monkeypatch.setattr(lab, "ensure_secrets", lambda: None)
+    monkeypatch.setattr(lab.keys, "ensure_node_pem", lambda name, address: issued.append((name, address)) or f"/x/{name}.pem")
+    monkeypatch.delenv("HA_LAB_NODES", raising=False)
+    if extra:
+        monkeypatch.setenv("HA_LAB_DATA", extra)
+    else:
+        monkeypatch.delenv("HA_LAB_DATA", raising=False)
+    hosts, group = load_inventory(unitkit.LAB)
+    assert (group.get("peer_tls_ca_file") == str(CA_FILE)) is on
+    assert [hd.get("tls_node_pem") for _, hd in hosts] == ([f"/x/{n}.pem" for n in NODES] if on else [None] * len(NODES))
+    assert issued == ([(n, hd["address"]) for n, hd in hosts] if on else [])
