@@ -9,6 +9,13 @@ HOST_KEYS = {
     "address": "the node's internal address (Galera, RabbitMQ, memcached and backends bind to it)",
     "vrrp_priority": "keepalived priority, distinct per node; with nopreempt it only orders a tie",
 }
+# Keys a controller's host data may carry (needed only when a site key asks for them).
+HOST_OPTIONAL_KEYS = {
+    # galera_tls / rabbitmq_tls: this controller's certificate (its chain) then its unencrypted
+    # private key, one PEM file on the machine that deploys (relative to the repository root, or
+    # absolute; mode 0600, never in git). The certificate names the node's address (and its name).
+    "tls_node_pem": "the PEM file (certificate, then key) of this controller for galera_tls and rabbitmq_tls",
+}
 
 DEFAULTS = {
     # --- the internal network and the VIP ---
@@ -152,7 +159,21 @@ DEFAULTS = {
     # 1 = durable commits (each transaction's log flushed); 2 or 0 lose the last second of
     # commits when nodes crash together (Jepsen, MariaDB Galera 2026).
     "mariadb_innodb_flush_log_at_trx_commit": 1,
+    # TLS between the controllers (docs/security.md "TLS between the controllers"), off by default:
+    # Galera's replication and IST (wsrep_provider_options socket.ssl_*) and its mariabackup SST
+    # (the [sst] group's ssl-*), with each controller's own certificate (host key tls_node_pem)
+    # checked against the CA of peer_tls_ca_file. Members with and without TLS cannot talk, so
+    # switching it on a running cluster is a whole-cluster stop: the deploy refuses it and says how.
+    "galera_tls": False,
     # --- RabbitMQ ---
+    # The Erlang distribution (clustering, and the CLI tools' connections) over TLS
+    # (-proto_dist inet_tls, an ssl_dist_optfile), the same certificates as galera_tls; AMQP stays
+    # clear text (the OpenStack services' client side). A switch on a running cluster stops every
+    # broker, then they start together (as for a new Erlang cookie): a short outage of AMQP.
+    "rabbitmq_tls": False,
+    # The CA certificate (PEM, no key) that signed every controller's tls_node_pem, on the machine
+    # that deploys (relative to the repository root, or absolute); needed with galera_tls or rabbitmq_tls.
+    "peer_tls_ca_file": None,
     "rabbitmq_port": 5672,
     "rabbitmq_management_port": 15672,
     "rabbitmq_partition_handling": "pause_minority",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from config import backup, firewall, monitoring
+from config import backup, firewall, monitoring, peer_tls
 from config.site import Site
 from config.defaults import EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
 from config.paths import (  # the paths this table installs (importers of config.files may read them here too)
@@ -53,7 +53,16 @@ FILES = (
     ("memcached", "memcached/memcached.conf.j2", "/etc/memcached.conf", "0644", "root", "root", False),
     # mysqld (user mysql) reads both; the secret's file is readable by nobody else.
     ("galera", "mariadb/galera-sst.cnf.j2", GALERA_SST_CNF, "0640", "root", "mysql", True),
+    # galera_tls only (config/peer_tls.py): the CA, the node's certificate and its key, before the
+    # galera.cnf that names them.
+    *(("galera", f"tls/{n}.j2", f"{peer_tls.GALERA_TLS_DIR}/{n}", "0640", "root", "mysql", n == peer_tls.KEY_NAME)
+      for n in (peer_tls.CA_NAME, peer_tls.CERT_NAME, peer_tls.KEY_NAME)),
     ("galera", "mariadb/galera.cnf.j2", GALERA_CNF, "0640", "root", "mysql", False),
+    # rabbitmq_tls only: the same material in RabbitMQ's copy, and the Erlang distribution's TLS
+    # options, before the rabbitmq-env.conf that names them.
+    *(("rabbitmq", f"tls/{n}.j2", f"{peer_tls.RABBITMQ_TLS_DIR}/{n}", "0640", "root", "rabbitmq", n == peer_tls.KEY_NAME)
+      for n in (peer_tls.CA_NAME, peer_tls.CERT_NAME, peer_tls.KEY_NAME)),
+    ("rabbitmq", "rabbitmq/inter_node_tls.config.j2", peer_tls.DIST_OPTFILE, "0640", "root", "rabbitmq", False),
     ("rabbitmq", "rabbitmq/rabbitmq-env.conf.j2", "/etc/rabbitmq/rabbitmq-env.conf", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/rabbitmq.conf.j2", "/etc/rabbitmq/rabbitmq.conf", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/enabled_plugins.j2", "/etc/rabbitmq/enabled_plugins", "0644", "root", "root", False),
@@ -103,12 +112,15 @@ BACKUP_PATHS = tuple(row[2] for row in FILES if row[0] == "backup")  # removed w
 
 def wanted(component: str, site: Site, template: str = "", name: str = "", path: str = "") -> bool:
     """Whether a site's controller `name` gets a file (of a component): the HTTP check only with
-    httpchk, the certificate only with haproxy_tls, the firewall only with firewall, the apt pins
+    httpchk, the certificate only with haproxy_tls, the peers' TLS material with galera_tls or
+    rabbitmq_tls (each its component's), the firewall only with firewall, the apt pins
     only with package_versions, the backups' files only on the backup node of a site that takes
     them (the incremental timer only with its calendar), monitoring only with monitoring_enabled."""
     if component == "backup":
         return (site.data["backup_enabled"] and name == backup.node([c.name for c in site.controllers], site.data)
                 and not (path.endswith("-incremental.timer") and site.data["backup_incremental_calendar"] is None))
+    if template.startswith("tls/") or template == "rabbitmq/inter_node_tls.config.j2":
+        return site.data[peer_tls.SWITCH_OF[component]]
     if template == "haproxy/tls.pem.j2":
         return site.data["haproxy_tls"]
     if template == "keepalived/check_serving.py.j2":
@@ -178,6 +190,9 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         b=backup.script_values(site) if template.startswith("backup/") else None,
         kind="incremental" if path.endswith("-incremental.timer") else "full",
         manifest_suffix=backup.MANIFEST_SUFFIX,
+        peer=peer_tls.material(site, name, secrets) if template.startswith("tls/") else None,
+        peer_paths={c: peer_tls.paths(c) for c in peer_tls.DIRS},
+        dist_optfile=peer_tls.DIST_OPTFILE,
         secrets=secrets,
         managed=MANAGED,
     )

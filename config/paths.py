@@ -65,3 +65,10 @@ BACKUP_TIMERS = ("openstack-ha-backup-full.timer", "openstack-ha-backup-incremen
 BACKUP_SSH_KEY = "/root/.ssh/openstack-ha-backup"  # generated on backup_node, never leaves it
 BACKUP_KNOWN_HOSTS = "/etc/openstack-ha/backup-known-hosts"
 BACKUP_KEY_COMMENT = "openstack-ha-backup"  # marks its line in the copy host's authorized_keys
+
+# TLS between the controllers (galera_tls, rabbitmq_tls; config/peer_tls.py): each daemon's copy of
+# the CA certificate, the node's certificate and its key (0640 root:<the daemon's group>), and the
+# Erlang distribution's TLS options (-ssl_dist_optfile).
+GALERA_TLS_DIR = "/etc/mysql/openstack-tls"
+RABBITMQ_TLS_DIR = "/etc/rabbitmq/openstack-tls"
+RABBITMQ_DIST_OPTFILE = "/etc/rabbitmq/inter_node_tls.config"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pyinfra.connectors.ssh import SSHConnector
 
-from config import backup, tls
+from config import backup, peer_tls, tls
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, DIST_PORT_OFFSET, FIXED_PORTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
 from config.packages import INSTALLED, SAME_SOURCE, installed
@@ -224,6 +224,7 @@ def check(
         warn(G, "controllers", f"{n} Galera/RabbitMQ members: an even split leaves no majority", "use an odd number of controllers")
 
     _check_accounts(data, bad, err)
+    peer_tls.check(hosts, data, group_data, bad, secrets_required, err, warn)
     _check_backup(data, group_data, bad, [name for name, _ in hosts], err, warn)
     _check_monitoring(data, group_data, bad, warn)
     if "galera_gcache_size" not in bad:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from config import debversion
-from config.defaults import DEFAULTS, HOST_KEYS
+from config.defaults import DEFAULTS, HOST_KEYS, HOST_OPTIONAL_KEYS
 
 # Control characters: C0, DEL and C1. None may reach a rendered file.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -225,6 +225,8 @@ def host_name() -> Kind:
 
 
 HOST_NAME = host_name()
+# A file on the machine that deploys (read there, never on a controller's command line).
+LOCAL_FILE = text(r"[A-Za-z0-9_./+-]{1,4096}", "a file path on this machine (A-Z a-z 0-9 _ . / + -)")
 # A Linux interface name (IFNAMSIZ 16 with the NUL): no '/', ':' or whitespace.
 INTERFACE = text(r"(?!\.\.?$)[A-Za-z0-9_.-]{1,15}", "an interface name of at most 15 of A-Z a-z 0-9 _ . -")
 # Account names: also written unquoted on rabbitmqctl and haproxy command lines.
@@ -400,6 +402,9 @@ SITE: dict[str, Rule] = {
     "mariadb_innodb_buffer_pool_size": Rule(either(integer(5 * 2**20, 2**50), text(r"[1-9][0-9]*[KMGTkmgt]?", 'a size such as "512M"')),
                                             "InnoDB buffer pool: bytes, or digits with K, M, G or T"),
     "mariadb_innodb_flush_log_at_trx_commit": Rule(choice(0, 1, 2), "1: every commit flushed (durable)"),
+    "galera_tls": Rule(boolean(), "TLS for Galera's replication, IST and SST (certificates: peer_tls_ca_file, host key tls_node_pem)"),
+    "rabbitmq_tls": Rule(boolean(), "TLS for RabbitMQ's Erlang distribution (clustering and CLI), same certificates as galera_tls"),
+    "peer_tls_ca_file": Rule(optional(LOCAL_FILE), "the CA certificate (PEM) of the controllers' certificates, on this machine"),
     "rabbitmq_port": Rule(integer(1, 45535), "AMQP port on the node address (the Erlang distribution port is this + 20000)"),
     "rabbitmq_management_port": Rule(PORT, "management API's port on the node address and its listener's on the VIP"),
     "rabbitmq_partition_handling": Rule(choice("pause_minority", "autoheal", "ignore"), "what a partitioned node does"),
@@ -463,6 +468,7 @@ SITE: dict[str, Rule] = {
 HOST: dict[str, Rule] = {
     "address": Rule(address(), HOST_KEYS["address"]),
     "vrrp_priority": Rule(integer(1, 254), HOST_KEYS["vrrp_priority"]),
+    "tls_node_pem": Rule(LOCAL_FILE, HOST_OPTIONAL_KEYS["tls_node_pem"]),
 }
 
 # --- a catalogue entry (config/catalogue.py Service) -----------------------------------------
@@ -541,4 +547,4 @@ def problems(key: str, kind: Kind, value):
 
 
 assert set(SITE) == set(DEFAULTS), set(SITE) ^ set(DEFAULTS)
-assert set(HOST) == set(HOST_KEYS)
+assert set(HOST) == set(HOST_KEYS) | set(HOST_OPTIONAL_KEYS)

@@ -29,6 +29,7 @@ class Controller:
     name: str
     address: str
     vrrp_priority: int
+    tls_node_pem: str | None = None  # galera_tls / rabbitmq_tls: its PEM file on this machine (host key)
 
 
 @dataclass(frozen=True)
@@ -242,7 +243,8 @@ def service_overrides(data: dict) -> dict:
 def build_site(hosts: list[tuple[str, dict]], group_data: dict) -> Site:
     data = merged_data(group_data)
     controllers = [
-        Controller(name=name, address=hd["address"], vrrp_priority=int(hd["vrrp_priority"]))
+        Controller(name=name, address=hd["address"], vrrp_priority=int(hd["vrrp_priority"]),
+                   tls_node_pem=hd.get("tls_node_pem"))
         for name, hd in hosts
     ]
     services = merge_catalogue(service_overrides(data), legacy_enabled=data["haproxy_legacy_services"])

@@ -11,7 +11,7 @@ from pyinfra.api import FactBase
 
 from config.paths import GALERA_CNF
 from facts.galera_rules import SERVING
-from facts.probe import EXPECTED, NO_OUTPUT, key_values
+from facts.probe import EXPECTED, NO_OUTPUT, key_values, tls_reading
 
 # Read only when mariadbd starts (the donor only when it joins): a running member needs no
 # restart for them. Comments never need one either.
@@ -167,3 +167,30 @@ class MysqlAccounts(FactBase):
             else:
                 said = line.strip()[:300]
         return result
+
+
+class GaleraTls(FactBase):
+    """
+    Whether the running mariadbd replicates over TLS (galera_tls), read before the run: its
+    wsrep_provider_options name a socket.ssl_cert (SSL options that are not set are not listed).
+    "stopped" when mariadbd does not run, "unknown" when it runs and did not answer:
+
+    .. code:: python
+
+        {"galera": "tls", "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"galera": None, "error": NO_OUTPUT}
+
+    def command(self):
+        return (
+            "if pgrep -x mariadbd >/dev/null || pgrep -x mysqld >/dev/null; then "
+            "if o=$(timeout 10 mysql --connect-timeout=5 -N -B -e 'SELECT @@wsrep_provider_options' 2>/dev/null); then "
+            "printf '%s\\n' \"$o\" | grep -Eq 'socket\\.ssl_cert = [^;[:space:]]' && echo galera=tls || echo galera=plain; "
+            "else echo galera=unknown; fi; else echo galera=stopped; fi; echo end=yes"
+        )
+
+    def process(self, output):
+        return tls_reading(output, "galera")

@@ -137,3 +137,16 @@ def as_int(value):
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+TLS_STATES = ("tls", "plain", "stopped", "unknown")
+
+
+def tls_reading(output: list[str], key: str) -> dict:
+    """`{key: "tls" | "plain" | "stopped" | "unknown", "error": None}` from the lines `<key>=<state>`
+    and `end=yes` (facts.galera.GaleraTls, facts.rabbitmq.RabbitmqTls); an error when either is
+    missing (output cut short)."""
+    values = key_values(output)
+    if values.get("end") != "yes" or values.get(key) not in TLS_STATES:
+        return {key: None, "error": f"{key} tls: output cut short (no end marker)"}
+    return {key: values[key], "error": None}

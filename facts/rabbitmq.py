@@ -9,7 +9,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from facts.probe import EXPECTED, NO_OUTPUT, failure, find_json_object, probe, split_probe
+from facts.probe import EXPECTED, NO_OUTPUT, failure, find_json_object, probe, split_probe, tls_reading
 
 
 class RabbitmqCluster(FactBase):
@@ -206,3 +206,33 @@ class RabbitmqFeatureFlags(FactBase):
         if not error and not flags:
             error = "rabbitmqctl list_feature_flags: no feature flag in the answer"
         return {"flags": flags if not error else {}, "error": error}
+
+
+class RabbitmqTls(FactBase):
+    """
+    Whether the running broker's Erlang distribution is TLS (rabbitmq_tls), read before the run
+    from the command line of rabbitmq-server's main process or a child of it, the Erlang VM
+    (`-proto_dist inet_tls`). "stopped" when the unit has no main process, "unknown" when
+    neither is an Erlang VM:
+
+    .. code:: python
+
+        {"rabbitmq": "plain", "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"rabbitmq": None, "error": NO_OUTPUT}
+
+    def command(self):
+        return (
+            "pid=$(systemctl show -p MainPID --value rabbitmq-server 2>/dev/null); "
+            "if [ -z \"$pid\" ] || [ \"$pid\" = 0 ]; then echo rabbitmq=stopped; "
+            "else r=unknown; for p in $pid $(pgrep -P \"$pid\" 2>/dev/null); do "
+            "args=$(tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null); case \"$args\" in "
+            "*beam*-proto_dist\\ inet_tls*) r=tls; break ;; *beam*) r=plain; break ;; esac; done; "
+            "echo rabbitmq=$r; fi; echo end=yes"
+        )
+
+    def process(self, output):
+        return tls_reading(output, "rabbitmq")

@@ -14,6 +14,11 @@ HA_LAB_DATA (JSON object, lab only): extra group data for one run, e.g. the fail
 kernel-defaults profile `{"sysctl": {"net.ipv4.tcp_retries2": 15}}` or a drill's
 `{"keepalived_unicast": true}`; checked by the same preflight as any inventory.
 
+TLS between the controllers (galera_tls, rabbitmq_tls; off by default, as in production): turned on
+by HA_LAB_DATA, e.g. `{"galera_tls": true, "rabbitmq_tls": true}`; then each node's certificate is
+issued from the lab's CA (lab/keys.py, /var/tmp/halab/node-tls/<node>.pem, 0600) and named in its
+host data (tls_node_pem), the CA in peer_tls_ca_file.
+
 Secrets: generated once per lab (at `lab up`, or here if missing) into /var/tmp/halab/secrets.json
 (mode 0600, outside the repository, removed by `lab down --purge`).
 """
@@ -80,3 +85,11 @@ controllers = (
 _extra = _os.environ.get("HA_LAB_DATA")
 if _extra:
     controllers[1].update(_json.loads(_extra))
+
+if any(controllers[1].get(_k) for _k in ("galera_tls", "rabbitmq_tls")):
+    from lab.keys import ensure_node_pem as _node_pem  # noqa: E402
+    from lab.names import CA_FILE as _CA_FILE  # noqa: E402
+
+    controllers[1].setdefault("peer_tls_ca_file", str(_CA_FILE))
+    for _name, _hd in controllers[0]:
+        _hd.setdefault("tls_node_pem", _node_pem(_name, _hd["address"]))

@@ -1,6 +1,7 @@
 """The lab's credentials: its SSH key, its generated secrets file (one value for each secret
 the deploy knows, config/secrets.py) and its certificate authority, which signs the VIP's
-certificate (the secret haproxy_tls_pem), all under /var/tmp/halab, outside the repository."""
+certificate (the secret haproxy_tls_pem) and, for galera_tls / rabbitmq_tls, each node's
+certificate (host key tls_node_pem), all under /var/tmp/halab, outside the repository."""
 
 from __future__ import annotations
 
@@ -71,6 +72,39 @@ def vip_certificate() -> str:
         _openssl("x509", "-req", "-in", csr, "-CA", str(CA_FILE), "-CAkey", str(CA_KEY), "-CAcreateserial",
                  "-days", "825", "-extfile", ext, "-out", crt)
         return Path(crt).read_text() + Path(key).read_text()
+
+
+NODE_TLS_DIR = STATE_DIR / "node-tls"
+# A node's certificate serves both ends of a peer connection (Galera, the Erlang distribution).
+NODE_EXT = "subjectAltName=DNS:{name},IP:{address}\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth,clientAuth\n"
+
+
+def node_certificate(name: str, address: str, ca_file: Path, ca_key: Path, days: int = 825) -> str:
+    """A controller's certificate (CN and DNS name `name`, IP `address`, server and client use),
+    signed by the CA (`ca_file`, `ca_key`), followed by its key: the PEM of host key tls_node_pem."""
+    with tempfile.TemporaryDirectory() as d:
+        key, csr, crt, ext = (f"{d}/{n}" for n in ("node.key", "node.csr", "node.pem", "ext.cnf"))
+        Path(ext).write_text(NODE_EXT.format(name=name, address=address))
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                 "-subj", f"/CN={name}", "-keyout", key, "-out", csr)
+        _openssl("x509", "-req", "-in", csr, "-CA", str(ca_file), "-CAkey", str(ca_key), "-CAcreateserial",
+                 "-days", str(days), "-extfile", ext, "-out", crt)
+        return Path(crt).read_text() + Path(key).read_text()
+
+
+def ensure_node_pem(name: str, address: str) -> str:
+    """The lab node's tls_node_pem (mode 0600 under NODE_TLS_DIR), issued once from the lab's CA
+    (again when the CA is newer than it, or the address it names changed). Returns its path."""
+    ensure_ca()
+    path = NODE_TLS_DIR / f"{name}.pem"
+    if path.exists() and path.stat().st_mtime >= CA_FILE.stat().st_mtime:
+        p = run(["openssl", "x509", "-noout", "-ext", "subjectAltName"], check=False, input=path.read_text())
+        if f"IP Address:{address}" in (p.stdout or ""):
+            return str(path)
+    NODE_TLS_DIR.mkdir(parents=True, exist_ok=True)
+    os.chmod(NODE_TLS_DIR, 0o700)
+    write(path, node_certificate(name, address, CA_FILE, CA_KEY), 0o600)
+    return str(path)
 
 
 def names_vips(pem: str) -> bool:

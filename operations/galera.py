@@ -20,13 +20,14 @@ from pyinfra.api import StringCommand, deploy, operation
 from config.accounts import native_hash
 from config.files import GALERA_CNF, GALERA_SST_CNF, SST_ACCOUNT
 from config.packages import PACKAGES
-from facts.galera import GaleraNode, MysqlAccounts, members_check, sans_members, serving_check
+from facts.galera import GaleraNode, GaleraTls, MysqlAccounts, members_check, sans_members, serving_check
 from facts.haproxy_api import api, requests
 from facts.host import PENDING_DIR, UNITS, ServiceStates
 from operations.common import (
     announce, controllers_in_run, decided_once, failed_earlier, files_for, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
 )
 from operations.before import facts_of_all_controllers, known_in_run, planned_fact, reach_of_all
+from operations.peer_tls_plan import PeerTlsRefused, galera_switch
 from operations.galera_plan import (
     REPAIR_SWITCH, GaleraStateError, Plan, bootstrap_command, plan, restart_order, restarts, with_pending,
 )
@@ -65,6 +66,18 @@ def cluster_plan() -> Plan:
     return plan(cluster_states(), order, {c.name: c.address for c in s.controllers},
                 limited=frozenset(n for n in order if n not in in_run),
                 repair=os.environ.get(REPAIR_SWITCH) == "1", away=in_maintenance(), reach=reach_of_all())
+
+
+@decided_once("galera: ", PeerTlsRefused)
+def tls_switch_check() -> None:
+    """Refuses (before any change) a galera_tls that differs from what a running member runs
+    (operations/peer_tls_plan.py: the switch is a whole-cluster stop). Read only when a running
+    member's galera.cnf changes or a restart is pending: else no member can be switched."""
+    s = site()
+    wanted = {c.name: sans_members(f.content) for c in s.controllers for f in files_for(c.name, "galera") if f.path == CNF}
+    if any(st and st.get("mysqld") == "running" and (st.get("cnf_sans_members") != wanted.get(n) or st.get("pending"))
+           for n, st in cluster_states().items()):
+        galera_switch(facts_of_all_controllers(GaleraTls), s["galera_tls"], [c.name for c in s.controllers], s.writer)
 
 
 # --- a whole-site recovery: the bootstrap node chosen once the waiting servers stopped ---
@@ -301,6 +314,7 @@ def configure():
     restarted one at a time, each only once every member is back and it is Synced."""
     packages(name="galera: packages", names=list(PACKAGES["galera"]))
     p = cluster_plan()
+    tls_switch_check()
     me = host.name
     st = cluster_states().get(me) or {}
     (wanted,) = [f for f in files_of("galera") if f.path == CNF]

@@ -11,12 +11,14 @@ from pyinfra.facts.files import Sha1File
 
 from config.files import ERLANG_COOKIE
 from config.packages import PACKAGES
-from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions
+from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions, RabbitmqTls
 from operations.common import (
-    Refused, announce, decided_once, files_of, once, one_at_a_time, secret_value, shell, site, turn, unit_log, wait_until,
+    Refused, announce, controllers_in_run, decided_once, files_of, once, one_at_a_time, secret_value, shell, site, turn,
+    unit_log, wait_until,
 )
 from operations.before import cluster_fact_args, facts_of_all_controllers, known_in_run, planned_fact
 from operations.maintenance_marker import in_maintenance, marked
+from operations.peer_tls_plan import PeerTlsRefused, rabbitmq_switch
 from operations.rabbitmq_plan import Plan, RabbitmqStateError, Steps, plan, steps
 from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service
 
@@ -54,10 +56,20 @@ def cluster_plan() -> Plan:
                 away=in_maintenance(), partition_handling=s["rabbitmq_partition_handling"])
 
 
+@decided_once("rabbitmq: ", PeerTlsRefused)
+def tls_switch() -> bool:
+    """Whether this run switches the brokers' Erlang distribution to or from TLS (every broker
+    stops, then they start together); a refusal ends the run before any change
+    (operations/peer_tls_plan.py)."""
+    s = site()
+    return rabbitmq_switch(facts_of_all_controllers(RabbitmqTls), s["rabbitmq_tls"], [c.name for c in s.controllers],
+                           controllers_in_run())
+
+
 def node_steps(p: Plan, running: bool, new_cookie: bool, pending: bool = False, rebind: bool = False) -> Steps:
     """This host's steps (rabbitmq_plan.steps); its refusal ends the run before any change."""
     try:
-        return steps(p, host.name, running, new_cookie, pending=pending, rebind=rebind)
+        return steps(p, host.name, running, new_cookie, pending=pending, rebind=rebind, tls_switch=tls_switch())
     except RabbitmqStateError as exc:
         raise Refused(f"rabbitmq: {exc}") from None
 
@@ -151,6 +163,7 @@ def configure():
     stopped); maintenance.py back starts it."""
     packages(name="rabbitmq: packages", names=list(PACKAGES["rabbitmq"]))
     p = cluster_plan()
+    tls_switch()
     seed = p.seed
     started = wait_until(f"{CTL} await_startup", "rabbitmq to start", on_fail=unit_log("rabbitmq-server"))
     # A controller in maintenance keeps its broker stopped and disabled (maintenance.py back
@@ -169,7 +182,8 @@ def configure():
     turn(name="rabbitmq: restart a stuck broker", commands=[f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
          run=first.unstick)
 
-    announce(first.cookie_stop and running, "stop rabbitmq-server: the Erlang cookie changes (every such node stops, "
+    why = "the Erlang cookie changes" if new_cookie else "the Erlang distribution switches TLS (rabbitmq_tls)"
+    announce(first.cookie_stop and running, f"stop rabbitmq-server: {why} (every such node stops, "
              "then they start together)")
     # A running node cannot be stopped by rabbitmqctl once its cookie file changed.
     turn(name="rabbitmq: stop before the cookie changes", commands=["timeout 120 systemctl stop rabbitmq-server"],

@@ -17,7 +17,8 @@ socket). operations/rabbitmq.py only carries them out. Tested as a table
   restarted: it resumes by itself when it reaches its peers again; a restart would start a
   broker that cannot reach its peers (it waits for their tables and fails);
 - stopped brokers start together, not one at a time (each waits for its peers' tables);
-- a cookie change stops every node that gets it, then they start together;
+- a cookie change stops every node that gets it, then they start together; so does a switch
+  of the Erlang distribution to or from TLS (rabbitmq_tls: operations/peer_tls_plan.py);
 - a changed config restarts nodes one at a time, unless controllers in maintenance leave too
   few brokers for a majority: the restart is deferred, its pending marker kept;
 - a controller in maintenance gets no start, restart, join or enable (epmd's socket is made
@@ -55,8 +56,8 @@ class Plan:
 class Steps:
     """One controller's steps in this run, each a turn of operations/rabbitmq.py."""
     unstick: bool = False  # restart a stuck broker (with the other stuck ones)
-    cookie_stop: bool = False  # stop before the cookie changes
-    cookie_start: bool = False  # start together after the cookie change
+    cookie_stop: bool = False  # stop before the cookie changes (or the distribution's TLS switches)
+    cookie_start: bool = False  # start together after the cookie change (or the TLS switch)
     start: bool = False  # start a stopped broker (with the other stopped ones)
     rebind_alone: bool = False  # in maintenance: epmd's socket made again, broker stopped
     restart: bool = False  # its turn of the rolling restart
@@ -157,31 +158,35 @@ def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, 
 
 
 def steps(p: Plan, name: str, running: bool, new_cookie: bool = False, pending: bool = False,
-          rebind: bool = False) -> Steps:
+          rebind: bool = False, tls_switch: bool = False) -> Steps:
     """Controller `name`'s steps. Pure.
 
     + running: its unit was active before the run
     + new_cookie: its Erlang cookie changes in this run
     + pending: its config changes, or a restart was left pending
     + rebind: epmd's listeners change (its socket is made again while the broker is stopped)
+    + tls_switch: the brokers' Erlang distribution switches to or from TLS (rabbitmq_tls,
+      operations/peer_tls_plan.py): as for a new cookie, every broker stops, then they start together
     """
     away = name in p.away
-    if name in p.paused and new_cookie:
+    together = new_cookie or tls_switch
+    what = "the Erlang cookie changes" if new_cookie else "the Erlang distribution switches TLS (rabbitmq_tls)"
+    if name in p.paused and together:
         raise RabbitmqStateError(
-            f"the Erlang cookie changes while the broker of {name} is paused (it does not reach a majority of "
+            f"{what} while the broker of {name} is paused (it does not reach a majority of "
             f"the controllers; seen: {p.seen}): it cannot be stopped and started with its peers. Restore the "
             f"network between {name} and its peers (it then resumes by itself), then re-run the deploy."
         )
-    cookie_start = new_cookie and not away
-    start = name in p.stopped and not new_cookie
+    cookie_start = together and not away
+    start = name in p.stopped and not together
     restart = (pending or rebind) and not cookie_start and not start and not away
     deferred = restart and not p.room
     return Steps(
         unstick=name in p.stuck,
-        cookie_stop=new_cookie,
+        cookie_stop=together,
         cookie_start=cookie_start,
         start=start,
-        rebind_alone=away and rebind and (new_cookie or not running),
+        rebind_alone=away and rebind and (together or not running),
         restart=restart and not deferred and name not in p.paused,
         deferred=deferred,
         wait=name in p.paused,

@@ -343,7 +343,12 @@ NOT_IN_FILES = {
     "haproxy_tls_expiry_warn_days": "only in the health report and preflight's warning (test_config_tls)",
 }
 # Keys the table cannot override: required (no default) or read from the secrets file.
-NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is rendered"}
+NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is rendered",
+                  # need a certificate file per controller (host key tls_node_pem): their files on and
+                  # off, and one source for their paths, are tested in test_peer_tls.py
+                  "galera_tls": "needs the controllers' certificates (test_peer_tls.py)",
+                  "rabbitmq_tls": "needs the controllers' certificates (test_peer_tls.py)",
+                  "peer_tls_ca_file": "read only with galera_tls or rabbitmq_tls (test_peer_tls.py)"}
 
 
 def rendered(group_changes: dict):

@@ -75,7 +75,9 @@ def test_each_node_gets_its_eighteen_files(prod_render):
         files = {str(p.relative_to(prod_render / node)) for p in (prod_render / node).rglob("*") if p.is_file()}
         assert files == NODE_FILES, node
     assert {p.name for p in prod_render.iterdir()} == set(NODES)
-    assert len(FILES) == 40  # the apt pins file only with package_versions, the backup files only with backup_enabled, monitoring's ten only with monitoring_enabled: not in the prod render
+    # the apt pins file only with package_versions, the backup files only with backup_enabled, monitoring's ten only
+    # with monitoring_enabled, the peers' TLS files (3 Galera, 4 RabbitMQ) only with galera_tls / rabbitmq_tls: not in the prod render
+    assert len(FILES) == 47
 
 
 def test_render_returns_the_written_paths(tmp_path):
