@@ -43,7 +43,7 @@ def handshake(node: str, port: int) -> subprocess.CompletedProcess:
     files = peer_tls.paths("galera" if port == GALERA_PORT else "rabbitmq")
     cmd = (f"timeout 10 openssl s_client -connect {lab.address(node)}:{port} -CAfile {files['ca']} "
            f"-cert {files['cert']} -key {files['key']} "
-           "-verify_return_error -brief </dev/null 2>&1")
+           "-verify_return_error -brief </dev/null 2>&1 | tr -cd '[:print:]\\n'")  # the peer's first bytes may follow: text only
     return lab.exec_(WRITER, cmd, timeout=30)
 
 
