@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from unitkit import free_port, prod_file, serve_once
+from unitkit import free_port, lab_file, serve_once
 from config.files import KEEPALIVED_SERVE_SCRIPT
 
 CAPTURES = Path(__file__).parent / "captures"
@@ -23,7 +23,7 @@ SEEN_ALL = {"node02": "seen", "node03": "seen"}
 @pytest.fixture(scope="module")
 def cs(tmp_path_factory):
     path = tmp_path_factory.mktemp("serve") / "check_serving.py"
-    path.write_text(prod_file(KEEPALIVED_SERVE_SCRIPT))
+    path.write_text(lab_file(KEEPALIVED_SERVE_SCRIPT))
     spec = importlib.util.spec_from_file_location("check_serving", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from unitkit import free_port, prod_file
+from unitkit import free_port, lab_file
 from config.files import DBCHECK
 from facts.galera_rules import SERVING, serving
 
@@ -37,7 +37,7 @@ CASES += [({**SYNCED, key: "other"}, 503) for key in SERVING]
 @pytest.fixture(scope="module")
 def script(tmp_path_factory):
     path = tmp_path_factory.mktemp("dbcheck") / "galera-clustercheck"
-    path.write_text(prod_file(DBCHECK["script"]))
+    path.write_text(lab_file(DBCHECK["script"]))
     return path
 
 

@@ -193,14 +193,15 @@ def variant(tmp_path: Path, hosts_change=None, **group_changes) -> Path:
     return write_inventory(tmp_path / "inventory", hosts, group)
 
 
-def prod_file(path: str, name: str = "node01") -> str:
-    """What controller `name` of inventories/prod.py gets at `path` (config/files.py), secrets
-    as placeholders: the scripts the deploy installs, to run here."""
+def lab_file(path: str, name: str = "node01") -> str:
+    """What controller `name` of the lab's inventory gets at `path` (config/files.py), rendered
+    offline with placeholder secrets: the scripts the deploy installs, to run here. The lab's
+    site, never prod.py's: a script run here must hold no address of real controllers."""
     from config.files import managed_files
     from config.secrets import PLACEHOLDERS
     from config.site import build_site
 
-    hosts, group = load_inventory(PROD)
+    hosts, group = lab_data()
     return next(f.content for f in managed_files(build_site(hosts, group), name, PLACEHOLDERS) if f.path == path)
 
 
