@@ -15,7 +15,7 @@ HOST_PACKAGES = haproxy keepalived socat iproute2 debootstrap systemd-container 
 HOST_SERVICES_OFF = prometheus prometheus-alertmanager prometheus-node-exporter
 
 .PHONY: setup host-packages venv demo deploy verify render preflight test test-unit test-lab \
-	maintenance-out maintenance-back backup restore lab-up lab-down bench-deploy bench-failover bench-durability bench-backup mutate clean
+	maintenance-out maintenance-back backup restore lab-up lab-down bench-deploy bench-failover bench-durability bench-backup bench-upgrade mutate clean
 
 setup: host-packages venv
 
@@ -111,6 +111,9 @@ bench-durability: setup
 
 bench-backup: setup
 	$(PY) -m tests.bench.backup
+
+bench-upgrade: setup
+	$(PY) -m tests.bench.upgrade
 
 clean:
 	rm -rf $(OUT) .pytest_cache

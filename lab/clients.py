@@ -284,6 +284,30 @@ def drop(session: Session | None, pause: float = 0.2) -> None:
     time.sleep(pause)
 
 
+class Gets(threading.Thread):
+    """GET through the VIP on an API listener, a new connection each, every 50 ms; a GET that
+    fails is sent once more at once. `retried`: first tries that failed; `failed`: both did."""
+
+    def __init__(self, listener: str = "keystone_internal"):
+        super().__init__(daemon=True)
+        self.port, self.ok, self.retried, self.failed = sitemodel.listen_port(listener), 0, 0, 0
+        self.stopping = threading.Event()
+
+    def run(self):
+        while not self.stopping.is_set():
+            for attempt in (1, 2):
+                try:
+                    http_get(self.port, timeout=5)
+                    self.ok += 1
+                    break
+                except (OSError, urllib.error.URLError):
+                    if attempt == 1:
+                        self.retried += 1
+                    else:
+                        self.failed += 1
+            self.stopping.wait(0.05)
+
+
 class Client(threading.Thread):
     """A client of the VIP in one session, until stopped: step() after step(); a failed step
     closes the session and the next one opens a new one (to whichever node HAProxy picks)."""

@@ -15,7 +15,7 @@ import os
 import shlex
 
 from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.api import StringCommand, deploy
 
 from config.files import HAPROXY_MAINT_FILE, MAINTENANCE_FILE
 from operations.galera import synced_wait
@@ -118,6 +118,22 @@ def vip_away(node: str, value: int = 1) -> list:
                    on_fail=f"echo '{node}: is its keepalived.conf older than maintenance (no track_file "
                            "maintenance)? Run the deploy, then maintenance out again' >&2"),
     ]
+
+
+def vip_ready(node: str) -> StringCommand:
+    """Shell, on `node`: keepalived out of FAULT again in every VRRP instance (BACKUP or
+    MASTER: this controller may take the VIP), waited for, bounded. After HAProxy restarts,
+    check_alive must pass `rise` times in a row (keepalived_check_rise x _interval, 20 s by
+    default) first: an upgrade turn that ended sooner would start the next turn with one
+    controller fewer able to take the VIP (lab: the roll's last two controllers still in FAULT
+    when the health report ran)."""
+    s = site()
+    seconds = s["keepalived_check_rise"] * s["keepalived_check_interval"] + VIP_SECONDS
+    states = KeepalivedState().command()
+    check = (f"v=$({states} | grep '^__vrrp='); test -n \"$v\" && ! echo \"$v\" | grep -qvxE '__vrrp=(BACKUP|MASTER)'")
+    return wait_until(check, f"keepalived on {node} out of FAULT (check_alive passed again: it may take the VIP)", seconds,
+                      on_fail=f"echo '{node}: keepalived stays in FAULT: HAProxy not serving, or check_alive failing "
+                              "(journalctl -u keepalived)' >&2")
 
 
 @deploy("Maintenance")

@@ -52,7 +52,7 @@ from config.paths import APT_PINS, MAINTENANCE_FILE
 from operations.before import facts_of_all_controllers, file_state, known_in_run
 from operations.common import announce, controllers_in_run, decided_once, failed_earlier, one_at_a_time, shell, site, turn, wait_until
 from operations.galera import vip_holders, writes_to
-from operations.maintenance import vip_away
+from operations.maintenance import vip_away, vip_ready
 from operations.maintenance_marker import in_maintenance
 from operations.maintenance_plan import back_commands
 from operations.runstate import run_dict
@@ -147,7 +147,7 @@ def configure():
     db, sock = s.db_listener, s["haproxy_stats_socket"]
     for name, mine in one_at_a_time(turns):
         t = turn_commands(name, upgrades.rolling(name), pending=name in upgrades.pending, pinned=s["package_versions"],
-                          members=len(order), writer=s.writer, vip_away=vip_away(name, AWAY), vip_back=VIP_BACK,
+                          members=len(order), writer=s.writer, vip_away=vip_away(name, AWAY), vip_back=VIP_BACK, vip_ready=vip_ready(name),
                           wait=lambda check, what, on_fail: wait_until(check, what, on_fail=on_fail),
                           gcache=s["galera_gcache_size"])
         what = "checked, the VIP away" if upgrades.rolling(name) else "what an earlier run left finished"

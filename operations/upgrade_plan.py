@@ -26,7 +26,7 @@ drained when it is upgraded, the affected units stopped, apt-get install PKG=VER
 policy-rc.d that lets nothing start, the units started, Galera Synced and rejoined by IST (an
 SST fails the turn: galera_gcache_size), mariadb-upgrade after a new MariaDB major, RabbitMQ
 revived and every broker running; the database writes moved off the writer, and back, on every
-HAProxy (operations/upgrade.py); then the VIP marker cleared, the marker removed, the seconds said.
+HAProxy (operations/upgrade.py); then the VIP marker cleared, keepalived out of FAULT waited for (it may take the VIP again), the marker removed, the seconds said.
 """
 
 from __future__ import annotations
@@ -318,7 +318,7 @@ def install_command(node: str, changes) -> str:
 
 
 def turn_commands(node: str, changes, *, pending: bool, pinned, members: int, writer: str, vip_away: list[str],
-                  vip_back: str, wait, gcache: str) -> TurnCommands:
+                  vip_back: str, wait, gcache: str, vip_ready: str = "") -> TurnCommands:
     """One controller's turn, as shell. Pure but for `wait` (wait(check, what, on_fail) -> a bounded
     wait, operations.common.wait_until).
 
@@ -329,6 +329,8 @@ def turn_commands(node: str, changes, *, pending: bool, pinned, members: int, wr
     + members: the controllers (Galera and RabbitMQ members every check asks for)
     + vip_away: shell that takes the VIP away (the maintenance marker at AWAY, waited for)
     + vip_back: shell that clears the marker the turn set (never an operator's 1)
+    + vip_ready: shell that waits until this controller may take the VIP again (keepalived out
+      of FAULT: check_alive passed `rise` times since HAProxy came back); the turn ends after it
     """
     units = units_of(c.package for c in changes)
     rabbit = "rabbitmq-server" in units
@@ -361,7 +363,7 @@ def turn_commands(node: str, changes, *, pending: bool, pinned, members: int, wr
             work += start_commands(node, unit, members, wait, gcache, fresh=True)
         if any(c.then == "mariadb-upgrade" for c in changes):
             work.append(f"timeout 900 mariadb-upgrade --silent || {fail(node, 'mariadb-upgrade failed', 'mariadb')}")
-    after = [vip_back,
+    after = [vip_back, *([vip_ready] if vip_ready else []),
              f"test ! -e {UPGRADE_MARKER} || echo \"{node} upgraded in $(( $(date +%s) - $(cat {UPGRADE_MARKER}) )) s\"",
              f"rm -f {UPGRADE_MARKER}"]
     # The writer's turn moves the writes off it and back; so does a pending one, whose writes an

@@ -30,6 +30,7 @@ import ast
 import os
 import queue
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -179,13 +180,25 @@ def apply(source: str, m: Mutant) -> str:
     return ast.unparse(tree) + "\n"
 
 
+# A mutant's tests may not take more memory than this (address space): a mutated loop bound
+# (`while path[-1] < b` turned around) grows a list without end, and on a 2-core machine with
+# the lab on it that took 20 GB and stalled every node for ten minutes before the timeout came.
+# Past the limit Python raises MemoryError: the tests fail, the mutant counts as killed.
+MEMORY_LIMIT = 2 * 1024 ** 3
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
 def _run_tests(tree: Path, tests: tuple[str, ...], timeout: float) -> str:
-    """'passed', 'failed' or 'timeout': the module's unit tests in the scratch tree."""
+    """'passed', 'failed' or 'timeout': the module's unit tests in the scratch tree, each run
+    bounded in time and in memory (MEMORY_LIMIT)."""
     env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0")
     cmd = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests]
     try:
         rc = subprocess.run(cmd, cwd=tree, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            timeout=timeout).returncode
+                            timeout=timeout, preexec_fn=_limit_memory).returncode
     except subprocess.TimeoutExpired:
         return "timeout"
     return "passed" if rc == 0 else "failed"

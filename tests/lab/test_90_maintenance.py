@@ -22,11 +22,11 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-import urllib.error
 
 import lab
 from config.files import MAINTENANCE_FILE
 from lab import drills, sitemodel
+from lab.clients import Gets
 from lab.drills import Session, SessionClosed, log
 
 NODE = "node01"
@@ -37,30 +37,6 @@ ACTION_TIMEOUT = 600
 def maintenance(action: str, node: str = NODE) -> subprocess.CompletedProcess:
     return drills.pyinfra("-y", "inventories/lab.py", "maintenance.py", "--data", f"node={node}",
                           "--data", f"action={action}", timeout=ACTION_TIMEOUT)
-
-
-class Requests(threading.Thread):
-    """GET through the VIP on an API listener, a new connection each, every 50 ms; a GET that
-    fails is sent once more at once. `retried`: first tries that failed; `failed`: both did."""
-
-    def __init__(self, listener: str = "keystone_internal"):
-        super().__init__(daemon=True)
-        self.port, self.ok, self.retried, self.failed = sitemodel.listen_port(listener), 0, 0, 0
-        self.stopping = threading.Event()
-
-    def run(self):
-        while not self.stopping.is_set():
-            for attempt in (1, 2):
-                try:
-                    drills.http_get(self.port, timeout=5)
-                    self.ok += 1
-                    break
-                except (OSError, urllib.error.URLError):
-                    if attempt == 1:
-                        self.retried += 1
-                    else:
-                        self.failed += 1
-            self.stopping.wait(0.05)
 
 
 class PooledWriter(threading.Thread):
@@ -148,7 +124,7 @@ def test_a_controller_out_and_back_under_load_with_a_reboot_while_out(healthy):
     drills.place_vip(NODE)
     assert drills.db_node() == NODE
     drills.prepare_writes(TABLE)
-    writer, requests = PooledWriter("maint"), Requests()
+    writer, requests = PooledWriter("maint"), Gets()
     writer.start()
     requests.start()
     t = {}

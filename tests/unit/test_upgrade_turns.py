@@ -99,6 +99,16 @@ def test_turn(case, node, chs, pending, want):
         assert not installs and "VIP-AWAY" not in t.before  # nothing to take away for: finish only
 
 
+def test_a_turn_ends_once_its_controller_may_take_the_vip_again():
+    """The wait for keepalived out of FAULT comes after the VIP marker is cleared and before the
+    marker that ends the turn is removed (lab: HAProxy restarted, check_alive needs 20 s)."""
+    chs = changes("node02", haproxy=(H3, H4))
+    t = turn_commands("node02", chs, pending=False, pinned=["haproxy"], members=3, writer="node01",
+                      vip_away=["VIP-AWAY"], vip_back="VIP-BACK", wait=wait, gcache="512M", vip_ready="VIP-READY")
+    assert t.after.index("VIP-BACK") < t.after.index("VIP-READY") < t.after.index(f"rm -f {UPGRADE_MARKER}")
+    assert "VIP-READY" not in commands("node02", chs).after  # none given: none run
+
+
 def test_every_turn_is_shell():
     for _, node, chs, pending, _ in TURNS:
         t = commands(node, chs, pending=pending, pinned=["mariadb-server", "haproxy", "rabbitmq-server", "memcached"])

@@ -1,0 +1,178 @@
+"""make bench-upgrade: a rolling upgrade of the lab under load (issue 19), timed and checked.
+
+The lab is first put where a real site is before a security release: Debian 12 offers two
+versions of mariadb-server, haproxy and memcached (the point release's and the security
+archive's); every node is moved to the older ones by hand (lab/versions.py: the deploy itself
+never downgrades), then a deploy pins them (package_versions: the pins file, no turn). Then,
+under load, one deploy with the newer pins: the rolling upgrade, one controller at a time, the
+writer and the VIP holder last (operations/upgrade.py).
+
+The load, as OpenStack's services make it: two list-append SQL clients through the VIP (each
+transaction tried once; every acknowledged append must be read back at the end), an AMQP
+publisher with publisher confirms and a consumer with manual acks on a quorum queue (every
+confirmed message must be consumed), GETs through the VIP with one retry as keystoneauth does.
+The soak's recorder and checker (tests/soak) judge the history: lost writes and messages,
+isolation anomalies, the longest gap between acknowledged operations.
+
+Printed: the versions, each controller's turn in seconds and how it rejoined (IST), the roll in
+all, the longest gaps, failed single-try writes, failed GETs. Recorded in
+docs/bench-upgrade/records.json (docs/operations.md "Upgrades"). The lab is left deployed at the
+newer versions with no pin (package_versions empty: the pins file removed), as a fresh lab is.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+import lab  # noqa: E402
+from lab import drills, sitemodel, versions  # noqa: E402
+from lab.clients import Gets  # noqa: E402
+from tests.bench import records  # noqa: E402
+from tests.soak import workloads  # noqa: E402
+from tests.soak.checker import check  # noqa: E402
+from tests.soak.history import Recorder  # noqa: E402
+
+WARM = 10.0  # s of load before the roll and after it
+SEED = 19
+TURN = re.compile(r"upgrade: (node\d+) upgraded in (\d+) s")
+ROLL = re.compile(r"upgrade: the roll took (\d+) s in all")
+REJOIN = re.compile(r"(node\d+): rejoined(?: by IST|, no state transfer)")
+
+
+def nodes() -> list[str]:
+    return [c.name for c in sitemodel.site().controllers]
+
+
+def deploy_ok(pins: dict, what: str) -> str:
+    run = drills.deploy(data={"package_versions": pins}, timeout=3600)
+    if run.returncode != 0:
+        raise drills.DrillError(f"{what}: the deploy failed\n{drills.run_excerpt(run.stdout)}")
+    return run.stdout
+
+
+def installed(names: list[str], packages) -> dict[str, dict]:
+    return {n: versions.versions(n, packages)["installed"] for n in names}
+
+
+def settle(pairs: dict) -> None:
+    """The lab at the older versions, pinned: by hand, then one deploy that runs no turn."""
+    old = versions.pins(pairs, 0)
+    versions.roll_by_hand(nodes(), old)
+    drills.wait_healthy(300)  # keepalived's check_alive passes again 20 s after HAProxy came back
+    out = deploy_ok(old, "pinning the older versions")
+    turns = [op for op in drills.changed_operations(out) if op.startswith("upgrade:")]
+    if turns:
+        raise drills.DrillError(f"the older versions were installed by hand, yet the pinning deploy ran turns: {turns}")
+    drills.wait_healthy(300)
+
+
+class Load:
+    """The clients of one run, recorded in one history."""
+
+    def __init__(self, rec: Recorder):
+        for statement in workloads.prepare_sql({str(a): 100 for a in range(5)}):
+            drills.sql(statement)
+        self.rec, self.keys = rec, workloads.Keys()
+        self.sql = [workloads.ListAppend(rec, f"append-{i}", SEED, self.keys) for i in range(2)]
+        self.publisher = workloads.Publisher(rec, "publisher", SEED)
+        self.consumer = workloads.Consumer(rec, "consumer", SEED)
+        self.gets = Gets()
+
+    def start(self) -> None:
+        for t in [*self.sql, self.publisher, self.consumer, self.gets]:
+            t.start()
+
+    def stop(self) -> None:
+        for t in [*self.sql, self.publisher, self.consumer]:
+            t.stop()
+        self.gets.stopping.set()
+        for t in [*self.sql, self.publisher, self.consumer, self.gets]:
+            t.join(60)
+        self.consumer.drain()
+        workloads.final_reads(self.rec, self.keys)
+
+
+def single_try_failures(records: list[dict]) -> int:
+    """SQL transactions (tried once each) that did not succeed (failed, or outcome unknown)."""
+    return sum(1 for r in records if r["type"] in ("fail", "info") and r["process"].startswith("append-"))
+
+
+def roll(pairs: dict) -> dict:
+    """The newer pins deployed under load; the figures and the checker's report."""
+    new = versions.pins(pairs, 1)
+    rec = Recorder(None, {"seed": SEED, "accounts": {str(a): 100 for a in range(5)}, "bench": "upgrade"})
+    load = Load(rec)
+    load.start()
+    try:
+        time.sleep(WARM)
+        fault = rec.fault_start("rolling upgrade", pins=new)
+        started = time.monotonic()
+        out = deploy_ok(new, "the rolling upgrade")
+        took = time.monotonic() - started
+        rec.fault_end(fault, "rolling upgrade")
+        time.sleep(WARM)
+    finally:
+        load.stop()
+    report = check(rec.records)
+    return {"output": out, "deploy_s": took, "report": report, "records": rec.records,
+            "turns": {m.group(1): int(m.group(2)) for m in TURN.finditer(out)},
+            "roll_s": int(m.group(1)) if (m := ROLL.search(out)) else None,
+            "rejoined": {m.group(1): m.group(0).split(": ", 1)[1] for m in REJOIN.finditer(out)},
+            "gets": {"ok": load.gets.ok, "retried": load.gets.retried, "failed": load.gets.failed},
+            "single_try_failures": single_try_failures(rec.records)}
+
+
+def unpin() -> None:
+    """The pins file removed (package_versions empty): the lab as a fresh one is."""
+    deploy_ok({}, "removing the pins")
+
+
+def main() -> int:
+    lab.up(3)
+    run = drills.deploy()
+    if run.returncode != 0:
+        print(drills.run_excerpt(run.stdout))
+        raise SystemExit("bench-upgrade: the deploy failed")
+    pairs = versions.two_versions("node01")
+    if not pairs:
+        raise SystemExit(f"bench-upgrade: apt offers one version only of each of {', '.join(versions.PACKAGES)}: "
+                         "nothing to upgrade between (Debian's release and security archive agree today)")
+    for p, (a, b) in sorted(pairs.items()):
+        print(f"{p}: {a} -> {b}")
+    settle(pairs)
+    got = roll(pairs)
+    report = got["report"]
+    at = installed(nodes(), versions.pins(pairs, 1))
+    again = drills.changed_operations(deploy_ok(versions.pins(pairs, 1), "the deploy after the roll"))
+    unpin()
+    figures = {"deploy_s": round(got["deploy_s"], 1), "roll_s": got["roll_s"], "turns_s": got["turns"],
+               "rejoined": got["rejoined"], "writes_acked": report.acknowledged.get("writes", 0),
+               "messages_acked": report.acknowledged.get("messages", 0), "lost": report.lost,
+               "anomalies": report.other, "longest_gap_s": {k: round(v, 1) for k, v in report.longest.items()},
+               "single_try_failures": got["single_try_failures"], "gets": got["gets"],
+               "at_new_versions": all(v == versions.pins(pairs, 1).get(p) for n in at.values() for p, v in n.items()),
+               "next_deploy_changes": again}
+    records.append("upgrade", "rolling upgrade under load, " + ", ".join(sorted(pairs)), {
+        "bench": "tests/bench/upgrade.py", "where": "the lab: 3 nodes (inventories/lab.py)",
+        "from": {p: a for p, (a, b) in pairs.items()}, "to": {p: b for p, (a, b) in pairs.items()},
+        "galera_gcache_size": sitemodel.site().data["galera_gcache_size"]}, figures)
+    print()
+    print(report.text())
+    print()
+    for node, s in got["turns"].items():
+        print(f"{node}: turn {s} s, {got['rejoined'].get(node, 'mariadb not restarted')}")
+    print(f"the roll: {got['roll_s']} s in all (the deploy {got['deploy_s']:.0f} s)")
+    print(f"single-try SQL transactions not acknowledged: {got['single_try_failures']}; "
+          f"GETs: {got['gets']['ok']} ok, {got['gets']['retried']} retried, {got['gets']['failed']} failed after the retry")
+    print(f"every node at the new versions: {figures['at_new_versions']}; the next deploy changed: {again or 'nothing'}")
+    return 0 if report.lost == 0 and report.other == 0 and got["gets"]["failed"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Upgrades on the lab (issue 19; docs/operations.md "Upgrades").
+
+1. A downgrade pin on the deployed lab (a package pinned below its installed version) is refused
+   before any change: the deploy fails naming the package and the supported path, no operation
+   runs, no pins file is written, no traceback.
+2. The rolling upgrade under load (tests/bench/upgrade.py, whose figures the README keeps): the
+   lab moved by hand to the older of the two versions Debian 12 offers of mariadb-server, haproxy
+   and memcached and pinned there; then one deploy with the newer pins while SQL clients, an AMQP
+   publisher with confirms, a consumer on a quorum queue and GETs with one retry run through it.
+   Nothing acknowledged is lost (the soak's checker), no GET fails twice, every node is at the
+   new versions, each MariaDB turn rejoined by IST, the report is healthy and the next deploy
+   changes nothing. Always: the pins removed at the end (the lab as a fresh one is).
+"""
+
+from __future__ import annotations
+
+import lab
+from config.paths import APT_PINS
+from lab import drills, versions
+from lab.drills import log
+from tests.bench import upgrade
+
+NODES = ["node01", "node02", "node03"]
+# The turn's failed single-try SQL transactions allowed per writer switch (the issue's bound);
+# a roll switches the writer twice (off the first controller and back).
+PER_SWITCH = 2
+
+
+def offered_pairs() -> dict:
+    pairs = versions.two_versions(NODES[0])
+    assert pairs, (f"apt offers one version only of each of {', '.join(versions.PACKAGES)} on {NODES[0]}: "
+                   "nothing to upgrade between (Debian's release and security archive agree today)")
+    return pairs
+
+
+def test_a_downgrade_pin_is_refused_before_any_change(healthy):
+    pairs = offered_pairs()
+    package, (old, new) = sorted(pairs.items())[0]
+    before = upgrade.installed(NODES, versions.pins({package: (old, new)}, 0))
+    assert all(v.get(package) == new for v in before.values()), before
+    run = drills.deploy(data={"package_versions": versions.pins({package: (old, new)}, 0)})
+    assert run.returncode != 0, drills.run_excerpt(run.stdout)
+    assert f"{package} {new} → {old} is a downgrade" in run.stdout, drills.run_excerpt(run.stdout)
+    assert "Traceback" not in run.stdout, drills.run_excerpt(run.stdout)
+    assert drills.changed_operations(run.stdout) == []
+    for n in NODES:
+        assert lab.exec_(n, ["test", "-e", APT_PINS], timeout=30).returncode != 0, f"{n}: {APT_PINS} written"
+    assert upgrade.installed(NODES, versions.pins({package: (old, new)}, 0)) == before
+
+
+def test_b_rolling_upgrade_under_load_loses_nothing(healthy):
+    pairs = offered_pairs()
+    try:
+        upgrade.settle(pairs)
+        got = upgrade.roll(pairs)
+        report = got["report"]
+        log(report.text())
+        log(f"upgrade: turns {got['turns']} s, roll {got['roll_s']} s, rejoined {got['rejoined']}, "
+            f"single-try failures {got['single_try_failures']}, GETs {got['gets']}")
+        assert report.lost == 0 and report.other == 0, report.text()
+        assert report.acknowledged.get("writes", 0) > 0 and report.acknowledged.get("messages", 0) > 0, report.acknowledged
+        assert got["gets"]["failed"] == 0 and got["gets"]["ok"] > 0, got["gets"]
+        switches = 2 if "mariadb-server" in pairs else 0
+        assert got["single_try_failures"] <= PER_SWITCH * max(switches, 1), got["single_try_failures"]
+        assert sorted(got["turns"]) == NODES, got["turns"]
+        if "mariadb-server" in pairs:
+            assert got["rejoined"] == dict.fromkeys(NODES, "rejoined by IST"), got["rejoined"]
+        new = versions.pins(pairs, 1)
+        assert upgrade.installed(NODES, new) == dict.fromkeys(NODES, new)
+        report, _ = drills.wait_healthy(300)
+        assert report["ok"], report.get("failures")
+        again = drills.deploy(data={"package_versions": new})
+        assert again.returncode == 0, drills.run_excerpt(again.stdout)
+        assert drills.changed_operations(again.stdout) == [], drills.changed_operations(again.stdout)
+    finally:
+        upgrade.unpin()
