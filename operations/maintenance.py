@@ -130,7 +130,10 @@ def vip_ready(node: str) -> StringCommand:
     s = site()
     seconds = s["keepalived_check_rise"] * s["keepalived_check_interval"] + VIP_SECONDS
     states = KeepalivedState().command()
-    check = (f"v=$({states} | grep '^__vrrp='); test -n \"$v\" && ! echo \"$v\" | grep -qvxE '__vrrp=(BACKUP|MASTER)'")
+    # keepalived's dump has a `State =` line per interface and script too: an instance's state
+    # is the line right after its name (as KeepalivedState reads it)
+    check = (f"v=$({states} | awk '/^__instance=/{{getline; print}}'); "
+             f"test -n \"$v\" && ! echo \"$v\" | grep -qvxE '__vrrp=(BACKUP|MASTER)'")
     return wait_until(check, f"keepalived on {node} out of FAULT (check_alive passed again: it may take the VIP)", seconds,
                       on_fail=f"echo '{node}: keepalived stays in FAULT: HAProxy not serving, or check_alive failing "
                               "(journalctl -u keepalived)' >&2")

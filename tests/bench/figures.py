@@ -239,6 +239,26 @@ def backup_rows(runs: list[dict]) -> list[tuple[str, ...]]:
     return rows
 
 
+UPGRADE_HEADER = ("rolling upgrade under load", "turns, in order", "the roll", "acknowledged: writes / messages", "lost",
+                  "longest gap: writes / messages", "single-try writes failed", "GETs failed after one retry", "MariaDB rejoined by")
+
+
+def upgrade_rows(runs: list[dict]) -> list[tuple[str, ...]]:
+    """The latest run of each label (older runs stay in the record file)."""
+    runs = list({r["label"]: r for r in runs}.values())
+    rows = []
+    for r in runs:
+        f = r["figures"]
+        gap = f["longest_gap_s"]
+        rejoined = sorted(set(f["rejoined"].values()))
+        rows.append((r["label"], " / ".join(f"{n} {s} s" for n, s in f["turns_s"].items()), f"{f['roll_s']} s",
+                     f"{f['writes_acked']} / {f['messages_acked']}", str(f["lost"]),
+                     f"{gap.get('writes', 0):.1f} s / {gap.get('messages', 0):.1f} s", str(f["single_try_failures"]),
+                     f"{f['gets']['failed']} of {f['gets']['ok'] + f['gets']['failed']}",
+                     ", ".join(x.replace("rejoined by ", "").replace("rejoined, ", "") for x in rejoined) or "-"))
+    return rows
+
+
 LIFECYCLE = re.compile(r"first\s+deploy\s+onto\s+fresh\s+nodes\s+took\s+(\S+)\s+s\s+and\s+adding\s+two\s+nodes\s+to\s+the"
                        r"\s+running\s+clusters\s+(\S+)\s+s")
 
@@ -262,10 +282,12 @@ def named(page: str = "docs/failover.md") -> list[tuple[str, tuple[str, ...], li
     """[(name, header, rows)]: expected(), each table with the name its problems use."""
     runs = failover_runs()
     deploy, durability, backups = records.load("deploy"), records.load("durability"), records.load("backup")
+    upgrades = records.load("upgrade")
     return [("failover", FAILOVER_HEADER, failover_rows(runs, page)), ("stale connections", stale_header(runs), stale_rows(runs)),
             ("no-op", NOOP_HEADER, noop_rows(deploy)),
             ("durability", durability_header(durability), durability_rows(durability)),
-            *([("backup", BACKUP_HEADER, backup_rows(backups))] if backups else [])]
+            *([("backup", BACKUP_HEADER, backup_rows(backups))] if backups else []),
+            *([("upgrade", UPGRADE_HEADER, upgrade_rows(upgrades))] if upgrades else [])]
 
 
 # Tables of the pages that hold settings or facts, not measurements: never from a record.

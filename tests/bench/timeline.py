@@ -64,16 +64,18 @@ def _num(x: float) -> str:
     return f"{x:.1f}".rstrip("0").rstrip(".")
 
 
-def timeline_svg(title: str, runs: list[dict]) -> str:
+def timeline_svg(title: str, runs: list[dict], x_end: float | None = None) -> str:
     """The SVG text of one fault's timeline. `runs`: one per profile, in order, each
-    {"profile": name, "requests": [Request, ...], "vip_moved": s after the fault or None}."""
+    {"profile": name, "requests": [Request, ...], "vip_moved": s after the fault or None}.
+    `x_end`: where the x axis ends (a fault that lasts, as a rolling upgrade), instead of
+    TAIL s after the last failure."""
     every = [r for run in runs for r in run["requests"]]
     x0 = math.floor(min([-3.0, *(r.t for r in every)]))
     # the clients run on until the slowest stale connection settles (minutes): the picture ends
     # TAIL s after the last failure of any profile (at least MIN_END), where the records end if sooner
     end = max([r.t + r.latency for r in every] or [0.0])
     last_failure = max([r.t + r.latency for r in every if not r.ok] or [0.0])
-    x1 = math.ceil(min(end, max(MIN_END, last_failure + TAIL)))
+    x1 = math.ceil(x_end if x_end is not None else min(end, max(MIN_END, last_failure + TAIL)))
     x1 = max(x1, x0 + 1)
     plot_w = WIDTH - LEFT - RIGHT
     height = TOP + len(runs) * (PANEL + GAP) + BOTTOM

@@ -34,6 +34,7 @@ import lab  # noqa: E402
 from lab import drills, sitemodel, versions  # noqa: E402
 from lab.clients import Gets  # noqa: E402
 from tests.bench import records  # noqa: E402
+from tests.bench.timeline import Request, timeline_svg  # noqa: E402
 from tests.soak import workloads  # noqa: E402
 from tests.soak.checker import check  # noqa: E402
 from tests.soak.history import Recorder  # noqa: E402
@@ -120,12 +121,20 @@ def roll(pairs: dict) -> dict:
     finally:
         load.stop()
     report = check(rec.records)
-    return {"output": out, "deploy_s": took, "report": report, "records": rec.records,
+    return {"output": out, "deploy_s": took, "started": started, "report": report, "records": rec.records,
             "turns": {m.group(1): int(m.group(2)) for m in TURN.finditer(out)},
             "roll_s": int(m.group(1)) if (m := ROLL.search(out)) else None,
             "rejoined": {m.group(1): m.group(0).split(": ", 1)[1] for m in REJOIN.finditer(out)},
             "gets": {"ok": load.gets.ok, "retried": load.gets.retried, "failed": load.gets.failed},
             "single_try_failures": single_try_failures(rec.records)}
+
+
+def requests(records: list[dict], start: float) -> list[Request]:
+    """The SQL transactions of a history as the failover pictures draw requests: started `t` s
+    after the roll began, answered or not, and how long until then."""
+    invoked = {r["id"]: r["mono"] for r in records if r["type"] == "invoke" and r["process"].startswith("append-")}
+    return [Request(invoked[r["id"]] - start, "db", r["type"] == "ok", r["mono"] - invoked[r["id"]])
+            for r in records if r["type"] in ("ok", "fail", "info") and r["id"] in invoked]
 
 
 def unpin() -> None:
@@ -162,6 +171,11 @@ def main() -> int:
         "bench": "tests/bench/upgrade.py", "where": "the lab: 3 nodes (inventories/lab.py)",
         "from": {p: a for p, (a, b) in pairs.items()}, "to": {p: b for p, (a, b) in pairs.items()},
         "galera_gcache_size": sitemodel.site().data["galera_gcache_size"]}, figures)
+    picture = records.path_of("upgrade").parent / "roll.svg"
+    picture.write_text(timeline_svg(
+        f"A rolling upgrade of {', '.join(sorted(pairs))} under load: SQL transactions through the VIP (t: s after the roll began)",
+        [{"profile": "deployed", "requests": requests(got["records"], got["started"]), "vip_moved": None}],
+        x_end=got["deploy_s"] + WARM))
     print()
     print(report.text())
     print()
