@@ -255,7 +255,7 @@ def upgrade_rows(runs: list[dict]) -> list[tuple[str, ...]]:
                      f"{f['writes_acked']} / {f['messages_acked']}", str(f["lost"]),
                      f"{gap.get('writes', 0):.1f} s / {gap.get('messages', 0):.1f} s", str(f["single_try_failures"]),
                      f"{f['gets']['failed']} of {f['gets']['ok'] + f['gets']['failed']}",
-                     ", ".join(x.replace("rejoined by ", "").replace("rejoined, ", "") for x in rejoined) or "-"))
+                     ", ".join(rejoined) or "-"))
     return rows
 
 

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import lab  # noqa: E402
 from lab import drills, sitemodel, versions  # noqa: E402
 from lab.clients import Gets  # noqa: E402
+from operations.upgrade_plan import IST_LINE, SST_LINE  # noqa: E402
 from tests.bench import records  # noqa: E402
 from tests.bench.timeline import Request, timeline_svg  # noqa: E402
 from tests.soak import workloads  # noqa: E402
@@ -43,7 +44,16 @@ WARM = 10.0  # s of load before the roll and after it
 SEED = 19
 TURN = re.compile(r"upgrade: (node\d+) upgraded in (\d+) s")
 ROLL = re.compile(r"upgrade: the roll took (\d+) s in all")
-REJOIN = re.compile(r"(node\d+): rejoined(?: by IST|, no state transfer)")
+
+
+def rejoined(since: float) -> dict[str, str]:
+    """How each node's mariadb came back since `since` (time.time()), from its journal (the
+    lines the turn itself reads: operations/upgrade_plan.py IST_LINE, SST_LINE)."""
+    out = {}
+    for n in nodes():
+        j = versions.sh(n, f"journalctl -u mariadb --since @{int(since)} --no-pager -o cat", timeout=60)
+        out[n] = ("SST" if SST_LINE in j else "IST" if IST_LINE in j else "no state transfer") if "WSREP" in j else "not restarted"
+    return out
 
 
 def nodes() -> list[str]:
@@ -113,7 +123,7 @@ def roll(pairs: dict) -> dict:
     try:
         time.sleep(WARM)
         fault = rec.fault_start("rolling upgrade", pins=new)
-        started = time.monotonic()
+        started, wall = time.monotonic(), time.time()
         out = deploy_ok(new, "the rolling upgrade")
         took = time.monotonic() - started
         rec.fault_end(fault, "rolling upgrade")
@@ -124,7 +134,7 @@ def roll(pairs: dict) -> dict:
     return {"output": out, "deploy_s": took, "started": started, "report": report, "records": rec.records,
             "turns": {m.group(1): int(m.group(2)) for m in TURN.finditer(out)},
             "roll_s": int(m.group(1)) if (m := ROLL.search(out)) else None,
-            "rejoined": {m.group(1): m.group(0).split(": ", 1)[1] for m in REJOIN.finditer(out)},
+            "rejoined": rejoined(wall - 5),
             "gets": {"ok": load.gets.ok, "retried": load.gets.retried, "failed": load.gets.failed},
             "single_try_failures": single_try_failures(rec.records)}
 
@@ -180,7 +190,7 @@ def main() -> int:
     print(report.text())
     print()
     for node, s in got["turns"].items():
-        print(f"{node}: turn {s} s, {got['rejoined'].get(node, 'mariadb not restarted')}")
+        print(f"{node}: turn {s} s, mariadb rejoined by {got['rejoined'].get(node)}")
     print(f"the roll: {got['roll_s']} s in all (the deploy {got['deploy_s']:.0f} s)")
     print(f"single-try SQL transactions not acknowledged: {got['single_try_failures']}; "
           f"GETs: {got['gets']['ok']} ok, {got['gets']['retried']} retried, {got['gets']['failed']} failed after the retry")
