@@ -240,7 +240,8 @@ def backup_rows(runs: list[dict]) -> list[tuple[str, ...]]:
 
 
 UPGRADE_HEADER = ("rolling upgrade under load", "turns, in order", "the roll", "acknowledged: writes / messages", "lost",
-                  "longest gap: writes / messages", "single-try writes failed", "GETs failed after one retry", "MariaDB rejoined by")
+                  "longest gap while rolling: writes / messages", "single-try writes the roll cost",
+                  "GETs failed after one retry", "MariaDB rejoined by")
 
 
 def upgrade_rows(runs: list[dict]) -> list[tuple[str, ...]]:
@@ -253,7 +254,8 @@ def upgrade_rows(runs: list[dict]) -> list[tuple[str, ...]]:
         rejoined = sorted(set(f["rejoined"].values()))
         rows.append((r["label"], " / ".join(f"{n} {s} s" for n, s in f["turns_s"].items()), f"{f['roll_s']} s",
                      f"{f['writes_acked']} / {f['messages_acked']}", str(f["lost"]),
-                     f"{gap.get('writes', 0):.1f} s / {gap.get('messages', 0):.1f} s", str(f["single_try_failures"]),
+                     f"{gap.get('writes', 0):.1f} s / {gap.get('messages', 0):.1f} s",
+                     f"{f['failed_single_try']} in {f['events']} events (deadlocks apart: {f['deadlocks']})",
                      f"{f['gets']['failed']} of {f['gets']['ok'] + f['gets']['failed']}",
                      ", ".join(rejoined) or "-"))
     return rows

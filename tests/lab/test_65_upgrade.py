@@ -21,8 +21,9 @@ from lab.drills import log
 from tests.bench import upgrade
 
 NODES = ["node01", "node02", "node03"]
-# The turn's failed single-try SQL transactions allowed per writer switch (the bound);
-# a roll switches the writer twice (off the first controller and back).
+# The single-try SQL transactions a client may lose per event of the roll (a writer switch, off
+# the writer and back, or the VIP's move; the bound). Deadlocks between the two clients
+# are the workload's own conflicts, not the roll's (tests/bench/upgrade.py roll_failures).
 PER_SWITCH = 2
 
 
@@ -56,12 +57,12 @@ def test_b_rolling_upgrade_under_load_loses_nothing(healthy):
         report = got["report"]
         log(report.text())
         log(f"upgrade: turns {got['turns']} s, roll {got['roll_s']} s, rejoined {got['rejoined']}, "
-            f"single-try failures {got['single_try_failures']}, GETs {got['gets']}")
+            f"single-try failures {got['failed_single_try']} in {got['events']} events, GETs {got['gets']}")
         assert report.lost == 0 and report.other == 0, report.text()
         assert report.acknowledged.get("writes", 0) > 0 and report.acknowledged.get("messages", 0) > 0, report.acknowledged
         assert got["gets"]["failed"] == 0 and got["gets"]["ok"] > 0, got["gets"]
-        switches = 2 if "mariadb-server" in pairs else 0
-        assert got["single_try_failures"] <= PER_SWITCH * max(switches, 1), got["single_try_failures"]
+        # a writer switch (off and back) and the VIP's move each cost a client at most PER_SWITCH
+        assert got["worst_per_client_per_event"] <= PER_SWITCH, (got["failed_single_try"], got["events"])
         assert sorted(got["turns"]) == NODES, got["turns"]
         if "mariadb-server" in pairs:
             assert got["rejoined"] == dict.fromkeys(NODES, "IST"), got["rejoined"]
