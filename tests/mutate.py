@@ -78,6 +78,8 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "an installed version equal to the pin was skipped above (`continue`): here they differ, < and <= agree",
     ("operations/upgrade_plan.py", "AWAY = 2", "2 -> 3"):
         "any marker value but 0 is FAULT to keepalived and only 1 is maintenance to the Maintenance fact: 3 acts as 2",
+    **{("operations/backup_plan.py", 'what = f"the last full {sized.id}\'s {_mib(base)}" if sized and sized.artifact_bytes is not None else f"the datadir\'s {_mib(base or 0)}"', change): "`what` is said only when free_bytes < need, which needs a "
+       "base; a base of 0 needs 0 bytes and is never short: `base or 0` never shows" for change in ("0 -> 1", "0 -> -1")},
     ("config/schema.py", "if net.num_addresses < 4:", "4 -> 3"):
         "a network's size is a power of two: none has 3 addresses, so < 3 and < 4 refuse the same (/31, /32)",
 }
