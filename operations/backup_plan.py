@@ -235,8 +235,9 @@ def restore(manifests: list[Manifest], target: str | None, sha256s: dict[str, st
     chain, broken = restore_chain(chosen, manifests)
     if broken:
         refusals.append(f"broken incremental chain: {broken}")
-    if chain[0].verified is False:
-        refusals.append(f"{chain[0].id} failed its verification ({chain[0].verify_note})")
+    for m in chain:  # the full, or the backup named (its chain prepared by the verify step): the links between are ok
+        if m.verified is False:
+            refusals.append(f"{m.id} failed its verification ({m.verify_note})")
     for m in chain:
         got = sha256s.get(m.id)
         if got is None:

@@ -51,6 +51,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "health/checks.py": ("tests/unit/test_health.py", "tests/unit/test_health_cluster.py",
                          "tests/unit/test_health_tls.py"),
     "operations/rabbitmq_plan.py": ("tests/unit/test_rabbitmq_plan.py",),
+    "operations/upgrade_plan.py": ("tests/unit/test_upgrade_plan.py", "tests/unit/test_upgrade_turns.py"),
+    "operations/backup_plan.py": ("tests/unit/test_backup_plan.py", "tests/unit/test_backup_restore.py"),
+    "operations/peer_tls_plan.py": ("tests/unit/test_peer_tls.py",),
+    "health/backup.py": ("tests/unit/test_health_backup.py",),
 }
 
 # Equivalent mutants: (module, the original source line stripped, the mutation as reported) ->
@@ -70,6 +74,12 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
                                                      "86400000 -> 86399999", "86400000 -> 86400001")},
     ("config/schema.py", "if type(v) is int and v > TIME_LIMIT_MS:", "> -> >="):
         "an integer at the limit already passed plain.why() above: this line only sees v outside 1..limit",
+    ("operations/upgrade_plan.py", "if Version(wanted) < Version(installed):", "< -> <="):
+        "an installed version equal to the pin was skipped above (`continue`): here they differ, < and <= agree",
+    ("operations/upgrade_plan.py", "AWAY = 2", "2 -> 3"):
+        "any marker value but 0 is FAULT to keepalived and only 1 is maintenance to the Maintenance fact: 3 acts as 2",
+    **{("operations/backup_plan.py", 'what = f"the last full {sized.id}\'s {_mib(base)}" if sized and sized.artifact_bytes is not None else f"the datadir\'s {_mib(base or 0)}"', change): "`what` is said only when free_bytes < need, which needs a "
+       "base; a base of 0 needs 0 bytes and is never short: `base or 0` never shows" for change in ("0 -> 1", "0 -> -1")},
     ("config/schema.py", "if net.num_addresses < 4:", "4 -> 3"):
         "a network's size is a power of two: none has 3 addresses, so < 3 and < 4 refuse the same (/31, /32)",
 }

@@ -105,7 +105,13 @@ TAKE = [
      {"kind": "full", "notes": r"starts at LSN 510, its parent f1 ends at 500"}),
     ("broken chain (a branch): a full, said", HEALTHY, "node03", (),
      [FULL, INC1, mf("i1b", "incremental", "f1", lsn=(500, 650), hours_ago=6, verified=None)], "incremental", ROOM,
-     {"kind": "full", "notes": r"i1b applies on f1, not on the newest link i1"}),
+     {"kind": "full", "notes": r"i1b applies on f1, not on the newest link i1\)"}),
+    ("an incremental started the second its full did (a small database): chained", HEALTHY, "node03", (),
+     [FULL, mf("i1", "incremental", "f1", lsn=(500, 600), hours_ago=8, verified=None)], "incremental", ROOM,
+     {"kind": "incremental", "parent": "i1"}),
+    ("manifests without LSNs: chained by their parents", HEALTHY, "node03", (),
+     [mf("f2", hours_ago=8), mf("i3", "incremental", "f2", hours_ago=7, verified=None)], "incremental", ROOM,
+     {"kind": "incremental", "parent": "i3"}),
     # --- refusals ---
     ("on the writer: refused", HEALTHY, "node01", (), [], "full", ROOM, r"node01 is the database writer"),
     ("on a node in maintenance: refused", HEALTHY, "node03", ("node03",), [], "full", ROOM, r"node03 is in maintenance"),
@@ -124,6 +130,8 @@ TAKE = [
      {"kind": "incremental"}),
     ("first full: checked against the datadir", HEALTHY, "node03", (), [], "full", 5 * GiB,
      r"wants 6144 MiB \(the datadir's 4096 MiB"),
+    ("the first full of this cluster: sized by another cluster's last full", HEALTHY, "node03", (),
+     [mf("f0", uuid=OTHER)], "full", GiB, r"wants 1536 MiB \(the last full f0's 1024 MiB \+ 50%\)"),
     ("free space unknown: refused", HEALTHY, "node03", (), [FULL], "full", None, r"free space .* unknown"),
     ("every reason at once", {**HEALTHY, "node02": None}, "node01", ("node01",), [], "full", 0,
      r"writer.*maintenance.*node02 did not answer.*free"),
@@ -206,6 +214,10 @@ RETENTION = [
      14, [], {"a": "a2 applies on it", "a1": "a2 applies on it"}),
     ("an old chain goes with its full", [full("a", 20), inc("a1", "a", 19), inc("a2", "a1", 18), full("b", 1)], 14,
      ["a", "a1", "a2"], {}),
+    ("every backup old, the newest a failed full: it goes, the last good full stays",
+     [full("a", 20), full("x", 16, status="failed", verified=None)], 14, ["x"], {"a": "the newest verified full"}),
+    ("an old full kept as the newest verified keeps its incrementals", [full("a", 20), inc("a1", "a", 19)], 14, [],
+     {"a": "the newest verified full"}),
     ("old failed backups are deleted, young ones kept", [full("x", 16, status="failed", verified=None),
                                                         full("y", 1, status="failed", verified=None), full("b", 1)],
      14, ["x"], {}),
@@ -266,12 +278,14 @@ FRESH = {"node11": {"installed": True, "active": False}, "node12": {"installed":
 RESTORE = [
     ("the latest: the chain full first", [FULL, INC1, INC2], None, shas(FULL, INC1, INC2), UUID, FRESH, False, False,
      {"chain": ("f1", "i1", "i2"), "position": f"{UUID}:1000"}),
+    ("a chain without LSNs: by its parents", [mf("f2", hours_ago=8), mf("i3", "incremental", "f2", hours_ago=7, verified=None)],
+     "i3", {"f2": art("f2"), "i3": art("i3")}, UUID, FRESH, False, False, {"chain": ("f2", "i3")}),
     ("a named full", [FULL, INC1], "f1", shas(FULL), UUID, FRESH, False, False, {"chain": ("f1",)}),
     ("disaster restore, confirmed, every node stopped", [FULL], "f1", shas(FULL), UUID, STOPPED_ALL, True, True,
      {"chain": ("f1",)}),
     # --- the refusals of issue 18 item 6 ---
     ("a flipped byte: sha256 mismatch", [FULL, INC1], "i1", {**shas(FULL, INC1), "i1": sha(7)}, UUID, FRESH, False, False,
-     r"i1: sha256 of i1.mbstream.gz is 000000000000\.\.\., the manifest says .*changed"),
+     rf"i1: sha256 of i1.mbstream.gz is 000000000000\.\.\., the manifest says {art('i1')[:12]}\.\.\.: .*changed"),
     ("a missing artifact", [FULL, INC1], "i1", shas(FULL), UUID, FRESH, False, False, r"i1: artifact i1.mbstream.gz not found"),
     ("a broken incremental chain (parent gone)", [INC1, INC2], "i2", shas(INC1, INC2), UUID, FRESH, False, False,
      r"broken incremental chain: i1 applies on f1, which is not among"),
@@ -293,6 +307,12 @@ RESTORE = [
      rf"confirm with {CONFIRM_SWITCH}=f1"),
     ("a full that failed its verification", [mf("f0", verified=False, note="mariadbd did not start")], "f0",
      {"f0": art("f0")}, UUID, FRESH, False, False, r"f0 failed its verification \(mariadbd did not start\)"),
+    ("an incremental on a full that failed its verification", [mf("f0", verified=False, note="mariadbd did not start"),
+     mf("i0", "incremental", "f0", hours_ago=0.5, verified=None)], "i0", {"f0": art("f0"), "i0": art("i0")}, UUID, FRESH,
+     False, False, r"broken incremental chain: i0 applies on f0, which mariadbd did not start"),
+    ("a named incremental that failed its verification (its chain's prepare)", [FULL, mf("i1", "incremental", "f1",
+     lsn=(500, 600), hours_ago=7, verified=False, note="prepare failed")], "i1", shas(FULL, INC1), UUID, FRESH, False, False,
+     r"i1 failed its verification \(prepare failed\)"),
     ("a failed backup named", [mf("fx", status="failed", verified=None)], "fx", {}, UUID, FRESH, False, False,
      r"fx failed when it was taken"),
     ("a chain whose parents loop", [mf("la", "incremental", "lb", hours_ago=2, verified=None),
@@ -307,6 +327,12 @@ RESTORE = [
                          ids=[c[0] for c in RESTORE])
 def test_restore(case, manifests, target, sums, cluster, states, disaster, confirmed, expected):
     meets(restore(manifests, target, sums, cluster, states, disaster=disaster, confirmed=confirmed), expected)
+
+
+def test_a_restore_is_not_a_disaster_unless_said_and_a_disaster_is_not_confirmed_unless_said():
+    assert restore([FULL], "f1", shas(FULL), UUID, FRESH).allowed
+    got = restore([FULL], "f1", shas(FULL), UUID, STOPPED_ALL, disaster=True)
+    assert not got.allowed and got.refusals[-1].endswith(f"confirm with {CONFIRM_SWITCH}=f1"), got.refusals
 
 
 def test_each_refusal_of_the_issue_has_a_row():

@@ -454,7 +454,7 @@ DISASTER = [
     ("a node missing from the picture: refused", [F1], "f1", sums(F1), {"node01": STOPPED, "node03": STOPPED}, "f1",
      r"the Galera state of node02 was not read"),
     ("no confirmation: refused, saying how", [F1, I1], None, sums(F1, I1), ALL_STOPPED, None,
-     r"confirm with --data confirm=i1 \(make restore BACKUP=latest CONFIRM=i1\)"),
+     r"confirm with HA_RESTORE_CONFIRM=i1 \| .*confirm with --data confirm=i1 \(make restore BACKUP=latest CONFIRM=i1\)"),
     ("a confirmation of another backup: refused", [F1, I1], None, sums(F1, I1), ALL_STOPPED, "f1",
      r"the confirmation names f1, the backup restored would be i1"),
     ("sha256 mismatch: refused", [F1, I1], "i1", {**sums(F1, I1), "f1": "0" * 64}, ALL_STOPPED, "i1",
@@ -479,6 +479,12 @@ def test_disaster_decision(case, manifests, target, sha256s, states, confirm, ex
         assert {k: getattr(d, k) for k in expected} == expected
     else:
         assert not d.allowed and re.search(expected, " | ".join(d.refusals)), d.refusals
+
+
+def test_a_confirmation_of_another_backup_is_said_once():
+    """The operator confirmed: told which backup to name, not asked to confirm another way too."""
+    d = disaster([F1, I1], None, sums(F1, I1), ALL_STOPPED, ORDER, "node03", "f1")
+    assert d.refusals == ("the confirmation names f1, the backup restored would be i1: confirm that one",)
 
 
 # --- restore.py planned offline ---------------------------------------------------------------------------

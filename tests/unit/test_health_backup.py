@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from healthkit import F, capture, healthy, lab_site, row
 
+from health.backup import period
 from health.checks import evaluate
 from health.report import FAIL, OK, WARN
 
@@ -66,10 +67,66 @@ def test_a_recent_verified_full_is_ok():
     assert report.ok and report.warnings() == []
 
 
-@pytest.mark.parametrize("days, status", [(1.9, OK), (2.1, WARN), (2.9, WARN), (3.1, FAIL)])
-def test_its_age_is_judged_by_the_schedule(days, status):
+# (age of the newest verified full, what the row says of it, of the incremental taken 6 s later):
+# hours and minutes under a day, days and hours from a day on, each at its edge.
+AGES = [
+    (timedelta(hours=3), "3 h 0 min", "2 h 59 min"),
+    (timedelta(hours=23), "23 h 0 min", "22 h 59 min"),
+    (timedelta(days=1), "1 d 0 h", "23 h 59 min"),
+    (timedelta(days=1, seconds=5), "1 d 0 h", "23 h 59 min"),  # the incremental a second short of a day: still hours
+    (timedelta(days=1, hours=1), "1 d 1 h", "1 d 0 h"),
+    (timedelta(days=2, seconds=-1), "1 d 23 h", "1 d 23 h"),  # a second short of two days: 1 d, not 2
+]
+
+
+@pytest.mark.parametrize("age, full, incremental", AGES, ids=[a[1] for a in AGES])
+def test_the_ages_it_says(age, full, incremental):
+    r = backup_row(backup_fact(), TAKEN + age)[1]
+    assert r.status == OK and r.detail == f"newest verified full {FULL}, {full} ago; newest incremental {incremental} ago"
+
+
+def older_full(fact, verified):
+    """`fact` with a full backup taken a day before its own full (verified or not)."""
+    old = dict(fact["manifests"][0], id="20261205T114641Z-full", started="2026-12-05T11:46:41Z",
+               finished="2026-12-05T11:46:42Z", artifact="20261205T114641Z-full.mbstream.gz", verified=verified,
+               verify_note="prepared a copy, 57 tables summed" if verified else "prepare failed")
+    return {**fact, "manifests": [old, *fact["manifests"]]}
+
+
+def test_an_older_full_that_failed_its_verification_does_not_count_against_a_newer_verified_one():
+    r = backup_row(older_full(backup_fact(), verified=False), TAKEN + timedelta(hours=3))[1]
+    assert r.status == OK and r.detail.startswith(f"newest verified full {FULL}, 3 h 0 min ago"), r.detail
+
+
+def test_the_newest_full_failing_its_verification_fails_though_an_older_one_passed():
+    r = backup_row(older_full(backup_fact(verified=False), verified=True), TAKEN + timedelta(hours=3))[1]
+    assert r.status == FAIL and r.detail == f"the newest full backup {FULL} failed its verification (prepare failed)"
+
+
+def test_two_verified_fulls_the_age_is_the_newests():
+    r = backup_row(older_full(backup_fact(), verified=True), TAKEN + timedelta(hours=3))[1]
+    assert r.status == OK and r.detail.startswith(f"newest verified full {FULL}, 3 h 0 min ago"), r.detail
+
+
+# (the calendar's elapses, the period): the first two count; none without two that follow on.
+E1, E2, E3 = "2026-12-07T01:00:00+00:00", "2026-12-08T01:00:00+00:00", "2026-12-15T01:00:00+00:00"
+PERIODS = [([], None), ([E1], None), ([E1, E1], None), ([E2, E1], None), ([E1, E2], timedelta(days=1)),
+           ([E1, E2, E3], timedelta(days=1))]
+
+
+@pytest.mark.parametrize("elapses, every", PERIODS, ids=[str(len(p[0])) + " " + str(p[1]) for p in PERIODS])
+def test_the_schedules_period(elapses, every):
+    assert period(elapses) == every
+
+
+@pytest.mark.parametrize("days, status, said", [(1.9, OK, ""), (2, OK, ""), (2.1, WARN, "more than two schedules (2 d 0 h)"),
+                                                (2.9, WARN, "more than two schedules (2 d 0 h)"),
+                                                (3, WARN, "more than two schedules (2 d 0 h)"),
+                                                (3.1, FAIL, "more than three schedules (3 d 0 h)")])
+def test_its_age_is_judged_by_the_schedule(days, status, said):
     report, r = backup_row(backup_fact(), TAKEN + timedelta(days=days))
     assert r.status == status, r.detail
+    assert said in r.detail
     assert report.ok == (status != FAIL)
     # a weekly schedule: the same age is fine
     weekly = backup_fact(elapses=["2026-12-07T01:00:00+00:00", "2026-12-14T01:00:00+00:00"])
@@ -97,6 +154,9 @@ def test_before_any_verified_full_it_warns():
 def test_a_broken_manifest_or_an_unreadable_directory_fails():
     r = backup_row(backup_fact(broken=["x.manifest.json: broken backup manifest: kind missing"]), TAKEN)[1]
     assert r.status == FAIL and r.detail.startswith("x.manifest.json: broken")
+    two = ["a.manifest.json: broken backup manifest: kind missing", "b.manifest.json: broken backup manifest: id missing"]
+    r = backup_row(backup_fact(broken=two), TAKEN)[1]
+    assert r.status == FAIL and r.detail.startswith("a.manifest.json: broken"), r.detail  # the first, as listed
     r = backup_row({**backup_fact(), "error": "no answer from the host"}, TAKEN)[1]
     assert r.status == FAIL and "no answer from the host" in r.detail
     r = backup_row(backup_fact(elapses=[]), TAKEN)[1]

@@ -19,6 +19,7 @@ ON = {"quorum_queue": {"state": "enabled", "stability": "required"},
       "stream_queue": {"state": "enabled", "stability": "stable"},
       "khepri_db": {"state": "disabled", "stability": "experimental"}}
 OFF = {**ON, "stream_queue": {"state": "disabled", "stability": "stable"}}
+KHEPRI_STABLE = {**ON, "khepri_db": {"state": "disabled", "stability": "stable"}}
 
 
 def node(installed: dict, offered: dict | None = None, unfinished=None):
@@ -73,7 +74,7 @@ CASES = [
     ("MariaDB 10.11 → 11.8 over a major: refused with the path", every({"mariadb-server": M18}, {"mariadb-server": [M118]}),
      {"mariadb-server": M118}, None, None, r"node01: mariadb-server .*jumps over a MariaDB major \(10\.11 → 11\.8\).*10\.11 → 11\.4 → 11\.8.*full-stop"),
     ("MariaDB 10.6 → 11.4 over a major: refused", every({"mariadb-server": M106}, {"mariadb-server": [M114]}),
-     {"mariadb-server": M114}, None, None, r"10\.6 → 11\.4\).*10\.6 → 10\.11 → 11\.4"),
+     {"mariadb-server": M114}, None, None, r"10\.6 → 11\.4\).*\(10\.6 → 10\.11 → 11\.4\)"),  # the steps end at the pin
     ("MariaDB 10.5 → 10.6, outside the chain: refused", every({"mariadb-server": "1:10.5.26-0+deb11u2"},
      {"mariadb-server": [M106]}), {"mariadb-server": M106}, None, None, r"10\.5 → 10\.6 is not a supported rolling.*10\.6 → 10\.11 → 11\.4 → 11\.8"),
     # --- RabbitMQ minors and feature flags ---
@@ -95,6 +96,10 @@ CASES = [
      {n: ON for n in ORDER}, r"3\.12 → 3\.13 → 4\.0"),
     ("RabbitMQ minor with a stable flag disabled: refused", every(RMQ("3.12.13-1"), RMQ(["3.13.7-1"])), RMQ("3.13.7-1"),
      None, {"node01": ON, "node02": OFF, "node03": ON}, r"stable feature flags disabled \(stream_queue\).*enable_feature_flag all"),
+    ("RabbitMQ minor, a disabled flag stable on the newer nodes (experimental on node01): refused",
+     every(RMQ("3.12.13-1"), RMQ(["3.13.7-1"])), RMQ("3.13.7-1"), None, {"node01": ON, "node02": KHEPRI_STABLE,
+                                                                      "node03": KHEPRI_STABLE},
+     r"stable feature flags disabled \(khepri_db\)"),
     ("RabbitMQ minor, flags unknown: refused", every(RMQ("3.12.13-1"), RMQ(["3.13.7-1"])), RMQ("3.13.7-1"),
      None, {n: None for n in ORDER}, r"feature flags are unknown"),
     ("RabbitMQ patch with a stable flag disabled: rolling (flags gate minors)", every(RMQ("3.13.6-1"), RMQ(["3.13.7-1"])),
@@ -150,6 +155,16 @@ def test_the_blast_radius_line():
     assert got.line("node02").count("rolling") == 4
 
 
+def test_a_turn_is_its_controllers_rolling_changes():
+    """A turn upgrades its own controller's packages; a package not yet installed is its component's."""
+    got = plan(every({"haproxy": H3, "memcached": None}, {"haproxy": [H4], "memcached": ["1.6.18-1"]}),
+               {"haproxy": H4, "memcached": "1.6.18-1"}, ORDER, "node01")
+    for n in ORDER:
+        assert [(c.node, c.package) for c in got.rolling(n)] == [(n, "haproxy")]
+        assert [(c.node, c.package, c.how) for c in got.of(n)] == [(n, "haproxy", "rolling"), (n, "memcached", "install")]
+        assert got.turn_line(n) == f"haproxy {H3} → {H4}, rolling (drain, stop haproxy, upgrade, start, back)"
+
+
 def test_rabbitmq_path():
     assert rabbitmq_path((3, 12), (3, 13)) == [(3, 12), (3, 13)]
     assert rabbitmq_path((3, 13), (4, 0)) == [(3, 13), (4, 0)]
@@ -192,6 +207,8 @@ AWAY_CASES = [
     ("a rolling upgrade while node03 is in maintenance: refused", every({"haproxy": H3}, {"haproxy": [H4]}),
      {"haproxy": H4}, frozenset({"node03"}), r"node01, node02, node03: a rolling upgrade while node03 is in maintenance.*"
                                              r"make maintenance-back NODE=node03"),
+    ("two in maintenance: refused, the first of them named to bring back", every({"haproxy": H3}, {"haproxy": [H4]}),
+     {"haproxy": H4}, frozenset({"node03", "node02"}), r"while node02, node03 are in maintenance.*NODE=node02\)"),
     ("a marker left while node03 is in maintenance: refused", {"node01": node({"haproxy": H4}),
      "node02": pending(node({"haproxy": H4})), "node03": node({"haproxy": H4})}, {"haproxy": H4}, frozenset({"node03"}),
      r"^node02: a rolling upgrade while node03 is in maintenance"),

@@ -12,8 +12,9 @@ import pytest
 import unitkit  # noqa: F401
 import opkit
 from operations.upgrade_plan import (
-    IST_LINE, POLICY_RC, POLICY_TAG, SST_LINE, Change, install_command, start_commands, turn_commands, turn_steps, units_of,
+    AWAY, IST_LINE, POLICY_RC, POLICY_TAG, SST_LINE, Change, install_command, start_commands, turn_commands, turn_steps, units_of,
 )
+from facts.host import Maintenance
 from facts.packages import UPGRADE_MARKER
 
 M18, M19, M114 = "1:10.11.18-0+deb12u1", "1:10.11.19-0+deb12u1", "1:11.4.5-1"
@@ -73,7 +74,8 @@ def started(cmds):
 
 @pytest.mark.parametrize("case,node,chs,pending,want", TURNS, ids=[t[0] for t in TURNS])
 def test_turn(case, node, chs, pending, want):
-    t = commands(node, chs, pending=pending, pinned=["mariadb-server", "haproxy"] if pending else ())
+    # the site pins mariadb-server and haproxy in every row (a turn's changes are some of its pins)
+    t = commands(node, chs, pending=pending, pinned=sorted({"mariadb-server", "haproxy"} | {c.package for c in chs}))
     every = [*t.before, *t.work, *t.after]
     assert t.before[0] == f"mkdir -p /var/lib/openstack-ha/pending && date +%s > {UPGRADE_MARKER}"  # the marker first
     assert t.after[-1] == f"rm -f {UPGRADE_MARKER}" and t.after[0] == "VIP-BACK"  # cleared last
@@ -107,6 +109,14 @@ def test_a_turn_ends_once_its_controller_may_take_the_vip_again():
                       vip_away=["VIP-AWAY"], vip_back="VIP-BACK", wait=wait, gcache="512M", vip_ready="VIP-READY")
     assert t.after.index("VIP-BACK") < t.after.index("VIP-READY") < t.after.index(f"rm -f {UPGRADE_MARKER}")
     assert "VIP-READY" not in commands("node02", chs).after  # none given: none run
+
+
+def test_the_turns_marker_value_is_neither_off_nor_the_operators_maintenance():
+    """keepalived reads any value but 0 as FAULT (the VIP leaves); the Maintenance fact reads only
+    1 as the operator's maintenance, which an interrupted turn must not be taken for."""
+    assert AWAY != 0
+    assert Maintenance().process([f"maintenance={AWAY}"])["out"] is False
+    assert Maintenance().process(["maintenance=1"])["out"] is True
 
 
 def test_every_turn_is_shell():
