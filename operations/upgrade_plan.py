@@ -146,11 +146,16 @@ def rabbitmq_jump(node: str, old: str, new: str, flags: dict | None) -> str | No
     if flags is None:
         return (f"{node}: {RABBITMQ} {old} → {new}: its feature flags are unknown (rabbitmqctl list_feature_flags did not "
                 "answer); every stable flag must be enabled before a minor upgrade: start RabbitMQ and run again")
-    off = sorted(name for name, f in flags.items() if f.get("stability") == "stable" and f.get("state") != "enabled")
+    off = sorted(name for name, f in flags.items() if _blocks(f))
     if off:
         return (f"{node}: {RABBITMQ} {old} → {new} with stable feature flags disabled ({', '.join(off)}): "
                 "run `rabbitmqctl enable_feature_flag all` on one node, then deploy again")
     return None
+
+
+def _blocks(flag: dict) -> bool:
+    """A feature flag that stops a RabbitMQ minor upgrade: stable and not enabled."""
+    return flag.get("stability") == "stable" and flag.get("state") != "enabled"
 
 
 def plan(versions: dict[str, dict | None], pins: dict[str, str], order: list[str], writer: str,
@@ -166,14 +171,15 @@ def plan(versions: dict[str, dict | None], pins: dict[str, str], order: list[str
     + away: the controllers in maintenance (operations/maintenance_marker.py)
     """
     # The cluster's flags as the nodes that answered see them; a flag one of them does not see
-    # enabled reads as not enabled (None: no node answered).
+    # enabled reads as not enabled, and one any of them sees stable and not enabled blocks a
+    # minor, whichever node says so first (None: no node answered).
     seen_flags = [f for f in (feature_flags or {}).values() if f]
     flags = None
     if seen_flags:
         flags = {}
         for node_flags in seen_flags:
             for name, f in node_flags.items():
-                if name not in flags or f.get("state") != "enabled":
+                if name not in flags or (f.get("state") != "enabled" and not _blocks(flags[name])) or _blocks(f):
                     flags[name] = f
     changes, refusals, unknown = [], [], []
     for node in order:
