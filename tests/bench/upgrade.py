@@ -150,6 +150,32 @@ def window_gaps(report) -> dict[str, float]:
     return {c: round(max(g), 1) for c, g in report.gaps.get("rolling upgrade", {}).items() if g}
 
 
+def roll(pairs: dict) -> dict:
+    """The newer pins deployed under load; the figures and the checker's report."""
+    new = versions.pins(pairs, 1)
+    rec = Recorder(HISTORY, {"seed": SEED, "accounts": {str(a): 100 for a in range(5)}, "bench": "upgrade"})
+    load = Load(rec)
+    load.start()
+    try:
+        time.sleep(WARM)
+        fault = rec.fault_start("rolling upgrade", pins=new)
+        started, wall = time.monotonic(), time.time()
+        out = deploy_ok(new, "the rolling upgrade")
+        took = time.monotonic() - started
+        rec.fault_end(fault, "rolling upgrade")
+        time.sleep(WARM)
+    finally:
+        load.stop()
+        rec.close()
+    report = check(rec.records)
+    return {"output": out, "deploy_s": took, "started": started, "report": report, "records": rec.records,
+            "turns": {m.group(1): int(m.group(2)) for m in TURN.finditer(out)},
+            "roll_s": int(m.group(1)) if (m := ROLL.search(out)) else None,
+            "rejoined": rejoined(wall - 5),
+            "gets": {"ok": load.gets.ok, "retried": load.gets.retried, "failed": load.gets.failed},
+            **failure_figures(rec.records)}
+
+
 def requests(records: list[dict], start: float) -> list[Request]:
     """The SQL transactions of a history as the failover pictures draw requests: started `t` s
     after the roll began, answered or not, and how long until then."""
