@@ -34,7 +34,11 @@ NODES = ["node01", "node02", "node03"]
 WRITER = NODES[0]
 ON = {"galera_tls": True, "rabbitmq_tls": True}
 RABBIT_ON = {"rabbitmq_tls": True}
-DIST_PORT = sitemodel.data("rabbitmq_port") + DIST_PORT_OFFSET
+
+
+def dist_port() -> int:
+    """RabbitMQ's Erlang distribution port (read when a test runs: no lab at collection)."""
+    return sitemodel.data("rabbitmq_port") + DIST_PORT_OFFSET
 
 
 def handshake(node: str, port: int) -> subprocess.CompletedProcess:
@@ -87,10 +91,10 @@ def test_peer_tls_on_then_off(healthy):  # the conftest fixture: a healthy lab f
         assert "the Erlang distribution switches TLS" in out, drills.run_excerpt(out)
         assert_healthy()
         assert all(reading(n, "rabbitmq") == "tls" for n in NODES)
-        assert all(speaks_tls(n, DIST_PORT) for n in NODES)
-        listen = lab.exec_("node02", f"ss -Hltn 'sport = :{DIST_PORT}'").stdout
+        assert all(speaks_tls(n, dist_port()) for n in NODES)
+        listen = lab.exec_("node02", f"ss -Hltn 'sport = :{dist_port()}'").stdout
         local = [line.split()[3] for line in listen.splitlines() if line.strip()]  # the listening address, not the peer column
-        assert local == [f"{lab.address('node02')}:{DIST_PORT}"], listen
+        assert local == [f"{lab.address('node02')}:{dist_port()}"], listen
         assert drills.changed_operations(deploy_ok(RABBIT_ON)) == []  # the next run switches nothing
 
         # 2. Galera on a running cluster: refused, nothing changed; then the fix it names
@@ -122,4 +126,4 @@ def test_peer_tls_on_then_off(healthy):  # the conftest fixture: a healthy lab f
             deploy_ok({})
     assert_healthy()
     assert all(reading(n, "galera") == "plain" and reading(n, "rabbitmq") == "plain" for n in NODES)
-    assert not any(speaks_tls(n, p) for n in NODES for p in (GALERA_PORT, DIST_PORT))
+    assert not any(speaks_tls(n, p) for n in NODES for p in (GALERA_PORT, dist_port()))
