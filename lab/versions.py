@@ -19,7 +19,7 @@ from facts.packages import PackageVersions
 from lab.machines import exec_
 from lab.names import LabError
 from lab.waits import log, wait_for
-from operations.upgrade_plan import STOP_ORDER
+from operations.upgrade_plan import SOCKET_UNITS, STOP_ORDER
 
 # The packages the upgrade test moves: Debian 12 carries two versions of each (the point
 # release's and the security archive's) most of the time.
@@ -85,7 +85,7 @@ def install_by_hand(node: str, wanted: dict[str, str], members: int) -> None:
         f"printf '#!/bin/sh\\nexit 101\\n' > {POLICY} && chmod 755 {POLICY}",
         "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --allow-downgrades --no-install-recommends "
         f"-o Dpkg::Options::=--force-confold {' '.join(shlex.quote(a) for a in argv)}; rc=$?; rm -f {POLICY}; "
-        "exit $rc"]))
+        f"systemctl disable -q {' '.join(SOCKET_UNITS)} 2>/dev/null; exit $rc"]))
     sh(node, " && ".join(f"systemctl start {u}" for u in reversed(units)) or "true")
     if "mariadb" in units:
         query = "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_local_state_comment','wsrep_cluster_size')"

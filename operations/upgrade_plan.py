@@ -307,10 +307,16 @@ def start_commands(node: str, unit: str, members: int, wait, gcache: str, fresh:
             wait(f"systemctl is-active -q {unit}", f"{unit} active on {node}", unit_log(unit))]
 
 
+# mariadb-server's socket activation units: its postinst enables mariadb.socket on an upgrade
+# (lab: after the roll it was enabled; at the next boot it took 3306 on every address, HAProxy
+# could not bind the VIP's 3306 and mariadb.service failed). The deploy never uses them.
+SOCKET_UNITS = ("mariadb.socket", "mariadb-extra.socket")
+
+
 def install_command(node: str, changes) -> str:
     """Shell: apt-get install PKG=VERSION..., nothing started by the packages' scripts (a
     policy-rc.d that answers 101, ours, removed whatever the outcome; another one there is
-    left alone and the turn fails)."""
+    left alone and the turn fails); MariaDB's socket units disabled again after it."""
     pkgs = " ".join(shlex.quote(f"{c.package}={c.wanted}") for c in sorted(changes, key=lambda c: c.package))
     theirs = shlex.quote(f"{node}: {POLICY_RC} exists and is not the upgrade's: not upgraded; remove it (or "
                          "finish what wrote it), then deploy again")
@@ -319,7 +325,8 @@ def install_command(node: str, changes) -> str:
             f"printf %s {body} > {POLICY_RC} && chmod 755 {POLICY_RC} || exit 1; "
             f"DEBIAN_FRONTEND=noninteractive timeout {APT_TIMEOUT} apt-get install -y -q --no-install-recommends "
             f"-o Dpkg::Options::=--force-confold {pkgs}; rc=$?; rm -f {POLICY_RC}; "
-            f"[ $rc = 0 ] || {{ echo '{node}: apt-get install {pkgs} failed (exit '$rc'): its services stay stopped; "
+            + (f"systemctl disable -q {' '.join(SOCKET_UNITS)} 2>/dev/null; " if any(c.package in MARIADB for c in changes) else "")
+            + f"[ $rc = 0 ] || {{ echo '{node}: apt-get install {pkgs} failed (exit '$rc'): its services stay stopped; "
             "fix apt, then deploy again (the turn is finished then)' >&2; exit 1; }")
 
 

@@ -142,6 +142,7 @@ def _stubs(tmp_path: Path, apt_rc: int, journal: str) -> dict:
     (bin_dir / "apt-get").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/apt-args\n"
                                      f"{tmp_path}/policy-rc.d; echo $? > {tmp_path}/policy-rc\nexit {apt_rc}\n")
     (bin_dir / "journalctl").write_text(f"#!/bin/sh\nprintf '%s\\n' {journal!r}\n")
+    (bin_dir / "systemctl").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/systemctl-args\n")
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
@@ -155,6 +156,8 @@ def test_apt_runs_with_nothing_started_and_policy_removed(tmp_path, apt_rc):
     assert proc.returncode == (0 if apt_rc == 0 else 1), proc.stderr
     assert (tmp_path / "policy-rc").read_text().strip() == "101"  # invoke-rc.d is told: do not start
     assert not (tmp_path / "policy-rc.d").exists()  # removed whatever apt did
+    # mariadb-server's postinst enables mariadb.socket on an upgrade: disabled again, apt's outcome kept
+    assert (tmp_path / "systemctl-args").read_text().split() == ["disable", "-q", "mariadb.socket", "mariadb-extra.socket"]
     args = (tmp_path / "apt-args").read_text()
     assert f"install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold haproxy={H4} mariadb-backup={M19}" in args
     if apt_rc:
