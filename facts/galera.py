@@ -20,6 +20,12 @@ from facts.probe import EXPECTED, NO_OUTPUT, key_values, tls_reading
 MEMBERSHIP_LINES = ("wsrep_cluster_address", "wsrep_sst_donor", "#", "wsrep_sst_auth")
 SANS_PATTERNS = " ".join(f"-e '^{k}'" for k in MEMBERSHIP_LINES)
 
+# mariadb-server's socket activation units. The deploy never uses them, and enabled they break
+# the next boot: mariadb.socket takes 3306 on every address, HAProxy cannot bind the VIP's 3306
+# and mariadb.service fails. Its postinst enables mariadb.socket on an upgrade (lab: after a
+# rolling upgrade, and so after any hand-run `apt-get upgrade`).
+SOCKET_UNITS = ("mariadb.socket", "mariadb-extra.socket")
+
 STATUS_KEYS = (*SERVING, "wsrep_cluster_size", "wsrep_last_committed", "wsrep_incoming_addresses",
                "wsrep_cluster_state_uuid", "wsrep_connected")
 STATUS_QUERY = "SHOW GLOBAL STATUS WHERE Variable_name IN ({})".format(", ".join(f"'{k}'" for k in STATUS_KEYS))
@@ -66,7 +72,8 @@ class GaleraNode(FactBase):
          "wsrep_cluster_size": "3", "wsrep_last_committed": "1234",
          "wsrep_incoming_addresses": "10.0.0.11:3306,...", "wsrep_cluster_state_uuid": "2a0c...",
          "grastate_uuid": "2a0c...", "grastate_seqno": "-1", "grastate_safe_to_bootstrap": "0",
-         "recovered_position": "2a0c...:1234", "cnf_sans_members": "5e1f...", "error": None}
+         "recovered_position": "2a0c...:1234", "cnf_sans_members": "5e1f...", "sockets": "disabled",
+         "error": None}
 
     `query` is "failed" when mariadbd runs but did not answer (starting, in a state transfer,
     hung): a state of its own, never read as "not Synced". recovered_position (only with
@@ -75,7 +82,7 @@ class GaleraNode(FactBase):
     mariadb.service's ExecStartPre does at every start. cnf_sans_members: the SHA1 of its
     galera.cnf without the lines a running member does not need a restart for (a restart an
     earlier run left undone is facts.host.ServiceStates' `pending`, the marker's one reader).
-    `error` when the output was cut short.
+    `sockets`: "enabled" when either of SOCKET_UNITS is. `error` when the output was cut short.
     """
 
     @staticmethod
@@ -92,6 +99,7 @@ class GaleraNode(FactBase):
             "if ! command -v mysqld >/dev/null 2>&1 && ! test -x /usr/sbin/mariadbd; then echo installed=no; "
             "echo end=yes; exit 0; fi; echo installed=yes; "
             "systemctl is-active -q mariadb && echo active=yes || echo active=no; "
+            f"systemctl is-enabled -q {' '.join(SOCKET_UNITS)} 2>/dev/null && echo sockets=enabled || echo sockets=disabled; "
             "if pgrep -x mariadbd >/dev/null || pgrep -x mysqld >/dev/null; then echo mysqld=running; "
             f"if out=$(timeout 10 mysql --connect-timeout=5 -N -B -e \"{STATUS_QUERY}\" 2>/dev/null); "
             "then echo query=ok; printf '%s\\n' \"$out\" | tr '\\t' '='; else echo query=failed; fi; fi; "

@@ -27,7 +27,8 @@ from health import maintenance
 from health.backup import backup_rows
 from health.haproxy import haproxy_rows
 from health.tls import certificate_rows
-from health.report import FAIL, INFO, OK, Check, Report, problem
+from health.report import FAIL, INFO, OK, WARN, Check, Report, problem
+from facts.galera import SOCKET_UNITS
 from facts.galera_rules import components, in_primary, not_serving
 from facts.probe import as_int
 
@@ -106,15 +107,19 @@ def galera_problems(g: dict, up: int) -> list[str]:
 
 
 def galera_rows(facts: dict, up: list[str]) -> list[Check]:
-    """`galera`: this node serves (Primary, Synced, ready), in a cluster of the controllers up."""
+    """`galera`: this node serves (Primary, Synced, ready), in a cluster of the controllers up;
+    WARN while it serves with a socket activation unit enabled (it would not start at the next boot)."""
     if problem(facts, "galera"):
         return [Check("galera", FAIL, problem(facts, "galera"))]
     g = facts["galera"]
     problems = galera_problems(g, len(up))
     if problems:
         return [Check("galera", FAIL, "; ".join(problems))]
-    return [Check("galera", OK, f"size {g.get('wsrep_cluster_size')}, {g.get('wsrep_cluster_status')}, "
-                                f"{g.get('wsrep_local_state_comment')}")]
+    serving = f"size {g.get('wsrep_cluster_size')}, {g.get('wsrep_cluster_status')}, {g.get('wsrep_local_state_comment')}"
+    if g.get("sockets") == "enabled":
+        return [Check("galera", WARN, f"{serving}; {' or '.join(SOCKET_UNITS)} is enabled: at the next boot it takes "
+                                      "3306 and mariadb fails to start; deploy again (it disables them)")]
+    return [Check("galera", OK, serving)]
 
 
 def rabbitmq_problems(rabbitmq: dict, up: list[str], down: list[str]) -> list[str]:

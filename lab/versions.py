@@ -15,11 +15,12 @@ from __future__ import annotations
 import shlex
 
 from config.packages import SAME_SOURCE, UNIT_OF
+from facts.galera import SOCKET_UNITS
 from facts.packages import PackageVersions
 from lab.machines import exec_
 from lab.names import LabError
 from lab.waits import log, wait_for
-from operations.upgrade_plan import SOCKET_UNITS, STOP_ORDER
+from operations.upgrade_plan import STOP_ORDER
 
 # The packages the upgrade test moves: Debian 12 carries two versions of each (the point
 # release's and the security archive's) most of the time.

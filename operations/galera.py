@@ -20,7 +20,7 @@ from pyinfra.api import StringCommand, deploy, operation
 from config.accounts import native_hash
 from config.files import GALERA_CNF, GALERA_SST_CNF, SST_ACCOUNT
 from config.packages import PACKAGES
-from facts.galera import GaleraNode, GaleraTls, MysqlAccounts, members_check, sans_members, serving_check
+from facts.galera import SOCKET_UNITS, GaleraNode, GaleraTls, MysqlAccounts, members_check, sans_members, serving_check
 from facts.haproxy_api import api, requests
 from facts.host import PENDING_DIR, UNITS, ServiceStates
 from operations.common import (
@@ -317,6 +317,14 @@ def configure():
     tls_switch_check()
     me = host.name
     st = cluster_states().get(me) or {}
+    # Enabled, mariadb.socket takes 3306 at the next boot and mariadb fails (facts.galera.SOCKET_UNITS);
+    # also disabled where they were not read (a first install: its read came before the package).
+    sockets = st.get("sockets") != "disabled"
+    announce(st.get("sockets") == "enabled", f"disable {' and '.join(SOCKET_UNITS)} (enabled, mariadb.socket "
+             "would take 3306 at the next boot and mariadb would fail to start)")
+    units = " ".join(SOCKET_UNITS)
+    shell("galera: socket activation units disabled",
+          [f"systemctl disable -q {units} 2>/dev/null || ! systemctl is-enabled -q {units}"], when=sockets)
     (wanted,) = [f for f in files_of("galera") if f.path == CNF]
     # wsrep_cluster_address is read only at start: a new member list alone restarts nobody.
     beyond_members = st.get("cnf_sans_members") != sans_members(wanted.content)

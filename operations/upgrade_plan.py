@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from config.debversion import Version
 from config.packages import UNIT_OF
-from facts.galera import members_check
+from facts.galera import SOCKET_UNITS, members_check
 from facts.packages import UPGRADE_MARKER
 from operations.common import APT_TIMEOUT, unit_log
 from operations.galera_plan import restart_order
@@ -307,16 +307,12 @@ def start_commands(node: str, unit: str, members: int, wait, gcache: str, fresh:
             wait(f"systemctl is-active -q {unit}", f"{unit} active on {node}", unit_log(unit))]
 
 
-# mariadb-server's socket activation units: its postinst enables mariadb.socket on an upgrade
-# (lab: after the roll it was enabled; at the next boot it took 3306 on every address, HAProxy
-# could not bind the VIP's 3306 and mariadb.service failed). The deploy never uses them.
-SOCKET_UNITS = ("mariadb.socket", "mariadb-extra.socket")
-
-
 def install_command(node: str, changes) -> str:
     """Shell: apt-get install PKG=VERSION..., nothing started by the packages' scripts (a
     policy-rc.d that answers 101, ours, removed whatever the outcome; another one there is
-    left alone and the turn fails); MariaDB's socket units disabled again after it."""
+    left alone and the turn fails); MariaDB's socket units (facts.galera.SOCKET_UNITS) disabled
+    again after it, in this run: its postinst enables mariadb.socket (the galera component
+    disables them too, for an upgrade made by hand)."""
     pkgs = " ".join(shlex.quote(f"{c.package}={c.wanted}") for c in sorted(changes, key=lambda c: c.package))
     theirs = shlex.quote(f"{node}: {POLICY_RC} exists and is not the upgrade's: not upgraded; remove it (or "
                          "finish what wrote it), then deploy again")

@@ -10,17 +10,24 @@
    Nothing acknowledged is lost (the soak's checker), no GET fails twice, every node is at the
    new versions, each MariaDB turn rejoined by IST, the report is healthy and the next deploy
    changes nothing. Always: the pins removed at the end (the lab as a fresh one is).
+   Then the next boot: mariadb-server's postinst enables mariadb.socket on an upgrade, which at
+   boot takes 3306 on every address (HAProxy cannot bind the VIP's, mariadb fails). The roll
+   leaves it disabled everywhere; enabled again by hand (an `apt-get upgrade` made by hand), the
+   report warns, the next deploy disables it and changes nothing else, and that controller,
+   stopped and started, serves again.
 """
 
 from __future__ import annotations
 
 import lab
 from config.paths import APT_PINS
+from facts.galera import SOCKET_UNITS
 from lab import drills, versions
 from lab.drills import log
 from tests.bench import upgrade
 
 NODES = ["node01", "node02", "node03"]
+REBOOTED = "node02"
 # The single-try SQL transactions a client may lose per event of the roll (a writer switch, off
 # the writer and back, or the VIP's move; the issue's bound). Deadlocks between the two clients
 # are the workload's own conflicts, not the roll's (tests/bench/upgrade.py roll_failures).
@@ -32,6 +39,12 @@ def offered_pairs() -> dict:
     assert pairs, (f"apt offers one version only of each of {', '.join(versions.PACKAGES)} on {NODES[0]}: "
                    "nothing to upgrade between (Debian's release and security archive agree today)")
     return pairs
+
+
+def socket_units(node: str) -> str:
+    """"enabled" when either of MariaDB's socket activation units is (facts.galera.SOCKET_UNITS)."""
+    run = lab.exec_(node, ["systemctl", "is-enabled", "-q", *SOCKET_UNITS], timeout=30)
+    return "enabled" if run.returncode == 0 else "disabled"
 
 
 def test_a_downgrade_pin_is_refused_before_any_change(healthy):
@@ -73,5 +86,20 @@ def test_b_rolling_upgrade_under_load_loses_nothing(healthy):
         again = drills.deploy(data={"package_versions": new})
         assert again.returncode == 0, drills.run_excerpt(again.stdout)
         assert drills.changed_operations(again.stdout) == [], drills.changed_operations(again.stdout)
+
+        assert {n: socket_units(n) for n in NODES} == dict.fromkeys(NODES, "disabled")
+        assert lab.exec_(REBOOTED, ["systemctl", "enable", "-q", "mariadb.socket"], timeout=30).returncode == 0
+        warned = [w for w in drills.verify_report().get("warnings", []) if "mariadb.socket" in w]
+        assert [w.split(":")[0] for w in warned] == [REBOOTED], warned
+        fixed = drills.deploy(data={"package_versions": new})
+        assert fixed.returncode == 0, drills.run_excerpt(fixed.stdout)
+        assert drills.changed_operations(fixed.stdout) == ["MariaDB Galera | galera: socket activation units disabled"], \
+            drills.changed_operations(fixed.stdout)
+        assert socket_units(REBOOTED) == "disabled"
+        lab.stop(REBOOTED)
+        drills.power_on(REBOOTED)
+        report, took = drills.wait_healthy(300)
+        assert report["ok"], report.get("failures")
+        log(f"{REBOOTED} stopped and started after the upgrade: healthy in {took:.0f} s")
     finally:
         upgrade.unpin()

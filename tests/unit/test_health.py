@@ -19,7 +19,7 @@ from healthkit import (
 
 from health import checks
 from health.checks import evaluate
-from health.report import FAIL, INFO, OK
+from health.report import FAIL, INFO, OK, WARN
 from health.settle import lagging
 from health.tls import certificate_rows
 from healthkit import F
@@ -391,3 +391,16 @@ def test_a_cluster_of_one_node_says_node_not_nodes():
     one = results["node01"]
     one["galera"] = {**one["galera"], "wsrep_cluster_size": "1", "wsrep_incoming_addresses": "10.77.0.11:3306"}
     assert cluster(evaluate(site, {"node01": one}), "galera").detail == "1 node, Primary, all Synced, size 1"
+
+
+def test_an_enabled_mariadb_socket_warns_on_a_serving_node():
+    # After an upgrade made by hand, mariadb.socket would take 3306 at the next boot: the report says so.
+    site = lab_site()
+    results = healthy(site)
+    results["node02"]["galera"]["sockets"] = "enabled"
+    report = evaluate(site, results)
+    got = row(report, "node02", "galera")
+    assert got.status == WARN and "mariadb.socket" in got.detail and "deploy again" in got.detail
+    assert row(report, "node01", "galera").status == OK
+    results["node02"]["galera"]["sockets"] = "disabled"
+    assert row(evaluate(site, results), "node02", "galera").status == OK
