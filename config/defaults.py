@@ -130,6 +130,13 @@ DEFAULTS = {
     # ("raise galera_gcache_size"). Galera's own default is 128M. Preallocated on disk
     # (/var/lib/mysql/galera.cache); a change restarts mariadb, one node at a time.
     "galera_gcache_size": "512M",
+    # evs.suspect_timeout: a member silent this long is suspected dead, and when every other
+    # member agrees it is dropped from the view. Until then every commit waits for it: a member
+    # that loses power stalls the writes for this long plus up to evs.inactive_check_period
+    # (0.5 s) and the new view. Galera's default, 5 s, gave 6.0-6.4 s without an acknowledged
+    # write on the lab (issue 22 item 7: at most 5 s); 3 s is measured in docs/failover.md. Below
+    # it a member paused that long (an I/O stall, a VM pause) is dropped and rejoins by IST.
+    "galera_suspect_timeout": 3,
     "mariadb_port": 3306,
     # HAProxy's database health check: "httpchk" (default: the galera-clustercheck service on
     # each controller answers 200 only when its node is Synced in a Primary component, the way
@@ -309,6 +316,7 @@ FAILOVER_ANCHORS = {
     "mariadb_check_fall": 5,
     "mariadb_check_timeout": "10s",
     "mariadb_connect_timeout": "10s",
+    "galera_suspect_timeout": 5,  # Galera's own evs.suspect_timeout (neither kolla-ansible nor openstack-ansible sets it)
 }
 
 # Ports the daemons hold whatever the site says. The deploy binds each to the node address;

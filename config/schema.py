@@ -388,6 +388,9 @@ SITE: dict[str, Rule] = {
     "galera_sst_method": Rule(choice("mariabackup", "rsync"), "how a joining node gets the data"),
     "galera_gcache_size": Rule(text(r"[1-9][0-9]{0,5}[MG]", "a size in M or G (e.g. 512M, 1G)"),
                                "Galera's write-set cache (gcache.size): what a node rejoining by IST may have missed"),
+    "galera_suspect_timeout": Rule(integer(2, 14, " seconds"),
+                                   "seconds of silence after which Galera suspects a member dead (evs.suspect_timeout; "
+                                   "below evs.inactive_timeout, 15 s): how long every commit waits for a member that lost power"),
     "mariadb_port": Rule(PORT, "MariaDB's port on the node address and the database listener's on the VIP"),
     "mariadb_check_method": Rule(choice("mysql-check", "httpchk"), "HAProxy's database health check"),
     "mariadb_check_port": Rule(PORT, "the port HAProxy's database check asks"),

@@ -144,7 +144,8 @@ def node_sql(node: str, query: str, timeout: float = 30) -> str:
 
 def wsrep(node: str) -> dict[str, str]:
     out = node_sql(node, "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_local_state_comment',"
-                         "'wsrep_cluster_status','wsrep_cluster_size','wsrep_ready','wsrep_local_state')",
+                         "'wsrep_cluster_status','wsrep_cluster_size','wsrep_ready','wsrep_local_state',"
+                         "'wsrep_cluster_conf_id')",
                    timeout=15)
     return dict(line.split("\t", 1) for line in out.splitlines() if "\t" in line)
 

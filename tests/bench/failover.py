@@ -73,7 +73,7 @@ from lab.names import CA_FILE  # noqa: E402
 from config.defaults import DEFAULTS, FAILOVER_ANCHORS  # noqa: E402
 from config.site import MERGED  # noqa: E402
 from config.files import MAINTENANCE_FILE  # noqa: E402
-from tests.bench.timeline import Request, load_records, percentile, write_svgs  # noqa: E402
+from tests.bench.timeline import Request, load_records, longest_ack_gap, percentile, write_svgs  # noqa: E402
 
 API = "keystone_internal"  # the API listener the clients use
 TABLE = "bench_failover"
@@ -201,6 +201,12 @@ class Loop:
         if first_fail is not None and self.events:
             worst = max(worst, self.events[-1][0] - first_fail)
         return worst
+
+    def ack_gap(self) -> float:
+        """The longest span between two acknowledgements (a request's start plus its latency,
+        for the answered ones): what a client waited for its next write to be acknowledged,
+        failed writes and stalled ones alike (issue 22: at most 5 s when the writer loses power)."""
+        return longest_ack_gap([(t, ok, lat) for t, ok, lat in self.events])
 
     def last_failure(self) -> float | None:
         fails = [t for t, ok, _ in self.events if not ok]
@@ -459,7 +465,7 @@ def run_fault(f: Fault) -> dict:
         "slug": f.slug, "fault": f.title, "holder": before, "new_holder": new, "vip_moved": vip_moved,
         "http_outage": http.outage(), "http_failed": http.failed, "http_total": len(http.events),
         "api_p50": http.latency(50), "api_p99": http.latency(99),
-        "db_outage": db.outage(), "db_failed": db.failed, "db_total": len(db.events),
+        "db_outage": db.outage(), "db_ack_gap": db.ack_gap(), "db_failed": db.failed, "db_total": len(db.events),
         "acked": len(db.acked), "lost": len(lost), "restore_notes": restore_notes,
         "at": time.strftime("%Y-%m-%d %H:%M %Z"),
         "stale": stale_figures, "witness": stale and stale.witness, "steps": steps,
@@ -572,8 +578,16 @@ def steps_note(r: dict) -> str:
                      for st in r.get("steps") or [])
 
 
+def ack_gap_of(r: dict) -> float:
+    """A result's longest acked-write gap: its figure, or from its DB requests (records kept
+    from before the figure was)."""
+    if r.get("db_ack_gap") is not None:
+        return r["db_ack_gap"]
+    return longest_ack_gap([(q.t, q.ok, q.latency) for q in r.get("requests") or [] if q.kind == "db"])
+
+
 FAILOVER_HEADER = ("fault", "profile", "VIP moved", "API failed", "API p50", "API p99",
-                   "failed-write window", "writes failed", "acked writes lost")
+                   "failed-write window", "longest acked-write gap", "writes failed", "acked writes lost")
 
 
 def failover_rows(by_profile: dict[str, list[dict]]) -> list[tuple[str, ...]]:
@@ -585,7 +599,7 @@ def failover_rows(by_profile: dict[str, list[dict]]) -> list[tuple[str, ...]]:
             fault = ((r["fault"] if i == 0 else "") + (f" ({note})" if note else "")).strip()
             rows.append((fault, profile,
                         fmt(r["vip_moved"]), f"{r['http_failed']}/{r['http_total']}", ms(r["api_p50"]),
-                        ms(r["api_p99"]), fmt(r["db_outage"]), f"{r['db_failed']}/{r['db_total']}",
+                        ms(r["api_p99"]), fmt(r["db_outage"]), fmt(ack_gap_of(r)), f"{r['db_failed']}/{r['db_total']}",
                         f"{'?' if r['lost'] is None else r['lost']} of {r['acked']}"))
     return rows
 
@@ -660,6 +674,8 @@ LEGEND = [
     "API p50 / p99: latency of the answered GETs over the same span.",
     f"failed-write window: the longest span from a failed DB write ({1 / DB_PERIOD:.0f}/s, reconnecting session, "
     f"{DB_READ_TIMEOUT:.0f} s read timeout) to the next acknowledged one.",
+    "longest acked-write gap: the longest span between two acknowledged DB writes (each write's start plus its "
+    "latency): the failed writes and the ones that waited for an answer, together.",
     "acked writes lost: acknowledged writes missing from the database afterwards (every one must be there; "
     "'?': not in an earlier records.json).",
     "maintenance: the fault instant is the start of `maintenance.py action=out` (pyinfra reads every controller "
@@ -701,7 +717,7 @@ def figures_of(requests: list[Request]) -> dict:
              for kind in ("api", "db")}
     http, db = loops["api"], loops["db"]
     return {"http_outage": http.outage(), "http_failed": http.failed, "http_total": len(http.events),
-            "api_p50": http.latency(50), "api_p99": http.latency(99), "db_outage": db.outage(),
+            "api_p50": http.latency(50), "api_p99": http.latency(99), "db_outage": db.outage(), "db_ack_gap": db.ack_gap(),
             "db_failed": db.failed, "db_total": len(db.events), "acked": len(db.events) - db.failed,
             "lost": None, "restore_notes": [], "stale": {}, "witness": None, "holder": None,
             "new_holder": None, "steps": [], "recorded": False}

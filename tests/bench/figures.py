@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.bench import records
+from tests.bench.timeline import longest_ack_gap
 
 ROOT = records.ROOT
 FAILOVER_DIR = records.DOCS / "bench-failover"
@@ -126,7 +127,11 @@ def failover_runs() -> list[dict]:
             if config is None:
                 raise ValueError(f"docs/bench-failover/records.json: {slug} ({run['profile']}, {fig.get('at')}) has no "
                                  "configuration: re-run it (the bench records it) or add it to configs.json with its source")
-            out.append({**fig, "slug": slug, "fault": fault["fault"], "profile": run["profile"],
+            # the longest acked-write gap from the requests (runs recorded before it was a figure)
+            gap = fig.get("db_ack_gap")
+            if gap is None:
+                gap = longest_ack_gap([(t, ok, lat) for t, kind, ok, lat in run["requests"] if kind == "db"])
+            out.append({**fig, "db_ack_gap": gap, "slug": slug, "fault": fault["fault"], "profile": run["profile"],
                         "vip_moved": run["vip_moved"], "config": config})
     return out
 
@@ -144,7 +149,7 @@ def profile_labels(runs: list[dict]) -> dict[int, str]:
 
 
 FAILOVER_HEADER = ("fault", "profile", "VIP moved", "API GETs failed", "API p50 / p99", "failed-write window",
-                   "writes failed", "timeline")
+                   "longest acked-write gap", "writes failed", "timeline")
 
 
 def failover_rows(runs: list[dict], page: str = "docs/failover.md") -> list[tuple[str, ...]]:
@@ -157,7 +162,7 @@ def failover_rows(runs: list[dict], page: str = "docs/failover.md") -> list[tupl
         rows.append((r["fault"] if first else "", labels[i], seconds(r["vip_moved"]),
                      f"{r['http_failed']} of {r['http_total']}",
                      f"{r['api_p50'] * 1000:.0f} / {r['api_p99'] * 1000:.0f} ms", seconds(r["db_outage"]),
-                     f"{r['db_failed']} of {r['db_total']}",
+                     seconds(r["db_ack_gap"]), f"{r['db_failed']} of {r['db_total']}",
                      f"[{r['slug']}.svg]({base}/{r['slug']}.svg)" if first else ""))
     return rows
 

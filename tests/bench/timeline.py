@@ -43,6 +43,18 @@ COLOUR = {True: "#2a9d3f", False: "#d62728"}
 VIP_COLOUR = "#1f5fbf"
 
 
+def longest_ack_gap(events) -> float:
+    """The longest span between consecutive acknowledgements of (start, ok, latency) events,
+    and from the last one to the end of a failure after it (a loop that ended failing); 0:
+    nothing answered."""
+    events = list(events)
+    acks = sorted(t + lat for t, ok, lat in events if ok)
+    if not acks:
+        return 0.0
+    tail = max((t + lat for t, ok, lat in events if not ok and t + lat > acks[-1]), default=acks[-1])
+    return max([b - a for a, b in zip(acks, acks[1:])] + [tail - acks[-1]])
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """The q-th percentile (0-100) of `values`, nearest rank; None when there are none."""
     if not values:

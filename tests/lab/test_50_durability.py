@@ -20,13 +20,19 @@
     transactions may write the same value (a lost update), and the final value equals the
     number of acknowledged increments, give or take the commits whose answer was lost in the
     failover (counted apart: their outcome is unknown to the client).
+(c) The price of a short evs.suspect_timeout (galera_suspect_timeout, 3 s: how long the commits
+    wait for a member that lost power): a member that only pauses must not be dropped. Under
+    write load, a backup member's mariadbd is stopped (SIGSTOP: no keepalive, no answer) for
+    one second less than the timeout, then continued: the cluster keeps its view (the same
+    wsrep_cluster_conf_id, size 3), no write fails, and the writes resume.
 """
 
 from __future__ import annotations
 
 import time
 
-from lab import drills
+import lab
+from lab import drills, sitemodel
 from lab.drills import Client, SessionClosed, Writer, log
 
 NODES = ("node01", "node02", "node03")
@@ -167,3 +173,40 @@ def test_concurrent_increments_across_a_database_failover_lose_no_update(healthy
         f"final value {final}; values written twice by acknowledged transactions: {duplicates}")
     assert duplicates == 0, "lost updates: two acknowledged transactions wrote the same value"
     assert len(acked) <= final <= len(acked) + unknown
+
+
+def test_a_member_paused_below_the_suspect_timeout_is_not_dropped(healthy):
+    table = "paused_member"
+    drills.prepare_writes(table)
+    writer = drills.db_node()
+    paused = [n for n in NODES if n != writer][-1]
+    pause = sitemodel.data("galera_suspect_timeout") - 1
+    view = drills.wsrep(writer).get("wsrep_cluster_conf_id")
+    writers = [Writer(table, f"p{i}") for i in range(2)]
+    for w in writers:
+        w.start()
+    try:
+        time.sleep(3)
+        before = sum(len(w.acked) for w in writers)
+        pid = lab.exec_(paused, ["pgrep", "-x", "mariadbd"], timeout=30).stdout.split()[0]
+        lab.exec_(paused, ["kill", "-STOP", pid], timeout=30)
+        t0 = time.monotonic()
+        try:
+            time.sleep(pause)
+        finally:
+            lab.exec_(paused, ["kill", "-CONT", pid], timeout=30)
+        held = time.monotonic() - t0
+        time.sleep(5)
+    finally:
+        for w in writers:
+            w.stopping.set()
+        for w in writers:
+            w.join(timeout=30)
+    after = sum(len(w.acked) for w in writers)
+    states = {n: drills.wsrep(n) for n in NODES}
+    log(f"{paused}'s mariadbd stopped {held:.1f} s (galera_suspect_timeout {pause + 1} s): {after - before} writes "
+        f"acknowledged after the pause began, {sum(w.failures for w in writers)} failed; views "
+        f"{ {n: st.get('wsrep_cluster_conf_id') for n, st in states.items()} }")
+    assert all(st.get("wsrep_cluster_conf_id") == view and st.get("wsrep_cluster_size") == "3" for st in states.values()), states
+    assert sum(w.failures for w in writers) == 0
+    assert after > before

@@ -46,11 +46,13 @@ def test_every_table_with_figures_is_checked_or_declared_settings():
 
 
 @pytest.mark.parametrize("old, new, words", [
-    ("| 9.1 / 10.3 | 9.1 / 10.4 | 26.9 |", "| 9.1 / 20.3 | 9.1 / 10.4 | 26.9 |", ["stale connections", "'9.1 / 20.3'", "'9.1 / 10.3'"]),
+    ("| 9.1 / 10.3 | 9.1 / 10.3 | 26.8 |", "| 9.1 / 20.3 | 9.1 / 10.3 | 26.8 |", ["stale connections", "'9.1 / 20.3'", "'9.1 / 10.3'"]),
     ("| 6.4 s | 1.16 s | 5.5x |", "| 6.40 s | 1.16 s | 5.5x |", ["no-op", "'6.40 s'"]),
     ("| 0.92 ms | 1040 writes/s |", "| 0.92 ms | 1104 writes/s |", ["durability", "'1104 writes/s'"]),
-    ("| **0 of 594** |", "| **0 of 593** |", ["failover", "'0 of 593'"]),
-    ("| deployed (keepalived_serve_check False, mariadb_connect_timeout 500ms) | 0.6 s |", "| deployed | 0.6 s |",
+    ("| 0 of 578 |", "| 0 of 577 |", ["failover", "'0 of 577'"]),
+    ("| 4.2 s | 1 of 257 |", "| 4.0 s | 1 of 257 |", ["failover", "'4.0 s'"]),
+    ("| deployed (galera_suspect_timeout 5, keepalived_serve_check False, mariadb_connect_timeout 500ms) | 0.6 s |",
+     "| deployed | 0.6 s |",
      ["failover", "'profile'", "mariadb_connect_timeout 500ms"]),
     ("took 123 s", "took 120 s", ["first deploy 120 s", "the record says 123 s"]),
     ("| 15.7 s (33 MB/s) | 2.6 s |", "| 12.7 s (33 MB/s) | 2.6 s |", ["backup table", "'12.7 s (33 MB/s)'"]),
@@ -104,9 +106,12 @@ def test_rows_are_told_apart_by_the_configuration_they_ran_under():
     labels = figures.profile_labels(runs)
     by = {(r["slug"], r["profile"]): labels[i] for i, r in enumerate(runs)}
     assert by[("haproxy-stopped", "anchors")] == "anchors"  # every anchors run had the same settings
-    assert by[("holder-power-cut", "deployed")] == "deployed (keepalived_serve_check False, mariadb_connect_timeout 1500ms)"
-    assert by[("backend-power-cut", "deployed")] == "deployed (keepalived_serve_check False, mariadb_connect_timeout 500ms)"
-    assert by[("writer-cut-off", "deployed")] == "deployed (keepalived_serve_check True, mariadb_connect_timeout 1500ms)"
+    assert by[("holder-power-cut", "deployed")] == ("deployed (galera_suspect_timeout 3, keepalived_serve_check True, "
+                                                    "mariadb_connect_timeout 1500ms)")
+    assert by[("maintenance", "deployed")] == ("deployed (galera_suspect_timeout 5, keepalived_serve_check False, "
+                                               "mariadb_connect_timeout 500ms)")
+    assert by[("writer-cut-off", "deployed")] == ("deployed (galera_suspect_timeout 3, keepalived_serve_check True, "
+                                                  "mariadb_connect_timeout 1500ms)")
     # settings that do not differ are not named
     same = [dict(r, config=runs[1]["config"]) if r["profile"] == "deployed" else r for r in runs]
     assert {figures.profile_labels(same)[i] for i, r in enumerate(same) if r["profile"] == "deployed"} == {"deployed"}

@@ -268,6 +268,7 @@ OVERRIDES = {
     "galera_cluster_name": {"galera_cluster_name": "cloud2"},
     "galera_sst_method": {"galera_sst_method": "rsync"},
     "galera_gcache_size": {"galera_gcache_size": "2G"},
+    "galera_suspect_timeout": {"galera_suspect_timeout": 5},
     "mariadb_port": {"mariadb_port": 3307},
     "mariadb_check_method": {"mariadb_check_method": "mysql-check", "mariadb_check_port": 3306},
     "mariadb_check_port": {"mariadb_check_port": 9201},

@@ -63,7 +63,7 @@ def test_sst_password_reads_back_through_my_print_defaults(tmp_path, password):
     assert proc.returncode == 0, proc.stderr
     options = proc.stdout.split("\n")
     assert f"--wsrep_sst_auth=sst:{password}" in options
-    assert "--wsrep_on=ON" in options and any(o.startswith("--wsrep_provider_options=pc.recovery=TRUE; gcache.size=512M; gmcast.listen_addr=tcp://") for o in options)
+    assert "--wsrep_on=ON" in options and any(o.startswith("--wsrep_provider_options=pc.recovery=TRUE; gcache.size=512M; evs.suspect_timeout=PT3S; gmcast.listen_addr=tcp://") for o in options)
     shown = mask(content, values)
     placeholder = f"sst:{PLACEHOLDERS['mariadb_sst_password']}"
     # masked where the value was quoted: the quotes stay, the value is gone
