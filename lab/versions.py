@@ -18,7 +18,7 @@ from config.packages import SAME_SOURCE, UNIT_OF
 from facts.galera import SOCKET_UNITS
 from facts.packages import PackageVersions
 from lab.clients import wsrep
-from lab.machines import exec_
+from lab.machines import sh
 from lab.names import LabError
 from lab.waits import log, wait_for
 from operations.upgrade_plan import STOP_ORDER
@@ -27,13 +27,6 @@ from operations.upgrade_plan import STOP_ORDER
 # release's and the security archive's) most of the time.
 PACKAGES = ("mariadb-server", "haproxy", "memcached")
 POLICY = "/usr/sbin/policy-rc.d"
-
-
-def sh(node: str, command: str, timeout: float = 900) -> str:
-    run = exec_(node, ["bash", "-c", command], timeout=timeout)
-    if run.returncode != 0:
-        raise LabError(f"{node}: {command[:300]}: exit {run.returncode}: {(run.stdout + run.stderr)[-1500:]}")
-    return run.stdout
 
 
 def versions(node: str, packages) -> dict:
