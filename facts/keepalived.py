@@ -53,6 +53,36 @@ class VipHolder(FactBase):
 # also when the read is cut (the trap).
 DUMP = "/tmp/keepalived.data"
 DUMP_CLEANUP = f"rm -f {DUMP} /tmp/keepalived_parent.data"
+# What KeepalivedState prints of the dump: each `VRRP Instance = <name>` line as INSTANCE<name>,
+# each `State = <state>` line as STATE<state>. The dump has a `State =` line per interface and
+# script too: an instance's state is the line right after its name (the one rule that
+# instance_states() reads in Python and ready_check() in shell).
+INSTANCE = "__instance="
+STATE = "__vrrp="
+READ_DUMP = f"sed -n -e 's/^ *VRRP Instance = /{INSTANCE}/p' -e 's/^ *State = /{STATE}/p'"
+# The states in which an instance may take its VIP (FAULT: check_alive failing, or maintenance).
+TAKES_VIP = ("BACKUP", "MASTER")
+
+
+def instance_states(lines) -> dict[str, str | None]:
+    """{instance: its state} of KeepalivedState's output: the line right after an INSTANCE
+    line, when that is a STATE line with a state (else None)."""
+    lines = [x.strip() for x in lines]
+    out = {}
+    for line, after in zip(lines, lines[1:] + [""]):
+        if line.startswith(INSTANCE):
+            out[line[len(INSTANCE):]] = (after[len(STATE):] or None) if after.startswith(STATE) else None
+    return out
+
+
+def ready_check(states: str | None = None) -> str:
+    """Shell that succeeds when the output of `states` (by default KeepalivedState's own
+    command; anything that prints as it does) names a VRRP instance and every instance's state
+    (the line right after its name) is one of TAKES_VIP: this controller may take the VIP."""
+    states = states or KeepalivedState().command()
+    ready = "|".join(TAKES_VIP)
+    return (f"v=$({states} | awk '/^{INSTANCE}/{{getline; print}}'); "
+            f"test -n \"$v\" && ! echo \"$v\" | grep -qvxE '{STATE}({ready})'")
 
 
 class KeepalivedState(FactBase):
@@ -79,7 +109,7 @@ class KeepalivedState(FactBase):
             f"if [ \"$a\" = active ] && test -s {pid}; then "
             f"trap {shlex.quote(DUMP_CLEANUP)} EXIT; {DUMP_CLEANUP}; kill -USR1 $(cat {pid}); "
             f"for i in $(seq 30); do grep -q '^ *State = ' {DUMP} 2>/dev/null && break; sleep 0.1; done; "
-            f"sed -n -e 's/^ *VRRP Instance = /__instance=/p' -e 's/^ *State = /__vrrp=/p' {DUMP} 2>/dev/null; "
+            f"{READ_DUMP} {DUMP} 2>/dev/null; "
             f"{DUMP_CLEANUP}; fi; true",
         )
 
@@ -89,19 +119,14 @@ class KeepalivedState(FactBase):
                   "error": failure(body, rc, missing, "systemctl is-active keepalived")}
         if result["error"]:
             return result
-        instance = None
         for line in (x.strip() for x in body):
-            if line.startswith("__instance="):
-                instance = line[len("__instance="):]
-            elif line.startswith("__vrrp="):
-                state = line[len("__vrrp="):] or None
+            if line.startswith(STATE):
+                # the first: the internal VIP's instance (also in an output that names no instance)
                 if result["vrrp_state"] is None:
-                    result["vrrp_state"] = state
-                if instance and state:
-                    result["vrrp_states"][instance] = state
-                instance = None
-            elif line and result["active"] is None:
+                    result["vrrp_state"] = line[len(STATE):] or None
+            elif line and not line.startswith(INSTANCE) and result["active"] is None:
                 result["active"] = line
+        result["vrrp_states"] = {i: st for i, st in instance_states(body).items() if st}
         if result["active"] is None:
             result["error"] = "systemctl is-active keepalived printed nothing"
         elif result["active"] == "active" and result["vrrp_state"] is None:

@@ -225,6 +225,15 @@ def exec_(name: str, cmd, timeout: float = CMD_TIMEOUT, via: str = "nsenter",
     return subprocess.CompletedProcess(argv, p.returncode, out, err)
 
 
+def sh(name: str, command: str, timeout: float = 900) -> str:
+    """`command` run by bash in the node; its stdout. A non-zero exit raises LabError with the
+    command's start and its output's end (the lab's set-up and the benches: a step that must work)."""
+    run = exec_(name, ["bash", "-c", command], timeout=timeout)
+    if run.returncode != 0:
+        raise LabError(f"{name}: {command[:300]}: exit {run.returncode}: {(run.stdout + run.stderr)[-1500:]}")
+    return run.stdout
+
+
 def _kill_tree(p: subprocess.Popen, own_group: bool) -> None:
     with contextlib.suppress(ProcessLookupError):
         if own_group:

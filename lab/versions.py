@@ -17,7 +17,8 @@ import shlex
 from config.packages import SAME_SOURCE, UNIT_OF
 from facts.galera import SOCKET_UNITS
 from facts.packages import PackageVersions
-from lab.machines import exec_
+from lab.clients import wsrep
+from lab.machines import sh
 from lab.names import LabError
 from lab.waits import log, wait_for
 from operations.upgrade_plan import STOP_ORDER
@@ -26,13 +27,6 @@ from operations.upgrade_plan import STOP_ORDER
 # release's and the security archive's) most of the time.
 PACKAGES = ("mariadb-server", "haproxy", "memcached")
 POLICY = "/usr/sbin/policy-rc.d"
-
-
-def sh(node: str, command: str, timeout: float = 900) -> str:
-    run = exec_(node, ["bash", "-c", command], timeout=timeout)
-    if run.returncode != 0:
-        raise LabError(f"{node}: {command[:300]}: exit {run.returncode}: {(run.stdout + run.stderr)[-1500:]}")
-    return run.stdout
 
 
 def versions(node: str, packages) -> dict:
@@ -89,10 +83,13 @@ def install_by_hand(node: str, wanted: dict[str, str], members: int) -> None:
         f"systemctl disable -q {' '.join(SOCKET_UNITS)} 2>/dev/null; exit $rc"]))
     sh(node, " && ".join(f"systemctl start {u}" for u in reversed(units)) or "true")
     if "mariadb" in units:
-        query = "SHOW GLOBAL STATUS WHERE Variable_name IN ('wsrep_local_state_comment','wsrep_cluster_size')"
-        wait_for(f"{node} Synced in a cluster of {members}", lambda: sorted(
-            sh(node, f"mysql -N -e \"{query}\"", timeout=30).split()) == sorted(
-            ["wsrep_cluster_size", str(members), "wsrep_local_state_comment", "Synced"]), timeout=300, interval=2)
+        wait_for(f"{node} Synced in a cluster of {members}", lambda: _synced(wsrep(node), members),
+                 timeout=300, interval=2)
+
+
+def _synced(status: dict[str, str], members: int) -> bool:
+    """`status` (lab.clients.wsrep) is that of a Synced member of a cluster of `members`."""
+    return status.get("wsrep_local_state_comment") == "Synced" and status.get("wsrep_cluster_size") == str(members)
 
 
 def roll_by_hand(nodes: list[str], wanted: dict[str, str]) -> None:

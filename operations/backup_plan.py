@@ -255,9 +255,10 @@ def restore(manifests: list[Manifest], target: str | None, sha256s: dict[str, st
         said = "; ".join(describe(n, states[n]) for n in running)
         refusals.append(f"restore onto a running cluster ({said}): stop mariadb on every node first "
                         "(a node that did not answer counts as running)")
-    if disaster and not confirmed:
+    if disaster and not confirmed:  # one line, both ways of confirming
         refusals.append(f"a disaster restore replaces the cluster's data (set aside, never deleted): "
-                        f"confirm with {CONFIRM_SWITCH}={chosen.id}")
+                        f"confirm with --data confirm={chosen.id} or {CONFIRM_SWITCH}={chosen.id} "
+                        f"(make restore BACKUP={target or 'latest'} CONFIRM={chosen.id})")
     return Restore(not refusals, tuple(m.id for m in chain), chosen.position, tuple(refusals))
 
 
@@ -286,7 +287,6 @@ def disaster(manifests: list[Manifest], target: str | None, sha256s: dict[str, s
     + broken: the manifests of the backup directory that could not be read (said with a refusal)
     """
     chosen = pick(list(manifests), target)
-    named = chosen.id if chosen else target
     extra = []
     if node not in order:
         extra.append(f"{node} is not a controller of this site: backup_node names where the backups are")
@@ -298,10 +298,7 @@ def disaster(manifests: list[Manifest], target: str | None, sha256s: dict[str, s
         extra.append(f"the confirmation names {confirm}, the backup restored would be {chosen.id}: confirm that one")
     decided = restore(manifests, target, sha256s, stopped_cluster(states), states, disaster=True,
                       confirmed=confirmed or bool(confirm))
-    refusals = list(decided.refusals) + extra
-    if chosen is not None and not confirm:
-        refusals.append(f"a disaster restore replaces the cluster's data (set aside, never deleted): "
-                        f"confirm with --data confirm={named} (make restore BACKUP={target or 'latest'} CONFIRM={named})")
+    refusals = list(decided.refusals) + extra  # unconfirmed: restore() said how to confirm
     if refusals and broken:
         refusals.append(f"{len(broken)} manifest(s) in the backup directory could not be read: {'; '.join(broken)}")
     return Restore(not refusals, decided.chain, decided.position, tuple(refusals))

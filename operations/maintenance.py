@@ -25,7 +25,7 @@ from operations.steps import clear_pending
 from facts.galera import GaleraNode
 from facts.haproxy_api import all_maint, api, maint_line, replay
 from facts.host import Maintenance
-from facts.keepalived import KeepalivedState, VipHolder
+from facts.keepalived import KeepalivedState, VipHolder, ready_check
 from facts.rabbitmq import RabbitmqCluster
 from operations.before import cluster_fact_args, facts_of_all_controllers
 from operations.common import controllers_in_run, decided_once, once, shell, site, unit_log, wait_until
@@ -129,12 +129,7 @@ def vip_ready(node: str) -> StringCommand:
     when the health report ran)."""
     s = site()
     seconds = s["keepalived_check_rise"] * s["keepalived_check_interval"] + VIP_SECONDS
-    states = KeepalivedState().command()
-    # keepalived's dump has a `State =` line per interface and script too: an instance's state
-    # is the line right after its name (as KeepalivedState reads it)
-    check = (f"v=$({states} | awk '/^__instance=/{{getline; print}}'); "
-             f"test -n \"$v\" && ! echo \"$v\" | grep -qvxE '__vrrp=(BACKUP|MASTER)'")
-    return wait_until(check, f"keepalived on {node} out of FAULT (check_alive passed again: it may take the VIP)", seconds,
+    return wait_until(ready_check(), f"keepalived on {node} out of FAULT (check_alive passed again: it may take the VIP)", seconds,
                       on_fail=f"echo '{node}: keepalived stays in FAULT: HAProxy not serving, or check_alive failing "
                               "(journalctl -u keepalived)' >&2")
 

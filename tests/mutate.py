@@ -76,6 +76,11 @@ EQUIVALENT: dict[tuple[str, str, str], str] = {
         "an integer at the limit already passed plain.why() above: this line only sees v outside 1..limit",
     ("operations/upgrade_plan.py", "if Version(wanted) < Version(installed):", "< -> <="):
         "an installed version equal to the pin was skipped above (`continue`): here they differ, < and <= agree",
+    ("operations/upgrade_plan.py", 'if name not in flags or (f.get("state") != "enabled" and not _blocks(flags[name])) '
+     'or _blocks(f):', "!= -> =="):
+        "the merged flags are read only through _blocks(): a stored flag that blocks is replaced only by one that "
+        "blocks, with or without the middle clause, so a flag blocks iff some node's does; the clause only picks "
+        "which non-blocking dict is kept (every stability x state on 1-3 nodes checked alike)",
     ("operations/upgrade_plan.py", "AWAY = 2", "2 -> 3"):
         "any marker value but 0 is FAULT to keepalived and only 1 is maintenance to the Maintenance fact: 3 acts as 2",
     **{("operations/backup_plan.py", 'what = f"the last full {sized.id}\'s {_mib(base)}" if sized and sized.artifact_bytes is not None else f"the datadir\'s {_mib(base or 0)}"', change): "`what` is said only when free_bytes < need, which needs a "

@@ -31,23 +31,16 @@ sys.path.insert(0, str(ROOT))
 import lab  # noqa: E402
 from config import backup as backup_config  # noqa: E402
 from lab import drills, sitemodel  # noqa: E402
-from lab.machines import exec_  # noqa: E402
+from lab.machines import sh  # noqa: E402
 from tests.bench import records  # noqa: E402
 
 TABLE_MB = 200  # the bench table's size: 1 KiB rows
 MORE_WRITES = 4000
 
 
-def sh(node: str, command: str, timeout: float = 3600) -> str:
-    run = exec_(node, ["bash", "-c", command], timeout=timeout)
-    if run.returncode != 0:
-        raise SystemExit(f"bench-backup: {node}: {command}: {run.stdout}{run.stderr}")
-    return run.stdout.strip()
-
-
 def timed(node: str, command: str) -> float:
     started = time.monotonic()
-    sh(node, command)
+    sh(node, command, timeout=3600)
     return time.monotonic() - started
 
 
@@ -65,7 +58,7 @@ def grow() -> None:
 
 
 def newest(node: str, directory: str) -> dict:
-    ident = sh(node, f"cat {directory}/chain")
+    ident = sh(node, f"cat {directory}/chain").strip()
     return json.loads(sh(node, f"cat {directory}/{ident}{backup_config.MANIFEST_SUFFIX}"))
 
 

@@ -304,7 +304,7 @@ RESTORE = [
     ("a backup without galera-info", [mf("f0", uuid=None)], "f0", {"f0": art("f0")}, UUID, FRESH, False, False,
      r"f0 was taken without galera-info"),
     ("a disaster restore not confirmed", [FULL], "f1", shas(FULL), UUID, STOPPED_ALL, True, False,
-     rf"confirm with {CONFIRM_SWITCH}=f1"),
+     rf"confirm with --data confirm=f1 or {CONFIRM_SWITCH}=f1 \(make restore BACKUP=f1 CONFIRM=f1\)"),
     ("a full that failed its verification", [mf("f0", verified=False, note="mariadbd did not start")], "f0",
      {"f0": art("f0")}, UUID, FRESH, False, False, r"f0 failed its verification \(mariadbd did not start\)"),
     ("an incremental on a full that failed its verification", [mf("f0", verified=False, note="mariadbd did not start"),
@@ -332,7 +332,8 @@ def test_restore(case, manifests, target, sums, cluster, states, disaster, confi
 def test_a_restore_is_not_a_disaster_unless_said_and_a_disaster_is_not_confirmed_unless_said():
     assert restore([FULL], "f1", shas(FULL), UUID, FRESH).allowed
     got = restore([FULL], "f1", shas(FULL), UUID, STOPPED_ALL, disaster=True)
-    assert not got.allowed and got.refusals[-1].endswith(f"confirm with {CONFIRM_SWITCH}=f1"), got.refusals
+    assert not got.allowed and got.refusals[-1].endswith(f"confirm with --data confirm=f1 or {CONFIRM_SWITCH}=f1 (make restore BACKUP=f1 CONFIRM=f1)"), \
+        got.refusals
 
 
 def test_each_refusal_of_the_issue_has_a_row():

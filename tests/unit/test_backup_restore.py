@@ -454,7 +454,7 @@ DISASTER = [
     ("a node missing from the picture: refused", [F1], "f1", sums(F1), {"node01": STOPPED, "node03": STOPPED}, "f1",
      r"the Galera state of node02 was not read"),
     ("no confirmation: refused, saying how", [F1, I1], None, sums(F1, I1), ALL_STOPPED, None,
-     r"confirm with HA_RESTORE_CONFIRM=i1 \| .*confirm with --data confirm=i1 \(make restore BACKUP=latest CONFIRM=i1\)"),
+     r"confirm with --data confirm=i1 or HA_RESTORE_CONFIRM=i1 \(make restore BACKUP=latest CONFIRM=i1\)"),
     ("a confirmation of another backup: refused", [F1, I1], None, sums(F1, I1), ALL_STOPPED, "f1",
      r"the confirmation names f1, the backup restored would be i1"),
     ("sha256 mismatch: refused", [F1, I1], "i1", {**sums(F1, I1), "f1": "0" * 64}, ALL_STOPPED, "i1",
@@ -485,6 +485,13 @@ def test_a_confirmation_of_another_backup_is_said_once():
     """The operator confirmed: told which backup to name, not asked to confirm another way too."""
     d = disaster([F1, I1], None, sums(F1, I1), ALL_STOPPED, ORDER, "node03", "f1")
     assert d.refusals == ("the confirmation names f1, the backup restored would be i1: confirm that one",)
+
+
+def test_no_confirmation_is_said_once_naming_both_ways():
+    """Unconfirmed: one line that names --data confirm= and the environment's HA_RESTORE_CONFIRM=."""
+    d = disaster([F1, I1], None, sums(F1, I1), ALL_STOPPED, ORDER, "node03", None)
+    assert d.refusals == ("a disaster restore replaces the cluster's data (set aside, never deleted): confirm with "
+                          "--data confirm=i1 or HA_RESTORE_CONFIRM=i1 (make restore BACKUP=latest CONFIRM=i1)",)
 
 
 # --- restore.py planned offline ---------------------------------------------------------------------------

@@ -9,12 +9,14 @@ framing edge cases (no tool, cut short, timed out), not captures.
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 
 import pytest
 from healthkit import capture, capture_text, lines
 
 from healthkit import F
+import facts.keepalived as K
 
 
 def test_vip_holder_and_standby():
@@ -255,6 +257,42 @@ def test_keepalived_state_reads_every_instance_of_the_dump(tmp_path):
     result = F.KeepalivedState().process(["active", *out.splitlines(), "__rc=0"])
     assert result == {"active": "active", "vrrp_state": "MASTER",
                       "vrrp_states": {"internal_vip_77": "MASTER", "external_vip_78": "FAULT"}, "error": None}
+
+
+def ready_on(tmp_path, dump: str) -> int:
+    """The exit status of facts.keepalived.ready_check under sh on `dump` (a keepalived data
+    file), read by the fact's own sed (no keepalived, no signal)."""
+    (tmp_path / "keepalived.data").write_text(dump)
+    return subprocess.run(["sh", "-c", K.ready_check(f"{K.READ_DUMP} keepalived.data")], cwd=tmp_path,
+                          capture_output=True, text=True).returncode
+
+
+def test_ready_check_on_the_dump_passes_only_with_every_instance_backup_or_master(tmp_path):
+    assert ready_on(tmp_path, KEEPALIVED_DATA) == 1  # external_vip_78 in FAULT
+    assert ready_on(tmp_path, KEEPALIVED_DATA.replace("FAULT", "BACKUP")) == 0
+    assert ready_on(tmp_path, "") == 1  # no dump: never ready
+    # an interface's or script's `State =` after a ready instance does not make a FAULT one ready
+    assert ready_on(tmp_path, KEEPALIVED_DATA.replace("   Status = GOOD\n", "   State = BACKUP\n")) == 1
+
+
+@pytest.mark.parametrize("printed, ready", [
+    ([], False),
+    (["__vrrp=BACKUP"], False),  # no instance named (keepalived before the instance lines): never ready
+    (["__instance=a", "__vrrp=MASTER"], True),
+    (["__instance=a", "__vrrp=MASTER", "__instance=b", "__vrrp=BACKUP"], True),
+    (["__instance=a", "__vrrp=MASTER", "__instance=b", "__vrrp=FAULT"], False),
+    (["__instance=a", "__vrrp=FAULT", "__vrrp=MASTER"], False),  # the next State is an interface's
+    (["__instance=a", "__instance=b", "__vrrp=MASTER"], False),  # a: no state line after its name
+    (["__instance=a", "__vrrp=MASTER", "__instance=b"], False),
+    (["__instance=a", "__vrrp="], False),
+    (["__instance=a", "__vrrp=MASTERS"], False),
+])
+def test_ready_check_and_the_fact_read_instance_states_alike(printed, ready):
+    # The shell check (maintenance's vip_ready) and the fact's Python (the health report) on the
+    # same output: both by the one rule, the line right after an instance's name is its state.
+    rc = subprocess.run(["sh", "-c", K.ready_check(f"printf '%s\\n' {shlex.join(printed)}")]).returncode
+    states = K.instance_states(printed)
+    assert (rc == 0) == ready == (bool(states) and all(st in K.TAKES_VIP for st in states.values()))
 
 
 FACTS_AND_ARGS = [
