@@ -11,10 +11,10 @@ HOST_KEYS = {
 }
 # Keys a controller's host data may carry (needed only when a site key asks for them).
 HOST_OPTIONAL_KEYS = {
-    # galera_tls / rabbitmq_tls: this controller's certificate (its chain) then its unencrypted
+    # galera_tls / rabbitmq_tls / rabbitmq_amqp_tls: this controller's certificate (its chain) then its unencrypted
     # private key, one PEM file on the machine that deploys (relative to the repository root, or
     # absolute; mode 0600, never in git). The certificate names the node's address (and its name).
-    "tls_node_pem": "the PEM file (certificate, then key) of this controller for galera_tls and rabbitmq_tls",
+    "tls_node_pem": "the PEM file (certificate, then key) of this controller for galera_tls, rabbitmq_tls and rabbitmq_amqp_tls",
 }
 
 DEFAULTS = {
@@ -179,9 +179,26 @@ DEFAULTS = {
     # broker, then they start together (as for a new Erlang cookie): a short outage of AMQP.
     "rabbitmq_tls": False,
     # The CA certificate (PEM, no key) that signed every controller's tls_node_pem, on the machine
-    # that deploys (relative to the repository root, or absolute); needed with galera_tls or rabbitmq_tls.
+    # that deploys (relative to the repository root, or absolute); needed with galera_tls,
+    # rabbitmq_tls or rabbitmq_amqp_tls.
     "peer_tls_ca_file": None,
     "rabbitmq_port": 5672,
+    # AMQP over TLS for the OpenStack services (openstack-ansible's rabbitmq_use_ssl), off by
+    # default: a TLS listener on rabbitmq_amqp_tls_port of each node's address, with the node's
+    # certificate (tls_node_pem, the CA of peer_tls_ca_file: the services check it with
+    # oslo.messaging's ssl_ca_file), TLS 1.2+ and the VIP's cipher policy (haproxy_tls_ciphers and
+    # _ciphersuites). A change of rabbitmq.conf: a rolling restart, one broker at a time (nodes
+    # with and without the listener cluster together; clients reconnect to another broker).
+    "rabbitmq_amqp_tls": False,
+    "rabbitmq_amqp_tls_port": 5671,
+    # The plain AMQP listener (rabbitmq_port) stays open beside the TLS one while the services
+    # move their transport_url to TLS (openstack-ansible keeps both); False closes it, allowed
+    # only with rabbitmq_amqp_tls (a broker no client reaches is refused).
+    "rabbitmq_amqp_plain": True,
+    # Client certificates: False (the default, as oslo.messaging's services present none unless
+    # told to) asks for none; True requires one signed by the CA of peer_tls_ca_file
+    # (verify_peer, fail_if_no_peer_cert): every service then needs ssl_cert_file and ssl_key_file.
+    "rabbitmq_amqp_tls_verify_peer": False,
     "rabbitmq_management_port": 15672,
     "rabbitmq_partition_handling": "pause_minority",
     # A fraction of RAM (0.4) or an absolute size ("2GiB").

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from config import backup, firewall, monitoring, peer_tls
+from config import amqp_tls, backup, firewall, monitoring, peer_tls
 from config.site import Site
 from config.defaults import EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
 from config.paths import (  # the paths this table installs (importers of config.files may read them here too)
@@ -58,8 +58,9 @@ FILES = (
     *(("galera", f"tls/{n}.j2", f"{peer_tls.GALERA_TLS_DIR}/{n}", "0640", "root", "mysql", n == peer_tls.KEY_NAME)
       for n in (peer_tls.CA_NAME, peer_tls.CERT_NAME, peer_tls.KEY_NAME)),
     ("galera", "mariadb/galera.cnf.j2", GALERA_CNF, "0640", "root", "mysql", False),
-    # rabbitmq_tls only: the same material in RabbitMQ's copy, and the Erlang distribution's TLS
-    # options, before the rabbitmq-env.conf that names them.
+    # rabbitmq_tls or rabbitmq_amqp_tls: the same material in RabbitMQ's copy, before the
+    # rabbitmq.conf (AMQP's listener) that names it; rabbitmq_tls only: the Erlang distribution's
+    # TLS options, before the rabbitmq-env.conf that names them.
     *(("rabbitmq", f"tls/{n}.j2", f"{peer_tls.RABBITMQ_TLS_DIR}/{n}", "0640", "root", "rabbitmq", n == peer_tls.KEY_NAME)
       for n in (peer_tls.CA_NAME, peer_tls.CERT_NAME, peer_tls.KEY_NAME)),
     ("rabbitmq", "rabbitmq/inter_node_tls.config.j2", peer_tls.DIST_OPTFILE, "0640", "root", "rabbitmq", False),
@@ -112,15 +113,18 @@ BACKUP_PATHS = tuple(row[2] for row in FILES if row[0] == "backup")  # removed w
 
 def wanted(component: str, site: Site, template: str = "", name: str = "", path: str = "") -> bool:
     """Whether a site's controller `name` gets a file (of a component): the HTTP check only with
-    httpchk, the certificate only with haproxy_tls, the peers' TLS material with galera_tls or
-    rabbitmq_tls (each its component's), the firewall only with firewall, the apt pins
+    httpchk, the certificate only with haproxy_tls, the peers' TLS material with galera_tls, or
+    with rabbitmq_tls or rabbitmq_amqp_tls (each its component's; the Erlang distribution's
+    options with rabbitmq_tls only), the firewall only with firewall, the apt pins
     only with package_versions, the backups' files only on the backup node of a site that takes
     them (the incremental timer only with its calendar), monitoring only with monitoring_enabled."""
     if component == "backup":
         return (site.data["backup_enabled"] and name == backup.node([c.name for c in site.controllers], site.data)
                 and not (path.endswith("-incremental.timer") and site.data["backup_incremental_calendar"] is None))
-    if template.startswith("tls/") or template == "rabbitmq/inter_node_tls.config.j2":
-        return site.data[peer_tls.SWITCH_OF[component]]
+    if template == "rabbitmq/inter_node_tls.config.j2":
+        return site.data["rabbitmq_tls"]
+    if template.startswith("tls/"):
+        return any(site.data[k] for k in peer_tls.SWITCH_OF[component])
     if template == "haproxy/tls.pem.j2":
         return site.data["haproxy_tls"]
     if template == "keepalived/check_serving.py.j2":
@@ -193,6 +197,7 @@ def render_template(template: str, site: Site, name: str, secrets: dict[str, str
         peer=peer_tls.material(site, name, secrets) if template.startswith("tls/") else None,
         peer_paths={c: peer_tls.paths(c) for c in peer_tls.DIRS},
         dist_optfile=peer_tls.DIST_OPTFILE,
+        amqp_ciphers=amqp_tls.ciphers(site.data) if template == "rabbitmq/rabbitmq.conf.j2" else (),
         secrets=secrets,
         managed=MANAGED,
     )

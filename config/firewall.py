@@ -11,8 +11,8 @@ project does not open stay as they were. Three kinds of port:
   transfer: every OpenStack credential);
 - the VIP's listeners: the client networks (`firewall_client_networks`, default the internal
   network) and always the controllers (their OpenStack services are the VIP's clients);
-- on the node address for clients: AMQP (agents on compute nodes talk to the brokers
-  directly);
+- on the node address for clients: AMQP, and AMQP over TLS with rabbitmq_amqp_tls (agents on
+  compute nodes talk to the brokers directly);
 - the operators' listeners: the HAProxy stats page (node address, behind its password) and the
   catalogue's `admin` listeners on the VIP (RabbitMQ management): `admin_networks` and always
   the controllers (default: the controllers only); HAProxy refuses other sources as well;
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from config import amqp_tls
 from config.defaults import DIST_PORT_OFFSET, EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_PORT
 from config.site import Site
 
@@ -84,7 +85,7 @@ def rules(site: Site) -> Rules:
             admin_vip_ports |= ports
         if svc.public:
             external_ports |= ports
-    client_ports = {d[k] for k in CLIENT_NODE_PORT_KEYS}
+    client_ports = {d[k] for k in CLIENT_NODE_PORT_KEYS} | set(amqp_tls.listen_ports(d))
     admin_ports = {d[k] for k in ADMIN_NODE_PORT_KEYS}
     cluster = {GALERA_PORT, GALERA_IST_PORT, GALERA_SST_PORT, EPMD_PORT, d["rabbitmq_port"] + DIST_PORT_OFFSET,
                d["memcached_port"], d["mariadb_port"], d["rabbitmq_management_port"]}

@@ -1,5 +1,6 @@
-"""TLS between the controllers (galera_tls, rabbitmq_tls): the certificate material as data, the
-files each daemon reads, and preflight's checks of it.
+"""TLS between the controllers (galera_tls, rabbitmq_tls) and AMQP over TLS for the OpenStack
+services (rabbitmq_amqp_tls, config/amqp_tls.py): the certificate material as data, the files each
+daemon reads, and preflight's checks of it.
 
 The material is two kinds of file on the machine that deploys, never in git: the CA certificate
 (site key peer_tls_ca_file) and, per controller, its certificate (chain) followed by its
@@ -29,11 +30,14 @@ from config.paths import GALERA_TLS_DIR, RABBITMQ_DIST_OPTFILE, RABBITMQ_TLS_DIR
 from config.secrets import PLACEHOLDERS, REPO_ROOT
 from config.site import GROUP
 
-SWITCHES = ("galera_tls", "rabbitmq_tls")
+SWITCHES = ("galera_tls", "rabbitmq_tls", "rabbitmq_amqp_tls")
 CA_KEY, NODE_KEY = "peer_tls_ca_file", "tls_node_pem"
 # The files a daemon reads: {component: (directory, group)}; names inside each directory below.
 DIRS = {"galera": (GALERA_TLS_DIR, "mysql"), "rabbitmq": (RABBITMQ_TLS_DIR, "rabbitmq")}
-SWITCH_OF = {"galera": "galera_tls", "rabbitmq": "rabbitmq_tls"}
+# The switches that install a component's copy of the material (RabbitMQ's serves both its
+# Erlang distribution and its AMQP listener).
+SWITCH_OF = {"galera": ("galera_tls",), "rabbitmq": ("rabbitmq_tls", "rabbitmq_amqp_tls")}
+NONE_ON = " and ".join(SWITCHES[:-1]) + " and " + SWITCHES[-1] + " are False"
 CA_NAME, CERT_NAME, KEY_NAME = "ca.pem", "node.crt", "node.key"
 DIST_OPTFILE = RABBITMQ_DIST_OPTFILE
 PLACEHOLDER_KEY = "__TLS_NODE_KEY__"
@@ -44,7 +48,7 @@ _KEY = re.compile(r"-----BEGIN ([A-Z ]*)PRIVATE KEY-----.*?-----END \1PRIVATE KE
 
 
 def on(data: dict) -> bool:
-    """Whether the site asks for TLS between the controllers at all."""
+    """Whether the site asks for any TLS that uses the controllers' certificates."""
     return any(data.get(k) for k in SWITCHES)
 
 
@@ -120,10 +124,10 @@ def check(hosts: list[tuple[str, dict]], data: dict, site_keys, bad: set, requir
         return
     if not on(data):
         if CA_KEY in site_keys and data.get(CA_KEY) is not None:
-            warn(G, CA_KEY, "has no effect while galera_tls and rabbitmq_tls are False", f"set one True, or remove {CA_KEY}")
+            warn(G, CA_KEY, f"has no effect while {NONE_ON}", f"set one True, or remove {CA_KEY}")
         for name, hd in hosts:
             if NODE_KEY in hd:
-                warn(name, NODE_KEY, "has no effect while galera_tls and rabbitmq_tls are False", f"set one True, or remove {NODE_KEY}")
+                warn(name, NODE_KEY, f"has no effect while {NONE_ON}", f"set one True, or remove {NODE_KEY}")
         return
     now = now or datetime.now(timezone.utc)
     switched = " and ".join(k for k in SWITCHES if data.get(k))

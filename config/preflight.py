@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pyinfra.connectors.ssh import SSHConnector
 
-from config import backup, peer_tls, tls
+from config import amqp_tls, backup, peer_tls, tls
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, DIST_PORT_OFFSET, FIXED_PORTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
 from config.packages import INSTALLED, SAME_SOURCE, installed
@@ -225,6 +225,7 @@ def check(
 
     _check_accounts(data, bad, err)
     peer_tls.check(hosts, data, group_data, bad, secrets_required, err, warn)
+    amqp_tls.check(G, data, group_data, bad, err, warn)
     _check_backup(data, group_data, bad, [name for name, _ in hosts], err, warn)
     _check_monitoring(data, group_data, bad, warn)
     if "galera_gcache_size" not in bad:
@@ -615,7 +616,8 @@ def _check_ports(data: dict, site_keys, services: list, err) -> None:
     owners = [(port, owner, None, wild) for port, owner, wild in FIXED_PORTS]
     owners.append((data["rabbitmq_port"] + DIST_PORT_OFFSET, "the Erlang distribution (rabbitmq_port + 20000)", None, True))
     # The site's own keys last: a clash names the key the site set, not the default it hit.
-    keys = {**NODE_PORT_KEYS, **(MONITORING_PORT_KEYS if data["monitoring_enabled"] else {})}
+    keys = {**NODE_PORT_KEYS, **(MONITORING_PORT_KEYS if data["monitoring_enabled"] else {}),
+            **({amqp_tls.PORT_KEY: "RabbitMQ AMQP over TLS"} if data[amqp_tls.SWITCH] is True else {})}
     for key, owner in sorted(keys.items(), key=lambda item: item[0] in site_keys):
         if key == "mariadb_check_port" and data["mariadb_check_method"] != "httpchk":
             continue

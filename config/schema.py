@@ -409,6 +409,10 @@ SITE: dict[str, Rule] = {
     "rabbitmq_tls": Rule(boolean(), "TLS for RabbitMQ's Erlang distribution (clustering and CLI), same certificates as galera_tls"),
     "peer_tls_ca_file": Rule(optional(LOCAL_FILE), "the CA certificate (PEM) of the controllers' certificates, on this machine"),
     "rabbitmq_port": Rule(integer(1, 45535), "AMQP port on the node address (the Erlang distribution port is this + 20000)"),
+    "rabbitmq_amqp_tls": Rule(boolean(), "AMQP over TLS for the OpenStack services on rabbitmq_amqp_tls_port (certificates as rabbitmq_tls)"),
+    "rabbitmq_amqp_tls_port": Rule(PORT, "the AMQP over TLS listener's port on the node address (rabbitmq_amqp_tls)"),
+    "rabbitmq_amqp_plain": Rule(boolean(), "keep the plain AMQP listener (rabbitmq_port); False only with rabbitmq_amqp_tls"),
+    "rabbitmq_amqp_tls_verify_peer": Rule(boolean(), "require a client certificate signed by the CA (rabbitmq_amqp_tls)"),
     "rabbitmq_management_port": Rule(PORT, "management API's port on the node address and its listener's on the VIP"),
     "rabbitmq_partition_handling": Rule(choice("pause_minority", "autoheal", "ignore"), "what a partitioned node does"),
     "rabbitmq_memory_high_watermark": Rule(

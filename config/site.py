@@ -15,6 +15,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from config import amqp_tls
 from config.catalogue import NO_L7_RETRY, PORT_KEYS, SET_XFP_IF_SSL, Service, merge_catalogue, to_https
 from config.defaults import DEFAULTS
 
@@ -206,13 +207,16 @@ class Site:
     def client_strings(self, secrets: dict[str, str]) -> dict[str, str]:
         d = self.data
         pw = secrets.get("rabbitmq_password", "")
-        hosts = ",".join(f"{d['rabbitmq_user']}:{pw}@{c.name}:{d['rabbitmq_port']}" for c in self.controllers)
+        # the plain listener's URL, or the TLS one's once it is closed (rabbitmq_amqp_plain False)
+        port = amqp_tls.url_port(d)
+        hosts = ",".join(f"{d['rabbitmq_user']}:{pw}@{c.name}:{port}" for c in self.controllers)
         return {
             "memcached_servers": ",".join(f"{c.name}:{d['memcached_port']}" for c in self.controllers),
             "transport_url": f"rabbit://{hosts}/{d['rabbitmq_vhost']}",
             "database_connection": (
                 f"mysql+pymysql://<service>:<password>@{d['vip']}:{d['mariadb_port']}/<database>"
             ),
+            **amqp_tls.client_strings(d, [c.name for c in self.controllers], pw),
         }
 
 

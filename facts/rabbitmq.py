@@ -16,7 +16,8 @@ class RabbitmqCluster(FactBase):
     """
     This node's cluster as RabbitMQ last recorded it (its mnesia cluster_nodes.config, read
     without starting an Erlang VM), before the run, and whether its broker listens for AMQP
-    (a node whose unit is active while its `rabbit` app is not running has no listener). Only
+    (a node whose unit is active while its `rabbit` app is not running has no listener: on
+    `port`, or `tls_port` with AMQP over TLS). Only
     such a node probes `peers` (addresses) on the Erlang distribution port `dist_port`, all at
     once, 2 s at most:
     `reaches` lists those that accepted a connection from it (a node paused by pause_minority
@@ -32,8 +33,11 @@ class RabbitmqCluster(FactBase):
     def default():
         return {"installed": None, "running": None, "broker": None, "nodes": [], "reaches": None, "error": NO_OUTPUT}
 
-    def command(self, port: int = 5672, peers: tuple = (), dist_port: int = 25672):
-        # addresses come from validated site data; quoted all the same
+    def command(self, port: int = 5672, peers: tuple = (), dist_port: int = 25672, tls_port: int = 0):
+        # addresses come from validated site data; quoted all the same. A broker listens on the
+        # plain AMQP port, the TLS one (rabbitmq_amqp_tls), or both: either shows it runs, whatever
+        # the setting this run brings (a switch reads brokers still started with the other one).
+        ports = " or ".join(f"sport = :{int(p)}" for p in (port, tls_port) if p)
         probe_peers = " ".join(shlex.quote(str(a)) for a in peers)
         reach = (
             f"if [ \"$a\" = running ] && [ -z \"$b\" ]; then for p in {probe_peers}; do "
@@ -43,7 +47,7 @@ class RabbitmqCluster(FactBase):
         return (
             "command -v rabbitmqctl >/dev/null 2>&1 && echo installed || echo missing; "
             "a=$(systemctl is-active -q rabbitmq-server && echo running || echo stopped); echo \"$a\"; "
-            f"b=$(ss -Hltn 'sport = :{int(port)}' 2>/dev/null | grep -q . && echo broker); [ -n \"$b\" ] && echo broker; "
+            f"b=$(ss -Hltn '( {ports} )' 2>/dev/null | grep -q . && echo broker); [ -n \"$b\" ] && echo broker; "
             f"{reach}"
             "cat /var/lib/rabbitmq/mnesia/rabbit@$(hostname -s)/cluster_nodes.config 2>/dev/null; echo; echo __end"
         )
@@ -236,3 +240,51 @@ class RabbitmqTls(FactBase):
 
     def process(self, output):
         return tls_reading(output, "rabbitmq")
+
+
+# What openssl s_client says of the AMQP over TLS listener (OpenSSL 3.0), by the state it shows.
+_REFUSED = ("Connection refused", "connect:errno=111")
+_NOT_TLS = ("wrong version number", "packet length too long", "record layer failure")
+
+
+class AmqpTls(FactBase):
+    """
+    What answers on this node's AMQP over TLS port (rabbitmq_amqp_tls_port on its address), read
+    by `openssl s_client` on the node: "tls" (a TLS handshake completed; with `ca`, the
+    certificate checked against that CA and for the node's address), "plain" (something answers
+    without TLS), "stopped" (nothing listens: refused), "unknown" (the handshake failed: `detail`
+    says why, e.g. a certificate that does not verify). The state's words are facts.probe's
+    TLS_STATES. Read with and without rabbitmq_amqp_tls: off, nothing may answer there.
+
+    .. code:: python
+
+        {"amqp_tls": "tls", "protocol": "TLSv1.3", "verified": True, "detail": None, "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"amqp_tls": None, "protocol": None, "verified": False, "detail": None, "error": NO_OUTPUT}
+
+    def command(self, address: str, port: int, ca: str = ""):
+        check = f" -CAfile {shlex.quote(ca)} -verify_return_error -verify_ip {shlex.quote(address)}" if ca else ""
+        return probe("openssl", f"timeout 10 openssl s_client -brief -connect {shlex.quote(f'{address}:{int(port)}')}{check} "
+                                "</dev/null", {"port": str(int(port))})
+
+    def process(self, output):
+        body, rc, missing, _ = split_probe(output)
+        out = {"amqp_tls": None, "protocol": None, "verified": False, "detail": None, "error": None}
+        if missing or rc is None or rc == 124:
+            return {**out, "error": failure(body, rc, missing, "openssl s_client")}
+        text = "\n".join(body)
+        values = dict(line.split(": ", 1) for line in body if ": " in line and not line.startswith(("error", "verify")))
+        if rc == 0 and "CONNECTION ESTABLISHED" in text:
+            return {**out, "amqp_tls": "tls", "protocol": values.get("Protocol version"),
+                    "verified": values.get("Verification") == "OK"}
+        if any(s in text for s in _REFUSED):
+            return {**out, "amqp_tls": "stopped"}
+        if any(s in text for s in _NOT_TLS):
+            return {**out, "amqp_tls": "plain"}
+        # openssl's reason: a `verify error:num=..:<reason>` line, else the last field of its first error line
+        said = next((line.split(":", 2)[2] for line in body if line.startswith("verify error:") and line.count(":") >= 2), None)
+        said = said or next((line.split(":")[5] for line in body if ":error:" in line and line.count(":") >= 6), None)
+        return {**out, "amqp_tls": "unknown", "detail": (said or f"openssl s_client: exit status {rc}")[:200]}

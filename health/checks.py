@@ -6,6 +6,7 @@
      "keepalived": KeepalivedState, "haproxy_info": HaproxyInfo, "haproxy_servers": HaproxyServers,
      "galera": GaleraNode, "rabbitmq": RabbitmqMembers, "memcached": MemcachedStats,
      "firewall": FirewallState, "haproxy_tls": HaproxyCertificate (haproxy_tls only),
+     "amqp_tls": AmqpTls (openssl s_client to the AMQP over TLS port),
      "backup": BackupManifests (backup_node only, with backup_enabled), "collect_sec": float}
 
 (each value the processed dict of that fact of facts/). Every rule below is one
@@ -26,7 +27,7 @@ from config.site import Site
 from health import maintenance
 from health.backup import backup_rows
 from health.haproxy import haproxy_rows
-from health.tls import certificate_rows
+from health.tls import amqp_tls_rows, certificate_rows
 from health.report import FAIL, INFO, OK, WARN, Check, Report, problem
 from facts.galera import SOCKET_UNITS
 from facts.galera_rules import components, in_primary, not_serving
@@ -206,7 +207,8 @@ def host_rows(site: Site, name: str, facts: dict, up: list[str], down: list[str]
     return (maintenance.marker_rows(facts) + vips
             + haproxy_rows(site, name, name in holders and name not in away, facts, away)
             + certificate_rows(site, facts, now)
-            + galera_rows(facts, up) + rabbitmq + memcached_rows(facts)
+            + galera_rows(facts, up) + rabbitmq + ([] if name in away else amqp_tls_rows(site, name, facts))
+            + memcached_rows(facts)
             + firewall_rows(site, facts) + backup_rows(site, name, facts, now))
 
 

@@ -14,8 +14,9 @@ HA_LAB_DATA (JSON object, lab only): extra group data for one run, e.g. the fail
 kernel-defaults profile `{"sysctl": {"net.ipv4.tcp_retries2": 15}}` or a drill's
 `{"keepalived_unicast": true}`; checked by the same preflight as any inventory.
 
-TLS between the controllers (galera_tls, rabbitmq_tls; off by default, as in production): turned on
-by HA_LAB_DATA, e.g. `{"galera_tls": true, "rabbitmq_tls": true}`; then each node's certificate is
+TLS between the controllers (galera_tls, rabbitmq_tls) and AMQP over TLS (rabbitmq_amqp_tls; off
+by default, as in production): turned on by HA_LAB_DATA, e.g. `{"galera_tls": true, "rabbitmq_tls":
+true}`; then each node's certificate is
 issued from the lab's CA (lab/keys.py, /var/tmp/halab/node-tls/<node>.pem, 0600) and named in its
 host data (tls_node_pem), the CA in peer_tls_ca_file.
 
@@ -86,7 +87,9 @@ _extra = _os.environ.get("HA_LAB_DATA")
 if _extra:
     controllers[1].update(_json.loads(_extra))
 
-if any(controllers[1].get(_k) for _k in ("galera_tls", "rabbitmq_tls")):
+from config.peer_tls import SWITCHES as _TLS_SWITCHES  # noqa: E402
+
+if any(controllers[1].get(_k) for _k in _TLS_SWITCHES):
     from lab.keys import ensure_node_pem as _node_pem  # noqa: E402
     from lab.names import CA_FILE as _CA_FILE  # noqa: E402
 

@@ -18,7 +18,7 @@ from pyinfra.facts.files import FileContents, Sha1File
 from pyinfra.facts.server import Hostname
 
 from config.defaults import DIST_PORT_OFFSET, GALERA_PORT
-from config import backup
+from config import amqp_tls, backup, peer_tls
 from config.files import APT_PINS, BACKUP_PATHS, ERLANG_COOKIE, MAINTENANCE_FILE
 from facts.backup import BackupManifests
 from facts.bundle import Bundle, part
@@ -29,7 +29,7 @@ from facts.haproxy import HaproxyCertificate, HaproxyInfo, HaproxyServers
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
 from facts.packages import PackageVersions
-from facts.rabbitmq import RabbitmqCluster, RabbitmqDefinitions, RabbitmqFeatureFlags, RabbitmqMembers
+from facts.rabbitmq import AmqpTls, RabbitmqCluster, RabbitmqDefinitions, RabbitmqFeatureFlags, RabbitmqMembers
 from config.accounts import expected_hashes, expected_passwords
 from config.site import Site
 from operations.common import Refused, controllers_in_run, files_for, secret_value, site
@@ -134,8 +134,10 @@ def upgrade_parts(site: Site) -> tuple:
 
 def cluster_fact_args(s: Site) -> dict:
     """RabbitmqCluster's arguments, the same in the bundle and in the plan's reading: the AMQP
-    port, and the controllers a stuck broker probes on the Erlang distribution port."""
-    return {"port": s["rabbitmq_port"], "peers": tuple(c.address for c in s.controllers),
+    ports whose listener shows a running broker (plain and TLS, whatever this run's setting: a
+    broker started before a switch of rabbitmq_amqp_tls or rabbitmq_amqp_plain listens on the
+    other), and the controllers a stuck broker probes on the Erlang distribution port."""
+    return {"port": s["rabbitmq_port"], "tls_port": s[amqp_tls.PORT_KEY], "peers": tuple(c.address for c in s.controllers),
             "dist_port": s["rabbitmq_port"] + DIST_PORT_OFFSET}
 
 
@@ -177,6 +179,9 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
         "memcached": part(MemcachedStats, address=me.address, port=d["memcached_port"]),
         "firewall": part(FirewallState),
         "maintenance": part(Maintenance, path=MAINTENANCE_FILE),
+        # On or off (off: nothing may answer there); on, the certificate checked with the CA's copy.
+        "amqp_tls": part(AmqpTls, address=me.address, port=d[amqp_tls.PORT_KEY],
+                         ca=peer_tls.paths("rabbitmq")["ca"] if amqp_tls.on(d) else ""),
         **tls,
         **backups,
     }

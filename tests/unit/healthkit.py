@@ -36,6 +36,7 @@ FACT_OF = {
     "maintenance": F.Maintenance,
     "firewall": F.FirewallState,
     "haproxy_tls": F.HaproxyCertificate,
+    "amqp_tls": F.AmqpTls,
     "backup": F.BackupManifests,
 }
 
@@ -103,6 +104,8 @@ def healthy(site, holder="node01"):
     node = host_facts("healthy")
     node["haproxy_tls"] = certificate(days=400)
     node["backup"] = capture("backup", "lab")  # read on the backup node only (backup_enabled)
+    # rabbitmq_amqp_tls: its listener answers TLS 1.3 with a certificate that verifies; off: nothing listens
+    node["amqp_tls"] = capture("amqp_tls", "tls13" if site.data["rabbitmq_amqp_tls"] else "refused")
     results = {}
     for n in NAMES:
         results[n] = copy.deepcopy(node)

@@ -38,6 +38,7 @@ ROW_OF = {
     "maintenance": "maintenance",
     "firewall": "firewall",
     "haproxy_tls": "tls certificate",
+    "amqp_tls": "amqp tls",
     "backup": "backup",
 }
 
@@ -108,8 +109,8 @@ def test_a_host_with_no_fact_at_all_fails_every_check():
     results["node02"] = {"collect_sec": 0.1}
     report = evaluate(site, results)
     assert statuses(report, "node02") == {"maintenance": FAIL, "vip": FAIL, "keepalived": FAIL, "haproxy": FAIL,
-                                          "tls certificate": FAIL, "galera": FAIL, "rabbitmq": FAIL, "memcached": FAIL,
-                                          "firewall": FAIL}
+                                          "tls certificate": FAIL, "galera": FAIL, "rabbitmq": FAIL, "amqp tls": FAIL,
+                                          "memcached": FAIL, "firewall": FAIL}
     for name in ("vip holder", "galera", "rabbitmq", "memcached"):
         assert "node02" in cluster(report, name).hosts, name
     # No facts at all: the controller was not verified.

@@ -349,7 +349,10 @@ NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is 
                   # off, and one source for their paths, are tested in test_peer_tls.py
                   "galera_tls": "needs the controllers' certificates (test_peer_tls.py)",
                   "rabbitmq_tls": "needs the controllers' certificates (test_peer_tls.py)",
-                  "peer_tls_ca_file": "read only with galera_tls or rabbitmq_tls (test_peer_tls.py)"}
+                  "peer_tls_ca_file": "read only with galera_tls or rabbitmq_tls (test_peer_tls.py)",
+                  # AMQP over TLS: the same certificates; on, off and one source in test_amqp_tls.py
+                  **{k: "needs the controllers' certificates (test_amqp_tls.py)" for k in (
+                      "rabbitmq_amqp_tls", "rabbitmq_amqp_tls_port", "rabbitmq_amqp_plain", "rabbitmq_amqp_tls_verify_peer")}}
 
 
 def rendered(group_changes: dict):

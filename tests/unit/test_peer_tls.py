@@ -455,7 +455,7 @@ def test_rabbitmq_tls_fact_reads_the_vm_command_line(tmp_path):
 
 
 @pytest.mark.parametrize("extra,on", [(None, False), ('{"rabbitmq_tls": true}', True), ('{"galera_tls": true}', True),
-                                      ('{"galera_tls": false}', False)])
+                                      ('{"galera_tls": false}', False), ('{"rabbitmq_amqp_tls": true}', True)])
 def test_lab_inventory_names_the_certificates_only_with_a_switch(monkeypatch, extra, on):
     import lab
     import lab.keys

@@ -225,6 +225,7 @@ def local_facts(site_names=("@local",), healthy_host=True):
         "maintenance": {"out": False, "error": None},
         "firewall": {"loaded": True, "controllers": ["127.0.0.1", "10.77.0.100"], "error": None},
         "haproxy_tls": certificate(days=400),
+        "amqp_tls": {"amqp_tls": "stopped", "protocol": None, "verified": False, "detail": None, "error": None},
     }
 
 
