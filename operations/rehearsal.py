@@ -28,6 +28,7 @@ lines are also written there (make prints them last).
 
 from __future__ import annotations
 
+import atexit
 import io
 import json
 import os
@@ -35,7 +36,7 @@ import shlex
 import shutil
 import tempfile
 
-from pyinfra import host, inventory, logger
+from pyinfra import host, inventory, logger, state
 from pyinfra.api import FileDownloadCommand, FileUploadCommand, FunctionCommand, StringCommand, deploy, operation
 
 from config import backup
@@ -48,7 +49,7 @@ from facts.backup import BackupArtifactSums, BackupManifests, manifests_of
 from facts.backup_manifest import Manifest, compare, rehearsal_lines, with_sums
 from facts.galera import SOCKET_UNITS
 from operations.backup import read_on
-from operations.common import decided_once, once, one_at_a_time, secrets, site, turn
+from operations.common import decided_once, once, one_at_a_time, secrets, site
 from operations.galera import join_commands, synced_wait
 from operations.galera_plan import bootstrap_command
 from operations.rehearsal_plan import Rehearsal, plan, source_of
@@ -117,8 +118,19 @@ def decision() -> Rehearsal:
 
 @once
 def staging() -> str:
-    """This run's 0700 directory on this machine for the chain read from the source."""
-    return tempfile.mkdtemp(prefix="restore-rehearsal-")
+    """This run's directory on this machine for the chain read from the source (made 0700 when
+    the run executes, by _make_staging: a --dry run leaves nothing behind)."""
+    return os.path.join(tempfile.gettempdir(), f"restore-rehearsal-{os.getpid()}")
+
+
+def _make_staging(*_args, **_kwargs) -> bool:
+    """While executing: staging() made afresh, 0700, and removed when this process ends (also
+    after a failed run)."""
+    path = staging()
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path, mode=0o700)
+    atexit.register(shutil.rmtree, path, True)
+    return True
 
 
 def chosen_manifest() -> Manifest:
@@ -126,28 +138,57 @@ def chosen_manifest() -> Manifest:
     return run_dict("rehearsal manifests")[decision().backup]
 
 
+def failed_earlier(r: Rehearsal) -> bool:
+    """While executing: whether the source or a rehearsal host failed earlier in this run
+    (said); every later step then does nothing (a joiner would wait 10 min for a cluster that
+    was never bootstrapped). A failed host runs nothing more anyway (pyinfra)."""
+    if not state.is_executing:
+        return False
+    names = {r.source, r.bootstrap, *r.joiners}
+    failed = sorted(h.name for h in state.failed_hosts if h.name in names)
+    if failed:
+        host.log(f"not done: {', '.join(failed)} failed earlier in this rehearsal", logger.error)
+    return bool(failed)
+
+
 @operation()
-def fetch(r: Rehearsal, run: bool):
+def step(commands: list, run: bool = True):
+    """
+    One step of the rehearsal on this host: its commands, unless the source or a rehearsal
+    host failed earlier in this run (checked when it executes).
+
+    + commands: the step's; run: False makes it a no-op (every host calls every step)
+    """
+    if not run or failed_earlier(decision()):
+        return
+    yield from commands
+
+
+@operation()
+def fetch(run: bool):
     """
     The chain's files downloaded from the source controller (read only) into staging().
 
-    + r: the decision; run: on the source only
+    + run: on the source only
     """
     if not run:
         return
+    r = decision()
+    yield FunctionCommand(_make_staging, (), {})
     for f in r.files:
         yield FileDownloadCommand(f"{r.directory}/{f}", os.path.join(staging(), f))
 
 
 @operation()
-def upload(r: Rehearsal, run: bool):
+def upload(run: bool):
     """
     The chain's files uploaded from staging() into backup_dir on the bootstrap host, then the
     staging directory removed from this machine.
 
-    + r: the decision; run: on the bootstrap host only
+    + run: on the bootstrap host only
     """
-    if not run:
+    r = decision()
+    if not run or failed_earlier(r):
         return
     yield StringCommand(f"install -d -m 700 {shlex.quote(r.directory)}")
     for f in r.files:
@@ -155,17 +196,29 @@ def upload(r: Rehearsal, run: bool):
     yield FunctionCommand(lambda *_a, **_k: shutil.rmtree(staging(), ignore_errors=True) or True, (), {})
 
 
-@operation()
-def put_files(files: list, run: bool):
-    """
-    Rendered files (ManagedFile) written as they are, owner and mode set; one that holds a
-    secret through a 0600 upload (its content never on a command line or in a log).
+def rendered(name: str, component: str) -> list[ManagedFile]:
+    """The files rehearsal host `name` gets of `component`: the apt pins and the galera
+    component's files (config/files.py, rendered for rehearsal_site()), or "tools": the backup's
+    prepare and restore tools rendered the same way."""
+    rs = rehearsal_site(site())
+    if component == "tools":
+        return [ManagedFile("backup", p, render_backup_tool(rs, p), "0755", "root", "root", False)
+                for p in (backup.PREPARE, backup.RESTORE)]
+    return managed_files(rs, name, secrets(), component)
 
-    + files: the ManagedFiles; run: on the rehearsal hosts only
+
+@operation()
+def put_files(component: str, run: bool):
     """
-    if not run:
+    A component's files rendered for this rehearsal host (rendered()), written as they are,
+    owner and mode set, each through a 0600 upload (a secret's content never on a command line,
+    in an argument or in a log).
+
+    + component: "apt", "galera" or "tools"; run: on the rehearsal hosts only
+    """
+    if not run or failed_earlier(decision()):
         return
-    for f in files:
+    for f in rendered(host.name, component):
         d = shlex.quote(os.path.dirname(f.path))
         p = shlex.quote(f.path)
         yield StringCommand(f"install -d -m 755 {d} && install -m 600 /dev/null {p}.new")
@@ -192,7 +245,7 @@ def sst_account(run: bool):
     upload_, path = secret_input("rehearsal_sst.sql", sql)
     yield from upload_
     yield consume(f"( timeout 30 mysql >/dev/null 2>&1 || {{ echo '{host.name}: setting the state transfer "
-                  "account failed' >&2; exit 1; }} )", path)
+                  f"account failed' >&2; exit 1; }} )", path)
 
 
 def _read_sums(script: str):
@@ -233,25 +286,25 @@ def _compared(r: Rehearsal, report: str | None):
 
 
 @operation()
-def summed(sums_script: str, run: bool):
+def summed(run: bool):
     """
     The table sums of a restored rehearsal host read (the verify step's SQL), kept for judged().
 
-    + sums_script: the rendered _table_sums.py; run: on every rehearsal host
+    + run: on every rehearsal host
     """
     if run:
-        yield FunctionCommand(_read_sums(sums_script), (), {})
+        yield FunctionCommand(_read_sums(SUMS_SCRIPT), (), {})
 
 
 @operation()
-def judged(r: Rehearsal, run: bool, report: str | None):
+def judged(run: bool, report: str | None):
     """
     The comparison and its verdict (see _compared), once every host was summed.
 
-    + run: on the bootstrap host only
+    + run: on the bootstrap host only; report: a file on this machine the lines are written to
     """
     if run:
-        yield FunctionCommand(_compared(r, report), (), {})
+        yield FunctionCommand(_compared(decision(), report), (), {})
 
 
 @deploy("Restore rehearsal")
@@ -270,34 +323,35 @@ def run():
         for note in r.notes:
             host.log(note)
 
-    fetch(name=f"rehearsal: {r.backup} read from {r.source} (only read)", r=r, run=me == r.source)
-    pkgs = " ".join(PACKAGES["galera"])
-    turn(name="rehearsal: MariaDB and Galera installed", run=mine, commands=[
+    fetch(name=f"rehearsal: {r.backup} read from {r.source} (only read)", run=me == r.source)
+    # the galera component's packages (zstd when the backups are compressed with it), held at the
+    # site's package_versions by its apt pins (the apt component's file) when it pins any
+    pkgs = " ".join([*PACKAGES["galera"], *(["zstd"] if s["backup_compress"] == "zstd" else [])])
+    put_files(name="rehearsal: the site's apt pins", component="apt", run=mine)
+    step(name="rehearsal: MariaDB and Galera installed", run=mine, commands=[
         f"missing=$(for p in {pkgs}; do dpkg-query -W -f='${{Status}}\\n' $p 2>/dev/null | grep -q 'install ok installed' "
         "|| echo $p; done); [ -z \"$missing\" ] || { export DEBIAN_FRONTEND=noninteractive; "
         "timeout 300 apt-get update -q && timeout 600 apt-get install -y -q --no-install-recommends "
         "-o Dpkg::Options::=--force-confold $missing; }"])
-    turn(name="rehearsal: mariadb stopped, its socket units disabled", run=mine, commands=[
+    step(name="rehearsal: mariadb stopped, its socket units disabled", run=mine, commands=[
         f"systemctl stop mariadb; systemctl disable -q {' '.join(SOCKET_UNITS)} 2>/dev/null; "
         "! pgrep -x mariadbd >/dev/null"])
-    put_files(name="rehearsal: the galera component's files, rendered for the rehearsal cluster",
-              files=managed_files(rs, me, secrets(), "galera") if mine else [], run=mine)
-    put_files(name="rehearsal: the backup's restore tools", run=mine, files=[
-        ManagedFile("backup", p, render_backup_tool(rs, p), "0755", "root", "root", False)
-        for p in (backup.PREPARE, backup.RESTORE)] if mine else [])
-    upload(name=f"rehearsal: {r.backup} copied to {r.bootstrap}", r=r, run=first)
-    turn(name=f"rehearsal: {r.backup} prepared and restored on {r.bootstrap} (openstack-ha-restore)", run=first,
+    put_files(name="rehearsal: the galera component's files, rendered for the rehearsal cluster", component="galera",
+              run=mine)
+    put_files(name="rehearsal: the backup's restore tools", component="tools", run=mine)
+    upload(name=f"rehearsal: {r.backup} copied to {r.bootstrap}", run=first)
+    step(name=f"rehearsal: {r.backup} prepared and restored on {r.bootstrap} (openstack-ha-restore)", run=first,
          commands=[f"{backup.RESTORE} {shlex.quote(r.backup)}"])
     peers = list(rs.controller(n).address for n in r.joiners)
-    turn(name=f"rehearsal: bootstrap {r.bootstrap} from the restored data", run=first,
+    step(name=f"rehearsal: bootstrap {r.bootstrap} from the restored data", run=first,
          commands=[bootstrap_command(r.bootstrap, peers, (uuid, seqno)), synced_wait()])
     sst_account(name="rehearsal: the state transfer account", run=first)
     for name, turn_mine in one_at_a_time(list(r.joiners)):
-        turn(name=f"rehearsal: {name} joins by SST, waiting for Synced", run=turn_mine,
+        step(name=f"rehearsal: {name} joins by SST, waiting for Synced", run=turn_mine,
              commands=[f"rm -f {backup.DATADIR}/grastate.dat {backup.DATADIR}/gvwstate.dat",
                        *join_commands(name, repair=False)])
-    summed(name="rehearsal: the restored tables summed", sums_script=SUMS_SCRIPT, run=mine)
-    judged(name="rehearsal: compared with the manifest", r=r, run=first, report=host.data.get("report"))
+    summed(name="rehearsal: the restored tables summed", run=mine)
+    judged(name="rehearsal: compared with the manifest", run=first, report=host.data.get("report"))
     if first:
         host.log(f"the rehearsal hosts keep the restored cluster and {r.directory}: remove them, or run it again "
                  "(it restores afresh)", logger.info)

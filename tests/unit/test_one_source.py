@@ -348,7 +348,10 @@ NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is 
                   # off, and one source for their paths, are tested in test_peer_tls.py
                   "galera_tls": "needs the controllers' certificates (test_peer_tls.py)",
                   "rabbitmq_tls": "needs the controllers' certificates (test_peer_tls.py)",
-                  "peer_tls_ca_file": "read only with galera_tls or rabbitmq_tls (test_peer_tls.py)"}
+                  "peer_tls_ca_file": "read only with galera_tls or rabbitmq_tls (test_peer_tls.py)",
+                  # no controller's file: the rehearsal hosts' files are rendered by the rehearsal only
+                  "backup_rehearsal_hosts": "changes no controller's file: read by the restore rehearsal only "
+                                            "(its cluster's files: test_rehearsal_plan.py)"}
 
 
 def rendered(group_changes: dict):
