@@ -102,10 +102,10 @@ def decision() -> Rehearsal:
     manifests = manifests_of(found)
     run_dict("rehearsal manifests").update({m.id: m for m in manifests})
     first = plan(manifests, target, {}, s[KEY], set(s[KEY]), [], [], src, directory)
-    names_ = tuple(dict.fromkeys(f for f in first.files if not f.endswith((backup.MANIFEST_SUFFIX, ".sha256"))))
-    sums = read_on(src, BackupArtifactSums, directory=directory, names=names_) if names_ else {"sums": {}}
+    artifacts = tuple(dict.fromkeys(f for f in first.files if not f.endswith((backup.MANIFEST_SUFFIX, ".sha256"))))
+    sums = read_on(src, BackupArtifactSums, directory=directory, names=artifacts) if artifacts else {"sums": {}}
     if sums.get("error"):
-        raise RehearsalRefused(f"could not read the sha256 of {', '.join(names_)} on {src}: {sums['error']}")
+        raise RehearsalRefused(f"could not read the sha256 of {', '.join(artifacts)} on {src}: {sums['error']}")
     by_id = {m.id: m for m in manifests}
     sha256s = {i: sums["sums"].get(by_id[i].artifact) for i in first.chain if i in by_id}
     in_run = {h.name for h in inventory.get_active_hosts()}

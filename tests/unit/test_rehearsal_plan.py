@@ -238,3 +238,14 @@ def test_the_rehearsal_inventory_adds_the_hosts_as_a_group_of_their_own(tmp_path
     # any entry but rehearsal.py refuses the group: deploy.py would run on the rehearsal hosts
     errors = check(hosts, data, FAKE_SECRETS, others=others).errors
     assert any(p.where == "rehearsal" and "not in `controllers`" in p.message for p in errors), errors
+
+
+def test_the_lab_inventory_never_lists_a_rehearsal_node_as_a_controller():
+    """While node08 and node09 exist (a rehearsal runs), inventories/lab.py's controllers are the
+    others; the rehearsal nodes are its backup_rehearsal_hosts, and preflight takes them."""
+    from unitkit import lab_data
+    from lab.names import REHEARSAL_NODES, address
+    hosts, group = lab_data(("node01", "node02", "node03", *REHEARSAL_NODES))
+    assert [n for n, _ in hosts] == ["node01", "node02", "node03"]
+    assert group[KEY] == {n: address(n) for n in REHEARSAL_NODES}
+    assert not [str(p) for p in check(hosts, group, FAKE_SECRETS).errors]
