@@ -249,3 +249,16 @@ def test_the_lab_inventory_never_lists_a_rehearsal_node_as_a_controller():
     assert [n for n, _ in hosts] == ["node01", "node02", "node03"]
     assert group[KEY] == {n: address(n) for n in REHEARSAL_NODES}
     assert not [str(p) for p in check(hosts, group, FAKE_SECRETS).errors]
+
+
+def test_broken_manifests_are_said_only_with_a_refusal():
+    """A broken manifest elsewhere in the directory does not stop the rehearsal of a good backup."""
+    got = plan([VERIFIED], "f5", shas(VERIFIED), TWO, set(TWO), CONTROLLERS, VIPS, "node03", "/b",
+               broken=("x.manifest.json: kind missing",))
+    assert got.allowed and got.refusals == (), got.refusals
+
+
+def test_an_address_that_is_not_an_ip_is_compared_as_written():
+    assert host_problems({"spare": "db.example"}, [("node01", "db.example")], [])[0][1] == \
+        "spare's address db.example is controller node01's: a rehearsal never restores onto the production cluster"
+    assert host_problems({"spare": "db2.example"}, [("node01", "db.example")], []) == []
