@@ -21,7 +21,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 from lab import drills, lifecycle, sitemodel
 from lab.clients import Session, WRITES_DB, drop, write
@@ -57,10 +59,12 @@ class LedgerWriter(WriterPerConnection):
                 drop(session, 0)
 
 
-def rehearse(*make_args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "-s", "restore-rehearsal", "INVENTORY=inventories/lab.py", *make_args],
-                          cwd=drills.ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=REHEARSAL_TIMEOUT)
+def rehearse(report: Path, *data: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """What `make restore-rehearsal INVENTORY=inventories/lab.py` runs after its preflight (make
+    itself is not run: its venv target could reinstall the venv); the verdict in `report`."""
+    args = [a for d in (*data, f"report={report}") for a in ("--data", d)]
+    return drills.pyinfra("-y", "inventories/rehearsal.py", "rehearsal.py", *args, timeout=REHEARSAL_TIMEOUT,
+                          env={"HA_REHEARSAL_SITE": "inventories/lab.py", **(env or {})})
 
 
 def ids_on(node: str) -> set[int]:
@@ -84,7 +88,7 @@ def remove_rehearsal_nodes() -> None:
     assert not left, f"rehearsal nodes left on the shared lab: {left}"
 
 
-def test_a_rehearsal_onto_fresh_nodes_holds_every_write_before_the_backup_and_none_after(healthy):
+def test_a_rehearsal_onto_fresh_nodes_holds_every_write_before_the_backup_and_none_after(healthy, tmp_path):
     controllers = [c.name for c in sitemodel.site().controllers]
     assert not set(_NODES) & set(controllers), "a rehearsal node is a controller of the lab"
     remove_rehearsal_nodes()  # an interrupted earlier run's, if any: fresh nodes
@@ -116,10 +120,11 @@ def test_a_rehearsal_onto_fresh_nodes_holds_every_write_before_the_backup_and_no
         assert len(acked_before) > 5 and begun_after, "the writer barely wrote around the backup: nothing proven"
 
         started = time.monotonic()
-        run = rehearse(f"BACKUP={ident}")
+        report = tmp_path / "restore-rehearsal.txt"
+        run = rehearse(report, f"backup={ident}")
         took = time.monotonic() - started
-        last = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
         assert run.returncode == 0, drills.run_excerpt(run.stdout)
+        last = report.read_text().strip().splitlines()[-1]
         assert last.startswith(f"restore-rehearsal of {ident}: compared ") and last.endswith(
             f"on each of {len(_NODES)} restored host(s) ({', '.join(_NODES)}) against the manifest: the checksums match"), last
         log(f"rehearsal of {ident}: {took:.1f} s (two installs, restore, bootstrap, one SST); {last}")
@@ -129,7 +134,8 @@ def test_a_rehearsal_onto_fresh_nodes_holds_every_write_before_the_backup_and_no
         for n in _NODES:
             st = drills.wsrep(n)
             assert st["wsrep_local_state_comment"] == "Synced" and st["wsrep_cluster_size"] == str(len(_NODES)), (n, st)
-            assert st["wsrep_cluster_state_uuid"] == manifest["galera"]["uuid"], (n, st)
+            uuid = drills.node_sql(n, "SHOW GLOBAL STATUS LIKE 'wsrep_cluster_state_uuid'").split()[-1]
+            assert uuid == manifest["galera"]["uuid"], (n, uuid)
             got = ids_on(n)
             assert acked_before <= got, f"{n}: {len(acked_before - got)} writes acknowledged before the backup missing"
             assert not got & begun_after, f"{n}: {len(got & begun_after)} writes begun after the backup are there"
@@ -142,11 +148,17 @@ def test_a_rehearsal_onto_fresh_nodes_holds_every_write_before_the_backup_and_no
         remove_rehearsal_nodes()
 
 
-def test_a_rehearsal_host_that_is_a_controller_is_refused_before_anything_connects():
-    data = {"backup_rehearsal_hosts": {"node02": address("node02")}}
-    run = subprocess.run(["make", "-s", "restore-rehearsal", "INVENTORY=inventories/lab.py"], cwd=drills.ROOT,
-                         env={**os.environ, "HA_LAB_DATA": json.dumps(data)}, stdin=subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
-    assert run.returncode != 0 and "Traceback" not in run.stdout
-    assert "backup_rehearsal_hosts.node02" in run.stdout and "controller node02" in run.stdout, run.stdout[-3000:]
-    assert "name a host that is not a controller" in run.stdout, run.stdout[-3000:]
+def test_a_rehearsal_host_that_is_a_controller_is_refused_before_any_change(tmp_path):
+    """make's preflight refuses it before anything connects; the entry itself refuses it too,
+    before any operation (nothing changed on node02)."""
+    env = {"HA_LAB_DATA": json.dumps({"backup_rehearsal_hosts": {"node02": address("node02")}})}
+    pre = subprocess.run([sys.executable, "-m", "config.preflight", "inventories/lab.py"], cwd=drills.ROOT,
+                         env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True, timeout=120)
+    run = rehearse(tmp_path / "r.txt", "backup=latest", env=env)
+    for said in (pre.stdout, run.stdout):
+        assert "Traceback" not in said
+        assert "backup_rehearsal_hosts.node02" in said and "controller node02" in said, said[-3000:]
+        assert "name a host that is not a controller" in said, said[-3000:]
+    assert pre.returncode != 0 and run.returncode != 0
+    assert "no host was changed" in run.stdout and not (tmp_path / "r.txt").exists(), run.stdout[-3000:]
