@@ -15,7 +15,7 @@ HOST_PACKAGES = haproxy keepalived socat iproute2 debootstrap systemd-container 
 HOST_SERVICES_OFF = prometheus prometheus-alertmanager prometheus-node-exporter
 
 .PHONY: setup host-packages venv demo deploy verify render preflight test test-unit test-lab \
-	maintenance-out maintenance-back backup restore lab-up lab-down bench-deploy bench-failover bench-durability bench-backup bench-upgrade mutate clean
+	maintenance-out maintenance-back backup restore restore-rehearsal lab-up lab-down bench-deploy bench-failover bench-durability bench-backup bench-upgrade mutate clean
 
 setup: host-packages venv
 
@@ -67,6 +67,17 @@ restore: venv
 	@test -n "$(BACKUP)" || { echo "name the backup: make restore BACKUP=<id>|latest CONFIRM=<id> INVENTORY=$(INVENTORY)" >&2; exit 2; }
 	$(PY) -m config.preflight $(INVENTORY)
 	$(PYINFRA) -y $(INVENTORY) restore.py --data backup=$(BACKUP) $(if $(CONFIRM),--data confirm=$(CONFIRM))
+
+# Restore rehearsal (docs/operations.md "Backups"): a backup restored as a cluster of its own on
+# backup_rehearsal_hosts (never a controller; on the lab node08 and node09: python -m lab add
+# node08 node09), compared with its manifest; the controllers are only read. The verdict is
+# printed last. make restore-rehearsal [BACKUP=<id>|latest] [FROM=node|copy]
+restore-rehearsal: venv
+	$(PY) -m config.preflight $(INVENTORY)
+	@rm -f $(OUT)/restore-rehearsal.txt
+	HA_REHEARSAL_SITE=$(INVENTORY) $(PYINFRA) -y inventories/rehearsal.py rehearsal.py --data backup=$(or $(BACKUP),latest) \
+		--data report=$(OUT)/restore-rehearsal.txt $(if $(FROM),--data from=$(FROM)); \
+	rc=$$?; cat $(OUT)/restore-rehearsal.txt 2>/dev/null; exit $$rc
 
 # --- offline: never connects to any host ---
 render: venv

@@ -261,6 +261,12 @@ DEFAULTS = {
     # A backup starts only when the free space of backup_dir holds the last full's size (the
     # datadir's before the first) plus this margin.
     "backup_space_margin_percent": 50,
+    # The restore rehearsal's hosts (make restore-rehearsal; operations/rehearsal.py): {name:
+    # address} of hosts that are NOT controllers, where a backup is restored as a Galera cluster
+    # of its own (the first bootstrapped from it, the others joining by SST) and compared with its
+    # manifest. {}: no rehearsal (refused, saying so). Reached over SSH at the address, with the
+    # controllers' ssh_* settings; 2 or 3 hosts, 1 restores without a state transfer.
+    "backup_rehearsal_hosts": {},
     # --- package versions (docs/operations.md "Upgrades"; operations/upgrade_plan.py) ---
     # {Debian package: exact Debian version} for the packages the deploy installs
     # (config/packages.py), e.g. {"mariadb-server": "1:10.11.19-0+deb12u1"}. A package not

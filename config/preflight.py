@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pyinfra.connectors.ssh import SSHConnector
 
-from config import amqp_tls, backup, peer_tls, tls
+from config import amqp_tls, backup, peer_tls, rehearsal, tls
 from config.catalogue import CATALOGUE, PORT_KEYS, CatalogueError, merge_catalogue
 from config.defaults import DEFAULTS, DIST_PORT_OFFSET, FIXED_PORTS, HOST_KEYS, PYINFRA_KEY_PREFIXES
 from config.packages import INSTALLED, SAME_SOURCE, installed
@@ -227,6 +227,11 @@ def check(
     peer_tls.check(hosts, data, group_data, bad, secrets_required, err, warn)
     amqp_tls.check(G, data, group_data, bad, err, warn)
     _check_backup(data, group_data, bad, [name for name, _ in hosts], err, warn)
+    if data["backup_enabled"] and rehearsal.KEY not in bad and "backup_enabled" not in bad:
+        controllers = [(name, hd.get("address")) for name, hd in hosts if isinstance(hd.get("address"), str)]
+        for host, message, fix in rehearsal.host_problems(data[rehearsal.KEY], controllers,
+                                                          [data.get(k) for k in ("vip", "external_vip") if k not in bad]):
+            err(G, f"{rehearsal.KEY}.{host}", message, fix)
     _check_monitoring(data, group_data, bad, warn)
     if "galera_gcache_size" not in bad:
         _check_gcache(data["galera_gcache_size"], err)

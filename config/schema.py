@@ -442,6 +442,8 @@ SITE: dict[str, Rule] = {
     "backup_copy_dir": Rule(optional(PATH), "the copy's directory on backup_copy_to (None: backup_dir)"),
     "backup_compress": Rule(choice("gzip", "zstd"), "the backup stream's compressor"),
     "backup_space_margin_percent": Rule(integer(0, 1000, " %"), "free space wanted beyond the last full's size before a backup"),
+    "backup_rehearsal_hosts": Rule(mapping(HOST_NAME, address(), "{host name: IPv4 address}"),
+                                   "hosts (not controllers) the restore rehearsal restores a backup onto ({}: none)"),
     "package_versions": Rule(mapping(text(r"[a-z0-9][a-z0-9+.-]+", "a Debian package name (a-z 0-9 + . -)"),
                                      Kind(debversion.EXPECT, debversion.why_not), "{package: Debian version}"),
                              "exact versions of the packages the deploy installs (absent: apt's candidate, never upgraded)"),

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 FORMAT = 1
@@ -248,3 +248,39 @@ def compare(manifest: Manifest, restored: dict) -> Comparison:
         if got.get("checksum") != want[name].checksum:
             diffs.append(Difference(name, "checksum", want[name].checksum, str(got.get("checksum"))))
     return Comparison(tuple(diffs), len(want), sum(t.rows for t in want.values()))
+
+
+def with_sums(manifest: Manifest, sums: dict) -> Manifest:
+    """`manifest` holding the table sums `sums` ({"db.table": {"rows", "checksum"}}) instead of
+    its own: the reference of a rehearsal of an incremental, whose manifest has none (its
+    restored hosts are compared with the bootstrapped one). Pure."""
+    tables = tuple((n, TableSum(int(t.get("rows") or 0), str(t.get("checksum")))) for n, t in sorted(sums.items()))
+    return replace(manifest, tables=tables)
+
+
+def rehearsal_lines(backup: str | None, comparisons: dict[str, Comparison], unsummed: list[str] = (),
+                    reference: str = "manifest") -> list[str]:
+    """The rehearsal's report: each restored host's verdict (Comparison.lines(), its table of
+    differences first), then the last line: how many tables and rows were compared on how many
+    hosts, against what, and whether the checksums match on every one. Pure."""
+    out = []
+    for name, c in comparisons.items():
+        lines = c.lines()
+        out += [f"{name}: {line}" for line in lines]
+    against = "the manifest" if reference == "manifest" else f"{reference} (the manifest holds no table sums)"
+    hosts = list(comparisons) + list(unsummed)
+    first = next(iter(comparisons.values()), None)
+    tables, rows = (first.tables, first.rows) if first else (0, 0)
+    head = (f"restore-rehearsal of {backup}: compared {tables} tables, {rows} rows on each of {len(hosts)} restored "
+            f"host(s) ({', '.join(hosts)}) against {against}")
+    bad = [n for n, c in comparisons.items() if not c.ok]
+    if not bad and not unsummed and comparisons:
+        return out + [f"{head}: the checksums match"]
+    said = []
+    if bad:
+        said.append(f"{sum(len(comparisons[n].differences) for n in bad)} difference(s) on {', '.join(bad)}")
+    if unsummed:
+        said.append(f"{', '.join(unsummed)} not summed")
+    if not comparisons:
+        said.append("no host summed")
+    return out + [f"{head}: {'; '.join(said)}: the restored database is not the backup's"]

@@ -6,6 +6,8 @@ production; only the data differ (lab subnet, VIP, lab-size resources, the lab's
 Which nodes: every node that exists in the lab (has a disk under /var/tmp/halab/nodes), running
 or not, so a stopped or killed node stays in the inventory like a real controller that is down.
 `python -m lab up --nodes 4` adds node04 here; `python -m lab remove node04` takes it out.
+The restore rehearsal's nodes (lab.names.REHEARSAL_NODES: node08, node09) are never listed:
+they are the site's backup_rehearsal_hosts (inventories/rehearsal.py makes them a group).
 
 HA_LAB_NODES=node01,node02,node03 (lab only): only these of the existing nodes, e.g. the
 inventory after a controller was taken out of it while it still exists.
@@ -34,9 +36,10 @@ if _ROOT not in _sys.path:
     _sys.path.insert(0, _ROOT)
 
 import lab as _lab  # noqa: E402
-from lab.names import NODES_DIR as _NODES_DIR, node_index as _node_index  # noqa: E402
+from lab.names import NODES_DIR as _NODES_DIR, REHEARSAL_NODES as _REHEARSAL_NODES, node_index as _node_index  # noqa: E402
 
-_nodes = _lab.node_names()
+# the restore rehearsal's nodes are never controllers (they are backup_rehearsal_hosts, below)
+_nodes = [n for n in _lab.node_names() if n not in _REHEARSAL_NODES]
 if _os.environ.get("HA_LAB_NODES"):
     # lab only: an inventory without some nodes that exist (a controller being removed)
     _nodes = [n for n in _nodes if n in _os.environ["HA_LAB_NODES"].split(",")]
@@ -75,6 +78,9 @@ controllers = (
         "mariadb_innodb_buffer_pool_size": "64M",
         # backups on (issue 18's lab tests): taken on the last node, copied to the one before it
         "backup_enabled": True,
+        # the restore rehearsal's hosts: fresh lab nodes (python -m lab add node08 node09), never
+        # controllers; two: one bootstrapped from the backup, one joining it by SST
+        "backup_rehearsal_hosts": {_n: _lab.address(_n) for _n in _REHEARSAL_NODES},
         # lab nodes get new host keys at every rebuild (LAB.md item 14): do not record them
         "ssh_user": "root",
         "ssh_key": _lab.SSH_KEY,

@@ -8,7 +8,7 @@ model as the lab sees it: sitemodel; drills and benches: drills (waits, faults, 
 
 from lab.keys import ensure_secrets  # noqa: F401
 from lab.lifecycle import (  # noqa: F401
-    down, heal, isolate, kill, leftovers, remove, start, status, stop, up,
+    add, down, heal, isolate, kill, leftovers, remove, start, status, stop, up,
 )
 from lab.images import node_names  # noqa: F401
 from lab.machines import exec_, init_pid, ssh  # noqa: F401

@@ -1,4 +1,4 @@
-"""python -m lab up|down|status|stop|kill|start|isolate|heal|exec|ssh|remove"""
+"""python -m lab up|add|down|status|stop|kill|start|isolate|heal|exec|ssh|remove"""
 
 import argparse
 import json
@@ -27,6 +27,8 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     p = sub.add_parser("up", help="create/boot nodes node01..nodeNN and every node with a disk (idempotent)")
     p.add_argument("--nodes", "-n", type=int, default=3, help="number of nodes at least (default 3)")
+    p = sub.add_parser("add", help="create/boot exactly these nodes (the restore rehearsal's: node08 node09)")
+    p.add_argument("names", nargs="+", metavar="NODE")
     p = sub.add_parser("down", help="remove everything the lab made (keeps image, cache, disks)")
     p.add_argument("--purge", action="store_true", help="also delete node disks and secrets")
     p = sub.add_parser("status", help="each node's state, address and init PID")
@@ -47,6 +49,8 @@ def main(argv=None) -> int:
         if a.cmd == "up":
             lifecycle.up(a.nodes)
             print(_table(lifecycle.status()))
+        elif a.cmd == "add":
+            print(_table(lifecycle.add(a.names)))
         elif a.cmd == "down":
             lifecycle.down(purge=a.purge)
         elif a.cmd == "status":

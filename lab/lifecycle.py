@@ -93,6 +93,19 @@ def up(nodes: int = 3) -> list[dict]:
         return status()
 
 
+def add(names: list[str]) -> list[dict]:
+    """Create and boot exactly these nodes (the restore rehearsal's: lab.names.REHEARSAL_NODES),
+    leaving the others as they are; `remove` deletes each again."""
+    for name in names:
+        node_index(name)
+        if node_index(name) > MAX_NODES:
+            raise LabError(f"{name}: the lab has at most {MAX_NODES} nodes")
+    with locked():
+        infrastructure()
+        bring_up(sorted(set(names), key=node_index))
+        return [r for r in status() if r["name"] in names]
+
+
 def start(name: str) -> None:
     """Power a stopped or killed node on again; it boots from its own disk."""
     with locked():

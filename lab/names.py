@@ -78,6 +78,11 @@ BASE_PACKAGES = [
     "iputils-ping", "curl", "netcat-openbsd", "ca-certificates",
 ]
 MAX_NODES = 9
+# The restore rehearsal's nodes (make restore-rehearsal; tests/lab/test_46_rehearsal.py): fresh
+# nodes with names and addresses of their own, never controllers. inventories/lab.py leaves them
+# out of the controllers and names them in backup_rehearsal_hosts; `python -m lab add` starts
+# them, `python -m lab remove` deletes them.
+REHEARSAL_NODES = ("node08", "node09")
 NODE_RE = re.compile(r"^node(\d{2})$")
 CGROUP_HIERARCHIES = ("unified", "systemd", "memory", "pids")
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -82,15 +82,24 @@ def controllers_in_run() -> set[str]:
     return {h.name for h in inventory.get_active_hosts() if h.name in names}
 
 
+def allow_group(name: str) -> None:
+    """An entry that acts on a group besides the controllers (the restore rehearsal's
+    `rehearsal`, made by inventories/rehearsal.py) says so before site(): preflight then leaves
+    that group to the entry's own checks. Every other entry still refuses it (deploy.py would
+    run on its hosts)."""
+    run_dict("allowed groups")[name] = True
+
+
 @once
 def _preflight() -> tuple[Site, dict] | Refused:
     """The site and its secrets, or preflight's refusal (kept: every host's deploy raises it)."""
     hosts, group_data = inventory_shape(inventory)
+    others = {g: v for g, v in inventory_others(inventory).items() if g not in run_dict("allowed groups")}
     try:
         secrets = load_secrets(group_data.get("secrets_file"))
     except (SecretsError, TypeError, OSError):
         secrets = None  # check() loads them again and says what is wrong, as a problem
-    report = check(hosts, group_data, secrets, others=inventory_others(inventory))
+    report = check(hosts, group_data, secrets, others=others)
     if report.errors:
         lines = [str(p) for p in report.warnings + report.errors]
         return Refused("\n".join([*lines, f"preflight: {len(report.errors)} error(s); no host was changed"]))
@@ -108,6 +117,12 @@ def _site_and_secrets() -> tuple[Site, dict]:
 def site() -> Site:
     """The site model of the current inventory; the first call runs preflight."""
     return _site_and_secrets()[0]
+
+
+def secrets() -> dict:
+    """Every secret of the site, by name (for rendering files on hosts that are not the
+    controllers: the restore rehearsal's)."""
+    return _site_and_secrets()[1]
 
 
 def secret_value(name: str) -> str:

@@ -55,6 +55,8 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "operations/backup_plan.py": ("tests/unit/test_backup_plan.py", "tests/unit/test_backup_restore.py"),
     "operations/peer_tls_plan.py": ("tests/unit/test_peer_tls.py",),
     "health/backup.py": ("tests/unit/test_health_backup.py",),
+    "operations/rehearsal_plan.py": ("tests/unit/test_rehearsal_plan.py", "tests/unit/test_rehearsal_run.py"),
+    "config/rehearsal.py": ("tests/unit/test_rehearsal_plan.py",),
 }
 
 # Equivalent mutants: (module, the original source line stripped, the mutation as reported) ->

@@ -226,7 +226,11 @@ def planning(case: dict, facts_key: str = "facts"):
     from the case's facts; yields (state, inventory). A new State: nothing of another case's run
     is kept (operations/runstate.py)."""
     hosts, group, site = case_site(case)
-    names = [n for n, _ in hosts]
+    # "rehearsal_group": true: the site's backup_rehearsal_hosts in the inventory as the group
+    # `rehearsal` (inventories/rehearsal.py's shape), for the restore rehearsal's run()
+    extra = [(n, {"ssh_hostname": a}) for n, a in group.get("backup_rehearsal_hosts", {}).items()] \
+        if case.get("rehearsal_group") else []
+    names = [n for n, _ in hosts + extra]
     facts = {n: {k: resolve(site, n, k, v) for k, v in host_facts(case[facts_key], n).items()} for n in names}
 
     def get_fact(self, cls, *args, **kwargs):
@@ -254,7 +258,8 @@ def planning(case: dict, facts_key: str = "facts"):
             value = value[kwargs["path"]]
         return copy.deepcopy(value)
 
-    inventory = Inventory((hosts, {}), override_data=case.get("override"), **{GROUP: (hosts, group)})
+    groups = {GROUP: (hosts, group), **({"rehearsal": (extra, {})} if extra else {})}
+    inventory = Inventory((hosts + extra, {}), override_data=case.get("override"), **groups)
     state = State(inventory, Config())
     state.active_hosts = set(inventory)
     state.activated_hosts = set(inventory)

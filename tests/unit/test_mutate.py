@@ -96,7 +96,8 @@ def test_a_module_whose_tests_fail_unmutated_is_an_error(tmp_path):
 def test_the_targets_are_the_decision_modules_with_their_tests():
     assert {"operations/galera_plan.py", "operations/maintenance_plan.py", "config/schema.py",
             "health/checks.py", "operations/rabbitmq_plan.py", "operations/upgrade_plan.py", "operations/backup_plan.py",
-            "operations/peer_tls_plan.py", "health/backup.py"} <= set(mutate.TARGETS)
+            "operations/peer_tls_plan.py", "health/backup.py", "operations/rehearsal_plan.py",
+            "config/rehearsal.py"} <= set(mutate.TARGETS)
     for module, tests in mutate.TARGETS.items():
         if (mutate.ROOT / module).exists():
             assert tests and all((mutate.ROOT / t).is_file() for t in tests), module

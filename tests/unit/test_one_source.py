@@ -352,7 +352,10 @@ NOT_OVERRIDDEN = {"secrets_file": "changes where secrets come from, not what is 
                   "peer_tls_ca_file": "read only with galera_tls or rabbitmq_tls (test_peer_tls.py)",
                   # AMQP over TLS: the same certificates; on, off and one source in test_amqp_tls.py
                   **{k: "needs the controllers' certificates (test_amqp_tls.py)" for k in (
-                      "rabbitmq_amqp_tls", "rabbitmq_amqp_tls_port", "rabbitmq_amqp_plain", "rabbitmq_amqp_tls_verify_peer")}}
+                      "rabbitmq_amqp_tls", "rabbitmq_amqp_tls_port", "rabbitmq_amqp_plain", "rabbitmq_amqp_tls_verify_peer")},
+                  # no controller's file: the rehearsal hosts' files are rendered by the rehearsal only
+                  "backup_rehearsal_hosts": "changes no controller's file: read by the restore rehearsal only "
+                                            "(its cluster's files: test_rehearsal_plan.py)"}
 
 
 def rendered(group_changes: dict):
