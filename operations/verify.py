@@ -35,6 +35,11 @@ not expired (within haproxy_tls_expiry_warn_days of its expiry: a warning, the r
 OK). A fact missing or in error fails its check. A controller
 that cannot be reached fails the run; one left out with --limit is reported as not checked.
 
+With monitoring_enabled, each host also writes its verdict at (3) for node-exporter's textfile
+collector (config.monitoring.HEALTH_TEXTFILE, health.metrics.health_textfile: a check per
+series, `health_ok`, when): over the host's connection, not as an operation's command, so it
+is no change either; a failed write is a warning, never a failed verification.
+
 The JSON ($HA_VERIFY_JSON, written atomically) for monitoring: `ok`, `generated_at` (UTC),
 `controllers`, `vip_holders`, `external_vip_holders` (with an external VIP), `failures` (one
 line each), `warnings` (the same), `hosts` {name: [{name, status (ok|WARN|FAIL|info), detail,
@@ -51,6 +56,7 @@ outputs (tests/unit/test_health.py); this glue through pyinfra's API (tests/unit
 from __future__ import annotations
 
 import os
+import shlex
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -58,11 +64,13 @@ from datetime import datetime, timezone
 
 import gevent
 from pyinfra import host, logger, state
-from pyinfra.api import FunctionCommand, deploy, operation
+from pyinfra.api import FunctionCommand, StringCommand, deploy, operation
 
+from config.monitoring import HEALTH_TEXTFILE
 from config.site import Site, build_site, inventory_shape
 from facts.bundle import Bundle, fact_class
 from health.checks import evaluate
+from health.metrics import health_textfile
 from health.report import FAIL, Report, write_json
 from health.settle import lagging
 from operations.before import health_parts, read_before_run
@@ -70,6 +78,7 @@ from facts.haproxy import HaproxyServers
 
 JSON_ENV = "HA_VERIFY_JSON"
 FACT_TIMEOUT = 60  # seconds for one fact command over SSH (the slowest, rabbitmqctl, takes ~2 s)
+METRICS_TIMEOUT = 30  # seconds for writing the verdict's textfile on a host
 
 
 # Fact results per run (keyed by the State, so API users running several states are safe).
@@ -182,6 +191,36 @@ def _publish(run: _Run, report: Report) -> None:
     if path:
         write_json(report, run.results, path)
         logger.info(f"health report written to {path}")
+
+
+def textfile_command(path: str, text: str) -> str:
+    """One shell command writing `text` to `path` atomically: a temporary file in the same
+    directory (a dot file: node-exporter reads *.prom only) renamed over it."""
+    directory, base = path.rsplit("/", 1)
+    return (f"tmp=$(mktemp {shlex.quote(f'{directory}/.{base}.XXXXXX')}) && printf '%s' {shlex.quote(text)} > \"$tmp\" "
+            f"&& chmod 644 \"$tmp\" && mv -f \"$tmp\" {shlex.quote(path)} || {{ rm -f \"$tmp\"; exit 1; }}")
+
+
+def write_health_metrics(host, report: Report, now: datetime, cluster: bool) -> bool:
+    """Write this host's verdict (health.metrics.health_textfile) to its textfile directory.
+
+    Through the connection directly, not as an operation's command: a command would count as
+    a change on every run (the text carries the report's time), and the deploy must stay a
+    no-op on a second run. A failure (the directory not there yet, a lost connection) is a
+    warning: the verdict of the HA layer does not depend on monitoring's file.
+    """
+    text = health_textfile(report, host.name, now, cluster=cluster)
+    if not text:
+        return False
+    try:
+        ok, output = host.run_shell_command(StringCommand(textfile_command(HEALTH_TEXTFILE, text)),
+                                            _timeout=METRICS_TIMEOUT)
+        why = "" if ok else " ".join(output.stderr_lines[-3:]) or "failed"
+    except Exception as exc:  # noqa: BLE001 - any failure is this warning, never the run's
+        ok, why = False, f"{type(exc).__name__}: {exc}"
+    if not ok:
+        host.log_styled(f"health metrics not written to {HEALTH_TEXTFILE}: {why}", fg="yellow", log_func=logger.warning)
+    return ok
 
 
 def report_reasons(run: _Run, report: Report, name: str, active: set[str]) -> tuple[list[str], bool]:
@@ -299,9 +338,12 @@ def health_report():
     now = _now()
     report = evaluate(run.site, run.results, generated_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"), pending=pending,
                       skipped=skipped, now=now)
+    complete = active <= set(run.results)
     reasons, publish = report_reasons(run, report, host.name, active)
     if publish:
         _publish(run, report)
+    if run.site["monitoring_enabled"] and host.name in run.results:
+        write_health_metrics(host, report, now, cluster=complete)
     if reasons:
         yield FunctionCommand(_fail_host, (reasons,), {})
 
