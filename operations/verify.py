@@ -11,7 +11,9 @@ they never count as a change and a no-op re-run stays a no-op:
    (facts/; pyinfra 3.10 does not cache facts, each read runs its command).
 2. `settle_health`: HAProxy sees a recovered server only after `rise` checks; while a mariadb
    or rabbitmq_management server is transitional, or DOWN though its node reports the service
-   ready, the host re-reads its HAProxy servers (every 2 s, at most 12 s).
+   ready, the host re-reads its HAProxy servers (every 2 s, at most 12 s). With monitoring on,
+   likewise its Prometheus' targets while one is not up though its node's facts say it should
+   be (restarted by the run, not scraped since): every 3 s, at most a scrape interval + 5 s.
 3. `health_report`: in pyinfra's default mode every host has finished (1) and (2) before any
    host starts (3), so the first host there evaluates all controllers at once with
    health.checks.evaluate(),
@@ -32,7 +34,9 @@ not install the APIs); Galera is Primary, Synced, ready, of
 size = the controllers up; RabbitMQ's running members = the controllers up, no partition, no
 alarm; memcached answers `stats`; with haproxy_tls the installed certificate is readable and
 not expired (within haproxy_tls_expiry_warn_days of its expiry: a warning, the report stays
-OK). A fact missing or in error fails its check. A controller
+OK); with monitoring on, Prometheus and Alertmanager answer, Prometheus lists every controller's
+targets and its Alertmanager's peers are controllers (a target down, a cluster settling or
+missing a controller: a warning; health/monitoring.py). A fact missing or in error fails its check. A controller
 that cannot be reached fails the run; one left out with --limit is reported as not checked.
 
 With monitoring_enabled, each host also writes its verdict at (3) for node-exporter's textfile
@@ -72,9 +76,11 @@ from facts.bundle import Bundle, fact_class
 from health.checks import evaluate
 from health.metrics import health_textfile
 from health.report import FAIL, Report, write_json
+from health.monitoring import lagging_targets
 from health.settle import lagging
 from operations.before import health_parts, read_before_run
 from facts.haproxy import HaproxyServers
+from facts.monitoring import PrometheusTargets
 
 JSON_ENV = "HA_VERIFY_JSON"
 FACT_TIMEOUT = 60  # seconds for one fact command over SSH (the slowest, rabbitmqctl, takes ~2 s)
@@ -112,18 +118,40 @@ def _run_for(state) -> _Run:
 
 SETTLE_SECONDS = 12  # fall 5 x inter 2 s: the longest a server takes to settle
 SETTLE_STEP = 2
+TARGETS_STEP = 3  # seconds between two reads of Prometheus' targets
+TARGETS_MARGIN = 5  # seconds beyond one scrape interval: a target's next scrape and its answer
 
 
 def settle(host, site: Site, results: dict, sleep=None) -> int:
-    """Re-read this host's HAProxy servers while some are lagging, bounded; seconds waited."""
+    """Re-read this host's HAProxy servers while some are lagging, bounded; seconds waited.
+    Then, with monitoring on, its Prometheus' targets the same way (settle_targets)."""
+    waited = _settle_fact(host, results, "haproxy_servers", lagging, SETTLE_SECONDS, SETTLE_STEP, sleep,
+                          lambda: read_fact(host, HaproxyServers, socket=site["haproxy_stats_socket"]))
+    return waited + settle_targets(host, site, results, sleep)
+
+
+def settle_targets(host, site: Site, results: dict, sleep=None) -> int:
+    """Re-read this host's Prometheus targets while some are lagging (health.monitoring: not up
+    although their node's facts say they should be: restarted by the run, not scraped since),
+    for at most one scrape interval and TARGETS_MARGIN; seconds waited."""
+    if "prometheus" not in results[host.name]:
+        return 0
+    me = site.controller(host.name).address
+    return _settle_fact(host, results, "prometheus", lagging_targets, site["monitoring_scrape_interval"] + TARGETS_MARGIN,
+                        TARGETS_STEP, sleep,
+                        lambda: read_fact(host, PrometheusTargets, address=me, port=site["monitoring_prometheus_port"]))
+
+
+def _settle_fact(host, results: dict, key: str, lags, seconds: int, step: int, sleep, reread) -> int:
+    """Re-read fact `key` of this host (reread()) every `step` s while lags(host, results)
+    names something, for at most `seconds`; the wait is kept in the fact as settle_wait_sec."""
     sleep = sleep or gevent.sleep
     waited = 0
-    while lagging(host.name, results) and waited < SETTLE_SECONDS:
-        sleep(SETTLE_STEP)
-        waited += SETTLE_STEP
-        fresh = read_fact(host, HaproxyServers, socket=site["haproxy_stats_socket"])
-        results[host.name] = {**results[host.name], "haproxy_servers": fresh}
-    results[host.name]["haproxy_servers"] = {**results[host.name]["haproxy_servers"], "settle_wait_sec": waited}
+    while lags(host.name, results) and waited < seconds:
+        sleep(step)
+        waited += step
+        results[host.name] = {**results[host.name], key: reread()}
+    results[host.name][key] = {**results[host.name][key], "settle_wait_sec": waited}
     return waited
 
 
