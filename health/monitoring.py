@@ -5,6 +5,7 @@ Alertmanager's cluster is the controllers. Pure.
     monitoring_rows(site, facts, up) -> [Check]     (facts: PrometheusTargets and AlertmanagerCluster
                                                      under "prometheus" and "alertmanager")
     lagging_targets(name, results) -> [str]         (verify's settle loop)
+    settling(name, results) -> [str]                (the same, for Alertmanager's cluster)
 
 What fails and what warns: the deploy awaits each daemon's /-/ready, so one that does not
 answer is a FAIL, as is a Prometheus without a target the site's prometheus.yml lists (its
@@ -98,6 +99,14 @@ def lagging_targets(name: str, results: dict) -> list[str]:
         return []
     return [f"{t.get('job')}/{t.get('node')} {t.get('health')}" for t in facts["prometheus"].get("targets") or []
             if t.get("health") != "up" and _job_ready(t.get("job"), t.get("node"), results)]
+
+
+def settling(name: str, results: dict) -> list[str]:
+    """`name`'s Alertmanager when its cluster is settling (its gossip after a start)."""
+    facts = results.get(name) or {}
+    if problem(facts, "alertmanager") or facts["alertmanager"].get("status") != "settling":
+        return []
+    return ["alertmanager settling"]
 
 
 def _why(target: dict) -> str:

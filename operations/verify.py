@@ -13,7 +13,8 @@ they never count as a change and a no-op re-run stays a no-op:
    or rabbitmq_management server is transitional, or DOWN though its node reports the service
    ready, the host re-reads its HAProxy servers (every 2 s, at most 12 s). With monitoring on,
    likewise its Prometheus' targets while one is not up though its node's facts say it should
-   be (restarted by the run, not scraped since): every 3 s, at most a scrape interval + 5 s.
+   be (restarted by the run, not scraped since): every 3 s, at most a scrape interval + 5 s;
+   and its Alertmanager while its cluster is settling (at most 15 s).
 3. `health_report`: in pyinfra's default mode every host has finished (1) and (2) before any
    host starts (3), so the first host there evaluates all controllers at once with
    health.checks.evaluate(),
@@ -76,11 +77,11 @@ from facts.bundle import Bundle, fact_class
 from health.checks import evaluate
 from health.metrics import health_textfile
 from health.report import FAIL, Report, write_json
-from health.monitoring import lagging_targets
+from health.monitoring import lagging_targets, settling
 from health.settle import lagging
 from operations.before import health_parts, read_before_run
 from facts.haproxy import HaproxyServers
-from facts.monitoring import PrometheusTargets
+from facts.monitoring import AlertmanagerCluster, PrometheusTargets
 
 JSON_ENV = "HA_VERIFY_JSON"
 FACT_TIMEOUT = 60  # seconds for one fact command over SSH (the slowest, rabbitmqctl, takes ~2 s)
@@ -120,6 +121,7 @@ SETTLE_SECONDS = 12  # fall 5 x inter 2 s: the longest a server takes to settle
 SETTLE_STEP = 2
 TARGETS_STEP = 3  # seconds between two reads of Prometheus' targets
 TARGETS_MARGIN = 5  # seconds beyond one scrape interval: a target's next scrape and its answer
+CLUSTER_SECONDS = 15  # an Alertmanager just started settles its gossip in about 10 s
 
 
 def settle(host, site: Site, results: dict, sleep=None) -> int:
@@ -127,7 +129,7 @@ def settle(host, site: Site, results: dict, sleep=None) -> int:
     Then, with monitoring on, its Prometheus' targets the same way (settle_targets)."""
     waited = _settle_fact(host, results, "haproxy_servers", lagging, SETTLE_SECONDS, SETTLE_STEP, sleep,
                           lambda: read_fact(host, HaproxyServers, socket=site["haproxy_stats_socket"]))
-    return waited + settle_targets(host, site, results, sleep)
+    return waited + settle_targets(host, site, results, sleep) + settle_cluster(host, site, results, sleep)
 
 
 def settle_targets(host, site: Site, results: dict, sleep=None) -> int:
@@ -140,6 +142,16 @@ def settle_targets(host, site: Site, results: dict, sleep=None) -> int:
     return _settle_fact(host, results, "prometheus", lagging_targets, site["monitoring_scrape_interval"] + TARGETS_MARGIN,
                         TARGETS_STEP, sleep,
                         lambda: read_fact(host, PrometheusTargets, address=me, port=site["monitoring_prometheus_port"]))
+
+
+def settle_cluster(host, site: Site, results: dict, sleep=None) -> int:
+    """Re-read this host's Alertmanager cluster while it is settling (gossip with its peers
+    after a start, about 10 s), for at most CLUSTER_SECONDS; seconds waited."""
+    if "alertmanager" not in results[host.name]:
+        return 0
+    me = site.controller(host.name).address
+    return _settle_fact(host, results, "alertmanager", settling, CLUSTER_SECONDS, TARGETS_STEP, sleep,
+                        lambda: read_fact(host, AlertmanagerCluster, address=me, port=site["monitoring_alertmanager_port"]))
 
 
 def _settle_fact(host, results: dict, key: str, lags, seconds: int, step: int, sleep, reread) -> int:

@@ -14,7 +14,7 @@ from healthkit import F, FakeHost, capture, healthy, lab_site, row, statuses
 import operations.verify as V
 from config.monitoring import JOBS
 from health.checks import evaluate
-from health.monitoring import lagging_targets
+from health.monitoring import lagging_targets, settling
 from health.report import FAIL, OK, WARN
 from operations.before import health_parts
 
@@ -213,6 +213,24 @@ def test_settle_rereads_the_targets_until_scraped_bounded():
     # without monitoring: nothing read
     plain = lab_site()
     assert V.settle_targets(TargetsHost([]), plain, healthy(plain), sleep=slept.append) == 0
+
+
+def test_settle_rereads_a_settling_cluster_bounded():
+    s = site()
+    results = monitored(s, node01={"alertmanager": cluster(status="settling")})
+    assert settling("node01", results) == ["alertmanager settling"] and settling("node02", results) == []
+    fake = FakeHost(F.AlertmanagerCluster, [cluster(status="settling"), cluster()])
+    slept = []
+    assert V.settle_cluster(fake, s, results, sleep=slept.append) == 6
+    assert fake.calls == [("AlertmanagerCluster", {"address": "10.77.0.11", "port": 9093})] * 2
+    assert row(evaluate(s, results), "node01", "alertmanager").status == OK
+    results["node01"]["alertmanager"] = cluster(status="settling")
+    slept.clear()
+    assert V.settle_cluster(FakeHost(F.AlertmanagerCluster, [cluster(status="settling")]), s, results,
+                            sleep=slept.append) == sum(slept) >= V.CLUSTER_SECONDS
+    assert row(evaluate(s, results), "node01", "alertmanager").status == WARN
+    plain = lab_site()
+    assert V.settle_cluster(FakeHost(F.AlertmanagerCluster, []), plain, healthy(plain), sleep=slept.append) == 0
 
 
 def test_the_report_collects_the_monitoring_facts_only_when_on():
