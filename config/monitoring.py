@@ -30,7 +30,10 @@ RULES_FILE = "/etc/prometheus/openstack-ha-alerts.yml"
 PROMETHEUS_YML = "/etc/prometheus/prometheus.yml"
 ALERTMANAGER_YML = "/etc/prometheus/alertmanager.yml"
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"  # node-exporter's textfile collector (Debian's default)
-TEXTFILE = f"{TEXTFILE_DIR}/openstack_ha.prom"  # the collector's file (MonitoringTextfileStale's file=~"openstack_ha.*")
+TEXTFILE = f"{TEXTFILE_DIR}/openstack_ha.prom"  # the collector's file (MonitoringTextfileStale reads its mtime)
+# The health report's verdict per controller (health.metrics.health_textfile), written by
+# operations/verify.py at each deploy or verify run: a snapshot, not watched for staleness.
+HEALTH_TEXTFILE = f"{TEXTFILE_DIR}/openstack_ha_health.prom"
 # Each Debian unit's command line: ARGS (and the exporter's DATA_SOURCE_NAME) in /etc/default/<unit>.
 UNITS = MONITORING_UNITS
 DEFAULT_FILES = {unit: f"/etc/default/{unit}" for unit in UNITS}
@@ -211,7 +214,7 @@ def alerts(site: Site) -> list[Alert]:
               "{{ $labels.node }} does not answer node-exporter",
               "The controller is down or cut off: check its power and network; the others carry the load."),
         Alert("MonitoringTextfileStale",
-              f'time() - node_textfile_mtime_seconds{{file=~"openstack_ha.*"}} > {20 * d["monitoring_scrape_interval"]}',
+              f'time() - node_textfile_mtime_seconds{{file="{TEXTFILE.rsplit("/", 1)[1]}"}} > {20 * d["monitoring_scrape_interval"]}',
               "5m", "warning",
               "The project's collector on {{ $labels.node }} stopped writing {{ $labels.file }}",
               "The VIP, keepalived, maintenance, firewall, certificate and backup alerts are blind: check the collector's timer."),

@@ -7,7 +7,9 @@
      "galera": GaleraNode, "rabbitmq": RabbitmqMembers, "memcached": MemcachedStats,
      "firewall": FirewallState, "haproxy_tls": HaproxyCertificate (haproxy_tls only),
      "amqp_tls": AmqpTls (openssl s_client to the AMQP over TLS port),
-     "backup": BackupManifests (backup_node only, with backup_enabled), "collect_sec": float}
+     "backup": BackupManifests (backup_node only, with backup_enabled),
+     "prometheus": PrometheusTargets, "alertmanager": AlertmanagerCluster (monitoring_enabled only),
+     "collect_sec": float}
 
 (each value the processed dict of that fact of facts/). Every rule below is one
 check and returns its rows. A fact that is missing, or that carries an error, makes its check
@@ -27,6 +29,7 @@ from config.site import Site
 from health import maintenance
 from health.backup import backup_rows
 from health.haproxy import haproxy_rows
+from health.monitoring import monitoring_rows
 from health.tls import amqp_tls_rows, certificate_rows
 from health.report import FAIL, INFO, OK, WARN, Check, Report, problem
 from facts.galera import SOCKET_UNITS
@@ -209,7 +212,7 @@ def host_rows(site: Site, name: str, facts: dict, up: list[str], down: list[str]
             + certificate_rows(site, facts, now)
             + galera_rows(facts, up) + rabbitmq + ([] if name in away else amqp_tls_rows(site, name, facts))
             + memcached_rows(facts)
-            + firewall_rows(site, facts) + backup_rows(site, name, facts, now))
+            + firewall_rows(site, facts) + backup_rows(site, name, facts, now) + monitoring_rows(site, facts, up))
 
 
 # --- the cluster -----------------------------------------------------------------------------

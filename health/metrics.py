@@ -1,20 +1,35 @@
 """The project's own metrics for node-exporter's textfile collector: what no Debian exporter
 gives (whether this controller holds each VIP, keepalived's VRRP state per instance, the
-maintenance marker, memcached (Debian 12 packages no memcached exporter), the health report's verdict per check, firewall drift, the certificate's
-expiry, the newest backup) as Prometheus text, from the facts and the health report the
-project already has. Pure (docs/monitoring.md).
+maintenance marker, memcached (Debian 12 packages no memcached exporter), firewall drift, the
+certificate's expiry, the newest backup, and the health report's verdict per check) as
+Prometheus text, from the facts and the health report the project already has. Pure
+(docs/monitoring.md).
 
     node_textfile(site, name, facts, report, now, manifests=None) -> str
+    health_textfile(report, name, now, cluster=True) -> str
 
-`facts` is the controller's facts as health/checks.py reads them, `report` the health Report
-of a run that collected it, `manifests` the backup manifests of backup_node (facts.
-backup_manifest.Manifest, a ManifestError counting for nothing; None on the other
-controllers: no backup series). The collector
-(the lab-wiring to come) writes the text to TEXTFILE_DIR/openstack_ha.prom atomically (a
-temporary file renamed), node-exporter serves it with its own series, and the scrape adds the
-label `node`. A fact that could not be read gives no series for it (the alert on that
-series then stays silent; the health verdict row of the same check says FAIL, and
-MonitoringTextfileStale fires when the collector stops).
+Two files, two writers, because they are made in two places:
+
+- node_textfile is what the collector on each controller writes every scrape interval to
+  TEXTFILE_DIR/openstack_ha.prom (files/templates/monitoring/openstack-ha-metrics.py.j2, a copy
+  of render(): the hosts have no project code; test_monitoring checks the two agree).
+  `facts` is the controller's facts as health/checks.py reads them, `report` the health Report
+  of a run that collected it (its firewall row), `manifests` the backup manifests of
+  backup_node (facts.backup_manifest.Manifest, a ManifestError counting for nothing; None on
+  the other controllers: no backup series). A fact that could not be read gives no series for
+  it (the alert on that series then stays silent; MonitoringTextfileStale fires when the
+  collector stops).
+- health_textfile is the health report's verdict for one controller, which needs every
+  controller's facts: the report is made on the deploying machine (operations/verify.py, at
+  the end of every deploy and verify run), which writes it to
+  TEXTFILE_DIR/openstack_ha_health.prom on each controller (a temporary file renamed). It is a
+  snapshot of that run, not a live series: `openstack_ha_health_report_timestamp_seconds`
+  says when it was made, and no alert reads it (every fault it checks has a live alert of its
+  own; one on a snapshot would keep firing after the heal until the next run).
+
+node-exporter serves both files with its own series, and the scrape adds the label `node`.
+No label carries a check's detail: only check names (fixed words and listener names) and
+statuses.
 """
 
 from __future__ import annotations
@@ -37,8 +52,10 @@ METRICS = {
     PREFIX + "keepalived_active": ("gauge", "1 when keepalived's unit is active."),
     PREFIX + "keepalived_vrrp_state": ("gauge", "1 for the VRRP state each keepalived instance reports, 0 for the others."),
     PREFIX + "maintenance": ("gauge", "1 when the controller's maintenance marker says it is out."),
-    PREFIX + "health_check": ("gauge", "1 for the status of each health report check of this controller, 0 for the others."),
-    PREFIX + "health_ok": ("gauge", "1 when no health check of this controller failed."),
+    PREFIX + "health_check": ("gauge", "1 for the status of each health report check of this controller, 0 for the others "
+                                        "(cluster checks: `cluster <check>`, FAIL when it names this controller)."),
+    PREFIX + "health_ok": ("gauge", "1 when no health check of this controller failed (nor a cluster check naming it)."),
+    PREFIX + "health_report_timestamp_seconds": ("gauge", "When the health report of these health series was made (Unix time)."),
     PREFIX + "firewall_drifted": ("gauge", "1 when the project's nftables table is not the one the deploy wrote."),
     PREFIX + "memcached_up": ("gauge", "1 when memcached answers `stats` on the node address."),
     PREFIX + "rabbitmq_partitions": ("gauge", "Network partitions this RabbitMQ node reports."),
@@ -73,15 +90,7 @@ def samples(site, name: str, facts: dict, report: Report, now: datetime, manifes
                 out.append((PREFIX + "keepalived_vrrp_state", {"vrrp_instance": instance, "state": s}, int(state == s)))
     if not problem(facts, "maintenance"):
         out.append((PREFIX + "maintenance", {}, int(bool(facts["maintenance"].get("out")))))
-    worst: dict[str, str] = {}
-    for c in report.hosts.get(name, []):
-        if c.name not in worst or _WORST[c.status] > _WORST[worst[c.name]]:
-            worst[c.name] = c.status
-    for check, status in worst.items():
-        for s in STATUSES:
-            out.append((PREFIX + "health_check", {"check": check, "status": s}, int(status == s)))
-    if name in report.hosts:
-        out.append((PREFIX + "health_ok", {}, int(not report.host_failures(name))))
+    worst = worst_status(report.hosts.get(name, []))
     if "firewall" in worst:
         out.append((PREFIX + "firewall_drifted", {}, int(worst["firewall"] == FAIL)))
     if isinstance(facts.get("memcached"), dict):  # an error is memcached not answering
@@ -95,6 +104,36 @@ def samples(site, name: str, facts: dict, report: Report, now: datetime, manifes
         for kind in ("full", "incremental"):
             done = [m.finished for m in manifests if isinstance(m, Manifest) and m.kind == kind and m.ok and m.finished]
             out.append((PREFIX + "backup_last_success_timestamp_seconds", {"kind": kind}, max(done).timestamp() if done else 0))
+    return out
+
+
+def worst_status(checks) -> dict[str, str]:
+    """{check name: the worst status of its rows} (a check may have several rows)."""
+    worst: dict[str, str] = {}
+    for c in checks:
+        if c.name not in worst or _WORST[c.status] > _WORST[worst[c.name]]:
+            worst[c.name] = c.status
+    return worst
+
+
+def health_samples(report: Report, name: str, now: datetime, cluster: bool = True) -> list[tuple[str, dict, float]]:
+    """The report's verdict for controller `name` (none when the report has no rows for it):
+    one one-hot `health_check` per check of its own (the worst row of each), one per cluster
+    check as `cluster <check>` (cluster=False: a --serial run's host that reported before the
+    others had collected, which judged no cluster check), `health_ok` and when the report was
+    made. A cluster check is FAIL here only on the controllers it names: one fault, one failing
+    series, on the node it blames; on the others it is ok (or its INFO/WARN)."""
+    if name not in report.hosts:
+        return []
+    out = []
+    statuses = list(worst_status(report.hosts[name]).items())
+    if cluster:
+        statuses += [(f"cluster {c.name}", OK if c.status == FAIL and name not in c.hosts else c.status) for c in report.cluster]
+    for check, status in statuses:
+        for s in STATUSES:
+            out.append((PREFIX + "health_check", {"check": check, "status": s}, int(status == s)))
+    out.append((PREFIX + "health_ok", {}, int(not report.host_failures(name, cluster=cluster))))
+    out.append((PREFIX + "health_report_timestamp_seconds", {}, now.timestamp()))
     return out
 
 
@@ -114,3 +153,10 @@ def render(rows: list[tuple[str, dict, float]]) -> str:
 def node_textfile(site, name: str, facts: dict, report: Report, now: datetime, manifests=None) -> str:
     """The textfile of controller `name` (see the module's docstring)."""
     return render(samples(site, name, facts, report, now, manifests))
+
+
+def health_textfile(report: Report, name: str, now: datetime, cluster: bool = True) -> str:
+    """The health report's verdict of controller `name` as a textfile (see health_samples);
+    an empty string when the report has no rows for it."""
+    rows = health_samples(report, name, now, cluster)
+    return render(rows) if rows else ""

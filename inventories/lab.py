@@ -36,7 +36,7 @@ if _ROOT not in _sys.path:
     _sys.path.insert(0, _ROOT)
 
 import lab as _lab  # noqa: E402
-from lab.names import NODES_DIR as _NODES_DIR, REHEARSAL_NODES as _REHEARSAL_NODES, node_index as _node_index  # noqa: E402
+from lab.names import ALERT_RECEIVER_URL as _RECEIVER, NODES_DIR as _NODES_DIR, REHEARSAL_NODES as _REHEARSAL_NODES, node_index as _node_index  # noqa: E402
 
 # the restore rehearsal's nodes are never controllers (they are backup_rehearsal_hosts, below)
 _nodes = [n for n in _lab.node_names() if n not in _REHEARSAL_NODES]
@@ -71,6 +71,8 @@ controllers = (
         # monitoring on in the lab (issue 20): the lab tests ask Prometheus and Alertmanager from this machine
         "monitoring_enabled": True,
         "monitoring_networks": [f"{_lab.HOST_ADDRESS}/32"],
+        # every Alertmanager posts to the lab's receiver, which records it (lab/alert_receiver.py)
+        "monitoring_webhooks": [_RECEIVER],
         "secrets_file": _lab.ensure_secrets(),
         # lab-size nodes see the host's whole memory: absolute, small limits (LAB.md item 12)
         "rabbitmq_memory_high_watermark": "256MiB",

@@ -3,11 +3,10 @@ fetches only from deb.debian.org; its cache is kept under /var/tmp/halab across 
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import time
 
-from lab.host import cmdline, find_procs, pid_alive, read_pid, signal_pid, tcp_open, wait_gone, write
+from lab.host import cmdline, find_procs, pid_alive, read_pid, tcp_open, terminate, write
 from lab.names import APT_CACHE_DIR, APT_PROXY_PORT, HOST_ADDRESS, MIRROR, RUN_DIR, LabError
 
 ACNG_DIR = RUN_DIR / "acng"
@@ -80,9 +79,4 @@ def stop_apt_proxy() -> None:
         pids.add(pid)
     pids |= set(find_procs(lambda argv: argv and argv[0].endswith("apt-cacher-ng")
                             and str(ACNG_DIR) in " ".join(argv)))
-    for p in pids:
-        signal_pid(p, signal.SIGTERM)
-    if not wait_gone(pids, 10):
-        for p in pids:
-            signal_pid(p, signal.SIGKILL)
-        wait_gone(pids, 5)
+    terminate(pids, 10)

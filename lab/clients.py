@@ -6,6 +6,7 @@ nothing here talks to an address outside the lab's subnet."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import select
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 from facts.haproxy_api import ask, parse_stat
@@ -46,6 +48,16 @@ def http_get(port: int, host: str | None = None, timeout: float = 3) -> str:
     opener = _tls_opener() if host is None else _opener
     with opener.open(url, timeout=timeout) as r:
         return r.read().decode().strip()
+
+
+def monitoring_get(node: str, port_key: str, path: str, timeout: float = 10, **params):
+    """The JSON answer of a node's Prometheus or Alertmanager (`port_key`: the site's port key)
+    on its node address, as an operator's browser asks it."""
+    url = f"http://{sitemodel.node_address(node)}:{sitemodel.data(port_key)}{path}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    with urllib.request.urlopen(url, timeout=timeout) as r:
+        return json.loads(r.read())
 
 
 def http_status(url: str, timeout: float = 5) -> int:

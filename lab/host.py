@@ -7,6 +7,7 @@ import contextlib
 import fcntl
 import os
 import re
+import signal
 import shlex
 import shutil
 import socket
@@ -97,6 +98,16 @@ def read_pid(path: Path):
 def signal_pid(pid, sig) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
+
+
+def terminate(pids, grace: float) -> None:
+    """SIGTERM to each PID, then SIGKILL to those still alive after `grace` seconds (bounded)."""
+    for p in pids:
+        signal_pid(p, signal.SIGTERM)
+    if not wait_gone(pids, grace):
+        for p in pids:
+            signal_pid(p, signal.SIGKILL)
+        wait_gone(pids, 5)
 
 
 def wait_gone(pids, timeout) -> bool:

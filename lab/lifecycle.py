@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+from lab import alert_receiver
 from lab.aptproxy import ACNG_DIR, ensure_apt_proxy, stop_apt_proxy
 from lab.cgroups import all_cgroup_dirs, rm_cgroup
 from lab.images import (
@@ -17,12 +18,13 @@ from lab.images import (
 )
 from lab.host import (
     cmdline, find_procs, ip, locked, mount_points, mount_source, require_root, rmtree, signal_pid,
-    umount_under, wait_gone, write,
+    terminate, umount_under, wait_gone, write,
 )
 from lab.keys import ensure_key, ensure_secrets
 from lab.names import (
-    BASE_DIR, BASE_TMP, BRIDGE, DEFAULT_SUBNET, MAX_NODES, NODE_RE, NODES_DIR, RUN_DIR, SECRETS_FILE, STATE_DIR,
-    STOP_TIMEOUT, SUBNET, SUBNET_FILE, VIP, LabError, address, node_index, node_name, say, veth_name,
+    ALERT_RECEIVER_DIR, ALERT_RECEIVER_PORT, BASE_DIR, BASE_TMP, BRIDGE, DEFAULT_SUBNET, HOST_ADDRESS, MAX_NODES,
+    NODE_RE, NODES_DIR, RUN_DIR, SECRETS_FILE, STATE_DIR, STOP_TIMEOUT, SUBNET, SUBNET_FILE, VIP, LabError, address,
+    node_index, node_name, say, veth_name,
 )
 from lab.machines import (
     ensure_nspawn_tmpfs, hard_stop, init_pid, launch, launcher_pid, node_procs, wait_ready,
@@ -46,7 +48,16 @@ def infrastructure() -> None:
     ensure_bridge()
     ensure_nspawn_tmpfs()
     ensure_apt_proxy()
+    ensure_alert_receiver()
     ensure_base()
+
+
+def ensure_alert_receiver() -> None:
+    """The webhook receiver on the bridge address (lab/alert_receiver.py), kept if it runs."""
+    try:
+        alert_receiver.start(HOST_ADDRESS, ALERT_RECEIVER_PORT, ALERT_RECEIVER_DIR)
+    except RuntimeError as exc:
+        raise LabError(str(exc)) from None
 
 
 def bring_up(names) -> None:
@@ -69,6 +80,17 @@ def bring_up(names) -> None:
         say(f"starting {name} ({address(name)})")
         launch(name)
     wait_ready(names, booted=to_start)
+
+
+def _is_alert_receiver(argv: list[str]) -> bool:
+    return alert_receiver.is_receiver(argv, ALERT_RECEIVER_DIR)
+
+
+def stop_alert_receiver() -> None:
+    """Stop the receiver by its PID file; then any process of it the file no longer names (an
+    interrupted `down` removed /run/halab), found by its command line, as the apt proxy's."""
+    alert_receiver.stop(ALERT_RECEIVER_DIR)
+    terminate(find_procs(_is_alert_receiver), alert_receiver.STOP_SECONDS)
 
 
 def nodes_to_bring_up(nodes: int, known: list[str]) -> list[str]:
@@ -208,8 +230,8 @@ def teardown_node(name: str) -> None:
 
 def down(purge: bool = False) -> None:
     """Remove everything the lab made on this machine (processes by PID, mounts, namespaces,
-    veths, bridge, cgroups, the apt proxy). Keeps the base image, apt cache and node disks;
-    `purge` also removes the node disks and the lab's secrets."""
+    veths, bridge, cgroups, the apt proxy, the alert receiver). Keeps the base image, apt cache
+    and node disks; `purge` also removes the node disks and the lab's secrets."""
     require_root()
     with locked():
         t0 = time.monotonic()
@@ -227,6 +249,7 @@ def down(purge: bool = False) -> None:
         for n in sorted(names):
             teardown_node(n)
         stop_apt_proxy()
+        stop_alert_receiver()
         stranger.remove()  # the firewall drill's outsider, if a test left it
         for link in host_links():
             if link.startswith("veth-node"):
@@ -264,5 +287,6 @@ def leftovers() -> list[str]:
     found += [f"process {p} {' '.join(cmdline(p))[:80]}" for p in find_procs(
         lambda a: "lab.launcher" in a
         or (a[0].endswith("systemd-nspawn") and any(x.startswith("--machine=node") for x in a))
-        or (a[0].endswith("apt-cacher-ng") and str(ACNG_DIR) in " ".join(a)))]
+        or (a[0].endswith("apt-cacher-ng") and str(ACNG_DIR) in " ".join(a))
+        or _is_alert_receiver(a))]
     return found

@@ -70,6 +70,11 @@ BRIDGE = "labbr0"
 IFNAME = "enp8s0f0"     # as on the production controllers (test_10 checks prod.py agrees)
 APT_PROXY_PORT = 3142
 APT_PROXY = f"http://{HOST_ADDRESS}:{APT_PROXY_PORT}"
+# The webhook receiver that records what the lab's Alertmanagers send (lab/alert_receiver.py),
+# on the bridge address like the apt proxy; the lab inventory's monitoring_webhooks.
+ALERT_RECEIVER_PORT = 9097
+ALERT_RECEIVER_URL = f"http://{HOST_ADDRESS}:{ALERT_RECEIVER_PORT}/alerts"
+ALERT_RECEIVER_DIR = RUN_DIR / "alert-receiver"   # pid, alerts.jsonl (the records), stderr.log
 MIRROR = "http://deb.debian.org/debian"
 SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 SUITE = "bookworm"

@@ -28,6 +28,7 @@ from facts.host import UNITS, FileStates, Maintenance, PeerReach, ServiceStates
 from facts.haproxy import HaproxyCertificate, HaproxyInfo, HaproxyServers
 from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
+from facts.monitoring import AlertmanagerCluster, PrometheusTargets
 from facts.packages import PackageVersions
 from facts.rabbitmq import AmqpTls, RabbitmqCluster, RabbitmqDefinitions, RabbitmqFeatureFlags, RabbitmqMembers
 from config.accounts import expected_hashes, expected_passwords
@@ -168,6 +169,9 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
                                suffix=backup.MANIFEST_SUFFIX)}
                if d["backup_enabled"] and name == backup.node([c.name for c in site.controllers], d) else {})
     external = {"external_vip": part(VipHolder, interface=site.external_vip_interface, vip=d["external_vip"])}
+    monitoring = ({"prometheus": part(PrometheusTargets, address=me.address, port=d["monitoring_prometheus_port"]),
+                   "alertmanager": part(AlertmanagerCluster, address=me.address, port=d["monitoring_alertmanager_port"])}
+                  if d["monitoring_enabled"] else {})
     return {
         "vip": part(VipHolder, interface=d["vip_interface"], vip=d["vip"]),
         **(external if d["external_vip"] else {}),
@@ -184,6 +188,7 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
                          ca=peer_tls.paths("rabbitmq")["ca"] if amqp_tls.on(d) else ""),
         **tls,
         **backups,
+        **monitoring,
     }
 
 

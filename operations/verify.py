@@ -11,7 +11,10 @@ they never count as a change and a no-op re-run stays a no-op:
    (facts/; pyinfra 3.10 does not cache facts, each read runs its command).
 2. `settle_health`: HAProxy sees a recovered server only after `rise` checks; while a mariadb
    or rabbitmq_management server is transitional, or DOWN though its node reports the service
-   ready, the host re-reads its HAProxy servers (every 2 s, at most 12 s).
+   ready, the host re-reads its HAProxy servers (every 2 s, at most 12 s). With monitoring on,
+   likewise its Prometheus' targets while one is not up though its node's facts say it should
+   be (restarted by the run, not scraped since): every 3 s, at most a scrape interval + 5 s;
+   and its Alertmanager while its cluster is settling (at most 15 s).
 3. `health_report`: in pyinfra's default mode every host has finished (1) and (2) before any
    host starts (3), so the first host there evaluates all controllers at once with
    health.checks.evaluate(),
@@ -32,8 +35,15 @@ not install the APIs); Galera is Primary, Synced, ready, of
 size = the controllers up; RabbitMQ's running members = the controllers up, no partition, no
 alarm; memcached answers `stats`; with haproxy_tls the installed certificate is readable and
 not expired (within haproxy_tls_expiry_warn_days of its expiry: a warning, the report stays
-OK). A fact missing or in error fails its check. A controller
+OK); with monitoring on, Prometheus and Alertmanager answer, Prometheus lists every controller's
+targets and its Alertmanager's peers are controllers (a target down, a cluster settling or
+missing a controller: a warning; health/monitoring.py). A fact missing or in error fails its check. A controller
 that cannot be reached fails the run; one left out with --limit is reported as not checked.
+
+With monitoring_enabled, each host also writes its verdict at (3) for node-exporter's textfile
+collector (config.monitoring.HEALTH_TEXTFILE, health.metrics.health_textfile: a check per
+series, `health_ok`, when): over the host's connection, not as an operation's command, so it
+is no change either; a failed write is a warning, never a failed verification.
 
 The JSON ($HA_VERIFY_JSON, written atomically) for monitoring: `ok`, `generated_at` (UTC),
 `controllers`, `vip_holders`, `external_vip_holders` (with an external VIP), `failures` (one
@@ -51,6 +61,7 @@ outputs (tests/unit/test_health.py); this glue through pyinfra's API (tests/unit
 from __future__ import annotations
 
 import os
+import shlex
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -58,18 +69,23 @@ from datetime import datetime, timezone
 
 import gevent
 from pyinfra import host, logger, state
-from pyinfra.api import FunctionCommand, deploy, operation
+from pyinfra.api import FunctionCommand, StringCommand, deploy, operation
 
+from config.monitoring import HEALTH_TEXTFILE
 from config.site import Site, build_site, inventory_shape
 from facts.bundle import Bundle, fact_class
 from health.checks import evaluate
+from health.metrics import health_textfile
 from health.report import FAIL, Report, write_json
+from health.monitoring import lagging_targets, settling
 from health.settle import lagging
 from operations.before import health_parts, read_before_run
 from facts.haproxy import HaproxyServers
+from facts.monitoring import AlertmanagerCluster, PrometheusTargets
 
 JSON_ENV = "HA_VERIFY_JSON"
 FACT_TIMEOUT = 60  # seconds for one fact command over SSH (the slowest, rabbitmqctl, takes ~2 s)
+METRICS_TIMEOUT = 30  # seconds for writing the verdict's textfile on a host
 
 
 # Fact results per run (keyed by the State, so API users running several states are safe).
@@ -103,18 +119,51 @@ def _run_for(state) -> _Run:
 
 SETTLE_SECONDS = 12  # fall 5 x inter 2 s: the longest a server takes to settle
 SETTLE_STEP = 2
+TARGETS_STEP = 3  # seconds between two reads of Prometheus' targets
+TARGETS_MARGIN = 5  # seconds beyond one scrape interval: a target's next scrape and its answer
+CLUSTER_SECONDS = 15  # an Alertmanager just started settles its gossip in about 10 s
 
 
 def settle(host, site: Site, results: dict, sleep=None) -> int:
-    """Re-read this host's HAProxy servers while some are lagging, bounded; seconds waited."""
+    """Re-read this host's HAProxy servers while some are lagging, bounded; seconds waited.
+    Then, with monitoring on, its Prometheus' targets the same way (settle_targets)."""
+    waited = _settle_fact(host, results, "haproxy_servers", lagging, SETTLE_SECONDS, SETTLE_STEP, sleep,
+                          lambda: read_fact(host, HaproxyServers, socket=site["haproxy_stats_socket"]))
+    return waited + settle_targets(host, site, results, sleep) + settle_cluster(host, site, results, sleep)
+
+
+def settle_targets(host, site: Site, results: dict, sleep=None) -> int:
+    """Re-read this host's Prometheus targets while some are lagging (health.monitoring: not up
+    although their node's facts say they should be: restarted by the run, not scraped since),
+    for at most one scrape interval and TARGETS_MARGIN; seconds waited."""
+    if "prometheus" not in results[host.name]:
+        return 0
+    me = site.controller(host.name).address
+    return _settle_fact(host, results, "prometheus", lagging_targets, site["monitoring_scrape_interval"] + TARGETS_MARGIN,
+                        TARGETS_STEP, sleep,
+                        lambda: read_fact(host, PrometheusTargets, address=me, port=site["monitoring_prometheus_port"]))
+
+
+def settle_cluster(host, site: Site, results: dict, sleep=None) -> int:
+    """Re-read this host's Alertmanager cluster while it is settling (gossip with its peers
+    after a start, about 10 s), for at most CLUSTER_SECONDS; seconds waited."""
+    if "alertmanager" not in results[host.name]:
+        return 0
+    me = site.controller(host.name).address
+    return _settle_fact(host, results, "alertmanager", settling, CLUSTER_SECONDS, TARGETS_STEP, sleep,
+                        lambda: read_fact(host, AlertmanagerCluster, address=me, port=site["monitoring_alertmanager_port"]))
+
+
+def _settle_fact(host, results: dict, key: str, lags, seconds: int, step: int, sleep, reread) -> int:
+    """Re-read fact `key` of this host (reread()) every `step` s while lags(host, results)
+    names something, for at most `seconds`; the wait is kept in the fact as settle_wait_sec."""
     sleep = sleep or gevent.sleep
     waited = 0
-    while lagging(host.name, results) and waited < SETTLE_SECONDS:
-        sleep(SETTLE_STEP)
-        waited += SETTLE_STEP
-        fresh = read_fact(host, HaproxyServers, socket=site["haproxy_stats_socket"])
-        results[host.name] = {**results[host.name], "haproxy_servers": fresh}
-    results[host.name]["haproxy_servers"] = {**results[host.name]["haproxy_servers"], "settle_wait_sec": waited}
+    while lags(host.name, results) and waited < seconds:
+        sleep(step)
+        waited += step
+        results[host.name] = {**results[host.name], key: reread()}
+    results[host.name][key] = {**results[host.name][key], "settle_wait_sec": waited}
     return waited
 
 
@@ -182,6 +231,36 @@ def _publish(run: _Run, report: Report) -> None:
     if path:
         write_json(report, run.results, path)
         logger.info(f"health report written to {path}")
+
+
+def textfile_command(path: str, text: str) -> str:
+    """One shell command writing `text` to `path` atomically: a temporary file in the same
+    directory (a dot file: node-exporter reads *.prom only) renamed over it."""
+    directory, base = path.rsplit("/", 1)
+    return (f"tmp=$(mktemp {shlex.quote(f'{directory}/.{base}.XXXXXX')}) && printf '%s' {shlex.quote(text)} > \"$tmp\" "
+            f"&& chmod 644 \"$tmp\" && mv -f \"$tmp\" {shlex.quote(path)} || {{ rm -f \"$tmp\"; exit 1; }}")
+
+
+def write_health_metrics(host, report: Report, now: datetime, cluster: bool) -> bool:
+    """Write this host's verdict (health.metrics.health_textfile) to its textfile directory.
+
+    Through the connection directly, not as an operation's command: a command would count as
+    a change on every run (the text carries the report's time), and the deploy must stay a
+    no-op on a second run. A failure (the directory not there yet, a lost connection) is a
+    warning: the verdict of the HA layer does not depend on monitoring's file.
+    """
+    text = health_textfile(report, host.name, now, cluster=cluster)
+    if not text:
+        return False
+    try:
+        ok, output = host.run_shell_command(StringCommand(textfile_command(HEALTH_TEXTFILE, text)),
+                                            _timeout=METRICS_TIMEOUT)
+        why = "" if ok else " ".join(output.stderr_lines[-3:]) or "failed"
+    except Exception as exc:  # noqa: BLE001 - any failure is this warning, never the run's
+        ok, why = False, f"{type(exc).__name__}: {exc}"
+    if not ok:
+        host.log_styled(f"health metrics not written to {HEALTH_TEXTFILE}: {why}", fg="yellow", log_func=logger.warning)
+    return ok
 
 
 def report_reasons(run: _Run, report: Report, name: str, active: set[str]) -> tuple[list[str], bool]:
@@ -299,9 +378,12 @@ def health_report():
     now = _now()
     report = evaluate(run.site, run.results, generated_at=now.strftime("%Y-%m-%dT%H:%M:%SZ"), pending=pending,
                       skipped=skipped, now=now)
+    complete = active <= set(run.results)
     reasons, publish = report_reasons(run, report, host.name, active)
     if publish:
         _publish(run, report)
+    if run.site["monitoring_enabled"] and host.name in run.results:
+        write_health_metrics(host, report, now, cluster=complete)
     if reasons:
         yield FunctionCommand(_fail_host, (reasons,), {})
 

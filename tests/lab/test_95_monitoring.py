@@ -10,10 +10,6 @@ HTTP, as an operator's browser would. It uses the deployed lab (`deployed`), nev
 
 from __future__ import annotations
 
-import json
-import urllib.parse
-import urllib.request
-
 import pytest
 
 from config import backup, monitoring
@@ -25,12 +21,7 @@ NODES = ["node01", "node02", "node03"]
 SETTLE = 120
 
 
-def get(node: str, port_key: str, path: str, **params):
-    url = f"http://{sitemodel.node_address(node)}:{sitemodel.data(port_key)}{path}"
-    if params:
-        url += "?" + urllib.parse.urlencode(params)
-    with urllib.request.urlopen(url, timeout=10) as r:
-        return json.loads(r.read())
+get = drills.monitoring_get
 
 
 def prometheus(node: str, path: str, **params):

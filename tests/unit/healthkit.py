@@ -16,10 +16,12 @@ from config.site import build_site
 from types import SimpleNamespace
 
 from facts import backup as _backup, firewall as _firewall, galera as _galera, galera_rules as _galera_rules, haproxy as _haproxy, host as _host
-from facts import keepalived as _keepalived, memcached as _memcached, probe as _probe, rabbitmq as _rabbitmq
+from facts import keepalived as _keepalived, memcached as _memcached, monitoring as _monitoring, probe as _probe
+from facts import rabbitmq as _rabbitmq
 
 # Every fact and probe helper by name (the facts live in one module per component).
-F = SimpleNamespace(**{k: v for m in (_backup, _probe, _host, _firewall, _galera, _galera_rules, _haproxy, _keepalived, _memcached, _rabbitmq)
+F = SimpleNamespace(**{k: v for m in (_backup, _probe, _host, _firewall, _galera, _galera_rules, _haproxy, _keepalived, _memcached,
+                                      _monitoring, _rabbitmq)
                        for k, v in vars(m).items() if not k.startswith("_")})
 
 CAPTURES = Path(__file__).resolve().parent / "captures"
@@ -38,6 +40,8 @@ FACT_OF = {
     "haproxy_tls": F.HaproxyCertificate,
     "amqp_tls": F.AmqpTls,
     "backup": F.BackupManifests,
+    "prometheus": F.PrometheusTargets,
+    "alertmanager": F.AlertmanagerCluster,
 }
 
 NAMES = ("node01", "node02", "node03")
@@ -112,7 +116,31 @@ def healthy(site, holder="node01"):
         results[n]["vip"]["holds_vip"] = n == holder
         results[n]["keepalived"]["vrrp_state"] = "MASTER" if n == holder else "BACKUP"
         results[n]["haproxy_servers"] = servers(site, down=api_down(site))
+        if site["monitoring_enabled"]:
+            results[n].update(watched(site))
     return results
+
+
+def targets(site, down=(), health="down") -> dict:
+    """A PrometheusTargets result: every job of every controller up, but the (job, node) in `down`."""
+    from config.monitoring import JOBS
+
+    return {"answering": True, "error": None,
+            "targets": [{"job": job, "node": c.name, "instance": f"{c.address}:1", "health": health if (job, c.name) in down else "up",
+                         "last_error": "connection refused" if (job, c.name) in down else ""}
+                        for job, _, _ in JOBS for c in site.controllers]}
+
+
+def peers(site, names=None, status="ready") -> dict:
+    """An AlertmanagerCluster result: `names` (default every controller; an address as is) its peers."""
+    address = {c.name: c.address for c in site.controllers}
+    names = [c.name for c in site.controllers] if names is None else names
+    return {"answering": True, "status": status, "peers": sorted(address.get(n, n) for n in names), "error": None}
+
+
+def watched(site) -> dict:
+    """One controller's monitoring facts, all healthy (monitoring_enabled)."""
+    return {"prometheus": targets(site), "alertmanager": peers(site)}
 
 
 def certificate(days: float, now: datetime | None = None) -> dict:
@@ -132,3 +160,18 @@ def row(report, host, name):
 
 def cluster(report, name):
     return next(c for c in report.cluster if c.name == name)
+
+
+class FakeHost:
+    """A pyinfra host that answers one fact class from canned results, one per call (the last
+    repeats); its calls are kept as (fact name, arguments)."""
+
+    name = "node01"
+
+    def __init__(self, fact, answers):
+        self.fact, self.answers, self.calls = fact, list(answers), []
+
+    def get_fact(self, fact, **kwargs):
+        self.calls.append((fact.__name__, kwargs))
+        assert fact is self.fact and kwargs.pop("_ignore_errors") is True
+        return self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]

@@ -24,7 +24,7 @@ FACTS = sorted(all_facts(), key=lambda c: c.__name__)
 
 def test_every_component_has_its_facts():
     assert {c.__module__.rpartition(".")[2] for c in FACTS} == {
-        "host", "memcached", "galera", "rabbitmq", "haproxy", "keepalived", "firewall", "packages", "backup"}
+        "host", "memcached", "galera", "rabbitmq", "haproxy", "keepalived", "firewall", "packages", "backup", "monitoring"}
 
 
 @pytest.mark.parametrize("cls", FACTS, ids=[c.__name__ for c in FACTS])

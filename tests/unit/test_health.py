@@ -40,15 +40,19 @@ ROW_OF = {
     "haproxy_tls": "tls certificate",
     "amqp_tls": "amqp tls",
     "backup": "backup",
+    "prometheus": "prometheus",
+    "alertmanager": "alertmanager",
 }
 
 
 def site_for(key: str, name: str):
     """The lab's site, with backups taken on `name` when the key is the backups' (their row is
-    the backup node's only)."""
+    the backup node's only), with monitoring on for its facts'."""
     site = lab_site()
     if key == "backup":
         site.data.update(backup_enabled=True, backup_node=name)
+    if key in ("prometheus", "alertmanager"):
+        site.data.update(monitoring_enabled=True)
     return site
 
 

@@ -20,8 +20,8 @@ from config import monitoring as m
 from config.defaults import DEFAULTS
 from config.site import build_site
 from facts.backup_manifest import Manifest, ManifestError
-from health.metrics import METRICS, escape, node_textfile
-from health.report import FAIL, OK, Check, Report
+from health.metrics import METRICS, escape, health_textfile, node_textfile
+from health.report import FAIL, OK, WARN, Check, Report
 from unitkit import lab_data
 
 CASES = Path(__file__).parent / "monitoring"
@@ -294,9 +294,7 @@ def test_textfile_values_follow_the_facts():
     assert values[("openstack_ha_keepalived_vrrp_state", (("state", "BACKUP"), ("vrrp_instance", "external_vip_78")))] == 1
     assert values[("openstack_ha_keepalived_active", ())] == 1
     assert values[("openstack_ha_maintenance", ())] == 0
-    assert values[("openstack_ha_health_check", (("check", "galera"), ("status", "ok")))] == 1
-    assert values[("openstack_ha_health_check", (("check", "galera"), ("status", "FAIL")))] == 0
-    assert values[("openstack_ha_health_ok", ())] == 1
+    assert not [k for k in values if k[0].startswith("openstack_ha_health_")]  # the report's file: health_textfile
     assert values[("openstack_ha_firewall_drifted", ())] == 0
     assert values[("openstack_ha_rabbitmq_partitions", ())] == 0
     assert values[("openstack_ha_memcached_up", ())] == 1
@@ -318,10 +316,6 @@ def test_textfile_faults():
     assert values[("openstack_ha_firewall_drifted", ())] == 1
     assert values[("openstack_ha_rabbitmq_partitions", ())] == 1
     assert values[("openstack_ha_memcached_up", ())] == 0
-    assert values[("openstack_ha_health_ok", ())] == 0
-    # two rows of one check: the worse one is its status
-    assert values[("openstack_ha_health_check", (("check", "haproxy"), ("status", "FAIL")))] == 1
-    assert values[("openstack_ha_health_check", (("check", "haproxy"), ("status", "ok")))] == 0
 
 
 def test_a_fact_that_cannot_be_read_gives_no_series():
@@ -357,10 +351,83 @@ def test_backup_age_is_the_newest_good_backup_of_each_kind():
 def test_label_values_are_escaped():
     assert escape('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
     rows = (Check('odd "name"\\', OK, "x"),)
-    text = node_textfile(site(), "node01", facts(), report(rows=rows), NOW)
+    text = health_textfile(report(rows=rows), "node01", NOW)
     assert 'check="odd \\"name\\"\\\\"' in text
     out = subprocess.run([tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# --- the health report's verdict (health_textfile, written by operations/verify.py) ---------------
+
+
+def cluster_report(name="node01", rows=(Check("galera", OK, "Synced"), Check("haproxy", OK, "up"),
+                                        Check("haproxy", FAIL, "a listener"), Check("tls certificate", WARN, "expires"))):
+    r = report(name, rows)
+    r.cluster = [Check("controllers up", OK, "3/3"), Check("vip holder", FAIL, "split brain", ("node02", "node03")),
+                 Check("galera", FAIL, "not Synced: node01", ("node01",)), Check("memcached", OK, "answering on 3/3")]
+    return r
+
+
+def test_health_textfile_passes_promtool_check_metrics():
+    text = health_textfile(cluster_report(), "node01", NOW)
+    out = subprocess.run([tool("promtool"), "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr + text
+
+
+def test_health_textfile_is_the_verdict_per_check():
+    values = parse(health_textfile(cluster_report(), "node01", NOW))
+    check = lambda name, status: values[("openstack_ha_health_check", (("check", name), ("status", status)))]  # noqa: E731
+    assert check("galera", "ok") == 1 and check("galera", "FAIL") == 0
+    # two rows of one check: the worse one is its status; a WARN is a WARN
+    assert check("haproxy", "FAIL") == 1 and check("haproxy", "ok") == 0
+    assert check("tls certificate", "WARN") == 1
+    # a cluster check fails on the controllers it names only
+    assert check("cluster galera", "FAIL") == 1
+    assert check("cluster vip holder", "FAIL") == 0 and check("cluster vip holder", "ok") == 1
+    assert check("cluster controllers up", "ok") == 1
+    # one-hot: every check has exactly one status
+    checks = {dict(k[1])["check"] for k in values if k[0] == "openstack_ha_health_check"}
+    for c in checks:
+        assert sum(v for k, v in values.items() if k[0] == "openstack_ha_health_check" and dict(k[1])["check"] == c) == 1, c
+    assert values[("openstack_ha_health_ok", ())] == 0
+    assert values[("openstack_ha_health_report_timestamp_seconds", ())] == NOW.timestamp()
+
+
+def test_health_textfile_blames_the_named_controller_only():
+    r = cluster_report()
+    r.hosts["node02"] = [Check("galera", OK, "Synced")]
+    values = parse(health_textfile(r, "node02", NOW))
+    assert values[("openstack_ha_health_check", (("check", "cluster vip holder"), ("status", "FAIL")))] == 1
+    assert values[("openstack_ha_health_check", (("check", "cluster galera"), ("status", "ok")))] == 1
+    assert values[("openstack_ha_health_ok", ())] == 0  # the split brain names it
+    r.hosts["node04"] = [Check("galera", OK, "Synced")]
+    assert parse(health_textfile(r, "node04", NOW))[("openstack_ha_health_ok", ())] == 1
+
+
+def test_health_textfile_without_the_cluster_judges_the_host_alone():
+    """A --serial run's host that reported before the others had collected judged no cluster check."""
+    values = parse(health_textfile(cluster_report(rows=(Check("galera", OK, "Synced"),)), "node01", NOW, cluster=False))
+    assert not [k for k in values if k[0] == "openstack_ha_health_check" and dict(k[1])["check"].startswith("cluster ")]
+    assert values[("openstack_ha_health_ok", ())] == 1
+    assert health_textfile(cluster_report(), "node09", NOW) == ""  # no rows: no file
+
+
+def test_health_textfile_carries_no_detail():
+    """Labels are check names and statuses: a detail (which may quote anything a fact said) never."""
+    r = cluster_report(rows=(Check("galera", FAIL, "secret-looking detail s3cr3t"),))
+    text = health_textfile(r, "node01", NOW)
+    assert "s3cr3t" not in text and "split brain" not in text
+    assert {k for v in parse(text) for k, _ in v[1]} == {"check", "status"}
+
+
+def test_the_two_textfiles_never_write_one_metric():
+    """node-exporter fails a scrape that reads one series from two files: the collector's file
+    and the report's have no metric name in common."""
+    node = {k[0] for k in parse(node_textfile(site(), "node03", facts(), cluster_report("node03"), NOW, []))}
+    health = {k[0] for k in parse(health_textfile(cluster_report(), "node01", NOW))}
+    assert health == {"openstack_ha_health_check", "openstack_ha_health_ok", "openstack_ha_health_report_timestamp_seconds"}
+    assert not node & health
+    assert m.HEALTH_TEXTFILE.rsplit("/", 1)[0] == m.TEXTFILE_DIR and m.HEALTH_TEXTFILE != m.TEXTFILE
 
 
 # --- preflight -------------------------------------------------------------------------------------

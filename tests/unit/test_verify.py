@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+import healthkit
 from healthkit import FACT_OF, NAMES, api_down, certificate, healthy, lab_site, servers
 
 import operations.verify as V
@@ -16,8 +17,9 @@ from facts.bundle import Bundle, fact_class
 from operations.verify import _Run, report_reasons
 
 
-def local_state(vip: str):
-    """A pyinfra State of a one-controller site, this machine (@local), with verify() queued."""
+def local_state(vip: str, **data):
+    """A pyinfra State of a one-controller site, this machine (@local), with verify() queued
+    (`data`: more of the group's data)."""
     from pyinfra.api import Config, Inventory, State
     from pyinfra.api.connect import connect_all
     from pyinfra.api.deploy import add_deploy
@@ -27,7 +29,7 @@ def local_state(vip: str):
         (["@local"], {}),
         controllers=(
             [("@local", {"address": "127.0.0.1", "vrrp_priority": 150})],
-            {"internal_network": "127.0.0.0/8", "vip": vip, "vip_interface": "lo"},
+            {"internal_network": "127.0.0.0/8", "vip": vip, "vip_interface": "lo", **data},
         ),
     )
     state = State(inventory, Config())
@@ -68,19 +70,9 @@ def test_a_hanging_fact_is_cut_by_the_timeout_and_reported(monkeypatch, tmp_path
     assert data["facts"]["@local"]["memcached"]["error"] != F.NO_OUTPUT
 
 
-class FakeHost:
+def FakeHost(servers_answers):  # noqa: N802 - read as a class
     """Answers HaproxyServers from a list of canned results, one per call (the last repeats)."""
-
-    name = "node01"
-
-    def __init__(self, servers_answers):
-        self.servers_answers = list(servers_answers)
-        self.calls = []
-
-    def get_fact(self, fact, **kwargs):
-        self.calls.append((fact.__name__, kwargs))
-        assert fact is F.HaproxyServers and kwargs.pop("_ignore_errors") is True
-        return self.servers_answers.pop(0) if len(self.servers_answers) > 1 else self.servers_answers[0]
+    return healthkit.FakeHost(F.HaproxyServers, servers_answers)
 
 
 def test_settle_rereads_lagging_servers_until_they_settle():
@@ -117,7 +109,7 @@ def test_a_connection_dropped_mid_read_is_a_failed_check_not_a_crash():
             raise EOFError()
 
     site = lab_site()
-    site.data.update(backup_enabled=True, backup_node="node01")  # the backup node reads every fact
+    site.data.update(backup_enabled=True, backup_node="node01", monitoring_enabled=True)  # every fact read
     facts = V.collect_facts(DroppingHost(), site)
     assert set(facts) == set(FACT_OF)
     for key, cls in FACT_OF.items():
@@ -137,7 +129,7 @@ def test_one_part_cut_on_the_host_fails_that_check_only():
                     "status": ["124" if n == "GaleraNode" else "0" for n in names], "error": None}
 
     site = lab_site()
-    site.data.update(backup_enabled=True, backup_node="node01")  # the backup node reads every fact
+    site.data.update(backup_enabled=True, backup_node="node01", monitoring_enabled=True)  # every fact read
     facts = V.collect_facts(SlowGaleraHost(), site)
     assert facts["galera"]["error"] == f"no answer within {V.FACT_TIMEOUT} s (timed out on the host)"
     # Every other fact the model judges is read, under the key the model reads it from.
@@ -179,7 +171,7 @@ def test_report_reasons_serial_mode_last_host_carries_cluster_failures():
 # --- the pyinfra operations, through pyinfra's own API on this machine (@local) -------------
 
 
-def local_run(monkeypatch, facts_for_host, tmp_path):
+def local_run(monkeypatch, facts_for_host, tmp_path, **data):
     """Queue and execute verify() for a one-controller site (@local) whose facts are given.
 
     Returns (state, calls): `calls` records when collect_facts ran (stage, is_executing).
@@ -192,7 +184,7 @@ def local_run(monkeypatch, facts_for_host, tmp_path):
 
     monkeypatch.setattr(V, "collect_facts", fake_collect)
     monkeypatch.setenv(V.JSON_ENV, str(tmp_path / "health.json"))
-    state = local_state("10.77.0.100")
+    state = local_state("10.77.0.100", **data)
     assert calls == []  # queue time reads no fact: it would show the host before the run
     meta = state.get_meta_for_host(state.inventory.get_host("@local"))
     assert (meta.ops, meta.ops_change) == (3, 0)  # change detection: nothing to change
@@ -200,7 +192,7 @@ def local_run(monkeypatch, facts_for_host, tmp_path):
     return state, calls
 
 
-def local_facts(site_names=("@local",), healthy_host=True):
+def local_facts(site_names=("@local",), healthy_host=True, monitoring=False):
     site = build_site(
         [(n, {"address": "127.0.0.1", "vrrp_priority": 150}) for n in site_names],
         {"internal_network": "127.0.0.0/8", "vip": "10.77.0.100"},
@@ -211,6 +203,7 @@ def local_facts(site_names=("@local",), healthy_host=True):
         for lst in site.listeners
     }
     return {
+        **(healthkit.watched(site) if monitoring else {}),
         "vip": {"holds_vip": healthy_host, "vip": "10.77.0.100", "interface": "lo", "addresses": [], "error": None},
         "haproxy_info": {"alive": True, "version": "2.6.12", "uptime_sec": 1, "pid": 1, "error": None},
         "haproxy_servers": {"listeners": listeners, "backends": {}, "error": None},
@@ -241,6 +234,57 @@ def test_verify_operations_read_after_changes_and_are_never_a_change(monkeypatch
     data = json.loads((tmp_path / "health.json").read_text())
     assert data["ok"] is True and data["vip_holders"] == ["@local"]
     assert data["facts"]["@local"]["haproxy_servers"]["settle_wait_sec"] == 0  # nothing lagged
+
+
+def test_with_monitoring_each_host_writes_its_verdict_and_it_is_no_change(monkeypatch, tmp_path):
+    (tmp_path / "textfile").mkdir()
+    path = tmp_path / "textfile" / "openstack_ha_health.prom"
+    monkeypatch.setattr(V, "HEALTH_TEXTFILE", str(path))
+    state, _ = local_run(monkeypatch, local_facts(healthy_host=False, monitoring=True), tmp_path,
+                         monitoring_enabled=True)
+    host = state.inventory.get_host("@local")
+    assert host in state.failed_hosts  # the verdict is unchanged by the write
+    text = path.read_text()
+    assert "openstack_ha_health_ok 0\n" in text
+    assert 'openstack_ha_health_check{check="cluster vip holder",status="FAIL"} 1' in text
+    assert 'openstack_ha_health_check{check="galera",status="ok"} 1' in text
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+    for op_hash in state.get_op_order()[:2]:
+        assert state.get_op_data_for_host(host, op_hash).operation_meta.did_change() is False
+    # healthy: the next run rewrites it, still no change
+    state, _ = local_run(monkeypatch, local_facts(monitoring=True), tmp_path, monitoring_enabled=True)
+    assert not state.failed_hosts
+    assert "openstack_ha_health_ok 1\n" in path.read_text()
+    for op_hash in state.get_op_order():
+        assert state.get_op_data_for_host(state.inventory.get_host("@local"), op_hash).operation_meta.did_change() is False
+
+
+def test_a_verdict_that_cannot_be_written_is_a_warning_not_a_failure(monkeypatch, tmp_path):
+    monkeypatch.setattr(V, "HEALTH_TEXTFILE", str(tmp_path / "missing" / "openstack_ha_health.prom"))
+    warned = []
+    monkeypatch.setattr(V.logger, "warning", lambda msg, *a, **k: warned.append(str(msg)))
+    state, _ = local_run(monkeypatch, local_facts(monitoring=True), tmp_path, monitoring_enabled=True)
+    assert not state.failed_hosts
+    assert any("health metrics not written" in w for w in warned), warned
+
+
+def test_without_monitoring_no_verdict_is_written(monkeypatch, tmp_path):
+    path = tmp_path / "openstack_ha_health.prom"
+    monkeypatch.setattr(V, "HEALTH_TEXTFILE", str(path))
+    local_run(monkeypatch, local_facts(), tmp_path)
+    assert not path.exists()
+
+
+def test_textfile_command_writes_atomically(tmp_path):
+    import subprocess
+
+    path = tmp_path / "x.prom"
+    text = "a 1\nb{c=\"it's\"} 2\n"
+    assert subprocess.run(["sh", "-c", V.textfile_command(str(path), text)], timeout=10).returncode == 0
+    assert path.read_text() == text and [p.name for p in tmp_path.iterdir()] == ["x.prom"]
+    gone = tmp_path / "gone" / "x.prom"
+    assert subprocess.run(["sh", "-c", V.textfile_command(str(gone), text)], timeout=10, capture_output=True).returncode == 1
 
 
 def test_verify_fails_the_host_on_a_missing_fact(monkeypatch, tmp_path):

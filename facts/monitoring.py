@@ -1,0 +1,94 @@
+"""Monitoring (docs/monitoring.md): this node's Prometheus targets and its Alertmanager's cluster,
+asked over HTTP on the node address (where the deploy binds them), by python3's urllib (always
+on the nodes; curl may not be).
+
+The probe prints only what the report reads, one JSON value: Alertmanager's /api/v2/status also
+holds its whole alertmanager.yml (webhook URLs, which may carry tokens), and Prometheus'
+targets their discovered labels; neither reaches pyinfra's output.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra.api import FactBase
+
+from facts.probe import NO_OUTPUT, failure, find_json_object, probe, split_probe
+
+TIMEOUT = 5  # seconds for one HTTP request
+
+# argv: URL, what to print ("targets" or "cluster").
+HTTP_PROBE = """\
+import json, sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=%d) as r:
+    data = json.load(r)
+if sys.argv[2] == "targets":
+    out = [{"job": t["labels"].get("job"), "node": t["labels"].get("node"), "instance": t["labels"].get("instance"),
+            "health": t.get("health"), "lastError": t.get("lastError") or ""}
+           for t in data["data"]["activeTargets"]]
+    print(json.dumps({"targets": out}))
+else:
+    c = data["cluster"]
+    print(json.dumps({"cluster": {"status": c.get("status"), "peers": [p.get("address") for p in c.get("peers") or []]}}))
+""" % TIMEOUT
+
+
+def http_probe(url: str, what: str) -> str:
+    return probe("python3", f"timeout {TIMEOUT + 5} python3 -c {shlex.quote(HTTP_PROBE)} {shlex.quote(url)} {what}")
+
+
+def json_answer(output, key: str, what: str) -> tuple[dict, str | None]:
+    """(the probe's JSON object, which has `key`; {} on error, error text or None)."""
+    body, rc, missing, _ = split_probe(output)
+    error = failure(body, rc, missing, what)
+    data = None
+    if not error:
+        data, error = find_json_object(body, key, what)
+    return data or {}, error
+
+
+class PrometheusTargets(FactBase):
+    """The active targets of this node's Prometheus and the health of each (up, down, unknown:
+    not scraped yet).
+
+    .. code:: python
+
+        {"answering": True, "targets": [{"job": "node", "node": "node01", "instance": "10.77.0.11:9100",
+                                         "health": "up", "last_error": ""}], "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"answering": False, "targets": [], "error": NO_OUTPUT}
+
+    def command(self, address: str, port: int):
+        return http_probe(f"http://{address}:{int(port)}/api/v1/targets?state=active", "targets")
+
+    def process(self, output):
+        data, error = json_answer(output, "targets", "prometheus targets")
+        targets = [{"job": t.get("job"), "node": t.get("node"), "instance": t.get("instance"), "health": t.get("health"),
+                    "last_error": t.get("lastError") or ""} for t in data.get("targets") or []]
+        return {"answering": error is None, "targets": targets, "error": error}
+
+
+class AlertmanagerCluster(FactBase):
+    """This node's Alertmanager's cluster: its status (ready, settling, disabled) and the
+    addresses of its peers, itself included, without the port.
+
+    .. code:: python
+
+        {"answering": True, "status": "ready", "peers": ["10.77.0.11", "10.77.0.12", "10.77.0.13"], "error": None}
+    """
+
+    @staticmethod
+    def default():
+        return {"answering": False, "status": None, "peers": [], "error": NO_OUTPUT}
+
+    def command(self, address: str, port: int):
+        return http_probe(f"http://{address}:{int(port)}/api/v2/status", "cluster")
+
+    def process(self, output):
+        data, error = json_answer(output, "cluster", "alertmanager status")
+        cluster = data.get("cluster") or {}
+        peers = sorted(str(p).rsplit(":", 1)[0] for p in cluster.get("peers") or [] if p)
+        return {"answering": error is None, "status": cluster.get("status"), "peers": peers, "error": error}
