@@ -303,6 +303,12 @@ DEFAULTS = {
     # Where Alertmanager sends the alerts: a list of webhook URLs (http or https), each
     # receives every alert once. []: none (the alerts are seen in Alertmanager only).
     "monitoring_webhooks": [],
+    # Alertmanager's grouping (route group_wait / group_interval, seconds): a new alert's first
+    # notification waits group_wait for others of its group; the group's next notification
+    # (another alert, or the resolved one) comes group_interval later at the earliest.
+    # Alertmanager's own defaults, 30 s and 5 min.
+    "monitoring_group_wait": 30,
+    "monitoring_group_interval": 300,
     # --- the host firewall (config/firewall.py) ---
     # On by default: Galera's state transfer hands every OpenStack credential to any host that
     # reaches 4567 and knows the cluster name. The project's table only drops packets to its

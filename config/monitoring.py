@@ -292,6 +292,8 @@ def alertmanager_values(site: Site, name: str) -> dict:
         "listen": f"{me}:{d['monitoring_alertmanager_port']}",
         "cluster_listen": f"{me}:{d['monitoring_alertmanager_cluster_port']}",
         "peers": [f"{c.address}:{d['monitoring_alertmanager_cluster_port']}" for c in site.peers(name)],
+        "group_wait": d["monitoring_group_wait"],
+        "group_interval": d["monitoring_group_interval"],
     }
 
 

@@ -73,6 +73,9 @@ controllers = (
         "monitoring_networks": [f"{_lab.HOST_ADDRESS}/32"],
         # every Alertmanager posts to the lab's receiver, which records it (lab/alert_receiver.py)
         "monitoring_webhooks": [_RECEIVER],
+        # the alert drills (tests/lab/test_96_alerts.py) wait for notifications: short groups
+        "monitoring_group_wait": 5,
+        "monitoring_group_interval": 15,
         "secrets_file": _lab.ensure_secrets(),
         # lab-size nodes see the host's whole memory: absolute, small limits (LAB.md item 12)
         "rabbitmq_memory_high_watermark": "256MiB",

@@ -20,8 +20,10 @@ one node replaced by one expiring within monitoring_certificate_days (Certificat
 HAProxy is not reloaded, it keeps serving the real one); the backup node's manifests moved
 aside (BackupTooOld); a node's power cut (NodeDown).
 
-WRITTEN, NOT YET RUN on the lab (the session that wrote it had no lab of its own). Long: the
-certificate and backup drills wait for a `for:` of 10 minutes each.
+`make test` runs the MysqlDown drill; the others are marked `long` (`make test-long`, about
+40 min: the certificate and backup drills wait for a `for:` of 10 minutes each). The lab's
+Alertmanagers group briefly (inventories/lab.py: monitoring_group_wait 5 s, group_interval 15 s);
+the bounds are read from the rendered alertmanager.yml.
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ def test_mariadb_stopped_on_one_node_fires_mysql_down(receiving, healthy):
           lambda: drills.systemctl(node, "start", "mariadb", timeout=300))
 
 
+@pytest.mark.long
 def test_haproxy_stopped_on_the_vip_holder_fires_keepalived_fault(receiving, healthy):
     holder = drills.holder()
     assert holder, "no VIP holder"
@@ -160,6 +163,7 @@ def watermark_args(value) -> list[str]:
     return [str(value)] if isinstance(value, (int, float)) else ["absolute", str(value)]
 
 
+@pytest.mark.long
 def test_a_lowered_rabbitmq_watermark_fires_the_memory_alarm(receiving, healthy):
     node = "node02"
     site_value = sitemodel.data("rabbitmq_memory_high_watermark")
@@ -177,6 +181,7 @@ def test_a_lowered_rabbitmq_watermark_fires_the_memory_alarm(receiving, healthy)
             drills.systemctl(node, "restart", "rabbitmq-server", timeout=300)  # its rabbitmq.conf's value again
 
 
+@pytest.mark.long
 def test_a_controller_in_maintenance_fires_only_its_info_alert(receiving, healthy):
     """ControllerInMaintenance fires at once and goes to no receiver; it inhibits the node's
     other alerts: the receiver gets nothing naming the node while it is out."""
@@ -209,6 +214,7 @@ def test_a_controller_in_maintenance_fires_only_its_info_alert(receiving, health
     assert not received("ControllerInMaintenance", node, "firing", t0)  # severity info: no receiver
 
 
+@pytest.mark.long
 def test_a_certificate_near_expiry_fires(receiving, healthy):
     """One node's installed VIP certificate replaced by one of the lab's CA expiring in 7 days
     (the collector reads the file; HAProxy, not reloaded, serves the real one), then put back
@@ -234,6 +240,7 @@ def test_a_certificate_near_expiry_fires(receiving, healthy):
         put(original.stdout)
 
 
+@pytest.mark.long
 def test_a_backup_too_old_fires(receiving, healthy):
     """The backup node's manifests moved aside (the collector finds no good backup), the backup
     timers stopped meanwhile; moved back."""
@@ -270,6 +277,7 @@ def test_a_backup_too_old_fires(receiving, healthy):
         move_back()
 
 
+@pytest.mark.long
 def test_a_power_cut_fires_node_down(receiving, healthy):
     node = "node03"
     try:

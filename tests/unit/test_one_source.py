@@ -325,6 +325,8 @@ OVERRIDES = {
     "monitoring_haproxy_exporter_port": {"monitoring_enabled": True, "monitoring_haproxy_exporter_port": 8406},
     "monitoring_rabbitmq_exporter_port": {"monitoring_enabled": True, "monitoring_rabbitmq_exporter_port": 15693},
     "monitoring_scrape_interval": {"monitoring_enabled": True, "monitoring_scrape_interval": 30},
+    "monitoring_group_wait": {"monitoring_enabled": True, "monitoring_group_wait": 10},
+    "monitoring_group_interval": {"monitoring_enabled": True, "monitoring_group_interval": 60},
     "monitoring_evaluation_interval": {"monitoring_enabled": True, "monitoring_evaluation_interval": 30},
     "monitoring_certificate_days": {"monitoring_enabled": True, "monitoring_certificate_days": 14},
     "monitoring_maintenance_hours": {"monitoring_enabled": True, "monitoring_maintenance_hours": 8},
