@@ -39,6 +39,7 @@ from lab import drills, sitemodel
 from lab.drills import log
 from lab.keys import NODE_TLS_DIR
 from lab.names import CA_FILE
+from health.report import OK
 
 NODES = ["node01", "node02", "node03"]
 ON = {"rabbitmq_amqp_tls": True}
@@ -153,7 +154,7 @@ def test_amqp_tls_on_closed_then_off(healthy):  # the conftest fixture: a health
         restarted_one_at_a_time(deploy_ok(ON))
         drills.wait_healthy(300)
         rows = amqp_rows(ON)
-        assert all(len(rows[n]) == 1 and rows[n][0]["status"] == "OK" for n in NODES), rows
+        assert all(len(rows[n]) == 1 and rows[n][0]["status"] == OK for n in NODES), rows
 
         # 2. every node: TLS 1.3 and 1.2 with its own certificate; 1.1 and CBC refused; AMQP over TLS; 5672 too
         for node in NODES:
@@ -174,7 +175,7 @@ def test_amqp_tls_on_closed_then_off(healthy):  # the conftest fixture: a health
         assert all(refused(n, plain_port()) for n in NODES)
         for node in NODES:
             round_trip(node, tls=True)
-        assert all(rows[0]["status"] == "OK" for rows in amqp_rows(CLOSED).values())
+        assert all(rows[0]["status"] == OK for rows in amqp_rows(CLOSED).values())
         assert drills.changed_operations(deploy_ok(CLOSED)) == []
         log("amqp tls: 5672 closed, 5671 serves")
     finally:
