@@ -2,8 +2,8 @@
 TLS"; config/amqp_tls.py). The lab is everyone's: whatever happens, `finally` deploys it back off
 and checks it is as it was found.
 
-Written offline, not run yet (helpers never touch the lab): its first run is the lab's word on what
-tests/unit/test_amqp_tls.py could only assume (marked LAB below).
+First run on the lab 2026-12-06: passed (209 s, with 3.), confirming what tests/unit/test_amqp_tls.py
+could only assume (marked LAB below).
 
 1. On (HA_LAB_DATA {"rabbitmq_amqp_tls": true}; inventories/lab.py issues each node's certificate
    from the lab's CA): one deploy, announced as a rolling restart (one broker at a time, in
@@ -14,7 +14,7 @@ tests/unit/test_amqp_tls.py could only assume (marked LAB below).
    node's own certificate (verified against the lab's CA for its address); TLS 1.1 and a CBC suite
    are refused; pika publishes and consumes a message over TLS on every node; 5672 still serves
    (rabbitmq_amqp_plain, the default). The next deploy changes nothing.
-3. 5672 closed ({"rabbitmq_amqp_plain": false}): refused on every node, TLS still serves, the
+3. (`long`: make test-long, two more rolling restarts) 5672 closed ({"rabbitmq_amqp_plain": false}): refused on every node, TLS still serves, the
    report is clean. LAB: the deploy's plan sees a running broker by a listener on either port
    (RabbitmqCluster, operations/before.py cluster_fact_args), so neither this switch nor the next
    takes a running broker for a stuck one: the rolling restart announced, never "restart a stuck
@@ -33,6 +33,8 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+
+import pytest
 
 import lab
 from lab import drills, sitemodel
@@ -148,7 +150,7 @@ def restarted_one_at_a_time(out: str) -> None:
     assert not [op for op in changed if "together" in op or "cookie" in op], changed
 
 
-def test_amqp_tls_on_closed_then_off(healthy):  # the conftest fixture: a healthy lab first
+def test_amqp_tls_on_then_off(healthy):  # the conftest fixture: a healthy lab first
     try:
         # 1. on: a rolling restart, the report's row OK on every node
         restarted_one_at_a_time(deploy_ok(ON))
@@ -168,8 +170,16 @@ def test_amqp_tls_on_closed_then_off(healthy):  # the conftest fixture: a health
         round_trip("node01", tls=False)
         assert drills.changed_operations(deploy_ok(ON)) == []  # the next run changes nothing
         log("amqp tls: on, 5671 answers TLS 1.2+ with each node's certificate, AMQP over TLS on every node")
+    finally:
+        # 4. off again, as the lab was found
+        out = deploy_ok({})
+    assert_off(out)
 
-        # 3. the plain listener closed: refused, TLS still serves; the plan still sees the brokers
+
+@pytest.mark.long  # a third and fourth rolling restart: make test-long (make test's budget)
+def test_the_plain_listener_closed_then_open_again(healthy):
+    try:
+        # 3. the plain listener closed: refused, TLS serves; the plan still sees the brokers
         restarted_one_at_a_time(deploy_ok(CLOSED))
         drills.wait_healthy(300)
         assert all(refused(n, plain_port()) for n in NODES)
@@ -179,8 +189,12 @@ def test_amqp_tls_on_closed_then_off(healthy):  # the conftest fixture: a health
         assert drills.changed_operations(deploy_ok(CLOSED)) == []
         log("amqp tls: 5672 closed, 5671 serves")
     finally:
-        # 4. off again, as the lab was found
         out = deploy_ok({})
+    assert_off(out)
+
+
+def assert_off(out: str) -> None:
+    """Off (the lab as found): a rolling restart; 5671 refused everywhere, 5672 serves, no `amqp tls` row."""
     restarted_one_at_a_time(out)
     drills.wait_healthy(300)
     assert all(refused(n, tls_port()) for n in NODES)

@@ -12,8 +12,9 @@ node08 bootstrapped from the prepared backup, node09 joining it by SST.
     before anything connects.
 
 The rehearsal nodes are ALWAYS removed at the end (finally): the lab is shared, and left as
-found. Not yet run on the lab: its time is not measured (two MariaDB installs through the apt
-proxy, a prepare, a bootstrap, one SST).
+found. On the lab (2026-12-06): the rehearsal took 27.9 s (two MariaDB installs through the
+warm apt proxy, a prepare, a bootstrap, one SST), the test 78 s: 18 tables, 145908 rows compared
+on each of node08 and node09, the checksums match.
 """
 
 from __future__ import annotations
