@@ -15,7 +15,12 @@ from pyinfra.api import FactBase
 
 from facts.probe import NO_OUTPUT, failure, find_json_object, probe, split_probe
 
-TIMEOUT = 5  # seconds for one HTTP request
+# Seconds for one HTTP request: beyond Prometheus' scrape_timeout (10 s, its default; the
+# rendered prometheus.yml does not set it). While Prometheus applies a new configuration (a
+# deploy's reload) it stops the scrape pools of the targets it drops, waiting for their scrapes
+# in flight, and /api/v1/targets waits with it: with a controller just removed and powered off,
+# every Prometheus' answer took longer than 5 s (the lab's make test, test_60), up to a timeout.
+TIMEOUT = 15
 
 # argv: URL, what to print ("targets" or "cluster").
 HTTP_PROBE = """\

@@ -56,6 +56,25 @@ def ready(unit: str) -> str:
     return wait_until(probe, f"{unit} to answer on {url}", seconds=120, on_fail=unit_log(unit))
 
 
+# A reloaded Prometheus has applied its configuration once its last successful reload is no older
+# than its config files. Until then its /api/v1/targets waits (the reload stops the scrape pools
+# of the targets it drops, each waiting for its scrape in flight: 30 s on the lab after a
+# controller was removed powered off), and the report's read of it would time out.
+APPLIED = """import os, sys, urllib.request
+written = max(int(os.stat(p).st_mtime) for p in sys.argv[2:])
+lines = urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().splitlines()
+done = [float(l.split()[1]) for l in lines if l.startswith("prometheus_config_last_reload_success_timestamp_seconds ")]
+sys.exit(0 if done and done[0] >= written else 1)
+"""
+
+
+def applied(unit: str) -> str:
+    """The bounded wait until a reloaded Prometheus has applied its new configuration (APPLIED)."""
+    url = f"http://{site().controller(host.name).address}:{site()[ROLLING[unit]]}/metrics"
+    probe = f"python3 -c {shlex.quote(APPLIED)} {shlex.quote(url)} {' '.join(shlex.quote(p) for p in CONFIGS[unit])}"
+    return wait_until(probe, f"{unit} to apply its new configuration", seconds=180, on_fail=unit_log(unit))
+
+
 @deploy("Monitoring")
 def configure():
     """Packages (Debian 12's; nothing from outside its archive), mysqld_exporter's own MariaDB
@@ -91,6 +110,8 @@ def configure():
         announce(reload[unit], f"reload {unit}")
         service(name=f"monitoring: {unit} running", unit=unit, reloaded=reload[unit],
                 restarted=restart[unit] and not rolling, keep_pending=restart[unit] and rolling)
+        if unit == "prometheus":
+            shell(f"monitoring: {unit} has applied its configuration", [applied(unit)], when=reload[unit])
         if rolling:
             for name, mine in one_at_a_time([c.name for c in site().controllers]):
                 turn(name=f"monitoring: restart {unit} on {name}",

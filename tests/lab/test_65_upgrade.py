@@ -9,7 +9,7 @@
    publisher with confirms, a consumer on a quorum queue and GETs with one retry run through it.
    Nothing acknowledged is lost (the soak's checker), no GET fails twice, every node is at the
    new versions, each MariaDB turn rejoined by IST, the report is healthy and the next deploy
-   changes nothing. Always: the pins removed at the end (the lab as a fresh one is).
+   changes nothing (but the socket unit below). Always: the pins removed at the end (the lab as a fresh one is).
    Then the next boot: mariadb-server's postinst enables mariadb.socket on an upgrade, which at
    boot takes 3306 on every address (HAProxy cannot bind the VIP's, mariadb fails). The roll
    leaves it disabled everywhere; enabled again by hand (an `apt-get upgrade` made by hand), the
@@ -83,10 +83,9 @@ def test_b_rolling_upgrade_under_load_loses_nothing(healthy):
         assert upgrade.installed(NODES, new) == dict.fromkeys(NODES, new)
         report, _ = drills.wait_healthy(300)
         assert report["ok"], report.get("failures")
-        again = drills.deploy(data={"package_versions": new})
-        assert again.returncode == 0, drills.run_excerpt(again.stdout)
-        assert drills.changed_operations(again.stdout) == [], drills.changed_operations(again.stdout)
 
+        # the next deploy changes nothing but the socket unit enabled by hand below (one deploy
+        # for both: make test's budget)
         assert {n: socket_units(n) for n in NODES} == dict.fromkeys(NODES, "disabled")
         assert lab.exec_(REBOOTED, ["systemctl", "enable", "-q", "mariadb.socket"], timeout=30).returncode == 0
         warned = [w for w in drills.verify_report().get("warnings", []) if "mariadb.socket" in w]
