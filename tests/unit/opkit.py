@@ -287,18 +287,23 @@ def run(case: dict, facts_key: str = "facts", failed: tuple = ()) -> dict[str, l
         if failed:
             state.is_executing = True
             state.failed_hosts = {inventory.get_host(n) for n in failed}
-        out: dict[str, list] = {}
-        for name in names:
-            host = inventory.get_host(name)
-            rows = []
-            with ctx_host.use(host):
-                for op_hash in state.get_op_order():
-                    if op_hash not in state.ops[host]:
-                        continue
-                    commands = [render_command(c) for c in state.get_op_data_for_host(host, op_hash).command_generator()]
-                    if commands:
-                        rows.append([", ".join(state.get_op_meta(op_hash).names), commands])
-            out[name] = rows
+        return planned(state, inventory)
+
+
+def planned(state, inventory, prefix: str = "") -> dict[str, list]:
+    """{host: [[operation name (without `prefix`), [commands]], ...]} of what `state` planned,
+    operations without commands left out, in pyinfra's order."""
+    out: dict[str, list] = {}
+    for host in inventory:
+        rows = []
+        with ctx_host.use(host):
+            for op_hash in state.get_op_order():
+                if op_hash not in state.ops[host]:
+                    continue
+                commands = [render_command(c) for c in state.get_op_data_for_host(host, op_hash).command_generator()]
+                if commands:
+                    rows.append([", ".join(state.get_op_meta(op_hash).names).removeprefix(prefix), commands])
+        out[host.name] = rows
     return out
 
 

@@ -505,17 +505,7 @@ def planned(facts: dict, override: dict) -> dict[str, list]:
         for h in inventory:
             with opkit.ctx_host.use(h):
                 entry.run()
-        out = {}
-        for h in inventory:
-            rows = []
-            with opkit.ctx_host.use(h):
-                for op_hash in state.get_op_order():
-                    if op_hash in state.ops[h]:
-                        cmds = [opkit.render_command(c) for c in state.get_op_data_for_host(h, op_hash).command_generator()]
-                        if cmds:
-                            rows.append([", ".join(state.get_op_meta(op_hash).names).removeprefix("Disaster restore | "), cmds])
-            out[h.name] = rows
-    return out
+        return opkit.planned(state, inventory, "Disaster restore | ")
 
 
 def restore_facts(states=None, sha=None):
