@@ -150,6 +150,7 @@ def restarted_one_at_a_time(out: str) -> None:
     assert not [op for op in changed if "together" in op or "cookie" in op], changed
 
 
+@pytest.mark.long  # 129 s in make test's full run of 2026-12-06 (66 min): make test-long
 def test_amqp_tls_on_then_off(healthy):  # the conftest fixture: a healthy lab first
     try:
         # 1. on: a rolling restart, the report's row OK on every node

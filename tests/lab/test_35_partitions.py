@@ -15,6 +15,8 @@ import re
 import threading
 import time
 
+import pytest
+
 import lab
 from config.files import KEEPALIVED_SERVE_SCRIPT
 from lab import drills, sitemodel
@@ -195,6 +197,7 @@ def test_holder_cut_off_both_ways(healthy):
     partition_drill("node03", vrrp=False, table="partition_holder_both", holder="node03")
 
 
+@pytest.mark.long  # 86 s; the holder and writer shapes stay in make test: make test-long
 def test_standby_cut_off(healthy):
     """node02: neither the holder (node01) nor the writer: the VIP stays."""
     partition_drill("node02", vrrp=True, table="partition_standby", holder="node01")

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 import lab
 from lab import drills, sitemodel
 from lab.drills import Client, SessionClosed, Writer, log
@@ -124,6 +126,7 @@ class Incrementer(Client):
         self.writer[value + 1] = node
 
 
+@pytest.mark.long  # 144 s in make test's full run of 2026-12-06 (66 min): make test-long
 def test_concurrent_increments_across_a_database_failover_lose_no_update(healthy):
     if drills.holder() == "node01":  # the failover is the database writer's, the VIP stays put
         drills.place_vip("node02")
