@@ -440,6 +440,14 @@ EDGES = [
      [("*-*-* 24:00", "an hour outside 0-23"), ("*-*-* 01:60", "a minute outside 0-59"),
       ("*-*-* 01:00:60", "a second outside 0-59")]),
     (SITE, "backup_copy_to", ["a" * 32 + "@h", "h" * 254], ["a" * 33 + "@h", "h" * 255]),
+    (SITE, "keepalived_serve_interval", [1, 60], [0, 61]),
+    (SITE, "keepalived_serve_peer_timeout_ms", [50, 10_000], [49, 10_001]),
+    (SITE, "keepalived_serve_last_resort", [1, 3600], [0, 3601]),
+    # Galera: above evs.keepalive_period (1 s), below evs.inactive_timeout (15 s)
+    (SITE, "galera_suspect_timeout", [2, 14], [1, 15]),
+    (SITE, "mariadb_max_connect_errors", [1, 2**64 - 1], [0, 2**64]),  # MariaDB's unsigned long
+    (SITE, "monitoring_group_wait", [0, 3600], [-1, 3601]),
+    (SITE, "monitoring_group_interval", [1, 86400], [0, 86401]),
     (SITE, "monitoring_scrape_interval", [1, 3600], [0, 3601]),
     (SITE, "monitoring_evaluation_interval", [1, 3600], [0, 3601]),
     (SITE, "monitoring_certificate_days", [1, 3650], [0, 3651]),
