@@ -26,4 +26,5 @@ def expected_hashes(data: dict, secret) -> dict[str, str]:
 def expected_passwords(data: dict, secret) -> dict[str, str]:
     """{user: its password}, for RabbitmqDefinitions to compare on the host (password_ok);
     `secret(name)` gives a secret's value."""
-    return {data["rabbitmq_user"]: secret("rabbitmq_password"), data["rabbitmq_admin_user"]: secret("rabbitmq_admin_password")}
+    return {data["rabbitmq_user"]: secret("rabbitmq_password"), data["rabbitmq_admin_user"]: secret("rabbitmq_admin_password"),
+            data["rabbitmq_monitor_user"]: secret("rabbitmq_monitor_password")}

@@ -209,6 +209,11 @@ DEFAULTS = {
     # The management API's administrator (tag administrator, no vhost permission); its
     # password is the secret rabbitmq_admin_password.
     "rabbitmq_admin_user": "admin",
+    # The health report's account (tag monitoring, no vhost permission): it reads each node's
+    # cluster view from the management API (GET /api/nodes) with curl, no Erlang VM started;
+    # its password is the secret rabbitmq_monitor_password, in a 0600 root file on every
+    # controller (config/paths.py RABBITMQ_MONITOR_CURLRC).
+    "rabbitmq_monitor_user": "openstack-ha-monitor",
     "rabbitmq_vhost": "openstack",
     # --- memcached ---
     "memcached_port": 11211,

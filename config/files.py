@@ -16,7 +16,8 @@ from config.defaults import EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_
 from config.paths import (  # the paths this table installs (importers of config.files may read them here too)
     APT_PINS, BACKUP_SCRIPT, DBCHECK, EPMD_SOCKET_DROPIN, ERLANG_COOKIE, FIREWALL_NFT, FIREWALL_UNIT, GALERA_CNF, GALERA_SST_CNF,
     HAPROXY_CFG, HAPROXY_DOWN_FILE, HAPROXY_MAINT_FILE, HAPROXY_STATS_USERLIST, HAPROXY_STATS_USERS, HAPROXY_UNIT_DROPIN,
-    KEEPALIVED_AUTH, KEEPALIVED_CONF, KEEPALIVED_SERVE_SCRIPT, MAINTENANCE_FILE, SST_ACCOUNT, SYSCTL_CONF,
+    KEEPALIVED_AUTH, KEEPALIVED_CONF, KEEPALIVED_SERVE_SCRIPT, MAINTENANCE_FILE, RABBITMQ_MONITOR_CURLRC, SST_ACCOUNT,
+    SYSCTL_CONF,
 )
 from config.templates import MANAGED, TEMPLATES, env  # noqa: F401  (importers of config.files read MANAGED, TEMPLATES here)
 from facts.galera_rules import SERVING  # the rule the clustercheck states
@@ -68,6 +69,9 @@ FILES = (
     ("rabbitmq", "rabbitmq/rabbitmq.conf.j2", "/etc/rabbitmq/rabbitmq.conf", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/enabled_plugins.j2", "/etc/rabbitmq/enabled_plugins", "0644", "root", "root", False),
     ("rabbitmq", "rabbitmq/erlang.cookie.j2", ERLANG_COOKIE, "0400", "rabbitmq", "rabbitmq", True),
+    # The health report's management API login (curl -K): its own component, so a rotated
+    # password rewrites it without restarting the broker (operations/rabbitmq.py).
+    ("rabbitmq_monitor", "rabbitmq/monitor.curlrc.j2", RABBITMQ_MONITOR_CURLRC, "0600", "root", "root", True),
     # epmd's listeners: applied with the broker stopped (operations/rabbitmq.py), own component.
     ("epmd", "rabbitmq/epmd.socket.conf.j2", EPMD_SOCKET_DROPIN, "0644", "root", "root", False),
     # The VIP's certificate and key (haproxy_tls only), before the haproxy.cfg whose check reads it.

@@ -6,7 +6,8 @@ PACKAGES = {
     "firewall": ("nftables",),
     "memcached": ("memcached",),
     "galera": ("mariadb-server", "mariadb-client", "galera-4", "mariadb-backup", "socat", "rsync"),
-    "rabbitmq": ("rabbitmq-server",),
+    # curl: the health report reads the management API with it (facts.rabbitmq RabbitmqMembers)
+    "rabbitmq": ("rabbitmq-server", "curl"),
     "haproxy": ("haproxy", "socat", "openssl"),
     "keepalived": ("keepalived", "socat"),
     # monitoring_enabled only (docs/monitoring.md): Debian 12's, nothing from outside its archive.

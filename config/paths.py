@@ -42,6 +42,9 @@ FIREWALL_UNIT = "openstack-ha-firewall"
 # apt preferences holding the packages the site pins (package_versions), only when it pins one
 # (removed again when it pins none).
 APT_PINS = "/etc/apt/preferences.d/openstack-ha.pref"
+# The health report's management API login (rabbitmq_monitor_user and its password, a curl
+# config file: `curl -K`, never a command line), 0600 root, read by facts.rabbitmq.RabbitmqMembers.
+RABBITMQ_MONITOR_CURLRC = "/etc/openstack-ha/rabbitmq-monitor.curlrc"
 SST_ACCOUNT = "sst"  # mariabackup's MariaDB account (galera.cnf wsrep_sst_auth, operations/galera.py)
 
 # The database check service's names, shared by its templates and operations/dbcheck.py.

@@ -92,7 +92,7 @@ SSH_TARGET = text(r"[A-Za-z0-9_.:%\[\]-]{1,253}", "a host name or an IP address"
 JSON_TYPES = {bool: "true or false", int: "a number", float: "a number", list: "an array", dict: "an object"}
 PROC_SYS = Path("/proc/sys")
 # Secrets a tool on the controllers trims (rabbitmqctl add_user / change_password read stdin).
-TRIMMED = ("rabbitmq_password", "rabbitmq_admin_password")
+TRIMMED = ("rabbitmq_password", "rabbitmq_admin_password", "rabbitmq_monitor_password")
 
 
 def check(
@@ -441,6 +441,12 @@ def _check_accounts(data: dict, bad: set, err) -> None:
     if not {"rabbitmq_admin_user", "rabbitmq_user"} & bad and admin in (user, "guest"):
         what = "the OpenStack services' account (rabbitmq_user)" if admin == user else "RabbitMQ's default account, which the deploy deletes"
         err(G, "rabbitmq_admin_user", f"{admin!r} is {what}", "give the management administrator its own name, e.g. \"admin\"")
+    monitor = data["rabbitmq_monitor_user"]
+    others = {user: "the OpenStack services' account (rabbitmq_user)", admin: "the management administrator (rabbitmq_admin_user)",
+              "guest": "RabbitMQ's default account, which the deploy deletes"}
+    if not {"rabbitmq_monitor_user", "rabbitmq_admin_user", "rabbitmq_user"} & bad and monitor in others:
+        err(G, "rabbitmq_monitor_user", f"{monitor!r} is {others[monitor]}",
+            "give the health report's account its own name, e.g. \"openstack-ha-monitor\"")
 
 
 BACKUP_KEYS = tuple(k for k in DEFAULTS if k.startswith("backup_") and k != "backup_enabled")

@@ -422,6 +422,7 @@ SITE: dict[str, Rule] = {
     "rabbitmq_queue_type": Rule(choice("quorum", "mirrored"), "quorum queues, or the article's ha-all policy"),
     "rabbitmq_user": Rule(ACCOUNT, "the RabbitMQ account of the OpenStack services"),
     "rabbitmq_admin_user": Rule(ACCOUNT, "the RabbitMQ management administrator (not the services' account, not guest)"),
+    "rabbitmq_monitor_user": Rule(ACCOUNT, "the health report's RabbitMQ account: tag monitoring only (not another account, not guest)"),
     "rabbitmq_vhost": Rule(NAME, "the RabbitMQ vhost of the OpenStack services"),
     "memcached_port": Rule(PORT, "memcached's port on the node address"),
     "memcached_memory_mb": Rule(integer(1, 1_048_576, " MB"), "memcached's cache size"),
@@ -538,6 +539,8 @@ SECRET: dict[str, Rule] = {
     # rabbitmqctl reads it from stdin, one line.
     "rabbitmq_password": Rule(text(r"[^\x00-\x1f\x7f]{1,256}", "1-256 characters, no control character"), "RabbitMQ account of the OpenStack services"),
     "rabbitmq_admin_password": Rule(text(r"[^\x00-\x1f\x7f]{1,256}", "1-256 characters, no control character"), "RabbitMQ management administrator"),
+    # rabbitmqctl reads it from stdin; curl from a config file, double-quoted (config.syntax.curl_quoted).
+    "rabbitmq_monitor_password": Rule(text(r"[^\x00-\x1f\x7f]{1,256}", "1-256 characters, no control character"), "the health report's RabbitMQ account"),
     # A file of its own (haproxy_tls_pem_path): PEM blocks, lines of printable ASCII.
     "haproxy_tls_pem": Rule(pem_bundle(), "the VIP's certificate chain and private key"),
     # Erlang's auth module accepts printable ASCII; whitespace is trimmed: none at all here.

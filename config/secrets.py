@@ -25,6 +25,7 @@ SECRETS = {
     "mariadb_sst_password": "MariaDB account used by mariabackup state transfers",
     "rabbitmq_password": "RabbitMQ account used by the OpenStack services",
     "rabbitmq_admin_password": "RabbitMQ management administrator (rabbitmq_admin_user)",
+    "rabbitmq_monitor_password": "RabbitMQ account of the health report (rabbitmq_monitor_user, tag monitoring)",
     "rabbitmq_erlang_cookie": "Erlang cookie shared by the RabbitMQ nodes",
     "haproxy_tls_pem": "the VIP's TLS certificate chain and private key, PEM (haproxy_tls only)",
 }

@@ -37,6 +37,13 @@ def option_inner(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def curl_quoted(value: str) -> str:
+    """A parameter of a curl config file (`-K`), always double-quoted: inside, curl unescapes
+    \\\\ and \\" (and \\t \\n \\r \\v, which a value never needs: control characters are refused);
+    the escaping is option_inner's, so mask() hides it already."""
+    return '"' + option_inner(value) + '"'
+
+
 # How a secret can appear inside a rendered file: config.secrets.mask() hides each form.
 ENCODINGS = (haproxy_inner, option_inner)
 

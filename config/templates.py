@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jinja2
 
-from config.syntax import erlang_ip, haproxy_word, option_value
+from config.syntax import curl_quoted, erlang_ip, haproxy_word, option_value
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "files" / "templates"
 MANAGED = "Managed by the openstack-ha pyinfra deploy; local changes are overwritten."
@@ -25,5 +25,6 @@ env = jinja2.Environment(
 # Values quoted for the file they land in (config/syntax.py).
 env.filters["haproxy_word"] = haproxy_word
 env.filters["option_value"] = option_value
+env.filters["curl_quoted"] = curl_quoted
 env.filters["erlang_ip"] = erlang_ip
 env.filters["dirname"] = lambda path: str(Path(path).parent)

@@ -10,8 +10,10 @@ Two pyinfra 3.10 behaviours shape the commands:
 - pyinfra sets no command timeout: every remote tool runs under `timeout`.
 
 No fact takes a secret as an argument (pyinfra prints fact arguments with -v): MariaDB is
-read as root through its unix socket, RabbitMQ with rabbitmqctl as root, HAProxy through its
-admin socket, memcached with an unauthenticated `stats`.
+read as root through its unix socket, RabbitMQ's definitions with rabbitmqctl as root and its
+members through the management API as the monitoring account, whose login curl reads from a
+0600 root file (`curl -K`, never an argument), HAProxy through its admin socket, memcached
+with an unauthenticated `stats`.
 """
 
 from __future__ import annotations

@@ -96,11 +96,12 @@ def stats_status(password: str) -> str:
     return _status(f"http://{sitemodel.node_address('node01')}:{port}/", user, password)
 
 
-def management_status(password: str) -> str:
+def management_status(password: str, user_key: str = "rabbitmq_admin_user") -> str:
     """The HTTP status of the RabbitMQ management API through the VIP for its administrator
-    (the services' user has no management tag) and `password` (a node's own port 15672 is for
+    (the services' user has no management tag), or the account of site key `user_key` (the
+    health report's, rabbitmq_monitor_user), and `password` (a node's own port 15672 is for
     the controllers only: the firewall)."""
-    user = sitemodel.data("rabbitmq_admin_user")
+    user = sitemodel.data(user_key)
     return _status(sitemodel.vip_url(sitemodel.listen_port("rabbitmq_management")).rstrip("/") + "/api/whoami", user, password)
 
 

@@ -19,7 +19,7 @@ from pyinfra.facts.server import Hostname
 
 from config.defaults import DIST_PORT_OFFSET, GALERA_PORT
 from config import amqp_tls, backup, peer_tls
-from config.files import APT_PINS, BACKUP_PATHS, ERLANG_COOKIE, MAINTENANCE_FILE
+from config.files import APT_PINS, BACKUP_PATHS, ERLANG_COOKIE, MAINTENANCE_FILE, RABBITMQ_MONITOR_CURLRC
 from facts.backup import BackupManifests
 from facts.bundle import Bundle, part
 from facts.firewall import FirewallState
@@ -179,7 +179,9 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
         "haproxy_info": part(HaproxyInfo, socket=d["haproxy_stats_socket"]),
         "haproxy_servers": part(HaproxyServers, socket=d["haproxy_stats_socket"]),
         "galera": part(GaleraNode, recover=False),
-        "rabbitmq": part(RabbitmqMembers),
+        # the management API as the monitoring account (its login in a 0600 file): no Erlang VM
+        "rabbitmq": part(RabbitmqMembers, address=me.address, port=d["rabbitmq_management_port"],
+                         config=RABBITMQ_MONITOR_CURLRC),
         "memcached": part(MemcachedStats, address=me.address, port=d["memcached_port"]),
         "firewall": part(FirewallState),
         "maintenance": part(Maintenance, path=MAINTENANCE_FILE),

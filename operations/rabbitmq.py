@@ -105,8 +105,11 @@ def definition_commands(defs: dict, data: dict, passwords: dict) -> list:
 
     Least privilege: the OpenStack services' user has every permission on its vhost and no
     tag (no management API, no other vhost); the management administrator
-    (rabbitmq_admin_user) has the administrator tag and no vhost permission at all."""
+    (rabbitmq_admin_user) has the administrator tag and no vhost permission at all; the health
+    report's account (rabbitmq_monitor_user) has the monitoring tag (GET /api/nodes needs it:
+    node-level data) and no vhost permission (no messaging, no queue contents)."""
     user, vhost, admin = data["rabbitmq_user"], data["rabbitmq_vhost"], data["rabbitmq_admin_user"]
+    monitor = data["rabbitmq_monitor_user"]
     qu, qv = shlex.quote(user), shlex.quote(vhost)
     known = not defs.get("error")
     users = {u["name"]: u for u in defs.get("users", [])}
@@ -115,12 +118,13 @@ def definition_commands(defs: dict, data: dict, passwords: dict) -> list:
         cmds.append(f"{CTL} list_vhosts --silent | grep -qxF -- {qv} || {CTL} add_vhost {qv}")
     cmds += account_commands(user, "rabbitmq_password", passwords["rabbitmq_password"], "", users, known)
     cmds += account_commands(admin, "rabbitmq_admin_password", passwords["rabbitmq_admin_password"], "administrator", users, known)
+    cmds += account_commands(monitor, "rabbitmq_monitor_password", passwords["rabbitmq_monitor_password"], "monitoring", users, known)
     perms = [p for p in defs.get("permissions", []) if p.get("user") == user and p.get("vhost") == vhost]
     if not perms or (perms[0]["configure"], perms[0]["write"], perms[0]["read"]) != (".*", ".*", ".*"):
         cmds.append(f"{CTL} set_permissions -p {qv} {qu} '.*' '.*' '.*'")
     for p in defs.get("permissions", []):
-        if p.get("user") == admin:
-            cmds.append(f"{CTL} clear_permissions -p {shlex.quote(p['vhost'])} {shlex.quote(admin)}")
+        if p.get("user") in (admin, monitor):
+            cmds.append(f"{CTL} clear_permissions -p {shlex.quote(p['vhost'])} {shlex.quote(p['user'])}")
     if not known or "guest" in users:
         cmds.append(f"{CTL} list_users --silent | cut -f1 | grep -qxF guest && {CTL} delete_user guest || true")
     policies = {p["name"] for p in defs.get("policies", []) if p.get("vhost") == vhost}
@@ -134,14 +138,14 @@ def definition_commands(defs: dict, data: dict, passwords: dict) -> list:
 
 @operation()
 def definitions(run: bool = True):
-    """The OpenStack user and vhost, the management administrator (passwords from the secrets,
-    on stdin), no guest user, and the article's mirrored-queue policy when
+    """The OpenStack user and vhost, the management administrator, the health report's
+    monitoring account (passwords from the secrets, on stdin), no guest user, and the article's mirrored-queue policy when
     rabbitmq_queue_type is "mirrored".
 
     + run: False makes it a no-op (called on every host, it acts on one)
     """
     if run:
-        passwords = {n: secret_value(n) for n in ("rabbitmq_password", "rabbitmq_admin_password")}
+        passwords = {n: secret_value(n) for n in ("rabbitmq_password", "rabbitmq_admin_password", "rabbitmq_monitor_password")}
         yield from definition_commands(planned_fact(RabbitmqDefinitions), site().data, passwords)
 
 
@@ -250,3 +254,6 @@ def configure():
         when=bool(gone),
     )
     definitions(name="rabbitmq: user, vhost, policy", run=mine.definitions)
+    # The health report's login (facts.rabbitmq RabbitmqMembers, curl -K), on every controller,
+    # also one in maintenance: its own component, so a new password never restarts the broker.
+    install_files("rabbitmq_monitor")

@@ -4,7 +4,8 @@ The deploy runs with such values for the three secrets that land in files or on 
 (HA_SECRET_* overrides the lab's secrets file for one run): the state-transfer password in
 galera.cnf (then a node is made to rejoin by a full state transfer, which logs in with it),
 the HAProxy stats password in haproxy.cfg (the stats page answers it, and refuses it with a
-character more), the RabbitMQ password (the management API's basic auth takes it, exactly). Then the lab's own
+character more), the RabbitMQ passwords (the management API's basic auth takes them, exactly;
+the health report's, from curl's config file, reads every member). Then the lab's own
 secrets are deployed back. No printed output may contain any of the values.
 """
 
@@ -20,6 +21,8 @@ HOSTILE = {
     "haproxy_stats_password": "st a'ts\"#$\\x",
     "rabbitmq_password": "rab b'it\"#$\\",
     "rabbitmq_admin_password": "ad m'in\"#$\\",
+    # the health report's login: curl reads it from its 0600 config file (-K), double-quoted
+    "rabbitmq_monitor_password": "mo n'it\"#$\\",
 }
 ENV = {sitemodel.secret_env(k): v for k, v in HOSTILE.items()}
 
@@ -41,6 +44,9 @@ def test_secrets_with_quotes_hash_dollar_backslash_and_spaces_work_end_to_end(he
         # the exact bytes, as a client sends them: the management API's basic auth
         assert management_status(HOSTILE["rabbitmq_admin_password"]) == "200"
         assert management_status(HOSTILE["rabbitmq_admin_password"] + "x") == "401"
+        # the health report's account: the deploy's report above read every member with it (rc 0)
+        assert management_status(HOSTILE["rabbitmq_monitor_password"], "rabbitmq_monitor_user") == "200"
+        assert management_status(HOSTILE["rabbitmq_monitor_password"] + "x", "rabbitmq_monitor_user") == "401"
         # and rabbitmqctl reading it from stdin (Debian's rabbitmqctl wrapper re-splits its arguments)
         auth = lab.exec_("node01", ["rabbitmqctl", "authenticate_user", sitemodel.data("rabbitmq_user")], input=HOSTILE["rabbitmq_password"])
         assert auth.returncode == 0, auth.stdout + auth.stderr

@@ -54,7 +54,7 @@ def key_lines(pem: str) -> list[str]:
 # Secrets whose password hash a host stores (a hash logs in, or is cracked offline): the
 # MariaDB accounts' mysql_native_password, RabbitMQ's salted SHA-256.
 MARIADB_HASHED = ("mariadb_admin_password", "mariadb_sst_password")
-RABBITMQ_HASHED = ("rabbitmq_password", "rabbitmq_admin_password")
+RABBITMQ_HASHED = ("rabbitmq_password", "rabbitmq_admin_password", "rabbitmq_monitor_password")
 
 
 def rabbitmq_hashes_of(output: str, password: str) -> bool:
@@ -176,6 +176,9 @@ def check_clients(new: dict, old: dict) -> None:
     assert (stats_status(new["haproxy_stats_password"]), stats_status(old["haproxy_stats_password"])) == ("200", "401")
     assert (management_status(new["rabbitmq_admin_password"]),
             management_status(old["rabbitmq_admin_password"])) == ("200", "401")
+    # the health report's account (its report above read every member with the new password)
+    assert (management_status(new["rabbitmq_monitor_password"], "rabbitmq_monitor_user"),
+            management_status(old["rabbitmq_monitor_password"], "rabbitmq_monitor_user")) == ("200", "401")
     user = sitemodel.data("rabbitmq_user")
     for password, ok in ((new["rabbitmq_password"], True), (old["rabbitmq_password"], False)):
         auth = lab.exec_("node01", ["rabbitmqctl", "authenticate_user", user], input=password, timeout=60)

@@ -181,11 +181,12 @@ def deployed_accounts(site) -> dict:
 
 
 def deployed_definitions(site) -> dict:
-    """RabbitmqDefinitions once the deploy made them (user, vhost, permissions, policy)."""
+    """RabbitmqDefinitions once the deploy made them (users, vhost, permissions, policy)."""
     d = site.data
     policies = [{"name": "ha-all", "vhost": d["rabbitmq_vhost"]}] if d["rabbitmq_queue_type"] == "mirrored" else []
     return {"users": [{"name": d["rabbitmq_user"], "password_ok": True, "tags": []},
-                      {"name": d["rabbitmq_admin_user"], "password_ok": True, "tags": ["administrator"]}],
+                      {"name": d["rabbitmq_admin_user"], "password_ok": True, "tags": ["administrator"]},
+                      {"name": d["rabbitmq_monitor_user"], "password_ok": True, "tags": ["monitoring"]}],
             "vhosts": [{"name": "/"}, {"name": d["rabbitmq_vhost"]}],
             "permissions": [{"user": d["rabbitmq_user"], "vhost": d["rabbitmq_vhost"], "configure": ".*", "write": ".*", "read": ".*"}],
             "policies": policies}

@@ -8,6 +8,7 @@ framing edge cases (no tool, cut short, timed out), not captures.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import subprocess
@@ -152,56 +153,73 @@ def test_galera_cut_or_garbled_output_is_an_error(output):
     assert g["error"] and g["installed"] is None and "wsrep_cluster_status" not in g
 
 
+# The dicts rabbitmqctl cluster_status gave for the same cluster states (its captures, removed
+# with it: ok, partitioned); the management API's answers must read the same.
+RUNNING3 = ["rabbit@node01", "rabbit@node02", "rabbit@node03"]
+
+
 def test_rabbitmq_members():
     assert capture("rabbitmq", "ok") == {
-        "running_nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"],
-        "disk_nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"],
-        "partitions": [],
-        "alarms": [],
-        "error": None,
-    }
-    r = capture("rabbitmq", "lab")
-    assert r["error"] is None
-    assert r["running_nodes"] == ["rabbit@node01", "rabbit@node02", "rabbit@node03"]
-    assert r["partitions"] == [] and r["alarms"] == []
+        "running_nodes": RUNNING3, "disk_nodes": RUNNING3, "partitions": [], "alarms": [], "error": None}
 
 
-def test_rabbitmq_json_after_an_erlang_term():
-    r = F.RabbitmqMembers().process(["{warning,deprecated_feature}"] + lines(capture_text("rabbitmq", "ok")))
-    assert r["error"] is None and r["running_nodes"] == ["rabbit@node01", "rabbit@node02", "rabbit@node03"]
+def test_rabbitmq_a_stopped_member_is_a_disk_node_not_running():
+    assert capture("rabbitmq", "stopped") == {
+        "running_nodes": ["rabbit@node01", "rabbit@node02"], "disk_nodes": RUNNING3, "partitions": [], "alarms": [],
+        "error": None}
 
 
-def test_rabbitmq_partitions_and_warnings_before_json():
+def test_rabbitmq_partitions_and_alarms():
     r = capture("rabbitmq", "partitioned")
-    assert lines(capture_text("rabbitmq", "partitioned"))[0] == "Cluster status of node rabbit@node01 ..."
     assert r["error"] is None
     assert r["running_nodes"] == ["rabbit@node01", "rabbit@node02"]
     assert r["partitions"] == ["rabbit@node01: rabbit@node03"]
     assert r["alarms"] == ["memory alarm on rabbit@node02"]
 
 
+def test_rabbitmq_a_disk_alarm_and_nodes_in_any_order():
+    answer = [{"name": "rabbit@node02", "running": True, "type": "disc", "disk_free_alarm": True, "mem_alarm": True,
+               "partitions": ["rabbit@node03", "rabbit@node01"]},
+              {"name": "rabbit@node01", "running": True, "type": "ram", "disk_free_alarm": False, "mem_alarm": False}]
+    r = F.RabbitmqMembers().process([json.dumps(answer), "__rc=0"])
+    assert r == {"running_nodes": ["rabbit@node01", "rabbit@node02"], "disk_nodes": ["rabbit@node02"],
+                 "partitions": ["rabbit@node02: rabbit@node03, rabbit@node01"],
+                 "alarms": ["memory alarm on rabbit@node02", "disk alarm on rabbit@node02"], "error": None}
+
+
 @pytest.mark.parametrize(
     "output, expected",
     [
-        ("down", "rabbitmqctl cluster_status: exit status 69: Error: unable to perform an operation on node "
-                 "'rabbit@node01'. Please see diagnostics information and suggestions below."),
-        ("app_not_running",
-         "exit status 64: Error: this command requires the 'rabbit' app to be running on the target node."),
-        ("__missing=rabbitmqctl\n", "rabbitmqctl not installed"),
-        ("__rc=0\n", "rabbitmqctl cluster_status: no JSON in the answer"),
-        ('{"running_nodes": [\n__rc=0\n', "unparsable JSON"),
-        ('["rabbit@node01"]\n__rc=0\n', 'no JSON in the answer: ["rabbit@node01"]'),
-        ('{"status": "ok"}\n__rc=0\n', "JSON without 'running_nodes'"),
-        # An Erlang term where JSON was expected: the error quotes it.
-        ("{badrpc,nodedown}\n__rc=0\n", "unparsable JSON (Expecting property name enclosed in double quotes: "
-                                          "line 1 column 2 (char 1)): {badrpc,nodedown}"),
+        # the management listener does not answer: broker stopped, its app not running, paused
+        ("refused", "rabbitmq management API GET /api/nodes: exit status 7: curl: (7) Failed to connect to 10.77.0.11 "
+                    "port 15672 after 0 ms: Couldn't connect to server"),
+        ("unauthorized", "exit status 22: curl: (22) The requested URL returned error: 401"),
+        ("timed_out", "exit status 28: curl: (28) Operation timed out"),
+        ("no_login_file", "exit status 2: error: /etc/openstack-ha/rabbitmq-monitor.curlrc not readable"),
+        ("not_json", "rabbitmq management API GET /api/nodes: no JSON in the answer: <html>"),
+        ("__missing=curl\n", "curl not installed"),
+        ("__rc=124\n", "timed out"),
+        ("__rc=0\n", "no JSON in the answer"),
+        ('[{"name": "rabbit@node01", \n__rc=0\n', "unparsable JSON"),
+        ("[]\n__rc=0\n", "not a list of nodes: []"),
+        ('{"error": "not_authorized"}\n__rc=0\n', "not a list of nodes"),
+        ('[{"running": true}]\n__rc=0\n', "not a list of nodes"),
     ],
 )
 def test_rabbitmq_errors(output, expected):
     text = output if "\n" in output else capture_text("rabbitmq", output)
     r = F.RabbitmqMembers().process(lines(text))
     assert expected in r["error"]
-    assert r["running_nodes"] == []
+    assert r["running_nodes"] == [] and r["alarms"] == []
+
+
+def test_rabbitmq_reads_its_login_from_the_file_only():
+    # the password is in the 0600 file curl reads (-K): the command holds its path, never a secret
+    command = F.RabbitmqMembers().command("10.77.0.11", 15672, "/etc/openstack-ha/rabbitmq-monitor.curlrc")
+    assert "-K /etc/openstack-ha/rabbitmq-monitor.curlrc" in command and " -u " not in command and "--user" not in command
+    assert "--max-time 10" in command and "timeout 15 curl" in command
+    assert "'http://10.77.0.11:15672/api/nodes?columns=name,running,type,partitions,mem_alarm,disk_free_alarm'" in command
+    assert "'http://[fd00::11]:15672/api/nodes?" in F.RabbitmqMembers().command("fd00::11", 15672, "/x")
 
 
 def test_memcached_stats():
@@ -300,7 +318,7 @@ FACTS_AND_ARGS = [
     (F.HaproxyInfo, {"socket": "/run/haproxy/admin.sock"}),
     (F.HaproxyServers, {"socket": "/run/haproxy/admin.sock"}),
     (F.GaleraNode, {}),
-    (F.RabbitmqMembers, {}),
+    (F.RabbitmqMembers, {"address": "10.77.0.11", "port": 15672, "config": "/etc/openstack-ha/rabbitmq-monitor.curlrc"}),
     (F.MemcachedStats, {"address": "10.77.0.11", "port": 11211}),
 ]
 

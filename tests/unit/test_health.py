@@ -128,8 +128,9 @@ def test_a_host_with_no_fact_at_all_fails_every_check():
     ("haproxy_info", "refused"),
     ("haproxy_info", "unknown_command"),
     ("haproxy_servers", "refused"),
-    ("rabbitmq", "down"),
-    ("rabbitmq", "app_not_running"),
+    ("rabbitmq", "refused"),  # broker down, or its app not running: the management listener is gone
+    ("rabbitmq", "unauthorized"),
+    ("rabbitmq", "no_login_file"),
     ("memcached", "refused"),
     ("haproxy_tls", "missing"),
     ("haproxy_tls", "not_pem"),

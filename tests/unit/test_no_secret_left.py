@@ -98,7 +98,7 @@ def run_sh(command: str, tmp_path: Path, stdin: str = "", **env) -> str:
 
 
 EXPECTED = {"mysql": {"admin": native_hash("s3cret-admin"), "haproxy": "", "sst": native_hash("s3cret-sst")},
-            "rabbitmq": {"openstack": "pw-123", "admin": "adm-456"}}
+            "rabbitmq": {"openstack": "pw-123", "admin": "adm-456", "openstack-ha-monitor": "mon-789"}}
 MYSQL_OUT = "\n".join([
     f"user=admin@localhost={native_hash('s3cret-admin')}", f"user=admin@10.0.0.1={native_hash('old')}",
     "user=haproxy@10.0.0.1=", f"user=sst@localhost={native_hash('s3cret-sst')}", "user=mariadb.sys@localhost=",
@@ -109,6 +109,7 @@ MYSQL_OUT = "\n".join([
 ALGO = "rabbit_password_hashing_sha256"
 EXPORT = json.dumps({"users": [{"hashing_algorithm": ALGO, "limits": {}, "name": "openstack", "password_hash": rabbit_hash("pw-123"), "tags": []},
                                {"hashing_algorithm": ALGO, "limits": {}, "name": "admin", "password_hash": rabbit_hash("other"), "tags": ["administrator"]},
+                               {"hashing_algorithm": ALGO, "limits": {}, "name": "openstack-ha-monitor", "password_hash": rabbit_hash("mon-789"), "tags": ["monitoring"]},
                                {"hashing_algorithm": ALGO, "limits": {}, "name": "guest", "password_hash": rabbit_hash("guest"), "tags": []}],
                      "vhosts": [{"name": "openstack"}]}, separators=(",", ":"))
 
@@ -142,11 +143,12 @@ def test_rabbitmq_definitions_compares_on_the_host_and_prints_no_hash(tmp_path):
     fake_tool(tmp_path / "bin", "rabbitmqctl", "Warning: a line before\n" + EXPORT + "\n")
     (tmp_path / "in").write_text(json.dumps(EXPECTED))
     out = run_sh(RabbitmqDefinitions().command(), tmp_path, HA_INPUT=str(tmp_path / "in"))
-    assert hashes_in(out) == [] and '"password_hash"' not in out and "pw-123" not in out
+    assert hashes_in(out) == [] and '"password_hash"' not in out and "pw-123" not in out and "mon-789" not in out
     fact = RabbitmqDefinitions().process(out.splitlines())
     assert fact["error"] is None and fact["vhosts"] == [{"name": "openstack"}]
     assert [(u["name"], u["password_ok"], u["tags"]) for u in fact["users"]] == [
-        ("openstack", True, []), ("admin", False, ["administrator"]), ("guest", False, [])]
+        ("openstack", True, []), ("admin", False, ["administrator"]), ("openstack-ha-monitor", True, ["monitoring"]),
+        ("guest", False, [])]
 
 
 def test_rabbitmq_definitions_keeps_rabbitmqctls_status_and_hides_a_cut_answer(tmp_path):
@@ -207,7 +209,8 @@ def test_the_run_hands_the_expected_values_to_the_first_controllers_bundle_only(
         "mysql": {d["mariadb_check_user"]: "", d["mariadb_admin_user"]: native_hash(FAKE_SECRETS["mariadb_admin_password"]),
                   "sst": native_hash(FAKE_SECRETS["mariadb_sst_password"])},
         "rabbitmq": {d["rabbitmq_user"]: FAKE_SECRETS["rabbitmq_password"],
-                     d["rabbitmq_admin_user"]: FAKE_SECRETS["rabbitmq_admin_password"]}}
+                     d["rabbitmq_admin_user"]: FAKE_SECRETS["rabbitmq_admin_password"],
+                     d["rabbitmq_monitor_user"]: FAKE_SECRETS["rabbitmq_monitor_password"]}}
     shown = repr({k: v for k, v in given.items() if k != "_stdin"})
     assert not any(v in shown for v in FAKE_SECRETS.values()) and "*" + native_hash("x")[1:5] not in shown
     assert "_stdin" not in calls[second] and "with_input" not in calls[second]

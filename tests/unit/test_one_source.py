@@ -15,7 +15,8 @@ import pytest
 
 from config.defaults import DEFAULTS
 from config import monitoring
-from config.files import DBCHECK, FILES, GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_UNIT_DROPIN, KEEPALIVED_CONF, managed_files, wanted
+from config.files import (DBCHECK, FILES, GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_UNIT_DROPIN, KEEPALIVED_CONF,
+                          RABBITMQ_MONITOR_CURLRC, managed_files, wanted)
 from config.preflight import check
 from config.schema import SITE
 from config.site import build_site
@@ -117,7 +118,8 @@ def rabbitmqctl(pattern: str):
     """A name in the rabbitmqctl commands the deploy runs on a fresh node (definition_commands)."""
     def read(files, site):
         names = {m.group(1) for c in definition_commands({"error": "not read"}, site.data,
-                                                                {"rabbitmq_password": "x", "rabbitmq_admin_password": "y"}) if (m := re.search(pattern, str(c)))}
+                                                                {"rabbitmq_password": "x", "rabbitmq_admin_password": "y",
+                                                                 "rabbitmq_monitor_password": "z"}) if (m := re.search(pattern, str(c)))}
         return names.pop() if len(names) == 1 else names
     return read
 
@@ -171,6 +173,9 @@ AGREEMENTS = [
     ("vip_interface", line_value(KEEPALIVED_CONF, r"interface (\S+)"), line_value(KEEPALIVED_CONF, r"\S+/\d+ dev (\S+)")),
     ("rabbitmq_user", client_string("transport_url", r"(?:rabbit://|,)([^:]+):"), rabbitmqctl(r"set_permissions -p \S+ (\S+) ")),
     ("rabbitmq_vhost", client_string("transport_url", r"/([^/]+)$"), rabbitmqctl(r"add_vhost (\S+)$")),
+    # the account the health report logs in as is the one the deploy tags monitoring
+    ("rabbitmq_monitor_user", line_value(RABBITMQ_MONITOR_CURLRC, r'user = "([^:"]+):.*"'),
+     rabbitmqctl(r"set_user_tags (\S+) monitoring$")),
 ]
 # Rows that hold when the site has an external VIP (the lab's has).
 WITH_EXTERNAL_VIP = [
@@ -284,6 +289,7 @@ OVERRIDES = {
     "rabbitmq_queue_type": {"rabbitmq_queue_type": "mirrored"},
     "rabbitmq_user": {"rabbitmq_user": "os2"},
     "rabbitmq_admin_user": {"rabbitmq_admin_user": "mqadmin"},
+    "rabbitmq_monitor_user": {"rabbitmq_monitor_user": "mqmon"},
     "rabbitmq_vhost": {"rabbitmq_vhost": "os2"},
     "memcached_port": {"memcached_port": 11212},
     "memcached_memory_mb": {"memcached_memory_mb": 128},

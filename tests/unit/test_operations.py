@@ -127,7 +127,7 @@ def test_the_expected_values_the_hosts_compare():
     secret = {**PASSWORDS, **RPW}.__getitem__
     assert expected_hashes(DATA, secret) == {"haproxy": "", "admin": native_hash("s3cret-admin"), "sst": native_hash("s3cret-sst")}
     assert expected_hashes({**DATA, "galera_sst_method": "rsync"}, secret) == {"haproxy": "", "admin": native_hash("s3cret-admin")}
-    assert expected_passwords(RDATA, secret) == {"openstack": "pw-123", "admin": "adm-456"}
+    assert expected_passwords(RDATA, secret) == {"openstack": "pw-123", "admin": "adm-456", "monitor": "mon-789"}
 
 
 def test_seed_is_the_first_clustered_node_else_the_first():
@@ -138,8 +138,8 @@ def test_seed_is_the_first_clustered_node_else_the_first():
     assert seed_node(clustered, ORDER) == "node02"
 
 
-RPW = {"rabbitmq_password": "pw-123", "rabbitmq_admin_password": "adm-456"}
-RDATA = RDATA | {"rabbitmq_admin_user": "admin"}
+RPW = {"rabbitmq_password": "pw-123", "rabbitmq_admin_password": "adm-456", "rabbitmq_monitor_password": "mon-789"}
+RDATA = RDATA | {"rabbitmq_admin_user": "admin", "rabbitmq_monitor_user": "monitor"}
 
 
 def commands(cmds) -> list[str]:
@@ -152,19 +152,24 @@ def test_definitions_unknown_state_are_safe_to_repeat_and_hide_the_password():
     assert "add_vhost openstack" in text and "set_permissions -p openstack openstack" in text
     assert "delete_user guest" in text and "ha-all" not in text
     # the passwords reach rabbitmqctl on stdin from a 0600 file, never on a command line
-    assert "pw-123" not in text and "adm-456" not in text
+    assert "pw-123" not in text and "adm-456" not in text and "mon-789" not in text
     uploads = {c.dest: c.src.getvalue() for c in cmds if isinstance(c, FileUploadCommand)}
-    assert uploads == {f"{SECRET_DIR}/rabbitmq_password": "pw-123", f"{SECRET_DIR}/rabbitmq_admin_password": "adm-456"}
+    assert uploads == {f"{SECRET_DIR}/rabbitmq_password": "pw-123", f"{SECRET_DIR}/rabbitmq_admin_password": "adm-456",
+                       f"{SECRET_DIR}/rabbitmq_monitor_password": "mon-789"}
     assert f"add_user openstack < {SECRET_DIR}/rabbitmq_password; fi; rc=$?; rm -f {SECRET_DIR}/rabbitmq_password" in text
     # least privilege: the services' user has no tag, the administrator no vhost permission
     assert "timeout 60 rabbitmqctl set_user_tags openstack" in text.splitlines()
     assert "timeout 60 rabbitmqctl set_user_tags admin administrator" in text.splitlines()
     assert "set_permissions -p openstack admin" not in text
+    # the health report's account: tag monitoring (GET /api/nodes), no vhost permission
+    assert "timeout 60 rabbitmqctl set_user_tags monitor monitoring" in text.splitlines()
+    assert "set_permissions -p openstack monitor" not in text
 
 
 DEFS = {  # RabbitmqDefinitions: password_ok as the host compared it
     "users": [{"name": "openstack", "password_ok": True, "tags": []},
-              {"name": "admin", "password_ok": True, "tags": ["administrator"]}],
+              {"name": "admin", "password_ok": True, "tags": ["administrator"]},
+              {"name": "monitor", "password_ok": True, "tags": ["monitoring"]}],
     "vhosts": [{"name": "openstack"}],
     "permissions": [{"user": "openstack", "vhost": "openstack", "configure": ".*", "write": ".*", "read": ".*"}],
     "policies": [],
@@ -175,7 +180,7 @@ def test_definitions_in_place_make_no_command_and_mirrored_adds_the_policy():
     assert definition_commands(DEFS, RDATA, RPW) == []
     cmds = commands(definition_commands(DEFS, RDATA | {"rabbitmq_queue_type": "mirrored"}, RPW))
     assert len(cmds) == 1 and "set_policy -p openstack --apply-to queues ha-all" in cmds[0]
-    other = {**DEFS, "users": [DEFS["users"][0], {**DEFS["users"][1], "password_ok": False}]}
+    other = {**DEFS, "users": [DEFS["users"][0], {**DEFS["users"][1], "password_ok": False}, DEFS["users"][2]]}
     changed = commands(definition_commands(other, RDATA, {**RPW, "rabbitmq_admin_password": "new"}))
     assert changed == [f"install -d -m 700 {SECRET_DIR} && install -m 600 /dev/null {SECRET_DIR}/rabbitmq_admin_password",
                        f"upload {SECRET_DIR}/rabbitmq_admin_password",
@@ -184,16 +189,37 @@ def test_definitions_in_place_make_no_command_and_mirrored_adds_the_policy():
 
 
 def test_the_services_user_loses_the_administrator_tag_the_administrator_any_permission():
-    before = {**DEFS, "users": [{**DEFS["users"][0], "tags": ["administrator"]}, DEFS["users"][1]],
+    before = {**DEFS, "users": [{**DEFS["users"][0], "tags": ["administrator"]}, *DEFS["users"][1:]],
               "permissions": DEFS["permissions"] + [{"user": "admin", "vhost": "/", "configure": ".*", "write": ".*", "read": ".*"}]}
     assert commands(definition_commands(before, RDATA, RPW)) == [
         "timeout 60 rabbitmqctl set_user_tags openstack", "timeout 60 rabbitmqctl clear_permissions -p / admin"]
     # tags as older export_definitions write them: one comma-separated string
-    legacy = {**DEFS, "users": [{**DEFS["users"][0], "tags": ""}, {**DEFS["users"][1], "tags": "administrator"}]}
+    legacy = {**DEFS, "users": [{**DEFS["users"][0], "tags": ""}, {**DEFS["users"][1], "tags": "administrator"},
+                                {**DEFS["users"][2], "tags": "monitoring"}]}
     assert definition_commands(legacy, RDATA, RPW) == []
     # a missing administrator is created with its tag
-    alone = {**DEFS, "users": DEFS["users"][:1]}
+    alone = {**DEFS, "users": DEFS["users"][::2]}
     assert commands(definition_commands(alone, RDATA, RPW))[-1] == "timeout 60 rabbitmqctl set_user_tags admin administrator"
+
+
+def test_the_monitoring_account_has_its_tag_only_and_its_password():
+    # more than monitoring (administrator: users, permissions, definitions) or a vhost permission
+    # (messages, queue contents) is taken back; nothing else changes
+    wider = {**DEFS, "users": [*DEFS["users"][:2], {**DEFS["users"][2], "tags": ["monitoring", "administrator"]}],
+             "permissions": DEFS["permissions"] + [{"user": "monitor", "vhost": "openstack", "configure": "", "write": "", "read": ".*"}]}
+    assert commands(definition_commands(wider, RDATA, RPW)) == [
+        "timeout 60 rabbitmqctl set_user_tags monitor monitoring", "timeout 60 rabbitmqctl clear_permissions -p openstack monitor"]
+    # missing (a site deployed before the report read the management API): created, stdin, its tag
+    missing = commands(definition_commands({**DEFS, "users": DEFS["users"][:2]}, RDATA, RPW))
+    assert missing[:2] == [f"install -d -m 700 {SECRET_DIR} && install -m 600 /dev/null {SECRET_DIR}/rabbitmq_monitor_password",
+                           f"upload {SECRET_DIR}/rabbitmq_monitor_password"]
+    assert f"else timeout 60 rabbitmqctl add_user monitor < {SECRET_DIR}/rabbitmq_monitor_password; fi" in missing[2]
+    assert missing[3:] == ["timeout 60 rabbitmqctl set_user_tags monitor monitoring"]
+    # a rotated password (the host compared it: password_ok False) is changed, from stdin
+    rotated = {**DEFS, "users": [*DEFS["users"][:2], {**DEFS["users"][2], "password_ok": False}]}
+    assert commands(definition_commands(rotated, RDATA, RPW))[-1] == (
+        f"timeout 60 rabbitmqctl change_password monitor < {SECRET_DIR}/rabbitmq_monitor_password; rc=$?; "
+        f"rm -f {SECRET_DIR}/rabbitmq_monitor_password; exit $rc")
 
 
 def test_rabbitmq_cluster_fact_reads_the_recorded_cluster():

@@ -41,7 +41,7 @@ def test_nftables_only_with_the_firewall():
 
 @pytest.mark.parametrize("pins,expected", [
     ({"mariadb-servr": M19}, "package_versions.mariadb-servr: mariadb-servr is not a package the deploy installs "
-                             "(did you mean mariadb-server?); fix: remove it from package_versions, or name one of galera-4,"),
+                             "(did you mean mariadb-server?); fix: remove it from package_versions, or name one of curl, galera-4,"),
     ({"nginx": "1.22.1-9"}, "package_versions.nginx: nginx is not a package the deploy installs; fix: remove it"),
     ({"haproxy": "latest"}, "package_versions.haproxy: 'latest' is not a Debian version"),
     ({"haproxy": "2.6.12-1+deb12u4\n"}, "package_versions.haproxy: '2.6.12-1+deb12u4\\n' is not a Debian version"),

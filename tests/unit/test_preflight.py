@@ -126,6 +126,13 @@ def test_vrrp_auth_pass_of_nine_characters():
     assert run(secrets={**FAKE_SECRETS, "vrrp_auth_pass": "12345678"}).problems == []
 
 
+def test_the_monitoring_accounts_password_missing_names_the_key_and_the_fix():
+    secrets = {k: v for k, v in FAKE_SECRETS.items() if k != "rabbitmq_monitor_password"}
+    p = only(run(secrets=secrets), "error", G, "rabbitmq_monitor_password")
+    assert "secret missing" in p.message
+    assert "add rabbitmq_monitor_password to the secrets file or set HA_SECRET_RABBITMQ_MONITOR_PASSWORD" in str(p)
+
+
 @pytest.mark.parametrize("name", sorted(set(SECRETS) - {"vrrp_auth_pass"}))
 def test_other_secret_missing(name):
     secrets = {k: v for k, v in FAKE_SECRETS.items() if k != name}
@@ -312,8 +319,8 @@ def test_make_render_prod(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     for node in ("node01", "node02", "node03"):
-        assert f"{node}: 22 files under {out / node}" in proc.stdout
-        assert len([p for p in (out / node).rglob("*") if p.is_file()]) == 22
+        assert f"{node}: 23 files under {out / node}" in proc.stdout
+        assert len([p for p in (out / node).rglob("*") if p.is_file()]) == 23
     assert "bind 100.2.30.41:1984" in (out / "node01/etc/haproxy/haproxy.cfg").read_text()
 
 
@@ -342,6 +349,9 @@ def test_mariadb_port_on_another_listeners_port():
     ({"rabbitmq_admin_user": "openstack"}, "rabbitmq_admin_user", "services' account"),
     ({"rabbitmq_admin_user": "os", "rabbitmq_user": "os"}, "rabbitmq_admin_user", "services' account"),
     ({"rabbitmq_admin_user": "guest"}, "rabbitmq_admin_user", "deletes"),
+    ({"rabbitmq_monitor_user": "openstack"}, "rabbitmq_monitor_user", "services' account"),
+    ({"rabbitmq_monitor_user": "admin"}, "rabbitmq_monitor_user", "management administrator"),
+    ({"rabbitmq_monitor_user": "guest"}, "rabbitmq_monitor_user", "deletes"),
     ({"mariadb_admin_user": "sst"}, "mariadb_admin_user", "mariabackup"),
     ({"mariadb_admin_user": "clustercheck"}, "mariadb_admin_user", "Galera check"),
     ({"mariadb_check_user": "root"}, "mariadb_check_user", "root"),
@@ -353,4 +363,5 @@ def test_accounts_of_different_privileges_never_share_a_name(changes, key, says)
 
 
 def test_distinct_account_names_pass():
-    assert not run(rabbitmq_admin_user="mqadmin", mariadb_admin_user="dba", mariadb_check_user="lb").errors
+    assert not run(rabbitmq_admin_user="mqadmin", mariadb_admin_user="dba", mariadb_check_user="lb",
+                   rabbitmq_monitor_user="mqmon").errors

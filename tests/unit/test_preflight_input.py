@@ -116,6 +116,7 @@ def test_a_secret_that_is_not_a_json_string_is_refused_without_its_value(tmp_pat
     ("rabbitmq_password", "   ", "error"),
     ("rabbitmq_password", " fake-rabbit-Tt90c", "error"),
     ("rabbitmq_admin_password", "fake-rabbitadmin-Qw41d\t", "error"),
+    ("rabbitmq_monitor_password", " fake-rabbitmon-Lm63v", "error"),
     # read back as they are (test_syntax.py): right, if meant
     ("mariadb_admin_password", "fake-admin-Kp27w\u00a0", "warning"),
     ("haproxy_stats_password", "fake-stats ", "warning"),

@@ -77,7 +77,7 @@ def test_each_node_gets_its_eighteen_files(prod_render):
     assert {p.name for p in prod_render.iterdir()} == set(NODES)
     # the apt pins file only with package_versions, the backup files only with backup_enabled, monitoring's ten only
     # with monitoring_enabled, the peers' TLS files (3 Galera, 4 RabbitMQ) only with galera_tls / rabbitmq_tls: not in the prod render
-    assert len(FILES) == 47
+    assert len(FILES) == 48
 
 
 def test_render_returns_the_written_paths(tmp_path):
@@ -248,6 +248,7 @@ SECRET_SITES = {
     "etc/mysql/mariadb.conf.d/99-openstack-galera-sst.cnf": {"mariadb_sst_password"},
     "var/lib/rabbitmq/.erlang.cookie": {"rabbitmq_erlang_cookie"},
     "etc/haproxy/openstack-ha.pem": {"haproxy_tls_pem"},
+    "etc/openstack-ha/rabbitmq-monitor.curlrc": {"rabbitmq_monitor_password"},
 }
 
 
@@ -286,7 +287,7 @@ def test_deploy_rendering_uses_values_and_mask_restores_placeholders(monkeypatch
     assert report.errors == []
     site = build_site(hosts, group)
     files = managed_files(site, "node01", secrets)
-    assert len(files) == 22
+    assert len(files) == 23
     by_path = {f.path.lstrip("/"): f for f in files}
     assert set(by_path) == NODE_FILES
     for rel, f in by_path.items():

@@ -14,7 +14,8 @@ from pyinfra.api.hiddenvalue import HiddenValue
 
 import opkit
 from config.files import (
-    GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_STATS_USERS, KEEPALIVED_AUTH, KEEPALIVED_CONF, managed_files,
+    GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_STATS_USERS, KEEPALIVED_AUTH, KEEPALIVED_CONF, RABBITMQ_MONITOR_CURLRC,
+    managed_files,
 )
 from config.syntax import ENCODINGS
 from config.accounts import native_hash
@@ -91,6 +92,8 @@ SPLIT = [
     ("haproxy", HAPROXY_CFG, HAPROXY_STATS_USERS),
     ("keepalived", KEEPALIVED_CONF, KEEPALIVED_AUTH),
     ("galera", GALERA_CNF, GALERA_SST_CNF),
+    # the health report's management API login: installed by the rabbitmq component's configure()
+    ("rabbitmq", "/etc/rabbitmq/rabbitmq.conf", RABBITMQ_MONITOR_CURLRC),
 ]
 HEX40 = re.compile(r"\b[0-9a-f]{40}\b")
 

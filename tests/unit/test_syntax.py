@@ -2,23 +2,29 @@
 value: the state transfer's option file beside galera.cnf through my_print_defaults (MariaDB's
 option-file reader, the directory as mysqld reads it), the stats account's userlist with
 haproxy.cfg through a real HAProxy answering HTTP basic auth, keepalived.conf and the auth_pass
-file it includes through keepalived's own configuration dump (SIGUSR1). What a file cannot
-carry, preflight refuses without showing it."""
+file it includes through keepalived's own configuration dump (SIGUSR1), the health report's
+management API login through curl (-K) sending HTTP basic auth to a local server. What a file
+cannot carry, preflight refuses without showing it."""
 
 from __future__ import annotations
 
+import base64
+import http.server
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from unitkit import FAKE_SECRETS, netns, netns_sh, prod_data, throwaway_pem
-from config.files import GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_STATS_USERS, KEEPALIVED_AUTH, KEEPALIVED_CONF, managed_files
+from config.files import (GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_STATS_USERS, KEEPALIVED_AUTH, KEEPALIVED_CONF,
+                          RABBITMQ_MONITOR_CURLRC, managed_files)
 from config.preflight import check
 from config.secrets import PLACEHOLDERS, mask
 from config.site import build_site
-from config.syntax import haproxy_word, option_value
+from config.syntax import curl_quoted, haproxy_word, option_value
+from facts.rabbitmq import RabbitmqMembers
 
 
 # Printable passwords that break a naive `key = value` or `word` rendering.
@@ -71,6 +77,48 @@ def test_sst_password_reads_back_through_my_print_defaults(tmp_path, password):
     assert password not in shown and option_value(password) not in shown
 
 
+def basic_auth_of_one_request(command: str) -> str:
+    """The HTTP basic auth `command` (a curl run to port PORT of 127.0.0.1) sends to a local
+    server that answers 401: the user:password it carried."""
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization", ""))
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    try:
+        subprocess.run(["sh", "-c", command.replace(":PORT/", f":{server.server_port}/")], capture_output=True, timeout=30)
+    finally:
+        server.server_close()
+    assert len(seen) == 1 and seen[0].startswith("Basic "), seen
+    return base64.b64decode(seen[0][6:]).decode()
+
+
+# rabbitmqctl trims what it reads: preflight refuses leading or trailing whitespace there
+MONITOR_HOSTILE = [p for p in HOSTILE if p == p.strip()]
+
+
+@pytest.mark.parametrize("password", MONITOR_HOSTILE)
+def test_monitor_password_reads_back_through_curl(tmp_path, password):
+    content, values = rendered(tmp_path, RABBITMQ_MONITOR_CURLRC, rabbitmq_monitor_password=password)
+    curlrc = tmp_path / "monitor.curlrc"
+    curlrc.write_text(content)
+    # the fact's own command, at a local server: what curl sends is the account and the exact password
+    command = RabbitmqMembers().command("127.0.0.1", 0, str(curlrc)).replace(":0/", ":PORT/")
+    user = prod_data()[1].get("rabbitmq_monitor_user", "openstack-ha-monitor")
+    assert basic_auth_of_one_request(command) == f"{user}:{password}"
+    shown = mask(content, values)  # what a render shows: the placeholder where the value was quoted
+    assert f'user = "{user}:{PLACEHOLDERS["rabbitmq_monitor_password"]}"' in shown.splitlines()
+    assert password not in shown and curl_quoted(password)[1:-1] not in shown
+
+
 def test_plain_values_render_bare_as_before():
     # A site whose secrets need no quoting renders what it did: no reload for nothing.
     assert haproxy_word("openstack:fake-stats-Zq81x") == "openstack:fake-stats-Zq81x"
@@ -78,6 +126,8 @@ def test_plain_values_render_bare_as_before():
     assert haproxy_word("openstack:a b") == "'openstack:a b'"
     assert haproxy_word("a'b") == "'a'\\''b'"
     assert option_value('sst:a"b\\') == '"sst:a\\"b\\\\"'
+    assert curl_quoted("m:fake-rabbitmon-Lm63v") == '"m:fake-rabbitmon-Lm63v"'  # curl's file: always quoted
+    assert curl_quoted('m:a"b\\') == '"m:a\\"b\\\\"'
 
 
 # A client run inside the namespace: starts HAProxy on each config, asks the stats page with

@@ -50,6 +50,7 @@ NODE_FILES = {
     "etc/rabbitmq/rabbitmq.conf",
     "etc/rabbitmq/enabled_plugins",
     "var/lib/rabbitmq/.erlang.cookie",
+    "etc/openstack-ha/rabbitmq-monitor.curlrc",
     "etc/systemd/system/epmd.socket.d/openstack-ha.conf",
     "etc/openstack-ha/firewall.nft",
     "etc/systemd/system/openstack-ha-firewall.service",
@@ -124,6 +125,7 @@ FAKE_SECRETS = {
     "mariadb_sst_password": "fake-sst-Hj55m",
     "rabbitmq_password": "fake-rabbit-Tt90c",
     "rabbitmq_admin_password": "fake-rabbitadmin-Qw41d",
+    "rabbitmq_monitor_password": "fake-rabbitmon-Lm63v",
     "rabbitmq_erlang_cookie": "FAKECOOKIEWXYZ0123456789",
     "haproxy_tls_pem": make_pem(),
 }
