@@ -15,7 +15,7 @@ HOST_PACKAGES = haproxy keepalived socat iproute2 debootstrap systemd-container 
 HOST_SERVICES_OFF = prometheus prometheus-alertmanager prometheus-node-exporter
 
 .PHONY: setup host-packages venv demo deploy verify render preflight test test-unit test-lab test-long \
-	maintenance-out maintenance-back backup restore restore-rehearsal lab-up lab-down bench-deploy bench-failover bench-durability bench-backup bench-upgrade mutate clean
+	maintenance-out maintenance-back backup restore restore-rehearsal lab-up lab-down bench-deploy bench-failover bench-durability bench-backup bench-upgrade soak mutate clean
 
 setup: host-packages venv
 
@@ -131,5 +131,9 @@ bench-backup: setup
 bench-upgrade: setup
 	$(PY) -m tests.bench.upgrade
 
+# The fault soak on the deployed lab (tests/soak/run.py): make soak [SOAK_MIN=30] [SEED=n]
+soak: setup
+	$(PY) -m tests.soak run --minutes $(or $(SOAK_MIN),30) $(if $(SEED),--seed $(SEED))
+
 clean:
-	rm -rf $(OUT) .pytest_cache
+	rm -rf $(OUT) .pytest_cache soak-out
