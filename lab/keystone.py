@@ -63,8 +63,10 @@ CREDENTIAL_DIR = "/etc/keystone/credential-keys"
 KEY_DIRS = (FERNET_DIR, CREDENTIAL_DIR)
 DB_NAME = "keystone"
 DB_USER = "keystone"
-ADMIN_USER = "admin"
-ADMIN_PROJECT = "admin"
+# The bootstrapped user and its project: names of the lab's own (not the database's admin
+# account's); the role is keystone-manage bootstrap's default, the one keystone's policies name.
+ADMIN_USER = "lab-admin"
+ADMIN_PROJECT = "lab-admin"
 REGION = "RegionOne"
 DOMAIN = "default"
 PROCESSES = 2   # uwsgi workers per node: 3 nodes on a 2-core machine
@@ -243,7 +245,7 @@ def bootstrap_args(site) -> list[str]:
     """keystone-manage bootstrap's arguments (the password goes in OS_BOOTSTRAP_PASSWORD)."""
     url = public_url(site)
     return ["--bootstrap-username", ADMIN_USER, "--bootstrap-project-name", ADMIN_PROJECT,
-            "--bootstrap-role-name", "admin", "--bootstrap-service-name", "keystone",
+            "--bootstrap-service-name", "keystone",
             "--bootstrap-region-id", REGION, "--bootstrap-public-url", url,
             "--bootstrap-internal-url", url, "--bootstrap-admin-url", url]
 
@@ -255,14 +257,14 @@ def password_digest(password: str) -> str:
 def needs_bootstrap(state: dict, password: str) -> bool:
     """Bootstrap when the admin is missing, or was bootstrapped with another password (or by
     something else: no marker). Pure."""
-    return not state["admin"] or state["bootstrapped"] != password_digest(password)
+    return not state["user"] or state["bootstrapped"] != password_digest(password)
 
 
 def parse_state(lines: list[str]) -> dict:
     """The KeystoneState fact's output: {"installed": bool, "db": bool, "accounts": {host:
-    sha256}, "admin": bool, "bootstrapped": marker digest, "synced": bool, "keys": {dir: {file:
+    sha256}, "user": bool (the bootstrapped user exists), "bootstrapped": marker digest, "synced": bool, "keys": {dir: {file:
     sha256}}}. Pure."""
-    state = {"db": False, "accounts": {}, "admin": False, "synced": False, "installed": False,
+    state = {"db": False, "accounts": {}, "user": False, "synced": False, "installed": False,
              "bootstrapped": "", "keys": {d: {} for d in KEY_DIRS}}
     for line in lines:
         kind, _, rest = line.strip().partition("=")
@@ -271,8 +273,8 @@ def parse_state(lines: list[str]) -> dict:
         elif kind == "account":
             h, _, digest = rest.rpartition("=")
             state["accounts"][h] = digest
-        elif kind == "admin":
-            state["admin"] = rest not in ("", "0")
+        elif kind == "user":
+            state["user"] = rest not in ("", "0")
         elif kind == "synced":
             state["synced"] = rest == "0"
         elif kind == "bootstrapped":

@@ -56,7 +56,7 @@ ks_secrets = ks.ensure_secrets()
 class KeystoneState(FactBase):
     """What the keystone deploy reads before each step (lab/keystone.parse_state): the package,
     the key files' SHA-256 (never their content), and with_db: keystone's database, its
-    accounts (SHA-256 of each authentication_string), the admin, db_sync --check (MariaDB read
+    accounts (SHA-256 of each authentication_string), the bootstrapped user and its marker, db_sync --check (MariaDB read
     as root through its unix socket). Always exits 0."""
 
     def command(self, with_db=False):
@@ -72,7 +72,7 @@ class KeystoneState(FactBase):
                 "timeout 10 mysql -N -B -e \"SELECT CONCAT('db=', COUNT(*)) FROM information_schema.schemata "
                 f"WHERE schema_name='{ks.DB_NAME}'; SELECT CONCAT('account=', host, '=', SHA2(authentication_string, 256)) "
                 f"FROM mysql.user WHERE user='{ks.DB_USER}'\" 2>/dev/null; "
-                f"echo admin=$(timeout 10 mysql -N -B -e \"SELECT COUNT(*) FROM {ks.DB_NAME}.local_user "
+                f"echo user=$(timeout 10 mysql -N -B -e \"SELECT COUNT(*) FROM {ks.DB_NAME}.local_user "
                 f"WHERE name='{ks.ADMIN_USER}'\" 2>/dev/null || echo 0); "
                 f"echo bootstrapped=$(cat {ks.BOOTSTRAP_MARKER} 2>/dev/null); "
                 "if command -v keystone-manage >/dev/null && [ -r /etc/keystone/keystone.conf ]; then "

@@ -123,28 +123,28 @@ def test_db_statements(present, db_exists, want):
 def test_parse_state():
     out = ["installed=yes", "key=/etc/keystone/fernet-keys:0=aa", "key=/etc/keystone/fernet-keys:1=bb",
            "key=/etc/keystone/credential-keys:0=cc", "db=1", "account=10.77.0.11=dd", "account=%=ee",
-           "admin=1", "bootstrapped=ff", "synced=0", "end=yes"]
+           "user=1", "bootstrapped=ff", "synced=0", "end=yes"]
     got = ks.parse_state(out)
-    assert got == {"installed": True, "db": True, "accounts": {"10.77.0.11": "dd", "%": "ee"}, "admin": True,
+    assert got == {"installed": True, "db": True, "accounts": {"10.77.0.11": "dd", "%": "ee"}, "user": True,
                    "bootstrapped": "ff", "synced": True, "keys": {ks.FERNET_DIR: {"0": "aa", "1": "bb"}, ks.CREDENTIAL_DIR: {"0": "cc"}}}
-    empty = ks.parse_state(["installed=no", "db=0", "admin=0", "bootstrapped=", "synced=none", "end=yes"])
-    assert empty == {"installed": False, "db": False, "accounts": {}, "admin": False, "synced": False, "bootstrapped": "",
+    empty = ks.parse_state(["installed=no", "db=0", "user=0", "bootstrapped=", "synced=none", "end=yes"])
+    assert empty == {"installed": False, "db": False, "accounts": {}, "user": False, "synced": False, "bootstrapped": "",
                      "keys": {ks.FERNET_DIR: {}, ks.CREDENTIAL_DIR: {}}}
     # db_sync --check's non-zero statuses (2 expand, 3 migrate, 4 contract) are not current
     assert not ks.parse_state(["synced=2"])["synced"]
 
 
-@pytest.mark.parametrize("admin, marker, want", [
+@pytest.mark.parametrize("user, marker, want", [
     (False, "", True),                          # first run
     (True, "", True),                           # an admin made by something else: our password set
     (True, "digest-of-old", True),              # the secret changed: bootstrap resets the password
     (True, "RIGHT", False),                     # done with this password: nothing
     (False, "RIGHT", True),                     # the database was remade
 ])
-def test_needs_bootstrap(admin, marker, want):
+def test_needs_bootstrap(user, marker, want):
     pw = KS_SECRETS["keystone_admin_password"]
     marker = ks.password_digest(pw) if marker == "RIGHT" else marker
-    assert ks.needs_bootstrap({"admin": admin, "bootstrapped": marker}, pw) is want
+    assert ks.needs_bootstrap({"user": user, "bootstrapped": marker}, pw) is want
 
 
 # --- secrets ----------------------------------------------------------------------------------
