@@ -55,11 +55,11 @@ ks_secrets = ks.ensure_secrets()
 
 class KeystoneState(FactBase):
     """What the keystone deploy reads before each step (lab/keystone.parse_state): the package,
-    the key files' SHA-256 (never their content), and with_db: keystone's database, its
-    accounts (SHA-256 of each authentication_string), the bootstrapped user and its marker, db_sync --check (MariaDB read
-    as root through its unix socket). Always exits 0."""
+    the key files' SHA-256 (never their content); with_db: keystone's database, its accounts
+    (SHA-256 of each authentication_string), the bootstrapped user and its marker (MariaDB read
+    as root through its unix socket); with_sync: db_sync --check. Always exits 0."""
 
-    def command(self, with_db=False):
+    def command(self, with_db=False, with_sync=False):
         dirs = " ".join(ks.KEY_DIRS)
         cmd = (
             "dpkg-query -W -f='${Status}\\n' keystone 2>/dev/null | grep -q 'install ok installed' "
@@ -75,6 +75,9 @@ class KeystoneState(FactBase):
                 f"echo user=$(timeout 10 mysql -N -B -e \"SELECT COUNT(*) FROM {ks.DB_NAME}.local_user "
                 f"WHERE name='{ks.ADMIN_USER}'\" 2>/dev/null || echo 0); "
                 f"echo bootstrapped=$(cat {ks.BOOTSTRAP_MARKER} 2>/dev/null); "
+            )
+        if with_sync:  # a keystone-manage run (seconds): only where db_sync decides
+            cmd += (
                 "if command -v keystone-manage >/dev/null && [ -r /etc/keystone/keystone.conf ]; then "
                 "timeout 120 runuser -u keystone -- keystone-manage db_sync --check >/dev/null 2>&1; echo synced=$?; "
                 "else echo synced=none; fi; "
@@ -208,7 +211,8 @@ def keys_from(source: str):
         return
     for directory, names in want.items():
         if not names:
-            raise RuntimeError(f"{source} has no keys in {directory}: run the deploy again")
+            yield StringCommand(f"echo '{host.name}: {source} has no keys in {directory}' >&2; exit 1")
+            return
         d = shlex.quote(directory)
         yield StringCommand(f"install -d -m 700 -o keystone -g keystone {d}")
         for name in sorted(set(have[directory]) - set(names)):
@@ -233,7 +237,7 @@ def db_sync(run: bool = True):
 
     + run: False makes it a no-op (called on every host, it acts on the first)
     """
-    if not run or host.get_fact(KeystoneState, with_db=True)["synced"]:
+    if not run or host.get_fact(KeystoneState, with_sync=True)["synced"]:
         return
     yield StringCommand("timeout 600 runuser -u keystone -- keystone-manage db_sync")
 
