@@ -5,11 +5,12 @@
 
 Workloads, all at once, all through the VIP or to the controllers as OpenStack's clients
 connect: list-append transactions (3 clients), bank transfers and reads (2), a publisher with
-confirms and a consumer with manual acks on a quorum queue; keystone calls once the lab has
-keystone (issue 21 item 1). The nemesis (tests/soak/nemesis.py) runs its schedule for the
-minutes given; then every fault is healed, the layer recovered, the workloads stopped, every
-list-append key read and the queue drained; the history (OUT/history.jsonl, written as it
-goes) is checked (tests/soak/checker.py) and the report printed, its last line the `soak:` line.
+confirms and a consumer with manual acks on a quorum queue; keystone calls (a token, a project
+created and deleted) when the lab has keystone (make keystone). The nemesis
+(tests/soak/nemesis.py) runs its schedule for the minutes given; then every fault is healed,
+the layer recovered, the workloads stopped, every list-append key read and the queue drained;
+the history (OUT/history.jsonl, written as it goes) is checked (tests/soak/checker.py) and the
+report printed, its last line the `soak:` line.
 Exit status: 0 when nothing was lost, no anomaly was found and no recovery needed the lab's
 own restore; 1 otherwise; 2 when the soak could not run.
 """
@@ -38,11 +39,23 @@ def log(msg: str) -> None:
     print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def start_workloads(rec: Recorder, seed: int, keys: workloads.Keys) -> list[workloads.Workload]:
+def keystone_installed() -> bool:
+    """Whether the lab's keystone answers through the VIP (make keystone installed it)."""
+    try:
+        from lab.keystone import Client, KeystoneError
+        Client(timeout=5).issue_token()
+    except (ImportError, OSError, ValueError, KeyError, KeystoneError):
+        return False
+    return True
+
+
+def start_workloads(rec: Recorder, seed: int, keys: workloads.Keys, keystone: bool) -> list[workloads.Workload]:
     accounts = [str(a) for a in range(ACCOUNTS)]
     threads: list[workloads.Workload] = [workloads.ListAppend(rec, f"append-{i}", seed, keys) for i in range(LIST_CLIENTS)]
     threads += [workloads.Bank(rec, f"bank-{i}", seed, accounts) for i in range(BANK_CLIENTS)]
     threads += [workloads.Publisher(rec, "publish", seed), workloads.Consumer(rec, "consume", seed)]
+    if keystone:
+        threads.append(workloads.Keystone(rec, "keystone", seed, pause=0.2))
     for t in threads:
         t.start()
     return threads
@@ -76,7 +89,10 @@ def soak(minutes: float, seed: int, out: Path, only: tuple[str, ...] = ()) -> in
                                                 "plan": [p.kind for p in plan]})
     nemesis = Nemesis(random.Random(f"{seed}/nemesis"), log=log)
     keys = workloads.Keys()
-    threads = start_workloads(rec, seed, keys)
+    keystone = keystone_installed()
+    log("keystone: " + ("its calls through the VIP join the workloads" if keystone else
+                        "not installed (make keystone): no API workload"))
+    threads = start_workloads(rec, seed, keys, keystone)
     problems, recoveries = [], []
     deadline = time.monotonic() + minutes * 60
     try:
