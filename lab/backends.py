@@ -24,6 +24,7 @@ UNIT = "lab-responder"
 SCRIPT = "/usr/local/sbin/lab-responder"
 CONFIG = "/etc/lab-responder.json"
 DOWN_DIR = "/run/lab-responder/down"  # as in lab/responder.py
+OWNED_DIR = "/etc/lab-responder.owned"  # as in lab/responder.py: ports a real lab backend serves
 REAL_SERVICES = ("mariadb", "rabbitmq_management")  # deployed for real: no stand-in
 DEPLOY_FILE = "lab/backends_deploy.py"
 

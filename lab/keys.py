@@ -115,15 +115,21 @@ def names_vips(pem: str) -> bool:
     return p.returncode == 0 and set(vip_addresses()) <= named
 
 
+def read_secrets(path: Path, remedy: str) -> dict:
+    """A secrets file's JSON object ({} when it does not exist); LabError naming `remedy` when
+    it cannot be read (never its content)."""
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        raise LabError(f"{path} is not valid JSON: {remedy}") from None
+
+
 def ensure_secrets() -> str:
     """Create the lab's secrets file once (mode 0600); add keys it lacks. Returns its path."""
     path = Path(SECRETS_FILE)
-    current = {}
-    if path.exists():
-        try:
-            current = json.loads(path.read_text())
-        except ValueError:
-            raise LabError(f"{path} is not valid JSON: remove it (python -m lab down --purge)")
+    current = read_secrets(path, "remove it (python -m lab down --purge)")
     if not CA_FILE.exists():
         current.pop("haproxy_tls_pem", None)  # signed by a CA that is gone: the clients could not trust it
     elif current.get("haproxy_tls_pem") and not names_vips(current["haproxy_tls_pem"]):

@@ -23,7 +23,7 @@ from lab.host import (
 from lab.keys import ensure_key, ensure_secrets
 from lab.names import (
     ALERT_RECEIVER_DIR, ALERT_RECEIVER_PORT, BASE_DIR, BASE_TMP, BRIDGE, DEFAULT_SUBNET, HOST_ADDRESS, MAX_NODES,
-    NODE_RE, NODES_DIR, RUN_DIR, SECRETS_FILE, STATE_DIR, STOP_TIMEOUT, SUBNET, SUBNET_FILE, VIP, LabError, address,
+    KEYSTONE_SECRETS_FILE, NODE_RE, NODES_DIR, RUN_DIR, SECRETS_FILE, STATE_DIR, STOP_TIMEOUT, SUBNET, SUBNET_FILE, VIP, LabError, address,
     node_index, node_name, say, veth_name,
 )
 from lab.machines import (
@@ -266,7 +266,7 @@ def down(purge: bool = False) -> None:
         if purge:
             umount_under(NODES_DIR)
             rmtree(NODES_DIR)
-            for f in (SECRETS_FILE, SUBNET_FILE):
+            for f in (SECRETS_FILE, KEYSTONE_SECRETS_FILE, SUBNET_FILE):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f)
         say(f"lab down in {time.monotonic() - t0:.1f}s"

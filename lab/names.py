@@ -33,6 +33,8 @@ APT_CACHE_DIR = STATE_DIR / "apt-cache"
 NODES_DIR = STATE_DIR / "nodes"
 SSH_KEY = str(STATE_DIR / "id_ed25519")
 SECRETS_FILE = str(STATE_DIR / "secrets.json")
+# The lab keystone's own secrets (lab/keystone.py): not the deploy's, so not in SECRETS_FILE
+KEYSTONE_SECRETS_FILE = str(STATE_DIR / "keystone-secrets.json")
 # The lab's own certificate authority: it signs the VIP's certificate (secret haproxy_tls_pem);
 # the drills' HTTPS clients trust it, and nothing else does.
 CA_FILE = STATE_DIR / "ca.pem"

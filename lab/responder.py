@@ -12,6 +12,10 @@ port's listening socket (connections refused, as when the API process is stopped
 the file opens it again. A restart of the unit opens every port (the directory is the unit's
 RuntimeDirectory, emptied at each start).
 
+A port a real lab backend owns (lab/keystone.py: keystone on its catalogue port) is named by a
+file in OWNED_DIR, on the node's disk: never served, also while that backend is stopped (a
+stopped keystone must be refused, not answered by a stand-in), and across restarts.
+
     lab-responder CONFIG.json     {"name": NODE, "address": ITS ADDRESS, "ports": [PORT, ...]}
 """
 
@@ -23,6 +27,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DOWN_DIR = "/run/lab-responder/down"
+OWNED_DIR = "/etc/lab-responder.owned"
 POLL = 0.2  # seconds between looks at DOWN_DIR
 
 
@@ -83,16 +88,18 @@ def main(argv):
     running: dict[int, Server] = {}
     complained: set[int] = set()
     while True:
-        try:
-            down = {int(p) for p in os.listdir(DOWN_DIR) if p.isdigit()}
-        except FileNotFoundError:
-            down = set()
+        down = set()
+        for directory in (DOWN_DIR, OWNED_DIR):
+            try:
+                down |= {int(p) for p in os.listdir(directory) if p.isdigit()}
+            except FileNotFoundError:
+                pass
         for port in ports:
             if port in down and port in running:
                 server = running.pop(port)
                 server.shutdown()
                 server.server_close()
-                print(f"port {port}: stopped (fault injected)", flush=True)
+                print(f"port {port}: stopped (fault injected, or a real backend owns it)", flush=True)
             elif port not in down and port not in running:
                 try:
                     server = Server((address, port), handler(name, port))

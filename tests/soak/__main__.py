@@ -1,6 +1,8 @@
 """python -m tests.soak check HISTORY.jsonl: check a saved soak history again; prints the
 table per fault kind, the anomalies found and the `soak:` line; exits 1 when anything was
-lost or any anomaly was found, 2 when the history cannot be read."""
+lost or any anomaly was found, 2 when the history cannot be read.
+python -m tests.soak run [--minutes M] [--seed N] [--out DIR] [--only KIND,...]: a soak on the
+lab (tests/soak/run.py)."""
 
 from __future__ import annotations
 
@@ -15,6 +17,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="check a saved history").add_argument("history")
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["run"]:
+        from tests.soak import run
+        return run.main(argv[1:])
     args = parser.parse_args(argv)
     try:
         report = check(history.load(args.history))

@@ -12,8 +12,8 @@ run against the lab yet.
                  quorum queue QUEUE, connecting to the controllers as oslo.messaging does (its
                  transport_url lists every node); needs pika (PyPI 1.4; Debian 12: python3-pika 1.2.0),
                  imported only when these clients run, so the checker needs no dependency
-    keystone     a placeholder (the keystone backend is later work): the contract is f "api",
-                 value {"call": ...}, ok when keystone answered as expected
+    keystone     token issue and project create+delete through the VIP (lab/keystone.py, the
+                 lab's keystone backend: make keystone): f "api", value {"call": ...}
 
 Outcomes from MariaDB (sql_outcome): the mysql client stops at the first error and closes the
 connection, so a server error (ERROR 1xxx: deadlock, certification failure, not ready) means
@@ -336,20 +336,32 @@ class Consumer(AmqpWorkload):
 
 
 class Keystone(Workload):
-    """Placeholder: keystone calls through the VIP (token issue, create and delete a project)
-    once the lab has a keystone backend. Each call is recorded as f "api" with {"call": name}."""
+    """keystone through the VIP (lab/keystone.py's client, the lab's keystone backend): a token
+    issued, or a project created and deleted (a write through keystone's database). Each call
+    is recorded as f "api" with {"call": name}: ok when keystone answered as expected, fail
+    when it answered otherwise (a 4xx/5xx: it did not do it), info when no answer came."""
+
+    client = None
 
     def call(self, name: str) -> None:
-        raise NotImplementedError("the lab has no keystone backend yet (issue 21, item 1)")
+        from lab.keystone import Client  # the lab's keystone: imported when the soak runs
+        if self.client is None:
+            self.client = Client(timeout=10)
+        if name == "token":
+            self.client.issue_token()
+        else:
+            self.client.delete_project(self.client.create_project())
 
     def step(self):
+        from lab.keystone import KeystoneError
         name = self.rng.choice(("token", "project"))
         op = self.rec.invoke(self.process, "api", {"call": name})
         try:
             self.call(name)
             self.rec.ok(op)
-        except NotImplementedError:
-            self.rec.fail(op, "no keystone backend")
-            raise
-        except OSError as exc:
-            self.rec.info(op, str(exc))
+        except KeystoneError as exc:
+            self.rec.fail(op, str(exc))
+            self.client = None
+        except (OSError, ValueError) as exc:
+            self.rec.info(op, f"{type(exc).__name__}: {exc}")
+            self.client = None
