@@ -324,13 +324,27 @@ def load_inventory(path: str | Path) -> tuple[list[tuple[str, dict]], dict]:
     return load_groups(path)[:2]
 
 
+def is_inventory_group(name: str, value) -> bool:
+    """pyinfra_cli.inventory's rule for a module-level variable of an inventory file that pyinfra
+    takes as a group (3.x): a public name, a list of hosts or a tuple (hosts, data), each host a
+    string or a (name, data) tuple. Written here, not imported: importing pyinfra_cli patches the
+    whole process for gevent (pyinfra_cli/__init__.py: monkey.patch_all()), which turned the lab
+    tools' threads (the soak's workloads, the benches' clients) into greenlets and once hung
+    the soak; tests/unit/test_site.py holds it to pyinfra's own."""
+    if name.startswith("_") or not isinstance(value, (list, tuple)):
+        return False
+    hosts = value[0] if isinstance(value, tuple) and value else value
+    try:  # as pyinfra's: whatever the tuple's first item iterates over (a string: its characters)
+        return all(isinstance(item, (str, tuple)) for item in hosts)
+    except TypeError:
+        return False
+
+
 def load_groups(path: str | Path) -> tuple[list[tuple[str, dict]], dict, dict]:
     """load_inventory's (hosts, group data), and every other group pyinfra reads from the
     file (pyinfra_cli.inventory's own rule: a public list, or tuple of (hosts, data)) as
     {group: (hosts, group data)}: preflight refuses them (deploy.py would run on their hosts,
     and nothing reads their data)."""
-    from pyinfra_cli.inventory import _is_inventory_group
-
     try:
         namespace = runpy.run_path(str(path))
     except (Exception, SystemExit) as exc:  # an inventory is code: whatever it raises is one line
@@ -341,7 +355,7 @@ def load_groups(path: str | Path) -> tuple[list[tuple[str, dict]], dict, dict]:
     hosts, group_data = _group_shape(path, GROUP, namespace[GROUP])
     others = {}
     for name, value in namespace.items():
-        if name != GROUP and _is_inventory_group(name, value):
+        if name != GROUP and is_inventory_group(name, value):
             try:
                 others[name] = _group_shape(path, name, value)
             except InventoryError:

@@ -31,3 +31,17 @@ def test_the_database_listener_is_the_active_backup_one():
     s = site(("a", "b", "c"), services={"mariadb": {"enabled": False}})
     with pytest.raises(KeyError, match="active_backup"):
         s.db_listener
+
+
+@pytest.mark.parametrize("name,value", [
+    ("controllers", ([("a", {})], {})), ("others", ["h1", ("h2", {})]), ("_private", ["h"]), ("__file__", "x"),
+    ("number", 5), ("text", "host"), ("mixed", ["h", 5]), ("pair", (["h"], {"k": 1})), ("dict", {"h": {}}),
+    ("empty_list", []), ("bad_tuple", ("h", {})),
+])
+def test_our_inventory_group_rule_is_pyinfras(name, value):
+    """config.site.is_inventory_group is pyinfra_cli.inventory._is_inventory_group, without the
+    import (which monkey-patches the process for gevent)."""
+    from pyinfra_cli.inventory import _is_inventory_group
+
+    from config.site import is_inventory_group
+    assert is_inventory_group(name, value) == bool(_is_inventory_group(name, value)), (name, value)
