@@ -147,6 +147,8 @@ use_stderr = true
 connection = {database_url(site, ks_secrets['keystone_db_password'])}
 # HAProxy's database listener closes idle sessions: recycle pooled connections before it does
 connection_recycle_time = 600
+# what the deploy tells the services (causal reads across a failover)
+mysql_wsrep_sync_wait = {strings['mysql_wsrep_sync_wait']}
 
 [cache]
 enabled = true

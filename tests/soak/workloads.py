@@ -31,6 +31,7 @@ import re
 import threading
 import time
 
+from config.site import SERVICES_SYNC_WAIT
 from tests.soak.history import Recorder
 
 DATABASE = "soak"
@@ -174,6 +175,8 @@ class SqlWorkload(Workload):
         try:
             if self.session is None:
                 self.session = Session()
+                # as oslo.db does with the deploy's mysql_wsrep_sync_wait (Site.client_strings)
+                self.session.query(f"SET SESSION wsrep_sync_wait = {SERVICES_SYNC_WAIT}; SELECT 1")
         except (SessionClosed, OSError):
             self.session = None
             time.sleep(0.2)

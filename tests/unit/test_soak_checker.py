@@ -357,11 +357,13 @@ class FakeSession:
     """Stands in for lab.clients.Session: answers from a script (a string, or an exception)."""
 
     script: list = []
+    sent: list = []
 
     def __init__(self):
         self.closed = False
 
     def query(self, sql, timeout=15):
+        FakeSession.sent.append(sql)
         answer = FakeSession.script.pop(0)
         if isinstance(answer, Exception):
             raise answer
@@ -379,15 +381,19 @@ def test_sql_clients_record_ok_fail_and_info(monkeypatch):
     monkeypatch.setattr(clients, "Session", FakeSession)
     rec = history.Recorder(None)
     client = workloads.ListAppend(rec, "append-0", 1, workloads.Keys())
-    FakeSession.script = ["ok|",  # COMMIT went through: CONCAT_WS('|', 'ok', '') when nothing is read
+    FakeSession.sent = []
+    FakeSession.script = ["1",  # a new session: causal reads set first, as oslo.db does (wsrep_sync_wait)
+                          "ok|",  # COMMIT went through: CONCAT_WS('|', 'ok', '') when nothing is read
                           "ok|1",
                           SessionClosed("ERROR 1213 (40001) at line 1: Deadlock found when trying to get lock"),
+                          "1",
                           SessionClosed("ERROR 2013 (HY000) at line 1: Lost connection to server during query")]
     for micro in ([["append", 0, 1]], [["r", 0, None]], [["append", 0, 2]], [["append", 0, 3]]):
         client.statement("txn", micro, workloads.txn_sql(micro), lambda line, micro=micro: workloads.txn_result(micro, line))
     assert [r["type"] for r in rec.records[1:]] == ["invoke", "ok", "invoke", "ok", "invoke", "fail", "invoke", "info"]
     assert rec.records[4]["value"] == [["r", 0, [1]]]
     assert client.session is None  # dropped after the failure: the next step reconnects
+    assert [q for q in FakeSession.sent if q.startswith("SET")] == ["SET SESSION wsrep_sync_wait = 1; SELECT 1"] * 2
     assert check(rec.records).anomalies == []
 
 
