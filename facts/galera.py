@@ -32,8 +32,10 @@ STATUS_QUERY = "SHOW GLOBAL STATUS WHERE Variable_name IN ({})".format(", ".join
 
 
 def serving_check(status_query: str = STATUS_QUERY) -> str:
-    """Shell that succeeds when the local node serves (root over the unix socket)."""
-    tests = " && ".join(f"echo \"$s\" | grep -qx '{k}.{v}'" for k, v in SERVING.items())
+    """Shell that succeeds when the local node serves (root over the unix socket). grep reads
+    all its input (no -q): with -q it exits at the first match, and `echo` writing the rest gets
+    EPIPE, which under `set -o pipefail` (the backup script) failed the test on a serving node."""
+    tests = " && ".join(f"echo \"$s\" | grep -x '{k}.{v}' >/dev/null" for k, v in SERVING.items())
     return f"s=$(mysql -N -B -e \"{status_query}\") && {tests}"
 
 

@@ -100,3 +100,20 @@ def test_a_primary_formed_meanwhile_is_joined_not_bootstrapped():
     got = execute({"node01": stopped(40), "node02": primary, "node03": stopped(41)})
     assert all("not a bootstrap" in rows[BOOT][0] for rows in got.values())
 
+
+
+@pytest.mark.parametrize("state,serves", [("Synced", True), ("Donor/Desynced", False)])
+def test_the_serving_check_holds_under_pipefail_with_a_long_status(state, serves):
+    """facts.galera.serving_check in bash with `set -o pipefail`, as the backup script runs it,
+    the status longer than a pipe's buffer, so that a grep which stops at its first match leaves `echo` writing
+    into a closed pipe (EPIPE fails the pipeline): a serving node must pass, another fail. The
+    backup on the lab once refused a Synced node this way."""
+    import subprocess
+    from facts.galera import serving_check
+    status = ("wsrep_cluster_status\tPrimary\n" + "wsrep_filler\tx\n" * 6000
+              + f"wsrep_local_state_comment\t{state}\nwsrep_ready\tON")
+    script = ("set -o pipefail\nmysql() { printf '%s\\n' \"$STATUS\"; }\n"
+              + serving_check() + " && echo SERVES || echo NOT")
+    out = subprocess.run(["bash", "-c", script], env={"STATUS": status, "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == ("SERVES" if serves else "NOT"), out.stdout + out.stderr
