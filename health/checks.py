@@ -284,13 +284,35 @@ def galera_cluster_row(site: Site, results: dict, collected: list[str], up: list
     return Check("galera", OK, f"{nodes}, Primary, all Synced, size {len(up)}")
 
 
+def partition_minority(results: dict, collected: list[str], up: list[str]) -> list[str]:
+    """The controllers to restart when every controller up runs its broker, a partition is
+    recorded, and the running views split into one majority side that sees exactly itself and
+    the rest: the rest (sorted). Otherwise none (a broker stopped, an unreadable node, no
+    majority: the picture is partial, nothing to name)."""
+    if sorted(collected) != sorted(up) or any(problem(results[n], "rabbitmq") for n in collected):
+        return []
+    views = {n: frozenset(r.split("@", 1)[1] for r in results[n]["rabbitmq"].get("running_nodes") or [])
+             for n in collected}
+    if not any(results[n]["rabbitmq"].get("partitions") for n in collected):
+        return []
+    sides = {view for n, view in views.items() if n in view}
+    majority = [side for side in sides if len(side) * 2 > len(up) and all(views.get(m) == side for m in side)]
+    if len(majority) != 1:
+        return []
+    return sorted(set(up) - majority[0])
+
+
 def rabbitmq_cluster_row(results: dict, collected: list[str], up: list[str], down: list[str]) -> Check:
     """`rabbitmq`: every node checked sees the controllers up as its running members, with no
     partition and no alarm."""
     bad = sorted(n for n in collected
                  if problem(results[n], "rabbitmq") or rabbitmq_problems(results[n]["rabbitmq"], up, down))
     if bad:
-        return Check("rabbitmq", FAIL, f"members incomplete, partitioned or alarmed on {', '.join(bad)}", tuple(bad))
+        minority = partition_minority(results, collected, up)
+        fix = (f"; a partition outlived the network's heal (pause_minority leaves one that was noticed only "
+               f"after it): restart rabbitmq-server on {', '.join(minority)}, the minority side, one node at a "
+               "time (RabbitMQ's partitions guide)") if minority else ""
+        return Check("rabbitmq", FAIL, f"members incomplete, partitioned or alarmed on {', '.join(bad)}{fix}", tuple(bad))
     return Check("rabbitmq", OK, f"{len(up)} running members seen by every checked node")
 
 

@@ -93,10 +93,13 @@ def _job_ready(job: str, node: str, results: dict) -> bool:
 
 def lagging_targets(name: str, results: dict) -> list[str]:
     """Targets of `name`'s Prometheus not up (down, or not scraped yet) whose node's facts say
-    their exporter should answer."""
+    their exporter should answer; or none listed at all: a Prometheus just (re)started answers
+    /-/ready before its discovery hands over the static targets (up to 5 s later)."""
     facts = results.get(name) or {}
     if problem(facts, "prometheus"):
         return []
+    if not facts["prometheus"].get("targets"):
+        return ["no target listed yet (discovery after a start)"]
     return [f"{t.get('job')}/{t.get('node')} {t.get('health')}" for t in facts["prometheus"].get("targets") or []
             if t.get("health") != "up" and _job_ready(t.get("job"), t.get("node"), results)]
 

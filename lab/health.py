@@ -91,7 +91,7 @@ def rabbit_running(report: dict) -> set[str]:
 
 def wait_healthy(timeout: float = 300, on_wait=None) -> tuple[dict, float]:
     """Poll the health report until it is OK (every check, 3 Synced, RabbitMQ all running).
-    on_wait(): called after each report that is not OK (e.g. to unstick a service)."""
+    on_wait(report): called with each report that is not OK (e.g. to unstick a service)."""
     start = time.monotonic()
     last = {}
     while (left := timeout - (time.monotonic() - start)) > 0:
@@ -99,7 +99,7 @@ def wait_healthy(timeout: float = 300, on_wait=None) -> tuple[dict, float]:
         if last.get("ok"):
             return last, time.monotonic() - start
         if on_wait:
-            on_wait()
+            on_wait(last)
         time.sleep(2)
     error = DrillError(f"not healthy after {time.monotonic() - start:.0f}s: "
                        + "; ".join(last.get("failures", []))[:2000])
@@ -224,7 +224,7 @@ def restore(timeout: float = RESTORE_BOUND) -> dict:
     def left() -> float:
         return deadline - time.monotonic()
 
-    def unstick() -> None:
+    def unstick(_report: dict) -> None:
         unstick_rabbitmq(timeout=min(90, max(10, left() - 200)))
 
     try:

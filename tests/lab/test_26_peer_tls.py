@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import subprocess
 
+import pytest
+
 import lab
 from config import peer_tls
 from config.defaults import DIST_PORT_OFFSET, GALERA_PORT
@@ -84,6 +86,7 @@ def assert_healthy() -> None:
     assert drills.rabbit_running(report) == {f"rabbit@{n}" for n in NODES}
 
 
+@pytest.mark.long  # 173 s in make test's run of 2026-12-07 (68 min on CI): make test-long
 def test_peer_tls_on_then_off(healthy):  # the conftest fixture: a healthy lab first
     try:
         # 1. RabbitMQ: every broker stops, they start together, on TLS

@@ -112,12 +112,21 @@ def after_heal(cut: str, healed_at: float) -> float:
     back by itself (the point of leaving the cut-off node alone: asserted). RabbitMQ's paused
     broker resumes by itself as a rule; seen once on the lab (3.10.8) that its start after the
     heal hung (Mnesia "starting_partitioned_network", unit active, no listener): after 60 s
-    such a broker is restarted, said as an intervention (RabbitMQ's own doing, not the deploy's)."""
+    such a broker is restarted, said as an intervention (RabbitMQ's own doing, not the deploy's).
+    Seen once in CI: every broker running after the heal, the partition recorded on both sides
+    (noticed only after it: pause_minority leaves that one); the report then names the minority's
+    broker to restart (health/checks.py partition_minority), and the drill does what it says,
+    also as an intervention."""
     drills.wait_for("Galera whole again (3 Synced) without a deploy", galera_whole, 120, 1)
 
-    def unstick():
-        if time.monotonic() - healed_at > 60 and broker_paused(cut):
-            drills.intervene(f"RabbitMQ on {cut} did not resume within 60 s of the heal: restarted")
+    def unstick(report: dict):
+        if time.monotonic() - healed_at <= 60:
+            return
+        said = f"restart rabbitmq-server on {cut}, the minority side"
+        paused = broker_paused(cut)
+        if paused or any(said in f for f in report.get("failures", [])):
+            why = "did not resume" if paused else "stayed partitioned (the report says to restart it)"
+            drills.intervene(f"RabbitMQ on {cut} {why} within 60 s of the heal: restarted")
             drills.systemctl(cut, "restart", "rabbitmq-server", timeout=150)
     drills.wait_healthy(240, on_wait=unstick)
     return time.monotonic() - healed_at
@@ -139,6 +148,15 @@ def partition_drill(cut: str, vrrp: bool, table: str, holder: str | None = None,
     drills.prepare_writes(table)
     writer = TimedWriter(table)
     writer.start()
+    try:
+        return _cut_and_heal(cut, vrrp, table, writer, before, paused)
+    finally:  # never left writing: found by CI, a failed drill's writer ran on into test_45's backups
+        writer.stopping.set()
+        writer.join(10)
+
+
+def _cut_and_heal(cut: str, vrrp: bool, table: str, writer: "TimedWriter", before: str, paused: bool) -> dict:
+    """partition_drill's body, its writer running."""
     time.sleep(2)
     peers = [n for n in NODES if n != cut]
     t0 = time.monotonic()
@@ -193,6 +211,7 @@ def test_holder_cut_off_one_sided(healthy):
     partition_drill("node03", vrrp=True, table="partition_holder", holder="node03")
 
 
+@pytest.mark.long  # 71 s; the one-sided shape (the issue's) stays in make test: make test-long
 def test_holder_cut_off_both_ways(healthy):
     partition_drill("node03", vrrp=False, table="partition_holder_both", holder="node03")
 

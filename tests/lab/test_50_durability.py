@@ -57,16 +57,18 @@ def test_every_node_power_cut_under_write_load_loses_no_acknowledged_write(healt
     writers = [Writer(table, f"w{i}") for i in range(3)]
     for w in writers:
         w.start()
-    time.sleep(5)
-    before = sum(len(w.acked) for w in writers)
-    assert before > 0, "no write was acknowledged before the power cut"
-    drills.power_cut(*NODES)
-    t_cut = time.monotonic()
-    time.sleep(2)
-    for w in writers:
-        w.stopping.set()
-    for w in writers:
-        w.join(timeout=30)
+    try:
+        time.sleep(5)
+        before = sum(len(w.acked) for w in writers)
+        assert before > 0, "no write was acknowledged before the power cut"
+        drills.power_cut(*NODES)
+        t_cut = time.monotonic()
+        time.sleep(2)
+    finally:  # never left writing into the next test
+        for w in writers:
+            w.stopping.set()
+        for w in writers:
+            w.join(timeout=30)
     acked = [i for w in writers for i in w.acked]
     log(f"all nodes power-cut: {len(acked)} writes acknowledged in all, {before} of them in the first 5 s")
 

@@ -39,9 +39,11 @@ def test_every_node_stopped_cleanly_and_started_again_is_healthy_after_one_deplo
     drills.prepare_writes(table)
     writer = Writer(table, "whole-site-stop")
     writer.start()
-    drills.wait_for("writes acknowledged through the VIP", lambda: len(writer.acked) >= 20, 60, 0.5)
-    writer.stopping.set()
-    writer.join(timeout=30)
+    try:
+        drills.wait_for("writes acknowledged through the VIP", lambda: len(writer.acked) >= 20, 60, 0.5)
+    finally:  # never left writing into the next test
+        writer.stopping.set()
+        writer.join(timeout=30)
     acked = list(writer.acked)
 
     t0 = time.monotonic()

@@ -136,6 +136,30 @@ def test_rabbitmq_missing_member_and_partition():
     assert cluster(report, "rabbitmq").hosts == ("node01", "node02")
 
 
+def test_a_partition_that_outlived_the_heal_names_the_minority_to_restart():
+    """Found by CI (test_35, the holder cut off one-sided): after the heal every broker ran,
+    node03 saw only itself and node01/node02 each other, partitions recorded on both sides."""
+    site = lab_site()
+    results = healthy(site)
+    for n in ("node01", "node02"):
+        results[n]["rabbitmq"]["running_nodes"] = ["rabbit@node01", "rabbit@node02"]
+        results[n]["rabbitmq"]["partitions"] = [f"rabbit@{n}: rabbit@node03"]
+    results["node03"]["rabbitmq"]["running_nodes"] = ["rabbit@node03"]
+    results["node03"]["rabbitmq"]["partitions"] = ["rabbit@node03: rabbit@node01, rabbit@node02"]
+    row = cluster(evaluate(site, results), "rabbitmq")
+    assert row.status == FAIL and row.hosts == ("node01", "node02", "node03")
+    assert "restart rabbitmq-server on node03, the minority side, one node at a time" in row.detail
+    # No partition recorded (a broker merely not running everywhere yet): nothing named.
+    for n in NAMES:
+        results[n]["rabbitmq"]["partitions"] = []
+    assert "restart" not in cluster(evaluate(site, results), "rabbitmq").detail
+    # A majority side whose members disagree: the picture is partial, nothing named.
+    for n in NAMES:
+        results[n]["rabbitmq"]["partitions"] = ["x"]
+    results["node02"]["rabbitmq"]["running_nodes"] = ["rabbit@node02"]
+    assert "restart" not in cluster(evaluate(site, results), "rabbitmq").detail
+
+
 def test_rabbitmq_partitioned_capture():
     assert row(report_with("node01", "rabbitmq", capture("rabbitmq", "partitioned")), "node01", "rabbitmq").detail == (
         "not running here: rabbit@node03; partitions: rabbit@node01: rabbit@node03; "
