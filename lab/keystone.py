@@ -38,6 +38,7 @@ Everything here but install(), release(), check() and the Client is pure, and un
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -73,6 +74,10 @@ PROCESSES = 2   # uwsgi workers per node: 3 nodes on a 2-core machine
 THREADS = 4
 SECRETS_FILE = Path(KEYSTONE_SECRETS_FILE)
 SECRET_NAMES = ("keystone_db_password", "keystone_admin_password")
+# The fernet and credential key repositories, keys 0 (staged) and 1 (primary) as
+# keystone-manage fernet_setup makes them: lab secrets, the same bytes uploaded to every node.
+KEYS = {f"keystone_{kind}_key_{i}": (directory, str(i))
+        for kind, directory in (("fernet", FERNET_DIR), ("credential", CREDENTIAL_DIR)) for i in (0, 1)}
 DEPLOY_FILE = "lab/keystone_deploy.py"
 PROJECT_PREFIX = "lab-ks-"   # projects the client makes (and deletes)
 # On the first controller after bootstrap: the SHA-256 of the admin password bootstrapped (a
@@ -97,8 +102,14 @@ def generate_secrets(have: dict | None = None) -> dict[str, str]:
     from lab.keys import _ALNUM, _gen
 
     have = {k: v for k, v in (have or {}).items() if isinstance(v, str) and v}
-    return {name: have.get(name) or _gen(_ALNUM, 24) for name in SECRET_NAMES} | {
-        k: v for k, v in have.items() if k not in SECRET_NAMES}
+    made = {name: have.get(name) or _gen(_ALNUM, 24) for name in SECRET_NAMES}
+    made |= {name: have.get(name) or fernet_key() for name in KEYS}
+    return made | {k: v for k, v in have.items() if k not in made}
+
+
+def fernet_key() -> str:
+    """A key as cryptography's Fernet.generate_key() makes one: 32 random bytes, URL-safe base64."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
 def ensure_secrets(path: Path = SECRETS_FILE) -> dict[str, str]:

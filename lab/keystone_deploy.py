@@ -12,9 +12,10 @@ pyinfra keeps the hosts' sequences aligned, as in deploy.py):
   4. keystone.conf (0640 root:keystone; it holds passwords: uploaded, never shown in a diff);
   5. first controller: keystone's database and account through the VIP (the site's admin
      account, its password in a 0600 option file, the SQL with the account's hash on stdin);
-  6. first controller: fernet and credential keys made once (keystone-manage fernet_setup,
-     credential_setup); the others get them byte-identical, read from the first over its own
-     SSH connection (SFTP) when they run the operation, 0600 keystone-owned;
+  6. every controller: the fernet and credential keys (0 staged, 1 primary, as keystone-manage
+     fernet_setup makes them), lab secrets generated once (lab/keystone.KEYS), the same bytes
+     uploaded to each, 0600 keystone-owned (copying them from the first controller over SFTP at
+     execution hung on a fresh install);
   7. first controller: keystone-manage db_sync (unless db_sync --check says current);
   8. keystone restarted when one of its files changed, running and enabled, answering on the
      node's address;
@@ -29,7 +30,7 @@ import sys
 from io import StringIO
 from pathlib import Path
 
-from pyinfra import host, inventory, local, state
+from pyinfra import host, local
 from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.operations import files, server, systemd
 
@@ -174,63 +175,6 @@ def database(run: bool = True):
 
 
 @operation()
-def key_setup(run: bool = True):
-    """
-    The fernet and credential key repositories made on this node when empty (keystone-manage
-    leaves existing keys alone as well).
-
-    + run: False makes it a no-op (called on every host, it acts on the first)
-    """
-    if not run:
-        return
-    keys = host.get_fact(KeystoneState)["keys"]
-    for directory, verb in ((ks.FERNET_DIR, "fernet_setup"), (ks.CREDENTIAL_DIR, "credential_setup")):
-        if not keys[directory]:
-            yield StringCommand(f"keystone-manage {verb} --keystone-user keystone --keystone-group keystone")
-
-
-@operation()
-def keys_from(source: str):
-    """
-    The key repositories of `source` here, byte-identical (0600 keystone:keystone, files it
-    does not have removed): read from `source` over its own SSH connection (SFTP) when this
-    operation runs, compared by SHA-256 first.
-
-    + source: the controller that made the keys
-    """
-    if host.name == source:
-        return
-    src = inventory.get_host(source)
-    want = src.get_fact(KeystoneState)["keys"]
-    have = host.get_fact(KeystoneState)["keys"]
-    if want == have:
-        return
-    if not state.is_executing:
-        # planning: the source's keys may not exist yet; the real commands come at execution
-        yield StringCommand("true")
-        return
-    for directory, names in want.items():
-        if not names:
-            yield StringCommand(f"echo '{host.name}: {source} has no keys in {directory}' >&2; exit 1")
-            return
-        d = shlex.quote(directory)
-        yield StringCommand(f"install -d -m 700 -o keystone -g keystone {d}")
-        for name in sorted(set(have[directory]) - set(names)):
-            yield StringCommand(f"rm -f {d}/{shlex.quote(name)}")
-        for name, digest in sorted(names.items()):
-            if have[directory].get(name) == digest:
-                continue
-            buf = io.BytesIO()
-            src.get_file(f"{directory}/{name}", buf)
-            buf.seek(0)
-            path, tmp = f"{directory}/{name}", f"{directory}/.{name}.lab-tmp"
-            yield StringCommand(f"install -m 600 -o keystone -g keystone /dev/null {shlex.quote(tmp)}")
-            yield FileUploadCommand(buf, tmp)
-            yield StringCommand(f"chown keystone:keystone {shlex.quote(tmp)} && chmod 600 {shlex.quote(tmp)} "
-                                f"&& mv -f {shlex.quote(tmp)} {shlex.quote(path)}")
-
-
-@operation()
 def db_sync(run: bool = True):
     """
     keystone-manage db_sync, as keystone, unless `db_sync --check` says the schema is current.
@@ -290,12 +234,17 @@ conf = secret_file(name="keystone: keystone.conf", path=ks.CONF)
 
 # 5.-7. once for the site, keys everywhere
 database(name="keystone: database and account through the VIP", run=mine)
-made = key_setup(name="keystone: fernet and credential keys made once", run=mine)
-copied = keys_from(name="keystone: keys copied from the first controller", source=first)
+for directory in ks.KEY_DIRS:
+    files.directory(name=f"keystone: {directory}", path=directory, user="keystone", group="keystone", mode="700")
+keys = []
+for secret, (directory, name) in ks.KEYS.items():
+    _SECRET_FILES[(host.name, f"{directory}/{name}")] = ks_secrets[secret]
+    keys.append(secret_file(name=f"keystone: {directory}/{name}", path=f"{directory}/{name}",
+                            mode="600", user="keystone", group="keystone"))
 db_sync(name="keystone: db_sync", run=mine)
 
 # 8. running, on the node's address
-changed = [owned, defaults, ini, installed, conf, made, copied]  # owned: keystone back after a release()
+changed = [owned, defaults, ini, installed, conf, *keys]  # owned: keystone back after a release()
 systemd.service(name="keystone: restart after a change", service=f"{ks.UNIT}.service",
                 running=True, restarted=True, enabled=True, daemon_reload=True,
                 _if=lambda: any(op.did_change() for op in changed))

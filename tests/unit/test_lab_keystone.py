@@ -5,6 +5,7 @@ parsing, the secrets file, and the client against a keystone stand-in on the loo
 from __future__ import annotations
 
 import hashlib
+import base64
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -153,7 +154,11 @@ def test_needs_bootstrap(user, marker, want):
 def test_secrets_made_once_private_and_kept(tmp_path):
     path = tmp_path / "keystone-secrets.json"
     first = ks.ensure_secrets(path)
-    assert set(first) == set(ks.SECRET_NAMES) and all(len(v) == 24 and v.isalnum() for v in first.values())
+    assert set(first) == set(ks.SECRET_NAMES) | set(ks.KEYS)
+    assert all(len(first[n]) == 24 and first[n].isalnum() for n in ks.SECRET_NAMES)
+    # the keys as keystone-manage fernet_setup writes them: 32 random bytes, URL-safe base64 (44 characters)
+    assert all(len(base64.urlsafe_b64decode(first[n])) == 32 and len(first[n]) == 44 for n in ks.KEYS)
+    assert len({first[n] for n in ks.KEYS}) == len(ks.KEYS)
     assert path.stat().st_mode & 0o777 == 0o600
     assert ks.ensure_secrets(path) == first
     data = json.loads(path.read_text())
