@@ -137,6 +137,12 @@ DEFAULTS = {
     # write on the lab (issue 22 item 7: at most 5 s); 3 s is measured in docs/failover.md. Below
     # it a member paused that long (an I/O stall, a VM pause) is dropped and rejoins by IST.
     "galera_suspect_timeout": 3,
+    # Galera's causality check for the OpenStack services' sessions (wsrep_sync_wait, a bit
+    # mask: 1 reads (SELECT, SHOW, BEGIN), 2 UPDATE and DELETE, 4 INSERT and REPLACE, 8 SHOW):
+    # printed as oslo.db's mysql_wsrep_sync_wait. 1: a read waits until its node has applied
+    # every write committed before it. The soak read stale rows through the VIP without it
+    # (docs/soak.md); 0 turns it off (the services' default), more bits make writes wait too.
+    "services_wsrep_sync_wait": 1,
     "mariadb_port": 3306,
     # HAProxy's database health check: "httpchk" (default: the galera-clustercheck service on
     # each controller answers 200 only when its node is Synced in a Primary component, the way

@@ -391,6 +391,8 @@ SITE: dict[str, Rule] = {
     "galera_suspect_timeout": Rule(integer(2, 14, " seconds"),
                                    "seconds of silence after which Galera suspects a member dead (evs.suspect_timeout; "
                                    "below evs.inactive_timeout, 15 s): how long every commit waits for a member that lost power"),
+    "services_wsrep_sync_wait": Rule(integer(0, 15), "the OpenStack services' wsrep_sync_wait (oslo.db's "
+                                     "mysql_wsrep_sync_wait, printed by the deploy): 1 causal reads, 0 off"),
     "mariadb_port": Rule(PORT, "MariaDB's port on the node address and the database listener's on the VIP"),
     "mariadb_check_method": Rule(choice("mysql-check", "httpchk"), "HAProxy's database health check"),
     "mariadb_check_port": Rule(PORT, "the port HAProxy's database check asks"),

@@ -22,8 +22,6 @@ from config.defaults import DEFAULTS
 # Nested site data merged key by key with its defaults (config.schema checks each item).
 MERGED = ("haproxy_timeouts", "sysctl")
 
-# Galera's wsrep_sync_wait for the OpenStack services' sessions: 1, reads (SELECT, SHOW, BEGIN).
-SERVICES_SYNC_WAIT = 1
 
 GROUP = "controllers"
 
@@ -223,7 +221,7 @@ class Site:
             # every write the cluster committed before them (Galera's causality check). Without
             # it, the soak read stale data through the VIP when a paused writer came back
             # (docs/soak.md); openstack-k8s-operators sets the same.
-            "mysql_wsrep_sync_wait": str(SERVICES_SYNC_WAIT),
+            "mysql_wsrep_sync_wait": str(d["services_wsrep_sync_wait"]),
             **amqp_tls.client_strings(d, [c.name for c in self.controllers], pw),
         }
 

@@ -360,3 +360,19 @@ class Writer(Client):
     def step(self, session):
         _, ident = write(session, self.table, self.client, timeout=5)
         self.acked.append(ident)
+
+
+def refuses(address: str, port: int, via: str | None = None) -> bool:
+    """Whether `address`:`port` refuses a TCP connection (nothing listens), asked from this host
+    or, `via` a node, from inside it: the host firewall drops this host's packets to a node's
+    API ports, so from here a closed API port only times out. A timeout is no refusal."""
+    if via:
+        probe = f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{int(port)}' 2>&1; echo rc=$?"
+        return "Connection refused" in exec_(via, ["bash", "-c", probe], timeout=30).stdout
+    try:
+        socket.create_connection((address, port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False

@@ -20,7 +20,7 @@ secret names) come from the site model (lab/sitemodel.py).
 
 from lab.clients import (  # noqa: F401
     Client, Session, Writer, WRITES_DB, db_node, drop, haproxy_servers, http_get, http_names,
-    monitoring_get, node_sql, prepare_writes, secrets, sql, wait_server, write, wsrep,
+    monitoring_get, node_sql, prepare_writes, refuses, secrets, sql, wait_server, write, wsrep,
 )
 from lab.faults import (  # noqa: F401
     FILTER_TABLE, allow_packets, cut_off, drop_packets, dropped, holder, holders, holds_vip, nodes,

@@ -75,7 +75,8 @@ from config.site import MERGED  # noqa: E402
 from config.files import MAINTENANCE_FILE  # noqa: E402
 from tests.bench.timeline import Request, load_records, longest_ack_gap, percentile, write_svgs  # noqa: E402
 
-API = "keystone_internal"  # the API listener the clients use
+API = "keystone_internal"  # the API listener the clients use (the stand-ins answer GET /?delay=1)
+API_BESIDE_KEYSTONE = "nova_api"  # theirs when the lab's keystone owns keystone_internal (make keystone)
 TABLE = "bench_failover"
 OBSERVE_MAX = 90.0  # s of client loops per fault, at most
 SETTLE = 8.0  # s of clean traffic after the last failure before a fault's loops stop
@@ -84,6 +85,9 @@ MAX_WRITES = 3000
 HTTP_PERIOD = 0.05  # s between the starts of two HTTP requests (20/s)
 DB_PERIOD = 0.1  # s between the starts of two writes (10/s)
 DB_READ_TIMEOUT = 5.0  # s a write may take before the client gives its connection up
+KEYSTONE_PERIOD = 0.5  # s between the starts of two keystone calls (2/s), when the lab has keystone
+KEYSTONE_TIMEOUT = 5.0  # s one HTTP request of a call may take
+MAX_KEYSTONE = 1500
 STALE_CAP = 150.0  # s a stale client waits for one answer before the bench calls it "> cap"
 HTTP_CONNECTIONS = 4  # keep-alive connections of the stale HTTP client; the table shows the worst
 MAINT_TIMEOUT = 600  # s one maintenance run (out, back) may take, as tests/lab/test_90_maintenance.py
@@ -260,6 +264,29 @@ def db_loop(loop: Loop, client: str) -> None:
         session.close()
 
 
+def keystone_loop(loop: Loop) -> None:
+    """keystone through the VIP as a service's client calls it (lab/keystone.py Client, make
+    keystone): a token issued, then a write, a project created and deleted; one call, failed
+    when any of the three failed (a project left by a failed delete is the lab's to drop)."""
+    from lab.keystone import Client
+    client = Client(timeout=KEYSTONE_TIMEOUT)
+    while not loop.stop.is_set() and len(loop.events) < (loop.cap or MAX_KEYSTONE):
+        t = time.monotonic()
+        try:
+            client.issue_token()
+            client.delete_project(client.create_project())
+            loop.events.append((t, True, time.monotonic() - t))
+        except Exception:  # noqa: BLE001 - any failure is a failed call
+            loop.events.append((t, False, time.monotonic() - t))
+        paced(t, KEYSTONE_PERIOD)
+
+
+def keystone_installed() -> bool:
+    """Whether the lab's keystone answers through the VIP (make keystone)."""
+    from tests.soak.run import keystone_installed as answering
+    return answering()
+
+
 def witness_for(failing: str) -> str:
     """A running controller that neither fails nor holds the VIP (nor, if it can be helped,
     takes the database writes), the last in inventory order (lowest VRRP priority, so the
@@ -393,7 +420,7 @@ def vip_move(before: str, t0: float, running: Callable[[], bool]) -> tuple[str |
     return drills.holder(), None
 
 
-def run_fault(f: Fault) -> dict:
+def run_fault(f: Fault, keystone: bool = False) -> dict:
     """VIP placed, client loops on, the fault injected, loops until quiet or OBSERVE_MAX (and
     the stale clients settled, or STALE_CAP), heal(), restore. A planned fault: its commands
     run in a thread, the loops until they returned and SETTLE s without a failure (at most
@@ -405,10 +432,13 @@ def run_fault(f: Fault) -> dict:
     span = 2 * MAINT_TIMEOUT + OBSERVE_MAX + 10 if f.planned else 0
     http = Loop("http", cap=int(span / HTTP_PERIOD))
     db = Loop("db", cap=int(span / DB_PERIOD))
+    ks = Loop("keystone", cap=int(span / KEYSTONE_PERIOD))
     steps: list[dict] = []
     runner = None
     threads = [threading.Thread(target=http_loop, args=(http,), daemon=True),
                threading.Thread(target=db_loop, args=(db, f.slug), daemon=True)]
+    if keystone:
+        threads.append(threading.Thread(target=keystone_loop, args=(ks,), daemon=True))
     for th in threads:
         th.start()
     try:
@@ -436,7 +466,8 @@ def run_fault(f: Fault) -> dict:
                     new = drills.holder()
         # loops run until SETTLE s without a failure in both, at most OBSERVE_MAX
         while time.monotonic() - start < OBSERVE_MAX:
-            last = max([x for x in (http.last_failure(), db.last_failure()) if x is not None] or [start])
+            last = max([x for x in (http.last_failure(), db.last_failure(), ks.last_failure()) if x is not None]
+                       or [start])
             if time.monotonic() - max(last, start) > SETTLE and time.monotonic() - start > SETTLE:
                 break
             time.sleep(0.5)
@@ -447,7 +478,7 @@ def run_fault(f: Fault) -> dict:
             stale.stop()
         if runner:  # after an error too: the restore path's `back` must not run beside this one
             runner.join(2 * MAINT_TIMEOUT + 60)
-        for loop in (http, db):
+        for loop in (http, db, ks):
             loop.stop.set()
         for th in threads:
             th.join(timeout=30)
@@ -462,15 +493,22 @@ def run_fault(f: Fault) -> dict:
     ids = {int(x) for x in drills.sql(f"SELECT id FROM {drills.WRITES_DB}.{TABLE}").split()}
     lost = [i for i in db.acked if i not in ids]
     return {
-        "slug": f.slug, "fault": f.title, "holder": before, "new_holder": new, "vip_moved": vip_moved,
+        "slug": f.slug, "fault": f.title, "api_listener": API, "holder": before, "new_holder": new, "vip_moved": vip_moved,
         "http_outage": http.outage(), "http_failed": http.failed, "http_total": len(http.events),
         "api_p50": http.latency(50), "api_p99": http.latency(99),
         "db_outage": db.outage(), "db_ack_gap": db.ack_gap(), "db_failed": db.failed, "db_total": len(db.events),
         "acked": len(db.acked), "lost": len(lost), "restore_notes": restore_notes,
+        **(keystone_figures(ks) if keystone else {}),
         "at": time.strftime("%Y-%m-%d %H:%M %Z"),
         "stale": stale_figures, "witness": stale and stale.witness, "steps": steps,
-        "requests": http.requests("api", t0) + db.requests("db", t0),
+        "requests": http.requests("api", t0) + db.requests("db", t0) + ks.requests("keystone", t0),
     }
+
+
+def keystone_figures(ks: Loop) -> dict:
+    """The keystone loop's figures: calls failed of all, the longest span between two
+    answered calls (what a service waited), the answered calls' median latency."""
+    return {"ks_failed": ks.failed, "ks_total": len(ks.events), "ks_gap": ks.ack_gap(), "ks_p50": ks.latency(50)}
 
 
 def fmt(x, unit="s") -> str:
@@ -587,7 +625,8 @@ def ack_gap_of(r: dict) -> float:
 
 
 FAILOVER_HEADER = ("fault", "profile", "VIP moved", "API failed", "API p50", "API p99",
-                   "failed-write window", "longest acked-write gap", "writes failed", "acked writes lost")
+                   "failed-write window", "longest acked-write gap", "writes failed", "acked writes lost",
+                   "keystone calls failed, longest gap")
 
 
 def failover_rows(by_profile: dict[str, list[dict]]) -> list[tuple[str, ...]]:
@@ -600,8 +639,15 @@ def failover_rows(by_profile: dict[str, list[dict]]) -> list[tuple[str, ...]]:
             rows.append((fault, profile,
                         fmt(r["vip_moved"]), f"{r['http_failed']}/{r['http_total']}", ms(r["api_p50"]),
                         ms(r["api_p99"]), fmt(r["db_outage"]), fmt(ack_gap_of(r)), f"{r['db_failed']}/{r['db_total']}",
-                        f"{'?' if r['lost'] is None else r['lost']} of {r['acked']}"))
+                        f"{'?' if r['lost'] is None else r['lost']} of {r['acked']}", keystone_cell(r)))
     return rows
+
+
+def keystone_cell(r: dict) -> str:
+    """"3 of 140, 4.2 s"; "-": the run had no keystone calls (the lab without make keystone)."""
+    if r.get("ks_total") is None:
+        return "-"
+    return f"{r['ks_failed']} of {r['ks_total']}, {r['ks_gap']:.1f} s"
 
 
 STALE_HEADER = ("fault", "profile", "clients on", "keep-alive HTTP", "DB session", "direct memcached")
@@ -678,6 +724,9 @@ LEGEND = [
     "latency): the failed writes and the ones that waited for an answer, together.",
     "acked writes lost: acknowledged writes missing from the database afterwards (every one must be there; "
     "'?': not in an earlier records.json).",
+    f"keystone calls failed, longest gap (when the lab has keystone: make keystone): calls through the VIP "
+    f"({1 / KEYSTONE_PERIOD:.0f}/s; each a token issued and a project created and deleted, {KEYSTONE_TIMEOUT:.0f} s "
+    "per request) failed of all, and the longest span between two answered calls.",
     "maintenance: the fault instant is the start of `maintenance.py action=out` (pyinfra reads every controller "
     "before the marker is written: 'VIP moved' includes that); `action=back` follows when out returned; the loops "
     f"run until back returned and both had gone {SETTLE:.0f} s without a failure (at most {OBSERVE_MAX:.0f} s more); "
@@ -714,9 +763,10 @@ def figures_of(requests: list[Request]) -> dict:
     """A run's figures from its requests alone (counts, latency, failed-write window, the
     acknowledged writes); lost writes, stale clients and the holders are not in them."""
     loops = {kind: Loop(kind, events=[(r.t, r.ok, r.latency) for r in sorted(requests) if r.kind == kind])
-             for kind in ("api", "db")}
+             for kind in ("api", "db", "keystone")}
     http, db = loops["api"], loops["db"]
-    return {"http_outage": http.outage(), "http_failed": http.failed, "http_total": len(http.events),
+    return {**(keystone_figures(loops["keystone"]) if loops["keystone"].events else {}),
+            "http_outage": http.outage(), "http_failed": http.failed, "http_total": len(http.events),
             "api_p50": http.latency(50), "api_p99": http.latency(99), "db_outage": db.outage(), "db_ack_gap": db.ack_gap(),
             "db_failed": db.failed, "db_total": len(db.events), "acked": len(db.events) - db.failed,
             "lost": None, "restore_notes": [], "stale": {}, "witness": None, "holder": None,
@@ -779,6 +829,7 @@ def report(by_profile: dict[str, list[dict]], out: Path, complete: bool, kept: t
 
 
 def main() -> int:
+    global API  # the GETs' listener: another when the lab's keystone owns keystone_internal
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profiles", default=",".join(PROFILES),
                     help="profiles to run, in order (untuned: the kernel's defaults and the article's "
@@ -813,6 +864,11 @@ def main() -> int:
         raise SystemExit("bench-failover: the API stand-ins did not install")
     drills.wait_healthy(120)
     drills.prepare_writes(TABLE)
+    keystone = keystone_installed()
+    if keystone:
+        API = API_BESIDE_KEYSTONE
+    drills.log("bench: keystone " + (f"answers through the VIP: its calls are a client loop; the GETs go to {API}"
+                                     if keystone else "not installed (make keystone): no keystone loop"))
 
     by_profile: dict[str, list[dict]] = {}
     complete = restored = False
@@ -822,7 +878,7 @@ def main() -> int:
             use_profile(profile, base)
             for f in faults(only):
                 drills.log(f"bench: {f.title} ({profile})")
-                results.append({**run_fault(f), "config": run_config(profile_data(profile, base))})
+                results.append({**run_fault(f, keystone), "config": run_config(profile_data(profile, base))})
         complete = True
     finally:
         # deployed again unless the last profile was the defaults and all went well

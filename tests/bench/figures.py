@@ -149,7 +149,7 @@ def profile_labels(runs: list[dict]) -> dict[int, str]:
 
 
 FAILOVER_HEADER = ("fault", "profile", "VIP moved", "API GETs failed", "API p50 / p99", "failed-write window",
-                   "longest acked-write gap", "writes failed", "timeline")
+                   "longest acked-write gap", "writes failed", "keystone calls failed, longest gap", "timeline")
 
 
 def failover_rows(runs: list[dict], page: str = "docs/failover.md") -> list[tuple[str, ...]]:
@@ -163,6 +163,7 @@ def failover_rows(runs: list[dict], page: str = "docs/failover.md") -> list[tupl
                      f"{r['http_failed']} of {r['http_total']}",
                      f"{r['api_p50'] * 1000:.0f} / {r['api_p99'] * 1000:.0f} ms", seconds(r["db_outage"]),
                      seconds(r["db_ack_gap"]), f"{r['db_failed']} of {r['db_total']}",
+                     "-" if r.get("ks_total") is None else f"{r['ks_failed']} of {r['ks_total']}, {r['ks_gap']:.1f} s",
                      f"[{r['slug']}.svg]({base}/{r['slug']}.svg)" if first else ""))
     return rows
 

@@ -22,7 +22,8 @@ from xml.sax.saxutils import escape, quoteattr
 
 class Request(NamedTuple):
     """One request through the VIP: started `t` s after the fault (negative: before it),
-    `kind` "api" (HTTP GET) or "db" (a write), answered or not, `latency` s until its
+    `kind` "api" (HTTP GET), "db" (a write) or "keystone" (a token and a project created and
+    deleted: lab/keystone.py), answered or not, `latency` s until its
     answer or its failure."""
 
     t: float
@@ -102,12 +103,17 @@ def timeline_svg(title: str, runs: list[dict], x_end: float | None = None) -> st
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
            f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="11">',
            f"<title>{escape(title)}</title>",
-           f"<style>.ok{{stroke:{COLOUR[True]}}} .failed{{stroke:{COLOUR[False]}}} .api,.db{{fill:none;stroke-opacity:0.7}} "
-           ".api{stroke-width:4;stroke-linecap:round} .db{stroke-width:3.5;stroke-linecap:square}</style>",
+           f"<style>.ok{{stroke:{COLOUR[True]}}} .failed{{stroke:{COLOUR[False]}}} .api,.db,.keystone{{fill:none;stroke-opacity:0.7}} "
+           ".api{stroke-width:4;stroke-linecap:round} .db{stroke-width:3.5;stroke-linecap:square} "
+           ".keystone{stroke-width:2;stroke-linecap:butt}</style>",
            f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
            f'<text x="{LEFT}" y="18" font-size="14" font-weight="bold">{escape(title)}</text>']
-    legend = [("api ok", "API GET ok"), ("api failed", "API GET failed"),
-              ("db ok", "DB write ok"), ("db failed", "DB write failed")]
+    if any(r.kind == "keystone" for run in runs for r in run["requests"]):
+        legend = [("api ok", "API ok"), ("api failed", "API failed"), ("db ok", "DB ok"), ("db failed", "DB failed"),
+                  ("keystone ok", "keystone ok"), ("keystone failed", "keystone failed")]
+    else:
+        legend = [("api ok", "API GET ok"), ("api failed", "API GET failed"),
+                  ("db ok", "DB write ok"), ("db failed", "DB write failed")]
     x = LEFT
     for cls, label in legend:
         out.append(_dots(cls, [(x + 4, 36)]))
@@ -124,12 +130,13 @@ def timeline_svg(title: str, runs: list[dict], x_end: float | None = None) -> st
     for i, run in enumerate(runs):
         top = TOP + GAP + i * (PANEL + GAP)
         reqs = run["requests"]
-        failed = {k: sum(1 for r in reqs if r.kind == k and not r.ok) for k in ("api", "db")}
-        total = {k: sum(1 for r in reqs if r.kind == k) for k in ("api", "db")}
+        failed = {k: sum(1 for r in reqs if r.kind == k and not r.ok) for k in ("api", "db", "keystone")}
+        total = {k: sum(1 for r in reqs if r.kind == k) for k in ("api", "db", "keystone")}
+        calls = f', keystone calls failed {failed["keystone"]}/{total["keystone"]}' if total["keystone"] else ""
         out.append(f'<g class="panel" data-profile={quoteattr(run["profile"])}>')
         out.append(f'<text x="{LEFT}" y="{top - 8}" font-weight="bold">{escape(run["profile"])}</text>'
                    f'<text x="{LEFT + 80}" y="{top - 8}">API GETs failed {failed["api"]}/{total["api"]}, '
-                   f'DB writes failed {failed["db"]}/{total["db"]}</text>')
+                   f'DB writes failed {failed["db"]}/{total["db"]}{calls}</text>')
         out.append(f'<rect x="{LEFT}" y="{top}" width="{plot_w}" height="{PANEL}" fill="none" stroke="#999"/>')
         for decade in range(round(math.log10(Y_MIN)), round(math.log10(Y_MAX)) + 1):
             v = 10.0 ** decade
@@ -141,7 +148,7 @@ def timeline_svg(title: str, runs: list[dict], x_end: float | None = None) -> st
             out.append(f'<line x1="{px(t):.1f}" y1="{top}" x2="{px(t):.1f}" y2="{top + PANEL + 4}" stroke="#e4e4e4"/>')
         # one path per kind and outcome, a dot per request (ok first, failed on top); dots of
         # the same path closer than 2 px are drawn once
-        for kind in ("api", "db"):
+        for kind in ("api", "db", "keystone"):
             for ok in (True, False):
                 dots = dict.fromkeys((round(px(r.t) / 2) * 2, round(py(top, r.latency) / 2) * 2)
                                      for r in reqs if r.kind == kind and r.ok is ok and r.t <= x1)
@@ -167,8 +174,11 @@ def timeline_svg(title: str, runs: list[dict], x_end: float | None = None) -> st
 
 def _dots(cls: str, points) -> str:
     """A path of dots (zero-length segments: the line cap draws them; `cls` says which shape,
-    round for API GETs, square for DB writes, and which colour): one element for many points."""
-    return f'<path class="{cls}" d="' + "".join(f"M{x:.0f} {y:.0f}h0" for x, y in points) + '"/>'
+    round for API GETs, square for DB writes, a short upright stroke for keystone calls, and
+    which colour): one element for many points."""
+    draw = "v6" if cls.startswith("keystone") else "h0"  # keystone: a short upright stroke
+    return f'<path class="{cls}" d="' + "".join(f"M{x:.0f} {y - (3 if draw == 'v6' else 0):.0f}{draw}"
+                                                for x, y in points) + '"/>'
 
 
 def load_records(path: Path) -> dict:

@@ -109,14 +109,6 @@ def node_certificate(node: str) -> str:
     return hashlib.sha1(der).hexdigest()
 
 
-def refused(node: str, port: int) -> bool:
-    try:
-        socket.create_connection((lab.address(node), port), timeout=5).close()
-    except ConnectionRefusedError:
-        return True
-    return False
-
-
 def round_trip(node: str, tls: bool) -> None:
     """pika to `node` (over TLS on its TLS port, or plain), as the services' account: a message
     published to a queue of its own comes back."""
@@ -183,7 +175,7 @@ def test_the_plain_listener_closed_then_open_again(healthy):
         # 3. the plain listener closed: refused, TLS serves; the plan still sees the brokers
         restarted_one_at_a_time(deploy_ok(CLOSED))
         drills.wait_healthy(300)
-        assert all(refused(n, plain_port()) for n in NODES)
+        assert all(drills.refuses(lab.address(n), plain_port()) for n in NODES)
         for node in NODES:
             round_trip(node, tls=True)
         assert all(rows[0]["status"] == OK for rows in amqp_rows(CLOSED).values())
@@ -198,7 +190,7 @@ def assert_off(out: str) -> None:
     """Off (the lab as found): a rolling restart; 5671 refused everywhere, 5672 serves, no `amqp tls` row."""
     restarted_one_at_a_time(out)
     drills.wait_healthy(300)
-    assert all(refused(n, tls_port()) for n in NODES)
+    assert all(drills.refuses(lab.address(n), tls_port()) for n in NODES)
     for node in NODES:
         round_trip(node, tls=False)
     assert amqp_rows({}) == {n: [] for n in NODES}  # nothing answers on 5671: no row

@@ -180,6 +180,7 @@ def test_concurrent_increments_across_a_database_failover_lose_no_update(healthy
     assert len(acked) <= final <= len(acked) + unknown
 
 
+@pytest.mark.long  # 70 s; a guard of galera_suspect_timeout's value: make test-long after changing it
 def test_a_member_paused_below_the_suspect_timeout_is_not_dropped(healthy):
     table = "paused_member"
     drills.prepare_writes(table)

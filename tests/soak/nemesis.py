@@ -19,7 +19,9 @@ Kinds on any lab (3 nodes or more):
     pause-mariadbd     SIGSTOP of one node's mariadbd for 1-8 s (around evs.suspect_timeout)
     pause-erlang       SIGSTOP of one node's Erlang VM (beam.smp) for 1-8 s
     haproxy-kill       HAProxy SIGKILLed on the VIP holder (systemd starts it again)
-    netem              one node's link: 50 +- 20 ms of delay and 2 % packet loss
+    netem              one node's link: 50 +- 20 ms of delay and 2 % packet loss (a kernel
+                       without sch_netem: 2 % loss each way by nftables, egress at 4 Mbit/s
+                       queued up to 100 ms by tbf)
     deploy-in-fault    a node's power cut, then the deploy runs meanwhile: it must refuse or
                        converge, never print a traceback, never split a cluster
 On 4 or 5 nodes also:
@@ -40,6 +42,14 @@ HOLD = (10.0, 30.0)  # seconds a fault lasts (a pause: PAUSE)
 PAUSE = (1.0, 8.0)
 QUIET = (5.0, 20.0)  # seconds of no fault between two (after the recovery)
 RECOVER_ALONE = 120  # seconds the layer gets to heal by itself before the deploy runs
+# netem's stand-in where the kernel has no sch_netem: 2 % of packets dropped each way (a table of
+# its own, before the node's firewall), egress at 4 Mbit/s with up to 100 ms queued.
+LOSSY_TABLE = "soak_lossy"
+LOSSY_NFT = (f"nft 'add table inet {LOSSY_TABLE}; "
+             + "; ".join(f"add chain inet {LOSSY_TABLE} {c} {{ type filter hook {hook} priority -5; }}; "
+                         f"add rule inet {LOSSY_TABLE} {c} numgen random mod 100 < 2 drop"
+                         for c, hook in (("i", "input"), ("o", "output"))) + "'")
+SLOW_QDISC = "tbf rate 4mbit burst 32kbit latency 100ms"
 
 
 def kinds(nodes: int) -> tuple[str, ...]:
@@ -109,8 +119,9 @@ class Nemesis:
     """Injects and heals the faults on the lab (lab.drills). One fault at a time."""
 
     def __init__(self, rng: random.Random, log=print):
-        from lab import drills  # the lab: imported when a soak runs
-        self.drills, self.rng, self.log = drills, rng, log
+        import lab  # the lab: imported when a soak runs
+        from lab import drills
+        self.drills, self.exec_, self.rng, self.log = drills, lab.exec_, rng, log  # exec_(node, "sh command")
         self.healers: list = []  # what undoes the fault in force, last first
 
     # targets
@@ -123,9 +134,14 @@ class Nemesis:
     def holder(self) -> str:
         return self.drills.holder() or self.rng.choice(self.nodes())
 
-    def exec_(self, node: str, command: str, timeout: float = 60):
-        import lab
-        return lab.exec_(node, ["sh", "-c", command], timeout=timeout)
+    def _daemon_pid(self, node: str, unit: str) -> str:
+        """The main process of `unit` on `node` (mariadbd; the broker's Erlang VM, not a CLI
+        VM of rabbitmqctl's). Matching by command line instead stopped the shell that ran
+        pkill (its own command line names beam.smp), and with it the heal."""
+        pid = self.exec_(node, ["systemctl", "show", "-p", "MainPID", "--value", unit]).stdout.strip()
+        if not pid.isdigit() or pid == "0":
+            raise RuntimeError(f"{node}: {unit} has no main process to pause (MainPID {pid or 'unknown'})")
+        return pid
 
     # faults: each returns its detail and registers its heal
     def _power(self, nodes: list[str]) -> dict:
@@ -169,30 +185,40 @@ class Nemesis:
             return {"ring": order}
         if kind in ("pause-mariadbd", "pause-erlang"):
             node = self.rng.choice(names)
-            process = "-x mariadbd" if kind == "pause-mariadbd" else "-f beam.smp"
-            self.exec_(node, f"pkill -STOP {process}")
-            self.healers.append(lambda: self.exec_(node, f"pkill -CONT {process}"))
-            return {"node": node, "seconds": hold}
+            pid = self._daemon_pid(node, "mariadb" if kind == "pause-mariadbd" else "rabbitmq-server")
+            # the healer first: a pause whose command failed half-way is still undone
+            self.healers.append(lambda: self.exec_(node, ["kill", "-CONT", pid]))
+            self.exec_(node, ["kill", "-STOP", pid])
+            return {"node": node, "pid": int(pid), "seconds": hold}
         if kind == "haproxy-kill":
             node = self.holder()
             self.exec_(node, "pkill -KILL -x haproxy")
-            self.healers.append(lambda: self.exec_(node, "systemctl start haproxy"))
+            self.healers.append(lambda: self.drills.systemctl(node, "start", "haproxy"))
             return {"node": node}
         if kind == "netem":
             import lab
             node = self.rng.choice(names)
             dev = f"$(ip -o -4 addr show to {lab.address(node)} | awk '{{print $2}}')"  # its link on the lab bridge
             r = self.exec_(node, f"tc qdisc replace dev {dev} root netem delay 50ms 20ms loss 2%")
+            if r.returncode == 0:
+                self.healers.append(lambda: self.exec_(node, f"tc qdisc del dev {dev} root"))
+                return {"node": node, "delay_ms": 50, "jitter_ms": 20, "loss_percent": 2}
+            # A kernel without sch_netem (this machine's: "Specified qdisc kind is unknown"): the
+            # loss from nftables' random numbers both ways, the delay from a slow egress queue.
+            r = self.exec_(node, f"{LOSSY_NFT} && tc qdisc replace dev {dev} root {SLOW_QDISC}")
+            self.healers.append(lambda: self.exec_(node, f"nft delete table inet {LOSSY_TABLE}; tc qdisc del dev {dev} root"))
             if r.returncode != 0:
-                raise RuntimeError(f"{node}: tc netem refused: {(r.stdout + r.stderr).strip()[:300]}")
-            self.healers.append(lambda: self.exec_(node, f"tc qdisc del dev {dev} root"))
-            return {"node": node, "delay_ms": 50, "jitter_ms": 20, "loss_percent": 2}
+                raise RuntimeError(f"{node}: neither netem nor nftables and tbf: {(r.stdout + r.stderr).strip()[:300]}")
+            return {"node": node, "loss_percent": 2, "egress": SLOW_QDISC, "netem": False}
         if kind == "deploy-in-fault":
             node = self.rng.choice([n for n in names if n != self.writer()] or names)
             detail = self._power([node])
             run = self.drills.deploy()
             detail.update(deploy_rc=run.returncode, traceback="Traceback" in run.stdout,
                           refused=run.returncode != 0)
+            if detail["traceback"]:  # kept for the report: where it came from
+                at = run.stdout.index("Traceback")
+                detail["traceback_text"] = run.stdout[max(0, at - 300):at + 3000]
             return detail
         raise ValueError(f"unknown fault kind {kind!r}")
 

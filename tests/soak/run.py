@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.soak import workloads
+from tests.soak import timeline, workloads
 from tests.soak.checker import check
 from tests.soak.history import Recorder
 from tests.soak.nemesis import Nemesis, schedule
@@ -113,7 +113,13 @@ def soak(minutes: float, seed: int, out: Path, only: tuple[str, ...] = ()) -> in
             finally:
                 nemesis.heal()
                 rec.fault_end(fault, planned.kind)
-            how, seconds = nemesis.recover()
+            try:
+                how, seconds = nemesis.recover()
+            except Exception as exc:  # noqa: BLE001 - said, the faults stop, the history is still checked
+                problems.append(f"fault {fault} ({planned.kind}): the lab could not be recovered, the soak stopped "
+                                f"injecting: {str(exc)[:500]}")
+                log(problems[-1])
+                break
             recoveries.append((planned.kind, how, seconds))
             log(f"fault {fault} {planned.kind}: healthy again {seconds:.0f} s after the heal ({how})")
             if how == "intervention":
@@ -125,22 +131,25 @@ def soak(minutes: float, seed: int, out: Path, only: tuple[str, ...] = ()) -> in
             t.stop()
         for t in threads:
             t.join(timeout=60)
-        try:
-            nemesis.recover()
-        finally:
-            workloads.final_reads(rec, keys)
-            consumer = next(t for t in threads if isinstance(t, workloads.Consumer))
-            consumer.drain()
-            consumer.drop()
-            for t in threads:
-                if isinstance(t, workloads.SqlWorkload) and t.session is not None:
-                    t.session.close()
-            rec.close()
+        # Each end step on its own: one that fails (no Primary left, say) is said, and what was
+        # recorded is still checked.
+        consumer = next(t for t in threads if isinstance(t, workloads.Consumer))
+        for what, step in (("recovery", nemesis.recover), ("final reads", lambda: workloads.final_reads(rec, keys)),
+                           ("queue drain", consumer.drain), ("queue drop", consumer.drop)):
+            try:
+                step()
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"end of the soak: the {what} failed: {str(exc)[:500]}")
+        for t in threads:
+            if isinstance(t, workloads.SqlWorkload) and t.session is not None:
+                t.session.close()
+        rec.close()
     report = check(rec.records)
     body = report.text().rsplit("\n", 1)[0]  # the soak: line goes last, after the runner's problems
     text = "\n".join([*(f"recovery after {k}: {how} in {s:.0f} s" for k, how, s in recoveries), "", body,
                       *problems, report.summary()])
     (out / "report.txt").write_text(text + "\n")
+    timeline.write(rec.records, out / "timeline.svg", title=f"soak {out.name}: {minutes:g} min, seed {seed}")
     print(text)
     return 1 if report.anomalies or problems else 0
 

@@ -31,7 +31,6 @@ import re
 import threading
 import time
 
-from config.site import SERVICES_SYNC_WAIT
 from tests.soak.history import Recorder
 
 DATABASE = "soak"
@@ -83,6 +82,12 @@ def txn_result(micro: list, line: str) -> list:
 def transfer_sql(a: str, b: str, amount: int) -> str:
     return (f"START TRANSACTION; UPDATE {DATABASE}.bank SET balance = balance - {int(amount)} WHERE id = {int(a)}; "
             f"UPDATE {DATABASE}.bank SET balance = balance + {int(amount)} WHERE id = {int(b)}; COMMIT; SELECT 'ok'")
+
+
+def sync_wait() -> str:
+    """What the deploy tells the services to set (Site.client_strings' mysql_wsrep_sync_wait)."""
+    from lab import sitemodel
+    return sitemodel.site().client_strings({})["mysql_wsrep_sync_wait"]
 
 
 BANK_READ_SQL = f"SELECT GROUP_CONCAT(CONCAT(id, ':', balance) ORDER BY id) FROM {DATABASE}.bank"
@@ -176,7 +181,7 @@ class SqlWorkload(Workload):
             if self.session is None:
                 self.session = Session()
                 # as oslo.db does with the deploy's mysql_wsrep_sync_wait (Site.client_strings)
-                self.session.query(f"SET SESSION wsrep_sync_wait = {SERVICES_SYNC_WAIT}; SELECT 1")
+                self.session.query(f"SET SESSION wsrep_sync_wait = {sync_wait()}; SELECT 1")
         except (SessionClosed, OSError):
             self.session = None
             time.sleep(0.2)

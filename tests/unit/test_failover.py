@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from benchkit import panels, requests, result
 from tests.bench import failover
 from tests.bench.timeline import Request, load_records, write_svgs
@@ -51,7 +53,8 @@ def test_the_maintenance_row_gives_each_run_and_says_when_one_failed():
     rows = failover.failover_rows({"anchors": [maintenance(4)], "deployed": [maintenance(0, back_failed)]})
     assert rows[0][:4] == ("maintenance of the VIP holder (out 23.1 s, back 41.0 s)", "anchors", "3.0 s", "4/300")
     assert rows[1][:2] == ("(out 23.1 s, back FAILED (exit 1))", "deployed")
-    assert rows[1][-1] == "0 of 147"
+    lost = failover.FAILOVER_HEADER.index("acked writes lost")
+    assert rows[1][lost] == "0 of 147" and rows[1][-1] == "-"  # no keystone loop ran
     assert failover.steps_note(result("haproxy-stopped", 0)) == ""  # the other faults: no commands
 
 
@@ -113,7 +116,8 @@ def test_a_records_json_without_figures_merges_with_what_its_requests_give(tmp_p
     assert r["db_outage"] == 0.5  # the failed write at 2.5 s, the next acknowledged one at 3 s
     merged = failover.merge(earlier, {"deployed": [maintenance(0)]})
     rows = failover.failover_rows(merged)
-    assert rows[0][0] == "VIP holder's power cut" and rows[0][-1] == "? of 16"
+    lost = failover.FAILOVER_HEADER.index("acked writes lost")
+    assert rows[0][0] == "VIP holder's power cut" and rows[0][lost] == "? of 16"
     assert failover.stale_rows(merged)[0][2:] == ("not recorded",) * 4
     failover.report(merged, tmp_path, complete=True, kept=("holder-power-cut",))
     records = load_records(tmp_path / "records.json")
@@ -126,3 +130,13 @@ def test_the_faults_are_grouped_in_the_bench_order_whatever_the_profiles_hold():
                   "deployed": [result("backend-power-cut", 0), result("maintenance", 0), result("haproxy-stopped", 0)]}
     assert [g[0][1]["slug"] for g in failover.by_fault(by_profile)] == ["haproxy-stopped", "backend-power-cut",
                                                                         "maintenance"]
+
+
+def test_a_keystone_loop_gives_its_calls_failed_and_longest_gap():
+    """The keystone loop's calls (make keystone): failed of all and the longest span between two
+    answered calls, in the row and kept through records.json."""
+    reqs = requests(failed_at=1.0) + [Request(t / 2, "keystone", not 2 <= t <= 5, 0.1) for t in range(-4, 20)]
+    figures = failover.figures_of(reqs)
+    assert (figures["ks_failed"], figures["ks_total"]) == (4, 24)
+    assert figures["ks_gap"] == pytest.approx(2.5)  # answered at 0.6 s, next at 3.1 s
+    assert failover.keystone_cell(figures) == "4 of 24, 2.5 s"

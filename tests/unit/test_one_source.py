@@ -240,6 +240,7 @@ OVERRIDES = {
     "keepalived_track_haproxy_unit": {"keepalived_track_haproxy_unit": False},
     "keepalived_serve_check": {"keepalived_serve_check": False},
     "mariadb_max_connect_errors": {"mariadb_max_connect_errors": 1000},
+    "services_wsrep_sync_wait": {"services_wsrep_sync_wait": 3},
     "keepalived_serve_listeners": {"keepalived_serve_listeners": ["keystone_internal"], "keepalived_serve_peer_timeout_ms": 200},
     "keepalived_serve_interval": {"keepalived_serve_interval": 2},
     "keepalived_serve_fall": {"keepalived_serve_fall": 3},
