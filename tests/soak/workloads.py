@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import importlib
 import itertools
+import json
+import os
 import random
 import re
 import threading
 import time
 
+from config.defaults import DEFAULTS
 from tests.soak.history import Recorder
 
 DATABASE = "soak"
@@ -85,9 +88,11 @@ def transfer_sql(a: str, b: str, amount: int) -> str:
 
 
 def sync_wait() -> str:
-    """What the deploy tells the services to set (Site.client_strings' mysql_wsrep_sync_wait)."""
-    from lab import sitemodel
-    return sitemodel.site().client_strings({})["mysql_wsrep_sync_wait"]
+    """What the deploy tells the services to set (mysql_wsrep_sync_wait: the site's
+    services_wsrep_sync_wait), as a deploy run from here sees the lab's data (HA_LAB_DATA over
+    the defaults). Read without the lab's nodes: the unit tier runs with no lab."""
+    data = json.loads(os.environ.get("HA_LAB_DATA") or "{}")
+    return str(data.get("services_wsrep_sync_wait", DEFAULTS["services_wsrep_sync_wait"]))
 
 
 BANK_READ_SQL = f"SELECT GROUP_CONCAT(CONCAT(id, ':', balance) ORDER BY id) FROM {DATABASE}.bank"
