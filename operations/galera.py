@@ -82,14 +82,18 @@ def tls_switch_check() -> None:
 
 # --- a whole-site recovery: the bootstrap node chosen once the waiting servers stopped ---
 
-# Checked again on the host: only a server whose unit is still starting (waiting for a Primary
-# component) is stopped; an active one (a Primary formed meanwhile, or a loaded server) is not,
-# and the run stops; stopped or failed, there is nothing to stop.
+# Checked again on the host: a server whose unit is still starting (waiting for a Primary
+# component) is stopped, and an active one only when it answers that it is outside any Primary
+# component; one in a Primary component (formed meanwhile) or not answering (a loaded server) is
+# not, and the run stops; stopped or failed, there is nothing to stop.
 STOP_WAITING = (
     'st=$(systemctl show -p ActiveState --value mariadb); '
-    'if [ "$st" = activating ]; then timeout 300 systemctl stop mariadb || { ' + unit_log("mariadb") + '; exit 1; }; '
-    'elif [ "$st" = active ]; then echo "$(hostname): mariadb is active, not waiting for a Primary component: '
-    'not stopped; re-run the deploy (it plans again from what it reads then)" >&2; exit 1; fi'
+    'if [ "$st" = active ]; then '
+    'c=$(timeout 10 mysql -N -B -e "SHOW GLOBAL STATUS LIKE \'wsrep_cluster_status\'" 2>/dev/null | cut -f2); '
+    'case "$c" in Primary|"") echo "$(hostname): mariadb is active and ${c:-not answering}, not outside a Primary '
+    'component: not stopped; re-run the deploy (it plans again from what it reads then)" >&2; exit 1;; esac; fi; '
+    'if [ "$st" = activating ] || [ "$st" = active ]; then '
+    'timeout 300 systemctl stop mariadb || { ' + unit_log("mariadb") + '; exit 1; }; fi'
 )
 
 def live_galera_states() -> dict:
@@ -350,7 +354,7 @@ def configure():
     # A whole-site recovery: every waiting server stops together, then the plan is made again from
     # every position (recovery_plan) and the most advanced bootstraps; the others join after.
     announce(recover and me in p.stop, f"{p.why}; the database accounts are left to the next deploy")
-    turn(name="galera: stop servers waiting for a Primary component (whole-site recovery)",
+    turn(name="galera: stop servers waiting for a Primary component (whole-site recovery)",  # or outside one
          commands=[STOP_WAITING], run=recover and me in p.stop)
     if recover:
         recovery_bootstrap(name="galera: bootstrap the most advanced (whole-site recovery)")

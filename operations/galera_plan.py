@@ -12,7 +12,9 @@ nothing). plan() is pure and tested as a table (tests/unit/test_galera_plan.py):
   no peer runs Galera and that its position is still the planned one;
 - after a whole-site stop, servers waiting for a Primary component hide their position: with
   the whole picture (as above) the plan is "recover": stop them, read every position again,
-  bootstrap the most advanced (decided when the positions are read, from this same plan);
+  bootstrap the most advanced (decided when the positions are read, from this same plan); so
+  is it when servers run outside any Primary component (fallen out of one: a Galera crash in a
+  view change left none, galera#40): nobody may bootstrap while they listen on the group port;
 - two Primary components (a split brain), or a node ahead of the Primary component (a history
   that diverged), stop the deploy unless the operator asks for the minority's repair
   (HA_GALERA_REPAIR=1): its state is set aside and it rejoins by full state transfer;
@@ -211,6 +213,17 @@ def _bootstrap(states, order, limited: frozenset, seen: str, away: frozenset = f
         n = with_state[0]
         return Plan("bootstrap", n, frozenset(), position=(uuid, positions[n]), seen=seen,
                     why=f"bootstrap Galera from {n}, the only node that holds Galera state")
+    # Running, answering, outside any Primary component: fallen out of one (a Galera crash in a
+    # view change, galera#40: "exception from gcomm", its provider Disconnected; or the others'
+    # non-Primary remnant). They listen on the group port, so no node may bootstrap beside them
+    # (bootstrap_command refuses): they are stopped first, as servers waiting at start are.
+    outside = [n for n in with_state if states[n].get("mysqld") == "running" and states[n].get("active") is not False
+               and not unanswered(states[n])]
+    if outside and all(p is not None for p in positions.values()):
+        return Plan("recover", "", frozenset(), seen=seen, stop=frozenset(outside),
+                    why=f"recover a cluster without a Primary component: mariadb on {', '.join(outside)} runs outside "
+                        f"any (last committed: {told}): stop it, read every position (galera_recovery), bootstrap "
+                        "the most advanced (checked again on the host)")
     if all(p is not None for p in positions.values()):
         # The most advanced wins; a node out of maintenance, Galera's safe_to_bootstrap mark, then
         # inventory order, only break a tie (a node in maintenance is never preferred: it takes no
@@ -224,11 +237,13 @@ def _bootstrap(states, order, limited: frozenset, seen: str, away: frozenset = f
     waiting = [n for n in with_state if positions[n] is None and states[n].get("mysqld") == "running"
                and states[n].get("active") is False]
     unread = [n for n in with_state if positions[n] is None and n not in waiting]
+    unread = [n for n in unread if n not in outside]  # their position is read again once stopped
     if waiting and not unread:
         # mariadbd started without a Primary component to join waits, answering no query, its
         # position hidden (a whole-site stop, then every controller booted). The whole picture
-        # is here: stop the waiting servers, read every position, bootstrap the most advanced.
-        return Plan("recover", "", frozenset(), seen=seen, stop=frozenset(waiting),
+        # is here: stop the waiting servers (and any running outside a Primary component), read
+        # every position, bootstrap the most advanced.
+        return Plan("recover", "", frozenset(), seen=seen, stop=frozenset(waiting + outside),
                     why=f"recover from a whole-site stop: mariadb on {', '.join(waiting)} waits for a Primary component, "
                         f"its position hidden (last committed: {told}): stop it, read every position "
                         "(galera_recovery), bootstrap the most advanced (checked again on the host)")
