@@ -27,7 +27,7 @@ from lab.faults import (  # noqa: F401
     place_vip, power_cut, power_on, running, systemctl, wait_holder,
 )
 from lab.health import (  # noqa: F401
-    DEPLOY_TIMEOUT, PYINFRA, RESTORE_BOUND, ROOT, LabUnrecoverable, bootstrap_if_no_primary, changed_operations, deploy,
+    DEPLOY_TIMEOUT, PYINFRA, RESTORE_BOUND, ROOT, LabUnrecoverable, changed_operations, deploy,
     galera_synced_count, pyinfra, rabbit_running, rebuild, restore, run_excerpt, unstick_rabbitmq,
     verify_report, wait_healthy,
 )

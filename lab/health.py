@@ -119,28 +119,23 @@ def deploy(timeout: float = DEPLOY_TIMEOUT, data: dict | None = None, nodes: lis
     return pyinfra("-y", "inventories/lab.py", "deploy.py", env=env, timeout=timeout)
 
 
-def bootstrap_if_no_primary() -> str | None:
-    """Galera after a quorum loss, when no running node is in a Primary component: the
-    operator's recovery, on the node with the most committed transactions
-    (wsrep_last_committed): pc.bootstrap=YES makes it a Primary component of its own that the
-    others join. Returns that node, or None when some node is Primary (nothing to do)."""
+def galera_without_primary() -> dict | None:
+    """Galera after a quorum loss, when no running node that answers is in a Primary
+    component: {node: its wsrep_cluster_status and wsrep_last_committed}; None when one is, or
+    none answers. Read only: the deploy recovers that picture itself (operations/galera_plan.py,
+    its "recover" mode); pc.bootstrap=YES, the operator's answer, is refused by a provider left
+    Disconnected (galera#40, galera#500: the 30-minute soak's end)."""
     states = {}
     for n in running():
         try:
-            states[n] = node_sql(n, "SHOW GLOBAL STATUS WHERE Variable_name IN "
-                                    "('wsrep_cluster_status','wsrep_last_committed')", timeout=15)
+            out = node_sql(n, "SHOW GLOBAL STATUS WHERE Variable_name IN "
+                              "('wsrep_cluster_status','wsrep_last_committed')", timeout=15)
         except (SqlError, LabError):
             continue
-    parsed = {n: dict(l.split("\t", 1) for l in out.splitlines() if "\t" in l) for n, out in states.items()}
-    if not parsed or any(v.get("wsrep_cluster_status") == "Primary" for v in parsed.values()):
+        states[n] = dict(l.split("\t", 1) for l in out.splitlines() if "\t" in l)
+    if not states or any(v.get("wsrep_cluster_status") == "Primary" for v in states.values()):
         return None
-    best = max(parsed, key=lambda n: int(parsed[n].get("wsrep_last_committed") or -1))
-    log(f"restore: no Primary component ({parsed}); pc.bootstrap on {best}")
-    node_sql(best, "SET GLOBAL wsrep_provider_options='pc.bootstrap=YES'")
-    return best
-
-
-
+    return states
 
 
 def unstick_rabbitmq(stuck_for: float = 60, timeout: float = 180) -> list[str]:
@@ -212,10 +207,10 @@ def restore(timeout: float = RESTORE_BOUND) -> dict:
     """Put the lab back as the drills found it: every node powered on with its link up, every
     service of the HA layer and every API stand-in running, no node desynced; then wait until
     the health report is OK. Meanwhile a RabbitMQ node hung at start for over a minute is
-    restarted; not OK within 150 s: a Galera cluster without a Primary component is
-    bootstrapped from its most advanced node, and RabbitMQ not running on every node is
-    restarted on all nodes together (each recorded in `interventions`); still not OK after
-    120 s more: the deploy runs once, with what is left of `timeout`, and the report must be
+    restarted; not OK within 150 s: RabbitMQ not running on every node is restarted on all
+    nodes together, and a Galera cluster without a Primary component goes straight to the
+    deploy (it recovers that itself); else, still not OK after 120 s more: the deploy runs once
+    (each recorded in `interventions`), with what is left of `timeout`, and the report must be
     OK then. Not OK within `timeout` (a few minutes) in all: LabUnrecoverable, with the
     cause. Returns the report."""
     t0 = time.monotonic()
@@ -233,9 +228,10 @@ def restore(timeout: float = RESTORE_BOUND) -> dict:
             report, _ = wait_healthy(min(150, left()), on_wait=unstick)
         except DrillError as exc:
             log(f"restore: {exc}")
-            node = bootstrap_if_no_primary()
-            if node:
-                intervene(f"Galera had no Primary component: pc.bootstrap on {node}", show=False)
+            no_primary = galera_without_primary()
+            if no_primary:
+                log(f"restore: no Primary component ({no_primary}); the deploy recovers it")
+                intervene("Galera had no Primary component: the deploy recovers it", show=False)
             seen = getattr(exc, "report", {})
             brokers, up = rabbit_running(seen), running()
             # only from a report that read every running node (no report: not RabbitMQ's doing)
@@ -247,14 +243,15 @@ def restore(timeout: float = RESTORE_BOUND) -> dict:
                 except (LabError, subprocess.TimeoutExpired) as err:
                     log(f"restore: the together restart did not finish: {err}")  # the deploy below
             try:
-                if left() <= 0:
-                    raise
+                if left() <= 0 or no_primary:
+                    raise  # to the deploy (or, with no time left, to LabUnrecoverable)
                 report, _ = wait_healthy(min(120, left()))
             except DrillError as exc2:
                 if left() < 60:
                     raise
                 log(f"restore: {exc2}; running the deploy")
-                intervene(f"not healthy after {time.monotonic() - t0:.0f}s: deploy run", show=False)
+                if not no_primary:  # else its intervention above says why the deploy runs
+                    intervene(f"not healthy after {time.monotonic() - t0:.0f}s: deploy run", show=False)
                 run = deploy(timeout=max(30, left() - 30))
                 if run.returncode != 0:
                     raise DrillError(f"restore: the deploy failed:\n{run_excerpt(run.stdout)}") from None

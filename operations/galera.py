@@ -80,13 +80,13 @@ def tls_switch_check() -> None:
         galera_switch(facts_of_all_controllers(GaleraTls), s["galera_tls"], [c.name for c in s.controllers], s.writer)
 
 
-# --- a whole-site recovery: the bootstrap node chosen once the waiting servers stopped ---
+# --- a recovery: the bootstrap node chosen once the servers outside a Primary component stopped ---
 
 # Checked again on the host: a server whose unit is still starting (waiting for a Primary
 # component) is stopped, and an active one only when it answers that it is outside any Primary
 # component; one in a Primary component (formed meanwhile) or not answering (a loaded server) is
 # not, and the run stops; stopped or failed, there is nothing to stop.
-STOP_WAITING = (
+STOP_OUTSIDE_PRIMARY = (
     'st=$(systemctl show -p ActiveState --value mariadb); '
     'if [ "$st" = active ]; then '
     'c=$(timeout 10 mysql -N -B -e "SHOW GLOBAL STATUS LIKE \'wsrep_cluster_status\'" 2>/dev/null | cut -f2); '
@@ -351,11 +351,12 @@ def configure():
     announce(bootstrap, f"{p.why or 'bootstrap a new Galera cluster'}, wait until Synced (checked again on {p.anchor})")
     peers = [c.address for c in site().controllers if c.name != me]
     recover = p.mode == "recover"
-    # A whole-site recovery: every waiting server stops together, then the plan is made again from
-    # every position (recovery_plan) and the most advanced bootstraps; the others join after.
+    # A recovery (a whole-site stop, or servers left running outside any Primary component): every
+    # server outside one stops together, then the plan is made again from every position
+    # (recovery_plan) and the most advanced bootstraps; the others join after.
     announce(recover and me in p.stop, f"{p.why}; the database accounts are left to the next deploy")
-    turn(name="galera: stop servers waiting for a Primary component (whole-site recovery)",  # or outside one
-         commands=[STOP_WAITING], run=recover and me in p.stop)
+    turn(name="galera: stop servers outside a Primary component (recovery)",
+         commands=[STOP_OUTSIDE_PRIMARY], run=recover and me in p.stop)
     if recover:
         recovery_bootstrap(name="galera: bootstrap the most advanced (whole-site recovery)")
     else:

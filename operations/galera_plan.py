@@ -52,8 +52,9 @@ class Plan:
     busy: frozenset = frozenset()  # Donor, Joiner, starting: waited for, never restarted
     repair: frozenset = frozenset()  # minority or diverged nodes, resynced from the majority
     seen: str = ""  # every controller's condition, one line
-    stop: frozenset = frozenset()  # recover: servers waiting for a Primary component, stopped before
-    # every position is read again (galera_recovery) and the most advanced bootstraps
+    stop: frozenset = frozenset()  # recover: servers outside a Primary component (waiting at start, or
+    # running outside one), stopped before every position is read again (galera_recovery) and the
+    # most advanced bootstraps
     cut_off: frozenset = frozenset()  # running outside the Primary component, peers not reached: left alone
     cut_why: str = ""  # why, naming the members each cut-off node does not reach
 

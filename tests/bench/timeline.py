@@ -17,7 +17,8 @@ import math
 import sys
 from pathlib import Path
 from typing import NamedTuple
-from xml.sax.saxutils import escape, quoteattr
+
+from tests.svg import document, escape, header, quoteattr, tick, tick_label
 
 
 class Request(NamedTuple):
@@ -100,13 +101,10 @@ def timeline_svg(title: str, runs: list[dict], x_end: float | None = None) -> st
         v = min(max(latency, Y_MIN), Y_MAX)
         return top + PANEL - (math.log10(v) - math.log10(Y_MIN)) / (math.log10(Y_MAX) - math.log10(Y_MIN)) * PANEL
 
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-           f'viewBox="0 0 {WIDTH} {height}" font-family="sans-serif" font-size="11">',
-           f"<title>{escape(title)}</title>",
-           f"<style>.ok{{stroke:{COLOUR[True]}}} .failed{{stroke:{COLOUR[False]}}} .api,.db,.keystone{{fill:none;stroke-opacity:0.7}} "
-           ".api{stroke-width:4;stroke-linecap:round} .db{stroke-width:3.5;stroke-linecap:square} "
-           ".keystone{stroke-width:2;stroke-linecap:butt}</style>",
-           f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
+    style = (f"<style>.ok{{stroke:{COLOUR[True]}}} .failed{{stroke:{COLOUR[False]}}} .api,.db,.keystone{{fill:none;stroke-opacity:0.7}} "
+             ".api{stroke-width:4;stroke-linecap:round} .db{stroke-width:3.5;stroke-linecap:square} "
+             ".keystone{stroke-width:2;stroke-linecap:butt}</style>")
+    out = [*header(WIDTH, height, view_box=True, head=(f"<title>{escape(title)}</title>", style)),
            f'<text x="{LEFT}" y="18" font-size="14" font-weight="bold">{escape(title)}</text>']
     if any(r.kind == "keystone" for run in runs for r in run["requests"]):
         legend = [("api ok", "API ok"), ("api failed", "API failed"), ("db ok", "DB ok"), ("db failed", "DB failed"),
@@ -145,7 +143,7 @@ def timeline_svg(title: str, runs: list[dict], x_end: float | None = None) -> st
             out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{LEFT + plot_w}" y2="{y:.1f}" stroke="#e4e4e4"/>'
                        f'<text x="{LEFT - 6}" y="{y + 4:.1f}" text-anchor="end">{label}</text>')
         for t in ticks:
-            out.append(f'<line x1="{px(t):.1f}" y1="{top}" x2="{px(t):.1f}" y2="{top + PANEL + 4}" stroke="#e4e4e4"/>')
+            out.append(tick(px(t), top, top + PANEL + 4, "#e4e4e4"))
         # one path per kind and outcome, a dot per request (ok first, failed on top); dots of
         # the same path closer than 2 px are drawn once
         for kind in ("api", "db", "keystone"):
@@ -164,12 +162,11 @@ def timeline_svg(title: str, runs: list[dict], x_end: float | None = None) -> st
         out.append("</g>")
     base = TOP + len(runs) * (PANEL + GAP)
     for t in ticks:
-        out.append(f'<text x="{px(t):.1f}" y="{base + 14}" text-anchor="middle">{t}</text>')
+        out.append(tick_label(px(t), base + 14, str(t)))
     out.append(f'<text x="{LEFT + plot_w / 2:.0f}" y="{base + 32}" text-anchor="middle">'
                f'seconds from the fault, until {_num(TAIL)} s after the last failure (latency: log scale; '
                f'the counts: every request)</text>')
-    out.append("</svg>")
-    return "\n".join(out) + "\n"
+    return document(out)
 
 
 def _dots(cls: str, points) -> str:

@@ -13,8 +13,9 @@ with its number and kind. Time runs left to right in minutes from the first reco
 from __future__ import annotations
 
 from collections import Counter
-from html import escape
 from pathlib import Path
+
+from tests.svg import document, escape, header, tick, tick_label
 
 LANES = (
     ("SQL writes", ("txn", "transfer")),
@@ -76,9 +77,7 @@ def svg(records: list[dict], title: str = "soak") -> str:
     def x(second: float) -> float:
         return LEFT + span * second / length
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" '
-             f'font-family="sans-serif" font-size="11">',
-             f'<rect width="{WIDTH}" height="{height}" fill="white"/>',
+    parts = [*header(WIDTH, height),
              f'<text x="{LEFT}" y="20" font-size="14" fill="{COLOURS["text"]}">{escape(title)}</text>']
     bottom = TOP + LABELS + len(shown) * (LANE_H + GAP)
     for number, kind, t0, t1 in faults(records):
@@ -101,13 +100,10 @@ def svg(records: list[dict], title: str = "soak") -> str:
         for second in sorted(s for s in fails if not acks.get(s)):
             parts.append(f'<rect x="{x(second):.1f}" y="{base + 1}" width="{w:.2f}" height="5" fill="{COLOURS["gap"]}"/>')
     for minute in range(0, length // 60 + 1):
-        parts.append(f'<line x1="{x(minute * 60):.1f}" y1="{bottom}" x2="{x(minute * 60):.1f}" y2="{bottom + 5}" '
-                     f'stroke="{COLOURS["axis"]}"/>')
+        parts.append(tick(x(minute * 60), bottom, bottom + 5, COLOURS["axis"]))
         if length <= 600 or minute % 5 == 0:
-            parts.append(f'<text x="{x(minute * 60):.1f}" y="{bottom + 18}" text-anchor="middle" '
-                         f'fill="{COLOURS["axis"]}">{minute} min</text>')
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+            parts.append(tick_label(x(minute * 60), bottom + 18, f"{minute} min", COLOURS["axis"]))
+    return document(parts)
 
 
 def write(records: list[dict], out: str | Path, title: str = "soak") -> Path:

@@ -149,6 +149,15 @@ CASES = [
     ("two waiting at start, one active and not answering: refused (that one is not waiting)",
      {"node01": WAITING, "node02": WAITING, "node03": dict(WAITING, active=True)}, (), False,
      r"node01, node02 is starting and waiting.*position of node03 could not be read"),
+    # A server active and not answering (loaded, hung) beside servers running outside any Primary
+    # component is not "outside": its position is unknown (it may be the most advanced) and it is
+    # not waiting at start, so it is never stopped; without its position nobody bootstraps.
+    ("running outside any Primary, one active and not answering: refused, nobody stopped",
+     {"node01": non_primary(10), "node02": non_primary(12), "node03": dict(WAITING, active=True)}, (), False,
+     r"last committed: node01 10, node02 12, node03 \?.*a position could not be read"),
+    ("one outside a Primary, one waiting at start, one active and not answering: refused, the last not stopped",
+     {"node01": non_primary(10), "node02": WAITING, "node03": dict(WAITING, active=True)}, (), False,
+     r"node02 is starting and waiting.*position of node03 could not be read"),
     ("whole-site stop, limited run: refused", {n: WAITING for n in ORDER}, ("node02", "node03"), False,
      r"limited to node01.*without --limit"),
     ("state of two different clusters: refused", {"node01": stopped(5), "node02": stopped(5), "node03": stopped(5, uuid=OTHER)},

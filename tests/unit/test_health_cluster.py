@@ -9,7 +9,7 @@ import pytest
 
 from healthkit import NAMES, capture, cluster, healthy, lab_site, row, statuses
 
-from health.checks import evaluate
+from health.checks import evaluate, partition_minority
 from health.report import FAIL, INFO, OK, write_json
 
 # --- the VIP -------------------------------------------------------------------------------------
@@ -158,6 +158,20 @@ def test_a_partition_that_outlived_the_heal_names_the_minority_to_restart():
         results[n]["rabbitmq"]["partitions"] = ["x"]
     results["node02"]["rabbitmq"]["running_nodes"] = ["rabbit@node02"]
     assert "restart" not in cluster(evaluate(site, results), "rabbitmq").detail
+    # An even split (4 up, 2 and 2, each side seeing exactly itself): neither side is a majority,
+    # so nobody is named (restarting either half could leave the other as the one that lost).
+    four = ["node01", "node02", "node03", "node04"]
+
+    def split(*sides):
+        return {n: {"rabbitmq": {"running_nodes": [f"rabbit@{m}" for m in side], "partitions": ["x"], "error": None}}
+                for side in sides for n in side}
+
+    assert partition_minority(split(("node01", "node02"), ("node03", "node04")), four, four) == []
+    # Half of them with the other half split again: half is still no majority (`>`, not `>=`; the
+    # even split above cannot tell them apart, both halves would count and two majorities name nobody).
+    assert partition_minority(split(("node01", "node02"), ("node03",), ("node04",)), four, four) == []
+    # A true majority of 3 of 4: the one left is named (the rows above are not empty by accident).
+    assert partition_minority(split(("node01", "node02", "node03"), ("node04",)), four, four) == ["node04"]
 
 
 def test_rabbitmq_partitioned_capture():
