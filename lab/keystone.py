@@ -45,11 +45,14 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 import uuid
 from pathlib import Path
+
+import requests
+from keystoneauth1 import exceptions as ksa
+from keystoneauth1 import session as ksa_session
+from keystoneauth1.identity import v3
 
 from lab.names import KEYSTONE_SECRETS_FILE, REPO_ROOT, LabError
 
@@ -359,66 +362,73 @@ class KeystoneError(Exception):
 
 
 class Client:
-    """keystone's v3 API through the VIP, as a client of the site calls it: HTTPS verified
-    against the lab's CA when the listener takes TLS (plain urllib: no client library needed).
-    Credentials: the admin bootstrapped by the keystone deploy."""
+    """keystone's v3 API through the VIP, called as OpenStack's services call it: a keystoneauth1
+    session (the client library nova, neutron and keystonemiddleware use) with the v3 password
+    plugin; HTTPS verified against the lab's CA when the listener takes TLS; never through an
+    http_proxy. Credentials: the admin bootstrapped by the keystone deploy.
+
+    Failures are of two kinds, as a client of the site sees them: keystone answered otherwise
+    than expected (KeystoneError: it did not do it), or no answer came (ConnectionError, an
+    OSError: the call's effect is unknown)."""
 
     def __init__(self, url: str | None = None, password: str | None = None, timeout: float = 10):
         from lab import sitemodel
 
         self.url = (url or sitemodel.vip_url(sitemodel.listen_port(LISTENER))).rstrip("/")
         self.password = password or ensure_secrets()["keystone_admin_password"]
-        self.timeout = timeout
-        handlers = [urllib.request.ProxyHandler({})]   # never through an http_proxy
+        transport = requests.Session()
+        transport.trust_env = False   # never through an http_proxy of the environment
+        verify = True
         if self.url.startswith("https:"):
-            from lab.clients import tls_context
-
-            handlers.append(urllib.request.HTTPSHandler(context=tls_context()))
-        self._opener = urllib.request.build_opener(*handlers)
+            from lab.clients import CA_FILE
+            verify = str(CA_FILE)
+        self.session = ksa_session.Session(session=transport, verify=verify, timeout=timeout)
+        self.auth = None
         self.token: str | None = None
 
-    def _call(self, method: str, path: str, body: dict | None = None, token: str | None = None,
-              expect: int = 200) -> tuple[dict, dict]:
-        data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(f"{self.url}{path}", data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        req.add_header("Accept", "application/json")
-        if token:
-            req.add_header("X-Auth-Token", token)
+    def _plugin(self):
+        return v3.Password(auth_url=f"{self.url}/v3", username=ADMIN_USER, user_domain_id=DOMAIN,
+                           password=self.password, project_name=ADMIN_PROJECT, project_domain_id=DOMAIN)
+
+    def _guard(self, what: str, call):
+        """call(), keystoneauth's exceptions as this client's two kinds (never the password)."""
         try:
-            with self._opener.open(req, timeout=self.timeout) as r:
-                status, headers, raw = r.status, dict(r.headers), r.read()
-        except urllib.error.HTTPError as exc:
-            status, headers, raw = exc.code, dict(exc.headers or {}), exc.read()
-        if status != expect:
-            # keystone's error body names the cause; never the request (it may hold the password)
-            raise KeystoneError(f"{method} {path}: HTTP {status} (expected {expect}): {raw[:300].decode(errors='replace')}")
-        return (json.loads(raw) if raw.strip() else {}), headers
+            return call()
+        except ksa.ConnectionError as exc:   # refused, reset, timed out, TLS: no answer
+            raise ConnectionError(f"{what}: no answer: {type(exc).__name__}: {exc}") from None
+        except ksa.HttpError as exc:
+            raise KeystoneError(f"{what}: HTTP {exc.http_status}: {exc.message}") from None
+        except ksa.ClientException as exc:
+            raise KeystoneError(f"{what}: {type(exc).__name__}: {exc}") from None
+
+    def _call(self, method: str, path: str, body: dict | None = None, expect: int = 200) -> dict:
+        if self.auth is None:
+            self.issue_token()
+        r = self._guard(f"{method} {path}", lambda: self.session.request(
+            f"{self.url}{path}", method, json=body, auth=self.auth, raise_exc=False,
+            headers={"Accept": "application/json"}))
+        if r.status_code != expect:
+            # keystone's error body names the cause
+            raise KeystoneError(f"{method} {path}: HTTP {r.status_code} (expected {expect}): {r.text[:300]}")
+        return r.json() if r.content.strip() else {}
 
     def issue_token(self) -> str:
-        """POST /v3/auth/tokens: a token scoped to the admin project (201, X-Subject-Token)."""
-        body = {"auth": {
-            "identity": {"methods": ["password"], "password": {"user": {
-                "name": ADMIN_USER, "domain": {"id": DOMAIN}, "password": self.password}}},
-            "scope": {"project": {"name": ADMIN_PROJECT, "domain": {"id": DOMAIN}}}}}
-        _, headers = self._call("POST", "/v3/auth/tokens", body, expect=201)
-        token = {k.lower(): v for k, v in headers.items()}.get("x-subject-token")
+        """A new token scoped to the admin project (POST /v3/auth/tokens by the password plugin)."""
+        auth = self._plugin()
+        token = self._guard("POST /v3/auth/tokens", lambda: auth.get_token(self.session))
         if not token:
-            raise KeystoneError("POST /v3/auth/tokens: 201 without X-Subject-Token")
-        self.token = token
+            raise KeystoneError("POST /v3/auth/tokens: no token in the answer")
+        self.auth, self.token = auth, token
         return token
 
     def create_project(self, name: str | None = None) -> str:
         """POST /v3/projects in the default domain: the new project's id."""
-        token = self.token or self.issue_token()
         name = name or f"{PROJECT_PREFIX}{uuid.uuid4().hex[:12]}"
-        got, _ = self._call("POST", "/v3/projects", {"project": {"name": name, "domain_id": DOMAIN}},
-                            token=token, expect=201)
-        return got["project"]["id"]
+        return self._call("POST", "/v3/projects", {"project": {"name": name, "domain_id": DOMAIN}},
+                          expect=201)["project"]["id"]
 
     def delete_project(self, project_id: str) -> None:
-        token = self.token or self.issue_token()
-        self._call("DELETE", f"/v3/projects/{urllib.parse.quote(project_id, safe='')}", token=token, expect=204)
+        self._call("DELETE", f"/v3/projects/{urllib.parse.quote(project_id, safe='')}", expect=204)
 
     def cycle(self) -> dict[str, float]:
         """One token issue, one project created and deleted: {step: seconds}."""
@@ -433,6 +443,16 @@ class Client:
         self.delete_project(pid)
         out["delete"] = time.monotonic() - t
         return out
+
+
+def installed() -> bool:
+    """Whether the lab's keystone answers through the VIP (make keystone installed it): the soak
+    and the failover bench add their keystone calls only then."""
+    try:
+        Client(timeout=5).issue_token()
+    except (OSError, ValueError, KeyError, KeystoneError):
+        return False
+    return True
 
 
 def check(count: int = 3) -> list[dict[str, float]]:

@@ -76,7 +76,12 @@ def authorize_key(node: str, source: str, run: bool):
     """
     if not run:
         return
-    pub = read_file(node, f"{BACKUP_SSH_KEY}.pub")
+    try:
+        pub = read_file(node, f"{BACKUP_SSH_KEY}.pub")
+    except ConnectionError:  # the backup node is down: what this controller authorized stays
+        logger.warning(f"[{host.name}] backup: {node} could not be reached: its key's authorization here is left "
+                       "as it is; the deploy after it is back checks it")
+        return
     if pub is None:  # generated in this run: read when executing
         yield FunctionCommand(_authorize_now(node, source), (), {})
         return
@@ -107,7 +112,12 @@ def configure():
                   run=to_controller and host.name == target.name)
     pinned = ""
     if mine and to_controller:
-        key = read_file(target.name, HOST_KEY)
+        try:
+            key = read_file(target.name, HOST_KEY)
+        except ConnectionError:  # the copy controller is down: the host key pinned before stays
+            logger.warning(f"[{me}] backup: {target.name} could not be reached: its pinned host key is left as it "
+                           "is; the deploy after it is back checks it")
+            key = None
         pinned = f"{s.controller(target.name).address} {' '.join((key or '').split()[:2])}\n" if key else ""
     elif mine:
         logger.info(f"[{me}] backups are copied to {target.name} over SSH: authorize {me}'s key "

@@ -69,13 +69,14 @@ sys.path.insert(0, str(ROOT))
 
 import lab  # noqa: E402
 from lab import backends, drills, sitemodel  # noqa: E402
+from lab import keystone as lab_keystone  # noqa: E402
 from lab.names import CA_FILE  # noqa: E402
 from config.defaults import DEFAULTS, FAILOVER_ANCHORS  # noqa: E402
 from config.site import MERGED  # noqa: E402
 from config.files import MAINTENANCE_FILE  # noqa: E402
 from tests.bench.timeline import Request, load_records, longest_ack_gap, percentile, write_svgs  # noqa: E402
 
-API = "keystone_internal"  # the API listener the clients use (the stand-ins answer GET /?delay=1)
+API = "keystone_internal"  # the API listener the GETs use (the stand-ins answer GET /?delay=1)
 API_BESIDE_KEYSTONE = "nova_api"  # theirs when the lab's keystone owns keystone_internal (make keystone)
 TABLE = "bench_failover"
 OBSERVE_MAX = 90.0  # s of client loops per fault, at most
@@ -109,14 +110,14 @@ class StaleClients:
     """tests/bench/stale_client.py inside `witness`'s network namespace (host process, so the
     bench ends it by PID); its JSON lines are collected by a reader thread."""
 
-    def __init__(self, witness: str, direct: str | None):
+    def __init__(self, witness: str, direct: str | None, api: str = API):
         argv = ["nsenter", "-t", str(lab.init_pid(witness)), "-n", "--",
                 sys.executable, str(Path(__file__).with_name("stale_client.py")),
-                "--vip", sitemodel.vip(), "--http-port", str(sitemodel.listen_port(API)),
+                "--vip", sitemodel.vip(), "--http-port", str(sitemodel.listen_port(api)),
                 "--db-port", str(sitemodel.listen_port("mariadb")),
                 "--db-user", sitemodel.data("mariadb_admin_user"), "--cap", str(STALE_CAP),
                 "--http-connections", str(HTTP_CONNECTIONS)]
-        if sitemodel.vip_url(sitemodel.listen_port(API)).startswith("https:"):
+        if sitemodel.vip_url(sitemodel.listen_port(api)).startswith("https:"):
             argv += ["--cafile", str(CA_FILE)]
         if direct:
             argv += ["--direct", f"{sitemodel.node_address(direct)}:{sitemodel.data('memcached_port')}"]
@@ -231,11 +232,12 @@ def paced(t: float, period: float) -> None:
         time.sleep(rest)
 
 
-def http_loop(loop: Loop) -> None:
+def http_loop(loop: Loop, api: str = API) -> None:
+    """GETs through the VIP to the listener `api`, paced."""
     while not loop.stop.is_set() and len(loop.events) < (loop.cap or MAX_HTTP):
         t = time.monotonic()
         try:
-            drills.http_get(sitemodel.listen_port(API), timeout=1)
+            drills.http_get(sitemodel.listen_port(api), timeout=1)
             loop.events.append((t, True, time.monotonic() - t))
         except Exception:  # noqa: BLE001 - any failure is a failed request
             loop.events.append((t, False, time.monotonic() - t))
@@ -265,11 +267,10 @@ def db_loop(loop: Loop, client: str) -> None:
 
 
 def keystone_loop(loop: Loop) -> None:
-    """keystone through the VIP as a service's client calls it (lab/keystone.py Client, make
-    keystone): a token issued, then a write, a project created and deleted; one call, failed
+    """keystone through the VIP as a service's client calls it (lab/keystone.py Client: a
+    keystoneauth1 session; make keystone): a token issued, then a write, a project created and deleted; one call, failed
     when any of the three failed (a project left by a failed delete is the lab's to drop)."""
-    from lab.keystone import Client
-    client = Client(timeout=KEYSTONE_TIMEOUT)
+    client = lab_keystone.Client(timeout=KEYSTONE_TIMEOUT)
     while not loop.stop.is_set() and len(loop.events) < (loop.cap or MAX_KEYSTONE):
         t = time.monotonic()
         try:
@@ -279,12 +280,6 @@ def keystone_loop(loop: Loop) -> None:
         except Exception:  # noqa: BLE001 - any failure is a failed call
             loop.events.append((t, False, time.monotonic() - t))
         paced(t, KEYSTONE_PERIOD)
-
-
-def keystone_installed() -> bool:
-    """Whether the lab's keystone answers through the VIP (make keystone)."""
-    from tests.soak.run import keystone_installed as answering
-    return answering()
 
 
 def witness_for(failing: str) -> str:
@@ -420,13 +415,13 @@ def vip_move(before: str, t0: float, running: Callable[[], bool]) -> tuple[str |
     return drills.holder(), None
 
 
-def run_fault(f: Fault, keystone: bool = False) -> dict:
+def run_fault(f: Fault, keystone: bool = False, api: str = API) -> dict:
     """VIP placed, client loops on, the fault injected, loops until quiet or OBSERVE_MAX (and
     the stale clients settled, or STALE_CAP), heal(), restore. A planned fault: its commands
     run in a thread, the loops until they returned and SETTLE s without a failure (at most
     OBSERVE_MAX more). The loops and the stale clients stop also when this fails."""
     drills.place_vip(f.vip_on)
-    stale = None if f.planned else StaleClients(witness_for(f.failing), f.failing if f.direct else None)
+    stale = None if f.planned else StaleClients(witness_for(f.failing), f.failing if f.direct else None, api)
     stale_clients = ("http", "db") + (("direct",) if f.direct else ())
     # a planned fault's loops run as long as its commands (two maintenance runs at most)
     span = 2 * MAINT_TIMEOUT + OBSERVE_MAX + 10 if f.planned else 0
@@ -435,7 +430,7 @@ def run_fault(f: Fault, keystone: bool = False) -> dict:
     ks = Loop("keystone", cap=int(span / KEYSTONE_PERIOD))
     steps: list[dict] = []
     runner = None
-    threads = [threading.Thread(target=http_loop, args=(http,), daemon=True),
+    threads = [threading.Thread(target=http_loop, args=(http, api), daemon=True),
                threading.Thread(target=db_loop, args=(db, f.slug), daemon=True)]
     if keystone:
         threads.append(threading.Thread(target=keystone_loop, args=(ks,), daemon=True))
@@ -493,7 +488,7 @@ def run_fault(f: Fault, keystone: bool = False) -> dict:
     ids = {int(x) for x in drills.sql(f"SELECT id FROM {drills.WRITES_DB}.{TABLE}").split()}
     lost = [i for i in db.acked if i not in ids]
     return {
-        "slug": f.slug, "fault": f.title, "api_listener": API, "holder": before, "new_holder": new, "vip_moved": vip_moved,
+        "slug": f.slug, "fault": f.title, "api_listener": api, "holder": before, "new_holder": new, "vip_moved": vip_moved,
         "http_outage": http.outage(), "http_failed": http.failed, "http_total": len(http.events),
         "api_p50": http.latency(50), "api_p99": http.latency(99),
         "db_outage": db.outage(), "db_ack_gap": db.ack_gap(), "db_failed": db.failed, "db_total": len(db.events),
@@ -724,7 +719,8 @@ LEGEND = [
     "latency): the failed writes and the ones that waited for an answer, together.",
     "acked writes lost: acknowledged writes missing from the database afterwards (every one must be there; "
     "'?': not in an earlier records.json).",
-    f"keystone calls failed, longest gap (when the lab has keystone: make keystone): calls through the VIP "
+    f"keystone calls failed, longest gap (when the lab has keystone: make keystone): calls through the VIP by "
+    "keystoneauth1, the client library of OpenStack's services "
     f"({1 / KEYSTONE_PERIOD:.0f}/s; each a token issued and a project created and deleted, {KEYSTONE_TIMEOUT:.0f} s "
     "per request) failed of all, and the longest span between two answered calls.",
     "maintenance: the fault instant is the start of `maintenance.py action=out` (pyinfra reads every controller "
@@ -829,7 +825,6 @@ def report(by_profile: dict[str, list[dict]], out: Path, complete: bool, kept: t
 
 
 def main() -> int:
-    global API  # the GETs' listener: another when the lab's keystone owns keystone_internal
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--profiles", default=",".join(PROFILES),
                     help="profiles to run, in order (untuned: the kernel's defaults and the article's "
@@ -864,10 +859,9 @@ def main() -> int:
         raise SystemExit("bench-failover: the API stand-ins did not install")
     drills.wait_healthy(120)
     drills.prepare_writes(TABLE)
-    keystone = keystone_installed()
-    if keystone:
-        API = API_BESIDE_KEYSTONE
-    drills.log("bench: keystone " + (f"answers through the VIP: its calls are a client loop; the GETs go to {API}"
+    keystone = lab_keystone.installed()
+    api = API_BESIDE_KEYSTONE if keystone else API  # the lab's keystone owns keystone_internal
+    drills.log("bench: keystone " + (f"answers through the VIP: its calls are a client loop; the GETs go to {api}"
                                      if keystone else "not installed (make keystone): no keystone loop"))
 
     by_profile: dict[str, list[dict]] = {}
@@ -878,7 +872,7 @@ def main() -> int:
             use_profile(profile, base)
             for f in faults(only):
                 drills.log(f"bench: {f.title} ({profile})")
-                results.append({**run_fault(f, keystone), "config": run_config(profile_data(profile, base))})
+                results.append({**run_fault(f, keystone, api), "config": run_config(profile_data(profile, base))})
         complete = True
     finally:
         # deployed again unless the last profile was the defaults and all went well

@@ -237,8 +237,8 @@ class Nemesis:
         try:
             d.wait_healthy(RECOVER_ALONE)
             return "itself", time.monotonic() - t0
-        except d.DrillError:
-            pass
+        except d.DrillError as exc:  # what did not heal by itself: the run's log says why the deploy ran
+            self.log(f"nemesis: not healed by itself, the deploy runs: {exc}"[:600])
         run = d.deploy()
         if run.returncode == 0:
             try:

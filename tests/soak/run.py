@@ -24,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+from lab import keystone as lab_keystone
 from tests.soak import timeline, workloads
 from tests.soak.checker import check
 from tests.soak.history import Recorder
@@ -37,16 +38,6 @@ BANK_CLIENTS = 2
 
 def log(msg: str) -> None:
     print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def keystone_installed() -> bool:
-    """Whether the lab's keystone answers through the VIP (make keystone installed it)."""
-    try:
-        from lab.keystone import Client, KeystoneError
-        Client(timeout=5).issue_token()
-    except (ImportError, OSError, ValueError, KeyError, KeystoneError):
-        return False
-    return True
 
 
 def start_workloads(rec: Recorder, seed: int, keys: workloads.Keys, keystone: bool) -> list[workloads.Workload]:
@@ -89,7 +80,7 @@ def soak(minutes: float, seed: int, out: Path, only: tuple[str, ...] = ()) -> in
                                                 "plan": [p.kind for p in plan]})
     nemesis = Nemesis(random.Random(f"{seed}/nemesis"), log=log)
     keys = workloads.Keys()
-    keystone = keystone_installed()
+    keystone = lab_keystone.installed()
     log("keystone: " + ("its calls through the VIP join the workloads" if keystone else
                         "not installed (make keystone): no API workload"))
     threads = start_workloads(rec, seed, keys, keystone)

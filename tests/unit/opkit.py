@@ -17,6 +17,7 @@ A case (tests/unit/operations/<component>/<case>.json):
      "override": {"node": "node02"},                     # pyinfra --data (override data)
      "facts": {"*": {FACT: VALUE}, "node02": {FACT: VALUE}},   # "*": every host, then per host
                                                          # ("$case": "../site/deployed": from that case)
+     "unreachable": ["node02"],                          # hosts whose connection fails (not planned)
      "commands": {"node01": [["operation name", ["command", ...]], ...], ...},
      "facts_after": {...}}                               # the state after: no command at all
 
@@ -234,8 +235,12 @@ def planning(case: dict, facts_key: str = "facts"):
     names = [n for n, _ in hosts + extra]
     facts = {n: {k: resolve(site, n, k, v) for k, v in host_facts(case[facts_key], n).items()} for n in names}
 
+    unreachable = set(case.get("unreachable", ()))
+
     def get_fact(self, cls, *args, **kwargs):
         fact = cls.__name__
+        if self.name in unreachable:  # as pyinfra's connector fails: operations/before.py's UNREACHABLE
+            raise ConnectionError(f"{self.name}: could not connect (the case's unreachable)")
         if fact == "Bundle":  # facts.bundle: each part answered as if read on its own; one the case lacks is unknown
             from facts.bundle import fact_class
 
@@ -281,7 +286,7 @@ def run(case: dict, facts_key: str = "facts", failed: tuple = ()) -> dict[str, l
     with planning(case, facts_key) as (state, inventory):
         names = [h.name for h in inventory]
         modules = [importlib.import_module(f"operations.{c}") for c in case["components"]]
-        for name in names:
+        for name in (n for n in names if n not in case.get("unreachable", ())):  # pyinfra plans none there
             with ctx_host.use(inventory.get_host(name)):
                 for module in modules:
                     (module.run if module.__name__.split(".")[-1] in COMMANDS else module.configure)()

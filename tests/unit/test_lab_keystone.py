@@ -195,6 +195,8 @@ class FakeKeystone(BaseHTTPRequestHandler):
         for k, v in headers:
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(raw)))
+        if raw:
+            self.send_header("Content-Type", "application/json")
         self.end_headers()
         self.wfile.write(raw)
 
@@ -208,7 +210,13 @@ class FakeKeystone(BaseHTTPRequestHandler):
             pw = body["auth"]["identity"]["password"]["user"]["password"]
             if pw != self.password:
                 return self._send(401, {"error": {"code": 401, "message": "The request you have made requires authentication."}})
-            return self._send(201, {"token": {}}, [("X-Subject-Token", "tok123")])
+            # the shape keystone answers (keystoneauth reads expires_at)
+            return self._send(201, {"token": {
+                "methods": ["password"], "expires_at": "2999-01-01T00:00:00.000000Z",
+                "issued_at": "2026-01-01T00:00:00.000000Z", "catalog": [],
+                "user": {"id": "u1", "name": "admin", "domain": {"id": "default", "name": "Default"}},
+                "project": {"id": "p-admin", "name": "admin", "domain": {"id": "default", "name": "Default"}}}},
+                [("X-Subject-Token", "tok123")])
         if self.path == "/v3/projects" and self.headers.get("X-Auth-Token") == "tok123":
             pid = f"p{len(self.projects)}"
             self.projects[pid] = body["project"]["name"]
@@ -251,3 +259,16 @@ def test_client_error_names_the_status_never_the_password(fake_keystone):
     with pytest.raises(ks.KeystoneError) as exc:
         client.issue_token()
     assert "HTTP 401" in str(exc.value) and "wrong-password-xyz" not in str(exc.value)
+
+
+def test_client_no_answer_is_a_connection_error_not_a_keystone_answer():
+    """A refused connection is "no answer" (an OSError: the soak records the call as unknown),
+    never a KeystoneError (keystone answered: it did not do it)."""
+    import socket
+    with socket.socket() as s:   # a port nobody listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+        client = ks.Client(url=url, password="x", timeout=2)
+        with pytest.raises(ConnectionError) as exc:
+            client.issue_token()
+    assert not isinstance(exc.value, ks.KeystoneError) and "no answer" in str(exc.value)
