@@ -417,6 +417,8 @@ SITE: dict[str, Rule] = {
     "rabbitmq_amqp_tls_verify_peer": Rule(boolean(), "require a client certificate signed by the CA (rabbitmq_amqp_tls)"),
     "rabbitmq_management_port": Rule(PORT, "management API's port on the node address and its listener's on the VIP"),
     "rabbitmq_partition_handling": Rule(choice("pause_minority", "autoheal", "ignore"), "what a partitioned node does"),
+    "rabbitmq_heartbeat": Rule(integer(5, 600, " s"), "the AMQP heartbeat timeout the brokers propose, printed as "
+                               "oslo.messaging's heartbeat_timeout_threshold (below 5 s: false alarms)"),
     "rabbitmq_memory_high_watermark": Rule(
         either(Kind("a fraction in 0-1", lambda v: None if type(v) in (int, float) and 0 < v <= 1 else "no"),
                text(r"[1-9][0-9]*(k|K|kB|KB|kiB|KiB|M|MB|MiB|G|GB|GiB)?", 'a size such as "2GiB"')),

@@ -222,6 +222,10 @@ class Site:
             # it, the soak read stale data through the VIP when a paused writer came back
             # (docs/soak.md); openstack-k8s-operators sets the same.
             "mysql_wsrep_sync_wait": str(d["services_wsrep_sync_wait"]),
+            # oslo.messaging's [oslo_messaging_rabbit] option (its default 60 s): the brokers'
+            # heartbeat timeout (rabbitmq_heartbeat), so a service leaves a silent broker as soon
+            # as the broker's peers would drop the service's connection
+            "heartbeat_timeout_threshold": str(d["rabbitmq_heartbeat"]),
             **amqp_tls.client_strings(d, [c.name for c in self.controllers], pw),
         }
 

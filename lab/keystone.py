@@ -173,6 +173,10 @@ memcache_servers = {strings['memcached_servers']}
 driver = messagingv2
 transport_url = {strings['transport_url']}
 
+[oslo_messaging_rabbit]
+# what the deploy tells the services (a silent broker left within one to two timeouts)
+heartbeat_timeout_threshold = {strings['heartbeat_timeout_threshold']}
+
 [oslo_middleware]
 enable_proxy_headers_parsing = true
 

@@ -180,7 +180,8 @@ def test_the_firewall_admits_5671_from_the_networks_of_5672(pki, on, plain, port
 def test_what_the_services_are_told(pki):
     hosts, group = amqp(pki, on=False)
     assert set(build_site(hosts, group).client_strings(FAKE_SECRETS)) == {"memcached_servers", "transport_url",
-                                                                           "database_connection", "mysql_wsrep_sync_wait"}
+                                                                           "database_connection", "mysql_wsrep_sync_wait",
+                                                                           "heartbeat_timeout_threshold"}
     hosts, group = amqp(pki)
     said = build_site(hosts, group).client_strings(FAKE_SECRETS)
     assert said["transport_url"].count(":5672") == 3 and said["transport_url_tls"].count(":5671") == 3

@@ -286,6 +286,7 @@ OVERRIDES = {
     "rabbitmq_port": {"rabbitmq_port": 5673},
     "rabbitmq_management_port": {"rabbitmq_management_port": 15673},
     "rabbitmq_partition_handling": {"rabbitmq_partition_handling": "autoheal"},
+    "rabbitmq_heartbeat": {"rabbitmq_heartbeat": 17},
     "rabbitmq_memory_high_watermark": {"rabbitmq_memory_high_watermark": 0.5},
     "rabbitmq_queue_type": {"rabbitmq_queue_type": "mirrored"},
     "rabbitmq_user": {"rabbitmq_user": "os2"},
