@@ -846,7 +846,8 @@ def main() -> int:
         if f not in FAULTS:
             raise SystemExit(f"bench-failover: unknown fault {f!r} (known: {', '.join(FAULTS)})")
     # read before the lab is touched: an unreadable records.json stops the bench, not its report
-    earlier = earlier_results(args.out) if set(only) != set(FAULTS) else {}
+    # (a run of every fault and every profile replaces them all; any fewer keeps the others)
+    earlier = earlier_results(args.out) if (set(only), set(profiles)) != (set(FAULTS), set(PROFILES)) else {}
     base = json.loads(os.environ.get("HA_LAB_DATA") or "{}")
     lab.up(3)
     run = drills.deploy()
