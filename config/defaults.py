@@ -213,6 +213,14 @@ DEFAULTS = {
     # default, 60 s, kept the soak's messages waiting 27-79 s after such faults; its guide calls
     # 5-20 s optimal, and lower than 5 s likely to give false positives.
     "rabbitmq_heartbeat": 10,
+    # How long (s) a start of rabbitmq-server may take before it is killed and started again:
+    # systemd's TimeoutStartSec at every start (a drop-in of Debian's unit, whose own is 600 s) and
+    # the deploy's first try of each restart. A normal start takes ~6 s on the lab; Debian 12's
+    # RabbitMQ 3.10.8 on Erlang 25 sometimes hangs at boot in `global` (rabbitmq-server#6034),
+    # seen after 3 of ~8 power cuts in one day: systemd kills the hung start once this bound
+    # passes and starts it again 10 s later, without a deploy. A broker that waits longer than
+    # this for its peers' tables is killed and started again too, and waits again: harmless.
+    "rabbitmq_start_timeout": 120,
     # A fraction of RAM (0.4) or an absolute size ("2GiB").
     "rabbitmq_memory_high_watermark": 0.4,
     # "quorum" (current RabbitMQ practice) or "mirrored" (the article's ha-mode all policy).

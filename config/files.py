@@ -16,8 +16,8 @@ from config.defaults import EPMD_PORT, GALERA_IST_PORT, GALERA_PORT, GALERA_SST_
 from config.paths import (  # the paths this table installs (importers of config.files may read them here too)
     APT_PINS, BACKUP_SCRIPT, DBCHECK, EPMD_SOCKET_DROPIN, ERLANG_COOKIE, FIREWALL_NFT, FIREWALL_UNIT, GALERA_CNF, GALERA_SST_CNF,
     HAPROXY_CFG, HAPROXY_DOWN_FILE, HAPROXY_MAINT_FILE, HAPROXY_STATS_USERLIST, HAPROXY_STATS_USERS, HAPROXY_UNIT_DROPIN,
-    KEEPALIVED_AUTH, KEEPALIVED_CONF, KEEPALIVED_SERVE_SCRIPT, MAINTENANCE_FILE, RABBITMQ_MONITOR_CURLRC, SST_ACCOUNT,
-    SYSCTL_CONF,
+    KEEPALIVED_AUTH, KEEPALIVED_CONF, KEEPALIVED_SERVE_SCRIPT, MAINTENANCE_FILE, RABBITMQ_MONITOR_CURLRC, RABBITMQ_UNIT_DROPIN,
+    SST_ACCOUNT, SYSCTL_CONF,
 )
 from config.templates import MANAGED, TEMPLATES, env  # noqa: F401  (importers of config.files read MANAGED, TEMPLATES here)
 from facts.galera_rules import SERVING  # the rule the clustercheck states
@@ -74,6 +74,9 @@ FILES = (
     ("rabbitmq_monitor", "rabbitmq/monitor.curlrc.j2", RABBITMQ_MONITOR_CURLRC, "0600", "root", "root", True),
     # epmd's listeners: applied with the broker stopped (operations/rabbitmq.py), own component.
     ("epmd", "rabbitmq/epmd.socket.conf.j2", EPMD_SOCKET_DROPIN, "0644", "root", "root", False),
+    # The broker's start bounded by systemd (rabbitmq_start_timeout): its own component, so a
+    # change is a daemon-reload, never a restart of the broker (operations/rabbitmq.py).
+    ("rabbitmq_unit", "rabbitmq/rabbitmq-server.service.conf.j2", RABBITMQ_UNIT_DROPIN, "0644", "root", "root", False),
     # The VIP's certificate and key (haproxy_tls only), before the haproxy.cfg whose check reads it.
     ("haproxy", "haproxy/tls.pem.j2", "{haproxy_tls_pem_path}", "0640", "root", "haproxy", True),
     # The stats account before the haproxy.cfg whose check loads it (HAProxy reads both as root).

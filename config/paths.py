@@ -9,6 +9,9 @@ SYSCTL_CONF = "/etc/sysctl.d/60-openstack-ha.conf"
 GALERA_CNF = "/etc/mysql/mariadb.conf.d/99-openstack-galera.cnf"
 ERLANG_COOKIE = "/var/lib/rabbitmq/.erlang.cookie"
 EPMD_SOCKET_DROPIN = "/etc/systemd/system/epmd.socket.d/openstack-ha.conf"
+# rabbitmq-server's start bounded by systemd (rabbitmq_start_timeout, the boot hang of
+# rabbitmq-server#6034): a drop-in of Debian's unit, operations/rabbitmq.py.
+RABBITMQ_UNIT_DROPIN = "/etc/systemd/system/rabbitmq-server.service.d/openstack-ha.conf"
 HAPROXY_CFG = "/etc/haproxy/haproxy.cfg"
 KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf"
 # keepalived's check_serving (keepalived_serve_check): the VIP follows the ability to serve.

@@ -419,6 +419,10 @@ SITE: dict[str, Rule] = {
     "rabbitmq_partition_handling": Rule(choice("pause_minority", "autoheal", "ignore"), "what a partitioned node does"),
     "rabbitmq_heartbeat": Rule(integer(5, 600, " s"), "the AMQP heartbeat timeout the brokers propose, printed as "
                                "oslo.messaging's heartbeat_timeout_threshold (below 5 s: false alarms)"),
+    "rabbitmq_start_timeout": Rule(integer(60, 3600, " s"), "how long a start of rabbitmq-server may take before systemd "
+                                   "(TimeoutStartSec) and the deploy kill it and start it again (the boot hang of "
+                                   "rabbitmq-server#6034); below 60 s a slow but sound start after a power cut is killed, "
+                                   "above an hour it bounds nothing for a start that takes seconds"),
     "rabbitmq_memory_high_watermark": Rule(
         either(Kind("a fraction in 0-1", lambda v: None if type(v) in (int, float) and 0 < v <= 1 else "no"),
                text(r"[1-9][0-9]*(k|K|kB|KB|kiB|KiB|M|MB|MiB|G|GB|GiB)?", 'a size such as "2GiB"')),

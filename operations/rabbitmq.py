@@ -24,18 +24,27 @@ from operations.steps import clear_pending, consume, install_files, mark_pending
 
 COOKIE = ERLANG_COOKIE
 CTL = "timeout 60 rabbitmqctl"
-# A restart that has not finished in 120 s (a normal one takes ~6 s on the lab) is the boot hang
-# of Debian 12's RabbitMQ 3.10.8 on Erlang 25 in `global` synchronisation (rabbitmq-server#6034,
-# fixed in later 3.10.x): seen on the lab after power cuts and once in a first deploy. The node
-# is killed and started once more; a second hang fails the run.
-RESTART = (
-    "timeout 120 systemctl restart rabbitmq-server || { "
-    "echo \"$(hostname): rabbitmq-server did not start within 120 s (the boot hang of rabbitmq-server#6034?): "
-    "killed and started once more\" >&2; systemctl kill -s KILL rabbitmq-server; sleep 2; "
-    "timeout 300 systemctl restart rabbitmq-server; }"
-)
+
+
+def restart_command(bound: int) -> str:
+    """A bounded restart of the broker (`bound`: rabbitmq_start_timeout, 120 s by default; a
+    normal one takes ~6 s on the lab). A restart not finished by then is the boot hang of Debian
+    12's RabbitMQ 3.10.8 on Erlang 25 in `global` synchronisation (rabbitmq-server#6034, fixed in
+    later 3.10.x): seen on the lab after power cuts and once in a first deploy. The node is killed
+    and started once more, that try bounded by twice as long, 300 s at least: systemd's own bound
+    (the same as the first try's) ends a second hang first, with the stop of the hung broker after
+    it; a second failure fails the run. systemd bounds every start the same way (the unit's
+    drop-in, config/paths.py RABBITMQ_UNIT_DROPIN), also the starts no deploy makes. Pure."""
+    return (
+        f"timeout {bound} systemctl restart rabbitmq-server || {{ "
+        f"echo \"$(hostname): rabbitmq-server did not start within {bound} s (the boot hang of rabbitmq-server#6034?): "
+        "killed and started once more\" >&2; systemctl kill -s KILL rabbitmq-server; sleep 2; "
+        f"timeout {max(300, 2 * bound)} systemctl restart rabbitmq-server; }}"
+    )
+
+
 # epmd's socket made again with its drop-in's listeners (config/files.py EPMD_SOCKET_DROPIN);
-# the broker is stopped (RESTART starts it after).
+# the broker is stopped (restart_command() starts it after).
 EPMD_REBIND = ("systemctl daemon-reload && systemctl stop epmd.socket epmd.service && systemctl start epmd.socket && "
                + clear_pending("epmd.socket"))
 
@@ -158,7 +167,9 @@ def configure():
     tables); one paused by pause_minority (cut off while a majority runs) is waited for, never
     restarted, started or joined; stopped brokers start
     together too. A cookie change stops every node that gets it, then they start together.
-    Every start is bounded (RESTART: the boot hang is killed and started once more). A changed config restarts nodes one at
+    Every start is bounded (rabbitmq_start_timeout, restart_command(): the boot hang is killed and
+    started once more), by systemd too (the unit's drop-in, written before any start of the run:
+    a change of it is a daemon-reload, never a restart). A changed config restarts nodes one at
     a time; new nodes join the seed one at a time (a failed join leaves the node running
     standalone and says so); then the OpenStack user and vhost. Every step that restarts,
     stops or starts a broker, together or one at a time, is a turn(): skipped once a
@@ -182,8 +193,14 @@ def configure():
     # restart, pending and rebind are only known once the files are planned below: steps()
     # is taken again there with them; the steps before the files depend on none of them.
     first = node_steps(p, running, new_cookie)
+    # systemd's bound on every start (TimeoutStartSec, the boot hang of rabbitmq-server#6034),
+    # before any start of this run: its own component, never a restart trigger (a new bound
+    # applies to the next start; rolling every broker for it would be a restart for nothing).
+    bounded = restart_command(site()["rabbitmq_start_timeout"])
+    (dropin,) = install_files("rabbitmq_unit")
+    shell("rabbitmq: reload systemd units (rabbitmq-server's drop-in)", ["systemctl daemon-reload"], when=dropin.will_change)
     announce(first.unstick, "restart rabbitmq-server: its unit is active but its broker is not running (stuck nodes together)")
-    turn(name="rabbitmq: restart a stuck broker", commands=[f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
+    turn(name="rabbitmq: restart a stuck broker", commands=[f"{bounded} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
          run=first.unstick)
 
     why = "the Erlang cookie changes" if new_cookie else "the Erlang distribution switches TLS (rabbitmq_tls)"
@@ -202,7 +219,7 @@ def configure():
     # one in memory, and the next run restart it alone with the new one, away from its peers.
     install_files("rabbitmq", with_turns=(COOKIE,))
     install_files("epmd")
-    up = [*([EPMD_REBIND] if rebind else []), f"{RESTART} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started,
+    up = [*([EPMD_REBIND] if rebind else []), f"{bounded} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started,
           clear_pending("rabbitmq-server")]
     # Together, not one at a time: a node that was not the last to stop waits for its peers' tables.
     turn(name="rabbitmq: start together after the cookie change", commands=up, run=mine.cookie_start)

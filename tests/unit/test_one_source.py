@@ -16,12 +16,12 @@ import pytest
 from config.defaults import DEFAULTS
 from config import monitoring
 from config.files import (DBCHECK, FILES, GALERA_CNF, GALERA_SST_CNF, HAPROXY_CFG, HAPROXY_UNIT_DROPIN, KEEPALIVED_CONF,
-                          RABBITMQ_MONITOR_CURLRC, managed_files, wanted)
+                          RABBITMQ_MONITOR_CURLRC, RABBITMQ_UNIT_DROPIN, managed_files, wanted)
 from config.preflight import check
 from config.schema import SITE
 from config.site import build_site
 from operations.galera import account_statements
-from operations.rabbitmq import definition_commands
+from operations.rabbitmq import definition_commands, restart_command
 from unitkit import FAKE_SECRETS, lab_data, listens, parse_haproxy
 
 MEMCACHED_CONF = "/etc/memcached.conf"
@@ -124,6 +124,11 @@ def rabbitmqctl(pattern: str):
     return read
 
 
+def deploy_start_bound(files, site):
+    """The bound of the deploy's first try of a broker's restart (operations/rabbitmq.py)."""
+    return re.match(r"timeout (\d+) systemctl restart rabbitmq-server ", restart_command(site["rabbitmq_start_timeout"])).group(1)
+
+
 def flag_port(path: str, flag: str):
     """The port of a `--flag=ADDRESS:PORT` in an /etc/default file's ARGS (one value, or the set)."""
     def read(files, site):
@@ -176,6 +181,8 @@ AGREEMENTS = [
     # the account the health report logs in as is the one the deploy tags monitoring
     ("rabbitmq_monitor_user", line_value(RABBITMQ_MONITOR_CURLRC, r'user = "([^:"]+):.*"'),
      rabbitmqctl(r"set_user_tags (\S+) monitoring$")),
+    # systemd bounds every start of the broker as the deploy bounds its restarts
+    ("rabbitmq_start_timeout", line_value(RABBITMQ_UNIT_DROPIN, r"TimeoutStartSec=(\d+)"), deploy_start_bound),
 ]
 # Rows that hold when the site has an external VIP (the lab's has).
 WITH_EXTERNAL_VIP = [
@@ -287,6 +294,7 @@ OVERRIDES = {
     "rabbitmq_management_port": {"rabbitmq_management_port": 15673},
     "rabbitmq_partition_handling": {"rabbitmq_partition_handling": "autoheal"},
     "rabbitmq_heartbeat": {"rabbitmq_heartbeat": 17},
+    "rabbitmq_start_timeout": {"rabbitmq_start_timeout": 173},
     "rabbitmq_memory_high_watermark": {"rabbitmq_memory_high_watermark": 0.5},
     "rabbitmq_queue_type": {"rabbitmq_queue_type": "mirrored"},
     "rabbitmq_user": {"rabbitmq_user": "os2"},

@@ -3,6 +3,7 @@ commands to run, how facts are parsed. The lab tests run the same code against r
 
 import base64
 import hashlib
+import re
 
 import pytest
 from pyinfra.api import FileUploadCommand
@@ -12,7 +13,7 @@ from facts.host import SECRET_DIR, FileStates, ServiceStates
 from facts.rabbitmq import RabbitmqCluster
 from config.accounts import native_hash
 from operations.galera import account_statements
-from operations.rabbitmq import definition_commands
+from operations.rabbitmq import definition_commands, restart_command
 from operations.rabbitmq_plan import removed_members, seed_node, stuck
 
 ORDER = ["node01", "node02", "node03"]
@@ -26,6 +27,17 @@ def test_rabbitmq_forgets_only_members_the_inventory_dropped():
     assert removed_members(seed, ORDER) == ["rabbit@node04"]
     assert removed_members(seed, ORDER + ["node04"]) == []
     assert removed_members({}, ORDER) == []
+
+
+# (rabbitmq_start_timeout, the first try's bound, the second's): the second at least 300 s and
+# at least twice the first, longer than systemd's own bound (the same as the first) and its kill
+@pytest.mark.parametrize("bound, first, second", [(120, 120, 300), (60, 60, 300), (150, 150, 300), (151, 151, 302),
+                                                  (3600, 3600, 7200)])
+def test_a_broker_restart_is_bounded_by_the_start_timeout_and_tried_once_more(bound, first, second):
+    cmd = restart_command(bound)
+    assert re.findall(r"timeout (\d+) systemctl restart rabbitmq-server", cmd) == [str(first), str(second)]
+    assert f"did not start within {first} s (the boot hang of rabbitmq-server#6034?)" in cmd
+    assert "systemctl kill -s KILL rabbitmq-server; sleep 2; " in cmd
 
 
 def test_galera_node_fact_parses_status_and_grastate():

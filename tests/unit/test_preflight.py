@@ -319,8 +319,8 @@ def test_make_render_prod(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr
     for node in ("node01", "node02", "node03"):
-        assert f"{node}: 23 files under {out / node}" in proc.stdout
-        assert len([p for p in (out / node).rglob("*") if p.is_file()]) == 23
+        assert f"{node}: 24 files under {out / node}" in proc.stdout
+        assert len([p for p in (out / node).rglob("*") if p.is_file()]) == 24
     assert "bind 100.2.30.41:1984" in (out / "node01/etc/haproxy/haproxy.cfg").read_text()
 
 

@@ -70,14 +70,14 @@ def node01_cfg(prod_render):
     return parse_haproxy((prod_render / "node01" / "etc/haproxy/haproxy.cfg").read_text())
 
 
-def test_each_node_gets_its_eighteen_files(prod_render):
+def test_each_node_gets_its_files(prod_render):
     for node in NODES:
         files = {str(p.relative_to(prod_render / node)) for p in (prod_render / node).rglob("*") if p.is_file()}
         assert files == NODE_FILES, node
     assert {p.name for p in prod_render.iterdir()} == set(NODES)
     # the apt pins file only with package_versions, the backup files only with backup_enabled, monitoring's ten only
     # with monitoring_enabled, the peers' TLS files (3 Galera, 4 RabbitMQ) only with galera_tls / rabbitmq_tls: not in the prod render
-    assert len(FILES) == 48
+    assert len(FILES) == 49
 
 
 def test_render_returns_the_written_paths(tmp_path):
@@ -232,6 +232,9 @@ def test_galera_rabbit_memcached_bind_the_node_address(prod_render):
         assert f"gmcast.listen_addr=tcp://{addr}:4567; ist.recv_addr={addr}:4568" in galera
         epmd = (root / "etc/systemd/system/epmd.socket.d/openstack-ha.conf").read_text().splitlines()
         assert [l for l in epmd if l.startswith("ListenStream")] == ["ListenStream=", "ListenStream=127.0.0.1:4369", f"ListenStream={addr}:4369"]
+        # every start of the broker bounded by systemd (rabbitmq_start_timeout), Debian's restart kept
+        unit = (root / "etc/systemd/system/rabbitmq-server.service.d/openstack-ha.conf").read_text().splitlines()
+        assert [l for l in unit if not l.startswith("#")] == ["[Service]", "TimeoutStartSec=120", "Restart=on-failure", "RestartSec=10"]
         assert f"listeners.tcp.1 = {addr}:5672" in (root / "etc/rabbitmq/rabbitmq.conf").read_text()
         assert "net.ipv4.ip_nonlocal_bind = 1" in (root / "etc/sysctl.d/60-openstack-ha.conf").read_text()
 
@@ -287,7 +290,7 @@ def test_deploy_rendering_uses_values_and_mask_restores_placeholders(monkeypatch
     assert report.errors == []
     site = build_site(hosts, group)
     files = managed_files(site, "node01", secrets)
-    assert len(files) == 23
+    assert len(files) == 24
     by_path = {f.path.lstrip("/"): f for f in files}
     assert set(by_path) == NODE_FILES
     for rel, f in by_path.items():

@@ -447,6 +447,7 @@ EDGES = [
     (SITE, "galera_suspect_timeout", [2, 14], [1, 15]),
     (SITE, "services_wsrep_sync_wait", [0, 15], [-1, 16]),
     (SITE, "rabbitmq_heartbeat", [5, 600], [4, 601, 0]),  # below 5 s: false alarms; 0 would turn heartbeats off  # Galera's bit mask: four bits
+    (SITE, "rabbitmq_start_timeout", [60, 3600], [59, 3601, 0]),  # below 60 s: a sound start after a power cut killed; 0: no bound (systemd's infinity)
     (SITE, "mariadb_max_connect_errors", [1, 2**64 - 1], [0, 2**64]),  # MariaDB's unsigned long
     (SITE, "monitoring_group_wait", [0, 3600], [-1, 3601]),
     (SITE, "monitoring_group_interval", [1, 86400], [0, 86401]),

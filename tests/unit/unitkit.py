@@ -38,7 +38,7 @@ PROD = REPO / "inventories" / "prod.py"
 STATS_USERS_NAME = Path(HAPROXY_STATS_USERS).name  # rendered beside haproxy.cfg
 PY = sys.executable
 
-# The 21 files every controller gets (config/files.py FILES), relative to the host's root;
+# The 24 files every controller gets (config/files.py FILES), relative to the host's root;
 # the last three are the Galera-aware database check (mariadb_check_method "httpchk", the default),
 # openstack-ha.pem the VIP's certificate (haproxy_tls, the default).
 NODE_FILES = {
@@ -52,6 +52,7 @@ NODE_FILES = {
     "var/lib/rabbitmq/.erlang.cookie",
     "etc/openstack-ha/rabbitmq-monitor.curlrc",
     "etc/systemd/system/epmd.socket.d/openstack-ha.conf",
+    "etc/systemd/system/rabbitmq-server.service.d/openstack-ha.conf",
     "etc/openstack-ha/firewall.nft",
     "etc/systemd/system/openstack-ha-firewall.service",
     "etc/haproxy/openstack-ha.pem",
