@@ -41,7 +41,9 @@ WIDE = ("partition-halves", "majority-ring")  # 4 nodes or more
 HOLD = (10.0, 30.0)  # seconds a fault lasts (a pause: PAUSE)
 PAUSE = (1.0, 8.0)
 QUIET = (5.0, 20.0)  # seconds of no fault between two (after the recovery)
-RECOVER_ALONE = 120  # seconds the layer gets to heal by itself before the deploy runs
+# seconds the layer gets to heal by itself before the deploy runs: longer than systemd's bound of
+# a hung RabbitMQ start (rabbitmq_start_timeout, 120 s) plus its RestartSec (10 s) and a start
+RECOVER_ALONE = 160
 # netem's stand-in where the kernel has no sch_netem: 2 % of packets dropped each way (a table of
 # its own, before the node's firewall), egress at 4 Mbit/s with up to 100 ms queued.
 LOSSY_TABLE = "soak_lossy"

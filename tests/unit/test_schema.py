@@ -445,8 +445,8 @@ EDGES = [
     (SITE, "keepalived_serve_last_resort", [1, 3600], [0, 3601]),
     # Galera: above evs.keepalive_period (1 s), below evs.inactive_timeout (15 s)
     (SITE, "galera_suspect_timeout", [2, 14], [1, 15]),
-    (SITE, "services_wsrep_sync_wait", [0, 15], [-1, 16]),
-    (SITE, "rabbitmq_heartbeat", [5, 600], [4, 601, 0]),  # below 5 s: false alarms; 0 would turn heartbeats off  # Galera's bit mask: four bits
+    (SITE, "services_wsrep_sync_wait", [0, 15], [-1, 16]),  # Galera's bit mask: four bits
+    (SITE, "rabbitmq_heartbeat", [5, 600], [4, 601, 0]),  # below 5 s: false alarms; 0 would turn heartbeats off
     (SITE, "rabbitmq_start_timeout", [60, 3600], [59, 3601, 0]),  # below 60 s: a sound start after a power cut killed; 0: no bound (systemd's infinity)
     (SITE, "mariadb_max_connect_errors", [1, 2**64 - 1], [0, 2**64]),  # MariaDB's unsigned long
     (SITE, "monitoring_group_wait", [0, 3600], [-1, 3601]),
