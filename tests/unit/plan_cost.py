@@ -1,0 +1,74 @@
+"""What a no-op deploy costs in Python, offline: the local side of issue 22 (no lab, no host).
+
+tests/unit/operations/site/deployed.json (a deployed lab's facts) planned as opkit.run() plans
+it: every component of the case on every host, then each operation's commands generated (none:
+a no-op), with pyinfra's real State and API. The case's setup (facts resolved from the rendered
+site) is outside the timing: a real run reads its facts from the hosts.
+
+    nice -n 19 .venv/bin/python tests/unit/plan_cost.py [runs] [--profile]
+
+prints the median of `runs` plans (default 5) in seconds and the number of host-operations;
+--profile prints cProfile's top functions of one more run (cumulative).
+"""
+
+from __future__ import annotations
+
+import cProfile
+import importlib
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import opkit  # noqa: E402
+from pyinfra.context import ctx_host  # noqa: E402
+
+CASE = opkit.CASES / "site" / "deployed.json"
+
+
+def plan_once(case: dict, prof: cProfile.Profile | None = None) -> tuple[float, int, int]:
+    """(seconds to plan and generate every host's commands, host-operations, commands);
+    `prof` profiles that part alone."""
+    with opkit.planning(case) as (state, inventory):
+        modules = [importlib.import_module(f"operations.{c}") for c in case["components"]]
+        if prof:
+            prof.enable()
+        start = time.perf_counter()
+        for h in inventory:
+            with ctx_host.use(h):
+                for module in modules:
+                    module.configure()
+        ops = commands = 0
+        for h in inventory:
+            with ctx_host.use(h):
+                for op_hash in state.get_op_order():
+                    if op_hash in state.ops[h]:
+                        ops += 1
+                        commands += len(list(state.get_op_data_for_host(h, op_hash).command_generator()))
+        seconds = time.perf_counter() - start
+        if prof:
+            prof.disable()
+        return seconds, ops, commands
+
+
+def main(argv: list[str]) -> None:
+    runs = int(next((a for a in argv if a.isdigit()), 5))
+    case = opkit.load_case(CASE)
+    plan_once(case)  # warm: imports, first-use caches of the process
+    times = []
+    for _ in range(runs):
+        seconds, ops, commands = plan_once(case)
+        times.append(seconds)
+    print(f"{CASE.relative_to(opkit.CASES)}: {ops} host-operations, {commands} commands; "
+          f"plan median {statistics.median(times):.3f} s of {runs} (min {min(times):.3f}, max {max(times):.3f})")
+    if "--profile" in argv:
+        prof = cProfile.Profile()
+        plan_once(case, prof)
+        pstats.Stats(prof).sort_stats("tottime" if "--tottime" in argv else "cumulative").print_stats(60)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
