@@ -169,18 +169,25 @@ def serve_check(site: Site, name: str) -> dict:
     }
 
 
-def render_template(template: str, site: Site, name: str, secrets: dict[str, str], path: str = "") -> str:
+def render_template(template: str, site: Site, name: str, secrets: dict[str, str], path: str = "",
+                    shared: dict | None = None) -> str:
     """One template rendered for controller `name` (`path`: where it goes, for a template
-    installed twice, as the backup timers: the kind is in their name)."""
+    installed twice, as the backup timers: the kind is in their name). `shared`: what
+    managed_files() computes once for all the files of one call (the site's listeners, the
+    firewall's rule count), instead of once per template; computed here when not given."""
+    shared = {} if shared is None else shared
     if template.startswith("monitoring/"):
-        return monitoring.render_file(template, site, name, expected_rules(site) if site.data["firewall"] else None)
+        rules = None
+        if site.data["firewall"] and template.startswith("monitoring/openstack-ha-metrics"):  # the collector's alone
+            rules = shared["rules"] if "rules" in shared else expected_rules(site)
+        return monitoring.render_file(template, site, name, rules)
     me = site.controller(name)
     text = _env.get_template(template).render(
         site=site,
         d=site.data,
         me=me,
         peers=site.peers(name),
-        listeners=site.listeners,
+        listeners=shared["listeners"] if "listeners" in shared else site.listeners,
         dbcheck=DBCHECK,
         haproxy_down_file=HAPROXY_DOWN_FILE,
         maintenance_file=MAINTENANCE_FILE,
@@ -220,11 +227,17 @@ def render_backup_tool(site: Site, path: str) -> str:
     return render_template(backup.TOOLS[path], site, backup.node([c.name for c in site.controllers], site.data), {}, path)
 
 def managed_files(site: Site, name: str, secrets: dict[str, str], component: str | None = None) -> list[ManagedFile]:
-    """The files controller `name` gets, in install order (optionally one component's)."""
+    """The files controller `name` gets, in install order (optionally one component's).
+    The site's listeners and the firewall's rule count are computed once for all of them
+    (per template they were 15 listeners built ~30 times and the firewall table rendered
+    again for each of the collector's files, on each controller of each run)."""
+    rows = [row for row in FILES if component in (None, row[0]) and wanted(row[0], site, row[1], name, row[2])]
+    shared = {"listeners": site.listeners}
+    if site.data["firewall"] and any(tpl.startswith("monitoring/openstack-ha-metrics") for _, tpl, *_ in rows):
+        shared["rules"] = expected_rules(site)
     return [
-        ManagedFile(comp, path.format(**site.data), render_template(tpl, site, name, secrets, path), mode, user, group, secret)
-        for comp, tpl, path, mode, user, group, secret in FILES
-        if component in (None, comp) and wanted(comp, site, tpl, name, path)
+        ManagedFile(comp, path.format(**site.data), render_template(tpl, site, name, secrets, path, shared), mode, user, group, secret)
+        for comp, tpl, path, mode, user, group, secret in rows
     ]
 
 

@@ -251,3 +251,27 @@ def test_san_addresses_of_openssl_output():
     assert tls.san_addresses(out) == ("10.0.0.10", "203.0.113.10")
     assert tls.san_addresses("notBefore=Dec  6 08:00:00 2026 GMT\n") == ()
     assert tls.not_before("notBefore=Dec  6 08:00:00 2026 GMT").isoformat() == "2026-12-06T08:00:00+00:00"
+
+
+# --- the fast path of local_check(): two openssl processes when every check passes -----------
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_the_fast_path_passes_no_bad_certificate_on(case):
+    # any failure is left to OPENSSL_CHECKS one by one: their reason, as before
+    assert tls._passed_all(BAD[case][0]) is None
+
+
+def test_the_fast_path_reads_what_the_single_commands_read(tmp_path):
+    passed = tls._passed_all(GOOD)
+    assert passed is not None and tls.public_key(passed).startswith("-----BEGIN PUBLIC KEY-----")
+    path = tmp_path / "vip.pem"
+    path.write_text(GOOD)
+
+    def openssl(*args):
+        return subprocess.run(["openssl", *args, "-in", str(path)], capture_output=True, text=True, timeout=30, check=True).stdout
+
+    assert tls.local_check(GOOD) == (None, tls.not_after(openssl("x509", "-noout", "-enddate")))
+    names = openssl("x509", "-noout", "-startdate", "-ext", "subjectAltName")
+    assert tls.local_names(GOOD) == (next(filter(None, map(tls.not_before, names.splitlines()))), tls.san_addresses(names))
+    assert tls.public_key(passed) == openssl("pkey", "-pubout", "-passin", "pass:").strip()
