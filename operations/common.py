@@ -22,6 +22,7 @@ from config.preflight import check, print_report
 from config.secrets import SecretsError, load_secrets, mask
 from config.site import Site, build_site, inventory_others, inventory_shape
 from operations import pyinfra_args  # noqa: F401  (pyinfra's per-operation argument list, computed once)
+from operations import pyinfra_order  # noqa: F401  (pyinfra's operation order, from the frames)
 from operations.runstate import once, run_dict
 
 APT_TIMEOUT = 600  # seconds for one apt-get install; apt has hung forever on lab nodes
