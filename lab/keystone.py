@@ -54,7 +54,7 @@ from keystoneauth1 import exceptions as ksa
 from keystoneauth1 import session as ksa_session
 from keystoneauth1.identity import v3
 
-from lab.names import KEYSTONE_SECRETS_FILE, REPO_ROOT, LabError
+from lab.names import CA_FILE, KEYSTONE_SECRETS_FILE, REPO_ROOT, LabError
 
 LISTENER = "keystone_internal"   # the catalogue's keystone listener (config/catalogue.py)
 PACKAGE = "keystone"
@@ -382,13 +382,9 @@ class Client:
         self.password = password or ensure_secrets()["keystone_admin_password"]
         transport = requests.Session()
         transport.trust_env = False   # never through an http_proxy of the environment
-        verify = True
-        if self.url.startswith("https:"):
-            from lab.clients import CA_FILE
-            verify = str(CA_FILE)
+        verify = str(CA_FILE) if self.url.startswith("https:") else True
         self.session = ksa_session.Session(session=transport, verify=verify, timeout=timeout)
         self.auth = None
-        self.token: str | None = None
 
     def _plugin(self):
         return v3.Password(auth_url=f"{self.url}/v3", username=ADMIN_USER, user_domain_id=DOMAIN,
@@ -422,7 +418,7 @@ class Client:
         token = self._guard("POST /v3/auth/tokens", lambda: auth.get_token(self.session))
         if not token:
             raise KeystoneError("POST /v3/auth/tokens: no token in the answer")
-        self.auth, self.token = auth, token
+        self.auth = auth
         return token
 
     def create_project(self, name: str | None = None) -> str:

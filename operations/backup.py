@@ -38,6 +38,19 @@ def read_file(name: str, path: str) -> str | None:
     return None if lines is None else "\n".join(lines)
 
 
+def peer_file(name: str, path: str, left: str) -> tuple[bool, str | None]:
+    """A small file of the peer controller `name` (read_file), read for this host's plan:
+    (True, its content or None when missing), or (False, None) when `name` could not be reached,
+    with a warning naming it and what here is `left` as it is: a peer down (a power cut, seen in
+    the soak) must not stop the deploy of the others; the deploy after it is back checks it."""
+    try:
+        return True, read_file(name, path)
+    except ConnectionError:
+        logger.warning(f"[{host.name}] backup: {name} could not be reached: {left} is left as it is; "
+                       "the deploy after it is back checks it")
+        return False, None
+
+
 def authorized_line(public_key: str, source: str) -> str:
     """The copy host's authorized_keys line of backup_node's key: no shell, no forwarding, from
     its address only (scp runs its own command: `restrict` leaves that)."""
@@ -76,11 +89,8 @@ def authorize_key(node: str, source: str, run: bool):
     """
     if not run:
         return
-    try:
-        pub = read_file(node, f"{BACKUP_SSH_KEY}.pub")
-    except ConnectionError:  # the backup node is down: what this controller authorized stays
-        logger.warning(f"[{host.name}] backup: {node} could not be reached: its key's authorization here is left "
-                       "as it is; the deploy after it is back checks it")
+    reached, pub = peer_file(node, f"{BACKUP_SSH_KEY}.pub", "its key's authorization here")
+    if not reached:  # the backup node is down: what this controller authorized stays
         return
     if pub is None:  # generated in this run: read when executing
         yield FunctionCommand(_authorize_now(node, source), (), {})
@@ -112,12 +122,7 @@ def configure():
                   run=to_controller and host.name == target.name)
     pinned = ""
     if mine and to_controller:
-        try:
-            key = read_file(target.name, HOST_KEY)
-        except ConnectionError:  # the copy controller is down: the host key pinned before stays
-            logger.warning(f"[{me}] backup: {target.name} could not be reached: its pinned host key is left as it "
-                           "is; the deploy after it is back checks it")
-            key = None
+        _, key = peer_file(target.name, HOST_KEY, "its pinned host key")  # down: the host key pinned before stays
         pinned = f"{s.controller(target.name).address} {' '.join((key or '').split()[:2])}\n" if key else ""
     elif mine:
         logger.info(f"[{me}] backups are copied to {target.name} over SSH: authorize {me}'s key "

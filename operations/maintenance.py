@@ -21,7 +21,7 @@ from config.files import HAPROXY_MAINT_FILE, MAINTENANCE_FILE
 from operations.galera import synced_wait
 from operations.maintenance_marker import in_maintenance, markers
 from operations.rabbitmq import CTL, restart_command
-from operations.steps import clear_pending
+from operations.steps import clear_pending, start_or_fail
 from facts.galera import GaleraNode
 from facts.haproxy_api import all_maint, api, maint_line, replay
 from facts.host import Maintenance
@@ -173,7 +173,7 @@ def back(d: Decision):
     running = 1 + sum(1 for n, st in picture().items() if n != d.node and st and (st["rabbitmq"] or {}).get("broker"))
     shell(f"maintenance: {d.node}'s RabbitMQ and Galera serving again", [
         "systemctl enable -q rabbitmq-server",
-        f"systemctl is-active -q rabbitmq-server || {restart_command(s['rabbitmq_start_timeout'])} || {{ {unit_log('rabbitmq-server')}; exit 1; }}",
+        start_or_fail("rabbitmq-server", f"systemctl is-active -q rabbitmq-server || {restart_command(s['rabbitmq_start_timeout'])}"),
         wait_until(f"{CTL} await_online_nodes {running}", f"{running} RabbitMQ nodes running, {d.node} among them",
                    BACK_SECONDS, on_fail=unit_log("rabbitmq-server")),
         clear_pending("rabbitmq-server"),

@@ -20,7 +20,7 @@ from operations.before import cluster_fact_args, facts_of_all_controllers, known
 from operations.maintenance_marker import in_maintenance, marked
 from operations.peer_tls_plan import PeerTlsRefused, rabbitmq_switch
 from operations.rabbitmq_plan import Plan, RabbitmqStateError, Steps, plan, steps
-from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service
+from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service, start_or_fail
 
 COOKIE = ERLANG_COOKIE
 CTL = "timeout 60 rabbitmqctl"
@@ -196,11 +196,11 @@ def configure():
     # systemd's bound on every start (TimeoutStartSec, the boot hang of rabbitmq-server#6034),
     # before any start of this run: its own component, never a restart trigger (a new bound
     # applies to the next start; rolling every broker for it would be a restart for nothing).
-    bounded = restart_command(site()["rabbitmq_start_timeout"])
+    bounded = start_or_fail("rabbitmq-server", restart_command(site()["rabbitmq_start_timeout"]))
     (dropin,) = install_files("rabbitmq_unit")
     shell("rabbitmq: reload systemd units (rabbitmq-server's drop-in)", ["systemctl daemon-reload"], when=dropin.will_change)
     announce(first.unstick, "restart rabbitmq-server: its unit is active but its broker is not running (stuck nodes together)")
-    turn(name="rabbitmq: restart a stuck broker", commands=[f"{bounded} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started],
+    turn(name="rabbitmq: restart a stuck broker", commands=[bounded, started],
          run=first.unstick)
 
     why = "the Erlang cookie changes" if new_cookie else "the Erlang distribution switches TLS (rabbitmq_tls)"
@@ -219,7 +219,7 @@ def configure():
     # one in memory, and the next run restart it alone with the new one, away from its peers.
     install_files("rabbitmq", with_turns=(COOKIE,))
     install_files("epmd")
-    up = [*([EPMD_REBIND] if rebind else []), f"{bounded} || {{ {unit_log('rabbitmq-server')}; exit 1; }}", started,
+    up = [*([EPMD_REBIND] if rebind else []), bounded, started,
           clear_pending("rabbitmq-server")]
     # Together, not one at a time: a node that was not the last to stop waits for its peers' tables.
     turn(name="rabbitmq: start together after the cookie change", commands=up, run=mine.cookie_start)

@@ -186,6 +186,13 @@ def clear_pending(unit: str) -> str:
     return f"rm -f {PENDING_DIR}/{unit}"
 
 
+def start_or_fail(unit: str, command: str) -> str:
+    """Shell: `command` (a bounded start or restart of `unit`), and when it fails the unit's last
+    journal lines on stderr and the step failed: the log says why the unit did not come up,
+    where a bare timeout would not. Pure."""
+    return f"{command} || {{ {unit_log(unit)}; exit 1; }}"
+
+
 @operation()
 def service(unit: str, reloaded: bool = False, restarted: bool = False, skip: bool = False, keep_pending: bool = False):
     """
@@ -207,11 +214,11 @@ def service(unit: str, reloaded: bool = False, restarted: bool = False, skip: bo
         # Not running before the run; a package install may have started it since, with its
         # default config: a changed config restarts it, otherwise it is started if need be.
         if restarted or reloaded:
-            yield f"timeout 300 systemctl restart {unit} || {{ {unit_log(unit)}; exit 1; }}"
+            yield start_or_fail(unit, f"timeout 300 systemctl restart {unit}")
         else:
-            yield f"systemctl is-active -q {unit} || timeout 300 systemctl start {unit} || {{ {unit_log(unit)}; exit 1; }}"
+            yield start_or_fail(unit, f"systemctl is-active -q {unit} || timeout 300 systemctl start {unit}")
     elif restarted:
-        yield f"timeout 300 systemctl restart {unit} || {{ {unit_log(unit)}; exit 1; }}"
+        yield start_or_fail(unit, f"timeout 300 systemctl restart {unit}")
     elif reloaded:
         yield f"systemctl reload {unit}"
     if (restarted or reloaded or st.get("pending")) and not keep_pending:

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
-from tests.soak.nemesis import BASIC, HOLD, PAUSE, QUIET, WIDE, halves, kinds, ring_peers, schedule
+from config.defaults import DEFAULTS
+from tests.soak.nemesis import (BASIC, HOLD, PAUSE, QUIET, RABBITMQ_RESTART_SEC, RECOVER_ALONE, WIDE, halves, kinds,
+                                ring_peers, schedule)
+
+DROPIN = Path(__file__).resolve().parents[2] / "files/templates/rabbitmq/rabbitmq-server.service.conf.j2"
+
+
+def test_recover_alone_outlasts_a_hung_rabbitmq_start_and_its_restart_by_systemd():
+    """RECOVER_ALONE's parts are the deploy's own: the unit's RestartSec as its drop-in has it,
+    and more than the start bound (rabbitmq_start_timeout's default) and that pause together."""
+    assert re.search(r"^RestartSec=(\d+)$", DROPIN.read_text(), re.M).group(1) == str(RABBITMQ_RESTART_SEC)
+    assert re.search(r"^TimeoutStartSec=\{\{ d.rabbitmq_start_timeout \}\}$", DROPIN.read_text(), re.M)
+    assert RECOVER_ALONE > DEFAULTS["rabbitmq_start_timeout"] + RABBITMQ_RESTART_SEC
 
 
 def test_the_same_seed_gives_the_same_schedule_and_another_seed_another():
