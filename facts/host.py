@@ -13,6 +13,10 @@ UNITS = ("memcached", "mariadb", "rabbitmq-server", "haproxy", "keepalived", "ga
 # A config written whose restart or reload has not happened yet (a run interrupted in between)
 # leaves a marker here; the next run applies it.
 PENDING_DIR = "/var/lib/openstack-ha/pending"
+# A component's systemd unit files written, their `systemctl daemon-reload` not done yet: the
+# marker PENDING_DIR/daemon-reload.<component> (no unit has that name).
+RELOAD_MARKER = "daemon-reload."
+RELOADS_LINE = "daemon-reload:"  # ServiceStates' line that lists them
 # Secrets handed to a command (operations.steps.secret_input): 0700, each file 0600, removed
 # by the command that reads it.
 SECRET_DIR = "/var/lib/openstack-ha/private"
@@ -54,33 +58,39 @@ class FileStates(FactBase):
 
 class ServiceStates(FactBase):
     """
-    Active and enabled state of several systemd units in one round trip, and which of them
-    have a restart or reload pending (a marker in PENDING_DIR):
+    Active and enabled state of several systemd units in one round trip, which of them
+    have a restart or reload pending (a marker in PENDING_DIR), and the components whose
+    unit files were written without the `systemctl daemon-reload` after them (a marker
+    RELOAD_MARKER + component, operations.steps.mark_reload):
 
     .. code:: python
 
         {"units": {"haproxy": {"active": "active", "enabled": "enabled", "pending": False},
                    "keepalived": {"active": "inactive", "enabled": "not-found", "pending": True}},
+         "reloads": ["haproxy"],
          "error": None}
     """
 
     @staticmethod
     def default():
-        return {"units": {}, "error": "no answer from the host"}
+        return {"units": {}, "reloads": [], "error": "no answer from the host"}
 
     def command(self, units):
-        return "; ".join(
-            f'echo "{u} $(systemctl is-active {u}) $(systemctl is-enabled {u} 2>/dev/null || echo not-found) '
-            f'$(test -e {PENDING_DIR}/{u} && echo pending)"' for u in units
-        )
+        return "; ".join((
+            *(f'echo "{u} $(systemctl is-active {u}) $(systemctl is-enabled {u} 2>/dev/null || echo not-found) '
+              f'$(test -e {PENDING_DIR}/{u} && echo pending)"' for u in units),
+            f"echo \"{RELOADS_LINE} $(ls {PENDING_DIR} 2>/dev/null | sed -n 's/^{RELOAD_MARKER.replace('.', '[.]')}//p' | tr '\\n' ' ')\"",
+        ))
 
     def process(self, output):
-        states = {}
+        states, reloads = {}, []
         for line in output:
             parts = line.split()
-            if len(parts) >= 3:
+            if parts[:1] == [RELOADS_LINE]:
+                reloads = sorted(parts[1:])
+            elif len(parts) >= 3:
                 states[parts[0]] = {"active": parts[1], "enabled": parts[2], "pending": parts[3:] == ["pending"]}
-        return {"units": states, "error": None if states else "unit states: nothing read"}
+        return {"units": states, "reloads": reloads, "error": None if states else "unit states: nothing read"}
 
 
 class Maintenance(FactBase):

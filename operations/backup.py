@@ -29,7 +29,7 @@ from operations.backup_plan import Take, take
 from operations.before import fact_of, facts_of_all_controllers, file_state, unit_state
 from operations.common import announce, decided_once, files_of, shell, site, unit_log
 from operations.maintenance_marker import in_maintenance
-from operations.steps import any_will_change, install_files, packages
+from operations.steps import daemon_reload, install_files, mark_reload, packages
 
 
 def read_file(name: str, path: str) -> str | None:
@@ -132,11 +132,11 @@ def configure():
         when=bool(pinned) and read_file(me, BACKUP_KNOWN_HOSTS) != pinned.rstrip("\n"))
 
     scripts = (backup.SCRIPT, *backup.TOOLS)
-    files = install_files("backup", validate={p: ("bash -n {path}", "bash -n") for p in scripts}, paths=BACKUP_PATHS)
-    units_changed = any_will_change([op for op, path in zip(files, BACKUP_PATHS) if path not in scripts])
+    reload = mark_reload("backup", tuple(p for p in BACKUP_PATHS if p not in scripts))
+    install_files("backup", validate={p: ("bash -n {path}", "bash -n") for p in scripts}, paths=BACKUP_PATHS)
     planned = [f.path for f in files_of("backup")]
     timers = [t for t in BACKUP_TIMERS if any(p.endswith(t) for p in planned)]
-    shell("backup: reload systemd units", ["systemctl daemon-reload"], when=units_changed)
+    daemon_reload("backup: reload systemd units", "backup", reload)
     off = [t for t in BACKUP_TIMERS if t not in timers and unit_state(t).get("enabled") == "enabled"]
     on = [t for t in timers if unit_state(t).get("enabled") != "enabled" or unit_state(t).get("active") != "active"]
     shell("backup: timers", [*(f"systemctl enable --now {t}" for t in on), *(f"systemctl disable --now {t}" for t in off)],

@@ -350,6 +350,12 @@ def unit_state(unit: str) -> dict:
     return known(planned_fact(ServiceStates, units=UNITS), "its systemd units")["units"].get(unit, {})
 
 
+def reload_left(component: str) -> bool:
+    """Whether an earlier run wrote unit files of `component` and was cut before their
+    `systemctl daemon-reload` (its marker, read with the units: facts.host.ServiceStates)."""
+    return component in known(planned_fact(ServiceStates, units=UNITS), "its systemd units").get("reloads", ())
+
+
 def read_before_run(h, site: Site) -> dict | None:
     """The report's facts of host `h` (health_parts(), in its order) as the pre-run bundle
     read them, when this run read one (a deploy; a verification alone reads none): {"parts":

@@ -20,11 +20,12 @@ from pyinfra.api import deploy
 from config.files import DBCHECK
 from operations.common import announce, files_of, shell, site, wait_until
 from operations.before import file_state, planned_fact
-from operations.steps import install_files, mark_pending, service
+from operations.steps import daemon_reload, install_files, mark_pending, mark_reload, service
 from facts.galera import MysqlAccounts
 from operations.galera import cluster_plan
 
 SYSUSERS = DBCHECK["sysusers"]
+UNIT_FILE = f"/etc/systemd/system/{DBCHECK['unit']}.service"
 ACCOUNT_SQL = f"CREATE USER IF NOT EXISTS '{DBCHECK['account']}'@'localhost' IDENTIFIED VIA unix_socket"
 
 
@@ -43,6 +44,7 @@ def configure():
     unit = DBCHECK["unit"]
     shell("dbcheck: /etc/sysusers.d", ["mkdir -p /etc/sysusers.d"], when=file_state(SYSUSERS) is None)
     changed = mark_pending(DBCHECK["unit"], "dbcheck")
+    reload = mark_reload("dbcheck", (UNIT_FILE,))
     ops = install_files("dbcheck")
     sysusers = ops[0]
     shell("dbcheck: system account", [f"systemd-sysusers {SYSUSERS}"], when=sysusers.will_change)
@@ -53,7 +55,7 @@ def configure():
           [f"timeout 30 mysql -e {shlex.quote(ACCOUNT_SQL)}"], when=create)
 
     announce(changed, f"restart {unit}")
-    shell("dbcheck: reload systemd units", ["systemctl daemon-reload"], when=changed)
+    daemon_reload("dbcheck: reload systemd units", "dbcheck", reload)
     service(name=f"dbcheck: {unit} running", unit=unit, restarted=changed)
     me = site().controller(host.name)
     url = f"http://{me.address}:{site()['mariadb_check_port']}/"

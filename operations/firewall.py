@@ -11,8 +11,8 @@ from config.firewall import TABLE, rules
 from config.packages import PACKAGES
 from facts.firewall import FirewallState
 from operations.before import facts_of_all_controllers, planned_fact, unit_state
-from operations.common import announce, controllers_in_run, decided_once, files_of, shell, site
-from operations.steps import install_files, mark_pending, packages, service
+from operations.common import announce, controllers_in_run, decided_once, shell, site
+from operations.steps import daemon_reload, install_files, mark_pending, mark_reload, packages, service
 
 UNIT_FILE = f"/etc/systemd/system/{FIREWALL_UNIT}.service"
 
@@ -84,9 +84,9 @@ def configure():
     limit_checked()
     packages(name="firewall: packages", names=list(PACKAGES["firewall"]))
     load = mark_pending(FIREWALL_UNIT, "firewall")
-    ops = install_files("firewall", validate={FIREWALL_NFT: "nft -c -f {path}"})
-    unit = next(op for op, f in zip(ops, files_of("firewall")) if f.path == UNIT_FILE)
-    shell("firewall: reload systemd units", ["systemctl daemon-reload"], when=unit.will_change)
+    reload = mark_reload("firewall", (UNIT_FILE,))
+    install_files("firewall", validate={FIREWALL_NFT: "nft -c -f {path}"})
+    daemon_reload("firewall: reload systemd units", "firewall", reload)
     now = planned_fact(FirewallState)
     drifted = (not now.get("loaded") or set(now.get("controllers", [])) != set(rules(site()).controllers)
                or now.get("rules") not in (None, expected_rules(site())))

@@ -10,9 +10,9 @@ from config.packages import PACKAGES
 from config.tls import host_validation
 
 from operations.before import unit_state
-from operations.common import announce, files_of, one_at_a_time, shell, site, turn, unit_log
+from operations.common import announce, files_of, one_at_a_time, site, turn, unit_log
 from operations.maintenance import reapply
-from operations.steps import clear_pending, install_files, mark_pending, packages, pending, service
+from operations.steps import clear_pending, daemon_reload, install_files, mark_pending, mark_reload, packages, pending, service
 
 
 def validation() -> dict:
@@ -45,6 +45,7 @@ def configure():
     # the old one and its new worker cannot load the new config): restarted, to be sure.
     left = pending("haproxy")
     reload = mark_pending("haproxy", "haproxy")
+    units = mark_reload("haproxy", (HAPROXY_UNIT_DROPIN,))
     validate = validation()
     if site()["haproxy_tls"]:
         pem = site()["haproxy_tls_pem_path"]
@@ -52,8 +53,8 @@ def configure():
     ops = install_files("haproxy", validate=validate)
     dropin = next(op for op, f in zip(ops, files_of("haproxy")) if f.path == HAPROXY_UNIT_DROPIN)
     # keepalived watches the state file's directory: it exists before keepalived loads its config
-    shell("haproxy: reload systemd units (its drop-in)",
-          [f"install -d {os.path.dirname(HAPROXY_DOWN_FILE)}", "systemctl daemon-reload"], when=dropin.will_change)
+    daemon_reload("haproxy: reload systemd units (its drop-in)", "haproxy", units,
+                  before=(f"install -d {os.path.dirname(HAPROXY_DOWN_FILE)}",))
     started = unit_state("haproxy").get("active") != "active"
     # A running HAProxy whose drop-in changed: restarted (a start reads the new one anyway).
     restart = (dropin.will_change or left) and not started

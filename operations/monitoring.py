@@ -17,7 +17,7 @@ from facts.galera import MysqlAccounts
 from operations.before import planned_fact
 from operations.common import announce, one_at_a_time, shell, site, turn, unit_log, wait_until
 from operations.galera import cluster_plan
-from operations.steps import clear_pending, install_files, mark_pending, packages, pending, service, will_change
+from operations.steps import clear_pending, daemon_reload, install_files, mark_pending, mark_reload, packages, pending, service, will_change
 
 TIMER = f"{m.COLLECTOR_UNIT}.timer"
 COLLECTOR_UNITS = (f"/etc/systemd/system/{m.COLLECTOR_UNIT}.service", f"/etc/systemd/system/{TIMER}")
@@ -100,9 +100,10 @@ def configure():
         restart[unit] = will_change("monitoring", (args,)) or pending(unit)
         reload[unit] = mark_pending(unit, "monitoring", paths=(args, *configs)) and not restart[unit]
     units_changed = will_change("monitoring", COLLECTOR_UNITS)
+    units_reload = mark_reload("monitoring", COLLECTOR_UNITS)
 
     install_files("monitoring", validate=validation())
-    shell("monitoring: reload systemd units (the collector's)", ["systemctl daemon-reload"], when=units_changed)
+    daemon_reload("monitoring: reload systemd units (the collector's)", "monitoring", units_reload)
 
     for unit in CONFIGS:
         rolling = unit in ROLLING

@@ -20,7 +20,7 @@ from operations.before import cluster_fact_args, facts_of_all_controllers, known
 from operations.maintenance_marker import in_maintenance, marked
 from operations.peer_tls_plan import PeerTlsRefused, rabbitmq_switch
 from operations.rabbitmq_plan import Plan, RabbitmqStateError, Steps, plan, steps
-from operations.steps import clear_pending, consume, install_files, mark_pending, packages, secret_input, service, start_or_fail
+from operations.steps import clear_pending, consume, daemon_reload, install_files, mark_pending, mark_reload, packages, secret_input, service, start_or_fail
 
 COOKIE = ERLANG_COOKIE
 CTL = "timeout 60 rabbitmqctl"
@@ -197,8 +197,9 @@ def configure():
     # before any start of this run: its own component, never a restart trigger (a new bound
     # applies to the next start; rolling every broker for it would be a restart for nothing).
     bounded = start_or_fail("rabbitmq-server", restart_command(site()["rabbitmq_start_timeout"]))
-    (dropin,) = install_files("rabbitmq_unit")
-    shell("rabbitmq: reload systemd units (rabbitmq-server's drop-in)", ["systemctl daemon-reload"], when=dropin.will_change)
+    reload = mark_reload("rabbitmq_unit")
+    install_files("rabbitmq_unit")
+    daemon_reload("rabbitmq: reload systemd units (rabbitmq-server's drop-in)", "rabbitmq_unit", reload)
     announce(first.unstick, "restart rabbitmq-server: its unit is active but its broker is not running (stuck nodes together)")
     turn(name="rabbitmq: restart a stuck broker", commands=[bounded, started],
          run=first.unstick)

@@ -1,7 +1,8 @@
 """The operations every component uses: its managed files (diffed with secrets masked, a
 file that holds a secret never shown; validated before they replace the old), secrets handed
 to a command through a 0600 file, packages, services, and the pending markers that carry a
-restart or reload a run wrote the config for but did not do to the next run."""
+restart or reload a run wrote the config for but did not do to the next run (systemd's
+daemon-reload after a unit file too)."""
 
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from pyinfra.facts.deb import DebPackages
 from pyinfra.facts.files import FileContents
 
 from config.files import FORMER_SECRET_LINES
-from facts.host import PENDING_DIR, SECRET_DIR
-from operations.before import file_state, planned_fact, unit_state
+from facts.host import PENDING_DIR, RELOAD_MARKER, SECRET_DIR
+from operations.before import file_state, planned_fact, reload_left, unit_state
 from operations.common import APT_TIMEOUT, failed_earlier, files_of, masked, shell, unit_log
 
 
@@ -191,6 +192,30 @@ def start_or_fail(unit: str, command: str) -> str:
     journal lines on stderr and the step failed: the log says why the unit did not come up,
     where a bare timeout would not. Pure."""
     return f"{command} || {{ {unit_log(unit)}; exit 1; }}"
+
+
+def mark_reload(component: str, paths=None) -> bool:
+    """Before a component's systemd unit files or drop-ins (those at `paths`, default all its
+    files): when one will change, a marker that systemd must reload its units; returns whether
+    the daemon-reload is due: a unit file changes, or an earlier run left the marker. Without
+    it, a run cut between the file and its daemon-reload leaves systemd on the old unit for
+    good: the next run sees no file change. daemon_reload() does it and clears the marker.
+    A daemon-reload restarts nothing: a restart is the caller's (mark_pending, service)."""
+    changes = will_change(component, paths)
+    shell(f"{component}: systemd daemon-reload pending", [f"mkdir -p {PENDING_DIR} && touch {reload_marker(component)}"],
+          when=changes)
+    return changes or reload_left(component)
+
+
+def daemon_reload(name: str, component: str, due: bool, before: tuple = ()):
+    """After the component's unit files: `systemctl daemon-reload` when mark_reload() said it is
+    due, its marker cleared in the same command once it succeeded. `before`: commands of the
+    same step that go first (HAProxy's state directory)."""
+    return shell(name, [*before, f"systemctl daemon-reload && rm -f {reload_marker(component)}"], when=due)
+
+
+def reload_marker(component: str) -> str:
+    return f"{PENDING_DIR}/{RELOAD_MARKER}{component}"
 
 
 @operation()

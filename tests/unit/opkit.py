@@ -28,6 +28,7 @@ rendered content are symbolic, computed from the case's own site (see resolve())
                  {path: "$deployed" | null | {...}, "*": default}; a path the site does not
                  manage is there as given ({...}: root:root 644 unless it says otherwise)
     Sha1File:    {path: "$deployed"}      GaleraNode.cnf_sans_members: "$deployed"
+    ServiceStates: {unit: {...}, "$reloads": [component, ...]}  (daemon-reload markers left; default none)
 
 An expected command ending in " ..." matches any command starting with the text before it
 (the long shell loops: apt retries, bounded waits). Uploads are "upload <path>".
@@ -120,6 +121,9 @@ def resolve(site, name: str, fact: str, value):
     if value == TIMEOUT:
         return value
     value = _resolve(site, name, fact, value)
+    if fact == "ServiceStates":  # its components whose daemon-reload an earlier run left: "$reloads"
+        value = dict(value)
+        return {"units": value, "reloads": value.pop("$reloads", []), "error": None}
     if fact in WRAPPED:
         return {WRAPPED[fact]: value, "error": None}
     if fact not in NATIVE and isinstance(value, dict):
