@@ -10,7 +10,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from facts.probe import EXPECTED, NO_OUTPUT, as_int, failure, find_json_object, probe, split_probe, tls_reading
+from facts.probe import EXPECTED, NO_OUTPUT, failure, find_json_object, probe, split_probe, tls_reading
 
 
 class RabbitmqCluster(FactBase):
@@ -74,19 +74,6 @@ class RabbitmqCluster(FactBase):
 # the answer small). A node that is not running has only name, type and running.
 NODE_COLUMNS = ("name", "running", "type", "partitions", "mem_alarm", "disk_free_alarm")
 API_TIMEOUT = 10  # seconds curl may take (connect and answer); `timeout` bounds it again
-API = "rabbitmq management API GET /api/nodes"
-# The fallback when the API timed out (curl's 28, or `timeout`'s 124 around it): the broker's
-# own CLI on the node. Its per-node calls to a peer that vanished without a reset wait too:
-# `-t` (seconds, split over the running nodes by cluster_status) bounds them, `timeout` the
-# whole, so the API's 15 s and this stay under operations/verify.py's FACT_TIMEOUT (60 s).
-CLI_TIMEOUT = 30
-CLI_RPC_TIMEOUT = 10
-CLI = "rabbitmqctl cluster_status"
-# The line between the API's failure and the CLI's answer (framing of this fact only: it is
-# no probe() prefix, split_probe() leaves it in the body); its value is curl's exit status.
-FALLBACK_PREFIX = "__fallback="
-FALLBACK_NOTE = "management API timed out; read with rabbitmqctl"
-TIMED_OUT = (28, 124)  # curl --max-time, `timeout`: the only statuses that fall back
 
 
 class RabbitmqMembers(FactBase):
@@ -94,52 +81,36 @@ class RabbitmqMembers(FactBase):
     address and rabbitmq_management_port), read with curl as the monitoring account whose
     login is in the 0600 root file `config` (curl -K: the password is on no command line, in
     no argument and in no answer); no Erlang VM is started (rabbitmqctl cluster_status took
-    1-2 s of CPU per controller). The same dict rabbitmqctl cluster_status gave, and where it
-    was read (`source`; `note` says why when it is not the API):
+    1-2 s of CPU per controller). The same dict rabbitmqctl cluster_status gave:
 
     .. code:: python
 
         {"running_nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"],
          "disk_nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"],
-         "partitions": [], "alarms": [], "source": "api", "note": None, "error": None}
+         "partitions": [], "alarms": [], "error": None}
 
     A node whose management listener does not answer (broker stopped, its `rabbit` app not
     running, paused by pause_minority), a refused login or an answer that is not the list of
     nodes is an `error`. The API's node statistics (partitions, alarms) are as fresh as its
     statistics interval (5 s by default).
-
-    Only when the API timed out does the same command start an Erlang VM: `rabbitmqctl
-    cluster_status` on the node (bounded, CLI_TIMEOUT), source "cli". A peer powered off (its
-    packets vanish, no reset) holds GET /api/nodes until Erlang's net_ticktime notices (up to
-    ~60 s on the lab): a timed-out row would not name the member the operator is looking for.
-    When the CLI fails too, the error names both.
     """
 
     @staticmethod
     def default():
-        return {"running_nodes": [], "disk_nodes": [], "partitions": [], "alarms": [], "source": None, "note": None,
-                "error": NO_OUTPUT}
+        return {"running_nodes": [], "disk_nodes": [], "partitions": [], "alarms": [], "error": NO_OUTPUT}
 
     def command(self, address: str, port: int, config: str):
         host = f"[{address}]" if ":" in address else address
         url = f"http://{host}:{int(port)}/api/nodes?columns={','.join(NODE_COLUMNS)}"
         q = shlex.quote(config)
-        timed_out = " || ".join(f"[ $rc = {int(s)} ]" for s in TIMED_OUT)
         return probe("curl", f"[ -r {q} ] || {{ echo {shlex.quote(f'error: {config} not readable (the deploy writes it)')}; exit 2; }}; "
                              f"timeout {API_TIMEOUT + 5} curl -sS --fail --globoff --noproxy '*' --max-time {API_TIMEOUT} "
-                             f"-K {q} {shlex.quote(url)}; rc=$?; "
-                             # the normal path ends here with curl's status: no Erlang VM started
-                             f"if {timed_out}; then echo; echo {FALLBACK_PREFIX}$rc; "
-                             f"timeout {CLI_TIMEOUT} rabbitmqctl -q -t {CLI_RPC_TIMEOUT} cluster_status --formatter json; "
-                             "exit $?; fi; exit $rc")
+                             f"-K {q} {shlex.quote(url)}")
 
     def process(self, output):
         body, rc, missing, _ = split_probe(output)
-        at = next((i for i, line in enumerate(body) if line.startswith(FALLBACK_PREFIX)), None)
-        if at is not None:
-            return _from_cli(body[:at], body[at][len(FALLBACK_PREFIX):], body[at + 1:], rc)
-        result = {"running_nodes": [], "disk_nodes": [], "partitions": [], "alarms": [], "source": "api", "note": None}
-        error = failure(body, rc, missing, API)
+        result = {"running_nodes": [], "disk_nodes": [], "partitions": [], "alarms": []}
+        error = failure(body, rc, missing, "rabbitmq management API GET /api/nodes")
         nodes = None
         if not error:
             nodes, error = _node_list(body)
@@ -155,59 +126,11 @@ class RabbitmqMembers(FactBase):
         return result
 
 
-def _from_cli(api_body: list[str], api_rc: str, cli_body: list[str], rc: int | None) -> dict:
-    """RabbitmqMembers' dict from the CLI's answer after the API timed out (`api_rc`, curl's
-    status): the API path's very texts (partitions, alarms), source "cli"; both failures
-    named when the CLI failed too."""
-    result = {"running_nodes": [], "disk_nodes": [], "partitions": [], "alarms": [], "source": "cli",
-              "note": FALLBACK_NOTE}
-    api_error = failure(api_body, as_int(api_rc), None, API)
-    # a missing rabbitmqctl: `timeout`'s own line and its 127
-    error = failure(cli_body, rc, None, CLI)
-    data = None
-    if not error:
-        data, error = find_json_object(cli_body, "running_nodes", CLI)
-    if data is not None:
-        result["running_nodes"] = sorted(map(str, _listed(data.get("running_nodes"))))
-        result["disk_nodes"] = sorted(map(str, _listed(data.get("disk_nodes"))))
-        partitions = data.get("partitions") or {}
-        if isinstance(partitions, dict):  # 3.10: {node: [nodes it cannot see]}
-            result["partitions"] = [f"{n}: {', '.join(map(str, _listed(partitions[n])))}"
-                                    for n in sorted(partitions) if partitions[n]]
-        else:
-            result["partitions"] = [str(p) for p in _listed(partitions)]
-        result["alarms"] = _cli_alarms(_listed(data.get("alarms")))
-    result["error"] = f"{api_error}; then {error}" if error else None
-    return result
-
-
-def _listed(value) -> list:
-    """A JSON list as is; anything else (a cut or changed answer) as one item, or none."""
-    return value if isinstance(value, list) else [value] if value else []
-
-
-# The API's two alarms, in its order; cluster_status's JSON names them by `resource`.
-_ALARM_ORDER = {"memory": 0, "disk": 1}
-
-
-def _cli_alarms(alarms: list) -> list[str]:
-    """cluster_status's alarm maps ({"node", "resource": memory|disk|file_descriptors, "type":
-    "resource_limit"}) as the API path writes them: "memory alarm on X", "disk alarm on X",
-    by node, memory first."""
-    found = set()
-    for a in alarms:
-        if isinstance(a, dict):
-            found.add((str(a.get("node") or "?"), str(a.get("resource") or a.get("type") or "unknown")))
-        else:
-            found.add(("?", str(a)))
-    return [f"{what} alarm on {node}" for node, what in sorted(found, key=lambda x: (x[0], _ALARM_ORDER.get(x[1], 2), x[1]))]
-
-
 def _node_list(body: list[str]):
     """(the nodes of GET /api/nodes's answer: a JSON list of objects with a name, None) or
     (None, error text quoting the start of the answer)."""
     text = "\n".join(body).strip()
-    what = API
+    what = "rabbitmq management API GET /api/nodes"
     try:
         nodes = json.loads(text)
     except ValueError as exc:

@@ -160,14 +160,13 @@ RUNNING3 = ["rabbit@node01", "rabbit@node02", "rabbit@node03"]
 
 def test_rabbitmq_members():
     assert capture("rabbitmq", "ok") == {
-        "running_nodes": RUNNING3, "disk_nodes": RUNNING3, "partitions": [], "alarms": [], "source": "api", "note": None,
-        "error": None}
+        "running_nodes": RUNNING3, "disk_nodes": RUNNING3, "partitions": [], "alarms": [], "error": None}
 
 
 def test_rabbitmq_a_stopped_member_is_a_disk_node_not_running():
     assert capture("rabbitmq", "stopped") == {
         "running_nodes": ["rabbit@node01", "rabbit@node02"], "disk_nodes": RUNNING3, "partitions": [], "alarms": [],
-        "source": "api", "note": None, "error": None}
+        "error": None}
 
 
 def test_rabbitmq_partitions_and_alarms():
@@ -185,8 +184,7 @@ def test_rabbitmq_a_disk_alarm_and_nodes_in_any_order():
     r = F.RabbitmqMembers().process([json.dumps(answer), "__rc=0"])
     assert r == {"running_nodes": ["rabbit@node01", "rabbit@node02"], "disk_nodes": ["rabbit@node02"],
                  "partitions": ["rabbit@node02: rabbit@node03, rabbit@node01"],
-                 "alarms": ["memory alarm on rabbit@node02", "disk alarm on rabbit@node02"], "source": "api", "note": None,
-                 "error": None}
+                 "alarms": ["memory alarm on rabbit@node02", "disk alarm on rabbit@node02"], "error": None}
 
 
 @pytest.mark.parametrize(
@@ -222,116 +220,6 @@ def test_rabbitmq_reads_its_login_from_the_file_only():
     assert "--max-time 10" in command and "timeout 15 curl" in command
     assert "'http://10.77.0.11:15672/api/nodes?columns=name,running,type,partitions,mem_alarm,disk_free_alarm'" in command
     assert "'http://[fd00::11]:15672/api/nodes?" in F.RabbitmqMembers().command("fd00::11", 15672, "/x")
-
-
-# The management API timed out (a peer powered off holds GET /api/nodes until net_ticktime
-# notices): the same command read the cluster with rabbitmqctl cluster_status on the node.
-API_TIMED_OUT = "rabbitmq management API GET /api/nodes: exit status 28: curl: (28) Operation timed out"
-
-
-def test_rabbitmq_api_timed_out_read_with_the_cli():
-    assert capture("rabbitmq", "cli_two_running") == {
-        "running_nodes": ["rabbit@node01", "rabbit@node02"], "disk_nodes": RUNNING3, "partitions": [], "alarms": [],
-        "source": "cli", "note": "management API timed out; read with rabbitmqctl", "error": None}
-
-
-def test_rabbitmq_cli_partitions_and_alarms_read_as_the_api_writes_them():
-    # cluster_status's JSON (RabbitMQ 3.10: partitions a map, alarms maps of node/resource/type)
-    # against the API's answer of the same state: the same texts, in the same order.
-    status = {"running_nodes": ["rabbit@node02", "rabbit@node01"], "disk_nodes": ["rabbit@node02"],
-              "ram_nodes": ["rabbit@node01"], "partitions": {"rabbit@node02": ["rabbit@node03", "rabbit@node01"]},
-              "alarms": [{"node": "rabbit@node02", "resource": "disk", "type": "resource_limit"},
-                         {"node": "rabbit@node02", "resource": "memory", "type": "resource_limit"}]}
-    cli = F.RabbitmqMembers().process(["curl: (28) Operation timed out", "", "__fallback=28", json.dumps(status), "", "__rc=0"])
-    answer = [{"name": "rabbit@node02", "running": True, "type": "disc", "disk_free_alarm": True, "mem_alarm": True,
-               "partitions": ["rabbit@node03", "rabbit@node01"]},
-              {"name": "rabbit@node01", "running": True, "type": "ram", "disk_free_alarm": False, "mem_alarm": False}]
-    api = F.RabbitmqMembers().process([json.dumps(answer), "__rc=0"])
-    assert {**cli, "source": None, "note": None} == {**api, "source": None, "note": None}
-    assert cli["source"] == "cli" and api["source"] == "api" and cli["error"] is None
-
-
-@pytest.mark.parametrize("cli, rc, expected", [
-    ("", 124, f"{API_TIMED_OUT} after 10001 milliseconds with 0 bytes received; then rabbitmqctl cluster_status: timed out"),
-    # rabbitmqctl's own error line (its capture of the removed rabbitmqctl fact, git history)
-    ("Error: unable to perform an operation on node 'rabbit@node01'. Please see diagnostics information below.", 69,
-     "; then rabbitmqctl cluster_status: exit status 69: Error: unable to perform an operation on node 'rabbit@node01'"),
-    ("timeout: failed to run command 'rabbitmqctl': No such file or directory", 127,
-     "; then rabbitmqctl cluster_status: exit status 127: timeout: failed to run command 'rabbitmqctl'"),
-    ("Cluster status of node rabbit@node01 ...", 0, "; then rabbitmqctl cluster_status: no JSON in the answer"),
-    ('{"partitions": {}}', 0, "; then rabbitmqctl cluster_status: JSON without 'running_nodes'"),
-])
-def test_rabbitmq_api_and_cli_both_failing_names_both(cli, rc, expected):
-    output = ["curl: (28) Operation timed out after 10001 milliseconds with 0 bytes received", "", "__fallback=28",
-              *([cli] if cli else []), "", f"__rc={rc}"]
-    r = F.RabbitmqMembers().process(output)
-    assert r["error"].startswith(API_TIMED_OUT) and expected in r["error"]
-    assert r["running_nodes"] == [] and r["alarms"] == [] and r["source"] == "cli"
-
-
-def test_rabbitmq_cli_timed_out_too():
-    assert capture("rabbitmq", "cli_timed_out")["error"] == (
-        f"{API_TIMED_OUT} after 10001 milliseconds with 0 bytes received; then rabbitmqctl cluster_status: timed out")
-
-
-def test_rabbitmq_api_killed_by_timeout_falls_back_too():
-    r = F.RabbitmqMembers().process(["", "__fallback=124", '{"running_nodes": ["rabbit@node01"]}', "", "__rc=0"])
-    assert r["running_nodes"] == ["rabbit@node01"] and r["source"] == "cli" and r["error"] is None
-    r = F.RabbitmqMembers().process(["", "__fallback=124", "", "__rc=124"])
-    assert r["error"] == ("rabbitmq management API GET /api/nodes: timed out; "
-                          "then rabbitmqctl cluster_status: timed out")
-
-
-FAKE_CURL = """#!/bin/sh
-echo "$*" >> "$LOG/curl"
-case "$FAKE_CURL_RC" in
-  0) echo '[{"name": "rabbit@node01", "running": true, "type": "disc"}]' ;;
-  22) echo "curl: (22) The requested URL returned error: 401" >&2 ;;
-  28) echo "curl: (28) Operation timed out after 10001 milliseconds with 0 bytes received" >&2 ;;
-  *) echo "curl: ($FAKE_CURL_RC) failed" >&2 ;;
-esac
-exit "$FAKE_CURL_RC"
-"""
-FAKE_RABBITMQCTL = """#!/bin/sh
-echo "$*" >> "$LOG/rabbitmqctl"
-echo '{"running_nodes": ["rabbit@node02", "rabbit@node01"], "disk_nodes": ["rabbit@node01", "rabbit@node02", "rabbit@node03"], "partitions": {}, "alarms": []}'
-"""
-
-
-@pytest.mark.parametrize("curl_rc, falls_back", [(0, False), (7, False), (22, False), (28, True), (124, True)])
-def test_rabbitmq_command_falls_back_to_the_cli_only_when_the_api_timed_out(tmp_path, curl_rc, falls_back):
-    # The fact's own shell text, with a fake curl and rabbitmqctl first on PATH: a refused
-    # login (22) or a refused connection (7) is the API's answer, only a timeout asks the CLI.
-    bin_dir, log = tmp_path / "bin", tmp_path / "log"
-    bin_dir.mkdir()
-    log.mkdir()
-    for name, text in (("curl", FAKE_CURL), ("rabbitmqctl", FAKE_RABBITMQCTL)):
-        (bin_dir / name).write_text(text)
-        (bin_dir / name).chmod(0o755)
-    login = tmp_path / "monitor.curlrc"
-    login.write_text('user = "m:x"\n')
-    command = F.RabbitmqMembers().command("10.77.0.11", 15672, str(login))
-    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "LOG": str(log), "FAKE_CURL_RC": str(curl_rc)}
-    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env, timeout=60, check=True).stdout
-    r = F.RabbitmqMembers().process(lines(out))
-    assert (log / "curl").read_text().count("\n") == 1
-    assert (log / "rabbitmqctl").exists() == falls_back
-    if falls_back:
-        assert (log / "rabbitmqctl").read_text() == "-q -t 10 cluster_status --formatter json\n"
-        assert r == {"running_nodes": ["rabbit@node01", "rabbit@node02"], "disk_nodes": RUNNING3, "partitions": [],
-                     "alarms": [], "source": "cli", "note": "management API timed out; read with rabbitmqctl", "error": None}
-    elif curl_rc == 0:
-        assert r["running_nodes"] == ["rabbit@node01"] and r["source"] == "api" and r["error"] is None
-    else:
-        assert r["error"].startswith(f"rabbitmq management API GET /api/nodes: exit status {curl_rc}: curl: ({curl_rc})")
-        assert "rabbitmqctl" not in r["error"] and r["source"] == "api"
-
-
-def test_rabbitmq_normal_path_starts_no_erlang_vm():
-    # rabbitmqctl only in the branch taken on curl's 28 or timeout's 124
-    command = F.RabbitmqMembers().command("10.77.0.11", 15672, "/x")
-    before, _, fallback = command.partition("if [ $rc = 28 ] || [ $rc = 124 ]; then ")
-    assert "rabbitmqctl" not in before and "timeout 30 rabbitmqctl -q -t 10 cluster_status --formatter json" in fallback
 
 
 def test_memcached_stats():

@@ -10,7 +10,7 @@ import pytest
 from healthkit import NAMES, capture, cluster, healthy, lab_site, row, statuses
 
 from health.checks import evaluate, partition_minority
-from health.report import FAIL, INFO, OK, WARN, write_json
+from health.report import FAIL, INFO, OK, write_json
 
 # --- the VIP -------------------------------------------------------------------------------------
 
@@ -193,44 +193,6 @@ def test_rabbitmq_still_listing_a_dead_node():
     ]
     results["node02"]["rabbitmq"]["running_nodes"].append("rabbit@node09")
     assert "unexpected members: rabbit@node09" in evaluate(site, results).host_failures("node02")[0]
-
-
-def powered_off(site, name="node03"):
-    """Every controller healthy but `name`, powered off (no facts: not verified)."""
-    results = healthy(site)
-    del results[name]
-    for n in results:
-        results[n]["galera"]["wsrep_cluster_size"] = "2"
-    return results
-
-
-def test_rabbitmq_read_with_the_cli_after_an_api_timeout_names_the_missing_member():
-    # Found on the lab: a peer powered off holds GET /api/nodes until net_ticktime notices;
-    # node01's fact read rabbitmqctl instead (2 of 3 running): the row names node03.
-    site = lab_site()
-    results = powered_off(site)
-    results["node01"]["rabbitmq"] = capture("rabbitmq", "cli_two_running")
-    rabbitmq = row(evaluate(site, results), "node01", "rabbitmq")
-    assert (rabbitmq.status, rabbitmq.detail) == (WARN, "running rabbit@node01, rabbit@node02; members not running: "
-                                                         "rabbit@node03 (management API timed out; read with rabbitmqctl)")
-    # Read before the broker noticed: still listed as running, named all the same.
-    results["node01"]["rabbitmq"]["running_nodes"] = ["rabbit@node01", "rabbit@node02", "rabbit@node03"]
-    assert evaluate(site, results).host_failures("node01") == [
-        "rabbitmq: still listed as running though unreachable for this check: rabbit@node03 "
-        "(management API timed out; read with rabbitmqctl)"]
-    # Both failed: the row says why for both.
-    results["node01"]["rabbitmq"] = capture("rabbitmq", "cli_timed_out")
-    rabbitmq = row(evaluate(site, results), "node01", "rabbitmq")
-    assert rabbitmq.status == FAIL and rabbitmq.detail.startswith("rabbitmq management API GET /api/nodes: exit status 28")
-    assert rabbitmq.detail.endswith("; then rabbitmqctl cluster_status: timed out")
-
-
-def test_rabbitmq_members_not_running_are_named_from_the_api_too():
-    site = lab_site()
-    results = powered_off(site)
-    results["node02"]["rabbitmq"] = capture("rabbitmq", "stopped")
-    rabbitmq = row(evaluate(site, results), "node02", "rabbitmq")
-    assert (rabbitmq.status, rabbitmq.detail) == (OK, "running rabbit@node01, rabbit@node02; members not running: rabbit@node03")
 
 
 def test_cluster_rows_catch_not_ready_galera_and_rabbit_alarms():
