@@ -149,14 +149,19 @@ def rabbitmq_problems(rabbitmq: dict, up: list[str], down: list[str]) -> list[st
 
 
 def rabbitmq_rows(facts: dict, up: list[str], down: list[str]) -> list[Check]:
-    """`rabbitmq`: this node's running members are the controllers up; no partition, no alarm."""
+    """`rabbitmq`: this node's running members are the controllers up; no partition, no alarm;
+    the members not running (controllers down or in maintenance) named."""
     if problem(facts, "rabbitmq"):
         return [Check("rabbitmq", FAIL, problem(facts, "rabbitmq"))]
     problems = rabbitmq_problems(facts["rabbitmq"], up, down)
     if problems:
         return [Check("rabbitmq", FAIL, "; ".join(problems))]
     running = sorted(set(facts["rabbitmq"].get("running_nodes") or []))
-    return [Check("rabbitmq", OK, f"running {', '.join(running) or 'none'}")]
+    # members of the cluster that are not running (controllers down or away, not expected):
+    # named, the missing member is what an operator looks for
+    stopped = sorted(set(facts["rabbitmq"].get("disk_nodes") or []) - set(running))
+    others = f"; members not running: {', '.join(stopped)}" if stopped else ""
+    return [Check("rabbitmq", OK, f"running {', '.join(running) or 'none'}{others}")]
 
 
 def memcached_problem(facts: dict) -> str | None:

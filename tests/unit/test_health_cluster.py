@@ -142,7 +142,8 @@ def test_a_partition_that_outlived_the_heal_names_the_minority_to_restart():
     site = lab_site()
     results = healthy(site)
     for n in ("node01", "node02"):
-        results[n]["rabbitmq"]["running_nodes"] = ["rabbit@node01", "rabbit@node02"]
+        results[n]["rabbitmq"].update(running_nodes=["rabbit@node01", "rabbit@node02"],
+                                      disk_nodes=["rabbit@node01", "rabbit@node02", "rabbit@node03"])
         results[n]["rabbitmq"]["partitions"] = [f"rabbit@{n}: rabbit@node03"]
     results["node03"]["rabbitmq"]["running_nodes"] = ["rabbit@node03"]
     results["node03"]["rabbitmq"]["partitions"] = ["rabbit@node03: rabbit@node01, rabbit@node02"]
@@ -178,6 +179,22 @@ def test_rabbitmq_partitioned_capture():
     assert row(report_with("node01", "rabbitmq", capture("rabbitmq", "partitioned")), "node01", "rabbitmq").detail == (
         "not running here: rabbit@node03; partitions: rabbit@node01: rabbit@node03; "
         "alarms: memory alarm on rabbit@node02")
+
+
+def test_rabbitmq_row_names_a_member_not_running():
+    # The lab, node03 powered off 31 s before (2026-12-07): node01's API answered running
+    # node01 and node02 with node03 a disc member; the row names node03.
+    site = lab_site()
+    results = healthy(site)
+    del results["node03"]
+    for n in results:
+        results[n]["galera"]["wsrep_cluster_size"] = "2"
+        results[n]["rabbitmq"].update(running_nodes=["rabbit@node01", "rabbit@node02"],
+                                      disk_nodes=["rabbit@node01", "rabbit@node02", "rabbit@node03"])
+    rabbitmq = row(evaluate(site, results), "node01", "rabbitmq")
+    assert (rabbitmq.status, rabbitmq.detail) == (OK, "running rabbit@node01, rabbit@node02; members not running: rabbit@node03")
+    assert row(evaluate(site, healthy(site)), "node01", "rabbitmq").detail == \
+        "running rabbit@node01, rabbit@node02, rabbit@node03"
 
 
 def test_rabbitmq_still_listing_a_dead_node():
