@@ -36,7 +36,7 @@ FAILOVER_DIR = records.DOCS / "bench-failover"
 # The pages read, relative to ROOT: the README and the docs/ pages its sections moved to. The
 # figure tables are in docs/failover.md and docs/design.md; a table may move to any of these.
 PAGES = ("README.md", "docs/configuration.md", "docs/operations.md", "docs/security.md", "docs/design.md",
-         "docs/failover.md", "docs/lab.md")
+         "docs/failover.md", "docs/lab.md", "docs/monitoring.md")
 
 
 def read_pages() -> dict[str, str]:
@@ -267,6 +267,29 @@ def upgrade_rows(runs: list[dict]) -> list[tuple[str, ...]]:
     return rows
 
 
+ALERTS_HEADER = ("Fault", "Alert", "Firing (bound)", "At the receiver (bound)", "Resolved after the heal (bound)")
+
+
+def alerts_rows(runs: list[dict]) -> list[tuple[str, ...]]:
+    """The alert drills (tests/lab/test_96_alerts.py), the latest run of each label: seconds
+    after the fault and after the heal, each with its bound. An info alert goes to no receiver;
+    the quiet drill is a row of its own."""
+    runs = list({r["label"]: r for r in runs}.values())
+    rows = []
+    for r in runs:
+        f, fault = r["figures"], r["config"]["fault"]
+        if r["label"] == "quiet":
+            restarts = ", ".join(f"{s} s" for s in f["rolling_restarts_s"])
+            rows.append((f"{fault} ({restarts})", "none", "nothing firing" if not f["firing"] else f"{f['firing']} firing",
+                         "nothing received" if not f["received"] else f"{f['received']} received", ""))
+            continue
+        info = "received_s" not in f
+        rows.append((fault, f"{r['label']} (info)" if info else r["label"], f"{f['firing_s']} s ({f['firing_bound_s']})",
+                     f"nothing naming {f['node']} (inhibited)" if info else f"{f['received_s']} s ({f['received_bound_s']})",
+                     "resolved in Prometheus" if info else f"{f['resolved_s']} s ({f['resolved_bound_s']})"))
+    return rows
+
+
 LIFECYCLE = re.compile(r"first\s+deploy\s+onto\s+fresh\s+nodes\s+took\s+(\S+)\s+s\s+and\s+adding\s+two\s+nodes\s+to\s+the"
                        r"\s+running\s+clusters\s+(\S+)\s+s")
 
@@ -290,12 +313,13 @@ def named(page: str = "docs/failover.md") -> list[tuple[str, tuple[str, ...], li
     """[(name, header, rows)]: expected(), each table with the name its problems use."""
     runs = failover_runs()
     deploy, durability, backups = records.load("deploy"), records.load("durability"), records.load("backup")
-    upgrades = records.load("upgrade")
+    upgrades, alerts = records.load("upgrade"), records.load("alerts")
     return [("failover", FAILOVER_HEADER, failover_rows(runs, page)), ("stale connections", stale_header(runs), stale_rows(runs)),
             ("no-op", NOOP_HEADER, noop_rows(deploy)),
             ("durability", durability_header(durability), durability_rows(durability)),
             *([("backup", BACKUP_HEADER, backup_rows(backups))] if backups else []),
-            *([("upgrade", UPGRADE_HEADER, upgrade_rows(upgrades))] if upgrades else [])]
+            *([("upgrade", UPGRADE_HEADER, upgrade_rows(upgrades))] if upgrades else []),
+            *([("alerts", ALERTS_HEADER, alerts_rows(alerts))] if alerts else [])]
 
 
 # Tables of the pages that hold settings or facts, not measurements: never from a record.
@@ -305,6 +329,7 @@ NOT_FIGURES = {
     ("component", "`--limit NODE`"): "what a limited run does",
     ("setting", "kernel / article", "deployed"): "settings: the kernel's defaults and the deploy's values",
     ("room", "what it holds"): "the lab's modules",
+    ("Piece", "Where", "Checked by"): "monitoring's keys (ports, intervals, thresholds) and where they are checked",
 }
 MEASURED = re.compile(r"\b\d+(\.\d+)?\s?(ms|s|x|writes/s|%)(\b|$)")
 
