@@ -69,6 +69,7 @@ from datetime import datetime, timezone
 
 import gevent
 from pyinfra import host, logger, state
+from pyinfra.context import ContextObject, ctx_state
 from pyinfra.api import FunctionCommand, StringCommand, deploy, operation
 
 from config.monitoring import HEALTH_TEXTFILE
@@ -110,10 +111,15 @@ def _run_for(state) -> _Run:
     """This run's report state, one for every host: the site is built before the one atomic
     setdefault (building it may yield to another host's greenlet, which must not get a second
     _Run: each would report on a part of the controllers)."""
-    run = _RUNS.get(state)
+    # Keyed by the State itself, never pyinfra's context proxy (`from pyinfra import state`):
+    # the proxy lives for the whole process and hashes as the current State, so a weakref to it
+    # never went away and a State made where a freed one had been was handed that one's _Run
+    # (its site, its results): a unit test under load saw a run report with another's site.
+    key = ctx_state.get() if isinstance(state, ContextObject) else state
+    run = _RUNS.get(key)
     if run is None:
         site = site_from_inventory(state.inventory)
-        run = _RUNS.setdefault(state, _Run(site=site))
+        run = _RUNS.setdefault(key, _Run(site=site))
     return run
 
 
