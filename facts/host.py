@@ -46,8 +46,8 @@ class FileStates(FactBase):
         """A constant number of processes whatever the number of paths (it was three per path,
         most of the remote CPU of a no-op run): builtins decide present or missing, then one
         `stat` and one `sha1sum` over all present paths, joined per path in order. The lines
-        are byte for byte those of the per-path command (per_path_command, still used when the
-        one `stat` fails: a path removed in between): the same `echo` of the same words
+        are byte for byte those of the former per-path command (test_host_fact_commands.py keeps
+        it; each path's own `stat` is still used when the one `stat` fails: a path removed in between): the same `echo` of the same words
         (dash's echo reads backslashes in them alike). sha1sum skips a path it cannot read
         (a directory, no permission) and escapes some names, so its lines are never matched
         by name: after each path comes a sentinel, /dev/null spelt as no path given is, whose
@@ -71,15 +71,6 @@ class FileStates(FactBase):
             "echo \"F $s $x $p\"; done"
         )
 
-    @staticmethod
-    def per_path_command(paths):
-        """The former command, three processes per path: kept as the reference the unit tests
-        hold the command above to, byte for byte."""
-        return "; ".join(
-            f"if [ -e {shlex.quote(p)} ]; then echo \"F $(stat -c '%U %G %a' {shlex.quote(p)}) "
-            f"$(sha1sum {shlex.quote(p)} | cut -d' ' -f1) \"{shlex.quote(p)}; else echo M {shlex.quote(p)}; fi"
-            for p in paths
-        )
 
     def process(self, output):
         states = {}

@@ -1,7 +1,7 @@
 """facts.host's FileStates and ServiceStates read each controller's files and units with a
 constant number of processes (they forked three per path and three per unit: most of the
 remote CPU of a no-op run). Their answers must stay byte for byte those of the former
-per-path/per-unit commands (kept as per_path_command/per_unit_command), so process() and
+per-path/per-unit commands (per_path_command here, ServiceStates.per_unit_command, which is also its fallback), so process() and
 every recorded capture hold: both are run here, under dash, on every awkward case, and
 compared. No systemd here: a fake `systemctl` on PATH answers is-active, is-enabled and show
 from one table, as systemd 252 does, and logs its runs (the fork count)."""
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +23,16 @@ import facts.host
 from facts.host import FileStates, ServiceStates
 
 SH = shutil.which("dash") or "sh"
+
+
+def per_path_command(paths):
+    """FileStates' former command, three processes per path: the reference its command is held
+    to, byte for byte."""
+    return "; ".join(
+        f"if [ -e {shlex.quote(p)} ]; then echo \"F $(stat -c '%U %G %a' {shlex.quote(p)}) "
+        f"$(sha1sum {shlex.quote(p)} | cut -d' ' -f1) \"{shlex.quote(p)}; else echo M {shlex.quote(p)}; fi"
+        for p in paths
+    )
 
 
 def run(command, env=None, user=()):
@@ -61,7 +72,7 @@ def tree():
 
 
 def test_file_states_answers_as_the_per_path_command(tree):
-    old, new = run(FileStates.per_path_command(tree)), run(FileStates().command(tree))
+    old, new = run(per_path_command(tree)), run(FileStates().command(tree))
     assert new == old
     lines = FileStates().process(new.decode().splitlines())["files"]
     assert lines[tree[0]]["sha1"] and lines[next(p for p in tree if p.endswith("dangling"))] is None
@@ -70,9 +81,9 @@ def test_file_states_answers_as_the_per_path_command(tree):
 def test_file_states_as_another_user(tree):
     """Unreadable files (no checksum), paths it may not search: run as nobody when possible."""
     user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root and setpriv to run as another user")
-    old = run(FileStates.per_path_command(tree), user=user)
+    # make test runs as root (CI installs with apt); setpriv is Debian's util-linux (essential)
+    assert os.geteuid() == 0 and shutil.which("setpriv"), "run the unit tier as root, with setpriv (util-linux) on PATH"
+    old = run(per_path_command(tree), user=user)
     assert run(FileStates().command(tree), user=user) == old
     assert b"F root root 0  " in old  # the unreadable file: no checksum, as before
     assert old.endswith(b"/closed/f\n") and b"\nM " in old  # a directory it may not search: missing
@@ -81,7 +92,7 @@ def test_file_states_as_another_user(tree):
 def test_file_states_forks_a_constant_number(tree, tmp_path):
     """A logging `stat` and `sha1sum` on PATH: one run each, whatever the number of paths."""
     env, log = fakes(tmp_path, {"stat": "stat", "sha1sum": "sha1sum"})
-    assert run(FileStates().command(tree * 3), env=env) == run(FileStates.per_path_command(tree * 3))
+    assert run(FileStates().command(tree * 3), env=env) == run(per_path_command(tree * 3))
     assert sorted(log.read_text().split()) == ["sha1sum", "stat"]
 
 
@@ -89,14 +100,14 @@ def test_file_states_when_the_one_stat_fails(tree, tmp_path):
     """A path gone between the test and the one `stat` (its exit status non-zero): each path's
     own `stat`, as before."""
     env, _ = fakes(tmp_path, {"stat": "stat"}, fail_many="stat")
-    assert run(FileStates().command(tree), env=env) == run(FileStates.per_path_command(tree))
+    assert run(FileStates().command(tree), env=env) == run(per_path_command(tree))
 
 
 def test_file_states_sentinel_is_no_path_given():
     command = FileStates().command(["/dev/./null", "/dev/././null"])
     assert "/dev/./././null" in command
-    assert run(command) == run(FileStates.per_path_command(["/dev/./null", "/dev/././null"]))
-    assert FileStates().command([]) == FileStates.per_path_command([]) == ""
+    assert run(command) == run(per_path_command(["/dev/./null", "/dev/././null"]))
+    assert FileStates().command([]) == per_path_command([]) == ""
 
 
 def fakes(tmp_path, wrapped, fail_many=None):
