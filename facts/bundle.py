@@ -57,7 +57,7 @@ class Bundle(FactBase):
         is cut"""
         self.marker = f"__part_{secrets.token_hex(6)}"
         self.facts = []
-        runs = []
+        heads, runs = [], []
         for i, (name, kwargs) in enumerate(parts):
             fact = fact_class(name)()
             command = _text(fact.command(**dict(kwargs)))
@@ -70,14 +70,16 @@ class Bundle(FactBase):
                 command = (f"timeout -k {KILL_AFTER} {int(limit)} sh -c {shlex.quote(command)} "
                            "|| { rc=$?; [ $rc -eq 137 ] && exit 124; exit $rc; }")
             self.facts.append(fact)
-            runs.append(f"( ( {command} ) >$d/{i} 2>/dev/null; echo $? >$d/{i}.rc ) &")
-        show = "; ".join(
-            f"echo {self.marker} {i} $(cat $d/{i}.rc 2>/dev/null || echo cut); sed -e '$a\\' $d/{i} 2>/dev/null"
-            for i in range(len(parts))
-        )
+            # its header, "cut" until the part ends; printf is the shell's own (no process)
+            heads.append(f"printf '\\n%s\\n' '{self.marker} {i} cut' >$d/{i}.h;")
+            runs.append(f"( ( {command} ) >$d/{i} 2>/dev/null; printf '\\n%s %s\\n' '{self.marker} {i}' $? >$d/{i}.h ) &")
+        # One `cat` shows every part, each after its header: a blank line, then the marker line
+        # (the blank line ends a last line without a newline; process() drops it otherwise).
+        show = " ".join(f"$d/{i}.h $d/{i}" for i in range(len(parts)))
         keep = (f"trap 'rm -rf \"$d\"' EXIT; trap 'exit 1' HUP INT TERM; (umask 077 && cat > $d/in); "
                 f"export {INPUT_ENV}=$d/in; ") if with_input else ""
-        return f"d=$(mktemp -d) || exit 1; {keep}{' '.join(runs)} wait; {show}; echo {self.marker} end; rm -rf $d"
+        return (f"d=$(mktemp -d) || exit 1; {keep}{' '.join(heads)} {' '.join(runs)} wait; "
+                f"{f'cat {show} 2>/dev/null; ' if parts else ''}printf '\\n%s\\n' '{self.marker} end'; rm -rf $d")
 
     def process(self, output):
         sections: dict[int, list[str]] = {}
@@ -86,6 +88,8 @@ class Bundle(FactBase):
         ended = False
         for line in output:
             if line.startswith(self.marker + " "):
+                if current is not None and sections[current] and sections[current][-1] == "":
+                    sections[current].pop()  # the blank line before this marker (command())
                 _, index, rc = (line.split(" ") + ["", ""])[:3]
                 if index == "end":
                     ended = True

@@ -10,8 +10,9 @@ Two pyinfra 3.10 behaviours shape the commands:
 - pyinfra sets no command timeout: every remote tool runs under `timeout`.
 
 No fact takes a secret as an argument (pyinfra prints fact arguments with -v): MariaDB is
-read as root through its unix socket, RabbitMQ's definitions with rabbitmqctl as root and its
-members through the management API as the monitoring account, whose login curl reads from a
+read as root through its unix socket, RabbitMQ's definitions from the management API as the
+administrator (its password among the compared values on stdin, below; rabbitmqctl as root
+when that fails) and its members through the management API as the monitoring account, whose login curl reads from a
 0600 root file (`curl -K`, never an argument), HAProxy through its admin socket, memcached
 with an unauthenticated `stats`.
 """

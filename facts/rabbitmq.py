@@ -143,14 +143,39 @@ def _node_list(body: list[str]):
     return None, f"{what}: {problem}" + (f": {snippet}" if snippet else "")
 
 
-# On the host, export_definitions' JSON object (a line that starts with `{`) with each user's
-# password_hash replaced by password_ok: whether it is the hash of the password expected for
-# that user (facts.probe EXPECTED, section "rabbitmq"; RabbitMQ's rabbit_password_hashing_sha256,
-# base64(salt + sha256(salt + password))). No hash leaves the host: a line that names
-# password_hash outside such an object (a cut answer) is not passed on either.
-DEFINITIONS_COMPARE = EXPECTED + """
-import base64, hashlib
+# What RabbitmqDefinitions keeps of the definitions (the plan reads users, vhosts, permissions
+# and policies): a production broker's queues, exchanges and bindings never cross the wire.
+DEFINITIONS_KEPT = ("rabbit_version", "rabbitmq_version", "users", "vhosts", "permissions", "policies")
+
+# On the host: the definitions from the node's management API (GET /api/definitions as the
+# administrator, whose password is among the expected values on the bundle's stdin: no file
+# holds it, no argument names it), else from `rabbitmqctl export_definitions` (an Erlang VM,
+# 0.5 s of CPU: a first deploy before the administrator exists, a rotated password, a listener
+# that does not answer). Then, in export_definitions' JSON object (a line that starts with `{`),
+# each user's password_hash is replaced by password_ok: whether it is the hash of the password
+# expected for that user (facts.probe EXPECTED, section "rabbitmq"; RabbitMQ's
+# rabbit_password_hashing_sha256, base64(salt + sha256(salt + password))), and only
+# DEFINITIONS_KEPT is kept, with `read_with` naming the source. No hash leaves the host: a line
+# that names password_hash outside such an object (a cut answer) is not passed on either.
+# Arguments: the administrator's name and the API's URL (both may be empty: the CLI only).
+DEFINITIONS_READ = EXPECTED + f"""
+import base64, hashlib, subprocess, urllib.request
+KEPT = {DEFINITIONS_KEPT!r}
 want = expected("rabbitmq")
+admin, url = (sys.argv[1:3] + ["", ""])[:2]
+
+def from_api():
+    password = want.get(admin)
+    if not (admin and url and isinstance(password, str)):
+        return None
+    login = base64.b64encode((admin + ":" + password).encode()).decode()
+    request = urllib.request.Request(url, headers={{"Authorization": "Basic " + login}})
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({{}})).open(request, timeout={API_TIMEOUT}) as answer:
+            data = json.loads(answer.read().decode())
+    except Exception:  # refused, 401 (a password not yet set), timed out, not JSON: the CLI says why
+        return None
+    return data if isinstance(data, dict) and isinstance(data.get("users"), list) else None
 
 def matches(user):
     password = want.get(user.get("name"))
@@ -160,12 +185,22 @@ def matches(user):
         return False
     return isinstance(password, str) and len(raw) > 4 and hashlib.sha256(raw[:4] + password.encode()).digest() == raw[4:]
 
-text = sys.stdin.read()
+data = from_api()
+if data is not None:
+    text, rc, source = json.dumps(data) + "\\n", 0, "management API"
+else:
+    try:
+        done = subprocess.run(["timeout", "30", "rabbitmqctl", "export_definitions", "-", "--silent"],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        text, rc = done.stdout.decode(errors="replace") + "\\n", done.returncode
+    except OSError as exc:
+        text, rc = "error: rabbitmqctl: " + str(exc) + "\\n", 127
+    source = "rabbitmqctl export_definitions"
 decoder, at = json.JSONDecoder(), 0
 while at < len(text):
     end = text.find("\\n", at) + 1 or len(text)
     line = text[at:end]
-    if line.lstrip().startswith("{"):
+    if line.lstrip().startswith("{{"):
         try:
             data, end = decoder.raw_decode(text, at + len(line) - len(line.lstrip()))
         except ValueError:
@@ -175,28 +210,38 @@ while at < len(text):
                 if isinstance(user, dict):
                     user["password_ok"] = matches(user)
                     user.pop("password_hash", None)
+            if "users" in data:
+                data = {{key: data[key] for key in KEPT if key in data}}
+                data["read_with"] = source
             line = json.dumps(data) + "\\n"
             end = text.find("\\n", end) + 1 or len(text)
     if '"password_hash"' in line:  # the key; its algorithm's name (rabbit_password_hashing_sha256) is no hash
         line = "(a line of a cut answer, not shown: it held a password hash)\\n"
     sys.stdout.write(line)
     at = end
+sys.exit(rc)
 """
 
 
 class RabbitmqDefinitions(FactBase):
     """Users (each with password_ok: whether its password is the one the run expects, compared
-    on the host, DEFINITIONS_COMPARE; no hash is printed), vhosts, permissions and policies,
-    from export_definitions, with an `error` key (None when read)."""
+    on the host; no hash is printed), vhosts, permissions and policies, with `read_with` (the
+    management API or rabbitmqctl export_definitions, DEFINITIONS_READ) and an `error` key
+    (None when read). + admin: the management administrator's name; + address, port: the
+    node's management listener. Without them (or without the expected values on stdin) the
+    CLI reads them.
+    """
 
     @staticmethod
     def default():
         return {"error": NO_OUTPUT}
 
-    def command(self):
-        # rabbitmqctl's status kept: the filter runs on its saved output
-        return probe("rabbitmqctl", "out=$(timeout 30 rabbitmqctl export_definitions - --silent 2>&1); rc=$?; "
-                                    f"printf '%s\\n' \"$out\" | python3 -c {shlex.quote(DEFINITIONS_COMPARE)}; exit $rc")
+    def command(self, admin: str = "", address: str = "", port: int = 0):
+        url = ""
+        if admin and address and port:
+            host = f"[{address}]" if ":" in address else address
+            url = f"http://{host}:{int(port)}/api/definitions"
+        return probe("rabbitmqctl", f"python3 -c {shlex.quote(DEFINITIONS_READ)} {shlex.quote(admin)} {shlex.quote(url)}")
 
     def process(self, output):
         body, rc, missing, _ = split_probe(output)

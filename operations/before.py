@@ -30,7 +30,7 @@ from facts.keepalived import KeepalivedState, VipHolder
 from facts.memcached import MemcachedStats
 from facts.monitoring import AlertmanagerCluster, PrometheusTargets
 from facts.packages import PackageVersions
-from facts.rabbitmq import AmqpTls, RabbitmqCluster, RabbitmqDefinitions, RabbitmqFeatureFlags, RabbitmqMembers
+from facts.rabbitmq import AmqpTls, RabbitmqCluster, RabbitmqDefinitions, RabbitmqFeatureFlags, RabbitmqMembers, RabbitmqTls
 from config.accounts import expected_hashes, expected_passwords
 from config.site import Site
 from operations.common import Refused, controllers_in_run, files_for, secret_value, site
@@ -115,9 +115,10 @@ def prefetch(name: str) -> tuple:
         part(GaleraNode),
         part(RabbitmqCluster, **cluster_fact_args(s)),
         part(Sha1File, path=ERLANG_COOKIE),
+        part(RabbitmqTls),  # tls_switch() reads every controller's, every run
         part(VipHolder, interface=s["vip_interface"], vip=s["vip"]),
         reach_part(s),
-        *((part(MysqlAccounts), part(RabbitmqDefinitions)) if first else ()),
+        *((part(MysqlAccounts), part(RabbitmqDefinitions, **definitions_args(s, name))) if first else ()),
         *upgrade_parts(s),
         *before_run_health_parts(s, name).values(),
     )))
@@ -140,6 +141,14 @@ def cluster_fact_args(s: Site) -> dict:
     other), and the controllers a stuck broker probes on the Erlang distribution port."""
     return {"port": s["rabbitmq_port"], "tls_port": s[amqp_tls.PORT_KEY], "peers": tuple(c.address for c in s.controllers),
             "dist_port": s["rabbitmq_port"] + DIST_PORT_OFFSET}
+
+
+def definitions_args(s: Site, name: str) -> dict:
+    """RabbitmqDefinitions' arguments for controller `name`, the same in the bundle and in the
+    plan's reading: the management administrator and the node's own management listener (the
+    administrator's password travels with the expected values, on the bundle's stdin)."""
+    return {"admin": s["rabbitmq_admin_user"], "address": s.controller(name).address,
+            "port": s["rabbitmq_management_port"]}
 
 
 def reach_args(s: Site) -> dict:

@@ -16,7 +16,7 @@ from operations.common import (
     Refused, announce, controllers_in_run, decided_once, files_of, once, one_at_a_time, secret_value, shell, site, turn,
     unit_log, wait_until,
 )
-from operations.before import cluster_fact_args, facts_of_all_controllers, known_in_run, planned_fact
+from operations.before import cluster_fact_args, definitions_args, facts_of_all_controllers, known_in_run, planned_fact
 from operations.maintenance_marker import in_maintenance, marked
 from operations.peer_tls_plan import PeerTlsRefused, rabbitmq_switch
 from operations.rabbitmq_plan import Plan, RabbitmqStateError, Steps, plan, steps
@@ -155,7 +155,8 @@ def definitions(run: bool = True):
     """
     if run:
         passwords = {n: secret_value(n) for n in ("rabbitmq_password", "rabbitmq_admin_password", "rabbitmq_monitor_password")}
-        yield from definition_commands(planned_fact(RabbitmqDefinitions), site().data, passwords)
+        yield from definition_commands(planned_fact(RabbitmqDefinitions, **definitions_args(site(), host.name)),
+                                       site().data, passwords)
 
 
 @deploy("RabbitMQ")

@@ -110,3 +110,40 @@ def test_a_part_that_outlives_term_is_killed_and_said_timed_out(monkeypatch):
     assert time.monotonic() - started < 10
     got = b.process(out.splitlines())
     assert got["status"] == ["124", "0"] and got["parts"][0] is None and got["parts"][1]
+
+
+def test_a_bundle_hands_each_part_exactly_its_own_lines(monkeypatch):
+    """Each part's lines as its command printed them: a last line without a newline, a
+    trailing blank line, a lone blank line, nothing (the part's default), a line that looks
+    like a marker of another bundle."""
+    import subprocess
+
+    from facts import bundle as bundle_module
+    from facts.bundle import Bundle
+
+    outputs = {"a": "printf 'x'", "b": "printf 'x\\n\\n'", "c": "printf '\\n'", "d": "true",
+               "e": "printf 'one\\ntwo\\n'", "f": "echo __part_000000000000 0 0; echo y"}
+
+    class Lines:
+        def __init__(self, name):
+            self.name = name
+
+        def command(self):
+            return outputs[self.name]
+
+        requires_command = None
+
+        @staticmethod
+        def default():
+            return "default"
+
+        def process(self, output):
+            return list(output)
+
+    monkeypatch.setattr(bundle_module, "fact_class", lambda name: lambda: Lines(name))
+    b = Bundle()
+    command = b.command(tuple((n, ()) for n in outputs), limit=30)
+    out = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=60).stdout
+    got = b.process(out.splitlines())
+    assert got["error"] is None and got["status"] == ["0"] * 6
+    assert got["parts"] == [["x"], ["x", ""], [""], "default", ["one", "two"], ["__part_000000000000 0 0", "y"]]

@@ -161,6 +161,100 @@ def test_rabbitmq_definitions_keeps_rabbitmqctls_status_and_hides_a_cut_answer(t
     assert RabbitmqDefinitions().process(out.splitlines())["error"]
 
 
+# --- RabbitmqDefinitions from the management API (no Erlang VM), the CLI when it fails ------
+
+import base64 as _base64  # noqa: E402
+import contextlib  # noqa: E402
+import http.server  # noqa: E402
+import threading  # noqa: E402
+
+API_DEFINITIONS = {**json.loads(EXPORT), "rabbitmq_version": "3.10.8",
+                   "queues": [{"name": "reply_x", "vhost": "openstack"}], "exchanges": [], "bindings": []}
+API_DEFINITIONS["users"][1]["password_hash"] = rabbit_hash("adm-456")  # the administrator's, right
+
+
+@contextlib.contextmanager
+def management_api(answer: dict):
+    """A management listener on loopback: GET /api/definitions as admin/adm-456 (else 401);
+    yields the list of requests it saw."""
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            good = "Basic " + _base64.b64encode(b"admin:adm-456").decode()
+            status, body = (200, json.dumps(answer)) if self.headers.get("Authorization") == good else (401, '{"error":"not_authorised"}')
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1], seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def cli_marked(tmp_path: Path) -> None:
+    """rabbitmqctl that answers EXPORT and leaves a mark when it runs."""
+    fake_tool(tmp_path / "bin", "rabbitmqctl", EXPORT + "\n")
+    tool = tmp_path / "bin" / "rabbitmqctl"
+    tool.write_text(tool.read_text().replace("#!/bin/sh\n", f"#!/bin/sh\ntouch {tmp_path / 'cli-ran'}\n", 1))
+
+
+def read_definitions(tmp_path: Path, port: int, expected: dict | None) -> tuple[str, dict]:
+    if expected is not None:
+        (tmp_path / "in").write_text(json.dumps(expected))
+    env = {"HA_INPUT": str(tmp_path / "in")} if expected is not None else {}
+    out = run_sh(RabbitmqDefinitions().command(admin="admin", address="127.0.0.1", port=port), tmp_path, **env)
+    return out, RabbitmqDefinitions().process(out.splitlines())
+
+
+def test_rabbitmq_definitions_come_from_the_management_api_as_the_administrator(tmp_path):
+    cli_marked(tmp_path)
+    with management_api(API_DEFINITIONS) as (port, seen):
+        out, fact = read_definitions(tmp_path, port, EXPECTED)
+    assert [path for path, _ in seen] == ["/api/definitions"]
+    assert fact["error"] is None and fact["read_with"] == "management API"
+    assert not (tmp_path / "cli-ran").exists()  # no Erlang VM
+    assert [(u["name"], u["password_ok"]) for u in fact["users"]] == [
+        ("openstack", True), ("admin", True), ("openstack-ha-monitor", True), ("guest", False)]
+    # what the plan reads, and nothing else: a production broker's queues stay on the host
+    assert set(fact) == {"rabbitmq_version", "users", "vhosts", "read_with", "error"}
+    login = _base64.b64encode(b"admin:adm-456").decode()
+    assert "adm-456" not in out and login not in out and '"password_hash"' not in out
+    assert hashes_in(out) == [] and rabbit_hash("adm-456") not in out
+
+
+def test_rabbitmq_definitions_fall_back_to_the_cli_when_the_api_refuses_the_login(tmp_path):
+    # a rotated administrator password (the deploy sets it after this read) or a first deploy
+    cli_marked(tmp_path)
+    rotated = {**EXPECTED, "rabbitmq": {**EXPECTED["rabbitmq"], "admin": "new-secret"}}
+    with management_api(API_DEFINITIONS) as (port, seen):
+        out, fact = read_definitions(tmp_path, port, rotated)
+    assert len(seen) == 1 and (tmp_path / "cli-ran").exists()
+    assert fact["error"] is None and fact["read_with"] == "rabbitmqctl export_definitions"
+    assert [(u["name"], u["password_ok"]) for u in fact["users"]][:2] == [("openstack", True), ("admin", False)]
+    assert "new-secret" not in out and hashes_in(out) == []
+
+
+def test_rabbitmq_definitions_without_the_expected_values_ask_only_the_cli(tmp_path):
+    cli_marked(tmp_path)
+    with management_api(API_DEFINITIONS) as (port, seen):
+        _, fact = read_definitions(tmp_path, port, None)
+        _, refused = read_definitions(tmp_path, 1, EXPECTED)  # nothing listens on port 1
+    assert seen == [] and fact["read_with"] == refused["read_with"] == "rabbitmqctl export_definitions"
+    assert fact["error"] is None and refused["error"] is None
+
+
 def test_a_bundle_hands_its_stdin_to_the_parts_in_a_private_file_it_removes(tmp_path):
     fake_tool(tmp_path / "bin", "mysql", MYSQL_OUT)
     (tmp_path / "tmp").mkdir()
