@@ -1,6 +1,6 @@
 """Monitoring (docs/monitoring.md): this node's Prometheus targets and its Alertmanager's cluster,
-asked over HTTP on the node address (where the deploy binds them), by python3's urllib (always
-on the nodes; curl may not be).
+asked over HTTP on the node address (where the deploy binds them), by python3 (always on the
+nodes; curl may not be).
 
 The probe prints only what the report reads, one JSON value: Alertmanager's /api/v2/status also
 holds its whole alertmanager.yml (webhook URLs, which may carry tokens), and Prometheus'
@@ -13,7 +13,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from facts.probe import NO_OUTPUT, failure, find_json_object, probe, split_probe
+from facts.probe import HTTP_GET, NO_OUTPUT, failure, find_json_object, probe, split_probe
 
 # Seconds for one HTTP request: beyond Prometheus' scrape_timeout (10 s, its default; the
 # rendered prometheus.yml does not set it). While Prometheus applies a new configuration (a
@@ -22,12 +22,17 @@ from facts.probe import NO_OUTPUT, failure, find_json_object, probe, split_probe
 # every Prometheus' answer took longer than 5 s (the lab's make test, test_60), up to a timeout.
 TIMEOUT = 15
 
-# argv: URL, what to print ("targets" or "cluster").
-HTTP_PROBE = """\
-import json, sys, urllib.request
-with urllib.request.urlopen(sys.argv[1], timeout=%d) as r:
-    data = json.load(r)
-if sys.argv[2] == "targets":
+# argv: address, port, path, what to print ("targets" or "cluster"); facts.probe HTTP_GET.
+HTTP_PROBE = HTTP_GET + """\
+address, port, path, what = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+try:
+    status, body = http_get(address, port, path, timeout=%d)
+except OSError as exc:
+    sys.exit("error: %%s:%%d%%s: %%s" %% (address, port, path, exc))
+if status.split(" ")[1:2] != ["200"]:
+    sys.exit("error: %%s:%%d%%s answered %%r" %% (address, port, path, status[:80]))
+data = json.loads(body)
+if what == "targets":
     out = [{"job": t["labels"].get("job"), "node": t["labels"].get("node"), "instance": t["labels"].get("instance"),
             "health": t.get("health"), "lastError": t.get("lastError") or ""}
            for t in data["data"]["activeTargets"]]
@@ -38,8 +43,9 @@ else:
 """ % TIMEOUT
 
 
-def http_probe(url: str, what: str) -> str:
-    return probe("python3", f"timeout {TIMEOUT + 5} python3 -c {shlex.quote(HTTP_PROBE)} {shlex.quote(url)} {what}")
+def http_probe(address: str, port: int, path: str, what: str) -> str:
+    return probe("python3", f"timeout {TIMEOUT + 5} python3 -c {shlex.quote(HTTP_PROBE)} {shlex.quote(address)} {int(port)} "
+                            f"{shlex.quote(path)} {what}")
 
 
 def json_answer(output, key: str, what: str) -> tuple[dict, str | None]:
@@ -67,7 +73,7 @@ class PrometheusTargets(FactBase):
         return {"answering": False, "targets": [], "error": NO_OUTPUT}
 
     def command(self, address: str, port: int):
-        return http_probe(f"http://{address}:{int(port)}/api/v1/targets?state=active", "targets")
+        return http_probe(address, port, "/api/v1/targets?state=active", "targets")
 
     def process(self, output):
         data, error = json_answer(output, "targets", "prometheus targets")
@@ -90,7 +96,7 @@ class AlertmanagerCluster(FactBase):
         return {"answering": False, "status": None, "peers": [], "error": NO_OUTPUT}
 
     def command(self, address: str, port: int):
-        return http_probe(f"http://{address}:{int(port)}/api/v2/status", "cluster")
+        return http_probe(address, port, "/api/v2/status", "cluster")
 
     def process(self, output):
         data, error = json_answer(output, "cluster", "alertmanager status")

@@ -10,7 +10,7 @@ import shlex
 
 from pyinfra.api import FactBase
 
-from facts.probe import EXPECTED, NO_OUTPUT, failure, find_json_object, probe, split_probe, tls_reading
+from facts.probe import EXPECTED, HTTP_GET, NO_OUTPUT, failure, find_json_object, probe, split_probe, tls_reading
 
 
 class RabbitmqCluster(FactBase):
@@ -157,23 +157,22 @@ DEFINITIONS_KEPT = ("rabbit_version", "rabbitmq_version", "users", "vhosts", "pe
 # rabbit_password_hashing_sha256, base64(salt + sha256(salt + password))), and only
 # DEFINITIONS_KEPT is kept, with `read_with` naming the source. No hash leaves the host: a line
 # that names password_hash outside such an object (a cut answer) is not passed on either.
-# Arguments: the administrator's name and the API's URL (both may be empty: the CLI only).
-DEFINITIONS_READ = EXPECTED + f"""
-import base64, hashlib, subprocess, urllib.request
+# Arguments: the administrator's name, the node's address and management port (none: the CLI only).
+DEFINITIONS_READ = EXPECTED + HTTP_GET + f"""
+import base64, hashlib
 KEPT = {DEFINITIONS_KEPT!r}
 want = expected("rabbitmq")
-admin, url = (sys.argv[1:3] + ["", ""])[:2]
+admin, address, port = (sys.argv[1:4] + ["", "", ""])[:3]
 
 def from_api():
     password = want.get(admin)
-    if not (admin and url and isinstance(password, str)):
+    if not (admin and address and port and isinstance(password, str)):
         return None
     login = base64.b64encode((admin + ":" + password).encode()).decode()
-    request = urllib.request.Request(url, headers={{"Authorization": "Basic " + login}})
     try:
-        with urllib.request.build_opener(urllib.request.ProxyHandler({{}})).open(request, timeout={API_TIMEOUT}) as answer:
-            data = json.loads(answer.read().decode())
-    except Exception:  # refused, 401 (a password not yet set), timed out, not JSON: the CLI says why
+        status, body = http_get(address, int(port), "/api/definitions", [("Authorization", "Basic " + login)], {API_TIMEOUT})
+        data = json.loads(body.decode()) if status.split(" ")[1:2] == ["200"] else None
+    except (OSError, ValueError):  # refused, timed out, not JSON; a 401 (a password not yet set): the CLI says why
         return None
     return data if isinstance(data, dict) and isinstance(data.get("users"), list) else None
 
@@ -189,6 +188,7 @@ data = from_api()
 if data is not None:
     text, rc, source = json.dumps(data) + "\\n", 0, "management API"
 else:
+    import subprocess
     try:
         done = subprocess.run(["timeout", "30", "rabbitmqctl", "export_definitions", "-", "--silent"],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -237,11 +237,8 @@ class RabbitmqDefinitions(FactBase):
         return {"error": NO_OUTPUT}
 
     def command(self, admin: str = "", address: str = "", port: int = 0):
-        url = ""
-        if admin and address and port:
-            host = f"[{address}]" if ":" in address else address
-            url = f"http://{host}:{int(port)}/api/definitions"
-        return probe("rabbitmqctl", f"python3 -c {shlex.quote(DEFINITIONS_READ)} {shlex.quote(admin)} {shlex.quote(url)}")
+        api = f"{shlex.quote(admin)} {shlex.quote(address)} {int(port)}" if admin and address and port else ""
+        return probe("rabbitmqctl", f"python3 -c {shlex.quote(DEFINITIONS_READ)} {api}".rstrip())
 
     def process(self, output):
         body, rc, missing, _ = split_probe(output)
@@ -315,7 +312,8 @@ class RabbitmqTls(FactBase):
 
 
 # What openssl s_client says of the AMQP over TLS listener (OpenSSL 3.0), by the state it shows.
-_REFUSED = ("Connection refused", "connect:errno=111")
+NOTHING_LISTENS = "connect: nothing listens on the port (no listening socket in /proc/net/tcp or tcp6)"
+_REFUSED = ("Connection refused", "connect:errno=111", NOTHING_LISTENS)
 _NOT_TLS = ("wrong version number", "packet length too long", "record layer failure")
 
 
@@ -339,7 +337,11 @@ class AmqpTls(FactBase):
 
     def command(self, address: str, port: int, ca: str = ""):
         check = f" -CAfile {shlex.quote(ca)} -verify_return_error -verify_ip {shlex.quote(address)}" if ca else ""
-        return probe("openssl", f"timeout 10 openssl s_client -brief -connect {shlex.quote(f'{address}:{int(port)}')}{check} "
+        # Nothing listening on the port at all (the kernel's listening sockets, IPv4 and IPv6):
+        # refused, said without starting openssl (its start is most of this fact's CPU).
+        listening = f"grep -qE ':{int(port):04X} 0+:0000 0A ' /proc/net/tcp /proc/net/tcp6 2>/dev/null"
+        return probe("openssl", f"if ! {listening}; then echo {shlex.quote(NOTHING_LISTENS)}; exit 1; fi; "
+                                f"timeout 10 openssl s_client -brief -connect {shlex.quote(f'{address}:{int(port)}')}{check} "
                                 "</dev/null", {"port": str(int(port))})
 
     def process(self, output):

@@ -390,3 +390,33 @@ def test_memcached_probe_against_a_local_server():
     server.close()
     m = F.MemcachedStats().process(out.splitlines())
     assert m == {"answering": True, "version": "1.6.18", "uptime": 7, "curr_connections": 1, "error": None}
+
+
+def test_amqp_tls_with_nothing_listening_says_stopped_without_openssl(tmp_path):
+    # A fake openssl that leaves a mark; a port with a listener (IPv4, this machine) and one
+    # without: only the first starts openssl.
+    import os
+    import socket
+
+    (tmp_path / "openssl").write_text(f"#!/bin/sh\ntouch {tmp_path / 'ran'}\necho 'x:error:0A00010B:SSL routines::wrong version number'\nexit 1\n")
+    (tmp_path / "openssl").chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    closed = free.getsockname()[1]
+    free.close()  # bound, never listening: no listening socket on that port
+    try:
+        def read(port):
+            out = subprocess.run(["sh", "-c", F.AmqpTls().command(address="127.0.0.1", port=port)], env=env,
+                                 capture_output=True, text=True, timeout=60).stdout
+            return F.AmqpTls().process(out.splitlines())
+
+        stopped = read(closed)
+        assert stopped["amqp_tls"] == "stopped" and stopped["error"] is None and not (tmp_path / "ran").exists()
+        plain = read(listener.getsockname()[1])
+        assert plain["amqp_tls"] == "plain" and (tmp_path / "ran").exists()
+    finally:
+        listener.close()

@@ -247,3 +247,52 @@ def test_the_report_collects_the_monitoring_facts_only_when_on():
     parts = health_parts(site(), "node02")
     assert parts["prometheus"][1] == (("address", "10.77.0.12"), ("port", 9090))
     assert parts["alertmanager"][1] == (("address", "10.77.0.12"), ("port", 9093))
+
+
+def test_the_monitoring_probes_speak_http_and_print_only_what_the_report_reads():
+    """The probes' own commands against a local HTTP server: Alertmanager's status carries its
+    whole configuration (a webhook URL with a token here), which never reaches the output; an
+    answer that is not 200 and a refused connection are errors naming the address."""
+    import http.server
+    import json
+    import subprocess
+    import threading
+
+    status = {"cluster": {"status": "ready", "peers": [{"address": "127.0.0.1:9094", "name": "x"}]},
+              "config": {"original": "receivers: [{webhook_configs: [{url: 'https://h/?token=SECRET-TOKEN'}]}]"}}
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.request_version, self.path, self.headers.get("Host")))
+            code, body = (200, json.dumps(status)) if self.path == "/api/v2/status" else (404, "404 page not found")
+            self.send_response(code)
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def run(fact, port):
+        out = subprocess.run(["sh", "-c", fact.command(address="127.0.0.1", port=port)], capture_output=True,
+                             text=True, timeout=60).stdout
+        return out, fact.process(out.splitlines())
+
+    try:
+        out, am = run(F.AlertmanagerCluster(), port)
+        _, prom = run(F.PrometheusTargets(), port)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+    _, refused = run(F.PrometheusTargets(), port)
+    assert am == {"answering": True, "status": "ready", "peers": ["127.0.0.1"], "error": None}
+    assert "SECRET-TOKEN" not in out and "webhook" not in out
+    assert seen[0] == ("HTTP/1.0", "/api/v2/status", f"127.0.0.1:{port}")
+    assert not prom["answering"] and "404 Not Found" in prom["error"] and "/api/v1/targets?state=active" in prom["error"]
+    assert not refused["answering"] and f"127.0.0.1:{port}" in refused["error"] and "refused" in refused["error"]
