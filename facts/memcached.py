@@ -9,20 +9,10 @@ from pyinfra.api import FactBase
 from facts.probe import NO_OUTPUT, as_int, failure, probe, split_probe
 
 
-# A memcached `stats` over TCP with python3 (always on the nodes; netcat may not be).
-MEMCACHED_PROBE = """\
-import socket, sys
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
-s.sendall(b"stats\\r\\n")
-data = b""
-while not data.endswith(b"END\\r\\n"):
-    chunk = s.recv(65536)
-    if not chunk:
-        break
-    data += chunk
-s.sendall(b"quit\\r\\n")
-sys.stdout.write(data.decode("ascii", "replace"))
-"""
+# A memcached `stats` over TCP with bash's /dev/tcp (bash is always on the nodes, netcat may not
+# be; python3 cost five times the CPU): `stats` and `quit` sent together, memcached answers the
+# first and closes on the second. argv: address, port.
+MEMCACHED_PROBE = 'exec 3<>"/dev/tcp/$0/$1" && printf \'stats\\r\\nquit\\r\\n\' >&3 && cat <&3'
 
 
 class MemcachedStats(FactBase):
@@ -39,10 +29,7 @@ class MemcachedStats(FactBase):
         return {"answering": False, "version": None, "uptime": None, "curr_connections": None, "error": NO_OUTPUT}
 
     def command(self, address: str, port: int = 11211):
-        return probe(
-            "python3",
-            f"timeout 5 python3 -c {shlex.quote(MEMCACHED_PROBE)} {shlex.quote(address)} {int(port)}",
-        )
+        return probe("bash", f"timeout 5 bash -c {shlex.quote(MEMCACHED_PROBE)} {shlex.quote(address)} {int(port)}")
 
     def process(self, output):
         body, rc, missing, _ = split_probe(output)

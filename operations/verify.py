@@ -63,13 +63,11 @@ from __future__ import annotations
 import os
 import shlex
 import time
-import weakref
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import gevent
 from pyinfra import host, logger, state
-from pyinfra.context import ContextObject, ctx_state
 from pyinfra.api import FunctionCommand, StringCommand, deploy, operation
 
 from config.monitoring import HEALTH_TEXTFILE
@@ -81,16 +79,13 @@ from health.report import FAIL, Report, write_json
 from health.monitoring import lagging_targets, settling
 from health.settle import lagging
 from operations.before import health_parts, read_before_run
+from operations.runstate import this_run
 from facts.haproxy import HaproxyServers
 from facts.monitoring import AlertmanagerCluster, PrometheusTargets
 
 JSON_ENV = "HA_VERIFY_JSON"
 FACT_TIMEOUT = 60  # seconds for one fact command over SSH (the slowest, rabbitmqctl, takes ~2 s)
 METRICS_TIMEOUT = 30  # seconds for writing the verdict's textfile on a host
-
-
-# Fact results per run (keyed by the State, so API users running several states are safe).
-_RUNS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -108,18 +103,15 @@ def site_from_inventory(inventory) -> Site:
 
 
 def _run_for(state) -> _Run:
-    """This run's report state, one for every host: the site is built before the one atomic
-    setdefault (building it may yield to another host's greenlet, which must not get a second
-    _Run: each would report on a part of the controllers)."""
-    # Keyed by the State itself, never pyinfra's context proxy (`from pyinfra import state`):
-    # the proxy lives for the whole process and hashes as the current State, so a weakref to it
-    # never went away and a State made where a freed one had been was handed that one's _Run
-    # (its site, its results): a unit test under load saw a run report with another's site.
-    key = ctx_state.get() if isinstance(state, ContextObject) else state
-    run = _RUNS.get(key)
+    """This run's report state, one for every host, kept with the run's State
+    (operations/runstate.py): the site is built before the one atomic setdefault (building it
+    may yield to another host's greenlet, which must not get a second _Run: each would report
+    on a part of the controllers)."""
+    store = this_run()
+    run = store.get(_Run)
     if run is None:
         site = site_from_inventory(state.inventory)
-        run = _RUNS.setdefault(key, _Run(site=site))
+        run = store.setdefault(_Run, _Run(site=site))
     return run
 
 

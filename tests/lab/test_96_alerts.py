@@ -26,6 +26,9 @@ wait for a `for:` of 10 minutes each): make test's 60 minutes had no room left (
 make test (every target up, no alert on a healthy lab). The lab's
 Alertmanagers group briefly (inventories/lab.py: monitoring_group_wait 5 s, group_interval 15 s);
 the bounds are read from the rendered alertmanager.yml.
+
+Each drill that passes adds its figures to docs/bench-alerts/records.json (tests/bench/records.py;
+docs/monitoring.md's table is made from the latest of each: `python -m tests.bench.figures --write`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from config import monitoring
 from lab import alert_receiver, drills, sitemodel
 from lab.drills import log
 from lab.names import ALERT_RECEIVER_DIR, ALERT_RECEIVER_URL, CA_FILE, CA_KEY
+from tests.bench import records
 
 NODES = ["node01", "node02", "node03"]
 SLACK = 20  # seconds: a scrape's own time, the receiver's write, this test's polling
@@ -109,30 +113,44 @@ def receiving(deployed):
     return deployed
 
 
-def drill(alert: str, node: str | None, fault, heal) -> None:
-    """Fault, the alert firing (Prometheus, then the receiver, once), heal, resolved."""
+def record(label: str, fault: str, figures: dict) -> None:
+    """One passed drill's figures in docs/bench-alerts/records.json, with what it ran under."""
+    where = (f"the lab: {len(NODES)} nodes (inventories/lab.py: monitoring_group_wait {sitemodel.data('monitoring_group_wait')} s, "
+             f"monitoring_group_interval {sitemodel.data('monitoring_group_interval')} s)")
+    path = records.append("alerts", label, {"test": "tests/lab/test_96_alerts.py", "fault": fault, "where": where}, figures)
+    log(f"{label}: recorded in {path.relative_to(records.ROOT)}")
+
+
+def drill(alert: str, node: str | None, fault, heal, what: str) -> None:
+    """Fault (`what` names it in the record), the alert firing (Prometheus, then the receiver,
+    once), heal, resolved; then the figures recorded."""
     fires, notify, resolves = bounds(alert)
     t0 = time.time()
     fault()
     try:
         drills.wait_for(f"{alert} ({node}) firing in Prometheus", lambda: prometheus_firing(alert, node),
                         timeout=fires, interval=POLL)
-        log(f"{alert} ({node}): firing in Prometheus after {time.time() - t0:.0f}s (bound {fires}s)")
+        firing_s = round(time.time() - t0)
+        log(f"{alert} ({node}): firing in Prometheus after {firing_s}s (bound {fires}s)")
         drills.wait_for(f"{alert} ({node}) at the receiver", lambda: received(alert, node, "firing", t0),
                         timeout=max(notify - (time.time() - t0), POLL), interval=POLL)
-        log(f"{alert} ({node}): received after {time.time() - t0:.0f}s (bound {notify}s)")
+        received_s = round(time.time() - t0)
+        log(f"{alert} ({node}): received after {received_s}s (bound {notify}s)")
     finally:
         t_heal = time.time()
         heal()
     drills.wait_for(f"{alert} ({node}) resolved at the receiver", lambda: received(alert, node, "resolved", t_heal),
                     timeout=resolves, interval=POLL)
-    log(f"{alert} ({node}): resolved {time.time() - t_heal:.0f}s after the heal (bound {resolves}s)")
+    resolved_s = round(time.time() - t_heal)
+    log(f"{alert} ({node}): resolved {resolved_s}s after the heal (bound {resolves}s)")
     firing = received(alert, node, "firing", t0)
     alerts = {e["fingerprint"] for e in firing}
     notifications = {e["received_ts"] for e in firing}
     # Three Alertmanagers, one notification: at most one per alert of the group (an alert
     # joining the group, e.g. keepalived's second VRRP instance, makes one more of the group).
     assert 1 <= len(notifications) <= len(alerts), f"{alert}: {len(notifications)} firing notifications of {len(alerts)} alerts"
+    record(alert, what, {"node": node, "firing_s": firing_s, "firing_bound_s": fires, "received_s": received_s,
+                         "received_bound_s": notify, "resolved_s": resolved_s, "resolved_bound_s": resolves})
 
 
 # --- the drills -----------------------------------------------------------------------------------------
@@ -143,7 +161,7 @@ def test_mariadb_stopped_on_one_node_fires_mysql_down(receiving, healthy):
     node = "node03"
     drill("MysqlDown", node,
           lambda: drills.systemctl(node, "stop", "mariadb", timeout=300),
-          lambda: drills.systemctl(node, "start", "mariadb", timeout=300))
+          lambda: drills.systemctl(node, "start", "mariadb", timeout=300), f"mariadb stopped on {node}")
 
 
 @pytest.mark.long
@@ -154,7 +172,7 @@ def test_haproxy_stopped_on_the_vip_holder_fires_keepalived_fault(receiving, hea
     try:
         drill("KeepalivedFault", holder,
               lambda: drills.systemctl(holder, "stop", "haproxy"),
-              lambda: drills.systemctl(holder, "start", "haproxy"))
+              lambda: drills.systemctl(holder, "start", "haproxy"), "HAProxy stopped on the VIP holder")
     finally:
         drills.systemctl(holder, "start", "haproxy")
     # the VIP moved: never held by no controller
@@ -176,7 +194,8 @@ def test_a_lowered_rabbitmq_watermark_fires_the_memory_alarm(receiving, healthy)
         assert r.returncode == 0, r.stdout + r.stderr
 
     try:
-        drill("RabbitmqMemoryAlarm", node, lambda: watermark("absolute", "1000000"), lambda: watermark(*watermark_args(site_value)))
+        drill("RabbitmqMemoryAlarm", node, lambda: watermark("absolute", "1000000"), lambda: watermark(*watermark_args(site_value)),
+              f"RabbitMQ watermark lowered on {node}")
     finally:
         try:
             watermark(*watermark_args(site_value))
@@ -201,7 +220,8 @@ def test_a_controller_in_maintenance_fires_only_its_info_alert(receiving, health
     try:
         drills.wait_for(f"ControllerInMaintenance ({node}) firing in Prometheus",
                         lambda: prometheus_firing("ControllerInMaintenance", node), timeout=fires, interval=POLL)
-        log(f"ControllerInMaintenance ({node}): firing after {time.time() - t0:.0f}s (bound {fires}s)")
+        firing_s = round(time.time() - t0)
+        log(f"ControllerInMaintenance ({node}): firing after {firing_s}s (bound {fires}s)")
         active = drills.wait_for("ControllerInMaintenance active in Alertmanager", lambda: [
             a for a in get(node, "monitoring_alertmanager_port", "/api/v2/alerts",
                            filter='alertname="ControllerInMaintenance"')
@@ -215,6 +235,7 @@ def test_a_controller_in_maintenance_fires_only_its_info_alert(receiving, health
     drills.wait_for(f"ControllerInMaintenance ({node}) resolved in Prometheus",
                     lambda: not prometheus_firing("ControllerInMaintenance", node), timeout=fires, interval=POLL)
     assert not received("ControllerInMaintenance", node, "firing", t0)  # severity info: no receiver
+    record("ControllerInMaintenance", f"{node} in maintenance", {"node": node, "firing_s": firing_s, "firing_bound_s": fires})
 
 
 @pytest.mark.long
@@ -238,7 +259,7 @@ def test_a_certificate_near_expiry_fires(receiving, healthy):
         assert r.returncode == 0, r.stderr
 
     try:
-        drill("CertificateExpiresSoon", node, lambda: put(short), lambda: put(original.stdout))
+        drill("CertificateExpiresSoon", node, lambda: put(short), lambda: put(original.stdout), f"a 7-day certificate on {node}")
     finally:
         put(original.stdout)
 
@@ -283,7 +304,7 @@ def test_a_backup_too_old_fires(receiving, healthy):
            f"systemctl start {' '.join(BACKUP_TIMERS)}")
 
     try:
-        drill("BackupTooOld", node, move_aside, move_back)
+        drill("BackupTooOld", node, move_aside, move_back, "the backup node's manifests moved aside")
     finally:
         move_back()
 
@@ -292,7 +313,7 @@ def test_a_backup_too_old_fires(receiving, healthy):
 def test_a_power_cut_fires_node_down(receiving, healthy):
     node = "node03"
     try:
-        drill("NodeDown", node, lambda: drills.power_cut(node), lambda: drills.power_on(node))
+        drill("NodeDown", node, lambda: drills.power_cut(node), lambda: drills.power_on(node), f"{node} powered off")
     finally:
         if node not in drills.running():
             drills.power_on(node)
@@ -341,6 +362,7 @@ def test_a_quiet_lab_and_a_rolling_restart_fire_nothing(receiving, healthy):
     wait = max(bounds(a)[1] for a in ("MysqlDown", "GaleraClusterSizeBelowInventory", "RabbitmqNodeDown"))
     bump = {"mariadb_max_connections": sitemodel.data("mariadb_max_connections") + 1,
             "rabbitmq_memory_high_watermark": "257MiB"}
+    restarts = []
     try:
         for data in (bump, {}):
             t1 = time.time()
@@ -349,6 +371,9 @@ def test_a_quiet_lab_and_a_rolling_restart_fire_nothing(receiving, healthy):
             assert "restart mariadb" in run.stdout and "restart rabbitmq-server" in run.stdout, drills.run_excerpt(run.stdout)
             time.sleep(max(wait - (time.time() - t1), 0))
             assert not fired_since(t0), fired_since(t0)
-            log(f"rolling restart ({'changed' if data else 'back'}) in {time.time() - t1:.0f} s: nothing received")
+            restarts.append(round(time.time() - t1))
+            log(f"rolling restart ({'changed' if data else 'back'}) in {restarts[-1]} s: nothing received")
     finally:
         drills.deploy()
+    record("quiet", "ten healthy minutes, then a rolling restart of every MariaDB and RabbitMQ and its revert",
+           {"quiet_s": QUIET, "rolling_restarts_s": restarts, "received": len(fired_since(t0)), "firing": len(firing_anywhere())})

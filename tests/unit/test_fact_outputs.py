@@ -366,7 +366,7 @@ def test_probe_of_a_failing_command_exits_zero_with_its_status():
 
 
 def test_memcached_probe_against_a_local_server():
-    # The python3 one-liner against a tiny fake memcached on localhost.
+    # The probe against a tiny fake memcached on localhost.
     import socket
     import threading
 
@@ -375,11 +375,17 @@ def test_memcached_probe_against_a_local_server():
     server.listen(1)
     port = server.getsockname()[1]
 
-    def serve():
+    def serve():  # as memcached: answers `stats`, closes on `quit` (pipelined or not)
         conn, _ = server.accept()
-        conn.recv(100)
-        conn.sendall(b"STAT pid 1\r\nSTAT uptime 7\r\nSTAT version 1.6.18\r\nSTAT curr_connections 1\r\nEND\r\n")
-        conn.recv(100)
+        got, answered = b"", False
+        while b"quit\r\n" not in got:
+            chunk = conn.recv(100)
+            if not chunk:
+                break
+            got += chunk
+            if b"stats\r\n" in got and not answered:
+                conn.sendall(b"STAT pid 1\r\nSTAT uptime 7\r\nSTAT version 1.6.18\r\nSTAT curr_connections 1\r\nEND\r\n")
+                answered = True
         conn.close()
 
     t = threading.Thread(target=serve, daemon=True)

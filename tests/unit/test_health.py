@@ -151,7 +151,7 @@ def test_a_captured_failure_is_its_row_with_the_fact_error(key, case):
         ("haproxy_servers", F.HaproxyServers.default()),
         ("galera", F.GaleraNode.default()),
         ("rabbitmq", F.RabbitmqMembers.default()),
-        ("memcached", F.MemcachedStats().process(["__missing=python3"])),
+        ("memcached", F.MemcachedStats().process(["__missing=bash"])),
         ("vip", capture("vip", "no_device")),
         ("keepalived", F.KeepalivedState.default()),
         ("haproxy_tls", F.HaproxyCertificate.default()),

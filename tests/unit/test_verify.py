@@ -350,41 +350,46 @@ def test_hosts_that_ask_at_once_share_one_report(monkeypatch):
         return site
 
     monkeypatch.setattr(V, "site_from_inventory", slow_site)
-    monkeypatch.setattr(V, "_RUNS", {})
+    from pyinfra.context import ctx_state
 
     class FakeState:
         inventory = None
 
     st = FakeState()
-    jobs = [gevent.spawn(V._run_for, st) for _ in range(3)]
-    gevent.joinall(jobs)
-    assert len({id(j.value) for j in jobs}) == 1
+    with ctx_state.use(st):  # one run: its hosts' greenlets
+        jobs = [gevent.spawn(V._run_for, st) for _ in range(3)]
+        gevent.joinall(jobs)
+    assert len({id(j.value) for j in jobs}) == 1 and jobs[0].value is not None
 
 
 def test_each_run_is_kept_with_its_state_not_with_pyinfras_proxy(monkeypatch):
     """verify's operations pass pyinfra's context proxy (`from pyinfra import state`): the run is
-    kept with the State it stands for, and goes with it. Kept with the proxy (which lives for
-    the process and hashes as the current State), a State made at a freed one's address got
-    that one's run: test_with_monitoring_each_host_writes_its_verdict_and_it_is_no_change
+    kept with the State it stands for (operations/runstate.py), and goes with it. Kept with the
+    proxy (which lives for the process and hashes as the current State), a State made at a
+    freed one's address got that one's run: test_with_monitoring_each_host_writes_its_verdict_and_it_is_no_change
     failed about once in 15 runs under load that way."""
     import gc
 
     import pyinfra
     from pyinfra.context import ctx_state
 
+    import operations.runstate as R
+
     monkeypatch.setattr(V, "site_from_inventory", lambda inventory: lab_site())
-    monkeypatch.setattr(V, "_RUNS", weakref.WeakKeyDictionary())
 
     class FakeState:
         inventory = None
 
+    gc.collect()
+    before = len(R._runs)
     first, second = FakeState(), FakeState()
+    gone = (weakref.ref(first), weakref.ref(second))
     with ctx_state.use(first):
         run = V._run_for(pyinfra.state)
         assert V._run_for(pyinfra.state) is run
     with ctx_state.use(second):
         assert V._run_for(pyinfra.state) is not run
-    assert sorted(map(id, V._RUNS.keys())) == sorted([id(first), id(second)])
+    assert {id(first), id(second)} <= set(map(id, R._runs.keys()))
     del first, second, run
     gc.collect()
-    assert len(V._RUNS) == 0
+    assert [ref() for ref in gone] == [None, None] and len(R._runs) == before
