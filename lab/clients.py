@@ -300,7 +300,10 @@ def drop(session: Session | None, pause: float = 0.2) -> None:
 
 class Gets(threading.Thread):
     """GET through the VIP on an API listener, a new connection each, every 50 ms; a GET that
-    fails is sent once more at once. `retried`: first tries that failed; `failed`: both did."""
+    fails is sent once more at once. `retried`: first tries that failed; `failed`: both did.
+    An answer of the API is a success whatever its status below 500: a real keystone answers
+    GET / with 300 Multiple Choices (its version list); HAProxy's 503 (no server), a 502 or 504,
+    a refused or cut connection are failures."""
 
     def __init__(self, listener: str = "keystone_internal"):
         super().__init__(daemon=True)
@@ -314,6 +317,14 @@ class Gets(threading.Thread):
                     http_get(self.port, timeout=5)
                     self.ok += 1
                     break
+                except urllib.error.HTTPError as exc:
+                    if exc.code < 500:
+                        self.ok += 1
+                        break
+                    if attempt == 1:
+                        self.retried += 1
+                    else:
+                        self.failed += 1
                 except (OSError, urllib.error.URLError):
                     if attempt == 1:
                         self.retried += 1
