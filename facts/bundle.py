@@ -57,29 +57,39 @@ class Bundle(FactBase):
         is cut"""
         self.marker = f"__part_{secrets.token_hex(6)}"
         self.facts = []
-        heads, runs = [], []
+        runs = []
         for i, (name, kwargs) in enumerate(parts):
             fact = fact_class(name)()
             command = _text(fact.command(**dict(kwargs)))
             requires = fact.requires_command(**dict(kwargs)) if callable(fact.requires_command) else None
             if requires:
                 command = f"command -v {shlex.quote(requires)} >/dev/null 2>&1 || exit 97; {command}"
-            if limit:
-                # -k: a part that outlives TERM (it ignores or delays it) is killed KILL_AFTER s
-                # later; `timeout` then dies with its group (137): said as timed out (124) too.
-                command = (f"timeout -k {KILL_AFTER} {int(limit)} sh -c {shlex.quote(command)} "
-                           "|| { rc=$?; [ $rc -eq 137 ] && exit 124; exit $rc; }")
             self.facts.append(fact)
-            # its header, "cut" until the part ends; printf is the shell's own (no process)
-            heads.append(f"printf '\\n%s\\n' '{self.marker} {i} cut' >$d/{i}.h;")
-            runs.append(f"( ( {command} ) >$d/{i} 2>/dev/null; printf '\\n%s %s\\n' '{self.marker} {i}' $? >$d/{i}.h ) &")
+            # in the background; its header (printf: the shell's own, no process) once it ended
+            runs.append(f"( ( set --; {command} ) >\"$1/{i}\" 2>/dev/null; "
+                        f"printf '\\n%s %s\\n' '{self.marker} {i}' $? >\"$1/{i}.h\" ) &")
+        # Every part starts at once in one shell, $1 the private directory: one deadline bounds
+        # each. With a limit, one `timeout` for them all (it was one per part: two processes
+        # each); when it fires, TERM reaches every process of their group, KILL what is left of
+        # it (a part that ignores TERM) right after, and each part that had not ended is said
+        # timed out (124); without one, or unbounded, a missing header says "cut".
+        group = f"sh -c {shlex.quote(' '.join(runs) + ' wait')} sh \"$d\""
+        if limit:
+            run = (f"timeout -k {KILL_AFTER} {int(limit)} {group} & t=$!; wait $t; rc=$?; "
+                   "if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then kill -s KILL -- -$t 2>/dev/null; st=124; else st=cut; fi; ")
+        else:
+            run = f"{group}; st=cut; "
+        missing = " ".join(f"[ -e $d/{i}.h ] || printf '\\n%s %s\\n' '{self.marker} {i}' $st >$d/{i}.h;"
+                           for i in range(len(parts)))
         # One `cat` shows every part, each after its header: a blank line, then the marker line
         # (the blank line ends a last line without a newline; process() drops it otherwise).
         show = " ".join(f"$d/{i}.h $d/{i}" for i in range(len(parts)))
         keep = (f"trap 'rm -rf \"$d\"' EXIT; trap 'exit 1' HUP INT TERM; (umask 077 && cat > $d/in); "
                 f"export {INPUT_ENV}=$d/in; ") if with_input else ""
-        return (f"d=$(mktemp -d) || exit 1; {keep}{' '.join(heads)} {' '.join(runs)} wait; "
-                f"{f'cat {show} 2>/dev/null; ' if parts else ''}printf '\\n%s\\n' '{self.marker} end'; rm -rf $d")
+        if not parts:
+            return f"d=$(mktemp -d) || exit 1; {keep}printf '\\n%s\\n' '{self.marker} end'; rm -rf $d"
+        return (f"d=$(mktemp -d) || exit 1; {keep}{run}{missing} cat {show} 2>/dev/null; "
+                f"printf '\\n%s\\n' '{self.marker} end'; rm -rf $d")
 
     def process(self, output):
         sections: dict[int, list[str]] = {}

@@ -87,9 +87,9 @@ def test_a_bundle_reads_every_part_in_one_command_and_marks_the_unknown():
 
 
 def test_a_part_that_outlives_term_is_killed_and_said_timed_out(monkeypatch):
-    """A bundle part bounded by `limit` that ignores TERM is killed KILL_AFTER s later and its
-    status is 124 (timed out, as operations/before.py reads it), the other parts unharmed: the
-    pre-run bound holds whatever the part does with TERM."""
+    """A bundle part bounded by `limit` that ignores TERM is killed (no process of it is left)
+    and its status is 124 (timed out, as operations/before.py reads it), the other parts
+    unharmed: the pre-run bound holds whatever the part does with TERM."""
     import subprocess
     import time
 
@@ -99,7 +99,7 @@ def test_a_part_that_outlives_term_is_killed_and_said_timed_out(monkeypatch):
 
     class Stubborn(Hostname):
         def command(self):
-            return "trap '' TERM; sleep 30; echo late"
+            return "trap '' TERM; sleep 27.25; echo late"
 
     monkeypatch.setattr(bundle_module, "KILL_AFTER", 1)
     monkeypatch.setattr(bundle_module, "fact_class", lambda name: Stubborn if name.endswith("Stubborn") else Hostname)
@@ -110,6 +110,8 @@ def test_a_part_that_outlives_term_is_killed_and_said_timed_out(monkeypatch):
     assert time.monotonic() - started < 10
     got = b.process(out.splitlines())
     assert got["status"] == ["124", "0"] and got["parts"][0] is None and got["parts"][1]
+    # nothing of the stubborn part outlives the bundle
+    assert subprocess.run(["pgrep", "-f", "sleep 27.25"], capture_output=True).returncode == 1
 
 
 def test_a_bundle_hands_each_part_exactly_its_own_lines(monkeypatch):
