@@ -1,7 +1,9 @@
 """make bench-deploy: where a deploy's time goes, on the lab.
 
 Prints the wall time of a first deploy onto fresh nodes (warm apt cache), of a no-op re-run
-(median of 3), and per host the operations, facts and remote commands of a no-op run; then
+(median of 3), per host the operations, facts and remote commands of a no-op run, and where one
+more no-op's time went (tests/bench/phases.py: preflight, each pre-run bundle, planning, the
+operations and the report); then
 the same no-op figures with 5 nodes (node04 and node05 are added to the running clusters by a
 deploy first). Figures, not assertions. The lab is left down with its disks purged.
 
@@ -80,10 +82,20 @@ def noop_figures(nodes: int) -> float:
     print(f"  {'host':8} {'remote commands':>16} {'facts loaded':>13}")
     for host, c in sorted(per_host(verbose).items()):
         print(f"  {host:8} {c['>>>']:>16} {c['Loaded fact']:>13}")
+    print(phases())
     path = records.append("deploy", f"commit {records.commit()[:7]}", config(nodes),
                           {"nodes": nodes, "noop_s": times, "floor_s": base, "host_operations": ops})
     print(f"  recorded in {path.relative_to(ROOT)}")
     return statistics.median(times)
+
+
+def phases() -> str:
+    """Where one more no-op's wall time went (tests/bench/phases.py), its table as printed."""
+    proc = subprocess.run([sys.executable, "-m", "tests.bench.phases", "-y", "inventories/lab.py", "deploy.py"], cwd=ROOT,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise SystemExit(f"bench: the timed no-op failed (exit {proc.returncode}): {proc.stdout[-2000:]}")
+    return proc.stderr[proc.stderr.find("\nwhere the time went"):].rstrip()
 
 
 def config(nodes: int) -> dict:
