@@ -121,16 +121,20 @@ def public_key(text: str) -> str | None:
 def _passed_all(pem: str) -> str | None:
     """The x509 output of the fast path when the PEM passed every OPENSSL_CHECKS check, else None."""
     with _pem_file(pem) as path:
-        x509 = subprocess.run([*_X509_READ, "-in", str(path)], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=30)
-        if x509.returncode != 0:
-            return None
-        pkey = subprocess.run([*_PKEY_READ, "-in", str(path)], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=30)
-    mine = public_key(x509.stdout)
-    if pkey.returncode != 0 or mine is None or mine != pkey.stdout.strip():
+        # side by side: neither waits for the other (preflight runs before every deploy)
+        x509, pkey = procs = [subprocess.Popen([*command, "-in", str(path)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                               stderr=subprocess.PIPE, text=True) for command in (_X509_READ, _PKEY_READ)]
+        try:
+            (x509_out, _), (pkey_out, _) = x509.communicate(timeout=30), pkey.communicate(timeout=30)
+        finally:  # a timeout (or any error) leaves neither running, as subprocess.run would
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+    mine = public_key(x509_out)
+    if x509.returncode != 0 or pkey.returncode != 0 or mine is None or mine != pkey_out.strip():
         return None
-    return x509.stdout
+    return x509_out
 
 
 @lru_cache(maxsize=16)

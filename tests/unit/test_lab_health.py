@@ -1,0 +1,28 @@
+"""lab/health.py's reading of a report (no lab): which controller's newest backup failed."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from lab.health import failed_backup  # noqa: E402
+
+FAILED = "the newest backup 20261207T143019Z-incremental failed (manifest failed (exit 1)); see journalctl -u 'openstack-ha-backup@*'"
+
+
+def report(**rows):
+    return {"hosts": {node: [{"name": "galera", "status": "OK", "detail": "Synced"}, row] for node, row in rows.items()}}
+
+
+def test_the_node_whose_newest_backup_failed():
+    assert failed_backup(report(node01={"name": "backup", "status": "OK", "detail": ""},
+                                node03={"name": "backup", "status": "FAIL", "detail": FAILED})) == "node03"
+
+
+def test_no_backup_yet_or_a_warning_is_not_a_failed_backup():
+    assert failed_backup(report(node03={"name": "backup", "status": "WARN", "detail": "no backup taken yet"})) is None
+    assert failed_backup(report(node03={"name": "backup", "status": "FAIL", "detail": "no verified full backup for 30 h"})) is None
+    assert failed_backup(report(node03={"name": "firewall", "status": "FAIL", "detail": FAILED})) is None
+    assert failed_backup({}) is None
