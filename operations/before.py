@@ -100,7 +100,8 @@ def known_in_run(states: dict, what: str) -> dict:
 def prefetch(name: str) -> tuple:
     """Every fact a run's plan reads from controller `name` (facts.bundle parts), read in one
     round trip. The database accounts and RabbitMQ definitions are read where they are
-    decided: the first controller (an export_definitions starts an Erlang VM: not everywhere).
+    decided: the first controller (the definitions from its management API, rabbitmqctl's
+    Erlang VM only when that fails: not everywhere).
     The health report's facts too: a run that changes nothing reports from them (no second
     round trip; operations/verify.py)."""
     s = site()
