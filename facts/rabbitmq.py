@@ -184,9 +184,18 @@ def matches(user):
         return False
     return isinstance(password, str) and len(raw) > 4 and hashlib.sha256(raw[:4] + password.encode()).digest() == raw[4:]
 
+def kept(data):  # the definitions as they leave the host: password_ok for each user's hash, only KEPT
+    for user in data.get("users") or []:
+        if isinstance(user, dict):
+            user["password_ok"] = matches(user)
+            user.pop("password_hash", None)
+    return {{**{{key: data[key] for key in KEPT if key in data}}, "read_with": source}} if "users" in data else data
+
 data = from_api()
-if data is not None:
-    text, rc, source = json.dumps(data) + "\\n", 0, "management API"
+if data is not None:  # already parsed: written as it leaves, not parsed again
+    source, rc = "management API", 0
+    text = ""
+    sys.stdout.write(json.dumps(kept(data)) + "\\n")
 else:
     import subprocess
     try:
@@ -196,6 +205,7 @@ else:
     except OSError as exc:
         text, rc = "error: rabbitmqctl: " + str(exc) + "\\n", 127
     source = "rabbitmqctl export_definitions"
+# The CLI's answer: its JSON object (a line that starts with `{{`) as it leaves; warnings as they are.
 decoder, at = json.JSONDecoder(), 0
 while at < len(text):
     end = text.find("\\n", at) + 1 or len(text)
@@ -206,14 +216,7 @@ while at < len(text):
         except ValueError:
             data = None
         if isinstance(data, dict):
-            for user in data.get("users") or []:
-                if isinstance(user, dict):
-                    user["password_ok"] = matches(user)
-                    user.pop("password_hash", None)
-            if "users" in data:
-                data = {{key: data[key] for key in KEPT if key in data}}
-                data["read_with"] = source
-            line = json.dumps(data) + "\\n"
+            line = json.dumps(kept(data)) + "\\n"
             end = text.find("\\n", end) + 1 or len(text)
     if '"password_hash"' in line:  # the key; its algorithm's name (rabbit_password_hashing_sha256) is no hash
         line = "(a line of a cut answer, not shown: it held a password hash)\\n"

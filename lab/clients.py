@@ -315,21 +315,18 @@ class Gets(threading.Thread):
             for attempt in (1, 2):
                 try:
                     http_get(self.port, timeout=5)
+                    answered = True
+                except urllib.error.HTTPError as exc:
+                    answered = exc.code < 500
+                except (OSError, urllib.error.URLError):
+                    answered = False
+                if answered:
                     self.ok += 1
                     break
-                except urllib.error.HTTPError as exc:
-                    if exc.code < 500:
-                        self.ok += 1
-                        break
-                    if attempt == 1:
-                        self.retried += 1
-                    else:
-                        self.failed += 1
-                except (OSError, urllib.error.URLError):
-                    if attempt == 1:
-                        self.retried += 1
-                    else:
-                        self.failed += 1
+                if attempt == 1:
+                    self.retried += 1
+                else:
+                    self.failed += 1
             self.stopping.wait(0.05)
 
 
