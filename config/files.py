@@ -226,12 +226,22 @@ def render_backup_tool(site: Site, path: str) -> str:
     restore) as the site's backup node gets it (its FILES row)."""
     return render_template(backup.TOOLS[path], site, backup.node([c.name for c in site.controllers], site.data), {}, path)
 
+def _rows(site: Site, name: str, component: str | None = None) -> list[tuple]:
+    return [row for row in FILES if component in (None, row[0]) and wanted(row[0], site, row[1], name, row[2])]
+
+
+def managed_paths(site: Site, name: str) -> list[str]:
+    """Where controller `name`'s files go (managed_files()' paths, in its order), without
+    rendering them: a run reads their state on the host while it renders them here."""
+    return [path.format(**site.data) for _, _, path, *_ in _rows(site, name)]
+
+
 def managed_files(site: Site, name: str, secrets: dict[str, str], component: str | None = None) -> list[ManagedFile]:
     """The files controller `name` gets, in install order (optionally one component's).
     The site's listeners and the firewall's rule count are computed once for all of them
     (per template they were 15 listeners built ~30 times and the firewall table rendered
     again for each of the collector's files, on each controller of each run)."""
-    rows = [row for row in FILES if component in (None, row[0]) and wanted(row[0], site, row[1], name, row[2])]
+    rows = _rows(site, name, component)
     shared = {"listeners": site.listeners}
     if site.data["firewall"] and any(tpl.startswith("monitoring/openstack-ha-metrics") for _, tpl, *_ in rows):
         shared["rules"] = expected_rules(site)

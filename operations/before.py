@@ -19,7 +19,7 @@ from pyinfra.facts.server import Hostname
 
 from config.defaults import DIST_PORT_OFFSET, GALERA_PORT
 from config import amqp_tls, backup, peer_tls
-from config.files import APT_PINS, BACKUP_PATHS, ERLANG_COOKIE, MAINTENANCE_FILE, RABBITMQ_MONITOR_CURLRC
+from config.files import APT_PINS, BACKUP_PATHS, ERLANG_COOKIE, MAINTENANCE_FILE, RABBITMQ_MONITOR_CURLRC, managed_paths
 from facts.backup import BackupManifests
 from facts.bundle import Bundle, part
 from facts.firewall import FirewallState
@@ -346,8 +346,12 @@ def checked_paths(name: str) -> tuple[str, ...]:
     """The files whose state a run reads on controller `name`: its managed files, the backup
     node's (removed from a controller that is no longer the backup node), and the apt pins file
     also when the site pins nothing (one an earlier run left is removed: operations/upgrade.py).
-    Lines of the same round trip, no new command."""
-    return tuple(dict.fromkeys((*(f.path for f in files_for(name)), *BACKUP_PATHS, APT_PINS)))
+    Lines of the same round trip, no new command. Their paths only: the bundle goes out
+    before the files are rendered (files_for), which this process does while the hosts answer."""
+    known_paths = run_dict("checked paths")
+    if name not in known_paths:
+        known_paths[name] = tuple(dict.fromkeys((*managed_paths(site(), name), *BACKUP_PATHS, APT_PINS)))
+    return known_paths[name]
 
 
 def file_state(path: str) -> dict | None:

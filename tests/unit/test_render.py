@@ -369,3 +369,20 @@ def test_check_script_is_installed_where_keepalived_conf_runs_it(tmp_path):
     assert (root / "usr/local/sbin/ha-check-alive").read_text().startswith("#!/bin/sh\n")
     assert not (root / "etc/keepalived/check_alive.sh").exists()
     assert 'script "/usr/local/sbin/ha-check-alive"' in (root / "etc/keepalived/keepalived.conf").read_text()
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"monitoring_enabled": True, "backup_enabled": True, "firewall": True, "package_versions": {"haproxy": "2.6.12-1"}},
+    {"firewall": False, "keepalived_serve_check": False, "mariadb_check_method": "tcp", "backup_enabled": False},
+])
+def test_the_paths_read_before_the_run_are_those_of_the_rendered_files(changes):
+    """managed_paths() (what the pre-run bundle reads, before rendering) lists managed_files()'
+    paths, in order, on every controller: a file missing there would be written on every run."""
+    from config.files import managed_paths
+    from unitkit import prod_data
+
+    hosts, group = prod_data()
+    site = build_site(hosts, {**group, **changes})
+    for c in site.controllers:
+        assert managed_paths(site, c.name) == [f.path for f in managed_files(site, c.name, FAKE_SECRETS)]
