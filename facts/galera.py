@@ -93,7 +93,7 @@ class GaleraNode(FactBase):
 
     def command(self, recover: bool = True):
         recovery = (
-            "if ! pgrep -x mariadbd >/dev/null && ! pgrep -x mysqld >/dev/null && "
+            "if ! pgrep -x 'mariadbd|mysqld' >/dev/null && "
             "grep -q '^seqno:[[:space:]]*-1' /var/lib/mysql/grastate.dat 2>/dev/null; then "
             "timeout 120 galera_recovery 2>/dev/null | sed -n 's/^--wsrep_start_position=/recovered_position=/p'; fi; "
         ) if recover else ""
@@ -102,12 +102,13 @@ class GaleraNode(FactBase):
             "echo end=yes; exit 0; fi; echo installed=yes; "
             "systemctl is-active -q mariadb && echo active=yes || echo active=no; "
             f"systemctl is-enabled -q {' '.join(SOCKET_UNITS)} 2>/dev/null && echo sockets=enabled || echo sockets=disabled; "
-            "if pgrep -x mariadbd >/dev/null || pgrep -x mysqld >/dev/null; then echo mysqld=running; "
+            # one pgrep for either name (-x: the whole name, the pattern an extended regex)
+            "if pgrep -x 'mariadbd|mysqld' >/dev/null; then echo mysqld=running; "
             f"if out=$(timeout 10 mysql --connect-timeout=5 -N -B -e \"{STATUS_QUERY}\" 2>/dev/null); "
             "then echo query=ok; printf '%s\\n' \"$out\" | tr '\\t' '='; else echo query=failed; fi; fi; "
             "sed -n 's/^\\(uuid\\|seqno\\|safe_to_bootstrap\\):[[:space:]]*/grastate_\\1=/p' /var/lib/mysql/grastate.dat 2>/dev/null; "
-            f"test -f {GALERA_CNF} && echo cnf_sans_members=$(grep -v {SANS_PATTERNS} {GALERA_CNF} "
-            "| sha1sum | cut -d' ' -f1); "
+            f"test -f {GALERA_CNF} && {{ set -- $(grep -v {SANS_PATTERNS} {GALERA_CNF} | sha1sum); "
+            "echo cnf_sans_members=$1; }; "
             f"{recovery}echo end=yes"
         )
 
@@ -196,7 +197,7 @@ class GaleraTls(FactBase):
 
     def command(self):
         return (
-            "if pgrep -x mariadbd >/dev/null || pgrep -x mysqld >/dev/null; then "
+            "if pgrep -x 'mariadbd|mysqld' >/dev/null; then "
             "if o=$(timeout 10 mysql --connect-timeout=5 -N -B -e 'SELECT @@wsrep_provider_options' 2>/dev/null); then "
             "printf '%s\\n' \"$o\" | grep -Eq 'socket\\.ssl_cert = [^;[:space:]]' && echo galera=tls || echo galera=plain; "
             "else echo galera=unknown; fi; else echo galera=stopped; fi; echo end=yes"

@@ -83,6 +83,30 @@ def probe(binary: str, command: str, args: dict[str, str] | None = None) -> str:
     )
 
 
+# Where facts keep an answer derived from one file only (cached_by_file): tmpfs, root's, emptied
+# by a reboot.
+CACHE_DIR = "/run/openstack-ha/facts"
+
+
+def cached_by_file(path: str, name: str, command: str) -> str:
+    """Shell text: `command`'s output (stderr merged, exit status kept), for an answer that
+    depends on the file at `path` alone. The output of a status 0 is kept in CACHE_DIR/`name`
+    with the file's identity (device, inode, size, mtime and ctime to the nanosecond): while the
+    file is that same one, a later run prints the kept output and does not run `command`.
+    Writing or replacing the file changes its ctime, which no tool sets back, so a changed file
+    is always read again; a file that changes between the identity and the read is kept under
+    the older identity, which a later run no longer matches. Without a readable identity, or if
+    the directory cannot be written, `command` runs each time."""
+    cache = shlex.quote(f"{CACHE_DIR}/{name}")
+    return (
+        f"k=$(stat -Lc '%d:%i:%s:%.9Y:%.9Z' -- {shlex.quote(path)} 2>/dev/null); "
+        f"if [ -n \"$k\" ] && {{ IFS= read -r h && [ \"$h\" = \"$k\" ] && cat; }} 2>/dev/null <{cache}; then exit 0; fi; "
+        f"o=$( ( {command} ) 2>&1); rc=$?; printf '%s\\n' \"$o\"; "
+        f"if [ $rc -eq 0 ] && [ -n \"$k\" ]; then {{ mkdir -p -m 0700 {shlex.quote(CACHE_DIR)} && "
+        f"printf '%s\\n%s\\n' \"$k\" \"$o\" >{cache}.$$ && mv -f {cache}.$$ {cache}; }} 2>/dev/null; fi; exit $rc"
+    )
+
+
 def split_probe(output: list[str]) -> tuple[list[str], int | None, str | None, dict[str, str]]:
     """(body lines, exit status or None, missing binary or None, echoed args) of a probe()."""
     body: list[str] = []
