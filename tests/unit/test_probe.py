@@ -7,7 +7,18 @@ import os
 import subprocess
 import time
 
+import pytest
+
 import facts.probe as P
+
+
+@pytest.fixture
+def cert(tmp_path, monkeypatch):
+    """(a file the answer depends on, the file each run of the command appends to), the cache in tmp_path."""
+    monkeypatch.setattr(P, "CACHE_DIR", str(tmp_path / "cache"))
+    f = tmp_path / "cert.pem"
+    f.write_text("one\n")
+    return f, tmp_path / "runs"
 
 
 def run(tmp_path, path, command):
@@ -16,10 +27,8 @@ def run(tmp_path, path, command):
     return out.stdout, out.returncode
 
 
-def test_an_answer_is_kept_while_the_file_is_the_same_one(tmp_path, monkeypatch):
-    monkeypatch.setattr(P, "CACHE_DIR", str(tmp_path / "cache"))
-    f, runs = tmp_path / "cert.pem", tmp_path / "runs"
-    f.write_text("one\n")
+def test_an_answer_is_kept_while_the_file_is_the_same_one(tmp_path, cert):
+    f, runs = cert
     command = f"echo x >>{runs}; echo notAfter=$(cat {f})"
     assert run(tmp_path, f, command) == ("notAfter=one\n", 0)
     assert run(tmp_path, f, command) == ("notAfter=one\n", 0)
@@ -37,10 +46,8 @@ def test_an_answer_is_kept_while_the_file_is_the_same_one(tmp_path, monkeypatch)
     assert runs.read_text() == "x\nx\nx\n"
 
 
-def test_a_failed_answer_and_a_missing_file_are_never_kept(tmp_path, monkeypatch):
-    monkeypatch.setattr(P, "CACHE_DIR", str(tmp_path / "cache"))
-    f, runs = tmp_path / "cert.pem", tmp_path / "runs"
-    f.write_text("one\n")
+def test_a_failed_answer_and_a_missing_file_are_never_kept(tmp_path, cert):
+    f, runs = cert
     failing = f"echo x >>{runs}; echo 'Could not read'; exit 3"
     assert run(tmp_path, f, failing) == ("Could not read\n", 3)
     assert run(tmp_path, f, failing) == ("Could not read\n", 3)
@@ -51,12 +58,11 @@ def test_a_failed_answer_and_a_missing_file_are_never_kept(tmp_path, monkeypatch
     assert runs.read_text() == "x\n" * 4
 
 
-def test_without_a_writable_directory_the_command_runs_each_time(tmp_path, monkeypatch):
+def test_without_a_writable_directory_the_command_runs_each_time(tmp_path, cert, monkeypatch):
+    f, runs = cert
     blocked = tmp_path / "file"
     blocked.write_text("")
     monkeypatch.setattr(P, "CACHE_DIR", str(blocked / "cache"))  # under a file: mkdir fails
-    f, runs = tmp_path / "cert.pem", tmp_path / "runs"
-    f.write_text("one\n")
     assert run(tmp_path, f, f"echo x >>{runs}; echo ok") == ("ok\n", 0)
     assert run(tmp_path, f, f"echo x >>{runs}; echo ok") == ("ok\n", 0)
     assert runs.read_text() == "x\nx\n"
