@@ -68,6 +68,8 @@ METRICS_UNIT = "openstack-ha-metrics"
 # the SSH key its copies go out with and the copy host's key it trusts, nothing else.
 BACKUP_SCRIPT = "/usr/local/sbin/openstack-ha-backup"
 BACKUP_TIMERS = ("openstack-ha-backup-full.timer", "openstack-ha-backup-incremental.timer")
+# the services the timers (and `make backup`) start: one backup each, desyncing this node while it streams
+BACKUP_SERVICES = ("openstack-ha-backup@full.service", "openstack-ha-backup@incremental.service")
 BACKUP_SSH_KEY = "/root/.ssh/openstack-ha-backup"  # generated on backup_node, never leaves it
 BACKUP_KNOWN_HOSTS = "/etc/openstack-ha/backup-known-hosts"
 BACKUP_KEY_COMMENT = "openstack-ha-backup"  # marks its line in the copy host's authorized_keys

@@ -28,6 +28,19 @@ def not_serving(st: dict) -> list[str]:
     return [f"{k} is {st.get(k)} (wanted {v})" for k, v in SERVING.items() if st.get(k) != v]
 
 
+# What a node desynced by its own backup reports (the backup script sets wsrep_desync=ON while
+# mariadb-backup streams): the fact adds backup=running when a backup service runs there.
+DESYNCED = "Donor/Desynced"
+
+
+def desynced_by_backup(st: dict | None) -> bool:
+    """The node serves but for its state, Donor/Desynced while one of its backups runs
+    (facts.galera.GaleraNode `backup`): bounded and deliberate, Synced again when the backup
+    ends (its script sets wsrep_desync=OFF whatever happens)."""
+    return (bool(st) and st.get("backup") == "running" and st.get("wsrep_local_state_comment") == DESYNCED
+            and all(st.get(k) == v for k, v in SERVING.items() if k != "wsrep_local_state_comment"))
+
+
 def has_state(st: dict | None) -> bool:
     """The node holds Galera state of some cluster (grastate.dat with a cluster UUID)."""
     return bool(st) and (st.get("grastate_uuid") or ZERO_UUID) != ZERO_UUID

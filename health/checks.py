@@ -33,7 +33,7 @@ from health.monitoring import monitoring_rows
 from health.tls import amqp_tls_rows, certificate_rows
 from health.report import FAIL, INFO, OK, WARN, Check, Report, problem
 from facts.galera import SOCKET_UNITS
-from facts.galera_rules import components, in_primary, not_serving
+from facts.galera_rules import components, desynced_by_backup, in_primary, not_serving
 from facts.probe import as_int
 
 
@@ -103,7 +103,8 @@ def galera_problems(g: dict, up: int) -> list[str]:
         return ["mariadb runs but did not answer (starting, in a state transfer, or hung)"]
     if not g.get("wsrep_cluster_status"):
         return ["mariadb answers without Galera (no wsrep status)"]
-    problems = not_serving(g)
+    # desynced by its own running backup: not a problem (a row says it, galera_rows)
+    problems = [] if desynced_by_backup(g) else not_serving(g)
     size = as_int(g.get("wsrep_cluster_size"))
     if size != up:
         problems.append(f"cluster size {size}, expected {up} (controllers up)")
@@ -112,7 +113,9 @@ def galera_problems(g: dict, up: int) -> list[str]:
 
 def galera_rows(facts: dict, up: list[str]) -> list[Check]:
     """`galera`: this node serves (Primary, Synced, ready), in a cluster of the controllers up;
-    WARN while it serves with a socket activation unit enabled (it would not start at the next boot)."""
+    WARN while it serves with a socket activation unit enabled (it would not start at the next
+    boot), and while its own backup desyncs it (facts.galera_rules.desynced_by_backup: out of
+    HAProxy's database servers until the backup ends)."""
     if problem(facts, "galera"):
         return [Check("galera", FAIL, problem(facts, "galera"))]
     g = facts["galera"]
@@ -120,6 +123,9 @@ def galera_rows(facts: dict, up: list[str]) -> list[Check]:
     if problems:
         return [Check("galera", FAIL, "; ".join(problems))]
     serving = f"size {g.get('wsrep_cluster_size')}, {g.get('wsrep_cluster_status')}, {g.get('wsrep_local_state_comment')}"
+    if desynced_by_backup(g):
+        return [Check("galera", WARN, f"{serving}: desynced by its own backup, running now (the Galera check answers "
+                                      "503 until it ends, then it is Synced again)")]
     if g.get("sockets") == "enabled":
         return [Check("galera", WARN, f"{serving}; {' or '.join(SOCKET_UNITS)} is enabled: at the next boot it takes "
                                       "3306 and mariadb fails to start; deploy again (it disables them)")]
@@ -201,11 +207,11 @@ def firewall_rows(site: Site, facts: dict) -> list[Check]:
 
 
 def host_rows(site: Site, name: str, facts: dict, up: list[str], down: list[str], holders: list[str],
-              now: datetime, away: tuple = ()) -> list[Check]:
+              now: datetime, away: tuple = (), backing_up: tuple = ()) -> list[Check]:
     """Every row of one controller that answered, in the report's order; `away`: the
     controllers in maintenance (health.maintenance: a controller in maintenance has its own
     vip, keepalived and rabbitmq rows; its certificate, Galera, memcached and firewall are
-    judged as usual)."""
+    judged as usual); `backing_up`: the controllers their own backup desyncs (backing_up())."""
     if name in away:
         vips = maintenance.vip_keepalived_rows(site, facts, vip_keys(site))
         rabbitmq = maintenance.rabbitmq_rows(facts)
@@ -213,7 +219,7 @@ def host_rows(site: Site, name: str, facts: dict, up: list[str], down: list[str]
         vips = [row for key in vip_keys(site) for row in vip_rows(site, facts, key)] + keepalived_rows(site, facts)
         rabbitmq = rabbitmq_rows(facts, [n for n in up if n not in away], [*down, *away])
     return (maintenance.marker_rows(facts) + vips
-            + haproxy_rows(site, name, name in holders and name not in away, facts, away)
+            + haproxy_rows(site, name, name in holders and name not in away, facts, away, backing_up)
             + certificate_rows(site, facts, now)
             + galera_rows(facts, up) + rabbitmq + ([] if name in away else amqp_tls_rows(site, name, facts))
             + memcached_rows(facts)
@@ -286,7 +292,16 @@ def galera_cluster_row(site: Site, results: dict, collected: list[str], up: list
         return Check("galera", FAIL, f"{len(collected) - len(bad)}/{len(collected)} nodes Primary, Synced, of size "
                      f"{len(up)}; not: {', '.join(bad)}", tuple(bad))
     nodes = f"{len(collected)} node{'s' * (len(collected) != 1)}"
+    backing = backing_up(results, collected)
+    if backing:
+        return Check("galera", WARN, f"{nodes}, Primary, size {len(up)}; {', '.join(backing)} desynced by "
+                     "its own backup, running now (Synced again when it ends)", backing)
     return Check("galera", OK, f"{nodes}, Primary, all Synced, size {len(up)}")
+
+
+def backing_up(results: dict, collected: list[str]) -> tuple[str, ...]:
+    """The controllers checked that their own running backup desyncs (facts.galera_rules.desynced_by_backup)."""
+    return tuple(n for n in collected if not problem(results[n], "galera") and desynced_by_backup(results[n]["galera"]))
 
 
 def partition_minority(results: dict, collected: list[str], up: list[str]) -> list[str]:
@@ -357,10 +372,12 @@ def evaluate(
     holders = vip_holders(results, collected)
     external = vip_holders(results, collected, "external_vip") if site["external_vip"] else None
     out = tuple(maintenance.away(results, collected))
+    backing = backing_up(results, collected)
     report = Report(controllers=names, generated_at=generated_at, vip_holders=holders,
                     external_vip_holders=external)
     for name in names:
-        report.hosts[name] = (host_rows(site, name, results[name], up, down, holders, now, out) if results.get(name)
+        report.hosts[name] = (host_rows(site, name, results[name], up, down, holders, now, out, backing)
+                              if results.get(name)
                               else reachable_rows(name, pending, skipped))
     report.cluster = [
         controllers_up_row(names, up, down, skipped),

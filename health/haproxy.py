@@ -24,7 +24,7 @@ def server_text(name: str, server: dict) -> str:
     return text
 
 
-def haproxy_rows(site: Site, name: str, holder: bool, facts: dict, away: tuple = ()) -> list[Check]:
+def haproxy_rows(site: Site, name: str, holder: bool, facts: dict, away: tuple = (), backing_up: tuple = ()) -> list[Check]:
     """`haproxy`: HAProxy answers `show info`; then, only when it does, its listeners' rows
     (a dead HAProxy has no servers to judge: its own row says why)."""
     info = facts.get("haproxy_info")
@@ -33,10 +33,10 @@ def haproxy_rows(site: Site, name: str, holder: bool, facts: dict, away: tuple =
     rows = [Check("haproxy", OK, f"HAProxy {info.get('version')} up {info.get('uptime_sec')}s")]
     if problem(facts, "haproxy_servers"):
         return rows + [Check("haproxy backends", FAIL, problem(facts, "haproxy_servers"))]
-    return rows + listener_rows(site, holder, facts["haproxy_servers"], away)
+    return rows + listener_rows(site, holder, facts["haproxy_servers"], away, backing_up)
 
 
-def listener_rows(site: Site, holder: bool, servers_fact: dict, away: tuple = ()) -> list[Check]:
+def listener_rows(site: Site, holder: bool, servers_fact: dict, away: tuple = (), backing_up: tuple = ()) -> list[Check]:
     """The rows of the site's listeners in one HAProxy's `show stat`.
 
     - none of the site's listeners runs: one FAIL row (the package's default config);
@@ -46,16 +46,19 @@ def listener_rows(site: Site, holder: bool, servers_fact: dict, away: tuple = ()
     - API listeners with every server DOWN: one INFO row `backends (APIs)`;
     - listeners the catalogue does not know: one INFO row each;
     - `away` (controllers in maintenance): their servers must be in MAINT (FAIL otherwise),
-      and are then left out of the rest.
+      and are then left out of the rest;
+    - `backing_up` (controllers their own backup desyncs): their database listener's server is
+      DOWN by design while it runs (the Galera check answers 503), left out, one INFO row.
     """
     running = servers_fact.get("listeners") or {}
-    if site.listeners and not any(listener.name in running for listener in site.listeners):
+    listeners = site.listeners  # built from the site on each access: once here
+    if listeners and not any(listener.name in running for listener in listeners):
         return [Check("haproxy backends", FAIL,
-                      f"none of the site's {len(site.listeners)} listeners runs in this HAProxy "
+                      f"none of the site's {len(listeners)} listeners runs in this HAProxy "
                       "(the package's default config, or the deployed one not loaded)")]
     expected = [c.name for c in site.controllers]
     missing_of = {lst.name: [s for s in expected if s not in running[lst.name]]
-                  for lst in site.listeners if lst.name in running}
+                  for lst in listeners if lst.name in running}
     # Controllers missing from every listener: one row (a config older than these controllers).
     everywhere = [s for s in expected if all(s in m for m in missing_of.values())]
     rows = []
@@ -65,7 +68,8 @@ def listener_rows(site: Site, holder: bool, servers_fact: dict, away: tuple = ()
                           "(HAProxy's config predates these controllers, or was not reloaded)"))
     all_down: list[str] = []
     taking = []  # servers of controllers in maintenance that could still take traffic
-    for listener in site.listeners:
+    desynced = []  # database servers DOWN while their node's backup runs
+    for listener in listeners:
         servers = running.get(listener.name)
         if servers is None:
             rows.append(Check(f"backend {listener.name}", FAIL, "listener missing from the running HAProxy (stale config?)"))
@@ -73,6 +77,9 @@ def listener_rows(site: Site, holder: bool, servers_fact: dict, away: tuple = ()
         taking += [f"{listener.name}: {why}" for n in away if n in servers
                    for why in [maintenance.server_problem(n, servers[n])] if why]
         servers = {n: v for n, v in servers.items() if n not in away}
+        if listener.name == site.db_listener:
+            desynced += [n for n in backing_up if (servers.get(n) or {}).get("status", "UP") != "UP"]
+            servers = {n: v for n, v in servers.items() if n not in desynced}
         missing = [s for s in missing_of[listener.name] if s not in everywhere]
         row = listener_row(listener.name, servers, missing, holder)
         if row is None and servers and listener.name not in CRITICAL_LISTENERS:
@@ -84,6 +91,9 @@ def listener_rows(site: Site, holder: bool, servers_fact: dict, away: tuple = ()
         rows.append(Check("backends (APIs)", INFO,
                           f"every server DOWN (OpenStack APIs not installed by this project) on {len(all_down)} "
                           f"listener{'s' * (len(all_down) > 1)}: {', '.join(all_down)}"))
+    if desynced:
+        rows.append(Check("backup servers", INFO, f"{site.db_listener}: {', '.join(desynced)} DOWN while "
+                          "its own backup runs (desynced: the Galera check answers 503 until it ends)"))
     if away:
         rows.append(Check("maintenance servers", FAIL if taking else INFO, "; ".join(taking) if taking else
                           f"{', '.join(away)} in MAINT on every listener (in maintenance)"))

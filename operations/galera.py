@@ -29,7 +29,7 @@ from operations.common import (
 from operations.before import facts_of_all_controllers, known_in_run, planned_fact, reach_of_all
 from operations.peer_tls_plan import PeerTlsRefused, galera_switch
 from operations.galera_plan import (
-    REPAIR_SWITCH, GaleraStateError, Plan, bootstrap_command, plan, restart_order, restarts, with_pending,
+    REPAIR_SWITCH, GaleraStateError, Plan, bootstrap_command, plan, restart_order, restarts, waited, with_pending,
 )
 from operations.steps import consume, install_files, packages, secret_input
 from facts.keepalived import VipHolder
@@ -366,8 +366,9 @@ def configure():
     accounts(name="galera: accounts", run=me == p.anchor)
 
     order = [c.name for c in site().controllers]
-    announce(me in p.busy, "wait until mariadb is Synced (a Donor or Joiner is never restarted)")
-    for name, mine in one_at_a_time([n for n in order if n in p.busy]):
+    waits = waited(p, cluster_states(), restarting)
+    announce(me in waits, "wait until mariadb is Synced (a Donor or Joiner is never restarted)")
+    for name, mine in one_at_a_time([n for n in order if n in waits]):
         turn(name=f"galera: wait for {name} to be Synced", commands=[synced], run=mine)
 
     # A node cut off (running outside the Primary component, its peers not reached from it) is

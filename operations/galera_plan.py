@@ -34,7 +34,9 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from facts.galera_rules import ZERO_UUID, components, has_state, in_primary, position, serving, strangers, unanswered
+from facts.galera_rules import (
+    ZERO_UUID, components, desynced_by_backup, has_state, in_primary, position, serving, strangers, unanswered,
+)
 from operations.common import unit_log
 
 GALERA_PORT = 4567  # group communication: a peer listening there runs Galera
@@ -308,6 +310,15 @@ def restarts(p: Plan, states: dict, wanted: dict[str, str]) -> set[str]:
     node's sans_members() of its new galera.cnf), or a restart was left pending. Pure."""
     return {n for n in p.synced | p.busy
             if (states.get(n) or {}).get("cnf_sans_members") != wanted.get(n) or (states.get(n) or {}).get("pending")}
+
+
+def waited(p: Plan, states: dict, restarting: set[str]) -> list[str]:
+    """The busy members the run waits for until they are Synced (sorted): every busy one but a member its own backup desyncs
+    (facts.galera_rules.desynced_by_backup) with nothing to restart: it is a full member, out of
+    HAProxy's database servers until the backup ends and Synced again then; waiting would hold
+    the run for the backup's length (a long one, the deploy's wait times out). One that must
+    restart is waited for: a restart would cut its backup. Pure."""
+    return sorted(n for n in p.busy if not (desynced_by_backup(states.get(n)) and n not in restarting))
 
 
 def with_pending(node: dict | None, units: dict | None) -> dict | None:

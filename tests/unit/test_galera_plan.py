@@ -15,7 +15,7 @@ from facts.galera import GaleraNode, sans_members
 from facts.galera_rules import components, serving, strangers
 from operations.galera import writes_to
 from operations.galera_plan import (GaleraStateError, bootstrap_command, describe, plan, restart_order, restarts,
-                                    unreached, with_pending)
+                                    unreached, waited, with_pending)
 
 ORDER = ["node01", "node02", "node03"]
 ADDR = {f"node0{i}": f"10.77.0.1{i}" for i in range(1, 6)}
@@ -297,6 +297,21 @@ def test_restarts_follow_each_nodes_own_config_and_pending_marker():
     # a node outside the Primary component joins; it is not "restarted" as a member
     states["node02"] = stopped()
     assert restarts(plan(states, ORDER), states, {n: "new" for n in ORDER}) == {"node01", "node03"}
+
+
+@pytest.mark.parametrize("node03, restarting, expected", [
+    (primary(state="Donor/Desynced") | {"backup": "running"}, set(), []),  # its own backup: not waited for
+    (primary(state="Donor/Desynced") | {"backup": "running"}, {"node03"}, ["node03"]),  # must restart: waited for
+    (primary(state="Donor/Desynced"), set(), ["node03"]),  # an SST donor (no backup of its own): waited for
+    (primary(state="Joiner") | {"backup": "running"}, set(), ["node03"]),  # joining: waited for
+])
+def test_a_member_its_own_backup_desyncs_is_waited_for_only_when_it_restarts(node03, restarting, expected):
+    """A deploy while the backup node streams a backup (lab, stop 26: the run waited 300 s for it
+    and failed it, with nothing to change): busy, but not waited for unless it must restart."""
+    states = {"node01": primary(), "node02": primary(), "node03": node03}
+    p = plan(states, ORDER)
+    assert "node03" in p.busy
+    assert waited(p, states, restarting) == expected
 
 
 def test_restart_order_puts_the_writer_then_the_vip_holder_last():

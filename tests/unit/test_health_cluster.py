@@ -10,7 +10,7 @@ import pytest
 from healthkit import NAMES, capture, cluster, healthy, lab_site, row, statuses
 
 from health.checks import evaluate, partition_minority
-from health.report import FAIL, INFO, OK, write_json
+from health.report import FAIL, INFO, OK, WARN, write_json
 
 # --- the VIP -------------------------------------------------------------------------------------
 
@@ -59,6 +59,47 @@ def test_galera_node_not_synced_fails_that_node():
     assert report.host_failures("node02") == ["galera: wsrep_local_state_comment is Donor/Desynced (wanted Synced)"]
     assert cluster(report, "galera").hosts == ("node02",)
     assert report.host_failures("node01") == []
+
+
+def desynced_by_backup(site, node: str, backup: bool = True, **state) -> dict:
+    """The healthy site's results with `node` Donor/Desynced (by its running backup when
+    `backup`) and its database server DOWN in every HAProxy (the Galera check answers 503)."""
+    results = healthy(site)
+    results[node]["galera"].update({"wsrep_local_state_comment": "Donor/Desynced", **({"backup": "running"} if backup else {}),
+                                    **state})
+    for n in NAMES:
+        results[n]["haproxy_servers"]["listeners"]["mariadb"][node].update(status="DOWN", check="Layer7 wrong status")
+    return results
+
+
+def test_a_node_desynced_by_its_own_backup_warns_and_fails_nothing():
+    """A deploy while the backup node streams a backup (wsrep_desync=ON for its duration): its
+    galera rows WARN, its database server DOWN in every HAProxy is one INFO row, nothing FAILs."""
+    site = lab_site()
+    report = evaluate(site, desynced_by_backup(site, "node03"))
+    assert report.ok and report.failures() == []
+    assert row(report, "node03", "galera").status == WARN and "its own backup" in row(report, "node03", "galera").detail
+    assert cluster(report, "galera").status == WARN and cluster(report, "galera").hosts == ("node03",)
+    for n in NAMES:
+        got = row(report, n, "backup servers")
+        assert got.status == INFO and got.detail.startswith("mariadb: node03 DOWN")
+        assert row(report, n, "backend mariadb").status == OK  # node01 UP, node02 UP: the rest judged as usual
+    assert row(report, "node01", "galera").status == OK
+
+
+@pytest.mark.parametrize("backup, state, failing", [
+    (False, {}, "wsrep_local_state_comment is Donor/Desynced"),  # desynced, no backup of its own: an SST donor, or by hand
+    (True, {"wsrep_ready": "OFF"}, "wsrep_ready is OFF"),  # a backup runs, but the node is not ready either
+    (True, {"wsrep_cluster_status": "non-Primary"}, "wsrep_cluster_status is non-Primary"),
+    (True, {"wsrep_local_state_comment": "Joined"}, "wsrep_local_state_comment is Joined"),  # not what a backup does
+])
+def test_a_desync_the_backup_does_not_explain_still_fails(backup, state, failing):
+    site = lab_site()
+    report = evaluate(site, desynced_by_backup(site, "node03", backup, **state))
+    assert statuses(report, "node03")["galera"] == FAIL and failing in row(report, "node03", "galera").detail
+    assert cluster(report, "galera").status == FAIL
+    assert row(report, "node01", "backend mariadb").status == FAIL  # its server DOWN on the VIP holder
+    assert not [c for c in report.hosts["node01"] if c.name == "backup servers"]
 
 
 def report_with(node: str, key: str, fact: dict):
