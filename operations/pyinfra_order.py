@@ -21,7 +21,6 @@ Only for the pinned version (requirements.txt), as operations/pyinfra_args.py.
 
 from __future__ import annotations
 
-import importlib
 import importlib.machinery
 import inspect
 import itertools
@@ -30,10 +29,7 @@ import sys
 import pyinfra
 from pyinfra.api.util import PYINFRA_INSTALL_DIR
 
-from operations.pyinfra_args import PINNED, PYINFRA_VERSION
-
-# the module, not pyinfra.api's `operation` decorator that shadows its name there
-_operation = importlib.import_module("pyinfra.api.operation")
+from operations.pyinfra_args import PINNED, PYINFRA_VERSION, put  # noqa: F401  (the version, read by its test)
 
 def filename(frame) -> str:
     """The file name inspect.getframeinfo() gives the frame."""
@@ -84,14 +80,7 @@ def operation_order(state) -> list[int]:
 def install() -> bool:
     """Use operation_order in pyinfra.api.operation (solve_operation_consistency looks the name
     up there at each call); True if installed (now or before)."""
-    current = _operation.get_operation_order_from_stack
-    if current is operation_order:
-        return True
-    if PYINFRA_VERSION != PINNED:
-        return False
-    operation_order.__wrapped__ = current
-    _operation.get_operation_order_from_stack = operation_order
-    return True
+    return put(operation_order, "get_operation_order_from_stack", ("pyinfra.api.operation",))
 
 
 install()
