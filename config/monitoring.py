@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from config import backup
 from config.firewall import TABLE as FIREWALL_TABLE
-from config.paths import MAINTENANCE_FILE, METRICS_UNIT, MONITORING_UNITS
+from config.paths import MAINTENANCE_FILE, METRICS_UNIT, MONITORING_UNITS, RABBITMQ_MONITOR_CURLRC
 from config.site import Site
 from config.templates import MANAGED, env
 from health.metrics import METRICS as TEXTFILE_METRICS, VRRP_STATES
@@ -374,6 +374,7 @@ def collector_values(site: Site, name: str, firewall_rules: int | None) -> dict:
         "keepalived_pid": "/run/keepalived.pid",
         "keepalived_json": "/tmp/keepalived.json",  # keepalived's JSON dump (the report's fact reads its text dump)
         "memcached": [site.controller(name).address, d["memcached_port"]],
+        "rabbitmq": [site.controller(name).address, d["rabbitmq_management_port"], RABBITMQ_MONITOR_CURLRC],
         "firewall": [FIREWALL_TABLE, firewall_rules] if d["firewall"] else None,
         "tls_pem": d["haproxy_tls_pem_path"] if d["haproxy_tls"] else None,
         "backup": ([d["backup_dir"], backup.MANIFEST_SUFFIX, ["full", "incremental"]]

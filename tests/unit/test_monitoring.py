@@ -589,7 +589,7 @@ def test_the_firewall_admits_monitoring_from_the_controllers_and_monitoring_netw
 
 
 # The collector, run here with stand-ins for the host's tools (ip, systemctl, keepalived, nft,
-# rabbitmqctl, openssl on PATH), a local memcached stand-in and a keepalived stand-in process
+# curl, openssl on PATH), a local memcached stand-in and a keepalived stand-in process
 # that writes its JSON dump on the signal `keepalived --signum=JSON` names.
 
 STUBS = {
@@ -597,7 +597,7 @@ STUBS = {
     "systemctl": "echo active",
     "keepalived": "echo 12",  # SIGUSR2
     "nft": 'if [ "$1" = list ]; then echo "table inet openstack_ha"; else cat {nft_json}; fi',
-    "rabbitmqctl": "echo '{{\"partitions\": {partitions}}}'",
+    "curl": "echo \"$@\" >{tmp}/curl.args; echo '{nodes}'",  # the management API's /api/nodes
     "openssl": "echo 'notAfter=Jan  1 00:00:00 2027 GMT'",
 }
 
@@ -615,7 +615,8 @@ def run_collector(tmp_path, s, partitions="{}", rules=None, maintenance="1", nam
     bin_ = tmp_path / "bin"
     bin_.mkdir(exist_ok=True)
     for name, body in STUBS.items():
-        (bin_ / name).write_text("#!/bin/sh\n" + body.format(vip=s["vip"], nft_json=nft_json, partitions=partitions) + "\n")
+        nodes = json.dumps([{"name": n, "partitions": p} for n, p in json.loads(partitions).items()])
+        (bin_ / name).write_text("#!/bin/sh\n" + body.format(vip=s["vip"], nft_json=nft_json, nodes=nodes, tmp=tmp_path) + "\n")
         (bin_ / name).chmod(0o755)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
@@ -697,9 +698,13 @@ def test_the_collector_on_the_backup_node_writes_the_newest_good_backup_of_each_
 
 
 def test_the_collector_reports_faults(tmp_path):
-    text = run_collector(tmp_path, site(), partitions='{"rabbit@node01": ["rabbit@node02"]}', rules=3, maintenance="0")
+    text = run_collector(tmp_path, site(), partitions='{"rabbit@node01": ["rabbit@node02"], "rabbit@node03": []}',
+                         rules=3, maintenance="0")
     values = parse(text)
-    assert values[("openstack_ha_rabbitmq_partitions", ())] == 1
+    assert values[("openstack_ha_rabbitmq_partitions", ())] == 1  # the nodes that report one
+    # from the node's own management API as the monitoring account, no Erlang VM
+    args = (tmp_path / "curl.args").read_text()
+    assert f"-K {m.RABBITMQ_MONITOR_CURLRC}" in args and "http://10.77.0.11:15672/api/nodes?columns=name,partitions" in args
     assert values[("openstack_ha_firewall_drifted", ())] == 1
     assert values[("openstack_ha_maintenance", ())] == 0
 
