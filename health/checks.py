@@ -319,7 +319,30 @@ def partition_minority(results: dict, collected: list[str], up: list[str]) -> li
     majority = [side for side in sides if len(side) * 2 > len(up) and all(views.get(m) == side for m in side)]
     if len(majority) != 1:
         return []
+    if majority[0] >= set(up):
+        return healed_minority(results, collected, up)
     return sorted(set(up) - majority[0])
+
+
+def healed_minority(results: dict, collected: list[str], up: list[str]) -> list[str]:
+    """partition_minority() once the network healed: every broker sees every other running, and
+    the partition stays recorded (found by CI's soak: node02 cut off, then `rabbit@node02:
+    rabbit@node01, rabbit@node03; rabbit@node03: rabbit@node02` on every node). The records
+    name the sides: the minority is the nodes that each recorded exactly the others, a majority
+    of the controllers up. Every node must report the same records (each reads the whole
+    cluster's from its management API); otherwise, or with no such minority, none."""
+    records = {tuple(sorted(results[n]["rabbitmq"].get("partitions") or [])) for n in collected}
+    if len(records) != 1:
+        return []
+    seen: dict[str, set[str]] = {}
+    for line in next(iter(records)):
+        node, _, others = line.partition(": ")
+        seen[node.split("@", 1)[-1]] = {o.strip().split("@", 1)[-1] for o in others.split(",") if o.strip()}
+    minority = sorted(n for n, others in seen.items() if n in up and len(others & set(up)) * 2 > len(up))
+    rest = set(up) - set(minority)
+    if not minority or len(minority) * 2 >= len(up) or any(seen[n] != rest for n in minority):
+        return []
+    return minority
 
 
 def rabbitmq_cluster_row(results: dict, collected: list[str], up: list[str], down: list[str]) -> Check:

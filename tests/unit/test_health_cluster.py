@@ -216,6 +216,41 @@ def test_a_partition_that_outlived_the_heal_names_the_minority_to_restart():
     assert partition_minority(split(("node01", "node02", "node03"), ("node04",)), four, four) == ["node04"]
 
 
+@pytest.mark.parametrize("records, named", [
+    # CI's soak (stop 26): node02 cut off and healed; every broker running, these on every node
+    (["rabbit@node02: rabbit@node01, rabbit@node03", "rabbit@node03: rabbit@node02"], ["node02"]),
+    (["rabbit@node02: rabbit@node01, rabbit@node03"], ["node02"]),  # the minority's record alone
+    (["rabbit@node03: rabbit@node02"], []),  # only the majority's: which side lost is not said
+    (["rabbit@node02: rabbit@node01"], []),  # one of two others: not a majority
+    (["rabbit@node02: rabbit@node01, rabbit@node03", "rabbit@node01: rabbit@node02, rabbit@node03"], []),  # two "minorities"
+    (["rabbit@node02: rabbit@node01, rabbit@node03, rabbit@node09"], []),  # not exactly the others
+])
+def test_a_partition_recorded_after_a_heal_names_the_side_its_records_say(records, named):
+    site = lab_site()
+    results = healthy(site)
+    for n in NAMES:
+        results[n]["rabbitmq"]["partitions"] = list(records)
+    row = cluster(evaluate(site, results), "rabbitmq")
+    assert row.status == FAIL
+    assert (f"restart rabbitmq-server on {', '.join(named)}, the minority side" in row.detail) == bool(named), row.detail
+    assert partition_minority(results, list(NAMES), list(NAMES)) == named
+
+
+def test_a_healed_partition_whose_nodes_report_different_records_names_nobody():
+    site = lab_site()
+    results = healthy(site)
+    for n in NAMES:
+        results[n]["rabbitmq"]["partitions"] = ["rabbit@node02: rabbit@node01, rabbit@node03"]
+    results["node01"]["rabbitmq"]["partitions"] = []  # a partial picture
+    assert partition_minority(results, list(NAMES), list(NAMES)) == []
+    # five controllers, two cut off together: both named
+    five = [f"node0{i}" for i in range(1, 6)]
+    split = {n: {"rabbitmq": {"running_nodes": [f"rabbit@{m}" for m in five], "error": None, "partitions": [
+        "rabbit@node04: rabbit@node01, rabbit@node02, rabbit@node03",
+        "rabbit@node05: rabbit@node01, rabbit@node02, rabbit@node03"]}} for n in five}
+    assert partition_minority(split, five, five) == ["node04", "node05"]
+
+
 def test_rabbitmq_partitioned_capture():
     assert row(report_with("node01", "rabbitmq", capture("rabbitmq", "partitioned")), "node01", "rabbitmq").detail == (
         "not running here: rabbit@node03; partitions: rabbit@node01: rabbit@node03; "
