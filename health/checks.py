@@ -311,7 +311,7 @@ def partition_minority(results: dict, collected: list[str], up: list[str]) -> li
     majority: the picture is partial, nothing to name)."""
     if sorted(collected) != sorted(up) or any(problem(results[n], "rabbitmq") for n in collected):
         return []
-    views = {n: frozenset(r.split("@", 1)[1] for r in results[n]["rabbitmq"].get("running_nodes") or [])
+    views = {n: frozenset(r.rpartition("@")[2] for r in results[n]["rabbitmq"].get("running_nodes") or [])
              for n in collected}
     if not any(results[n]["rabbitmq"].get("partitions") for n in collected):
         return []
@@ -319,9 +319,10 @@ def partition_minority(results: dict, collected: list[str], up: list[str]) -> li
     majority = [side for side in sides if len(side) * 2 > len(up) and all(views.get(m) == side for m in side)]
     if len(majority) != 1:
         return []
-    if majority[0] >= set(up):
+    (side,) = majority
+    if side >= set(up):
         return healed_minority(results, collected, up)
-    return sorted(set(up) - majority[0])
+    return sorted(set(up) - side)
 
 
 def healed_minority(results: dict, collected: list[str], up: list[str]) -> list[str]:
@@ -330,19 +331,20 @@ def healed_minority(results: dict, collected: list[str], up: list[str]) -> list[
     rabbit@node01, rabbit@node03; rabbit@node03: rabbit@node02` on every node). The records
     name the sides: the minority is the nodes that each recorded exactly the others, a majority
     of the controllers up. Every node must report the same records (each reads the whole
-    cluster's from its management API); otherwise, or with no such minority, none."""
+    cluster's from its management API), and the others' records may name only the minority;
+    otherwise, or with no such minority, none."""
     records = {tuple(sorted(results[n]["rabbitmq"].get("partitions") or [])) for n in collected}
     if len(records) != 1:
         return []
     seen: dict[str, set[str]] = {}
     for line in next(iter(records)):
         node, _, others = line.partition(": ")
-        seen[node.split("@", 1)[-1]] = {o.strip().split("@", 1)[-1] for o in others.split(",") if o.strip()}
-    minority = sorted(n for n, others in seen.items() if n in up and len(others & set(up)) * 2 > len(up))
-    rest = set(up) - set(minority)
-    if not minority or len(minority) * 2 >= len(up) or any(seen[n] != rest for n in minority):
+        seen[node.rpartition("@")[2]] = {o.strip().rpartition("@")[2] for o in others.split(",") if o.strip()}
+    minority = {n for n, others in seen.items() if n in up and len(others & set(up)) * 2 > len(up)}
+    rest = set(up) - minority
+    if any(seen[n] != rest for n in minority) or any(not others <= minority for n, others in seen.items() if n in rest):
         return []
-    return minority
+    return sorted(minority)
 
 
 def rabbitmq_cluster_row(results: dict, collected: list[str], up: list[str], down: list[str]) -> Check:

@@ -66,6 +66,9 @@ TARGETS: dict[str, tuple[str, ...]] = {
 # why no test can tell it from the original. Keyed by text, not line number, so that edits
 # elsewhere in the module do not invalidate it.
 EQUIVALENT: dict[tuple[str, str, str], str] = {
+    **{("facts/galera_rules.py", 'sizes = [int(states[n].get("wsrep_cluster_size") or 0) for n in nodes]', change):
+       "a missing size only ever meets max() with len(members), at least 1 (members is at least the node "
+       "itself): 0, -1 and 1 give the same size" for change in ("0 -> -1", "0 -> 1")},
     ("operations/galera_plan.py", "if len(with_state) == 1 and not unanswered(states[with_state[0]]):", "0 -> -1"):
         "with_state has exactly one element here: [0] and [-1] are the same node",
     ("operations/galera_plan.py", "n = with_state[0]", "0 -> -1"):

@@ -431,3 +431,31 @@ def test_peer_reach_fact_reads_open_refused_and_none():
                                "end=yes"])
     assert got == {"reach": {"10.77.0.11": {4567: "open"}, "10.77.0.12": {4567: "none", 25672: "refused"}}, "error": None}
     assert PeerReach().process(["R 10.77.0.11 4567 open"])["error"]  # cut short
+
+
+def test_a_position_of_zero_is_known_and_minus_one_is_not():
+    """The boundaries of facts.galera_rules.position(): seqno 0 (a cluster with no commit yet) is
+    a position; -1 (grastate.dat of a running or crashed node) is none, and the next source is read."""
+    from facts.galera_rules import position
+
+    assert position({"grastate_seqno": "0"}) == 0
+    assert position({"wsrep_last_committed": "0", "grastate_seqno": "7"}) == 0
+    assert position({"grastate_seqno": "-1"}) is None
+    assert position({"grastate_seqno": "-1", "recovered_position": f"{UUID}:12"}) == 12
+
+
+def test_members_leave_out_an_empty_or_auto_address():
+    """wsrep_incoming_addresses lists AUTO for a member that has not said its address yet, and
+    may end with a comma: neither is a member."""
+    from facts.galera_rules import _members
+
+    assert _members({"wsrep_incoming_addresses": "10.77.0.11:3306,AUTO,"}, {"10.77.0.11": "node01"}) == {"node01"}
+    assert _members({"wsrep_incoming_addresses": ""}, {}) == frozenset()
+
+
+def test_a_component_is_as_large_as_its_reported_size_or_its_members():
+    """A Primary node whose member list is missing (the status cut short): the component's size
+    is the cluster size it reports; without that either, its members (itself)."""
+    bare = primary() | {"wsrep_incoming_addresses": ""}
+    assert components({"node01": bare}, ORDER)[0].size == 3
+    assert components({"node01": bare | {"wsrep_cluster_size": ""}}, ORDER)[0].size == 1

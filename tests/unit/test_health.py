@@ -270,6 +270,12 @@ def test_healthy_cluster_passes_with_api_backends_informational():
     nova = row(evaluate(site, results), "node02", "backend nova_api")
     assert (nova.status, nova.detail) == (INFO, "node01 UP, node02 DOWN, node03 DOWN (an OpenStack API: not installed by this project)")
     assert "node02 UP (backup)" in row(report, "node01", "backend mariadb").detail
+    # One API listener left with every server DOWN: "1 listener", not "listeners".
+    results["node02"]["haproxy_servers"] = servers(site, down={("nova_api", n) for n in ("node01", "node02", "node03")})
+    assert row(evaluate(site, results), "node02", "backends (APIs)").detail.endswith("on 1 listener: nova_api")
+    results["node02"]["haproxy_servers"] = servers(site, down={(l, n) for l in ("nova_api", "heat_api")
+                                                                for n in ("node01", "node02", "node03")})
+    assert row(evaluate(site, results), "node02", "backends (APIs)").detail.endswith("on 2 listeners: nova_api, heat_api")
     assert cluster(report, "vip holder").detail == "node01 holds 10.77.0.100"
     assert [c.name for c in report.hosts["node01"]][:3] == ["vip", "keepalived", "haproxy"]
 

@@ -249,6 +249,19 @@ def test_a_healed_partition_whose_nodes_report_different_records_names_nobody():
         "rabbit@node04: rabbit@node01, rabbit@node02, rabbit@node03",
         "rabbit@node05: rabbit@node01, rabbit@node02, rabbit@node03"]}} for n in five}
     assert partition_minority(split, five, five) == ["node04", "node05"]
+    # four controllers, node04 cut off: named; with another record that does not fit that split, nobody
+    four = five[:4]
+
+    def healed(*lines):
+        return {n: {"rabbitmq": {"running_nodes": [f"rabbit@{m}" for m in four], "error": None, "partitions": list(lines)}}
+                for n in four}
+
+    alone = "rabbit@node04: rabbit@node01, rabbit@node02, rabbit@node03"
+    assert partition_minority(healed(alone, "rabbit@node03: rabbit@node04"), four, four) == ["node04"]
+    assert partition_minority(healed(alone, "rabbit@node03: rabbit@node01, rabbit@node02"), four, four) == []
+    # an even split recorded (2 and 2): no side is a minority
+    assert partition_minority(healed("rabbit@node03: rabbit@node01, rabbit@node02",
+                                     "rabbit@node04: rabbit@node01, rabbit@node02"), four, four) == []
 
 
 def test_rabbitmq_partitioned_capture():
