@@ -459,3 +459,17 @@ def test_a_component_is_as_large_as_its_reported_size_or_its_members():
     bare = primary() | {"wsrep_incoming_addresses": ""}
     assert components({"node01": bare}, ORDER)[0].size == 3
     assert components({"node01": bare | {"wsrep_cluster_size": ""}}, ORDER)[0].size == 1
+
+
+def test_a_diverged_node_cut_off_is_repaired_with_the_switch_not_left_alone():
+    """A node that committed past the Primary component (diverged) and does not reach it: with
+    the repair switch it is in `repair` (resynced by SST when it can), never also `cut_off`;
+    the cut-off reasons name what each cut-off node misses (the port), or that its reach was not read."""
+    diverged = {**MAJ, "node03": non_primary(committed=120)}
+    p = plan(diverged, ORDER, {n: ADDR[n] for n in ORDER}, repair=True, reach=cut_reach())
+    assert p.repair == {"node03"} and p.cut_off == frozenset()
+    cut = plan({**MAJ, "node03": non_primary()}, ORDER, {n: ADDR[n] for n in ORDER}, reach=cut_reach())
+    assert "does not reach node01, node02 on 4567" in cut.cut_why
+    unread = plan({**MAJ, "node03": non_primary()}, ORDER, {n: ADDR[n] for n in ORDER},
+                  reach={**reach_all(ORDER), "node03": None})
+    assert "does not reach any member (its reach was not read)" in unread.cut_why
