@@ -480,6 +480,10 @@ EDGES = [
     (SECRET, "mariadb_sst_password", ["a" * 256], ["", "a" * 257]),
     (SECRET, "rabbitmq_password", ["a" * 256], ["", "a" * 257]),
     (SECRET, "rabbitmq_admin_password", ["a" * 256], ["", "a" * 257]),
+    (SECRET, "rabbitmq_monitor_password", ["a" * 256], ["", "a" * 257]),
+    (SITE, "galera_gcache_size", ["1M", "999999G"], ["0M", "1000000M", "01G"]),  # 1-6 digits, no leading 0
+    (SITE, "peer_tls_ca_file", ["/" + "a" * 4095], ["/" + "a" * 4096, ""]),  # a path of 4096 characters at most
+    (SITE, "backup_full_calendar", ["*-*-* 01:00:00"], [" *-*-* 01:00:00", "*-*-* 01:00:00 ", "*-*-*  01:00:00"]),
     (SECRET, "rabbitmq_erlang_cookie", ["a" * 20, "a" * 255], ["a" * 19, "a" * 256]),
     (SECRET, "haproxy_tls_pem", [PEM_CERT + PEM_KEY, PEM_KEY + PEM_CERT],
      [(PEM_CERT, "lacks"), (PEM_KEY, "lacks"), (PEM_CERT + PEM_KEY + "é", "neither printable")]),
