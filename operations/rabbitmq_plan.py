@@ -54,18 +54,19 @@ class Plan:
 
 @dataclass(frozen=True)
 class Steps:
-    """One controller's steps in this run, each a turn of operations/rabbitmq.py."""
-    unstick: bool = False  # restart a stuck broker (with the other stuck ones)
-    cookie_stop: bool = False  # stop before the cookie changes (or the distribution's TLS switches)
-    cookie_start: bool = False  # start together after the cookie change (or the TLS switch)
-    start: bool = False  # start a stopped broker (with the other stopped ones)
-    rebind_alone: bool = False  # in maintenance: epmd's socket made again, broker stopped
-    restart: bool = False  # its turn of the rolling restart
-    deferred: bool = False  # a restart was due and waits for the end of maintenance
-    wait: bool = False  # paused: waited for; nothing is started, restarted or joined there
-    join: bool = False  # joins the seed's cluster
-    forget: tuple = ()  # forgotten here (the seed)
-    definitions: bool = False  # users, vhost and policy made right here (the seed)
+    """One controller's steps in this run, each a turn of operations/rabbitmq.py; steps() gives
+    every field (no default: nothing is left to one)."""
+    unstick: bool  # restart a stuck broker (with the other stuck ones)
+    cookie_stop: bool  # stop before the cookie changes (or the distribution's TLS switches)
+    cookie_start: bool  # start together after the cookie change (or the TLS switch)
+    start: bool  # start a stopped broker (with the other stopped ones)
+    rebind_alone: bool  # in maintenance: epmd's socket made again, broker stopped
+    restart: bool  # its turn of the rolling restart
+    deferred: bool  # a restart was due and waits for the end of maintenance
+    wait: bool  # paused: waited for; nothing is started, restarted or joined there
+    join: bool  # joins the seed's cluster
+    forget: tuple  # forgotten here (the seed)
+    definitions: bool  # users, vhost and policy made right here (the seed)
 
 
 def majority(count: int) -> int:

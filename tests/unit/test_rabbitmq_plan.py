@@ -258,3 +258,13 @@ def test_the_deploy_refuses_a_cookie_change_while_a_broker_is_paused_before_any_
     with pytest.raises(Refused) as exc:  # pyinfra's CLI prints it once, with no traceback
         opkit.run(case)
     assert "cookie changes while the broker of node03 is paused" in str(exc.value)
+
+
+def test_a_removed_member_is_forgotten_only_under_a_well_formed_name():
+    """removed_members() reads the seed's own files: a member's host part is a DNS label of at
+    most 63 characters (a letter or digit at each end); anything else is never forgotten."""
+    from operations.rabbitmq_plan import removed_members
+
+    longest, too_long = "a" + "b" * 61 + "c", "a" + "b" * 62 + "c"
+    nodes = ["rabbit@node01", f"rabbit@{longest}", f"rabbit@{too_long}", "rabbit@-x", "rabbit@x;rm", "rabbit@n"]
+    assert removed_members({"nodes": nodes}, ["node01"]) == [f"rabbit@{longest}", "rabbit@n"]
