@@ -266,10 +266,12 @@ def vip_holders(results: dict, collected: list[str], key: str = "vip") -> list[s
     return [n for n in collected if (results[n].get(key) or {}).get("holds_vip")]
 
 
-def galera_cluster_row(site: Site, results: dict, collected: list[str], up: list[str]) -> Check:
+def galera_cluster_row(site: Site, results: dict, collected: list[str], up: list[str],
+                       backing: tuple[str, ...] = ()) -> Check:
     """`galera`: one Primary component (facts.galera_rules.components: Primary nodes of one
     cluster whose member lists are disjoint are two components, a split brain), one cluster
-    UUID, every node Primary, Synced, ready, of the size of the controllers up."""
+    UUID, every node Primary, Synced, ready, of the size of the controllers up; WARN naming
+    `backing` (backing_up(): nodes their own running backup desyncs) when all else holds."""
     names = [c.name for c in site.controllers]
     # Only Primary components name a cluster; a Disconnected node reports an empty uuid.
     answering = {n: results[n]["galera"] for n in collected
@@ -292,8 +294,7 @@ def galera_cluster_row(site: Site, results: dict, collected: list[str], up: list
         return Check("galera", FAIL, f"{len(collected) - len(bad)}/{len(collected)} nodes Primary, Synced, of size "
                      f"{len(up)}; not: {', '.join(bad)}", tuple(bad))
     nodes = f"{len(collected)} node{'s' * (len(collected) != 1)}"
-    backing = backing_up(results, collected)
-    if backing:
+    if backing:  # backing_up(), read once by evaluate()
         return Check("galera", WARN, f"{nodes}, Primary, size {len(up)}; {', '.join(backing)} desynced by "
                      "its own backup, running now (Synced again when it ends)", backing)
     return Check("galera", OK, f"{nodes}, Primary, all Synced, size {len(up)}")
@@ -408,7 +409,7 @@ def evaluate(
         controllers_up_row(names, up, down, skipped),
         vip_holder_row(site, results, holders, up, down, skipped),
         *([vip_holder_row(site, results, external, up, down, skipped, "external_vip")] if external is not None else []),
-        galera_cluster_row(site, results, collected, up),
+        galera_cluster_row(site, results, collected, up, backing),
         rabbitmq_cluster_row(results, [n for n in collected if n not in out], [n for n in up if n not in out],
                              [*down, *out]),
         memcached_cluster_row(results, collected),

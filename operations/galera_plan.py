@@ -313,8 +313,8 @@ def restarts(p: Plan, states: dict, wanted: dict[str, str]) -> set[str]:
 
 
 def waited(p: Plan, states: dict, restarting: set[str]) -> list[str]:
-    """The busy members the run waits for until they are Synced (sorted): every busy one but a member its own backup desyncs
-    (facts.galera_rules.desynced_by_backup) with nothing to restart: it is a full member, out of
+    """The busy members the run waits for until they are Synced (sorted): every busy one but a
+    member its own backup desyncs (facts.galera_rules.desynced_by_backup) with nothing to restart: it is a full member, out of
     HAProxy's database servers until the backup ends and Synced again then; waiting would hold
     the run for the backup's length (a long one, the deploy's wait times out). One that must
     restart is waited for: a restart would cut its backup. Pure."""
