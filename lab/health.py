@@ -91,13 +91,17 @@ def rabbit_running(report: dict) -> set[str]:
 
 def wait_healthy(timeout: float = 300, on_wait=None) -> tuple[dict, float]:
     """Poll the health report until it is OK (every check, 3 Synced, RabbitMQ all running).
-    on_wait(report): called with each report that is not OK (e.g. to unstick a service)."""
+    on_wait(report): called with each report that is not OK (e.g. to unstick a service).
+    A newest backup that failed, once it is the only failure, is followed by one full backup
+    (retake_failed_backup): the hourly timer can fire while a drill cuts the cluster."""
     start = time.monotonic()
     last = {}
+    retaken: list[str] = []
     while (left := timeout - (time.monotonic() - start)) > 0:
         last = verify_report(min(VERIFY_TIMEOUT, max(left, 30)))
         if last.get("ok"):
             return last, time.monotonic() - start
+        retake_failed_backup(last, retaken, bound=timeout - (time.monotonic() - start) - 30)
         if on_wait:
             on_wait(last)
         time.sleep(2)
@@ -128,6 +132,25 @@ def failed_backup(report: dict) -> str | None:
                for r in rows):
             return node
     return None
+
+
+def retake_failed_backup(report: dict, retaken: list[str], bound: float) -> bool:
+    """A full backup now, once (`retaken` remembers), when the report's only failures are one
+    node's failed newest backup: the cluster serves again and only the backup the timer started
+    during a drill stays red (a full: an incremental after a resync would build on another
+    datadir's history). As an operator would; recorded in `interventions`. True when taken.
+    A backup that keeps failing fails again here, and the report stays FAIL."""
+    node = failed_backup(report)
+    failures = report.get("failures") or []
+    if not node or retaken or not failures or not all(f.startswith(f"{node}: backup: ") for f in failures):
+        return False
+    retaken.append(node)
+    log(f"the newest backup on {node} failed, the only failure left: a full backup taken")
+    intervene(f"the newest backup on {node} failed (a drill disturbed it): a full backup taken", show=False)
+    run = take_backup("full", timeout=max(30, min(600, bound)))
+    if run.returncode != 0:
+        log(f"the retaken backup failed too:\n{run_excerpt(run.stdout)}")
+    return True
 
 
 def take_backup(kind: str = "full", timeout: float = DEPLOY_TIMEOUT) -> subprocess.CompletedProcess:
@@ -237,21 +260,8 @@ def restore(timeout: float = RESTORE_BOUND) -> dict:
     def left() -> float:
         return deadline - time.monotonic()
 
-    backed_up: list[str] = []
-
     def unstick(report: dict) -> None:
         unstick_rabbitmq(timeout=min(90, max(10, left() - 200)))
-        # A failed newest backup keeps the report FAIL until the next one succeeds: once it is
-        # the only failure (the cluster serves again), a full backup now, as an operator would
-        # (a full: an incremental after a resync would build on another datadir's history).
-        node = failed_backup(report)
-        failures = report.get("failures") or []
-        if node and not backed_up and failures and all(f.startswith(f"{node}: backup: ") for f in failures):
-            backed_up.append(node)
-            intervene(f"the newest backup on {node} failed (a drill disturbed it): a full backup taken", show=False)
-            run = take_backup("full", timeout=max(30, min(600, left() - 60)))
-            if run.returncode != 0:
-                log(f"restore: the backup failed too:\n{run_excerpt(run.stdout)}")
 
     try:
         _start_everything(left)

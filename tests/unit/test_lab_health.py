@@ -26,3 +26,31 @@ def test_no_backup_yet_or_a_warning_is_not_a_failed_backup():
     assert failed_backup(report(node03={"name": "backup", "status": "FAIL", "detail": "no verified full backup for 30 h"})) is None
     assert failed_backup(report(node03={"name": "firewall", "status": "FAIL", "detail": FAILED})) is None
     assert failed_backup({}) is None
+
+
+def failing(node: str, *others: str) -> dict:
+    r = report(**{node: {"name": "backup", "status": "FAIL", "detail": FAILED}})
+    r["failures"] = [f"{node}: backup: {FAILED}", *others]
+    return r
+
+
+def retakes(monkeypatch, *reports) -> list:
+    """The full backups retake_failed_backup() asks for over `reports`, in one wait."""
+    import subprocess
+    import lab.health as health
+    taken = []
+    monkeypatch.setattr(health, "take_backup", lambda kind, timeout: taken.append((kind, timeout))
+                        or subprocess.CompletedProcess([], 0, ""))
+    retaken: list[str] = []
+    for r in reports:
+        health.retake_failed_backup(r, retaken, bound=100)
+    return taken
+
+
+def test_a_failed_backup_alone_is_retaken_once_as_a_full(monkeypatch):
+    assert retakes(monkeypatch, failing("node03"), failing("node03")) == [("full", 100)]
+
+
+def test_a_failed_backup_beside_another_failure_waits(monkeypatch):
+    assert retakes(monkeypatch, failing("node03", "node01: galera: Donor/Desynced")) == []
+    assert retakes(monkeypatch, report(node03={"name": "backup", "status": "OK", "detail": ""})) == []
