@@ -35,6 +35,7 @@ from health.report import FAIL, INFO, OK, WARN, Check, Report, problem
 from facts.galera import SOCKET_UNITS
 from facts.galera_rules import components, desynced_by_backup, in_primary, not_serving
 from facts.probe import as_int
+from facts.rabbitmq_rules import healed_minority, outlived_heal
 
 
 # --- one controller --------------------------------------------------------------------------
@@ -322,30 +323,8 @@ def partition_minority(results: dict, collected: list[str], up: list[str]) -> li
         return []
     (side,) = majority
     if side >= set(up):
-        return healed_minority(results, collected, up)
+        return healed_minority({n: results[n]["rabbitmq"] for n in collected}, up)
     return sorted(set(up) - side)
-
-
-def healed_minority(results: dict, collected: list[str], up: list[str]) -> list[str]:
-    """partition_minority() once the network healed: every broker sees every other running, and
-    the partition stays recorded (found by CI's soak: node02 cut off, then `rabbit@node02:
-    rabbit@node01, rabbit@node03; rabbit@node03: rabbit@node02` on every node). The records
-    name the sides: the minority is the nodes that each recorded exactly the others, a majority
-    of the controllers up. Every node must report the same records (each reads the whole
-    cluster's from its management API), and the others' records may name only the minority;
-    otherwise, or with no such minority, none."""
-    records = {tuple(sorted(results[n]["rabbitmq"].get("partitions") or [])) for n in collected}
-    if len(records) != 1:
-        return []
-    seen: dict[str, set[str]] = {}
-    for line in next(iter(records)):
-        node, _, others = line.partition(": ")
-        seen[node.rpartition("@")[2]] = {o.strip().rpartition("@")[2] for o in others.split(",") if o.strip()}
-    minority = {n for n, others in seen.items() if n in up and len(others & set(up)) * 2 > len(up)}
-    rest = set(up) - minority
-    if any(seen[n] != rest for n in minority) or any(not others <= minority for n, others in seen.items() if n in rest):
-        return []
-    return sorted(minority)
 
 
 def rabbitmq_cluster_row(results: dict, collected: list[str], up: list[str], down: list[str]) -> Check:
@@ -355,9 +334,11 @@ def rabbitmq_cluster_row(results: dict, collected: list[str], up: list[str], dow
                  if problem(results[n], "rabbitmq") or rabbitmq_problems(results[n]["rabbitmq"], up, down))
     if bad:
         minority = partition_minority(results, collected, up)
+        # every broker up and seeing the others: the deploy's plan restarts them (rabbitmq_plan)
+        by_deploy = bool(minority) and not down and outlived_heal({n: results[n]["rabbitmq"] for n in collected}, up) == minority
         fix = (f"; a partition outlived the network's heal (pause_minority leaves one that was noticed only "
                f"after it): restart rabbitmq-server on {', '.join(minority)}, the minority side, one node at a "
-               "time (RabbitMQ's partitions guide)") if minority else ""
+               "time (RabbitMQ's partitions guide" + ("; the deploy does it" if by_deploy else "") + ")") if minority else ""
         return Check("rabbitmq", FAIL, f"members incomplete, partitioned or alarmed on {', '.join(bad)}{fix}", tuple(bad))
     return Check("rabbitmq", OK, f"{len(up)} running members seen by every checked node")
 

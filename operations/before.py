@@ -170,6 +170,31 @@ def reach_of_all() -> dict:
             for n, f in facts_of_all_controllers(PeerReach, **reach_args(site())).items()}
 
 
+def members_args(s: Site, name: str) -> dict:
+    """RabbitmqMembers' arguments for controller `name`, the same in the report and in the
+    plan's reading: its own management listener, as the monitoring account (a 0600 curl config)."""
+    return {"address": s.controller(name).address, "port": s["rabbitmq_management_port"], "config": RABBITMQ_MONITOR_CURLRC}
+
+
+def members_of_all() -> dict:
+    """{controller: its RabbitmqMembers before the run (running views, partition records), or
+    None}: as the pre-run bundle read it for the report, quietly (a broker not installed yet
+    has no management API: that is no warning). Also of controllers a --limit leaves out."""
+    s = site()
+
+    def read(name):
+        h = inventory.get_host(name, None)
+        if h is None or h in state.failed_hosts:
+            return None
+        try:
+            fact = fact_of(h, RabbitmqMembers, **members_args(s, name))
+        except Exception:  # unreachable, timed out: unknown
+            return None
+        return None if not fact or fact.get("error") else fact
+
+    return {c.name: read(c.name) for c in s.controllers}
+
+
 def health_parts(site: Site, name: str) -> dict[str, tuple]:
     """The verification facts of controller `name`, by report key, as facts.bundle parts."""
     d = site.data
@@ -190,8 +215,7 @@ def health_parts(site: Site, name: str) -> dict[str, tuple]:
         "haproxy_servers": part(HaproxyServers, socket=d["haproxy_stats_socket"]),
         "galera": part(GaleraNode, recover=False),
         # the management API as the monitoring account (its login in a 0600 file): no Erlang VM
-        "rabbitmq": part(RabbitmqMembers, address=me.address, port=d["rabbitmq_management_port"],
-                         config=RABBITMQ_MONITOR_CURLRC),
+        "rabbitmq": part(RabbitmqMembers, **members_args(site, name)),
         "memcached": part(MemcachedStats, address=me.address, port=d["memcached_port"]),
         "firewall": part(FirewallState),
         "maintenance": part(Maintenance, path=MAINTENANCE_FILE),

@@ -16,7 +16,9 @@ from operations.common import (
     Refused, announce, controllers_in_run, decided_once, files_of, once, one_at_a_time, secret_value, shell, site, turn,
     unit_log, wait_until,
 )
-from operations.before import cluster_fact_args, definitions_args, facts_of_all_controllers, known_in_run, planned_fact
+from operations.before import (
+    cluster_fact_args, definitions_args, facts_of_all_controllers, known_in_run, members_of_all, planned_fact,
+)
 from operations.maintenance_marker import in_maintenance, marked
 from operations.peer_tls_plan import PeerTlsRefused, rabbitmq_switch
 from operations.rabbitmq_plan import Plan, RabbitmqStateError, Steps, plan, steps
@@ -43,6 +45,24 @@ def restart_command(bound: int) -> str:
     )
 
 
+def heal_command(name: str, restart: str, controllers: int) -> str:
+    """Controller `name`'s restart to clear a partition that outlived the network's heal, its
+    decision re-checked on the node when it executes: its own partition record still non-empty
+    and every controller's broker running (read from the broker, one Erlang eval), else no
+    restart: nothing recorded any more is done (exit 0); anything else refuses (exit 1), naming
+    what it saw and what to run."""
+    probe = ("timeout 60 rabbitmqctl -q eval 'io:format(\"~b ~b~n\", [length(rabbit_node_monitor:partitions()), "
+             "length(rabbit_mnesia:cluster_nodes(running))]).' 2>/dev/null | head -1")
+    return (
+        f"seen=$({probe}); set -- $seen; "
+        f"if [ \"$1\" = 0 ]; then echo '{name}: no partition recorded any more: not restarted'; exit 0; fi; "
+        f"if ! [ \"$1\" -gt 0 ] 2>/dev/null || ! [ \"$2\" -ge {int(controllers)} ] 2>/dev/null; then "
+        f"echo \"{name}: not restarted: its partition record and {int(controllers)} running brokers were expected, "
+        "the broker said '$seen' (records, running brokers); run the deploy again once every broker runs\" >&2; exit 1; fi; "
+        f"{restart}"
+    )
+
+
 # epmd's socket made again with its drop-in's listeners (config/files.py EPMD_SOCKET_DROPIN);
 # the broker is stopped (restart_command() starts it after).
 EPMD_REBIND = ("systemctl daemon-reload && systemctl stop epmd.socket epmd.service && systemctl start epmd.socket && "
@@ -62,7 +82,7 @@ def cluster_plan() -> Plan:
     """The plan of this run, shared by every host (operations/rabbitmq_plan.py)."""
     s = site()
     return plan(cluster_states(), [c.name for c in s.controllers], {c.name: c.address for c in s.controllers},
-                away=in_maintenance(), partition_handling=s["rabbitmq_partition_handling"])
+                away=in_maintenance(), partition_handling=s["rabbitmq_partition_handling"], members=members_of_all())
 
 
 @decided_once("rabbitmq: ", PeerTlsRefused)
@@ -247,6 +267,16 @@ def configure():
             name=f"rabbitmq: restart {name}",
             commands=[*(["timeout 120 systemctl stop rabbitmq-server"] if rebind else []), *up],
             run=turn_mine and mine.restart,
+        )
+    # A partition that outlived the network's heal (every broker sees every other, the records
+    # stay: pause_minority acts only while cut off): its minority restarted, one node at a time.
+    announce(mine.heal, f"restart rabbitmq-server: a partition outlived the network's heal and {host.name} is its "
+             "minority side (RabbitMQ's partitions guide; one node at a time, re-checked on the node first)")
+    for name, turn_mine in one_at_a_time(list(p.heal)):
+        turn(
+            name=f"rabbitmq: restart {name}, the minority of a partition kept after the heal",
+            commands=[heal_command(name, bounded, len(names)), started],
+            run=turn_mine and mine.heal,
         )
     service(name="rabbitmq: running", unit="rabbitmq-server", skip=away)
     announce(mine.join, f"join the RabbitMQ cluster of rabbit@{seed} (one node at a time)")

@@ -23,13 +23,20 @@ socket). operations/rabbitmq.py only carries them out. Tested as a table
   few brokers for a majority: the restart is deferred, its pending marker kept;
 - a controller in maintenance gets no start, restart, join or enable (epmd's socket is made
   again there alone, its broker stopped);
-- members of the cluster that are no controller of the inventory are forgotten on the seed.
+- members of the cluster that are no controller of the inventory are forgotten on the seed;
+- a partition that outlived the network's heal (pause_minority: every broker runs and sees
+  every other, and the nodes still record it) has its minority side restarted, one node at a
+  time (RabbitMQ's partitions guide), and only from the whole picture: every controller's
+  broker running and its view read, none in maintenance, the records the same on every node
+  (facts/rabbitmq_rules.py); each restart re-checked on its node when it executes.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from facts.rabbitmq_rules import outlived_heal
 
 NODE_NAME = re.compile(r"rabbit@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
@@ -50,6 +57,7 @@ class Plan:
     left: int = 0  # brokers left running during one node's rolling restart
     room: bool = True  # a rolling restart leaves a majority running (or nobody is in maintenance)
     seen: str = ""  # every controller's condition, one line
+    heal: tuple = ()  # a partition outlived the network's heal: its minority, restarted one at a time
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class Steps:
     wait: bool  # paused: waited for; nothing is started, restarted or joined there
     join: bool  # joins the seed's cluster
     forget: tuple  # forgotten here (the seed)
+    heal: bool  # restarted, its turn, to clear a partition that outlived the heal (the minority)
     definitions: bool  # users, vhost and policy made right here (the seed)
 
 
@@ -124,7 +133,7 @@ def describe(name: str, st: dict | None, away=frozenset()) -> str:
 
 
 def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, str] | None = None,
-         away=frozenset(), partition_handling: str = "pause_minority") -> Plan:
+         away=frozenset(), partition_handling: str = "pause_minority", members: dict | None = None) -> Plan:
     """The cluster's decisions, from every controller's pre-run RabbitmqCluster fact. Pure.
 
     + states: {name: fact}; a controller that could not be read is absent or None
@@ -132,6 +141,8 @@ def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, 
     + addresses: their addresses (to count the peers a stuck node reaches)
     + away: controllers in maintenance
     + partition_handling: rabbitmq_partition_handling ("pause_minority" pauses a minority)
+    + members: {name: RabbitmqMembers fact or None}, every controller's running view and
+      partition records (a partition that outlived the heal: heal_after_partition())
     """
     away = frozenset(away)
     addresses = addresses or {}
@@ -154,8 +165,20 @@ def plan(states: dict[str, dict | None], order: list[str], addresses: dict[str, 
                   and f"rabbit@{seed}" not in (states.get(n) or {}).get("nodes", []))
     out = sorted(n for n in order if n in away)
     left = len(order) - len(out) - 1
+    heal = heal_after_partition(states, order, away, partition_handling, members or {})
     return Plan(seed, jammed, frozenset(paused), stopped, joins, tuple(removed_members(states.get(seed), order)),
-                away, left, not out or left >= need, seen)
+                away, left, not out or left >= need, seen, heal)
+
+
+def heal_after_partition(states: dict, order: list[str], away, partition_handling: str, members: dict) -> tuple:
+    """The controllers restarted to clear a partition that outlived the network's heal: its
+    minority side (facts/rabbitmq_rules.py), in inventory order. Only under pause_minority
+    (autoheal restarts a side itself; ignore leaves it to the operator), with every
+    controller's broker running and none in maintenance; else none. Pure."""
+    if partition_handling != "pause_minority" or away or not all((states.get(n) or {}).get("broker") for n in order):
+        return ()
+    minority = set(outlived_heal({n: members.get(n) for n in order}, order))
+    return tuple(n for n in order if n in minority)
 
 
 def steps(p: Plan, name: str, running: bool, new_cookie: bool = False, pending: bool = False,
@@ -182,6 +205,7 @@ def steps(p: Plan, name: str, running: bool, new_cookie: bool = False, pending: 
     start = name in p.stopped and not together
     restart = (pending or rebind) and not cookie_start and not start and not away
     deferred = restart and not p.room
+    heal = name in p.heal and not together and not restart and not away
     return Steps(
         unstick=name in p.stuck,
         cookie_stop=together,
@@ -193,5 +217,6 @@ def steps(p: Plan, name: str, running: bool, new_cookie: bool = False, pending: 
         wait=name in p.paused,
         join=name in p.joins,
         forget=p.forget if name == p.seed else (),
+        heal=heal,
         definitions=name == p.seed,
     )

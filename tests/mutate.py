@@ -54,6 +54,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "facts/galera_rules.py": ("tests/unit/test_galera_plan.py", "tests/unit/test_health_cluster.py",
                               "tests/unit/test_maintenance.py"),
     "operations/rabbitmq_plan.py": ("tests/unit/test_rabbitmq_plan.py", "tests/unit/test_peer_tls.py"),
+    "facts/rabbitmq_rules.py": ("tests/unit/test_rabbitmq_plan.py", "tests/unit/test_health_cluster.py"),
     "operations/upgrade_plan.py": ("tests/unit/test_upgrade_plan.py", "tests/unit/test_upgrade_turns.py"),
     "operations/backup_plan.py": ("tests/unit/test_backup_plan.py", "tests/unit/test_backup_restore.py"),
     "operations/peer_tls_plan.py": ("tests/unit/test_peer_tls.py",),

@@ -41,6 +41,15 @@ def alone(name):
     return {"installed": True, "running": True, "broker": True, "nodes": [f"rabbit@{name}"]}
 
 
+def views(records, running=ORDER, order=ORDER, **other):
+    """Every controller's RabbitmqMembers: the cluster's partition `records` (the same on each,
+    as GET /api/nodes gives them) and `running` seen by each; `other`: {node: its own fact}."""
+    return {n: other.get(n, {"running_nodes": members(running), "partitions": list(records), "error": None}) for n in order}
+
+
+# CI's soak (test_97): node02 cut off 20 s, then healed; every view whole, the records kept
+OUTLIVED = ["rabbit@node02: rabbit@node01, rabbit@node03", "rabbit@node03: rabbit@node02"]
+
 MISSING = {"installed": False, "running": False, "broker": False, "nodes": []}
 N4, N5 = [f"node0{i}" for i in range(1, 5)], [f"node0{i}" for i in range(1, 6)]
 
@@ -121,6 +130,37 @@ PLANS = [
     ("nobody in maintenance: room", {n: up(N4) for n in N4}, {}, {"room": True}),
     ("two controllers, nobody in maintenance: room (the rule is about maintenance only)",
      {n: up(ORDER[:2]) for n in ORDER[:2]}, {}, {"left": 1, "room": True}),
+    # --- a partition that outlived the network's heal: its minority restarted, whole picture only ---
+    ("a partition recorded after the heal (CI's soak): node02, the minority, restarted",
+     {n: up() for n in ORDER}, {"members": views(OUTLIVED)}, {"heal": ("node02",)}),
+    ("only the minority's own record kept: still named", {n: up() for n in ORDER},
+     {"members": views(OUTLIVED[:1])}, {"heal": ("node02",)}),
+    ("no partition recorded: nobody", {n: up() for n in ORDER}, {"members": views([])}, {"heal": ()}),
+    ("no views read (a plan without them): nobody", {n: up() for n in ORDER}, {}, {"heal": ()}),
+    ("the network not healed (node02 not seen running): nobody, pause_minority's part",
+     {n: up() for n in ORDER}, {"members": views(OUTLIVED, running=["node01", "node03"])}, {"heal": ()}),
+    ("one controller's view unreadable: a partial picture, nobody", {n: up() for n in ORDER},
+     {"members": views(OUTLIVED, node03=None)}, {"heal": ()}),
+    ("one controller's view an error: nobody", {n: up() for n in ORDER},
+     {"members": views(OUTLIVED, node03={"running_nodes": [], "partitions": [], "error": "HTTP 401"})}, {"heal": ()}),
+    ("the nodes report different records: nobody", {n: up() for n in ORDER},
+     {"members": views(OUTLIVED, node01={"running_nodes": members(ORDER), "partitions": [], "error": None})}, {"heal": ()}),
+    ("records naming no majority side (node01 and node02 each cut from the rest): nobody", {n: up() for n in ORDER},
+     {"members": views(["rabbit@node01: rabbit@node02", "rabbit@node02: rabbit@node01"])}, {"heal": ()}),
+    ("the minority's broker stopped: started with the others, not restarted for the records",
+     {"node01": up(), "node02": down(), "node03": up()}, {"members": views(OUTLIVED)}, {"heal": (), "stopped": {"node02"}}),
+    ("a stuck node besides: unstuck first, no restart for the records",
+     {"node01": up(), "node02": up(), "node03": stuck(["node01", "node02"])},
+     {"members": views(OUTLIVED)}, {"heal": (), "stuck": {"node03"}}),
+    ("autoheal restarts a side itself: nobody", {n: up() for n in ORDER},
+     {"members": views(OUTLIVED), "partition_handling": "autoheal"}, {"heal": ()}),
+    ("a controller in maintenance: nobody", {n: up() for n in ORDER},
+     {"members": views(OUTLIVED), "away": {"node01"}}, {"heal": ()}),
+    ("five controllers, node04 and node05 the minority: both, in inventory order", {n: up(N5) for n in N5},
+     {"members": views(["rabbit@node05: rabbit@node01, rabbit@node02, rabbit@node03",
+                        "rabbit@node04: rabbit@node01, rabbit@node02, rabbit@node03",
+                        "rabbit@node01: rabbit@node04, rabbit@node05"], running=N5, order=N5)},
+     {"heal": ("node04", "node05")}),
 ]
 
 
@@ -183,13 +223,22 @@ STEPS = [
      {"wait": True}),
     ("the others restart in turn while one is paused", PAUSED, {}, "node02", {"running": True, "pending": True},
      {"restart": True}),
+    ("the minority of a partition kept after the heal: restarted in its turn", HEALTHY,
+     {"members": views(OUTLIVED)}, "node02", {"running": True}, {"heal": True}),
+    ("the majority side of it: nothing", HEALTHY, {"members": views(OUTLIVED)}, "node03", {"running": True}, {}),
+    ("the minority with a config change: its rolling restart clears the records", HEALTHY,
+     {"members": views(OUTLIVED)}, "node02", {"running": True, "pending": True}, {"restart": True}),
+    ("the minority while the cookie changes: stopped and started with the others", HEALTHY,
+     {"members": views(OUTLIVED)}, "node02", {"running": True, "new_cookie": True},
+     {"cookie_stop": True, "cookie_start": True}),
     ("paused while the cookie changes: refused, naming the node and the fix", PAUSED, {}, "node03",
      {"running": True, "new_cookie": True}, r"cookie changes while the broker of node03 is paused.*node03 unit active, "
      r"broker not running.*Restore the network"),
 ]
 
 FALSE = {"unstick": False, "cookie_stop": False, "cookie_start": False, "start": False, "rebind_alone": False,
-         "restart": False, "deferred": False, "wait": False, "join": False, "forget": (), "definitions": False}
+         "restart": False, "deferred": False, "wait": False, "join": False, "forget": (), "definitions": False,
+         "heal": False}
 
 
 @pytest.mark.parametrize("case,states,options,node,local,expected", STEPS, ids=[c[0] for c in STEPS])
@@ -268,3 +317,26 @@ def test_a_removed_member_is_forgotten_only_under_a_well_formed_name():
     longest, too_long = "a" + "b" * 61 + "c", "a" + "b" * 62 + "c"
     nodes = ["rabbit@node01", f"rabbit@{longest}", f"rabbit@{too_long}", "rabbit@-x", "rabbit@x;rm", "rabbit@n"]
     assert removed_members({"nodes": nodes}, ["node01"]) == [f"rabbit@{longest}", "rabbit@n"]
+
+
+@pytest.mark.parametrize("said, code, restarted, message", [
+    ("2 3", 0, True, ""),  # the record kept, every broker running: restarted
+    ("0 3", 0, False, "no partition recorded any more: not restarted"),  # cleared meanwhile
+    ("2 2", 1, False, "the broker said '2 2'"),  # a broker stopped meanwhile: refused
+    ("", 1, False, "the broker said ''"),  # rabbitmqctl failed: refused
+])
+def test_the_heal_restart_is_checked_again_on_the_node(tmp_path, said, code, restarted, message):
+    """operations/rabbitmq.py heal_command(), run by sh with a rabbitmqctl stand-in that says
+    (records, running brokers) as the Erlang eval prints them."""
+    import subprocess
+    from operations.rabbitmq import heal_command
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    (bin_ / "rabbitmqctl").write_text(f"#!/bin/sh\n[ -n '{said}' ] || exit 69\nprintf '%s\\nok\\n' '{said}'\n")
+    (bin_ / "rabbitmqctl").chmod(0o755)
+    mark = tmp_path / "restarted"
+    run = subprocess.run(["sh", "-c", heal_command("node02", f"touch {mark}", 3)], capture_output=True, text=True,
+                         env={"PATH": f"{bin_}:/usr/bin:/bin"})
+    assert run.returncode == code, run
+    assert mark.exists() == restarted
+    assert message in run.stdout + run.stderr
