@@ -33,12 +33,24 @@ def healed_minority(members: dict[str, dict], up: list[str]) -> list[str]:
     return sorted(minority)
 
 
-def outlived_heal(members: dict[str, dict | None], order: list[str]) -> list[str]:
-    """healed_minority() of the whole picture only: every controller of `order` answered (its
-    RabbitmqMembers without an error) and each sees every controller's broker running (the
-    network healed). Otherwise none: a partial picture names nobody to restart."""
-    if set(members) != set(order) or any(not m or m.get("error") for m in members.values()):
+def minority(members: dict[str, dict | None], up: list[str]) -> list[str]:
+    """The side to restart of a partition that outlived the network's heal, from the whole
+    picture only: every controller of `up` answered ({controller: its RabbitmqMembers}, none
+    an error), a partition is recorded, and either the running views split into one majority
+    side that sees exactly itself (the rest is named: seen on the lab after a 20 s cut of
+    node02, node02 seeing itself, node01 and node03 each other, each side recording the
+    other), or every view is whole and the records name the minority (healed_minority()).
+    Otherwise none (sorted): a partial picture, or no majority, names nobody."""
+    if set(members) != set(up) or any(not m or m.get("error") for m in members.values()):
         return []
-    if any(not {short(r) for r in m.get("running_nodes") or []} >= set(order) for m in members.values()):
+    if not any(m.get("partitions") for m in members.values()):
         return []
-    return healed_minority(members, order)
+    views = {n: frozenset(short(r) for r in m.get("running_nodes") or []) for n, m in members.items()}
+    sides = {view for n, view in views.items() if n in view}
+    majority = [side for side in sides if len(side) * 2 > len(up) and all(views.get(m) == side for m in side)]
+    if len(majority) != 1:
+        return []
+    (side,) = majority
+    if side >= set(up):
+        return healed_minority(members, up)
+    return sorted(set(up) - side)

@@ -35,7 +35,7 @@ from health.report import FAIL, INFO, OK, WARN, Check, Report, problem
 from facts.galera import SOCKET_UNITS
 from facts.galera_rules import components, desynced_by_backup, in_primary, not_serving
 from facts.probe import as_int
-from facts.rabbitmq_rules import healed_minority, outlived_heal
+from facts.rabbitmq_rules import minority
 
 
 # --- one controller --------------------------------------------------------------------------
@@ -307,24 +307,12 @@ def backing_up(results: dict, collected: list[str]) -> tuple[str, ...]:
 
 
 def partition_minority(results: dict, collected: list[str], up: list[str]) -> list[str]:
-    """The controllers to restart when every controller up runs its broker, a partition is
-    recorded, and the running views split into one majority side that sees exactly itself and
-    the rest: the rest (sorted). Otherwise none (a broker stopped, an unreadable node, no
-    majority: the picture is partial, nothing to name)."""
+    """The controllers to restart after a partition that outlived the network's heal
+    (facts/rabbitmq_rules.py minority()), when every controller up was checked and its
+    members read; otherwise none (the picture is partial, nothing to name)."""
     if sorted(collected) != sorted(up) or any(problem(results[n], "rabbitmq") for n in collected):
         return []
-    views = {n: frozenset(r.rpartition("@")[2] for r in results[n]["rabbitmq"].get("running_nodes") or [])
-             for n in collected}
-    if not any(results[n]["rabbitmq"].get("partitions") for n in collected):
-        return []
-    sides = {view for n, view in views.items() if n in view}
-    majority = [side for side in sides if len(side) * 2 > len(up) and all(views.get(m) == side for m in side)]
-    if len(majority) != 1:
-        return []
-    (side,) = majority
-    if side >= set(up):
-        return healed_minority({n: results[n]["rabbitmq"] for n in collected}, up)
-    return sorted(set(up) - side)
+    return minority({n: results[n]["rabbitmq"] for n in collected}, up)
 
 
 def rabbitmq_cluster_row(results: dict, collected: list[str], up: list[str], down: list[str]) -> Check:
@@ -333,12 +321,12 @@ def rabbitmq_cluster_row(results: dict, collected: list[str], up: list[str], dow
     bad = sorted(n for n in collected
                  if problem(results[n], "rabbitmq") or rabbitmq_problems(results[n]["rabbitmq"], up, down))
     if bad:
-        minority = partition_minority(results, collected, up)
-        # every broker up and seeing the others: the deploy's plan restarts them (rabbitmq_plan)
-        by_deploy = bool(minority) and not down and outlived_heal({n: results[n]["rabbitmq"] for n in collected}, up) == minority
+        named = partition_minority(results, collected, up)
+        # every controller up: the deploy's plan restarts them (operations/rabbitmq_plan.py)
+        by_deploy = bool(named) and not down
         fix = (f"; a partition outlived the network's heal (pause_minority leaves one that was noticed only "
-               f"after it): restart rabbitmq-server on {', '.join(minority)}, the minority side, one node at a "
-               "time (RabbitMQ's partitions guide" + ("; the deploy does it" if by_deploy else "") + ")") if minority else ""
+               f"after it): restart rabbitmq-server on {', '.join(named)}, the minority side, one node at a "
+               "time (RabbitMQ's partitions guide" + ("; the deploy does it" if by_deploy else "") + ")") if named else ""
         return Check("rabbitmq", FAIL, f"members incomplete, partitioned or alarmed on {', '.join(bad)}{fix}", tuple(bad))
     return Check("rabbitmq", OK, f"{len(up)} running members seen by every checked node")
 

@@ -45,19 +45,20 @@ def restart_command(bound: int) -> str:
     )
 
 
-def heal_command(name: str, restart: str, controllers: int) -> str:
+def heal_command(name: str, restart: str, controllers: list[str]) -> str:
     """Controller `name`'s restart to clear a partition that outlived the network's heal, its
     decision re-checked on the node when it executes: its own partition record still non-empty
-    and every controller's broker running (read from the broker, one Erlang eval), else no
-    restart: nothing recorded any more is done (exit 0); anything else refuses (exit 1), naming
-    what it saw and what to run."""
+    and every controller's broker running (asked from this node's broker, one Erlang eval: an
+    RPC to each, whatever the views say), else no restart: nothing recorded any more is done
+    (exit 0); anything else refuses (exit 1), naming what it saw and what to run."""
+    nodes = ", ".join(f'list_to_atom("rabbit@{n}")' for n in controllers)  # validated names
     probe = ("timeout 60 rabbitmqctl -q eval 'io:format(\"~b ~b~n\", [length(rabbit_node_monitor:partitions()), "
-             "length(rabbit_mnesia:cluster_nodes(running))]).' 2>/dev/null | head -1")
+             f"length([N || N <- [{nodes}], rpc:call(N, rabbit, is_running, [], 10000) =:= true])]).' 2>/dev/null | head -1")
     return (
         f"seen=$({probe}); set -- $seen; "
         f"if [ \"$1\" = 0 ]; then echo '{name}: no partition recorded any more: not restarted'; exit 0; fi; "
-        f"if ! [ \"$1\" -gt 0 ] 2>/dev/null || ! [ \"$2\" -ge {int(controllers)} ] 2>/dev/null; then "
-        f"echo \"{name}: not restarted: its partition record and {int(controllers)} running brokers were expected, "
+        f"if ! [ \"$1\" -gt 0 ] 2>/dev/null || ! [ \"$2\" -ge {len(controllers)} ] 2>/dev/null; then "
+        f"echo \"{name}: not restarted: its partition record and {len(controllers)} running brokers were expected, "
         "the broker said '$seen' (records, running brokers); run the deploy again once every broker runs\" >&2; exit 1; fi; "
         f"{restart}"
     )
@@ -275,7 +276,7 @@ def configure():
     for name, turn_mine in one_at_a_time(list(p.heal)):
         turn(
             name=f"rabbitmq: restart {name}, the minority of a partition kept after the heal",
-            commands=[heal_command(name, bounded, len(names)), started],
+            commands=[heal_command(name, bounded, names), started],
             run=turn_mine and mine.heal,
         )
     service(name="rabbitmq: running", unit="rabbitmq-server", skip=away)

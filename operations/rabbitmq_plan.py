@@ -24,10 +24,11 @@ socket). operations/rabbitmq.py only carries them out. Tested as a table
 - a controller in maintenance gets no start, restart, join or enable (epmd's socket is made
   again there alone, its broker stopped);
 - members of the cluster that are no controller of the inventory are forgotten on the seed;
-- a partition that outlived the network's heal (pause_minority: every broker runs and sees
-  every other, and the nodes still record it) has its minority side restarted, one node at a
-  time (RabbitMQ's partitions guide), and only from the whole picture: every controller's
-  broker running and its view read, none in maintenance, the records the same on every node
+- a partition that outlived the network's heal (pause_minority acts only while a node is cut
+  off: every broker runs, and the partition stays recorded, the views split into a majority
+  side and the rest, or whole with the records naming the minority) has its minority side
+  restarted, one node at a time (RabbitMQ's partitions guide), and only from the whole
+  picture: every controller's broker running and its view read, none in maintenance
   (facts/rabbitmq_rules.py); each restart re-checked on its node when it executes.
 """
 
@@ -36,7 +37,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from facts.rabbitmq_rules import outlived_heal
+from facts.rabbitmq_rules import minority
 
 NODE_NAME = re.compile(r"rabbit@[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
@@ -177,8 +178,8 @@ def heal_after_partition(states: dict, order: list[str], away, partition_handlin
     controller's broker running and none in maintenance; else none. Pure."""
     if partition_handling != "pause_minority" or away or not all((states.get(n) or {}).get("broker") for n in order):
         return ()
-    minority = set(outlived_heal({n: members.get(n) for n in order}, order))
-    return tuple(n for n in order if n in minority)
+    named = set(minority({n: members.get(n) for n in order}, order))
+    return tuple(n for n in order if n in named)
 
 
 def steps(p: Plan, name: str, running: bool, new_cookie: bool = False, pending: bool = False,

@@ -50,6 +50,12 @@ def views(records, running=ORDER, order=ORDER, **other):
 # CI's soak (test_97): node02 cut off 20 s, then healed; every view whole, the records kept
 OUTLIVED = ["rabbit@node02: rabbit@node01, rabbit@node03", "rabbit@node03: rabbit@node02"]
 
+# The lab after node02 was cut off 20 s (docs/partitions.md): the views split, both sides recorded
+SIDE13 = {"running_nodes": members(["node01", "node03"]), "error": None,
+          "partitions": ["rabbit@node01: rabbit@node02", "rabbit@node02: rabbit@node01, rabbit@node03"]}
+ALONE2 = {"running_nodes": members(["node02"]), "error": None,
+          "partitions": ["rabbit@node02: rabbit@node01, rabbit@node03"]}
+
 MISSING = {"installed": False, "running": False, "broker": False, "nodes": []}
 N4, N5 = [f"node0{i}" for i in range(1, 5)], [f"node0{i}" for i in range(1, 6)]
 
@@ -137,8 +143,18 @@ PLANS = [
      {"members": views(OUTLIVED[:1])}, {"heal": ("node02",)}),
     ("no partition recorded: nobody", {n: up() for n in ORDER}, {"members": views([])}, {"heal": ()}),
     ("no views read (a plan without them): nobody", {n: up() for n in ORDER}, {}, {"heal": ()}),
-    ("the network not healed (node02 not seen running): nobody, pause_minority's part",
-     {n: up() for n in ORDER}, {"members": views(OUTLIVED, running=["node01", "node03"])}, {"heal": ()}),
+    ("the views split after the heal (the lab, node02 cut 20 s: it sees itself, node01 and node03 each "
+     "other; each side records the other): node02, the rest of the majority side, restarted",
+     {n: up() for n in ORDER}, {"members": views([], node01=SIDE13, node03=SIDE13, node02=ALONE2)}, {"heal": ("node02",)}),
+    ("views split but no partition recorded (a broker merely starting): nobody", {n: up() for n in ORDER},
+     {"members": views([], node01={**SIDE13, "partitions": []}, node03={**SIDE13, "partitions": []},
+                       node02={**ALONE2, "partitions": []})}, {"heal": ()}),
+    ("views split, the majority side disagreeing (node03 sees itself only): nobody", {n: up() for n in ORDER},
+     {"members": views([], node01=SIDE13, node03={**ALONE2, "running_nodes": members(["node03"])}, node02=ALONE2)},
+     {"heal": ()}),
+    ("views split in two halves of four: no majority, nobody", {n: up(N4) for n in N4},
+     {"members": views([], order=N4, **{n: {"running_nodes": members(side), "partitions": ["x"], "error": None}
+                                        for side in (N4[:2], N4[2:]) for n in side})}, {"heal": ()}),
     ("one controller's view unreadable: a partial picture, nobody", {n: up() for n in ORDER},
      {"members": views(OUTLIVED, node03=None)}, {"heal": ()}),
     ("one controller's view an error: nobody", {n: up() for n in ORDER},
@@ -335,7 +351,7 @@ def test_the_heal_restart_is_checked_again_on_the_node(tmp_path, said, code, res
     (bin_ / "rabbitmqctl").write_text(f"#!/bin/sh\n[ -n '{said}' ] || exit 69\nprintf '%s\\nok\\n' '{said}'\n")
     (bin_ / "rabbitmqctl").chmod(0o755)
     mark = tmp_path / "restarted"
-    run = subprocess.run(["sh", "-c", heal_command("node02", f"touch {mark}", 3)], capture_output=True, text=True,
+    run = subprocess.run(["sh", "-c", heal_command("node02", f"touch {mark}", ORDER)], capture_output=True, text=True,
                          env={"PATH": f"{bin_}:/usr/bin:/bin"})
     assert run.returncode == code, run
     assert mark.exists() == restarted
