@@ -323,7 +323,7 @@ def rabbitmq_cluster_row(results: dict, collected: list[str], up: list[str], dow
     if bad:
         named = partition_minority(results, collected, up)
         # every controller up: the deploy's plan restarts them (operations/rabbitmq_plan.py)
-        by_deploy = bool(named) and not down
+        by_deploy = not down
         fix = (f"; a partition outlived the network's heal (pause_minority leaves one that was noticed only "
                f"after it): restart rabbitmq-server on {', '.join(named)}, the minority side, one node at a "
                "time (RabbitMQ's partitions guide" + ("; the deploy does it" if by_deploy else "") + ")") if named else ""

@@ -9,7 +9,7 @@ import pytest
 
 from healthkit import NAMES, capture, cluster, healthy, lab_site, row, statuses
 
-from health.checks import evaluate, partition_minority
+from health.checks import evaluate, partition_minority, rabbitmq_cluster_row
 from health.report import FAIL, INFO, OK, WARN, write_json
 
 # --- the VIP -------------------------------------------------------------------------------------
@@ -405,3 +405,18 @@ def test_galera_node_not_serving_says_why(fact, detail):
     report = report_with("node03", "galera", fact)
     assert row(report, "node03", "galera").detail == detail
     assert cluster(report, "galera").hosts == ("node03",)
+
+
+def test_a_kept_partition_is_the_deploys_only_with_every_controller_up():
+    """The report says the deploy restarts the minority only when no controller is down (the
+    plan needs every broker running: operations/rabbitmq_plan.py); with one down it names the
+    minority for the operator alone."""
+    up = ["node01", "node02", "node03", "node04"]
+    results = {n: {"rabbitmq": {"running_nodes": [f"rabbit@{m}" for m in up], "error": None,
+                                "partitions": ["rabbit@node04: rabbit@node01, rabbit@node02, rabbit@node03"]}}
+               for n in up}
+    alone = rabbitmq_cluster_row(results, up, up, [])
+    assert "restart rabbitmq-server on node04, the minority side" in alone.detail and "the deploy does it" in alone.detail
+    one_down = rabbitmq_cluster_row(results, up, up, ["node05"])
+    assert "restart rabbitmq-server on node04, the minority side" in one_down.detail, one_down.detail
+    assert "the deploy does it" not in one_down.detail, one_down.detail
