@@ -269,8 +269,8 @@ def configure():
             commands=[*(["timeout 120 systemctl stop rabbitmq-server"] if rebind else []), *up],
             run=turn_mine and mine.restart,
         )
-    # A partition that outlived the network's heal (every broker sees every other, the records
-    # stay: pause_minority acts only while cut off): its minority restarted, one node at a time.
+    # A partition that outlived the network's heal (every broker running, the partition still
+    # recorded: pause_minority acts only while cut off): its minority restarted, one at a time.
     announce(mine.heal, f"restart rabbitmq-server: a partition outlived the network's heal and {host.name} is its "
              "minority side (RabbitMQ's partitions guide; one node at a time, re-checked on the node first)")
     for name, turn_mine in one_at_a_time(list(p.heal)):
