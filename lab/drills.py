@@ -28,7 +28,7 @@ from lab.faults import (  # noqa: F401
 )
 from lab.health import (  # noqa: F401
     DEPLOY_TIMEOUT, PYINFRA, RESTORE_BOUND, ROOT, LabUnrecoverable, changed_operations, deploy,
-    galera_synced_count, pyinfra, rabbit_running, rebuild, restore, run_excerpt, unstick_rabbitmq,
+    galera_synced_count, pyinfra, rabbit_running, rebuild, restore, run_excerpt, blast_radius, unstick_rabbitmq,
     verify_report, wait_healthy,
 )
 from lab.waits import (  # noqa: F401

@@ -50,6 +50,12 @@ def run_excerpt(output: str, tail: int = 4000) -> str:
     return "\n".join(["--- error lines ---", *lines[-80:], "--- tail ---", output[-tail:]])
 
 
+def blast_radius(output: str) -> str:
+    """The blast radius a pyinfra run printed (its numbered steps, up to the next "-->"), or ""
+    when the run printed none."""
+    return output.split("Blast radius")[1].split("-->")[0] if "Blast radius" in output else ""
+
+
 def changed_operations(output: str) -> list[str]:
     """Operations that executed a command on some host ('[nodeXX] Success')."""
     changed, current = [], None

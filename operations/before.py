@@ -54,25 +54,31 @@ def _pre_run_timeout(default: int = 180) -> int:
 PRE_RUN_TIMEOUT = _pre_run_timeout()
 
 
-def facts_of_all_controllers(cls, **kwargs) -> dict:
+def facts_of_all_controllers(cls, args_of=None, quiet: bool = False, **kwargs) -> dict:
     """One fact from every controller of the inventory, read in parallel: {host name: fact}.
 
     Also from controllers a --limit leaves out (reading changes nothing; a cluster decision
     needs the whole picture). A controller that cannot be reached, or whose fact failed, maps
-    to None: its state is unknown, never a default that reads as a state.
+    to None: its state is unknown, never a default that reads as a state. `args_of(name)`
+    gives a controller's own fact arguments (else `kwargs` for all); `quiet` logs no warning
+    (a reader for whom an unreadable fact is expected, e.g. a broker not installed yet).
     """
     names = [c.name for c in site().controllers]
+
+    def warn(h, why):
+        if not quiet:
+            logger.warning(f"[{h.name}] could not read {cls.__name__}: {why}")
 
     def read(h):
         if h is None or h in state.failed_hosts:
             return None
         try:
-            fact = fact_of(h, cls, **kwargs)
+            fact = fact_of(h, cls, **(args_of(h.name) if args_of else kwargs))
         except Exception as exc:  # ConnectError, a fact that failed: unknown
-            logger.warning(f"[{h.name}] could not read {cls.__name__}: {type(exc).__name__}: {exc}")
+            warn(h, f"{type(exc).__name__}: {exc}")
             return None
-        if fact.get("error"):
-            logger.warning(f"[{h.name}] could not read {cls.__name__}: {fact['error']}")
+        if fact is None or fact.get("error"):
+            warn(h, "no answer" if fact is None else fact["error"])
             return None
         return fact
 
@@ -181,18 +187,7 @@ def members_of_all() -> dict:
     None}: as the pre-run bundle read it for the report, quietly (a broker not installed yet
     has no management API: that is no warning). Also of controllers a --limit leaves out."""
     s = site()
-
-    def read(name):
-        h = inventory.get_host(name, None)
-        if h is None or h in state.failed_hosts:
-            return None
-        try:
-            fact = fact_of(h, RabbitmqMembers, **members_args(s, name))
-        except Exception:  # unreachable, timed out: unknown
-            return None
-        return None if not fact or fact.get("error") else fact
-
-    return {c.name: read(c.name) for c in s.controllers}
+    return facts_of_all_controllers(RabbitmqMembers, args_of=lambda name: members_args(s, name), quiet=True)
 
 
 def health_parts(site: Site, name: str) -> dict[str, tuple]:

@@ -206,7 +206,8 @@ def steps(p: Plan, name: str, running: bool, new_cookie: bool = False, pending: 
     start = name in p.stopped and not together
     restart = (pending or rebind) and not cookie_start and not start and not away
     deferred = restart and not p.room
-    heal = name in p.heal and not together and not restart and not away
+    # p.heal is empty while anybody is away (heal_after_partition); a restart for another cause clears it too
+    heal = name in p.heal and not together and not restart
     return Steps(
         unstick=name in p.stuck,
         cookie_stop=together,

@@ -82,7 +82,7 @@ def deploy_during_cut(cut: str) -> str:
     """A deploy run while `cut` is cut off: it restarts nothing there and says why."""
     run = drills.deploy()
     out = run.stdout
-    radius = out.split("Blast radius")[1].split("-->")[0] if "Blast radius" in out else ""
+    radius = drills.blast_radius(out)
     log(f"deploy during the cut of {cut}: exit {run.returncode}; blast radius:{radius.rstrip()}")
     rows = [line for line in radius.splitlines() if re.match(rf"\s+\d+\. {cut}:", line)]
     # Galera: "leave mariadb alone, never restart it"; RabbitMQ (operations/rabbitmq_plan.py):
@@ -259,7 +259,7 @@ def test_a_rabbitmq_partition_kept_after_the_heal_is_cleared_by_the_deploy(healt
     kept, _ = drills.wait_for("the report naming node02 to restart", named, 60, 2)
     assert "the deploy does it" in kept, kept
     run = drills.deploy()
-    radius = run.stdout.split("Blast radius")[1].split("-->")[0] if "Blast radius" in run.stdout else ""
+    radius = drills.blast_radius(run.stdout)
     assert run.returncode == 0 and "node02: restart rabbitmq-server: a partition outlived" in radius, \
         drills.run_excerpt(run.stdout)
     assert not re.search(r"node0[13]: restart rabbitmq-server", radius), radius

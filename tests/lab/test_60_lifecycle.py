@@ -59,7 +59,7 @@ def test_a_fourth_controller_joins_then_leaves_without_losing_a_write(healthy):
         run = drills.deploy()
         assert run.returncode == 0, drills.run_excerpt(run.stdout)
         t_add = time.monotonic() - t0
-        radius = run.stdout.split("Blast radius")[1].split("-->")[0]
+        radius = drills.blast_radius(run.stdout)
         # wsrep_cluster_address is read only at start: the longer member list restarts no member
         assert not any(f"{n}: restart mariadb" in radius for n in THREE), radius
         assert backends.install().returncode == 0
@@ -82,7 +82,7 @@ def test_a_fourth_controller_joins_then_leaves_without_losing_a_write(healthy):
         run = drills.deploy(nodes=THREE)
         assert run.returncode == 0, drills.run_excerpt(run.stdout)
         t_remove = time.monotonic() - t0
-        radius = run.stdout.split("Blast radius")[1].split("-->")[0]
+        radius = drills.blast_radius(run.stdout)
         assert not any(f"{n}: restart mariadb" in radius for n in THREE), radius
         assert "forget rabbit@node04 (no longer in the inventory)" in run.stdout
         lab.remove("node04")

@@ -63,7 +63,7 @@ def test_every_node_stopped_cleanly_and_started_again_is_healthy_after_one_deplo
     run = drills.deploy()
     t_deploy = time.monotonic() - t1
     assert run.returncode == 0, drills.run_excerpt(run.stdout)
-    radius = run.stdout.split("Blast radius")[1].split("-->")[0]
+    radius = drills.blast_radius(run.stdout)
     # the waiting servers are stopped by the deploy (recover), or had failed to start and are
     # bootstrapped from the most advanced position directly: either way, no refusal
     assert "recover from a whole-site stop" in radius or "bootstrap Galera from" in radius, radius

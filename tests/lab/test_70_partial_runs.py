@@ -71,7 +71,7 @@ def test_limit_repairs_a_stopped_node_by_joining_never_bootstrapping(healthy):
     run = drills.pyinfra("-y", "inventories/lab.py", "deploy.py", "--limit", "node03")
     assert run.returncode == 0, drills.run_excerpt(run.stdout)
     assert "node03: join the Galera cluster" in run.stdout, run.stdout[-4000:]
-    assert "bootstrap" not in run.stdout.split("Blast radius")[1].split("-->")[0]
+    assert "bootstrap" not in drills.blast_radius(run.stdout)
     drills.wait_for("one Primary component of 3", one_component, timeout=60)
     log("--limit node03: node03 joined the running cluster (one component of 3)")
 
@@ -142,7 +142,7 @@ def test_a_rolling_restart_killed_half_way_converges_on_the_next_run(healthy):
         # the file is written everywhere: only the pending markers say the others must restart
         run = drills.deploy(data={"mariadb_max_connections": want})
         assert run.returncode == 0, drills.run_excerpt(run.stdout)
-        radius = run.stdout.split("Blast radius")[1].split("-->")[0]
+        radius = drills.blast_radius(run.stdout)
         rest = [n for n in NODES if n != first]
         assert all(f"{n}: restart mariadb" in radius for n in rest) and f"{first}: restart mariadb" not in radius, radius
         assert "node01: restart mariadb (config changed; one node at a time, once every member is back), wait until " \
@@ -180,7 +180,7 @@ def test_a_node_failing_its_restart_stops_the_roll(healthy):
         lab.exec_(first, ["sh", "-c", f"rm -f {BREAK} && systemctl daemon-reload"])
     run = drills.deploy(data={"mariadb_max_connections": want})
     assert run.returncode == 0, drills.run_excerpt(run.stdout)
-    radius = run.stdout.split("Blast radius")[1].split("-->")[0]
+    radius = drills.blast_radius(run.stdout)
     assert f"{first}: join the Galera cluster" in radius and all(f"{n}: restart mariadb" in radius for n in rest), radius
     assert {n: max_connections(n) for n in NODES} == {n: want for n in NODES}
     run = drills.deploy()
@@ -206,7 +206,7 @@ def test_a_split_brain_is_named_refused_and_repaired_only_with_the_switch(health
         assert galera("node03")["wsrep_cluster_size"] == "1"  # refused: nothing was touched
         run = drills.pyinfra("-y", "inventories/lab.py", "deploy.py", env={"HA_GALERA_REPAIR": "1"})
         assert run.returncode == 0, drills.run_excerpt(run.stdout)
-        radius = run.stdout.split("Blast radius")[1].split("-->")[0]
+        radius = drills.blast_radius(run.stdout)
         assert "node03: repair node03" in radius and "node03 at " in radius, radius
         drills.wait_for("one Primary component of 3", one_component, timeout=60)
         # node03's own writes went with its minority: the majority's history won

@@ -19,16 +19,12 @@ def running_nodes(node: str) -> set[str]:
     return set(json.loads(out).get("running_nodes", []))
 
 
-def radius(run) -> str:
-    return run.stdout.split("Blast radius")[1].split("-->")[0]
-
-
 def test_every_broker_stopped_starts_together_on_the_next_deploy(healthy):
     for n in ["node02", "node03", "node01"]:  # node01 last: the others wait for its tables
         drills.systemctl(n, "stop", "rabbitmq-server")
     run = drills.deploy()
     assert run.returncode == 0, drills.run_excerpt(run.stdout)
-    steps = radius(run)
+    steps = drills.blast_radius(run.stdout)
     assert all(f"{n}: start rabbitmq-server (every stopped broker together" in steps for n in NODES), steps
     assert running_nodes("node02") == {f"rabbit@{n}" for n in NODES}
     log("every broker stopped: started together by the deploy, cluster of 3 running")

@@ -132,3 +132,25 @@ def test_the_pre_run_bound_from_the_environment(monkeypatch, capsys, raw, ok):
         with pytest.raises(Refused) as refused:
             B._pre_run_timeout()
         assert "HA_PRE_RUN_TIMEOUT" in str(refused.value)
+
+
+def test_rabbitmqs_views_are_read_with_each_controllers_own_address_and_quietly(monkeypatch, caplog, capsys):
+    """members_of_all: every controller's management API at its own address; one that does not
+    answer (a broker not installed yet) is unknown, with no warning."""
+    asked = {}
+
+    def fact_of(h, cls, **kwargs):
+        asked[h.name] = kwargs
+        return {"error": "connection refused"} if h.name == "node03" else {"running_nodes": [h.name], "error": None}
+
+    with opkit.planning(opkit.load_case(DEPLOYED)):
+        site = B.site()
+        monkeypatch.setattr(B, "fact_of", fact_of)
+        got = B.members_of_all()
+        assert asked == {c.name: B.members_args(site, c.name) for c in site.controllers}
+        assert len({a["address"] for a in asked.values()}) == len(site.controllers)
+        assert got == {"node01": {"running_nodes": ["node01"], "error": None},
+                       "node02": {"running_nodes": ["node02"], "error": None}, "node03": None}
+        assert "could not read" not in caplog.text + capsys.readouterr().err
+        B.facts_of_all_controllers(GaleraNode)  # the loud reader warns for the same answer
+        assert "[node03] could not read GaleraNode: connection refused" in caplog.text + capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""lab/health.py's reading of a report (no lab): which controller's newest backup failed."""
+"""lab/health.py's reading of a run and a report (no lab): the blast radius, which controller's newest backup failed."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from lab.health import failed_backup  # noqa: E402
+from lab.health import blast_radius, failed_backup  # noqa: E402
 
 FAILED = "the newest backup 20261207T143019Z-incremental failed (manifest failed (exit 1)); see journalctl -u 'openstack-ha-backup@*'"
 
@@ -54,3 +54,11 @@ def test_a_failed_backup_alone_is_retaken_once_as_a_full(monkeypatch):
 def test_a_failed_backup_beside_another_failure_waits(monkeypatch):
     assert retakes(monkeypatch, failing("node03", "node01: galera: Donor/Desynced")) == []
     assert retakes(monkeypatch, report(node03={"name": "backup", "status": "OK", "detail": ""})) == []
+
+
+def test_the_blast_radius_of_a_runs_output():
+    out = ("--> Preflight: ok\n--> Blast radius, in the order the steps run:\n    1. node02: restart rabbitmq-server\n"
+           "    2. node03: reload haproxy\n--> Starting operation: x\n")
+    assert blast_radius(out) == ", in the order the steps run:\n    1. node02: restart rabbitmq-server\n    2. node03: reload haproxy\n"
+    assert blast_radius("--> Blast radius: no service restarts or reloads\n--> Starting") == ": no service restarts or reloads\n"
+    assert blast_radius("--> Preflight refused: x\n") == ""
