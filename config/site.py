@@ -269,29 +269,29 @@ class InventoryError(ValueError):
     """An inventory file that cannot be read; the message names the file and the cause."""
 
 
-def inventory_shape(inventory) -> tuple[list[tuple[str, dict]], dict]:
+def inventory_shape(inventory, file_groups=None) -> tuple[list[tuple[str, dict]], dict]:
     """The (hosts, group data) of a loaded pyinfra inventory: the same shape load_inventory reads.
 
     pyinfra merges hosts of the same name into one; the inventory file pyinfra was given
-    (raw_names) still lists each, so preflight sees and refuses the duplicate."""
+    still lists each, so preflight sees and refuses the duplicate. `file_groups`:
+    that file as read_inventory_file() read it already (the file is code: read once a run)."""
     hosts = [(h.name, dict(inventory.get_host_data(h.name))) for h in inventory.get_group(GROUP)]
-    names = raw_names(sys.argv)
+    groups = read_inventory_file(sys.argv) if file_groups is None else file_groups
+    names = [name for name, _ in groups[0]] if groups else []
     if names and sorted(set(names)) == sorted(n for n, _ in hosts) and len(names) > len(hosts):
         data = dict(hosts)
         hosts = [(n, data[n]) for n in names]
     return hosts, dict(inventory.get_group_data(GROUP))
 
 
-def inventory_others(inventory) -> dict[str, tuple[list[tuple[str, dict]], dict]]:
+def inventory_others(inventory, file_groups=None) -> dict[str, tuple[list[tuple[str, dict]], dict]]:
     """The groups of a loaded pyinfra inventory besides `controllers`, as load_groups reads
     them: from the inventory file on the pyinfra command line (each group's own host data),
-    else from pyinfra's groups (host data merged). Connector groups (@fake...) are not ours."""
-    path = inventory_path(sys.argv)
-    if path:
-        try:
-            return load_groups(path)[2]
-        except InventoryError:
-            pass
+    else from pyinfra's groups (host data merged). Connector groups (@fake...) are not ours.
+    `file_groups`: as inventory_shape's."""
+    groups = read_inventory_file(sys.argv) if file_groups is None else file_groups
+    if groups:
+        return groups[2]
     names = set(inventory.groups) | {g for g, d in inventory.group_data.items() if d}
     return {
         g: ([(h.name, dict(inventory.get_host_data(h.name))) for h in inventory.groups.get(g, [])],
@@ -300,21 +300,21 @@ def inventory_others(inventory) -> dict[str, tuple[list[tuple[str, dict]], dict]
     }
 
 
+def read_inventory_file(argv: list[str]) -> tuple | None:
+    """load_groups() of the inventory file on a pyinfra command line; () for another program,
+    or an inventory that cannot be read (pyinfra's own groups stand then)."""
+    path = inventory_path(argv)
+    try:
+        return load_groups(path) if path else ()
+    except InventoryError:
+        return ()
+
+
 def inventory_path(argv: list[str]) -> str | None:
     """The inventory file on a pyinfra command line (its first existing .py argument), else None."""
     if not argv or not re.search(r"(^|/)pyinfra(/__main__\.py)?$", argv[0]):
         return None
     return next((a for a in argv[1:] if a.endswith(".py") and Path(a).is_file()), None)
-
-
-def raw_names(argv: list[str]) -> list[str]:
-    """The controller names, duplicates kept, of the inventory on a pyinfra command line (its
-    first existing .py argument); [] for another program, or an inventory that cannot be read."""
-    path = inventory_path(argv)
-    try:
-        return [name for name, _ in load_inventory(path)[0]] if path else []
-    except InventoryError:
-        return []
 
 
 def _where(path, exc: BaseException) -> str:

@@ -20,9 +20,10 @@ from pyinfra_cli.exceptions import CliError
 from config.files import ManagedFile, managed_files
 from config.preflight import check, print_report
 from config.secrets import SecretsError, load_secrets, mask
-from config.site import Site, build_site, inventory_others, inventory_shape
+from config.site import Site, build_site, inventory_others, inventory_shape, read_inventory_file
 from operations import pyinfra_args  # noqa: F401  (pyinfra's per-operation argument list, computed once)
 from operations import pyinfra_order  # noqa: F401  (pyinfra's operation order, from the frames)
+from operations import quick_exit  # noqa: F401  (no collection over the run's objects at exit)
 from operations.runstate import once, run_dict
 
 APT_TIMEOUT = 600  # seconds for one apt-get install; apt has hung forever on lab nodes
@@ -93,10 +94,17 @@ def allow_group(name: str) -> None:
 
 
 @once
+def inventory_file() -> tuple:
+    """The inventory file on pyinfra's command line, read once a run (config.site
+    read_inventory_file: the file is code, and the lab's runs openssl)."""
+    return read_inventory_file(sys.argv)
+
+
+@once
 def _preflight() -> tuple[Site, dict] | Refused:
     """The site and its secrets, or preflight's refusal (kept: every host's deploy raises it)."""
-    hosts, group_data = inventory_shape(inventory)
-    others = {g: v for g, v in inventory_others(inventory).items() if g not in run_dict("allowed groups")}
+    hosts, group_data = inventory_shape(inventory, inventory_file())
+    others = {g: v for g, v in inventory_others(inventory, inventory_file()).items() if g not in run_dict("allowed groups")}
     try:
         secrets = load_secrets(group_data.get("secrets_file"))
     except (SecretsError, TypeError, OSError):

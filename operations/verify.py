@@ -79,6 +79,7 @@ from health.report import FAIL, Report, write_json
 from health.monitoring import lagging_targets, settling
 from health.settle import lagging
 from operations.before import health_parts, read_before_run
+from operations.common import inventory_file
 from operations.runstate import this_run
 from facts.haproxy import HaproxyServers
 from facts.monitoring import AlertmanagerCluster, PrometheusTargets
@@ -99,7 +100,7 @@ class _Run:
 
 def site_from_inventory(inventory) -> Site:
     """The Site of a pyinfra inventory (the controllers group and its data)."""
-    return build_site(*inventory_shape(inventory))
+    return build_site(*inventory_shape(inventory, inventory_file()))
 
 
 def _run_for(state) -> _Run:
