@@ -93,7 +93,7 @@ class GaleraNode(FactBase):
 
     def command(self, recover: bool = True):
         recovery = (
-            "if ! pgrep -x 'mariadbd|mysqld' >/dev/null && "
+            "if [ -z \"$running\" ] && "
             "grep -q '^seqno:[[:space:]]*-1' /var/lib/mysql/grastate.dat 2>/dev/null; then "
             "timeout 120 galera_recovery 2>/dev/null | sed -n 's/^--wsrep_start_position=/recovered_position=/p'; fi; "
         ) if recover else ""
@@ -103,7 +103,8 @@ class GaleraNode(FactBase):
             "systemctl is-active -q mariadb && echo active=yes || echo active=no; "
             f"systemctl is-enabled -q {' '.join(SOCKET_UNITS)} 2>/dev/null && echo sockets=enabled || echo sockets=disabled; "
             # one pgrep for either name (-x: the whole name, the pattern an extended regex)
-            "if pgrep -x 'mariadbd|mysqld' >/dev/null; then echo mysqld=running; "
+            # (the recovery below reads $running: no second pgrep)
+            "running=; if pgrep -x 'mariadbd|mysqld' >/dev/null; then running=yes; echo mysqld=running; "
             f"if out=$(timeout 10 mysql --connect-timeout=5 -N -B -e \"{STATUS_QUERY}\" 2>/dev/null); "
             "then echo query=ok; printf '%s\\n' \"$out\" | tr '\\t' '='; "
             # desynced: by one of its backups (oneshot services: activating while they run)? Asked

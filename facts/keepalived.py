@@ -107,8 +107,9 @@ class KeepalivedState(FactBase):
             "systemctl",
             "a=$(systemctl is-active keepalived); echo \"$a\"; "
             f"if [ \"$a\" = active ] && test -s {pid}; then "
-            f"trap {shlex.quote(DUMP_CLEANUP)} EXIT; {DUMP_CLEANUP}; kill -USR1 $(cat {pid}); "
-            f"for i in $(seq 30); do grep -q '^ *State = ' {DUMP} 2>/dev/null && break; sleep 0.1; done; "
+            # the shell's own read and list (cat and seq were two processes at every run)
+            f"trap {shlex.quote(DUMP_CLEANUP)} EXIT; {DUMP_CLEANUP}; read -r p < {pid}; kill -USR1 \"$p\"; "
+            f"for i in {' '.join(map(str, range(1, 31)))}; do grep -q '^ *State = ' {DUMP} 2>/dev/null && break; sleep 0.1; done; "
             f"{READ_DUMP} {DUMP} 2>/dev/null; "
             f"{DUMP_CLEANUP}; fi; true",
         )

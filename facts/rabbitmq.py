@@ -302,11 +302,13 @@ class RabbitmqTls(FactBase):
 
     def command(self):
         return (
+            # the main process first (the Erlang VM itself on Debian), its children only if it
+            # is not the VM (a pgrep less at every run)
+            "vm() { for p in \"$@\"; do args=$(tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null); case \"$args\" in "
+            "*beam*-proto_dist\\ inet_tls*) r=tls; return ;; *beam*) r=plain; return ;; esac; done; }; "
             "pid=$(systemctl show -p MainPID --value rabbitmq-server 2>/dev/null); "
             "if [ -z \"$pid\" ] || [ \"$pid\" = 0 ]; then echo rabbitmq=stopped; "
-            "else r=unknown; for p in $pid $(pgrep -P \"$pid\" 2>/dev/null); do "
-            "args=$(tr '\\0' ' ' < /proc/$p/cmdline 2>/dev/null); case \"$args\" in "
-            "*beam*-proto_dist\\ inet_tls*) r=tls; break ;; *beam*) r=plain; break ;; esac; done; "
+            "else r=unknown; vm $pid; [ $r = unknown ] && vm $(pgrep -P \"$pid\" 2>/dev/null); "
             "echo rabbitmq=$r; fi; echo end=yes"
         )
 

@@ -246,7 +246,7 @@ def test_keepalived_state_fact_parses_unit_and_vrrp_state():
     assert k.process(["inactive", "", "__rc=0"]) == {"active": "inactive", "vrrp_state": None, **one}
     assert k.process(["__missing=systemctl"])["error"] == "systemctl not installed (command not found)"
     assert k.process([])["error"]
-    assert "kill -USR1 $(cat /run/keepalived.pid)" in k.command()
+    assert "read -r p < /run/keepalived.pid; kill -USR1 \"$p\"" in k.command()
 
 
 # keepalived 2.2's SIGUSR1 dump (vrrp_data.c dump_vrrp), cut to the lines around each state.

@@ -424,26 +424,37 @@ def test_galera_tls_fact(lines, reading):
 def test_rabbitmq_tls_fact_reads_the_vm_command_line(tmp_path):
     """The fact's shell, run here with a fake systemctl whose MainPID is a process of this
     machine started with (or without) `-proto_dist inet_tls` in its command line."""
+    import signal
     import subprocess
     import sys
+    import time
 
     from facts.rabbitmq import RabbitmqTls
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for args, reading in ((["beam.smp", "--", "-proto_dist", "inet_tls", "-ssl_dist_optfile", "x"], "tls"),
-                          (["beam.smp", "--", "-kernel", "inet_dist_use_interface"], "plain"),
-                          (["sh", "-c", "sleep 30"], "unknown")):
-        vm = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", *args])
+    sleeper = f"{sys.executable} -c 'import time; time.sleep(30)'"
+    for command, reading in ((f"exec {sleeper} beam.smp -- -proto_dist inet_tls -ssl_dist_optfile x", "tls"),
+                             (f"exec {sleeper} beam.smp -- -kernel inet_dist_use_interface", "plain"),
+                             (f"exec {sleeper} sh -c 'sleep 30'", "unknown"),
+                             # the VM a child of the main process (a start script that did not exec it)
+                             (f"{sleeper} beam.smp -- -proto_dist inet_tls & wait", "tls"),
+                             (f"{sleeper} beam.smp -- -kernel inet_dist_use_interface & wait", "plain")):
+        vm = subprocess.Popen(["sh", "-c", command], start_new_session=True)
+        for _ in range(100):  # its child, or its exec, is there
+            if "beam" in open(f"/proc/{vm.pid}/cmdline").read() or "wait" not in command and "beam" not in command \
+                    or subprocess.run(["pgrep", "-P", str(vm.pid)], capture_output=True).stdout:
+                break
+            time.sleep(0.05)
         try:
             systemctl = bin_dir / "systemctl"
             systemctl.write_text(f"#!/bin/sh\necho {vm.pid}\n")
             systemctl.chmod(0o755)
             out = subprocess.run(["bash", "-c", RabbitmqTls().command()], capture_output=True, text=True, timeout=30,
                                  env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}).stdout
-            assert RabbitmqTls().process(out.splitlines()) == {"rabbitmq": reading, "error": None}, (args, out)
+            assert RabbitmqTls().process(out.splitlines()) == {"rabbitmq": reading, "error": None}, (command, out)
         finally:
-            vm.kill()
+            os.killpg(vm.pid, signal.SIGKILL)
             vm.wait()
     systemctl.write_text("#!/bin/sh\necho 0\n")
     out = subprocess.run(["bash", "-c", RabbitmqTls().command()], capture_output=True, text=True, timeout=30,
