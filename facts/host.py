@@ -201,21 +201,30 @@ class PeerReach(FactBase):
         return {"reach": {}, "error": "no answer from the host"}
 
     def command(self, addresses, ports, timeout: int = 2):
-        probes = " ".join(
-            f"( r=$(timeout {int(timeout)} bash -c 'exec 3<>/dev/tcp/{a}/{int(p)}' 2>&1) && echo \"R {a} {int(p)} open\" || "
-            f"case \"$r\" in *refused*) echo \"R {a} {int(p)} refused\";; *) echo \"R {a} {int(p)} none\";; esac ) &"
-            for a in addresses for p in ports)
-        return f"{probes} wait; echo end=yes"
+        """Every probe in one bash, all bounded by one `timeout` (it was a timeout and a bash
+        per probe: two processes each, at every run, more with every controller). The probes
+        asked are said first (`A address/port ...`); one still waiting when the timeout ends
+        the group printed nothing, and process() says it "none", as the timeout of one did."""
+        targets = " ".join(f"{a}/{int(p)}" for a in addresses for p in ports)
+        script = (f"for t in {targets}; do ( r=$(exec 2>&1 3<>/dev/tcp/$t) && echo \"R ${{t%/*}} ${{t##*/}} open\" || "
+                  "case \"$r\" in *refused*) echo \"R ${t%/*} ${t##*/} refused\";; *) echo \"R ${t%/*} ${t##*/} none\";; esac ) & "
+                  "done; wait")
+        return f"echo 'A {targets}'; timeout {int(timeout)} bash -c {shlex.quote(script)}; echo end=yes"
 
     def process(self, output):
         reach: dict = {}
+        asked: list[tuple[str, int]] = []
         done = False
         for line in output:
             words = line.split()
             if words[:1] == ["R"] and len(words) == 4 and words[2].isdigit():
                 reach.setdefault(words[1], {})[int(words[2])] = words[3]
+            elif words[:1] == ["A"]:
+                asked = [(t.rpartition("/")[0], int(t.rpartition("/")[2])) for t in words[1:] if t.rpartition("/")[2].isdigit()]
             elif line.strip() == "end=yes":
                 done = True
         if not done:
             return {**self.default(), "error": "peer reach: output cut short (no end marker)"}
+        for address, port in asked:  # no answer before the timeout ended it
+            reach.setdefault(address, {}).setdefault(port, "none")
         return {"reach": reach, "error": None}

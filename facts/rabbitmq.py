@@ -48,9 +48,11 @@ class RabbitmqCluster(FactBase):
         return (
             "command -v rabbitmqctl >/dev/null 2>&1 && echo installed || echo missing; "
             "a=$(systemctl is-active -q rabbitmq-server && echo running || echo stopped); echo \"$a\"; "
-            f"b=$(ss -Hltn '( {ports} )' 2>/dev/null | grep -q . && echo broker); [ -n \"$b\" ] && echo broker; "
+            # the shell's own test and read (grep and hostname were two processes at every run)
+            f"b=; [ -n \"$(ss -Hltn '( {ports} )' 2>/dev/null)\" ] && b=broker; [ -n \"$b\" ] && echo broker; "
             f"{reach}"
-            "cat /var/lib/rabbitmq/mnesia/rabbit@$(hostname -s)/cluster_nodes.config 2>/dev/null; echo; echo __end"
+            "h=; read -r h < /proc/sys/kernel/hostname; "
+            "cat /var/lib/rabbitmq/mnesia/rabbit@${h%%.*}/cluster_nodes.config 2>/dev/null; echo; echo __end"
         )
 
     def process(self, output):

@@ -228,3 +228,28 @@ def test_service_states_without_units_is_the_reloads_line(systemctl):
     env, _ = systemctl
     assert ServiceStates().command(()) == ServiceStates.per_unit_command(())
     assert run(ServiceStates().command(()), env=env) == b"daemon-reload: haproxy \n"
+
+
+# --- PeerReach: every probe in one bash under one timeout ----------------------------------------
+
+
+@pytest.mark.netns
+def test_peer_reach_says_open_refused_and_none_from_one_timeout():
+    """In a network namespace: a port that listens (open), one that does not (refused), and an
+    address on a link nobody answers (its connect waits for ARP beyond the timeout: the group is
+    ended and the probe said none, as the timeout of one probe said it)."""
+    from unitkit import netns, netns_sh
+
+    from facts.host import PeerReach
+
+    command = PeerReach().command(["127.0.0.1", "10.99.0.2"], [4567, 4568], timeout=1)
+    assert command.count("timeout ") == 1 and command.count("bash -c") == 1
+    listener = "import socket, time; s = socket.socket(); s.bind(('127.0.0.1', 4567)); s.listen(); time.sleep(30)"
+    with netns("kat-reach") as ns:
+        run = netns_sh(ns, f"ip link set lo up; ip addr add 10.99.0.1/24 dev kat-reach; "
+                           f"python3 -c {shlex.quote(listener)} & l=$!; sleep 0.5; "
+                           f"{command}; kill $l")
+    got = PeerReach().process(run.stdout.splitlines())
+    assert got == {"reach": {"127.0.0.1": {4567: "open", 4568: "refused"}, "10.99.0.2": {4567: "none", 4568: "none"}},
+                   "error": None}, run.stdout + run.stderr
+    assert "R 10.99.0.2" not in run.stdout  # ended by the timeout, not answered
