@@ -209,3 +209,24 @@ def test_a_flushed_table_fails_the_row_though_its_sets_remain():
     row = firewall_rows(site, {"firewall": flushed})
     assert row[0].status == FAIL and "flushed" in row[0].detail
     assert rule_count(nft_of(site)) == expected_rules(site) == capture("firewall", "loaded")["rules"]
+
+
+@pytest.mark.netns
+def test_the_fact_reads_the_kernels_table_or_its_absence():
+    """FirewallState's command with the real nft in a network namespace (its own ruleset):
+    no table, then the rendered one loaded; and an nft that fails otherwise is an error."""
+    import shlex
+
+    from unitkit import netns, netns_sh
+
+    site = site_with()
+    with netns("kat-fw") as ns:
+        absent = netns_sh(ns, FirewallState().command())
+        assert FirewallState().process(absent.stdout.splitlines()) == \
+            {"loaded": False, "controllers": [], "rules": None, "error": None}, absent.stdout
+        loaded = netns_sh(ns, f"printf '%s' {shlex.quote(nft_of(site))} | nft -f - && {FirewallState().command()}")
+        got = FirewallState().process(loaded.stdout.splitlines())
+        assert got["loaded"] is True and got["error"] is None, loaded.stdout + loaded.stderr
+        assert set(c.address for c in site.controllers) <= set(got["controllers"]) and got["rules"] == rule_count(nft_of(site))
+    failed = FirewallState().process(["Error: Operation not permitted", "", "__rc=1"])
+    assert failed["error"] == "nft list: exit status 1: Error: Operation not permitted"
