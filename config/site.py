@@ -300,7 +300,7 @@ def inventory_others(inventory, file_groups=None) -> dict[str, tuple[list[tuple[
     }
 
 
-def read_inventory_file(argv: list[str]) -> tuple | None:
+def read_inventory_file(argv: list[str]) -> tuple:
     """load_groups() of the inventory file on a pyinfra command line; () for another program,
     or an inventory that cannot be read (pyinfra's own groups stand then)."""
     path = inventory_path(argv)
