@@ -116,17 +116,16 @@ class ServiceStates(FactBase):
         not found: they were two systemctl each, ~10 ms of CPU, at every run.)"""
         if not units:
             return self.per_unit_command(units)
-        fast = "|".join(ENABLED_STATES)
+        # LoadState:UnitFileState settled by `show`: a loaded unit enabled some way, a missing one
+        fast = "|".join([*(f"loaded:{state}" for state in ENABLED_STATES), "not-found:"])
         fallback = " ".join(f"{u}) {{ {self._per_unit(u)}; }} </dev/null;;" for u in dict.fromkeys(units))
         body = (
             f"for u in {' '.join(units)}; do i=; a=; e=; s=; "
             "while IFS= read -r l && [ -n \"$l\" ]; do case $l in Id=*) i=${l#Id=};; ActiveState=*) a=${l#*=};; "
             "UnitFileState=*) e=${l#*=};; LoadState=*) s=${l#*=};; esac; done; "
             "case $u in *.*) n=$u;; *) n=$u.service;; esac; "
-            f"if [ \"$i\" = \"$n\" ] && [ -n \"$a\" ] && [ \"$s\" = loaded ] && case $e in {fast}) true;; *) false;; esac; "
-            f"then p=; [ -e {PENDING_DIR}/$u ] && p=pending; echo \"$u $a $e $p\"; "
-            f"elif [ \"$i\" = \"$n\" ] && [ -n \"$a\" ] && [ \"$s\" = not-found ]; "
-            f"then p=; [ -e {PENDING_DIR}/$u ] && p=pending; echo \"$u $a not-found $p\"; "
+            f"if [ \"$i\" = \"$n\" ] && [ -n \"$a\" ] && case $s:$e in {fast}) true;; *) false;; esac; "
+            f"then p=; [ -e {PENDING_DIR}/$u ] && p=pending; echo \"$u $a ${{e:-not-found}} $p\"; "
             f"else case $u in {fallback} esac; fi; done"
         )
         return (f"systemctl show -p Id,ActiveState,UnitFileState,LoadState -- {' '.join(units)} 2>/dev/null | "

@@ -107,18 +107,13 @@ def ensure_node_pem(name: str, address: str) -> str:
 
 
 def names_vips(pem: str) -> bool:
-    """Whether the certificate of a PEM bundle names every address of vip_addresses(). Read
-    in this process by cryptography (paramiko's own dependency): the inventory runs this at
-    every load, several times a run, and an openssl process was ~20 ms each time."""
-    from cryptography import x509
+    """Whether the certificate of a PEM bundle names every address of vip_addresses(), as
+    preflight reads it (config.tls.local_names: in this process for a bundle that passes its
+    checks; the inventory runs this at every load). Imported here, as lab/sitemodel.py imports
+    config: the lab package itself runs without the project beside it (`python -m lab`)."""
+    from config.tls import local_names
 
-    try:
-        cert = x509.load_pem_x509_certificate(pem.encode())
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (ValueError, x509.ExtensionNotFound):
-        return False
-    named = {str(address) for address in san.get_values_for_type(x509.IPAddress)}
-    return set(vip_addresses()) <= named
+    return set(vip_addresses()) <= set(local_names(pem)[1])
 
 
 def read_secrets(path: Path, remedy: str) -> dict:

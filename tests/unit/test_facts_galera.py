@@ -4,32 +4,30 @@ stopped mid-transaction, and that pgrep runs once (the recovery reads its answer
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 
 import pytest
 
 from facts.galera import GaleraNode
+from unitkit import stand_ins
 
 SH = shutil.which("dash") or "sh"
 GRASTATE = "/var/lib/mysql/grastate.dat"
 
 
-def tool(bin_dir, name: str, body: str) -> None:
-    (bin_dir / name).write_text(f"#!/bin/sh\necho {name} >> \"$LOG\"\n{body}\n")
-    (bin_dir / name).chmod(0o755)
+TOOLS = {  # each logs its run
+    "mysqld": "exit 0",
+    "systemctl": "exit 0",
+    "pgrep": "[ -n \"$RUNNING\" ]",
+    "mysql": "printf 'wsrep_cluster_status\\tPrimary\\nwsrep_local_state_comment\\tSynced\\n'",
+    "galera_recovery": "echo --wsrep_start_position=u:5",
+}
 
 
 @pytest.fixture
 def node(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    tool(bin_dir, "mysqld", "exit 0")
-    tool(bin_dir, "systemctl", "exit 0")
-    tool(bin_dir, "pgrep", "[ -n \"$RUNNING\" ]")
-    tool(bin_dir, "mysql", "printf 'wsrep_cluster_status\\tPrimary\\nwsrep_local_state_comment\\tSynced\\n'")
-    tool(bin_dir, "galera_recovery", "echo --wsrep_start_position=u:5")
+    tools = {name: f"echo {name} >> \"$LOG\"\n{body}" for name, body in TOOLS.items()}
 
     def run(running: bool, seqno: str, recover: bool = True) -> tuple[dict, list[str]]:
         grastate = tmp_path / "grastate.dat"
@@ -37,7 +35,7 @@ def node(tmp_path):
         log = tmp_path / "log"
         log.write_text("")
         command = GaleraNode().command(recover=recover).replace(GRASTATE, str(grastate))
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LOG": str(log), "RUNNING": "1" if running else ""}
+        env = stand_ins(tmp_path / "bin", tools, LOG=str(log), RUNNING="1" if running else "")
         out = subprocess.run([SH, "-c", command], capture_output=True, text=True, env=env, timeout=60).stdout
         return GaleraNode().process(out.splitlines()), log.read_text().split()
     return run

@@ -4,7 +4,6 @@ nodes read from this host's own mnesia directory (rabbit@ its short host name)."
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import subprocess
@@ -12,6 +11,7 @@ import subprocess
 import pytest
 
 from facts.rabbitmq import RabbitmqCluster
+from unitkit import stand_ins
 
 SH = shutil.which("dash") or "sh"
 MNESIA = "/var/lib/rabbitmq/mnesia"
@@ -19,12 +19,8 @@ MNESIA = "/var/lib/rabbitmq/mnesia"
 
 @pytest.fixture
 def node(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, body in (("rabbitmqctl", "exit 0"), ("systemctl", "exit 0"),
-                       ("ss", "[ -n \"$LISTENING\" ] && echo 'LISTEN 0 128 0.0.0.0:5672 0.0.0.0:*'; exit 0")):
-        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
-        (bin_dir / name).chmod(0o755)
+    tools = {"rabbitmqctl": "exit 0", "systemctl": "exit 0",
+             "ss": "[ -n \"$LISTENING\" ] && echo 'LISTEN 0 128 0.0.0.0:5672 0.0.0.0:*'; exit 0"}
     short = socket.gethostname().split(".")[0]
     (tmp_path / "mnesia" / f"rabbit@{short}").mkdir(parents=True)
     (tmp_path / "mnesia" / f"rabbit@{short}" / "cluster_nodes.config").write_text(
@@ -32,7 +28,7 @@ def node(tmp_path):
 
     def run(listening: bool) -> dict:
         command = RabbitmqCluster().command(port=5672).replace(MNESIA, str(tmp_path / "mnesia"))
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "LISTENING": "1" if listening else ""}
+        env = stand_ins(tmp_path / "bin", tools, LISTENING="1" if listening else "")
         out = subprocess.run([SH, "-c", command], capture_output=True, text=True, env=env, timeout=60).stdout
         return RabbitmqCluster().process(out.splitlines())
     return run

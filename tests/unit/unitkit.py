@@ -429,3 +429,16 @@ def serve_once(answer: bytes, connections: int = 4) -> int:
                 conn.sendall(answer)
     threading.Thread(target=run, daemon=True).start()
     return srv.getsockname()[1]
+
+
+# --- stand-ins for a node's tools (a fact's command run here, by dash) ------------------------
+
+
+def stand_ins(bin_dir: Path, tools: dict[str, str], **env: str) -> dict[str, str]:
+    """Each of `tools` ({name: sh body}) as an executable script in `bin_dir`; returns an
+    environment whose PATH finds them first, with `env` added."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name, body in tools.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", **env}
